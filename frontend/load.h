@@ -1,0 +1,30 @@
+#pragma once
+/// Loads a model from a file: graph IR text (`.ir`) or a model description (`.stag`).
+
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "ir/diag.h"
+#include "ir/graph.h"
+
+namespace stag {
+
+/// Options a model file's compilation takes from the command line.
+struct LoadOptions {
+  /// Binds the batch dimension of a `.stag` model's inputs (its own default when unset).
+  std::optional<int64_t> batch;
+};
+
+/// Files larger than this are refused before they are read: no model description or IR
+/// text we produce comes near it, and it keeps bad input from costing memory.
+inline constexpr size_t kMaxSourceBytes = size_t{1} << 30;
+
+/// Reads a whole file. On failure returns nullopt with the reason in `error`.
+std::optional<std::string> read_source(const std::string& path, std::string& error);
+
+/// Parses and verifies the file. User errors go to `diags` and give nullptr.
+std::unique_ptr<Graph> load_model(const std::string& path, const std::string& text,
+                                  const LoadOptions& options, Diagnostics& diags);
+
+}  // namespace stag

@@ -1,0 +1,91 @@
+#include "ir/graph.h"
+
+#include <cassert>
+
+namespace stag {
+
+const Attr& Node::attr(std::string_view name) const {
+  int idx = info().attr_index(name);
+  assert(idx >= 0 && "no such attribute on this op");
+  return attrs.at(static_cast<size_t>(idx));
+}
+
+Node* Graph::append(Op op, std::vector<Value*> operands, std::vector<Attr> attrs,
+                    const std::vector<Type>& result_types,
+                    const std::vector<std::string>& result_names, Loc loc) {
+  assert(result_types.size() == result_names.size());
+  auto node = std::make_unique<Node>();
+  node->op = op;
+  node->operands = std::move(operands);
+  node->attrs = std::move(attrs);
+  node->loc = std::move(loc);
+  for (size_t i = 0; i < result_types.size(); ++i) {
+    auto v = std::make_unique<Value>();
+    v->name = result_names[i];
+    v->type = result_types[i];
+    v->def = node.get();
+    v->result_index = static_cast<int>(i);
+    assert(!by_name_.count(v->name) && "value name already used");
+    by_name_[v->name] = v.get();
+    node->results.push_back(std::move(v));
+  }
+  nodes.push_back(std::move(node));
+  return nodes.back().get();
+}
+
+Value* Graph::find(std::string_view name) const {
+  auto it = by_name_.find(std::string(name));
+  return it == by_name_.end() ? nullptr : it->second;
+}
+
+std::string Graph::fresh_name() {
+  for (;;) {
+    std::string n = std::to_string(next_id_++);
+    if (!by_name_.count(n)) return n;
+  }
+}
+
+std::vector<std::string> Graph::value_names() const {
+  std::vector<std::string> names;
+  for (const auto& [n, v] : by_name_) names.push_back(n);
+  return names;
+}
+
+const Attr* Graph::attr(std::string_view key) const {
+  for (const auto& [k, v] : attrs)
+    if (k == key) return &v;
+  return nullptr;
+}
+
+void Graph::set_attr(const std::string& key, Attr value) {
+  for (auto& [k, v] : attrs)
+    if (k == key) {
+      v = std::move(value);
+      return;
+    }
+  attrs.emplace_back(key, std::move(value));
+}
+
+std::unique_ptr<Graph> Graph::clone() const {
+  auto g = std::make_unique<Graph>(name);
+  g->attrs = attrs;
+  g->next_id_ = next_id_;
+  std::unordered_map<const Value*, Value*> map;
+  for (const auto& n : nodes) {
+    std::vector<Value*> ops;
+    for (Value* v : n->operands) ops.push_back(map.at(v));
+    std::vector<Type> types;
+    std::vector<std::string> names;
+    for (const auto& r : n->results) {
+      types.push_back(r->type);
+      names.push_back(r->name);
+    }
+    Node* copy = g->append(n->op, std::move(ops), n->attrs, types, names, n->loc);
+    for (size_t i = 0; i < n->results.size(); ++i) map[n->result(i)] = copy->result(i);
+  }
+  for (const auto& o : outputs) g->outputs.push_back({o.name, map.at(o.value), o.loc});
+  for (const auto& u : updates) g->updates.push_back({map.at(u.target), map.at(u.value), u.loc});
+  return g;
+}
+
+}  // namespace stag

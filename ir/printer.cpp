@@ -1,0 +1,43 @@
+#include "ir/printer.h"
+
+#include <fmt/format.h>
+
+namespace stag {
+
+static std::string print_loc(const Loc& loc) {
+  if (!loc.known()) return {};
+  return fmt::format(" loc({}:{}:{})", to_string(Attr(loc.file)), loc.line, loc.col);
+}
+
+std::string print(const Node& n) {
+  const OpInfo& info = n.info();
+  std::string out;
+  for (size_t i = 0; i < n.results.size(); ++i)
+    out += fmt::format("{}%{}: {}", i ? ", " : "", n.result(i)->name, to_string(n.result(i)->type));
+  out += fmt::format(" = {}(", info.name);
+  bool first = true;
+  for (const Value* v : n.operands) {
+    out += fmt::format("{}%{}", first ? "" : ", ", v->name);
+    first = false;
+  }
+  for (size_t i = 0; i < info.attrs.size() && i < n.attrs.size(); ++i) {
+    const AttrSpec& spec = info.attrs[i];
+    if (spec.default_value && *spec.default_value == n.attrs[i]) continue;
+    out += fmt::format("{}{}={}", first ? "" : ", ", spec.name, to_string(n.attrs[i]));
+    first = false;
+  }
+  return out + ")" + print_loc(n.loc);
+}
+
+std::string print(const Graph& g) {
+  std::string out = fmt::format("graph {} {{\n", g.name);
+  for (const auto& [key, value] : g.attrs) out += fmt::format("  attr {} = {}\n", key, to_string(value));
+  for (const auto& n : g.nodes) out += "  " + print(*n) + "\n";
+  for (const auto& o : g.outputs)
+    out += fmt::format("  output {} = %{}{}\n", o.name, o.value->name, print_loc(o.loc));
+  for (const auto& u : g.updates)
+    out += fmt::format("  update %{} = %{}{}\n", u.target->name, u.value->name, print_loc(u.loc));
+  return out + "}\n";
+}
+
+}  // namespace stag
