@@ -9,6 +9,7 @@
 
 #include "compiler/jit/host.h"
 #include "frontend/load.h"
+#include "ir/ops.h"
 #include "ir/printer.h"
 
 namespace {
@@ -72,6 +73,24 @@ int run_ir(const IrArgs& args) {
   return kExitOk;
 }
 
+// The op table as users see it: operands, and attributes with their kinds and defaults.
+int run_ops() {
+  for (const auto& info : stag::all_ops()) {
+    std::string operands = info.min_operands == info.max_operands ? std::to_string(info.min_operands)
+                           : info.max_operands < 0 ? fmt::format("{}+", info.min_operands)
+                                                   : fmt::format("{}-{}", info.min_operands, info.max_operands);
+    std::vector<std::string> attrs;
+    for (const auto& a : info.attrs) {
+      std::string kind(stag::kind_name(a.kind));
+      if (!a.choices.empty()) kind = fmt::format("{}", fmt::join(a.choices, "|"));
+      attrs.push_back(a.default_value ? fmt::format("{}: {} = {}", a.name, kind, stag::to_string(*a.default_value))
+                                      : fmt::format("{}: {} (required)", a.name, kind));
+    }
+    fmt::print("{:<18} operands {:<4} {}\n", info.name, operands, fmt::join(attrs, ", "));
+  }
+  return kExitOk;
+}
+
 int run(int argc, char** argv) {
   CLI::App app{"stag: a static-graph deep-learning compiler.\n"
                "Models are .stag descriptions or graph IR text (.ir).",
@@ -85,6 +104,8 @@ int run(int argc, char** argv) {
   ir_cmd->add_option("-o,--output", ir.out, "Write the IR here instead of stdout");
   ir_cmd->add_option("--batch", ir.batch, "Bind the batch dimension of a .stag model")
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 30));
+
+  auto* ops_cmd = app.add_subcommand("ops", "List the op table: every op, its operands and attributes");
 
   try {
     app.parse(argc, argv);
@@ -101,6 +122,7 @@ int run(int argc, char** argv) {
     return kExitUsage;
   }
   if (ir_cmd->parsed()) return run_ir(ir);
+  if (ops_cmd->parsed()) return run_ops();
   return kExitUsage;
 }
 
