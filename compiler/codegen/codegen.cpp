@@ -1,0 +1,302 @@
+// Emits LLVM IR for the kernel IR. Variables live in allocas (SROA/mem2reg promote them);
+// each statement's expression DAG is emitted once per node.
+
+#include "compiler/codegen/codegen.h"
+
+#include <llvm/IR/IRBuilder.h>
+#include <llvm/IR/Intrinsics.h>
+#include <llvm/IR/LLVMContext.h>
+#include <llvm/IR/Module.h>
+#include <llvm/IR/Verifier.h>
+#include <llvm/Support/raw_ostream.h>
+
+#include <fmt/format.h>
+
+#include <stdexcept>
+#include <unordered_map>
+
+namespace stag {
+
+using namespace kir;
+
+std::string entry_symbol(const Program& p, const std::string& function) {
+  std::string s = "stag_" + p.name + "_" + function;
+  for (char& c : s)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_') c = '_';
+  return s;
+}
+
+namespace {
+
+class Codegen {
+ public:
+  Codegen(const Program& p, llvm::LLVMContext& ctx)
+      : p_(p), ctx_(ctx), m_(std::make_unique<llvm::Module>(p.name, ctx)), b_(ctx) {}
+
+  std::unique_ptr<llvm::Module> run() {
+    ptr_ = llvm::PointerType::get(ctx_, 0);
+    i64_ = b_.getInt64Ty();
+    auto* body_ty = llvm::FunctionType::get(b_.getVoidTy(), {ptr_, i64_, i64_}, false);
+    parallel_for_ = m_->getOrInsertFunction("stag_parallel_for",
+                                            llvm::FunctionType::get(b_.getVoidTy(), {i64_, i64_, i64_, ptr_, ptr_}, false));
+    check_failed_ = m_->getOrInsertFunction("stag_check_failed", llvm::FunctionType::get(b_.getVoidTy(), {i64_, i64_}, false));
+    for (size_t i = 0; i < p_.buffers.size(); ++i)
+      if (p_.buffers[i].kind == BufKind::Const) const_globals_[static_cast<int>(i)] = constant_global(p_.buffers[i]);
+    for (size_t f = 0; f < p_.functions.size(); ++f) {
+      std::vector<llvm::Function*> kernels;
+      for (const auto& k : p_.functions[f].kernels) kernels.push_back(kernel(k, body_ty, static_cast<int>(f)));
+      entry(static_cast<int>(f), kernels);
+    }
+    std::string err;
+    llvm::raw_string_ostream os(err);
+    if (llvm::verifyModule(*m_, &os)) throw std::logic_error("codegen produced invalid LLVM IR: " + os.str());
+    return std::move(m_);
+  }
+
+ private:
+  llvm::Type* scalar_type(DType t) {
+    switch (t) {
+      case DType::f32: return b_.getFloatTy();
+      case DType::f64: return b_.getDoubleTy();
+      case DType::i32: return b_.getInt32Ty();
+      case DType::i64: return b_.getInt64Ty();
+      case DType::b8: return b_.getInt1Ty();
+    }
+    return nullptr;
+  }
+  // Booleans are one byte in memory.
+  llvm::Type* memory_type(DType t) { return t == DType::b8 ? b_.getInt8Ty() : scalar_type(t); }
+
+  llvm::GlobalVariable* constant_global(const Buffer& buf) {
+    std::vector<llvm::Constant*> elems;
+    llvm::Type* et = memory_type(buf.type.dtype);
+    for (double v : buf.data) {
+      if (is_float(buf.type.dtype)) elems.push_back(llvm::ConstantFP::get(et, v));
+      else elems.push_back(llvm::ConstantInt::get(et, static_cast<uint64_t>(static_cast<int64_t>(v)), true));
+    }
+    auto* at = llvm::ArrayType::get(et, elems.size());
+    auto* g = new llvm::GlobalVariable(*m_, at, true, llvm::GlobalValue::PrivateLinkage,
+                                       llvm::ConstantArray::get(at, elems), "const." + buf.name);
+    g->setAlignment(llvm::Align(64));
+    return g;
+  }
+
+  // ---------------------------------------------------------------- kernels
+
+  llvm::Function* kernel(const Kernel& k, llvm::FunctionType* ty, int fn) {
+    auto* f = llvm::Function::Create(ty, llvm::GlobalValue::InternalLinkage,
+                                     entry_symbol(p_, p_.functions[fn].name) + "." + k.name, m_.get());
+    f->addFnAttr(llvm::Attribute::NoUnwind);
+    k_ = &k;
+    auto* entry_bb = llvm::BasicBlock::Create(ctx_, "entry", f);
+    b_.SetInsertPoint(entry_bb);
+    llvm::Value* bufs = f->getArg(0);
+    // Buffer pointers, loaded once. The runtime never passes overlapping buffers.
+    buf_ptrs_.clear();
+    for (size_t i = 0; i < p_.buffers.size(); ++i) {
+      const Buffer& buf = p_.buffers[i];
+      if (buf.kind != BufKind::Param && buf.kind != BufKind::Const && buf.function != fn) continue;
+      llvm::Value* slot = b_.CreateConstInBoundsGEP1_64(ptr_, bufs, i);
+      buf_ptrs_[static_cast<int>(i)] = b_.CreateLoad(ptr_, slot, buf.name);
+    }
+    vars_.clear();
+    for (const auto& v : k.vars) vars_.push_back(b_.CreateAlloca(scalar_type(v.type), nullptr, v.name));
+    // for p in [lo, hi): body
+    emit_loop(0, f->getArg(1), f->getArg(2), k.body);
+    b_.CreateRetVoid();
+    return f;
+  }
+
+  void emit_loop(int var, llvm::Value* begin, llvm::Value* end, const std::vector<Stmt>& body) {
+    llvm::Function* f = b_.GetInsertBlock()->getParent();
+    auto* header = llvm::BasicBlock::Create(ctx_, "loop", f);
+    auto* body_bb = llvm::BasicBlock::Create(ctx_, "body", f);
+    auto* exit = llvm::BasicBlock::Create(ctx_, "exit", f);
+    b_.CreateStore(begin, vars_[var]);
+    b_.CreateBr(header);
+    b_.SetInsertPoint(header);
+    llvm::Value* i = b_.CreateLoad(i64_, vars_[var]);
+    b_.CreateCondBr(b_.CreateICmpSLT(i, end), body_bb, exit);
+    b_.SetInsertPoint(body_bb);
+    for (const auto& s : body) stmt(s);
+    llvm::Value* next = b_.CreateAdd(b_.CreateLoad(i64_, vars_[var]), b_.getInt64(1), "", true, true);
+    b_.CreateStore(next, vars_[var]);
+    b_.CreateBr(header);
+    b_.SetInsertPoint(exit);
+  }
+
+  void stmt(const Stmt& s) {
+    memo_.clear();
+    switch (s.kind) {
+      case SK::For: emit_loop(s.var, b_.getInt64(s.begin), b_.getInt64(s.end), s.body); break;
+      case SK::Store: {
+        DType t = p_.buffers[s.buffer].type.dtype;
+        llvm::Value* v = expr(s.value);
+        if (t == DType::b8) v = b_.CreateZExt(v, b_.getInt8Ty());
+        b_.CreateStore(v, element(s.buffer, expr(s.index)));
+        break;
+      }
+      case SK::Assign: b_.CreateStore(expr(s.value), vars_[s.var]); break;
+      case SK::Check: {
+        llvm::Function* f = b_.GetInsertBlock()->getParent();
+        auto* fail = llvm::BasicBlock::Create(ctx_, "check.fail", f);
+        auto* ok = llvm::BasicBlock::Create(ctx_, "check.ok", f);
+        llvm::Value* cond = expr(s.index);
+        llvm::Value* value = expr(s.value);
+        b_.CreateCondBr(cond, ok, fail);
+        b_.SetInsertPoint(fail);
+        b_.CreateCall(check_failed_, {b_.getInt64(s.code), value});
+        b_.CreateBr(ok);
+        b_.SetInsertPoint(ok);
+        break;
+      }
+    }
+  }
+
+  llvm::Value* element(int buffer, llvm::Value* index) {
+    DType t = p_.buffers[buffer].type.dtype;
+    llvm::Value* base = buf_ptrs_.at(buffer);
+    return b_.CreateInBoundsGEP(memory_type(t), base, index);
+  }
+
+  llvm::Value* expr(const E& e) {
+    auto it = memo_.find(e.get());
+    if (it != memo_.end()) return it->second;
+    llvm::Value* v = expr_uncached(*e);
+    memo_[e.get()] = v;
+    return v;
+  }
+
+  llvm::Value* intrinsic(llvm::Intrinsic::ID id, llvm::Value* x) {
+    return b_.CreateIntrinsic(id, {x->getType()}, {x});
+  }
+
+  llvm::Value* libm(const char* f32_name, const char* f64_name, llvm::Value* x) {
+    bool is_f32 = x->getType()->isFloatTy();
+    auto callee = m_->getOrInsertFunction(is_f32 ? f32_name : f64_name,
+                                          llvm::FunctionType::get(x->getType(), {x->getType()}, false));
+    auto* call = b_.CreateCall(callee, {x});
+    call->setDoesNotThrow();
+    call->setOnlyAccessesInaccessibleMemory();
+    return call;
+  }
+
+  llvm::Value* expr_uncached(const Expr& e) {
+    switch (e.kind) {
+      case EK::Int: return b_.getInt64(static_cast<uint64_t>(e.i));
+      case EK::Float: return llvm::ConstantFP::get(scalar_type(e.type), e.f);
+      case EK::Var: return b_.CreateLoad(scalar_type(e.type), vars_[e.var]);
+      case EK::Load: {
+        DType t = p_.buffers[e.buffer].type.dtype;
+        llvm::Value* v = b_.CreateLoad(memory_type(t), element(e.buffer, expr(e.args[0])));
+        return t == DType::b8 ? b_.CreateICmpNE(v, b_.getInt8(0)) : v;
+      }
+      case EK::Unary: return unary(static_cast<Un>(e.op), expr(e.args[0]), e.args[0]->type);
+      case EK::Binary: return binary(static_cast<Bin>(e.op), expr(e.args[0]), expr(e.args[1]), e.args[0]->type);
+      case EK::Select: return b_.CreateSelect(expr(e.args[0]), expr(e.args[1]), expr(e.args[2]));
+      case EK::Cast: return cast(expr(e.args[0]), e.args[0]->type, e.type);
+    }
+    throw std::logic_error("bad expression kind");
+  }
+
+  llvm::Value* unary(Un op, llvm::Value* x, DType t) {
+    bool fp = is_float(t);
+    switch (op) {
+      case Un::neg: return fp ? b_.CreateFNeg(x) : b_.CreateNeg(x);
+      case Un::abs: return fp ? intrinsic(llvm::Intrinsic::fabs, x) : b_.CreateBinaryIntrinsic(llvm::Intrinsic::abs, x, b_.getFalse());
+      case Un::exp: return intrinsic(llvm::Intrinsic::exp, x);
+      case Un::log: return intrinsic(llvm::Intrinsic::log, x);
+      case Un::sqrt: return intrinsic(llvm::Intrinsic::sqrt, x);
+      case Un::floor: return intrinsic(llvm::Intrinsic::floor, x);
+      case Un::cos: return intrinsic(llvm::Intrinsic::cos, x);
+      case Un::tanh: return libm("tanhf", "tanh", x);
+      case Un::erf: return libm("erff", "erf", x);
+      case Un::not_: return b_.CreateNot(x);
+    }
+    throw std::logic_error("bad unary op");
+  }
+
+  llvm::Value* binary(Bin op, llvm::Value* a, llvm::Value* b, DType t) {
+    bool fp = is_float(t);
+    switch (op) {
+      case Bin::add: return fp ? b_.CreateFAdd(a, b) : b_.CreateAdd(a, b);
+      case Bin::sub: return fp ? b_.CreateFSub(a, b) : b_.CreateSub(a, b);
+      case Bin::mul: return fp ? b_.CreateFMul(a, b) : b_.CreateMul(a, b);
+      case Bin::div: return fp ? b_.CreateFDiv(a, b) : b_.CreateSDiv(a, b);
+      case Bin::rem: return fp ? b_.CreateFRem(a, b) : b_.CreateSRem(a, b);
+      case Bin::min: return fp ? b_.CreateSelect(b_.CreateFCmpOLT(a, b), a, b) : b_.CreateBinaryIntrinsic(llvm::Intrinsic::smin, a, b);
+      case Bin::max: return fp ? b_.CreateSelect(b_.CreateFCmpOGT(a, b), a, b) : b_.CreateBinaryIntrinsic(llvm::Intrinsic::smax, a, b);
+      case Bin::pow: return b_.CreateBinaryIntrinsic(llvm::Intrinsic::pow, a, b);
+      case Bin::lt: return fp ? b_.CreateFCmpOLT(a, b) : b_.CreateICmpSLT(a, b);
+      case Bin::le: return fp ? b_.CreateFCmpOLE(a, b) : b_.CreateICmpSLE(a, b);
+      case Bin::gt: return fp ? b_.CreateFCmpOGT(a, b) : b_.CreateICmpSGT(a, b);
+      case Bin::ge: return fp ? b_.CreateFCmpOGE(a, b) : b_.CreateICmpSGE(a, b);
+      case Bin::eq: return fp ? b_.CreateFCmpOEQ(a, b) : b_.CreateICmpEQ(a, b);
+      case Bin::ne: return fp ? b_.CreateFCmpUNE(a, b) : b_.CreateICmpNE(a, b);
+      case Bin::and_: return b_.CreateAnd(a, b);
+      case Bin::or_: return b_.CreateOr(a, b);
+      case Bin::xor_: return b_.CreateXor(a, b);
+      case Bin::shl: return b_.CreateShl(a, b);
+      case Bin::lshr: return b_.CreateLShr(a, b);
+    }
+    throw std::logic_error("bad binary op");
+  }
+
+  llvm::Value* cast(llvm::Value* x, DType from, DType to) {
+    llvm::Type* target = scalar_type(to);
+    if (from == DType::b8) return is_float(to) ? b_.CreateUIToFP(x, target) : b_.CreateZExt(x, target);
+    if (is_float(from) && is_float(to)) return b_.CreateFPCast(x, target);
+    if (is_float(from)) return b_.CreateFPToSI(x, target);
+    if (is_float(to)) return b_.CreateSIToFP(x, target);
+    return b_.CreateSExtOrTrunc(x, target);
+  }
+
+  // ---------------------------------------------------------------- entry functions
+
+  void entry(int fn, const std::vector<llvm::Function*>& kernels) {
+    auto* ty = llvm::FunctionType::get(b_.getVoidTy(), {ptr_, ptr_, ptr_, ptr_}, false);
+    auto* f = llvm::Function::Create(ty, llvm::GlobalValue::ExternalLinkage, entry_symbol(p_, p_.functions[fn].name), m_.get());
+    b_.SetInsertPoint(llvm::BasicBlock::Create(ctx_, "entry", f));
+    auto* at = llvm::ArrayType::get(ptr_, p_.buffers.size());
+    llvm::Value* bufs = b_.CreateAlloca(at, nullptr, "bufs");
+    for (size_t i = 0; i < p_.buffers.size(); ++i) {
+      const Buffer& buf = p_.buffers[i];
+      llvm::Value* value = nullptr;
+      auto arg = [&](int a) { return b_.CreateLoad(ptr_, b_.CreateConstInBoundsGEP1_64(ptr_, f->getArg(a), buf.index)); };
+      if (buf.kind == BufKind::Param) value = arg(0);
+      else if (buf.kind == BufKind::Const) value = const_globals_.at(static_cast<int>(i));
+      else if (buf.function != fn) value = llvm::ConstantPointerNull::get(ptr_);
+      else if (buf.kind == BufKind::Input) value = arg(1);
+      else if (buf.kind == BufKind::Output) value = arg(2);
+      else value = b_.CreateConstInBoundsGEP1_64(b_.getInt8Ty(), f->getArg(3), buf.offset);
+      b_.CreateStore(value, b_.CreateConstInBoundsGEP2_64(at, bufs, 0, i));
+    }
+    const auto& ks = p_.functions[fn].kernels;
+    for (size_t i = 0; i < ks.size(); ++i) {
+      if (ks[i].parallel)
+        b_.CreateCall(parallel_for_, {b_.getInt64(0), b_.getInt64(ks[i].extent), b_.getInt64(ks[i].grain), kernels[i], bufs});
+      else
+        b_.CreateCall(kernels[i], {bufs, b_.getInt64(0), b_.getInt64(ks[i].extent)});
+    }
+    b_.CreateRetVoid();
+  }
+
+  const Program& p_;
+  llvm::LLVMContext& ctx_;
+  std::unique_ptr<llvm::Module> m_;
+  llvm::IRBuilder<> b_;
+  llvm::PointerType* ptr_ = nullptr;
+  llvm::IntegerType* i64_ = nullptr;
+  llvm::FunctionCallee parallel_for_, check_failed_;
+  std::unordered_map<int, llvm::GlobalVariable*> const_globals_;
+  std::unordered_map<int, llvm::Value*> buf_ptrs_;
+  std::vector<llvm::AllocaInst*> vars_;
+  std::unordered_map<const Expr*, llvm::Value*> memo_;
+  const Kernel* k_ = nullptr;
+};
+
+}  // namespace
+
+std::unique_ptr<llvm::Module> codegen(const Program& p, llvm::LLVMContext& ctx) { return Codegen(p, ctx).run(); }
+
+}  // namespace stag

@@ -1,0 +1,26 @@
+#pragma once
+/// Kernel IR to LLVM IR: one LLVM function per kernel, and one entry function per program
+/// function with the C signature
+///   void stag_<model>_<function>(void** params, void** inputs, void** outputs, void* workspace)
+/// Generated code calls two runtime functions: stag_parallel_for (runtime/thread_pool.h) for
+/// parallel kernels and stag_check_failed(code, value) when a data check fails.
+
+#include <memory>
+#include <string>
+
+#include "compiler/lower/kernel_ir.h"
+
+namespace llvm {
+class LLVMContext;
+class Module;
+}  // namespace llvm
+
+namespace stag {
+
+/// The C symbol of a program function: `stag_<model>_<function>`, with characters that are
+/// not letters, digits or `_` replaced by `_`.
+std::string entry_symbol(const kir::Program& p, const std::string& function);
+
+std::unique_ptr<llvm::Module> codegen(const kir::Program& p, llvm::LLVMContext& ctx);
+
+}  // namespace stag

@@ -1,0 +1,32 @@
+#include "compiler/codegen/manifest.h"
+
+#include <fmt/format.h>
+
+#include <nlohmann/json.hpp>
+
+namespace stag {
+
+std::string manifest_json(const kir::Program& p) {
+  using nlohmann::json;
+  auto spec = [](const kir::Buffer& b) {
+    json j = {{"name", b.name}, {"dtype", std::string(dtype_name(b.type.dtype))}, {"shape", b.type.dims}};
+    if (b.kind == kir::BufKind::Param) j["trainable"] = b.trainable;
+    return j;
+  };
+  json params = json::array(), functions = json::array();
+  for (const auto* b : p.of_kind(kir::BufKind::Param)) params.push_back(spec(*b));
+  for (size_t f = 0; f < p.functions.size(); ++f) {
+    json inputs = json::array(), outputs = json::array();
+    for (const auto& b : p.buffers) {
+      if (b.function != static_cast<int>(f)) continue;
+      if (b.kind == kir::BufKind::Input) inputs.push_back(spec(b));
+      if (b.kind == kir::BufKind::Output) outputs.push_back(spec(b));
+    }
+    functions.push_back({{"name", p.functions[f].name}, {"inputs", inputs}, {"outputs", outputs}});
+  }
+  json j = {{"model", p.name}, {"params", params}, {"functions", functions},
+            {"workspace_bytes", p.workspace_bytes}, {"checks", p.checks}};
+  return j.dump();
+}
+
+}  // namespace stag

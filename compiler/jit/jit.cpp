@@ -1,0 +1,202 @@
+// The LLVM back end: the host target machine, the O3 pipeline, ORC LLJIT and object emission.
+
+#include "compiler/jit/jit.h"
+
+#include <llvm/ExecutionEngine/Orc/ExecutionUtils.h>
+#include <llvm/ExecutionEngine/Orc/LLJIT.h>
+#include <llvm/ExecutionEngine/Orc/ThreadSafeModule.h>
+#include <llvm/IR/LegacyPassManager.h>
+#include <llvm/IR/Module.h>
+#include <llvm/MC/TargetRegistry.h>
+#include <llvm/Passes/PassBuilder.h>
+#include <llvm/Support/FileSystem.h>
+#include <llvm/Support/TargetSelect.h>
+#include <llvm/Support/raw_ostream.h>
+#include <llvm/Target/TargetMachine.h>
+#include <llvm/TargetParser/Host.h>
+
+#include <chrono>
+#include <mutex>
+#include <stdexcept>
+
+#include "compiler/codegen/codegen.h"
+
+namespace stag {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double ms_since(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
+
+void init_llvm() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    llvm::InitializeNativeTarget();
+    llvm::InitializeNativeTargetAsmPrinter();
+  });
+}
+
+std::string host_features() {
+  llvm::SubtargetFeatures features;
+  for (const auto& f : llvm::sys::getHostCPUFeatures()) features.AddFeature(f.first(), f.second);
+  return features.getString();
+}
+
+// Position-independent, small code model: objects link into PIE executables, and the JIT
+// uses the same settings.
+std::unique_ptr<llvm::TargetMachine> host_machine() {
+  init_llvm();
+  std::string triple = llvm::sys::getProcessTriple(), error;
+  const llvm::Target* target = llvm::TargetRegistry::lookupTarget(triple, error);
+  if (!target) throw std::runtime_error("LLVM has no target for " + triple + ": " + error);
+  llvm::TargetOptions options;
+  std::unique_ptr<llvm::TargetMachine> tm(target->createTargetMachine(
+      triple, llvm::sys::getHostCPUName(), host_features(), options, llvm::Reloc::PIC_, std::nullopt,
+      llvm::CodeGenOptLevel::Aggressive));
+  if (!tm) throw std::runtime_error("cannot create a target machine for " + triple);
+  return tm;
+}
+
+void optimize(llvm::Module& m, llvm::TargetMachine& tm) {
+  m.setTargetTriple(tm.getTargetTriple().str());
+  m.setDataLayout(tm.createDataLayout());
+  for (auto& f : m) {
+    if (f.isDeclaration()) continue;
+    f.addFnAttr("target-cpu", tm.getTargetCPU());
+    f.addFnAttr("target-features", tm.getTargetFeatureString());
+  }
+  llvm::LoopAnalysisManager lam;
+  llvm::FunctionAnalysisManager fam;
+  llvm::CGSCCAnalysisManager cgam;
+  llvm::ModuleAnalysisManager mam;
+  llvm::PipelineTuningOptions tuning;
+  tuning.LoopVectorization = true;
+  tuning.SLPVectorization = true;
+  llvm::PassBuilder pb(&tm, tuning);  // without the machine nothing vectorizes
+  pb.registerModuleAnalyses(mam);
+  pb.registerCGSCCAnalyses(cgam);
+  pb.registerFunctionAnalyses(fam);
+  pb.registerLoopAnalyses(lam);
+  pb.crossRegisterProxies(lam, fam, cgam, mam);
+  pb.buildPerModuleDefaultPipeline(llvm::OptimizationLevel::O3).run(m, mam);
+}
+
+template <typename T>
+T check(llvm::Expected<T> v, const char* what) {
+  if (!v) throw std::runtime_error(std::string(what) + ": " + llvm::toString(v.takeError()));
+  return std::move(*v);
+}
+
+void check(llvm::Error e, const char* what) {
+  if (e) throw std::runtime_error(std::string(what) + ": " + llvm::toString(std::move(e)));
+}
+
+}  // namespace
+
+struct JitProgram::Impl {
+  std::unique_ptr<llvm::orc::LLJIT> jit;
+  const kir::Program* program = nullptr;
+  std::string name;
+  std::vector<std::string> functions;
+  std::vector<Entry> entries;
+};
+
+JitProgram::JitProgram() : impl_(std::make_unique<Impl>()) {}
+JitProgram::~JitProgram() = default;
+
+std::unique_ptr<JitProgram> JitProgram::compile(const kir::Program& p, const JitOptions& options) {
+  std::unique_ptr<JitProgram> out(new JitProgram());
+  auto t0 = Clock::now();
+  auto ctx = std::make_unique<llvm::LLVMContext>();
+  auto module = codegen(p, *ctx);
+  out->times_.codegen_ms = ms_since(t0);
+
+  auto t1 = Clock::now();
+  auto tm = host_machine();
+  if (options.opt_level > 0) optimize(*module, *tm);
+  else {
+    module->setTargetTriple(tm->getTargetTriple().str());
+    module->setDataLayout(tm->createDataLayout());
+  }
+  out->times_.optimize_ms = ms_since(t1);
+
+  auto t2 = Clock::now();
+  auto jtmb = check(llvm::orc::JITTargetMachineBuilder::detectHost(), "detecting the host");
+  jtmb.setCPU(llvm::sys::getHostCPUName().str());
+  jtmb.setRelocationModel(llvm::Reloc::PIC_);
+  jtmb.setCodeGenOptLevel(llvm::CodeGenOptLevel::Aggressive);
+  jtmb.addFeatures(llvm::SubtargetFeatures(host_features()).getFeatures());
+  auto jit = check(llvm::orc::LLJITBuilder().setJITTargetMachineBuilder(std::move(jtmb)).create(), "creating the JIT");
+  auto& dylib = jit->getMainJITDylib();
+  // The runtime's entry points by address, then libm and libc from the process.
+  llvm::orc::SymbolMap symbols;
+  for (const auto& [name, address] : options.symbols)
+    symbols[jit->mangleAndIntern(name)] = {llvm::orc::ExecutorAddr::fromPtr(address), llvm::JITSymbolFlags::Exported};
+  check(dylib.define(llvm::orc::absoluteSymbols(std::move(symbols))), "defining runtime symbols");
+  dylib.addGenerator(check(llvm::orc::DynamicLibrarySearchGenerator::GetForCurrentProcess(
+                               jit->getDataLayout().getGlobalPrefix()),
+                           "searching the process"));
+  check(jit->addIRModule(llvm::orc::ThreadSafeModule(std::move(module), std::move(ctx))), "adding the module");
+  for (const auto& f : p.functions) {
+    auto addr = check(jit->lookup(entry_symbol(p, f.name)), "linking");
+    out->impl_->functions.push_back(f.name);
+    out->impl_->entries.push_back(addr.toPtr<Entry>());
+  }
+  out->times_.machine_ms = ms_since(t2);
+  out->impl_->jit = std::move(jit);
+  return out;
+}
+
+JitProgram::Entry JitProgram::entry(const std::string& function) const {
+  for (size_t i = 0; i < impl_->functions.size(); ++i)
+    if (impl_->functions[i] == function) return impl_->entries[i];
+  return nullptr;
+}
+
+std::string llvm_ir_text(const kir::Program& p, bool optimized) {
+  llvm::LLVMContext ctx;
+  auto module = codegen(p, ctx);
+  if (optimized) {
+    auto tm = host_machine();
+    optimize(*module, *tm);
+  }
+  std::string text;
+  llvm::raw_string_ostream os(text);
+  module->print(os, nullptr);
+  return os.str();
+}
+
+static void emit(const kir::Program& p, llvm::raw_pwrite_stream& os, llvm::CodeGenFileType type, CompileTimes& times) {
+  auto t0 = Clock::now();
+  llvm::LLVMContext ctx;
+  auto module = codegen(p, ctx);
+  times.codegen_ms = ms_since(t0);
+  auto t1 = Clock::now();
+  auto tm = host_machine();
+  optimize(*module, *tm);
+  times.optimize_ms = ms_since(t1);
+  auto t2 = Clock::now();
+  llvm::legacy::PassManager pm;
+  if (tm->addPassesToEmitFile(pm, os, nullptr, type)) throw std::runtime_error("the target cannot emit this file type");
+  pm.run(*module);
+  times.machine_ms = ms_since(t2);
+}
+
+std::string assembly_text(const kir::Program& p) {
+  llvm::SmallString<0> buffer;
+  llvm::raw_svector_ostream os(buffer);
+  CompileTimes times;
+  emit(p, os, llvm::CodeGenFileType::AssemblyFile, times);
+  return std::string(buffer.str());
+}
+
+CompileTimes emit_object(const kir::Program& p, const std::string& path) {
+  std::error_code ec;
+  llvm::raw_fd_ostream os(path, ec, llvm::sys::fs::OF_None);
+  if (ec) throw std::runtime_error("cannot write " + path + ": " + ec.message());
+  CompileTimes times;
+  emit(p, os, llvm::CodeGenFileType::ObjectFile, times);
+  return times;
+}
+
+}  // namespace stag

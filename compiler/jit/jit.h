@@ -1,0 +1,54 @@
+#pragma once
+/// Compiles kernel programs to native code for the host CPU: in process with ORC LLJIT, or to
+/// an object file for linking ahead of time. Also renders the LLVM IR and assembly stages.
+
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "compiler/lower/kernel_ir.h"
+
+namespace stag {
+
+struct CompileTimes {
+  double codegen_ms = 0;   ///< kernel IR to LLVM IR
+  double optimize_ms = 0;  ///< LLVM's O3 pipeline
+  double machine_ms = 0;   ///< instruction selection and linking (JIT) or object emission
+  double total_ms() const { return codegen_ms + optimize_ms + machine_ms; }
+};
+
+struct JitOptions {
+  /// Runtime functions the generated code calls, by C name (stag_parallel_for,
+  /// stag_check_failed). Everything else (libm) resolves from the process.
+  std::vector<std::pair<std::string, void*>> symbols;
+  int opt_level = 3;
+};
+
+/// A program compiled in process. Entry points stay valid while this object lives.
+class JitProgram {
+ public:
+  /// Throws std::runtime_error when LLVM fails (an internal error, never a user error).
+  static std::unique_ptr<JitProgram> compile(const kir::Program& p, const JitOptions& options);
+  ~JitProgram();
+
+  using Entry = void (*)(void** params, void** inputs, void** outputs, void* workspace);
+  /// The entry point of a program function ("init", "forward", ...).
+  Entry entry(const std::string& function) const;
+  const CompileTimes& times() const { return times_; }
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  CompileTimes times_;
+  JitProgram();
+};
+
+/// The program's LLVM IR, before or after the O3 pipeline for the host.
+std::string llvm_ir_text(const kir::Program& p, bool optimized);
+/// The host assembly of the optimized program.
+std::string assembly_text(const kir::Program& p);
+/// Writes a relocatable, position-independent object file for the host. Returns the times.
+CompileTimes emit_object(const kir::Program& p, const std::string& path);
+
+}  // namespace stag

@@ -1,0 +1,182 @@
+#include "compiler/lower/kernel_ir.h"
+
+#include <fmt/format.h>
+
+#include <cassert>
+
+#include "ir/attr.h"
+
+namespace stag::kir {
+
+std::string_view name(Un op) {
+  static constexpr std::string_view n[] = {"neg", "abs", "exp", "log", "sqrt", "tanh", "erf", "floor", "cos", "not"};
+  return n[static_cast<int>(op)];
+}
+
+std::string_view name(Bin op) {
+  static constexpr std::string_view n[] = {"+",   "-",   "*",  "/",  "%",  "min", "max", "pow", "<",   "<=",
+                                           ">",   ">=",  "==", "!=", "&&", "||",  "^",   "<<",  ">>"};
+  return n[static_cast<int>(op)];
+}
+
+namespace {
+E make(Expr e) { return std::make_shared<const Expr>(std::move(e)); }
+bool is_int_const(const E& e, int64_t v) { return e->kind == EK::Int && e->i == v; }
+}  // namespace
+
+E int_(int64_t v) { return make({.kind = EK::Int, .type = DType::i64, .i = v}); }
+E float_(double v, DType t) { return make({.kind = EK::Float, .type = t, .f = v}); }
+E var(int index, DType t) { return make({.kind = EK::Var, .type = t, .var = index}); }
+E load(int buffer, DType t, E index) { return make({.kind = EK::Load, .type = t, .buffer = buffer, .args = {std::move(index)}}); }
+
+E un(Un op, E x) {
+  DType t = op == Un::not_ ? DType::b8 : x->type;
+  return make({.kind = EK::Unary, .type = t, .op = static_cast<uint8_t>(op), .args = {std::move(x)}});
+}
+
+E bin(Bin op, E a, E b) {
+  assert(a->type == b->type && "binary operands must share a type");
+  // Fold integer index arithmetic: constants, +0, *1, *0.
+  if (a->kind == EK::Int && b->kind == EK::Int) {
+    int64_t x = a->i, y = b->i;
+    switch (op) {
+      case Bin::add: return int_(x + y);
+      case Bin::sub: return int_(x - y);
+      case Bin::mul: return int_(x * y);
+      case Bin::div: if (y != 0) return int_(x / y); break;
+      case Bin::rem: if (y != 0) return int_(x % y); break;
+      default: break;
+    }
+  }
+  if (a->type == DType::i64) {
+    if (op == Bin::add && is_int_const(a, 0)) return b;
+    if ((op == Bin::add || op == Bin::sub) && is_int_const(b, 0)) return a;
+    if (op == Bin::mul && is_int_const(a, 1)) return b;
+    if ((op == Bin::mul || op == Bin::div) && is_int_const(b, 1)) return a;
+    if (op == Bin::mul && (is_int_const(a, 0) || is_int_const(b, 0))) return int_(0);
+    if (op == Bin::rem && is_int_const(b, 1)) return int_(0);
+  }
+  bool compare = op >= Bin::lt && op <= Bin::ne;
+  DType t = compare ? DType::b8 : a->type;
+  return make({.kind = EK::Binary, .type = t, .op = static_cast<uint8_t>(op), .args = {std::move(a), std::move(b)}});
+}
+
+E select(E c, E a, E b) {
+  DType t = a->type;
+  return make({.kind = EK::Select, .type = t, .args = {std::move(c), std::move(a), std::move(b)}});
+}
+
+E cast(E x, DType to) {
+  if (x->type == to) return x;
+  if (x->kind == EK::Int && to == DType::i64) return x;
+  return make({.kind = EK::Cast, .type = to, .args = {std::move(x)}});
+}
+
+E add(E a, E b) { return bin(Bin::add, std::move(a), std::move(b)); }
+E mul(E a, E b) { return bin(Bin::mul, std::move(a), std::move(b)); }
+
+Stmt for_(int v, int64_t begin, int64_t end, std::vector<Stmt> body) {
+  return {.kind = SK::For, .var = v, .begin = begin, .end = end, .body = std::move(body)};
+}
+Stmt store(int buffer, E index, E value) {
+  return {.kind = SK::Store, .buffer = buffer, .index = std::move(index), .value = std::move(value)};
+}
+Stmt assign(int v, E value) { return {.kind = SK::Assign, .var = v, .value = std::move(value)}; }
+Stmt check(E condition, E value, int code) {
+  return {.kind = SK::Check, .index = std::move(condition), .value = std::move(value), .code = code};
+}
+
+int Program::add_buffer(Buffer b) {
+  buffers.push_back(std::move(b));
+  return static_cast<int>(buffers.size()) - 1;
+}
+
+std::vector<const Buffer*> Program::of_kind(BufKind k) const {
+  std::vector<const Buffer*> out;
+  for (const auto& b : buffers)
+    if (b.kind == k) out.push_back(&b);
+  return out;
+}
+
+// ---------------------------------------------------------------- text form
+
+namespace {
+
+std::string_view kind_name(BufKind k) {
+  static constexpr std::string_view n[] = {"param", "input", "output", "temp", "const"};
+  return n[static_cast<int>(k)];
+}
+
+struct Printer {
+  const Program& p;
+  const Kernel& k;
+
+  std::string expr(const E& e) const {
+    switch (e->kind) {
+      case EK::Int: return std::to_string(e->i);
+      case EK::Float: return format_float(e->f);
+      case EK::Var: return k.vars[e->var].name;
+      case EK::Load: return fmt::format("%{}[{}]", p.buffers[e->buffer].name, expr(e->args[0]));
+      case EK::Unary: return fmt::format("{}({})", name(static_cast<Un>(e->op)), expr(e->args[0]));
+      case EK::Binary: {
+        auto op = static_cast<Bin>(e->op);
+        if (op == Bin::min || op == Bin::max || op == Bin::pow)
+          return fmt::format("{}({}, {})", name(op), expr(e->args[0]), expr(e->args[1]));
+        return fmt::format("({} {} {})", expr(e->args[0]), name(op), expr(e->args[1]));
+      }
+      case EK::Select: return fmt::format("select({}, {}, {})", expr(e->args[0]), expr(e->args[1]), expr(e->args[2]));
+      case EK::Cast: return fmt::format("{}({})", dtype_name(e->type), expr(e->args[0]));
+    }
+    return "?";
+  }
+
+  void stmt(const Stmt& s, int depth, std::string& out) const {
+    std::string pad(static_cast<size_t>(depth) * 2, ' ');
+    switch (s.kind) {
+      case SK::For:
+        out += fmt::format("{}for {} in {}..{} {{\n", pad, k.vars[s.var].name, s.begin, s.end);
+        for (const auto& b : s.body) stmt(b, depth + 1, out);
+        out += pad + "}\n";
+        break;
+      case SK::Store:
+        out += fmt::format("{}%{}[{}] = {}\n", pad, p.buffers[s.buffer].name, expr(s.index), expr(s.value));
+        break;
+      case SK::Assign:
+        out += fmt::format("{}{}: {} = {}\n", pad, k.vars[s.var].name, dtype_name(k.vars[s.var].type), expr(s.value));
+        break;
+      case SK::Check:
+        out += fmt::format("{}check {} else fail {}({})\n", pad, expr(s.index), s.code, expr(s.value));
+        break;
+    }
+  }
+};
+
+}  // namespace
+
+std::string print(const Program& p, const Kernel& k) {
+  Printer pr{p, k};
+  std::string out = fmt::format("  kernel {} {}{}..{}{} {{  # {}\n", k.name, k.parallel ? "parallel " : "",
+                                k.vars.empty() ? "p" : k.vars[0].name, k.extent,
+                                k.parallel ? fmt::format(" grain {}", k.grain) : "", k.origin);
+  for (const auto& s : k.body) pr.stmt(s, 2, out);
+  return out + "  }\n";
+}
+
+std::string print(const Program& p) {
+  std::string out = fmt::format("program {} {{\n", p.name);
+  for (const auto& b : p.buffers) {
+    out += fmt::format("  {} %{}: {}", kind_name(b.kind), b.name, to_string(b.type));
+    if (b.kind == BufKind::Temp) out += fmt::format(" at {}", b.offset);
+    else if (b.kind != BufKind::Const) out += fmt::format(" #{}", b.index);
+    out += "\n";
+  }
+  out += fmt::format("  workspace {} bytes\n", p.workspace_bytes);
+  for (const auto& f : p.functions) {
+    out += fmt::format("  func {} {{\n", f.name);
+    for (const auto& k : f.kernels) out += print(p, k);
+    out += "  }\n";
+  }
+  return out + "}\n";
+}
+
+}  // namespace stag::kir

@@ -1,0 +1,128 @@
+#pragma once
+/// The kernel IR: a graph lowered to loop nests over flat buffers, with explicit index
+/// arithmetic, scalar expressions and accumulators. Codegen turns it into LLVM IR.
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ir/types.h"
+
+namespace stag::kir {
+
+/// Scalar operations. Integer ops are 64-bit and wrap; shifts are logical (for the
+/// counter-based generator); compares give bool.
+enum class Un : uint8_t { neg, abs, exp, log, sqrt, tanh, erf, floor, cos, not_ };
+enum class Bin : uint8_t { add, sub, mul, div, rem, min, max, pow, lt, le, gt, ge, eq, ne, and_, or_, xor_, shl, lshr };
+
+std::string_view name(Un op);
+std::string_view name(Bin op);
+
+struct Expr;
+using E = std::shared_ptr<const Expr>;
+
+enum class EK : uint8_t { Int, Float, Var, Load, Unary, Binary, Select, Cast };
+
+/// A scalar expression. Trees may share subexpressions (a DAG); codegen emits each shared
+/// node once per statement.
+struct Expr {
+  EK kind;
+  DType type;
+  int64_t i = 0;     ///< Int
+  double f = 0;      ///< Float
+  int var = -1;      ///< Var: index into Kernel::vars
+  int buffer = -1;   ///< Load: index into Program::buffers
+  uint8_t op = 0;    ///< Un or Bin
+  std::vector<E> args;  ///< Load: [index]; Unary: [x]; Binary: [a, b]; Select: [c, a, b]; Cast: [x]
+};
+
+// Expression constructors; they fold constant integer arithmetic so that index expressions
+// stay readable (`i0 * 512 + i1`, not `i0 * 512 * 1 + 0 + i1`).
+E int_(int64_t v);
+E float_(double v, DType t);
+E var(int index, DType t);
+E load(int buffer, DType t, E index);
+E un(Un op, E x);
+E bin(Bin op, E a, E b);
+E select(E c, E a, E b);
+E cast(E x, DType to);
+E add(E a, E b);
+E mul(E a, E b);
+
+enum class SK : uint8_t { For, Store, Assign, Check };
+
+/// A statement: a counted loop, a store to a buffer, an assignment to a scalar variable, or a
+/// data check (an index in range) that reports failure `code` with `value` to the runtime.
+struct Stmt {
+  SK kind;
+  int var = -1;          ///< For: the induction variable; Assign: the variable
+  int64_t begin = 0, end = 0;  ///< For: [begin, end)
+  std::vector<Stmt> body;      ///< For
+  int buffer = -1;             ///< Store
+  E index, value;              ///< Store: buffer[index] = value; Assign: var = value; Check: index = condition, value = reported
+  int code = 0;                ///< Check
+};
+
+Stmt for_(int var, int64_t begin, int64_t end, std::vector<Stmt> body);
+Stmt store(int buffer, E index, E value);
+Stmt assign(int var, E value);
+Stmt check(E condition, E value, int code);
+
+struct Var {
+  std::string name;
+  DType type;
+};
+
+/// One kernel: `for p in [lo, hi): body`, where p is variable 0 and the runtime may split
+/// [0, extent) across threads (grain: the smallest chunk worth a thread).
+struct Kernel {
+  std::string name;
+  std::string origin;  ///< the graph node it came from, for the text form and the profiler
+  std::vector<Var> vars;
+  int64_t extent = 1;
+  int64_t grain = 1;
+  bool parallel = false;
+  std::vector<Stmt> body;
+};
+
+enum class BufKind : uint8_t { Param, Input, Output, Temp, Const };
+
+/// A flat buffer. Params are shared by every function; inputs, outputs and temps belong to
+/// one function. Params, inputs and outputs are passed in by the runtime (by index within
+/// their kind); temps live in the workspace at `offset`; constants are baked into the code.
+struct Buffer {
+  std::string name;
+  Type type;
+  BufKind kind;
+  int function = -1;  ///< owning function for inputs, outputs and temps
+  int index = 0;
+  int64_t offset = 0;
+  bool trainable = false;    ///< Param
+  std::vector<double> data;  ///< Const
+  int64_t numel() const { return *checked_numel(type.dims); }
+  int64_t bytes() const { return numel() * dtype_size(type.dtype); }
+};
+
+/// A compiled function: kernels run in order.
+struct Function {
+  std::string name;
+  std::vector<Kernel> kernels;
+};
+
+struct Program {
+  std::string name;
+  std::vector<Buffer> buffers;
+  std::vector<Function> functions;  ///< e.g. "init", "forward"
+  int64_t workspace_bytes = 0;      ///< the largest of the functions' workspaces
+  std::vector<std::string> checks;  ///< message of each check code; "{}" takes the value
+
+  int add_buffer(Buffer b);
+  std::vector<const Buffer*> of_kind(BufKind k) const;
+};
+
+/// The text form: buffers with their kinds and types, then every kernel as loops.
+std::string print(const Program& p);
+std::string print(const Program& p, const Kernel& k);
+
+}  // namespace stag::kir

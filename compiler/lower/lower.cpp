@@ -1,0 +1,909 @@
+// Lowering: every graph node becomes kernels over flat row-major buffers. These are the
+// straightforward loop nests; fusion and the fast GEMM/convolution kernels replace them in
+// later passes.
+
+#include "compiler/lower/lower.h"
+
+#include <fmt/format.h>
+
+#include <cmath>
+#include <limits>
+#include <numeric>
+#include <stdexcept>
+#include <unordered_map>
+
+#include "compiler/lower/builder.h"
+
+namespace stag {
+
+using namespace kir;
+
+namespace {
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+int64_t numel(const Type& t) { return *checked_numel(t.dims); }
+int64_t norm_axis(int64_t axis, size_t rank) { return axis < 0 ? axis + static_cast<int64_t>(rank) : axis; }
+
+E fconst(double v, DType t) { return float_(v, t); }
+E f_add(E a, E b) { return bin(Bin::add, std::move(a), std::move(b)); }
+E f_sub(E a, E b) { return bin(Bin::sub, std::move(a), std::move(b)); }
+E f_mul(E a, E b) { return bin(Bin::mul, std::move(a), std::move(b)); }
+E f_div(E a, E b) { return bin(Bin::div, std::move(a), std::move(b)); }
+E gt(E a, E b) { return bin(Bin::gt, std::move(a), std::move(b)); }
+E lt(E a, E b) { return bin(Bin::lt, std::move(a), std::move(b)); }
+E ge(E a, E b) { return bin(Bin::ge, std::move(a), std::move(b)); }
+E and_(E a, E b) { return bin(Bin::and_, std::move(a), std::move(b)); }
+E zero_of(DType t) { return is_float(t) ? fconst(0, t) : cast(int_(0), t); }
+E const_of(double v, DType t) { return is_float(t) ? fconst(v, t) : cast(int_(static_cast<int64_t>(v)), t); }
+
+// Max that lets a NaN through, as PyTorch's max does.
+E nan_max(E a, E b) {
+  if (!is_float(a->type)) return bin(Bin::max, a, b);
+  return select(bin(Bin::ne, b, b), b, select(gt(b, a), b, a));
+}
+
+// The scalar formula of an elementwise op.
+E scalar(const Node& n, const std::vector<E>& x, DType out) {
+  DType t = x[0]->type;
+  auto c = [&](double v) { return const_of(v, t); };
+  switch (n.op) {
+    case Op::neg: return un(Un::neg, x[0]);
+    case Op::abs: return un(Un::abs, x[0]);
+    case Op::exp: return un(Un::exp, x[0]);
+    case Op::log: return un(Un::log, x[0]);
+    case Op::sqrt: return un(Un::sqrt, x[0]);
+    case Op::rsqrt: return f_div(c(1), un(Un::sqrt, x[0]));
+    case Op::square: return f_mul(x[0], x[0]);
+    case Op::tanh: return un(Un::tanh, x[0]);
+    case Op::sigmoid: return f_div(c(1), f_add(c(1), un(Un::exp, un(Un::neg, x[0]))));
+    case Op::relu: return select(gt(x[0], c(0)), x[0], c(0));
+    case Op::leaky_relu: return select(gt(x[0], c(0)), x[0], f_mul(c(n.f("alpha")), x[0]));
+    case Op::gelu:
+      if (n.s("approximate") == "tanh") {
+        E inner = f_mul(c(std::sqrt(2 / M_PI)), f_add(x[0], f_mul(c(0.044715), f_mul(x[0], f_mul(x[0], x[0])))));
+        return f_mul(f_mul(c(0.5), x[0]), f_add(c(1), un(Un::tanh, inner)));
+      }
+      return f_mul(f_mul(c(0.5), x[0]), f_add(c(1), un(Un::erf, f_mul(x[0], c(M_SQRT1_2)))));
+    case Op::sign: return select(gt(x[0], c(0)), c(1), select(lt(x[0], c(0)), c(-1), c(0)));
+    case Op::cast:
+      if (out == DType::b8) return bin(Bin::ne, x[0], c(0));
+      if (is_int(out) && is_float(t)) return cast(x[0], out);  // rounds toward zero
+      return cast(x[0], out);
+    case Op::add: return f_add(x[0], x[1]);
+    case Op::sub: return f_sub(x[0], x[1]);
+    case Op::mul: return f_mul(x[0], x[1]);
+    case Op::div: return f_div(x[0], x[1]);
+    case Op::pow: return bin(Bin::pow, x[0], x[1]);
+    case Op::maximum: return is_float(t) ? select(bin(Bin::ne, x[0], x[0]), x[0], nan_max(x[0], x[1])) : bin(Bin::max, x[0], x[1]);
+    case Op::minimum:
+      return is_float(t) ? select(bin(Bin::ne, x[0], x[0]), x[0], select(bin(Bin::ne, x[1], x[1]), x[1], bin(Bin::min, x[0], x[1])))
+                         : bin(Bin::min, x[0], x[1]);
+    case Op::gt: return gt(x[0], x[1]);
+    case Op::ge: return ge(x[0], x[1]);
+    case Op::lt: return lt(x[0], x[1]);
+    case Op::le: return bin(Bin::le, x[0], x[1]);
+    case Op::eq: return bin(Bin::eq, x[0], x[1]);
+    case Op::select: return select(x[0], x[1], x[2]);
+    case Op::broadcast_to: return x[0];
+    default: break;
+  }
+  throw std::logic_error(fmt::format("no scalar formula for {}", n.info().name));
+}
+
+class Lowerer {
+ public:
+  explicit Lowerer(const Graph& g) : g_(g) { prog_.name = g.name; }
+
+  Program run() {
+    for (const auto& n : g_.nodes)
+      if (n->op == Op::parameter) param_buffer(*n);
+    lower_init();
+    lower_forward();
+    return std::move(prog_);
+  }
+
+ private:
+  // ---------------------------------------------------------------- buffers
+
+  void param_buffer(const Node& n) {
+    Buffer b{n.result()->name, n.result()->type, BufKind::Param};
+    b.index = params_++;
+    b.trainable = n.b("trainable");
+    buf_[n.result()] = prog_.add_buffer(std::move(b));
+  }
+
+  int new_buffer(const std::string& name, const Type& t, BufKind kind) {
+    Buffer b{name, t, kind};
+    b.function = fn_;
+    if (kind == BufKind::Input) b.index = inputs_++;
+    if (kind == BufKind::Output) b.index = outputs_++;
+    if (kind == BufKind::Temp) {
+      b.offset = workspace_;
+      workspace_ += (b.bytes() + 63) / 64 * 64;  // 64-byte aligned, for vector loads
+    }
+    return prog_.add_buffer(std::move(b));
+  }
+
+  const Buffer& B(int id) const { return prog_.buffers[id]; }
+  int in(const Value* v) const { return buf_.at(v); }
+
+  E ld(int id, E index) { return load(id, B(id).type.dtype, std::move(index)); }
+
+  void begin_function(const std::string& name) {
+    prog_.functions.push_back({name, {}});
+    fn_ = static_cast<int>(prog_.functions.size()) - 1;
+    inputs_ = outputs_ = 0;
+    workspace_ = 0;
+  }
+
+  void end_function() { prog_.workspace_bytes = std::max(prog_.workspace_bytes, workspace_); }
+
+  void emit(KernelBuilder&& kb) {
+    kb.k.name = fmt::format("k{}_{}", prog_.functions[fn_].kernels.size(), kb.k.name);
+    prog_.functions[fn_].kernels.push_back(std::move(kb.k));
+  }
+
+  int add_check(std::string message) {
+    prog_.checks.push_back(std::move(message));
+    return static_cast<int>(prog_.checks.size()) - 1;
+  }
+
+  std::string origin(const Node& n) const { return fmt::format("%{} = {}", n.result()->name, n.info().name); }
+
+  // A kernel writing every element of `out` (shape `dims`) with `value(idx)`.
+  void map_kernel(const std::string& name, const std::string& from, int out, const Dims& dims,
+                  const std::function<E(const std::vector<E>&)>& value) {
+    KernelBuilder kb(name, from);
+    loop_nest(kb, dims, [&](const std::vector<E>& idx) {
+      return std::vector<Stmt>{store(out, offset(idx, dims), value(idx))};
+    });
+    emit(std::move(kb));
+  }
+
+  void copy_kernel(const std::string& from, int dst, int src) {
+    Dims flat{B(dst).numel()};
+    map_kernel("copy", from, dst, flat, [&](const std::vector<E>& idx) { return ld(src, idx[0]); });
+  }
+
+  // ---------------------------------------------------------------- init
+
+  void lower_init() {
+    begin_function("init");
+    int seed = new_buffer("seed", {DType::i64, {}}, BufKind::Input);
+    int index = 0;
+    for (const auto& n : g_.nodes)
+      if (n->op == Op::parameter) init_param(*n, seed, index++);
+    end_function();
+  }
+
+  static double gain_of(const Node& n) {
+    const std::string& nl = n.s("nonlinearity");
+    if (nl == "relu") return std::sqrt(2.0);
+    if (nl == "leaky_relu") return std::sqrt(2.0 / (1 + n.f("a") * n.f("a")));
+    if (nl == "tanh") return 5.0 / 3;
+    return 1;
+  }
+
+  void init_param(const Node& n, int seed_buf, int stream) {
+    const Type& t = n.result()->type;
+    int out = in(n.result());
+    const std::string& init = n.s("init");
+    int64_t receptive = 1;
+    for (size_t d = 2; d < t.rank(); ++d) receptive *= t.dims[d];
+    double fan_in = t.rank() >= 2 ? static_cast<double>(t.dims[1] * receptive) : 1;
+    double fan_out = t.rank() >= 2 ? static_cast<double>(t.dims[0] * receptive) : 1;
+    double fan = n.s("mode") == "fan_in" ? fan_in : fan_out;
+    // Every init is affine in a uniform or normal draw: value = shift + scale * draw.
+    bool normal = false;
+    double shift = 0, scale = 0;
+    if (init == "ones") shift = 1;
+    else if (init == "constant") shift = n.f("value");
+    else if (init == "uniform") shift = n.f("low"), scale = n.f("high") - n.f("low");
+    else if (init == "normal") normal = true, shift = n.f("mean"), scale = n.f("std");
+    else if (init == "xavier_uniform") {
+      double bound = n.f("gain") * std::sqrt(6.0 / (fan_in + fan_out));
+      shift = -bound, scale = 2 * bound;
+    } else if (init == "xavier_normal") normal = true, scale = n.f("gain") * std::sqrt(2.0 / (fan_in + fan_out));
+    else if (init == "kaiming_uniform") {
+      double bound = gain_of(n) * std::sqrt(3.0 / fan);
+      shift = -bound, scale = 2 * bound;
+    } else if (init == "kaiming_normal") normal = true, scale = gain_of(n) / std::sqrt(fan);
+    else if (init == "orthogonal") normal = true, scale = 1;
+    std::string from = fmt::format("init %{} {}", n.result()->name, init);
+    map_kernel("init", from, out, {numel(t)}, [&](const std::vector<E>& idx) {
+      E value = fconst(shift, DType::f64);
+      if (scale != 0) {
+        E seed = load(seed_buf, DType::i64, int_(0));
+        E draw = normal ? philox_normal(seed, int_(stream), idx[0]) : philox_uniform(seed, int_(stream), idx[0]);
+        value = f_add(value, f_mul(fconst(scale, DType::f64), draw));
+      }
+      return cast(value, t.dtype);
+    });
+    if (init == "orthogonal") orthogonalize(n, out);
+  }
+
+  // Gram-Schmidt on the rows (or, for tall matrices, the columns) of the flattened weight,
+  // then the gain: PyTorch's orthogonal_ up to the random draws.
+  void orthogonalize(const Node& n, int w) {
+    const Type& t = n.result()->type;
+    int64_t rows = t.dims[0], cols = numel(t) / rows;
+    bool by_rows = rows <= cols;
+    int64_t count = by_rows ? rows : cols, len = by_rows ? cols : rows;
+    DType dt = t.dtype;
+    KernelBuilder kb("orthogonal", fmt::format("init %{} orthogonal", n.result()->name));
+    int i = 0, j = kb.new_var("j"), k = kb.new_var("k"), dot = kb.new_var("dot", DType::f64), norm = kb.new_var("norm", DType::f64);
+    auto at = [&](E vec, E e) { return by_rows ? add(mul(vec, int_(cols)), e) : add(mul(e, int_(cols)), vec); };
+    auto val = [&](E vec, E e) { return cast(ld(w, at(vec, e)), DType::f64); };
+    E vi = kb.v(i), vj = kb.v(j), vk = kb.v(k);
+    // q_i -= <q_i, q_j> q_j for every j < i (later j are masked out), then q_i /= |q_i|.
+    std::vector<Stmt> project = {
+        assign(dot, fconst(0, DType::f64)),
+        for_(k, 0, len, {assign(dot, f_add(kb.v(dot), f_mul(val(vi, vk), val(vj, vk))))}),
+        for_(k, 0, len, {store(w, at(vi, vk), cast(f_sub(val(vi, vk), f_mul(select(lt(vj, vi), kb.v(dot), fconst(0, DType::f64)), val(vj, vk))), dt))}),
+    };
+    std::vector<Stmt> body = {for_(j, 0, count, std::move(project))};
+    body.push_back(assign(norm, fconst(0, DType::f64)));
+    body.push_back(for_(k, 0, len, {assign(norm, f_add(kb.v(norm), f_mul(val(vi, vk), val(vi, vk))))}));
+    body.push_back(for_(k, 0, len, {store(w, at(vi, vk), cast(f_mul(fconst(n.f("gain"), DType::f64), f_div(val(vi, vk), un(Un::sqrt, kb.v(norm)))), dt))}));
+    kb.k.extent = count;  // sequential: each vector depends on the ones before it
+    kb.k.body = std::move(body);
+    emit(std::move(kb));
+  }
+
+  // ---------------------------------------------------------------- forward
+
+  void lower_forward() {
+    begin_function("forward");
+    // Values that leave the function are written straight into output buffers.
+    std::unordered_map<const Value*, std::string> output_of;
+    for (const auto& o : g_.outputs)
+      if (!output_of.count(o.value)) output_of[o.value] = o.name;
+    for (const auto& n : g_.nodes) {
+      if (n->op == Op::parameter) continue;
+      for (const auto& r : n->results) {
+        if (n->op == Op::input) buf_[r.get()] = new_buffer(r->name, r->type, BufKind::Input);
+        else if (n->op == Op::constant) {
+          Buffer b{r->name, r->type, BufKind::Const};
+          const Floats& v = n->floats("value");
+          b.data = v.size() == 1 ? std::vector<double>(static_cast<size_t>(numel(r->type)), v[0]) : v;
+          buf_[r.get()] = prog_.add_buffer(std::move(b));
+        } else if (auto it = output_of.find(r.get()); it != output_of.end())
+          buf_[r.get()] = new_buffer(it->second, r->type, BufKind::Output);
+        else
+          buf_[r.get()] = new_buffer(r->name, r->type, BufKind::Temp);
+      }
+      if (n->op != Op::input && n->op != Op::constant) lower_node(*n);
+    }
+    // Outputs that are inputs, parameters, constants or a second name for a value get a copy.
+    for (const auto& o : g_.outputs) {
+      int src = in(o.value);
+      if (B(src).kind == BufKind::Output && B(src).name == o.name) continue;
+      int dst = new_buffer(o.name, o.value->type, BufKind::Output);
+      copy_kernel(fmt::format("output {}", o.name), dst, src);
+    }
+    // Updates land last: other kernels may still read the old parameter values.
+    for (const auto& u : g_.updates) copy_kernel(fmt::format("update %{}", u.target->name), in(u.target), in(u.value));
+    end_function();
+  }
+
+  void lower_node(const Node& n) {
+    const OpInfo& info = n.info();
+    std::vector<int> xs;
+    for (const Value* v : n.operands) xs.push_back(in(v));
+    int out = in(n.result());
+    const Type& ot = n.result()->type;
+    std::string from = origin(n);
+    if (info.has(Elementwise) || n.op == Op::broadcast_to) {
+      map_kernel(std::string(info.name), from, out, ot.dims, [&](const std::vector<E>& idx) {
+        std::vector<E> args;
+        for (int x : xs) args.push_back(ld(x, broadcast_offset(idx, ot.dims, B(x).type.dims)));
+        return scalar(n, args, ot.dtype);
+      });
+      return;
+    }
+    switch (n.op) {
+      case Op::iota: {
+        int64_t axis = norm_axis(n.i("axis"), ot.rank());
+        map_kernel("iota", from, out, ot.dims, [&](const std::vector<E>& idx) { return cast(idx[axis], ot.dtype); });
+        return;
+      }
+      case Op::random_uniform:
+      case Op::random_normal: {
+        bool normal = n.op == Op::random_normal;
+        double a = normal ? n.f("mean") : n.f("low"), b = normal ? n.f("std") : n.f("high") - n.f("low");
+        map_kernel(std::string(info.name), from, out, {numel(ot)}, [&](const std::vector<E>& idx) {
+          E key = xs.empty() ? int_(0) : ld(xs[0], int_(0));
+          E draw = normal ? philox_normal(int_(n.i("seed")), key, idx[0]) : philox_uniform(int_(n.i("seed")), key, idx[0]);
+          return cast(f_add(fconst(a, DType::f64), f_mul(fconst(b, DType::f64), draw)), ot.dtype);
+        });
+        return;
+      }
+      case Op::sum:
+      case Op::mean:
+      case Op::max:
+      case Op::argmax: return reduce(n, xs[0], out);
+      case Op::matmul: return matmul(n, xs[0], xs[1], out);
+      case Op::conv2d: return conv2d(n, xs, out);
+      case Op::conv_transpose2d: return conv_transpose2d(n, xs, out);
+      case Op::max_pool2d:
+      case Op::avg_pool2d: return pool2d(n, xs[0], out);
+      case Op::global_avg_pool: return global_avg_pool(n, xs[0], out);
+      case Op::batch_norm: return batch_norm(n, xs);
+      case Op::layer_norm: return layer_norm(n, xs, out);
+      case Op::dropout: return dropout(n, xs, out);
+      case Op::softmax:
+      case Op::log_softmax: return softmax(n, xs[0], out);
+      case Op::embedding: return embedding(n, xs[0], xs[1], out);
+      case Op::one_hot: return one_hot(n, xs[0], out);
+      case Op::reshape:
+      case Op::flatten: return copy_kernel(from, out, xs[0]);
+      case Op::transpose: return transpose(n, xs[0], out);
+      case Op::concat: return concat(n, xs, out);
+      case Op::slice: return slice(n, xs[0], out);
+      case Op::pad: return pad(n, xs[0], out);
+      case Op::split: return split(n, xs[0]);
+      case Op::mse:
+      case Op::huber:
+      case Op::bce_with_logits: return regression_loss(n, xs[0], xs[1], out);
+      case Op::cross_entropy:
+      case Op::nll: return classification_loss(n, xs[0], xs[1], out);
+      case Op::l1_penalty:
+      case Op::l2_penalty: return penalty(n, xs[0], out);
+      default: break;
+    }
+    throw std::logic_error(fmt::format("lowering: no lowering for {}", info.name));
+  }
+
+  // ---------------------------------------------------------------- reductions
+
+  void reduce(const Node& n, int x, int out) {
+    const Type& xt = B(x).type;
+    size_t rank = xt.rank();
+    std::vector<bool> red(rank, false);
+    if (n.op == Op::argmax) red[norm_axis(n.i("axis"), rank)] = true;
+    else {
+      const Ints& axes = n.ints("axes");
+      for (size_t d = 0; d < rank; ++d) red[d] = axes.empty();
+      for (int64_t a : axes) red[norm_axis(a, rank)] = true;
+    }
+    Dims kept, reduced;
+    for (size_t d = 0; d < rank; ++d) (red[d] ? reduced : kept).push_back(xt.dims[d]);
+    DType dt = xt.dtype;
+    KernelBuilder kb(std::string(n.info().name), origin(n));
+    int acc = kb.new_var("acc", n.op == Op::argmax ? dt : dt);
+    int best = n.op == Op::argmax ? kb.new_var("best", DType::i64) : -1;
+    std::vector<int> rvars;
+    for (size_t d = 0; d < reduced.size(); ++d) rvars.push_back(kb.new_var("r" + std::to_string(d)));
+    loop_nest(kb, kept, [&](const std::vector<E>& kidx) {
+      // Rebuild the input index from kept and reduced loop variables.
+      std::vector<E> full;
+      size_t ki = 0, ri = 0;
+      for (size_t d = 0; d < rank; ++d) full.push_back(red[d] ? kb.v(rvars[ri++]) : kidx[ki++]);
+      E value = ld(x, offset(full, xt.dims));
+      Stmt update;
+      E init;
+      if (n.op == Op::sum || n.op == Op::mean) {
+        init = zero_of(dt);
+        update = assign(acc, f_add(kb.v(acc), value));
+      } else if (n.op == Op::max) {
+        init = is_float(dt) ? fconst(-kInf, dt) : cast(int_(std::numeric_limits<int64_t>::min()), dt);
+        update = assign(acc, nan_max(kb.v(acc), value));
+      } else {
+        init = is_float(dt) ? fconst(-kInf, dt) : cast(int_(std::numeric_limits<int64_t>::min()), dt);
+        // First maximum wins; once a NaN is best, it stays.
+        E acc_v = kb.v(acc);
+        E better = is_float(dt) ? and_(bin(Bin::eq, acc_v, acc_v), bin(Bin::or_, gt(value, acc_v), bin(Bin::ne, value, value)))
+                                : gt(value, acc_v);
+        E first = bin(Bin::eq, kb.v(rvars[0]), int_(0));
+        E take = bin(Bin::or_, first, better);
+        update = assign(acc, select(take, value, acc_v));
+        Stmt upd_best = assign(best, select(take, kb.v(rvars[0]), kb.v(best)));
+        std::vector<Stmt> loop = {upd_best, update};
+        std::vector<Stmt> stmts = {assign(acc, init), assign(best, int_(0)), for_(rvars[0], 0, reduced[0], loop)};
+        stmts.push_back(store(out, offset(kidx, kept), kb.v(best)));
+        return stmts;
+      }
+      std::vector<Stmt> loop = {update};
+      for (size_t d = reduced.size(); d-- > 0;) loop = {for_(rvars[d], 0, reduced[d], std::move(loop))};
+      E result = kb.v(acc);
+      if (n.op == Op::mean) result = f_div(result, fconst(static_cast<double>(*checked_numel(reduced)), dt));
+      std::vector<Stmt> stmts = {assign(acc, init)};
+      for (auto& s : loop) stmts.push_back(std::move(s));
+      stmts.push_back(store(out, offset(kidx, kept), result));
+      return stmts;
+    }, 256);
+    emit(std::move(kb));
+  }
+
+  // ---------------------------------------------------------------- linear algebra
+
+  void matmul(const Node& n, int a, int b, int out) {
+    const Type &at = B(a).type, &bt = B(b).type, &ot = B(out).type;
+    bool ta = n.b("transpose_a"), tb = n.b("transpose_b");
+    size_t ra = at.rank(), rb = bt.rank(), ro = ot.rank();
+    int64_t M = ot.dims[ro - 2], N = ot.dims[ro - 1], K = ta ? at.dims[ra - 2] : at.dims[ra - 1];
+    Dims batch(ot.dims.begin(), ot.dims.end() - 2);
+    Dims ba(at.dims.begin(), at.dims.end() - 2), bb(bt.dims.begin(), bt.dims.end() - 2);
+    DType dt = ot.dtype;
+    // p runs over (batch..., i); the k loop sits outside the j loop so that j vectorizes.
+    Dims outer = batch;
+    outer.push_back(M);
+    KernelBuilder kb("matmul", origin(n));
+    int j = kb.new_var("j"), k = kb.new_var("k");
+    loop_nest(kb, {*checked_numel(outer)}, [&](const std::vector<E>& flat) {
+      std::vector<E> idx;
+      Dims st = strides_of(outer);
+      for (size_t d = 0; d < outer.size(); ++d)
+        idx.push_back(bin(Bin::rem, bin(Bin::div, flat[0], int_(st[d])), int_(outer[d])));
+      std::vector<E> bidx(idx.begin(), idx.end() - 1);
+      E i = idx.back();
+      E a_base = mul(broadcast_offset(bidx, batch, ba), int_(at.dims[ra - 2] * at.dims[ra - 1]));
+      E b_base = mul(broadcast_offset(bidx, batch, bb), int_(bt.dims[rb - 2] * bt.dims[rb - 1]));
+      E c_row = mul(flat[0], int_(N));
+      E jv = kb.v(j), kv = kb.v(k);
+      E a_ik = ld(a, add(a_base, ta ? add(mul(kv, int_(M)), i) : add(mul(i, int_(K)), kv)));
+      E b_kj = ld(b, add(b_base, tb ? add(mul(jv, int_(K)), kv) : add(mul(kv, int_(N)), jv)));
+      E c = ld(out, add(c_row, jv));
+      return std::vector<Stmt>{
+          for_(j, 0, N, {store(out, add(c_row, jv), zero_of(dt))}),
+          for_(k, 0, K, {for_(j, 0, N, {store(out, add(c_row, jv), f_add(c, f_mul(a_ik, b_kj)))})}),
+      };
+    }, std::max<int64_t>(1, 65536 / std::max<int64_t>(1, N * K)));
+    emit(std::move(kb));
+  }
+
+  // ---------------------------------------------------------------- neural network
+
+  // In-bounds test and a safe index: loads at a clamped index are always legal, and the
+  // value is masked by the test.
+  static E in_range(E v, int64_t size) { return and_(ge(v, int_(0)), lt(v, int_(size))); }
+
+  void conv2d(const Node& n, const std::vector<int>& xs, int out) {
+    const Type &xt = B(xs[0]).type, &wt = B(xs[1]).type, &ot = B(out).type;
+    int64_t C = xt.dims[1], H = xt.dims[2], W = xt.dims[3], O = ot.dims[1], OH = ot.dims[2], OW = ot.dims[3];
+    int64_t KH = wt.dims[2], KW = wt.dims[3], G = n.i("groups"), cg = C / G, og = O / G;
+    const Ints &s = n.ints("stride"), &p = n.ints("padding"), &d = n.ints("dilation");
+    DType dt = ot.dtype;
+    KernelBuilder kb("conv2d", origin(n));
+    int oh = kb.new_var("oh"), ow = kb.new_var("ow"), c = kb.new_var("c"), kh = kb.new_var("kh"), kw = kb.new_var("kw");
+    int acc = kb.new_var("acc", dt);
+    loop_nest(kb, {ot.dims[0] * O}, [&](const std::vector<E>& flat) {
+      E b = bin(Bin::div, flat[0], int_(O)), o = bin(Bin::rem, flat[0], int_(O));
+      E g = bin(Bin::div, o, int_(og));
+      E ih = add(f_sub(mul(kb.v(oh), int_(s[0])), int_(p[0])), mul(kb.v(kh), int_(d[0])));
+      E iw = add(f_sub(mul(kb.v(ow), int_(s[1])), int_(p[1])), mul(kb.v(kw), int_(d[1])));
+      E ok = and_(in_range(ih, H), in_range(iw, W));
+      E x_at = add(mul(add(mul(add(mul(b, int_(C)), add(mul(g, int_(cg)), kb.v(c))), int_(H)), ih), int_(W)), iw);
+      E w_at = add(mul(add(mul(add(mul(o, int_(cg)), kb.v(c)), int_(KH)), kb.v(kh)), int_(KW)), kb.v(kw));
+      E term = f_mul(ld(xs[0], select(ok, x_at, int_(0))), ld(xs[1], w_at));
+      E init = xs.size() == 3 ? ld(xs[2], o) : zero_of(dt);
+      std::vector<Stmt> inner = {assign(acc, f_add(kb.v(acc), select(ok, term, zero_of(dt))))};
+      std::vector<Stmt> pixel = {assign(acc, init),
+                                 for_(c, 0, cg, {for_(kh, 0, KH, {for_(kw, 0, KW, inner)})}),
+                                 store(out, add(mul(add(mul(flat[0], int_(OH)), kb.v(oh)), int_(OW)), kb.v(ow)), kb.v(acc))};
+      return std::vector<Stmt>{for_(oh, 0, OH, {for_(ow, 0, OW, pixel)})};
+    }, 1);
+    emit(std::move(kb));
+  }
+
+  void conv_transpose2d(const Node& n, const std::vector<int>& xs, int out) {
+    const Type &xt = B(xs[0]).type, &wt = B(xs[1]).type, &ot = B(out).type;
+    int64_t C = xt.dims[1], H = xt.dims[2], W = xt.dims[3], O = ot.dims[1], OH = ot.dims[2], OW = ot.dims[3];
+    int64_t KH = wt.dims[2], KW = wt.dims[3], G = n.i("groups"), cg = C / G, og = O / G;
+    const Ints &s = n.ints("stride"), &p = n.ints("padding"), &d = n.ints("dilation");
+    DType dt = ot.dtype;
+    KernelBuilder kb("conv_transpose2d", origin(n));
+    int oh = kb.new_var("oh"), ow = kb.new_var("ow"), c = kb.new_var("c"), kh = kb.new_var("kh"), kw = kb.new_var("kw");
+    int acc = kb.new_var("acc", dt);
+    // Gather form: output pixel (oh, ow) takes input (ih, iw) where ih*s - p + kh*d == oh.
+    loop_nest(kb, {ot.dims[0] * O}, [&](const std::vector<E>& flat) {
+      E b = bin(Bin::div, flat[0], int_(O)), o = bin(Bin::rem, flat[0], int_(O));
+      E g = bin(Bin::div, o, int_(og)), oc = bin(Bin::rem, o, int_(og));
+      E th = f_sub(add(kb.v(oh), int_(p[0])), mul(kb.v(kh), int_(d[0])));
+      E tw = f_sub(add(kb.v(ow), int_(p[1])), mul(kb.v(kw), int_(d[1])));
+      E ih = bin(Bin::div, th, int_(s[0])), iw = bin(Bin::div, tw, int_(s[1]));
+      E ok = and_(and_(and_(ge(th, int_(0)), ge(tw, int_(0))),
+                       and_(bin(Bin::eq, bin(Bin::rem, th, int_(s[0])), int_(0)), bin(Bin::eq, bin(Bin::rem, tw, int_(s[1])), int_(0)))),
+                  and_(lt(ih, int_(H)), lt(iw, int_(W))));
+      E ci = add(mul(g, int_(cg)), kb.v(c));
+      E x_at = add(mul(add(mul(add(mul(b, int_(C)), ci), int_(H)), ih), int_(W)), iw);
+      E w_at = add(mul(add(mul(add(mul(ci, int_(og)), oc), int_(KH)), kb.v(kh)), int_(KW)), kb.v(kw));
+      E term = f_mul(ld(xs[0], select(ok, x_at, int_(0))), ld(xs[1], w_at));
+      E init = xs.size() == 3 ? ld(xs[2], o) : zero_of(dt);
+      std::vector<Stmt> inner = {assign(acc, f_add(kb.v(acc), select(ok, term, zero_of(dt))))};
+      std::vector<Stmt> pixel = {assign(acc, init),
+                                 for_(c, 0, cg, {for_(kh, 0, KH, {for_(kw, 0, KW, inner)})}),
+                                 store(out, add(mul(add(mul(flat[0], int_(OH)), kb.v(oh)), int_(OW)), kb.v(ow)), kb.v(acc))};
+      return std::vector<Stmt>{for_(oh, 0, OH, {for_(ow, 0, OW, pixel)})};
+    }, 1);
+    emit(std::move(kb));
+  }
+
+  void pool2d(const Node& n, int x, int out) {
+    const Type &xt = B(x).type, &ot = B(out).type;
+    bool is_max = n.op == Op::max_pool2d;
+    int64_t H = xt.dims[2], W = xt.dims[3], OH = ot.dims[2], OW = ot.dims[3];
+    const Ints& k = n.ints("kernel");
+    Ints s = n.ints("stride").empty() ? k : n.ints("stride");
+    const Ints& p = n.ints("padding");
+    Ints d = is_max ? n.ints("dilation") : Ints{1, 1};
+    bool include_pad = !is_max && n.b("count_include_pad");
+    DType dt = ot.dtype;
+    KernelBuilder kb(std::string(n.info().name), origin(n));
+    int oh = kb.new_var("oh"), ow = kb.new_var("ow"), kh = kb.new_var("kh"), kw = kb.new_var("kw");
+    int acc = kb.new_var("acc", dt), count = kb.new_var("count", dt);
+    loop_nest(kb, {ot.dims[0] * ot.dims[1]}, [&](const std::vector<E>& flat) {
+      E h0 = f_sub(mul(kb.v(oh), int_(s[0])), int_(p[0])), w0 = f_sub(mul(kb.v(ow), int_(s[1])), int_(p[1]));
+      E ih = add(h0, mul(kb.v(kh), int_(d[0]))), iw = add(w0, mul(kb.v(kw), int_(d[1])));
+      E ok = and_(in_range(ih, H), in_range(iw, W));
+      E v = ld(x, select(ok, add(mul(add(mul(flat[0], int_(H)), ih), int_(W)), iw), int_(0)));
+      std::vector<Stmt> inner;
+      if (is_max) inner = {assign(acc, select(ok, nan_max(kb.v(acc), v), kb.v(acc)))};
+      else inner = {assign(acc, f_add(kb.v(acc), select(ok, v, zero_of(dt)))),
+                    assign(count, f_add(kb.v(count), select(ok, fconst(1, dt), fconst(0, dt))))};
+      E result = kb.v(acc);
+      if (!is_max) {
+        E divisor = kb.v(count);
+        if (include_pad) {
+          // PyTorch: the window clipped to the padded input.
+          E hend = bin(Bin::min, add(h0, int_(k[0])), int_(H + p[0]));
+          E wend = bin(Bin::min, add(w0, int_(k[1])), int_(W + p[1]));
+          divisor = cast(mul(f_sub(hend, h0), f_sub(wend, w0)), dt);
+        }
+        result = f_div(result, divisor);
+      }
+      std::vector<Stmt> pixel = {assign(acc, fconst(is_max ? -kInf : 0, dt)), assign(count, fconst(0, dt)),
+                                 for_(kh, 0, k[0], {for_(kw, 0, k[1], inner)}),
+                                 store(out, add(mul(add(mul(flat[0], int_(OH)), kb.v(oh)), int_(OW)), kb.v(ow)), result)};
+      return std::vector<Stmt>{for_(oh, 0, OH, {for_(ow, 0, OW, pixel)})};
+    }, 4);
+    emit(std::move(kb));
+  }
+
+  void global_avg_pool(const Node& n, int x, int out) {
+    const Type& xt = B(x).type;
+    int64_t HW = xt.dims[2] * xt.dims[3];
+    DType dt = xt.dtype;
+    KernelBuilder kb("global_avg_pool", origin(n));
+    int i = kb.new_var("i"), acc = kb.new_var("acc", dt);
+    loop_nest(kb, {xt.dims[0] * xt.dims[1]}, [&](const std::vector<E>& flat) {
+      return std::vector<Stmt>{assign(acc, zero_of(dt)),
+                               for_(i, 0, HW, {assign(acc, f_add(kb.v(acc), ld(x, add(mul(flat[0], int_(HW)), kb.v(i)))))}),
+                               store(out, flat[0], f_div(kb.v(acc), fconst(static_cast<double>(HW), dt)))};
+    }, 16);
+    emit(std::move(kb));
+  }
+
+  void batch_norm(const Node& n, const std::vector<int>& xs) {
+    const Type& xt = B(xs[0]).type;
+    int64_t N = xt.dims[0], C = xt.dims[1], inner = numel(xt) / (N * C);
+    int y = in(n.result(0)), mean = in(n.result(1)), var = in(n.result(2));
+    DType dt = xt.dtype;
+    std::string from = origin(n);
+    if (n.b("training")) {
+      // Two passes per channel (mean, then the centred sum of squares), as the reference does.
+      KernelBuilder kb("batch_norm_stats", from);
+      int b = kb.new_var("b"), i = kb.new_var("i"), s = kb.new_var("s", dt), m = kb.new_var("m", dt);
+      loop_nest(kb, {C}, [&](const std::vector<E>& c) {
+        E at = add(mul(add(mul(kb.v(b), int_(C)), c[0]), int_(inner)), kb.v(i));
+        E count = fconst(static_cast<double>(N * inner), dt);
+        E dv = f_sub(ld(xs[0], at), kb.v(m));
+        return std::vector<Stmt>{
+            assign(s, zero_of(dt)),
+            for_(b, 0, N, {for_(i, 0, inner, {assign(s, f_add(kb.v(s), ld(xs[0], at)))})}),
+            assign(m, f_div(kb.v(s), count)),
+            assign(s, zero_of(dt)),
+            for_(b, 0, N, {for_(i, 0, inner, {assign(s, f_add(kb.v(s), f_mul(dv, dv)))})}),
+            store(mean, c[0], kb.v(m)),
+            store(var, c[0], f_div(kb.v(s), count)),
+        };
+      }, 1);
+      emit(std::move(kb));
+    } else {
+      copy_kernel(from, mean, xs[3]);
+      copy_kernel(from, var, xs[4]);
+    }
+    double eps = n.f("eps");
+    map_kernel("batch_norm", from, y, xt.dims, [&](const std::vector<E>& idx) {
+      E c = idx[1];
+      E norm = f_div(f_sub(ld(xs[0], offset(idx, xt.dims)), ld(mean, c)), un(Un::sqrt, f_add(ld(var, c), fconst(eps, dt))));
+      return f_add(f_mul(norm, ld(xs[1], c)), ld(xs[2], c));
+    });
+  }
+
+  void layer_norm(const Node& n, const std::vector<int>& xs, int out) {
+    const Type& xt = B(xs[0]).type;
+    int64_t k = n.i("normalized_dims");
+    int64_t inner = *checked_numel(Dims(xt.dims.end() - k, xt.dims.end())), rows = numel(xt) / inner;
+    DType dt = xt.dtype;
+    KernelBuilder kb("layer_norm", origin(n));
+    int i = kb.new_var("i"), s = kb.new_var("s", dt), m = kb.new_var("m", dt), r = kb.new_var("rstd", dt);
+    loop_nest(kb, {rows}, [&](const std::vector<E>& row) {
+      E at = add(mul(row[0], int_(inner)), kb.v(i));
+      E dv = f_sub(ld(xs[0], at), kb.v(m));
+      E count = fconst(static_cast<double>(inner), dt);
+      E z = f_mul(dv, kb.v(r));
+      if (xs.size() == 3) z = f_add(f_mul(z, ld(xs[1], kb.v(i))), ld(xs[2], kb.v(i)));
+      return std::vector<Stmt>{
+          assign(s, zero_of(dt)),
+          for_(i, 0, inner, {assign(s, f_add(kb.v(s), ld(xs[0], at)))}),
+          assign(m, f_div(kb.v(s), count)),
+          assign(s, zero_of(dt)),
+          for_(i, 0, inner, {assign(s, f_add(kb.v(s), f_mul(dv, dv)))}),
+          assign(r, f_div(fconst(1, dt), un(Un::sqrt, f_add(f_div(kb.v(s), count), fconst(n.f("eps"), dt))))),
+          for_(i, 0, inner, {store(out, at, z)}),
+      };
+    }, 16);
+    emit(std::move(kb));
+  }
+
+  void dropout(const Node& n, const std::vector<int>& xs, int out) {
+    double p = n.f("p");
+    if (!n.b("training") || p == 0) return copy_kernel(origin(n), out, xs[0]);
+    const Type& xt = B(xs[0]).type;
+    DType dt = xt.dtype;
+    map_kernel("dropout", origin(n), out, {numel(xt)}, [&](const std::vector<E>& idx) {
+      E key = xs.size() > 1 ? ld(xs[1], int_(0)) : int_(0);
+      E u = philox_uniform(int_(n.i("seed")), key, idx[0]);
+      return select(lt(u, fconst(p, DType::f64)), zero_of(dt), f_mul(ld(xs[0], idx[0]), fconst(1 / (1 - p), dt)));
+    });
+  }
+
+  void softmax(const Node& n, int x, int out) {
+    const Type& xt = B(x).type;
+    int64_t axis = norm_axis(n.i("axis"), xt.rank());
+    int64_t len = xt.dims[axis], inner = strides_of(xt.dims)[axis], outer = numel(xt) / (len * inner);
+    DType dt = xt.dtype;
+    bool log = n.op == Op::log_softmax;
+    KernelBuilder kb(std::string(n.info().name), origin(n));
+    int j = kb.new_var("j"), mx = kb.new_var("mx", dt), s = kb.new_var("s", dt);
+    loop_nest(kb, {outer * inner}, [&](const std::vector<E>& row) {
+      E o = bin(Bin::div, row[0], int_(inner)), i = bin(Bin::rem, row[0], int_(inner));
+      E at = add(mul(add(mul(o, int_(len)), kb.v(j)), int_(inner)), i);
+      E v = ld(x, at);
+      E e = un(Un::exp, f_sub(v, kb.v(mx)));
+      E result = log ? f_sub(f_sub(v, kb.v(mx)), un(Un::log, kb.v(s))) : f_div(e, kb.v(s));
+      return std::vector<Stmt>{
+          assign(mx, fconst(-kInf, dt)),
+          for_(j, 0, len, {assign(mx, nan_max(kb.v(mx), v))}),
+          assign(s, zero_of(dt)),
+          for_(j, 0, len, {assign(s, f_add(kb.v(s), e))}),
+          for_(j, 0, len, {store(out, at, result)}),
+      };
+    }, 16);
+    emit(std::move(kb));
+  }
+
+  // Reads an index from `ids` at `at`, checks it against [0, size) and returns it clamped,
+  // so that a bad index reports an error instead of reading out of bounds.
+  E checked_index(int ids, E at, int64_t size, std::vector<Stmt>& stmts, const std::string& what) {
+    E id = cast(ld(ids, at), DType::i64);
+    int code = add_check(fmt::format("{}: index {{}} is out of range [0, {})", what, size));
+    stmts.push_back(check(in_range(id, size), id, code));
+    return bin(Bin::min, bin(Bin::max, id, int_(0)), int_(size - 1));
+  }
+
+  void embedding(const Node& n, int w, int ids, int out) {
+    int64_t V = B(w).type.dims[0], D = B(w).type.dims[1];
+    KernelBuilder kb("embedding", origin(n));
+    int d = kb.new_var("d");
+    loop_nest(kb, {B(ids).numel()}, [&](const std::vector<E>& i) {
+      std::vector<Stmt> stmts;
+      E row = checked_index(ids, i[0], V, stmts, fmt::format("embedding %{}", n.result()->name));
+      stmts.push_back(for_(d, 0, D, {store(out, add(mul(i[0], int_(D)), kb.v(d)), ld(w, add(mul(row, int_(D)), kb.v(d))))}));
+      return stmts;
+    }, 64);
+    emit(std::move(kb));
+  }
+
+  void one_hot(const Node& n, int ids, int out) {
+    int64_t C = n.i("num_classes");
+    DType dt = B(out).type.dtype;
+    KernelBuilder kb("one_hot", origin(n));
+    int c = kb.new_var("c");
+    loop_nest(kb, {B(ids).numel()}, [&](const std::vector<E>& i) {
+      std::vector<Stmt> stmts;
+      E id = checked_index(ids, i[0], C, stmts, fmt::format("one_hot %{}", n.result()->name));
+      stmts.push_back(for_(c, 0, C, {store(out, add(mul(i[0], int_(C)), kb.v(c)),
+                                           select(bin(Bin::eq, kb.v(c), id), const_of(1, dt), zero_of(dt)))}));
+      return stmts;
+    }, 64);
+    emit(std::move(kb));
+  }
+
+  // ---------------------------------------------------------------- shape
+
+  void transpose(const Node& n, int x, int out) {
+    const Type& xt = B(x).type;
+    const Ints& perm = n.ints("perm");
+    const Dims& od = B(out).type.dims;
+    Dims xs = strides_of(xt.dims);
+    map_kernel("transpose", origin(n), out, od, [&](const std::vector<E>& idx) {
+      E at = int_(0);
+      for (size_t d = 0; d < idx.size(); ++d) at = add(at, mul(idx[d], int_(xs[norm_axis(perm[d], idx.size())])));
+      return ld(x, at);
+    });
+  }
+
+  void concat(const Node& n, const std::vector<int>& xs, int out) {
+    const Dims& od = B(out).type.dims;
+    int64_t axis = norm_axis(n.i("axis"), od.size()), at = 0;
+    for (int x : xs) {
+      const Dims& xd = B(x).type.dims;
+      int64_t shift = at;
+      KernelBuilder kb("concat", origin(n));
+      loop_nest(kb, xd, [&](const std::vector<E>& idx) {
+        std::vector<E> oidx = idx;
+        oidx[axis] = add(idx[axis], int_(shift));
+        return std::vector<Stmt>{store(out, offset(oidx, od), ld(x, offset(idx, xd)))};
+      });
+      emit(std::move(kb));
+      at += xd[axis];
+    }
+  }
+
+  void slice(const Node& n, int x, int out) {
+    const Dims& xd = B(x).type.dims;
+    size_t rank = xd.size();
+    Dims start(rank, 0), step(rank, 1);
+    const Ints &axes = n.ints("axes"), &starts = n.ints("starts");
+    for (size_t i = 0; i < axes.size(); ++i) {
+      int64_t a = norm_axis(axes[i], rank);
+      start[a] = starts[i] < 0 ? starts[i] + xd[a] : starts[i];
+      if (!n.ints("steps").empty()) step[a] = n.ints("steps")[i];
+    }
+    map_kernel("slice", origin(n), out, B(out).type.dims, [&](const std::vector<E>& idx) {
+      std::vector<E> xidx;
+      for (size_t d = 0; d < rank; ++d) xidx.push_back(add(int_(start[d]), mul(idx[d], int_(step[d]))));
+      return ld(x, offset(xidx, xd));
+    });
+  }
+
+  void pad(const Node& n, int x, int out) {
+    const Dims& xd = B(x).type.dims;
+    const Ints& pads = n.ints("pads");
+    DType dt = B(out).type.dtype;
+    map_kernel("pad", origin(n), out, B(out).type.dims, [&](const std::vector<E>& idx) {
+      std::vector<E> xidx;
+      E ok = bin(Bin::eq, int_(0), int_(0));
+      for (size_t d = 0; d < xd.size(); ++d) {
+        xidx.push_back(f_sub(idx[d], int_(pads[2 * d])));
+        ok = and_(ok, in_range(xidx.back(), xd[d]));
+      }
+      return select(ok, ld(x, select(ok, offset(xidx, xd), int_(0))), const_of(n.f("value"), dt));
+    });
+  }
+
+  void split(const Node& n, int x) {
+    const Dims& xd = B(x).type.dims;
+    int64_t axis = norm_axis(n.i("axis"), xd.size()), at = 0;
+    for (const auto& r : n.results) {
+      int out = in(r.get());
+      const Dims& od = r->type.dims;
+      int64_t shift = at;
+      map_kernel("split", origin(n), out, od, [&](const std::vector<E>& idx) {
+        std::vector<E> xidx = idx;
+        xidx[axis] = add(idx[axis], int_(shift));
+        return ld(x, offset(xidx, xd));
+      });
+      at += od[axis];
+    }
+  }
+
+  // ---------------------------------------------------------------- losses
+
+  // A per-element loss, then its sum or mean into a scalar (or the elements themselves).
+  void reduce_elements(const Node& n, int per, int64_t count_or_neg, int count_buf, int out) {
+    const std::string& red = n.s("reduction");
+    DType dt = B(out).type.dtype;
+    KernelBuilder kb("loss_reduce", origin(n));
+    int i = kb.new_var("i"), acc = kb.new_var("acc", dt);
+    E total = kb.v(acc);
+    if (red == "mean")
+      total = f_div(total, count_buf >= 0 ? ld(count_buf, int_(0)) : fconst(static_cast<double>(count_or_neg), dt));
+    kb.k.extent = 1;
+    kb.k.body = {assign(acc, zero_of(dt)), for_(i, 0, B(per).numel(), {assign(acc, f_add(kb.v(acc), ld(per, kb.v(i))))}),
+                 store(out, int_(0), total)};
+    emit(std::move(kb));
+  }
+
+  void regression_loss(const Node& n, int x, int t, int out) {
+    const Type& xt = B(x).type;
+    DType dt = xt.dtype;
+    bool none = n.s("reduction") == "none";
+    int per = none ? out : new_buffer(n.result()->name + ".elements", xt, BufKind::Temp);
+    map_kernel(std::string(n.info().name), origin(n), per, {numel(xt)}, [&](const std::vector<E>& i) {
+      E a = ld(x, i[0]), b = ld(t, i[0]);
+      E d = f_sub(a, b);
+      switch (n.op) {
+        case Op::mse: return f_mul(d, d);
+        case Op::huber: {
+          double delta = n.f("delta");
+          E ad = un(Un::abs, d);
+          return select(lt(ad, fconst(delta, dt)), f_mul(fconst(0.5, dt), f_mul(d, d)),
+                        f_mul(fconst(delta, dt), f_sub(ad, fconst(0.5 * delta, dt))));
+        }
+        default:  // bce_with_logits: max(a, 0) - a t + log(1 + exp(-|a|))
+          return f_add(f_sub(select(gt(a, zero_of(dt)), a, zero_of(dt)), f_mul(a, b)),
+                       un(Un::log, f_add(fconst(1, dt), un(Un::exp, un(Un::neg, un(Un::abs, a))))));
+      }
+    });
+    if (!none) reduce_elements(n, per, numel(xt), -1, out);
+  }
+
+  void classification_loss(const Node& n, int x, int labels, int out) {
+    const Type& xt = B(x).type;
+    int64_t N = xt.dims[0], C = xt.dims[1];
+    DType dt = xt.dtype;
+    bool none = n.s("reduction") == "none";
+    bool from_logits = n.op == Op::cross_entropy;
+    double smooth = from_logits ? n.f("label_smoothing") : 0;
+    int64_t ignore = n.i("ignore_index");
+    int per = none ? out : new_buffer(n.result()->name + ".rows", {dt, {N}}, BufKind::Temp);
+    int counted = new_buffer(n.result()->name + ".counted", {dt, {N}}, BufKind::Temp);
+    KernelBuilder kb(std::string(n.info().name), origin(n));
+    int c = kb.new_var("c"), mx = kb.new_var("mx", dt), s = kb.new_var("s", dt), all = kb.new_var("all", dt);
+    loop_nest(kb, {N}, [&](const std::vector<E>& i) {
+      std::vector<Stmt> stmts;
+      E raw = cast(ld(labels, i[0]), DType::i64);
+      E ignored = bin(Bin::eq, raw, int_(ignore));
+      int code = add_check(fmt::format("{} %{}: label {{}} is out of range [0, {})", n.info().name, n.result()->name, C));
+      stmts.push_back(check(bin(Bin::or_, ignored, in_range(raw, C)), raw, code));
+      E y = bin(Bin::min, bin(Bin::max, raw, int_(0)), int_(C - 1));
+      E v = ld(x, add(mul(i[0], int_(C)), kb.v(c)));
+      E lse = from_logits ? f_add(kb.v(mx), un(Un::log, kb.v(s))) : zero_of(dt);  // log-sum-exp
+      E logp_y = f_sub(ld(x, add(mul(i[0], int_(C)), y)), lse);
+      if (from_logits) {
+        stmts.push_back(assign(mx, fconst(-kInf, dt)));
+        stmts.push_back(for_(c, 0, C, {assign(mx, nan_max(kb.v(mx), v))}));
+        stmts.push_back(assign(s, zero_of(dt)));
+        stmts.push_back(for_(c, 0, C, {assign(s, f_add(kb.v(s), un(Un::exp, f_sub(v, kb.v(mx)))))}));
+      }
+      E loss = un(Un::neg, logp_y);
+      if (smooth != 0) {
+        // (1 - e) (-log p_y) + e/C sum_c (-log p_c), with sum_c log p_c = sum_c x_c - C lse.
+        stmts.push_back(assign(all, zero_of(dt)));
+        stmts.push_back(for_(c, 0, C, {assign(all, f_add(kb.v(all), v))}));
+        E sum_neg_logp = f_sub(f_mul(fconst(static_cast<double>(C), dt), lse), kb.v(all));
+        loss = f_add(f_mul(fconst(1 - smooth, dt), loss), f_mul(fconst(smooth / static_cast<double>(C), dt), sum_neg_logp));
+      }
+      stmts.push_back(store(per, i[0], select(ignored, zero_of(dt), loss)));
+      stmts.push_back(store(counted, i[0], select(ignored, zero_of(dt), fconst(1, dt))));
+      return stmts;
+    }, 16);
+    emit(std::move(kb));
+    if (none) return;
+    int count = new_buffer(n.result()->name + ".count", {dt, {}}, BufKind::Temp);
+    KernelBuilder kc("count", origin(n));
+    int i = kc.new_var("i"), acc = kc.new_var("acc", dt);
+    kc.k.body = {assign(acc, zero_of(dt)), for_(i, 0, N, {assign(acc, f_add(kc.v(acc), ld(counted, kc.v(i))))}),
+                 store(count, int_(0), kc.v(acc))};
+    emit(std::move(kc));
+    reduce_elements(n, per, N, count, out);
+  }
+
+  void penalty(const Node& n, int x, int out) {
+    DType dt = B(out).type.dtype;
+    KernelBuilder kb(std::string(n.info().name), origin(n));
+    int i = kb.new_var("i"), acc = kb.new_var("acc", dt);
+    E v = ld(x, kb.v(i));
+    E term = n.op == Op::l1_penalty ? un(Un::abs, v) : f_mul(v, v);
+    kb.k.body = {assign(acc, zero_of(dt)), for_(i, 0, B(x).numel(), {assign(acc, f_add(kb.v(acc), term))}),
+                 store(out, int_(0), kb.v(acc))};
+    emit(std::move(kb));
+  }
+
+  const Graph& g_;
+  Program prog_;
+  std::unordered_map<const Value*, int> buf_;
+  int fn_ = -1;
+  int params_ = 0, inputs_ = 0, outputs_ = 0;
+  int64_t workspace_ = 0;
+};
+
+}  // namespace
+
+kir::Program lower(const Graph& g) { return Lowerer(g).run(); }
+
+}  // namespace stag

@@ -1,0 +1,66 @@
+#pragma once
+/// A compiled model as the runtime sees it: its manifest (buffers by name, type and role),
+/// its entry points, the parameter store and the workspace arena. The same code runs a model
+/// compiled in process (JIT) and one linked ahead of time.
+
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "runtime/tensor.h"
+
+namespace stag::rt {
+
+struct BufferSpec {
+  std::string name;
+  DType dtype = DType::f32;
+  Shape shape;
+  bool trainable = false;  ///< parameters only
+};
+
+struct FunctionSpec {
+  std::string name;
+  std::vector<BufferSpec> inputs;
+  std::vector<BufferSpec> outputs;
+};
+
+/// What a compiled program holds, written by the compiler as JSON and embedded in objects.
+struct Manifest {
+  std::string model;
+  std::vector<BufferSpec> params;
+  std::vector<FunctionSpec> functions;
+  int64_t workspace_bytes = 0;
+  std::vector<std::string> checks;  ///< messages of the data checks; "{}" is the bad value
+
+  const FunctionSpec& function(const std::string& name) const;
+  static Manifest parse(const std::string& json);
+};
+
+/// The C signature of every program function.
+using Entry = void (*)(void** params, void** inputs, void** outputs, void* workspace);
+
+class Model {
+ public:
+  /// `entry` maps a function name to its entry point (nullptr if absent).
+  Model(Manifest manifest, std::function<Entry(const std::string&)> entry);
+
+  const Manifest& manifest() const { return manifest_; }
+  std::vector<Tensor>& params() { return params_; }
+  Tensor& param(const std::string& name);
+  int param_index(const std::string& name) const;
+
+  /// Fills every parameter by its init scheme, deterministically from `seed`.
+  void init(int64_t seed);
+  /// Runs a function: inputs in manifest order, each of exactly the declared type. Returns
+  /// the outputs in manifest order. Throws Error on a type mismatch or a failed data check.
+  std::vector<Tensor> run(const std::string& function, const std::vector<const Tensor*>& inputs);
+
+ private:
+  Manifest manifest_;
+  std::function<Entry(const std::string&)> entry_;
+  std::vector<Tensor> params_;
+  Tensor workspace_;
+};
+
+}  // namespace stag::rt

@@ -1,0 +1,97 @@
+// Tensor allocation, checked sizes and element access.
+#include "runtime/tensor.h"
+
+#include <fmt/format.h>
+
+#include <cstring>
+#include <new>
+
+#include "runtime/checked.h"
+
+namespace stag::rt {
+
+std::string shape_to_string(std::span<const int64_t> shape) {
+  return fmt::format("[{}]", fmt::join(shape, ","));
+}
+
+int64_t shape_numel(std::span<const int64_t> shape) {
+  if (shape.size() > kMaxRank)
+    throw Error(fmt::format("shape has rank {}, more than the limit {}", shape.size(), kMaxRank));
+  for (int64_t d : shape)
+    if (d < 0) throw Error(fmt::format("shape {} has a negative dimension", shape_to_string(shape)));
+  auto n = checked_numel(shape);
+  if (!n)
+    throw Error(fmt::format("shape {} has more elements than fit in int64", shape_to_string(shape)));
+  return *n;
+}
+
+int64_t shape_nbytes(DType dtype, std::span<const int64_t> shape) {
+  auto b = checked_mul(shape_numel(shape), dtype_size(dtype));
+  if (!b)
+    throw Error(fmt::format("{}{} needs more bytes than fit in int64", dtype_name(dtype),
+                            shape_to_string(shape)));
+  return *b;
+}
+
+void Tensor::AlignedFree::operator()(std::byte* p) const {
+  ::operator delete[](p, std::align_val_t(kTensorAlignment));
+}
+
+Tensor::Tensor(DType dtype, Shape shape) : Tensor(dtype, std::move(shape), true) {}
+
+Tensor Tensor::uninitialized(DType dtype, Shape shape) { return Tensor(dtype, std::move(shape), false); }
+
+Tensor::Tensor(DType dtype, Shape shape, bool zero) : dtype_(dtype), shape_(std::move(shape)) {
+  int64_t bytes = shape_nbytes(dtype_, shape_);
+  numel_ = shape_numel(shape_);
+  if (bytes == 0) return;
+  // Round up so that vector code may read a whole last cache line without touching another page's
+  // allocation.
+  constexpr int64_t a = kTensorAlignment;
+  if (bytes > PTRDIFF_MAX - a)
+    throw Error(fmt::format("tensor {} is too large to allocate", type_string()));
+  size_t alloc = static_cast<size_t>((bytes + a - 1) / a * a);
+  try {
+    buf_.reset(static_cast<std::byte*>(::operator new[](alloc, std::align_val_t(kTensorAlignment))));
+  } catch (const std::bad_alloc&) {
+    throw Error(fmt::format("out of memory allocating {} bytes for tensor {}", alloc, type_string()));
+  }
+  if (zero) std::memset(buf_.get(), 0, alloc);
+}
+
+Tensor Tensor::clone() const {
+  Tensor t = uninitialized(dtype_, shape_);
+  if (nbytes() > 0) std::memcpy(t.data(), data(), static_cast<size_t>(nbytes()));
+  return t;
+}
+
+std::string Tensor::type_string() const {
+  return fmt::format("{}{}", dtype_name(dtype_), shape_to_string(shape_));
+}
+
+void Tensor::check_type(DType want) const {
+  if (want != dtype_)
+    throw Error(fmt::format("tensor {} accessed as {}", type_string(), dtype_name(want)));
+}
+
+size_t Tensor::offset_of(std::initializer_list<int64_t> index) const {
+  if (index.size() != shape_.size())
+    throw Error(fmt::format("index of rank {} into tensor {}", index.size(), type_string()));
+  int64_t off = 0;
+  size_t k = 0;
+  for (int64_t i : index) {
+    if (i < 0 || i >= shape_[k])
+      throw Error(fmt::format("index {} out of range for dimension {} of tensor {}", i, k,
+                              type_string()));
+    off = off * shape_[k] + i;
+    ++k;
+  }
+  return static_cast<size_t>(off);
+}
+
+bool identical(const Tensor& a, const Tensor& b) {
+  return a.dtype() == b.dtype() && a.shape() == b.shape() &&
+         (a.nbytes() == 0 || std::memcmp(a.data(), b.data(), static_cast<size_t>(a.nbytes())) == 0);
+}
+
+}  // namespace stag::rt
