@@ -14,6 +14,12 @@ namespace stag {
 struct LoadOptions {
   /// Binds the batch dimension of a `.stag` model's inputs (its own default when unset).
   std::optional<int64_t> batch;
+  /// Lowers a `.stag` model for a training step: batch norm uses batch statistics and updates
+  /// its running statistics, dropout is active and keyed by the `%step` input.
+  bool training = false;
+  /// Which model of a `.stag` file holding several (a GAN's generator and discriminator);
+  /// empty: the first.
+  std::string model;
 };
 
 /// Files larger than this are refused before they are read: no model description or IR
@@ -23,7 +29,8 @@ inline constexpr size_t kMaxSourceBytes = size_t{1} << 30;
 /// Reads a whole file. On failure returns nullopt with the reason in `error`.
 std::optional<std::string> read_source(const std::string& path, std::string& error);
 
-/// Parses and verifies the file. User errors go to `diags` and give nullptr.
+/// Parses and verifies the file: `.stag` files through the model language's frontend, anything
+/// else as graph IR text. User errors go to `diags` and give nullptr.
 std::unique_ptr<Graph> load_model(const std::string& path, const std::string& text,
                                   const LoadOptions& options, Diagnostics& diags);
 

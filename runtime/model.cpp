@@ -73,6 +73,25 @@ Tensor& Model::param(const std::string& name) {
   return params_[i];
 }
 
+void Model::load_params(std::map<std::string, Tensor>& tensors, const std::string& source) {
+  std::vector<std::string> problems;
+  for (const auto& p : manifest_.params) {
+    auto it = tensors.find(p.name);
+    if (it == tensors.end()) problems.push_back(fmt::format("missing parameter '{}' ({})", p.name, describe(p)));
+    else if (it->second.dtype() != p.dtype || it->second.shape() != p.shape)
+      problems.push_back(fmt::format("parameter '{}' is {} in the file, the model needs {}", p.name,
+                                     it->second.type_string(), describe(p)));
+  }
+  for (const auto& [name, t] : tensors)
+    if (param_index(name) < 0) problems.push_back(fmt::format("unexpected tensor '{}' ({})", name, t.type_string()));
+  if (!problems.empty()) {
+    std::string all;
+    for (const auto& p : problems) all += "\n  " + p;
+    throw Error(fmt::format("{}: does not fit model {}:{}", source, manifest_.model, all));
+  }
+  for (size_t i = 0; i < params_.size(); ++i) params_[i] = std::move(tensors.at(manifest_.params[i].name));
+}
+
 void Model::init(int64_t seed) {
   Tensor s = Tensor::from<int64_t>({}, {seed});
   run("init", {&s});

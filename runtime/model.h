@@ -52,6 +52,10 @@ class Model {
 
   /// Fills every parameter by its init scheme, deterministically from `seed`.
   void init(int64_t seed);
+  /// Takes every parameter from `tensors` (e.g. a safetensors file named `source`), as
+  /// PyTorch's strict load_state_dict does: each must be there with its exact type, and no
+  /// other tensor may be. Throws Error naming every problem; the parameters are unchanged then.
+  void load_params(std::map<std::string, Tensor>& tensors, const std::string& source);
   /// Runs a function: inputs in manifest order, each of exactly the declared type. Returns
   /// the outputs in manifest order. Throws Error on a type mismatch or a failed data check.
   std::vector<Tensor> run(const std::string& function, const std::vector<const Tensor*>& inputs);

@@ -12,6 +12,7 @@
 
 #include <fmt/format.h>
 
+#include <set>
 #include <stdexcept>
 #include <unordered_map>
 
@@ -91,13 +92,13 @@ class Codegen {
     auto* entry_bb = llvm::BasicBlock::Create(ctx_, "entry", f);
     b_.SetInsertPoint(entry_bb);
     llvm::Value* bufs = f->getArg(0);
-    // Buffer pointers, loaded once. The runtime never passes overlapping buffers.
+    // The pointers of the buffers this kernel touches, loaded once.
     buf_ptrs_.clear();
-    for (size_t i = 0; i < p_.buffers.size(); ++i) {
-      const Buffer& buf = p_.buffers[i];
-      if (buf.kind != BufKind::Param && buf.kind != BufKind::Const && buf.function != fn) continue;
-      llvm::Value* slot = b_.CreateConstInBoundsGEP1_64(ptr_, bufs, i);
-      buf_ptrs_[static_cast<int>(i)] = b_.CreateLoad(ptr_, slot, buf.name);
+    std::set<int> used;
+    for (const auto& s : k.body) collect_buffers(s, used);
+    for (int i : used) {
+      llvm::Value* slot = b_.CreateConstInBoundsGEP1_64(ptr_, bufs, static_cast<uint64_t>(i));
+      buf_ptrs_[i] = b_.CreateLoad(ptr_, slot, p_.buffers[i].name);
     }
     vars_.clear();
     for (const auto& v : k.vars) vars_.push_back(b_.CreateAlloca(scalar_type(v.type), nullptr, v.name));
@@ -105,6 +106,21 @@ class Codegen {
     emit_loop(0, f->getArg(1), f->getArg(2), k.body);
     b_.CreateRetVoid();
     return f;
+  }
+
+  // Expressions are DAGs: visit each node once.
+  static void collect_buffers(const E& e, std::set<int>& used, std::set<const Expr*>& seen) {
+    if (!seen.insert(e.get()).second) return;
+    if (e->kind == EK::Load) used.insert(e->buffer);
+    for (const auto& a : e->args) collect_buffers(a, used, seen);
+  }
+
+  static void collect_buffers(const Stmt& s, std::set<int>& used) {
+    std::set<const Expr*> seen;
+    if (s.kind == SK::Store) used.insert(s.buffer);
+    if (s.index) collect_buffers(s.index, used, seen);
+    if (s.value) collect_buffers(s.value, used, seen);
+    for (const auto& b : s.body) collect_buffers(b, used);
   }
 
   void emit_loop(int var, llvm::Value* begin, llvm::Value* end, const std::vector<Stmt>& body) {
@@ -256,6 +272,8 @@ class Codegen {
   void entry(int fn, const std::vector<llvm::Function*>& kernels) {
     auto* ty = llvm::FunctionType::get(b_.getVoidTy(), {ptr_, ptr_, ptr_, ptr_}, false);
     auto* f = llvm::Function::Create(ty, llvm::GlobalValue::ExternalLinkage, entry_symbol(p_, p_.functions[fn].name), m_.get());
+    // The thread pool rethrows a worker's exception in the caller: it unwinds through here.
+    f->setUWTableKind(llvm::UWTableKind::Default);
     b_.SetInsertPoint(llvm::BasicBlock::Create(ctx_, "entry", f));
     auto* at = llvm::ArrayType::get(ptr_, p_.buffers.size());
     llvm::Value* bufs = b_.CreateAlloca(at, nullptr, "bufs");
@@ -298,5 +316,11 @@ class Codegen {
 }  // namespace
 
 std::unique_ptr<llvm::Module> codegen(const Program& p, llvm::LLVMContext& ctx) { return Codegen(p, ctx).run(); }
+
+void embed_manifest(llvm::Module& m, const Program& p, const std::string& json) {
+  auto* init = llvm::ConstantDataArray::getString(m.getContext(), json, true);
+  new llvm::GlobalVariable(m, init->getType(), true, llvm::GlobalValue::ExternalLinkage, init,
+                           entry_symbol(p, "manifest"));
+}
 
 }  // namespace stag

@@ -23,4 +23,8 @@ std::string entry_symbol(const kir::Program& p, const std::string& function);
 
 std::unique_ptr<llvm::Module> codegen(const kir::Program& p, llvm::LLVMContext& ctx);
 
+/// Adds `const char stag_<model>_manifest[]`, the program's manifest as a C string, so that
+/// a program linked ahead of time carries its buffer names and types.
+void embed_manifest(llvm::Module& m, const kir::Program& p, const std::string& json);
+
 }  // namespace stag

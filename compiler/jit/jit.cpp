@@ -166,10 +166,12 @@ std::string llvm_ir_text(const kir::Program& p, bool optimized) {
   return os.str();
 }
 
-static void emit(const kir::Program& p, llvm::raw_pwrite_stream& os, llvm::CodeGenFileType type, CompileTimes& times) {
+static void emit(const kir::Program& p, const std::string& manifest, llvm::raw_pwrite_stream& os,
+                 llvm::CodeGenFileType type, CompileTimes& times) {
   auto t0 = Clock::now();
   llvm::LLVMContext ctx;
   auto module = codegen(p, ctx);
+  if (!manifest.empty()) embed_manifest(*module, p, manifest);
   times.codegen_ms = ms_since(t0);
   auto t1 = Clock::now();
   auto tm = host_machine();
@@ -186,16 +188,16 @@ std::string assembly_text(const kir::Program& p) {
   llvm::SmallString<0> buffer;
   llvm::raw_svector_ostream os(buffer);
   CompileTimes times;
-  emit(p, os, llvm::CodeGenFileType::AssemblyFile, times);
+  emit(p, {}, os, llvm::CodeGenFileType::AssemblyFile, times);
   return std::string(buffer.str());
 }
 
-CompileTimes emit_object(const kir::Program& p, const std::string& path) {
+CompileTimes emit_object(const kir::Program& p, const std::string& manifest_json, const std::string& path) {
   std::error_code ec;
   llvm::raw_fd_ostream os(path, ec, llvm::sys::fs::OF_None);
   if (ec) throw std::runtime_error("cannot write " + path + ": " + ec.message());
   CompileTimes times;
-  emit(p, os, llvm::CodeGenFileType::ObjectFile, times);
+  emit(p, manifest_json, os, llvm::CodeGenFileType::ObjectFile, times);
   return times;
 }
 

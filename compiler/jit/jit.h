@@ -48,7 +48,8 @@ class JitProgram {
 std::string llvm_ir_text(const kir::Program& p, bool optimized);
 /// The host assembly of the optimized program.
 std::string assembly_text(const kir::Program& p);
-/// Writes a relocatable, position-independent object file for the host. Returns the times.
-CompileTimes emit_object(const kir::Program& p, const std::string& path);
+/// Writes a relocatable, position-independent object file for the host, with the manifest
+/// embedded (see codegen.h). Returns the times.
+CompileTimes emit_object(const kir::Program& p, const std::string& manifest_json, const std::string& path);
 
 }  // namespace stag

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <cassert>
+#include <unordered_map>
 
 #include "ir/attr.h"
 
@@ -45,6 +46,9 @@ E bin(Bin op, E a, E b) {
       case Bin::mul: return int_(x * y);
       case Bin::div: if (y != 0) return int_(x / y); break;
       case Bin::rem: if (y != 0) return int_(x % y); break;
+      case Bin::and_: return int_(x & y);
+      case Bin::xor_: return int_(x ^ y);
+      case Bin::lshr: if (y >= 0 && y < 64) return int_(static_cast<int64_t>(static_cast<uint64_t>(x) >> y)); break;
       default: break;
     }
   }
@@ -110,8 +114,28 @@ std::string_view kind_name(BufKind k) {
 struct Printer {
   const Program& p;
   const Kernel& k;
+  // Subexpressions used more than once in a statement print once, as `tN = ...` lines.
+  mutable std::unordered_map<const Expr*, std::string> names;
+
+  void count(const E& e, std::unordered_map<const Expr*, int>& uses) const {
+    if (++uses[e.get()] > 1) return;
+    for (const auto& a : e->args) count(a, uses);
+  }
+
+  // Emits the `tN = ...` lines for shared nodes, children first.
+  void bind(const E& e, const std::unordered_map<const Expr*, int>& uses, const std::string& pad, std::string& out) const {
+    if (names.count(e.get())) return;
+    for (const auto& a : e->args) bind(a, uses, pad, out);
+    bool leaf = e->kind == EK::Int || e->kind == EK::Float || e->kind == EK::Var;
+    if (leaf || uses.at(e.get()) < 2) return;
+    std::string text = expr(e);
+    std::string name = fmt::format("t{}", names.size());
+    out += fmt::format("{}{} = {}\n", pad, name, text);
+    names[e.get()] = name;
+  }
 
   std::string expr(const E& e) const {
+    if (auto it = names.find(e.get()); it != names.end()) return it->second;
     switch (e->kind) {
       case EK::Int: return std::to_string(e->i);
       case EK::Float: return format_float(e->f);
@@ -122,7 +146,9 @@ struct Printer {
         auto op = static_cast<Bin>(e->op);
         if (op == Bin::min || op == Bin::max || op == Bin::pow)
           return fmt::format("{}({}, {})", name(op), expr(e->args[0]), expr(e->args[1]));
-        return fmt::format("({} {} {})", expr(e->args[0]), name(op), expr(e->args[1]));
+        std::string_view sym = name(op);
+        if (e->args[0]->type != DType::b8 && (op == Bin::and_ || op == Bin::or_)) sym = sym.substr(0, 1);  // bitwise
+        return fmt::format("({} {} {})", expr(e->args[0]), sym, expr(e->args[1]));
       }
       case EK::Select: return fmt::format("select({}, {}, {})", expr(e->args[0]), expr(e->args[1]), expr(e->args[2]));
       case EK::Cast: return fmt::format("{}({})", dtype_name(e->type), expr(e->args[0]));
@@ -132,6 +158,12 @@ struct Printer {
 
   void stmt(const Stmt& s, int depth, std::string& out) const {
     std::string pad(static_cast<size_t>(depth) * 2, ' ');
+    std::unordered_map<const Expr*, int> uses;
+    if (s.index) count(s.index, uses);
+    if (s.value) count(s.value, uses);
+    names.clear();
+    if (s.index) bind(s.index, uses, pad, out);
+    if (s.value) bind(s.value, uses, pad, out);
     switch (s.kind) {
       case SK::For:
         out += fmt::format("{}for {} in {}..{} {{\n", pad, k.vars[s.var].name, s.begin, s.end);
@@ -155,11 +187,11 @@ struct Printer {
 
 std::string print(const Program& p, const Kernel& k) {
   Printer pr{p, k};
-  std::string out = fmt::format("  kernel {} {}{}..{}{} {{  # {}\n", k.name, k.parallel ? "parallel " : "",
+  std::string out = fmt::format("    kernel {} {}{}..{}{} {{  # {}\n", k.name, k.parallel ? "parallel " : "",
                                 k.vars.empty() ? "p" : k.vars[0].name, k.extent,
                                 k.parallel ? fmt::format(" grain {}", k.grain) : "", k.origin);
-  for (const auto& s : k.body) pr.stmt(s, 2, out);
-  return out + "  }\n";
+  for (const auto& s : k.body) pr.stmt(s, 3, out);
+  return out + "    }\n";
 }
 
 std::string print(const Program& p) {

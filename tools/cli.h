@@ -1,0 +1,53 @@
+#pragma once
+/// What the `stag` subcommands share: exit codes, how a model file is named on the command
+/// line and loaded, and safe output writing.
+
+#include <CLI/CLI.hpp>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ir/graph.h"
+
+namespace stag::cli {
+
+constexpr int kExitOk = 0;
+constexpr int kExitBadInput = 1;  ///< the file was read but is not a valid model, or its data is bad
+constexpr int kExitUsage = 2;     ///< bad flags, or a file that cannot be read or written
+
+/// A user error found after the command line parsed: printed as `stag: error: ...`.
+struct Failure {
+  int exit_code;
+  std::string message;
+};
+
+/// The model a command works on and how to lower it.
+struct ModelArgs {
+  std::string file;
+  int64_t batch = 0;
+  bool train = false;
+  std::string model;
+
+  void add_to(CLI::App& app);
+  /// Reads, parses and verifies the model; prints diagnostics and throws Failure on error.
+  std::unique_ptr<Graph> load() const;
+};
+
+/// Writes `text` to `path` ("-" is stdout) through a temporary file and a rename, so a failed
+/// write never leaves half a file where a good one was. Throws Failure.
+void write_output(const std::string& path, const std::string& text);
+
+/// A subcommand: registered on the app, run when parsed.
+struct Command {
+  CLI::App* app;
+  std::function<int()> run;
+};
+
+Command add_ir_command(CLI::App& app);
+Command add_ops_command(CLI::App& app);
+Command add_run_command(CLI::App& app);
+Command add_compile_command(CLI::App& app);
+
+}  // namespace stag::cli

@@ -1,0 +1,70 @@
+// `stag ir` prints a model at any stage of the pipeline; `stag ops` lists the op table.
+
+#include <fmt/format.h>
+
+#include "compiler/jit/jit.h"
+#include "compiler/lower/lower.h"
+#include "ir/ops.h"
+#include "ir/printer.h"
+#include "tools/cli.h"
+
+namespace stag::cli {
+
+namespace {
+
+struct IrArgs {
+  ModelArgs model;
+  std::string out = "-";
+  std::string stage = "graph";
+};
+
+int run_ir(const IrArgs& args) {
+  auto graph = args.model.load();
+  std::string text;
+  if (args.stage == "graph") text = print(*graph);
+  else if (args.stage == "kernels") text = kir::print(lower(*graph));
+  else if (args.stage == "llvm") text = llvm_ir_text(lower(*graph), true);
+  else if (args.stage == "llvm-unoptimized") text = llvm_ir_text(lower(*graph), false);
+  else text = assembly_text(lower(*graph));
+  write_output(args.out, text);
+  return kExitOk;
+}
+
+// The op table as users see it: operands, and attributes with their kinds and defaults.
+int run_ops() {
+  for (const auto& info : all_ops()) {
+    std::string operands = info.min_operands == info.max_operands ? std::to_string(info.min_operands)
+                           : info.max_operands < 0 ? fmt::format("{}+", info.min_operands)
+                                                   : fmt::format("{}-{}", info.min_operands, info.max_operands);
+    std::vector<std::string> attrs;
+    for (const auto& a : info.attrs) {
+      std::string kind(kind_name(a.kind));
+      if (!a.choices.empty()) kind = fmt::format("{}", fmt::join(a.choices, "|"));
+      attrs.push_back(a.default_value ? fmt::format("{}: {} = {}", a.name, kind, to_string(*a.default_value))
+                                      : fmt::format("{}: {} (required)", a.name, kind));
+    }
+    fmt::print("{:<18} operands {:<4} {}\n", info.name, operands, fmt::join(attrs, ", "));
+  }
+  return kExitOk;
+}
+
+}  // namespace
+
+Command add_ir_command(CLI::App& app) {
+  auto args = std::make_shared<IrArgs>();
+  auto* cmd = app.add_subcommand("ir", "Read a model or IR file, verify it and print it at a stage of the pipeline");
+  args->model.add_to(*cmd);
+  cmd->add_option("-o,--output", args->out, "Write here instead of stdout");
+  cmd->add_option("--stage", args->stage,
+                  "graph: the graph IR (reads back); kernels: the kernel IR; llvm: LLVM IR after O3 for this CPU; "
+                  "llvm-unoptimized: before it; asm: the host assembly")
+      ->check(CLI::IsMember({"graph", "kernels", "llvm", "llvm-unoptimized", "asm"}));
+  return {cmd, [args] { return run_ir(*args); }};
+}
+
+Command add_ops_command(CLI::App& app) {
+  auto* cmd = app.add_subcommand("ops", "List the op table: every op, its operands and attributes");
+  return {cmd, [] { return run_ops(); }};
+}
+
+}  // namespace stag::cli
