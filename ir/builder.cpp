@@ -2,20 +2,16 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 namespace stag {
 
 Builder::Result Builder::try_create(Op op, const std::vector<Value*>& operands, const NamedAttrs& attrs,
                                     const std::vector<Type>& declared,
                                     const std::vector<std::string>& names) {
   const OpInfo& info = op_info(op);
-  int n = static_cast<int>(operands.size());
-  if (n < info.min_operands || (info.max_operands >= 0 && n > info.max_operands)) {
-    std::string want = info.min_operands == info.max_operands ? std::to_string(info.min_operands)
-                       : info.max_operands < 0 ? fmt::format("at least {}", info.min_operands)
-                                               : fmt::format("{} to {}", info.min_operands, info.max_operands);
-    return {{}, fmt::format("{}: expects {} operand{}, got {}", info.name, want,
-                            want == "1" ? "" : "s", n)};
-  }
+  if (auto err = check_arity(info, operands.size()); !err.empty())
+    return {{}, fmt::format("{}: {}", info.name, err)};
   std::vector<Attr> resolved;
   if (auto err = resolve_attrs(info, attrs, resolved); !err.empty())
     return {{}, fmt::format("{}: {}", info.name, err)};
@@ -35,8 +31,13 @@ Builder::Result Builder::try_create(Op op, const std::vector<Value*>& operands, 
   if (result_names.size() != results.size())
     return {{}, fmt::format("{}: gives {} results, {} names given", info.name, results.size(),
                             result_names.size())};
-  for (const auto& name : result_names)
-    if (g_.has_name(name)) return {{}, fmt::format("the name '%{}' is already defined", name)};
+  for (size_t i = 0; i < result_names.size(); ++i) {
+    const std::string& name = result_names[i];
+    bool repeated = std::find(result_names.begin(), result_names.begin() + i, name) !=
+                    result_names.begin() + i;
+    if (repeated || g_.has_name(name))
+      return {{}, fmt::format("the name '%{}' is already defined", name)};
+  }
   Node* node = g_.append(op, operands, std::move(resolved), results, result_names, loc_);
   Result r;
   for (auto& v : node->results) r.values.push_back(v.get());
@@ -52,11 +53,15 @@ std::vector<Value*> Builder::create(Op op, const std::vector<Value*>& operands, 
 }
 
 Value* Builder::one(Op op, const std::vector<Value*>& operands, const NamedAttrs& attrs) {
-  auto values = create(op, operands, attrs);
-  if (values.size() != 1)
-    throw BuildError(fmt::format("{} gives {} results; call Builder::create", op_info(op).name,
-                                 values.size()));
-  return values[0];
+  // Count the results before creating the node, so that the throw leaves the graph unchanged.
+  const OpInfo& info = op_info(op);
+  std::vector<Attr> resolved;
+  std::vector<Type> types, results;
+  for (Value* v : operands) types.push_back(v->type);
+  if (check_arity(info, operands.size()).empty() && resolve_attrs(info, attrs, resolved).empty() &&
+      infer_types(info, types, resolved, {}, results).empty() && results.size() != 1)
+    throw BuildError(fmt::format("{} gives {} results; call Builder::create", info.name, results.size()));
+  return create(op, operands, attrs)[0];
 }
 
 Value* Builder::input(const std::string& name, const Type& type) {

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <optional>
 
 namespace stag {
@@ -46,6 +47,16 @@ static std::optional<std::string_view> line_of(const std::string& src, int line)
   return std::string_view(src).substr(pos, end == std::string::npos ? std::string::npos : end - pos);
 }
 
+// Length of the UTF-8 sequence starting at `i` (1 for ASCII), or 0 when it is not valid UTF-8.
+static size_t utf8_length(std::string_view s, size_t i) {
+  unsigned char c = s[i];
+  size_t n = c < 0x80 ? 1 : c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3 : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+  if (n == 0 || i + n > s.size()) return 0;
+  for (size_t k = 1; k < n; ++k)
+    if ((static_cast<unsigned char>(s[i + k]) & 0xc0) != 0x80) return 0;
+  return n;
+}
+
 std::string Diagnostics::render(const Diagnostic& d) const {
   std::string head = d.loc.known() ? to_string(d.loc) : (d.where.empty() ? "stag" : d.where);
   std::string out = fmt::format("{}: {}: {}\n", head, d.severity == Severity::Error ? "error" : "note",
@@ -54,14 +65,17 @@ std::string Diagnostics::render(const Diagnostic& d) const {
   if (src == sources_.end()) return out;
   auto text = line_of(*src->second, d.loc.line);
   if (!text || text->size() > 400) return out;  // a line too long to quote helps nobody
-  // Keep the caret aligned: tabs stay tabs, every other byte before the column becomes a space;
-  // bytes that would garble a terminal are shown as '?'.
+  // Keep the caret aligned: tabs stay tabs, every other character before the column becomes a
+  // space (one for a whole UTF-8 sequence); bytes that would garble a terminal (controls, bytes
+  // that are not UTF-8) are shown as '?'.
   std::string line, caret;
-  for (size_t i = 0; i < text->size(); ++i) {
+  for (size_t i = 0; i < text->size();) {
     unsigned char c = (*text)[i];
-    bool printable = c == '\t' || (c >= 0x20 && c != 0x7f);
-    line += printable ? static_cast<char>(c) : '?';
+    size_t n = utf8_length(*text, i);
+    bool printable = c == '\t' || (c >= 0x20 && c != 0x7f && n > 0);
+    line += printable ? std::string(text->substr(i, std::max<size_t>(n, 1))) : "?";
     if (static_cast<int>(i) + 1 < d.loc.col) caret += c == '\t' ? '\t' : ' ';
+    i += std::max<size_t>(n, 1);
   }
   std::string gutter = fmt::format("{:>5} | ", d.loc.line);
   out += gutter + line + "\n";

@@ -1,5 +1,6 @@
 #include "ir/graph.h"
 
+#include <algorithm>
 #include <cassert>
 
 namespace stag {
@@ -48,6 +49,7 @@ std::string Graph::fresh_name() {
 std::vector<std::string> Graph::value_names() const {
   std::vector<std::string> names;
   for (const auto& [n, v] : by_name_) names.push_back(n);
+  std::sort(names.begin(), names.end());  // hash order would make "did you mean" hints vary
   return names;
 }
 

@@ -136,8 +136,8 @@ std::string resolve_attrs(const OpInfo& info, const NamedAttrs& given, std::vect
       std::vector<std::string> names;
       for (const auto& a : info.attrs) names.push_back(a.name);
       auto hint = closest_name(name, names);
-      if (info.attrs.empty()) return fmt::format("{} takes no attributes, got '{}'", info.name, name);
-      return fmt::format("{} has no attribute '{}'{}", info.name, name,
+      if (info.attrs.empty()) return fmt::format("takes no attributes, got '{}'", name);
+      return fmt::format("unknown attribute '{}'{}", name,
                          hint ? fmt::format("; did you mean '{}'?", *hint) : std::string());
     }
     if (seen[idx]) return fmt::format("attribute '{}' given twice", name);
@@ -152,16 +152,26 @@ std::string resolve_attrs(const OpInfo& info, const NamedAttrs& given, std::vect
   for (size_t i = 0; i < info.attrs.size(); ++i) {
     if (seen[i]) continue;
     if (!info.attrs[i].default_value)
-      return fmt::format("{} needs attribute '{}' ({})", info.name, info.attrs[i].name,
+      return fmt::format("missing attribute '{}' ({})", info.attrs[i].name,
                          kind_name(info.attrs[i].kind));
     out[i] = *info.attrs[i].default_value;
   }
   return {};
 }
 
+std::string check_arity(const OpInfo& info, size_t count) {
+  int n = static_cast<int>(std::min<size_t>(count, INT32_MAX));
+  if (n >= info.min_operands && (info.max_operands < 0 || n <= info.max_operands)) return {};
+  std::string want = info.min_operands == info.max_operands ? std::to_string(info.min_operands)
+                     : info.max_operands < 0 ? fmt::format("at least {}", info.min_operands)
+                                             : fmt::format("{} to {}", info.min_operands, info.max_operands);
+  bool one = info.min_operands == 1 && info.max_operands <= 1;  // "1 operand", "at least 1 operand"
+  return fmt::format("expects {} operand{}, got {}", want, one ? "" : "s", count);
+}
+
 std::string check_attrs(const OpInfo& info, const std::vector<Attr>& attrs) {
   if (attrs.size() != info.attrs.size())
-    return fmt::format("{} has {} attributes, expected {}", info.name, attrs.size(), info.attrs.size());
+    return fmt::format("has {} attributes, expected {}", attrs.size(), info.attrs.size());
   for (size_t i = 0; i < attrs.size(); ++i)
     if (auto err = check_one(info.attrs[i], attrs[i]); !err.empty()) return err;
   return {};
@@ -179,26 +189,29 @@ std::string infer_types(const OpInfo& info, const std::vector<Type>& operands,
   return {};
 }
 
+// Edit distance counting an insertion, a deletion, a substitution or a swap of two neighbours
+// (the commonest typo: "alpah") as one edit.
 static size_t edit_distance(std::string_view a, std::string_view b) {
-  std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t diag = row[0];
-    row[0] = i;
+  std::vector<std::vector<size_t>> d(a.size() + 1, std::vector<size_t>(b.size() + 1));
+  for (size_t i = 0; i <= a.size(); ++i) d[i][0] = i;
+  for (size_t j = 0; j <= b.size(); ++j) d[0][j] = j;
+  for (size_t i = 1; i <= a.size(); ++i)
     for (size_t j = 1; j <= b.size(); ++j) {
-      size_t next = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] != b[j - 1])});
-      diag = row[j];
-      row[j] = next;
+      d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] != b[j - 1])});
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1])
+        d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
     }
-  }
-  return row[b.size()];
+  return d[a.size()][b.size()];
 }
 
 std::optional<std::string> closest_name(std::string_view name,
                                         const std::vector<std::string>& candidates) {
-  if (name.size() > 64) return std::nullopt;  // keeps the quadratic distance cheap
+  if (name.empty() || name.size() > 64) return std::nullopt;  // keeps the distance cheap
+  // Close enough to be a typo: a third of the name may differ, and at least one character must
+  // stay (else every one-letter name would suggest every other).
+  size_t limit = std::min(std::max<size_t>(1, name.size() / 3), name.size() - 1);
   std::optional<std::string> best;
-  size_t best_d = std::max<size_t>(1, name.size() / 3) + 1;
+  size_t best_d = limit + 1;
   for (const auto& c : candidates) {
     if (c.size() > 64) continue;
     size_t d = edit_distance(name, c);

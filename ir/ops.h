@@ -79,6 +79,8 @@ const std::vector<OpInfo>& all_ops();
 /// Fills `out` (by schema position) from named attributes: checks names, kinds and choices,
 /// applies defaults. Returns the first problem, empty on success.
 std::string resolve_attrs(const OpInfo& info, const NamedAttrs& given, std::vector<Attr>& out);
+/// Why `count` operands are wrong for the op ("expects 2 operands, got 1"), empty when right.
+std::string check_arity(const OpInfo& info, size_t count);
 /// Checks a full attribute vector against the schema (kinds and choices).
 std::string check_attrs(const OpInfo& info, const std::vector<Attr>& attrs);
 

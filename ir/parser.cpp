@@ -44,11 +44,26 @@ class Lexer {
   explicit Lexer(std::string_view src) : src_(src) {}
 
   Token next() {
+    Token t = scan();
+    if (t.kind != Tok::End) {
+      end_line_ = line_;
+      end_col_ = col_;
+    }
+    return t;
+  }
+
+ private:
+  Token scan() {
     skip_space();
     Token t;
     t.line = line_;
     t.col = col_;
-    if (pos_ >= src_.size()) return t;
+    // The end of a truncated file is shown just after its last token, not on a blank line.
+    if (pos_ >= src_.size()) {
+      t.line = end_line_;
+      t.col = end_col_;
+      return t;
+    }
     char c = src_[pos_];
     static constexpr std::string_view puncts = "{}()[],:=";
     if (auto p = puncts.find(c); p != std::string_view::npos) {
@@ -70,13 +85,10 @@ class Lexer {
     if (ident_start(c)) {
       size_t start = pos_;
       while (pos_ < src_.size() && ident_char(src_[pos_])) advance();
+      // `inf` and `nan` stay identifiers here (graph, output and attribute names may be spelled
+      // so); where a value is expected, literal() reads them as floats.
       t.kind = Tok::Ident;
       t.text = src_.substr(start, pos_ - start);
-      if (t.text == "inf" || t.text == "nan") {
-        t.kind = Tok::Float;
-        t.f = t.text == "inf" ? std::numeric_limits<double>::infinity()
-                              : std::numeric_limits<double>::quiet_NaN();
-      }
       return t;
     }
     unsigned char u = static_cast<unsigned char>(c);
@@ -84,7 +96,6 @@ class Lexer {
                                            : fmt::format("unexpected byte 0x{:02x}", u));
   }
 
- private:
   void advance() {
     if (src_[pos_] == '\n') {
       ++line_;
@@ -192,6 +203,7 @@ class Lexer {
   std::string_view src_;
   size_t pos_ = 0;
   int line_ = 1, col_ = 1;
+  int end_line_ = 1, end_col_ = 1;  ///< just after the last token
 };
 
 class Parser {
@@ -225,7 +237,8 @@ class Parser {
       case Tok::Float: a = tok_.f; break;
       case Tok::String: a = tok_.text; break;
       case Tok::Ident:
-        if (tok_.text == "true" || tok_.text == "false") a = tok_.text == "true";
+        if (auto f = special_float(tok_)) a = *f;
+        else if (tok_.text == "true" || tok_.text == "false") a = tok_.text == "true";
         else if (auto d = dtype_from_name(tok_.text)) a = *d;
         else return fail_opt(fmt::format("expected a value, found {}", describe(tok_)));
         break;
@@ -239,6 +252,13 @@ class Parser {
   bool at_end() const { return tok_.kind == Tok::End; }
 
  private:
+  static std::optional<double> special_float(const Token& t) {
+    if (t.kind != Tok::Ident) return std::nullopt;
+    if (t.text == "inf") return std::numeric_limits<double>::infinity();
+    if (t.text == "nan") return std::numeric_limits<double>::quiet_NaN();
+    return std::nullopt;
+  }
+
   std::optional<Attr> list() {
     next();
     Ints ints;
@@ -250,10 +270,10 @@ class Parser {
       if (tok_.kind == Tok::Int) {
         ints.push_back(tok_.i);
         floats.push_back(static_cast<double>(tok_.i));
-      } else if (tok_.kind == Tok::Float) {
+      } else if (tok_.kind == Tok::Float || special_float(tok_)) {
         any_float = true;
         ints.push_back(0);
-        floats.push_back(tok_.f);
+        floats.push_back(tok_.kind == Tok::Float ? tok_.f : *special_float(tok_));
       } else if (tok_.kind == Tok::Error) {
         return fail_opt(tok_.text);
       } else {
@@ -332,7 +352,7 @@ class Parser {
       if (tok_.kind != Tok::ValueName) return fail(fmt::format("expected a result name, found {}", describe(tok_))), false;
       for (const auto& n : names)
         if (n == tok_.text) return fail(fmt::format("'%{}' is named twice", tok_.text)), false;
-      if (g_->has_name(tok_.text)) return fail(fmt::format("'%{}' is already defined", tok_.text)), false;
+      if (g_->has_name(tok_.text)) return fail(fmt::format("the name '%{}' is already defined", tok_.text)), false;
       names.push_back(tok_.text);
       name_locs.push_back(here());
       next();
@@ -383,24 +403,21 @@ class Parser {
       }
     }
     next();
-    int n = static_cast<int>(operands.size());
-    if (n < info.min_operands || (info.max_operands >= 0 && n > info.max_operands)) {
-      std::string want = info.min_operands == info.max_operands ? std::to_string(info.min_operands)
-                         : info.max_operands < 0 ? fmt::format("at least {}", info.min_operands)
-                                                 : fmt::format("{} to {}", info.min_operands, info.max_operands);
-      return error_at(op_loc, fmt::format("{} expects {} operand{}, got {}", info.name, want,
-                                          want == "1" ? "" : "s", n)),
-             false;
-    }
+    if (auto err = check_arity(info, operands.size()); !err.empty())
+      return error_at(op_loc, fmt::format("{}: {}", info.name, err)), false;
     std::vector<Attr> resolved;
     if (auto err = resolve_attrs(info, attrs, resolved); !err.empty()) {
-      // Point at the attribute the message names, else at the op.
+      // Point at the attribute the message names first (not at a 'did you mean' suggestion),
+      // at its last occurrence (the repeat, for one given twice); else at the op.
       Loc where = op_loc;
-      for (size_t i = 0; i < attrs.size(); ++i)
-        if (err.find(fmt::format("'{}'", attrs[i].first)) != std::string::npos) {
+      size_t first = std::string::npos;
+      for (size_t i = 0; i < attrs.size(); ++i) {
+        size_t at = err.find(fmt::format("'{}'", attrs[i].first));
+        if (at != std::string::npos && (first == std::string::npos || at <= first)) {
+          first = at;
           where = attr_locs[i];
-          break;
         }
+      }
       return error_at(where, fmt::format("{}: {}", info.name, err)), false;
     }
     auto loc = opt_loc();
@@ -454,10 +471,12 @@ class Parser {
     Loc loc;
     loc.file = tok_.text;
     next();
+    // A known location has a line; its column may be 0 (the whole line), as the printer writes it.
     for (int* field : {&loc.line, &loc.col}) {
       if (!expect(Tok::Colon, "':' in the location")) return std::nullopt;
-      if (tok_.kind != Tok::Int || tok_.i < 1 || tok_.i > std::numeric_limits<int>::max())
-        return fail_opt_l("expected a positive line or column number");
+      int min = field == &loc.line ? 1 : 0;
+      if (tok_.kind != Tok::Int || tok_.i < min || tok_.i > std::numeric_limits<int>::max())
+        return fail_opt_l(min ? "expected a positive line number" : "expected a column number (0 or more)");
       *field = static_cast<int>(tok_.i);
       next();
     }

@@ -2,11 +2,29 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <bit>
+#include <cstdint>
+
 namespace stag {
 
 static std::string print_loc(const Loc& loc) {
   if (!loc.known()) return {};
   return fmt::format(" loc({}:{}:{})", to_string(Attr(loc.file)), loc.line, loc.col);
+}
+
+// Equality that tells -0.0 from 0.0, so a value that differs from its default only in sign is
+// still printed (both forms mean different things to a kernel and must read back).
+static bool same_attr(const Attr& a, const Attr& b) {
+  auto bits = [](double v) { return std::bit_cast<uint64_t>(v); };
+  if (const double* x = std::get_if<double>(&a))
+    return std::holds_alternative<double>(b) && bits(*x) == bits(std::get<double>(b));
+  if (const Floats* x = std::get_if<Floats>(&a)) {
+    const Floats* y = std::get_if<Floats>(&b);
+    return y && std::equal(x->begin(), x->end(), y->begin(), y->end(),
+                           [&](double p, double q) { return bits(p) == bits(q); });
+  }
+  return a == b;
 }
 
 std::string print(const Node& n) {
@@ -22,7 +40,7 @@ std::string print(const Node& n) {
   }
   for (size_t i = 0; i < info.attrs.size() && i < n.attrs.size(); ++i) {
     const AttrSpec& spec = info.attrs[i];
-    if (spec.default_value && *spec.default_value == n.attrs[i]) continue;
+    if (spec.default_value && same_attr(*spec.default_value, n.attrs[i])) continue;
     out += fmt::format("{}{}={}", first ? "" : ", ", spec.name, to_string(n.attrs[i]));
     first = false;
   }

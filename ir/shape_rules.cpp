@@ -162,7 +162,8 @@ std::string constant(ShapeCtx& c) {
                        n ? std::to_string(*n) : "too many");
   for (double x : v) {
     if (is_float(ty.dtype)) continue;
-    bool integral = x == static_cast<double>(static_cast<int64_t>(x));
+    // The range check comes first: converting nan or an out-of-range double to int64 is UB.
+    bool integral = x >= -0x1p63 && x < 0x1p63 && x == static_cast<double>(static_cast<int64_t>(x));
     if (!integral || (ty.dtype == DType::b8 && x != 0 && x != 1) ||
         (ty.dtype == DType::i32 && (x < -2147483648.0 || x > 2147483647.0)))
       return fmt::format("value {} is not a valid {}", format_float(x), dtype_name(ty.dtype));
@@ -223,8 +224,7 @@ std::string binary_float(ShapeCtx& c) {
 }
 
 std::string compare(ShapeCtx& c) {
-  if (auto e = need_numeric(c.operands[0], "lhs"); !e.empty()) return e;
-  return broadcast_pair(c, DType::b8);
+  return broadcast_pair(c, DType::b8);  // any one element type, bool included, as in PyTorch
 }
 
 std::string select(ShapeCtx& c) {
@@ -241,8 +241,12 @@ std::string select(ShapeCtx& c) {
 // ---------------------------------------------------------------- reductions
 
 std::string reduce_numeric(ShapeCtx& c) {
+  // As in PyTorch, a sum of integers or bools (counting a mask) accumulates and returns i64;
+  // max keeps the element type.
+  DType d = c.operands[0].dtype;
+  if (c.info.op == Op::sum && !is_float(d)) return reduce(c, DType::i64);
   if (auto e = need_numeric(c.operands[0]); !e.empty()) return e;
-  return reduce(c, c.operands[0].dtype);
+  return reduce(c, d);
 }
 
 std::string reduce_float(ShapeCtx& c) {
@@ -279,8 +283,8 @@ std::string matmul(ShapeCtx& c) {
   int64_t kb = tb ? b.dims[rb - 1] : b.dims[rb - 2];
   int64_t n = tb ? b.dims[rb - 2] : b.dims[rb - 1];
   if (ka != kb)
-    return fmt::format("inner dimensions differ: {}{} x {}{}", t(a), ta ? "^T" : "", t(b),
-                       tb ? "^T" : "");
+    return fmt::format("inner dimensions differ ({} vs {}): {}{} x {}{}", ka, kb, t(a), ta ? "^T" : "",
+                       t(b), tb ? "^T" : "");
   auto batch = broadcast(Dims(a.dims.begin(), a.dims.end() - 2), Dims(b.dims.begin(), b.dims.end() - 2));
   if (!batch) return fmt::format("batch dimensions do not broadcast: {} x {}", t(a), t(b));
   batch->push_back(m);
@@ -309,9 +313,10 @@ std::string conv_common(ShapeCtx& c, bool transposed) {
   int64_t cout;
   if (!transposed) {
     cout = w.dims[0];
-    if (w.dims[1] * g != cin)
+    auto expects = checked_mul(w.dims[1], g);
+    if (!expects || *expects != cin)
       return fmt::format("weight {} expects {} input channels, input {} has {}", t(w),
-                         w.dims[1] * g, t(x), cin);
+                         expects ? std::to_string(*expects) : "too many", t(x), cin);
     if (cout % g != 0) return fmt::format("output channels {} are not divisible by groups {}", cout, g);
   } else {
     if (w.dims[0] != cin)
@@ -380,13 +385,14 @@ std::string pool2d(ShapeCtx& c) {
       return fmt::format("padding {} must be at most half the kernel {}", pad[i], kernel[i]);
     __int128 in = x.dims[2 + i], span = static_cast<__int128>(dil[i]) * (kernel[i] - 1) + 1;
     __int128 padded = in + 2 * static_cast<__int128>(pad[i]);
-    if (padded < span)
+    // PyTorch's pooling_output_shape: floor division (a window may overhang the input only in
+    // ceil_mode), and the last window must start inside the input or the left padding.
+    __int128 num = padded - span + (c.b("ceil_mode") ? stride[i] - 1 : 0);
+    __int128 o = (num >= 0 ? num / stride[i] : -((-num + stride[i] - 1) / stride[i])) + 1;
+    if (c.b("ceil_mode") && (o - 1) * stride[i] >= in + pad[i]) --o;
+    if (o < 1)
       return fmt::format("kernel {} is larger than the padded input {} in dimension {}", kernel[i],
                          static_cast<int64_t>(std::min<__int128>(padded, INT64_MAX)), 2 + i);
-    __int128 num = padded - span;
-    __int128 o = (c.b("ceil_mode") ? (num + stride[i] - 1) / stride[i] : num / stride[i]) + 1;
-    // PyTorch: with ceil_mode the last window must start inside the input or the left padding.
-    if (c.b("ceil_mode") && (o - 1) * stride[i] >= in + pad[i]) --o;
     out[2 + i] = static_cast<int64_t>(o);
   }
   c.results.push_back({x.dtype, out});
@@ -605,12 +611,17 @@ std::string pad(ShapeCtx& c) {
 
 std::string flatten(ShapeCtx& c) {
   const Type& x = c.operands[0];
-  if (x.rank() == 0) return "input must have rank 1 or more, got a scalar";
-  auto s = norm_axis(c.i("start_dim"), x.rank());
-  auto e = norm_axis(c.i("end_dim"), x.rank());
+  // As in PyTorch, a scalar flattens to [1], its dims checked as if it had rank 1.
+  size_t rank = std::max<size_t>(x.rank(), 1);
+  auto s = norm_axis(c.i("start_dim"), rank);
+  auto e = norm_axis(c.i("end_dim"), rank);
   if (!s) return bad_axis(c.i("start_dim"), x);
   if (!e) return bad_axis(c.i("end_dim"), x);
   if (*s > *e) return fmt::format("start_dim {} comes after end_dim {}", c.i("start_dim"), c.i("end_dim"));
+  if (x.rank() == 0) {
+    c.results.push_back({x.dtype, {1}});
+    return {};
+  }
   Dims out(x.dims.begin(), x.dims.begin() + *s);
   out.push_back(*checked_numel(Dims(x.dims.begin() + *s, x.dims.begin() + *e + 1)));
   out.insert(out.end(), x.dims.begin() + *e + 1, x.dims.end());

@@ -62,8 +62,9 @@ std::string type_error(const Type& t) {
                          to_string(t), t.dims[i]);
   // The byte size must fit too: buffers are addressed in bytes.
   auto n = checked_numel(t.dims);
-  if (!n || !checked_mul(*n, dtype_size(t.dtype)))
-    return fmt::format("{} has more elements than fit in a 64-bit size", to_string(t));
+  if (!n) return fmt::format("{} has more elements than fit in 64 bits", to_string(t));
+  if (!checked_mul(*n, dtype_size(t.dtype)))
+    return fmt::format("{} has {} elements, too many bytes for a 64-bit size", to_string(t), *n);
   return {};
 }
 

@@ -38,18 +38,26 @@ class Verifier {
       if (!v || !defined_.count(v)) {
         err(fmt::format("{}: operand %{} is not defined before its use", info.name, v ? v->name : "?"));
         operands_ok = false;
+      } else if (invalid_.count(v)) {
+        operands_ok = false;  // reported where it is defined; shape rules assume valid types
       }
     }
-    if (n.results.empty()) err(fmt::format("{} has no results", info.name));
+    if (n.results.empty()) {
+      err(fmt::format("{} has no results", info.name));
+      operands_ok = false;
+    }
     for (const auto& r : n.results) {
       if (!is_value_name(r->name)) err(fmt::format("value name '%{}' is not valid", r->name));
       if (!names_.insert(r->name).second) err(fmt::format("value name '%{}' is defined twice", r->name));
       if (r->def != &n) err(fmt::format("value %{} does not point back at its node", r->name));
-      if (auto e = type_error(r->type); !e.empty()) err(fmt::format("%{}: {}", r->name, e));
+      if (auto e = type_error(r->type); !e.empty()) {
+        err(fmt::format("%{}: {}", r->name, e));
+        invalid_.insert(r.get());
+        operands_ok = false;  // one error for a bad type, not a second from the shape rule
+      }
     }
-    int count = static_cast<int>(n.operands.size());
-    if (count < info.min_operands || (info.max_operands >= 0 && count > info.max_operands)) {
-      err(fmt::format("{}: wrong number of operands: {}", info.name, count));
+    if (auto e = check_arity(info, n.operands.size()); !e.empty()) {
+      err(fmt::format("{}: {}", info.name, e));
       operands_ok = false;
     }
     if (auto e = check_attrs(info, n.attrs); !e.empty()) {
@@ -99,7 +107,7 @@ class Verifier {
         continue;
       }
       if (u.target->def->op != Op::parameter)
-        err(fmt::format("update target %{} is not a parameter (it is a {})", u.target->name,
+        err(fmt::format("update target %{} is not a parameter (it comes from {})", u.target->name,
                         u.target->def->info().name));
       if (u.target->type != u.value->type)
         err(fmt::format("update of %{} ({}) with %{} ({}): the types differ", u.target->name,
@@ -122,6 +130,7 @@ class Verifier {
   Diagnostics& diags_;
   const SourceMap* map_;
   std::unordered_set<const Value*> defined_;
+  std::unordered_set<const Value*> invalid_;  ///< values whose type is not valid
   std::unordered_set<std::string> names_;
 };
 

@@ -10,6 +10,7 @@
 #include <map>
 
 #include "compiler/jit/jit_model.h"
+#include "ir/analysis.h"
 #include "ir/ops.h"
 #include "ir/random.h"
 #include "runtime/error.h"
@@ -35,24 +36,10 @@ struct RunArgs {
 using Clock = std::chrono::steady_clock;
 double ms_since(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
 
-// For an integer input with no file, a range its uses accept: below an embedding's row count,
-// a loss's class count or one_hot's num_classes; else [0, 10).
-int64_t index_range(const Graph& g, const Value* input) {
-  int64_t range = std::numeric_limits<int64_t>::max();
-  for (const auto& n : g.nodes)
-    for (size_t i = 0; i < n->operands.size(); ++i) {
-      if (n->operands[i] != input) continue;
-      if (n->op == Op::embedding && i == 1) range = std::min(range, n->operands[0]->type.dims[0]);
-      if ((n->op == Op::cross_entropy || n->op == Op::nll) && i == 1) range = std::min(range, n->operands[0]->type.dims[1]);
-      if (n->op == Op::one_hot) range = std::min(range, n->i("num_classes"));
-    }
-  return range == std::numeric_limits<int64_t>::max() ? 10 : range;
-}
-
 rt::Tensor random_input(const Graph& g, const Value* v, const rt::BufferSpec& spec, int64_t seed, int64_t stream) {
   rt::Tensor t(spec.dtype, spec.shape);
   int64_t n = t.numel();
-  int64_t range = index_range(g, v);
+  int64_t range = index_bound(g, v, 10);
   for (int64_t i = 0; i < n; ++i) {
     double normal = random_standard_normal(seed, stream, i);
     auto index = static_cast<int64_t>(random_uniform01(seed, stream, i) * static_cast<double>(range));

@@ -12,6 +12,9 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <bit>
+#include <functional>
 #include <set>
 #include <stdexcept>
 #include <unordered_map>
@@ -43,10 +46,19 @@ class Codegen {
     check_failed_ = m_->getOrInsertFunction("stag_check_failed", llvm::FunctionType::get(b_.getVoidTy(), {i64_, i64_}, false));
     for (size_t i = 0; i < p_.buffers.size(); ++i)
       if (p_.buffers[i].kind == BufKind::Const) const_globals_[static_cast<int>(i)] = constant_global(p_.buffers[i]);
+    // Kernels that differ only in the buffers they touch (the layers of a stack, the steps of
+    // an unrolled RNN) share one function: each call passes its own buffer pointers.
+    std::unordered_map<std::string, llvm::Function*> by_shape;
     for (size_t f = 0; f < p_.functions.size(); ++f) {
-      std::vector<llvm::Function*> kernels;
-      for (const auto& k : p_.functions[f].kernels) kernels.push_back(kernel(k, body_ty, static_cast<int>(f)));
-      entry(static_cast<int>(f), kernels);
+      std::vector<Call> calls;
+      for (const auto& k : p_.functions[f].kernels) {
+        Call c{nullptr, buffers_of(k)};
+        std::string key = canonical(k, c.buffers);
+        auto it = by_shape.find(key);
+        c.fn = it != by_shape.end() ? it->second : (by_shape[key] = kernel(k, c.buffers, body_ty, static_cast<int>(f)));
+        calls.push_back(std::move(c));
+      }
+      entry(static_cast<int>(f), calls);
     }
     std::string err;
     llvm::raw_string_ostream os(err);
@@ -84,21 +96,78 @@ class Codegen {
 
   // ---------------------------------------------------------------- kernels
 
-  llvm::Function* kernel(const Kernel& k, llvm::FunctionType* ty, int fn) {
+  struct Call {
+    llvm::Function* fn;
+    std::vector<int> buffers;  ///< the kernel's buffers, in the order of its pointer slots
+  };
+
+  // Buffers a kernel touches, in first-use order. Expressions are DAGs: each node once.
+  static void collect(const E& e, std::vector<int>& out, std::set<const Expr*>& seen) {
+    if (!seen.insert(e.get()).second) return;
+    if (e->kind == EK::Load && std::find(out.begin(), out.end(), e->buffer) == out.end()) out.push_back(e->buffer);
+    for (const auto& a : e->args) collect(a, out, seen);
+  }
+  static void collect(const Stmt& s, std::vector<int>& out) {
+    std::set<const Expr*> seen;
+    if (s.index) collect(s.index, out, seen);
+    if (s.value) collect(s.value, out, seen);
+    if (s.kind == SK::Store && std::find(out.begin(), out.end(), s.buffer) == out.end()) out.push_back(s.buffer);
+    for (const auto& b : s.body) collect(b, out);
+  }
+  static std::vector<int> buffers_of(const Kernel& k) {
+    std::vector<int> out;
+    for (const auto& s : k.body) collect(s, out);
+    return out;
+  }
+
+  // A key equal for kernels that compute the same thing on different buffers: the kernel's
+  // structure with buffers numbered by slot (and typed), variables by index.
+  std::string canonical(const Kernel& k, const std::vector<int>& buffers) const {
+    std::string key = fmt::format("{}:{}:{}:{}|", k.extent, k.grain, k.parallel, k.vars.size());
+    for (const auto& v : k.vars) key += fmt::format("{},", static_cast<int>(v.type));
+    for (int b : buffers) key += fmt::format("b{},", static_cast<int>(p_.buffers[b].type.dtype));
+    std::unordered_map<const Expr*, int> ids;
+    auto slot = [&](int b) { return std::find(buffers.begin(), buffers.end(), b) - buffers.begin(); };
+    std::function<void(const E&)> expr = [&](const E& e) {
+      if (auto it = ids.find(e.get()); it != ids.end()) {
+        key += fmt::format("@{}", it->second);
+        return;
+      }
+      ids[e.get()] = static_cast<int>(ids.size());
+      key += fmt::format("({} {} {} {} {} {}", static_cast<int>(e->kind), static_cast<int>(e->type), e->i,
+                         std::bit_cast<uint64_t>(e->f), e->var, static_cast<int>(e->op));
+      if (e->kind == EK::Load) key += fmt::format(" s{}", slot(e->buffer));
+      for (const auto& a : e->args) expr(a);
+      key += ")";
+    };
+    std::function<void(const Stmt&)> stmt = [&](const Stmt& st) {
+      ids.clear();
+      key += fmt::format("[{} {} {} {} {}", static_cast<int>(st.kind), st.var, st.begin, st.end, st.code);
+      if (st.kind == SK::Store) key += fmt::format(" s{}", slot(st.buffer));
+      if (st.index) expr(st.index);
+      if (st.value) expr(st.value);
+      for (const auto& b : st.body) stmt(b);
+      key += "]";
+    };
+    for (const auto& st : k.body) stmt(st);
+    return key;
+  }
+
+  llvm::Function* kernel(const Kernel& k, const std::vector<int>& buffers, llvm::FunctionType* ty, int fn) {
     auto* f = llvm::Function::Create(ty, llvm::GlobalValue::InternalLinkage,
                                      entry_symbol(p_, p_.functions[fn].name) + "." + k.name, m_.get());
     f->addFnAttr(llvm::Attribute::NoUnwind);
+    // Entry functions call kernels one after another: inlining them would only build one
+    // huge function that takes the optimizer long and gains nothing.
+    f->addFnAttr(llvm::Attribute::NoInline);
     k_ = &k;
     auto* entry_bb = llvm::BasicBlock::Create(ctx_, "entry", f);
     b_.SetInsertPoint(entry_bb);
-    llvm::Value* bufs = f->getArg(0);
-    // The pointers of the buffers this kernel touches, loaded once.
+    // The pointers of the buffers this kernel touches, from its call's slots, loaded once.
     buf_ptrs_.clear();
-    std::set<int> used;
-    for (const auto& s : k.body) collect_buffers(s, used);
-    for (int i : used) {
-      llvm::Value* slot = b_.CreateConstInBoundsGEP1_64(ptr_, bufs, static_cast<uint64_t>(i));
-      buf_ptrs_[i] = b_.CreateLoad(ptr_, slot, p_.buffers[i].name);
+    for (size_t i = 0; i < buffers.size(); ++i) {
+      llvm::Value* slot = b_.CreateConstInBoundsGEP1_64(ptr_, f->getArg(0), i);
+      buf_ptrs_[buffers[i]] = b_.CreateLoad(ptr_, slot, p_.buffers[buffers[i]].name);
     }
     vars_.clear();
     for (const auto& v : k.vars) vars_.push_back(b_.CreateAlloca(scalar_type(v.type), nullptr, v.name));
@@ -106,21 +175,6 @@ class Codegen {
     emit_loop(0, f->getArg(1), f->getArg(2), k.body);
     b_.CreateRetVoid();
     return f;
-  }
-
-  // Expressions are DAGs: visit each node once.
-  static void collect_buffers(const E& e, std::set<int>& used, std::set<const Expr*>& seen) {
-    if (!seen.insert(e.get()).second) return;
-    if (e->kind == EK::Load) used.insert(e->buffer);
-    for (const auto& a : e->args) collect_buffers(a, used, seen);
-  }
-
-  static void collect_buffers(const Stmt& s, std::set<int>& used) {
-    std::set<const Expr*> seen;
-    if (s.kind == SK::Store) used.insert(s.buffer);
-    if (s.index) collect_buffers(s.index, used, seen);
-    if (s.value) collect_buffers(s.value, used, seen);
-    for (const auto& b : s.body) collect_buffers(b, used);
   }
 
   void emit_loop(int var, llvm::Value* begin, llvm::Value* end, const std::vector<Stmt>& body) {
@@ -240,13 +294,18 @@ class Codegen {
       case Bin::mul: return fp ? b_.CreateFMul(a, b) : b_.CreateMul(a, b);
       case Bin::div: return fp ? b_.CreateFDiv(a, b) : b_.CreateSDiv(a, b);
       case Bin::rem: return fp ? b_.CreateFRem(a, b) : b_.CreateSRem(a, b);
-      case Bin::min: return fp ? b_.CreateSelect(b_.CreateFCmpOLT(a, b), a, b) : b_.CreateBinaryIntrinsic(llvm::Intrinsic::smin, a, b);
-      case Bin::max: return fp ? b_.CreateSelect(b_.CreateFCmpOGT(a, b), a, b) : b_.CreateBinaryIntrinsic(llvm::Intrinsic::smax, a, b);
+      case Bin::min:
+        return fp ? b_.CreateSelect(b_.CreateFCmpOLT(a, b), a, b)
+                  : b_.CreateBinaryIntrinsic(t == DType::b8 ? llvm::Intrinsic::umin : llvm::Intrinsic::smin, a, b);
+      case Bin::max:
+        return fp ? b_.CreateSelect(b_.CreateFCmpOGT(a, b), a, b)
+                  : b_.CreateBinaryIntrinsic(t == DType::b8 ? llvm::Intrinsic::umax : llvm::Intrinsic::smax, a, b);
       case Bin::pow: return b_.CreateBinaryIntrinsic(llvm::Intrinsic::pow, a, b);
-      case Bin::lt: return fp ? b_.CreateFCmpOLT(a, b) : b_.CreateICmpSLT(a, b);
-      case Bin::le: return fp ? b_.CreateFCmpOLE(a, b) : b_.CreateICmpSLE(a, b);
-      case Bin::gt: return fp ? b_.CreateFCmpOGT(a, b) : b_.CreateICmpSGT(a, b);
-      case Bin::ge: return fp ? b_.CreateFCmpOGE(a, b) : b_.CreateICmpSGE(a, b);
+      // Bools compare unsigned: as a signed i1, true would be -1.
+      case Bin::lt: return fp ? b_.CreateFCmpOLT(a, b) : t == DType::b8 ? b_.CreateICmpULT(a, b) : b_.CreateICmpSLT(a, b);
+      case Bin::le: return fp ? b_.CreateFCmpOLE(a, b) : t == DType::b8 ? b_.CreateICmpULE(a, b) : b_.CreateICmpSLE(a, b);
+      case Bin::gt: return fp ? b_.CreateFCmpOGT(a, b) : t == DType::b8 ? b_.CreateICmpUGT(a, b) : b_.CreateICmpSGT(a, b);
+      case Bin::ge: return fp ? b_.CreateFCmpOGE(a, b) : t == DType::b8 ? b_.CreateICmpUGE(a, b) : b_.CreateICmpSGE(a, b);
       case Bin::eq: return fp ? b_.CreateFCmpOEQ(a, b) : b_.CreateICmpEQ(a, b);
       case Bin::ne: return fp ? b_.CreateFCmpUNE(a, b) : b_.CreateICmpNE(a, b);
       case Bin::and_: return b_.CreateAnd(a, b);
@@ -269,32 +328,37 @@ class Codegen {
 
   // ---------------------------------------------------------------- entry functions
 
-  void entry(int fn, const std::vector<llvm::Function*>& kernels) {
+  void entry(int fn, const std::vector<Call>& calls) {
     auto* ty = llvm::FunctionType::get(b_.getVoidTy(), {ptr_, ptr_, ptr_, ptr_}, false);
     auto* f = llvm::Function::Create(ty, llvm::GlobalValue::ExternalLinkage, entry_symbol(p_, p_.functions[fn].name), m_.get());
     // The thread pool rethrows a worker's exception in the caller: it unwinds through here.
     f->setUWTableKind(llvm::UWTableKind::Default);
     b_.SetInsertPoint(llvm::BasicBlock::Create(ctx_, "entry", f));
-    auto* at = llvm::ArrayType::get(ptr_, p_.buffers.size());
-    llvm::Value* bufs = b_.CreateAlloca(at, nullptr, "bufs");
-    for (size_t i = 0; i < p_.buffers.size(); ++i) {
-      const Buffer& buf = p_.buffers[i];
-      llvm::Value* value = nullptr;
-      auto arg = [&](int a) { return b_.CreateLoad(ptr_, b_.CreateConstInBoundsGEP1_64(ptr_, f->getArg(a), buf.index)); };
-      if (buf.kind == BufKind::Param) value = arg(0);
-      else if (buf.kind == BufKind::Const) value = const_globals_.at(static_cast<int>(i));
-      else if (buf.function != fn) value = llvm::ConstantPointerNull::get(ptr_);
-      else if (buf.kind == BufKind::Input) value = arg(1);
-      else if (buf.kind == BufKind::Output) value = arg(2);
-      else value = b_.CreateConstInBoundsGEP1_64(b_.getInt8Ty(), f->getArg(3), buf.offset);
-      b_.CreateStore(value, b_.CreateConstInBoundsGEP2_64(at, bufs, 0, i));
-    }
+    size_t slots = 1;
+    for (const auto& c : calls) slots = std::max(slots, c.buffers.size());
+    auto* at = llvm::ArrayType::get(ptr_, slots);
+    llvm::Value* ctx = b_.CreateAlloca(at, nullptr, "slots");
+    std::unordered_map<int, llvm::Value*> pointer;  // each buffer's address, computed once
+    auto address = [&](int id) {
+      if (auto it = pointer.find(id); it != pointer.end()) return it->second;
+      const Buffer& buf = p_.buffers[id];
+      auto arg = [&](int a) { return b_.CreateLoad(ptr_, b_.CreateConstInBoundsGEP1_64(ptr_, f->getArg(a), buf.index), buf.name); };
+      llvm::Value* v;
+      if (buf.kind == BufKind::Param) v = arg(0);
+      else if (buf.kind == BufKind::Const) v = const_globals_.at(id);
+      else if (buf.kind == BufKind::Input) v = arg(1);
+      else if (buf.kind == BufKind::Output) v = arg(2);
+      else v = b_.CreateConstInBoundsGEP1_64(b_.getInt8Ty(), f->getArg(3), static_cast<uint64_t>(buf.offset), buf.name);
+      return pointer[id] = v;
+    };
     const auto& ks = p_.functions[fn].kernels;
-    for (size_t i = 0; i < ks.size(); ++i) {
+    for (size_t i = 0; i < calls.size(); ++i) {
+      for (size_t j = 0; j < calls[i].buffers.size(); ++j)
+        b_.CreateStore(address(calls[i].buffers[j]), b_.CreateConstInBoundsGEP2_64(at, ctx, 0, j));
       if (ks[i].parallel)
-        b_.CreateCall(parallel_for_, {b_.getInt64(0), b_.getInt64(ks[i].extent), b_.getInt64(ks[i].grain), kernels[i], bufs});
+        b_.CreateCall(parallel_for_, {b_.getInt64(0), b_.getInt64(ks[i].extent), b_.getInt64(ks[i].grain), calls[i].fn, ctx});
       else
-        b_.CreateCall(kernels[i], {bufs, b_.getInt64(0), b_.getInt64(ks[i].extent)});
+        b_.CreateCall(calls[i].fn, {ctx, b_.getInt64(0), b_.getInt64(ks[i].extent)});
     }
     b_.CreateRetVoid();
   }

@@ -37,6 +37,13 @@ E and_(E a, E b) { return bin(Bin::and_, std::move(a), std::move(b)); }
 E zero_of(DType t) { return is_float(t) ? fconst(0, t) : cast(int_(0), t); }
 E const_of(double v, DType t) { return is_float(t) ? fconst(v, t) : cast(int_(static_cast<int64_t>(v)), t); }
 
+// The smallest value of a type: where a max starts.
+E lowest(DType t) {
+  if (is_float(t)) return float_(-kInf, t);
+  if (t == DType::i32) return cast(int_(std::numeric_limits<int32_t>::min()), t);
+  return cast(int_(t == DType::b8 ? 0 : std::numeric_limits<int64_t>::min()), t);
+}
+
 // Max that lets a NaN through, as PyTorch's max does.
 E nan_max(E a, E b) {
   if (!is_float(a->type)) return bin(Bin::max, a, b);
@@ -91,6 +98,14 @@ E scalar(const Node& n, const std::vector<E>& x, DType out) {
   throw std::logic_error(fmt::format("no scalar formula for {}", n.info().name));
 }
 
+Buffer make_buffer(const std::string& name, const Type& type, BufKind kind) {
+  Buffer b;
+  b.name = name;
+  b.type = type;
+  b.kind = kind;
+  return b;
+}
+
 class Lowerer {
  public:
   explicit Lowerer(const Graph& g) : g_(g) { prog_.name = g.name; }
@@ -107,14 +122,14 @@ class Lowerer {
   // ---------------------------------------------------------------- buffers
 
   void param_buffer(const Node& n) {
-    Buffer b{n.result()->name, n.result()->type, BufKind::Param};
+    Buffer b = make_buffer(n.result()->name, n.result()->type, BufKind::Param);
     b.index = params_++;
     b.trainable = n.b("trainable");
     buf_[n.result()] = prog_.add_buffer(std::move(b));
   }
 
   int new_buffer(const std::string& name, const Type& t, BufKind kind) {
-    Buffer b{name, t, kind};
+    Buffer b = make_buffer(name, t, kind);
     b.function = fn_;
     if (kind == BufKind::Input) b.index = inputs_++;
     if (kind == BufKind::Output) b.index = outputs_++;
@@ -264,7 +279,7 @@ class Lowerer {
       for (const auto& r : n->results) {
         if (n->op == Op::input) buf_[r.get()] = new_buffer(r->name, r->type, BufKind::Input);
         else if (n->op == Op::constant) {
-          Buffer b{r->name, r->type, BufKind::Const};
+          Buffer b = make_buffer(r->name, r->type, BufKind::Const);
           const Floats& v = n->floats("value");
           b.data = v.size() == 1 ? std::vector<double>(static_cast<size_t>(numel(r->type)), v[0]) : v;
           buf_[r.get()] = prog_.add_buffer(std::move(b));
@@ -369,9 +384,10 @@ class Lowerer {
     }
     Dims kept, reduced;
     for (size_t d = 0; d < rank; ++d) (red[d] ? reduced : kept).push_back(xt.dims[d]);
-    DType dt = xt.dtype;
+    // The accumulator has the result's type (a sum of bools or i32 is i64), argmax's the input's.
+    DType dt = n.op == Op::argmax ? xt.dtype : B(out).type.dtype;
     KernelBuilder kb(std::string(n.info().name), origin(n));
-    int acc = kb.new_var("acc", n.op == Op::argmax ? dt : dt);
+    int acc = kb.new_var("acc", dt);
     int best = n.op == Op::argmax ? kb.new_var("best", DType::i64) : -1;
     std::vector<int> rvars;
     for (size_t d = 0; d < reduced.size(); ++d) rvars.push_back(kb.new_var("r" + std::to_string(d)));
@@ -380,17 +396,17 @@ class Lowerer {
       std::vector<E> full;
       size_t ki = 0, ri = 0;
       for (size_t d = 0; d < rank; ++d) full.push_back(red[d] ? kb.v(rvars[ri++]) : kidx[ki++]);
-      E value = ld(x, offset(full, xt.dims));
+      E value = cast(ld(x, offset(full, xt.dims)), dt);
       Stmt update;
       E init;
       if (n.op == Op::sum || n.op == Op::mean) {
         init = zero_of(dt);
         update = assign(acc, f_add(kb.v(acc), value));
       } else if (n.op == Op::max) {
-        init = is_float(dt) ? fconst(-kInf, dt) : cast(int_(std::numeric_limits<int64_t>::min()), dt);
+        init = lowest(dt);
         update = assign(acc, nan_max(kb.v(acc), value));
       } else {
-        init = is_float(dt) ? fconst(-kInf, dt) : cast(int_(std::numeric_limits<int64_t>::min()), dt);
+        init = lowest(dt);
         // First maximum wins; once a NaN is best, it stays.
         E acc_v = kb.v(acc);
         E better = is_float(dt) ? and_(bin(Bin::eq, acc_v, acc_v), bin(Bin::or_, gt(value, acc_v), bin(Bin::ne, value, value)))

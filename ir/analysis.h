@@ -1,0 +1,14 @@
+#pragma once
+/// Small questions about a graph that several tools ask.
+
+#include <cstdint>
+
+#include "ir/graph.h"
+
+namespace stag {
+
+/// For an integer value, the bound its uses put on it: below an embedding's row count, a
+/// classification loss's class count or one_hot's num_classes. `fallback` when no use bounds it.
+int64_t index_bound(const Graph& g, const Value* v, int64_t fallback);
+
+}  // namespace stag
