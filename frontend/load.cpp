@@ -7,6 +7,7 @@
 #include <fstream>
 #include <sys/stat.h>
 
+#include "frontend/lower.h"
 #include "ir/parser.h"
 #include "ir/verifier.h"
 
@@ -46,7 +47,14 @@ std::optional<std::string> read_source(const std::string& path, std::string& err
 
 std::unique_ptr<Graph> load_model(const std::string& path, const std::string& text,
                                   const LoadOptions& options, Diagnostics& diags) {
-  (void)options;
+  if (path.ends_with(".stag")) {
+    diags.add_source(path, text);
+    auto g = fe::lower_stag(text, path, options, diags);
+    // The frontend checks every node as it builds it; the verifier re-checks the whole graph, so
+    // a frontend bug shows up as an error instead of a bad graph downstream.
+    if (!g || !verify(*g, diags)) return nullptr;
+    return g;
+  }
   SourceMap positions;
   auto g = parse_ir(text, path, diags, &positions);
   if (!g || !verify(*g, diags, &positions)) return nullptr;

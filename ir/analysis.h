@@ -7,8 +7,9 @@
 
 namespace stag {
 
-/// For an integer value, the bound its uses put on it: below an embedding's row count, a
-/// classification loss's class count or one_hot's num_classes. `fallback` when no use bounds it.
+/// For an integer value, the bound its uses put on it, followed through reshapes and other ops
+/// that move values: below an embedding's row count, a classification loss's class count or
+/// one_hot's num_classes. `fallback` when no use bounds it.
 int64_t index_bound(const Graph& g, const Value* v, int64_t fallback);
 
 }  // namespace stag

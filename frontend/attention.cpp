@@ -1,0 +1,90 @@
+// MultiheadAttention (self-attention) with PyTorch's packed in_proj_weight [3E, E], in_proj_bias
+// and out_proj; a causal option masks future positions with iota + compare + select.
+
+#include <fmt/format.h>
+
+#include <cmath>
+#include <limits>
+
+#include "frontend/lowering.h"
+
+namespace stag::fe {
+
+namespace {
+
+bool make_mha(Ctx& c, Instance& in) {
+  int64_t e = in.i("embed_dim"), h = in.i("num_heads");
+  if (e % h) {
+    c.error(in.loc, fmt::format("{}: embed_dim {} must be divisible by num_heads {}", in.path, e, h));
+    return false;
+  }
+  c.parameter(in, "in_proj_weight", {DType::f32, {3 * e, e}}, {{"init", std::string("xavier_uniform")}});
+  if (in.b("bias")) c.parameter(in, "in_proj_bias", {DType::f32, {3 * e}}, {{"init", std::string("zeros")}});
+  c.parameter(in, "out_proj.weight", {DType::f32, {e, e}}, kaiming_default());
+  if (in.b("bias")) c.parameter(in, "out_proj.bias", {DType::f32, {e}}, {{"init", std::string("zeros")}});
+  return true;
+}
+
+std::vector<Val> fwd_mha(Ctx& c, Instance& in, const std::vector<Val>& args, const Loc& loc) {
+  Value* x = args[0].t;
+  int64_t e = in.i("embed_dim"), heads = in.i("num_heads"), d = e / heads;
+  bool bf = in.b("batch_first");
+  std::string ctx = in.label();
+  if (x->type.rank() != 3 || x->type.dims[2] != e) {
+    c.error(loc, fmt::format("{}: expects input {} with embed_dim {}, got {}", ctx,
+                             bf ? "[batch, seq, embed]" : "[seq, batch, embed]", e, to_string(x->type)));
+    return {};
+  }
+  auto op = [&](Op o, std::vector<Value*> xs, NamedAttrs a = {}) { return c.op(o, xs, a, loc, ctx); };
+  auto param = [&](const char* n) -> Value* { return in.params.count(n) ? in.params[n] : nullptr; };
+  if (!param("in_proj_weight") || !param("out_proj.weight")) return {};
+  if (!bf) x = op(Op::transpose, {x}, {{"perm", Ints{1, 0, 2}}});
+  if (!x) return {};
+  int64_t b = x->type.dims[0], t = x->type.dims[1];
+  auto qkv = c.ops(Op::split, {linear(c, x, param("in_proj_weight"), param("in_proj_bias"), loc, ctx)},
+                   {{"axis", int64_t{2}}, {"sizes", Ints{e, e, e}}}, loc, ctx);
+  if (qkv.size() != 3) return {};
+  // [b, t, e] -> [b, heads, t, d]
+  auto heads_first = [&](Value* v) {
+    return op(Op::transpose, {op(Op::reshape, {v}, {{"shape", Ints{b, t, heads, d}}})}, {{"perm", Ints{0, 2, 1, 3}}});
+  };
+  Value *q = heads_first(qkv[0]), *k = heads_first(qkv[1]), *v = heads_first(qkv[2]);
+  Value* scores = op(Op::matmul, {q, k}, {{"transpose_b", true}});
+  scores = op(Op::mul, {scores, c.scalar(1.0 / std::sqrt(static_cast<double>(d)), DType::f32, loc)});
+  if (in.b("causal")) {
+    Type grid{DType::i64, {t, t}};
+    auto rows = c.ops(Op::iota, {}, {{"axis", int64_t{0}}}, loc, ctx, {grid});
+    auto cols = c.ops(Op::iota, {}, {{"axis", int64_t{1}}}, loc, ctx, {grid});
+    if (rows.empty() || cols.empty()) return {};
+    Value* keep = op(Op::ge, {rows[0], cols[0]});  // a query attends to itself and earlier positions
+    Value* neg_inf = c.scalar(-std::numeric_limits<double>::infinity(), DType::f32, loc);
+    scores = op(Op::select, {keep, scores, neg_inf});
+  }
+  Value* att = op(Op::softmax, {scores}, {{"axis", int64_t{-1}}});
+  double p = in.f("dropout");
+  if (p > 0) {
+    if (c.training()) att = op(Op::dropout, {att, c.step_key(loc)}, {{"p", p}, {"training", true}, {"seed", c.next_seed++}});
+    else att = op(Op::dropout, {att}, {{"p", p}, {"training", false}});
+  }
+  Value* y = op(Op::matmul, {att, v});
+  y = op(Op::reshape, {op(Op::transpose, {y}, {{"perm", Ints{0, 2, 1, 3}}})}, {{"shape", Ints{b, t, e}}});
+  y = linear(c, y, param("out_proj.weight"), param("out_proj.bias"), loc, ctx);
+  if (!bf) y = op(Op::transpose, {y}, {{"perm", Ints{1, 0, 2}}});
+  return {Val::tensor(y)};
+}
+
+}  // namespace
+
+void add_attention_layers(std::vector<LayerKind>& t) {
+  using A = ArgKind;
+  t.push_back({"MultiheadAttention",
+               {{"embed_dim", A::Size},
+                {"num_heads", A::Size},
+                {"dropout", A::Prob, Val::real(0)},
+                {"bias", A::Bool, Val::boolean(true)},
+                {"batch_first", A::Bool, Val::boolean(false)},
+                {"causal", A::Bool, Val::boolean(false)}},
+               make_mha, fwd_mha});
+}
+
+}  // namespace stag::fe

@@ -1,0 +1,115 @@
+// The lowering context: checked node creation, parameters with inits, and the step key.
+
+#include <fmt/format.h>
+
+#include <cmath>
+
+#include "frontend/lowering.h"
+
+namespace stag::fe {
+
+std::string describe(const Val& v) {
+  switch (v.kind) {
+    case Val::Poison: return "an invalid value";
+    case Val::None: return "None";
+    case Val::Tensor: return fmt::format("a tensor {}", to_string(v.t->type));
+    case Val::Int: return fmt::format("an integer ({})", v.i);
+    case Val::Float: return fmt::format("a number ({})", format_float(v.f));
+    case Val::Bool: return fmt::format("a bool ({})", v.b ? "true" : "false");
+    case Val::Str: return fmt::format("a string (\"{}\")", v.s.substr(0, 40));
+    case Val::List: return "a list";
+    case Val::Tuple: return fmt::format("{} results", v.items.size());
+    case Val::TypeV: return fmt::format("a type ({})", to_string(v.type));
+    case Val::DTypeV: return fmt::format("an element type ({})", dtype_name(v.dtype));
+    case Val::Layer: return fmt::format("the layer {}", v.layer->label());
+  }
+  return "a value";
+}
+
+std::vector<Value*> Ctx::ops(Op op, const std::vector<Value*>& operands, const NamedAttrs& attrs,
+                             const Loc& loc, const std::string& context, const std::vector<Type>& declared) {
+  for (Value* v : operands)
+    if (!v) return {};  // an earlier error; do not report again
+  if (g.nodes.size() >= kMaxNodes) {
+    if (!too_big) error(loc, fmt::format("the model is too large: more than {} graph nodes", kMaxNodes));
+    too_big = true;
+    return {};
+  }
+  b.set_loc(loc);
+  auto r = b.try_create(op, operands, attrs, declared);
+  if (!r.error.empty()) {
+    error(loc, context.empty() ? r.error : fmt::format("{}: {}", context, r.error));
+    return {};
+  }
+  return r.values;
+}
+
+Value* Ctx::op(Op op, const std::vector<Value*>& operands, const NamedAttrs& attrs, const Loc& loc,
+               const std::string& context) {
+  auto r = ops(op, operands, attrs, loc, context);
+  return r.empty() ? nullptr : r[0];
+}
+
+Value* Ctx::scalar(double v, DType dtype, const Loc& loc) { return fill(v, {dtype, {}}, loc); }
+
+Value* Ctx::fill(double v, const Type& type, const Loc& loc) {
+  auto r = ops(Op::constant, {}, {{"value", Floats{v}}}, loc, {}, {type});
+  return r.empty() ? nullptr : r[0];
+}
+
+Value* Ctx::parameter(Instance& inst, const std::string& local, const Type& type, NamedAttrs init,
+                      bool trainable) {
+  std::string name = inst.full(local);
+  Loc loc = inst.loc;
+  if (auto it = inits.find(name); it != inits.end()) {
+    init = it->second.attrs;
+    loc = it->second.loc;
+    it->second.used = true;
+  }
+  if (!trainable || inst.frozen) init.emplace_back("trainable", false);
+  if (g.nodes.size() >= kMaxNodes) {
+    if (!too_big) error(loc, fmt::format("the model is too large: more than {} graph nodes", kMaxNodes));
+    too_big = true;
+    return nullptr;
+  }
+  if (g.has_name(name)) {
+    error(loc, fmt::format("the parameter name '{}' is already defined", name));
+    return nullptr;
+  }
+  b.set_loc(inst.loc);
+  auto r = b.try_create(Op::parameter, {}, init, {type}, {name});
+  if (!r.error.empty()) {
+    error(loc, fmt::format("{}: {}", name, r.error));
+    return nullptr;
+  }
+  inst.params[local] = r.values[0];
+  return r.values[0];
+}
+
+Value* Ctx::step_key(const Loc& loc) {
+  if (step) return step;
+  if (g.has_name("step")) {
+    error(loc, "the name 'step' is reserved for the training step counter in training mode");
+    return nullptr;
+  }
+  b.set_loc({});
+  auto r = b.try_create(Op::input, {}, {}, {{DType::i64, {}}}, {"step"});
+  step = r.values.empty() ? nullptr : r.values[0];
+  return step;
+}
+
+NamedAttrs kaiming_default() {
+  return {{"init", std::string("kaiming_uniform")}, {"a", std::sqrt(5.0)}};
+}
+
+NamedAttrs bias_default(int64_t fan_in) {
+  double bound = fan_in > 0 ? 1.0 / std::sqrt(static_cast<double>(fan_in)) : 0.0;
+  return {{"init", std::string("uniform")}, {"low", -bound}, {"high", bound}};
+}
+
+Value* linear(Ctx& c, Value* x, Value* w, Value* b, const Loc& loc, const std::string& context) {
+  Value* y = c.op(Op::matmul, {x, w}, {{"transpose_b", true}}, loc, context);
+  return b ? c.op(Op::add, {y, b}, {}, loc, context) : y;
+}
+
+}  // namespace stag::fe

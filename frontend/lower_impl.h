@@ -1,0 +1,100 @@
+#pragma once
+/// The lowering of one `.stag` model, shared by the files that implement it: names.cpp
+/// (scopes and lookup), expr.cpp (expressions and op calls), modules.cpp (layers, blocks,
+/// declarations) and lower.cpp (statements and the model). Internal to frontend/.
+
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "frontend/lowering.h"
+
+namespace stag::fe {
+
+/// Where names resolve: the enclosing layer (model or block instance) and forward locals.
+struct Scope {
+  Instance* inst;
+  std::map<std::string, Val> locals;
+  bool forward = false;
+};
+
+/// Lowers the chosen model of a parsed file into the context's graph.
+class Lowering {
+ public:
+  Lowering(Ctx& c, const File& f) : c_(c), file_(f) {}
+
+  void model(const ModelDef& m);
+
+ private:
+  // ---- errors
+  Val fail(const Loc& loc, std::string msg) {
+    c_.error(loc, std::move(msg));
+    return {};
+  }
+  static std::string hint(const std::string& name, const std::vector<std::string>& candidates) {
+    auto h = closest_name(name, candidates);
+    return h ? fmt::format("; did you mean '{}'?", *h) : std::string();
+  }
+
+  // ---- names (names.cpp)
+  std::vector<std::string> names_in(const Scope& s) const;
+  bool declared(const Scope& s, const std::string& n) const {
+    return s.inst->args.count(n) || s.inst->child_names.count(n) || s.inst->params.count(n) || inputs_.count(n);
+  }
+  /// False (after reporting) when `n` may not be declared in `s`.
+  bool check_new_name(Scope& s, const std::string& n, const Loc& loc);
+  /// A local, constant, predefined name, layer or parameter, possibly by dotted path.
+  Val lookup(Scope& s, const std::string& name, const Loc& loc);
+  std::string kind_of_name(const Scope& s, const std::string& n) const;
+
+  // ---- expressions (expr.cpp)
+  Val eval(Scope& s, const Expr& e);
+  Val type_literal(Scope& s, const Expr& e);
+  /// Compile-time arithmetic on two numbers, overflow-checked, with Python's semantics.
+  Val number_op(const std::string& op, const Val& a, const Val& b, const Loc& loc);
+  Val binary(Scope& s, const Expr& e);
+  /// A keyword argument's value as an op attribute.
+  std::optional<Attr> to_attr(const Val& v, const Loc& loc);
+  std::vector<std::string> callables(const Scope& s) const;
+  Val call(Scope& s, const Expr& e);
+  Val call_op(Scope& s, Op op, const Expr& e);
+  /// accuracy(logits, labels): the fraction of rows whose argmax equals the label.
+  Val accuracy(Scope& s, const Expr& e);
+
+  // ---- layers and blocks (modules.cpp)
+  const BlockDef* find_block(const std::string& name) const;
+  /// Applies a layer; empty after an error (reported, or reported earlier).
+  std::vector<Val> call_layer(Instance& in, const std::vector<Val>& ins, const Loc& loc);
+  std::vector<Val> call_block(Instance& in, const std::vector<Val>& ins, const Loc& loc);
+  /// Binds `Ctor(args)` against a signature; every value is checked for its kind and range.
+  bool bind_builtin(Scope& s, const LayerKind& k, const Expr& e, Instance& in);
+  std::optional<Val> check_arg(const LayerKind& k, const ArgSpec& spec, Val v, const Loc& loc);
+  std::vector<std::string> constructors() const;
+  /// Makes the layer `parent.local` from a constructor expression; nullptr after an error.
+  Instance* instantiate(Scope& s, const Expr& e, Instance& parent, const std::string& local, bool frozen);
+  Instance* construct(Scope& s, const Expr& e, Instance* raw);
+  bool instantiate_block(Scope& outer, const BlockDef& b, const Expr& e, Instance& in);
+  /// `normal(std=0.02)` and friends as parameter attributes; empty after an error.
+  NamedAttrs init_spec(Scope& s, const Expr& e);
+  /// Declarations of a model or block body, in order. False when any failed.
+  bool decls(Scope& s, const std::vector<Decl>& ds);
+
+  // ---- statements (lower.cpp)
+  /// Runs statements; returns the value of `return` (blocks), or nullopt.
+  std::optional<Val> run(Scope& s, const std::vector<Stmt>& body, bool is_model);
+  void statement(Scope& s, const Stmt& st);
+
+  Ctx& c_;
+  const File& file_;
+  std::optional<int64_t> batch_;
+  bool batch_failed_ = false;
+  std::map<std::string, Val> inputs_;
+  std::vector<std::string> stack_;
+  size_t instances_ = 0;
+  Instance root_;
+};
+
+}  // namespace stag::fe

@@ -1,0 +1,154 @@
+// LSTM, GRU and RNN layers with PyTorch's parameters (weight_ih_l0, ..., gate order i,f,g,o for
+// LSTM and r,z,n for GRU), unrolled over the input's static sequence length.
+
+#include <fmt/format.h>
+
+#include <cmath>
+
+#include "frontend/lowering.h"
+
+namespace stag::fe {
+
+namespace {
+
+int gates(const Instance& in) { return in.kind == "LSTM" ? 4 : in.kind == "GRU" ? 3 : 1; }
+
+bool make_rnn(Ctx& c, Instance& in) {
+  int64_t hidden = in.i("hidden_size"), layers = in.i("num_layers");
+  if (layers > 64) {
+    c.error(in.loc, fmt::format("{}: num_layers {} is more than 64", in.path, layers));
+    return false;
+  }
+  if (in.b("bidirectional")) {
+    c.error(in.loc, fmt::format("{}: bidirectional recurrent layers are not supported", in.path));
+    return false;
+  }
+  if (in.kind == "RNN" && in.arg("nonlinearity").s != "tanh" && in.arg("nonlinearity").s != "relu") {
+    c.error(in.loc, fmt::format("{}: nonlinearity must be \"tanh\" or \"relu\", got \"{}\"", in.path,
+                                in.arg("nonlinearity").s));
+    return false;
+  }
+  int64_t g = gates(in) * hidden;
+  double k = 1.0 / std::sqrt(static_cast<double>(hidden));
+  NamedAttrs init{{"init", std::string("uniform")}, {"low", -k}, {"high", k}};
+  for (int64_t l = 0; l < layers; ++l) {
+    int64_t fan = l == 0 ? in.i("input_size") : hidden;
+    c.parameter(in, fmt::format("weight_ih_l{}", l), {DType::f32, {g, fan}}, init);
+    c.parameter(in, fmt::format("weight_hh_l{}", l), {DType::f32, {g, hidden}}, init);
+    if (in.b("bias")) {
+      c.parameter(in, fmt::format("bias_ih_l{}", l), {DType::f32, {g}}, init);
+      c.parameter(in, fmt::format("bias_hh_l{}", l), {DType::f32, {g}}, init);
+    }
+  }
+  return true;
+}
+
+struct Step {
+  Ctx& c;
+  Instance& in;
+  const Loc& loc;
+  std::string ctx;
+  int64_t hidden;
+
+  Value* op(Op o, std::vector<Value*> xs, NamedAttrs a = {}) { return c.op(o, xs, a, loc, ctx); }
+  std::vector<Value*> split(Value* x, int n) {
+    auto r = c.ops(Op::split, {x}, {{"axis", int64_t{1}}, {"sizes", Ints(static_cast<size_t>(n), hidden)}}, loc, ctx);
+    if (r.size() != static_cast<size_t>(n)) return std::vector<Value*>(static_cast<size_t>(n), nullptr);
+    return r;
+  }
+};
+
+std::vector<Val> fwd_rnn(Ctx& c, Instance& in, const std::vector<Val>& args, const Loc& loc) {
+  Value* x = args[0].t;
+  int64_t hidden = in.i("hidden_size"), input = in.i("input_size");
+  bool bf = in.b("batch_first");
+  if (x->type.rank() != 3 || x->type.dims[2] != input) {
+    c.error(loc, fmt::format("{}: expects input {} with {} features, got {}", in.label(),
+                             bf ? "[batch, seq, features]" : "[seq, batch, features]", input, to_string(x->type)));
+    return {};
+  }
+  Step s{c, in, loc, in.label(), hidden};
+  if (!bf) x = s.op(Op::transpose, {x}, {{"perm", Ints{1, 0, 2}}});
+  if (!x) return {};
+  int64_t batch = x->type.dims[0], seq = x->type.dims[1];
+  if (seq > kMaxUnroll) {
+    c.error(loc, fmt::format("{}: sequence length {} is more than the {} steps a layer may unroll", in.label(), seq,
+                             kMaxUnroll));
+    return {};
+  }
+  int g = gates(in);
+  Type state{DType::f32, {batch, hidden}};
+  std::vector<Value*> h_last, c_last;
+  for (int64_t l = 0; l < in.i("num_layers"); ++l) {
+    auto p = [&](const char* what) -> Value* {
+      auto it = in.params.find(fmt::format("{}_l{}", what, l));
+      return it == in.params.end() ? nullptr : it->second;
+    };
+    if (!p("weight_ih") || !p("weight_hh")) return {};
+    // The input projection of every step at once: [batch, seq, gates * hidden].
+    Value* xw = linear(c, x, p("weight_ih"), p("bias_ih"), loc, s.ctx);
+    Value* h = c.fill(0, state, loc);
+    Value* cell = g == 4 ? c.fill(0, state, loc) : nullptr;
+    std::vector<Value*> outs;
+    for (int64_t t = 0; t < seq && xw; ++t) {
+      Value* xt = s.op(Op::slice, {xw}, {{"axes", Ints{1}}, {"starts", Ints{t}}, {"ends", Ints{t + 1}}});
+      xt = s.op(Op::reshape, {xt}, {{"shape", Ints{batch, g * hidden}}});
+      Value* hw = linear(c, h, p("weight_hh"), p("bias_hh"), loc, s.ctx);
+      if (!xt || !hw) return {};
+      if (g == 4) {
+        auto q = s.split(s.op(Op::add, {xt, hw}), 4);
+        Value *ig = s.op(Op::sigmoid, {q[0]}), *fg = s.op(Op::sigmoid, {q[1]});
+        Value *gg = s.op(Op::tanh, {q[2]}), *og = s.op(Op::sigmoid, {q[3]});
+        cell = s.op(Op::add, {s.op(Op::mul, {fg, cell}), s.op(Op::mul, {ig, gg})});
+        h = s.op(Op::mul, {og, s.op(Op::tanh, {cell})});
+      } else if (g == 3) {
+        auto xs = s.split(xt, 3), hs = s.split(hw, 3);
+        Value* r = s.op(Op::sigmoid, {s.op(Op::add, {xs[0], hs[0]})});
+        Value* z = s.op(Op::sigmoid, {s.op(Op::add, {xs[1], hs[1]})});
+        Value* n = s.op(Op::tanh, {s.op(Op::add, {xs[2], s.op(Op::mul, {r, hs[2]})})});
+        h = s.op(Op::add, {n, s.op(Op::mul, {z, s.op(Op::sub, {h, n})})});  // (1 - z) * n + z * h
+      } else {
+        bool relu = in.arg("nonlinearity").s == "relu";
+        h = s.op(relu ? Op::relu : Op::tanh, {s.op(Op::add, {xt, hw})});
+      }
+      outs.push_back(s.op(Op::reshape, {h}, {{"shape", Ints{batch, 1, hidden}}}));
+    }
+    x = outs.size() == 1 ? outs[0] : s.op(Op::concat, outs, {{"axis", int64_t{1}}});
+    if (!x) return {};
+    double drop = in.f("dropout");
+    if (drop > 0 && l + 1 < in.i("num_layers")) {
+      if (c.training()) x = s.op(Op::dropout, {x, c.step_key(loc)}, {{"p", drop}, {"training", true}, {"seed", c.next_seed++}});
+      else x = s.op(Op::dropout, {x}, {{"p", drop}, {"training", false}});
+    }
+    h_last.push_back(s.op(Op::reshape, {h}, {{"shape", Ints{1, batch, hidden}}}));
+    if (cell) c_last.push_back(s.op(Op::reshape, {cell}, {{"shape", Ints{1, batch, hidden}}}));
+  }
+  if (!bf) x = s.op(Op::transpose, {x}, {{"perm", Ints{1, 0, 2}}});
+  auto stack = [&](const std::vector<Value*>& v) { return v.size() == 1 ? v[0] : s.op(Op::concat, v, {{"axis", int64_t{0}}}); };
+  std::vector<Val> out{Val::tensor(x), Val::tensor(stack(h_last))};
+  if (g == 4) out.push_back(Val::tensor(stack(c_last)));
+  for (const Val& v : out)
+    if (!v.ok()) return {};
+  return out;
+}
+
+}  // namespace
+
+void add_recurrent_layers(std::vector<LayerKind>& t) {
+  using A = ArgKind;
+  std::vector<ArgSpec> common{{"input_size", A::Size},
+                              {"hidden_size", A::Size},
+                              {"num_layers", A::Size, Val::integer(1)},
+                              {"bias", A::Bool, Val::boolean(true)},
+                              {"batch_first", A::Bool, Val::boolean(false)},
+                              {"dropout", A::Prob, Val::real(0)},
+                              {"bidirectional", A::Bool, Val::boolean(false)}};
+  t.push_back({"LSTM", common, make_rnn, fwd_rnn});
+  t.push_back({"GRU", common, make_rnn, fwd_rnn});
+  // PyTorch's RNN takes nonlinearity third: RNN(input_size, hidden_size, num_layers, nonlinearity, bias, ...).
+  std::vector<ArgSpec> rnn = common;
+  rnn.insert(rnn.begin() + 3, {"nonlinearity", A::Str, Val::str("tanh")});
+  t.push_back({"RNN", rnn, make_rnn, fwd_rnn});
+}
+
+}  // namespace stag::fe

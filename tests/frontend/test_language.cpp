@@ -1,0 +1,258 @@
+// The language's semantics: scoping and naming, inits and frozen parameters, batch norm's
+// running-statistics update, recurrent and attention layers, train settings, error collection.
+
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <map>
+
+#include "helpers.h"
+
+using namespace stag;
+using namespace stag::test;
+
+namespace {
+
+const std::string kHead = "model m {\n  batch 4\n  input x: f32[B, 8]\n  input y: i64[B]\n";
+
+std::string model(const std::string& body, const std::string& forward, const std::string& extra = "") {
+  return kHead + body + "  forward {\n" + forward + "  }\n" + extra + "}\n";
+}
+
+Compiled ok(const std::string& text, LoadOptions opts = {}) {
+  auto c = compile(text, opts);
+  INFO(c.errors);
+  REQUIRE(c.graph);
+  return c;
+}
+
+}  // namespace
+
+TEST_CASE("blocks scope parameter names like PyTorch modules", "[language]") {
+  auto c = ok("block Pair(n) {\n  layer a = Linear(n, n)\n  layer b = Sequential(Linear(n, 2 * n), ReLU(), Linear(2 * n, n))\n"
+              "  forward(x) { return b(a(x)) }\n}\n" +
+              model("  layer stack = repeat 3 Pair(8)\n", "    output o = stack(x)\n"));
+  for (const char* name : {"stack.0.a.weight", "stack.2.b.0.weight", "stack.1.b.2.bias"}) CHECK(c.graph->find(name));
+  CHECK(c.graph->find("stack.2.b.0.weight")->type == Type{DType::f32, {16, 8}});
+  CHECK_FALSE(c.graph->find("stack.3.a.weight"));
+  CHECK(count_op(*c.graph, Op::matmul) == 9);
+}
+
+TEST_CASE("block arguments take defaults, keywords and constant expressions", "[language]") {
+  auto c = ok("block Up(cin, factor=2) {\n  const cout = cin * factor\n  layer fc = Linear(cin, cout)\n"
+              "  forward(x) { return fc(x) }\n}\n" +
+              model("  const K = 3\n  layer u = Up(8)\n  layer v = Up(16, factor=K)\n", "    output o = v(u(x))\n"));
+  CHECK(c.graph->find("v.fc.weight")->type == Type{DType::f32, {48, 16}});
+  CHECK(c.graph->outputs[0].value->type == Type{DType::f32, {4, 48}});
+}
+
+TEST_CASE("init overrides and frozen markers reach the parameter nodes", "[language]") {
+  auto c = ok(model("  layer fc = Linear(8, 2) frozen\n  layer g = Linear(2, 2)\n  init g.weight = kaiming_normal(0.0, \"fan_out\", \"relu\")\n"
+                    "  param p: f32[2] = uniform(-1, 1) frozen\n",
+                    "    output o = g(fc(x)) + p\n"));
+  const Node* w = c.graph->find("g.weight")->def;
+  CHECK(w->s("init") == "kaiming_normal");
+  CHECK(w->s("mode") == "fan_out");
+  CHECK(w->s("nonlinearity") == "relu");
+  CHECK(w->b("trainable"));
+  CHECK_FALSE(c.graph->find("fc.weight")->def->b("trainable"));
+  CHECK_FALSE(c.graph->find("fc.bias")->def->b("trainable"));
+  CHECK_FALSE(c.graph->find("p")->def->b("trainable"));
+  CHECK(c.graph->find("p")->def->f("low") == -1.0);
+}
+
+TEST_CASE("batch norm in training mode follows PyTorch's momentum and unbiased variance", "[language]") {
+  std::string text = model("  layer bn = BatchNorm1d(8, momentum=0.25)\n", "    output o = bn(x)\n");
+  LoadOptions opts;
+  opts.training = true;
+  auto c = ok(text, opts);
+  REQUIRE(c.graph->updates.size() == 2);
+  // running_var' = running_var * (1 - m) + var * m * n / (n - 1), with n = 4 rows.
+  const Node* blend = c.graph->updates[1].value->def;
+  REQUIRE(blend->op == Op::add);
+  const Node* scaled = blend->operands[1]->def;
+  REQUIRE(scaled->op == Op::mul);
+  CHECK(scaled->operands[0]->result_index == 2);  // batch_norm's biased batch variance
+  CHECK(scaled->operands[1]->def->floats("value")[0] == Approx(0.25 * 4.0 / 3.0));
+  const Node* keep = blend->operands[0]->def;
+  CHECK(keep->operands[0]->name == "bn.running_var");
+  CHECK(keep->operands[1]->def->floats("value")[0] == Approx(0.75));
+  CHECK(c.graph->updates[0].target->name == "bn.running_mean");
+
+  auto twice = compile(model("  layer bn = BatchNorm1d(8)\n", "    output o = bn(bn(x))\n"), opts);
+  CHECK_FALSE(twice.graph);
+  CHECK(twice.errors.find("bn is applied more than once") != std::string::npos);
+  CHECK(compile(model("  layer bn = BatchNorm1d(8)\n", "    output o = bn(bn(x))\n")).graph);  // fine in inference
+}
+
+TEST_CASE("LSTM, GRU and RNN have PyTorch's parameters and unroll over the sequence", "[language]") {
+  std::string head = "model m {\n  batch 2\n  input x: f32[B, 5, 3]\n";
+  auto lstm = ok(head + "  layer r = LSTM(3, 4, num_layers=2, batch_first=true)\n  forward {\n    out, h, c = r(x)\n"
+                        "    output out\n    output h\n    output c\n  }\n}\n");
+  CHECK(lstm.graph->find("r.weight_ih_l0")->type == Type{DType::f32, {16, 3}});
+  CHECK(lstm.graph->find("r.weight_hh_l1")->type == Type{DType::f32, {16, 4}});
+  CHECK(lstm.graph->find("r.bias_hh_l1")->type == Type{DType::f32, {16}});
+  CHECK(lstm.graph->find("r.weight_ih_l0")->def->f("high") == Approx(0.5));
+  CHECK(lstm.graph->outputs[0].value->type == Type{DType::f32, {2, 5, 4}});
+  CHECK(lstm.graph->outputs[1].value->type == Type{DType::f32, {2, 2, 4}});
+  CHECK(count_op(*lstm.graph, Op::split) == 10);  // one gate split a step a layer
+  auto gru = ok(head + "  layer r = GRU(3, 6, batch_first=true)\n  forward {\n    out, h = r(x)\n    output out\n  }\n}\n");
+  CHECK(gru.graph->find("r.weight_ih_l0")->type == Type{DType::f32, {18, 3}});
+  // Sequence-first by default, as in PyTorch: x is [seq=2, batch=5, 3].
+  auto rnn = ok(head + "  layer r = RNN(3, 7, nonlinearity=\"relu\")\n  forward {\n    out, h = r(x)\n    output out\n  }\n}\n");
+  CHECK(rnn.graph->outputs[0].value->type == Type{DType::f32, {2, 5, 7}});
+  CHECK(count_op(*rnn.graph, Op::relu) == 2);
+}
+
+TEST_CASE("causal attention masks with iota, compare and select", "[language]") {
+  std::string head = "model m {\n  batch 2\n  input x: f32[B, 6, 8]\n";
+  auto causal = ok(head + "  layer a = MultiheadAttention(8, 2, batch_first=true, causal=true)\n  forward {\n    output o = a(x)\n  }\n}\n");
+  CHECK(count_op(*causal.graph, Op::iota) == 2);
+  const Node* sel = find_op(*causal.graph, Op::select);
+  REQUIRE(sel);
+  CHECK(sel->operands[0]->def->op == Op::ge);
+  CHECK(std::isinf(sel->operands[2]->def->floats("value")[0]));
+  CHECK(causal.graph->outputs[0].value->type == Type{DType::f32, {2, 6, 8}});
+  CHECK(causal.graph->find("a.in_proj_weight")->type == Type{DType::f32, {24, 8}});
+  auto plain = ok(head + "  layer a = MultiheadAttention(8, 2, batch_first=true)\n  forward {\n    output o = a(x)\n  }\n}\n");
+  CHECK(count_op(*plain.graph, Op::select) == 0);
+}
+
+TEST_CASE("the train section becomes train.* graph attributes with defaults filled", "[language]") {
+  auto c = ok(model("", "    output o = x\n",
+                    "  train {\n    optimizer = sgd(lr=0.1, momentum=0.9, nesterov=true)\n    schedule = step(5)\n"
+                    "    epochs = 3\n    weight_decay = 1e-4\n    early_stopping = 4\n    monitor = \"o\"\n  }\n"));
+  const Graph& g = *c.graph;
+  CHECK(std::get<std::string>(*g.attr("train.optimizer")) == "sgd");
+  CHECK(std::get<double>(*g.attr("train.lr")) == 0.1);
+  CHECK(std::get<bool>(*g.attr("train.nesterov")));
+  CHECK(std::get<double>(*g.attr("train.dampening")) == 0.0);
+  CHECK(std::get<double>(*g.attr("train.weight_decay")) == 1e-4);
+  CHECK(std::get<std::string>(*g.attr("train.schedule")) == "step");
+  CHECK(std::get<int64_t>(*g.attr("train.schedule.step_size")) == 5);
+  CHECK(std::get<double>(*g.attr("train.schedule.gamma")) == 0.1);
+  CHECK(std::get<int64_t>(*g.attr("train.early_stopping")) == 4);
+  auto none = ok(model("", "    output o = x\n"));
+  CHECK_FALSE(none.graph->attr("train.optimizer"));
+}
+
+TEST_CASE("train { dropout = p } sets p for dropout that does not give one", "[language]") {
+  auto c = ok(model("  layer d = Dropout()\n", "    output o = d(x)\n    output q = dropout(x)\n    output r = dropout(x, p=0.1)\n",
+                    "  train {\n    dropout = 0.3\n  }\n"));
+  std::vector<double> ps;
+  for (const auto& n : c.graph->nodes)
+    if (n->op == Op::dropout) ps.push_back(n->f("p"));
+  CHECK(ps == std::vector<double>{0.3, 0.3, 0.1});
+}
+
+TEST_CASE("operators, literals and compile-time arithmetic", "[language]") {
+  auto c = ok(model("  const H = 2 * (8 // 3) + 7 % 4\n  param w: f32[8, H]\n",
+                    "    h = -(x @ w) * 0.5 + 1\n    m = h > 0.0\n    output o = select(m, h, 0.0 * h)\n"));
+  CHECK(c.graph->find("w")->type == Type{DType::f32, {8, 7}});
+  CHECK(count_op(*c.graph, Op::neg) == 1);
+  CHECK(count_op(*c.graph, Op::gt) == 1);
+  CHECK(c.graph->outputs[0].value->type == Type{DType::f32, {4, 7}});
+}
+
+TEST_CASE("several errors are reported in one run", "[language][errors]") {
+  auto c = compile(model("  layer a = Linear(7, 2)\n  layer b = Lineer(8, 2)\n", "    p = a(x)\n    q = rleu(x)\n    output o = x\n"));
+  CHECK_FALSE(c.graph);
+  CHECK(c.errors.find("Linear(7, 2) expects") != std::string::npos);
+  CHECK(c.errors.find("unknown layer 'Lineer'; did you mean 'Linear'?") != std::string::npos);
+  CHECK(c.errors.find("did you mean 'relu'?") != std::string::npos);
+}
+
+TEST_CASE("an error inside a block notes the instance and the call site", "[language][errors]") {
+  auto c = compile("block A() {\n  param w: f32[3, 3]\n  forward(x) { return x @ w }\n}\n" +
+                   model("  layer a = A()\n", "    output o = a(x)\n"));
+  CHECK_FALSE(c.graph);
+  CHECK(c.errors.find("test.stag:3:25: error: matmul: inner dimensions differ") != std::string::npos);
+  CHECK(c.errors.find("note: in a (A), called here") != std::string::npos);
+}
+
+TEST_CASE("a file with two models compiles the chosen one", "[language]") {
+  std::string text = model("", "    output o = x\n") + "model second {\n  batch 3\n  input z: f32[B, 2]\n  forward {\n    output o = z\n  }\n}\n";
+  LoadOptions opts;
+  CHECK(ok(text).graph->name == "m");
+  opts.model = "second";
+  CHECK(ok(text, opts).graph->name == "second");
+  opts.model = "third";
+  auto c = compile(text, opts);
+  CHECK_FALSE(c.graph);
+  CHECK(c.errors.find("the file has no model 'third'") != std::string::npos);
+}
+
+TEST_CASE("every op of the op set can be called by name", "[language][ops]") {
+  // One forward expression (or statement, for ops with several results) per op; `input` and
+  // `parameter` have their own declarations.
+  const std::map<std::string, std::string> calls = {
+      {"input", ""}, {"parameter", ""},
+      {"constant", "constant(f32[2, 2], value=[1, 2, 3, 4])"}, {"iota", "iota(i64[3, 3], axis=1)"},
+      {"random_uniform", "random_uniform(f32[4, 8], low=-1, high=1)"}, {"random_normal", "random_normal(f32[4, 8], std=0.5)"},
+      {"neg", "neg(x)"}, {"abs", "abs(x)"}, {"exp", "exp(x)"}, {"log", "log(x)"}, {"sqrt", "sqrt(x)"},
+      {"rsqrt", "rsqrt(x)"}, {"square", "square(x)"}, {"tanh", "tanh(x)"}, {"sigmoid", "sigmoid(x)"},
+      {"relu", "relu(x)"}, {"leaky_relu", "leaky_relu(x, alpha=0.2)"}, {"gelu", "gelu(x, approximate=\"tanh\")"},
+      {"sign", "sign(x)"}, {"cast", "cast(x, to=f64)"},
+      {"add", "add(x, x)"}, {"sub", "sub(x, 1.0)"}, {"mul", "mul(x, x)"}, {"div", "div(x, 2)"}, {"pow", "pow(x, 2.0)"},
+      {"maximum", "maximum(x, 0.0)"}, {"minimum", "minimum(x, 0.0)"}, {"gt", "gt(x, 0.0)"}, {"ge", "ge(x, 0.0)"},
+      {"lt", "lt(x, 0.0)"}, {"le", "le(x, 0.0)"}, {"eq", "eq(y, y)"}, {"select", "select(x > 0.0, x, 0.0)"},
+      {"sum", "sum(x, axes=[1])"}, {"mean", "mean(x, axes=[0], keepdims=true)"}, {"max", "max(x)"},
+      {"argmax", "argmax(x, axis=1)"}, {"matmul", "matmul(x, x, transpose_b=true)"},
+      {"conv2d", "conv2d(img, constant(f32[2, 3, 3, 3], value=[0.5]), padding=[1, 1])"},
+      {"conv_transpose2d", "conv_transpose2d(img, constant(f32[3, 2, 2, 2], value=[0.5]), stride=[2, 2])"},
+      {"max_pool2d", "max_pool2d(img, kernel=[2, 2])"}, {"avg_pool2d", "avg_pool2d(img, kernel=[3, 3], stride=[1, 1])"},
+      {"global_avg_pool", "global_avg_pool(img)"},
+      {"batch_norm", "r, mean, var = batch_norm(x, c8, c8, c8, c8)"}, {"layer_norm", "layer_norm(x, c8, c8)"},
+      {"dropout", "dropout(x, p=0.1)"}, {"softmax", "softmax(x)"}, {"log_softmax", "log_softmax(x, axis=0)"},
+      {"embedding", "embedding(constant(f32[10, 6], value=[1]), ids)"}, {"one_hot", "one_hot(y, num_classes=8)"},
+      {"reshape", "reshape(x, shape=[2, -1])"}, {"transpose", "transpose(x, perm=[1, 0])"},
+      {"broadcast_to", "broadcast_to(c8, shape=[4, 8])"}, {"concat", "concat(x, x, x, axis=0)"},
+      {"slice", "slice(x, axes=[1], starts=[2], ends=[6])"}, {"pad", "pad(x, pads=[0, 0, 1, 1])"},
+      {"flatten", "flatten(img)"}, {"split", "a, b = split(x, axis=1, sizes=[3, 5])"},
+      {"mse", "mse(x, x)"}, {"huber", "huber(x, x, delta=0.5)"}, {"bce_with_logits", "bce_with_logits(x, x)"},
+      {"cross_entropy", "cross_entropy(x, y, label_smoothing=0.1)"}, {"nll", "nll(log_softmax(x), y)"},
+      {"l1_penalty", "l1_penalty(x)"}, {"l2_penalty", "l2_penalty(x)"},
+  };
+  for (const auto& info : all_ops()) {
+    std::string name(info.name);
+    INFO(name);
+    auto it = calls.find(name);
+    REQUIRE(it != calls.end());  // a new op in ops.def needs a line here
+    if (it->second.empty()) continue;
+    for (bool training : {false, true}) {
+      std::string stmt = it->second.find(" = ") == std::string::npos ? "r = " + it->second : it->second;
+      std::string text = "model m {\n  batch 4\n  input x: f32[B, 8]\n  input y: i64[B]\n  input img: f32[B, 3, 8, 8]\n"
+                         "  input ids: i64[B, 5]\n  const K = 8\n  forward {\n    c8 = constant(f32[K], value=[1])\n    " +
+                         stmt + "\n    output first = x\n  }\n}\n";
+      LoadOptions opts;
+      opts.training = training;
+      auto c = compile(text, opts);
+      INFO(c.errors);
+      REQUIRE(c.graph);
+      CHECK(count_op(*c.graph, info.op) >= 1);
+    }
+  }
+}
+
+TEST_CASE("tied embeddings: a forward may use a layer's parameter by path", "[language]") {
+  auto c = ok("model m {\n  batch 2\n  input ids: i64[B, 3]\n  layer wte = Embedding(10, 4)\n  forward {\n"
+              "    h = wte(ids)\n    output logits = matmul(h, wte.weight, transpose_b=true)\n  }\n}\n");
+  CHECK(c.graph->outputs[0].value->type == Type{DType::f32, {2, 3, 10}});
+  CHECK(count_op(*c.graph, Op::parameter) == 1);
+}
+
+TEST_CASE("parameterless layers map onto ops", "[language]") {
+  auto c = ok("model m {\n  batch 2\n  input img: f32[B, 3, 8, 8]\n"
+              "  layer f = Sequential(MaxPool2d(2), AvgPool2d(2, stride=1), SiLU(), AdaptiveAvgPool2d(1), Flatten(), "
+              "LeakyReLU(0.1), GELU(approximate=\"tanh\"), Tanh(), Sigmoid(), Softmax(1), LogSoftmax(-1), Identity())\n"
+              "  forward {\n    output o = f(img)\n  }\n}\n");
+  CHECK(c.graph->outputs[0].value->type == Type{DType::f32, {2, 3}});
+  for (Op op : {Op::max_pool2d, Op::avg_pool2d, Op::sigmoid, Op::global_avg_pool, Op::flatten, Op::leaky_relu, Op::gelu,
+                Op::tanh, Op::softmax, Op::log_softmax})
+    CHECK(count_op(*c.graph, op) >= 1);
+  CHECK(find_op(*c.graph, Op::avg_pool2d)->ints("stride") == Ints{1, 1});
+  CHECK(find_op(*c.graph, Op::leaky_relu)->f("alpha") == Approx(0.1));
+  auto bad = compile("model m {\n  batch 2\n  input img: f32[B, 3, 8, 8]\n  layer p = AdaptiveAvgPool2d(2)\n"
+                     "  forward {\n    output o = p(img)\n  }\n}\n");
+  CHECK(bad.errors.find("only output_size 1") != std::string::npos);
+}
