@@ -99,6 +99,12 @@ int run_run(const RunArgs& args) {
     if (!files.emplace(name, spec.substr(eq + 1)).second) throw Failure{kExitUsage, fmt::format("input '{}' is given twice", name)};
   }
 
+  // A file that is not there is a usage error, like a missing model file.
+  for (const auto& path : files)
+    if (!std::filesystem::is_regular_file(path.second)) throw Failure{kExitUsage, fmt::format("cannot open '{}'", path.second)};
+  if (!args.weights.empty() && !std::filesystem::is_regular_file(args.weights))
+    throw Failure{kExitUsage, fmt::format("cannot open '{}'", args.weights)};
+
   auto t0 = Clock::now();
   CompiledModel c = compile_jit(*graph);
   const CompileTimes& ct = c.code->times();
