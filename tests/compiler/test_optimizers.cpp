@@ -1,0 +1,111 @@
+// Every optimizer, as graph ops compiled to native code, takes the same ten steps as
+// torch.optim (pytorch/gen_optimizer_steps.py) on a linear model with an MSE loss whose
+// gradients are written out by hand here, so that this test checks the optimizers alone.
+
+#include <catch2/catch.hpp>
+#include <fmt/format.h>
+
+#include <cmath>
+#include <fstream>
+#include <sstream>
+
+#include "compiler/jit/jit_model.h"
+#include "compiler/train/optimizer.h"
+#include "ir/builder.h"
+
+using namespace stag;
+
+namespace {
+
+struct Case {
+  std::string name;
+  OptimizerConfig config;
+  double lr = 0;
+  std::vector<double> expected;  // W [3,2] then b [2] after ten steps
+};
+
+std::vector<Case> read_cases() {
+  std::ifstream in(std::string(STAG_TESTS_DIR) + "/compiler/pytorch/optimizer_steps.txt");
+  std::vector<Case> cases;
+  for (std::string line; std::getline(in, line);) {
+    std::istringstream ss(line);
+    Case c;
+    OptimizerConfig& o = c.config;
+    double nesterov, centered;
+    ss >> c.name >> o.kind >> c.lr >> o.momentum >> o.dampening >> nesterov >> o.weight_decay >> o.beta1 >> o.beta2 >>
+        o.eps >> o.alpha >> centered >> o.lr_decay >> o.initial_accumulator >> o.clip_norm >> o.clip_value;
+    o.nesterov = nesterov != 0;
+    o.centered = centered != 0;
+    std::string bar;
+    ss >> bar;
+    REQUIRE(bar == "|");
+    for (double v; ss >> v;) c.expected.push_back(v);
+    cases.push_back(std::move(c));
+  }
+  return cases;
+}
+
+Floats formula(int64_t n, int k) {
+  Floats v;
+  for (int64_t i = 0; i < n; ++i) v.push_back(static_cast<float>(0.5 * std::sin(0.7 * static_cast<double>(i) + 1.3 * k)));
+  return v;
+}
+
+}  // namespace
+
+TEST_CASE("every optimizer takes torch.optim's ten steps", "[optimizer]") {
+  auto cases = read_cases();
+  REQUIRE(cases.size() == 12);
+  for (const auto& c : cases) {
+    INFO(c.name);
+    Graph g("linear");
+    Builder b(g);
+    DType f = DType::f32;
+    Value* x = b.constant({f, {5, 3}}, formula(15, 10));
+    Value* t = b.constant({f, {5, 2}}, formula(10, 11));
+    Value* w = b.parameter("w", {f, {3, 2}});
+    Value* bias = b.parameter("b", {f, {2}});
+    Value* y = b.add({b.matmul({x, w}), bias});
+    b.output("loss", b.mse({y, t}));
+    // d mse / dy = 2 (y - t) / 10; dW = x^T dy; db = sum over rows of dy
+    Value* dy = b.mul({b.sub({y, t}), b.scalar(0.2)});
+    Value* dw = b.matmul({x, dy}, {{"transpose_a", true}});
+    Value* db = b.sum({dy}, {{"axes", Ints{0}}});
+    REQUIRE(append_optimizer(g, {{w, dw}, {bias, db}}, c.config).empty());
+    CompiledModel compiled = compile_jit(g);
+    rt::Model& m = *compiled.model;
+    m.init(0);
+    auto set = [&](const std::string& name, const Floats& v) {
+      auto dst = m.param(name).values<float>();
+      for (size_t i = 0; i < v.size(); ++i) dst[i] = static_cast<float>(v[i]);
+    };
+    set("w", formula(6, 0));
+    set("b", formula(2, 1));
+    rt::Tensor lr = rt::Tensor::from<float>({}, {static_cast<float>(c.lr)});
+    for (int step = 0; step < 10; ++step) m.run("forward", {&lr});
+    std::vector<double> got;
+    for (float v : m.param("w").values<float>()) got.push_back(v);
+    for (float v : m.param("b").values<float>()) got.push_back(v);
+    REQUIRE(got.size() == c.expected.size());
+    for (size_t i = 0; i < got.size(); ++i) {
+      INFO(fmt::format("element {}: stag {} PyTorch {}", i, got[i], c.expected[i]));
+      CHECK(std::fabs(got[i] - c.expected[i]) <= 1e-4 * std::fabs(c.expected[i]) + 1e-6);
+    }
+  }
+}
+
+TEST_CASE("bad optimizer settings are errors, not crashes", "[optimizer]") {
+  Graph g("bad");
+  Builder b(g);
+  Value* w = b.parameter("w", {DType::f32, {2}});
+  OptimizerConfig c;
+  c.kind = "adamx";
+  CHECK(append_optimizer(g, {{w, w}}, c) == "unknown optimizer 'adamx'; expected sgd, adam, adamw, adamax, adagrad or rmsprop");
+  c.kind = "sgd";
+  c.nesterov = true;
+  CHECK(append_optimizer(g, {{w, w}}, c) == "nesterov needs momentum > 0 and dampening 0");
+  c = OptimizerConfig{};
+  c.beta1 = 1.0;
+  CHECK(append_optimizer(g, {{w, w}}, c) == "betas must be in [0, 1), got [1, 0.999]");
+  CHECK(append_optimizer(g, {}, OptimizerConfig{}) == "there are no trainable parameters to optimize");
+}
