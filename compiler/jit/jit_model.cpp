@@ -7,9 +7,11 @@
 
 namespace stag {
 
-CompiledModel compile_jit(const Graph& g, int opt_level) {
+CompiledModel compile_jit(const Graph& g, int opt_level) { return compile_jit({{"forward", &g}}, opt_level); }
+
+CompiledModel compile_jit(const std::vector<std::pair<std::string, const Graph*>>& functions, int opt_level) {
   CompiledModel c;
-  c.program = lower(g);
+  c.program = lower(functions);
   JitOptions options;
   options.opt_level = opt_level;
   options.symbols = {{"stag_parallel_for", reinterpret_cast<void*>(&stag_parallel_for)},

@@ -18,5 +18,7 @@ struct CompiledModel {
 
 /// Lowers, compiles and links a verified graph against this process's runtime.
 CompiledModel compile_jit(const Graph& g, int opt_level = 3);
+/// The same for a program of several functions (see lower.h), e.g. forward and train_step.
+CompiledModel compile_jit(const std::vector<std::pair<std::string, const Graph*>>& functions, int opt_level = 3);
 
 }  // namespace stag

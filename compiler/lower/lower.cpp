@@ -108,13 +108,21 @@ Buffer make_buffer(const std::string& name, const Type& type, BufKind kind) {
 
 class Lowerer {
  public:
-  explicit Lowerer(const Graph& g) : g_(g) { prog_.name = g.name; }
+  explicit Lowerer(const std::vector<std::pair<std::string, const Graph*>>& functions) : functions_(functions) {
+    prog_.name = functions.front().second->name;
+  }
 
   Program run() {
-    for (const auto& n : g_.nodes)
-      if (n->op == Op::parameter) param_buffer(*n);
+    // Parameters are shared by name: the training step and the inference pass of a model
+    // read and write the same buffers.
+    for (const auto& [name, graph] : functions_)
+      for (const auto& n : graph->nodes)
+        if (n->op == Op::parameter) param_buffer(*n);
     lower_init();
-    lower_forward();
+    for (const auto& [name, graph] : functions_) {
+      g_ = graph;
+      lower_function(name);
+    }
     return std::move(prog_);
   }
 
@@ -122,10 +130,17 @@ class Lowerer {
   // ---------------------------------------------------------------- buffers
 
   void param_buffer(const Node& n) {
+    if (auto it = param_ids_.find(n.result()->name); it != param_ids_.end()) {
+      if (B(it->second).type != n.result()->type)
+        throw std::logic_error(fmt::format("parameter %{} has different types in the functions of one program", n.result()->name));
+      buf_[n.result()] = it->second;
+      return;
+    }
+    param_nodes_.push_back(&n);
     Buffer b = make_buffer(n.result()->name, n.result()->type, BufKind::Param);
     b.index = params_++;
     b.trainable = n.b("trainable");
-    buf_[n.result()] = prog_.add_buffer(std::move(b));
+    buf_[n.result()] = param_ids_[n.result()->name] = prog_.add_buffer(std::move(b));
   }
 
   int new_buffer(const std::string& name, const Type& t, BufKind kind) {
@@ -187,8 +202,7 @@ class Lowerer {
     begin_function("init");
     int seed = new_buffer("seed", {DType::i64, {}}, BufKind::Input);
     int index = 0;
-    for (const auto& n : g_.nodes)
-      if (n->op == Op::parameter) init_param(*n, seed, index++);
+    for (const Node* n : param_nodes_) init_param(*n, seed, index++);
     end_function();
   }
 
@@ -268,13 +282,13 @@ class Lowerer {
 
   // ---------------------------------------------------------------- forward
 
-  void lower_forward() {
-    begin_function("forward");
+  void lower_function(const std::string& name) {
+    begin_function(name);
     // Values that leave the function are written straight into output buffers.
     std::unordered_map<const Value*, std::string> output_of;
-    for (const auto& o : g_.outputs)
+    for (const auto& o : g_->outputs)
       if (!output_of.count(o.value)) output_of[o.value] = o.name;
-    for (const auto& n : g_.nodes) {
+    for (const auto& n : g_->nodes) {
       if (n->op == Op::parameter) continue;
       for (const auto& r : n->results) {
         if (n->op == Op::input) buf_[r.get()] = new_buffer(r->name, r->type, BufKind::Input);
@@ -291,14 +305,14 @@ class Lowerer {
       if (n->op != Op::input && n->op != Op::constant) lower_node(*n);
     }
     // Outputs that are inputs, parameters, constants or a second name for a value get a copy.
-    for (const auto& o : g_.outputs) {
+    for (const auto& o : g_->outputs) {
       int src = in(o.value);
       if (B(src).kind == BufKind::Output && B(src).name == o.name) continue;
       int dst = new_buffer(o.name, o.value->type, BufKind::Output);
       copy_kernel(fmt::format("output {}", o.name), dst, src);
     }
     // Updates land last: other kernels may still read the old parameter values.
-    for (const auto& u : g_.updates) copy_kernel(fmt::format("update %{}", u.target->name), in(u.target), in(u.value));
+    for (const auto& u : g_->updates) copy_kernel(fmt::format("update %{}", u.target->name), in(u.target), in(u.value));
     end_function();
   }
 
@@ -910,7 +924,10 @@ class Lowerer {
     emit(std::move(kb));
   }
 
-  const Graph& g_;
+  const std::vector<std::pair<std::string, const Graph*>>& functions_;
+  const Graph* g_ = nullptr;
+  std::unordered_map<std::string, int> param_ids_;
+  std::vector<const Node*> param_nodes_;  ///< the first definition of each parameter, in order
   Program prog_;
   std::unordered_map<const Value*, int> buf_;
   int fn_ = -1;
@@ -920,6 +937,10 @@ class Lowerer {
 
 }  // namespace
 
-kir::Program lower(const Graph& g) { return Lowerer(g).run(); }
+kir::Program lower(const Graph& g) { return lower({{"forward", &g}}); }
+
+kir::Program lower(const std::vector<std::pair<std::string, const Graph*>>& functions) {
+  return Lowerer(functions).run();
+}
 
 }  // namespace stag

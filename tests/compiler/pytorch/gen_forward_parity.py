@@ -119,17 +119,18 @@ def save(name, logits, loss):
     np.save(os.path.join(HERE, f"{name}.loss.npy"), np.array(loss.item(), dtype=np.float32))
 
 
-torch.set_grad_enabled(False)
-for name, model, batch in [("mlp", MLP(), 4), ("lenet5", LeNet5(), 4)]:
-    formula_weights(model)
-    model.eval()
-    x, y = float_input((batch, 1, 28, 28)), int_input((batch,), 10)
-    logits = model(x)
-    save(name, logits, F.cross_entropy(logits, y))
-gpt = GPT()
-formula_weights(gpt)
-gpt.eval()
-idx, targets = int_input((2, 64), 65), int_input((2, 64), 65)
-logits = gpt(idx)
-save("gpt", logits, F.cross_entropy(logits.flatten(0, 1), targets.flatten()))
-print("wrote mlp, lenet5 and gpt outputs to", HERE)
+if __name__ == "__main__":
+    torch.set_grad_enabled(False)
+    for name, model, batch in [("mlp", MLP(), 4), ("lenet5", LeNet5(), 4)]:
+        formula_weights(model)
+        model.eval()
+        x, y = float_input((batch, 1, 28, 28)), int_input((batch,), 10)
+        logits = model(x)
+        save(name, logits, F.cross_entropy(logits, y))
+    gpt = GPT()
+    formula_weights(gpt)
+    gpt.eval()
+    idx, targets = int_input((2, 64), 65), int_input((2, 64), 65)
+    logits = gpt(idx)
+    save("gpt", logits, F.cross_entropy(logits.flatten(0, 1), targets.flatten()))
+    print("wrote mlp, lenet5 and gpt outputs to", HERE)
