@@ -28,8 +28,8 @@ struct Expr {
     TypeLit,                ///< `f32[B, 10]`: dtype in text, dims in args
     Call,                   ///< `f(args, k=v)`: callee in text
     Repeat,                 ///< `repeat N Ctor(...)`: count in args[0], constructor call in args[1]
-    Binary,                 ///< `a op b`: operator spelling in text, operands in args
-    Unary,                  ///< `-a`
+    Binary,                 ///< `a op b`: operator spelling in text (`+`, `and`...), operands in args
+    Unary,                  ///< `-a`, `not a`
   } kind;
   Loc loc;
   Expr(Kind k, Loc l) : kind(k), loc(std::move(l)) {}
@@ -49,12 +49,14 @@ struct Stmt {
     Loss,    ///< `loss = e`
     Metric,  ///< `metric name = e`
     Return,  ///< `return e` (blocks)
+    If,      ///< `if cond { body } else { orelse }`: cond in value, decided at compile time
   } kind;
   Loc loc;
   Stmt(Kind k, Loc l) : kind(k), loc(std::move(l)) {}
   std::vector<std::string> targets;
   std::vector<Loc> target_locs;
   ExprPtr value;  ///< may be null for `output name`
+  std::vector<Stmt> body, orelse;  ///< If's branches
 };
 
 /// A declaration in a model or block body.
@@ -66,6 +68,7 @@ struct Decl {
     Layer,    ///< `layer fc = Linear(784, 10) [frozen]`
     Param,    ///< `param cls: f32[1, 64] [= init] [frozen]`: type and init
     Init,     ///< `init fc.weight = xavier_uniform(gain=1.0)`
+    If,       ///< `if cond { decls } else { decls }`: cond in value, decided at compile time
   } kind;
   Loc loc;
   Decl(Kind k, Loc l) : kind(k), loc(std::move(l)) {}
@@ -74,6 +77,7 @@ struct Decl {
   ExprPtr value;
   ExprPtr init;
   bool frozen = false;
+  std::vector<Decl> body, orelse;  ///< If's branches
 };
 
 /// A `train { key = value ... }` entry.

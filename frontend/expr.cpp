@@ -42,6 +42,11 @@ Val Lowering::eval(Scope& s, const Expr& e) {
     case Expr::Binary: return binary(s, e);
     case Expr::Unary: {
       Val v = eval(s, *e.args[0]);
+      if (e.text == "not") {
+        if (v.kind == Val::Bool) return Val::boolean(!v.b);
+        if (!v.ok()) return {};
+        return fail(e.loc, fmt::format("'not' takes true or false, got {}", describe(v)));
+      }
       if (v.kind == Val::Int) {
         if (v.i == INT64_MIN) return fail(e.loc, "integer overflow in '-'");
         return Val::integer(-v.i);
@@ -110,6 +115,12 @@ Val Lowering::binary(Scope& s, const Expr& e) {
   Val b = eval(s, *e.args[1]);
   if (!a.ok() || !b.ok()) return {};
   const std::string& op = e.text;
+  if (op == "and" || op == "or") {
+    // Compile-time conditions only: the op set has no logical and/or on tensors.
+    for (const Val* v : {&a, &b})
+      if (v->kind != Val::Bool) return fail(e.loc, fmt::format("'{}' takes true or false, got {}", op, describe(*v)));
+    return Val::boolean(op == "and" ? a.b && b.b : a.b || b.b);
+  }
   if (a.is_number() && b.is_number()) {
     Val r = number_op(op, a, b, e.loc);
     if (r.kind == Val::Float && !std::isfinite(r.f)) return fail(e.loc, fmt::format("'{}' gives a number out of range", op));

@@ -17,8 +17,26 @@ namespace stag::fe {
 
 // Runs statements; returns the value of `return` (blocks), or nullopt.
 std::optional<Val> Lowering::run(Scope& s, const std::vector<Stmt>& body, bool is_model) {
+  std::optional<Val> result = exec(s, body, is_model);
+  if (!is_model && !result) {
+    fail(body.empty() ? s.inst->loc : body.back().loc, fmt::format("block '{}' ended without `return`", s.inst->kind));
+    return Val{};
+  }
+  return result;
+}
+
+std::optional<Val> Lowering::exec(Scope& s, const std::vector<Stmt>& body, bool is_model) {
   for (size_t i = 0; i < body.size(); ++i) {
     const Stmt& st = body[i];
+    if (st.kind == Stmt::If) {
+      auto cond = condition(s, *st.value);
+      if (!cond) continue;
+      // A branch that returns ends the block for this instance; other instances may take the
+      // other branch, so what follows is not dead code.
+      auto r = exec(s, *cond ? st.body : st.orelse, is_model);
+      if (r) return r;
+      continue;
+    }
     if (st.kind == Stmt::Return) {
       if (is_model) {
         fail(st.loc, "`return` belongs in a block's forward; a model names its results with `output`, `loss` and `metric`");
@@ -37,10 +55,6 @@ std::optional<Val> Lowering::run(Scope& s, const std::vector<Stmt>& body, bool i
       continue;
     }
     statement(s, st);
-  }
-  if (!is_model) {
-    fail(body.empty() ? s.inst->loc : body.back().loc, fmt::format("block '{}' ended without `return`", s.inst->kind));
-    return Val{};
   }
   return std::nullopt;
 }
@@ -91,7 +105,8 @@ void Lowering::statement(Scope& s, const Stmt& st) {
       if (st.kind == Stmt::Output) s.locals[name] = v;
       return;
     }
-    case Stmt::Return: return;
+    case Stmt::Return:
+    case Stmt::If: return;  // handled by exec
   }
 }
 
@@ -143,15 +158,19 @@ void Lowering::model(const ModelDef& m) {
         if (n->op == Op::parameter) params.push_back(n->result()->name);
       fail(init.loc, fmt::format("init: no parameter named '{}'{}", name, hint(name, params)));
     }
+  // Early stopping watches a validation measure the trainer computes: the loss, the accuracy,
+  // or one of the model's metrics (`metric accuracy` is watched as "val_accuracy").
   if (const Attr* mon = g.attr("train.monitor")) {
     const std::string& want = std::get<std::string>(*mon);
-    std::vector<std::string> outs;
-    for (const auto& o : g.outputs) outs.push_back(o.name);
-    if (std::find(outs.begin(), outs.end(), want) == outs.end()) {
+    std::vector<std::string> choices{"val_loss", "val_accuracy"};
+    for (const auto& o : g.outputs)
+      if (o.name.starts_with("metric.") && o.name != "metric.accuracy") choices.push_back("val_" + o.name.substr(7));
+    if (std::find(choices.begin(), choices.end(), want) == choices.end()) {
       Loc loc = m.loc;
       for (const auto& st : m.train)
         if (st.key == "monitor") loc = st.value->loc;
-      fail(loc, fmt::format("train: monitor \"{}\" is not an output of the model{}", want, hint(want, outs)));
+      fail(loc, fmt::format("train: monitor \"{}\" is not a validation measure of the model; expected one of: {}", want,
+                            fmt::join(choices, ", ")));
     }
   }
 }

@@ -79,12 +79,16 @@ class Lowering {
   bool instantiate_block(Scope& outer, const BlockDef& b, const Expr& e, Instance& in);
   /// `normal(std=0.02)` and friends as parameter attributes; empty after an error.
   NamedAttrs init_spec(Scope& s, const Expr& e);
+  /// The value of an `if` condition (a compile-time bool); nullopt after an error.
+  std::optional<bool> condition(Scope& s, const Expr& e);
   /// Declarations of a model or block body, in order. False when any failed.
   bool decls(Scope& s, const std::vector<Decl>& ds);
 
   // ---- statements (lower.cpp)
-  /// Runs statements; returns the value of `return` (blocks), or nullopt.
+  /// Runs a forward section; returns the value of `return` (blocks), or nullopt.
   std::optional<Val> run(Scope& s, const std::vector<Stmt>& body, bool is_model);
+  /// Runs statements until a `return`, whose value it gives.
+  std::optional<Val> exec(Scope& s, const std::vector<Stmt>& body, bool is_model);
   void statement(Scope& s, const Stmt& st);
 
   Ctx& c_;

@@ -376,6 +376,11 @@ bool Lowering::decls(Scope& s, const std::vector<Decl>& ds) {
     switch (d.kind) {
       case Decl::Batch:
       case Decl::Init: break;
+      case Decl::If: {
+        auto cond = condition(s, *d.value);
+        if (cond) decls(s, *cond ? d.body : d.orelse);
+        break;
+      }
       case Decl::Const: {
         if (!check_new_name(s, d.name, d.name_loc)) break;
         Val v = eval(s, *d.value);
@@ -421,6 +426,19 @@ bool Lowering::decls(Scope& s, const std::vector<Decl>& ds) {
     }
   }
   return c_.diags.error_count() == before;
+}
+
+std::optional<bool> Lowering::condition(Scope& s, const Expr& e) {
+  bool forward = s.forward;
+  s.forward = false;  // a condition is decided while compiling: no tensors
+  Val v = eval(s, e);
+  s.forward = forward;
+  if (!v.ok()) return std::nullopt;
+  if (v.kind != Val::Bool) {
+    fail(e.loc, fmt::format("an 'if' condition must be true or false at compile time, got {}", describe(v)));
+    return std::nullopt;
+  }
+  return v.b;
 }
 
 }  // namespace stag::fe

@@ -162,8 +162,20 @@ class Parser {
     return b;
   }
 
-  // const / input / layer / param / init
+  // const / input / layer / param / init / if
   Decl member(const std::string& expected, bool allow_input) {
+    if (is_kw("if")) {
+      Depth depth(*this);
+      Decl d{Decl::If, take().loc};
+      d.value = expr();
+      d.body = members(expected, allow_input);
+      if (is_kw("else")) {
+        take();
+        if (is_kw("if")) d.orelse.push_back(member(expected, allow_input));
+        else d.orelse = members(expected, allow_input);
+      }
+      return d;
+    }
     if (is_kw("const")) {
       Decl d{Decl::Const, take().loc};
       Token n = simple_ident("the constant's name");
@@ -218,6 +230,18 @@ class Parser {
     fail(fmt::format("expected {}", expected));
   }
 
+  std::vector<Decl> members(const std::string& expected, bool allow_input) {
+    expect(Tok::LBrace, "'{' after the condition");
+    std::vector<Decl> out;
+    while (!at(Tok::RBrace)) {
+      skip_semis();
+      if (at(Tok::RBrace)) break;
+      out.push_back(member(expected, allow_input));
+    }
+    take();
+    return out;
+  }
+
   std::vector<Setting> settings() {
     expect(Tok::LBrace, "'{' to open the train section");
     std::vector<Setting> out;
@@ -248,6 +272,22 @@ class Parser {
 
   Stmt stmt() {
     Loc loc = peek().loc;
+    if (is_kw("if")) {
+      take();
+      Stmt s{Stmt::If, loc};
+      s.value = expr();
+      s.body = stmts();
+      if (is_kw("else")) {
+        take();
+        if (is_kw("if")) {
+          Depth depth(*this);
+          s.orelse.push_back(stmt());
+        } else {
+          s.orelse = stmts();
+        }
+      }
+      return s;
+    }
     if (is_kw("return")) {
       take();
       Stmt s{Stmt::Return, loc};
@@ -301,6 +341,32 @@ class Parser {
   // ---- expressions, lowest precedence first
   ExprPtr expr() {
     Depth depth(*this);
+    ExprPtr lhs = conjunction();
+    while (is_kw("or")) lhs = word_binary(std::move(lhs), &Parser::conjunction);
+    return lhs;
+  }
+  ExprPtr conjunction() {
+    ExprPtr lhs = negation();
+    while (is_kw("and")) lhs = word_binary(std::move(lhs), &Parser::negation);
+    return lhs;
+  }
+  ExprPtr negation() {
+    if (!is_kw("not")) return comparison();
+    Depth depth(*this);
+    auto e = std::make_unique<Expr>(Expr::Unary, take().loc);
+    e->text = "not";
+    e->args.push_back(negation());
+    return finish(std::move(e));
+  }
+  ExprPtr word_binary(ExprPtr lhs, ExprPtr (Parser::*next)()) {
+    Token op = take();
+    auto e = std::make_unique<Expr>(Expr::Binary, op.loc);
+    e->text = op.text;
+    e->args.push_back(std::move(lhs));
+    e->args.push_back((this->*next)());
+    return finish(std::move(e));
+  }
+  ExprPtr comparison() {
     ExprPtr lhs = additive();
     while (at(Tok::Eq) || at(Tok::Ne) || at(Tok::Lt) || at(Tok::Le) || at(Tok::Gt) || at(Tok::Ge))
       lhs = binary(std::move(lhs), &Parser::additive);

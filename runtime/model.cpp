@@ -49,6 +49,8 @@ Manifest Manifest::parse(const std::string& json) {
     }
     m.workspace_bytes = j.at("workspace_bytes").get<int64_t>();
     m.checks = j.at("checks").get<std::vector<std::string>>();
+    if (j.contains("attrs"))
+      for (const auto& [key, value] : j.at("attrs").items()) m.attrs[key] = value.dump();
     return m;
   } catch (const nlohmann::json::exception& e) {
     throw Error(fmt::format("the compiled model's manifest is malformed: {}", e.what()));
@@ -71,6 +73,13 @@ Tensor& Model::param(const std::string& name) {
   int i = param_index(name);
   if (i < 0) throw Error(fmt::format("model {} has no parameter '{}'", manifest_.model, name));
   return params_[i];
+}
+
+void Model::load_model_params(std::map<std::string, Tensor>& tensors, const std::string& source) {
+  std::map<std::string, Tensor> mine;
+  for (auto& [name, t] : tensors)
+    if (param_index(name) >= 0) mine.emplace(name, std::move(t));
+  load_params(mine, source);
 }
 
 void Model::load_params(std::map<std::string, Tensor>& tensors, const std::string& source) {

@@ -32,6 +32,8 @@ struct Manifest {
   std::vector<FunctionSpec> functions;
   int64_t workspace_bytes = 0;
   std::vector<std::string> checks;  ///< messages of the data checks; "{}" is the bad value
+  /// The model's graph attributes (batch, the training section train.*), each as JSON text.
+  std::map<std::string, std::string> attrs;
 
   const FunctionSpec& function(const std::string& name) const;
   static Manifest parse(const std::string& json);
@@ -56,6 +58,9 @@ class Model {
   /// PyTorch's strict load_state_dict does: each must be there with its exact type, and no
   /// other tensor may be. Throws Error naming every problem; the parameters are unchanged then.
   void load_params(std::map<std::string, Tensor>& tensors, const std::string& source);
+  /// The same, but tensors the model does not have (a checkpoint's optimizer state, when only
+  /// the model is wanted) are ignored.
+  void load_model_params(std::map<std::string, Tensor>& tensors, const std::string& source);
   /// Runs a function: inputs in manifest order, each of exactly the declared type. Returns
   /// the outputs in manifest order. Throws Error on a type mismatch or a failed data check.
   std::vector<Tensor> run(const std::string& function, const std::vector<const Tensor*>& inputs);

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include "compiler/autodiff/autodiff.h"
 #include "compiler/jit/jit.h"
 #include "compiler/lower/lower.h"
 #include "ir/ops.h"
@@ -18,10 +19,22 @@ struct IrArgs {
   std::string stage = "graph";
 };
 
+// The graph with the gradient of its `loss` output for every trainable parameter.
+std::unique_ptr<Graph> differentiated(const Graph& g) {
+  Diagnostics diags;
+  auto ad = differentiate(g, "loss", diags);
+  if (!ad) {
+    fmt::print(stderr, "{}", diags.render());
+    throw Failure{kExitBadInput, {}};
+  }
+  return ad;
+}
+
 int run_ir(const IrArgs& args) {
   auto graph = args.model.load();
   std::string text;
   if (args.stage == "graph") text = print(*graph);
+  else if (args.stage == "autodiff") text = print(*differentiated(*graph));
   else if (args.stage == "kernels") text = kir::print(lower(*graph));
   else if (args.stage == "llvm") text = llvm_ir_text(lower(*graph), true);
   else if (args.stage == "llvm-unoptimized") text = llvm_ir_text(lower(*graph), false);
@@ -56,9 +69,10 @@ Command add_ir_command(CLI::App& app) {
   args->model.add_to(*cmd);
   cmd->add_option("-o,--output", args->out, "Write here instead of stdout");
   cmd->add_option("--stage", args->stage,
-                  "graph: the graph IR (reads back); kernels: the kernel IR; llvm: LLVM IR after O3 for this CPU; "
+                  "graph: the graph IR (reads back); autodiff: with the gradient of the output `loss` for every trainable "
+                  "parameter (outputs grad.NAME); kernels: the kernel IR; llvm: LLVM IR after O3 for this CPU; "
                   "llvm-unoptimized: before it; asm: the host assembly")
-      ->check(CLI::IsMember({"graph", "kernels", "llvm", "llvm-unoptimized", "asm"}));
+      ->check(CLI::IsMember({"graph", "autodiff", "kernels", "llvm", "llvm-unoptimized", "asm"}));
   return {cmd, [args] { return run_ir(*args); }};
 }
 

@@ -24,8 +24,22 @@ std::string manifest_json(const kir::Program& p) {
     }
     functions.push_back({{"name", p.functions[f].name}, {"inputs", inputs}, {"outputs", outputs}});
   }
+  // Graph attributes as JSON values: the runtime reads the training section's defaults here.
+  json attrs = json::object();
+  for (const auto& [key, value] : p.attrs) {
+    struct ToJson {
+      json operator()(int64_t v) const { return v; }
+      json operator()(double v) const { return v; }
+      json operator()(bool v) const { return v; }
+      json operator()(const std::string& v) const { return v; }
+      json operator()(const Ints& v) const { return v; }
+      json operator()(const Floats& v) const { return v; }
+      json operator()(DType v) const { return std::string(dtype_name(v)); }
+    };
+    attrs[key] = std::visit(ToJson{}, value);
+  }
   json j = {{"model", p.name}, {"params", params}, {"functions", functions},
-            {"workspace_bytes", p.workspace_bytes}, {"checks", p.checks}};
+            {"workspace_bytes", p.workspace_bytes}, {"checks", p.checks}, {"attrs", attrs}};
   return j.dump();
 }
 

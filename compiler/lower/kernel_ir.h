@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "ir/attr.h"
 #include "ir/types.h"
 
 namespace stag::kir {
@@ -116,6 +117,7 @@ struct Program {
   std::vector<Function> functions;  ///< e.g. "init", "forward"
   int64_t workspace_bytes = 0;      ///< the largest of the functions' workspaces
   std::vector<std::string> checks;  ///< message of each check code; "{}" takes the value
+  NamedAttrs attrs;                 ///< the model's graph attributes (batch, train.*), for the runtime
 
   int add_buffer(Buffer b);
   std::vector<const Buffer*> of_kind(BufKind k) const;

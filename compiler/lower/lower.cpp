@@ -110,6 +110,7 @@ class Lowerer {
  public:
   explicit Lowerer(const std::vector<std::pair<std::string, const Graph*>>& functions) : functions_(functions) {
     prog_.name = functions.front().second->name;
+    prog_.attrs = functions.front().second->attrs;
   }
 
   Program run() {

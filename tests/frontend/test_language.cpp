@@ -121,7 +121,7 @@ TEST_CASE("causal attention masks with iota, compare and select", "[language]") 
 TEST_CASE("the train section becomes train.* graph attributes with defaults filled", "[language]") {
   auto c = ok(model("", "    output o = x\n",
                     "  train {\n    optimizer = sgd(lr=0.1, momentum=0.9, nesterov=true)\n    schedule = step(5)\n"
-                    "    epochs = 3\n    weight_decay = 1e-4\n    early_stopping = 4\n    monitor = \"o\"\n  }\n"));
+                    "    epochs = 3\n    weight_decay = 1e-4\n    early_stopping = 4\n    monitor = \"val_loss\"\n  }\n"));
   const Graph& g = *c.graph;
   CHECK(std::get<std::string>(*g.attr("train.optimizer")) == "sgd");
   CHECK(std::get<double>(*g.attr("train.lr")) == 0.1);
@@ -255,4 +255,25 @@ TEST_CASE("parameterless layers map onto ops", "[language]") {
   auto bad = compile("model m {\n  batch 2\n  input img: f32[B, 3, 8, 8]\n  layer p = AdaptiveAvgPool2d(2)\n"
                      "  forward {\n    output o = p(img)\n  }\n}\n");
   CHECK(bad.errors.find("only output_size 1") != std::string::npos);
+}
+
+TEST_CASE("compile-time if chooses layers and statements", "[language]") {
+  std::string block = "block B(cin, cout, stride=1) {\n  layer fc = Linear(cin, cout)\n"
+                      "  if stride != 1 or cin != cout {\n    layer proj = Linear(cin, cout, bias=false)\n  } else {\n"
+                      "    const unused = 1\n  }\n  forward(x) {\n    skip = x\n    if not (stride == 1 and cin == cout) {\n"
+                      "      skip = proj(x)\n    }\n    return fc(x) + skip\n  }\n}\n";
+  auto c = ok(block + model("  layer a = B(8, 8)\n  layer b = B(8, 4)\n  layer d = B(4, 4, stride=2)\n",
+                            "    output o = d(b(a(x)))\n"));
+  CHECK_FALSE(c.graph->find("a.proj.weight"));
+  CHECK(c.graph->find("b.proj.weight")->type == Type{DType::f32, {4, 8}});
+  CHECK(c.graph->find("d.proj.weight"));
+  CHECK(count_op(*c.graph, Op::matmul) == 5);
+  // Returning from a branch ends the block; the condition must be known while compiling.
+  auto early = ok("block R(k) {\n  forward(x) {\n    if k > 1 {\n      return x * 2.0\n    } else if k == 1 {\n"
+                  "      return x\n    }\n    return -x\n  }\n}\n" +
+                  model("  layer a = R(3)\n  layer b = R(1)\n  layer n = R(0)\n", "    output o = n(b(a(x)))\n"));
+  CHECK(count_op(*early.graph, Op::mul) == 1);
+  CHECK(count_op(*early.graph, Op::neg) == 1);
+  auto bad = compile(model("", "    if x > 0.0 {\n      output o = x\n    }\n"));
+  CHECK(bad.errors.find("an 'if' condition must be true or false at compile time, got a tensor") != std::string::npos);
 }

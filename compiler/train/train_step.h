@@ -1,0 +1,25 @@
+#pragma once
+/// The training step as one graph: the model's training-mode forward, the gradient of its
+/// `loss` output for every trainable parameter, and the optimizer's update of each, in place.
+
+#include <memory>
+#include <string>
+
+#include "compiler/train/optimizer.h"
+#include "ir/diag.h"
+#include "ir/graph.h"
+
+namespace stag {
+
+/// The optimizer a model's `train { ... }` section asks for (graph attributes train.*), with
+/// torch.optim's defaults for what it leaves out.
+OptimizerConfig optimizer_from_attrs(const Graph& g);
+
+/// The train step of a training-mode graph with a scalar output `loss`. Its inputs are the
+/// model's (and `step` where dropout draws from it) plus `lr: f32[]`; its outputs are the
+/// forward's; its updates are the parameters', the optimizer state's and running statistics'.
+/// User errors (no loss, a missing gradient rule, a bad optimizer setting) go to `diags`.
+std::unique_ptr<Graph> build_train_step(const Graph& training_graph, const OptimizerConfig& optimizer,
+                                        Diagnostics& diags);
+
+}  // namespace stag

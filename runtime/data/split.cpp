@@ -1,0 +1,63 @@
+// Seeded shuffles, splits and folds.
+#include "runtime/data/split.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "runtime/data/rng.h"
+#include "runtime/error.h"
+
+namespace stag::rt {
+
+namespace {
+
+std::vector<int64_t> permutation(int64_t n, uint64_t state) {
+  if (n < 0) throw Error(fmt::format("shuffle: negative example count {}", n));
+  std::vector<int64_t> p(static_cast<size_t>(n));
+  std::iota(p.begin(), p.end(), int64_t{0});
+  Rng rng(state);
+  for (int64_t i = n - 1; i > 0; --i)
+    std::swap(p[i], p[static_cast<int64_t>(rng.below(static_cast<uint64_t>(i) + 1))]);
+  return p;
+}
+
+}  // namespace
+
+std::vector<int64_t> shuffled_indices(int64_t n, uint64_t seed, uint64_t epoch) {
+  return permutation(n, derive_seed(seed, RngStream::shuffle, epoch));
+}
+
+Split train_validation_split(int64_t n, double fraction, uint64_t seed) {
+  if (!(fraction >= 0 && fraction < 1))
+    throw Error(fmt::format("validation fraction must be in [0, 1), got {}", fraction));
+  auto p = permutation(n, derive_seed(seed, RngStream::split, 0));
+  auto nv = static_cast<int64_t>(std::llround(static_cast<double>(n) * fraction));
+  Split s;
+  s.validation.assign(p.begin(), p.begin() + nv);
+  s.train.assign(p.begin() + nv, p.end());
+  std::sort(s.validation.begin(), s.validation.end());
+  std::sort(s.train.begin(), s.train.end());
+  return s;
+}
+
+std::vector<Split> kfold(int64_t n, int64_t k, uint64_t seed) {
+  if (k < 2 || k > n)
+    throw Error(fmt::format("k-fold: k must be in [2, {}] for {} examples, got {}", n, n, k));
+  auto p = permutation(n, derive_seed(seed, RngStream::kfold, 0));
+  std::vector<Split> folds(static_cast<size_t>(k));
+  int64_t start = 0;
+  for (int64_t i = 0; i < k; ++i) {
+    int64_t len = n / k + (i < n % k ? 1 : 0);
+    for (int64_t j = 0; j < n; ++j)
+      (j >= start && j < start + len ? folds[i].validation : folds[i].train).push_back(p[j]);
+    std::sort(folds[i].validation.begin(), folds[i].validation.end());
+    std::sort(folds[i].train.begin(), folds[i].train.end());
+    start += len;
+  }
+  return folds;
+}
+
+}  // namespace stag::rt

@@ -1,0 +1,158 @@
+// Accumulating predictions and computing the epoch's classification metrics.
+#include "runtime/metrics.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <memory>
+#include <numeric>
+
+namespace stag::rt {
+
+MetricsAccumulator::MetricsAccumulator(int64_t num_classes, std::vector<int64_t> top_k,
+                                       ScoreKind kind)
+    : classes_(num_classes), top_k_(std::move(top_k)), kind_(kind), top_hits_(top_k_.size()) {
+  if (num_classes < 1) throw Error(fmt::format("metrics: {} classes", num_classes));
+  for (int64_t k : top_k_)
+    if (k < 1 || k > num_classes)
+      throw Error(fmt::format("metrics: top-{} accuracy for {} classes", k, num_classes));
+}
+
+void MetricsAccumulator::reset() {
+  probs_.clear();
+  labels_.clear();
+  preds_.clear();
+  std::fill(top_hits_.begin(), top_hits_.end(), 0);
+  ce_sum_ = ext_loss_sum_ = 0;
+  ext_loss_n_ = 0;
+}
+
+void MetricsAccumulator::add(const Tensor& scores, const Tensor& labels, int64_t valid) {
+  if (scores.rank() != 2 || scores.shape()[1] != classes_ || labels.rank() != 1 ||
+      labels.shape()[0] != scores.shape()[0])
+    throw Error(fmt::format("metrics: scores {} and labels {} do not match {} classes",
+                            scores.type_string(), labels.type_string(), classes_));
+  int64_t n = valid < 0 ? scores.shape()[0] : std::min(valid, scores.shape()[0]);
+  add(scores.values<float>().first(static_cast<size_t>(n * classes_)),
+      labels.values<int64_t>().first(static_cast<size_t>(n)));
+}
+
+void MetricsAccumulator::add(std::span<const float> scores, std::span<const int64_t> labels) {
+  auto C = static_cast<size_t>(classes_);
+  if (scores.size() != labels.size() * C)
+    throw Error(fmt::format("metrics: {} scores for {} labels of {} classes", scores.size(),
+                            labels.size(), classes_));
+  std::vector<double> p(C);
+  for (size_t i = 0; i < labels.size(); ++i) {
+    int64_t y = labels[i];
+    if (y < 0 || y >= classes_)
+      throw Error(fmt::format("metrics: label {} out of range for {} classes", y, classes_));
+    const float* s = scores.data() + i * C;
+    size_t pred = static_cast<size_t>(std::max_element(s, s + C) - s);  // first maximum
+    if (kind_ == ScoreKind::logits) {
+      // Stable softmax / log-softmax in double.
+      double mx = s[pred], z = 0;
+      for (size_t c = 0; c < C; ++c) z += std::exp(static_cast<double>(s[c]) - mx);
+      for (size_t c = 0; c < C; ++c) p[c] = std::exp(static_cast<double>(s[c]) - mx) / z;
+      ce_sum_ += -(static_cast<double>(s[y]) - mx - std::log(z));
+    } else {
+      for (size_t c = 0; c < C; ++c) p[c] = s[c];
+      ce_sum_ += -std::log(std::max(static_cast<double>(s[y]), 1e-300));
+    }
+    int64_t above = 0;
+    for (int64_t c = 0; c < classes_; ++c)
+      if (s[c] > s[y] || (s[c] == s[y] && c < y)) ++above;
+    for (size_t j = 0; j < top_k_.size(); ++j)
+      if (above < top_k_[j]) ++top_hits_[j];
+    for (size_t c = 0; c < C; ++c) probs_.push_back(p[c]);
+    labels_.push_back(y);
+    preds_.push_back(static_cast<int64_t>(pred));
+  }
+}
+
+void MetricsAccumulator::add_loss(double mean_loss, int64_t n) {
+  ext_loss_sum_ += mean_loss * static_cast<double>(n);
+  ext_loss_n_ += n;
+}
+
+std::optional<double> roc_auc(std::span<const double> scores, std::span<const bool> positive) {
+  size_t n = scores.size();
+  std::vector<size_t> idx(n);
+  std::iota(idx.begin(), idx.end(), size_t{0});
+  std::sort(idx.begin(), idx.end(), [&](size_t a, size_t b) { return scores[a] < scores[b]; });
+  double pos = 0, rank_sum = 0;
+  for (size_t i = 0; i < n;) {
+    size_t j = i;
+    while (j < n && scores[idx[j]] == scores[idx[i]]) ++j;
+    double midrank = (static_cast<double>(i + 1) + static_cast<double>(j)) / 2;  // 1-based ranks
+    for (size_t k = i; k < j; ++k)
+      if (positive[idx[k]]) {
+        pos += 1;
+        rank_sum += midrank;
+      }
+    i = j;
+  }
+  double neg = static_cast<double>(n) - pos;
+  if (pos == 0 || neg == 0) return std::nullopt;
+  return (rank_sum - pos * (pos + 1) / 2) / (pos * neg);
+}
+
+Metrics MetricsAccumulator::compute() const {
+  auto n = static_cast<int64_t>(labels_.size());
+  if (n == 0) throw Error("metrics: no examples were added");
+  Metrics m;
+  m.count = n;
+  m.loss = ext_loss_n_ > 0 ? ext_loss_sum_ / static_cast<double>(ext_loss_n_)
+                           : ce_sum_ / static_cast<double>(n);
+  int64_t C = classes_;
+  m.confusion.assign(static_cast<size_t>(C * C), 0);
+  int64_t correct = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    ++m.confusion[labels_[i] * C + preds_[i]];
+    correct += labels_[i] == preds_[i];
+  }
+  m.accuracy = static_cast<double>(correct) / static_cast<double>(n);
+  for (size_t j = 0; j < top_k_.size(); ++j)
+    m.top_k.emplace_back(top_k_[j], static_cast<double>(top_hits_[j]) / static_cast<double>(n));
+  m.classes.resize(static_cast<size_t>(C));
+  int64_t present = 0, with_auc = 0;
+  double sum_auc = 0;
+  std::vector<double> s(static_cast<size_t>(n));
+  std::unique_ptr<bool[]> pos(new bool[static_cast<size_t>(n)]);
+  for (int64_t c = 0; c < C; ++c) {
+    ClassMetrics& k = m.classes[c];
+    int64_t tp = m.confusion[c * C + c];
+    for (int64_t j = 0; j < C; ++j) {
+      k.support += m.confusion[c * C + j];
+      k.predicted += m.confusion[j * C + c];
+    }
+    k.precision = k.predicted ? static_cast<double>(tp) / static_cast<double>(k.predicted) : 0.0;
+    k.recall = k.support ? static_cast<double>(tp) / static_cast<double>(k.support) : 0.0;
+    k.f1 = k.precision + k.recall > 0 ? 2 * k.precision * k.recall / (k.precision + k.recall) : 0.0;
+    if (k.support > 0 || k.predicted > 0) {
+      ++present;
+      m.macro_precision += k.precision;
+      m.macro_recall += k.recall;
+      m.macro_f1 += k.f1;
+    }
+    for (int64_t i = 0; i < n; ++i) {
+      s[i] = probs_[i * C + c];
+      pos[i] = labels_[i] == c;
+    }
+    k.auc = roc_auc(s, std::span<const bool>(pos.get(), static_cast<size_t>(n)));
+    if (k.auc) {
+      ++with_auc;
+      sum_auc += *k.auc;
+    }
+  }
+  if (present > 0) {
+    m.macro_precision /= static_cast<double>(present);
+    m.macro_recall /= static_cast<double>(present);
+    m.macro_f1 /= static_cast<double>(present);
+  }
+  if (with_auc > 0) m.macro_auc = sum_auc / static_cast<double>(with_auc);
+  return m;
+}
+
+}  // namespace stag::rt

@@ -1,0 +1,57 @@
+#pragma once
+/// The training loop shared by `stag train` (JIT) and the standalone trainers `stag build`
+/// writes (AOT): data, the compiled train step, validation metrics, learning-rate schedules,
+/// early stopping, checkpoints and exact resume, progress and a JSON-lines log.
+
+#include <CLI/CLI.hpp>
+
+#include <cstdint>
+#include <string>
+
+#include "runtime/model.h"
+
+namespace stag::rt {
+
+/// The settings of a run that do not change the compiled code. Defaults come from the model's
+/// `train { ... }` section (the manifest's train.* attributes); flags override them.
+struct TrainSettings {
+  int64_t epochs = 10;
+  double lr = 1e-3;
+  /// parse_schedule's spelling (step:5:0.5, cosine:T_MAX, warmup:100+cosine:5000, ...) or
+  /// plateau[:PATIENCE[:FACTOR]]. Step, multistep, exponential and plateau count epochs; the
+  /// others count optimizer steps.
+  std::string schedule = "constant";
+  std::string data = "fashion-mnist";
+  uint64_t seed = 0;
+  double validation = 0.1;        ///< fraction of the training set held out
+  std::string checkpoint;         ///< checkpoint file (safetensors), written atomically
+  int64_t checkpoint_every = 0;   ///< also every N steps (0: at epoch ends only)
+  std::string resume;             ///< continue exactly from this checkpoint
+  std::string init_from;          ///< take matching parameters (by name) from this file
+  std::string log;                ///< JSON lines, one object per epoch
+  int64_t patience = 0;           ///< early stopping (0: off)
+  std::string monitor = "val_loss";  ///< val_loss or val_accuracy
+  bool augment = false;           ///< random crop, flip, rotation and scaling of images
+  int64_t max_steps = 0;          ///< stop after this many steps in all (0: no limit)
+  int threads = 0;                ///< 0: all cores
+  bool test = true;               ///< report metrics on the test split at the end
+};
+
+/// Reads the defaults from the manifest's training section.
+TrainSettings settings_from_manifest(const Manifest& m);
+/// Adds the flags of TrainSettings to a command line (both `stag train` and built trainers).
+void add_train_flags(CLI::App& app, TrainSettings& s);
+/// Copies into `out` the settings whose flags were given on `app`'s command line (for when the
+/// defaults are known only after parsing, as in `stag train`, which reads the model first).
+void merge_given(const CLI::App& app, const TrainSettings& given, TrainSettings& out);
+
+/// Trains `model`, which has the functions init, forward and train_step. Prints progress and
+/// metrics to stdout; throws Error on bad data or settings. Returns the test accuracy (or the
+/// last validation accuracy without a test split; NaN when there are no labels to score).
+double train(Model& model, const TrainSettings& s);
+
+/// Evaluates `model` (its forward function) on the test split of `data`, printing the metrics,
+/// the per-class table and the confusion matrix. Returns the accuracy.
+double evaluate(Model& model, const std::string& data, int64_t seed);
+
+}  // namespace stag::rt

@@ -1,0 +1,178 @@
+// IDX files, gzip and raw: good files, every corruption, and the real Fashion-MNIST.
+#include <zlib.h>
+
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <filesystem>
+
+#include "runtime/data/gzip.h"
+#include "runtime/data/idx.h"
+#include "test_util.h"
+
+using namespace stag::rt;
+using namespace stag::rt::test;
+using Catch::Matchers::Contains;
+
+namespace {
+
+std::vector<std::byte> idx(uint8_t type, std::vector<uint32_t> dims, std::vector<uint8_t> data) {
+  std::vector<std::byte> out = {std::byte{0}, std::byte{0}, std::byte{type},
+                                static_cast<std::byte>(dims.size())};
+  for (uint32_t d : dims)
+    for (int s = 24; s >= 0; s -= 8) out.push_back(static_cast<std::byte>((d >> s) & 0xff));
+  for (uint8_t v : data) out.push_back(static_cast<std::byte>(v));
+  return out;
+}
+
+std::vector<std::byte> gzip(const std::vector<std::byte>& raw) {
+  z_stream zs{};
+  REQUIRE(deflateInit2(&zs, 6, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY) == Z_OK);
+  std::vector<std::byte> out(deflateBound(&zs, raw.size()) + 32);
+  zs.next_in = reinterpret_cast<Bytef*>(const_cast<std::byte*>(raw.data()));
+  zs.avail_in = static_cast<uInt>(raw.size());
+  zs.next_out = reinterpret_cast<Bytef*>(out.data());
+  zs.avail_out = static_cast<uInt>(out.size());
+  REQUIRE(deflate(&zs, Z_FINISH) == Z_STREAM_END);
+  out.resize(zs.total_out);
+  deflateEnd(&zs);
+  return out;
+}
+
+const std::vector<uint8_t> kPixels = {0, 255, 51, 102, 1, 2, 3, 4, 10, 20, 30, 40};
+
+// Writes images [3,2,2] and labels [3] (gzip or raw) and returns their paths.
+std::pair<std::filesystem::path, std::filesystem::path> write_pair(const TempDir& dir, bool gz,
+                                                                   std::vector<uint8_t> labels = {
+                                                                       7, 0, 3}) {
+  auto im = idx(0x08, {3, 2, 2}, kPixels);
+  auto lb = idx(0x08, {static_cast<uint32_t>(labels.size())}, labels);
+  auto pi = dir / (gz ? "im.gz" : "im"), pl = dir / (gz ? "lb.gz" : "lb");
+  write_bytes(pi, gz ? gzip(im) : im);
+  write_bytes(pl, gz ? gzip(lb) : lb);
+  return {pi, pl};
+}
+
+std::string idx_error(const std::vector<std::byte>& bytes) {
+  try {
+    decode_idx(bytes, "f.idx");
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "no error";
+}
+
+}  // namespace
+
+TEST_CASE("IDX images and labels load raw and gzipped", "[idx]") {
+  TempDir dir;
+  for (bool gz : {false, true}) {
+    auto [pi, pl] = write_pair(dir, gz);
+    Dataset d = load_idx(pi, pl);
+    REQUIRE(d.features.shape() == Shape{3, 1, 2, 2});
+    REQUIRE(d.labels.shape() == Shape{3});
+    auto x = d.features.values<float>();
+    for (size_t i = 0; i < kPixels.size(); ++i)
+      CHECK(x[i] == static_cast<float>(kPixels[i]) / 255.0f);
+    CHECK(x[0] == 0.0f);
+    CHECK(x[1] == 1.0f);
+    CHECK(d.labels.values<int64_t>()[0] == 7);
+    CHECK(d.labels.values<int64_t>()[2] == 3);
+  }
+}
+
+TEST_CASE("corrupt IDX headers and sizes are errors naming the file", "[idx]") {
+  auto good = idx(0x08, {2, 3}, {1, 2, 3, 4, 5, 6});
+  CHECK(decode_idx(good, "f.idx").dims == std::vector<int64_t>{2, 3});
+  CHECK_THAT(idx_error(bytes_of("\0\0")),
+             Contains("f.idx") && Contains("shorter than the 4-byte magic"));
+  auto bad_magic = good;
+  bad_magic[1] = std::byte{1};
+  CHECK_THAT(idx_error(bad_magic), Contains("f.idx: not an IDX file: bad magic"));
+  CHECK_THAT(idx_error(idx(0x0D, {2}, {0, 0, 0, 0, 0, 0, 0, 0})),
+             Contains("float32") && Contains("only unsigned byte"));
+  CHECK_THAT(idx_error(idx(0x42, {1}, {0})), Contains("unknown type 0x42"));
+  CHECK_THAT(idx_error(idx(0x08, {}, {})), Contains("rank is 0"));
+  auto short_header = idx(0x08, {2, 3}, {});
+  short_header.resize(9);
+  CHECK_THAT(idx_error(short_header),
+             Contains("truncated IDX header") && Contains("needs 12 bytes"));
+  CHECK_THAT(idx_error(idx(0x08, {2, 3}, {1, 2, 3, 4, 5})),
+             Contains("truncated IDX data") && Contains("need 18 bytes, the file has 17"));
+  CHECK_THAT(idx_error(idx(0x08, {2, 3}, {1, 2, 3, 4, 5, 6, 7, 8})), Contains("2 trailing bytes"));
+  CHECK_THAT(idx_error(idx(0x08, {0xffffffff, 0xffffffff, 0xffffffff}, {})),
+             Contains("more elements than fit in int64"));
+  // Large but representable: must be reported as truncated, never allocated.
+  CHECK_THAT(idx_error(idx(0x08, {0xffffffff, 0x7fffffff}, {})), Contains("truncated IDX data"));
+  CHECK(decode_idx(idx(0x08, {0, 28, 28}, {}), "f").data.empty());
+}
+
+TEST_CASE("IDX ranks, counts and files are checked", "[idx]") {
+  TempDir dir;
+  auto [pi, pl] = write_pair(dir, true, {1, 2});
+  CHECK_THROWS_WITH(load_idx(pi, pl), Contains(pi.string()) && Contains("3 images") &&
+                                          Contains(pl.string()) && Contains("2 labels"));
+  // Swapped files: the image file has rank 1.
+  CHECK_THROWS_WITH(load_idx(pl, pi), Contains(pl.string()) && Contains("must have rank 3"));
+  auto [pi2, pl2] = write_pair(dir, false);
+  CHECK_THROWS_WITH(load_idx(pi2, pi2), Contains("labels must have rank 1"));
+  CHECK_THROWS_WITH(load_idx(dir / "missing.gz", pl2),
+                    Contains("missing.gz") && Contains("cannot open"));
+}
+
+TEST_CASE("corrupt gzip data is an error naming the file", "[idx][gzip]") {
+  TempDir dir;
+  auto raw = idx(0x08, {3, 2, 2}, kPixels);
+  auto gz = gzip(raw);
+  CHECK(gunzip(gz, "x.gz") == raw);
+  auto truncated = gz;
+  truncated.resize(gz.size() - 6);
+  CHECK_THROWS_WITH(gunzip(truncated, "x.gz"), Contains("x.gz: truncated gzip data"));
+  auto header_only = gz;
+  header_only.resize(10);
+  CHECK_THROWS_WITH(gunzip(header_only, "x.gz"), Contains("truncated gzip data"));
+  auto crc = gz;
+  crc[crc.size() - 5] ^= std::byte{0xff};  // inside the CRC-32 trailer
+  CHECK_THROWS_WITH(gunzip(crc, "x.gz"), Contains("x.gz: corrupt gzip data"));
+  auto garbage = gz;
+  garbage.push_back(std::byte{'x'});
+  CHECK_THROWS_WITH(gunzip(garbage, "x.gz"), Contains("1 trailing bytes after the gzip data"));
+  // Concatenated members are one stream, as gzip(1) treats them.
+  auto two = gz;
+  two.insert(two.end(), gz.begin(), gz.end());
+  auto both = raw;
+  both.insert(both.end(), raw.begin(), raw.end());
+  CHECK(gunzip(two, "x.gz") == both);
+  CHECK_THROWS_WITH(gunzip(gz, "x.gz", 10), Contains("exceeds the limit of 10 bytes"));
+  write_bytes(dir / "t.gz", truncated);
+  CHECK_THROWS_WITH(read_idx(dir / "t.gz"),
+                    Contains((dir / "t.gz").string()) && Contains("truncated gzip"));
+}
+
+TEST_CASE("the real Fashion-MNIST files load", "[idx][fashion]") {
+  if (!std::filesystem::exists(std::filesystem::path(kFashionMnistDir) /
+                               "t10k-labels-idx1-ubyte.gz")) {
+    WARN("skipped: Fashion-MNIST is not installed (Debian package dataset-fashion-mnist)");
+    return;
+  }
+  Dataset test = load_fashion_mnist("test");
+  REQUIRE(test.features.shape() == Shape{10000, 1, 28, 28});
+  REQUIRE(test.labels.shape() == Shape{10000});
+  Dataset train = load_fashion_mnist("train");
+  REQUIRE(train.features.shape() == Shape{60000, 1, 28, 28});
+  // Published facts about the data set: balanced classes, the first labels, the pixel mean.
+  std::vector<int64_t> counts(10);
+  for (int64_t y : train.labels.values<int64_t>()) {
+    REQUIRE(y >= 0);
+    REQUIRE(y < 10);
+    ++counts[y];
+  }
+  CHECK(counts == std::vector<int64_t>(10, 6000));
+  auto tl = train.labels.values<int64_t>();
+  CHECK(std::vector<int64_t>(tl.begin(), tl.begin() + 4) == std::vector<int64_t>{9, 0, 0, 3});
+  CHECK(test.labels.values<int64_t>()[0] == 9);
+  double sum = 0;
+  for (float v : train.features.values<float>()) sum += v;
+  CHECK(sum / static_cast<double>(train.features.numel()) == Approx(0.2860).epsilon(1e-3));
+  CHECK(fashion_mnist_classes().at(9) == "Ankle boot");
+  CHECK_THROWS_WITH(load_fashion_mnist("valid"), Contains("unknown split 'valid'"));
+}

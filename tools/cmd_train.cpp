@@ -1,0 +1,134 @@
+// `stag train` compiles a model's inference pass and training step in process and trains it;
+// `stag eval` scores a checkpoint on the test data.
+
+#include <fmt/format.h>
+
+#include <chrono>
+#include <regex>
+
+#include "compiler/jit/jit_model.h"
+#include "compiler/train/train_step.h"
+#include "frontend/load.h"
+#include "ir/ops.h"
+#include "runtime/error.h"
+#include "runtime/safetensors.h"
+#include "runtime/trainer.h"
+#include "tools/cli.h"
+
+namespace stag::cli {
+
+namespace {
+
+struct TrainArgs {
+  ModelArgs model;
+  rt::TrainSettings given;
+  std::string optimizer;
+  double weight_decay = -1, momentum = -1, grad_clip = -1;
+  std::vector<std::string> freeze;
+};
+
+// `--freeze 'conv*'`: a shell-style pattern over parameter names.
+std::regex glob_regex(const std::string& glob) {
+  std::string re;
+  for (char c : glob) {
+    if (c == '*') re += ".*";
+    else if (c == '?') re += '.';
+    else if (std::isalnum(static_cast<unsigned char>(c)) || c == '_') re += c;
+    else re += std::string("\\") + c;
+  }
+  return std::regex(re);
+}
+
+void freeze(Graph& g, const std::vector<std::string>& patterns) {
+  for (const auto& pattern : patterns) {
+    std::regex re = glob_regex(pattern);
+    int matched = 0;
+    for (auto& n : g.nodes) {
+      if (n->op != Op::parameter || !std::regex_match(n->result()->name, re)) continue;
+      n->attrs[static_cast<size_t>(n->info().attr_index("trainable"))] = false;
+      ++matched;
+    }
+    if (matched == 0) throw Failure{kExitBadInput, fmt::format("--freeze '{}' matches no parameter of {}", pattern, g.name)};
+  }
+}
+
+int run_train(const TrainArgs& args, const CLI::App& cmd) {
+  using Clock = std::chrono::steady_clock;
+  auto t0 = Clock::now();
+  ModelArgs eval_args = args.model, train_args = args.model;
+  eval_args.train = false;
+  train_args.train = true;
+  auto eval = eval_args.load();
+  auto training = train_args.load();
+  freeze(*training, args.freeze);
+  OptimizerConfig opt = optimizer_from_attrs(*training);
+  if (!args.optimizer.empty()) opt.kind = args.optimizer;
+  if (args.weight_decay >= 0) opt.weight_decay = args.weight_decay;
+  if (args.momentum >= 0) opt.momentum = args.momentum;
+  if (args.grad_clip >= 0) opt.clip_norm = args.grad_clip;
+  Diagnostics diags;
+  auto step = build_train_step(*training, opt, diags);
+  if (!step) {
+    fmt::print(stderr, "{}", diags.render());
+    throw Failure{kExitBadInput, {}};
+  }
+  CompiledModel c = compile_jit({{"forward", eval.get()}, {"train_step", step.get()}});
+  fmt::print("compiled {} (inference and train step, {} kernels) in {:.0f} ms\n", eval->name,
+             c.program.functions[1].kernels.size() + c.program.functions[2].kernels.size(),
+             std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+  rt::TrainSettings settings = rt::settings_from_manifest(c.model->manifest());
+  rt::merge_given(cmd, args.given, settings);
+  try {
+    rt::train(*c.model, settings);
+  } catch (const rt::Error& e) {
+    throw Failure{kExitBadInput, e.what()};
+  }
+  return kExitOk;
+}
+
+struct EvalArgs {
+  ModelArgs model;
+  std::string weights;
+  std::string data = "fashion-mnist";
+  int threads = 0;
+};
+
+int run_eval(const EvalArgs& args) {
+  auto graph = args.model.load();
+  CompiledModel c = compile_jit(*graph);
+  try {
+    auto file = rt::read_safetensors(args.weights);
+    c.model->load_model_params(file.tensors, args.weights);
+    rt::evaluate(*c.model, args.data, 0);
+  } catch (const rt::Error& e) {
+    throw Failure{kExitBadInput, e.what()};
+  }
+  return kExitOk;
+}
+
+}  // namespace
+
+Command add_train_command(CLI::App& app) {
+  auto args = std::make_shared<TrainArgs>();
+  auto* cmd = app.add_subcommand("train", "Compile a model's training step and train it (defaults: the model's train section)");
+  args->model.add_to(*cmd);
+  rt::add_train_flags(*cmd, args->given);
+  cmd->add_option("--optimizer", args->optimizer, "sgd, adam, adamw, adamax, adagrad or rmsprop")
+      ->check(CLI::IsMember({"sgd", "adam", "adamw", "adamax", "adagrad", "rmsprop"}));
+  cmd->add_option("--weight-decay", args->weight_decay, "L2 weight decay (decoupled for adamw)")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--momentum", args->momentum, "Momentum (sgd, rmsprop)")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--grad-clip", args->grad_clip, "Clip gradients to this global norm")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--freeze", args->freeze, "Freeze parameters whose names match (e.g. 'conv*'): no gradient, no update");
+  return {cmd, [args, cmd] { return run_train(*args, *cmd); }};
+}
+
+Command add_eval_command(CLI::App& app) {
+  auto args = std::make_shared<EvalArgs>();
+  auto* cmd = app.add_subcommand("eval", "Score a model's weights (a checkpoint) on the test data");
+  args->model.add_to(*cmd);
+  cmd->add_option("--weights", args->weights, "Checkpoint or weights (safetensors)")->required();
+  cmd->add_option("--data", args->data, "fashion-mnist, or a directory of IDX files");
+  return {cmd, [args] { return run_eval(*args); }};
+}
+
+}  // namespace stag::cli
