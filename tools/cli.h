@@ -35,6 +35,19 @@ struct ModelArgs {
   std::unique_ptr<Graph> load() const;
 };
 
+/// A model's training program: the inference graph and the train step (autodiff and the
+/// optimizer), from the model's train section and the flags that change the compiled code.
+struct TrainProgramArgs {
+  ModelArgs model;
+  std::string optimizer;
+  double weight_decay = -1, momentum = -1, grad_clip = -1;
+  std::vector<std::string> freeze;
+
+  void add_to(CLI::App& app);
+  /// (inference graph, train step graph); prints diagnostics and throws Failure on error.
+  std::pair<std::unique_ptr<Graph>, std::unique_ptr<Graph>> load() const;
+};
+
 /// Writes `text` to `path` ("-" is stdout) through a temporary file and a rename, so a failed
 /// write never leaves half a file where a good one was. Throws Failure.
 void write_output(const std::string& path, const std::string& text);
@@ -51,5 +64,6 @@ Command add_run_command(CLI::App& app);
 Command add_compile_command(CLI::App& app);
 Command add_train_command(CLI::App& app);
 Command add_eval_command(CLI::App& app);
+Command add_build_command(CLI::App& app);
 
 }  // namespace stag::cli

@@ -8,7 +8,6 @@
 
 #include "compiler/jit/jit_model.h"
 #include "compiler/train/train_step.h"
-#include "frontend/load.h"
 #include "ir/ops.h"
 #include "runtime/error.h"
 #include "runtime/safetensors.h"
@@ -18,14 +17,6 @@
 namespace stag::cli {
 
 namespace {
-
-struct TrainArgs {
-  ModelArgs model;
-  rt::TrainSettings given;
-  std::string optimizer;
-  double weight_decay = -1, momentum = -1, grad_clip = -1;
-  std::vector<std::string> freeze;
-};
 
 // `--freeze 'conv*'`: a shell-style pattern over parameter names.
 std::regex glob_regex(const std::string& glob) {
@@ -39,7 +30,7 @@ std::regex glob_regex(const std::string& glob) {
   return std::regex(re);
 }
 
-void freeze(Graph& g, const std::vector<std::string>& patterns) {
+void freeze_params(Graph& g, const std::vector<std::string>& patterns) {
   for (const auto& pattern : patterns) {
     std::regex re = glob_regex(pattern);
     int matched = 0;
@@ -52,26 +43,50 @@ void freeze(Graph& g, const std::vector<std::string>& patterns) {
   }
 }
 
-int run_train(const TrainArgs& args, const CLI::App& cmd) {
-  using Clock = std::chrono::steady_clock;
-  auto t0 = Clock::now();
-  ModelArgs eval_args = args.model, train_args = args.model;
+}  // namespace
+
+void TrainProgramArgs::add_to(CLI::App& app) {
+  model.add_to(app);
+  app.add_option("--optimizer", optimizer, "sgd, adam, adamw, adamax, adagrad or rmsprop")
+      ->check(CLI::IsMember({"sgd", "adam", "adamw", "adamax", "adagrad", "rmsprop"}));
+  app.add_option("--weight-decay", weight_decay, "L2 weight decay (decoupled for adamw)")->check(CLI::NonNegativeNumber);
+  app.add_option("--momentum", momentum, "Momentum (sgd, rmsprop)")->check(CLI::NonNegativeNumber);
+  app.add_option("--grad-clip", grad_clip, "Clip gradients to this global norm")->check(CLI::NonNegativeNumber);
+  app.add_option("--freeze", freeze, "Freeze parameters whose names match (e.g. 'conv*'): no gradient, no update");
+}
+
+std::pair<std::unique_ptr<Graph>, std::unique_ptr<Graph>> TrainProgramArgs::load() const {
+  ModelArgs eval_args = model, train_args = model;
   eval_args.train = false;
   train_args.train = true;
   auto eval = eval_args.load();
   auto training = train_args.load();
-  freeze(*training, args.freeze);
+  freeze_params(*training, freeze);
   OptimizerConfig opt = optimizer_from_attrs(*training);
-  if (!args.optimizer.empty()) opt.kind = args.optimizer;
-  if (args.weight_decay >= 0) opt.weight_decay = args.weight_decay;
-  if (args.momentum >= 0) opt.momentum = args.momentum;
-  if (args.grad_clip >= 0) opt.clip_norm = args.grad_clip;
+  if (!optimizer.empty()) opt.kind = optimizer;
+  if (weight_decay >= 0) opt.weight_decay = weight_decay;
+  if (momentum >= 0) opt.momentum = momentum;
+  if (grad_clip >= 0) opt.clip_norm = grad_clip;
   Diagnostics diags;
   auto step = build_train_step(*training, opt, diags);
   if (!step) {
     fmt::print(stderr, "{}", diags.render());
     throw Failure{kExitBadInput, {}};
   }
+  return {std::move(eval), std::move(step)};
+}
+
+namespace {
+
+struct TrainArgs {
+  TrainProgramArgs program;
+  rt::TrainSettings given;
+};
+
+int run_train(const TrainArgs& args, const CLI::App& cmd) {
+  using Clock = std::chrono::steady_clock;
+  auto t0 = Clock::now();
+  auto [eval, step] = args.program.load();
   CompiledModel c = compile_jit({{"forward", eval.get()}, {"train_step", step.get()}});
   fmt::print("compiled {} (inference and train step, {} kernels) in {:.0f} ms\n", eval->name,
              c.program.functions[1].kernels.size() + c.program.functions[2].kernels.size(),
@@ -90,7 +105,6 @@ struct EvalArgs {
   ModelArgs model;
   std::string weights;
   std::string data = "fashion-mnist";
-  int threads = 0;
 };
 
 int run_eval(const EvalArgs& args) {
@@ -111,14 +125,8 @@ int run_eval(const EvalArgs& args) {
 Command add_train_command(CLI::App& app) {
   auto args = std::make_shared<TrainArgs>();
   auto* cmd = app.add_subcommand("train", "Compile a model's training step and train it (defaults: the model's train section)");
-  args->model.add_to(*cmd);
+  args->program.add_to(*cmd);
   rt::add_train_flags(*cmd, args->given);
-  cmd->add_option("--optimizer", args->optimizer, "sgd, adam, adamw, adamax, adagrad or rmsprop")
-      ->check(CLI::IsMember({"sgd", "adam", "adamw", "adamax", "adagrad", "rmsprop"}));
-  cmd->add_option("--weight-decay", args->weight_decay, "L2 weight decay (decoupled for adamw)")->check(CLI::NonNegativeNumber);
-  cmd->add_option("--momentum", args->momentum, "Momentum (sgd, rmsprop)")->check(CLI::NonNegativeNumber);
-  cmd->add_option("--grad-clip", args->grad_clip, "Clip gradients to this global norm")->check(CLI::NonNegativeNumber);
-  cmd->add_option("--freeze", args->freeze, "Freeze parameters whose names match (e.g. 'conv*'): no gradient, no update");
   return {cmd, [args, cmd] { return run_train(*args, *cmd); }};
 }
 

@@ -21,7 +21,8 @@ int run(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_version_flag("--version", version_text());
   std::vector<Command> commands = {add_ir_command(app),      add_ops_command(app),   add_run_command(app),
-                                   add_compile_command(app), add_train_command(app), add_eval_command(app)};
+                                   add_compile_command(app), add_train_command(app), add_eval_command(app),
+                                   add_build_command(app)};
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -381,6 +381,28 @@ class Codegen {
 
 std::unique_ptr<llvm::Module> codegen(const Program& p, llvm::LLVMContext& ctx) { return Codegen(p, ctx).run(); }
 
+void embed_trainer_table(llvm::Module& m, const Program& p, const std::string& json) {
+  llvm::LLVMContext& ctx = m.getContext();
+  auto* ptr = llvm::PointerType::get(ctx, 0);
+  auto* manifest = llvm::ConstantDataArray::getString(ctx, json, true);
+  new llvm::GlobalVariable(m, manifest->getType(), true, llvm::GlobalValue::ExternalLinkage, manifest, "stag_trainer_manifest");
+  std::vector<llvm::Constant*> names, entries;
+  for (const auto& f : p.functions) {
+    auto* text = llvm::ConstantDataArray::getString(ctx, f.name, true);
+    names.push_back(new llvm::GlobalVariable(m, text->getType(), true, llvm::GlobalValue::PrivateLinkage, text, "fname." + f.name));
+    llvm::Function* fn = m.getFunction(entry_symbol(p, f.name));
+    entries.push_back(fn);
+  }
+  auto* at = llvm::ArrayType::get(ptr, names.size());
+  new llvm::GlobalVariable(m, at, true, llvm::GlobalValue::ExternalLinkage, llvm::ConstantArray::get(at, names),
+                           "stag_trainer_function_names");
+  new llvm::GlobalVariable(m, at, true, llvm::GlobalValue::ExternalLinkage, llvm::ConstantArray::get(at, entries),
+                           "stag_trainer_function_entries");
+  auto* i64 = llvm::Type::getInt64Ty(ctx);
+  new llvm::GlobalVariable(m, i64, true, llvm::GlobalValue::ExternalLinkage,
+                           llvm::ConstantInt::get(i64, p.functions.size()), "stag_trainer_function_count");
+}
+
 void embed_manifest(llvm::Module& m, const Program& p, const std::string& json) {
   auto* init = llvm::ConstantDataArray::getString(m.getContext(), json, true);
   new llvm::GlobalVariable(m, init->getType(), true, llvm::GlobalValue::ExternalLinkage, init,

@@ -27,4 +27,9 @@ std::unique_ptr<llvm::Module> codegen(const kir::Program& p, llvm::LLVMContext& 
 /// a program linked ahead of time carries its buffer names and types.
 void embed_manifest(llvm::Module& m, const kir::Program& p, const std::string& json);
 
+/// Adds the fixed names a standalone trainer's main (runtime/trainer_main.cpp) links against:
+/// `stag_trainer_manifest`, `stag_trainer_function_names`, `stag_trainer_function_entries`
+/// and `stag_trainer_function_count`.
+void embed_trainer_table(llvm::Module& m, const kir::Program& p, const std::string& json);
+
 }  // namespace stag

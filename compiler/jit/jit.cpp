@@ -167,11 +167,12 @@ std::string llvm_ir_text(const kir::Program& p, bool optimized) {
 }
 
 static void emit(const kir::Program& p, const std::string& manifest, llvm::raw_pwrite_stream& os,
-                 llvm::CodeGenFileType type, CompileTimes& times) {
+                 llvm::CodeGenFileType type, CompileTimes& times, bool trainer_table = false) {
   auto t0 = Clock::now();
   llvm::LLVMContext ctx;
   auto module = codegen(p, ctx);
   if (!manifest.empty()) embed_manifest(*module, p, manifest);
+  if (trainer_table) embed_trainer_table(*module, p, manifest);
   times.codegen_ms = ms_since(t0);
   auto t1 = Clock::now();
   auto tm = host_machine();
@@ -192,12 +193,13 @@ std::string assembly_text(const kir::Program& p) {
   return std::string(buffer.str());
 }
 
-CompileTimes emit_object(const kir::Program& p, const std::string& manifest_json, const std::string& path) {
+CompileTimes emit_object(const kir::Program& p, const std::string& manifest_json, const std::string& path,
+                         bool trainer_table) {
   std::error_code ec;
   llvm::raw_fd_ostream os(path, ec, llvm::sys::fs::OF_None);
   if (ec) throw std::runtime_error("cannot write " + path + ": " + ec.message());
   CompileTimes times;
-  emit(p, manifest_json, os, llvm::CodeGenFileType::ObjectFile, times);
+  emit(p, manifest_json, os, llvm::CodeGenFileType::ObjectFile, times, trainer_table);
   return times;
 }
 

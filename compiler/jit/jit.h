@@ -50,6 +50,7 @@ std::string llvm_ir_text(const kir::Program& p, bool optimized);
 std::string assembly_text(const kir::Program& p);
 /// Writes a relocatable, position-independent object file for the host, with the manifest
 /// embedded (see codegen.h). Returns the times.
-CompileTimes emit_object(const kir::Program& p, const std::string& manifest_json, const std::string& path);
+CompileTimes emit_object(const kir::Program& p, const std::string& manifest_json, const std::string& path,
+                         bool trainer_table = false);
 
 }  // namespace stag

@@ -1,0 +1,42 @@
+// The main of a standalone trainer (`stag build`): the compiled model's object provides the
+// manifest and the entry points under fixed names; this file and the runtime do the rest,
+// with the same flags as `stag train`. No LLVM here.
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include <string>
+
+#include "runtime/error.h"
+#include "runtime/trainer.h"
+
+extern "C" {
+extern const char stag_trainer_manifest[];
+extern const char* const stag_trainer_function_names[];
+extern const stag::rt::Entry stag_trainer_function_entries[];
+extern const int64_t stag_trainer_function_count;
+}
+
+int main(int argc, char** argv) {
+  using namespace stag::rt;
+  try {
+    Manifest manifest = Manifest::parse(stag_trainer_manifest);
+    TrainSettings settings = settings_from_manifest(manifest);
+    CLI::App app{fmt::format("Trains {}, compiled ahead of time by stag (defaults: the model's train section).", manifest.model)};
+    add_train_flags(app, settings);
+    CLI11_PARSE(app, argc, argv);
+    Model model(std::move(manifest), [](const std::string& name) -> Entry {
+      for (int64_t i = 0; i < stag_trainer_function_count; ++i)
+        if (name == stag_trainer_function_names[i]) return stag_trainer_function_entries[i];
+      return nullptr;
+    });
+    train(model, settings);
+  } catch (const Error& e) {
+    fmt::print(stderr, "error: {}\n", e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "internal error: {}\n", e.what());
+    return 70;
+  }
+  return 0;
+}
