@@ -28,6 +28,7 @@ struct RunArgs {
   std::string weights;
   std::vector<std::string> inputs;
   std::string out_dir;
+  std::string save_inputs;
   int64_t seed = 0;
   int threads = 0;
   int repeat = 1;
@@ -134,6 +135,11 @@ int run_run(const RunArgs& args) {
                                                  rt::dtype_name(in.dtype), rt::shape_to_string(in.shape), t.type_string())};
       inputs.push_back(std::move(t));
     }
+    if (!args.save_inputs.empty()) {
+      std::filesystem::create_directories(args.save_inputs);
+      for (size_t i = 0; i < inputs.size(); ++i)
+        rt::write_npy(std::filesystem::path(args.save_inputs) / (spec.inputs[i].name + ".npy"), inputs[i]);
+    }
     std::vector<const rt::Tensor*> ptrs;
     for (auto& t : inputs) ptrs.push_back(&t);
     std::vector<rt::Tensor> outputs;
@@ -173,6 +179,7 @@ Command add_run_command(CLI::App& app) {
   cmd->add_option("--weights", args->weights, "Parameters from a safetensors file (else initialised from --seed)");
   cmd->add_option("--input", args->inputs, "NAME=FILE.npy for an input (others are random from --seed)");
   cmd->add_option("--out-dir", args->out_dir, "Write each output here as NAME.npy");
+  cmd->add_option("--save-inputs", args->save_inputs, "Write the inputs used (given or random) here as NAME.npy");
   cmd->add_option("--seed", args->seed, "Seed of the initialisation and the random inputs");
   cmd->add_option("--threads", args->threads, "Threads to run on (default: all)")->check(CLI::Range(1, 1024));
   cmd->add_option("--repeat", args->repeat, "Run the forward function this many times and report the median")

@@ -1,8 +1,7 @@
 // Gradient rules: one short function an op, in the order of ir/ops.def, each building the
 // backward of one node from existing ops with the Builder. `g` is the gradient of the result.
 
-#include <fmt/format.h>
-
+#include <algorithm>
 #include <cmath>
 
 #include "compiler/autodiff/autodiff.h"
