@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -158,4 +159,56 @@ TEST_CASE("the compiled MLP train step learns a batch", "[train]") {
   INFO(fmt::format("losses: {}", fmt::join(losses, " ")));
   CHECK(tail < 0.1f * losses.front());
   CHECK(c.model->param("optim.step").values<float>()[0] == 30.0f);
+}
+
+TEST_CASE("every catalog model with a loss compiles a train step that runs", "[train][models]") {
+  namespace fs = std::filesystem;
+  int models = 0;
+  for (const auto& e : fs::directory_iterator(fs::path(STAG_TESTS_DIR) / "../models")) {
+    if (e.path().extension() != ".stag") continue;
+    std::string name = e.path().stem().string();
+    INFO(name);
+    auto g = load_catalog(name, 2, true);
+    bool has_loss = std::any_of(g->outputs.begin(), g->outputs.end(), [](const Output& o) { return o.name == "loss"; });
+    if (!has_loss) {
+      // The DCGAN file's first model, the generator, has no loss of its own: a GAN trains it
+      // through the discriminator, which the training loop does not do yet.
+      CHECK(name == "dcgan");
+      continue;
+    }
+    Diagnostics diags;
+    auto step = build_train_step(*g, optimizer_from_attrs(*g), diags);
+    INFO(diags.render());
+    REQUIRE(step);
+    CompiledModel c = compile_jit(std::vector<std::pair<std::string, const Graph*>>{{"train_step", step.get()}});
+    c.model->init(2);
+    const auto& spec = c.model->manifest().function("train_step");
+    std::vector<rt::Tensor> inputs;
+    for (const auto& in : spec.inputs) {
+      rt::Tensor t(in.dtype, in.shape);
+      int64_t bound = index_bound(*step, step->find(in.name), 2);
+      for (int64_t i = 0; i < t.numel(); ++i) {
+        if (in.dtype == rt::DType::f32) t.values<float>()[i] = in.name == "lr" ? 1e-3f : static_cast<float>(random_standard_normal(7, 0, i));
+        else t.values<int64_t>()[i] = in.name == "step" ? 0 : static_cast<int64_t>(random_uniform01(7, 1, i) * static_cast<double>(bound));
+      }
+      inputs.push_back(std::move(t));
+    }
+    std::vector<const rt::Tensor*> ptrs;
+    for (const auto& t : inputs) ptrs.push_back(&t);
+    std::vector<float> before(c.model->params()[0].numel());
+    int trainable = -1;
+    for (size_t k = 0; k < c.model->params().size() && trainable < 0; ++k)
+      if (c.model->manifest().params[k].trainable) trainable = static_cast<int>(k);
+    REQUIRE(trainable >= 0);
+    auto p0 = c.model->params()[trainable].clone();
+    auto out = c.model->run("train_step", ptrs);
+    float loss = 0;
+    for (size_t i = 0; i < spec.outputs.size(); ++i)
+      if (spec.outputs[i].name == "loss") loss = out[i].values<float>()[0];
+    CHECK(std::isfinite(loss));
+    CHECK_FALSE(rt::identical(p0, c.model->params()[trainable]));
+    CHECK(c.model->param("optim.step").values<float>()[0] == 1.0f);
+    ++models;
+  }
+  CHECK(models >= 12);
 }
