@@ -7,12 +7,16 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <array>
 #include <cmath>
 #include <filesystem>
 #include <limits>
 #include <nlohmann/json.hpp>
 
+#include "runtime/data/csv.h"
 #include "runtime/data/idx.h"
+#include "runtime/data/text.h"
 #include "runtime/data/loader.h"
 #include "runtime/data/split.h"
 #include "runtime/error.h"
@@ -72,7 +76,46 @@ struct Data {
   std::vector<std::string> class_names;
 };
 
-Data load_data(const std::string& source) {
+// A character-level corpus as token ids for a model with `vocab` symbols: the distinct bytes
+// when they fit, else the vocab-1 most frequent bytes (ties by value) and one shared id for
+// every other byte. Deterministic in the text alone, so training and evaluation agree.
+std::vector<int64_t> tokenize(const std::string& text, int64_t vocab) {
+  std::array<int64_t, 256> count{};
+  for (unsigned char c : text) ++count[c];
+  std::vector<int> bytes;
+  for (int b = 0; b < 256; ++b)
+    if (count[b] > 0) bytes.push_back(b);
+  bool merged = static_cast<int64_t>(bytes.size()) > vocab;
+  if (merged) {
+    std::stable_sort(bytes.begin(), bytes.end(), [&](int a, int b) { return count[a] > count[b]; });
+    bytes.resize(static_cast<size_t>(vocab - 1));
+    std::sort(bytes.begin(), bytes.end());
+  }
+  std::array<int64_t, 256> id;
+  id.fill(vocab - 1);
+  for (size_t i = 0; i < bytes.size(); ++i) id[bytes[i]] = static_cast<int64_t>(i);
+  std::vector<int64_t> tokens;
+  tokens.reserve(text.size());
+  for (unsigned char c : text) tokens.push_back(id[c]);
+  fmt::print("text: {} bytes, {} symbols{}\n", text.size(), bytes.size(),
+             merged ? fmt::format(" (the rarest bytes share id {})", vocab - 1) : "");
+  return tokens;
+}
+
+// Text for a language model with inputs [B, T] of ids below `vocab`: sequences of T tokens,
+// targets shifted by one.
+Data load_text(const std::string& path, int64_t seq_len, int64_t vocab) {
+  Data d;
+  auto tokens = tokenize(read_text_corpus(path), vocab);
+  d.train = make_sequences(tokens, seq_len);
+  return d;
+}
+
+Data load_data(const std::string& source, const BufferSpec& features, int64_t vocab) {
+  if (features.dtype == DType::i64 && features.shape.size() == 2) {
+    std::string path = source == "fortunes" ? kFortunesDir : source;
+    return load_text(path, features.shape[1], vocab);
+  }
   Data d;
   if (source == "fashion-mnist") {
     d.train = load_fashion_mnist("train");
@@ -88,8 +131,13 @@ Data load_data(const std::string& source) {
     d.has_test = true;
     return d;
   }
-  throw Error(fmt::format("data '{}': expected \"fashion-mnist\" or a directory holding Fashion-MNIST-style IDX files "
-                          "(train-images-idx3-ubyte.gz, ...)", source));
+  if (source.ends_with(".csv")) {
+    d.train = load_csv(source);
+    return d;
+  }
+  throw Error(fmt::format("data '{}': expected \"fashion-mnist\", a directory of Fashion-MNIST-style IDX files "
+                          "(train-images-idx3-ubyte.gz, ...), a .csv file, or for a language model \"fortunes\" or a "
+                          "text file or directory", source));
 }
 
 // How the model's functions take their inputs: the data (features, then labels), the step
@@ -119,6 +167,13 @@ int output_index(const FunctionSpec& f, const std::string& name) {
   return -1;
 }
 
+// The classes a model scores: the last dimension of its `logits` output.
+int64_t vocabulary_of(const Model& model) {
+  const FunctionSpec& f = model.manifest().function("forward");
+  int i = output_index(f, "logits");
+  return i >= 0 && !f.outputs[i].shape.empty() ? f.outputs[i].shape.back() : 0;
+}
+
 void check_shape(const BufferSpec& want, const Tensor& got, const std::string& what) {
   if (want.dtype != got.dtype() || Shape(want.shape.begin() + 1, want.shape.end()) != Shape(got.shape().begin() + 1, got.shape().end()))
     throw Error(fmt::format("the model's input '{}' is {}{}, but the {} data has rows of {}", want.name, dtype_name(want.dtype),
@@ -138,8 +193,18 @@ Metrics evaluate_plan(Model& model, const BatchPlan& plan, int64_t num_classes) 
     args[in.features] = &batch.features;
     if (in.labels >= 0) args[in.labels] = &batch.labels;
     auto out = model.run("forward", args);
-    if (logits >= 0 && in.labels >= 0) acc.add(out[logits], batch.labels, batch.size);
-    else if (loss >= 0) acc.add_loss(out[loss].values<float>()[0], batch.size);
+    if (logits >= 0 && in.labels >= 0 && out[logits].rank() == 2) {
+      acc.add(out[logits], batch.labels, batch.size);
+    } else if (logits >= 0 && in.labels >= 0) {
+      // A language model: every position of the real rows is an example.
+      int64_t per_row = batch.labels.numel() / std::max<int64_t>(1, batch.labels.shape()[0]);
+      auto scores = out[logits].values<float>();
+      auto labels = batch.labels.values<int64_t>();
+      int64_t n = batch.size * per_row;
+      acc.add(scores.subspan(0, static_cast<size_t>(n * num_classes)), labels.subspan(0, static_cast<size_t>(n)));
+    } else if (loss >= 0) {
+      acc.add_loss(out[loss].values<float>()[0], batch.size);
+    }
   }
   return acc.compute();
 }
@@ -229,9 +294,9 @@ double train(Model& model, const TrainSettings& s) {
   const BufferSpec& feat_spec = step_fn.inputs[in.features];
   int64_t batch = feat_spec.shape.empty() ? 1 : feat_spec.shape[0];
 
-  Data data = load_data(s.data);
+  Data data = load_data(s.data, feat_spec, vocabulary_of(model));
   check_shape(feat_spec, data.train.features, "training");
-  int64_t num_classes = 0;
+  int64_t num_classes = vocabulary_of(model);
   for (int64_t v : data.train.labels.values<int64_t>()) num_classes = std::max(num_classes, v + 1);
   Split split = train_validation_split(data.train.size(), s.validation, s.seed);
   LoaderOptions train_opts;
@@ -406,9 +471,9 @@ double train(Model& model, const TrainSettings& s) {
 }
 
 double evaluate(Model& model, const std::string& source, int64_t seed) {
-  Data data = load_data(source);
   const FunctionSpec& f = model.manifest().function("forward");
   Inputs in = map_inputs(f);
+  Data data = load_data(source, f.inputs[in.features], vocabulary_of(model));
   Dataset& d = data.has_test ? data.test : data.train;
   check_shape(f.inputs[in.features], d.features, "evaluation");
   LoaderOptions eval_opts;
@@ -416,7 +481,7 @@ double evaluate(Model& model, const std::string& source, int64_t seed) {
   eval_opts.shuffle = false;
   eval_opts.drop_last = false;
   eval_opts.pad_last = true;
-  int64_t num_classes = 0;
+  int64_t num_classes = vocabulary_of(model);
   for (int64_t v : d.labels.values<int64_t>()) num_classes = std::max(num_classes, v + 1);
   BatchPlan plan(d, {}, eval_opts, static_cast<uint64_t>(seed));
   Metrics m = evaluate_plan(model, plan, num_classes);
