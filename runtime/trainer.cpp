@@ -16,6 +16,7 @@
 
 #include "runtime/data/csv.h"
 #include "runtime/data/idx.h"
+#include "runtime/data/npy_data.h"
 #include "runtime/data/text.h"
 #include "runtime/data/loader.h"
 #include "runtime/data/split.h"
@@ -131,6 +132,10 @@ Data load_data(const std::string& source, const BufferSpec& features, int64_t vo
     d.has_test = true;
     return d;
   }
+  if (auto comma = source.find(','); comma != std::string::npos && source.ends_with(".npy")) {
+    d.train = load_npy_dataset(source.substr(0, comma), source.substr(comma + 1));
+    return d;
+  }
   if (source.ends_with(".csv")) {
     d.train = load_csv(source);
     return d;
@@ -244,10 +249,15 @@ void add_train_flags(CLI::App& app, TrainSettings& s) {
   app.add_option("--schedule", s.schedule,
                  "constant | step:SIZE[:GAMMA] | multistep:M1,M2[:GAMMA] | exponential:GAMMA | cosine:T_MAX[:ETA_MIN] | "
                  "restarts:T_0[:T_MULT[:ETA_MIN]], optionally warmup:STEPS[:FACTOR]+...; or plateau[:PATIENCE[:FACTOR]]");
-  app.add_option("--data", s.data, "fashion-mnist, or a directory of IDX files");
+  app.add_option("--data", s.data,
+                 "fashion-mnist, a directory of IDX files, FEATURES.npy,LABELS.npy, a .csv file (a header row, the label in "
+                 "the last column), or for language models fortunes or a text file or directory");
   app.add_option("--seed", s.seed, "Seed of the initialisation, data order, augmentation and dropout");
   app.add_option("--validation", s.validation, "Fraction of the training set held out for validation")
       ->check(CLI::Range(0.0, 0.9));
+  app.add_option("--folds", s.folds, "k-fold cross-validation: split the training data into k folds...")
+      ->check(CLI::Range(int64_t{2}, int64_t{1000}));
+  app.add_option("--fold", s.fold, "...and validate on this one (0-based), training on the others");
   app.add_option("--checkpoint", s.checkpoint, "Write checkpoints (safetensors) to this file");
   app.add_option("--checkpoint-every", s.checkpoint_every, "Also checkpoint every N steps")->check(CLI::NonNegativeNumber);
   app.add_option("--resume", s.resume, "Continue exactly from a checkpoint");
@@ -272,6 +282,8 @@ void merge_given(const CLI::App& app, const TrainSettings& given, TrainSettings&
   set("--data", &TrainSettings::data);
   set("--seed", &TrainSettings::seed);
   set("--validation", &TrainSettings::validation);
+  set("--folds", &TrainSettings::folds);
+  set("--fold", &TrainSettings::fold);
   set("--checkpoint", &TrainSettings::checkpoint);
   set("--checkpoint-every", &TrainSettings::checkpoint_every);
   set("--resume", &TrainSettings::resume);
@@ -298,7 +310,13 @@ double train(Model& model, const TrainSettings& s) {
   check_shape(feat_spec, data.train.features, "training");
   int64_t num_classes = vocabulary_of(model);
   for (int64_t v : data.train.labels.values<int64_t>()) num_classes = std::max(num_classes, v + 1);
-  Split split = train_validation_split(data.train.size(), s.validation, s.seed);
+  Split split;
+  if (s.folds > 0) {
+    if (s.fold < 0 || s.fold >= s.folds) throw Error(fmt::format("--fold {} is not one of the {} folds", s.fold, s.folds));
+    split = kfold(data.train.size(), s.folds, s.seed)[static_cast<size_t>(s.fold)];
+  } else {
+    split = train_validation_split(data.train.size(), s.validation, s.seed);
+  }
   LoaderOptions train_opts;
   train_opts.batch_size = batch;
   train_opts.drop_last = true;  // the compiled step's batch is static
@@ -488,6 +506,50 @@ double evaluate(Model& model, const std::string& source, int64_t seed) {
   fmt::print("{} examples: {}\n{}\n{}", m.count, metrics_line("", m), format_class_table(m, data.class_names),
              format_confusion_matrix(m, data.class_names));
   return m.accuracy;
+}
+
+}  // namespace stag::rt
+
+namespace stag::rt {
+
+std::pair<Tensor, Tensor> predict(Model& model, const std::string& source) {
+  const FunctionSpec& f = model.manifest().function("forward");
+  Inputs in = map_inputs(f);
+  int logits = output_index(f, "logits");
+  if (logits < 0 || f.outputs[logits].shape.size() != 2)
+    throw Error("predictions need a `logits` output of shape [B, C]");
+  Data data = load_data(source, f.inputs[in.features], vocabulary_of(model));
+  Dataset& d = data.has_test ? data.test : data.train;
+  check_shape(f.inputs[in.features], d.features, "prediction");
+  LoaderOptions opts;
+  opts.batch_size = f.inputs[in.features].shape[0];
+  opts.shuffle = false;
+  opts.drop_last = false;
+  opts.pad_last = true;
+  BatchPlan plan(d, {}, opts, 0);
+  int64_t C = f.outputs[logits].shape[1], N = d.size();
+  Tensor classes(DType::i64, {N}), probs(DType::f32, {N, C});
+  int64_t row = 0;
+  for (int64_t b = 0; b < plan.batches_per_epoch(); ++b) {
+    Batch batch = plan.make(0, b);
+    std::vector<const Tensor*> args(f.inputs.size(), nullptr);
+    args[in.features] = &batch.features;
+    if (in.labels >= 0) args[in.labels] = &batch.labels;
+    auto out = model.run("forward", args);
+    auto z = out[logits].values<float>();
+    for (int64_t i = 0; i < batch.size; ++i, ++row) {
+      const float* r = z.data() + i * C;
+      double mx = *std::max_element(r, r + C), sum = 0;
+      for (int64_t c = 0; c < C; ++c) sum += std::exp(r[c] - mx);
+      int64_t best = 0;
+      for (int64_t c = 0; c < C; ++c) {
+        probs.values<float>()[row * C + c] = static_cast<float>(std::exp(r[c] - mx) / sum);
+        if (r[c] > r[best]) best = c;
+      }
+      classes.values<int64_t>()[row] = best;
+    }
+  }
+  return {std::move(classes), std::move(probs)};
 }
 
 }  // namespace stag::rt

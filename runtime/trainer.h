@@ -24,6 +24,8 @@ struct TrainSettings {
   std::string data = "fashion-mnist";
   uint64_t seed = 0;
   double validation = 0.1;        ///< fraction of the training set held out
+  int64_t folds = 0;              ///< k-fold cross-validation: validate on fold `fold` of k
+  int64_t fold = 0;
   std::string checkpoint;         ///< checkpoint file (safetensors), written atomically
   int64_t checkpoint_every = 0;   ///< also every N steps (0: at epoch ends only)
   std::string resume;             ///< continue exactly from this checkpoint
@@ -53,5 +55,9 @@ double train(Model& model, const TrainSettings& s);
 /// Evaluates `model` (its forward function) on the test split of `data`, printing the metrics,
 /// the per-class table and the confusion matrix. Returns the accuracy.
 double evaluate(Model& model, const std::string& data, int64_t seed);
+
+/// The model's predictions on the test split of `data` (the training data when it has none):
+/// the predicted class of every example (i64 [N]) and its probabilities (f32 [N, C]).
+std::pair<Tensor, Tensor> predict(Model& model, const std::string& data);
 
 }  // namespace stag::rt

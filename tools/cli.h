@@ -66,6 +66,7 @@ Command add_train_command(CLI::App& app);
 Command add_eval_command(CLI::App& app);
 Command add_build_command(CLI::App& app);
 Command add_grad_command(CLI::App& app);
+Command add_predict_command(CLI::App& app);
 Command add_step_command(CLI::App& app);
 
 }  // namespace stag::cli

@@ -4,12 +4,14 @@
 #include <fmt/format.h>
 
 #include <chrono>
+#include <filesystem>
 #include <regex>
 
 #include "compiler/jit/jit_model.h"
 #include "compiler/train/train_step.h"
 #include "ir/ops.h"
 #include "runtime/error.h"
+#include "runtime/npy.h"
 #include "runtime/safetensors.h"
 #include "runtime/trainer.h"
 #include "tools/cli.h"
@@ -120,7 +122,42 @@ int run_eval(const EvalArgs& args) {
   return kExitOk;
 }
 
+struct PredictArgs {
+  ModelArgs model;
+  std::string weights;
+  std::string data = "fashion-mnist";
+  std::string out_dir = ".";
+};
+
+int run_predict(const PredictArgs& args) {
+  auto graph = args.model.load();
+  CompiledModel c = compile_jit(*graph);
+  try {
+    auto file = rt::read_safetensors(args.weights);
+    c.model->load_model_params(file.tensors, args.weights);
+    auto [classes, probs] = rt::predict(*c.model, args.data);
+    std::filesystem::create_directories(args.out_dir);
+    rt::write_npy(std::filesystem::path(args.out_dir) / "predictions.npy", classes);
+    rt::write_npy(std::filesystem::path(args.out_dir) / "probabilities.npy", probs);
+    fmt::print("wrote predictions.npy ({}) and probabilities.npy ({}) to {}\n", classes.type_string(), probs.type_string(),
+               args.out_dir);
+  } catch (const rt::Error& e) {
+    throw Failure{kExitBadInput, e.what()};
+  }
+  return kExitOk;
+}
+
 }  // namespace
+
+Command add_predict_command(CLI::App& app) {
+  auto args = std::make_shared<PredictArgs>();
+  auto* cmd = app.add_subcommand("predict", "Write a model's predictions on the test data as .npy (classes and probabilities)");
+  args->model.add_to(*cmd);
+  cmd->add_option("--weights", args->weights, "Checkpoint or weights (safetensors)")->required();
+  cmd->add_option("--data", args->data, "fashion-mnist, a directory of IDX files, FEATURES.npy,LABELS.npy or a .csv file");
+  cmd->add_option("--out-dir", args->out_dir, "Where to write predictions.npy and probabilities.npy");
+  return {cmd, [args] { return run_predict(*args); }};
+}
 
 Command add_train_command(CLI::App& app) {
   auto args = std::make_shared<TrainArgs>();

@@ -22,7 +22,8 @@ int run(int argc, char** argv) {
   app.set_version_flag("--version", version_text());
   std::vector<Command> commands = {add_ir_command(app),      add_ops_command(app),   add_run_command(app),
                                    add_compile_command(app), add_train_command(app), add_eval_command(app),
-                                   add_build_command(app),   add_grad_command(app),  add_step_command(app)};
+                                   add_build_command(app),   add_grad_command(app),  add_step_command(app),
+                                   add_predict_command(app)};
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
