@@ -185,6 +185,16 @@ void check_shape(const BufferSpec& want, const Tensor& got, const std::string& w
                             shape_to_string(want.shape), what, got.type_string()));
 }
 
+// Every example once, in order, the last batch padded: the compiled function's batch is static.
+LoaderOptions eval_loader(int64_t batch) {
+  LoaderOptions o;
+  o.batch_size = batch;
+  o.shuffle = false;
+  o.drop_last = false;
+  o.pad_last = true;
+  return o;
+}
+
 // Evaluates the forward function over every example of `plan` (padded last batch) and
 // returns the metrics. Classification metrics need a `logits` output [B, C].
 Metrics evaluate_plan(Model& model, const BatchPlan& plan, int64_t num_classes) {
@@ -328,11 +338,7 @@ double train(Model& model, const TrainSettings& s) {
     train_opts.augment.min_scale = 0.9;
     train_opts.augment.max_scale = 1.1;
   }
-  LoaderOptions eval_opts;
-  eval_opts.batch_size = batch;
-  eval_opts.shuffle = false;
-  eval_opts.drop_last = false;
-  eval_opts.pad_last = true;
+  LoaderOptions eval_opts = eval_loader(batch);
   BatchIterator loader(data.train, split.train, train_opts, s.seed);
   BatchPlan val_plan(data.train, split.validation, eval_opts, s.seed);
   int64_t steps_per_epoch = loader.plan().batches_per_epoch();
@@ -494,11 +500,7 @@ double evaluate(Model& model, const std::string& source, int64_t seed) {
   Data data = load_data(source, f.inputs[in.features], vocabulary_of(model));
   Dataset& d = data.has_test ? data.test : data.train;
   check_shape(f.inputs[in.features], d.features, "evaluation");
-  LoaderOptions eval_opts;
-  eval_opts.batch_size = f.inputs[in.features].shape[0];
-  eval_opts.shuffle = false;
-  eval_opts.drop_last = false;
-  eval_opts.pad_last = true;
+  LoaderOptions eval_opts = eval_loader(f.inputs[in.features].shape[0]);
   int64_t num_classes = vocabulary_of(model);
   for (int64_t v : d.labels.values<int64_t>()) num_classes = std::max(num_classes, v + 1);
   BatchPlan plan(d, {}, eval_opts, static_cast<uint64_t>(seed));
@@ -521,12 +523,7 @@ std::pair<Tensor, Tensor> predict(Model& model, const std::string& source) {
   Data data = load_data(source, f.inputs[in.features], vocabulary_of(model));
   Dataset& d = data.has_test ? data.test : data.train;
   check_shape(f.inputs[in.features], d.features, "prediction");
-  LoaderOptions opts;
-  opts.batch_size = f.inputs[in.features].shape[0];
-  opts.shuffle = false;
-  opts.drop_last = false;
-  opts.pad_last = true;
-  BatchPlan plan(d, {}, opts, 0);
+  BatchPlan plan(d, {}, eval_loader(f.inputs[in.features].shape[0]), 0);
   int64_t C = f.outputs[logits].shape[1], N = d.size();
   Tensor classes(DType::i64, {N}), probs(DType::f32, {N, C});
   int64_t row = 0;
