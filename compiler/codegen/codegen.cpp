@@ -35,7 +35,15 @@ namespace {
 class Codegen {
  public:
   Codegen(const Program& p, llvm::LLVMContext& ctx)
-      : p_(p), ctx_(ctx), m_(std::make_unique<llvm::Module>(p.name, ctx)), b_(ctx) {}
+      : p_(p), ctx_(ctx), m_(std::make_unique<llvm::Module>(p.name, ctx)), b_(ctx) {
+    // Reassociation lets LLVM vectorize reductions (partial sums in vector lanes) and contraction
+    // fuses multiply-adds; both are fixed at compile time, so results stay deterministic. No
+    // assumptions about NaN or infinity are made.
+    llvm::FastMathFlags fmf;
+    fmf.setAllowReassoc();
+    fmf.setAllowContract();
+    b_.setFastMathFlags(fmf);
+  }
 
   std::unique_ptr<llvm::Module> run() {
     ptr_ = llvm::PointerType::get(ctx_, 0);

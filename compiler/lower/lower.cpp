@@ -457,11 +457,12 @@ class Lowerer {
     Dims batch(ot.dims.begin(), ot.dims.end() - 2);
     Dims ba(at.dims.begin(), at.dims.end() - 2), bb(bt.dims.begin(), bt.dims.end() - 2);
     DType dt = ot.dtype;
-    // p runs over (batch..., i); the k loop sits outside the j loop so that j vectorizes.
+    // p runs over (batch..., i); the k loop sits outside the j loop so that j vectorizes,
+    // unless B is transposed (below).
     Dims outer = batch;
     outer.push_back(M);
     KernelBuilder kb("matmul", origin(n));
-    int j = kb.new_var("j"), k = kb.new_var("k");
+    int j = kb.new_var("j"), k = kb.new_var("k"), acc = kb.new_var("acc", dt);
     loop_nest(kb, {*checked_numel(outer)}, [&](const std::vector<E>& flat) {
       std::vector<E> idx;
       Dims st = strides_of(outer);
@@ -476,6 +477,12 @@ class Lowerer {
       E a_ik = ld(a, add(a_base, ta ? add(mul(kv, int_(M)), i) : add(mul(i, int_(K)), kv)));
       E b_kj = ld(b, add(b_base, tb ? add(mul(jv, int_(K)), kv) : add(mul(kv, int_(N)), jv)));
       E c = ld(out, add(c_row, jv));
+      if (tb && !ta) {
+        // B^T: rows of A and B are both contiguous in k, so each element is a dot product
+        // (a vectorized reduction).
+        return std::vector<Stmt>{for_(j, 0, N, {assign(acc, zero_of(dt)), for_(k, 0, K, {assign(acc, f_add(kb.v(acc), f_mul(a_ik, b_kj)))}),
+                                                store(out, add(c_row, jv), kb.v(acc))})};
+      }
       return std::vector<Stmt>{
           for_(j, 0, N, {store(out, add(c_row, jv), zero_of(dt))}),
           for_(k, 0, K, {for_(j, 0, N, {store(out, add(c_row, jv), f_add(c, f_mul(a_ik, b_kj)))})}),
