@@ -16,6 +16,7 @@
 
 #include "runtime/data/csv.h"
 #include "runtime/data/idx.h"
+#include "runtime/data/normalize.h"
 #include "runtime/data/npy_data.h"
 #include "runtime/data/text.h"
 #include "runtime/data/loader.h"
@@ -185,6 +186,12 @@ void check_shape(const BufferSpec& want, const Tensor& got, const std::string& w
                             shape_to_string(want.shape), what, got.type_string()));
 }
 
+// Applies the normalisation a checkpoint saved, if any.
+void apply_saved_normalization(const StateMap& state, Dataset& d) {
+  if (!state.count("normalize.mean") || d.features.dtype() != DType::f32) return;
+  Normalizer::restore(state).apply(d.features);
+}
+
 // Every example once, in order, the last batch padded: the compiled function's batch is static.
 LoaderOptions eval_loader(int64_t batch) {
   LoaderOptions o;
@@ -277,6 +284,7 @@ void add_train_flags(CLI::App& app, TrainSettings& s) {
       ->check(CLI::NonNegativeNumber);
   app.add_option("--monitor", s.monitor, "val_loss or val_accuracy")->check(CLI::IsMember({"val_loss", "val_accuracy"}));
   app.add_flag("--augment", s.augment, "Random crop, flip, rotation and scaling of training images");
+  app.add_flag("--normalize", s.normalize, "Standardise features by the training split's mean and std (kept in checkpoints)");
   app.add_option("--max-steps", s.max_steps, "Stop after this many steps in all")->check(CLI::NonNegativeNumber);
   app.add_option("--threads", s.threads, "Threads (default: all cores)")->check(CLI::Range(1, 1024));
   app.add_flag("!--no-test", s.test, "Skip the test-set evaluation at the end");
@@ -302,6 +310,7 @@ void merge_given(const CLI::App& app, const TrainSettings& given, TrainSettings&
   set("--early-stopping", &TrainSettings::patience);
   set("--monitor", &TrainSettings::monitor);
   set("--augment", &TrainSettings::augment);
+  set("--normalize", &TrainSettings::normalize);
   set("--max-steps", &TrainSettings::max_steps);
   set("--threads", &TrainSettings::threads);
   set("--no-test", &TrainSettings::test);
@@ -326,6 +335,13 @@ double train(Model& model, const TrainSettings& s) {
     split = kfold(data.train.size(), s.folds, s.seed)[static_cast<size_t>(s.fold)];
   } else {
     split = train_validation_split(data.train.size(), s.validation, s.seed);
+  }
+  std::optional<Normalizer> normalizer;
+  if (s.normalize) {
+    if (data.train.features.dtype() != DType::f32) throw Error("--normalize applies to float features only");
+    normalizer = Normalizer::fit(data.train.features, split.train);
+    normalizer->apply(data.train.features);
+    if (data.has_test) normalizer->apply(data.test.features);
   }
   LoaderOptions train_opts;
   train_opts.batch_size = batch;
@@ -374,13 +390,17 @@ double train(Model& model, const TrainSettings& s) {
     auto file = read_safetensors(s.init_from);
     int64_t taken = 0;
     for (size_t i = 0; i < model.params().size(); ++i) {
+      // The model's weights only: a fresh run starts its own optimizer state.
+      if (model.manifest().params[i].name.starts_with("optim.")) continue;
       auto it = file.tensors.find(model.manifest().params[i].name);
       if (it == file.tensors.end() || it->second.dtype() != model.params()[i].dtype() || it->second.shape() != model.params()[i].shape())
         continue;
       model.params()[i] = std::move(it->second);
       ++taken;
     }
-    fmt::print("initialised {} of {} parameters from {}\n", taken, model.params().size(), s.init_from);
+    auto weights = std::count_if(model.manifest().params.begin(), model.manifest().params.end(),
+                                 [](const BufferSpec& p) { return !p.name.starts_with("optim."); });
+    fmt::print("initialised {} of {} parameters from {}\n", taken, weights, s.init_from);
   }
   std::vector<Tensor> best;
   if (!s.resume.empty()) {
@@ -402,6 +422,7 @@ double train(Model& model, const TrainSettings& s) {
     m["step"] = std::to_string(step);
     if (s.patience > 0) for (auto& [k, v] : early.save()) m[k] = v;
     if (plateau_lr) for (auto& [k, v] : plateau_lr->save()) m[k] = v;
+    if (normalizer) for (auto& [k, v] : normalizer->save()) m[k] = v;
     m["model"] = model.manifest().model;
     return m;
   };
@@ -450,8 +471,10 @@ double train(Model& model, const TrainSettings& s) {
     std::string summary = fmt::format("loss {:.4f}", losses ? loss_sum / static_cast<double>(losses) : 0.0);
     LogRecord rec = {{"epoch", epoch + 1}, {"step", step}, {"train_loss", losses ? loss_sum / static_cast<double>(losses) : 0.0},
                      {"lr", lr_at(epoch)}, {"seconds", seconds}};
+    std::optional<Metrics> val_metrics;
     if (!split.validation.empty()) {
-      Metrics m = evaluate_plan(model, val_plan, num_classes);
+      val_metrics = evaluate_plan(model, val_plan, num_classes);
+      const Metrics& m = *val_metrics;
       last_val_accuracy = m.accuracy;
       summary += "  " + metrics_line("val_", m);
       rec.push_back({"val_loss", m.loss});
@@ -472,6 +495,8 @@ double train(Model& model, const TrainSettings& s) {
       }
     }
     bar.finish(summary);
+    // The per-class view of the validation set (not for language models' many classes).
+    if (val_metrics && num_classes <= 20) fmt::print("{}", format_class_table(*val_metrics, data.class_names));
     if (log) {
       rec.insert(rec.begin(), {"event", std::string("epoch")});
       log->write(rec);
@@ -494,11 +519,12 @@ double train(Model& model, const TrainSettings& s) {
   return last_val_accuracy;
 }
 
-double evaluate(Model& model, const std::string& source, int64_t seed) {
+double evaluate(Model& model, const std::string& source, int64_t seed, const StateMap& state) {
   const FunctionSpec& f = model.manifest().function("forward");
   Inputs in = map_inputs(f);
   Data data = load_data(source, f.inputs[in.features], vocabulary_of(model));
   Dataset& d = data.has_test ? data.test : data.train;
+  apply_saved_normalization(state, d);
   check_shape(f.inputs[in.features], d.features, "evaluation");
   LoaderOptions eval_opts = eval_loader(f.inputs[in.features].shape[0]);
   int64_t num_classes = vocabulary_of(model);
@@ -514,7 +540,7 @@ double evaluate(Model& model, const std::string& source, int64_t seed) {
 
 namespace stag::rt {
 
-std::pair<Tensor, Tensor> predict(Model& model, const std::string& source) {
+std::pair<Tensor, Tensor> predict(Model& model, const std::string& source, const StateMap& state) {
   const FunctionSpec& f = model.manifest().function("forward");
   Inputs in = map_inputs(f);
   int logits = output_index(f, "logits");
@@ -522,6 +548,7 @@ std::pair<Tensor, Tensor> predict(Model& model, const std::string& source) {
     throw Error("predictions need a `logits` output of shape [B, C]");
   Data data = load_data(source, f.inputs[in.features], vocabulary_of(model));
   Dataset& d = data.has_test ? data.test : data.train;
+  apply_saved_normalization(state, d);
   check_shape(f.inputs[in.features], d.features, "prediction");
   BatchPlan plan(d, {}, eval_loader(f.inputs[in.features].shape[0]), 0);
   int64_t C = f.outputs[logits].shape[1], N = d.size();

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "runtime/model.h"
+#include "runtime/state_map.h"
 
 namespace stag::rt {
 
@@ -34,6 +35,7 @@ struct TrainSettings {
   int64_t patience = 0;           ///< early stopping (0: off)
   std::string monitor = "val_loss";  ///< val_loss or val_accuracy
   bool augment = false;           ///< random crop, flip, rotation and scaling of images
+  bool normalize = false;         ///< standardise features by the training split's mean and std
   int64_t max_steps = 0;          ///< stop after this many steps in all (0: no limit)
   int threads = 0;                ///< 0: all cores
   bool test = true;               ///< report metrics on the test split at the end
@@ -54,10 +56,11 @@ double train(Model& model, const TrainSettings& s);
 
 /// Evaluates `model` (its forward function) on the test split of `data`, printing the metrics,
 /// the per-class table and the confusion matrix. Returns the accuracy.
-double evaluate(Model& model, const std::string& data, int64_t seed);
+/// `state` is the checkpoint's metadata: a normalisation saved there is applied to the data.
+double evaluate(Model& model, const std::string& data, int64_t seed, const StateMap& state = {});
 
 /// The model's predictions on the test split of `data` (the training data when it has none):
 /// the predicted class of every example (i64 [N]) and its probabilities (f32 [N, C]).
-std::pair<Tensor, Tensor> predict(Model& model, const std::string& data);
+std::pair<Tensor, Tensor> predict(Model& model, const std::string& data, const StateMap& state = {});
 
 }  // namespace stag::rt

@@ -115,7 +115,7 @@ int run_eval(const EvalArgs& args) {
   try {
     auto file = rt::read_safetensors(args.weights);
     c.model->load_model_params(file.tensors, args.weights);
-    rt::evaluate(*c.model, args.data, 0);
+    rt::evaluate(*c.model, args.data, 0, rt::StateMap(file.metadata.begin(), file.metadata.end()));
   } catch (const rt::Error& e) {
     throw Failure{kExitBadInput, e.what()};
   }
@@ -135,7 +135,7 @@ int run_predict(const PredictArgs& args) {
   try {
     auto file = rt::read_safetensors(args.weights);
     c.model->load_model_params(file.tensors, args.weights);
-    auto [classes, probs] = rt::predict(*c.model, args.data);
+    auto [classes, probs] = rt::predict(*c.model, args.data, rt::StateMap(file.metadata.begin(), file.metadata.end()));
     std::filesystem::create_directories(args.out_dir);
     rt::write_npy(std::filesystem::path(args.out_dir) / "predictions.npy", classes);
     rt::write_npy(std::filesystem::path(args.out_dir) / "probabilities.npy", probs);

@@ -25,4 +25,18 @@ grep -q -- "--fold 4 is not one of the 4 folds" "$tmp/bad" || { cat "$tmp/bad"; 
 printf 'a,b,c,d,label\n1,2,3\n' > "$tmp/ragged.csv"
 "$stag" train "$tests/cli/tabular.stag" --data "$tmp/ragged.csv" > "$tmp/bad" 2>&1 && fail "a ragged CSV was accepted"
 grep -q "ragged.csv:2" "$tmp/bad" || { cat "$tmp/bad"; fail "the CSV error does not name the line"; }
+# Transfer learning: start from a checkpoint, train only the bias.
+"$stag" train "$tests/cli/tabular.stag" --data "$tmp/data.csv" --init-from "$tmp/w0.ckpt" --freeze 'fc.weight' --epochs 1 \
+    --normalize --checkpoint "$tmp/t.ckpt" > "$tmp/t.out" 2>&1 || { cat "$tmp/t.out"; fail "fine-tuning failed"; }
+grep -q "initialised 2 of" "$tmp/t.out" || { cat "$tmp/t.out"; fail "--init-from took the wrong parameters"; }
+"$stag" train "$tests/cli/tabular.stag" --data "$tmp/data.csv" --freeze 'fc.*' > "$tmp/bad" 2>&1 && fail "training with everything frozen was accepted"
+grep -q "there are no trainable parameters to optimize" "$tmp/bad" || { cat "$tmp/bad"; fail "unclear error when everything is frozen"; }
+"$stag" train "$tests/cli/tabular.stag" --data "$tmp/data.csv" --freeze 'conv*' > "$tmp/bad" 2>&1 && fail "a pattern matching nothing was accepted"
+grep -q -- "--freeze 'conv\*' matches no parameter of tabular" "$tmp/bad" || { cat "$tmp/bad"; fail "unclear error for an unmatched --freeze"; }
+# A damaged checkpoint is a clear error naming the file, for eval and for resume.
+head -c 100 "$tmp/w0.ckpt" > "$tmp/cut.ckpt"
+"$stag" eval "$tests/cli/tabular.stag" --weights "$tmp/cut.ckpt" --data "$tmp/data.csv" > "$tmp/bad" 2>&1 && fail "a truncated checkpoint was accepted"
+grep -q "cut.ckpt" "$tmp/bad" || { cat "$tmp/bad"; fail "the error does not name the checkpoint"; }
+"$stag" train "$tests/cli/tabular.stag" --data "$tmp/data.csv" --resume "$tmp/cut.ckpt" > "$tmp/bad" 2>&1 && fail "resuming from a truncated checkpoint was accepted"
+grep -q "cut.ckpt" "$tmp/bad" || { cat "$tmp/bad"; fail "the resume error does not name the checkpoint"; }
 echo "train_tabular: folds 0 and 3 learnt; predictions written; 1 passed, 0 failed"
