@@ -25,9 +25,9 @@ E make(Expr e) { return std::make_shared<const Expr>(std::move(e)); }
 bool is_int_const(const E& e, int64_t v) { return e->kind == EK::Int && e->i == v; }
 }  // namespace
 
-E int_(int64_t v) { return make({.kind = EK::Int, .type = DType::i64, .i = v}); }
-E float_(double v, DType t) { return make({.kind = EK::Float, .type = t, .f = v}); }
-E var(int index, DType t) { return make({.kind = EK::Var, .type = t, .var = index}); }
+E int_(int64_t v) { return make({.kind = EK::Int, .type = DType::i64, .i = v, .args = {}}); }
+E float_(double v, DType t) { return make({.kind = EK::Float, .type = t, .f = v, .args = {}}); }
+E var(int index, DType t) { return make({.kind = EK::Var, .type = t, .var = index, .args = {}}); }
 E load(int buffer, DType t, E index) { return make({.kind = EK::Load, .type = t, .buffer = buffer, .args = {std::move(index)}}); }
 
 E un(Un op, E x) {
@@ -80,14 +80,14 @@ E add(E a, E b) { return bin(Bin::add, std::move(a), std::move(b)); }
 E mul(E a, E b) { return bin(Bin::mul, std::move(a), std::move(b)); }
 
 Stmt for_(int v, int64_t begin, int64_t end, std::vector<Stmt> body) {
-  return {.kind = SK::For, .var = v, .begin = begin, .end = end, .body = std::move(body)};
+  return {.kind = SK::For, .var = v, .begin = begin, .end = end, .body = std::move(body), .index = {}, .value = {}};
 }
 Stmt store(int buffer, E index, E value) {
-  return {.kind = SK::Store, .buffer = buffer, .index = std::move(index), .value = std::move(value)};
+  return {.kind = SK::Store, .body = {}, .buffer = buffer, .index = std::move(index), .value = std::move(value)};
 }
-Stmt assign(int v, E value) { return {.kind = SK::Assign, .var = v, .value = std::move(value)}; }
+Stmt assign(int v, E value) { return {.kind = SK::Assign, .var = v, .body = {}, .index = {}, .value = std::move(value)}; }
 Stmt check(E condition, E value, int code) {
-  return {.kind = SK::Check, .index = std::move(condition), .value = std::move(value), .code = code};
+  return {.kind = SK::Check, .body = {}, .index = std::move(condition), .value = std::move(value), .code = code};
 }
 
 int Program::add_buffer(Buffer b) {
@@ -186,7 +186,7 @@ struct Printer {
 }  // namespace
 
 std::string print(const Program& p, const Kernel& k) {
-  Printer pr{p, k};
+  Printer pr{p, k, {}};
   std::string out = fmt::format("    kernel {} {}{}..{}{} {{  # {}\n", k.name, k.parallel ? "parallel " : "",
                                 k.vars.empty() ? "p" : k.vars[0].name, k.extent,
                                 k.parallel ? fmt::format(" grain {}", k.grain) : "", k.origin);
