@@ -208,6 +208,24 @@ Metrics evaluate_plan(Model& model, const BatchPlan& plan, int64_t num_classes) 
   const FunctionSpec& f = model.manifest().function("forward");
   Inputs in = map_inputs(f);
   int logits = output_index(f, "logits"), loss = output_index(f, "loss");
+  if (logits < 0 || in.labels < 0) {
+    // No class scores (an autoencoder): the mean loss alone, over full batches, since the
+    // graph's loss of a padded batch would count the padding.
+    Metrics m;
+    m.accuracy = std::numeric_limits<double>::quiet_NaN();
+    double sum = 0;
+    for (int64_t b = 0; b < plan.batches_per_epoch(); ++b) {
+      Batch batch = plan.make(0, b);
+      if (loss < 0 || batch.size < batch.features.shape()[0]) continue;
+      std::vector<const Tensor*> args(f.inputs.size(), nullptr);
+      args[in.features] = &batch.features;
+      if (in.labels >= 0) args[in.labels] = &batch.labels;
+      sum += model.run("forward", args)[loss].values<float>()[0] * static_cast<double>(batch.size);
+      m.count += batch.size;
+    }
+    m.loss = m.count ? sum / static_cast<double>(m.count) : std::numeric_limits<double>::quiet_NaN();
+    return m;
+  }
   MetricsAccumulator acc(num_classes, num_classes >= 5 ? std::vector<int64_t>{5} : std::vector<int64_t>{});
   for (int64_t b = 0; b < plan.batches_per_epoch(); ++b) {
     Batch batch = plan.make(0, b);
@@ -232,6 +250,7 @@ Metrics evaluate_plan(Model& model, const BatchPlan& plan, int64_t num_classes) 
 }
 
 std::string metrics_line(const std::string& prefix, const Metrics& m) {
+  if (std::isnan(m.accuracy)) return fmt::format("{}loss {:.4f}", prefix, m.loss);
   std::string s = fmt::format("{}loss {:.4f}  {}accuracy {:.4f}", prefix, m.loss, prefix, m.accuracy);
   s += fmt::format("  {}macro_f1 {:.4f}", prefix, m.macro_f1);
   if (m.macro_auc) s += fmt::format("  {}auc {:.4f}", prefix, *m.macro_auc);
@@ -496,7 +515,8 @@ double train(Model& model, const TrainSettings& s) {
     }
     bar.finish(summary);
     // The per-class view of the validation set (not for language models' many classes).
-    if (val_metrics && num_classes <= 20) fmt::print("{}", format_class_table(*val_metrics, data.class_names));
+    if (val_metrics && val_metrics->num_classes() > 0 && num_classes <= 20)
+      fmt::print("{}", format_class_table(*val_metrics, data.class_names));
     if (log) {
       rec.insert(rec.begin(), {"event", std::string("epoch")});
       log->write(rec);
@@ -511,8 +531,8 @@ double train(Model& model, const TrainSettings& s) {
   if (s.test && data.has_test) {
     BatchPlan test_plan(data.test, {}, eval_opts, s.seed);
     Metrics m = evaluate_plan(model, test_plan, num_classes);
-    fmt::print("test: {}\n{}\n{}", metrics_line("", m), format_class_table(m, data.class_names),
-               format_confusion_matrix(m, data.class_names));
+    fmt::print("test: {}\n", metrics_line("", m));
+    if (m.num_classes() > 0) fmt::print("{}\n{}", format_class_table(m, data.class_names), format_confusion_matrix(m, data.class_names));
     if (log) log->write({{"event", std::string("test")}, {"loss", m.loss}, {"accuracy", m.accuracy}, {"macro_f1", m.macro_f1}});
     return m.accuracy;
   }
@@ -531,8 +551,8 @@ double evaluate(Model& model, const std::string& source, int64_t seed, const Sta
   for (int64_t v : d.labels.values<int64_t>()) num_classes = std::max(num_classes, v + 1);
   BatchPlan plan(d, {}, eval_opts, static_cast<uint64_t>(seed));
   Metrics m = evaluate_plan(model, plan, num_classes);
-  fmt::print("{} examples: {}\n{}\n{}", m.count, metrics_line("", m), format_class_table(m, data.class_names),
-             format_confusion_matrix(m, data.class_names));
+  fmt::print("{} examples: {}\n", m.count, metrics_line("", m));
+  if (m.num_classes() > 0) fmt::print("{}\n{}", format_class_table(m, data.class_names), format_confusion_matrix(m, data.class_names));
   return m.accuracy;
 }
 
