@@ -73,12 +73,17 @@ void load_weights(rt::Model& m, const FeedArgs& args, bool whole_state) {
   if (!std::filesystem::is_regular_file(args.weights)) throw Failure{kExitUsage, fmt::format("cannot open '{}'", args.weights)};
   auto file = rt::read_safetensors(args.weights);
   if (whole_state) {
-    // A checkpoint carries the optimizer state; plain weights start it from zero.
+    // A checkpoint carries the optimizer state; with plain weights it starts from its init.
+    // Whatever the file holds must have the model's types: the compiled code trusts them.
     m.init(args.seed);
-    std::map<std::string, rt::Tensor> mine;
-    for (auto& [name, t] : file.tensors)
-      if (m.param_index(name) >= 0) mine.emplace(name, std::move(t));
-    for (auto& [name, t] : mine) m.param(name) = std::move(t);
+    for (auto& [name, t] : file.tensors) {
+      if (m.param_index(name) < 0) continue;
+      rt::Tensor& p = m.param(name);
+      if (t.dtype() != p.dtype() || t.shape() != p.shape())
+        throw Failure{kExitBadInput, fmt::format("{}: parameter '{}' is {} in the file, the model needs {}", args.weights,
+                                                 name, t.type_string(), p.type_string())};
+      p = std::move(t);
+    }
   } else {
     m.load_model_params(file.tensors, args.weights);
   }

@@ -168,7 +168,6 @@ class Codegen {
     // Entry functions call kernels one after another: inlining them would only build one
     // huge function that takes the optimizer long and gains nothing.
     f->addFnAttr(llvm::Attribute::NoInline);
-    k_ = &k;
     auto* entry_bb = llvm::BasicBlock::Create(ctx_, "entry", f);
     b_.SetInsertPoint(entry_bb);
     // The pointers of the buffers this kernel touches, from its call's slots, loaded once.
@@ -382,7 +381,6 @@ class Codegen {
   std::unordered_map<int, llvm::Value*> buf_ptrs_;
   std::vector<llvm::AllocaInst*> vars_;
   std::unordered_map<const Expr*, llvm::Value*> memo_;
-  const Kernel* k_ = nullptr;
 };
 
 }  // namespace

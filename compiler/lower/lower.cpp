@@ -75,8 +75,7 @@ E scalar(const Node& n, const std::vector<E>& x, DType out) {
     case Op::sign: return select(gt(x[0], c(0)), c(1), select(lt(x[0], c(0)), c(-1), c(0)));
     case Op::cast:
       if (out == DType::b8) return bin(Bin::ne, x[0], c(0));
-      if (is_int(out) && is_float(t)) return cast(x[0], out);  // rounds toward zero
-      return cast(x[0], out);
+      return cast(x[0], out);  // float to int rounds toward zero
     case Op::add: return f_add(x[0], x[1]);
     case Op::sub: return f_sub(x[0], x[1]);
     case Op::mul: return f_mul(x[0], x[1]);

@@ -14,6 +14,7 @@
 #include "compiler/jit/jit_model.h"
 #include "ir/reference.h"
 #include "ir/verifier.h"
+#include "tests/util.h"
 
 namespace stag::test {
 
@@ -87,18 +88,6 @@ inline void check_fd(const Graph& fwd, const Graph& ad, std::map<std::string, Re
       w.abs = std::max(w.abs, err);
     }
   }
-}
-
-inline std::vector<double> to_doubles(const rt::Tensor& t) {
-  std::vector<double> out;
-  switch (t.dtype()) {
-    case rt::DType::f32: for (float v : t.values<float>()) out.push_back(v); break;
-    case rt::DType::f64: for (double v : t.values<double>()) out.push_back(v); break;
-    case rt::DType::i32: for (int32_t v : t.values<int32_t>()) out.push_back(v); break;
-    case rt::DType::i64: for (int64_t v : t.values<int64_t>()) out.push_back(static_cast<double>(v)); break;
-    case rt::DType::b8: for (bool v : t.values<bool>()) out.push_back(v); break;
-  }
-  return out;
 }
 
 // Copies a reference tensor's values into a runtime tensor of the same shape and dtype.

@@ -10,18 +10,12 @@
 #include "frontend/load.h"
 #include "ir/builder.h"
 #include "tests/autodiff/check.h"
+#include "tests/util.h"
 
 using namespace stag;
 using namespace stag::test;
 
 namespace {
-
-std::string slurp(const std::filesystem::path& p) {
-  std::ifstream in(p);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 // The exclusive upper bound of the integer values an input may hold: the vocabulary of the
 // embeddings and the class count of the losses it reaches (through shape ops), or 4 (a step).

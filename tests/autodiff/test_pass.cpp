@@ -8,6 +8,7 @@
 #include "ir/parser.h"
 #include "ir/printer.h"
 #include "tests/autodiff/check.h"
+#include "tests/util.h"
 
 using namespace stag;
 using namespace stag::test;
@@ -33,13 +34,6 @@ bool has_output(const Graph& g, const std::string& name) {
   for (const auto& o : g.outputs)
     if (o.name == name) return true;
   return false;
-}
-
-std::string slurp(const std::filesystem::path& p) {
-  std::ifstream in(p);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 }  // namespace

@@ -28,4 +28,10 @@ last=$(grep '^step 20 loss' "$tmp/step.out" | awk '{print $4}')
 awk -v a="$first" -v b="$last" 'BEGIN { exit !(b < 0.5 * a) }' || { cat "$tmp/step.out"; fail "20 steps did not halve the loss"; }
 "$stag" grad "$model" --batch 8 --input "x=$tmp/in/y.npy" --input "y=$tmp/in/y.npy" -o "$tmp/bad.safetensors" 2> "$tmp/bad.err" && fail "a wrong input was accepted"
 grep -q "input 'x' must be f32\[8,1,28,28\], the file holds i64\[8\]" "$tmp/bad.err" || { cat "$tmp/bad.err"; fail "unclear error for a wrong input"; }
+# Weights of another model (same names, other shapes) are refused, not fed to compiled code.
+"$stag" step "$models/mlp.stag" --batch 8 --steps 1 --input "x=$tmp/in/x.npy" --input "y=$tmp/in/y.npy" -o "$tmp/mlp.safetensors" > /dev/null \
+  || fail "stag step on the MLP failed"
+"$stag" step "$model" --batch 8 --weights "$tmp/mlp.safetensors" --input "x=$tmp/in/x.npy" --input "y=$tmp/in/y.npy" -o "$tmp/x.safetensors" 2> "$tmp/bad.err" \
+  && fail "another model's weights were accepted"
+grep -q "parameter 'fc1.bias' is f32\[512\] in the file, the model needs f32\[120\]" "$tmp/bad.err" || { cat "$tmp/bad.err"; fail "unclear error for wrong weights"; }
 echo "grad_step: loss $grad_loss = $run_loss; 20 steps: $first -> $last; 1 passed, 0 failed"

@@ -13,25 +13,14 @@
 #include "ir/analysis.h"
 #include "ir/random.h"
 #include "ir/reference.h"
+#include "tests/util.h"
 
 using namespace stag;
 namespace fs = std::filesystem;
 
 namespace {
 
-RefTensor to_ref(const rt::Tensor& t, const Type& type) {
-  RefTensor r = RefTensor::filled(type, 0);
-  for (int64_t i = 0; i < t.numel(); ++i) {
-    switch (t.dtype()) {
-      case rt::DType::f32: r.data[i] = t.values<float>()[i]; break;
-      case rt::DType::f64: r.data[i] = t.values<double>()[i]; break;
-      case rt::DType::i32: r.data[i] = t.values<int32_t>()[i]; break;
-      case rt::DType::i64: r.data[i] = static_cast<double>(t.values<int64_t>()[i]); break;
-      case rt::DType::b8: r.data[i] = t.values<bool>()[i]; break;
-    }
-  }
-  return r;
-}
+RefTensor to_ref(const rt::Tensor& t, const Type& type) { return RefTensor(type, test::to_doubles(t)); }
 
 rt::Tensor random_input(const Graph& g, const rt::BufferSpec& spec, int64_t stream) {
   rt::Tensor t(spec.dtype, spec.shape);

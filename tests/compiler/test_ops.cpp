@@ -14,29 +14,12 @@
 #include "ir/reference.h"
 #include "ir/verifier.h"
 #include "runtime/error.h"
+#include "tests/util.h"
 
 using namespace stag;
+using namespace stag::test;
 
 namespace {
-
-std::string slurp(const std::filesystem::path& p) {
-  std::ifstream in(p);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-std::vector<double> to_doubles(const rt::Tensor& t) {
-  std::vector<double> out;
-  switch (t.dtype()) {
-    case rt::DType::f32: for (float v : t.values<float>()) out.push_back(v); break;
-    case rt::DType::f64: for (double v : t.values<double>()) out.push_back(v); break;
-    case rt::DType::i32: for (int32_t v : t.values<int32_t>()) out.push_back(v); break;
-    case rt::DType::i64: for (int64_t v : t.values<int64_t>()) out.push_back(static_cast<double>(v)); break;
-    case rt::DType::b8: for (bool v : t.values<bool>()) out.push_back(v); break;
-  }
-  return out;
-}
 
 // The tolerances, in one place: f64 code differs from the reference only by rounding order;
 // f32 code by f32 rounding, growing with the length of the reductions behind an element.

@@ -13,17 +13,12 @@
 #include "ir/parser.h"
 #include "ir/reference.h"
 #include "ir/verifier.h"
+#include "tests/util.h"
 
 using namespace stag;
+using stag::test::slurp;
 
 namespace {
-
-std::string slurp(const std::filesystem::path& p) {
-  std::ifstream in(p);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 // Both sides compute in double; only the order of summation differs.
 bool close(double got, double want) {
