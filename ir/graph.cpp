@@ -68,6 +68,23 @@ void Graph::set_attr(const std::string& key, Attr value) {
   attrs.emplace_back(key, std::move(value));
 }
 
+void Graph::replace_uses(const Value* from, Value* to) {
+  for (auto& n : nodes)
+    for (Value*& v : n->operands)
+      if (v == from) v = to;
+  for (auto& o : outputs)
+    if (o.value == from) o.value = to;
+  for (auto& u : updates)
+    if (u.value == from) u.value = to;
+}
+
+void Graph::erase_nodes(const std::function<bool(const Node&)>& dead) {
+  auto keep = std::stable_partition(nodes.begin(), nodes.end(), [&](const auto& n) { return !dead(*n); });
+  for (auto it = keep; it != nodes.end(); ++it)
+    for (const auto& r : (*it)->results) by_name_.erase(r->name);
+  nodes.erase(keep, nodes.end());
+}
+
 std::unique_ptr<Graph> Graph::clone() const {
   auto g = std::make_unique<Graph>(name);
   g->attrs = attrs;

@@ -1,6 +1,7 @@
 #pragma once
 /// The graph IR: values, nodes (one op each), and the graph that owns them.
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -92,6 +93,11 @@ class Graph {
   /// The value of a graph attribute, or nullptr.
   const Attr* attr(std::string_view key) const;
   void set_attr(const std::string& key, Attr value);
+
+  /// Points every use of `from` (operands, outputs, update values) at `to`.
+  void replace_uses(const Value* from, Value* to);
+  /// Removes the nodes `dead` selects; nothing may use their results any more.
+  void erase_nodes(const std::function<bool(const Node&)>& dead);
 
   /// A deep copy; values are renamed to the same names.
   std::unique_ptr<Graph> clone() const;

@@ -15,9 +15,43 @@ void ModelArgs::add_to(CLI::App& app) {
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 30));
   app.add_flag("--train", train, "Lower a .stag model for a training step (batch norm, dropout active)");
   app.add_option("--model", model, "Which model of a .stag file holding several (default: the first)");
+  add_pass_options(app, passes);
+}
+
+void add_pass_options(CLI::App& app, PassOptions& o) {
+  std::string names;
+  for (const auto& p : all_passes()) names += fmt::format("\n  {:<15} {}", p.name, p.summary);
+  app.add_option_function<std::string>(
+         "--passes",
+         [&o](const std::string& list) {
+           std::vector<std::string> passes;
+           if (list != "none")
+             for (size_t at = 0; at <= list.size();) {
+               size_t comma = list.find(',', at);
+               if (comma == std::string::npos) comma = list.size();
+               if (comma > at) passes.push_back(list.substr(at, comma - at));
+               at = comma + 1;
+             }
+           o.passes = passes;
+         },
+         fmt::format("The optimizer's passes, comma separated, in order ('none': no pass; default: {}). Passes:{}",
+                     fmt::join(default_pipeline(), ","), names))
+      ->group("Optimizer");
+  app.add_flag("--print-after-all", o.print_after_all, "Print the IR after every pass (to stderr)")->group("Optimizer");
+  app.add_option("--print-after", o.print_after, "Print the IR after these passes")->delimiter(',')->group("Optimizer");
+  app.add_option("--print-before", o.print_before, "Print the IR before these passes")->delimiter(',')->group("Optimizer");
+  app.add_flag("--print-changed", o.print_changed, "With a print option: only passes that changed the IR")->group("Optimizer");
+  app.add_flag("--verify-each", o.verify_each, "Verify the IR after every pass")->group("Optimizer");
+  app.add_flag("--pass-stats", o.stats, "Print what each pass did, kernel counts and the workspace size")->group("Optimizer");
+  app.add_flag("--time-passes", o.time, "Print the time each pass took")->group("Optimizer");
 }
 
 std::unique_ptr<Graph> ModelArgs::load() const {
+  try {
+    check_pipeline(passes);
+  } catch (const PassError& e) {
+    throw Failure{kExitUsage, e.what()};
+  }
   std::string error;
   auto text = read_source(file, error);
   if (!text) throw Failure{kExitUsage, error};

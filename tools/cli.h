@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "compiler/passes/pass.h"
 #include "ir/graph.h"
 
 namespace stag::cli {
@@ -29,11 +30,15 @@ struct ModelArgs {
   int64_t batch = 0;
   bool train = false;
   std::string model;
+  PassOptions passes;  ///< the optimizer's pipeline and its dumps
 
   void add_to(CLI::App& app);
   /// Reads, parses and verifies the model; prints diagnostics and throws Failure on error.
   std::unique_ptr<Graph> load() const;
 };
+
+/// The optimizer's flags (--passes, --print-after-all, ...), for commands that compile.
+void add_pass_options(CLI::App& app, PassOptions& o);
 
 /// A model's training program: the inference graph and the train step (autodiff and the
 /// optimizer), from the model's train section and the flags that change the compiled code.

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include <filesystem>
+#include <iostream>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -40,7 +41,8 @@ int run_program(const std::vector<std::string>& argv) {
 
 int run_build(const BuildArgs& args) {
   auto [eval, step] = args.program.load();
-  kir::Program program = lower({{"forward", eval.get()}, {"train_step", step.get()}});
+  kir::Program program =
+      compile_program({{"forward", eval.get()}, {"train_step", step.get()}}, args.program.model.passes, std::cerr);
   std::string object = args.out + ".o";
   CompileTimes t;
   try {

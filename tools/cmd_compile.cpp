@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <filesystem>
+#include <iostream>
 
 #include "compiler/codegen/codegen.h"
 #include "compiler/codegen/manifest.h"
@@ -54,7 +55,7 @@ std::string header_text(const kir::Program& p, const std::string& source) {
 
 int run_compile(const CompileArgs& args) {
   auto graph = args.model.load();
-  kir::Program program = lower(*graph);
+  kir::Program program = compile_program({{"forward", graph.get()}}, args.model.passes, std::cerr);
   std::string header = args.header.empty() ? std::filesystem::path(args.out).replace_extension(".h").string() : args.header;
   CompileTimes t;
   try {

@@ -103,7 +103,7 @@ int run_grad(const GradArgs& args) {
     fmt::print(stderr, "{}", diags.render());
     throw Failure{kExitBadInput, {}};
   }
-  CompiledModel c = compile_jit(*dg);
+  CompiledModel c = compile_jit(*dg, 3, args.model.passes);
   try {
     load_weights(*c.model, args.feed, false);
     const auto& spec = c.model->manifest().function("forward");
@@ -137,7 +137,7 @@ struct StepArgs {
 int run_step(const StepArgs& args) {
   auto [eval, step] = args.program.load();
   if (args.feed.threads > 0) stag_set_num_threads(args.feed.threads);
-  CompiledModel c = compile_jit({{"train_step", step.get()}});
+  CompiledModel c = compile_jit({{"train_step", step.get()}}, 3, args.program.model.passes);
   try {
     load_weights(*c.model, args.feed, true);
     double lr = args.lr;

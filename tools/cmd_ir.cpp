@@ -2,9 +2,13 @@
 
 #include <fmt/format.h>
 
+#include <iostream>
+
 #include "compiler/autodiff/autodiff.h"
 #include "compiler/jit/jit.h"
 #include "compiler/lower/lower.h"
+#include "compiler/passes/pass.h"
+#include "ir/dot.h"
 #include "ir/ops.h"
 #include "ir/printer.h"
 #include "tools/cli.h"
@@ -17,6 +21,7 @@ struct IrArgs {
   ModelArgs model;
   std::string out = "-";
   std::string stage = "graph";
+  bool dot = false;
 };
 
 // The graph with the gradient of its `loss` output for every trainable parameter.
@@ -32,13 +37,29 @@ std::unique_ptr<Graph> differentiated(const Graph& g) {
 
 int run_ir(const IrArgs& args) {
   auto graph = args.model.load();
+  if (args.stage == "autodiff") graph = differentiated(*graph);
   std::string text;
-  if (args.stage == "graph") text = print(*graph);
-  else if (args.stage == "autodiff") text = print(*differentiated(*graph));
-  else if (args.stage == "kernels") text = kir::print(lower(*graph));
-  else if (args.stage == "llvm") text = llvm_ir_text(lower(*graph), true);
-  else if (args.stage == "llvm-unoptimized") text = llvm_ir_text(lower(*graph), false);
-  else text = assembly_text(lower(*graph));
+  if (args.stage == "graph" || args.stage == "autodiff") {
+    text = args.dot ? to_dot(*graph) : print(*graph);
+    write_output(args.out, text);
+    return kExitOk;
+  }
+  std::vector<std::unique_ptr<Graph>> optimized;
+  kir::Program program = compile_program({{"forward", graph.get()}}, args.model.passes, std::cerr, &optimized);
+  if (args.stage == "optimized") text = args.dot ? to_dot(*optimized[0]) : print(*optimized[0]);
+  else if (args.stage == "kernels" && args.dot) {
+    // The optimized graph with the nodes each kernel computes drawn together.
+    std::vector<DotCluster> clusters;
+    for (const auto& f : program.functions)
+      if (f.name == "forward")
+        for (const auto& k : f.kernels) clusters.push_back({k.name, k.nodes});
+    text = to_dot(*optimized[0], clusters);
+  } else if (args.dot)
+    throw Failure{kExitUsage, fmt::format("--dot draws the graph stages (graph, autodiff, optimized, kernels), not {}", args.stage)};
+  else if (args.stage == "kernels") text = kir::print(program);
+  else if (args.stage == "llvm") text = llvm_ir_text(program, true);
+  else if (args.stage == "llvm-unoptimized") text = llvm_ir_text(program, false);
+  else text = assembly_text(program);
   write_output(args.out, text);
   return kExitOk;
 }
@@ -70,9 +91,13 @@ Command add_ir_command(CLI::App& app) {
   cmd->add_option("-o,--output", args->out, "Write here instead of stdout");
   cmd->add_option("--stage", args->stage,
                   "graph: the graph IR (reads back); autodiff: with the gradient of the output `loss` for every trainable "
-                  "parameter (outputs grad.NAME); kernels: the kernel IR; llvm: LLVM IR after O3 for this CPU; "
-                  "llvm-unoptimized: before it; asm: the host assembly")
-      ->check(CLI::IsMember({"graph", "autodiff", "kernels", "llvm", "llvm-unoptimized", "asm"}));
+                  "parameter (outputs grad.NAME); optimized: the graph after the optimizer's graph passes; kernels: the "
+                  "kernel IR (fused, memory planned); llvm: LLVM IR after O3 for this CPU; llvm-unoptimized: before it; "
+                  "asm: the host assembly")
+      ->check(CLI::IsMember({"graph", "autodiff", "optimized", "kernels", "llvm", "llvm-unoptimized", "asm"}));
+  cmd->add_flag("--dot", args->dot,
+                "Write Graphviz (dot) instead of text: the graph of the stage; for kernels, the optimized graph with "
+                "the nodes of each fused kernel drawn as a cluster");
   return {cmd, [args] { return run_ir(*args); }};
 }
 

@@ -107,7 +107,7 @@ int run_run(const RunArgs& args) {
     throw Failure{kExitUsage, fmt::format("cannot open '{}'", args.weights)};
 
   auto t0 = Clock::now();
-  CompiledModel c = compile_jit(*graph);
+  CompiledModel c = compile_jit(*graph, 3, args.model.passes);
   const CompileTimes& ct = c.code->times();
   fmt::print("compiled {} in {:.0f} ms (codegen {:.0f}, optimize {:.0f}, machine code {:.0f}); {} kernels, workspace {} bytes\n",
              graph->name, ms_since(t0), ct.codegen_ms, ct.optimize_ms, ct.machine_ms,

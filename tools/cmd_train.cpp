@@ -89,7 +89,7 @@ int run_train(const TrainArgs& args, const CLI::App& cmd) {
   using Clock = std::chrono::steady_clock;
   auto t0 = Clock::now();
   auto [eval, step] = args.program.load();
-  CompiledModel c = compile_jit({{"forward", eval.get()}, {"train_step", step.get()}});
+  CompiledModel c = compile_jit({{"forward", eval.get()}, {"train_step", step.get()}}, 3, args.program.model.passes);
   fmt::print("compiled {} (inference and train step, {} kernels) in {:.0f} ms\n", eval->name,
              c.program.functions[1].kernels.size() + c.program.functions[2].kernels.size(),
              std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
@@ -111,7 +111,7 @@ struct EvalArgs {
 
 int run_eval(const EvalArgs& args) {
   auto graph = args.model.load();
-  CompiledModel c = compile_jit(*graph);
+  CompiledModel c = compile_jit(*graph, 3, args.model.passes);
   try {
     auto file = rt::read_safetensors(args.weights);
     c.model->load_model_params(file.tensors, args.weights);
@@ -131,7 +131,7 @@ struct PredictArgs {
 
 int run_predict(const PredictArgs& args) {
   auto graph = args.model.load();
-  CompiledModel c = compile_jit(*graph);
+  CompiledModel c = compile_jit(*graph, 3, args.model.passes);
   try {
     auto file = rt::read_safetensors(args.weights);
     c.model->load_model_params(file.tensors, args.weights);

@@ -1,5 +1,7 @@
 #include "compiler/jit/jit_model.h"
 
+#include <iostream>
+
 #include "compiler/codegen/manifest.h"
 #include "compiler/lower/lower.h"
 #include "runtime/checks.h"
@@ -7,11 +9,14 @@
 
 namespace stag {
 
-CompiledModel compile_jit(const Graph& g, int opt_level) { return compile_jit({{"forward", &g}}, opt_level); }
+CompiledModel compile_jit(const Graph& g, int opt_level, const PassOptions& passes) {
+  return compile_jit({{"forward", &g}}, opt_level, passes);
+}
 
-CompiledModel compile_jit(const std::vector<std::pair<std::string, const Graph*>>& functions, int opt_level) {
+CompiledModel compile_jit(const std::vector<std::pair<std::string, const Graph*>>& functions, int opt_level,
+                          const PassOptions& passes) {
   CompiledModel c;
-  c.program = lower(functions);
+  c.program = compile_program(functions, passes, std::cerr);
   JitOptions options;
   options.opt_level = opt_level;
   options.symbols = {{"stag_parallel_for", reinterpret_cast<void*>(&stag_parallel_for)},

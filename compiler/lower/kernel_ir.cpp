@@ -1,8 +1,12 @@
 #include "compiler/lower/kernel_ir.h"
 
+#include "compiler/lower/builder.h"
+
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cassert>
+#include <unordered_set>
 #include <unordered_map>
 
 #include "ir/attr.h"
@@ -190,8 +194,142 @@ std::string print(const Program& p, const Kernel& k) {
   std::string out = fmt::format("    kernel {} {}{}..{}{} {{  # {}\n", k.name, k.parallel ? "parallel " : "",
                                 k.vars.empty() ? "p" : k.vars[0].name, k.extent,
                                 k.parallel ? fmt::format(" grain {}", k.grain) : "", k.origin);
+  if (k.nodes.size() > 1) {
+    std::vector<std::string> names;
+    for (const auto& n : k.nodes) names.push_back("%" + n);
+    out += fmt::format("      # fused: {}\n", fmt::join(names, ", "));
+  }
   for (const auto& s : k.body) pr.stmt(s, 3, out);
   return out + "    }\n";
+}
+
+namespace {
+
+void collect_loads(const E& e, std::unordered_set<const Expr*>& seen, std::vector<int>& reads) {
+  if (!e || !seen.insert(e.get()).second) return;
+  if (e->kind == EK::Load) reads.push_back(e->buffer);
+  for (const auto& a : e->args) collect_loads(a, seen, reads);
+}
+
+void collect(const std::vector<Stmt>& body, std::unordered_set<const Expr*>& seen, Access& a) {
+  for (const auto& s : body) {
+    collect_loads(s.index, seen, a.reads);
+    collect_loads(s.value, seen, a.reads);
+    if (s.kind == SK::Store) a.writes.push_back(s.buffer);
+    collect(s.body, seen, a);
+  }
+}
+
+void dedupe(std::vector<int>& v) {
+  std::sort(v.begin(), v.end());
+  v.erase(std::unique(v.begin(), v.end()), v.end());
+}
+
+bool same(const E& a, const E& b) {
+  if (a == b) return true;
+  if (!a || !b || a->kind != b->kind || a->type != b->type || a->i != b->i || a->f != b->f || a->var != b->var ||
+      a->buffer != b->buffer || a->op != b->op || a->args.size() != b->args.size())
+    return false;
+  for (size_t i = 0; i < a->args.size(); ++i)
+    if (!same(a->args[i], b->args[i])) return false;
+  return true;
+}
+
+// Every load of `buffer` in `e`, by index expression.
+void loads_of(const E& e, int buffer, std::vector<E>& out) {
+  if (!e) return;
+  if (e->kind == EK::Load && e->buffer == buffer) out.push_back(e->args[0]);
+  for (const auto& a : e->args) loads_of(a, buffer, out);
+}
+
+// Is the kernel a map: one store at the row-major offset of a perfect loop nest, so that
+// every element is written once, by the iteration that alone reads that element's index?
+const Stmt* map_store(const Kernel& k, std::vector<E>& idx, Dims& dims) {
+  idx = {var(0, DType::i64)};
+  dims = {k.extent};
+  const std::vector<Stmt>* body = &k.body;
+  while (body->size() == 1 && (*body)[0].kind == SK::For && (*body)[0].begin == 0) {
+    idx.push_back(var((*body)[0].var, DType::i64));
+    dims.push_back((*body)[0].end);
+    body = &(*body)[0].body;
+  }
+  if (body->size() != 1 || (*body)[0].kind != SK::Store) return nullptr;
+  if (dims.size() == 1 && k.extent == 1) {
+    idx.clear();
+    dims.clear();
+  }
+  return &(*body)[0];
+}
+
+}  // namespace
+
+bool in_place_safe(const Kernel& k, int src, int dst) {
+  std::vector<E> idx;
+  Dims dims;
+  const Stmt* st = map_store(k, idx, dims);
+  if (!st || st->buffer != dst || !same(st->index, offset(idx, dims))) return false;
+  std::vector<E> in_index, in_value;
+  loads_of(st->index, src, in_index);
+  loads_of(st->value, src, in_value);
+  return in_index.empty() && std::all_of(in_value.begin(), in_value.end(), [&](const E& i) { return same(i, st->index); });
+}
+
+
+Access accesses(const Kernel& k) {
+  Access a;
+  std::unordered_set<const Expr*> seen;
+  collect(k.body, seen, a);
+  dedupe(a.reads);
+  dedupe(a.writes);
+  return a;
+}
+
+std::vector<Interval> live_intervals(const Program& p, int function) {
+  std::vector<Interval> out;
+  std::unordered_map<int, size_t> at;
+  const auto& kernels = p.functions[function].kernels;
+  for (size_t k = 0; k < kernels.size(); ++k) {
+    Access a = accesses(kernels[k]);
+    for (const auto* list : {&a.reads, &a.writes})
+      for (int b : *list) {
+        if (p.buffers[b].kind != BufKind::Temp) continue;
+        auto [it, fresh] = at.emplace(b, out.size());
+        if (fresh) out.push_back({b, static_cast<int>(k), static_cast<int>(k)});
+        Interval& iv = out[it->second];
+        iv.first = std::min(iv.first, static_cast<int>(k));
+        iv.last = std::max(iv.last, static_cast<int>(k));
+      }
+  }
+  return out;
+}
+
+std::string verify_memory(const Program& p) {
+  for (size_t f = 0; f < p.functions.size(); ++f) {
+    auto live = live_intervals(p, static_cast<int>(f));
+    for (size_t i = 0; i < live.size(); ++i) {
+      const Buffer& a = p.buffers[live[i].buffer];
+      if (a.offset < 0 || a.offset + a.bytes() > p.workspace_bytes)
+        return fmt::format("temporary %{} at {} ({} bytes) lies outside the workspace of {} bytes", a.name, a.offset, a.bytes(),
+                           p.workspace_bytes);
+      for (size_t j = i + 1; j < live.size(); ++j) {
+        const Buffer& b = p.buffers[live[j].buffer];
+        bool overlap_bytes = a.offset < b.offset + b.bytes() && b.offset < a.offset + a.bytes();
+        bool overlap_time = live[i].first <= live[j].last && live[j].first <= live[i].last;
+        if (!overlap_bytes || !overlap_time) continue;
+        // The one legal overlap: a buffer dying in the kernel that starts the other, in place.
+        const auto& kernels = p.functions[f].kernels;
+        auto shares = [&](const Interval& x, const Interval& y) {
+          return x.last == y.first && p.buffers[x.buffer].offset == p.buffers[y.buffer].offset &&
+                 p.buffers[x.buffer].bytes() == p.buffers[y.buffer].bytes() &&
+                 in_place_safe(kernels[static_cast<size_t>(x.last)], x.buffer, y.buffer);
+        };
+        if (shares(live[i], live[j]) || shares(live[j], live[i])) continue;
+        return fmt::format("temporaries %{} and %{} of function {} share workspace bytes while both are live (kernels {}..{} and {}..{})",
+                           a.name, b.name, p.functions[f].name, live[i].first, live[i].last, live[j].first, live[j].last);
+      }
+    }
+  }
+  return {};
 }
 
 std::string print(const Program& p) {

@@ -80,6 +80,7 @@ struct Var {
 struct Kernel {
   std::string name;
   std::string origin;  ///< the graph node it came from, for the text form and the profiler
+  std::vector<std::string> nodes;  ///< every graph value it computes (more than one when fused)
   std::vector<Var> vars;
   int64_t extent = 1;
   int64_t grain = 1;
@@ -122,6 +123,27 @@ struct Program {
   int add_buffer(Buffer b);
   std::vector<const Buffer*> of_kind(BufKind k) const;
 };
+
+/// Checks that no two temporaries of a function share workspace bytes while both are live
+/// (a kernel that reads one and writes the other, element by element at the same index, may
+/// share); the problem in words, or empty.
+std::string verify_memory(const Program& p);
+
+/// The buffers a kernel reads and writes.
+struct Access {
+  std::vector<int> reads, writes;
+};
+Access accesses(const Kernel& k);
+
+/// The kernels (by position in the function) from the first to the last that touch a temp.
+struct Interval {
+  int buffer, first, last;
+};
+std::vector<Interval> live_intervals(const Program& p, int function);
+
+/// May `dst` occupy `src`'s bytes in kernel `k`, which is the last to read `src` and the
+/// first to write `dst`?
+bool in_place_safe(const Kernel& k, int src, int dst);
 
 /// The text form: buffers with their kinds and types, then every kernel as loops.
 std::string print(const Program& p);

@@ -6,11 +6,13 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <numeric>
 #include <stdexcept>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "compiler/lower/builder.h"
 
@@ -107,7 +109,8 @@ Buffer make_buffer(const std::string& name, const Type& type, BufKind kind) {
 
 class Lowerer {
  public:
-  explicit Lowerer(const std::vector<std::pair<std::string, const Graph*>>& functions) : functions_(functions) {
+  Lowerer(const std::vector<std::pair<std::string, const Graph*>>& functions, const LowerOptions& options)
+      : functions_(functions), options_(options) {
     prog_.name = functions.front().second->name;
     prog_.attrs = functions.front().second->attrs;
   }
@@ -123,8 +126,12 @@ class Lowerer {
       g_ = graph;
       lower_function(name);
     }
+    for (const auto& f : prog_.functions)
+      if (f.name != "init") stats_.kernels += static_cast<int64_t>(f.kernels.size());
     return std::move(prog_);
   }
+
+  const LowerStats& stats() const { return stats_; }
 
  private:
   // ---------------------------------------------------------------- buffers
@@ -155,10 +162,13 @@ class Lowerer {
     return prog_.add_buffer(std::move(b));
   }
 
-  const Buffer& B(int id) const { return prog_.buffers[id]; }
+  // Negative ids name values computed where they are read (fusion), with a buffer-like
+  // description so that lowerings see their types.
+  // Lowerings copy the types they keep: adding a buffer may move every Buffer.
+  const Buffer& B(int id) const { return id < 0 ? pseudo_[-id - 1] : prog_.buffers[id]; }
   int in(const Value* v) const { return buf_.at(v); }
 
-  E ld(int id, E index) { return load(id, B(id).type.dtype, std::move(index)); }
+  E ld(int id, E index) { return id < 0 ? read(id, nullptr, std::move(index)) : load(id, B(id).type.dtype, std::move(index)); }
 
   void begin_function(const std::string& name) {
     prog_.functions.push_back({name, {}});
@@ -170,6 +180,7 @@ class Lowerer {
   void end_function() { prog_.workspace_bytes = std::max(prog_.workspace_bytes, workspace_); }
 
   void emit(KernelBuilder&& kb) {
+    kb.k.nodes = group_;
     kb.k.name = fmt::format("k{}_{}", prog_.functions[fn_].kernels.size(), kb.k.name);
     prog_.functions[fn_].kernels.push_back(std::move(kb.k));
   }
@@ -284,6 +295,11 @@ class Lowerer {
 
   void lower_function(const std::string& name) {
     begin_function(name);
+    pseudo_.clear();
+    pseudo_node_.clear();
+    epilogue_.clear();
+    absorbed_.clear();
+    if (options_.fuse) plan_fusion();
     // Values that leave the function are written straight into output buffers.
     std::unordered_map<const Value*, std::string> output_of;
     for (const auto& o : g_->outputs)
@@ -297,38 +313,250 @@ class Lowerer {
           const Floats& v = n->floats("value");
           b.data = v.size() == 1 ? std::vector<double>(static_cast<size_t>(numel(r->type)), v[0]) : v;
           buf_[r.get()] = prog_.add_buffer(std::move(b));
+        } else if (fused_away_.count(r.get())) {
+          Buffer b = make_buffer(r->name, r->type, BufKind::Temp);
+          pseudo_.push_back(std::move(b));
+          pseudo_node_.push_back(n.get());
+          buf_[r.get()] = -static_cast<int>(pseudo_.size());
         } else if (auto it = output_of.find(r.get()); it != output_of.end())
           buf_[r.get()] = new_buffer(it->second, r->type, BufKind::Output);
         else
           buf_[r.get()] = new_buffer(r->name, r->type, BufKind::Temp);
       }
-      if (n->op != Op::input && n->op != Op::constant) lower_node(*n);
+    }
+    for (const auto& n : g_->nodes) {
+      if (n->op == Op::parameter || n->op == Op::input || n->op == Op::constant) continue;
+      if ((fused_away_.count(n->result()) && !carriers_.count(n->result())) || absorbed_.count(n.get())) continue;
+      group_ = {n->result()->name};
+      if (auto it = epilogue_.find(n.get()); it != epilogue_.end())
+        for (const Node* u : it->second) group_.push_back(u->result()->name);
+      lower_node(*n);
     }
     // Outputs that are inputs, parameters, constants or a second name for a value get a copy.
     for (const auto& o : g_->outputs) {
       int src = in(o.value);
-      if (B(src).kind == BufKind::Output && B(src).name == o.name) continue;
+      if (src >= 0 && B(src).kind == BufKind::Output && B(src).name == o.name) continue;
       int dst = new_buffer(o.name, o.value->type, BufKind::Output);
+      group_.clear();
       copy_kernel(fmt::format("output {}", o.name), dst, src);
     }
     // Updates land last: other kernels may still read the old parameter values.
-    for (const auto& u : g_->updates) copy_kernel(fmt::format("update %{}", u.target->name), in(u.target), in(u.value));
+    for (const auto& u : g_->updates) {
+      group_.clear();
+      copy_kernel(fmt::format("update %{}", u.target->name), in(u.target), in(u.value));
+    }
     end_function();
+  }
+
+  // ---------------------------------------------------------------- fusion
+
+  // Does `consumer` read each element of its operand `v` once, so that computing `v` inside it
+  // costs no more than reading a buffer? (A matmul reads each element N times; softmax reads a
+  // row three times.)
+  static bool reads_once(const Node& consumer, const Value* v) {
+    const Dims& out = consumer.result()->type.dims;
+    if (consumer.info().has(Elementwise)) return v->type.dims == out;
+    switch (consumer.op) {
+      case Op::sum: case Op::mean: case Op::max: case Op::argmax: case Op::reshape: case Op::flatten: case Op::transpose:
+      case Op::l1_penalty: case Op::l2_penalty: case Op::mse: case Op::huber: case Op::bce_with_logits:
+        return true;
+      default: return false;
+    }
+  }
+
+  // Which values are computed where they are read instead of in a kernel of their own, and
+  // which elementwise nodes ride in the store of a matmul or convolution.
+  void plan_fusion() {
+    fused_away_.clear();
+    carriers_.clear();
+    std::unordered_map<const Value*, std::vector<const Node*>> users;
+    std::unordered_map<const Value*, int> uses;
+    std::unordered_map<const Node*, size_t> position;
+    for (size_t i = 0; i < g_->nodes.size(); ++i) {
+      const Node& n = *g_->nodes[i];
+      position[&n] = i;
+      for (const Value* v : n.operands) users[v].push_back(&n), ++uses[v];
+    }
+    std::unordered_set<const Value*> outputs;
+    for (const auto& o : g_->outputs) outputs.insert(o.value);
+    std::unordered_map<const Value*, size_t> update_of;  // value -> index of the update writing it
+    for (size_t i = 0; i < g_->updates.size(); ++i) ++uses[g_->updates[i].value], update_of[g_->updates[i].value] = i;
+
+    for (const auto& n : g_->nodes) {
+      bool reshape = n->op == Op::reshape || n->op == Op::flatten;
+      bool fusible = (n->info().has(Elementwise) && !n->info().has(Stochastic)) || n->op == Op::broadcast_to || reshape;
+      if (!fusible || n->results.size() != 1 || outputs.count(n->result())) continue;
+      const Value* v = n->result();
+      const auto& us = users[v];
+      bool once = std::all_of(us.begin(), us.end(), [&](const Node* u) { return reads_once(*u, v); });
+      bool by_update = update_of.count(v) > 0;
+      // A reshape of a buffer is the buffer under other dims: reading through it is free.
+      if (reshape && (!fused_away_.count(n->operands[0]) || once)) {
+        fused_away_.insert(v);
+        continue;
+      }
+      // A broadcast is only an index map: any number of readers may do it themselves.
+      bool ok = n->op == Op::broadcast_to ? once && (!us.empty() || by_update) : uses[v] == 1 && (by_update ? us.empty() : once);
+      if (ok) fused_away_.insert(v);
+    }
+
+    // An update computed in its copy must not read a parameter that an earlier update has
+    // already overwritten.
+    std::unordered_set<const Value*> written;
+    for (const auto& u : g_->updates) {
+      if (fused_away_.count(u.value)) {
+        std::vector<const Value*> leaves;
+        fused_leaves(u.value, leaves);
+        if (std::any_of(leaves.begin(), leaves.end(), [&](const Value* l) { return written.count(l) > 0; }))
+          fused_away_.erase(u.value);
+      }
+      written.insert(u.target);
+    }
+
+    // Epilogues: elementwise nodes of the result's shape applied to a matmul's or
+    // convolution's accumulator as it is stored. Their other operands must be ready when
+    // the producer runs.
+    for (const auto& n : g_->nodes) {
+      if (n->op != Op::matmul && n->op != Op::conv2d) continue;
+      std::vector<const Node*> chain;
+      const Value* carry = n->result();
+      for (;;) {
+        if (outputs.count(carry) || uses[carry] != 1 || users[carry].size() != 1) break;
+        const Node& u = *users[carry].front();
+        if (absorbed_.count(&u) || !u.info().has(Elementwise) || u.info().has(Stochastic) || u.results.size() != 1 ||
+            u.result()->type != n->result()->type || std::count(u.operands.begin(), u.operands.end(), carry) != 1)
+          break;
+        bool ready = true;
+        for (const Value* x : u.operands) {
+          if (x == carry) continue;
+          std::vector<const Value*> leaves;
+          fused_leaves(x, leaves);
+          for (const Value* l : leaves)
+            if (l->def->op != Op::parameter && l->def->op != Op::input && l->def->op != Op::constant &&
+                position.at(l->def) >= position.at(n.get()))
+              ready = false;
+        }
+        if (!ready) break;
+        chain.push_back(&u);
+        carry = u.result();
+      }
+      if (chain.empty()) continue;
+      fused_away_.insert(n->result());  // lowered through the chain's last node
+      for (const Node* u : chain) {
+        absorbed_.insert(u);
+        fused_away_.erase(u->result());
+        if (u != chain.back()) fused_away_.insert(u->result());
+      }
+      stats_.epilogue_ops += static_cast<int64_t>(chain.size());
+      epilogue_[n.get()] = std::move(chain);
+    }
+    // Chain members and producers are lowered by the producer, not inlined anywhere.
+    for (const auto& [producer, chain] : epilogue_) {
+      carriers_.insert(producer->result());
+      for (size_t i = 0; i + 1 < chain.size(); ++i) carriers_.insert(chain[i]->result());
+    }
+    for (const Value* v : fused_away_)
+      if (!carriers_.count(v)) ++stats_.inlined;
+  }
+
+  // The buffers a fused value reads in the end: its operands, through other fused values.
+  void fused_leaves(const Value* v, std::vector<const Value*>& out) const {
+    if (!fused_away_.count(v) || carriers_.count(v)) {
+      out.push_back(v);
+      return;
+    }
+    for (const Value* x : v->def->operands) fused_leaves(x, out);
+  }
+
+  // Reads element `flat` (multi-index `multi`, when the caller has it) of buffer or fused
+  // value `id`.
+  E read(int id, const std::vector<E>* multi, E flat) {
+    if (id >= 0) return load(id, B(id).type.dtype, std::move(flat));
+    const Node& n = *pseudo_node_[-id - 1];
+    if (std::find(group_.begin(), group_.end(), n.result()->name) == group_.end()) group_.push_back(n.result()->name);
+    return node_value(n, multi, std::move(flat));
+  }
+
+  // Element `flat` of an elementwise node's result, from its operands.
+  E node_value(const Node& n, const std::vector<E>* multi, E flat) {
+    if (n.op == Op::reshape || n.op == Op::flatten) return read(in(n.operands[0]), nullptr, std::move(flat));
+    const Dims& D = n.result()->type.dims;
+    std::vector<E> unflat, args;
+    for (const Value* x : n.operands) {
+      int xid = in(x);
+      const Dims& d = x->type.dims;
+      if (d == D) {
+        args.push_back(read(xid, multi, flat));
+        continue;
+      }
+      int64_t xn = numel(x->type);
+      if (xn == 1) {
+        args.push_back(read(xid, nullptr, int_(0)));
+        continue;
+      }
+      if (!multi) {
+        // A trailing block (a bias row) repeats every numel(d) elements.
+        size_t lead = 0;
+        while (lead < d.size() && d[lead] == 1) ++lead;
+        if (d.size() - lead <= D.size() && std::equal(d.begin() + static_cast<long>(lead), d.end(), D.end() - static_cast<long>(d.size() - lead))) {
+          args.push_back(read(xid, nullptr, bin(Bin::rem, flat, int_(xn))));
+          continue;
+        }
+        Dims st = strides_of(D);
+        for (size_t k = 0; k < D.size(); ++k)
+          unflat.push_back(k == 0 ? bin(Bin::div, flat, int_(st[0])) : bin(Bin::rem, bin(Bin::div, flat, int_(st[k])), int_(D[k])));
+        multi = &unflat;
+      }
+      std::vector<E> xm;
+      size_t lead = D.size() - d.size();
+      for (size_t j = 0; j < d.size(); ++j) xm.push_back(d[j] == 1 ? int_(0) : (*multi)[lead + j]);
+      args.push_back(read(xid, &xm, offset(xm, d)));
+    }
+    if (n.op == Op::broadcast_to) return args[0];
+    return scalar(n, args, n.result()->type.dtype);
+  }
+
+  // Where a node's kernel stores: its result, or the end of its epilogue chain.
+  int store_target(const Node& n) const {
+    auto it = epilogue_.find(&n);
+    return it == epilogue_.end() ? in(n.result()) : in(it->second.back()->result());
+  }
+
+  // The epilogue of `n` applied to its accumulated value at output index `idx`.
+  E epilogue(const Node& n, E acc, const std::vector<E>& idx) {
+    auto it = epilogue_.find(&n);
+    if (it == epilogue_.end()) return acc;
+    const Dims& D = n.result()->type.dims;
+    const Value* carry = n.result();
+    for (const Node* u : it->second) {
+      std::vector<E> args;
+      for (const Value* x : u->operands) {
+        if (x == carry) {
+          args.push_back(acc);
+          continue;
+        }
+        const Dims& d = x->type.dims;
+        std::vector<E> xm;
+        size_t lead = D.size() - d.size();
+        for (size_t j = 0; j < d.size(); ++j) xm.push_back(d[j] == 1 ? int_(0) : idx[lead + j]);
+        args.push_back(read(in(x), &xm, offset(xm, d)));
+      }
+      acc = scalar(*u, args, u->result()->type.dtype);
+      carry = u->result();
+    }
+    return acc;
   }
 
   void lower_node(const Node& n) {
     const OpInfo& info = n.info();
     std::vector<int> xs;
     for (const Value* v : n.operands) xs.push_back(in(v));
-    int out = in(n.result());
+    int out = store_target(n);
     const Type& ot = n.result()->type;
     std::string from = origin(n);
     if (info.has(Elementwise) || n.op == Op::broadcast_to) {
-      map_kernel(std::string(info.name), from, out, ot.dims, [&](const std::vector<E>& idx) {
-        std::vector<E> args;
-        for (int x : xs) args.push_back(ld(x, broadcast_offset(idx, ot.dims, B(x).type.dims)));
-        return scalar(n, args, ot.dtype);
-      });
+      map_kernel(std::string(info.name), from, out, ot.dims,
+                 [&](const std::vector<E>& idx) { return node_value(n, &idx, offset(idx, ot.dims)); });
       return;
     }
     switch (n.op) {
@@ -387,7 +615,7 @@ class Lowerer {
   // ---------------------------------------------------------------- reductions
 
   void reduce(const Node& n, int x, int out) {
-    const Type& xt = B(x).type;
+    const Type xt = B(x).type;
     size_t rank = xt.rank();
     std::vector<bool> red(rank, false);
     if (n.op == Op::argmax) red[norm_axis(n.i("axis"), rank)] = true;
@@ -449,7 +677,7 @@ class Lowerer {
   // ---------------------------------------------------------------- linear algebra
 
   void matmul(const Node& n, int a, int b, int out) {
-    const Type &at = B(a).type, &bt = B(b).type, &ot = B(out).type;
+    const Type at = B(a).type, bt = B(b).type, ot = B(out).type;
     bool ta = n.b("transpose_a"), tb = n.b("transpose_b");
     size_t ra = at.rank(), rb = bt.rank(), ro = ot.rank();
     int64_t M = ot.dims[ro - 2], N = ot.dims[ro - 1], K = ta ? at.dims[ra - 2] : at.dims[ra - 1];
@@ -476,16 +704,21 @@ class Lowerer {
       E a_ik = ld(a, add(a_base, ta ? add(mul(kv, int_(M)), i) : add(mul(i, int_(K)), kv)));
       E b_kj = ld(b, add(b_base, tb ? add(mul(jv, int_(K)), kv) : add(mul(kv, int_(N)), jv)));
       E c = ld(out, add(c_row, jv));
+      std::vector<E> out_idx = idx;
+      out_idx.push_back(jv);
       if (tb && !ta) {
         // B^T: rows of A and B are both contiguous in k, so each element is a dot product
         // (a vectorized reduction).
         return std::vector<Stmt>{for_(j, 0, N, {assign(acc, zero_of(dt)), for_(k, 0, K, {assign(acc, f_add(kb.v(acc), f_mul(a_ik, b_kj)))}),
-                                                store(out, add(c_row, jv), kb.v(acc))})};
+                                                store(out, add(c_row, jv), epilogue(n, kb.v(acc), out_idx))})};
       }
-      return std::vector<Stmt>{
+      std::vector<Stmt> row = {
           for_(j, 0, N, {store(out, add(c_row, jv), zero_of(dt))}),
           for_(k, 0, K, {for_(j, 0, N, {store(out, add(c_row, jv), f_add(c, f_mul(a_ik, b_kj)))})}),
       };
+      // The epilogue runs over the finished row while it is still in cache.
+      if (epilogue_.count(&n)) row.push_back(for_(j, 0, N, {store(out, add(c_row, jv), epilogue(n, c, out_idx))}));
+      return row;
     }, std::max<int64_t>(1, 65536 / std::max<int64_t>(1, N * K)));
     emit(std::move(kb));
   }
@@ -497,7 +730,7 @@ class Lowerer {
   static E in_range(E v, int64_t size) { return and_(ge(v, int_(0)), lt(v, int_(size))); }
 
   void conv2d(const Node& n, const std::vector<int>& xs, int out) {
-    const Type &xt = B(xs[0]).type, &wt = B(xs[1]).type, &ot = B(out).type;
+    const Type xt = B(xs[0]).type, wt = B(xs[1]).type, ot = B(out).type;
     int64_t C = xt.dims[1], H = xt.dims[2], W = xt.dims[3], O = ot.dims[1], OH = ot.dims[2], OW = ot.dims[3];
     int64_t KH = wt.dims[2], KW = wt.dims[3], G = n.i("groups"), cg = C / G, og = O / G;
     const Ints &s = n.ints("stride"), &p = n.ints("padding"), &d = n.ints("dilation");
@@ -518,14 +751,15 @@ class Lowerer {
       std::vector<Stmt> inner = {assign(acc, f_add(kb.v(acc), select(ok, term, zero_of(dt))))};
       std::vector<Stmt> pixel = {assign(acc, init),
                                  for_(c, 0, cg, {for_(kh, 0, KH, {for_(kw, 0, KW, inner)})}),
-                                 store(out, add(mul(add(mul(flat[0], int_(OH)), kb.v(oh)), int_(OW)), kb.v(ow)), kb.v(acc))};
+                                 store(out, add(mul(add(mul(flat[0], int_(OH)), kb.v(oh)), int_(OW)), kb.v(ow)),
+                                       epilogue(n, kb.v(acc), {b, o, kb.v(oh), kb.v(ow)}))};
       return std::vector<Stmt>{for_(oh, 0, OH, {for_(ow, 0, OW, pixel)})};
     }, 1);
     emit(std::move(kb));
   }
 
   void conv_transpose2d(const Node& n, const std::vector<int>& xs, int out) {
-    const Type &xt = B(xs[0]).type, &wt = B(xs[1]).type, &ot = B(out).type;
+    const Type xt = B(xs[0]).type, wt = B(xs[1]).type, ot = B(out).type;
     int64_t C = xt.dims[1], H = xt.dims[2], W = xt.dims[3], O = ot.dims[1], OH = ot.dims[2], OW = ot.dims[3];
     int64_t KH = wt.dims[2], KW = wt.dims[3], G = n.i("groups"), cg = C / G, og = O / G;
     const Ints &s = n.ints("stride"), &p = n.ints("padding"), &d = n.ints("dilation");
@@ -558,7 +792,7 @@ class Lowerer {
   }
 
   void pool2d(const Node& n, int x, int out) {
-    const Type &xt = B(x).type, &ot = B(out).type;
+    const Type xt = B(x).type, ot = B(out).type;
     bool is_max = n.op == Op::max_pool2d;
     int64_t H = xt.dims[2], W = xt.dims[3], OH = ot.dims[2], OW = ot.dims[3];
     const Ints& k = n.ints("kernel");
@@ -599,7 +833,7 @@ class Lowerer {
   }
 
   void global_avg_pool(const Node& n, int x, int out) {
-    const Type& xt = B(x).type;
+    const Type xt = B(x).type;
     int64_t HW = xt.dims[2] * xt.dims[3];
     DType dt = xt.dtype;
     KernelBuilder kb("global_avg_pool", origin(n));
@@ -613,7 +847,7 @@ class Lowerer {
   }
 
   void batch_norm(const Node& n, const std::vector<int>& xs) {
-    const Type& xt = B(xs[0]).type;
+    const Type xt = B(xs[0]).type;
     int64_t N = xt.dims[0], C = xt.dims[1], inner = numel(xt) / (N * C);
     int y = in(n.result(0)), mean = in(n.result(1)), var = in(n.result(2));
     DType dt = xt.dtype;
@@ -650,7 +884,7 @@ class Lowerer {
   }
 
   void layer_norm(const Node& n, const std::vector<int>& xs, int out) {
-    const Type& xt = B(xs[0]).type;
+    const Type xt = B(xs[0]).type;
     int64_t k = n.i("normalized_dims");
     int64_t inner = *checked_numel(Dims(xt.dims.end() - k, xt.dims.end())), rows = numel(xt) / inner;
     DType dt = xt.dtype;
@@ -678,7 +912,7 @@ class Lowerer {
   void dropout(const Node& n, const std::vector<int>& xs, int out) {
     double p = n.f("p");
     if (!n.b("training") || p == 0) return copy_kernel(origin(n), out, xs[0]);
-    const Type& xt = B(xs[0]).type;
+    const Type xt = B(xs[0]).type;
     DType dt = xt.dtype;
     map_kernel("dropout", origin(n), out, {numel(xt)}, [&](const std::vector<E>& idx) {
       E key = xs.size() > 1 ? ld(xs[1], int_(0)) : int_(0);
@@ -688,7 +922,7 @@ class Lowerer {
   }
 
   void softmax(const Node& n, int x, int out) {
-    const Type& xt = B(x).type;
+    const Type xt = B(x).type;
     int64_t axis = norm_axis(n.i("axis"), xt.rank());
     int64_t len = xt.dims[axis], inner = strides_of(xt.dims)[axis], outer = numel(xt) / (len * inner);
     DType dt = xt.dtype;
@@ -752,9 +986,9 @@ class Lowerer {
   // ---------------------------------------------------------------- shape
 
   void transpose(const Node& n, int x, int out) {
-    const Type& xt = B(x).type;
+    const Type xt = B(x).type;
     const Ints& perm = n.ints("perm");
-    const Dims& od = B(out).type.dims;
+    const Dims od = B(out).type.dims;
     Dims xs = strides_of(xt.dims);
     map_kernel("transpose", origin(n), out, od, [&](const std::vector<E>& idx) {
       E at = int_(0);
@@ -764,10 +998,10 @@ class Lowerer {
   }
 
   void concat(const Node& n, const std::vector<int>& xs, int out) {
-    const Dims& od = B(out).type.dims;
+    const Dims od = B(out).type.dims;
     int64_t axis = norm_axis(n.i("axis"), od.size()), at = 0;
     for (int x : xs) {
-      const Dims& xd = B(x).type.dims;
+      const Dims xd = B(x).type.dims;
       int64_t shift = at;
       KernelBuilder kb("concat", origin(n));
       loop_nest(kb, xd, [&](const std::vector<E>& idx) {
@@ -781,7 +1015,7 @@ class Lowerer {
   }
 
   void slice(const Node& n, int x, int out) {
-    const Dims& xd = B(x).type.dims;
+    const Dims xd = B(x).type.dims;
     size_t rank = xd.size();
     Dims start(rank, 0), step(rank, 1);
     const Ints &axes = n.ints("axes"), &starts = n.ints("starts");
@@ -798,7 +1032,7 @@ class Lowerer {
   }
 
   void pad(const Node& n, int x, int out) {
-    const Dims& xd = B(x).type.dims;
+    const Dims xd = B(x).type.dims;
     const Ints& pads = n.ints("pads");
     DType dt = B(out).type.dtype;
     map_kernel("pad", origin(n), out, B(out).type.dims, [&](const std::vector<E>& idx) {
@@ -813,7 +1047,7 @@ class Lowerer {
   }
 
   void split(const Node& n, int x) {
-    const Dims& xd = B(x).type.dims;
+    const Dims xd = B(x).type.dims;
     int64_t axis = norm_axis(n.i("axis"), xd.size()), at = 0;
     for (const auto& r : n.results) {
       int out = in(r.get());
@@ -846,7 +1080,7 @@ class Lowerer {
   }
 
   void regression_loss(const Node& n, int x, int t, int out) {
-    const Type& xt = B(x).type;
+    const Type xt = B(x).type;
     DType dt = xt.dtype;
     bool none = n.s("reduction") == "none";
     int per = none ? out : new_buffer(n.result()->name + ".elements", xt, BufKind::Temp);
@@ -870,7 +1104,7 @@ class Lowerer {
   }
 
   void classification_loss(const Node& n, int x, int labels, int out) {
-    const Type& xt = B(x).type;
+    const Type xt = B(x).type;
     int64_t N = xt.dims[0], C = xt.dims[1];
     DType dt = xt.dtype;
     bool none = n.s("reduction") == "none";
@@ -932,7 +1166,17 @@ class Lowerer {
   }
 
   const std::vector<std::pair<std::string, const Graph*>>& functions_;
+  LowerOptions options_;
+  LowerStats stats_;
   const Graph* g_ = nullptr;
+  // Fusion of the function being lowered.
+  std::unordered_set<const Value*> fused_away_;  ///< values with no buffer: computed where read
+  std::unordered_set<const Value*> carriers_;    ///< fused away into a matmul/conv epilogue
+  std::unordered_map<const Node*, std::vector<const Node*>> epilogue_;
+  std::unordered_set<const Node*> absorbed_;  ///< epilogue nodes, lowered by their producer
+  std::vector<Buffer> pseudo_;                ///< descriptions of fused values (ids -1, -2, ...)
+  std::vector<const Node*> pseudo_node_;
+  std::vector<std::string> group_;  ///< the values the kernel being built computes
   std::unordered_map<std::string, int> param_ids_;
   std::vector<const Node*> param_nodes_;  ///< the first definition of each parameter, in order
   Program prog_;
@@ -946,8 +1190,12 @@ class Lowerer {
 
 kir::Program lower(const Graph& g) { return lower({{"forward", &g}}); }
 
-kir::Program lower(const std::vector<std::pair<std::string, const Graph*>>& functions) {
-  return Lowerer(functions).run();
+kir::Program lower(const std::vector<std::pair<std::string, const Graph*>>& functions, const LowerOptions& options,
+                   LowerStats* stats) {
+  Lowerer lowerer(functions, options);
+  kir::Program p = lowerer.run();
+  if (stats) *stats = lowerer.stats();
+  return p;
 }
 
 }  // namespace stag

@@ -10,12 +10,26 @@
 
 namespace stag {
 
+struct LowerOptions {
+  /// Elementwise chains and broadcasts are computed inside the kernels that read them, and
+  /// elementwise consumers of matmul and convolution results in their stores (epilogues).
+  bool fuse = false;
+};
+
+/// What lowering made, for --pass-stats.
+struct LowerStats {
+  int64_t kernels = 0;       ///< in every function but init
+  int64_t inlined = 0;       ///< values computed inside the kernels that read them
+  int64_t epilogue_ops = 0;  ///< elementwise nodes applied in a matmul's or convolution's store
+};
+
 /// The program has two functions: "init" (inputs: `seed`, an i64 scalar; fills every
 /// parameter by its init scheme) and "forward" (the graph's inputs, outputs and updates).
 kir::Program lower(const Graph& g);
 
 /// One program with a function per graph (e.g. "forward" for inference and "train_step"),
 /// named by the program's first graph. Parameters are shared by name; "init" fills them all.
-kir::Program lower(const std::vector<std::pair<std::string, const Graph*>>& functions);
+kir::Program lower(const std::vector<std::pair<std::string, const Graph*>>& functions, const LowerOptions& options = {},
+                   LowerStats* stats = nullptr);
 
 }  // namespace stag
