@@ -16,9 +16,16 @@ struct CompiledModel {
   std::unique_ptr<rt::Model> model;  ///< owns the parameters and the workspace
 };
 
+struct JitModelOptions {
+  int opt_level = 3;
+  /// Instrument the kernels for runtime/profile.h: a Profiler then sees every kernel call.
+  bool profile = false;
+};
+
 /// Lowers, compiles and links a verified graph against this process's runtime.
-CompiledModel compile_jit(const Graph& g, int opt_level = 3);
+CompiledModel compile_jit(const Graph& g, const JitModelOptions& options = {});
 /// The same for a program of several functions (see lower.h), e.g. forward and train_step.
-CompiledModel compile_jit(const std::vector<std::pair<std::string, const Graph*>>& functions, int opt_level = 3);
+CompiledModel compile_jit(const std::vector<std::pair<std::string, const Graph*>>& functions,
+                          const JitModelOptions& options = {});
 
 }  // namespace stag
