@@ -44,7 +44,7 @@ std::string Profiler::report(int top) const {
     size_t name_w = 6, origin_w = 6;
     for (size_t i = 0; i < shown; ++i) {
       name_w = std::max(name_w, rows[i]->spec->name.size());
-      origin_w = std::max(origin_w, std::min<size_t>(32, rows[i]->spec->origin.size()));
+      origin_w = std::max(origin_w, std::min<size_t>(40, rows[i]->spec->origin.size()));
     }
     auto percent = [&](int64_t ns) { return 100.0 * static_cast<double>(ns) / static_cast<double>(std::max<int64_t>(1, fn.total_ns)); };
     out += fmt::format("  {:<{}}  {:<{}}  {:>8}  {:>10}  {:>6}  {:>10}  {:>12}  {:>8}  {:>8}\n", "kernel", name_w, "origin",
