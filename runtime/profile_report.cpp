@@ -37,7 +37,7 @@ std::string Profiler::report(int top) const {
       }
     std::stable_sort(rows.begin(), rows.end(), [](const KernelRow* a, const KernelRow* b) { return a->total_ns > b->total_ns; });
     double fn_ms = static_cast<double>(fn.total_ns) / 1e6;
-    out += fmt::format("profile of {}: {} call{}, {:.3f} ms a call; {} kernels, {:.1f}% of the time inside them\n",
+    out += fmt::format("profile of {}: {} call{}, {:.3f} ms a call on average; {} kernels, {:.1f}% of the time inside them\n",
                        fn.spec->name, fn.calls, fn.calls == 1 ? "" : "s", fn_ms / static_cast<double>(fn.calls), rows.size(),
                        100.0 * static_cast<double>(kernels_ns) / static_cast<double>(std::max<int64_t>(1, fn.total_ns)));
     size_t shown = std::min(rows.size(), static_cast<size_t>(std::max(0, top)));
