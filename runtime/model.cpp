@@ -45,6 +45,11 @@ Manifest Manifest::parse(const std::string& json) {
       spec.name = f.at("name").get<std::string>();
       for (const auto& b : f.at("inputs")) spec.inputs.push_back(buffer_from(b));
       for (const auto& b : f.at("outputs")) spec.outputs.push_back(buffer_from(b));
+      // Absent from manifests written before the profiler: such a model only cannot be profiled.
+      if (f.contains("kernels"))
+        for (const auto& k : f.at("kernels"))
+          spec.kernels.push_back({k.at("name").get<std::string>(), k.at("origin").get<std::string>(),
+                                  k.at("flops").get<double>(), k.at("bytes").get<double>()});
       m.functions.push_back(std::move(spec));
     }
     m.workspace_bytes = j.at("workspace_bytes").get<int64_t>();

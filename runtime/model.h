@@ -19,10 +19,20 @@ struct BufferSpec {
   bool trainable = false;  ///< parameters only
 };
 
+/// A kernel of a compiled function, for the profiler: where it came from and its static cost
+/// per call (compiler/lower/cost.h).
+struct KernelSpec {
+  std::string name;
+  std::string origin;  ///< the graph node, e.g. "%3 = matmul"
+  double flops = 0;
+  double bytes = 0;  ///< loads and stores, an upper bound on memory traffic
+};
+
 struct FunctionSpec {
   std::string name;
   std::vector<BufferSpec> inputs;
   std::vector<BufferSpec> outputs;
+  std::vector<KernelSpec> kernels;  ///< in call order; ids in profiling builds count across functions
 };
 
 /// What a compiled program holds, written by the compiler as JSON and embedded in objects.

@@ -12,6 +12,10 @@
 #include "compiler/passes/pass.h"
 #include "ir/graph.h"
 
+namespace stag::rt {
+class Profiler;
+}
+
 namespace stag::cli {
 
 constexpr int kExitOk = 0;
@@ -51,6 +55,19 @@ struct TrainProgramArgs {
   void add_to(CLI::App& app);
   /// (inference graph, train step graph); prints diagnostics and throws Failure on error.
   std::pair<std::unique_ptr<Graph>, std::unique_ptr<Graph>> load() const;
+};
+
+/// `--profile`, `--profile-out FILE.json`, `--profile-top N`: compile with instrumented kernels
+/// and report the time of each after the run (runtime/profile.h).
+struct ProfileArgs {
+  bool on = false;
+  std::string out;
+  int top = 25;
+
+  void add_to(CLI::App& app);
+  bool enabled() const { return on || !out.empty(); }
+  /// Prints the report (with --profile) and writes the trace (with --profile-out).
+  void finish(const rt::Profiler& profiler) const;
 };
 
 /// Writes `text` to `path` ("-" is stdout) through a temporary file and a rename, so a failed

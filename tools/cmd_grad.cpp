@@ -5,12 +5,14 @@
 #include <fmt/format.h>
 
 #include <filesystem>
+#include <optional>
 
 #include "compiler/autodiff/autodiff.h"
 #include "compiler/jit/jit_model.h"
 #include "ir/ops.h"
 #include "runtime/error.h"
 #include "runtime/npy.h"
+#include "runtime/profile.h"
 #include "runtime/safetensors.h"
 #include "runtime/thread_pool.h"
 #include "tools/cli.h"
@@ -132,12 +134,13 @@ struct StepArgs {
   FeedArgs feed;
   int64_t steps = 1;
   double lr = -1;
+  ProfileArgs profile;
 };
 
 int run_step(const StepArgs& args) {
   auto [eval, step] = args.program.load();
   if (args.feed.threads > 0) stag_set_num_threads(args.feed.threads);
-  CompiledModel c = compile_jit({{"train_step", step.get()}}, 3, args.program.model.passes);
+  CompiledModel c = compile_jit({{"train_step", step.get()}}, {.profile = args.profile.enabled(), .passes = args.program.model.passes});
   try {
     load_weights(*c.model, args.feed, true);
     double lr = args.lr;
@@ -154,6 +157,8 @@ int run_step(const StepArgs& args) {
       if (spec.inputs[i].name == "step") step_index = static_cast<int>(i);
     for (size_t i = 0; i < spec.outputs.size(); ++i)
       if (spec.outputs[i].name == "loss") loss_index = static_cast<int>(i);
+    std::optional<rt::Profiler> profiler;
+    if (args.profile.enabled()) profiler.emplace(c.model->manifest(), std::vector<std::string>{"train_step"});
     for (int64_t s = 0; s < args.steps; ++s) {
       if (step_index >= 0) inputs[step_index].values<int64_t>()[0] = s;
       std::vector<const rt::Tensor*> ptrs;
@@ -165,6 +170,7 @@ int run_step(const StepArgs& args) {
     for (size_t i = 0; i < c.model->params().size(); ++i) tensors.push_back({c.model->manifest().params[i].name, &c.model->params()[i]});
     rt::write_safetensors(args.feed.out, tensors);
     fmt::print("wrote the parameters and optimizer state after {} steps to {}\n", args.steps, args.feed.out);
+    if (profiler) args.profile.finish(*profiler);
   } catch (const rt::Error& e) {
     throw Failure{kExitBadInput, e.what()};
   }
@@ -188,6 +194,7 @@ Command add_step_command(CLI::App& app) {
   args->feed.add_to(*cmd);
   cmd->add_option("--steps", args->steps, "Train steps to run")->check(CLI::Range(int64_t{1}, int64_t{1} << 40));
   cmd->add_option("--lr", args->lr, "Learning rate (default: the model's)")->check(CLI::PositiveNumber);
+  args->profile.add_to(*cmd);
   return {cmd, [args] { return run_step(*args); }};
 }
 

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <limits>
 #include <map>
+#include <optional>
 
 #include "compiler/jit/jit_model.h"
 #include "ir/analysis.h"
@@ -15,6 +16,7 @@
 #include "ir/random.h"
 #include "runtime/error.h"
 #include "runtime/npy.h"
+#include "runtime/profile.h"
 #include "runtime/safetensors.h"
 #include "runtime/thread_pool.h"
 #include "tools/cli.h"
@@ -32,6 +34,7 @@ struct RunArgs {
   int64_t seed = 0;
   int threads = 0;
   int repeat = 1;
+  ProfileArgs profile;
 };
 
 using Clock = std::chrono::steady_clock;
@@ -107,7 +110,7 @@ int run_run(const RunArgs& args) {
     throw Failure{kExitUsage, fmt::format("cannot open '{}'", args.weights)};
 
   auto t0 = Clock::now();
-  CompiledModel c = compile_jit(*graph, 3, args.model.passes);
+  CompiledModel c = compile_jit(*graph, {.profile = args.profile.enabled(), .passes = args.model.passes});
   const CompileTimes& ct = c.code->times();
   fmt::print("compiled {} in {:.0f} ms (codegen {:.0f}, optimize {:.0f}, machine code {:.0f}); {} kernels, workspace {} bytes\n",
              graph->name, ms_since(t0), ct.codegen_ms, ct.optimize_ms, ct.machine_ms,
@@ -144,6 +147,8 @@ int run_run(const RunArgs& args) {
     for (auto& t : inputs) ptrs.push_back(&t);
     std::vector<rt::Tensor> outputs;
     std::vector<double> times;
+    std::optional<rt::Profiler> profiler;
+    if (args.profile.enabled()) profiler.emplace(model.manifest(), std::vector<std::string>{"forward"});
     for (int r = 0; r < std::max(1, args.repeat); ++r) {
       auto t1 = Clock::now();
       outputs = model.run("forward", ptrs);
@@ -162,6 +167,7 @@ int run_run(const RunArgs& args) {
       }
       fmt::print("  {:<12} {:<16} {}{}\n", spec.outputs[i].name, outputs[i].type_string(), summary(outputs[i]), where);
     }
+    if (profiler) args.profile.finish(*profiler);
   } catch (const rt::Error& e) {
     throw Failure{kExitBadInput, e.what()};
   } catch (const std::filesystem::filesystem_error& e) {
@@ -184,6 +190,7 @@ Command add_run_command(CLI::App& app) {
   cmd->add_option("--threads", args->threads, "Threads to run on (default: all)")->check(CLI::Range(1, 1024));
   cmd->add_option("--repeat", args->repeat, "Run the forward function this many times and report the median")
       ->check(CLI::Range(1, 100000));
+  args->profile.add_to(*cmd);
   return {cmd, [args] { return run_run(*args); }};
 }
 

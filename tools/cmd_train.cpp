@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <optional>
 #include <regex>
 
 #include "compiler/jit/jit_model.h"
@@ -12,6 +13,7 @@
 #include "ir/ops.h"
 #include "runtime/error.h"
 #include "runtime/npy.h"
+#include "runtime/profile.h"
 #include "runtime/safetensors.h"
 #include "runtime/trainer.h"
 #include "tools/cli.h"
@@ -83,20 +85,25 @@ namespace {
 struct TrainArgs {
   TrainProgramArgs program;
   rt::TrainSettings given;
+  ProfileArgs profile;
 };
 
 int run_train(const TrainArgs& args, const CLI::App& cmd) {
   using Clock = std::chrono::steady_clock;
   auto t0 = Clock::now();
   auto [eval, step] = args.program.load();
-  CompiledModel c = compile_jit({{"forward", eval.get()}, {"train_step", step.get()}}, 3, args.program.model.passes);
+  CompiledModel c = compile_jit({{"forward", eval.get()}, {"train_step", step.get()}}, {.profile = args.profile.enabled(), .passes = args.program.model.passes});
   fmt::print("compiled {} (inference and train step, {} kernels) in {:.0f} ms\n", eval->name,
              c.program.functions[1].kernels.size() + c.program.functions[2].kernels.size(),
              std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
   rt::TrainSettings settings = rt::settings_from_manifest(c.model->manifest());
   rt::merge_given(cmd, args.given, settings);
   try {
+    // Validation and test passes run the forward function: it gets a table of its own.
+    std::optional<rt::Profiler> profiler;
+    if (args.profile.enabled()) profiler.emplace(c.model->manifest(), std::vector<std::string>{"train_step", "forward"});
     rt::train(*c.model, settings);
+    if (profiler) args.profile.finish(*profiler);
   } catch (const rt::Error& e) {
     throw Failure{kExitBadInput, e.what()};
   }
@@ -164,6 +171,7 @@ Command add_train_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("train", "Compile a model's training step and train it (defaults: the model's train section)");
   args->program.add_to(*cmd);
   rt::add_train_flags(*cmd, args->given);
+  args->profile.add_to(*cmd);
   return {cmd, [args, cmd] { return run_train(*args, *cmd); }};
 }
 

@@ -34,8 +34,8 @@ namespace {
 
 class Codegen {
  public:
-  Codegen(const Program& p, llvm::LLVMContext& ctx)
-      : p_(p), ctx_(ctx), m_(std::make_unique<llvm::Module>(p.name, ctx)), b_(ctx) {
+  Codegen(const Program& p, llvm::LLVMContext& ctx, const CodegenOptions& options)
+      : p_(p), options_(options), ctx_(ctx), m_(std::make_unique<llvm::Module>(p.name, ctx)), b_(ctx) {
     // Reassociation lets LLVM vectorize reductions (partial sums in vector lanes) and contraction
     // fuses multiply-adds; both are fixed at compile time, so results stay deterministic. No
     // assumptions about NaN or infinity are made.
@@ -52,6 +52,13 @@ class Codegen {
     parallel_for_ = m_->getOrInsertFunction("stag_parallel_for",
                                             llvm::FunctionType::get(b_.getVoidTy(), {i64_, i64_, i64_, ptr_, ptr_}, false));
     check_failed_ = m_->getOrInsertFunction("stag_check_failed", llvm::FunctionType::get(b_.getVoidTy(), {i64_, i64_}, false));
+    if (options_.profile) {
+      auto* event = llvm::FunctionType::get(b_.getVoidTy(), {i64_}, false);
+      profile_enter_ = m_->getOrInsertFunction("stag_profile_enter", event);
+      profile_leave_ = m_->getOrInsertFunction("stag_profile_leave", event);
+      profile_begin_ = m_->getOrInsertFunction("stag_profile_begin", event);
+      profile_end_ = m_->getOrInsertFunction("stag_profile_end", event);
+    }
     for (size_t i = 0; i < p_.buffers.size(); ++i)
       if (p_.buffers[i].kind == BufKind::Const) const_globals_[static_cast<int>(i)] = constant_global(p_.buffers[i]);
     // Kernels that differ only in the buffers they touch (the layers of a stack, the steps of
@@ -359,24 +366,34 @@ class Codegen {
       return pointer[id] = v;
     };
     const auto& ks = p_.functions[fn].kernels;
+    // Kernel ids count through the functions in order, as the manifest's kernel tables do.
+    int64_t first_id = 0;
+    for (int g = 0; g < fn; ++g) first_id += static_cast<int64_t>(p_.functions[g].kernels.size());
+    if (options_.profile) b_.CreateCall(profile_enter_, {b_.getInt64(fn)});
     for (size_t i = 0; i < calls.size(); ++i) {
       for (size_t j = 0; j < calls[i].buffers.size(); ++j)
         b_.CreateStore(address(calls[i].buffers[j]), b_.CreateConstInBoundsGEP2_64(at, ctx, 0, j));
+      // After the slot stores, so that the time is the kernel's own.
+      if (options_.profile) b_.CreateCall(profile_begin_, {b_.getInt64(first_id + static_cast<int64_t>(i))});
       if (ks[i].parallel)
         b_.CreateCall(parallel_for_, {b_.getInt64(0), b_.getInt64(ks[i].extent), b_.getInt64(ks[i].grain), calls[i].fn, ctx});
       else
         b_.CreateCall(calls[i].fn, {ctx, b_.getInt64(0), b_.getInt64(ks[i].extent)});
+      if (options_.profile) b_.CreateCall(profile_end_, {b_.getInt64(first_id + static_cast<int64_t>(i))});
     }
+    if (options_.profile) b_.CreateCall(profile_leave_, {b_.getInt64(fn)});
     b_.CreateRetVoid();
   }
 
   const Program& p_;
+  CodegenOptions options_;
   llvm::LLVMContext& ctx_;
   std::unique_ptr<llvm::Module> m_;
   llvm::IRBuilder<> b_;
   llvm::PointerType* ptr_ = nullptr;
   llvm::IntegerType* i64_ = nullptr;
   llvm::FunctionCallee parallel_for_, check_failed_;
+  llvm::FunctionCallee profile_enter_, profile_leave_, profile_begin_, profile_end_;
   std::unordered_map<int, llvm::GlobalVariable*> const_globals_;
   std::unordered_map<int, llvm::Value*> buf_ptrs_;
   std::vector<llvm::AllocaInst*> vars_;
@@ -385,7 +402,9 @@ class Codegen {
 
 }  // namespace
 
-std::unique_ptr<llvm::Module> codegen(const Program& p, llvm::LLVMContext& ctx) { return Codegen(p, ctx).run(); }
+std::unique_ptr<llvm::Module> codegen(const Program& p, llvm::LLVMContext& ctx, const CodegenOptions& options) {
+  return Codegen(p, ctx, options).run();
+}
 
 void embed_trainer_table(llvm::Module& m, const Program& p, const std::string& json) {
   llvm::LLVMContext& ctx = m.getContext();

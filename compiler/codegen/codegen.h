@@ -3,7 +3,8 @@
 /// function with the C signature
 ///   void stag_<model>_<function>(void** params, void** inputs, void** outputs, void* workspace)
 /// Generated code calls two runtime functions: stag_parallel_for (runtime/thread_pool.h) for
-/// parallel kernels and stag_check_failed(code, value) when a data check fails.
+/// parallel kernels and stag_check_failed(code, value) when a data check fails; profiling builds
+/// also call the stag_profile_* functions of runtime/profile.h.
 
 #include <memory>
 #include <string>
@@ -21,7 +22,13 @@ namespace stag {
 /// not letters, digits or `_` replaced by `_`.
 std::string entry_symbol(const kir::Program& p, const std::string& function);
 
-std::unique_ptr<llvm::Module> codegen(const kir::Program& p, llvm::LLVMContext& ctx);
+struct CodegenOptions {
+  /// Bracket each entry function with stag_profile_enter/leave and each kernel call with
+  /// stag_profile_begin/end (runtime/profile.h). Off, the code has no trace of profiling.
+  bool profile = false;
+};
+
+std::unique_ptr<llvm::Module> codegen(const kir::Program& p, llvm::LLVMContext& ctx, const CodegenOptions& options = {});
 
 /// Adds `const char stag_<model>_manifest[]`, the program's manifest as a C string, so that
 /// a program linked ahead of time carries its buffer names and types.

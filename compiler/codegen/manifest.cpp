@@ -4,6 +4,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "compiler/lower/cost.h"
+
 namespace stag {
 
 std::string manifest_json(const kir::Program& p) {
@@ -22,7 +24,14 @@ std::string manifest_json(const kir::Program& p) {
       if (b.kind == kir::BufKind::Input) inputs.push_back(spec(b));
       if (b.kind == kir::BufKind::Output) outputs.push_back(spec(b));
     }
-    functions.push_back({{"name", p.functions[f].name}, {"inputs", inputs}, {"outputs", outputs}});
+    // The kernel table a profiling build reports against (kernel ids count through the
+    // functions in order), with the static cost that turns times into GFLOP/s and GB/s.
+    json kernels = json::array();
+    for (const auto& k : p.functions[f].kernels) {
+      kir::Cost c = kir::cost(p, k);
+      kernels.push_back({{"name", k.name}, {"origin", k.origin}, {"flops", c.flops}, {"bytes", c.bytes}});
+    }
+    functions.push_back({{"name", p.functions[f].name}, {"inputs", inputs}, {"outputs", outputs}, {"kernels", kernels}});
   }
   // Graph attributes as JSON values: the runtime reads the training section's defaults here.
   json attrs = json::object();

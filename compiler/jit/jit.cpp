@@ -108,7 +108,9 @@ std::unique_ptr<JitProgram> JitProgram::compile(const kir::Program& p, const Jit
   std::unique_ptr<JitProgram> out(new JitProgram());
   auto t0 = Clock::now();
   auto ctx = std::make_unique<llvm::LLVMContext>();
-  auto module = codegen(p, *ctx);
+  CodegenOptions codegen_options;
+  codegen_options.profile = options.profile;
+  auto module = codegen(p, *ctx, codegen_options);
   out->times_.codegen_ms = ms_since(t0);
 
   auto t1 = Clock::now();

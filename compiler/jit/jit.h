@@ -23,6 +23,9 @@ struct JitOptions {
   /// stag_check_failed). Everything else (libm) resolves from the process.
   std::vector<std::pair<std::string, void*>> symbols;
   int opt_level = 3;
+  /// Instrument kernel calls for runtime/profile.h (see CodegenOptions); then the stag_profile_*
+  /// functions must be among `symbols`.
+  bool profile = false;
 };
 
 /// A program compiled in process. Entry points stay valid while this object lives.

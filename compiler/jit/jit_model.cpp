@@ -5,23 +5,28 @@
 #include "compiler/codegen/manifest.h"
 #include "compiler/lower/lower.h"
 #include "runtime/checks.h"
+#include "runtime/profile.h"
 #include "runtime/thread_pool.h"
 
 namespace stag {
 
-CompiledModel compile_jit(const Graph& g, int opt_level, const PassOptions& passes) {
-  return compile_jit({{"forward", &g}}, opt_level, passes);
-}
+CompiledModel compile_jit(const Graph& g, const JitModelOptions& options) { return compile_jit({{"forward", &g}}, options); }
 
-CompiledModel compile_jit(const std::vector<std::pair<std::string, const Graph*>>& functions, int opt_level,
-                          const PassOptions& passes) {
+CompiledModel compile_jit(const std::vector<std::pair<std::string, const Graph*>>& functions, const JitModelOptions& options) {
   CompiledModel c;
-  c.program = compile_program(functions, passes, std::cerr);
-  JitOptions options;
-  options.opt_level = opt_level;
-  options.symbols = {{"stag_parallel_for", reinterpret_cast<void*>(&stag_parallel_for)},
-                     {"stag_check_failed", reinterpret_cast<void*>(&stag_check_failed)}};
-  c.code = JitProgram::compile(c.program, options);
+  c.program = compile_program(functions, options.passes, std::cerr);
+  JitOptions jit;
+  jit.opt_level = options.opt_level;
+  jit.profile = options.profile;
+  jit.symbols = {{"stag_parallel_for", reinterpret_cast<void*>(&stag_parallel_for)},
+                 {"stag_check_failed", reinterpret_cast<void*>(&stag_check_failed)}};
+  if (options.profile) {
+    jit.symbols.emplace_back("stag_profile_enter", reinterpret_cast<void*>(&stag_profile_enter));
+    jit.symbols.emplace_back("stag_profile_leave", reinterpret_cast<void*>(&stag_profile_leave));
+    jit.symbols.emplace_back("stag_profile_begin", reinterpret_cast<void*>(&stag_profile_begin));
+    jit.symbols.emplace_back("stag_profile_end", reinterpret_cast<void*>(&stag_profile_end));
+  }
+  c.code = JitProgram::compile(c.program, jit);
   JitProgram* code = c.code.get();
   c.model = std::make_unique<rt::Model>(rt::Manifest::parse(manifest_json(c.program)),
                                         [code](const std::string& f) { return code->entry(f); });

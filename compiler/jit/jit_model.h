@@ -17,11 +17,18 @@ struct CompiledModel {
   std::unique_ptr<rt::Model> model;  ///< owns the parameters and the workspace
 };
 
-/// Optimizes (the default pipeline unless `passes` says otherwise), lowers, compiles and
-/// links a verified graph against this process's runtime. Pass dumps go to stderr.
-CompiledModel compile_jit(const Graph& g, int opt_level = 3, const PassOptions& passes = {});
+struct JitModelOptions {
+  int opt_level = 3;
+  /// Instrument the kernels for runtime/profile.h: a Profiler then sees every kernel call.
+  bool profile = false;
+  /// The optimizer's pipeline (the default unless it says otherwise); dumps go to stderr.
+  PassOptions passes;
+};
+
+/// Optimizes, lowers, compiles and links a verified graph against this process's runtime.
+CompiledModel compile_jit(const Graph& g, const JitModelOptions& options = {});
 /// The same for a program of several functions (see lower.h), e.g. forward and train_step.
-CompiledModel compile_jit(const std::vector<std::pair<std::string, const Graph*>>& functions, int opt_level = 3,
-                          const PassOptions& passes = {});
+CompiledModel compile_jit(const std::vector<std::pair<std::string, const Graph*>>& functions,
+                          const JitModelOptions& options = {});
 
 }  // namespace stag

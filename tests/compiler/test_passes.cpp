@@ -98,8 +98,8 @@ std::pair<int64_t, int64_t> compare(const std::vector<std::pair<std::string, con
   none.verify_each = true;
   PassOptions full;
   full.verify_each = true;
-  CompiledModel plain = compile_jit(functions, 1, none);
-  CompiledModel opt = compile_jit(functions, 1, full);
+  CompiledModel plain = compile_jit(functions, {.opt_level = 1, .passes = none});
+  CompiledModel opt = compile_jit(functions, {.opt_level = 1, .passes = full});
   plain.model->init(5);
   opt.model->init(5);
   const auto& spec = plain.model->manifest().function(function);
