@@ -11,6 +11,7 @@
 
 #include "compiler/passes/pass.h"
 #include "ir/graph.h"
+#include "runtime/model.h"
 
 namespace stag::rt {
 class Profiler;
@@ -74,6 +75,10 @@ struct ProfileArgs {
 /// write never leaves half a file where a good one was. Throws Failure.
 void write_output(const std::string& path, const std::string& text);
 
+/// Deterministic random data for a function input: standard normal floats, integers in
+/// [0, bound) where the graph bounds them (embedding rows, class count), else [0, 10).
+rt::Tensor random_input(const Graph& g, const Value* v, const rt::BufferSpec& spec, int64_t seed, int64_t stream);
+
 /// A subcommand: registered on the app, run when parsed.
 struct Command {
   CLI::App* app;
@@ -90,5 +95,6 @@ Command add_build_command(CLI::App& app);
 Command add_grad_command(CLI::App& app);
 Command add_predict_command(CLI::App& app);
 Command add_step_command(CLI::App& app);
+Command add_bench_command(CLI::App& app);
 
 }  // namespace stag::cli

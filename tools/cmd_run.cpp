@@ -11,9 +11,7 @@
 #include <optional>
 
 #include "compiler/jit/jit_model.h"
-#include "ir/analysis.h"
 #include "ir/ops.h"
-#include "ir/random.h"
 #include "runtime/error.h"
 #include "runtime/npy.h"
 #include "runtime/profile.h"
@@ -39,24 +37,6 @@ struct RunArgs {
 
 using Clock = std::chrono::steady_clock;
 double ms_since(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
-
-rt::Tensor random_input(const Graph& g, const Value* v, const rt::BufferSpec& spec, int64_t seed, int64_t stream) {
-  rt::Tensor t(spec.dtype, spec.shape);
-  int64_t n = t.numel();
-  int64_t range = index_bound(g, v, 10);
-  for (int64_t i = 0; i < n; ++i) {
-    double normal = random_standard_normal(seed, stream, i);
-    auto index = static_cast<int64_t>(random_uniform01(seed, stream, i) * static_cast<double>(range));
-    switch (spec.dtype) {
-      case rt::DType::f32: t.values<float>()[i] = static_cast<float>(normal); break;
-      case rt::DType::f64: t.values<double>()[i] = normal; break;
-      case rt::DType::i32: t.values<int32_t>()[i] = static_cast<int32_t>(index); break;
-      case rt::DType::i64: t.values<int64_t>()[i] = index; break;
-      case rt::DType::b8: t.values<bool>()[i] = index % 2; break;
-    }
-  }
-  return t;
-}
 
 std::string summary(const rt::Tensor& t) {
   double lo = INFINITY, hi = -INFINITY, sum = 0;

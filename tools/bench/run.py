@@ -1,0 +1,243 @@
+#!/usr/bin/env python3
+"""The benchmark of issue 8: stag against PyTorch on the same machine, in the same run.
+
+    python3 tools/bench/run.py --stag build/tools/stag [--quick] [--only WORKLOAD,...] [--out table.md]
+
+Every workload runs in stag at 1 and 2 threads (`stag bench ... --json`, one process each) and
+in PyTorch (tools/bench/torch_bench.py) at each thread setting, intra-op + OpenBLAS threads
+(1+1, 1+2, 2+2), reporting PyTorch at its fastest. OpenBLAS reads its thread count when it
+loads, hence one process per setting. sgemm compares stag's matmul with numpy's (OpenBLAS) at
+the same thread count. Timings are medians of separately timed steps after warm-up.
+
+Debian's PyTorch and numpy do their GEMMs in whatever libblas.so.3 the system selects; without
+OpenBLAS installed that is the slow reference BLAS, which the table then says. `--blas-dir DIR`
+puts DIR (e.g. an unpacked libopenblas0-pthread's usr/lib/x86_64-linux-gnu/openblas-pthread)
+first on the PyTorch processes' library path without installing anything.
+
+Standard library only; the PyTorch columns say n/a when `import torch` fails.
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+MODELS = os.path.join(HERE, "models")
+TORCH_SCRIPT = os.path.join(HERE, "torch_bench.py")
+
+# (name, .stag file, batch, torch_bench workload, (warmup, steps), --quick (warmup, steps) or None:
+# left out of the smoke run, as the LSTM's 20 s compile is).
+TRAIN = [
+    ("mlp-b64", "mlp.stag", 64, "mlp", (5, 50), (1, 3)),
+    ("mlp-b256", "mlp.stag", 256, "mlp", (3, 30), None),
+    ("lenet5-b64", "lenet5.stag", 64, "lenet5", (3, 30), (1, 2)),
+    ("gpt-b16", "gpt.stag", 16, "gpt", (3, 15), (1, 2)),
+    ("lstm-b32", "lstm_lm.stag", 32, "lstm", (3, 15), None),
+]
+# (N, (warmup, steps), quick): fewer steps as the size grows, so the default run stays short.
+SGEMM = [(128, (5, 30), (1, 3)), (256, (3, 20), (1, 3)), (512, (2, 10), None),
+         (1024, (1, 5), None), (2048, (1, 3), None)]
+STAG_THREADS = [1, 2]
+TORCH_SETTINGS = [(1, 1), (1, 2), (2, 2)]  # (torch.set_num_threads, OPENBLAS_NUM_THREADS)
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def run_json(cmd, env=None, timeout=1800):
+    """Runs a command that prints one JSON object last; returns (dict or None, error text)."""
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return None, f"timed out after {timeout} s: {' '.join(cmd)}"
+    except OSError as e:
+        return None, f"cannot run {cmd[0]}: {e}"
+    if p.returncode != 0:
+        return None, f"exit {p.returncode}: {' '.join(cmd)}\n{p.stderr.strip()[-2000:]}"
+    lines = [line for line in p.stdout.splitlines() if line.startswith("{")]
+    if not lines:
+        return None, f"no JSON from {' '.join(cmd)}:\n{p.stdout[-2000:]}"
+    return json.loads(lines[-1]), ""
+
+
+class Torch:
+    def __init__(self, python, blas_dir):
+        self.python, self.blas_dir = python, blas_dir
+        ok = subprocess.run([python, "-c", "import torch, numpy"], capture_output=True).returncode == 0
+        self.available = ok
+        self.version = None
+        if ok:
+            out = subprocess.run([python, "-c", "import torch; print(torch.__version__)"], capture_output=True, text=True)
+            self.version = out.stdout.strip()
+
+    def env(self, blas_threads):
+        env = dict(os.environ, OPENBLAS_NUM_THREADS=str(blas_threads))
+        if self.blas_dir:
+            env["LD_LIBRARY_PATH"] = self.blas_dir + (":" + env["LD_LIBRARY_PATH"] if env.get("LD_LIBRARY_PATH") else "")
+        return env
+
+    def run(self, args, blas_threads):
+        return run_json([self.python, TORCH_SCRIPT] + args, env=self.env(blas_threads))
+
+
+def stag_bench(stag, args):
+    return run_json([stag, "bench"] + args + ["--json"])
+
+
+def fmt_ms(x):
+    return "n/a" if x is None else (f"{x:.3f}" if x < 10 else f"{x:.1f}" if x < 1000 else f"{x:.0f}")
+
+
+def fmt_ratio(torch_ms, stag_ms):
+    return "n/a" if torch_ms is None or stag_ms is None else f"{torch_ms / stag_ms:.2f}"
+
+
+def selected(name, only):
+    return not only or any(name.startswith(o) for o in only)
+
+
+def bench_sgemm(args, torch, errors):
+    rows = []
+    for n, full, quick in SGEMM:
+        if not selected(f"sgemm-{n}", args.only) or (args.quick and quick is None):
+            continue
+        warmup, steps = quick if args.quick else full
+        for t in STAG_THREADS:
+            log(f"sgemm {n}: stag on {t} thread(s) ...")
+            s, err = stag_bench(args.stag, ["--matmul", str(n), "--threads", str(t), "--warmup", str(warmup), "--steps", str(steps)])
+            if err:
+                errors.append(err)
+            b = None
+            if torch.available:
+                log(f"sgemm {n}: numpy/BLAS on {t} thread(s) ...")
+                b, err = torch.run(["sgemm", "--size", str(n), "--warmup", str(warmup), "--steps", str(steps)], t)
+                if err:
+                    errors.append(err)
+            rows.append((n, t, s, b))
+    return rows
+
+
+def bench_train(args, torch, errors):
+    rows = []
+    settings = [(1, 2)] if args.quick else TORCH_SETTINGS
+    for name, model, batch, workload, full, quick in TRAIN:
+        if not selected(name, args.only) or (args.quick and quick is None):
+            continue
+        warmup, steps = quick if args.quick else full
+        stag_runs = {}
+        for t in STAG_THREADS:
+            log(f"{name}: stag on {t} thread(s) ...")
+            r, err = stag_bench(args.stag, [os.path.join(MODELS, model), "--train", "--batch", str(batch), "--threads", str(t),
+                                            "--warmup", str(warmup), "--steps", str(steps)])
+            if err:
+                errors.append(err)
+            stag_runs[t] = r
+        torch_runs = {}
+        if torch.available:
+            for intra, blas in settings:
+                log(f"{name}: PyTorch {intra}+{blas} ...")
+                r, err = torch.run([workload, "--batch", str(batch), "--torch-threads", str(intra), "--warmup", str(warmup),
+                                    "--steps", str(steps)], blas)
+                if err:
+                    errors.append(err)
+                if r:
+                    torch_runs[(intra, blas)] = r
+        rows.append((name, stag_runs, torch_runs))
+    return rows
+
+
+def render(args, torch, sgemm_rows, train_rows, blas_name):
+    cpu = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    out = [f"Measured {datetime.date.today().isoformat()} on {cpu}, {os.cpu_count()} cores, {platform.system()}; "
+           f"PyTorch {torch.version or 'n/a'} on {blas_name}{' (quick run)' if args.quick else ''}.", ""]
+    if train_rows:
+        out += ["Train steps (forward, backward, optimizer update); ratio = PyTorch ms / stag ms, > 1: stag is faster. "
+                "PyTorch at its fastest setting (intra-op + OpenBLAS threads).", "",
+                "| workload | threads | stag ms/step | PyTorch ms/step | ratio | stag compile s | stag peak RSS MB | "
+                "PyTorch peak RSS MB | PyTorch setting |",
+                "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+        for name, stag_runs, torch_runs in train_rows:
+            best = min(torch_runs.items(), key=lambda kv: kv[1]["median_ms"]) if torch_runs else None
+            setting = "n/a"
+            if best:
+                others = ", ".join(f"{i}+{b}: {fmt_ms(r['median_ms'])}" for (i, b), r in torch_runs.items() if (i, b) != best[0])
+                setting = f"{best[0][0]}+{best[0][1]}" + (f" (others {others})" if others else "")
+            tm = best[1]["median_ms"] if best else None
+            torch_rss = f"{best[1]['peak_rss_mb']:.0f}" if best else "n/a"
+            for t in STAG_THREADS:
+                s = stag_runs.get(t)
+                if s:
+                    cells = [fmt_ms(s["median_ms"]), fmt_ms(tm), fmt_ratio(tm, s["median_ms"]), f"{s['compile_s']:.2f}",
+                             f"{s['peak_rss_mb']:.0f}"]
+                else:
+                    cells = ["error", fmt_ms(tm), "n/a", "n/a", "n/a"]
+                out.append("| " + " | ".join([name, str(t)] + cells + [torch_rss, setting]) + " |")
+        out.append("")
+    if sgemm_rows:
+        out += ["sgemm (N x N x N, f32); the comparison is numpy's matmul on the same BLAS at the same thread count.", "",
+                "| size | threads | stag ms | stag GFLOP/s | BLAS ms | BLAS GFLOP/s | ratio | stag compile s |",
+                "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for n, t, s, b in sgemm_rows:
+            sm, bm = (s["median_ms"] if s else None), (b["median_ms"] if b else None)
+            cells = [fmt_ms(sm) if s else "error", f"{s['gflops']:.2f}" if s else "n/a", fmt_ms(bm),
+                     f"{b['gflops']:.2f}" if b else "n/a", fmt_ratio(bm, sm), f"{s['compile_s']:.2f}" if s else "n/a"]
+            out.append("| " + " | ".join([str(n), str(t)] + cells) + " |")
+        out.append("")
+    return "\n".join(out)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--stag", required=True, help="the stag executable (build/tools/stag)")
+    p.add_argument("--quick", action="store_true", help="a one-minute smoke run: few steps, small sizes")
+    p.add_argument("--only", default="", help="comma-separated workloads or prefixes: sgemm, sgemm-512, mlp, mlp-b64, "
+                                             "lenet5, gpt, lstm")
+    p.add_argument("--out", help="also write the table (markdown) to this file")
+    p.add_argument("--python", default="/usr/bin/python3", help="the interpreter with torch and numpy")
+    p.add_argument("--blas-dir", help="a directory put first on the PyTorch processes' LD_LIBRARY_PATH (e.g. OpenBLAS's)")
+    args = p.parse_args()
+    args.only = [o for o in args.only.split(",") if o]
+    if not os.access(args.stag, os.X_OK):
+        p.error(f"--stag {args.stag}: not an executable")
+    known = [w[0] for w in TRAIN] + [f"sgemm-{n}" for n, _, _ in SGEMM]
+    for o in args.only:
+        if not any(selected(k, [o]) for k in known):
+            p.error(f"--only {o}: no such workload; workloads: {', '.join(known)}")
+    if args.blas_dir and not os.path.isdir(args.blas_dir):
+        p.error(f"--blas-dir {args.blas_dir}: not a directory")
+
+    torch = Torch(args.python, args.blas_dir)
+    blas_name = "n/a"
+    if torch.available:
+        r, _ = torch.run(["sgemm", "--size", "8", "--warmup", "0", "--steps", "1"], 1)
+        blas_name = r["blas"] if r else "unknown BLAS"
+        if r and "openblas" not in blas_name:
+            blas_name += " (the reference BLAS, not OpenBLAS: PyTorch's GEMMs are far from their fast path; see --blas-dir)"
+    else:
+        log(f"{args.python}: cannot import torch and numpy; the PyTorch columns say n/a")
+
+    errors = []
+    train_rows = bench_train(args, torch, errors)
+    sgemm_rows = bench_sgemm(args, torch, errors)
+    table = render(args, torch, sgemm_rows, train_rows, blas_name)
+    print(table)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(table + "\n")
+    for e in errors:
+        log("error: " + e)
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

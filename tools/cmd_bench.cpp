@@ -1,0 +1,170 @@
+// `stag bench`: the time of one compiled step, for the benchmark against PyTorch
+// (tools/bench/run.py). Only the compiled function is timed, on data made once; the compile
+// time covers everything from reading the model to runnable machine code.
+
+#include <fmt/format.h>
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+
+#include "compiler/jit/jit_model.h"
+#include "frontend/load.h"
+#include "runtime/error.h"
+#include "runtime/thread_pool.h"
+#include "tools/cli.h"
+
+namespace stag::cli {
+
+namespace {
+
+struct BenchArgs {
+  TrainProgramArgs program;
+  int threads = 0;
+  int warmup = 3;
+  int steps = 20;
+  int64_t matmul = 0;
+  int64_t seed = 0;
+  bool json = false;
+};
+
+using Clock = std::chrono::steady_clock;
+double ms_since(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
+
+// ru_maxrss is in kilobytes on Linux.
+double peak_rss_mb() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_maxrss) / 1024.0;
+}
+
+// An N x N x N f32 matmul as graph IR: the same path a model's matmul takes.
+std::unique_ptr<Graph> matmul_graph(int64_t n) {
+  std::string text = fmt::format(
+      "graph sgemm_{0} {{\n  %a: f32[{0},{0}] = input()\n  %b: f32[{0},{0}] = input()\n"
+      "  %c: f32[{0},{0}] = matmul(%a, %b)\n  output c = %c\n}}\n",
+      n);
+  Diagnostics diags;
+  auto g = load_model(fmt::format("sgemm_{}.ir", n), text, {}, diags);
+  if (!g) throw Failure{kExitBadInput, diags.render()};
+  return g;
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  size_t n = v.size();
+  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+int run_bench(const BenchArgs& args) {
+  const ModelArgs& margs = args.program.model;
+  if (args.matmul > 0 && !margs.file.empty()) throw Failure{kExitUsage, "give a model file or --matmul N, not both"};
+  if (args.matmul == 0 && margs.file.empty()) throw Failure{kExitUsage, "give a model file (or --matmul N)"};
+  if (args.matmul > 0 && margs.train) throw Failure{kExitUsage, "--matmul has no train step"};
+  if (args.threads > 0) stag_set_num_threads(args.threads);
+
+  const std::string function = margs.train ? "train_step" : "forward";
+  auto t0 = Clock::now();
+  std::unique_ptr<Graph> graph;
+  CompiledModel c;
+  if (args.matmul > 0) {
+    graph = matmul_graph(args.matmul);
+    c = compile_jit(*graph, {.passes = margs.passes});
+  } else if (margs.train) {
+    graph = std::move(args.program.load().second);
+    c = compile_jit({{"train_step", graph.get()}}, {.passes = margs.passes});
+  } else {
+    graph = margs.load();
+    c = compile_jit(*graph, {.passes = margs.passes});
+  }
+  double compile_s = ms_since(t0) / 1000.0;
+
+  rt::Model& model = *c.model;
+  std::vector<double> times;
+  double loss = NAN;
+  int loss_index = -1;
+  try {
+    model.init(args.seed);
+    const auto& spec = model.manifest().function(function);
+    const auto& attrs = model.manifest().attrs;
+    double lr = attrs.count("train.lr") ? std::stod(attrs.at("train.lr")) : 1e-3;
+    std::vector<rt::Tensor> inputs;
+    int step_index = -1;
+    for (size_t i = 0; i < spec.inputs.size(); ++i) {
+      const auto& in = spec.inputs[i];
+      if (in.name == "lr") {
+        inputs.push_back(rt::Tensor::from<float>({}, {static_cast<float>(lr)}));
+      } else if (in.name == "step") {
+        // Dropout is keyed by the step: each timed step draws a fresh mask, as in training.
+        step_index = static_cast<int>(i);
+        inputs.push_back(rt::Tensor::from<int64_t>({}, {0}));
+      } else {
+        inputs.push_back(random_input(*graph, graph->find(in.name), in, args.seed, static_cast<int64_t>(i) + 1));
+      }
+    }
+    for (size_t i = 0; i < spec.outputs.size(); ++i)
+      if (spec.outputs[i].name == "loss") loss_index = static_cast<int>(i);
+    std::vector<const rt::Tensor*> ptrs;
+    for (const auto& t : inputs) ptrs.push_back(&t);
+    for (int s = 0; s < args.warmup + args.steps; ++s) {
+      if (step_index >= 0) inputs[step_index].values<int64_t>()[0] = s;
+      auto t1 = Clock::now();
+      auto out = model.run(function, ptrs);
+      double ms = ms_since(t1);
+      if (s >= args.warmup) times.push_back(ms);
+      if (loss_index >= 0) loss = out[loss_index].values<float>()[0];
+    }
+  } catch (const rt::Error& e) {
+    throw Failure{kExitBadInput, e.what()};
+  }
+
+  double med = median(times), best = *std::min_element(times.begin(), times.end());
+  int threads = stag_get_num_threads();
+  // The model's own batch when --batch is not given: the leading dimension of its first input.
+  const auto& first_inputs = model.manifest().function(function).inputs;
+  int64_t batch = margs.batch;
+  if (batch == 0 && !first_inputs.empty() && !first_inputs[0].shape.empty()) batch = first_inputs[0].shape[0];
+  size_t kernels = c.program.functions.back().kernels.size();
+  std::string extra;
+  if (args.matmul > 0) {
+    double gflops = 2.0 * std::pow(static_cast<double>(args.matmul), 3) / (med * 1e6);
+    extra = args.json ? fmt::format(", \"gflops\": {:.3f}", gflops) : fmt::format("; {:.2f} GFLOP/s", gflops);
+  } else if (loss_index >= 0) {
+    // JSON has no NaN: a diverged loss is null, which the driver shows instead of a crash.
+    extra = args.json ? (std::isfinite(loss) ? fmt::format(", \"loss\": {:.6g}", loss) : ", \"loss\": null")
+                      : fmt::format("; last loss {:.6g}", loss);
+  }
+  if (args.json) {
+    fmt::print("{{\"model\": \"{}\", \"function\": \"{}\", \"batch\": {}, \"threads\": {}, \"warmup\": {}, \"steps\": {}, "
+               "\"compile_s\": {:.4f}, \"median_ms\": {:.4f}, \"min_ms\": {:.4f}, \"peak_rss_mb\": {:.1f}, "
+               "\"kernels\": {}, \"workspace_bytes\": {}{}}}\n",
+               graph->name, function, batch, threads, args.warmup, args.steps, compile_s, med, best, peak_rss_mb(),
+               kernels, c.program.workspace_bytes, extra);
+  } else {
+    fmt::print("{} {} (batch {}) on {} thread{}: median {:.3f} ms, min {:.3f} ms over {} steps after {} warm-up{}; "
+               "compile {:.2f} s ({} kernels); peak RSS {:.1f} MB\n",
+               graph->name, function, batch, threads, threads == 1 ? "" : "s", med, best, args.steps, args.warmup, extra,
+               compile_s, kernels, peak_rss_mb());
+  }
+  return kExitOk;
+}
+
+}  // namespace
+
+Command add_bench_command(CLI::App& app) {
+  auto args = std::make_shared<BenchArgs>();
+  auto* cmd = app.add_subcommand("bench", "Time a model's compiled forward or train step (or an N x N matmul)");
+  args->program.add_to(*cmd);
+  cmd->get_option("file")->required(false);
+  cmd->add_option("--threads", args->threads, "Threads to run on (default: all)")->check(CLI::Range(1, 1024));
+  cmd->add_option("--warmup", args->warmup, "Untimed steps first")->check(CLI::Range(0, 1000000));
+  cmd->add_option("--steps", args->steps, "Timed steps")->check(CLI::Range(1, 1000000));
+  cmd->add_option("--matmul", args->matmul, "Time an N x N x N f32 matmul instead of a model")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 16));
+  cmd->add_option("--seed", args->seed, "Seed of the initialisation and the random inputs");
+  cmd->add_flag("--json", args->json, "Print one JSON object");
+  return {cmd, [args] { return run_bench(*args); }};
+}
+
+}  // namespace stag::cli
