@@ -19,6 +19,8 @@
 #include <stdexcept>
 #include <unordered_map>
 
+#include "compiler/codegen/gemm.h"
+
 namespace stag {
 
 using namespace kir;
@@ -131,6 +133,9 @@ class Codegen {
   }
   static std::vector<int> buffers_of(const Kernel& k) {
     std::vector<int> out;
+    if (k.gemm)
+      for (int b : {k.gemm->a, k.gemm->b, k.gemm->c})
+        if (std::find(out.begin(), out.end(), b) == out.end()) out.push_back(b);
     for (const auto& s : k.body) collect(s, out);
     return out;
   }
@@ -165,6 +170,11 @@ class Codegen {
       key += "]";
     };
     for (const auto& st : k.body) stmt(st);
+    if (k.gemm) {
+      const Gemm& g = *k.gemm;
+      key += fmt::format("gemm s{} s{} s{} {}x{}x{} {}{} [{}] [{}]", slot(g.a), slot(g.b), slot(g.c), g.M, g.N, g.K, g.ta, g.tb,
+                         fmt::join(g.a_offsets, ","), fmt::join(g.b_offsets, ","));
+    }
     return key;
   }
 
@@ -185,6 +195,10 @@ class Codegen {
     }
     vars_.clear();
     for (const auto& v : k.vars) vars_.push_back(b_.CreateAlloca(scalar_type(v.type), nullptr, v.name));
+    if (k.gemm) {
+      llvm::Function* product = gemm_function(*m_, *k.gemm, tile_);
+      b_.CreateCall(product, {buf_ptrs_.at(k.gemm->a), buf_ptrs_.at(k.gemm->b), buf_ptrs_.at(k.gemm->c), f->getArg(1), f->getArg(2)});
+    }
     // for p in [lo, hi): body
     emit_loop(0, f->getArg(1), f->getArg(2), k.body);
     b_.CreateRetVoid();
@@ -385,6 +399,7 @@ class Codegen {
     b_.CreateRetVoid();
   }
 
+  GemmTile tile_ = host_gemm_tile();
   const Program& p_;
   CodegenOptions options_;
   llvm::LLVMContext& ctx_;

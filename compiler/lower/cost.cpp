@@ -55,7 +55,17 @@ class Counter {
 Cost cost(const Program& p, const Kernel& k) {
   Counter c(p);
   for (const auto& s : k.body) c.stmt(s, static_cast<double>(k.extent));
-  return c.result();
+  Cost total = c.result();
+  if (k.gemm) {
+    // A multiply-add per (row, column, k); A, B and C each pass through memory once at best.
+    const Gemm& g = *k.gemm;
+    double batches = static_cast<double>(g.batches()), M = static_cast<double>(g.M), N = static_cast<double>(g.N),
+           K = static_cast<double>(g.K);
+    double size = static_cast<double>(dtype_size(p.buffers[g.c].type.dtype));
+    total.flops += 2 * batches * M * N * K;
+    total.bytes += size * batches * (M * K + K * N + M * N);
+  }
+  return total;
 }
 
 }  // namespace stag::kir

@@ -194,6 +194,12 @@ std::string print(const Program& p, const Kernel& k) {
   std::string out = fmt::format("    kernel {} {}{}..{}{} {{  # {}\n", k.name, k.parallel ? "parallel " : "",
                                 k.vars.empty() ? "p" : k.vars[0].name, k.extent,
                                 k.parallel ? fmt::format(" grain {}", k.grain) : "", k.origin);
+  if (k.gemm) {
+    const Gemm& g = *k.gemm;
+    out += fmt::format("      gemm %{}[{}x{}] = %{}{} x %{}{} (K {}, {} batch{}), rows p\n", p.buffers[g.c].name, g.M, g.N,
+                       p.buffers[g.a].name, g.ta ? "^T" : "", p.buffers[g.b].name, g.tb ? "^T" : "", g.K, g.batches(),
+                       g.batches() == 1 ? "" : "es");
+  }
   if (k.nodes.size() > 1) {
     std::vector<std::string> names;
     for (const auto& n : k.nodes) names.push_back("%" + n);
@@ -264,6 +270,7 @@ const Stmt* map_store(const Kernel& k, std::vector<E>& idx, Dims& dims) {
 }  // namespace
 
 bool in_place_safe(const Kernel& k, int src, int dst) {
+  if (k.gemm) return false;  // a product reads whole rows and columns
   std::vector<E> idx;
   Dims dims;
   const Stmt* st = map_store(k, idx, dims);
@@ -277,6 +284,11 @@ bool in_place_safe(const Kernel& k, int src, int dst) {
 
 Access accesses(const Kernel& k) {
   Access a;
+  if (k.gemm) {
+    a.reads = {k.gemm->a, k.gemm->b};
+    a.writes = {k.gemm->c};
+    if (k.gemm->a == k.gemm->c || k.gemm->b == k.gemm->c) a.reads.push_back(k.gemm->c);
+  }
   std::unordered_set<const Expr*> seen;
   collect(k.body, seen, a);
   dedupe(a.reads);

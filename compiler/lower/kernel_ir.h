@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -75,6 +76,20 @@ struct Var {
   DType type;
 };
 
+/// A matrix product C = op(A) op(B) over a batch, computed by codegen's register-tiled
+/// micro-kernel (compiler/codegen/gemm.cpp) rather than by loops: p indexes the rows of C
+/// flattened over the batch, (batch, M), and a call computes rows [lo, hi). Operands are row
+/// major; a transposed operand is read in the other order, never copied.
+struct Gemm {
+  int a = -1, b = -1, c = -1;  ///< buffers
+  int64_t M = 0, N = 0, K = 0;
+  bool ta = false, tb = false;
+  /// Element offset of each batch's A and B (broadcast batch dimensions repeat offsets);
+  /// empty for a single product. C's batches are contiguous.
+  std::vector<int64_t> a_offsets, b_offsets;
+  int64_t batches() const { return a_offsets.empty() ? 1 : static_cast<int64_t>(a_offsets.size()); }
+};
+
 /// One kernel: `for p in [lo, hi): body`, where p is variable 0 and the runtime may split
 /// [0, extent) across threads (grain: the smallest chunk worth a thread).
 struct Kernel {
@@ -85,6 +100,9 @@ struct Kernel {
   int64_t extent = 1;
   int64_t grain = 1;
   bool parallel = false;
+  /// When set, the rows [lo, hi) of this product are computed first; the body then runs over
+  /// the same rows (a fused epilogue: bias, activation, residual).
+  std::optional<Gemm> gemm;
   std::vector<Stmt> body;
 };
 

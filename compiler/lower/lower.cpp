@@ -23,6 +23,9 @@ using namespace kir;
 namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
+// Products over more batches than this keep the loop form (their offset tables would bloat
+// the code).
+constexpr int64_t kMaxGemmBatches = 1 << 16;
 
 int64_t numel(const Type& t) { return *checked_numel(t.dims); }
 int64_t norm_axis(int64_t axis, size_t rank) { return axis < 0 ? axis + static_cast<int64_t>(rank) : axis; }
@@ -516,6 +519,17 @@ class Lowerer {
     return scalar(n, args, n.result()->type.dtype);
   }
 
+  // The buffer holding `id`'s elements in row-major order (through reshapes), or -1 when the
+  // value is computed where it is read.
+  int materialized(int id) const {
+    while (id < 0) {
+      const Node& n = *pseudo_node_[-id - 1];
+      if (n.op != Op::reshape && n.op != Op::flatten) return -1;
+      id = in(n.operands[0]);
+    }
+    return id;
+  }
+
   // Where a node's kernel stores: its result, or the end of its epilogue chain.
   int store_target(const Node& n) const {
     auto it = epilogue_.find(&n);
@@ -684,10 +698,43 @@ class Lowerer {
     Dims batch(ot.dims.begin(), ot.dims.end() - 2);
     Dims ba(at.dims.begin(), at.dims.end() - 2), bb(bt.dims.begin(), bt.dims.end() - 2);
     DType dt = ot.dtype;
-    // p runs over (batch..., i); the k loop sits outside the j loop so that j vectorizes,
-    // unless B is transposed (below).
     Dims outer = batch;
     outer.push_back(M);
+    int a_buf = materialized(a), b_buf = materialized(b);
+    int64_t batches = *checked_numel(batch);
+    if (dt == DType::f32 && a_buf >= 0 && b_buf >= 0 && batches <= kMaxGemmBatches) {
+      // The register-tiled product of codegen; the epilogue runs over each finished row.
+      Gemm gm;
+      gm.a = a_buf, gm.b = b_buf, gm.c = out, gm.M = M, gm.N = N, gm.K = K, gm.ta = ta, gm.tb = tb;
+      if (!batch.empty()) {
+        Dims st = strides_of(batch);
+        for (int64_t bi = 0; bi < batches; ++bi) {
+          std::vector<E> idx;
+          for (size_t d = 0; d < batch.size(); ++d) idx.push_back(int_(bi / st[d] % batch[d]));
+          gm.a_offsets.push_back(broadcast_offset(idx, batch, ba)->i * at.dims[ra - 2] * at.dims[ra - 1]);
+          gm.b_offsets.push_back(broadcast_offset(idx, batch, bb)->i * bt.dims[rb - 2] * bt.dims[rb - 1]);
+        }
+      }
+      KernelBuilder kb("matmul", origin(n));
+      kb.k.gemm = gm;
+      int j = kb.new_var("j");
+      loop_nest(kb, {batches * M}, [&](const std::vector<E>& flat) {
+        if (!epilogue_.count(&n)) return std::vector<Stmt>{};
+        std::vector<E> idx;
+        Dims st = strides_of(outer);
+        for (size_t d = 0; d < outer.size(); ++d) idx.push_back(bin(Bin::rem, bin(Bin::div, flat[0], int_(st[d])), int_(outer[d])));
+        idx.push_back(kb.v(j));
+        E at_j = add(mul(flat[0], int_(N)), kb.v(j));
+        return std::vector<Stmt>{for_(j, 0, N, {store(out, at_j, epilogue(n, ld(out, at_j), idx))})};
+      }, 1);
+      // Rows are worth a thread in blocks of about 2^18 multiply-adds.
+      kb.k.grain = std::max<int64_t>(8, (int64_t{1} << 18) / std::max<int64_t>(1, N * K));
+      kb.k.parallel = batches * M > kb.k.grain;
+      emit(std::move(kb));
+      return;
+    }
+    // p runs over (batch..., i); the k loop sits outside the j loop so that j vectorizes,
+    // unless B is transposed (below).
     KernelBuilder kb("matmul", origin(n));
     int j = kb.new_var("j"), k = kb.new_var("k"), acc = kb.new_var("acc", dt);
     loop_nest(kb, {*checked_numel(outer)}, [&](const std::vector<E>& flat) {

@@ -1,0 +1,242 @@
+// The matrix product as LLVM IR: for each KC-deep slice of K and each NR-wide panel of
+// columns, B's panel is packed (transposed if need be, zero-padded at the edge) into a
+// buffer that stays in L1; then every MR-row tile of C accumulates in MR x NR/lanes vector
+// registers, one broadcast of A and one fused multiply-add per register per k.
+
+#include "compiler/codegen/gemm.h"
+
+#include <llvm/IR/IRBuilder.h>
+#include <llvm/IR/Intrinsics.h>
+#include <llvm/IR/Module.h>
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <functional>
+
+#include "compiler/jit/host.h"
+
+namespace stag {
+
+GemmTile host_gemm_tile() {
+  auto features = host_info().features;
+  auto has = [&](const char* f) { return std::find(features.begin(), features.end(), f) != features.end(); };
+  GemmTile t;
+  // Accumulators take rows x vectors registers; B's vectors and A's broadcast need the rest.
+  if (has("avx512f")) t = {16, 2, 8, 0};       // 16 of 32 zmm registers
+  else if (has("avx2") || has("avx")) t = {8, 2, 6, 0};  // 12 of 16 ymm
+  else t = {4, 2, 4, 0};                       // 8 of 16 xmm
+  t.depth = std::max(64, 16384 / (4 * t.columns()));  // a 16 KiB panel of B
+  return t;
+}
+
+namespace {
+
+uint64_t fnv(const std::vector<int64_t>& v) {
+  uint64_t h = 1469598103934665603ull;
+  for (int64_t x : v) h = (h ^ static_cast<uint64_t>(x)) * 1099511628211ull;
+  return h;
+}
+
+class GemmEmitter {
+ public:
+  GemmEmitter(llvm::Module& m, const kir::Gemm& g, const GemmTile& t) : m_(m), g_(g), t_(t), b_(m.getContext()) {
+    llvm::FastMathFlags fmf;
+    fmf.setAllowContract();
+    b_.setFastMathFlags(fmf);
+  }
+
+  llvm::Function* emit(const std::string& name) {
+    auto& ctx = m_.getContext();
+    ptr_ = llvm::PointerType::get(ctx, 0);
+    i64_ = b_.getInt64Ty();
+    f32_ = b_.getFloatTy();
+    vt_ = llvm::FixedVectorType::get(f32_, static_cast<unsigned>(t_.lanes));
+    auto* fty = llvm::FunctionType::get(b_.getVoidTy(), {ptr_, ptr_, ptr_, i64_, i64_}, false);
+    f_ = llvm::Function::Create(fty, llvm::GlobalValue::InternalLinkage, name, m_);
+    f_->addFnAttr(llvm::Attribute::NoUnwind);
+    for (unsigned i = 0; i < 3; ++i) f_->addParamAttr(i, llvm::Attribute::NoAlias);
+    entry_ = llvm::BasicBlock::Create(ctx, "entry", f_);
+    b_.SetInsertPoint(entry_);
+    llvm::Value *A = f_->getArg(0), *B = f_->getArg(1), *C = f_->getArg(2), *lo = f_->getArg(3), *hi = f_->getArg(4);
+    const int NR = t_.columns(), MR = t_.rows, KC = t_.depth;
+    panel_ = b_.CreateAlloca(llvm::ArrayType::get(f32_, static_cast<uint64_t>(KC * NR)), nullptr, "panel");
+    panel_->setAlignment(llvm::Align(64));
+    for (int i = 0; i < MR * t_.vectors; ++i) acc_.push_back(b_.CreateAlloca(vt_, nullptr, "acc"));
+    llvm::Value* a_table = offsets_table(g_.a_offsets, name + ".a");
+    llvm::Value* b_table = offsets_table(g_.b_offsets, name + ".b");
+
+    const int64_t M = g_.M, N = g_.N, K = g_.K;
+    // Element (i, k) of A is A[i * sa_i + k * sa_k]; element (k, j) of B is B[k * sb_k + j * sb_j].
+    const int64_t sa_i = g_.ta ? 1 : K, sa_k = g_.ta ? M : 1, sb_k = g_.tb ? 1 : N, sb_j = g_.tb ? K : 1;
+    llvm::Value* first_batch = b_.CreateSDiv(lo, c(M));
+    llvm::Value* end_batch = b_.CreateAdd(b_.CreateSDiv(b_.CreateSub(hi, c(1)), c(M)), c(1));
+    loop(first_batch, end_batch, c(1), [&](llvm::Value* bi) {
+      llvm::Value* row0 = b_.CreateMul(bi, c(M));
+      llvm::Value* r0 = smax(b_.CreateSub(lo, row0), c(0));
+      llvm::Value* r1 = smin(b_.CreateSub(hi, row0), c(M));
+      llvm::Value* a_off = a_table ? b_.CreateLoad(i64_, b_.CreateInBoundsGEP(i64_, a_table, bi)) : c(0);
+      llvm::Value* b_off = b_table ? b_.CreateLoad(i64_, b_.CreateInBoundsGEP(i64_, b_table, bi)) : c(0);
+      llvm::Value* Ab = b_.CreateInBoundsGEP(f32_, A, a_off);
+      llvm::Value* Bb = b_.CreateInBoundsGEP(f32_, B, b_off);
+      llvm::Value* Cb = b_.CreateInBoundsGEP(f32_, C, b_.CreateMul(row0, c(N)));
+      loop(c(0), c(K), c(KC), [&](llvm::Value* pc) {
+        llvm::Value* kc = smin(b_.CreateSub(c(K), pc), c(KC));
+        loop(c(0), c(N), c(NR), [&](llvm::Value* jr) {
+          llvm::Value* nr = smin(b_.CreateSub(c(N), jr), c(NR));
+          pack(Bb, pc, jr, kc, nr, sb_k, sb_j);
+          loop(r0, r1, c(MR), [&](llvm::Value* i) {
+            tile(Ab, Cb, i, r1, pc, jr, kc, nr, sa_i, sa_k);
+          });
+        });
+      });
+    });
+    b_.CreateRetVoid();
+    return f_;
+  }
+
+ private:
+  llvm::Value* c(int64_t v) { return b_.getInt64(static_cast<uint64_t>(v)); }
+  llvm::Value* smin(llvm::Value* a, llvm::Value* b) { return b_.CreateBinaryIntrinsic(llvm::Intrinsic::smin, a, b); }
+  llvm::Value* smax(llvm::Value* a, llvm::Value* b) { return b_.CreateBinaryIntrinsic(llvm::Intrinsic::smax, a, b); }
+
+  llvm::Value* offsets_table(const std::vector<int64_t>& offsets, const std::string& name) {
+    if (offsets.empty()) return nullptr;
+    std::vector<llvm::Constant*> elems;
+    for (int64_t o : offsets) elems.push_back(llvm::ConstantInt::get(i64_, static_cast<uint64_t>(o)));
+    auto* at = llvm::ArrayType::get(i64_, elems.size());
+    return new llvm::GlobalVariable(m_, at, true, llvm::GlobalValue::PrivateLinkage, llvm::ConstantArray::get(at, elems), name);
+  }
+
+  // for (i = begin; i < end; i += step) body(i)
+  void loop(llvm::Value* begin, llvm::Value* end, llvm::Value* step, const std::function<void(llvm::Value*)>& body) {
+    auto& ctx = m_.getContext();
+    llvm::IRBuilder<> at_entry(entry_, entry_->begin());
+    llvm::AllocaInst* var = at_entry.CreateAlloca(i64_);
+    b_.CreateStore(begin, var);
+    auto* head = llvm::BasicBlock::Create(ctx, "loop", f_);
+    auto* body_bb = llvm::BasicBlock::Create(ctx, "body", f_);
+    auto* exit = llvm::BasicBlock::Create(ctx, "exit", f_);
+    b_.CreateBr(head);
+    b_.SetInsertPoint(head);
+    llvm::Value* i = b_.CreateLoad(i64_, var);
+    b_.CreateCondBr(b_.CreateICmpSLT(i, end), body_bb, exit);
+    b_.SetInsertPoint(body_bb);
+    body(i);
+    b_.CreateStore(b_.CreateAdd(i, step, "", true, true), var);
+    b_.CreateBr(head);
+    b_.SetInsertPoint(exit);
+  }
+
+  // if (cond) then()
+  void when(llvm::Value* cond, const std::function<void()>& then) {
+    auto& ctx = m_.getContext();
+    auto* yes = llvm::BasicBlock::Create(ctx, "then", f_);
+    auto* done = llvm::BasicBlock::Create(ctx, "endif", f_);
+    b_.CreateCondBr(cond, yes, done);
+    b_.SetInsertPoint(yes);
+    then();
+    b_.CreateBr(done);
+    b_.SetInsertPoint(done);
+  }
+
+  // panel[k][j] = B(pc + k, jr + j) for k < kc, j < NR; zero past the last column.
+  void pack(llvm::Value* B, llvm::Value* pc, llvm::Value* jr, llvm::Value* kc, llvm::Value* nr, int64_t sb_k, int64_t sb_j) {
+    const int NR = t_.columns();
+    auto element = [&](llvm::Value* k, llvm::Value* j) {
+      llvm::Value* inside = b_.CreateICmpSLT(j, nr);
+      llvm::Value* at = b_.CreateAdd(b_.CreateMul(b_.CreateAdd(pc, k), c(sb_k)), b_.CreateMul(b_.CreateAdd(jr, j), c(sb_j)));
+      llvm::Value* v = b_.CreateLoad(f32_, b_.CreateInBoundsGEP(f32_, B, b_.CreateSelect(inside, at, c(0))));
+      v = b_.CreateSelect(inside, v, llvm::ConstantFP::get(f32_, 0.0));
+      b_.CreateStore(v, b_.CreateInBoundsGEP(f32_, panel_, b_.CreateAdd(b_.CreateMul(k, c(NR)), j)));
+    };
+    // Read B along its rows: k outer when B is row major in (k, j), j outer when transposed.
+    if (sb_j == 1) loop(c(0), kc, c(1), [&](llvm::Value* k) { loop(c(0), c(NR), c(1), [&](llvm::Value* j) { element(k, j); }); });
+    else loop(c(0), c(NR), c(1), [&](llvm::Value* j) { loop(c(0), kc, c(1), [&](llvm::Value* k) { element(k, j); }); });
+  }
+
+  // C[i..i+MR, jr..jr+NR] (+)= A[i..i+MR, pc..pc+kc] x panel, rows clipped at r1 and columns at nr.
+  void tile(llvm::Value* A, llvm::Value* C, llvm::Value* i, llvm::Value* r1, llvm::Value* pc, llvm::Value* jr, llvm::Value* kc,
+            llvm::Value* nr, int64_t sa_i, int64_t sa_k) {
+    const int MR = t_.rows, NV = t_.vectors, VW = t_.lanes, NR = t_.columns();
+    llvm::Value* zero = llvm::Constant::getNullValue(vt_);
+    for (auto* a : acc_) b_.CreateStore(zero, a);
+    // Rows past the edge repeat the last row (their results are not stored), so the inner
+    // loop has no branches.
+    std::vector<llvm::Value*> a_rows;
+    llvm::Value* last = b_.CreateSub(r1, c(1));
+    for (int r = 0; r < MR; ++r) {
+      llvm::Value* row = smin(b_.CreateAdd(i, c(r)), last);
+      a_rows.push_back(b_.CreateInBoundsGEP(f32_, A, b_.CreateAdd(b_.CreateMul(row, c(sa_i)), b_.CreateMul(pc, c(sa_k)))));
+    }
+    loop(c(0), kc, c(1), [&](llvm::Value* k) {
+      std::vector<llvm::Value*> bv;
+      for (int v = 0; v < NV; ++v) {
+        llvm::Value* at = b_.CreateInBoundsGEP(f32_, panel_, b_.CreateAdd(b_.CreateMul(k, c(NR)), c(v * VW)));
+        bv.push_back(b_.CreateAlignedLoad(vt_, at, llvm::Align(static_cast<uint64_t>(std::min(64, VW * 4)))));
+      }
+      llvm::Value* k_off = b_.CreateMul(k, c(sa_k));
+      for (int r = 0; r < MR; ++r) {
+        llvm::Value* a = b_.CreateLoad(f32_, b_.CreateInBoundsGEP(f32_, a_rows[static_cast<size_t>(r)], k_off));
+        llvm::Value* splat = b_.CreateVectorSplat(static_cast<unsigned>(VW), a);
+        for (int v = 0; v < NV; ++v) {
+          llvm::Value* slot = acc_[static_cast<size_t>(r * NV + v)];
+          llvm::Value* sum = b_.CreateIntrinsic(llvm::Intrinsic::fmuladd, {vt_}, {splat, bv[static_cast<size_t>(v)], b_.CreateLoad(vt_, slot)});
+          b_.CreateStore(sum, slot);
+        }
+      }
+    });
+    // Write back: the first K slice stores, later ones add; a partial panel stores under a mask.
+    llvm::Value* accumulate = b_.CreateICmpSGT(pc, c(0));
+    llvm::Value* full = b_.CreateICmpEQ(nr, c(NR));
+    std::vector<llvm::Constant*> lane_ids;
+    for (int l = 0; l < VW; ++l) lane_ids.push_back(llvm::ConstantInt::get(i64_, static_cast<uint64_t>(l)));
+    llvm::Value* lanes = llvm::ConstantVector::get(lane_ids);
+    for (int r = 0; r < MR; ++r) {
+      llvm::Value* row = b_.CreateAdd(i, c(r));
+      when(b_.CreateICmpSLT(row, r1), [&] {
+        llvm::Value* crow = b_.CreateInBoundsGEP(f32_, C, b_.CreateAdd(b_.CreateMul(row, c(g_.N)), jr));
+        for (int v = 0; v < NV; ++v) {
+          llvm::Value* at = b_.CreateInBoundsGEP(f32_, crow, c(v * VW));
+          llvm::Value* sum = b_.CreateLoad(vt_, acc_[static_cast<size_t>(r * NV + v)]);
+          llvm::Value* mask = b_.CreateICmpSLT(lanes, b_.CreateVectorSplat(static_cast<unsigned>(VW), b_.CreateSub(nr, c(v * VW))));
+          auto* fast = llvm::BasicBlock::Create(m_.getContext(), "full", f_);
+          auto* edge = llvm::BasicBlock::Create(m_.getContext(), "edge", f_);
+          auto* done = llvm::BasicBlock::Create(m_.getContext(), "stored", f_);
+          b_.CreateCondBr(full, fast, edge);
+          b_.SetInsertPoint(fast);
+          llvm::Value* old = b_.CreateAlignedLoad(vt_, at, llvm::Align(4));
+          b_.CreateAlignedStore(b_.CreateSelect(accumulate, b_.CreateFAdd(sum, old), sum), at, llvm::Align(4));
+          b_.CreateBr(done);
+          b_.SetInsertPoint(edge);
+          llvm::Value* old_m = b_.CreateMaskedLoad(vt_, at, llvm::Align(4), mask, zero);
+          b_.CreateMaskedStore(b_.CreateSelect(accumulate, b_.CreateFAdd(sum, old_m), sum), at, llvm::Align(4), mask);
+          b_.CreateBr(done);
+          b_.SetInsertPoint(done);
+        }
+      });
+    }
+  }
+
+  llvm::Module& m_;
+  const kir::Gemm& g_;
+  GemmTile t_;
+  llvm::IRBuilder<> b_;
+  llvm::Function* f_ = nullptr;
+  llvm::BasicBlock* entry_ = nullptr;
+  llvm::Type *ptr_ = nullptr, *i64_ = nullptr, *f32_ = nullptr;
+  llvm::FixedVectorType* vt_ = nullptr;
+  llvm::AllocaInst* panel_ = nullptr;
+  std::vector<llvm::AllocaInst*> acc_;
+};
+
+}  // namespace
+
+llvm::Function* gemm_function(llvm::Module& m, const kir::Gemm& g, const GemmTile& tile) {
+  std::string name = fmt::format("stag.gemm.{}x{}x{}.{}{}.{}.{:x}.{:x}", g.M, g.N, g.K, g.ta ? "t" : "n", g.tb ? "t" : "n",
+                                 g.batches(), fnv(g.a_offsets), fnv(g.b_offsets));
+  if (auto* f = m.getFunction(name)) return f;
+  return GemmEmitter(m, g, tile).emit(name);
+}
+
+}  // namespace stag

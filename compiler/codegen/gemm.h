@@ -1,0 +1,28 @@
+#pragma once
+/// The matrix product kernel: a register-tiled micro-kernel over packed panels of B, emitted
+/// as LLVM IR with the host's vector width (the BLIS recipe: MR rows times NR columns of C in
+/// registers, a KC-deep panel of B in L1, A read in place).
+
+#include "compiler/lower/kernel_ir.h"
+
+namespace llvm {
+class Function;
+class Module;
+}  // namespace llvm
+
+namespace stag {
+
+/// The register tile for the host: vector width in f32 lanes, vectors per row of the tile,
+/// rows of the tile, and the depth of a packed panel.
+struct GemmTile {
+  int lanes = 8, vectors = 2, rows = 6, depth = 256;
+  int columns() const { return lanes * vectors; }
+};
+
+GemmTile host_gemm_tile();
+
+/// The function `void(ptr A, ptr B, ptr C, i64 lo, i64 hi)` that computes rows [lo, hi) of
+/// the batch-flattened C of `g` (defined once per module for each distinct product).
+llvm::Function* gemm_function(llvm::Module& m, const kir::Gemm& g, const GemmTile& tile);
+
+}  // namespace stag
