@@ -174,6 +174,11 @@ class Codegen {
       const Gemm& g = *k.gemm;
       key += fmt::format("gemm s{} s{} s{} {}x{}x{} {}{} [{}] [{}]", slot(g.a), slot(g.b), slot(g.c), g.M, g.N, g.K, g.ta, g.tb,
                          fmt::join(g.a_offsets, ","), fmt::join(g.b_offsets, ","));
+      if (g.im2col) {
+        const auto& c = *g.im2col;
+        key += fmt::format(" im2col {} {} {} {} {} {} {} {} {} {} {} {}", c.C, c.H, c.W, c.KH, c.KW, c.OW, c.stride[0], c.stride[1],
+                           c.padding[0], c.padding[1], c.dilation[0], c.dilation[1]);
+      }
     }
     return key;
   }

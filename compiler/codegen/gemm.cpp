@@ -145,7 +145,23 @@ class GemmEmitter {
     const int NR = t_.columns();
     auto element = [&](llvm::Value* k, llvm::Value* j) {
       llvm::Value* inside = b_.CreateICmpSLT(j, nr);
-      llvm::Value* at = b_.CreateAdd(b_.CreateMul(b_.CreateAdd(pc, k), c(sb_k)), b_.CreateMul(b_.CreateAdd(jr, j), c(sb_j)));
+      llvm::Value* at;
+      if (g_.im2col) {
+        // k = (c, kh, kw), j = (oh, ow): the pixel under the kernel tap, if not padding.
+        const auto& cv = *g_.im2col;
+        llvm::Value *kk = b_.CreateAdd(pc, k), *jj = b_.CreateAdd(jr, j);
+        llvm::Value* ch = b_.CreateUDiv(kk, c(cv.KH * cv.KW));
+        llvm::Value* tap = b_.CreateURem(kk, c(cv.KH * cv.KW));
+        llvm::Value* ih = b_.CreateAdd(b_.CreateSub(b_.CreateMul(b_.CreateUDiv(jj, c(cv.OW)), c(cv.stride[0])), c(cv.padding[0])),
+                                       b_.CreateMul(b_.CreateUDiv(tap, c(cv.KW)), c(cv.dilation[0])));
+        llvm::Value* iw = b_.CreateAdd(b_.CreateSub(b_.CreateMul(b_.CreateURem(jj, c(cv.OW)), c(cv.stride[1])), c(cv.padding[1])),
+                                       b_.CreateMul(b_.CreateURem(tap, c(cv.KW)), c(cv.dilation[1])));
+        // Unsigned compares reject negative rows and columns too.
+        inside = b_.CreateAnd(inside, b_.CreateAnd(b_.CreateICmpULT(ih, c(cv.H)), b_.CreateICmpULT(iw, c(cv.W))));
+        at = b_.CreateAdd(b_.CreateMul(b_.CreateAdd(b_.CreateMul(ch, c(cv.H)), ih), c(cv.W)), iw);
+      } else {
+        at = b_.CreateAdd(b_.CreateMul(b_.CreateAdd(pc, k), c(sb_k)), b_.CreateMul(b_.CreateAdd(jr, j), c(sb_j)));
+      }
       llvm::Value* v = b_.CreateLoad(f32_, b_.CreateInBoundsGEP(f32_, B, b_.CreateSelect(inside, at, c(0))));
       v = b_.CreateSelect(inside, v, llvm::ConstantFP::get(f32_, 0.0));
       b_.CreateStore(v, b_.CreateInBoundsGEP(f32_, panel_, b_.CreateAdd(b_.CreateMul(k, c(NR)), j)));
@@ -233,8 +249,13 @@ class GemmEmitter {
 }  // namespace
 
 llvm::Function* gemm_function(llvm::Module& m, const kir::Gemm& g, const GemmTile& tile) {
-  std::string name = fmt::format("stag.gemm.{}x{}x{}.{}{}.{}.{:x}.{:x}", g.M, g.N, g.K, g.ta ? "t" : "n", g.tb ? "t" : "n",
-                                 g.batches(), fnv(g.a_offsets), fnv(g.b_offsets));
+  std::vector<int64_t> conv;
+  if (g.im2col) {
+    const auto& c = *g.im2col;
+    conv = {c.C, c.H, c.W, c.KH, c.KW, c.OW, c.stride[0], c.stride[1], c.padding[0], c.padding[1], c.dilation[0], c.dilation[1]};
+  }
+  std::string name = fmt::format("stag.gemm.{}x{}x{}.{}{}.{}.{:x}.{:x}{}", g.M, g.N, g.K, g.ta ? "t" : "n", g.tb ? "t" : "n",
+                                 g.batches(), fnv(g.a_offsets), fnv(g.b_offsets), g.im2col ? fmt::format(".conv{:x}", fnv(conv)) : "");
   if (auto* f = m.getFunction(name)) return f;
   return GemmEmitter(m, g, tile).emit(name);
 }

@@ -87,6 +87,15 @@ struct Gemm {
   /// Element offset of each batch's A and B (broadcast batch dimensions repeat offsets);
   /// empty for a single product. C's batches are contiguous.
   std::vector<int64_t> a_offsets, b_offsets;
+  /// Convolution as a product (implicit im2col): B is an image [C, H, W] at each batch's
+  /// offset, and element (k, j) is pixel (c, oh*s - p + kh*d, ow*s - p + kw*d) for
+  /// k = (c, kh, kw) and j = (oh, ow), zero in the padding. Nothing is materialized: the
+  /// packing of B's panels gathers the pixels.
+  struct Im2col {
+    int64_t C, H, W, KH, KW, OW;
+    int64_t stride[2], padding[2], dilation[2];
+  };
+  std::optional<Im2col> im2col;
   int64_t batches() const { return a_offsets.empty() ? 1 : static_cast<int64_t>(a_offsets.size()); }
 };
 

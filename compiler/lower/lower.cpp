@@ -776,7 +776,41 @@ class Lowerer {
   // value is masked by the test.
   static E in_range(E v, int64_t size) { return and_(ge(v, int_(0)), lt(v, int_(size))); }
 
+  // Convolution on the product's micro-kernel: out[b] (O x OH*OW) = w (O x C*KH*KW) times the
+  // image's patches, gathered while packing (Gemm::Im2col). Bias and epilogue ride in the store.
+  bool conv2d_gemm(const Node& n, const std::vector<int>& xs, int out) {
+    const Type xt = B(xs[0]).type, wt = B(xs[1]).type, ot = B(out).type;
+    int x_buf = materialized(xs[0]), w_buf = materialized(xs[1]);
+    if (ot.dtype != DType::f32 || n.i("groups") != 1 || x_buf < 0 || w_buf < 0 || xt.dims[0] > kMaxGemmBatches) return false;
+    int64_t Bn = xt.dims[0], C = xt.dims[1], H = xt.dims[2], W = xt.dims[3], O = ot.dims[1], OH = ot.dims[2], OW = ot.dims[3];
+    int64_t KH = wt.dims[2], KW = wt.dims[3], N = OH * OW, K = C * KH * KW;
+    const Ints &s = n.ints("stride"), &p = n.ints("padding"), &d = n.ints("dilation");
+    Gemm gm;
+    gm.a = w_buf, gm.b = x_buf, gm.c = out, gm.M = O, gm.N = N, gm.K = K;
+    gm.a_offsets.assign(static_cast<size_t>(Bn), 0);
+    for (int64_t b = 0; b < Bn; ++b) gm.b_offsets.push_back(b * C * H * W);
+    gm.im2col = Gemm::Im2col{C, H, W, KH, KW, OW, {s[0], s[1]}, {p[0], p[1]}, {d[0], d[1]}};
+    KernelBuilder kb("conv2d", origin(n));
+    kb.k.gemm = gm;
+    int j = kb.new_var("j");
+    bool bias = xs.size() == 3;
+    loop_nest(kb, {Bn * O}, [&](const std::vector<E>& flat) {
+      if (!bias && !epilogue_.count(&n)) return std::vector<Stmt>{};
+      E o = bin(Bin::rem, flat[0], int_(O));
+      std::vector<E> idx = {bin(Bin::div, flat[0], int_(O)), o, bin(Bin::div, kb.v(j), int_(OW)), bin(Bin::rem, kb.v(j), int_(OW))};
+      E at_j = add(mul(flat[0], int_(N)), kb.v(j));
+      E v = ld(out, at_j);
+      if (bias) v = f_add(v, ld(xs[2], o));
+      return std::vector<Stmt>{for_(j, 0, N, {store(out, at_j, epilogue(n, v, idx))})};
+    }, 1);
+    kb.k.grain = std::max<int64_t>(1, (int64_t{1} << 18) / std::max<int64_t>(1, N * K));
+    kb.k.parallel = Bn * O > kb.k.grain;
+    emit(std::move(kb));
+    return true;
+  }
+
   void conv2d(const Node& n, const std::vector<int>& xs, int out) {
+    if (conv2d_gemm(n, xs, out)) return;
     const Type xt = B(xs[0]).type, wt = B(xs[1]).type, ot = B(out).type;
     int64_t C = xt.dims[1], H = xt.dims[2], W = xt.dims[3], O = ot.dims[1], OH = ot.dims[2], OW = ot.dims[3];
     int64_t KH = wt.dims[2], KW = wt.dims[3], G = n.i("groups"), cg = C / G, og = O / G;
@@ -805,7 +839,50 @@ class Lowerer {
     emit(std::move(kb));
   }
 
+  // The transposed convolution as a product and a gather: cols[b] (Co*KH*KW x H*W) =
+  // w^T (w is Ci x Co*KH*KW) times x[b] (Ci x H*W) on the micro-kernel; then every output
+  // pixel sums the columns of the taps that reach it.
+  bool conv_transpose2d_gemm(const Node& n, const std::vector<int>& xs, int out) {
+    const Type xt = B(xs[0]).type, wt = B(xs[1]).type, ot = B(out).type;
+    int x_buf = materialized(xs[0]), w_buf = materialized(xs[1]);
+    if (ot.dtype != DType::f32 || n.i("groups") != 1 || x_buf < 0 || w_buf < 0 || xt.dims[0] > kMaxGemmBatches) return false;
+    int64_t Bn = xt.dims[0], Ci = xt.dims[1], H = xt.dims[2], W = xt.dims[3], Co = ot.dims[1], OH = ot.dims[2], OW = ot.dims[3];
+    int64_t KH = wt.dims[2], KW = wt.dims[3], M = Co * KH * KW, N = H * W;
+    const Ints &s = n.ints("stride"), &p = n.ints("padding"), &d = n.ints("dilation");
+    int cols = new_buffer(n.result()->name + ".cols", {DType::f32, {Bn, M, N}}, BufKind::Temp);
+    Gemm gm;
+    gm.a = w_buf, gm.b = x_buf, gm.c = cols, gm.M = M, gm.N = N, gm.K = Ci, gm.ta = true;
+    gm.a_offsets.assign(static_cast<size_t>(Bn), 0);
+    for (int64_t b = 0; b < Bn; ++b) gm.b_offsets.push_back(b * Ci * N);
+    KernelBuilder kg("conv_transpose2d_product", origin(n));
+    kg.k.gemm = gm;
+    loop_nest(kg, {Bn * M}, [&](const std::vector<E>&) { return std::vector<Stmt>{}; }, 1);
+    kg.k.grain = std::max<int64_t>(8, (int64_t{1} << 18) / std::max<int64_t>(1, N * Ci));
+    kg.k.parallel = Bn * M > kg.k.grain;
+    emit(std::move(kg));
+    // Output pixel (oh, ow) takes tap (kh, kw) of input pixel (ih, iw) when ih*s - p + kh*d == oh.
+    KernelBuilder kb("conv_transpose2d", origin(n));
+    int kh = kb.new_var("kh"), kw = kb.new_var("kw"), acc = kb.new_var("acc", DType::f32);
+    loop_nest(kb, {Bn, Co, OH, OW}, [&](const std::vector<E>& i) {
+      E th = f_sub(add(i[2], int_(p[0])), mul(kb.v(kh), int_(d[0])));
+      E tw = f_sub(add(i[3], int_(p[1])), mul(kb.v(kw), int_(d[1])));
+      E ih = bin(Bin::div, th, int_(s[0])), iw = bin(Bin::div, tw, int_(s[1]));
+      E ok = and_(and_(and_(ge(th, int_(0)), ge(tw, int_(0))),
+                       and_(bin(Bin::eq, bin(Bin::rem, th, int_(s[0])), int_(0)), bin(Bin::eq, bin(Bin::rem, tw, int_(s[1])), int_(0)))),
+                  and_(lt(ih, int_(H)), lt(iw, int_(W))));
+      E row = add(mul(add(mul(i[1], int_(KH)), kb.v(kh)), int_(KW)), kb.v(kw));
+      E at = add(mul(add(mul(i[0], int_(M)), row), int_(N)), add(mul(ih, int_(W)), iw));
+      E term = select(ok, ld(cols, select(ok, at, int_(0))), zero_of(DType::f32));
+      E init = xs.size() == 3 ? ld(xs[2], i[1]) : zero_of(DType::f32);
+      return std::vector<Stmt>{assign(acc, init), for_(kh, 0, KH, {for_(kw, 0, KW, {assign(acc, f_add(kb.v(acc), term))})}),
+                               store(out, offset(i, ot.dims), kb.v(acc))};
+    }, 4096);
+    emit(std::move(kb));
+    return true;
+  }
+
   void conv_transpose2d(const Node& n, const std::vector<int>& xs, int out) {
+    if (conv_transpose2d_gemm(n, xs, out)) return;
     const Type xt = B(xs[0]).type, wt = B(xs[1]).type, ot = B(out).type;
     int64_t C = xt.dims[1], H = xt.dims[2], W = xt.dims[3], O = ot.dims[1], OH = ot.dims[2], OW = ot.dims[3];
     int64_t KH = wt.dims[2], KW = wt.dims[3], G = n.i("groups"), cg = C / G, og = O / G;
