@@ -52,7 +52,7 @@ int run_build(const BuildArgs& args) {
   }
   // The runtime as this stag was built with it: same compiler, same libraries.
   std::vector<std::string> link = {STAG_CXX, "-o", args.out, object, STAG_TRAINER_MAIN, STAG_RUNTIME_LIB,
-                                   STAG_FMT_LIB, "-lz", "-pthread"};
+                                   STAG_FMT_LIB, "-lz", "-lmvec", "-lm", "-pthread"};
   int rc = run_program(link);
   std::filesystem::remove(object);
   if (rc != 0)

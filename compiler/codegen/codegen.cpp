@@ -9,6 +9,7 @@
 #include <llvm/IR/Module.h>
 #include <llvm/IR/Verifier.h>
 #include <llvm/Support/raw_ostream.h>
+#include <llvm/Transforms/Utils/ModuleUtils.h>
 
 #include <fmt/format.h>
 
@@ -20,6 +21,7 @@
 #include <unordered_map>
 
 #include "compiler/codegen/gemm.h"
+#include "compiler/jit/host.h"
 
 namespace stag {
 
@@ -77,6 +79,10 @@ class Codegen {
       }
       entry(static_cast<int>(f), calls);
     }
+    // The vector variants must survive until the loop vectorizer looks for them; the ones it
+    // does not use are removed with the rest of llvm.compiler.used's dead declarations.
+    if (!used_vector_fns_.empty())
+      llvm::appendToCompilerUsed(*m_, std::vector<llvm::GlobalValue*>(used_vector_fns_.begin(), used_vector_fns_.end()));
     std::string err;
     llvm::raw_string_ostream os(err);
     if (llvm::verifyModule(*m_, &os)) throw std::logic_error("codegen produced invalid LLVM IR: " + os.str());
@@ -274,13 +280,29 @@ class Codegen {
     return b_.CreateIntrinsic(id, {x->getType()}, {x});
   }
 
+  // A call of the C library's math function, with glibc's vector versions (libmvec) named
+  // for the loop vectorizer: a loop of expf becomes a loop of _ZGVdN8v_expf, 8 lanes a call,
+  // instead of one call an element. errno is not wanted, so the call touches no memory.
   llvm::Value* libm(const char* f32_name, const char* f64_name, llvm::Value* x) {
     bool is_f32 = x->getType()->isFloatTy();
-    auto callee = m_->getOrInsertFunction(is_f32 ? f32_name : f64_name,
-                                          llvm::FunctionType::get(x->getType(), {x->getType()}, false));
+    const char* name = is_f32 ? f32_name : f64_name;
+    auto callee = m_->getOrInsertFunction(name, llvm::FunctionType::get(x->getType(), {x->getType()}, false));
     auto* call = b_.CreateCall(callee, {x});
     call->setDoesNotThrow();
-    call->setOnlyAccessesInaccessibleMemory();
+    call->setDoesNotAccessMemory();
+    std::string variants;
+    for (const auto& [isa, bits] : vector_isas_) {
+      unsigned lanes = bits / (is_f32 ? 32 : 64);
+      std::string vname = fmt::format("_ZGV{}N{}v_{}", isa, lanes, name);
+      auto* vty = llvm::FixedVectorType::get(x->getType(), lanes);
+      auto vfn = m_->getOrInsertFunction(vname, llvm::FunctionType::get(vty, {vty}, false));
+      if (auto* f = llvm::dyn_cast<llvm::Function>(vfn.getCallee()); f && used_vector_fns_.insert(f).second) {
+        f->setDoesNotAccessMemory();
+        f->setDoesNotThrow();
+      }
+      variants += (variants.empty() ? "" : ",") + vname;
+    }
+    if (!variants.empty()) call->addFnAttr(llvm::Attribute::get(ctx_, "vector-function-abi-variant", variants));
     return call;
   }
 
@@ -307,8 +329,8 @@ class Codegen {
     switch (op) {
       case Un::neg: return fp ? b_.CreateFNeg(x) : b_.CreateNeg(x);
       case Un::abs: return fp ? intrinsic(llvm::Intrinsic::fabs, x) : b_.CreateBinaryIntrinsic(llvm::Intrinsic::abs, x, b_.getFalse());
-      case Un::exp: return intrinsic(llvm::Intrinsic::exp, x);
-      case Un::log: return intrinsic(llvm::Intrinsic::log, x);
+      case Un::exp: return libm("expf", "exp", x);
+      case Un::log: return libm("logf", "log", x);
       case Un::sqrt: return intrinsic(llvm::Intrinsic::sqrt, x);
       case Un::floor: return intrinsic(llvm::Intrinsic::floor, x);
       case Un::cos: return intrinsic(llvm::Intrinsic::cos, x);
@@ -404,6 +426,20 @@ class Codegen {
     b_.CreateRetVoid();
   }
 
+  // glibc's vector function ISAs this host runs (x86: b = SSE, d = AVX2, e = AVX-512), with
+  // their register width in bits.
+  static std::vector<std::pair<char, unsigned>> host_vector_isas() {
+    auto f = host_info().features;
+    auto has = [&](const char* name) { return std::find(f.begin(), f.end(), name) != f.end(); };
+    std::vector<std::pair<char, unsigned>> out;
+    if (host_info().triple.rfind("x86_64", 0) != 0) return out;
+    if (has("sse4.2")) out.push_back({'b', 128});
+    if (has("avx2")) out.push_back({'d', 256});
+    if (has("avx512f")) out.push_back({'e', 512});
+    return out;
+  }
+  std::vector<std::pair<char, unsigned>> vector_isas_ = host_vector_isas();
+  std::set<llvm::Function*> used_vector_fns_;
   GemmTile tile_ = host_gemm_tile();
   const Program& p_;
   CodegenOptions options_;

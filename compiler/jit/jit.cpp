@@ -2,6 +2,7 @@
 
 #include "compiler/jit/jit.h"
 
+#include <llvm/Support/DynamicLibrary.h>
 #include <llvm/ExecutionEngine/Orc/ExecutionUtils.h>
 #include <llvm/ExecutionEngine/Orc/LLJIT.h>
 #include <llvm/ExecutionEngine/Orc/ThreadSafeModule.h>
@@ -135,6 +136,9 @@ std::unique_ptr<JitProgram> JitProgram::compile(const kir::Program& p, const Jit
   for (const auto& [name, address] : options.symbols)
     symbols[jit->mangleAndIntern(name)] = {llvm::orc::ExecutorAddr::fromPtr(address), llvm::JITSymbolFlags::Exported};
   check(dylib.define(llvm::orc::absoluteSymbols(std::move(symbols))), "defining runtime symbols");
+  // glibc's vector math (codegen names its functions for the vectorizer).
+  static const bool libmvec_loaded = !llvm::sys::DynamicLibrary::LoadLibraryPermanently("libmvec.so.1");
+  (void)libmvec_loaded;
   dylib.addGenerator(check(llvm::orc::DynamicLibrarySearchGenerator::GetForCurrentProcess(
                                jit->getDataLayout().getGlobalPrefix()),
                            "searching the process"));
