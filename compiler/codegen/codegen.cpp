@@ -349,11 +349,13 @@ class Codegen {
       case Bin::mul: return fp ? b_.CreateFMul(a, b) : b_.CreateMul(a, b);
       case Bin::div: return fp ? b_.CreateFDiv(a, b) : b_.CreateSDiv(a, b);
       case Bin::rem: return fp ? b_.CreateFRem(a, b) : b_.CreateSRem(a, b);
+      // Float min and max propagate NaN (IEEE 754-2019 minimum/maximum), as PyTorch's do; as
+      // intrinsics, a running max over a row vectorizes (the select form would not).
       case Bin::min:
-        return fp ? b_.CreateSelect(b_.CreateFCmpOLT(a, b), a, b)
+        return fp ? b_.CreateBinaryIntrinsic(llvm::Intrinsic::minimum, a, b)
                   : b_.CreateBinaryIntrinsic(t == DType::b8 ? llvm::Intrinsic::umin : llvm::Intrinsic::smin, a, b);
       case Bin::max:
-        return fp ? b_.CreateSelect(b_.CreateFCmpOGT(a, b), a, b)
+        return fp ? b_.CreateBinaryIntrinsic(llvm::Intrinsic::maximum, a, b)
                   : b_.CreateBinaryIntrinsic(t == DType::b8 ? llvm::Intrinsic::umax : llvm::Intrinsic::smax, a, b);
       case Bin::pow: return b_.CreateBinaryIntrinsic(llvm::Intrinsic::pow, a, b);
       // Bools compare unsigned: as a signed i1, true would be -1.

@@ -14,7 +14,7 @@
 namespace stag::kir {
 
 /// Scalar operations. Integer ops are 64-bit and wrap; shifts are logical (for the
-/// counter-based generator); compares give bool.
+/// counter-based generator); compares give bool; float min and max propagate NaN.
 enum class Un : uint8_t { neg, abs, exp, log, sqrt, tanh, erf, floor, cos, not_ };
 enum class Bin : uint8_t { add, sub, mul, div, rem, min, max, pow, lt, le, gt, ge, eq, ne, and_, or_, xor_, shl, lshr };
 

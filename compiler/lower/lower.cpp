@@ -51,8 +51,7 @@ E lowest(DType t) {
 
 // Max that lets a NaN through, as PyTorch's max does.
 E nan_max(E a, E b) {
-  if (!is_float(a->type)) return bin(Bin::max, a, b);
-  return select(bin(Bin::ne, b, b), b, select(gt(b, a), b, a));
+  return bin(Bin::max, a, b);  // float max propagates NaN (kernel_ir.h)
 }
 
 // The scalar formula of an elementwise op.
@@ -642,6 +641,10 @@ class Lowerer {
     for (size_t d = 0; d < rank; ++d) (red[d] ? reduced : kept).push_back(xt.dims[d]);
     // The accumulator has the result's type (a sum of bools or i32 is i64), argmax's the input's.
     DType dt = n.op == Op::argmax ? xt.dtype : B(out).type.dtype;
+    size_t lead = 0;
+    while (lead < rank && red[lead]) ++lead;
+    bool leading_only = lead > 0 && std::none_of(red.begin() + static_cast<long>(lead), red.end(), [](bool r) { return r; });
+    if (n.op != Op::argmax && leading_only && !kept.empty()) return reduce_leading(n, x, out, *checked_numel(reduced), *checked_numel(kept), dt);
     KernelBuilder kb(std::string(n.info().name), origin(n));
     int acc = kb.new_var("acc", dt);
     int best = n.op == Op::argmax ? kb.new_var("best", DType::i64) : -1;
@@ -685,6 +688,31 @@ class Lowerer {
       stmts.push_back(store(out, offset(kidx, kept), result));
       return stmts;
     }, 256);
+    emit(std::move(kb));
+  }
+
+  // A reduction over leading axes (a bias gradient: sum over batch and sequence) reads the
+  // input row by row and accumulates whole output rows, so loads stay contiguous and the
+  // inner loop vectorizes; p runs over blocks of the output.
+  void reduce_leading(const Node& n, int x, int out, int64_t rows, int64_t cols, DType dt) {
+    int64_t block = 1;
+    for (int64_t b = std::min<int64_t>(cols, 256); b >= 1; --b)
+      if (cols % b == 0) {
+        block = b;
+        break;
+      }
+    KernelBuilder kb(std::string(n.info().name), origin(n));
+    int r = kb.new_var("r"), j = kb.new_var("j");
+    E col = add(mul(kb.v(0), int_(block)), kb.v(j));
+    E value = cast(ld(x, add(mul(kb.v(r), int_(cols)), col)), dt);
+    E acc = ld(out, col);
+    E combined = n.op == Op::max ? nan_max(acc, value) : f_add(acc, value);
+    kb.k.body = {for_(j, 0, block, {store(out, col, n.op == Op::max ? lowest(dt) : zero_of(dt))}),
+                 for_(r, 0, rows, {for_(j, 0, block, {store(out, col, combined)})})};
+    if (n.op == Op::mean) kb.k.body.push_back(for_(j, 0, block, {store(out, col, f_div(ld(out, col), fconst(static_cast<double>(rows), dt)))}));
+    kb.k.extent = cols / block;
+    kb.k.grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(1, rows * block));
+    kb.k.parallel = kb.k.extent > kb.k.grain;
     emit(std::move(kb));
   }
 
