@@ -208,7 +208,9 @@ class Codegen {
     for (const auto& v : k.vars) vars_.push_back(b_.CreateAlloca(scalar_type(v.type), nullptr, v.name));
     if (k.gemm) {
       llvm::Function* product = gemm_function(*m_, *k.gemm, tile_);
-      b_.CreateCall(product, {buf_ptrs_.at(k.gemm->a), buf_ptrs_.at(k.gemm->b), buf_ptrs_.at(k.gemm->c), f->getArg(1), f->getArg(2)});
+      const Gemm& g = *k.gemm;
+      b_.CreateCall(product, {buf_ptrs_.at(g.a), buf_ptrs_.at(g.b), buf_ptrs_.at(g.c), f->getArg(1), f->getArg(2), b_.getInt64(g.M),
+                              b_.getInt64(g.N), b_.getInt64(g.K), gemm_offsets(*m_, g.a_offsets), gemm_offsets(*m_, g.b_offsets)});
     }
     // for p in [lo, hi): body
     emit_loop(0, f->getArg(1), f->getArg(2), k.body);

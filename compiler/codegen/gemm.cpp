@@ -52,39 +52,44 @@ class GemmEmitter {
     i64_ = b_.getInt64Ty();
     f32_ = b_.getFloatTy();
     vt_ = llvm::FixedVectorType::get(f32_, static_cast<unsigned>(t_.lanes));
-    auto* fty = llvm::FunctionType::get(b_.getVoidTy(), {ptr_, ptr_, ptr_, i64_, i64_}, false);
+    auto* fty = llvm::FunctionType::get(b_.getVoidTy(), {ptr_, ptr_, ptr_, i64_, i64_, i64_, i64_, i64_, ptr_, ptr_}, false);
     f_ = llvm::Function::Create(fty, llvm::GlobalValue::InternalLinkage, name, m_);
     f_->addFnAttr(llvm::Attribute::NoUnwind);
+    f_->addFnAttr(llvm::Attribute::NoInline);  // shared by every product of the layout
     for (unsigned i = 0; i < 3; ++i) f_->addParamAttr(i, llvm::Attribute::NoAlias);
     entry_ = llvm::BasicBlock::Create(ctx, "entry", f_);
     b_.SetInsertPoint(entry_);
     llvm::Value *A = f_->getArg(0), *B = f_->getArg(1), *C = f_->getArg(2), *lo = f_->getArg(3), *hi = f_->getArg(4);
+    // The sizes are arguments, so one function serves every product of a layout (compile time
+    // grows with the kinds of products, not their number).
+    llvm::Value *M = f_->getArg(5), *N = f_->getArg(6), *K = f_->getArg(7), *a_table = f_->getArg(8), *b_table = f_->getArg(9);
+    N_ = N;
     const int NR = t_.columns(), MR = t_.rows, KC = t_.depth;
     panel_ = b_.CreateAlloca(llvm::ArrayType::get(f32_, static_cast<uint64_t>(KC * NR)), nullptr, "panel");
     panel_->setAlignment(llvm::Align(64));
     for (int i = 0; i < MR * t_.vectors; ++i) acc_.push_back(b_.CreateAlloca(vt_, nullptr, "acc"));
-    llvm::Value* a_table = offsets_table(g_.a_offsets, name + ".a");
-    llvm::Value* b_table = offsets_table(g_.b_offsets, name + ".b");
-
-    const int64_t M = g_.M, N = g_.N, K = g_.K;
     // Element (i, k) of A is A[i * sa_i + k * sa_k]; element (k, j) of B is B[k * sb_k + j * sb_j].
-    const int64_t sa_i = g_.ta ? 1 : K, sa_k = g_.ta ? M : 1, sb_k = g_.tb ? 1 : N, sb_j = g_.tb ? K : 1;
-    llvm::Value* first_batch = b_.CreateSDiv(lo, c(M));
-    llvm::Value* end_batch = b_.CreateAdd(b_.CreateSDiv(b_.CreateSub(hi, c(1)), c(M)), c(1));
+    llvm::Value *sa_i = g_.ta ? c(1) : K, *sa_k = g_.ta ? M : c(1), *sb_k = g_.tb ? c(1) : N, *sb_j = g_.tb ? K : c(1);
+    bool b_rows_contiguous = !g_.tb;
+    llvm::Value* first_batch = b_.CreateSDiv(lo, M);
+    llvm::Value* end_batch = b_.CreateAdd(b_.CreateSDiv(b_.CreateSub(hi, c(1)), M), c(1));
+    // No table: a single product (batch 0 only).
+    llvm::Value* has_tables = b_.CreateICmpNE(a_table, llvm::ConstantPointerNull::get(llvm::cast<llvm::PointerType>(ptr_)));
     loop(first_batch, end_batch, c(1), [&](llvm::Value* bi) {
-      llvm::Value* row0 = b_.CreateMul(bi, c(M));
+      llvm::Value* row0 = b_.CreateMul(bi, M);
       llvm::Value* r0 = smax(b_.CreateSub(lo, row0), c(0));
-      llvm::Value* r1 = smin(b_.CreateSub(hi, row0), c(M));
-      llvm::Value* a_off = a_table ? b_.CreateLoad(i64_, b_.CreateInBoundsGEP(i64_, a_table, bi)) : c(0);
-      llvm::Value* b_off = b_table ? b_.CreateLoad(i64_, b_.CreateInBoundsGEP(i64_, b_table, bi)) : c(0);
+      llvm::Value* r1 = smin(b_.CreateSub(hi, row0), M);
+      llvm::Value* slot = b_.CreateSelect(has_tables, bi, c(0));
+      llvm::Value* a_off = b_.CreateSelect(has_tables, b_.CreateLoad(i64_, b_.CreateInBoundsGEP(i64_, b_.CreateSelect(has_tables, a_table, offsets_zero()), slot)), c(0));
+      llvm::Value* b_off = b_.CreateSelect(has_tables, b_.CreateLoad(i64_, b_.CreateInBoundsGEP(i64_, b_.CreateSelect(has_tables, b_table, offsets_zero()), slot)), c(0));
       llvm::Value* Ab = b_.CreateInBoundsGEP(f32_, A, a_off);
       llvm::Value* Bb = b_.CreateInBoundsGEP(f32_, B, b_off);
-      llvm::Value* Cb = b_.CreateInBoundsGEP(f32_, C, b_.CreateMul(row0, c(N)));
-      loop(c(0), c(K), c(KC), [&](llvm::Value* pc) {
-        llvm::Value* kc = smin(b_.CreateSub(c(K), pc), c(KC));
-        loop(c(0), c(N), c(NR), [&](llvm::Value* jr) {
-          llvm::Value* nr = smin(b_.CreateSub(c(N), jr), c(NR));
-          pack(Bb, pc, jr, kc, nr, sb_k, sb_j);
+      llvm::Value* Cb = b_.CreateInBoundsGEP(f32_, C, b_.CreateMul(row0, N));
+      loop(c(0), K, c(KC), [&](llvm::Value* pc) {
+        llvm::Value* kc = smin(b_.CreateSub(K, pc), c(KC));
+        loop(c(0), N, c(NR), [&](llvm::Value* jr) {
+          llvm::Value* nr = smin(b_.CreateSub(N, jr), c(NR));
+          pack(Bb, pc, jr, kc, nr, sb_k, sb_j, b_rows_contiguous);
           loop(r0, r1, c(MR), [&](llvm::Value* i) {
             tile(Ab, Cb, i, r1, pc, jr, kc, nr, sa_i, sa_k);
           });
@@ -100,13 +105,23 @@ class GemmEmitter {
   llvm::Value* smin(llvm::Value* a, llvm::Value* b) { return b_.CreateBinaryIntrinsic(llvm::Intrinsic::smin, a, b); }
   llvm::Value* smax(llvm::Value* a, llvm::Value* b) { return b_.CreateBinaryIntrinsic(llvm::Intrinsic::smax, a, b); }
 
-  llvm::Value* offsets_table(const std::vector<int64_t>& offsets, const std::string& name) {
-    if (offsets.empty()) return nullptr;
-    std::vector<llvm::Constant*> elems;
-    for (int64_t o : offsets) elems.push_back(llvm::ConstantInt::get(i64_, static_cast<uint64_t>(o)));
-    auto* at = llvm::ArrayType::get(i64_, elems.size());
-    return new llvm::GlobalVariable(m_, at, true, llvm::GlobalValue::PrivateLinkage, llvm::ConstantArray::get(at, elems), name);
+  // A table holding one zero: what a single product's offsets load reads.
+  llvm::Value* offsets_zero() {
+    if (!zero_table_) zero_table_ = offsets_table(m_, {0}, "stag.gemm.zero");
+    return zero_table_;
   }
+
+ public:
+  static llvm::Value* offsets_table(llvm::Module& m, const std::vector<int64_t>& offsets, const std::string& name) {
+    if (auto* g = m.getNamedGlobal(name)) return g;
+    auto* i64 = llvm::Type::getInt64Ty(m.getContext());
+    std::vector<llvm::Constant*> elems;
+    for (int64_t o : offsets) elems.push_back(llvm::ConstantInt::get(i64, static_cast<uint64_t>(o)));
+    auto* at = llvm::ArrayType::get(i64, elems.size());
+    return new llvm::GlobalVariable(m, at, true, llvm::GlobalValue::PrivateLinkage, llvm::ConstantArray::get(at, elems), name);
+  }
+
+ private:
 
   // for (i = begin; i < end; i += step) body(i)
   void loop(llvm::Value* begin, llvm::Value* end, llvm::Value* step, const std::function<void(llvm::Value*)>& body) {
@@ -141,7 +156,8 @@ class GemmEmitter {
   }
 
   // panel[k][j] = B(pc + k, jr + j) for k < kc, j < NR; zero past the last column.
-  void pack(llvm::Value* B, llvm::Value* pc, llvm::Value* jr, llvm::Value* kc, llvm::Value* nr, int64_t sb_k, int64_t sb_j) {
+  void pack(llvm::Value* B, llvm::Value* pc, llvm::Value* jr, llvm::Value* kc, llvm::Value* nr, llvm::Value* sb_k, llvm::Value* sb_j,
+            bool rows_contiguous) {
     const int NR = t_.columns();
     auto element = [&](llvm::Value* k, llvm::Value* j) {
       llvm::Value* inside = b_.CreateICmpSLT(j, nr);
@@ -160,20 +176,20 @@ class GemmEmitter {
         inside = b_.CreateAnd(inside, b_.CreateAnd(b_.CreateICmpULT(ih, c(cv.H)), b_.CreateICmpULT(iw, c(cv.W))));
         at = b_.CreateAdd(b_.CreateMul(b_.CreateAdd(b_.CreateMul(ch, c(cv.H)), ih), c(cv.W)), iw);
       } else {
-        at = b_.CreateAdd(b_.CreateMul(b_.CreateAdd(pc, k), c(sb_k)), b_.CreateMul(b_.CreateAdd(jr, j), c(sb_j)));
+        at = b_.CreateAdd(b_.CreateMul(b_.CreateAdd(pc, k), sb_k), b_.CreateMul(b_.CreateAdd(jr, j), sb_j));
       }
       llvm::Value* v = b_.CreateLoad(f32_, b_.CreateInBoundsGEP(f32_, B, b_.CreateSelect(inside, at, c(0))));
       v = b_.CreateSelect(inside, v, llvm::ConstantFP::get(f32_, 0.0));
       b_.CreateStore(v, b_.CreateInBoundsGEP(f32_, panel_, b_.CreateAdd(b_.CreateMul(k, c(NR)), j)));
     };
     // Read B along its rows: k outer when B is row major in (k, j), j outer when transposed.
-    if (sb_j == 1) loop(c(0), kc, c(1), [&](llvm::Value* k) { loop(c(0), c(NR), c(1), [&](llvm::Value* j) { element(k, j); }); });
+    if (rows_contiguous || g_.im2col) loop(c(0), kc, c(1), [&](llvm::Value* k) { loop(c(0), c(NR), c(1), [&](llvm::Value* j) { element(k, j); }); });
     else loop(c(0), c(NR), c(1), [&](llvm::Value* j) { loop(c(0), kc, c(1), [&](llvm::Value* k) { element(k, j); }); });
   }
 
   // C[i..i+MR, jr..jr+NR] (+)= A[i..i+MR, pc..pc+kc] x panel, rows clipped at r1 and columns at nr.
   void tile(llvm::Value* A, llvm::Value* C, llvm::Value* i, llvm::Value* r1, llvm::Value* pc, llvm::Value* jr, llvm::Value* kc,
-            llvm::Value* nr, int64_t sa_i, int64_t sa_k) {
+            llvm::Value* nr, llvm::Value* sa_i, llvm::Value* sa_k) {
     const int MR = t_.rows, NV = t_.vectors, VW = t_.lanes, NR = t_.columns();
     llvm::Value* zero = llvm::Constant::getNullValue(vt_);
     for (auto* a : acc_) b_.CreateStore(zero, a);
@@ -183,7 +199,7 @@ class GemmEmitter {
     llvm::Value* last = b_.CreateSub(r1, c(1));
     for (int r = 0; r < MR; ++r) {
       llvm::Value* row = smin(b_.CreateAdd(i, c(r)), last);
-      a_rows.push_back(b_.CreateInBoundsGEP(f32_, A, b_.CreateAdd(b_.CreateMul(row, c(sa_i)), b_.CreateMul(pc, c(sa_k)))));
+      a_rows.push_back(b_.CreateInBoundsGEP(f32_, A, b_.CreateAdd(b_.CreateMul(row, sa_i), b_.CreateMul(pc, sa_k))));
     }
     loop(c(0), kc, c(1), [&](llvm::Value* k) {
       std::vector<llvm::Value*> bv;
@@ -191,7 +207,7 @@ class GemmEmitter {
         llvm::Value* at = b_.CreateInBoundsGEP(f32_, panel_, b_.CreateAdd(b_.CreateMul(k, c(NR)), c(v * VW)));
         bv.push_back(b_.CreateAlignedLoad(vt_, at, llvm::Align(static_cast<uint64_t>(std::min(64, VW * 4)))));
       }
-      llvm::Value* k_off = b_.CreateMul(k, c(sa_k));
+      llvm::Value* k_off = b_.CreateMul(k, sa_k);
       for (int r = 0; r < MR; ++r) {
         llvm::Value* a = b_.CreateLoad(f32_, b_.CreateInBoundsGEP(f32_, a_rows[static_cast<size_t>(r)], k_off));
         llvm::Value* splat = b_.CreateVectorSplat(static_cast<unsigned>(VW), a);
@@ -211,7 +227,7 @@ class GemmEmitter {
     for (int r = 0; r < MR; ++r) {
       llvm::Value* row = b_.CreateAdd(i, c(r));
       when(b_.CreateICmpSLT(row, r1), [&] {
-        llvm::Value* crow = b_.CreateInBoundsGEP(f32_, C, b_.CreateAdd(b_.CreateMul(row, c(g_.N)), jr));
+        llvm::Value* crow = b_.CreateInBoundsGEP(f32_, C, b_.CreateAdd(b_.CreateMul(row, N_), jr));
         for (int v = 0; v < NV; ++v) {
           llvm::Value* at = b_.CreateInBoundsGEP(f32_, crow, c(v * VW));
           llvm::Value* sum = b_.CreateLoad(vt_, acc_[static_cast<size_t>(r * NV + v)]);
@@ -243,6 +259,8 @@ class GemmEmitter {
   llvm::Type *ptr_ = nullptr, *i64_ = nullptr, *f32_ = nullptr;
   llvm::FixedVectorType* vt_ = nullptr;
   llvm::AllocaInst* panel_ = nullptr;
+  llvm::Value* zero_table_ = nullptr;
+  llvm::Value* N_ = nullptr;
   std::vector<llvm::AllocaInst*> acc_;
 };
 
@@ -254,10 +272,14 @@ llvm::Function* gemm_function(llvm::Module& m, const kir::Gemm& g, const GemmTil
     const auto& c = *g.im2col;
     conv = {c.C, c.H, c.W, c.KH, c.KW, c.OW, c.stride[0], c.stride[1], c.padding[0], c.padding[1], c.dilation[0], c.dilation[1]};
   }
-  std::string name = fmt::format("stag.gemm.{}x{}x{}.{}{}.{}.{:x}.{:x}{}", g.M, g.N, g.K, g.ta ? "t" : "n", g.tb ? "t" : "n",
-                                 g.batches(), fnv(g.a_offsets), fnv(g.b_offsets), g.im2col ? fmt::format(".conv{:x}", fnv(conv)) : "");
+  std::string name = fmt::format("stag.gemm.{}{}{}", g.ta ? "t" : "n", g.tb ? "t" : "n", g.im2col ? fmt::format(".conv{:x}", fnv(conv)) : "");
   if (auto* f = m.getFunction(name)) return f;
   return GemmEmitter(m, g, tile).emit(name);
+}
+
+llvm::Value* gemm_offsets(llvm::Module& m, const std::vector<int64_t>& offsets) {
+  if (offsets.empty()) return llvm::ConstantPointerNull::get(llvm::PointerType::get(m.getContext(), 0));
+  return GemmEmitter::offsets_table(m, offsets, fmt::format("stag.gemm.offsets.{:x}.{}", fnv(offsets), offsets.size()));
 }
 
 }  // namespace stag

@@ -8,6 +8,7 @@
 namespace llvm {
 class Function;
 class Module;
+class Value;
 }  // namespace llvm
 
 namespace stag {
@@ -21,8 +22,12 @@ struct GemmTile {
 
 GemmTile host_gemm_tile();
 
-/// The function `void(ptr A, ptr B, ptr C, i64 lo, i64 hi)` that computes rows [lo, hi) of
-/// the batch-flattened C of `g` (defined once per module for each distinct product).
+/// The function `void(ptr A, ptr B, ptr C, i64 lo, i64 hi, i64 M, i64 N, i64 K, ptr a_offsets,
+/// ptr b_offsets)` that computes rows [lo, hi) of the batch-flattened C of a product laid out
+/// as `g` (transposes, convolution geometry); defined once per module for each layout. The
+/// offset tables are null for a single product.
 llvm::Function* gemm_function(llvm::Module& m, const kir::Gemm& g, const GemmTile& tile);
+/// A constant table of batch offsets (shared within the module), or a null pointer when empty.
+llvm::Value* gemm_offsets(llvm::Module& m, const std::vector<int64_t>& offsets);
 
 }  // namespace stag

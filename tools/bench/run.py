@@ -24,6 +24,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MODELS = os.path.join(HERE, "models")
@@ -151,7 +152,44 @@ def bench_train(args, torch, errors):
     return rows
 
 
-def render(args, torch, sgemm_rows, train_rows, blas_name):
+def timed(cmd, env=None, timeout=1800):
+    """Wall seconds of a whole process, start to exit (None and the error on failure)."""
+    t0 = time.monotonic()
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return None, f"{' '.join(cmd)}: {e}"
+    seconds = time.monotonic() - t0
+    if p.returncode != 0:
+        return None, f"exit {p.returncode}: {' '.join(cmd)}\n{p.stderr.strip()[-2000:]}"
+    return seconds, ""
+
+
+def bench_epoch(args, torch, errors):
+    """A whole epoch of the MLP on Fashion-MNIST (batch 64, Adam), process start to exit:
+    `stag train` (compile, load, train, validate, test) against the same in PyTorch."""
+    if not selected("mlp-epoch", args.only) or args.quick:
+        return None
+    if not os.path.isdir("/usr/share/datasets/fashion-mnist"):
+        log("mlp-epoch: no dataset-fashion-mnist; skipped")
+        return None
+    log("mlp-epoch: stag train ...")
+    stag_s, err = timed([args.stag, "train", os.path.join(MODELS, "mlp.stag"), "--epochs", "1"])
+    if err:
+        errors.append(err)
+    runs = {}
+    if torch.available:
+        for intra, blas in TORCH_SETTINGS[:2]:
+            log(f"mlp-epoch: PyTorch {intra}+{blas} ...")
+            sec, err = timed([torch.python, TORCH_SCRIPT, "mlp-epoch", "--torch-threads", str(intra)], env=torch.env(blas))
+            if err:
+                errors.append(err)
+            elif sec is not None:
+                runs[(intra, blas)] = sec
+    return stag_s, runs
+
+
+def render(args, torch, sgemm_rows, train_rows, blas_name, epoch_row=None):
     cpu = "unknown CPU"
     try:
         with open("/proc/cpuinfo") as f:
@@ -183,6 +221,15 @@ def render(args, torch, sgemm_rows, train_rows, blas_name):
                     cells = ["error", fmt_ms(tm), "n/a", "n/a", "n/a"]
                 out.append("| " + " | ".join([name, str(t)] + cells + [torch_rss, setting]) + " |")
         out.append("")
+    if epoch_row:
+        stag_s, runs = epoch_row
+        best = min(runs.items(), key=lambda kv: kv[1]) if runs else None
+        out += ["A whole epoch of the MLP on Fashion-MNIST (batch 64, Adam; training, validation and test), "
+                "process start to exit; PyTorch at its faster setting.", "",
+                "| workload | stag s | PyTorch s | ratio | PyTorch setting |", "|---|---:|---:|---:|---|",
+                "| mlp-epoch | {} | {} | {} | {} |".format(
+                    f"{stag_s:.2f}" if stag_s else "error", f"{best[1]:.2f}" if best else "n/a",
+                    f"{best[1] / stag_s:.2f}" if best and stag_s else "n/a", f"{best[0][0]}+{best[0][1]}" if best else "n/a"), ""]
     if sgemm_rows:
         out += ["sgemm (N x N x N, f32); the comparison is numpy's matmul on the same BLAS at the same thread count.", "",
                 "| size | threads | stag ms | stag GFLOP/s | BLAS ms | BLAS GFLOP/s | ratio | stag compile s |",
@@ -209,7 +256,7 @@ def main():
     args.only = [o for o in args.only.split(",") if o]
     if not os.access(args.stag, os.X_OK):
         p.error(f"--stag {args.stag}: not an executable")
-    known = [w[0] for w in TRAIN] + [f"sgemm-{n}" for n, _, _ in SGEMM]
+    known = [w[0] for w in TRAIN] + ["mlp-epoch"] + [f"sgemm-{n}" for n, _, _ in SGEMM]
     for o in args.only:
         if not any(selected(k, [o]) for k in known):
             p.error(f"--only {o}: no such workload; workloads: {', '.join(known)}")
@@ -228,8 +275,9 @@ def main():
 
     errors = []
     train_rows = bench_train(args, torch, errors)
+    epoch_row = bench_epoch(args, torch, errors)
     sgemm_rows = bench_sgemm(args, torch, errors)
-    table = render(args, torch, sgemm_rows, train_rows, blas_name)
+    table = render(args, torch, sgemm_rows, train_rows, blas_name, epoch_row)
     print(table)
     if args.out:
         with open(args.out, "w") as f:
