@@ -105,7 +105,7 @@ int run_grad(const GradArgs& args) {
     fmt::print(stderr, "{}", diags.render());
     throw Failure{kExitBadInput, {}};
   }
-  CompiledModel c = compile_jit(*dg, 3, args.model.passes);
+  CompiledModel c = compile_jit(*dg, {.passes = args.model.passes});
   try {
     load_weights(*c.model, args.feed, false);
     const auto& spec = c.model->manifest().function("forward");

@@ -118,7 +118,7 @@ struct EvalArgs {
 
 int run_eval(const EvalArgs& args) {
   auto graph = args.model.load();
-  CompiledModel c = compile_jit(*graph, 3, args.model.passes);
+  CompiledModel c = compile_jit(*graph, {.passes = args.model.passes});
   try {
     auto file = rt::read_safetensors(args.weights);
     c.model->load_model_params(file.tensors, args.weights);
@@ -138,7 +138,7 @@ struct PredictArgs {
 
 int run_predict(const PredictArgs& args) {
   auto graph = args.model.load();
-  CompiledModel c = compile_jit(*graph, 3, args.model.passes);
+  CompiledModel c = compile_jit(*graph, {.passes = args.model.passes});
   try {
     auto file = rt::read_safetensors(args.weights);
     c.model->load_model_params(file.tensors, args.weights);
