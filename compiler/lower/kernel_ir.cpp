@@ -1,7 +1,5 @@
 #include "compiler/lower/kernel_ir.h"
 
-#include "compiler/lower/builder.h"
-
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -231,56 +229,7 @@ void dedupe(std::vector<int>& v) {
   v.erase(std::unique(v.begin(), v.end()), v.end());
 }
 
-bool same(const E& a, const E& b) {
-  if (a == b) return true;
-  if (!a || !b || a->kind != b->kind || a->type != b->type || a->i != b->i || a->f != b->f || a->var != b->var ||
-      a->buffer != b->buffer || a->op != b->op || a->args.size() != b->args.size())
-    return false;
-  for (size_t i = 0; i < a->args.size(); ++i)
-    if (!same(a->args[i], b->args[i])) return false;
-  return true;
-}
-
-// Every load of `buffer` in `e`, by index expression.
-void loads_of(const E& e, int buffer, std::vector<E>& out) {
-  if (!e) return;
-  if (e->kind == EK::Load && e->buffer == buffer) out.push_back(e->args[0]);
-  for (const auto& a : e->args) loads_of(a, buffer, out);
-}
-
-// Is the kernel a map: one store at the row-major offset of a perfect loop nest, so that
-// every element is written once, by the iteration that alone reads that element's index?
-const Stmt* map_store(const Kernel& k, std::vector<E>& idx, Dims& dims) {
-  idx = {var(0, DType::i64)};
-  dims = {k.extent};
-  const std::vector<Stmt>* body = &k.body;
-  while (body->size() == 1 && (*body)[0].kind == SK::For && (*body)[0].begin == 0) {
-    idx.push_back(var((*body)[0].var, DType::i64));
-    dims.push_back((*body)[0].end);
-    body = &(*body)[0].body;
-  }
-  if (body->size() != 1 || (*body)[0].kind != SK::Store) return nullptr;
-  if (dims.size() == 1 && k.extent == 1) {
-    idx.clear();
-    dims.clear();
-  }
-  return &(*body)[0];
-}
-
 }  // namespace
-
-bool in_place_safe(const Kernel& k, int src, int dst) {
-  if (k.gemm) return false;  // a product reads whole rows and columns
-  std::vector<E> idx;
-  Dims dims;
-  const Stmt* st = map_store(k, idx, dims);
-  if (!st || st->buffer != dst || !same(st->index, offset(idx, dims))) return false;
-  std::vector<E> in_index, in_value;
-  loads_of(st->index, src, in_index);
-  loads_of(st->value, src, in_value);
-  return in_index.empty() && std::all_of(in_value.begin(), in_value.end(), [&](const E& i) { return same(i, st->index); });
-}
-
 
 Access accesses(const Kernel& k) {
   Access a;
@@ -328,14 +277,6 @@ std::string verify_memory(const Program& p) {
         bool overlap_bytes = a.offset < b.offset + b.bytes() && b.offset < a.offset + a.bytes();
         bool overlap_time = live[i].first <= live[j].last && live[j].first <= live[i].last;
         if (!overlap_bytes || !overlap_time) continue;
-        // The one legal overlap: a buffer dying in the kernel that starts the other, in place.
-        const auto& kernels = p.functions[f].kernels;
-        auto shares = [&](const Interval& x, const Interval& y) {
-          return x.last == y.first && p.buffers[x.buffer].offset == p.buffers[y.buffer].offset &&
-                 p.buffers[x.buffer].bytes() == p.buffers[y.buffer].bytes() &&
-                 in_place_safe(kernels[static_cast<size_t>(x.last)], x.buffer, y.buffer);
-        };
-        if (shares(live[i], live[j]) || shares(live[j], live[i])) continue;
         return fmt::format("temporaries %{} and %{} of function {} share workspace bytes while both are live (kernels {}..{} and {}..{})",
                            a.name, b.name, p.functions[f].name, live[i].first, live[i].last, live[j].first, live[j].last);
       }

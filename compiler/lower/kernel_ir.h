@@ -151,9 +151,8 @@ struct Program {
   std::vector<const Buffer*> of_kind(BufKind k) const;
 };
 
-/// Checks that no two temporaries of a function share workspace bytes while both are live
-/// (a kernel that reads one and writes the other, element by element at the same index, may
-/// share); the problem in words, or empty.
+/// Checks that no two temporaries of a function share workspace bytes while both are live;
+/// the problem in words, or empty.
 std::string verify_memory(const Program& p);
 
 /// The buffers a kernel reads and writes.
@@ -167,10 +166,6 @@ struct Interval {
   int buffer, first, last;
 };
 std::vector<Interval> live_intervals(const Program& p, int function);
-
-/// May `dst` occupy `src`'s bytes in kernel `k`, which is the last to read `src` and the
-/// first to write `dst`?
-bool in_place_safe(const Kernel& k, int src, int dst);
 
 /// The text form: buffers with their kinds and types, then every kernel as loops.
 std::string print(const Program& p);
