@@ -23,10 +23,11 @@ GemmTile host_gemm_tile() {
   auto has = [&](const char* f) { return std::find(features.begin(), features.end(), f) != features.end(); };
   GemmTile t;
   // Accumulators take rows x vectors registers; B's vectors and A's broadcast need the rest.
-  if (has("avx512f")) t = {16, 2, 8, 0};       // 16 of 32 zmm registers
-  else if (has("avx2") || has("avx")) t = {8, 2, 6, 0};  // 12 of 16 ymm
-  else t = {4, 2, 4, 0};                       // 8 of 16 xmm
-  t.depth = std::max(64, 16384 / (4 * t.columns()));  // a 16 KiB panel of B
+  if (has("avx512f")) t = {16, 2, 8, 0, 0};       // 16 of 32 zmm registers
+  else if (has("avx2") || has("avx")) t = {8, 2, 6, 0, 0};  // 12 of 16 ymm
+  else t = {4, 2, 4, 0, 0};                       // 8 of 16 xmm
+  t.depth = std::max(64, 16384 / (4 * t.columns()));  // a 16 KiB panel of B: L1
+  t.panels = 16;                                       // a 256 KiB block of B: L2
   return t;
 }
 
@@ -65,8 +66,13 @@ class GemmEmitter {
     llvm::Value *M = f_->getArg(5), *N = f_->getArg(6), *K = f_->getArg(7), *a_table = f_->getArg(8), *b_table = f_->getArg(9);
     N_ = N;
     const int NR = t_.columns(), MR = t_.rows, KC = t_.depth;
-    panel_ = b_.CreateAlloca(llvm::ArrayType::get(f32_, static_cast<uint64_t>(KC * NR)), nullptr, "panel");
+    const int NP = t_.panels, NC = NP * NR;
+    // B's block: NP panels of KC x NR (L2), and A's micro-panel: MR x KC (L1), both packed so
+    // the micro-kernel reads them contiguously (A rows 4 KiB apart would fight over cache sets).
+    panel_ = b_.CreateAlloca(llvm::ArrayType::get(f32_, static_cast<uint64_t>(KC * NC)), nullptr, "panel");
     panel_->setAlignment(llvm::Align(64));
+    apanel_ = b_.CreateAlloca(llvm::ArrayType::get(f32_, static_cast<uint64_t>(KC * MR)), nullptr, "apanel");
+    apanel_->setAlignment(llvm::Align(64));
     for (int i = 0; i < MR * t_.vectors; ++i) acc_.push_back(b_.CreateAlloca(vt_, nullptr, "acc"));
     // Element (i, k) of A is A[i * sa_i + k * sa_k]; element (k, j) of B is B[k * sb_k + j * sb_j].
     llvm::Value *sa_i = g_.ta ? c(1) : K, *sa_k = g_.ta ? M : c(1), *sb_k = g_.tb ? c(1) : N, *sb_j = g_.tb ? K : c(1);
@@ -85,13 +91,20 @@ class GemmEmitter {
       llvm::Value* Ab = b_.CreateInBoundsGEP(f32_, A, a_off);
       llvm::Value* Bb = b_.CreateInBoundsGEP(f32_, B, b_off);
       llvm::Value* Cb = b_.CreateInBoundsGEP(f32_, C, b_.CreateMul(row0, N));
-      loop(c(0), K, c(KC), [&](llvm::Value* pc) {
-        llvm::Value* kc = smin(b_.CreateSub(K, pc), c(KC));
-        loop(c(0), N, c(NR), [&](llvm::Value* jr) {
-          llvm::Value* nr = smin(b_.CreateSub(N, jr), c(NR));
-          pack(Bb, pc, jr, kc, nr, sb_k, sb_j, b_rows_contiguous);
+      loop(c(0), N, c(NC), [&](llvm::Value* jc) {
+        llvm::Value* jend = smin(b_.CreateAdd(jc, c(NC)), N);
+        loop(c(0), K, c(KC), [&](llvm::Value* pc) {
+          llvm::Value* kc = smin(b_.CreateSub(K, pc), c(KC));
+          loop(jc, jend, c(NR), [&](llvm::Value* jr) {
+            llvm::Value* nr = smin(b_.CreateSub(N, jr), c(NR));
+            pack(Bb, panel_at(jc, jr), pc, jr, kc, nr, sb_k, sb_j, b_rows_contiguous);
+          });
           loop(r0, r1, c(MR), [&](llvm::Value* i) {
-            tile(Ab, Cb, i, r1, pc, jr, kc, nr, sa_i, sa_k);
+            pack_a(Ab, i, r1, pc, kc, sa_i, sa_k);
+            loop(jc, jend, c(NR), [&](llvm::Value* jr) {
+              llvm::Value* nr = smin(b_.CreateSub(N, jr), c(NR));
+              tile(panel_at(jc, jr), Cb, i, r1, pc, jr, kc, nr);
+            });
           });
         });
       });
@@ -156,8 +169,29 @@ class GemmEmitter {
   }
 
   // panel[k][j] = B(pc + k, jr + j) for k < kc, j < NR; zero past the last column.
-  void pack(llvm::Value* B, llvm::Value* pc, llvm::Value* jr, llvm::Value* kc, llvm::Value* nr, llvm::Value* sb_k, llvm::Value* sb_j,
-            bool rows_contiguous) {
+  // The panel of columns [jr, jr + NR) within the block starting at jc.
+  llvm::Value* panel_at(llvm::Value* jc, llvm::Value* jr) {
+    llvm::Value* index = b_.CreateUDiv(b_.CreateSub(jr, jc), c(t_.columns()));
+    return b_.CreateInBoundsGEP(f32_, panel_, b_.CreateMul(index, c(static_cast<int64_t>(t_.depth) * t_.columns())));
+  }
+
+  // apanel[k][r] = A(i + r, pc + k); rows past the edge repeat the last row (their results are
+  // not stored), so the micro-kernel has no branches.
+  void pack_a(llvm::Value* A, llvm::Value* i, llvm::Value* r1, llvm::Value* pc, llvm::Value* kc, llvm::Value* sa_i, llvm::Value* sa_k) {
+    const int MR = t_.rows;
+    llvm::Value* last = b_.CreateSub(r1, c(1));
+    loop(c(0), c(MR), c(1), [&](llvm::Value* r) {
+      llvm::Value* row = smin(b_.CreateAdd(i, r), last);
+      llvm::Value* base = b_.CreateInBoundsGEP(f32_, A, b_.CreateAdd(b_.CreateMul(row, sa_i), b_.CreateMul(pc, sa_k)));
+      loop(c(0), kc, c(1), [&](llvm::Value* k) {
+        llvm::Value* v = b_.CreateLoad(f32_, b_.CreateInBoundsGEP(f32_, base, b_.CreateMul(k, sa_k)));
+        b_.CreateStore(v, b_.CreateInBoundsGEP(f32_, apanel_, b_.CreateAdd(b_.CreateMul(k, c(MR)), r)));
+      });
+    });
+  }
+
+  void pack(llvm::Value* B, llvm::Value* dst, llvm::Value* pc, llvm::Value* jr, llvm::Value* kc, llvm::Value* nr, llvm::Value* sb_k,
+            llvm::Value* sb_j, bool rows_contiguous) {
     const int NR = t_.columns();
     auto element = [&](llvm::Value* k, llvm::Value* j) {
       llvm::Value* inside = b_.CreateICmpSLT(j, nr);
@@ -180,36 +214,28 @@ class GemmEmitter {
       }
       llvm::Value* v = b_.CreateLoad(f32_, b_.CreateInBoundsGEP(f32_, B, b_.CreateSelect(inside, at, c(0))));
       v = b_.CreateSelect(inside, v, llvm::ConstantFP::get(f32_, 0.0));
-      b_.CreateStore(v, b_.CreateInBoundsGEP(f32_, panel_, b_.CreateAdd(b_.CreateMul(k, c(NR)), j)));
+      b_.CreateStore(v, b_.CreateInBoundsGEP(f32_, dst, b_.CreateAdd(b_.CreateMul(k, c(NR)), j)));
     };
     // Read B along its rows: k outer when B is row major in (k, j), j outer when transposed.
     if (rows_contiguous || g_.im2col) loop(c(0), kc, c(1), [&](llvm::Value* k) { loop(c(0), c(NR), c(1), [&](llvm::Value* j) { element(k, j); }); });
     else loop(c(0), c(NR), c(1), [&](llvm::Value* j) { loop(c(0), kc, c(1), [&](llvm::Value* k) { element(k, j); }); });
   }
 
-  // C[i..i+MR, jr..jr+NR] (+)= A[i..i+MR, pc..pc+kc] x panel, rows clipped at r1 and columns at nr.
-  void tile(llvm::Value* A, llvm::Value* C, llvm::Value* i, llvm::Value* r1, llvm::Value* pc, llvm::Value* jr, llvm::Value* kc,
-            llvm::Value* nr, llvm::Value* sa_i, llvm::Value* sa_k) {
+  // C[i..i+MR, jr..jr+NR] (+)= apanel x panel over kc, rows clipped at r1 and columns at nr.
+  void tile(llvm::Value* panel, llvm::Value* C, llvm::Value* i, llvm::Value* r1, llvm::Value* pc, llvm::Value* jr, llvm::Value* kc,
+            llvm::Value* nr) {
     const int MR = t_.rows, NV = t_.vectors, VW = t_.lanes, NR = t_.columns();
     llvm::Value* zero = llvm::Constant::getNullValue(vt_);
     for (auto* a : acc_) b_.CreateStore(zero, a);
-    // Rows past the edge repeat the last row (their results are not stored), so the inner
-    // loop has no branches.
-    std::vector<llvm::Value*> a_rows;
-    llvm::Value* last = b_.CreateSub(r1, c(1));
-    for (int r = 0; r < MR; ++r) {
-      llvm::Value* row = smin(b_.CreateAdd(i, c(r)), last);
-      a_rows.push_back(b_.CreateInBoundsGEP(f32_, A, b_.CreateAdd(b_.CreateMul(row, sa_i), b_.CreateMul(pc, sa_k))));
-    }
     loop(c(0), kc, c(1), [&](llvm::Value* k) {
       std::vector<llvm::Value*> bv;
       for (int v = 0; v < NV; ++v) {
-        llvm::Value* at = b_.CreateInBoundsGEP(f32_, panel_, b_.CreateAdd(b_.CreateMul(k, c(NR)), c(v * VW)));
+        llvm::Value* at = b_.CreateInBoundsGEP(f32_, panel, b_.CreateAdd(b_.CreateMul(k, c(NR)), c(v * VW)));
         bv.push_back(b_.CreateAlignedLoad(vt_, at, llvm::Align(static_cast<uint64_t>(std::min(64, VW * 4)))));
       }
-      llvm::Value* k_off = b_.CreateMul(k, sa_k);
+      llvm::Value* a_k = b_.CreateInBoundsGEP(f32_, apanel_, b_.CreateMul(k, c(MR)));
       for (int r = 0; r < MR; ++r) {
-        llvm::Value* a = b_.CreateLoad(f32_, b_.CreateInBoundsGEP(f32_, a_rows[static_cast<size_t>(r)], k_off));
+        llvm::Value* a = b_.CreateLoad(f32_, b_.CreateInBoundsGEP(f32_, a_k, c(r)));
         llvm::Value* splat = b_.CreateVectorSplat(static_cast<unsigned>(VW), a);
         for (int v = 0; v < NV; ++v) {
           llvm::Value* slot = acc_[static_cast<size_t>(r * NV + v)];
@@ -259,6 +285,7 @@ class GemmEmitter {
   llvm::Type *ptr_ = nullptr, *i64_ = nullptr, *f32_ = nullptr;
   llvm::FixedVectorType* vt_ = nullptr;
   llvm::AllocaInst* panel_ = nullptr;
+  llvm::AllocaInst* apanel_ = nullptr;
   llvm::Value* zero_table_ = nullptr;
   llvm::Value* N_ = nullptr;
   std::vector<llvm::AllocaInst*> acc_;

@@ -14,9 +14,10 @@ class Value;
 namespace stag {
 
 /// The register tile for the host: vector width in f32 lanes, vectors per row of the tile,
-/// rows of the tile, and the depth of a packed panel.
+/// rows of the tile, the depth of a packed panel, and how many panels of B are packed at once.
 struct GemmTile {
   int lanes = 8, vectors = 2, rows = 6, depth = 256;
+  int panels = 16;  ///< panels of B packed together (a block of panels * columns() columns)
   int columns() const { return lanes * vectors; }
 };
 
