@@ -106,7 +106,7 @@ inline void fill(rt::Tensor& t, const RefTensor& r) {
 inline void check_compiled(const Graph& ad, const std::map<std::string, RefTensor>& feeds, const std::string& label,
                            int opt_level = 1) {
   RefResult want = interpret(ad, feeds);
-  CompiledModel c = compile_jit(ad, {.opt_level = opt_level});
+  CompiledModel c = compile_jit(ad, {.opt_level = opt_level, .profile = false, .passes = {}});
   for (const auto& spec : c.model->manifest().params) fill(c.model->param(spec.name), feeds.at(spec.name));
   const auto& fn = c.model->manifest().function("forward");
   std::vector<rt::Tensor> inputs;

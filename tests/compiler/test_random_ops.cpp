@@ -50,7 +50,7 @@ Dims broadcast_partner(Gen& g, const Dims& d) {
 void check_case(const Graph& graph, double tol) {
   INFO(print(graph));
   RefResult want = interpret(graph, {});
-  CompiledModel c = compile_jit(graph, {.opt_level = 2});
+  CompiledModel c = compile_jit(graph, {.opt_level = 2, .profile = false, .passes = {}});
   auto outs = c.model->run("forward", {});
   const auto& specs = c.model->manifest().function("forward").outputs;
   for (size_t o = 0; o < outs.size(); ++o) {
