@@ -11,6 +11,8 @@
 
 #include <fmt/format.h>
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <functional>
 
@@ -26,8 +28,16 @@ GemmTile host_gemm_tile() {
   if (has("avx512f")) t = {16, 2, 8, 0, 0};       // 16 of 32 zmm registers
   else if (has("avx2") || has("avx")) t = {8, 2, 6, 0, 0};  // 12 of 16 ymm
   else t = {4, 2, 4, 0, 0};                       // 8 of 16 xmm
-  t.depth = std::max(64, 16384 / (4 * t.columns()));  // a 16 KiB panel of B: L1
-  t.panels = 16;                                       // a 256 KiB block of B: L2
+  // Cache blocking from the host's caches: a KC-deep panel of B takes a third of L1 (A's
+  // micro-panel and C's tile share the rest), a block of panels half of L2. glibc reads the
+  // sizes from CPUID; 32 KiB and 512 KiB when it cannot.
+  long l1 = sysconf(_SC_LEVEL1_DCACHE_SIZE), l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
+  if (l1 <= 0) l1 = 32 << 10;
+  if (l2 <= 0) l2 = 512 << 10;
+  long panel_floats = l1 / 3 / 4;
+  t.depth = static_cast<int>(std::clamp<long>(panel_floats / t.columns() / 8 * 8, 64, 512));
+  long panel_bytes = static_cast<long>(t.depth) * t.columns() * 4;
+  t.panels = static_cast<int>(std::clamp<long>(l2 / 2 / panel_bytes, 4, std::max<long>(4, (1 << 20) / panel_bytes)));
   return t;
 }
 
