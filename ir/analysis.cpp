@@ -35,4 +35,13 @@ int64_t index_bound(const Graph& g, const Value* v, int64_t fallback) {
   return bound == std::numeric_limits<int64_t>::max() ? fallback : bound;
 }
 
+std::map<const Value*, int> use_counts(const Graph& g) {
+  std::map<const Value*, int> uses;
+  for (const auto& n : g.nodes)
+    for (const Value* v : n->operands) ++uses[v];
+  for (const auto& o : g.outputs) ++uses[o.value];
+  for (const auto& u : g.updates) ++uses[u.value], ++uses[u.target];
+  return uses;
+}
+
 }  // namespace stag

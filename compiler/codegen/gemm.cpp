@@ -89,15 +89,12 @@ class GemmEmitter {
     bool b_rows_contiguous = !g_.tb;
     llvm::Value* first_batch = b_.CreateSDiv(lo, M);
     llvm::Value* end_batch = b_.CreateAdd(b_.CreateSDiv(b_.CreateSub(hi, c(1)), M), c(1));
-    // No table: a single product (batch 0 only).
-    llvm::Value* has_tables = b_.CreateICmpNE(a_table, llvm::ConstantPointerNull::get(llvm::cast<llvm::PointerType>(ptr_)));
     loop(first_batch, end_batch, c(1), [&](llvm::Value* bi) {
       llvm::Value* row0 = b_.CreateMul(bi, M);
       llvm::Value* r0 = smax(b_.CreateSub(lo, row0), c(0));
       llvm::Value* r1 = smin(b_.CreateSub(hi, row0), M);
-      llvm::Value* slot = b_.CreateSelect(has_tables, bi, c(0));
-      llvm::Value* a_off = b_.CreateSelect(has_tables, b_.CreateLoad(i64_, b_.CreateInBoundsGEP(i64_, b_.CreateSelect(has_tables, a_table, offsets_zero()), slot)), c(0));
-      llvm::Value* b_off = b_.CreateSelect(has_tables, b_.CreateLoad(i64_, b_.CreateInBoundsGEP(i64_, b_.CreateSelect(has_tables, b_table, offsets_zero()), slot)), c(0));
+      llvm::Value* a_off = b_.CreateLoad(i64_, b_.CreateInBoundsGEP(i64_, a_table, bi));
+      llvm::Value* b_off = b_.CreateLoad(i64_, b_.CreateInBoundsGEP(i64_, b_table, bi));
       llvm::Value* Ab = b_.CreateInBoundsGEP(f32_, A, a_off);
       llvm::Value* Bb = b_.CreateInBoundsGEP(f32_, B, b_off);
       llvm::Value* Cb = b_.CreateInBoundsGEP(f32_, C, b_.CreateMul(row0, N));
@@ -127,12 +124,6 @@ class GemmEmitter {
   llvm::Value* c(int64_t v) { return b_.getInt64(static_cast<uint64_t>(v)); }
   llvm::Value* smin(llvm::Value* a, llvm::Value* b) { return b_.CreateBinaryIntrinsic(llvm::Intrinsic::smin, a, b); }
   llvm::Value* smax(llvm::Value* a, llvm::Value* b) { return b_.CreateBinaryIntrinsic(llvm::Intrinsic::smax, a, b); }
-
-  // A table holding one zero: what a single product's offsets load reads.
-  llvm::Value* offsets_zero() {
-    if (!zero_table_) zero_table_ = offsets_table(m_, {0}, "stag.gemm.zero");
-    return zero_table_;
-  }
 
  public:
   static llvm::Value* offsets_table(llvm::Module& m, const std::vector<int64_t>& offsets, const std::string& name) {
@@ -296,7 +287,6 @@ class GemmEmitter {
   llvm::FixedVectorType* vt_ = nullptr;
   llvm::AllocaInst* panel_ = nullptr;
   llvm::AllocaInst* apanel_ = nullptr;
-  llvm::Value* zero_table_ = nullptr;
   llvm::Value* N_ = nullptr;
   std::vector<llvm::AllocaInst*> acc_;
 };
@@ -315,8 +305,9 @@ llvm::Function* gemm_function(llvm::Module& m, const kir::Gemm& g, const GemmTil
 }
 
 llvm::Value* gemm_offsets(llvm::Module& m, const std::vector<int64_t>& offsets) {
-  if (offsets.empty()) return llvm::ConstantPointerNull::get(llvm::PointerType::get(m.getContext(), 0));
-  return GemmEmitter::offsets_table(m, offsets, fmt::format("stag.gemm.offsets.{:x}.{}", fnv(offsets), offsets.size()));
+  // A single product is batch 0 at offset 0.
+  const std::vector<int64_t>& table = offsets.empty() ? std::vector<int64_t>{0} : offsets;
+  return GemmEmitter::offsets_table(m, table, fmt::format("stag.gemm.offsets.{:x}.{}", fnv(table), table.size()));
 }
 
 }  // namespace stag

@@ -26,9 +26,9 @@ GemmTile host_gemm_tile();
 /// The function `void(ptr A, ptr B, ptr C, i64 lo, i64 hi, i64 M, i64 N, i64 K, ptr a_offsets,
 /// ptr b_offsets)` that computes rows [lo, hi) of the batch-flattened C of a product laid out
 /// as `g` (transposes, convolution geometry); defined once per module for each layout. The
-/// offset tables are null for a single product.
+/// offset tables hold each batch's element offset of A and of B.
 llvm::Function* gemm_function(llvm::Module& m, const kir::Gemm& g, const GemmTile& tile);
-/// A constant table of batch offsets (shared within the module), or a null pointer when empty.
+/// A constant table of batch offsets (shared within the module); {0} for a single product.
 llvm::Value* gemm_offsets(llvm::Module& m, const std::vector<int64_t>& offsets);
 
 }  // namespace stag

@@ -9,12 +9,14 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <map>
 #include <numeric>
 #include <stdexcept>
 #include <unordered_map>
 #include <unordered_set>
 
 #include "compiler/lower/builder.h"
+#include "ir/analysis.h"
 
 namespace stag {
 
@@ -371,18 +373,18 @@ class Lowerer {
   void plan_fusion() {
     fused_away_.clear();
     carriers_.clear();
+    std::map<const Value*, int> uses = use_counts(*g_);
     std::unordered_map<const Value*, std::vector<const Node*>> users;
-    std::unordered_map<const Value*, int> uses;
     std::unordered_map<const Node*, size_t> position;
     for (size_t i = 0; i < g_->nodes.size(); ++i) {
       const Node& n = *g_->nodes[i];
       position[&n] = i;
-      for (const Value* v : n.operands) users[v].push_back(&n), ++uses[v];
+      for (const Value* v : n.operands) users[v].push_back(&n);
     }
-    std::unordered_set<const Value*> outputs;
+    // Outputs are never fused away, so their extra count in `uses` changes no decision.
+    std::unordered_set<const Value*> outputs, updated;
     for (const auto& o : g_->outputs) outputs.insert(o.value);
-    std::unordered_map<const Value*, size_t> update_of;  // value -> index of the update writing it
-    for (size_t i = 0; i < g_->updates.size(); ++i) ++uses[g_->updates[i].value], update_of[g_->updates[i].value] = i;
+    for (const auto& u : g_->updates) updated.insert(u.value);
 
     for (const auto& n : g_->nodes) {
       bool reshape = n->op == Op::reshape || n->op == Op::flatten;
@@ -391,7 +393,7 @@ class Lowerer {
       const Value* v = n->result();
       const auto& us = users[v];
       bool once = std::all_of(us.begin(), us.end(), [&](const Node* u) { return reads_once(*u, v); });
-      bool by_update = update_of.count(v) > 0;
+      bool by_update = updated.count(v) > 0;
       // A reshape of a buffer is the buffer under other dims: reading through it is free.
       if (reshape && (!fused_away_.count(n->operands[0]) || once)) {
         fused_away_.insert(v);
@@ -479,6 +481,14 @@ class Lowerer {
     return node_value(n, multi, std::move(flat));
   }
 
+  // The element of `id` (dims `d`) that numpy broadcasting pairs with index `idx` of dims `D`.
+  E read_broadcast(int id, const std::vector<E>& idx, const Dims& D, const Dims& d) {
+    std::vector<E> xm;
+    size_t lead = D.size() - d.size();
+    for (size_t j = 0; j < d.size(); ++j) xm.push_back(d[j] == 1 ? int_(0) : idx[lead + j]);
+    return read(id, &xm, offset(xm, d));
+  }
+
   // Element `flat` of an elementwise node's result, from its operands.
   E node_value(const Node& n, const std::vector<E>* multi, E flat) {
     if (n.op == Op::reshape || n.op == Op::flatten) return read(in(n.operands[0]), nullptr, std::move(flat));
@@ -509,10 +519,7 @@ class Lowerer {
           unflat.push_back(k == 0 ? bin(Bin::div, flat, int_(st[0])) : bin(Bin::rem, bin(Bin::div, flat, int_(st[k])), int_(D[k])));
         multi = &unflat;
       }
-      std::vector<E> xm;
-      size_t lead = D.size() - d.size();
-      for (size_t j = 0; j < d.size(); ++j) xm.push_back(d[j] == 1 ? int_(0) : (*multi)[lead + j]);
-      args.push_back(read(xid, &xm, offset(xm, d)));
+      args.push_back(read_broadcast(xid, *multi, D, d));
     }
     if (n.op == Op::broadcast_to) return args[0];
     return scalar(n, args, n.result()->type.dtype);
@@ -548,11 +555,7 @@ class Lowerer {
           args.push_back(acc);
           continue;
         }
-        const Dims& d = x->type.dims;
-        std::vector<E> xm;
-        size_t lead = D.size() - d.size();
-        for (size_t j = 0; j < d.size(); ++j) xm.push_back(d[j] == 1 ? int_(0) : idx[lead + j]);
-        args.push_back(read(in(x), &xm, offset(xm, d)));
+        args.push_back(read_broadcast(in(x), idx, D, x->type.dims));
       }
       acc = scalar(*u, args, u->result()->type.dtype);
       carry = u->result();

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "compiler/lower/kernel_ir.h"
+#include "ir/analysis.h"
 #include "ir/graph.h"
 
 namespace stag {
@@ -73,8 +74,5 @@ bool const_fold(Graph& g, PassCounters& c);
 bool cse(Graph& g, PassCounters& c);
 bool dce(Graph& g, PassCounters& c);
 bool plan_memory(kir::Program& p, PassCounters& c);
-
-/// How many times each value is read: as an operand, an output or an update's new value.
-std::map<const Value*, int> use_counts(const Graph& g);
 
 }  // namespace stag

@@ -35,15 +35,6 @@ const std::vector<std::string>& default_pipeline() {
   return names;
 }
 
-std::map<const Value*, int> use_counts(const Graph& g) {
-  std::map<const Value*, int> uses;
-  for (const auto& n : g.nodes)
-    for (const Value* v : n->operands) ++uses[v];
-  for (const auto& o : g.outputs) ++uses[o.value];
-  for (const auto& u : g.updates) ++uses[u.value], ++uses[u.target];
-  return uses;
-}
-
 namespace {
 
 const PassInfo* find_pass(const std::string& name) {
