@@ -35,7 +35,8 @@ GemmTile host_gemm_tile() {
   if (l1 <= 0) l1 = 32 << 10;
   if (l2 <= 0) l2 = 512 << 10;
   long panel_floats = l1 / 3 / 4;
-  t.depth = static_cast<int>(std::clamp<long>(panel_floats / t.columns() / 8 * 8, 64, 512));
+  // A multiple of the lanes: transposed B is packed in lanes x lanes blocks.
+  t.depth = static_cast<int>(std::clamp<long>(panel_floats / t.columns() / t.lanes * t.lanes, 64, 512));
   long panel_bytes = static_cast<long>(t.depth) * t.columns() * 4;
   t.panels = static_cast<int>(std::clamp<long>(l2 / 2 / panel_bytes, 4, std::max<long>(4, (1 << 20) / panel_bytes)));
   return t;
@@ -176,6 +177,32 @@ class GemmEmitter {
     return b_.CreateInBoundsGEP(f32_, panel_, b_.CreateMul(index, c(static_cast<int64_t>(t_.depth) * t_.columns())));
   }
 
+  llvm::Value* lane_ids() {
+    std::vector<llvm::Constant*> ids;
+    for (int l = 0; l < t_.lanes; ++l) ids.push_back(llvm::ConstantInt::get(i64_, static_cast<uint64_t>(l)));
+    return llvm::ConstantVector::get(ids);
+  }
+
+  // Transposes rows[0..VW) (each VW lanes) in log2(VW) butterfly stages: at stage s, rows i and
+  // i + s swap their odd s-blocks with each other's even ones.
+  void transpose(std::vector<llvm::Value*>& rows) {
+    const int VW = t_.lanes;
+    for (int s = VW / 2; s >= 1; s /= 2) {
+      std::vector<int> low, high;  // lane k of the new rows i and i + s, from (row i: k, row i + s: VW + k)
+      for (int k = 0; k < VW; ++k) {
+        bool even = (k / s) % 2 == 0;
+        low.push_back(even ? k : VW + k - s);
+        high.push_back(even ? k + s : VW + k);
+      }
+      for (int i = 0; i < VW; ++i) {
+        if (i & s) continue;
+        llvm::Value *a = rows[static_cast<size_t>(i)], *b = rows[static_cast<size_t>(i + s)];
+        rows[static_cast<size_t>(i)] = b_.CreateShuffleVector(a, b, low);
+        rows[static_cast<size_t>(i + s)] = b_.CreateShuffleVector(a, b, high);
+      }
+    }
+  }
+
   // apanel[k][r] = A(i + r, pc + k); rows past the edge repeat the last row (their results are
   // not stored), so the micro-kernel has no branches.
   void pack_a(llvm::Value* A, llvm::Value* i, llvm::Value* r1, llvm::Value* pc, llvm::Value* kc, llvm::Value* sa_i, llvm::Value* sa_k) {
@@ -193,33 +220,77 @@ class GemmEmitter {
 
   void pack(llvm::Value* B, llvm::Value* dst, llvm::Value* pc, llvm::Value* jr, llvm::Value* kc, llvm::Value* nr, llvm::Value* sb_k,
             llvm::Value* sb_j, bool rows_contiguous) {
-    const int NR = t_.columns();
-    auto element = [&](llvm::Value* k, llvm::Value* j) {
-      llvm::Value* inside = b_.CreateICmpSLT(j, nr);
-      llvm::Value* at;
-      if (g_.im2col) {
-        // k = (c, kh, kw), j = (oh, ow): the pixel under the kernel tap, if not padding.
-        const auto& cv = *g_.im2col;
-        llvm::Value *kk = b_.CreateAdd(pc, k), *jj = b_.CreateAdd(jr, j);
-        llvm::Value* ch = b_.CreateUDiv(kk, c(cv.KH * cv.KW));
-        llvm::Value* tap = b_.CreateURem(kk, c(cv.KH * cv.KW));
-        llvm::Value* ih = b_.CreateAdd(b_.CreateSub(b_.CreateMul(b_.CreateUDiv(jj, c(cv.OW)), c(cv.stride[0])), c(cv.padding[0])),
-                                       b_.CreateMul(b_.CreateUDiv(tap, c(cv.KW)), c(cv.dilation[0])));
-        llvm::Value* iw = b_.CreateAdd(b_.CreateSub(b_.CreateMul(b_.CreateURem(jj, c(cv.OW)), c(cv.stride[1])), c(cv.padding[1])),
-                                       b_.CreateMul(b_.CreateURem(tap, c(cv.KW)), c(cv.dilation[1])));
-        // Unsigned compares reject negative rows and columns too.
-        inside = b_.CreateAnd(inside, b_.CreateAnd(b_.CreateICmpULT(ih, c(cv.H)), b_.CreateICmpULT(iw, c(cv.W))));
-        at = b_.CreateAdd(b_.CreateMul(b_.CreateAdd(b_.CreateMul(ch, c(cv.H)), ih), c(cv.W)), iw);
-      } else {
-        at = b_.CreateAdd(b_.CreateMul(b_.CreateAdd(pc, k), sb_k), b_.CreateMul(b_.CreateAdd(jr, j), sb_j));
-      }
-      llvm::Value* v = b_.CreateLoad(f32_, b_.CreateInBoundsGEP(f32_, B, b_.CreateSelect(inside, at, c(0))));
-      v = b_.CreateSelect(inside, v, llvm::ConstantFP::get(f32_, 0.0));
-      b_.CreateStore(v, b_.CreateInBoundsGEP(f32_, dst, b_.CreateAdd(b_.CreateMul(k, c(NR)), j)));
+    const int NR = t_.columns(), NV = t_.vectors, VW = t_.lanes;
+    llvm::Value* zero = llvm::Constant::getNullValue(vt_);
+    llvm::Value* lanes = lane_ids();
+    auto splat = [&](llvm::Value* x) { return b_.CreateVectorSplat(static_cast<unsigned>(VW), x); };
+    auto store_row = [&](llvm::Value* vec, llvm::Value* k, int column) {
+      b_.CreateAlignedStore(vec, b_.CreateInBoundsGEP(f32_, dst, b_.CreateAdd(b_.CreateMul(k, c(NR)), c(column))),
+                            llvm::Align(static_cast<uint64_t>(std::min(64, VW * 4))));
     };
-    // Read B along its rows: k outer when B is row major in (k, j), j outer when transposed.
-    if (rows_contiguous || g_.im2col) loop(c(0), kc, c(1), [&](llvm::Value* k) { loop(c(0), c(NR), c(1), [&](llvm::Value* j) { element(k, j); }); });
-    else loop(c(0), c(NR), c(1), [&](llvm::Value* j) { loop(c(0), kc, c(1), [&](llvm::Value* k) { element(k, j); }); });
+    if (!g_.im2col && rows_contiguous) {
+      // A k's NR columns are NV contiguous vectors of B's row (a scalar copy took as long as
+      // the products when M is small); the mask stops at column nr.
+      std::vector<llvm::Value*> masks;
+      for (int v = 0; v < NV; ++v) masks.push_back(b_.CreateICmpSLT(lanes, splat(b_.CreateSub(nr, c(v * VW)))));
+      loop(c(0), kc, c(1), [&](llvm::Value* k) {
+        llvm::Value* row = b_.CreateMul(b_.CreateAdd(pc, k), sb_k);
+        for (int v = 0; v < NV; ++v) {
+          llvm::Value* at = b_.CreateInBoundsGEP(f32_, B, b_.CreateAdd(row, b_.CreateAdd(jr, c(v * VW))));
+          store_row(b_.CreateMaskedLoad(vt_, at, llvm::Align(4), masks[static_cast<size_t>(v)], zero), k, v * VW);
+        }
+      });
+      return;
+    }
+    if (!g_.im2col) {
+      // Transposed B: column j is contiguous in k. Load VW columns x VW k's, transpose the
+      // block in registers, store VW rows of the panel. Past kc the rows are zeros the
+      // micro-kernel never reads (the depth is a multiple of VW).
+      loop(c(0), kc, c(VW), [&](llvm::Value* k0) {
+        llvm::Value* k_mask = b_.CreateICmpSLT(lanes, splat(b_.CreateSub(kc, k0)));
+        for (int v = 0; v < NV; ++v) {
+          std::vector<llvm::Value*> block;
+          for (int l = 0; l < VW; ++l) {
+            llvm::Value* j = b_.CreateAdd(jr, c(v * VW + l));
+            llvm::Value* mask = b_.CreateAnd(k_mask, splat(b_.CreateICmpSLT(c(v * VW + l), nr)));
+            llvm::Value* at = b_.CreateInBoundsGEP(f32_, B, b_.CreateAdd(b_.CreateMul(j, sb_j), b_.CreateAdd(pc, k0)));
+            block.push_back(b_.CreateMaskedLoad(vt_, at, llvm::Align(4), mask, zero));
+          }
+          transpose(block);
+          for (int l = 0; l < VW; ++l) store_row(block[static_cast<size_t>(l)], b_.CreateAdd(k0, c(l)), v * VW);
+        }
+      });
+      return;
+    }
+    // Image patches: k = (c, kh, kw), j = (oh, ow); element (k, j) is the pixel under the
+    // kernel tap, or zero in the padding. The j-dependent part is computed once a panel, then
+    // each k is a vector of offsets and a masked gather.
+    const auto& cv = *g_.im2col;
+    std::vector<llvm::Value*> rows, cols, masks;
+    for (int v = 0; v < NV; ++v) {
+      llvm::Value* j = b_.CreateAdd(splat(b_.CreateAdd(jr, c(v * VW))), lanes);
+      rows.push_back(b_.CreateSub(b_.CreateMul(b_.CreateUDiv(j, splat(c(cv.OW))), splat(c(cv.stride[0]))), splat(c(cv.padding[0]))));
+      cols.push_back(b_.CreateSub(b_.CreateMul(b_.CreateURem(j, splat(c(cv.OW))), splat(c(cv.stride[1]))), splat(c(cv.padding[1]))));
+      masks.push_back(b_.CreateICmpSLT(lanes, splat(b_.CreateSub(nr, c(v * VW)))));
+    }
+    loop(c(0), kc, c(1), [&](llvm::Value* k) {
+      llvm::Value* kk = b_.CreateAdd(pc, k);
+      llvm::Value* ch = b_.CreateUDiv(kk, c(cv.KH * cv.KW));
+      llvm::Value* tap = b_.CreateURem(kk, c(cv.KH * cv.KW));
+      llvm::Value* dh = splat(b_.CreateMul(b_.CreateUDiv(tap, c(cv.KW)), c(cv.dilation[0])));
+      llvm::Value* dw = splat(b_.CreateMul(b_.CreateURem(tap, c(cv.KW)), c(cv.dilation[1])));
+      llvm::Value* plane = splat(b_.CreateMul(ch, c(cv.H)));
+      for (int v = 0; v < NV; ++v) {
+        llvm::Value* ih = b_.CreateAdd(rows[static_cast<size_t>(v)], dh);
+        llvm::Value* iw = b_.CreateAdd(cols[static_cast<size_t>(v)], dw);
+        // Unsigned compares reject negative rows and columns too.
+        llvm::Value* inside = b_.CreateAnd(masks[static_cast<size_t>(v)],
+                                           b_.CreateAnd(b_.CreateICmpULT(ih, splat(c(cv.H))), b_.CreateICmpULT(iw, splat(c(cv.W)))));
+        llvm::Value* at = b_.CreateAdd(b_.CreateMul(b_.CreateAdd(plane, ih), splat(c(cv.W))), iw);
+        at = b_.CreateSelect(inside, at, llvm::Constant::getNullValue(at->getType()));
+        store_row(b_.CreateMaskedGather(vt_, b_.CreateInBoundsGEP(f32_, B, at), llvm::Align(4), inside, zero), k, v * VW);
+      }
+    });
   }
 
   // C[i..i+MR, jr..jr+NR] (+)= apanel x panel over kc, rows clipped at r1 and columns at nr.
@@ -248,9 +319,7 @@ class GemmEmitter {
     // Write back: the first K slice stores, later ones add; a partial panel stores under a mask.
     llvm::Value* accumulate = b_.CreateICmpSGT(pc, c(0));
     llvm::Value* full = b_.CreateICmpEQ(nr, c(NR));
-    std::vector<llvm::Constant*> lane_ids;
-    for (int l = 0; l < VW; ++l) lane_ids.push_back(llvm::ConstantInt::get(i64_, static_cast<uint64_t>(l)));
-    llvm::Value* lanes = llvm::ConstantVector::get(lane_ids);
+    llvm::Value* lanes = lane_ids();
     for (int r = 0; r < MR; ++r) {
       llvm::Value* row = b_.CreateAdd(i, c(r));
       when(b_.CreateICmpSLT(row, r1), [&] {

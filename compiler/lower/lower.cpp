@@ -891,23 +891,38 @@ class Lowerer {
     kg.k.grain = std::max<int64_t>(8, (int64_t{1} << 18) / std::max<int64_t>(1, N * Ci));
     kg.k.parallel = Bn * M > kg.k.grain;
     emit(std::move(kg));
-    // Output pixel (oh, ow) takes tap (kh, kw) of input pixel (ih, iw) when ih*s - p + kh*d == oh.
+    // Each output plane (b, co) adds the columns of its taps: tap (kh, kw) of input pixel
+    // (ih, iw) lands on (ih*s - p + kh*d, iw*s - p + kw*d). The pixels that land inside are a
+    // static range per tap, so the inner loop is a plain vectorizable row update, and every
+    // output pixel still sums its taps in (kh, kw) order.
     KernelBuilder kb("conv_transpose2d", origin(n));
-    int kh = kb.new_var("kh"), kw = kb.new_var("kw"), acc = kb.new_var("acc", DType::f32);
-    loop_nest(kb, {Bn, Co, OH, OW}, [&](const std::vector<E>& i) {
-      E th = f_sub(add(i[2], int_(p[0])), mul(kb.v(kh), int_(d[0])));
-      E tw = f_sub(add(i[3], int_(p[1])), mul(kb.v(kw), int_(d[1])));
-      E ih = bin(Bin::div, th, int_(s[0])), iw = bin(Bin::div, tw, int_(s[1]));
-      E ok = and_(and_(and_(ge(th, int_(0)), ge(tw, int_(0))),
-                       and_(bin(Bin::eq, bin(Bin::rem, th, int_(s[0])), int_(0)), bin(Bin::eq, bin(Bin::rem, tw, int_(s[1])), int_(0)))),
-                  and_(lt(ih, int_(H)), lt(iw, int_(W))));
-      E row = add(mul(add(mul(i[1], int_(KH)), kb.v(kh)), int_(KW)), kb.v(kw));
-      E at = add(mul(add(mul(i[0], int_(M)), row), int_(N)), add(mul(ih, int_(W)), iw));
-      E term = select(ok, ld(cols, select(ok, at, int_(0))), zero_of(DType::f32));
-      E init = xs.size() == 3 ? ld(xs[2], i[1]) : zero_of(DType::f32);
-      return std::vector<Stmt>{assign(acc, init), for_(kh, 0, KH, {for_(kw, 0, KW, {assign(acc, f_add(kb.v(acc), term))})}),
-                               store(out, offset(i, ot.dims), kb.v(acc))};
-    }, 4096);
+    int ih = kb.new_var("ih"), iw = kb.new_var("iw"), q = kb.new_var("q");
+    // [lo, hi): the i in [0, size) with 0 <= i*stride - pad + tap*dil < out_size.
+    auto landing = [](int64_t size, int64_t out_size, int64_t stride, int64_t pad, int64_t shift) {
+      int64_t lo = 0, hi = size;
+      while (lo < hi && lo * stride - pad + shift < 0) ++lo;
+      while (hi > lo && (hi - 1) * stride - pad + shift >= out_size) --hi;
+      return std::pair{lo, hi};
+    };
+    loop_nest(kb, {Bn * Co}, [&](const std::vector<E>& plane) {
+      E b = bin(Bin::div, plane[0], int_(Co)), co = bin(Bin::rem, plane[0], int_(Co));
+      E out_plane = mul(plane[0], int_(OH * OW));
+      E init = xs.size() == 3 ? ld(xs[2], co) : zero_of(DType::f32);
+      std::vector<Stmt> body = {for_(q, 0, OH * OW, {store(out, add(out_plane, kb.v(q)), init)})};
+      for (int64_t th = 0; th < KH; ++th)
+        for (int64_t tw = 0; tw < KW; ++tw) {
+          auto [h0, h1] = landing(H, OH, s[0], p[0], th * d[0]);
+          auto [w0, w1] = landing(W, OW, s[1], p[1], tw * d[1]);
+          if (h0 >= h1 || w0 >= w1) continue;
+          E row = add(mul(add(mul(b, int_(M)), add(mul(co, int_(KH * KW)), int_(th * KW + tw))), int_(N)), mul(kb.v(ih), int_(W)));
+          E oh = add(mul(kb.v(ih), int_(s[0])), int_(th * d[0] - p[0]));
+          E at = add(out_plane, add(mul(oh, int_(OW)), add(mul(kb.v(iw), int_(s[1])), int_(tw * d[1] - p[1]))));
+          body.push_back(for_(ih, h0, h1, {for_(iw, w0, w1, {store(out, at, f_add(ld(out, at), ld(cols, add(row, kb.v(iw)))))})}));
+        }
+      return body;
+    }, 0);
+    kb.k.grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(1, KH * KW * H * W));
+    kb.k.parallel = Bn * Co > kb.k.grain;
     emit(std::move(kb));
     return true;
   }
