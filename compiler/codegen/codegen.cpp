@@ -63,21 +63,24 @@ class Codegen {
       profile_begin_ = m_->getOrInsertFunction("stag_profile_begin", event);
       profile_end_ = m_->getOrInsertFunction("stag_profile_end", event);
     }
-    for (size_t i = 0; i < p_.buffers.size(); ++i)
-      if (p_.buffers[i].kind == BufKind::Const) const_globals_[static_cast<int>(i)] = constant_global(p_.buffers[i]);
+    // Constants are addressed by the entry functions only, which live in part 0.
+    if (options_.part == 0)
+      for (size_t i = 0; i < p_.buffers.size(); ++i)
+        if (p_.buffers[i].kind == BufKind::Const) const_globals_[static_cast<int>(i)] = constant_global(p_.buffers[i]);
     // Kernels that differ only in the buffers they touch (the layers of a stack, the steps of
     // an unrolled RNN) share one function: each call passes its own buffer pointers.
-    std::unordered_map<std::string, llvm::Function*> by_shape;
+    Sharing sharing = share_kernels();
+    std::vector<int> part_of = assign_parts(sharing);
+    std::vector<llvm::Function*> fns(sharing.unique.size(), nullptr);
+    size_t flat = 0;
     for (size_t f = 0; f < p_.functions.size(); ++f) {
       std::vector<Call> calls;
-      for (const auto& k : p_.functions[f].kernels) {
-        Call c{nullptr, buffers_of(k)};
-        std::string key = canonical(k, c.buffers);
-        auto it = by_shape.find(key);
-        c.fn = it != by_shape.end() ? it->second : (by_shape[key] = kernel(k, c.buffers, body_ty, static_cast<int>(f)));
-        calls.push_back(std::move(c));
+      for (size_t i = 0; i < p_.functions[f].kernels.size(); ++i, ++flat) {
+        int u = sharing.unique_of[flat];
+        if (!fns[u]) fns[u] = kernel(*sharing.unique[u], sharing.buffers[flat], body_ty, static_cast<int>(f), u, part_of[u] == options_.part);
+        calls.push_back(Call{fns[u], sharing.buffers[flat]});
       }
-      entry(static_cast<int>(f), calls);
+      if (options_.part == 0) entry(static_cast<int>(f), calls);
     }
     // The vector variants must survive until the loop vectorizer looks for them; the ones it
     // does not use are removed with the rest of llvm.compiler.used's dead declarations.
@@ -189,9 +192,91 @@ class Codegen {
     return key;
   }
 
-  llvm::Function* kernel(const Kernel& k, const std::vector<int>& buffers, llvm::FunctionType* ty, int fn) {
-    auto* f = llvm::Function::Create(ty, llvm::GlobalValue::InternalLinkage,
-                                     entry_symbol(p_, p_.functions[fn].name) + "." + k.name, m_.get());
+  struct Sharing {
+    std::vector<const Kernel*> unique;   ///< one kernel of each shape, in first-use order
+    std::vector<int> unique_of;          ///< the program's kernels (counted through the functions) -> unique
+    std::vector<std::vector<int>> buffers;  ///< the program's kernels -> their buffers
+  };
+  Sharing share_kernels() const {
+    Sharing s;
+    std::unordered_map<std::string, int> by_shape;
+    for (const auto& fn : p_.functions)
+      for (const auto& k : fn.kernels) {
+        s.buffers.push_back(buffers_of(k));
+        auto [it, fresh] = by_shape.try_emplace(canonical(k, s.buffers.back()), static_cast<int>(s.unique.size()));
+        if (fresh) s.unique.push_back(&k);
+        s.unique_of.push_back(it->second);
+      }
+    return s;
+  }
+
+  // The module each unique kernel is defined in, balancing LLVM's work over the parts:
+  // greedy, largest first, by IR size. Kernels on one GEMM layout share its (large) function,
+  // so they go together; part 0 also holds the entry functions.
+  std::vector<int> assign_parts(const Sharing& s) const {
+    std::vector<int> part(s.unique.size(), 0);
+    if (options_.parts <= 1) return part;
+    std::vector<std::vector<int>> groups;
+    std::vector<double> cost;
+    std::unordered_map<std::string, size_t> by_layout;
+    for (size_t u = 0; u < s.unique.size(); ++u) {
+      const Kernel& k = *s.unique[u];
+      double c = static_cast<double>(ir_size(k));
+      size_t g = groups.size();
+      if (k.gemm) {
+        auto [it, fresh] = by_layout.try_emplace(gemm_layout_name(*k.gemm), groups.size());
+        g = it->second;
+        if (fresh) c += kGemmFunctionSize;
+      }
+      if (g == groups.size()) {
+        groups.emplace_back();
+        cost.push_back(0);
+      }
+      groups[g].push_back(static_cast<int>(u));
+      cost[g] += c;
+    }
+    std::vector<size_t> order(groups.size());
+    for (size_t g = 0; g < order.size(); ++g) order[g] = g;
+    std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return cost[a] > cost[b]; });
+    std::vector<double> load(static_cast<size_t>(options_.parts), 0);
+    for (const auto& k : p_.functions) load[0] += static_cast<double>(k.kernels.size()) * 4;  // the entry functions' calls
+    for (size_t g : order) {
+      size_t least = static_cast<size_t>(std::min_element(load.begin(), load.end()) - load.begin());
+      load[least] += cost[g];
+      for (int u : groups[g]) part[static_cast<size_t>(u)] = static_cast<int>(least);
+    }
+    return part;
+  }
+  // Roughly the LLVM work of a GEMM function, in kernel IR nodes (its micro-kernel unrolls to
+  // hundreds of instructions and O3 spends the most time on it).
+  static constexpr double kGemmFunctionSize = 3000;
+  static size_t ir_size(const Kernel& k) {
+    std::set<const Expr*> seen;
+    std::function<size_t(const E&)> expr = [&](const E& e) -> size_t {
+      if (!e || !seen.insert(e.get()).second) return 0;
+      size_t n = 1;
+      for (const auto& a : e->args) n += expr(a);
+      return n;
+    };
+    std::function<size_t(const Stmt&)> stmt = [&](const Stmt& st) -> size_t {
+      size_t n = 1 + expr(st.index) + expr(st.value);
+      for (const auto& b : st.body) n += stmt(b);
+      return n;
+    };
+    size_t n = 8;
+    for (const auto& st : k.body) n += stmt(st);
+    return n;
+  }
+
+  // Defined here, or declared for another part's module to define. A program compiled in parts
+  // names its kernels uniquely (they link across modules); in one part they stay internal.
+  llvm::Function* kernel(const Kernel& k, const std::vector<int>& buffers, llvm::FunctionType* ty, int fn, int unique, bool here) {
+    std::string name = entry_symbol(p_, p_.functions[fn].name) + "." + k.name;
+    if (options_.parts > 1) name += fmt::format(".u{}", unique);
+    auto* f = llvm::Function::Create(ty, options_.parts > 1 ? llvm::GlobalValue::ExternalLinkage : llvm::GlobalValue::InternalLinkage,
+                                     name, m_.get());
+    if (options_.parts > 1) f->setVisibility(llvm::GlobalValue::HiddenVisibility);
+    if (!here) return f;
     f->addFnAttr(llvm::Attribute::NoUnwind);
     // Entry functions call kernels one after another: inlining them would only build one
     // huge function that takes the optimizer long and gains nothing.

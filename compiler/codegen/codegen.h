@@ -26,6 +26,10 @@ struct CodegenOptions {
   /// Bracket each entry function with stag_profile_enter/leave and each kernel call with
   /// stag_profile_begin/end (runtime/profile.h). Off, the code has no trace of profiling.
   bool profile = false;
+  /// Emit part `part` of a program split over `parts` modules, to be optimized and compiled in
+  /// parallel and linked together: each part defines its share of the kernels (external,
+  /// uniquely named) and declares the rest; part 0 also has the entry functions and constants.
+  int parts = 1, part = 0;
 };
 
 std::unique_ptr<llvm::Module> codegen(const kir::Program& p, llvm::LLVMContext& ctx, const CodegenOptions& options = {});

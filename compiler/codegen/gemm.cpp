@@ -154,7 +154,15 @@ class GemmEmitter {
     b_.SetInsertPoint(body_bb);
     body(i);
     b_.CreateStore(b_.CreateAdd(i, step, "", true, true), var);
-    b_.CreateBr(head);
+    // The loops are unrolled by construction where it pays (the register tile); LLVM's
+    // unroller only doubled the compile time.
+    auto* latch = b_.CreateBr(head);
+    llvm::Metadata* disable[] = {llvm::MDString::get(ctx, "llvm.loop.unroll.disable")};
+    llvm::MDNode* options = llvm::MDNode::get(ctx, disable);
+    llvm::Metadata* self_and_options[] = {nullptr, options};
+    llvm::MDNode* id = llvm::MDNode::getDistinct(ctx, self_and_options);
+    id->replaceOperandWith(0, id);
+    latch->setMetadata(llvm::LLVMContext::MD_loop, id);
     b_.SetInsertPoint(exit);
   }
 
@@ -362,13 +370,17 @@ class GemmEmitter {
 
 }  // namespace
 
-llvm::Function* gemm_function(llvm::Module& m, const kir::Gemm& g, const GemmTile& tile) {
+std::string gemm_layout_name(const kir::Gemm& g) {
   std::vector<int64_t> conv;
   if (g.im2col) {
     const auto& c = *g.im2col;
     conv = {c.C, c.H, c.W, c.KH, c.KW, c.OW, c.stride[0], c.stride[1], c.padding[0], c.padding[1], c.dilation[0], c.dilation[1]};
   }
-  std::string name = fmt::format("stag.gemm.{}{}{}", g.ta ? "t" : "n", g.tb ? "t" : "n", g.im2col ? fmt::format(".conv{:x}", fnv(conv)) : "");
+  return fmt::format("stag.gemm.{}{}{}", g.ta ? "t" : "n", g.tb ? "t" : "n", g.im2col ? fmt::format(".conv{:x}", fnv(conv)) : "");
+}
+
+llvm::Function* gemm_function(llvm::Module& m, const kir::Gemm& g, const GemmTile& tile) {
+  std::string name = gemm_layout_name(g);
   if (auto* f = m.getFunction(name)) return f;
   return GemmEmitter(m, g, tile).emit(name);
 }

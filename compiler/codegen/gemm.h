@@ -1,7 +1,9 @@
 #pragma once
 /// The matrix product kernel: a register-tiled micro-kernel over packed panels of B, emitted
 /// as LLVM IR with the host's vector width (the BLIS recipe: MR rows times NR columns of C in
-/// registers, a KC-deep panel of B in L1, A read in place).
+/// registers, a block of KC-deep panels of B in L2, an MR x KC micro-panel of A in L1).
+
+#include <string>
 
 #include "compiler/lower/kernel_ir.h"
 
@@ -28,6 +30,8 @@ GemmTile host_gemm_tile();
 /// as `g` (transposes, convolution geometry); defined once per module for each layout. The
 /// offset tables hold each batch's element offset of A and of B.
 llvm::Function* gemm_function(llvm::Module& m, const kir::Gemm& g, const GemmTile& tile);
+/// The name of the GEMM function serving g: one per operand layout (and image geometry).
+std::string gemm_layout_name(const kir::Gemm& g);
 /// A constant table of batch offsets (shared within the module); {0} for a single product.
 llvm::Value* gemm_offsets(llvm::Module& m, const std::vector<int64_t>& offsets);
 

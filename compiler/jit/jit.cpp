@@ -2,6 +2,7 @@
 
 #include "compiler/jit/jit.h"
 
+#include <llvm/Support/CommandLine.h>
 #include <llvm/Support/DynamicLibrary.h>
 #include <llvm/ExecutionEngine/Orc/ExecutionUtils.h>
 #include <llvm/ExecutionEngine/Orc/LLJIT.h>
@@ -12,13 +13,20 @@
 #include <llvm/Passes/PassBuilder.h>
 #include <llvm/Support/FileSystem.h>
 #include <llvm/Support/TargetSelect.h>
+#include <llvm/Support/SmallVectorMemoryBuffer.h>
 #include <llvm/Support/raw_ostream.h>
 #include <llvm/Target/TargetMachine.h>
 #include <llvm/TargetParser/Host.h>
 
+#include <fmt/format.h>
+
+#include <algorithm>
 #include <chrono>
+#include <cstdlib>
+#include <exception>
 #include <mutex>
 #include <stdexcept>
+#include <thread>
 
 #include "compiler/codegen/codegen.h"
 
@@ -34,6 +42,9 @@ void init_llvm() {
   std::call_once(once, [] {
     llvm::InitializeNativeTarget();
     llvm::InitializeNativeTargetAsmPrinter();
+    // LLVM's own options (-debug-pass..., -time-passes) for whoever tunes the back end.
+    const char* argv[] = {"stag"};
+    llvm::cl::ParseCommandLineOptions(1, argv, "", nullptr, "STAG_LLVM_FLAGS");
   });
 }
 
@@ -105,23 +116,78 @@ struct JitProgram::Impl {
 JitProgram::JitProgram() : impl_(std::make_unique<Impl>()) {}
 JitProgram::~JitProgram() = default;
 
+namespace {
+
+// One part of a program (codegen.h), optimized and compiled to an object in its own context.
+struct CompiledPart {
+  llvm::SmallVector<char, 0> object;
+  CompileTimes times;
+  std::exception_ptr error;
+};
+
+void compile_part(const kir::Program& p, const JitOptions& options, int parts, int part, CompiledPart& out) {
+  try {
+    auto t0 = Clock::now();
+    llvm::LLVMContext ctx;
+    CodegenOptions codegen_options;
+    codegen_options.profile = options.profile;
+    codegen_options.parts = parts;
+    codegen_options.part = part;
+    auto module = codegen(p, ctx, codegen_options);
+    out.times.codegen_ms = ms_since(t0);
+    auto t1 = Clock::now();
+    auto tm = host_machine();
+    if (options.opt_level > 0) optimize(*module, *tm);
+    else {
+      module->setTargetTriple(tm->getTargetTriple().str());
+      module->setDataLayout(tm->createDataLayout());
+    }
+    out.times.optimize_ms = ms_since(t1);
+    auto t2 = Clock::now();
+    llvm::raw_svector_ostream os(out.object);
+    llvm::legacy::PassManager pm;
+    if (tm->addPassesToEmitFile(pm, os, nullptr, llvm::CodeGenFileType::ObjectFile))
+      throw std::runtime_error("the target cannot emit objects");
+    pm.run(*module);
+    out.times.machine_ms = ms_since(t2);
+  } catch (...) {
+    out.error = std::current_exception();
+  }
+}
+
+int compile_threads(const kir::Program& p, int asked) {
+  size_t kernels = 0;
+  for (const auto& f : p.functions) kernels += f.kernels.size();
+  if (asked <= 0)
+    if (const char* env = std::getenv("STAG_COMPILE_THREADS")) asked = std::atoi(env);
+  int threads = asked > 0 ? asked : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  // A part's fixed cost (a context, a target machine, a GEMM function it may repeat) is
+  // worth paying from a few dozen kernels up.
+  return static_cast<int>(std::clamp<size_t>(kernels / 24, 1, static_cast<size_t>(std::min(threads, 16))));
+}
+
+}  // namespace
+
 std::unique_ptr<JitProgram> JitProgram::compile(const kir::Program& p, const JitOptions& options) {
   std::unique_ptr<JitProgram> out(new JitProgram());
-  auto t0 = Clock::now();
-  auto ctx = std::make_unique<llvm::LLVMContext>();
-  CodegenOptions codegen_options;
-  codegen_options.profile = options.profile;
-  auto module = codegen(p, *ctx, codegen_options);
-  out->times_.codegen_ms = ms_since(t0);
-
-  auto t1 = Clock::now();
-  auto tm = host_machine();
-  if (options.opt_level > 0) optimize(*module, *tm);
-  else {
-    module->setTargetTriple(tm->getTargetTriple().str());
-    module->setDataLayout(tm->createDataLayout());
+  init_llvm();
+  // The kernels are split over modules that LLVM optimizes and compiles on all cores at once;
+  // the JIT then links the objects.
+  int parts = compile_threads(p, options.compile_threads);
+  std::vector<CompiledPart> compiled(static_cast<size_t>(parts));
+  {
+    std::vector<std::thread> workers;
+    for (int i = 1; i < parts; ++i) workers.emplace_back(compile_part, std::cref(p), std::cref(options), parts, i, std::ref(compiled[static_cast<size_t>(i)]));
+    compile_part(p, options, parts, 0, compiled[0]);
+    for (auto& w : workers) w.join();
   }
-  out->times_.optimize_ms = ms_since(t1);
+  for (auto& c : compiled) {
+    if (c.error) std::rethrow_exception(c.error);
+    // The parts ran side by side: each phase counts as long as its slowest part.
+    out->times_.codegen_ms = std::max(out->times_.codegen_ms, c.times.codegen_ms);
+    out->times_.optimize_ms = std::max(out->times_.optimize_ms, c.times.optimize_ms);
+    out->times_.machine_ms = std::max(out->times_.machine_ms, c.times.machine_ms);
+  }
 
   auto t2 = Clock::now();
   auto jtmb = check(llvm::orc::JITTargetMachineBuilder::detectHost(), "detecting the host");
@@ -142,13 +208,17 @@ std::unique_ptr<JitProgram> JitProgram::compile(const kir::Program& p, const Jit
   dylib.addGenerator(check(llvm::orc::DynamicLibrarySearchGenerator::GetForCurrentProcess(
                                jit->getDataLayout().getGlobalPrefix()),
                            "searching the process"));
-  check(jit->addIRModule(llvm::orc::ThreadSafeModule(std::move(module), std::move(ctx))), "adding the module");
+  for (size_t i = 0; i < compiled.size(); ++i) {
+    auto& object = compiled[i].object;
+    check(jit->addObjectFile(std::make_unique<llvm::SmallVectorMemoryBuffer>(std::move(object), fmt::format("{}.part{}.o", p.name, i), false)),
+          "adding an object");
+  }
   for (const auto& f : p.functions) {
     auto addr = check(jit->lookup(entry_symbol(p, f.name)), "linking");
     out->impl_->functions.push_back(f.name);
     out->impl_->entries.push_back(addr.toPtr<Entry>());
   }
-  out->times_.machine_ms = ms_since(t2);
+  out->times_.machine_ms += ms_since(t2);
   out->impl_->jit = std::move(jit);
   return out;
 }

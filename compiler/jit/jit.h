@@ -26,6 +26,9 @@ struct JitOptions {
   /// Instrument kernel calls for runtime/profile.h (see CodegenOptions); then the stag_profile_*
   /// functions must be among `symbols`.
   bool profile = false;
+  /// Threads LLVM compiles on (the program is split into as many modules); 0: all cores, fewer
+  /// for small programs.
+  int compile_threads = 0;
 };
 
 /// A program compiled in process. Entry points stay valid while this object lives.
