@@ -52,6 +52,8 @@ uint64_t fnv(const std::vector<int64_t>& v) {
 
 class GemmEmitter {
  public:
+  static constexpr int64_t kDirectRows = 64;
+
   GemmEmitter(llvm::Module& m, const kir::Gemm& g, const GemmTile& t) : m_(m), g_(g), t_(t), b_(m.getContext()) {
     llvm::FastMathFlags fmf;
     fmf.setAllowContract();
@@ -99,19 +101,26 @@ class GemmEmitter {
       llvm::Value* Ab = b_.CreateInBoundsGEP(f32_, A, a_off);
       llvm::Value* Bb = b_.CreateInBoundsGEP(f32_, B, b_off);
       llvm::Value* Cb = b_.CreateInBoundsGEP(f32_, C, b_.CreateMul(row0, N));
+      // A few rows reuse a packed panel too seldom to pay for packing it (each thread packs
+      // its own): the micro-kernel then reads row-major B in place, and only a partial last
+      // panel is packed (for its zero padding).
+      llvm::Value* direct = b_rows_contiguous && !g_.im2col ? b_.CreateICmpSLE(b_.CreateSub(r1, r0), c(kDirectRows)) : b_.getFalse();
       loop(c(0), N, c(NC), [&](llvm::Value* jc) {
         llvm::Value* jend = smin(b_.CreateAdd(jc, c(NC)), N);
         loop(c(0), K, c(KC), [&](llvm::Value* pc) {
           llvm::Value* kc = smin(b_.CreateSub(K, pc), c(KC));
           loop(jc, jend, c(NR), [&](llvm::Value* jr) {
             llvm::Value* nr = smin(b_.CreateSub(N, jr), c(NR));
-            pack(Bb, panel_at(jc, jr), pc, jr, kc, nr, sb_k, sb_j, b_rows_contiguous);
+            when(b_.CreateOr(b_.CreateNot(direct), b_.CreateICmpSLT(nr, c(NR))),
+                 [&] { pack(Bb, panel_at(jc, jr), pc, jr, kc, nr, sb_k, sb_j, b_rows_contiguous); });
           });
           loop(r0, r1, c(MR), [&](llvm::Value* i) {
             pack_a(Ab, i, r1, pc, kc, sa_i, sa_k);
             loop(jc, jend, c(NR), [&](llvm::Value* jr) {
               llvm::Value* nr = smin(b_.CreateSub(N, jr), c(NR));
-              tile(panel_at(jc, jr), Cb, i, r1, pc, jr, kc, nr);
+              llvm::Value* in_place = b_.CreateAnd(direct, b_.CreateICmpEQ(nr, c(NR)));
+              llvm::Value* panel = b_.CreateSelect(in_place, b_.CreateInBoundsGEP(f32_, Bb, b_.CreateAdd(b_.CreateMul(pc, N), jr)), panel_at(jc, jr));
+              tile(panel, b_.CreateSelect(in_place, N, c(NR)), Cb, i, r1, pc, jr, kc, nr);
             });
           });
         });
@@ -302,16 +311,16 @@ class GemmEmitter {
   }
 
   // C[i..i+MR, jr..jr+NR] (+)= apanel x panel over kc, rows clipped at r1 and columns at nr.
-  void tile(llvm::Value* panel, llvm::Value* C, llvm::Value* i, llvm::Value* r1, llvm::Value* pc, llvm::Value* jr, llvm::Value* kc,
-            llvm::Value* nr) {
+  void tile(llvm::Value* panel, llvm::Value* panel_stride, llvm::Value* C, llvm::Value* i, llvm::Value* r1, llvm::Value* pc, llvm::Value* jr,
+            llvm::Value* kc, llvm::Value* nr) {
     const int MR = t_.rows, NV = t_.vectors, VW = t_.lanes, NR = t_.columns();
     llvm::Value* zero = llvm::Constant::getNullValue(vt_);
     for (auto* a : acc_) b_.CreateStore(zero, a);
     loop(c(0), kc, c(1), [&](llvm::Value* k) {
       std::vector<llvm::Value*> bv;
       for (int v = 0; v < NV; ++v) {
-        llvm::Value* at = b_.CreateInBoundsGEP(f32_, panel, b_.CreateAdd(b_.CreateMul(k, c(NR)), c(v * VW)));
-        bv.push_back(b_.CreateAlignedLoad(vt_, at, llvm::Align(static_cast<uint64_t>(std::min(64, VW * 4)))));
+        llvm::Value* at = b_.CreateInBoundsGEP(f32_, panel, b_.CreateAdd(b_.CreateMul(k, panel_stride), c(v * VW)));
+        bv.push_back(b_.CreateAlignedLoad(vt_, at, llvm::Align(4)));
       }
       llvm::Value* a_k = b_.CreateInBoundsGEP(f32_, apanel_, b_.CreateMul(k, c(MR)));
       for (int r = 0; r < MR; ++r) {
