@@ -281,30 +281,36 @@ class GemmEmitter {
     }
     // Image patches: k = (c, kh, kw), j = (oh, ow); element (k, j) is the pixel under the
     // kernel tap, or zero in the padding. The j-dependent part is computed once a panel, then
-    // each k is a vector of offsets and a masked gather.
+    // each k is one offset added to it and a masked gather. Offsets are 32-bit when the image
+    // allows: the gathers then take 16 lanes at once and the multiplies are cheap.
     const auto& cv = *g_.im2col;
-    std::vector<llvm::Value*> rows, cols, masks;
+    llvm::Type* it = cv.C * cv.H * cv.W < (int64_t{1} << 31) ? b_.getInt32Ty() : i64_;
+    auto ci = [&](int64_t x) { return llvm::ConstantInt::get(it, static_cast<uint64_t>(x)); };
+    auto vi = [&](int64_t x) { return b_.CreateVectorSplat(static_cast<unsigned>(VW), ci(x)); };
+    llvm::Value* lanes_it = b_.CreateTrunc(lanes, llvm::FixedVectorType::get(it, static_cast<unsigned>(VW)));
+    std::vector<llvm::Value*> rows, cols, bases, masks;
     for (int v = 0; v < NV; ++v) {
-      llvm::Value* j = b_.CreateAdd(splat(b_.CreateAdd(jr, c(v * VW))), lanes);
-      rows.push_back(b_.CreateSub(b_.CreateMul(b_.CreateUDiv(j, splat(c(cv.OW))), splat(c(cv.stride[0]))), splat(c(cv.padding[0]))));
-      cols.push_back(b_.CreateSub(b_.CreateMul(b_.CreateURem(j, splat(c(cv.OW))), splat(c(cv.stride[1]))), splat(c(cv.padding[1]))));
+      llvm::Value* j = b_.CreateAdd(b_.CreateVectorSplat(static_cast<unsigned>(VW), b_.CreateTrunc(b_.CreateAdd(jr, c(v * VW)), it)), lanes_it);
+      rows.push_back(b_.CreateSub(b_.CreateMul(b_.CreateUDiv(j, vi(cv.OW)), vi(cv.stride[0])), vi(cv.padding[0])));
+      cols.push_back(b_.CreateSub(b_.CreateMul(b_.CreateURem(j, vi(cv.OW)), vi(cv.stride[1])), vi(cv.padding[1])));
+      bases.push_back(b_.CreateAdd(b_.CreateMul(rows.back(), vi(cv.W)), cols.back()));
       masks.push_back(b_.CreateICmpSLT(lanes, splat(b_.CreateSub(nr, c(v * VW)))));
     }
     loop(c(0), kc, c(1), [&](llvm::Value* k) {
-      llvm::Value* kk = b_.CreateAdd(pc, k);
-      llvm::Value* ch = b_.CreateUDiv(kk, c(cv.KH * cv.KW));
-      llvm::Value* tap = b_.CreateURem(kk, c(cv.KH * cv.KW));
-      llvm::Value* dh = splat(b_.CreateMul(b_.CreateUDiv(tap, c(cv.KW)), c(cv.dilation[0])));
-      llvm::Value* dw = splat(b_.CreateMul(b_.CreateURem(tap, c(cv.KW)), c(cv.dilation[1])));
-      llvm::Value* plane = splat(b_.CreateMul(ch, c(cv.H)));
+      llvm::Value* kk = b_.CreateTrunc(b_.CreateAdd(pc, k), it);
+      llvm::Value* ch = b_.CreateUDiv(kk, ci(cv.KH * cv.KW));
+      llvm::Value* tap = b_.CreateURem(kk, ci(cv.KH * cv.KW));
+      llvm::Value* dh = b_.CreateMul(b_.CreateUDiv(tap, ci(cv.KW)), ci(cv.dilation[0]));
+      llvm::Value* dw = b_.CreateMul(b_.CreateURem(tap, ci(cv.KW)), ci(cv.dilation[1]));
+      llvm::Value* shift = b_.CreateAdd(b_.CreateMul(b_.CreateAdd(b_.CreateMul(ch, ci(cv.H)), dh), ci(cv.W)), dw);
+      llvm::Value *dh_v = b_.CreateVectorSplat(static_cast<unsigned>(VW), dh), *dw_v = b_.CreateVectorSplat(static_cast<unsigned>(VW), dw);
+      llvm::Value* shift_v = b_.CreateVectorSplat(static_cast<unsigned>(VW), shift);
       for (int v = 0; v < NV; ++v) {
-        llvm::Value* ih = b_.CreateAdd(rows[static_cast<size_t>(v)], dh);
-        llvm::Value* iw = b_.CreateAdd(cols[static_cast<size_t>(v)], dw);
+        size_t x = static_cast<size_t>(v);
         // Unsigned compares reject negative rows and columns too.
-        llvm::Value* inside = b_.CreateAnd(masks[static_cast<size_t>(v)],
-                                           b_.CreateAnd(b_.CreateICmpULT(ih, splat(c(cv.H))), b_.CreateICmpULT(iw, splat(c(cv.W)))));
-        llvm::Value* at = b_.CreateAdd(b_.CreateMul(b_.CreateAdd(plane, ih), splat(c(cv.W))), iw);
-        at = b_.CreateSelect(inside, at, llvm::Constant::getNullValue(at->getType()));
+        llvm::Value* inside = b_.CreateAnd(masks[x], b_.CreateAnd(b_.CreateICmpULT(b_.CreateAdd(rows[x], dh_v), vi(cv.H)),
+                                                                  b_.CreateICmpULT(b_.CreateAdd(cols[x], dw_v), vi(cv.W))));
+        llvm::Value* at = b_.CreateAdd(bases[x], shift_v);
         store_row(b_.CreateMaskedGather(vt_, b_.CreateInBoundsGEP(f32_, B, at), llvm::Align(4), inside, zero), k, v * VW);
       }
     });
