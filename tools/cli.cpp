@@ -88,6 +88,11 @@ rt::Tensor random_input(const Graph& g, const Value* v, const rt::BufferSpec& sp
   return t;
 }
 
+std::string cache_note(const CompileTimes& times) {
+  if (times.cached_parts == 0) return "";
+  return fmt::format(", {} of {} part{} from the JIT cache", times.cached_parts, times.parts, times.parts == 1 ? "" : "s");
+}
+
 void write_output(const std::string& path, const std::string& text) {
   if (path == "-") {
     std::fwrite(text.data(), 1, text.size(), stdout);

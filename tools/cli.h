@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "compiler/jit/jit.h"
 #include "compiler/passes/pass.h"
 #include "ir/graph.h"
 #include "runtime/model.h"
@@ -74,6 +75,9 @@ struct ProfileArgs {
 /// Writes `text` to `path` ("-" is stdout) through a temporary file and a rename, so a failed
 /// write never leaves half a file where a good one was. Throws Failure.
 void write_output(const std::string& path, const std::string& text);
+
+/// ", 2 of 2 parts from the JIT cache" when the object cache served any part, else "".
+std::string cache_note(const CompileTimes& times);
 
 /// Deterministic random data for a function input: standard normal floats, integers in
 /// [0, bound) where the graph bounds them (embedding rows, class count), else [0, 10).

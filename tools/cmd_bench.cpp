@@ -150,14 +150,14 @@ int run_bench(const BenchArgs& args) {
   if (args.json) {
     fmt::print("{{\"model\": \"{}\", \"function\": \"{}\", \"batch\": {}, \"threads\": {}, \"warmup\": {}, \"steps\": {}, "
                "\"compile_s\": {:.4f}, \"median_ms\": {:.4f}, \"min_ms\": {:.4f}, \"peak_rss_mb\": {:.1f}, "
-               "\"kernels\": {}, \"workspace_bytes\": {}{}}}\n",
+               "\"kernels\": {}, \"workspace_bytes\": {}, \"compile_parts\": {}, \"cached_parts\": {}{}}}\n",
                graph->name, function, batch, threads, args.warmup, args.steps, compile_s, med, best, peak_rss_mb(),
-               kernels, c.program.workspace_bytes, extra);
+               kernels, c.program.workspace_bytes, c.code->times().parts, c.code->times().cached_parts, extra);
   } else {
     fmt::print("{} {} (batch {}) on {} thread{}: median {:.3f} ms, min {:.3f} ms over {} steps after {} warm-up{}; "
-               "compile {:.2f} s ({} kernels); peak RSS {:.1f} MB\n",
+               "compile {:.2f} s ({} kernels{}); peak RSS {:.1f} MB\n",
                graph->name, function, batch, threads, threads == 1 ? "" : "s", med, best, args.steps, args.warmup, extra,
-               compile_s, kernels, peak_rss_mb());
+               compile_s, kernels, cache_note(c.code->times()), peak_rss_mb());
   }
   return kExitOk;
 }

@@ -92,8 +92,8 @@ int run_run(const RunArgs& args) {
   auto t0 = Clock::now();
   CompiledModel c = compile_jit(*graph, {.profile = args.profile.enabled(), .passes = args.model.passes});
   const CompileTimes& ct = c.code->times();
-  fmt::print("compiled {} in {:.0f} ms (codegen {:.0f}, optimize {:.0f}, machine code {:.0f}); {} kernels, workspace {} bytes\n",
-             graph->name, ms_since(t0), ct.codegen_ms, ct.optimize_ms, ct.machine_ms,
+  fmt::print("compiled {} in {:.0f} ms (codegen {:.0f}, optimize {:.0f}, machine code {:.0f}{}); {} kernels, workspace {} bytes\n",
+             graph->name, ms_since(t0), ct.codegen_ms, ct.optimize_ms, ct.machine_ms, cache_note(ct),
              c.program.functions.back().kernels.size(), c.program.workspace_bytes);
   rt::Model& model = *c.model;
   try {

@@ -93,8 +93,8 @@ int run_train(const TrainArgs& args, const CLI::App& cmd) {
   auto t0 = Clock::now();
   auto [eval, step] = args.program.load();
   CompiledModel c = compile_jit({{"forward", eval.get()}, {"train_step", step.get()}}, {.profile = args.profile.enabled(), .passes = args.program.model.passes});
-  fmt::print("compiled {} (inference and train step, {} kernels) in {:.0f} ms\n", eval->name,
-             c.program.functions[1].kernels.size() + c.program.functions[2].kernels.size(),
+  fmt::print("compiled {} (inference and train step, {} kernels{}) in {:.0f} ms\n", eval->name,
+             c.program.functions[1].kernels.size() + c.program.functions[2].kernels.size(), cache_note(c.code->times()),
              std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
   rt::TrainSettings settings = rt::settings_from_manifest(c.model->manifest());
   rt::merge_given(cmd, args.given, settings);

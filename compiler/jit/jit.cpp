@@ -4,6 +4,7 @@
 
 #include <llvm/Support/CommandLine.h>
 #include <llvm/Support/DynamicLibrary.h>
+#include <llvm/Config/llvm-config.h>
 #include <llvm/ExecutionEngine/Orc/ExecutionUtils.h>
 #include <llvm/ExecutionEngine/Orc/LLJIT.h>
 #include <llvm/ExecutionEngine/Orc/ThreadSafeModule.h>
@@ -29,6 +30,7 @@
 #include <thread>
 
 #include "compiler/codegen/codegen.h"
+#include "compiler/jit/object_cache.h"
 
 namespace stag {
 
@@ -122,10 +124,11 @@ namespace {
 struct CompiledPart {
   llvm::SmallVector<char, 0> object;
   CompileTimes times;
+  bool cached = false;
   std::exception_ptr error;
 };
 
-void compile_part(const kir::Program& p, const JitOptions& options, int parts, int part, CompiledPart& out) {
+void compile_part(const kir::Program& p, const JitOptions& options, const ObjectCache& cache, int parts, int part, CompiledPart& out) {
   try {
     auto t0 = Clock::now();
     llvm::LLVMContext ctx;
@@ -137,6 +140,16 @@ void compile_part(const kir::Program& p, const JitOptions& options, int parts, i
     out.times.codegen_ms = ms_since(t0);
     auto t1 = Clock::now();
     auto tm = host_machine();
+    std::string key;
+    if (cache.enabled()) {
+      key = ObjectCache::key(*module, fmt::format("llvm {} | {} | {} | {} | O{}", LLVM_VERSION_STRING, tm->getTargetTriple().str(),
+                                                  tm->getTargetCPU().str(), tm->getTargetFeatureString().str(), options.opt_level));
+      if (auto object = cache.load(key)) {
+        out.object.assign(object->begin(), object->end());
+        out.cached = true;
+        return;
+      }
+    }
     if (options.opt_level > 0) optimize(*module, *tm);
     else {
       module->setTargetTriple(tm->getTargetTriple().str());
@@ -150,6 +163,7 @@ void compile_part(const kir::Program& p, const JitOptions& options, int parts, i
       throw std::runtime_error("the target cannot emit objects");
     pm.run(*module);
     out.times.machine_ms = ms_since(t2);
+    cache.store(key, std::string_view(out.object.data(), out.object.size()));
   } catch (...) {
     out.error = std::current_exception();
   }
@@ -174,11 +188,14 @@ std::unique_ptr<JitProgram> JitProgram::compile(const kir::Program& p, const Jit
   // The kernels are split over modules that LLVM optimizes and compiles on all cores at once;
   // the JIT then links the objects.
   int parts = compile_threads(p, options.compile_threads);
+  ObjectCache cache = options.cache_dir.empty() ? ObjectCache::from_environment()
+                                                : ObjectCache(options.cache_dir == "off" ? "" : options.cache_dir);
   std::vector<CompiledPart> compiled(static_cast<size_t>(parts));
   {
     std::vector<std::thread> workers;
-    for (int i = 1; i < parts; ++i) workers.emplace_back(compile_part, std::cref(p), std::cref(options), parts, i, std::ref(compiled[static_cast<size_t>(i)]));
-    compile_part(p, options, parts, 0, compiled[0]);
+    for (int i = 1; i < parts; ++i)
+      workers.emplace_back(compile_part, std::cref(p), std::cref(options), std::cref(cache), parts, i, std::ref(compiled[static_cast<size_t>(i)]));
+    compile_part(p, options, cache, parts, 0, compiled[0]);
     for (auto& w : workers) w.join();
   }
   for (auto& c : compiled) {
@@ -187,6 +204,8 @@ std::unique_ptr<JitProgram> JitProgram::compile(const kir::Program& p, const Jit
     out->times_.codegen_ms = std::max(out->times_.codegen_ms, c.times.codegen_ms);
     out->times_.optimize_ms = std::max(out->times_.optimize_ms, c.times.optimize_ms);
     out->times_.machine_ms = std::max(out->times_.machine_ms, c.times.machine_ms);
+    out->times_.parts += 1;
+    out->times_.cached_parts += c.cached;
   }
 
   auto t2 = Clock::now();

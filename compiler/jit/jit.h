@@ -15,6 +15,8 @@ struct CompileTimes {
   double codegen_ms = 0;   ///< kernel IR to LLVM IR
   double optimize_ms = 0;  ///< LLVM's O3 pipeline
   double machine_ms = 0;   ///< instruction selection and linking (JIT) or object emission
+  int parts = 0;           ///< modules compiled side by side (JIT)
+  int cached_parts = 0;    ///< of them, found in the object cache (object_cache.h)
   double total_ms() const { return codegen_ms + optimize_ms + machine_ms; }
 };
 
@@ -29,6 +31,9 @@ struct JitOptions {
   /// Threads LLVM compiles on (the program is split into as many modules); 0: all cores, fewer
   /// for small programs.
   int compile_threads = 0;
+  /// The persistent object cache's directory (object_cache.h); empty: from the environment
+  /// (STAG_JIT_CACHE), "off": none.
+  std::string cache_dir;
 };
 
 /// A program compiled in process. Entry points stay valid while this object lives.
