@@ -181,8 +181,8 @@ class Codegen {
     for (const auto& st : k.body) stmt(st);
     if (k.gemm) {
       const Gemm& g = *k.gemm;
-      key += fmt::format("gemm s{} s{} s{} {}x{}x{} {}{} [{}] [{}]", slot(g.a), slot(g.b), slot(g.c), g.M, g.N, g.K, g.ta, g.tb,
-                         fmt::join(g.a_offsets, ","), fmt::join(g.b_offsets, ","));
+      key += fmt::format("gemm s{} s{} s{} {}x{}x{} {}{} [{}] [{}] {}", slot(g.a), slot(g.b), slot(g.c), g.M, g.N, g.K, g.ta, g.tb,
+                         fmt::join(g.a_offsets, ","), fmt::join(g.b_offsets, ","), g.column_block);
       if (g.im2col) {
         const auto& c = *g.im2col;
         key += fmt::format(" im2col {} {} {} {} {} {} {} {} {} {} {} {}", c.C, c.H, c.W, c.KH, c.KW, c.OW, c.stride[0], c.stride[1],
@@ -294,7 +294,14 @@ class Codegen {
     if (k.gemm) {
       llvm::Function* product = gemm_function(*m_, *k.gemm, tile_);
       const Gemm& g = *k.gemm;
-      b_.CreateCall(product, {buf_ptrs_.at(g.a), buf_ptrs_.at(g.b), buf_ptrs_.at(g.c), f->getArg(1), f->getArg(2), b_.getInt64(g.M),
+      // Rows [lo, hi) of every column, or every row of columns [lo, hi) * column_block.
+      llvm::Value *row_lo = f->getArg(1), *row_hi = f->getArg(2), *col_lo = b_.getInt64(0), *col_hi = b_.getInt64(g.N);
+      if (g.column_block) {
+        row_lo = b_.getInt64(0), row_hi = b_.getInt64(g.batches() * g.M);
+        col_lo = b_.CreateMul(f->getArg(1), b_.getInt64(g.column_block));
+        col_hi = b_.CreateMul(f->getArg(2), b_.getInt64(g.column_block));
+      }
+      b_.CreateCall(product, {buf_ptrs_.at(g.a), buf_ptrs_.at(g.b), buf_ptrs_.at(g.c), row_lo, row_hi, col_lo, col_hi, b_.getInt64(g.M),
                               b_.getInt64(g.N), b_.getInt64(g.K), gemm_offsets(*m_, g.a_offsets), gemm_offsets(*m_, g.b_offsets)});
     }
     // for p in [lo, hi): body

@@ -66,17 +66,19 @@ class GemmEmitter {
     i64_ = b_.getInt64Ty();
     f32_ = b_.getFloatTy();
     vt_ = llvm::FixedVectorType::get(f32_, static_cast<unsigned>(t_.lanes));
-    auto* fty = llvm::FunctionType::get(b_.getVoidTy(), {ptr_, ptr_, ptr_, i64_, i64_, i64_, i64_, i64_, ptr_, ptr_}, false);
+    auto* fty = llvm::FunctionType::get(b_.getVoidTy(), {ptr_, ptr_, ptr_, i64_, i64_, i64_, i64_, i64_, i64_, i64_, ptr_, ptr_}, false);
     f_ = llvm::Function::Create(fty, llvm::GlobalValue::InternalLinkage, name, m_);
     f_->addFnAttr(llvm::Attribute::NoUnwind);
     f_->addFnAttr(llvm::Attribute::NoInline);  // shared by every product of the layout
     for (unsigned i = 0; i < 3; ++i) f_->addParamAttr(i, llvm::Attribute::NoAlias);
     entry_ = llvm::BasicBlock::Create(ctx, "entry", f_);
     b_.SetInsertPoint(entry_);
+    // Rows [lo, hi) counted through the batches, columns [col_lo, col_hi) of each.
     llvm::Value *A = f_->getArg(0), *B = f_->getArg(1), *C = f_->getArg(2), *lo = f_->getArg(3), *hi = f_->getArg(4);
+    llvm::Value *col_lo = f_->getArg(5), *col_hi = f_->getArg(6);
     // The sizes are arguments, so one function serves every product of a layout (compile time
     // grows with the kinds of products, not their number).
-    llvm::Value *M = f_->getArg(5), *N = f_->getArg(6), *K = f_->getArg(7), *a_table = f_->getArg(8), *b_table = f_->getArg(9);
+    llvm::Value *M = f_->getArg(7), *N = f_->getArg(8), *K = f_->getArg(9), *a_table = f_->getArg(10), *b_table = f_->getArg(11);
     N_ = N;
     const int NR = t_.columns(), MR = t_.rows, KC = t_.depth;
     const int NP = t_.panels, NC = NP * NR;
@@ -105,8 +107,8 @@ class GemmEmitter {
       // its own): the micro-kernel then reads row-major B in place, and only a partial last
       // panel is packed (for its zero padding).
       llvm::Value* direct = b_rows_contiguous && !g_.im2col ? b_.CreateICmpSLE(b_.CreateSub(r1, r0), c(kDirectRows)) : b_.getFalse();
-      loop(c(0), N, c(NC), [&](llvm::Value* jc) {
-        llvm::Value* jend = smin(b_.CreateAdd(jc, c(NC)), N);
+      loop(col_lo, col_hi, c(NC), [&](llvm::Value* jc) {
+        llvm::Value* jend = smin(b_.CreateAdd(jc, c(NC)), col_hi);
         loop(c(0), K, c(KC), [&](llvm::Value* pc) {
           llvm::Value* kc = smin(b_.CreateSub(K, pc), c(KC));
           loop(jc, jend, c(NR), [&](llvm::Value* jr) {

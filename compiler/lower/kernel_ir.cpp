@@ -194,9 +194,9 @@ std::string print(const Program& p, const Kernel& k) {
                                 k.parallel ? fmt::format(" grain {}", k.grain) : "", k.origin);
   if (k.gemm) {
     const Gemm& g = *k.gemm;
-    out += fmt::format("      gemm %{}[{}x{}] = %{}{} x %{}{} (K {}, {} batch{}), rows p\n", p.buffers[g.c].name, g.M, g.N,
+    out += fmt::format("      gemm %{}[{}x{}] = %{}{} x %{}{} (K {}, {} batch{}), {}\n", p.buffers[g.c].name, g.M, g.N,
                        p.buffers[g.a].name, g.ta ? "^T" : "", p.buffers[g.b].name, g.tb ? "^T" : "", g.K, g.batches(),
-                       g.batches() == 1 ? "" : "es");
+                       g.batches() == 1 ? "" : "es", g.column_block ? fmt::format("columns p*{}", g.column_block) : "rows p");
   }
   if (k.nodes.size() > 1) {
     std::vector<std::string> names;

@@ -96,6 +96,11 @@ struct Gemm {
     int64_t stride[2], padding[2], dilation[2];
   };
   std::optional<Im2col> im2col;
+  /// 0: the kernel's p counts rows (of all batches), each call computes rows [lo, hi) of C.
+  /// Otherwise p counts blocks of this many columns and a call computes columns
+  /// [lo * column_block, hi * column_block) of every row: for few rows, where splitting rows
+  /// would make every thread pack (or stream) all of B.
+  int64_t column_block = 0;
   int64_t batches() const { return a_offsets.empty() ? 1 : static_cast<int64_t>(a_offsets.size()); }
 };
 

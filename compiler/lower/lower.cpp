@@ -28,6 +28,10 @@ constexpr double kInf = std::numeric_limits<double>::infinity();
 // Products over more batches than this keep the loop form (their offset tables would bloat
 // the code).
 constexpr int64_t kMaxGemmBatches = 1 << 16;
+// Products of at most this many rows split their columns over threads, in blocks of
+// kColumnBlock (a multiple of every host's register tile width).
+constexpr int64_t kColumnSplitRows = 64;
+constexpr int64_t kColumnBlock = 64;
 
 int64_t numel(const Type& t) { return *checked_numel(t.dims); }
 int64_t norm_axis(int64_t axis, size_t rank) { return axis < 0 ? axis + static_cast<int64_t>(rank) : axis; }
@@ -747,20 +751,37 @@ class Lowerer {
         }
       }
       KernelBuilder kb("matmul", origin(n));
-      kb.k.gemm = gm;
       int j = kb.new_var("j");
-      loop_nest(kb, {batches * M}, [&](const std::vector<E>& flat) {
-        if (!epilogue_.count(&n)) return std::vector<Stmt>{};
+      // Few rows and many columns: threads take blocks of columns (each packs or streams only
+      // its part of B); otherwise blocks of rows.
+      const int64_t rows = batches * M;
+      if (rows <= kColumnSplitRows && N % kColumnBlock == 0 && N >= 2 * kColumnBlock) gm.column_block = kColumnBlock;
+      kb.k.gemm = gm;
+      auto epilogue_row = [&](E row, E col) {
         std::vector<E> idx;
         Dims st = strides_of(outer);
-        for (size_t d = 0; d < outer.size(); ++d) idx.push_back(bin(Bin::rem, bin(Bin::div, flat[0], int_(st[d])), int_(outer[d])));
-        idx.push_back(kb.v(j));
-        E at_j = add(mul(flat[0], int_(N)), kb.v(j));
-        return std::vector<Stmt>{for_(j, 0, N, {store(out, at_j, epilogue(n, ld(out, at_j), idx))})};
-      }, 1);
-      // Rows are worth a thread in blocks of about 2^18 multiply-adds.
-      kb.k.grain = std::max<int64_t>(8, (int64_t{1} << 18) / std::max<int64_t>(1, N * K));
-      kb.k.parallel = batches * M > kb.k.grain;
+        for (size_t d = 0; d < outer.size(); ++d) idx.push_back(bin(Bin::rem, bin(Bin::div, row, int_(st[d])), int_(outer[d])));
+        idx.push_back(col);
+        E at = add(mul(row, int_(N)), col);
+        return store(out, at, epilogue(n, ld(out, at), idx));
+      };
+      if (gm.column_block) {
+        int r = kb.new_var("r");
+        loop_nest(kb, {N / kColumnBlock}, [&](const std::vector<E>& block) {
+          if (!epilogue_.count(&n)) return std::vector<Stmt>{};
+          E col = add(mul(block[0], int_(kColumnBlock)), kb.v(j));
+          return std::vector<Stmt>{for_(r, 0, rows, {for_(j, 0, kColumnBlock, {epilogue_row(kb.v(r), col)})})};
+        }, 1);
+        kb.k.grain = std::max<int64_t>(1, (int64_t{1} << 18) / std::max<int64_t>(1, rows * kColumnBlock * K));
+      } else {
+        loop_nest(kb, {rows}, [&](const std::vector<E>& flat) {
+          if (!epilogue_.count(&n)) return std::vector<Stmt>{};
+          return std::vector<Stmt>{for_(j, 0, N, {epilogue_row(flat[0], kb.v(j))})};
+        }, 1);
+        // Rows are worth a thread in blocks of about 2^18 multiply-adds.
+        kb.k.grain = std::max<int64_t>(8, (int64_t{1} << 18) / std::max<int64_t>(1, N * K));
+      }
+      kb.k.parallel = kb.k.extent > kb.k.grain;
       emit(std::move(kb));
       return;
     }

@@ -25,7 +25,8 @@ struct Case {
   bool epilogue = false;  ///< relu(a @ b + bias) + residual, fused into the product's store
 };
 
-void check(const Case& c, int threads) {
+// Checks the product against the reference; returns the kernel's column block (0: rows split).
+int64_t check(const Case& c, int threads) {
   Graph g("gemm");
   Builder b(g);
   Value* a = b.input("a", {DType::f32, c.a});
@@ -39,7 +40,9 @@ void check(const Case& c, int threads) {
   b.output("y", y);
   CompiledModel compiled = compile_jit(g);
   bool fused = false;
-  for (const auto& k : compiled.program.functions.back().kernels) fused |= k.gemm.has_value();
+  int64_t column_block = 0;
+  for (const auto& k : compiled.program.functions.back().kernels)
+    if (k.gemm) fused = true, column_block = k.gemm->column_block;
   REQUIRE(fused);  // the product ran on the micro-kernel, not on loops
 
   std::map<std::string, RefTensor> feeds;
@@ -71,6 +74,7 @@ void check(const Case& c, int threads) {
     // f32 products of K standard normals: rounding grows like sqrt(K).
     REQUIRE(std::fabs(got[i] - want[i]) <= 1e-5 * std::sqrt(static_cast<double>(K)) * (1 + std::fabs(want[i])));
   }
+  return column_block;
 }
 
 }  // namespace
@@ -91,6 +95,25 @@ TEST_CASE("the matrix product is exact at every tile and panel edge", "[gemm]") 
         check({a, b, ta, tb, cases % 3 == 0}, 1 + cases % 2);
         ++cases;
       }
+}
+
+TEST_CASE("products of few rows split their columns over the threads", "[gemm]") {
+  GemmTile t = host_gemm_tile();
+  int64_t KC = t.depth;
+  int cases = 0;
+  for (int64_t M : {1, 7, 33, 64})
+    for (int64_t N : {128, 192, 320})
+      for (int64_t K : {int64_t{5}, KC + 3})
+        for (int layout = 0; layout < 4; ++layout) {
+          bool ta = layout % 2, tb = layout / 2;
+          Dims a = ta ? Dims{K, M} : Dims{M, K}, b = tb ? Dims{N, K} : Dims{K, N};
+          for (int threads : {1, 2}) CHECK(check({a, b, ta, tb, cases++ % 3 == 0}, threads) == 64);
+        }
+  // Batches count as rows; more rows than 64, or columns that are not whole blocks, split rows.
+  CHECK(check({{2, 20, 9}, {9, 128}, false, false, true}, 2) == 64);
+  CHECK(check({{65, 9}, {9, 128}, false, false, false}, 2) == 0);
+  CHECK(check({{3, 30, 9}, {9, 128}, false, false, false}, 2) == 0);
+  CHECK(check({{8, 9}, {9, 100}, false, false, false}, 2) == 0);
 }
 
 TEST_CASE("batched products broadcast their batch dimensions", "[gemm]") {
