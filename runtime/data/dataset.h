@@ -3,13 +3,41 @@
 /// row gathering for batches and subsets.
 
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "runtime/tensor.h"
 
 namespace stag::rt {
+
+/// An allocator whose value-initialisation leaves elements uninitialised, so that resize() does
+/// not zero a buffer about to be filled from a file (zeroing touches every page once more, and a
+/// large fresh buffer is mostly page faults).
+template <class T>
+struct UninitializedAllocator : std::allocator<T> {
+  template <class U>
+  struct rebind {
+    using other = UninitializedAllocator<U>;
+  };
+  UninitializedAllocator() = default;
+  template <class U>
+  UninitializedAllocator(const UninitializedAllocator<U>&) noexcept {}
+  template <class U>
+  void construct(U* p) noexcept(std::is_nothrow_default_constructible_v<U>) {
+    ::new (static_cast<void*>(p)) U;
+  }
+  template <class U, class... Args>
+  void construct(U* p, Args&&... args) {
+    ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...);
+  }
+};
+
+/// Bytes whose resize() leaves the new ones unspecified.
+using ByteVector = std::vector<uint8_t, UninitializedAllocator<uint8_t>>;
 
 /// Examples in rows: features is f32 [N, ...] (images [N, C, H, W], tables [N, F]) or i64 [N, T]
 /// (token ids of a language model); labels is i64 [N] (class ids) or i64 [N, T] (next tokens).

@@ -148,6 +148,109 @@ TEST_CASE("corrupt gzip data is an error naming the file", "[idx][gzip]") {
                     Contains((dir / "t.gz").string()) && Contains("truncated gzip"));
 }
 
+// read_idx decompresses into the array as it reads: every way a file can be short, long or corrupt
+// is an error naming the file, with decode_idx's message when it has one.
+TEST_CASE("IDX files stream into their buffer, with errors naming the file", "[idx][gzip]") {
+  TempDir dir;
+  auto raw = idx(0x08, {3, 2, 2}, kPixels);
+  auto read_error = [&](const std::vector<std::byte>& bytes, const std::string& file) {
+    write_bytes(dir / file, bytes);
+    try {
+      read_idx(dir / file);
+    } catch (const Error& e) {
+      std::string msg = e.what();
+      CHECK_THAT(msg, Contains((dir / file).string()));
+      return msg;
+    }
+    return std::string("no error");
+  };
+  for (bool gz : {false, true}) {
+    auto file_of = [&](const std::vector<std::byte>& b) { return gz ? gzip(b) : b; };
+    std::string f = gz ? "a.gz" : "a";
+    write_bytes(dir / f, file_of(raw));
+    IdxArray a = read_idx(dir / f);
+    CHECK(a.dims == std::vector<int64_t>{3, 2, 2});
+    CHECK(std::equal(a.data.begin(), a.data.end(), kPixels.begin(), kPixels.end()));
+    // The same messages as decode_idx for the same (decompressed) bytes.
+    std::vector<std::vector<std::byte>> bad = {
+        bytes_of("\0\0"),
+        idx(0x0D, {2}, {0, 0, 0, 0, 0, 0, 0, 0}),
+        idx(0x08, {}, {}),
+        idx(0x08, {2, 3}, {}),  // truncated header, below
+        idx(0x08, {2, 3}, {1, 2, 3, 4, 5}),
+        idx(0x08, {2, 3}, {1, 2, 3, 4, 5, 6, 7, 8}),
+        idx(0x08, {0xffffffff, 0xffffffff, 0xffffffff}, {}),
+        idx(0x08, {0xffffffff, 0x7fffffff}, {}),  // never allocated: reported as truncated
+        idx(0x08, {1000, 1000, 1000}, {1, 2}),
+    };
+    bad[3].resize(9);
+    for (const auto& b : bad) {
+      std::string want = idx_error(b);
+      auto at = want.find("f.idx: ");
+      REQUIRE(at == 0);
+      CHECK_THAT(read_error(file_of(b), f), Contains(want.substr(7)));
+    }
+  }
+  auto gz = gzip(raw);
+  auto truncated = gz;
+  truncated.resize(gz.size() - 6);
+  CHECK_THAT(read_error(truncated, "t.gz"), Contains("truncated gzip data"));
+  auto crc = gz;
+  crc[crc.size() - 5] ^= std::byte{0xff};
+  CHECK_THAT(read_error(crc, "c.gz"), Contains("corrupt gzip data"));
+  auto body = gz;
+  body[body.size() / 2] ^= std::byte{0x55};
+  CHECK_THAT(read_error(body, "b.gz"), Contains("gzip data"));
+  auto garbage = gz;
+  garbage.push_back(std::byte{'x'});
+  CHECK_THAT(read_error(garbage, "g.gz"), Contains("1 trailing bytes after the gzip data"));
+  // Two members: one IDX file split across them.
+  std::vector<std::byte> head(raw.begin(), raw.begin() + 7), tail(raw.begin() + 7, raw.end());
+  auto two = gzip(head);
+  auto second = gzip(tail);
+  two.insert(two.end(), second.begin(), second.end());
+  write_bytes(dir / "two.gz", two);
+  CHECK(read_idx(dir / "two.gz").dims == std::vector<int64_t>{3, 2, 2});
+  CHECK_THAT(read_error({}, "empty"), Contains("only 0 bytes"));
+}
+
+TEST_CASE("gzip streams decompress in pieces of any size", "[gzip]") {
+  std::vector<std::byte> raw(300000);
+  for (size_t i = 0; i < raw.size(); ++i) raw[i] = static_cast<std::byte>((i * 7919) % 251);
+  auto gz = gzip(raw);
+  auto two = gz;
+  two.insert(two.end(), gz.begin(), gz.end());
+  for (size_t piece : {size_t{1}, size_t{4093}, size_t{1} << 20}) {
+    MemorySource src(two, "two.gz");
+    GzipReader r(src);
+    std::vector<std::byte> out;
+    std::vector<std::byte> buf(piece);
+    for (;;) {
+      size_t n = r.read(buf);
+      out.insert(out.end(), buf.begin(), buf.begin() + static_cast<int64_t>(n));
+      if (n < piece) break;
+      if (piece == 1 && out.size() > 1000) break;  // a byte at a time: a prefix is enough
+    }
+    auto want = raw;
+    want.insert(want.end(), raw.begin(), raw.end());
+    want.resize(out.size());
+    CHECK(out == want);
+    if (piece > 1) {
+      CHECK(out.size() == 2 * raw.size());
+      CHECK(r.position() == static_cast<int64_t>(out.size()));
+      CHECK(r.read(buf) == 0);
+    }
+  }
+  // A wrong length trailer (ISIZE) is only a size hint for gunzip, and then a CRC/length error.
+  CHECK(gunzip(gz, "x.gz") == raw);
+  auto bad_isize = gz;
+  bad_isize.back() ^= std::byte{0x10};
+  CHECK_THROWS_WITH(gunzip(bad_isize, "x.gz"), Contains("x.gz: corrupt gzip data"));
+  CHECK_THROWS_WITH(gunzip(gz, "x.gz", static_cast<int64_t>(raw.size()) - 1),
+                    Contains("exceeds the limit"));
+  CHECK(gunzip(gz, "x.gz", static_cast<int64_t>(raw.size())) == raw);
+}
+
 TEST_CASE("the real Fashion-MNIST files load", "[idx][fashion]") {
   if (!std::filesystem::exists(std::filesystem::path(kFashionMnistDir) /
                                "t10k-labels-idx1-ubyte.gz")) {
