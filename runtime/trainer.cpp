@@ -180,15 +180,18 @@ int64_t vocabulary_of(const Model& model) {
   return i >= 0 && !f.outputs[i].shape.empty() ? f.outputs[i].shape.back() : 0;
 }
 
-void check_shape(const BufferSpec& want, const Tensor& got, const std::string& what) {
-  if (want.dtype != got.dtype() || Shape(want.shape.begin() + 1, want.shape.end()) != Shape(got.shape().begin() + 1, got.shape().end()))
+void check_shape(const BufferSpec& want, const Dataset& got, const std::string& what) {
+  const Shape& shape = got.feature_shape();
+  if (want.dtype != got.feature_dtype() || shape.empty() ||
+      Shape(want.shape.begin() + 1, want.shape.end()) != Shape(shape.begin() + 1, shape.end()))
     throw Error(fmt::format("the model's input '{}' is {}{}, but the {} data has rows of {}", want.name, dtype_name(want.dtype),
-                            shape_to_string(want.shape), what, got.type_string()));
+                            shape_to_string(want.shape), what, got.feature_type_string()));
 }
 
 // Applies the normalisation a checkpoint saved, if any.
 void apply_saved_normalization(const StateMap& state, Dataset& d) {
-  if (!state.count("normalize.mean") || d.features.dtype() != DType::f32) return;
+  if (!state.count("normalize.mean") || d.feature_dtype() != DType::f32) return;
+  materialize_features(d);
   Normalizer::restore(state).apply(d.features);
 }
 
@@ -345,7 +348,7 @@ double train(Model& model, const TrainSettings& s) {
   int64_t batch = feat_spec.shape.empty() ? 1 : feat_spec.shape[0];
 
   Data data = load_data(s.data, feat_spec, vocabulary_of(model));
-  check_shape(feat_spec, data.train.features, "training");
+  check_shape(feat_spec, data.train, "training");
   int64_t num_classes = vocabulary_of(model);
   for (int64_t v : data.train.labels.values<int64_t>()) num_classes = std::max(num_classes, v + 1);
   Split split;
@@ -357,7 +360,10 @@ double train(Model& model, const TrainSettings& s) {
   }
   std::optional<Normalizer> normalizer;
   if (s.normalize) {
-    if (data.train.features.dtype() != DType::f32) throw Error("--normalize applies to float features only");
+    if (data.train.feature_dtype() != DType::f32) throw Error("--normalize applies to float features only");
+    // Normalisation rewrites the features: byte images become f32 here.
+    materialize_features(data.train);
+    materialize_features(data.test);
     normalizer = Normalizer::fit(data.train.features, split.train);
     normalizer->apply(data.train.features);
     if (data.has_test) normalizer->apply(data.test.features);
@@ -545,7 +551,7 @@ double evaluate(Model& model, const std::string& source, int64_t seed, const Sta
   Data data = load_data(source, f.inputs[in.features], vocabulary_of(model));
   Dataset& d = data.has_test ? data.test : data.train;
   apply_saved_normalization(state, d);
-  check_shape(f.inputs[in.features], d.features, "evaluation");
+  check_shape(f.inputs[in.features], d, "evaluation");
   LoaderOptions eval_opts = eval_loader(f.inputs[in.features].shape[0]);
   int64_t num_classes = vocabulary_of(model);
   for (int64_t v : d.labels.values<int64_t>()) num_classes = std::max(num_classes, v + 1);
@@ -569,7 +575,7 @@ std::pair<Tensor, Tensor> predict(Model& model, const std::string& source, const
   Data data = load_data(source, f.inputs[in.features], vocabulary_of(model));
   Dataset& d = data.has_test ? data.test : data.train;
   apply_saved_normalization(state, d);
-  check_shape(f.inputs[in.features], d.features, "prediction");
+  check_shape(f.inputs[in.features], d, "prediction");
   BatchPlan plan(d, {}, eval_loader(f.inputs[in.features].shape[0]), 0);
   int64_t C = f.outputs[logits].shape[1], N = d.size();
   Tensor classes(DType::i64, {N}), probs(DType::f32, {N, C});

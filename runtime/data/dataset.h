@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <type_traits>
@@ -39,15 +40,41 @@ struct UninitializedAllocator : std::allocator<T> {
 /// Bytes whose resize() leaves the new ones unspecified.
 using ByteVector = std::vector<uint8_t, UninitializedAllocator<uint8_t>>;
 
+/// Unsigned-byte images as IDX files hold them, [N, C, H, W], whose features are byte / 255 as
+/// f32. They stay bytes in memory — a quarter of the pages to fill when loading — and become f32
+/// when a batch is assembled, with exactly the values an f32 tensor of them would hold.
+struct ByteImages {
+  Shape shape;
+  ByteVector data;
+};
+
 /// Examples in rows: features is f32 [N, ...] (images [N, C, H, W], tables [N, F]) or i64 [N, T]
 /// (token ids of a language model); labels is i64 [N] (class ids) or i64 [N, T] (next tokens).
+/// Images loaded from IDX files are `images` instead, and `features` is then empty: read the
+/// features' type with feature_dtype() and feature_shape(), and call materialize_features()
+/// before changing them in place.
 struct Dataset {
   Tensor features;
   Tensor labels;
+  std::optional<ByteImages> images = std::nullopt;
 
   /// N, the number of examples.
-  int64_t size() const { return features.rank() == 0 ? 0 : features.shape()[0]; }
+  int64_t size() const {
+    const Shape& s = feature_shape();
+    return s.empty() ? 0 : s[0];
+  }
+  /// The features' dtype and shape as a model takes them (f32 for byte images).
+  DType feature_dtype() const { return images ? DType::f32 : features.dtype(); }
+  const Shape& feature_shape() const { return images ? images->shape : features.shape(); }
+  /// "f32[60000,1,28,28]".
+  std::string feature_type_string() const;
 };
+
+/// Byte images as f32 (byte / 255).
+Tensor byte_images_to_f32(const ByteImages& images);
+
+/// Replaces byte images by the f32 features tensor (for normalisation, which rewrites features).
+void materialize_features(Dataset& d);
 
 /// Checks that features and labels have rank >= 1, labels are i64 and both have the same N;
 /// throws Error naming `name` otherwise.
@@ -59,6 +86,10 @@ int64_t row_bytes(const Tensor& t);
 /// Copies rows src[indices[i]] to dst rows dst_begin + i (same dtype and row shape; checked).
 void gather_rows(const Tensor& src, std::span<const int64_t> indices, Tensor& dst,
                  int64_t dst_begin = 0);
+
+/// The features of the examples `indices` into rows dst_begin + i of dst (f32 from byte images).
+void gather_features(const Dataset& d, std::span<const int64_t> indices, Tensor& dst,
+                     int64_t dst_begin = 0);
 
 /// A new tensor holding src's rows at `indices`, in that order.
 Tensor take_rows(const Tensor& src, std::span<const int64_t> indices);

@@ -121,14 +121,11 @@ IdxArray read_idx(const std::filesystem::path& path) {
   return a;
 }
 
-Tensor idx_images_to_tensor(const IdxArray& a, const std::string& name) {
+ByteImages idx_images(IdxArray a, const std::string& name) {
   if (a.dims.size() != 3)
     throw Error(fmt::format("{}: IDX images must have rank 3 [N,H,W], got {}", name,
                             shape_to_string(a.dims)));
-  Tensor t = Tensor::uninitialized(DType::f32, {a.dims[0], 1, a.dims[1], a.dims[2]});
-  auto v = t.values<float>();
-  for (size_t i = 0; i < a.data.size(); ++i) v[i] = static_cast<float>(a.data[i]) / 255.0f;
-  return t;
+  return {{a.dims[0], 1, a.dims[1], a.dims[2]}, std::move(a.data)};
 }
 
 Tensor idx_labels_to_tensor(const IdxArray& a, const std::string& name) {
@@ -142,12 +139,12 @@ Tensor idx_labels_to_tensor(const IdxArray& a, const std::string& name) {
 }
 
 Dataset load_idx(const std::filesystem::path& images, const std::filesystem::path& labels) {
-  Tensor x = idx_images_to_tensor(read_idx(images), images.string());
+  ByteImages x = idx_images(read_idx(images), images.string());
   Tensor y = idx_labels_to_tensor(read_idx(labels), labels.string());
-  if (x.shape()[0] != y.shape()[0])
-    throw Error(fmt::format("{}: {} images, but {} has {} labels", images.string(), x.shape()[0],
+  if (x.shape[0] != y.shape()[0])
+    throw Error(fmt::format("{}: {} images, but {} has {} labels", images.string(), x.shape[0],
                             labels.string(), y.shape()[0]));
-  return {std::move(x), std::move(y)};
+  return {Tensor(), std::move(y), std::move(x)};
 }
 
 const std::vector<std::string>& fashion_mnist_classes() {

@@ -68,8 +68,16 @@ TEST_CASE("IDX images and labels load raw and gzipped", "[idx]") {
   for (bool gz : {false, true}) {
     auto [pi, pl] = write_pair(dir, gz);
     Dataset d = load_idx(pi, pl);
-    REQUIRE(d.features.shape() == Shape{3, 1, 2, 2});
+    // The images stay bytes; the model sees byte / 255 as f32.
+    REQUIRE(d.images);
+    CHECK(d.feature_dtype() == DType::f32);
+    REQUIRE(d.feature_shape() == Shape{3, 1, 2, 2});
+    CHECK(d.size() == 3);
+    CHECK(std::equal(d.images->data.begin(), d.images->data.end(), kPixels.begin(), kPixels.end()));
     REQUIRE(d.labels.shape() == Shape{3});
+    materialize_features(d);
+    CHECK(!d.images);
+    REQUIRE(d.features.shape() == Shape{3, 1, 2, 2});
     auto x = d.features.values<float>();
     for (size_t i = 0; i < kPixels.size(); ++i)
       CHECK(x[i] == static_cast<float>(kPixels[i]) / 255.0f);
@@ -258,10 +266,10 @@ TEST_CASE("the real Fashion-MNIST files load", "[idx][fashion]") {
     return;
   }
   Dataset test = load_fashion_mnist("test");
-  REQUIRE(test.features.shape() == Shape{10000, 1, 28, 28});
+  REQUIRE(test.feature_shape() == Shape{10000, 1, 28, 28});
   REQUIRE(test.labels.shape() == Shape{10000});
   Dataset train = load_fashion_mnist("train");
-  REQUIRE(train.features.shape() == Shape{60000, 1, 28, 28});
+  REQUIRE(train.feature_shape() == Shape{60000, 1, 28, 28});
   // Published facts about the data set: balanced classes, the first labels, the pixel mean.
   std::vector<int64_t> counts(10);
   for (int64_t y : train.labels.values<int64_t>()) {
@@ -273,9 +281,10 @@ TEST_CASE("the real Fashion-MNIST files load", "[idx][fashion]") {
   auto tl = train.labels.values<int64_t>();
   CHECK(std::vector<int64_t>(tl.begin(), tl.begin() + 4) == std::vector<int64_t>{9, 0, 0, 3});
   CHECK(test.labels.values<int64_t>()[0] == 9);
+  REQUIRE(train.images);
   double sum = 0;
-  for (float v : train.features.values<float>()) sum += v;
-  CHECK(sum / static_cast<double>(train.features.numel()) == Approx(0.2860).epsilon(1e-3));
+  for (uint8_t v : train.images->data) sum += v / 255.0;
+  CHECK(sum / static_cast<double>(train.images->data.size()) == Approx(0.2860).epsilon(1e-3));
   CHECK(fashion_mnist_classes().at(9) == "Ankle boot");
   CHECK_THROWS_WITH(load_fashion_mnist("valid"), Contains("unknown split 'valid'"));
 }
