@@ -11,6 +11,7 @@
 #include <array>
 #include <cmath>
 #include <filesystem>
+#include <future>
 #include <limits>
 #include <nlohmann/json.hpp>
 
@@ -113,11 +114,27 @@ Data load_text(const std::string& path, int64_t seq_len, int64_t vocab) {
   return d;
 }
 
+// A model whose data input is token ids [B, T] reads text; others read examples.
+bool reads_text(const BufferSpec& features) { return features.dtype == DType::i64 && features.shape.size() == 2; }
+
+// The example data sets: the source names one without the model's help.
+bool is_examples_source(const std::string& source) {
+  fs::path dir = source;
+  return source == "fashion-mnist" || (fs::is_directory(dir) && fs::exists(dir / "train-images-idx3-ubyte.gz")) ||
+         (source.find(',') != std::string::npos && source.ends_with(".npy")) || source.ends_with(".csv");
+}
+
+Data load_examples(const std::string& source);
+
 Data load_data(const std::string& source, const BufferSpec& features, int64_t vocab) {
-  if (features.dtype == DType::i64 && features.shape.size() == 2) {
+  if (reads_text(features)) {
     std::string path = source == "fortunes" ? kFortunesDir : source;
     return load_text(path, features.shape[1], vocab);
   }
+  return load_examples(source);
+}
+
+Data load_examples(const std::string& source) {
   Data d;
   if (source == "fashion-mnist") {
     d.train = load_fashion_mnist("train");
@@ -270,6 +287,27 @@ void save_checkpoint(Model& model, const std::string& path, const StateMap& stat
 
 }  // namespace
 
+struct DataPreload::State {
+  std::string source;
+  std::future<Data> data;
+};
+
+DataPreload::DataPreload(std::unique_ptr<State> state) : state_(std::move(state)) {}
+
+DataPreload::~DataPreload() {
+  if (state_->data.valid()) state_->data.wait();
+}
+
+const std::string& DataPreload::source() const { return state_->source; }
+
+std::unique_ptr<DataPreload> preload_data(const std::string& source) {
+  if (!is_examples_source(source)) return nullptr;
+  auto state = std::make_unique<DataPreload::State>();
+  state->source = source;
+  state->data = std::async(std::launch::async, [source] { return load_examples(source); });
+  return std::unique_ptr<DataPreload>(new DataPreload(std::move(state)));
+}
+
 TrainSettings settings_from_manifest(const Manifest& m) {
   TrainSettings s;
   if (auto v = attr(m, "train.epochs")) s.epochs = v->get<int64_t>();
@@ -338,7 +376,7 @@ void merge_given(const CLI::App& app, const TrainSettings& given, TrainSettings&
   set("--no-test", &TrainSettings::test);
 }
 
-double train(Model& model, const TrainSettings& s) {
+double train(Model& model, const TrainSettings& s, DataPreload* preload) {
   if (s.threads > 0) stag_set_num_threads(s.threads);
   const FunctionSpec& step_fn = model.manifest().function("train_step");
   Inputs in = map_inputs(step_fn);
@@ -347,7 +385,9 @@ double train(Model& model, const TrainSettings& s) {
   const BufferSpec& feat_spec = step_fn.inputs[in.features];
   int64_t batch = feat_spec.shape.empty() ? 1 : feat_spec.shape[0];
 
-  Data data = load_data(s.data, feat_spec, vocabulary_of(model));
+  // Data read while the model compiled, when it is what this run reads.
+  bool preloaded = preload && preload->source() == s.data && !reads_text(feat_spec) && preload->state_->data.valid();
+  Data data = preloaded ? preload->state_->data.get() : load_data(s.data, feat_spec, vocabulary_of(model));
   check_shape(feat_spec, data.train, "training");
   int64_t num_classes = vocabulary_of(model);
   for (int64_t v : data.train.labels.values<int64_t>()) num_classes = std::max(num_classes, v + 1);
