@@ -6,7 +6,39 @@
 #include <algorithm>
 #include <cstring>
 
+#include <sys/mman.h>
+
 namespace stag::rt {
+
+namespace {
+
+constexpr size_t kHugePage = size_t{2} << 20;
+
+size_t whole_huge_pages(size_t bytes) { return (bytes + kHugePage - 1) / kHugePage * kHugePage; }
+
+}  // namespace
+
+void* allocate_large_buffer(size_t bytes) {
+  if (bytes > SIZE_MAX - 2 * kHugePage) throw std::bad_alloc();
+  size_t size = whole_huge_pages(bytes);
+  // Map one huge page more than needed, keep the aligned part, return the rest.
+  size_t mapped = size + kHugePage;
+  void* m = ::mmap(nullptr, mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (m == MAP_FAILED) throw std::bad_alloc();
+  auto base = reinterpret_cast<uintptr_t>(m);
+  uintptr_t start = (base + kHugePage - 1) / kHugePage * kHugePage;
+  if (start > base) ::munmap(m, start - base);
+  if (uintptr_t end = start + size; end < base + mapped) ::munmap(reinterpret_cast<void*>(end), base + mapped - end);
+#ifdef MADV_HUGEPAGE
+  // Advice only: without transparent huge pages the buffer simply has small pages.
+  ::madvise(reinterpret_cast<void*>(start), size, MADV_HUGEPAGE);
+#endif
+  return reinterpret_cast<void*>(start);
+}
+
+void free_large_buffer(void* p, size_t bytes) noexcept {
+  if (p) ::munmap(p, whole_huge_pages(bytes));
+}
 
 std::string Dataset::feature_type_string() const {
   return images ? fmt::format("{}{}", dtype_name(DType::f32), shape_to_string(images->shape))

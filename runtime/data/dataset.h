@@ -2,8 +2,10 @@
 /// A data set in memory: features [N, ...] and labels [N] (or [N, T] for language models), with
 /// row gathering for batches and subsets.
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <new>
 #include <optional>
 #include <span>
 #include <string>
@@ -15,9 +17,20 @@
 
 namespace stag::rt {
 
+/// Buffers at least this large come from allocate_large_buffer.
+inline constexpr size_t kLargeBufferBytes = size_t{4} << 20;
+
+/// Memory for a large data buffer, not initialised: whole 2 MiB pages, advised into transparent
+/// huge pages where the system has them, so that filling it takes a page fault every 2 MiB
+/// instead of every 4 KiB (in a VM each fault costs ~15 us: ~0.2 s for Fashion-MNIST's bytes).
+/// Throws std::bad_alloc.
+void* allocate_large_buffer(size_t bytes);
+/// Frees what allocate_large_buffer(bytes) returned.
+void free_large_buffer(void* p, size_t bytes) noexcept;
+
 /// An allocator whose value-initialisation leaves elements uninitialised, so that resize() does
 /// not zero a buffer about to be filled from a file (zeroing touches every page once more, and a
-/// large fresh buffer is mostly page faults).
+/// large fresh buffer is mostly page faults); large buffers get huge pages.
 template <class T>
 struct UninitializedAllocator : std::allocator<T> {
   template <class U>
@@ -27,6 +40,15 @@ struct UninitializedAllocator : std::allocator<T> {
   UninitializedAllocator() = default;
   template <class U>
   UninitializedAllocator(const UninitializedAllocator<U>&) noexcept {}
+  T* allocate(size_t n) {
+    if (n > SIZE_MAX / sizeof(T)) throw std::bad_alloc();
+    if (n * sizeof(T) < kLargeBufferBytes) return std::allocator<T>::allocate(n);
+    return static_cast<T*>(allocate_large_buffer(n * sizeof(T)));
+  }
+  void deallocate(T* p, size_t n) noexcept {
+    if (n * sizeof(T) < kLargeBufferBytes) return std::allocator<T>::deallocate(p, n);
+    free_large_buffer(p, n * sizeof(T));
+  }
   template <class U>
   void construct(U* p) noexcept(std::is_nothrow_default_constructible_v<U>) {
     ::new (static_cast<void*>(p)) U;

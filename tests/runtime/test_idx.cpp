@@ -288,3 +288,27 @@ TEST_CASE("the real Fashion-MNIST files load", "[idx][fashion]") {
   CHECK(fashion_mnist_classes().at(9) == "Ankle boot");
   CHECK_THROWS_WITH(load_fashion_mnist("valid"), Contains("unknown split 'valid'"));
 }
+
+TEST_CASE("large data buffers are whole huge pages, uninitialised, and free cleanly", "[idx]") {
+  size_t n = kLargeBufferBytes + 12345;  // not a whole number of pages
+  auto* p = static_cast<uint8_t*>(allocate_large_buffer(n));
+  REQUIRE(p != nullptr);
+  CHECK(reinterpret_cast<uintptr_t>(p) % (size_t{2} << 20) == 0);
+  p[0] = 1;
+  p[n - 1] = 2;
+  CHECK(p[0] + p[n - 1] == 3);
+  free_large_buffer(p, n);
+  // ByteVector: small sizes from the ordinary heap, large ones from the above; growth copies.
+  ByteVector v(10);
+  for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<uint8_t>(i);
+  v.resize(n);
+  CHECK(reinterpret_cast<uintptr_t>(v.data()) % (size_t{2} << 20) == 0);
+  CHECK(v[9] == 9);
+  v[n - 1] = 7;
+  ByteVector w = v;
+  CHECK(w[9] == 9);
+  CHECK(w[n - 1] == 7);
+  v.resize(5);
+  v.shrink_to_fit();
+  CHECK(v[4] == 4);
+}
