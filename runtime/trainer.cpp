@@ -14,6 +14,7 @@
 #include <future>
 #include <limits>
 #include <nlohmann/json.hpp>
+#include <system_error>
 
 #include "runtime/data/csv.h"
 #include "runtime/data/idx.h"
@@ -304,7 +305,11 @@ std::unique_ptr<DataPreload> preload_data(const std::string& source) {
   if (!is_examples_source(source)) return nullptr;
   auto state = std::make_unique<DataPreload::State>();
   state->source = source;
-  state->data = std::async(std::launch::async, [source] { return load_examples(source); });
+  try {
+    state->data = std::async(std::launch::async, [source] { return load_examples(source); });
+  } catch (const std::system_error&) {
+    return nullptr;  // no thread to spare: train() loads the data itself
+  }
   return std::unique_ptr<DataPreload>(new DataPreload(std::move(state)));
 }
 
