@@ -11,8 +11,10 @@
 #include <array>
 #include <cmath>
 #include <filesystem>
+#include <future>
 #include <limits>
 #include <nlohmann/json.hpp>
+#include <system_error>
 
 #include "runtime/data/csv.h"
 #include "runtime/data/idx.h"
@@ -113,11 +115,27 @@ Data load_text(const std::string& path, int64_t seq_len, int64_t vocab) {
   return d;
 }
 
+// A model whose data input is token ids [B, T] reads text; others read examples.
+bool reads_text(const BufferSpec& features) { return features.dtype == DType::i64 && features.shape.size() == 2; }
+
+// The example data sets: the source names one without the model's help.
+bool is_examples_source(const std::string& source) {
+  fs::path dir = source;
+  return source == "fashion-mnist" || (fs::is_directory(dir) && fs::exists(dir / "train-images-idx3-ubyte.gz")) ||
+         (source.find(',') != std::string::npos && source.ends_with(".npy")) || source.ends_with(".csv");
+}
+
+Data load_examples(const std::string& source);
+
 Data load_data(const std::string& source, const BufferSpec& features, int64_t vocab) {
-  if (features.dtype == DType::i64 && features.shape.size() == 2) {
+  if (reads_text(features)) {
     std::string path = source == "fortunes" ? kFortunesDir : source;
     return load_text(path, features.shape[1], vocab);
   }
+  return load_examples(source);
+}
+
+Data load_examples(const std::string& source) {
   Data d;
   if (source == "fashion-mnist") {
     d.train = load_fashion_mnist("train");
@@ -180,15 +198,18 @@ int64_t vocabulary_of(const Model& model) {
   return i >= 0 && !f.outputs[i].shape.empty() ? f.outputs[i].shape.back() : 0;
 }
 
-void check_shape(const BufferSpec& want, const Tensor& got, const std::string& what) {
-  if (want.dtype != got.dtype() || Shape(want.shape.begin() + 1, want.shape.end()) != Shape(got.shape().begin() + 1, got.shape().end()))
+void check_shape(const BufferSpec& want, const Dataset& got, const std::string& what) {
+  const Shape& shape = got.feature_shape();
+  if (want.dtype != got.feature_dtype() || shape.empty() ||
+      Shape(want.shape.begin() + 1, want.shape.end()) != Shape(shape.begin() + 1, shape.end()))
     throw Error(fmt::format("the model's input '{}' is {}{}, but the {} data has rows of {}", want.name, dtype_name(want.dtype),
-                            shape_to_string(want.shape), what, got.type_string()));
+                            shape_to_string(want.shape), what, got.feature_type_string()));
 }
 
 // Applies the normalisation a checkpoint saved, if any.
 void apply_saved_normalization(const StateMap& state, Dataset& d) {
-  if (!state.count("normalize.mean") || d.features.dtype() != DType::f32) return;
+  if (!state.count("normalize.mean") || d.feature_dtype() != DType::f32) return;
+  materialize_features(d);
   Normalizer::restore(state).apply(d.features);
 }
 
@@ -267,6 +288,31 @@ void save_checkpoint(Model& model, const std::string& path, const StateMap& stat
 
 }  // namespace
 
+struct DataPreload::State {
+  std::string source;
+  std::future<Data> data;
+};
+
+DataPreload::DataPreload(std::unique_ptr<State> state) : state_(std::move(state)) {}
+
+DataPreload::~DataPreload() {
+  if (state_->data.valid()) state_->data.wait();
+}
+
+const std::string& DataPreload::source() const { return state_->source; }
+
+std::unique_ptr<DataPreload> preload_data(const std::string& source) {
+  if (!is_examples_source(source)) return nullptr;
+  auto state = std::make_unique<DataPreload::State>();
+  state->source = source;
+  try {
+    state->data = std::async(std::launch::async, [source] { return load_examples(source); });
+  } catch (const std::system_error&) {
+    return nullptr;  // no thread to spare: train() loads the data itself
+  }
+  return std::unique_ptr<DataPreload>(new DataPreload(std::move(state)));
+}
+
 TrainSettings settings_from_manifest(const Manifest& m) {
   TrainSettings s;
   if (auto v = attr(m, "train.epochs")) s.epochs = v->get<int64_t>();
@@ -335,7 +381,7 @@ void merge_given(const CLI::App& app, const TrainSettings& given, TrainSettings&
   set("--no-test", &TrainSettings::test);
 }
 
-double train(Model& model, const TrainSettings& s) {
+double train(Model& model, const TrainSettings& s, DataPreload* preload) {
   if (s.threads > 0) stag_set_num_threads(s.threads);
   const FunctionSpec& step_fn = model.manifest().function("train_step");
   Inputs in = map_inputs(step_fn);
@@ -344,8 +390,10 @@ double train(Model& model, const TrainSettings& s) {
   const BufferSpec& feat_spec = step_fn.inputs[in.features];
   int64_t batch = feat_spec.shape.empty() ? 1 : feat_spec.shape[0];
 
-  Data data = load_data(s.data, feat_spec, vocabulary_of(model));
-  check_shape(feat_spec, data.train.features, "training");
+  // Data read while the model compiled, when it is what this run reads.
+  bool preloaded = preload && preload->source() == s.data && !reads_text(feat_spec) && preload->state_->data.valid();
+  Data data = preloaded ? preload->state_->data.get() : load_data(s.data, feat_spec, vocabulary_of(model));
+  check_shape(feat_spec, data.train, "training");
   int64_t num_classes = vocabulary_of(model);
   for (int64_t v : data.train.labels.values<int64_t>()) num_classes = std::max(num_classes, v + 1);
   Split split;
@@ -357,7 +405,10 @@ double train(Model& model, const TrainSettings& s) {
   }
   std::optional<Normalizer> normalizer;
   if (s.normalize) {
-    if (data.train.features.dtype() != DType::f32) throw Error("--normalize applies to float features only");
+    if (data.train.feature_dtype() != DType::f32) throw Error("--normalize applies to float features only");
+    // Normalisation rewrites the features: byte images become f32 here.
+    materialize_features(data.train);
+    materialize_features(data.test);
     normalizer = Normalizer::fit(data.train.features, split.train);
     normalizer->apply(data.train.features);
     if (data.has_test) normalizer->apply(data.test.features);
@@ -545,7 +596,7 @@ double evaluate(Model& model, const std::string& source, int64_t seed, const Sta
   Data data = load_data(source, f.inputs[in.features], vocabulary_of(model));
   Dataset& d = data.has_test ? data.test : data.train;
   apply_saved_normalization(state, d);
-  check_shape(f.inputs[in.features], d.features, "evaluation");
+  check_shape(f.inputs[in.features], d, "evaluation");
   LoaderOptions eval_opts = eval_loader(f.inputs[in.features].shape[0]);
   int64_t num_classes = vocabulary_of(model);
   for (int64_t v : d.labels.values<int64_t>()) num_classes = std::max(num_classes, v + 1);
@@ -569,7 +620,7 @@ std::pair<Tensor, Tensor> predict(Model& model, const std::string& source, const
   Data data = load_data(source, f.inputs[in.features], vocabulary_of(model));
   Dataset& d = data.has_test ? data.test : data.train;
   apply_saved_normalization(state, d);
-  check_shape(f.inputs[in.features], d.features, "prediction");
+  check_shape(f.inputs[in.features], d, "prediction");
   BatchPlan plan(d, {}, eval_loader(f.inputs[in.features].shape[0]), 0);
   int64_t C = f.outputs[logits].shape[1], N = d.size();
   Tensor classes(DType::i64, {N}), probs(DType::f32, {N, C});

@@ -6,6 +6,7 @@
 #include <CLI/CLI.hpp>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "runtime/model.h"
@@ -49,10 +50,35 @@ void add_train_flags(CLI::App& app, TrainSettings& s);
 /// defaults are known only after parsing, as in `stag train`, which reads the model first).
 void merge_given(const CLI::App& app, const TrainSettings& given, TrainSettings& out);
 
+/// A data set being read on a background thread (preload_data), for train() to take.
+class DataPreload {
+ public:
+  /// Waits for the thread when the data was not taken.
+  ~DataPreload();
+  DataPreload(const DataPreload&) = delete;
+  DataPreload& operator=(const DataPreload&) = delete;
+  const std::string& source() const;
+
+ private:
+  struct State;
+  explicit DataPreload(std::unique_ptr<State> state);
+  friend std::unique_ptr<DataPreload> preload_data(const std::string& source);
+  friend double train(Model& model, const TrainSettings& s, DataPreload* preload);
+  std::unique_ptr<State> state_;
+};
+
+/// Starts reading the data set `source` on another thread when that needs nothing from the model
+/// — Fashion-MNIST, a directory of IDX files, .npy or .csv examples, not text — so that it
+/// overlaps the model's compilation; nullptr for other sources. The result is exactly what
+/// train() would load itself.
+std::unique_ptr<DataPreload> preload_data(const std::string& source);
+
 /// Trains `model`, which has the functions init, forward and train_step. Prints progress and
 /// metrics to stdout; throws Error on bad data or settings. Returns the test accuracy (or the
 /// last validation accuracy without a test split; NaN when there are no labels to score).
-double train(Model& model, const TrainSettings& s);
+/// `preload`, when given, is used if it reads s.data and the model takes examples (not text);
+/// an error while preloading is thrown here, as if train() had loaded the data itself.
+double train(Model& model, const TrainSettings& s, DataPreload* preload = nullptr);
 
 /// Evaluates `model` (its forward function) on the test split of `data`, printing the metrics,
 /// the per-class table and the confusion matrix. Returns the accuracy.

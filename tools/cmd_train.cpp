@@ -88,10 +88,21 @@ struct TrainArgs {
   ProfileArgs profile;
 };
 
+// The data set a run will read: --data, else the model's train section, else the default. Only a
+// guess for preloading: train() checks it against the settings it ends up with.
+std::string data_source(const TrainArgs& args, const CLI::App& cmd, const Graph& g) {
+  if (cmd.get_option("--data")->count() > 0) return args.given.data;
+  if (const Attr* a = g.attr("train.data"))
+    if (const auto* s = std::get_if<std::string>(a)) return *s;
+  return rt::TrainSettings{}.data;
+}
+
 int run_train(const TrainArgs& args, const CLI::App& cmd) {
   using Clock = std::chrono::steady_clock;
   auto t0 = Clock::now();
   auto [eval, step] = args.program.load();
+  // Reading the data set (gunzip, page faults) takes the other core while this one compiles.
+  std::unique_ptr<rt::DataPreload> preload = rt::preload_data(data_source(args, cmd, *step));
   CompiledModel c = compile_jit({{"forward", eval.get()}, {"train_step", step.get()}}, {.profile = args.profile.enabled(), .passes = args.program.model.passes});
   fmt::print("compiled {} (inference and train step, {} kernels{}) in {:.0f} ms\n", eval->name,
              c.program.functions[1].kernels.size() + c.program.functions[2].kernels.size(), cache_note(c.code->times()),
@@ -102,7 +113,7 @@ int run_train(const TrainArgs& args, const CLI::App& cmd) {
     // Validation and test passes run the forward function: it gets a table of its own.
     std::optional<rt::Profiler> profiler;
     if (args.profile.enabled()) profiler.emplace(c.model->manifest(), std::vector<std::string>{"train_step", "forward"});
-    rt::train(*c.model, settings);
+    rt::train(*c.model, settings, preload.get());
     if (profiler) args.profile.finish(*profiler);
   } catch (const rt::Error& e) {
     throw Failure{kExitBadInput, e.what()};

@@ -21,20 +21,23 @@ namespace stag::rt {
 /// A decoded unsigned-byte IDX array.
 struct IdxArray {
   std::vector<int64_t> dims;
-  std::vector<uint8_t> data;
+  ByteVector data;
 };
 
 /// Decodes IDX bytes (already decompressed); messages name `name`.
 IdxArray decode_idx(std::span<const std::byte> bytes, const std::string& name);
-/// Reads an IDX file, gzip or raw (detected by magic).
+/// Reads an IDX file, gzip or raw (detected by magic), decompressing straight into the array's
+/// buffer: the header gives the size, so the data is written once and nothing else is held.
+/// The same checks and messages as decode_idx; a size the file cannot hold (beyond its own size
+/// raw, or deflate's largest expansion of it gzipped) is reported without allocating it.
 IdxArray read_idx(const std::filesystem::path& path);
 
-/// Images [N, H, W] as f32 [N, 1, H, W] scaled to [0, 1] (byte / 255).
-Tensor idx_images_to_tensor(const IdxArray& images, const std::string& name);
+/// Images [N, H, W] as byte images [N, 1, H, W] (features byte / 255); takes the array's bytes.
+ByteImages idx_images(IdxArray images, const std::string& name);
 /// Labels [N] as i64 [N].
 Tensor idx_labels_to_tensor(const IdxArray& labels, const std::string& name);
 
-/// An image file and a label file with the same N.
+/// An image file and a label file with the same N; the images stay bytes (Dataset::images).
 Dataset load_idx(const std::filesystem::path& images, const std::filesystem::path& labels);
 
 /// Where the Debian package dataset-fashion-mnist installs the files.

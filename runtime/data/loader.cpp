@@ -40,9 +40,9 @@ BatchPlan::BatchPlan(const Dataset& data, std::vector<int64_t> indices, LoaderOp
       throw Error(fmt::format("data loader: example index {} out of range for {} examples", i,
                               data.size()));
   if (!options_.augment.identity() &&
-      (data.features.rank() != 4 || data.features.dtype() != DType::f32))
+      (data.feature_shape().size() != 4 || data.feature_dtype() != DType::f32))
     throw Error(fmt::format("data loader: augmentation needs f32 images [N,C,H,W], features are {}",
-                            data.features.type_string()));
+                            data.feature_type_string()));
 }
 
 int64_t BatchPlan::batches_per_epoch() const {
@@ -88,11 +88,11 @@ Batch BatchPlan::make(int64_t epoch, int64_t b) const {
   out.size = hi - lo;
   out.indices.assign(ord.begin() + lo, ord.begin() + hi);
   int64_t rows = options_.pad_last ? B : out.size;
-  Shape fs = data_.features.shape(), ls = data_.labels.shape();
+  Shape fs = data_.feature_shape(), ls = data_.labels.shape();
   fs[0] = ls[0] = rows;
-  out.features = Tensor(data_.features.dtype(), fs);  // zeroed: padding rows stay 0
+  out.features = Tensor(data_.feature_dtype(), fs);  // zeroed: padding rows stay 0
   out.labels = Tensor(data_.labels.dtype(), ls);
-  gather_rows(data_.features, out.indices, out.features);
+  gather_features(data_, out.indices, out.features);
   gather_rows(data_.labels, out.indices, out.labels);
   if (!options_.augment.identity())
     augment_batch(out.features, out.indices, options_.augment, seed_, epoch);

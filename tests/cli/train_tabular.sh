@@ -22,6 +22,8 @@ done
 grep -q "predictions.npy (i64\[240\]) and probabilities.npy (f32\[240,3\])" "$tmp/pred.out" || { cat "$tmp/pred.out"; fail "unexpected predictions"; }
 "$stag" train "$tests/cli/tabular.stag" --data "$tmp/data.csv" --folds 4 --fold 4 > "$tmp/bad" 2>&1 && fail "a fold out of range was accepted"
 grep -q -- "--fold 4 is not one of the 4 folds" "$tmp/bad" || { cat "$tmp/bad"; fail "unclear error for a bad fold"; }
+"$stag" train "$tests/cli/tabular.stag" --data "$tmp/missing.csv" > "$tmp/bad" 2>&1 && fail "a missing CSV was accepted"
+grep -q "missing.csv: cannot open" "$tmp/bad" || { cat "$tmp/bad"; fail "the error does not name the missing CSV"; }
 printf 'a,b,c,d,label\n1,2,3\n' > "$tmp/ragged.csv"
 "$stag" train "$tests/cli/tabular.stag" --data "$tmp/ragged.csv" > "$tmp/bad" 2>&1 && fail "a ragged CSV was accepted"
 grep -q "ragged.csv:2" "$tmp/bad" || { cat "$tmp/bad"; fail "the CSV error does not name the line"; }

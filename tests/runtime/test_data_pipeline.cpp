@@ -9,6 +9,7 @@
 #include "runtime/data/normalize.h"
 #include "runtime/data/rng.h"
 #include "runtime/data/split.h"
+#include "runtime/trainer.h"
 
 using namespace stag::rt;
 using Catch::Matchers::Contains;
@@ -218,4 +219,20 @@ TEST_CASE("augmentation is reproducible per (seed, epoch, example)", "[augment]"
   CHECK(identical(c, d));
   Tensor flat(DType::f32, {2, 3});
   CHECK_THROWS_WITH(augment_batch(flat, ids, o, 0, 0), Contains("expected f32 [B,C,H,W]"));
+}
+
+// `stag train` reads the data set on another thread while the model compiles; train() takes it
+// (errors included) only for the source it was going to read. What needs the model (text, whose
+// tokens depend on its vocabulary) or is not a data set is left to train().
+TEST_CASE("example data sets preload in the background; text does not", "[preload]") {
+  CHECK(preload_data("fortunes") == nullptr);
+  CHECK(preload_data("/usr/share/games/fortunes") == nullptr);
+  CHECK(preload_data("notes.txt") == nullptr);
+  CHECK(preload_data("no such data") == nullptr);
+  // A missing file is not an error here: it is thrown by train(), when the data is taken. A
+  // preload that is never taken is waited for and dropped.
+  auto missing = preload_data("/nonexistent/data.csv");
+  REQUIRE(missing != nullptr);
+  CHECK(missing->source() == "/nonexistent/data.csv");
+  CHECK(preload_data("x.npy,y.npy") != nullptr);
 }

@@ -68,8 +68,16 @@ TEST_CASE("IDX images and labels load raw and gzipped", "[idx]") {
   for (bool gz : {false, true}) {
     auto [pi, pl] = write_pair(dir, gz);
     Dataset d = load_idx(pi, pl);
-    REQUIRE(d.features.shape() == Shape{3, 1, 2, 2});
+    // The images stay bytes; the model sees byte / 255 as f32.
+    REQUIRE(d.images);
+    CHECK(d.feature_dtype() == DType::f32);
+    REQUIRE(d.feature_shape() == Shape{3, 1, 2, 2});
+    CHECK(d.size() == 3);
+    CHECK(std::equal(d.images->data.begin(), d.images->data.end(), kPixels.begin(), kPixels.end()));
     REQUIRE(d.labels.shape() == Shape{3});
+    materialize_features(d);
+    CHECK(!d.images);
+    REQUIRE(d.features.shape() == Shape{3, 1, 2, 2});
     auto x = d.features.values<float>();
     for (size_t i = 0; i < kPixels.size(); ++i)
       CHECK(x[i] == static_cast<float>(kPixels[i]) / 255.0f);
@@ -148,6 +156,109 @@ TEST_CASE("corrupt gzip data is an error naming the file", "[idx][gzip]") {
                     Contains((dir / "t.gz").string()) && Contains("truncated gzip"));
 }
 
+// read_idx decompresses into the array as it reads: every way a file can be short, long or corrupt
+// is an error naming the file, with decode_idx's message when it has one.
+TEST_CASE("IDX files stream into their buffer, with errors naming the file", "[idx][gzip]") {
+  TempDir dir;
+  auto raw = idx(0x08, {3, 2, 2}, kPixels);
+  auto read_error = [&](const std::vector<std::byte>& bytes, const std::string& file) {
+    write_bytes(dir / file, bytes);
+    try {
+      read_idx(dir / file);
+    } catch (const Error& e) {
+      std::string msg = e.what();
+      CHECK_THAT(msg, Contains((dir / file).string()));
+      return msg;
+    }
+    return std::string("no error");
+  };
+  for (bool gz : {false, true}) {
+    auto file_of = [&](const std::vector<std::byte>& b) { return gz ? gzip(b) : b; };
+    std::string f = gz ? "a.gz" : "a";
+    write_bytes(dir / f, file_of(raw));
+    IdxArray a = read_idx(dir / f);
+    CHECK(a.dims == std::vector<int64_t>{3, 2, 2});
+    CHECK(std::equal(a.data.begin(), a.data.end(), kPixels.begin(), kPixels.end()));
+    // The same messages as decode_idx for the same (decompressed) bytes.
+    std::vector<std::vector<std::byte>> bad = {
+        bytes_of("\0\0"),
+        idx(0x0D, {2}, {0, 0, 0, 0, 0, 0, 0, 0}),
+        idx(0x08, {}, {}),
+        idx(0x08, {2, 3}, {}),  // truncated header, below
+        idx(0x08, {2, 3}, {1, 2, 3, 4, 5}),
+        idx(0x08, {2, 3}, {1, 2, 3, 4, 5, 6, 7, 8}),
+        idx(0x08, {0xffffffff, 0xffffffff, 0xffffffff}, {}),
+        idx(0x08, {0xffffffff, 0x7fffffff}, {}),  // never allocated: reported as truncated
+        idx(0x08, {1000, 1000, 1000}, {1, 2}),
+    };
+    bad[3].resize(9);
+    for (const auto& b : bad) {
+      std::string want = idx_error(b);
+      auto at = want.find("f.idx: ");
+      REQUIRE(at == 0);
+      CHECK_THAT(read_error(file_of(b), f), Contains(want.substr(7)));
+    }
+  }
+  auto gz = gzip(raw);
+  auto truncated = gz;
+  truncated.resize(gz.size() - 6);
+  CHECK_THAT(read_error(truncated, "t.gz"), Contains("truncated gzip data"));
+  auto crc = gz;
+  crc[crc.size() - 5] ^= std::byte{0xff};
+  CHECK_THAT(read_error(crc, "c.gz"), Contains("corrupt gzip data"));
+  auto body = gz;
+  body[body.size() / 2] ^= std::byte{0x55};
+  CHECK_THAT(read_error(body, "b.gz"), Contains("gzip data"));
+  auto garbage = gz;
+  garbage.push_back(std::byte{'x'});
+  CHECK_THAT(read_error(garbage, "g.gz"), Contains("1 trailing bytes after the gzip data"));
+  // Two members: one IDX file split across them.
+  std::vector<std::byte> head(raw.begin(), raw.begin() + 7), tail(raw.begin() + 7, raw.end());
+  auto two = gzip(head);
+  auto second = gzip(tail);
+  two.insert(two.end(), second.begin(), second.end());
+  write_bytes(dir / "two.gz", two);
+  CHECK(read_idx(dir / "two.gz").dims == std::vector<int64_t>{3, 2, 2});
+  CHECK_THAT(read_error({}, "empty"), Contains("only 0 bytes"));
+}
+
+TEST_CASE("gzip streams decompress in pieces of any size", "[gzip]") {
+  std::vector<std::byte> raw(300000);
+  for (size_t i = 0; i < raw.size(); ++i) raw[i] = static_cast<std::byte>((i * 7919) % 251);
+  auto gz = gzip(raw);
+  auto two = gz;
+  two.insert(two.end(), gz.begin(), gz.end());
+  for (size_t piece : {size_t{1}, size_t{4093}, size_t{1} << 20}) {
+    MemorySource src(two, "two.gz");
+    GzipReader r(src);
+    std::vector<std::byte> out;
+    std::vector<std::byte> buf(piece);
+    for (;;) {
+      size_t n = r.read(buf);
+      out.insert(out.end(), buf.begin(), buf.begin() + static_cast<int64_t>(n));
+      if (n < piece) break;
+      if (piece == 1 && out.size() > 1000) break;  // a byte at a time: a prefix is enough
+    }
+    auto want = raw;
+    want.insert(want.end(), raw.begin(), raw.end());
+    want.resize(out.size());
+    CHECK(out == want);
+    if (piece > 1) {
+      CHECK(out.size() == 2 * raw.size());
+      CHECK(r.position() == static_cast<int64_t>(out.size()));
+      CHECK(r.read(buf) == 0);
+    }
+  }
+  // A wrong length trailer (ISIZE) is only a size hint for gunzip, and then a CRC/length error.
+  CHECK(gunzip(gz, "x.gz") == raw);
+  auto bad_isize = gz;
+  bad_isize.back() ^= std::byte{0x10};
+  CHECK_THROWS_WITH(gunzip(bad_isize, "x.gz"), Contains("x.gz: corrupt gzip data"));
+  CHECK_THROWS_WITH(gunzip(gz, "x.gz", static_cast<int64_t>(raw.size()) - 1),
+                    Contains("exceeds the limit"));
+  CHECK(gunzip(gz, "x.gz", static_cast<int64_t>(raw.size())) == raw);
+}
+
 TEST_CASE("the real Fashion-MNIST files load", "[idx][fashion]") {
   if (!std::filesystem::exists(std::filesystem::path(kFashionMnistDir) /
                                "t10k-labels-idx1-ubyte.gz")) {
@@ -155,10 +266,10 @@ TEST_CASE("the real Fashion-MNIST files load", "[idx][fashion]") {
     return;
   }
   Dataset test = load_fashion_mnist("test");
-  REQUIRE(test.features.shape() == Shape{10000, 1, 28, 28});
+  REQUIRE(test.feature_shape() == Shape{10000, 1, 28, 28});
   REQUIRE(test.labels.shape() == Shape{10000});
   Dataset train = load_fashion_mnist("train");
-  REQUIRE(train.features.shape() == Shape{60000, 1, 28, 28});
+  REQUIRE(train.feature_shape() == Shape{60000, 1, 28, 28});
   // Published facts about the data set: balanced classes, the first labels, the pixel mean.
   std::vector<int64_t> counts(10);
   for (int64_t y : train.labels.values<int64_t>()) {
@@ -170,9 +281,34 @@ TEST_CASE("the real Fashion-MNIST files load", "[idx][fashion]") {
   auto tl = train.labels.values<int64_t>();
   CHECK(std::vector<int64_t>(tl.begin(), tl.begin() + 4) == std::vector<int64_t>{9, 0, 0, 3});
   CHECK(test.labels.values<int64_t>()[0] == 9);
+  REQUIRE(train.images);
   double sum = 0;
-  for (float v : train.features.values<float>()) sum += v;
-  CHECK(sum / static_cast<double>(train.features.numel()) == Approx(0.2860).epsilon(1e-3));
+  for (uint8_t v : train.images->data) sum += v / 255.0;
+  CHECK(sum / static_cast<double>(train.images->data.size()) == Approx(0.2860).epsilon(1e-3));
   CHECK(fashion_mnist_classes().at(9) == "Ankle boot");
   CHECK_THROWS_WITH(load_fashion_mnist("valid"), Contains("unknown split 'valid'"));
+}
+
+TEST_CASE("large data buffers are whole huge pages, uninitialised, and free cleanly", "[idx]") {
+  size_t n = kLargeBufferBytes + 12345;  // not a whole number of pages
+  auto* p = static_cast<uint8_t*>(allocate_large_buffer(n));
+  REQUIRE(p != nullptr);
+  CHECK(reinterpret_cast<uintptr_t>(p) % (size_t{2} << 20) == 0);
+  p[0] = 1;
+  p[n - 1] = 2;
+  CHECK(p[0] + p[n - 1] == 3);
+  free_large_buffer(p, n);
+  // ByteVector: small sizes from the ordinary heap, large ones from the above; growth copies.
+  ByteVector v(10);
+  for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<uint8_t>(i);
+  v.resize(n);
+  CHECK(reinterpret_cast<uintptr_t>(v.data()) % (size_t{2} << 20) == 0);
+  CHECK(v[9] == 9);
+  v[n - 1] = 7;
+  ByteVector w = v;
+  CHECK(w[9] == 9);
+  CHECK(w[n - 1] == 7);
+  v.resize(5);
+  v.shrink_to_fit();
+  CHECK(v[4] == 4);
 }

@@ -180,3 +180,54 @@ TEST_CASE("errors while assembling a batch reach the consumer", "[loader]") {
   CHECK_THROWS_WITH(BatchIterator(mismatched, {}, o, 1, 2),
                     Contains("4 feature rows but 3 labels"));
 }
+
+// Byte images (as IDX files load) become f32 per batch: the batches are bit for bit those of the
+// f32 features they stand for, shuffled, padded, augmented or as a subset.
+TEST_CASE("byte images make the same batches as their f32 features", "[loader]") {
+  int64_t n = 23, h = 5;
+  ByteImages im{{n, 1, h, h}, {}};
+  im.data.resize(static_cast<size_t>(n * h * h));
+  for (size_t i = 0; i < im.data.size(); ++i) im.data[i] = static_cast<uint8_t>((i * 37 + 11) % 256);
+  Tensor labels(DType::i64, {n});
+  for (int64_t i = 0; i < n; ++i) labels.values<int64_t>()[i] = i % 10;
+  Dataset bytes{Tensor(), labels.clone(), im};
+  Dataset floats{byte_images_to_f32(im), labels.clone()};
+  CHECK(bytes.size() == n);
+  CHECK(bytes.feature_type_string() == "f32[23,1,5,5]");
+  for (size_t i = 0; i < im.data.size(); ++i)
+    REQUIRE(floats.features.values<float>()[i] == static_cast<float>(im.data[i]) / 255.0f);
+
+  LoaderOptions o;
+  o.batch_size = 4;
+  std::vector<LoaderOptions> variants(4, o);
+  variants[1].drop_last = false;
+  variants[1].pad_last = true;
+  variants[1].shuffle = false;
+  variants[2].augment.crop_padding = 1;
+  variants[2].augment.horizontal_flip = true;
+  variants[2].augment.max_rotation_degrees = 10;
+  variants[3].drop_last = false;
+  for (const auto& opts : variants) {
+    for (std::vector<int64_t> subset : {std::vector<int64_t>{}, std::vector<int64_t>{3, 17, 0, 9, 22, 5}}) {
+      BatchPlan a(bytes, subset, opts, 5), b(floats, subset, opts, 5);
+      REQUIRE(a.batches_per_epoch() == b.batches_per_epoch());
+      for (int64_t e = 0; e < 2; ++e)
+        for (int64_t i = 0; i < a.batches_per_epoch(); ++i) CHECK(same(a.make(e, i), b.make(e, i)));
+    }
+  }
+  Dataset sub = subset(bytes, std::vector<int64_t>{4, 1});
+  REQUIRE(sub.images);
+  CHECK(sub.feature_shape() == Shape{2, 1, h, h});
+  CHECK(std::equal(sub.images->data.begin(), sub.images->data.begin() + h * h, im.data.begin() + 4 * h * h));
+  CHECK(sub.labels.values<int64_t>()[1] == 1);
+  Dataset copy{Tensor(), labels.clone(), im};
+  materialize_features(copy);
+  CHECK(!copy.images);
+  CHECK(identical(copy.features, floats.features));
+  Tensor wrong(DType::f32, {2, 1, h, h + 1});
+  CHECK_THROWS_WITH(gather_features(bytes, std::vector<int64_t>{0}, wrong), Contains("do not fit"));
+  Tensor dst(DType::f32, {1, 1, h, h});
+  CHECK_THROWS_WITH(gather_features(bytes, std::vector<int64_t>{n}, dst), Contains("row 23 out of range"));
+  Dataset short_images{Tensor(), labels.clone(), ByteImages{{n, 1, h, h}, {}}};
+  CHECK_THROWS_WITH(BatchPlan(short_images, {}, o, 1), Contains("0 bytes of images"));
+}
