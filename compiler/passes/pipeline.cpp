@@ -22,6 +22,7 @@ const std::vector<PassInfo>& all_passes() {
       {"fold-transpose", "transposes of the last two dims folded into matmul flags", PassLevel::Graph, fold_transpose},
       {"const-fold", "nodes of constants evaluated at compile time by the reference interpreter", PassLevel::Graph, const_fold},
       {"cse", "identical nodes on identical operands computed once", PassLevel::Graph, cse},
+      {"merge-matmuls", "a sum of matmuls merged into one matmul of operands concatenated along K", PassLevel::Graph, merge_matmuls},
       {"dce", "nodes nothing reads removed", PassLevel::Graph, dce},
       {"fuse", "elementwise chains, broadcasts and epilogues lowered into the kernels that use them", PassLevel::Lowering},
       {"plan-memory", "temporaries placed in one arena by liveness, reusing dead space", PassLevel::Kernels, nullptr, plan_memory},
@@ -30,8 +31,8 @@ const std::vector<PassInfo>& all_passes() {
 }
 
 const std::vector<std::string>& default_pipeline() {
-  static const std::vector<std::string> names = {"simplify", "fold-transpose", "const-fold", "cse",        "simplify",
-                                                 "dce",      "fuse",           "plan-memory"};
+  static const std::vector<std::string> names = {"simplify", "fold-transpose", "const-fold", "cse",  "merge-matmuls",
+                                                 "simplify", "dce",            "fuse",       "plan-memory"};
   return names;
 }
 
