@@ -1,6 +1,7 @@
 // Sums of products: a sum of matmuls of one operand layout (a tree of adds whose inner adds are
-// read once) becomes one matmul of operands concatenated along K, A1·B1 + A2·B2 = [A1 A2]·[B1; B2];
-// an unrolled RNN's weight gradient is one product instead of one a time step and an add chain.
+// read once) becomes one matmul of operands concatenated along K, A1·B1 + A2·B2 = [A1 A2]·[B1; B2],
+// and a batched product summed over its batch one matmul of the reshaped operands; an unrolled
+// RNN's weight gradient is one product instead of one a time step and an add chain.
 
 #include <fmt/format.h>
 
@@ -51,15 +52,81 @@ struct Group {
   Type a, b;
 };
 
+// New nodes are appended to the graph and then kept aside, to be placed right before the node
+// they serve (the node they feed, rewritten in place) once every rewrite is done.
+struct Inserter {
+  Graph& g;
+  std::map<const Node*, std::vector<std::unique_ptr<Node>>> before;
+
+  Value* add(const Node* at, Op op, std::vector<Value*> operands, std::vector<Attr> attrs, const Type& t, const Loc& loc) {
+    Node* n = g.append(op, std::move(operands), std::move(attrs), {t}, {g.fresh_name()}, loc);
+    before[at].push_back(std::move(g.nodes.back()));
+    g.nodes.pop_back();
+    return n->result();
+  }
+
+  void place() {
+    std::vector<std::unique_ptr<Node>> nodes;
+    for (auto& n : g.nodes) {
+      if (auto f = before.find(n.get()); f != before.end())
+        for (auto& m : f->second) nodes.push_back(std::move(m));
+      nodes.push_back(std::move(n));
+    }
+    g.nodes = std::move(nodes);
+    before.clear();
+  }
+};
+
+// sum(matmul(A, B, transpose_a=true), batch axes) with A: [S.., K, M] and B: [S.., K, N] is
+// one product over K' = S..·K: matmul(reshape(A, [S..·K, M]), reshape(B, [S..·K, N]),
+// transpose_a=true). Only this layout keeps K next to the batch axes in both operands, so
+// that the reshapes move no data. Returns how many sums it rewrote.
+int64_t merge_batch_sums(Graph& g, Inserter& ins) {
+  std::map<const Value*, int> uses = use_counts(g);
+  std::set<const Node*> gone;  // the batched products
+  int64_t merged = 0;
+  std::vector<Node*> order;  // the inserter appends to g.nodes
+  for (const auto& n : g.nodes) order.push_back(n.get());
+  for (Node* n : order) {
+    if (n->op != Op::sum || n->b("keepdims")) continue;
+    Value* x = n->operands[0];
+    const Node& m = *x->def;
+    if (m.op != Op::matmul || uses[x] != 1 || !m.b("transpose_a") || m.b("transpose_b")) continue;
+    const Type &a = m.operands[0]->type, &b = m.operands[1]->type;
+    size_t r = a.rank();
+    if (r < 3 || b.rank() != r || !std::equal(a.dims.begin(), a.dims.end() - 2, b.dims.begin())) continue;
+    std::set<int64_t> axes;
+    for (int64_t ax : n->ints("axes")) axes.insert(ax < 0 ? ax + static_cast<int64_t>(r) : ax);
+    if (axes.size() != r - 2 || *axes.begin() != 0 || *axes.rbegin() != static_cast<int64_t>(r) - 3) continue;
+    int64_t k = 1;
+    for (size_t d = 0; d + 1 < r; ++d) k *= a.dims[d];  // every batch dim and K
+    Type ra{a.dtype, {k, a.dims[r - 1]}}, rb{b.dtype, {k, b.dims[r - 1]}};
+    if (type_of(Op::matmul, {ra, rb}, m.attrs) != n->result()->type) continue;
+    Value* va = ins.add(n, Op::reshape, {m.operands[0]}, {Ints(ra.dims)}, ra, m.loc);
+    Value* vb = ins.add(n, Op::reshape, {m.operands[1]}, {Ints(rb.dims)}, rb, m.loc);
+    n->op = Op::matmul;
+    n->operands = {va, vb};
+    n->attrs = m.attrs;
+    gone.insert(&m);
+    ++merged;
+  }
+  if (merged) {
+    ins.place();
+    g.erase_nodes([&](const Node& d) { return gone.count(&d) > 0; });
+  }
+  return merged;
+}
+
 }  // namespace
 
 bool merge_matmuls(Graph& g, PassCounters& c) {
+  Inserter ins{g, {}};
+  int64_t batch_sums = merge_batch_sums(g, ins);
   std::map<const Value*, int> uses = use_counts(g);
   std::vector<Node*> order;
   for (const auto& n : g.nodes) order.push_back(n.get());
   std::set<const Node*> inside;  // adds met inside a sum already looked at
   std::set<const Node*> gone;    // inner adds and merged products of rewritten sums
-  std::map<const Node*, std::vector<std::unique_ptr<Node>>> before;  // new nodes, placed before their sum
   int64_t sums = 0, merged = 0;
 
   // From the back, so that a sum is met at its outermost add.
@@ -137,10 +204,7 @@ bool merge_matmuls(Graph& g, PassCounters& c) {
         root->attrs = std::move(attrs);
         return root->result();
       }
-      Node* n = g.append(op, std::move(operands), std::move(attrs), {t}, {g.fresh_name()}, loc);
-      before[root].push_back(std::move(g.nodes.back()));
-      g.nodes.pop_back();
-      return n->result();
+      return ins.add(root, op, std::move(operands), std::move(attrs), t, loc);
     };
     std::vector<Value*> sum;
     for (Group* gr : merging) {
@@ -159,19 +223,14 @@ bool merge_matmuls(Graph& g, PassCounters& c) {
     for (Node* n : inner) gone.insert(n);
     sums += static_cast<int64_t>(merging.size());
   }
-  if (sums == 0) return false;
-
-  std::vector<std::unique_ptr<Node>> nodes;
-  for (auto& n : g.nodes) {
-    if (auto f = before.find(n.get()); f != before.end())
-      for (auto& m : f->second) nodes.push_back(std::move(m));
-    nodes.push_back(std::move(n));
+  if (sums > 0) {
+    ins.place();
+    g.erase_nodes([&](const Node& n) { return gone.count(&n) > 0; });
+    c.add("sums of products merged into one product", sums);
+    c.add("products merged", merged);
   }
-  g.nodes = std::move(nodes);
-  g.erase_nodes([&](const Node& n) { return gone.count(&n) > 0; });
-  c.add("sums of products merged into one product", sums);
-  c.add("products merged", merged);
-  return true;
+  if (batch_sums > 0) c.add("sums over a product's batch merged into one product", batch_sums);
+  return sums + batch_sums > 0;
 }
 
 }  // namespace stag

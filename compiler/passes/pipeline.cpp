@@ -22,7 +22,7 @@ const std::vector<PassInfo>& all_passes() {
       {"fold-transpose", "transposes of the last two dims folded into matmul flags", PassLevel::Graph, fold_transpose},
       {"const-fold", "nodes of constants evaluated at compile time by the reference interpreter", PassLevel::Graph, const_fold},
       {"cse", "identical nodes on identical operands computed once", PassLevel::Graph, cse},
-      {"merge-matmuls", "a sum of matmuls merged into one matmul of operands concatenated along K", PassLevel::Graph, merge_matmuls},
+      {"merge-matmuls", "a sum of matmuls, or of a batched matmul over its batch, merged into one matmul", PassLevel::Graph, merge_matmuls},
       {"dce", "nodes nothing reads removed", PassLevel::Graph, dce},
       {"fuse", "elementwise chains, broadcasts and epilogues lowered into the kernels that use them", PassLevel::Lowering},
       {"plan-memory", "temporaries placed in one arena by liveness, reusing dead space", PassLevel::Kernels, nullptr, plan_memory},
