@@ -22,6 +22,7 @@ const std::vector<PassInfo>& all_passes() {
       {"fold-transpose", "transposes of the last two dims folded into matmul flags", PassLevel::Graph, fold_transpose},
       {"const-fold", "nodes of constants evaluated at compile time by the reference interpreter", PassLevel::Graph, const_fold},
       {"cse", "identical nodes on identical operands computed once", PassLevel::Graph, cse},
+      {"concat-pads", "a sum of zero pads placing pieces side by side along one axis turned into their concat", PassLevel::Graph, concat_pads},
       {"merge-matmuls", "a sum of matmuls, or of a batched matmul over its batch, merged into one matmul", PassLevel::Graph, merge_matmuls},
       {"dce", "nodes nothing reads removed", PassLevel::Graph, dce},
       {"fuse", "elementwise chains, broadcasts and epilogues lowered into the kernels that use them", PassLevel::Lowering},
@@ -31,8 +32,9 @@ const std::vector<PassInfo>& all_passes() {
 }
 
 const std::vector<std::string>& default_pipeline() {
-  static const std::vector<std::string> names = {"simplify", "fold-transpose", "const-fold", "cse",  "merge-matmuls",
-                                                 "simplify", "dce",            "fuse",       "plan-memory"};
+  static const std::vector<std::string> names = {"simplify",      "fold-transpose", "const-fold", "cse",
+                                                 "concat-pads",   "merge-matmuls",  "simplify",   "dce",
+                                                 "fuse",          "plan-memory"};
   return names;
 }
 
