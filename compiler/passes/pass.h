@@ -72,6 +72,8 @@ bool simplify(Graph& g, PassCounters& c);
 bool fold_transpose(Graph& g, PassCounters& c);
 bool const_fold(Graph& g, PassCounters& c);
 bool cse(Graph& g, PassCounters& c);
+bool concat_pads(Graph& g, PassCounters& c);
+bool merge_matmuls(Graph& g, PassCounters& c);
 bool dce(Graph& g, PassCounters& c);
 bool plan_memory(kir::Program& p, PassCounters& c);
 

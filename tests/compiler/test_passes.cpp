@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <optional>
 #include <regex>
 
 #include "compiler/jit/jit_model.h"
@@ -92,11 +93,12 @@ int64_t kernels(const kir::Program& p, const std::string& function) {
 // every time and the parameters at the end.
 // Returns the kernel counts (unoptimized, optimized).
 std::pair<int64_t, int64_t> compare(const std::vector<std::pair<std::string, const Graph*>>& functions, const std::string& function,
-                                    int steps, const std::string& what) {
+                                    int steps, const std::string& what, std::optional<std::vector<std::string>> pipeline = {}) {
   PassOptions none;
   none.passes = std::vector<std::string>{};
   none.verify_each = true;
   PassOptions full;
+  full.passes = std::move(pipeline);
   full.verify_each = true;
   CompiledModel plain = compile_jit(functions, {.opt_level = 1, .passes = none});
   CompiledModel opt = compile_jit(functions, {.opt_level = 1, .passes = full});
@@ -160,4 +162,29 @@ TEST_CASE("every catalog model's train step is the same with and without the opt
     ++trained;
   }
   CHECK(trained >= 13);
+}
+
+// A pass that is not in the default pipeline (merge-matmuls) must change no result either: the
+// train steps where it fires (the RNNs' summed products, the transformers' batch-summed weight
+// gradients), with it added after concat-pads.
+TEST_CASE("train steps with merge-matmuls added are the same with and without the optimizer", "[passes][models][train]") {
+  std::vector<std::string> pipeline;
+  for (const auto& p : default_pipeline()) {
+    pipeline.push_back(p);
+    if (p == "concat-pads") pipeline.push_back("merge-matmuls");
+  }
+  REQUIRE(pipeline.size() == default_pipeline().size() + 1);
+  int trained = 0;
+  for (const auto& m : catalog()) {
+    if (m.name != "char_rnn" && m.name != "lstm_lm" && m.name != "gpt") continue;
+    INFO(m.name);
+    auto g = load(m, true);
+    Diagnostics diags;
+    auto step = build_train_step(*g, optimizer_from_attrs(*g), diags);
+    INFO(diags.render());
+    REQUIRE(step);
+    compare({{"train_step", step.get()}}, "train_step", 2, m.name + " train step with merge-matmuls", pipeline);
+    ++trained;
+  }
+  CHECK(trained == 3);
 }
