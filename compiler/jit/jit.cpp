@@ -27,6 +27,7 @@
 #include <exception>
 #include <mutex>
 #include <stdexcept>
+#include <system_error>
 #include <thread>
 
 #include "compiler/codegen/codegen.h"
@@ -70,6 +71,9 @@ std::unique_ptr<llvm::TargetMachine> host_machine() {
   if (!tm) throw std::runtime_error("cannot create a target machine for " + triple);
   return tm;
 }
+
+// Bump when optimize() or the object emission changes: cached objects of older ones are stale.
+constexpr int kPipelineVersion = 1;
 
 void optimize(llvm::Module& m, llvm::TargetMachine& tm) {
   m.setTargetTriple(tm.getTargetTriple().str());
@@ -142,8 +146,12 @@ void compile_part(const kir::Program& p, const JitOptions& options, const Object
     auto tm = host_machine();
     std::string key;
     if (cache.enabled()) {
-      key = ObjectCache::key(*module, fmt::format("llvm {} | {} | {} | {} | O{}", LLVM_VERSION_STRING, tm->getTargetTriple().str(),
-                                                  tm->getTargetCPU().str(), tm->getTargetFeatureString().str(), options.opt_level));
+      // Everything the object depends on besides the bitcode: LLVM, the target, our pipeline
+      // (kPipelineVersion changes with optimize()) and LLVM flags from the environment.
+      const char* flags = std::getenv("STAG_LLVM_FLAGS");
+      key = ObjectCache::key(*module, fmt::format("llvm {} | {} | {} | {} | O{} | pipeline {} | flags {}", LLVM_VERSION_STRING,
+                                                  tm->getTargetTriple().str(), tm->getTargetCPU().str(),
+                                                  tm->getTargetFeatureString().str(), options.opt_level, kPipelineVersion, flags ? flags : ""));
       if (auto object = cache.load(key)) {
         out.object.assign(object->begin(), object->end());
         out.cached = true;
@@ -193,8 +201,14 @@ std::unique_ptr<JitProgram> JitProgram::compile(const kir::Program& p, const Jit
   std::vector<CompiledPart> compiled(static_cast<size_t>(parts));
   {
     std::vector<std::thread> workers;
-    for (int i = 1; i < parts; ++i)
-      workers.emplace_back(compile_part, std::cref(p), std::cref(options), std::cref(cache), parts, i, std::ref(compiled[static_cast<size_t>(i)]));
+    for (int i = 1; i < parts; ++i) {
+      try {
+        workers.emplace_back(compile_part, std::cref(p), std::cref(options), std::cref(cache), parts, i,
+                             std::ref(compiled[static_cast<size_t>(i)]));
+      } catch (const std::system_error&) {
+        compile_part(p, options, cache, parts, i, compiled[static_cast<size_t>(i)]);  // no thread to be had: here
+      }
+    }
     compile_part(p, options, cache, parts, 0, compiled[0]);
     for (auto& w : workers) w.join();
   }

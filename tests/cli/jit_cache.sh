@@ -2,7 +2,8 @@
 # The JIT's object cache as documented: a second `stag run` of a model takes every part of its
 # code from the cache and computes the same outputs bit for bit; a damaged entry, an entry of
 # another model, or a cache directory that cannot be written are misses that compile afresh,
-# never errors; STAG_JIT_CACHE=off never touches the directory.
+# never errors; so is code compiled with other STAG_LLVM_FLAGS; STAG_JIT_CACHE=off never
+# touches the directory.
 # Usage: jit_cache.sh STAG MODELS_DIR
 set -u
 stag=$1 models=$2
@@ -27,6 +28,12 @@ same "$tmp/cold" "first run with a cache"
 run "$tmp/cache" "$tmp/warm" "$tmp/warm.log"
 grep -qE "([0-9]+) of \1 parts? from the JIT cache" "$tmp/warm.log" || { cat "$tmp/warm.log"; fail "the second run did not take every part from the cache"; }
 same "$tmp/warm" "code from the cache"
+
+# LLVM flags from the environment change the code: a miss.
+STAG_LLVM_FLAGS=-unroll-threshold=0 run "$tmp/cache" "$tmp/flags" "$tmp/flags.log"
+grep -q "JIT cache" "$tmp/flags.log" && { cat "$tmp/flags.log"; fail "code compiled without STAG_LLVM_FLAGS was used with them"; }
+rm -f "$tmp"/cache/*.o
+run "$tmp/cache" "$tmp/warm2" "$tmp/warm2.log"
 
 # Damage every entry (one flipped byte in the middle): each is a miss, compiled and stored again.
 for f in "$tmp"/cache/*.o; do
