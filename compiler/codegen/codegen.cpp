@@ -508,8 +508,14 @@ class Codegen {
     for (int g = 0; g < fn; ++g) first_id += static_cast<int64_t>(p_.functions[g].kernels.size());
     if (options_.profile) b_.CreateCall(profile_enter_, {b_.getInt64(fn)});
     for (size_t i = 0; i < calls.size(); ++i) {
-      for (size_t j = 0; j < calls[i].buffers.size(); ++j)
-        b_.CreateStore(address(calls[i].buffers[j]), b_.CreateConstInBoundsGEP2_64(at, ctx, 0, j));
+      for (size_t j = 0; j < calls[i].buffers.size(); ++j) {
+        int id = calls[i].buffers[j];
+        llvm::Value* ptr = address(id);
+        for (const auto& [buffer, first] : ks[i].views)  // the kernel sees the buffer from `first` on
+          if (buffer == id && first != 0)
+            ptr = b_.CreateConstInBoundsGEP1_64(memory_type(p_.buffers[id].type.dtype), ptr, static_cast<uint64_t>(first));
+        b_.CreateStore(ptr, b_.CreateConstInBoundsGEP2_64(at, ctx, 0, j));
+      }
       // After the slot stores, so that the time is the kernel's own.
       if (options_.profile) b_.CreateCall(profile_begin_, {b_.getInt64(first_id + static_cast<int64_t>(i))});
       if (ks[i].parallel)

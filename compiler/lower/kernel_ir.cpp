@@ -192,6 +192,7 @@ std::string print(const Program& p, const Kernel& k) {
   std::string out = fmt::format("    kernel {} {}{}..{}{} {{  # {}\n", k.name, k.parallel ? "parallel " : "",
                                 k.vars.empty() ? "p" : k.vars[0].name, k.extent,
                                 k.parallel ? fmt::format(" grain {}", k.grain) : "", k.origin);
+  for (const auto& [buffer, first] : k.views) out += fmt::format("      view %{} from element {}\n", p.buffers[buffer].name, first);
   if (k.gemm) {
     const Gemm& g = *k.gemm;
     out += fmt::format("      gemm %{}[{}x{}] = %{}{} x %{}{} (K {}, {} batch{}), {}\n", p.buffers[g.c].name, g.M, g.N,

@@ -117,6 +117,11 @@ struct Kernel {
   /// When set, the rows [lo, hi) of this product are computed first; the body then runs over
   /// the same rows (a fused epilogue: bias, activation, residual).
   std::optional<Gemm> gemm;
+  /// (buffer, element offset): the kernel sees that buffer from the offset on, and its indices
+  /// count from there. The offset is applied where the kernel is called, so copies of
+  /// different slices of one shape (the pieces of a concat, the steps of an unrolled RNN)
+  /// share one compiled function.
+  std::vector<std::pair<int, int64_t>> views;
   std::vector<Stmt> body;
 };
 

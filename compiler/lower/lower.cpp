@@ -1191,14 +1191,14 @@ class Lowerer {
   void concat(const Node& n, const std::vector<int>& xs, int out) {
     const Dims od = B(out).type.dims;
     int64_t axis = norm_axis(n.i("axis"), od.size()), at = 0;
+    Dims ost = strides_of(od);
     for (int x : xs) {
       const Dims xd = B(x).type.dims;
-      int64_t shift = at;
       KernelBuilder kb("concat", origin(n));
+      // The piece's place in the output is a view, so pieces of one shape share a function.
+      kb.k.views.push_back({out, at * ost[axis]});
       loop_nest(kb, xd, [&](const std::vector<E>& idx) {
-        std::vector<E> oidx = idx;
-        oidx[axis] = add(idx[axis], int_(shift));
-        return std::vector<Stmt>{store(out, offset(oidx, od), ld(x, offset(idx, xd)))};
+        return std::vector<Stmt>{store(out, offset(idx, od), ld(x, offset(idx, xd)))};
       });
       emit(std::move(kb));
       at += xd[axis];
@@ -1214,6 +1214,22 @@ class Lowerer {
       int64_t a = norm_axis(axes[i], rank);
       start[a] = starts[i] < 0 ? starts[i] + xd[a] : starts[i];
       if (!n.ints("steps").empty()) step[a] = n.ints("steps")[i];
+    }
+    if (x >= 0) {
+      // Reading a buffer: the slice's start is a view, so slices of one shape share a function.
+      Dims xst = strides_of(xd);
+      int64_t first = 0;
+      for (size_t d = 0; d < rank; ++d) first += start[d] * xst[d];
+      KernelBuilder kb("slice", origin(n));
+      kb.k.views.push_back({x, first});
+      const Dims& od = B(out).type.dims;
+      loop_nest(kb, od, [&](const std::vector<E>& idx) {
+        std::vector<E> xidx;
+        for (size_t d = 0; d < rank; ++d) xidx.push_back(mul(idx[d], int_(step[d])));
+        return std::vector<Stmt>{store(out, offset(idx, od), ld(x, offset(xidx, xd)))};
+      });
+      emit(std::move(kb));
+      return;
     }
     map_kernel("slice", origin(n), out, B(out).type.dims, [&](const std::vector<E>& idx) {
       std::vector<E> xidx;
@@ -1240,15 +1256,26 @@ class Lowerer {
   void split(const Node& n, int x) {
     const Dims xd = B(x).type.dims;
     int64_t axis = norm_axis(n.i("axis"), xd.size()), at = 0;
+    Dims xst = strides_of(xd);
     for (const auto& r : n.results) {
       int out = in(r.get());
       const Dims& od = r->type.dims;
       int64_t shift = at;
-      map_kernel("split", origin(n), out, od, [&](const std::vector<E>& idx) {
-        std::vector<E> xidx = idx;
-        xidx[axis] = add(idx[axis], int_(shift));
-        return ld(x, offset(xidx, xd));
-      });
+      if (x >= 0) {
+        // The piece's place in the input is a view, so pieces of one shape share a function.
+        KernelBuilder kb("split", origin(n));
+        kb.k.views.push_back({x, shift * xst[axis]});
+        loop_nest(kb, od, [&](const std::vector<E>& idx) {
+          return std::vector<Stmt>{store(out, offset(idx, od), ld(x, offset(idx, xd)))};
+        });
+        emit(std::move(kb));
+      } else {
+        map_kernel("split", origin(n), out, od, [&](const std::vector<E>& idx) {
+          std::vector<E> xidx = idx;
+          xidx[axis] = add(idx[axis], int_(shift));
+          return ld(x, offset(xidx, xd));
+        });
+      }
       at += od[axis];
     }
   }
