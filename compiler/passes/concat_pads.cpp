@@ -7,6 +7,7 @@
 #include <set>
 
 #include "compiler/passes/pass.h"
+#include "compiler/passes/sums.h"
 
 namespace stag {
 
@@ -39,37 +40,14 @@ std::optional<Piece> piece_of(Value* t, const Type& type, std::map<const Value*,
 
 bool concat_pads(Graph& g, PassCounters& c) {
   std::map<const Value*, int> uses = use_counts(g);
-  std::vector<Node*> order;
-  for (const auto& n : g.nodes) order.push_back(n.get());
-  std::set<const Node*> inside;  // adds met inside a sum already looked at
-  std::set<const Node*> gone;    // inner adds and pads of rewritten sums
-  std::map<const Node*, std::vector<std::unique_ptr<Node>>> before;  // new nodes, placed before their sum
+  Inserter ins{g, {}};
+  std::set<const Node*> gone;  // inner adds and pads of rewritten sums
   int64_t concats = 0, pads = 0;
 
-  // From the back, so that a sum is met at its outermost add.
-  for (auto it = order.rbegin(); it != order.rend(); ++it) {
-    Node* root = *it;
-    if (root->op != Op::add || inside.count(root)) continue;
+  for (Sum& s : outermost_sums(g, uses)) {
+    Node* root = s.root;
+    const std::vector<Value*>& terms = s.terms;
     const Type& type = root->result()->type;
-    // The terms, left to right: an operand that is an add of the sum's type read only here is
-    // part of the sum; anything else is a term.
-    std::vector<Value*> terms;
-    std::vector<Node*> inner;
-    std::vector<Value*> stack = {root->operands[1], root->operands[0]};
-    while (!stack.empty()) {
-      Value* v = stack.back();
-      stack.pop_back();
-      Node* d = v->def;
-      if (d->op == Op::add && v->type == type && uses[v] == 1) {
-        inner.push_back(d);
-        inside.insert(d);
-        stack.push_back(d->operands[1]);
-        stack.push_back(d->operands[0]);
-      } else {
-        terms.push_back(v);
-      }
-    }
-
     // Pieces by axis; an axis whose pieces overlap is left alone. Each run of two or more
     // pieces that touch end to end becomes one concatenation, padded when it does not cover
     // the axis.
@@ -111,19 +89,7 @@ bool concat_pads(Graph& g, PassCounters& c) {
       steps += run.front().begin == 0 && end == type.dims[run.front().axis] ? 1 : 2;  // concat, pad
     }
     steps += runs.size() + rest - 1;  // adds
-    size_t step = 0;
-    auto emit = [&](Op op, std::vector<Value*> operands, std::vector<Attr> attrs, const Type& t) -> Value* {
-      if (++step == steps) {  // the last node is the sum's own: its name, type and readers stay
-        root->op = op;
-        root->operands = std::move(operands);
-        root->attrs = std::move(attrs);
-        return root->result();
-      }
-      Node* n = g.append(op, std::move(operands), std::move(attrs), {t}, {g.fresh_name()}, root->loc);
-      before[root].push_back(std::move(g.nodes.back()));
-      g.nodes.pop_back();
-      return n->result();
-    };
+    SumWriter emit{ins, root, steps};
     std::vector<Value*> sum;
     for (const auto& run : runs) {
       int64_t axis = run.front().axis, lo = run.front().begin, hi = run.back().begin + run.back().size;
@@ -134,32 +100,25 @@ bool concat_pads(Graph& g, PassCounters& c) {
       }
       Type joined_type = type;
       joined_type.dims[axis] = hi - lo;
-      Value* v = emit(Op::concat, xs, {axis}, joined_type);
+      Value* v = emit(Op::concat, xs, {axis}, joined_type, root->loc);
       if (lo != 0 || hi != type.dims[axis]) {
         Ints p(2 * type.rank(), 0);
         p[2 * axis] = lo;
         p[2 * axis + 1] = type.dims[axis] - hi;
-        v = emit(Op::pad, {v}, {p, 0.0}, type);
+        v = emit(Op::pad, {v}, {p, 0.0}, type, root->loc);
       }
       sum.push_back(v);
       pads += static_cast<int64_t>(run.size());
     }
     for (Value* t : terms)
       if (!joined.count(t)) sum.push_back(t);
-    Value* acc = sum[0];
-    for (size_t i = 1; i < sum.size(); ++i) acc = emit(Op::add, {acc, sum[i]}, {}, type);
-    for (Node* n : inner) gone.insert(n);
+    emit.add_all(sum);
+    for (Node* n : s.inner) gone.insert(n);
     concats += static_cast<int64_t>(runs.size());
   }
   if (concats == 0) return false;
 
-  std::vector<std::unique_ptr<Node>> nodes;
-  for (auto& n : g.nodes) {
-    if (auto f = before.find(n.get()); f != before.end())
-      for (auto& m : f->second) nodes.push_back(std::move(m));
-    nodes.push_back(std::move(n));
-  }
-  g.nodes = std::move(nodes);
+  ins.place();
   g.erase_nodes([&](const Node& n) { return gone.count(&n) > 0; });
   c.add("sums of zero pads turned into a concat", concats);
   c.add("pads concatenated", pads);

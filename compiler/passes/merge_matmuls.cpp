@@ -9,6 +9,7 @@
 #include <set>
 
 #include "compiler/passes/pass.h"
+#include "compiler/passes/sums.h"
 
 namespace stag {
 
@@ -50,31 +51,6 @@ struct Group {
   std::vector<Value*> as, bs;
   std::vector<Attr> flags;
   Type a, b;
-};
-
-// New nodes are appended to the graph and then kept aside, to be placed right before the node
-// they serve (the node they feed, rewritten in place) once every rewrite is done.
-struct Inserter {
-  Graph& g;
-  std::map<const Node*, std::vector<std::unique_ptr<Node>>> before;
-
-  Value* add(const Node* at, Op op, std::vector<Value*> operands, std::vector<Attr> attrs, const Type& t, const Loc& loc) {
-    Node* n = g.append(op, std::move(operands), std::move(attrs), {t}, {g.fresh_name()}, loc);
-    before[at].push_back(std::move(g.nodes.back()));
-    g.nodes.pop_back();
-    return n->result();
-  }
-
-  void place() {
-    std::vector<std::unique_ptr<Node>> nodes;
-    for (auto& n : g.nodes) {
-      if (auto f = before.find(n.get()); f != before.end())
-        for (auto& m : f->second) nodes.push_back(std::move(m));
-      nodes.push_back(std::move(n));
-    }
-    g.nodes = std::move(nodes);
-    before.clear();
-  }
 };
 
 // sum(matmul(A, B, transpose_a=true), batch axes) with A: [S.., K, M] and B: [S.., K, N] is
@@ -123,36 +99,13 @@ bool merge_matmuls(Graph& g, PassCounters& c) {
   Inserter ins{g, {}};
   int64_t batch_sums = merge_batch_sums(g, ins);
   std::map<const Value*, int> uses = use_counts(g);
-  std::vector<Node*> order;
-  for (const auto& n : g.nodes) order.push_back(n.get());
-  std::set<const Node*> inside;  // adds met inside a sum already looked at
-  std::set<const Node*> gone;    // inner adds and merged products of rewritten sums
+  std::set<const Node*> gone;  // inner adds and merged products of rewritten sums
   int64_t sums = 0, merged = 0;
 
-  // From the back, so that a sum is met at its outermost add.
-  for (auto it = order.rbegin(); it != order.rend(); ++it) {
-    Node* root = *it;
-    if (root->op != Op::add || inside.count(root)) continue;
+  for (Sum& s : outermost_sums(g, uses)) {
+    Node* root = s.root;
+    const std::vector<Value*>& terms = s.terms;
     const Type& type = root->result()->type;
-    // The terms, left to right: an operand that is an add of the sum's type read only here is
-    // part of the sum; anything else (a broadcast bias, an add read twice) is a term.
-    std::vector<Value*> terms;
-    std::vector<Node*> inner;
-    std::vector<Value*> stack = {root->operands[1], root->operands[0]};
-    while (!stack.empty()) {
-      Value* v = stack.back();
-      stack.pop_back();
-      Node* d = v->def;
-      if (d->op == Op::add && v->type == type && uses[v] == 1) {
-        inner.push_back(d);
-        inside.insert(d);
-        stack.push_back(d->operands[1]);
-        stack.push_back(d->operands[0]);
-      } else {
-        terms.push_back(v);
-      }
-    }
-
     // Products read only by the sum, of the sum's type, grouped by layout in order of appearance.
     std::vector<std::string> keys;
     std::map<std::string, Group> groups;
@@ -196,16 +149,7 @@ bool merge_matmuls(Graph& g, PassCounters& c) {
       }
     if (!typed) continue;
     size_t steps = merging.size() * 3 + (merging.size() + rest - 1);  // concat, concat, matmul; adds
-    size_t step = 0;
-    auto emit = [&](Op op, std::vector<Value*> operands, std::vector<Attr> attrs, const Type& t, const Loc& loc) -> Value* {
-      if (++step == steps) {  // the last node is the sum's own: its name, type and readers stay
-        root->op = op;
-        root->operands = std::move(operands);
-        root->attrs = std::move(attrs);
-        return root->result();
-      }
-      return ins.add(root, op, std::move(operands), std::move(attrs), t, loc);
-    };
+    SumWriter emit{ins, root, steps};
     std::vector<Value*> sum;
     for (Group* gr : merging) {
       const Node& first = *gr->products.front();
@@ -218,9 +162,8 @@ bool merge_matmuls(Graph& g, PassCounters& c) {
     }
     for (Value* t : terms)
       if (!merged_terms.count(t)) sum.push_back(t);
-    Value* acc = sum[0];
-    for (size_t i = 1; i < sum.size(); ++i) acc = emit(Op::add, {acc, sum[i]}, {}, type, root->loc);
-    for (Node* n : inner) gone.insert(n);
+    emit.add_all(sum);
+    for (Node* n : s.inner) gone.insert(n);
     sums += static_cast<int64_t>(merging.size());
   }
   if (sums > 0) {
