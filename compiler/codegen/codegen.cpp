@@ -183,6 +183,7 @@ class Codegen {
       const Gemm& g = *k.gemm;
       key += fmt::format("gemm s{} s{} s{} {}x{}x{} {}{} [{}] [{}] {}", slot(g.a), slot(g.b), slot(g.c), g.M, g.N, g.K, g.ta, g.tb,
                          fmt::join(g.a_offsets, ","), fmt::join(g.b_offsets, ","), g.column_block);
+      if (!g.b_lines.empty()) key += fmt::format(" lines [{}]", fmt::join(g.b_lines, ","));
       if (g.im2col) {
         const auto& c = *g.im2col;
         key += fmt::format(" im2col {} {} {} {} {} {} {} {} {} {} {} {}", c.C, c.H, c.W, c.KH, c.KW, c.OW, c.stride[0], c.stride[1],

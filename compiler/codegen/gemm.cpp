@@ -92,6 +92,8 @@ class GemmEmitter {
     // Element (i, k) of A is A[i * sa_i + k * sa_k]; element (k, j) of B is B[k * sb_k + j * sb_j].
     llvm::Value *sa_i = g_.ta ? c(1) : K, *sa_k = g_.ta ? M : c(1), *sb_k = g_.tb ? c(1) : N, *sb_j = g_.tb ? K : c(1);
     bool b_rows_contiguous = !g_.tb;
+    if (!g_.b_lines.empty())
+      lines_ = offsets_table(m_, g_.b_lines, fmt::format("stag.gemm.lines.{:x}.{}", fnv(g_.b_lines), g_.b_lines.size()));
     llvm::Value* first_batch = b_.CreateSDiv(lo, M);
     llvm::Value* end_batch = b_.CreateAdd(b_.CreateSDiv(b_.CreateSub(hi, c(1)), M), c(1));
     loop(first_batch, end_batch, c(1), [&](llvm::Value* bi) {
@@ -121,8 +123,14 @@ class GemmEmitter {
             loop(jc, jend, c(NR), [&](llvm::Value* jr) {
               llvm::Value* nr = smin(b_.CreateSub(N, jr), c(NR));
               llvm::Value* in_place = b_.CreateAnd(direct, b_.CreateICmpEQ(nr, c(NR)));
-              llvm::Value* panel = b_.CreateSelect(in_place, b_.CreateInBoundsGEP(f32_, Bb, b_.CreateAdd(b_.CreateMul(pc, N), jr)), panel_at(jc, jr));
-              tile(panel, b_.CreateSelect(in_place, N, c(NR)), Cb, i, r1, pc, jr, kc, nr);
+              llvm::Value* panel = panel_at(jc, jr);
+              // Row k of the panel, or of B itself where it is read in place.
+              auto row_at = [&](llvm::Value* k) {
+                llvm::Value* packed = b_.CreateInBoundsGEP(f32_, panel, b_.CreateMul(k, c(NR)));
+                llvm::Value* own = b_.CreateInBoundsGEP(f32_, Bb, b_.CreateAdd(line(b_.CreateAdd(pc, k), sb_k), jr));
+                return b_.CreateSelect(in_place, own, packed);
+              };
+              tile(row_at, Cb, i, r1, pc, jr, kc, nr);
             });
           });
         });
@@ -134,6 +142,11 @@ class GemmEmitter {
 
  private:
   llvm::Value* c(int64_t v) { return b_.getInt64(static_cast<uint64_t>(v)); }
+  // Where line r of B starts in its batch (see kir::Gemm::b_lines); r must be a valid line.
+  llvm::Value* line(llvm::Value* r, llvm::Value* stride) {
+    if (!lines_) return b_.CreateMul(r, stride);
+    return b_.CreateLoad(i64_, b_.CreateInBoundsGEP(i64_, lines_, r));
+  }
   llvm::Value* smin(llvm::Value* a, llvm::Value* b) { return b_.CreateBinaryIntrinsic(llvm::Intrinsic::smin, a, b); }
   llvm::Value* smax(llvm::Value* a, llvm::Value* b) { return b_.CreateBinaryIntrinsic(llvm::Intrinsic::smax, a, b); }
 
@@ -253,7 +266,7 @@ class GemmEmitter {
       std::vector<llvm::Value*> masks;
       for (int v = 0; v < NV; ++v) masks.push_back(b_.CreateICmpSLT(lanes, splat(b_.CreateSub(nr, c(v * VW)))));
       loop(c(0), kc, c(1), [&](llvm::Value* k) {
-        llvm::Value* row = b_.CreateMul(b_.CreateAdd(pc, k), sb_k);
+        llvm::Value* row = line(b_.CreateAdd(pc, k), sb_k);
         for (int v = 0; v < NV; ++v) {
           llvm::Value* at = b_.CreateInBoundsGEP(f32_, B, b_.CreateAdd(row, b_.CreateAdd(jr, c(v * VW))));
           store_row(b_.CreateMaskedLoad(vt_, at, llvm::Align(4), masks[static_cast<size_t>(v)], zero), k, v * VW);
@@ -270,9 +283,10 @@ class GemmEmitter {
         for (int v = 0; v < NV; ++v) {
           std::vector<llvm::Value*> block;
           for (int l = 0; l < VW; ++l) {
-            llvm::Value* j = b_.CreateAdd(jr, c(v * VW + l));
+            // Columns past the edge read the last one's line, masked.
+            llvm::Value* j = smin(b_.CreateAdd(jr, c(v * VW + l)), b_.CreateSub(N_, c(1)));
             llvm::Value* mask = b_.CreateAnd(k_mask, splat(b_.CreateICmpSLT(c(v * VW + l), nr)));
-            llvm::Value* at = b_.CreateInBoundsGEP(f32_, B, b_.CreateAdd(b_.CreateMul(j, sb_j), b_.CreateAdd(pc, k0)));
+            llvm::Value* at = b_.CreateInBoundsGEP(f32_, B, b_.CreateAdd(line(j, sb_j), b_.CreateAdd(pc, k0)));
             block.push_back(b_.CreateMaskedLoad(vt_, at, llvm::Align(4), mask, zero));
           }
           transpose(block);
@@ -319,15 +333,16 @@ class GemmEmitter {
   }
 
   // C[i..i+MR, jr..jr+NR] (+)= apanel x panel over kc, rows clipped at r1 and columns at nr.
-  void tile(llvm::Value* panel, llvm::Value* panel_stride, llvm::Value* C, llvm::Value* i, llvm::Value* r1, llvm::Value* pc, llvm::Value* jr,
-            llvm::Value* kc, llvm::Value* nr) {
+  void tile(const std::function<llvm::Value*(llvm::Value*)>& row_at, llvm::Value* C, llvm::Value* i, llvm::Value* r1, llvm::Value* pc,
+            llvm::Value* jr, llvm::Value* kc, llvm::Value* nr) {
     const int MR = t_.rows, NV = t_.vectors, VW = t_.lanes, NR = t_.columns();
     llvm::Value* zero = llvm::Constant::getNullValue(vt_);
     for (auto* a : acc_) b_.CreateStore(zero, a);
     loop(c(0), kc, c(1), [&](llvm::Value* k) {
       std::vector<llvm::Value*> bv;
+      llvm::Value* row = row_at(k);
       for (int v = 0; v < NV; ++v) {
-        llvm::Value* at = b_.CreateInBoundsGEP(f32_, panel, b_.CreateAdd(b_.CreateMul(k, panel_stride), c(v * VW)));
+        llvm::Value* at = b_.CreateInBoundsGEP(f32_, row, c(v * VW));
         bv.push_back(b_.CreateAlignedLoad(vt_, at, llvm::Align(4)));
       }
       llvm::Value* a_k = b_.CreateInBoundsGEP(f32_, apanel_, b_.CreateMul(k, c(MR)));
@@ -382,6 +397,7 @@ class GemmEmitter {
   llvm::AllocaInst* panel_ = nullptr;
   llvm::AllocaInst* apanel_ = nullptr;
   llvm::Value* N_ = nullptr;
+  llvm::Value* lines_ = nullptr;  ///< the table of B's lines, when they are not evenly spaced
   std::vector<llvm::AllocaInst*> acc_;
 };
 
@@ -393,7 +409,8 @@ std::string gemm_layout_name(const kir::Gemm& g) {
     const auto& c = *g.im2col;
     conv = {c.C, c.H, c.W, c.KH, c.KW, c.OW, c.stride[0], c.stride[1], c.padding[0], c.padding[1], c.dilation[0], c.dilation[1]};
   }
-  return fmt::format("stag.gemm.{}{}{}", g.ta ? "t" : "n", g.tb ? "t" : "n", g.im2col ? fmt::format(".conv{:x}", fnv(conv)) : "");
+  return fmt::format("stag.gemm.{}{}{}{}", g.ta ? "t" : "n", g.tb ? "t" : "n", g.im2col ? fmt::format(".conv{:x}", fnv(conv)) : "",
+                     g.b_lines.empty() ? "" : fmt::format(".lines{:x}.{}", fnv(g.b_lines), g.b_lines.size()));
 }
 
 llvm::Function* gemm_function(llvm::Module& m, const kir::Gemm& g, const GemmTile& tile) {

@@ -187,6 +187,15 @@ struct Printer {
 
 }  // namespace
 
+namespace {
+// B's line offsets, the first few and the last when there are many.
+std::string lines_text(const std::vector<int64_t>& lines) {
+  if (lines.empty()) return "";
+  if (lines.size() <= 8) return fmt::format(" lines at [{}]", fmt::join(lines, ", "));
+  return fmt::format(" lines at [{}, ..., {}] ({} lines)", fmt::join(lines.begin(), lines.begin() + 6, ", "), lines.back(), lines.size());
+}
+}  // namespace
+
 std::string print(const Program& p, const Kernel& k) {
   Printer pr{p, k, {}};
   std::string out = fmt::format("    kernel {} {}{}..{}{} {{  # {}\n", k.name, k.parallel ? "parallel " : "",
@@ -195,8 +204,9 @@ std::string print(const Program& p, const Kernel& k) {
   for (const auto& [buffer, first] : k.views) out += fmt::format("      view %{} from element {}\n", p.buffers[buffer].name, first);
   if (k.gemm) {
     const Gemm& g = *k.gemm;
-    out += fmt::format("      gemm %{}[{}x{}] = %{}{} x %{}{} (K {}, {} batch{}), {}\n", p.buffers[g.c].name, g.M, g.N,
-                       p.buffers[g.a].name, g.ta ? "^T" : "", p.buffers[g.b].name, g.tb ? "^T" : "", g.K, g.batches(),
+    out += fmt::format("      gemm %{}[{}x{}] = %{}{} x %{}{}{} (K {}, {} batch{}), {}\n", p.buffers[g.c].name, g.M, g.N,
+                       p.buffers[g.a].name, g.ta ? "^T" : "", p.buffers[g.b].name, g.tb ? "^T" : "",
+                       lines_text(g.b_lines), g.K, g.batches(),
                        g.batches() == 1 ? "" : "es", g.column_block ? fmt::format("columns p*{}", g.column_block) : "rows p");
   }
   if (k.nodes.size() > 1) {

@@ -96,6 +96,12 @@ struct Gemm {
     int64_t stride[2], padding[2], dilation[2];
   };
   std::optional<Im2col> im2col;
+  /// Where each line of B starts within its batch: row k of a row-major B, column j of a
+  /// transposed one, at element b_lines[k or j]; empty: lines are N (or K) elements apart.
+  /// A stride-1 convolution reads its image through them: the patch row of tap (c, kh, kw)
+  /// is the image itself from that tap on, on a grid as wide as the (padded) image, so no
+  /// pixel is gathered (the grid's columns past the output width are computed and dropped).
+  std::vector<int64_t> b_lines;
   /// 0: the kernel's p counts rows (of all batches), each call computes rows [lo, hi) of C.
   /// Otherwise p counts blocks of this many columns and a call computes columns
   /// [lo * column_block, hi * column_block) of every row: for few rows, where splitting rows

@@ -837,6 +837,10 @@ class Lowerer {
     int64_t Bn = xt.dims[0], C = xt.dims[1], H = xt.dims[2], W = xt.dims[3], O = ot.dims[1], OH = ot.dims[2], OW = ot.dims[3];
     int64_t KH = wt.dims[2], KW = wt.dims[3], N = OH * OW, K = C * KH * KW;
     const Ints &s = n.ints("stride"), &p = n.ints("padding"), &d = n.ints("dilation");
+    // On the grid, a row's columns past the output width are wasted: fine for a small kernel
+    // on a wide image, not for a weight gradient's wide kernel on a small output.
+    int64_t grid_columns = (OH - 1) * (W + 2 * p[1]) + OW;
+    if (s[0] == 1 && s[1] == 1 && grid_columns <= 2 * N) return conv2d_lines(n, xs, out, x_buf, w_buf);
     Gemm gm;
     gm.a = w_buf, gm.b = x_buf, gm.c = out, gm.M = O, gm.N = N, gm.K = K;
     gm.a_offsets.assign(static_cast<size_t>(Bn), 0);
@@ -854,6 +858,59 @@ class Lowerer {
       E v = ld(out, at_j);
       if (bias) v = f_add(v, ld(xs[2], o));
       return std::vector<Stmt>{for_(j, 0, N, {store(out, at_j, epilogue(n, v, idx))})};
+    }, 1);
+    kb.k.grain = std::max<int64_t>(1, (int64_t{1} << 18) / std::max<int64_t>(1, N * K));
+    kb.k.parallel = Bn * O > kb.k.grain;
+    emit(std::move(kb));
+    return true;
+  }
+
+  // A stride-1 convolution reads its (padded) image through B's lines (kir::Gemm::b_lines):
+  // tap (c, kh, kw)'s patch row is the image from that tap on. The product fills a grid as
+  // wide as the padded image; the store keeps the output's columns (bias and epilogue ride
+  // in it) and drops the rest. Packing gathers nothing, and few-row products read B in place.
+  bool conv2d_lines(const Node& n, const std::vector<int>& xs, int out, int x_buf, int w_buf) {
+    const Type xt = B(xs[0]).type, wt = B(xs[1]).type, ot = B(out).type;
+    const Ints &p = n.ints("padding"), &d = n.ints("dilation");
+    int64_t Bn = xt.dims[0], C = xt.dims[1], H = xt.dims[2], W = xt.dims[3], O = ot.dims[1], OH = ot.dims[2], OW = ot.dims[3];
+    int64_t KH = wt.dims[2], KW = wt.dims[3], Hp = H + 2 * p[0], Wp = W + 2 * p[1];
+    int64_t N = (OH - 1) * Wp + OW, K = C * KH * KW;
+    int image = x_buf;
+    if (p[0] || p[1]) {
+      image = new_buffer(n.result()->name + ".padded", {DType::f32, {Bn, C, Hp, Wp}}, BufKind::Temp);
+      KernelBuilder kp("conv2d_pad", origin(n));
+      int h = kp.new_var("h"), w = kp.new_var("w");
+      loop_nest(kp, {Bn * C}, [&](const std::vector<E>& plane) {
+        E ih = f_sub(kp.v(h), int_(p[0])), iw = f_sub(kp.v(w), int_(p[1]));
+        E ok = and_(in_range(ih, H), in_range(iw, W));
+        E v = select(ok, ld(x_buf, select(ok, add(mul(add(mul(plane[0], int_(H)), ih), int_(W)), iw), int_(0))), zero_of(DType::f32));
+        E at = add(mul(add(mul(plane[0], int_(Hp)), kp.v(h)), int_(Wp)), kp.v(w));
+        return std::vector<Stmt>{for_(h, 0, Hp, {for_(w, 0, Wp, {store(image, at, v)})})};
+      }, std::max<int64_t>(1, 16384 / (Hp * Wp)));
+      emit(std::move(kp));
+    }
+    // The grid is the output itself when it has no extra columns (a 1-wide kernel, no padding).
+    bool exact = N == OH * OW && !epilogue_.count(&n) && xs.size() == 2;
+    int grid = exact ? out : new_buffer(n.result()->name + ".grid", {DType::f32, {Bn, O, N}}, BufKind::Temp);
+    Gemm gm;
+    gm.a = w_buf, gm.b = image, gm.c = grid, gm.M = O, gm.N = N, gm.K = K;
+    gm.a_offsets.assign(static_cast<size_t>(Bn), 0);
+    for (int64_t b = 0; b < Bn; ++b) gm.b_offsets.push_back(b * C * Hp * Wp);
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t kh = 0; kh < KH; ++kh)
+        for (int64_t kw = 0; kw < KW; ++kw) gm.b_lines.push_back((c * Hp + kh * d[0]) * Wp + kw * d[1]);
+    KernelBuilder kb("conv2d", origin(n));
+    kb.k.gemm = gm;
+    int oh = kb.new_var("oh"), ow = kb.new_var("ow");
+    bool bias = xs.size() == 3;
+    loop_nest(kb, {Bn * O}, [&](const std::vector<E>& flat) {
+      if (exact) return std::vector<Stmt>{};
+      E o = bin(Bin::rem, flat[0], int_(O));
+      std::vector<E> idx = {bin(Bin::div, flat[0], int_(O)), o, kb.v(oh), kb.v(ow)};
+      E v = ld(grid, add(mul(flat[0], int_(N)), add(mul(kb.v(oh), int_(Wp)), kb.v(ow))));
+      if (bias) v = f_add(v, ld(xs[2], o));
+      E at = add(mul(add(mul(flat[0], int_(OH)), kb.v(oh)), int_(OW)), kb.v(ow));
+      return std::vector<Stmt>{for_(oh, 0, OH, {for_(ow, 0, OW, {store(out, at, epilogue(n, v, idx))})})};
     }, 1);
     kb.k.grain = std::max<int64_t>(1, (int64_t{1} << 18) / std::max<int64_t>(1, N * K));
     kb.k.parallel = Bn * O > kb.k.grain;

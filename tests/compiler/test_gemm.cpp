@@ -122,3 +122,82 @@ TEST_CASE("batched products broadcast their batch dimensions", "[gemm]") {
   check({{6, 30, 13}, {6, 50, 30}, true, true, false}, 2);
   check({{1, 7, 64}, {3, 1, 64, 7}, false, false, false}, 1);
 }
+
+namespace {
+
+struct ConvCase {
+  int64_t batch, cin, h, w, cout, kh, kw;
+  Ints stride, padding, dilation;
+  bool bias, epilogue;
+};
+
+// Checks a convolution on the micro-kernel against the reference; returns whether its product
+// read the image through B's lines (kir::Gemm::b_lines) rather than gathering patches.
+bool check_conv(const ConvCase& c, int threads) {
+  Graph g("conv");
+  Builder b(g);
+  Value* x = b.input("x", {DType::f32, {c.batch, c.cin, c.h, c.w}});
+  Value* w = b.input("w", {DType::f32, {c.cout, c.cin, c.kh, c.kw}});
+  std::vector<Value*> operands = {x, w};
+  if (c.bias) operands.push_back(b.input("bias", {DType::f32, {c.cout}}));
+  Value* y = b.conv2d(operands, {{"stride", c.stride}, {"padding", c.padding}, {"dilation", c.dilation}});
+  if (c.epilogue) y = b.add({b.relu({y}), b.input("residual", y->type)});
+  b.output("y", y);
+  CompiledModel compiled = compile_jit(g);
+  bool lines = false, fused = false;
+  for (const auto& k : compiled.program.functions.back().kernels)
+    if (k.gemm) fused = true, lines = !k.gemm->b_lines.empty();
+  REQUIRE(fused);
+
+  std::map<std::string, RefTensor> feeds;
+  std::vector<rt::Tensor> inputs;
+  const auto& spec = compiled.model->manifest().function("forward");
+  for (size_t i = 0; i < spec.inputs.size(); ++i) {
+    rt::Tensor t(spec.inputs[i].dtype, spec.inputs[i].shape);
+    std::vector<double> values;
+    for (int64_t e = 0; e < t.numel(); ++e) {
+      auto v = static_cast<float>(random_standard_normal(23, static_cast<int64_t>(i), e));
+      t.values<float>()[e] = v;
+      values.push_back(v);
+    }
+    feeds[spec.inputs[i].name] = RefTensor(g.find(spec.inputs[i].name)->type, values);
+    inputs.push_back(std::move(t));
+  }
+  std::vector<const rt::Tensor*> ptrs;
+  for (const auto& t : inputs) ptrs.push_back(&t);
+  stag_set_num_threads(threads);
+  auto got = test::to_doubles(compiled.model->run("forward", ptrs)[0]);
+  stag_set_num_threads(0);
+  RefResult ref = interpret(g, feeds);
+  const auto& want = ref.outputs.at("y").data;
+  REQUIRE(got.size() == want.size());
+  double K = static_cast<double>(c.cin * c.kh * c.kw);
+  for (size_t i = 0; i < got.size(); ++i) {
+    INFO(fmt::format("x [{}, {}, {}, {}] w [{}, {}, {}, {}] stride {} padding {} dilation {} threads {}: element {} got {} want {}",
+                     c.batch, c.cin, c.h, c.w, c.cout, c.cin, c.kh, c.kw, fmt::join(c.stride, ","), fmt::join(c.padding, ","),
+                     fmt::join(c.dilation, ","), threads, i, got[i], want[i]));
+    REQUIRE(std::fabs(got[i] - want[i]) <= 1e-5 * std::sqrt(K) * (1 + std::fabs(want[i])));
+  }
+  return lines;
+}
+
+}  // namespace
+
+TEST_CASE("stride-1 convolutions read their image through lines, others gather patches", "[gemm][conv]") {
+  // Few output channels read B in place; more than 64 pack it (through the same lines).
+  for (int64_t cout : {1, 6, 16, 70})
+    for (int threads : {1, 2}) {
+      CHECK(check_conv({3, 2, 9, 11, cout, 3, 3, {1, 1}, {0, 0}, {1, 1}, cout % 2 == 0, threads == 2}, threads));
+      CHECK(check_conv({2, 3, 8, 7, cout, 5, 3, {1, 1}, {2, 1}, {1, 1}, true, cout == 16}, threads));
+      CHECK(check_conv({2, 2, 12, 10, cout, 3, 2, {1, 1}, {1, 0}, {2, 3}, false, true}, threads));
+    }
+  // A 1x1 kernel without padding: the grid is the output (no columns to drop).
+  CHECK(check_conv({4, 5, 6, 6, 8, 1, 1, {1, 1}, {0, 0}, {1, 1}, false, false}, 2));
+  CHECK(check_conv({4, 5, 6, 6, 8, 1, 1, {1, 1}, {0, 0}, {1, 1}, true, true}, 1));
+  // Deep channels: K spans several packed panels' depth.
+  CHECK(check_conv({2, 40, 6, 6, 12, 3, 3, {1, 1}, {1, 1}, {1, 1}, true, false}, 2));
+  // Strides, and a kernel as wide as the image (the grid would waste most columns), gather.
+  CHECK_FALSE(check_conv({2, 3, 9, 9, 6, 3, 3, {2, 2}, {1, 1}, {1, 1}, true, false}, 2));
+  CHECK_FALSE(check_conv({2, 3, 9, 9, 6, 3, 3, {1, 2}, {0, 0}, {1, 1}, false, false}, 1));
+  CHECK_FALSE(check_conv({2, 2, 12, 12, 4, 10, 10, {1, 1}, {0, 0}, {1, 1}, false, false}, 2));
+}
