@@ -254,6 +254,34 @@ RefTensor conv2d(const Node& n, const Operands& xs) {
   return r;
 }
 
+// dw[o, c, kh, kw] = sum over (b, oh, ow) of dy[b, o, oh, ow] times the input pixel under tap
+// (kh, kw) of output (oh, ow): conv2d's sum with the weight's and the input's roles swapped.
+RefTensor conv2d_weight_grad(const Node& n, const Operands& xs) {
+  const RefTensor &x = *xs[0], &dy = *xs[1];
+  const Type& out = n.result()->type;
+  int64_t N = x.type.dims[0], C = x.type.dims[1], H = x.type.dims[2], W = x.type.dims[3];
+  int64_t O = dy.type.dims[1], OH = dy.type.dims[2], OW = dy.type.dims[3], KH = out.dims[2], KW = out.dims[3];
+  int64_t G = n.i("groups"), cg = C / G, og = O / G;
+  const Ints &s = n.ints("stride"), &p = n.ints("padding"), &d = n.ints("dilation");
+  RefTensor r = RefTensor::filled(out, 0);
+  for (int64_t o = 0; o < O; ++o)
+    for (int64_t c = 0; c < cg; ++c)
+      for (int64_t kh = 0; kh < KH; ++kh)
+        for (int64_t kw = 0; kw < KW; ++kw) {
+          double acc = 0;
+          int64_t ci = o / og * cg + c;
+          for (int64_t b = 0; b < N; ++b)
+            for (int64_t oh = 0; oh < OH; ++oh)
+              for (int64_t ow = 0; ow < OW; ++ow) {
+                int64_t ih = oh * s[0] - p[0] + kh * d[0], iw = ow * s[1] - p[1] + kw * d[1];
+                if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
+                acc += dy.data[((b * O + o) * OH + oh) * OW + ow] * x.data[((b * C + ci) * H + ih) * W + iw];
+              }
+          r.data[((o * cg + c) * KH + kh) * KW + kw] = acc;
+        }
+  return r;
+}
+
 RefTensor conv_transpose2d(const Node& n, const Operands& xs) {
   const RefTensor &x = *xs[0], &w = *xs[1];
   const Type& out = n.result()->type;
@@ -643,6 +671,7 @@ std::vector<RefTensor> evaluate(const Node& n, const Operands& xs) {
     case Op::matmul: return {matmul(n, *xs[0], *xs[1])};
     case Op::conv2d: return {conv2d(n, xs)};
     case Op::conv_transpose2d: return {conv_transpose2d(n, xs)};
+    case Op::conv2d_weight_grad: return {conv2d_weight_grad(n, xs)};
     case Op::max_pool2d:
     case Op::avg_pool2d: return {pool2d(n, *x)};
     case Op::global_avg_pool: {

@@ -362,6 +362,41 @@ std::string conv_common(ShapeCtx& c, bool transposed) {
 
 std::string conv2d(ShapeCtx& c) { return conv_common(c, false); }
 
+// x [N, C, H, W] and dy [N, O, OH, OW], where (OH, OW) is conv2d's output of x for the
+// kernel and attributes; the result is the weight's [O, C / groups, KH, KW].
+std::string conv2d_weight_grad(ShapeCtx& c) {
+  const Type &x = c.operands[0], &dy = c.operands[1];
+  if (auto e = need_float(x, "input"); !e.empty()) return e;
+  if (auto e = need_rank(x, 4, "input"); !e.empty()) return e;
+  if (auto e = need_rank(dy, 4, "output gradient"); !e.empty()) return e;
+  if (auto e = same_dtype(x, dy); !e.empty()) return e;
+  const Ints& kernel = c.ints("kernel");
+  if (auto e = check_pair(kernel, "kernel", 1); !e.empty()) return e;
+  if (auto e = check_pair(c.ints("stride"), "stride", 1); !e.empty()) return e;
+  if (auto e = check_pair(c.ints("padding"), "padding", 0); !e.empty()) return e;
+  if (auto e = check_pair(c.ints("dilation"), "dilation", 1); !e.empty()) return e;
+  int64_t g = c.i("groups");
+  if (g < 1) return fmt::format("groups must be at least 1, got {}", g);
+  if (dy.dims[0] != x.dims[0]) return fmt::format("batch sizes differ: input {}, output gradient {}", t(x), t(dy));
+  int64_t cin = x.dims[1], cout = dy.dims[1];
+  if (cin % g != 0) return fmt::format("input channels {} are not divisible by groups {}", cin, g);
+  if (cout % g != 0) return fmt::format("output channels {} are not divisible by groups {}", cout, g);
+  for (int i = 0; i < 2; ++i) {
+    int64_t s = c.ints("stride")[i], p = c.ints("padding")[i], d = c.ints("dilation")[i];
+    __int128 span = static_cast<__int128>(d) * (kernel[i] - 1);
+    __int128 padded = static_cast<__int128>(x.dims[2 + i]) + 2 * static_cast<__int128>(p);
+    if (padded < span + 1)
+      return fmt::format("kernel {} (dilation {}) is larger than the padded input {} in dimension {}", kernel[i], d,
+                         static_cast<int64_t>(std::min<__int128>(padded, INT64_MAX)), 2 + i);
+    __int128 o = (padded - span - 1) / s + 1;
+    if (o != dy.dims[2 + i])
+      return fmt::format("output gradient {} must have size {} in dimension {}, the convolution's output of input {}", t(dy),
+                         static_cast<int64_t>(std::min<__int128>(o, INT64_MAX)), 2 + i, t(x));
+  }
+  c.results.push_back({x.dtype, {cout, cin / g, kernel[0], kernel[1]}});
+  return {};
+}
+
 std::string conv_transpose2d(ShapeCtx& c) {
   if (auto e = check_pair(c.ints("output_padding"), "output_padding", 0); !e.empty()) return e;
   return conv_common(c, true);

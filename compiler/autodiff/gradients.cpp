@@ -233,6 +233,16 @@ Value* conv_weight_grad(GradCtx& c, Value* in, Value* g, const Dims& w_dims, con
   }
   return groups == 1 ? parts[0] : c.b.concat(parts, {{"axis", int64_t{0}}});
 }
+// The weight gradient as one op where its shape is conv2d's (always, for conv2d itself); a
+// transposed convolution's output_padding can reach past that, and then the composite does.
+Value* weight_grad(GradCtx& c, Value* in, Value* g, const Dims& w_dims, const Ints& s, const Ints& p, const Ints& d, int64_t groups) {
+  bool fits = true;
+  for (int i = 0; i < 2; ++i)
+    fits = fits && (dims(in)[2 + i] + 2 * p[i] - d[i] * (w_dims[2 + i] - 1) - 1) / s[i] + 1 == dims(g)[2 + i];
+  if (!fits) return conv_weight_grad(c, in, g, w_dims, s, p, d, groups);
+  return c.b.conv2d_weight_grad({in, g}, {{"kernel", Ints{w_dims[2], w_dims[3]}}, {"stride", s}, {"padding", p},
+                                          {"dilation", d}, {"groups", groups}});
+}
 Value* bias_grad(GradCtx& c, Value* g) { return sum(c, g, {0, 2, 3}, false); }
 // Crops a [N, C, H', W'] result to the spatial size of `like` (rows a stride never reaches).
 Value* crop_to(GradCtx& c, Value* v, const Value* like) {
@@ -242,20 +252,30 @@ Value* crop_to(GradCtx& c, Value* v, const Value* like) {
 
 // The data gradient is the transposed convolution with the same weight; output_padding
 // restores the rows the forward's floor division dropped.
+Value* conv_data_grad(GradCtx& c, const Value* x, Value* w, Value* g, const Ints& s, const Ints& p, const Ints& d, int64_t groups) {
+  Ints op(2);
+  for (int i = 0; i < 2; ++i) op[i] = dims(x)[2 + i] + 2 * p[i] - d[i] * (dims(w)[2 + i] - 1) - 1 - (dims(g)[2 + i] - 1) * s[i];
+  return c.b.conv_transpose2d({g, w}, {{"stride", s}, {"padding", p}, {"output_padding", op}, {"dilation", d}, {"groups", groups}});
+}
 Grads conv2d_(GradCtx& c) {
   Value *x = c.x(0), *w = c.x(1), *g = c.dy[0];
   const Ints &s = c.n.ints("stride"), &p = c.n.ints("padding"), &d = c.n.ints("dilation");
   int64_t groups = c.n.i("groups");
   Grads r(c.n.operands.size(), nullptr);
-  if (c.wants[0]) {
-    Ints op(2);
-    for (int i = 0; i < 2; ++i)
-      op[i] = dims(x)[2 + i] + 2 * p[i] - d[i] * (dims(w)[2 + i] - 1) - 1 - (dims(g)[2 + i] - 1) * s[i];
-    r[0] = c.b.conv_transpose2d({g, w}, {{"stride", s}, {"padding", p}, {"output_padding", op},
-                                         {"dilation", d}, {"groups", groups}});
-  }
-  if (c.wants[1]) r[1] = conv_weight_grad(c, x, g, dims(w), s, p, d, groups);
+  if (c.wants[0]) r[0] = conv_data_grad(c, x, w, g, s, p, d, groups);
+  if (c.wants[1]) r[1] = weight_grad(c, x, g, dims(w), s, p, d, groups);
   if (r.size() == 3 && c.wants[2]) r[2] = bias_grad(c, g);
+  return r;
+}
+// The weight gradient is linear in each operand: its input's gradient is the data gradient
+// of a convolution with the upstream gradient as weight, its dy's the convolution itself.
+Grads conv2d_weight_grad_(GradCtx& c) {
+  Value *x = c.x(0), *dy = c.x(1), *u = c.dy[0];
+  const Ints &s = c.n.ints("stride"), &p = c.n.ints("padding"), &d = c.n.ints("dilation");
+  int64_t groups = c.n.i("groups");
+  Grads r(2, nullptr);
+  if (c.wants[0]) r[0] = conv_data_grad(c, x, u, dy, s, p, d, groups);
+  if (c.wants[1]) r[1] = c.b.conv2d({x, u}, {{"stride", s}, {"padding", p}, {"dilation", d}, {"groups", groups}});
   return r;
 }
 // conv_transpose2d is the adjoint of conv2d in its input: its data gradient is conv2d with the
@@ -267,7 +287,7 @@ Grads conv_transpose2d_(GradCtx& c) {
   Grads r(c.n.operands.size(), nullptr);
   if (c.wants[0])
     r[0] = crop_to(c, c.b.conv2d({g, w}, {{"stride", s}, {"padding", p}, {"dilation", d}, {"groups", groups}}), x);
-  if (c.wants[1]) r[1] = conv_weight_grad(c, g, x, dims(w), s, p, d, groups);
+  if (c.wants[1]) r[1] = weight_grad(c, g, x, dims(w), s, p, d, groups);
   if (r.size() == 3 && c.wants[2]) r[2] = bias_grad(c, g);
   return r;
 }
@@ -573,7 +593,7 @@ const Entry kRules[] = {
     {Op::maximum, maximum_}, {Op::minimum, minimum_}, {Op::select, select_},
     {Op::sum, sum_}, {Op::mean, mean_}, {Op::max, max_},
     {Op::matmul, matmul_},
-    {Op::conv2d, conv2d_}, {Op::conv_transpose2d, conv_transpose2d_}, {Op::max_pool2d, max_pool2d_},
+    {Op::conv2d, conv2d_}, {Op::conv_transpose2d, conv_transpose2d_}, {Op::conv2d_weight_grad, conv2d_weight_grad_}, {Op::max_pool2d, max_pool2d_},
     {Op::avg_pool2d, avg_pool2d_}, {Op::global_avg_pool, global_avg_pool_}, {Op::batch_norm, batch_norm_},
     {Op::layer_norm, layer_norm_}, {Op::dropout, dropout_}, {Op::softmax, softmax_},
     {Op::log_softmax, log_softmax_}, {Op::embedding, embedding_},

@@ -603,6 +603,7 @@ class Lowerer {
       case Op::matmul: return matmul(n, xs[0], xs[1], out);
       case Op::conv2d: return conv2d(n, xs, out);
       case Op::conv_transpose2d: return conv_transpose2d(n, xs, out);
+      case Op::conv2d_weight_grad: return conv2d_weight_grad(n, xs, out);
       case Op::max_pool2d:
       case Op::avg_pool2d: return pool2d(n, xs[0], out);
       case Op::global_avg_pool: return global_avg_pool(n, xs[0], out);
@@ -916,6 +917,120 @@ class Lowerer {
     kb.k.parallel = Bn * O > kb.k.grain;
     emit(std::move(kb));
     return true;
+  }
+
+  // The weight gradient of a stride-1 convolution as one product over every image's pixels:
+  // dw (O x C*KH*KW) = dy' (O x pixels) times the input's tap lines transposed. The input is
+  // copied channel-major and padded ([C][image][Hp][Wp]), so that tap (c, kh, kw)'s line runs
+  // through all images; dy' is dy on the same grid, zero where no output pixel is (the grid's
+  // extra columns and rows), so what the lines read there counts nothing. The images are cut
+  // into `parts` products whose partial sums add up at the end: the threads split the parts.
+  bool conv2d_weight_grad_lines(const Node& n, const std::vector<int>& xs, int out) {
+    const Type xt = B(xs[0]).type, gt = B(xs[1]).type, ot = B(out).type;
+    int x_buf = materialized(xs[0]), g_buf = materialized(xs[1]);
+    const Ints &s = n.ints("stride"), &p = n.ints("padding"), &d = n.ints("dilation");
+    if (ot.dtype != DType::f32 || n.i("groups") != 1 || x_buf < 0 || g_buf < 0 || s[0] != 1 || s[1] != 1) return false;
+    int64_t Bn = xt.dims[0], C = xt.dims[1], H = xt.dims[2], W = xt.dims[3], O = gt.dims[1], OH = gt.dims[2], OW = gt.dims[3];
+    int64_t KH = ot.dims[2], KW = ot.dims[3], Hp = H + 2 * p[0], Wp = W + 2 * p[1], HW = Hp * Wp;
+    if (OH * OW * 2 < HW) return false;  // the grid would be mostly zeros
+    int64_t parts = std::min<int64_t>(Bn, 8), per_part = (Bn + parts - 1) / parts;
+    parts = (Bn + per_part - 1) / per_part;
+    int64_t K = per_part * HW;
+    // Past the last image, the lines of the last taps read this many more elements.
+    int64_t overhang = (KH - 1) * d[0] * Wp + (KW - 1) * d[1];
+    int64_t channel = parts * K + overhang;
+    int image = new_buffer(n.result()->name + ".images", {DType::f32, {C, channel}}, BufKind::Temp);
+    int grid = new_buffer(n.result()->name + ".dy_grid", {DType::f32, {parts, O, K}}, BufKind::Temp);
+    int64_t images = parts * per_part;
+    {
+      // Plane (c, image) of the copy, then each channel's overhang.
+      KernelBuilder kp("conv2d_weight_grad_images", origin(n));
+      int h = kp.new_var("h"), w = kp.new_var("w");
+      loop_nest(kp, {C, images}, [&](const std::vector<E>& i) {
+        E ih = f_sub(kp.v(h), int_(p[0])), iw = f_sub(kp.v(w), int_(p[1]));
+        E ok = and_(lt(i[1], int_(Bn)), and_(in_range(ih, H), in_range(iw, W)));
+        E src = add(mul(add(mul(add(mul(i[1], int_(C)), i[0]), int_(H)), ih), int_(W)), iw);
+        E v = select(ok, ld(x_buf, select(ok, src, int_(0))), zero_of(DType::f32));
+        E at = add(add(mul(i[0], int_(channel)), mul(i[1], int_(HW))), add(mul(kp.v(h), int_(Wp)), kp.v(w)));
+        return std::vector<Stmt>{for_(h, 0, Hp, {for_(w, 0, Wp, {store(image, at, v)})})};
+      }, std::max<int64_t>(1, 16384 / HW));
+      emit(std::move(kp));
+      if (overhang) {
+        KernelBuilder kt("conv2d_weight_grad_overhang", origin(n));
+        int q = kt.new_var("q");
+        loop_nest(kt, {C}, [&](const std::vector<E>& c) {
+          E at = add(mul(c[0], int_(channel)), add(int_(images * HW), kt.v(q)));
+          return std::vector<Stmt>{for_(q, 0, overhang, {store(image, at, zero_of(DType::f32))})};
+        }, 1);
+        emit(std::move(kt));
+      }
+    }
+    {
+      KernelBuilder kp("conv2d_weight_grad_dy", origin(n));
+      int h = kp.new_var("h"), w = kp.new_var("w");
+      // Plane (part, o, image within the part) of the grid.
+      loop_nest(kp, {parts * O * per_part}, [&](const std::vector<E>& plane) {
+        E part = bin(Bin::div, plane[0], int_(O * per_part)), rest = bin(Bin::rem, plane[0], int_(O * per_part));
+        E o = bin(Bin::div, rest, int_(per_part)), b = add(mul(part, int_(per_part)), bin(Bin::rem, rest, int_(per_part)));
+        E ok = and_(lt(b, int_(Bn)), and_(lt(kp.v(h), int_(OH)), lt(kp.v(w), int_(OW))));
+        E src = add(mul(add(mul(add(mul(b, int_(O)), o), int_(OH)), kp.v(h)), int_(OW)), kp.v(w));
+        E v = select(ok, ld(g_buf, select(ok, src, int_(0))), zero_of(DType::f32));
+        E at = add(mul(add(mul(part, int_(O)), o), int_(K)), add(mul(bin(Bin::rem, rest, int_(per_part)), int_(HW)),
+                                                                 add(mul(kp.v(h), int_(Wp)), kp.v(w))));
+        return std::vector<Stmt>{for_(h, 0, Hp, {for_(w, 0, Wp, {store(grid, at, v)})})};
+      }, std::max<int64_t>(1, 16384 / HW));
+      emit(std::move(kp));
+    }
+    int64_t N = C * KH * KW;
+    int partial = parts == 1 ? out : new_buffer(n.result()->name + ".partial", {DType::f32, {parts, O, N}}, BufKind::Temp);
+    Gemm gm;
+    gm.a = grid, gm.b = image, gm.c = partial, gm.M = O, gm.N = N, gm.K = K, gm.tb = true;
+    for (int64_t t = 0; t < parts; ++t) gm.a_offsets.push_back(t * O * K), gm.b_offsets.push_back(t * K);
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t kh = 0; kh < KH; ++kh)
+        for (int64_t kw = 0; kw < KW; ++kw) gm.b_lines.push_back(c * channel + kh * d[0] * Wp + kw * d[1]);
+    KernelBuilder kg("conv2d_weight_grad", origin(n));
+    kg.k.gemm = gm;
+    loop_nest(kg, {parts * O}, [&](const std::vector<E>&) { return std::vector<Stmt>{}; }, O);
+    kg.k.grain = O;  // whole parts to a thread: no two threads pack the same panel
+    kg.k.parallel = parts > 1;
+    emit(std::move(kg));
+    if (parts > 1) {
+      KernelBuilder ks("conv2d_weight_grad_sum", origin(n));
+      int t = ks.new_var("t"), acc = ks.new_var("acc", DType::f32);
+      loop_nest(ks, {O * N}, [&](const std::vector<E>& i) {
+        return std::vector<Stmt>{assign(acc, zero_of(DType::f32)),
+                                 for_(t, 0, parts, {assign(acc, f_add(ks.v(acc), ld(partial, add(mul(ks.v(t), int_(O * N)), i[0]))))}),
+                                 store(out, i[0], ks.v(acc))};
+      });
+      emit(std::move(ks));
+    }
+    return true;
+  }
+
+  void conv2d_weight_grad(const Node& n, const std::vector<int>& xs, int out) {
+    if (conv2d_weight_grad_lines(n, xs, out)) return;
+    const Type xt = B(xs[0]).type, gt = B(xs[1]).type, ot = B(out).type;
+    int64_t Bn = xt.dims[0], C = xt.dims[1], H = xt.dims[2], W = xt.dims[3], O = gt.dims[1], OH = gt.dims[2], OW = gt.dims[3];
+    int64_t KH = ot.dims[2], KW = ot.dims[3], G = n.i("groups"), cg = C / G, og = O / G;
+    const Ints &s = n.ints("stride"), &p = n.ints("padding"), &d = n.ints("dilation");
+    DType dt = ot.dtype;
+    KernelBuilder kb("conv2d_weight_grad", origin(n));
+    int b = kb.new_var("b"), oh = kb.new_var("oh"), ow = kb.new_var("ow"), acc = kb.new_var("acc", dt);
+    // Each weight element sums its tap's pixels times dy over every image and output pixel.
+    loop_nest(kb, {O, cg, KH, KW}, [&](const std::vector<E>& i) {
+      E ci = add(mul(bin(Bin::div, i[0], int_(og)), int_(cg)), i[1]);
+      E ih = add(f_sub(mul(kb.v(oh), int_(s[0])), int_(p[0])), mul(i[2], int_(d[0])));
+      E iw = add(f_sub(mul(kb.v(ow), int_(s[1])), int_(p[1])), mul(i[3], int_(d[1])));
+      E ok = and_(in_range(ih, H), in_range(iw, W));
+      E x_at = add(mul(add(mul(add(mul(kb.v(b), int_(C)), ci), int_(H)), ih), int_(W)), iw);
+      E g_at = add(mul(add(mul(add(mul(kb.v(b), int_(O)), i[0]), int_(OH)), kb.v(oh)), int_(OW)), kb.v(ow));
+      E term = f_mul(ld(xs[0], select(ok, x_at, int_(0))), ld(xs[1], g_at));
+      std::vector<Stmt> inner = {assign(acc, f_add(kb.v(acc), select(ok, term, zero_of(dt))))};
+      return std::vector<Stmt>{assign(acc, zero_of(dt)), for_(b, 0, Bn, {for_(oh, 0, OH, {for_(ow, 0, OW, inner)})}),
+                               store(out, offset(i, ot.dims), kb.v(acc))};
+    }, 1);
+    emit(std::move(kb));
   }
 
   void conv2d(const Node& n, const std::vector<int>& xs, int out) {

@@ -181,6 +181,18 @@ std::vector<Case> conv(Op op, Rng& r) {
   return cs;
 }
 
+std::vector<Case> weight_grad_cases(Op op, Rng& r) {
+  std::vector<Case> cs;
+  for (int i = 0; i < 4; ++i) {
+    int64_t groups = i == 0 ? 1 : r.pick(1, 2), cin = groups * r.pick(1, 2), cout = groups * r.pick(1, 2);
+    Ints s{r.pick(1, 2), r.pick(1, 2)}, d{r.pick(1, 2), 1}, p{r.pick(0, 1), r.pick(0, 1)}, k{r.pick(1, 3), r.pick(1, 2)};
+    Dims x{r.pick(1, 2), cin, r.pick(4, 6), r.pick(3, 5)}, dy{x[0], cout, 0, 0};
+    for (int j = 0; j < 2; ++j) dy[2 + j] = (x[2 + j] + 2 * p[j] - d[j] * (k[j] - 1) - 1) / s[j] + 1;
+    cs.push_back({op, {F(x), F(dy)}, {{"kernel", k}, {"stride", s}, {"padding", p}, {"dilation", d}, {"groups", groups}}});
+  }
+  return cs;
+}
+
 std::vector<Case> pool(Op op, Rng& r) {
   std::vector<Case> cs;
   for (int i = 0; i < 6; ++i) {
@@ -361,6 +373,7 @@ Gens generator(Op op) {
     case Op::sum: case Op::mean: case Op::max: return reduction;
     case Op::matmul: return matmul_cases;
     case Op::conv2d: case Op::conv_transpose2d: return conv;
+    case Op::conv2d_weight_grad: return weight_grad_cases;
     case Op::max_pool2d: case Op::avg_pool2d: return pool;
     case Op::global_avg_pool: return global_pool;
     case Op::batch_norm: return batch_norm_cases;

@@ -201,3 +201,69 @@ TEST_CASE("stride-1 convolutions read their image through lines, others gather p
   CHECK_FALSE(check_conv({2, 3, 9, 9, 6, 3, 3, {1, 2}, {0, 0}, {1, 1}, false, false}, 1));
   CHECK_FALSE(check_conv({2, 2, 12, 12, 4, 10, 10, {1, 1}, {0, 0}, {1, 1}, false, false}, 2));
 }
+
+namespace {
+
+// Checks conv2d_weight_grad against the reference; returns whether it ran as one product over
+// the images' tap lines.
+bool check_weight_grad(const ConvCase& c, int threads) {
+  Graph g("weight_grad");
+  Builder b(g);
+  Value* x = b.input("x", {DType::f32, {c.batch, c.cin, c.h, c.w}});
+  Dims dy_dims{c.batch, c.cout, 0, 0};
+  Ints kernel{c.kh, c.kw};
+  for (int i = 0; i < 2; ++i)
+    dy_dims[2 + i] = ((i ? c.w : c.h) + 2 * c.padding[i] - c.dilation[i] * (kernel[i] - 1) - 1) / c.stride[i] + 1;
+  Value* dy = b.input("dy", {DType::f32, dy_dims});
+  b.output("dw", b.conv2d_weight_grad({x, dy}, {{"kernel", kernel}, {"stride", c.stride}, {"padding", c.padding}, {"dilation", c.dilation}}));
+  CompiledModel compiled = compile_jit(g);
+  bool lines = false;
+  for (const auto& k : compiled.program.functions.back().kernels)
+    if (k.gemm) lines = !k.gemm->b_lines.empty();
+  std::map<std::string, RefTensor> feeds;
+  std::vector<rt::Tensor> inputs;
+  const auto& spec = compiled.model->manifest().function("forward");
+  for (size_t i = 0; i < spec.inputs.size(); ++i) {
+    rt::Tensor t(spec.inputs[i].dtype, spec.inputs[i].shape);
+    std::vector<double> values;
+    for (int64_t e = 0; e < t.numel(); ++e) {
+      auto v = static_cast<float>(random_standard_normal(29, static_cast<int64_t>(i), e));
+      t.values<float>()[e] = v;
+      values.push_back(v);
+    }
+    feeds[spec.inputs[i].name] = RefTensor(g.find(spec.inputs[i].name)->type, values);
+    inputs.push_back(std::move(t));
+  }
+  std::vector<const rt::Tensor*> ptrs;
+  for (const auto& t : inputs) ptrs.push_back(&t);
+  stag_set_num_threads(threads);
+  auto got = test::to_doubles(compiled.model->run("forward", ptrs)[0]);
+  stag_set_num_threads(0);
+  RefResult ref = interpret(g, feeds);
+  const auto& want = ref.outputs.at("dw").data;
+  REQUIRE(got.size() == want.size());
+  double K = static_cast<double>(c.batch * dy_dims[2] * dy_dims[3]);
+  for (size_t i = 0; i < got.size(); ++i) {
+    INFO(fmt::format("x [{}, {}, {}, {}] dy {} kernel {}x{} padding {} dilation {} threads {}: element {} got {} want {}", c.batch, c.cin,
+                     c.h, c.w, dims_to_string(dy_dims), c.kh, c.kw, fmt::join(c.padding, ","), fmt::join(c.dilation, ","), threads, i,
+                     got[i], want[i]));
+    REQUIRE(std::fabs(got[i] - want[i]) <= 1e-5 * std::sqrt(K) * (1 + std::fabs(want[i])));
+  }
+  return lines;
+}
+
+}  // namespace
+
+TEST_CASE("stride-1 weight gradients are one product over the images' tap lines", "[gemm][conv]") {
+  for (int threads : {1, 2}) {
+    // LeNet-5's two: many images in parts, K past the packed panel's depth.
+    CHECK(check_weight_grad({64, 1, 28, 28, 6, 5, 5, {1, 1}, {2, 2}, {1, 1}, false, false}, threads));
+    CHECK(check_weight_grad({64, 6, 14, 14, 16, 5, 5, {1, 1}, {0, 0}, {1, 1}, false, false}, threads));
+    // Images that do not fill the last part; dilation; more than a tile of output channels.
+    CHECK(check_weight_grad({11, 3, 9, 7, 20, 3, 2, {1, 1}, {1, 0}, {2, 1}, false, false}, threads));
+    CHECK(check_weight_grad({1, 2, 5, 6, 3, 1, 1, {1, 1}, {0, 0}, {1, 1}, false, false}, threads));
+  }
+  // Strides, and a grid mostly of zeros (a kernel nearly the input's size), run as loops.
+  CHECK_FALSE(check_weight_grad({3, 2, 9, 9, 4, 3, 3, {2, 1}, {1, 1}, {1, 1}, false, false}, 2));
+  CHECK_FALSE(check_weight_grad({3, 2, 9, 9, 4, 8, 8, {1, 1}, {0, 0}, {1, 1}, false, false}, 2));
+}

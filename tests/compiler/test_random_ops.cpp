@@ -138,6 +138,18 @@ Value* random_case(Gen& g, Builder& b, Op op, double& tol) {
       tol = 1e-4;
       return b.create(op, xs, a)[0];
     }
+    case Op::conv2d_weight_grad: {
+      // Stride 1 and one group take the product over lines (kir::Gemm::b_lines); others loops.
+      int64_t groups = g.pick(1, 2), cin = groups * g.pick(1, 3), cout = groups * g.pick(1, 3);
+      Ints s{g.coin() ? 1 : g.pick(2, 3), g.pick(1, 2)}, d{g.pick(1, 2), g.pick(1, 2)}, p{g.pick(0, 2), g.pick(0, 1)};
+      if (g.coin()) s = {1, 1}, groups = 1;
+      Ints k{g.pick(1, 3), g.pick(1, 3)};
+      Dims x{g.pick(1, 11), cin, g.pick(6, 11), g.pick(5, 9)}, dy{x[0], cout, 0, 0};
+      for (int i = 0; i < 2; ++i) dy[2 + i] = (x[2 + i] + 2 * p[i] - d[i] * (k[i] - 1) - 1) / s[i] + 1;
+      tol = 1e-4;
+      return b.create(op, {g.tensor(b, f, x), g.tensor(b, f, dy)},
+                      A({{"kernel", k}, {"stride", s}, {"padding", p}, {"dilation", d}, {"groups", groups}}))[0];
+    }
     case Op::max_pool2d:
     case Op::avg_pool2d: {
       Ints k{g.pick(1, 3), g.pick(1, 3)};

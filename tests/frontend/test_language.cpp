@@ -200,6 +200,7 @@ TEST_CASE("every op of the op set can be called by name", "[language][ops]") {
       {"argmax", "argmax(x, axis=1)"}, {"matmul", "matmul(x, x, transpose_b=true)"},
       {"conv2d", "conv2d(img, constant(f32[2, 3, 3, 3], value=[0.5]), padding=[1, 1])"},
       {"conv_transpose2d", "conv_transpose2d(img, constant(f32[3, 2, 2, 2], value=[0.5]), stride=[2, 2])"},
+      {"conv2d_weight_grad", "conv2d_weight_grad(img, conv2d(img, constant(f32[2, 3, 3, 3], value=[0.5])), kernel=[3, 3])"},
       {"max_pool2d", "max_pool2d(img, kernel=[2, 2])"}, {"avg_pool2d", "avg_pool2d(img, kernel=[3, 3], stride=[1, 1])"},
       {"global_avg_pool", "global_avg_pool(img)"},
       {"batch_norm", "r, mean, var = batch_norm(x, c8, c8, c8, c8)"}, {"layer_norm", "layer_norm(x, c8, c8)"},

@@ -509,6 +509,18 @@ class RandomGraph {
         one(op, ops, a);
         return;
       }
+      case Op::conv2d_weight_grad: {
+        int64_t g = between(1, 3), cin = g * between(1, 2), cout = g * between(1, 2);
+        Ints k = pair(1, 3), s = pair(1, 3), d = pair(1, 2), p = pair(0, 2);
+        DType dt = float_type();
+        Dims in{between(1, 2), cin, 0, 0}, dy{in[0], cout, 0, 0};
+        for (int i = 0; i < 2; ++i) {
+          in[2 + i] = d[i] * (k[i] - 1) + 1 + between(0, 4);
+          dy[2 + i] = (in[2 + i] + 2 * p[i] - d[i] * (k[i] - 1) - 1) / s[i] + 1;
+        }
+        one(op, {input({dt, in}), input({dt, dy})}, {{"kernel", k}, {"stride", s}, {"padding", p}, {"dilation", d}, {"groups", g}});
+        return;
+      }
       case Op::max_pool2d:
       case Op::avg_pool2d: {
         Ints k = pair(1, 4), d = op == Op::max_pool2d ? pair(1, 2) : Ints{1, 1};
