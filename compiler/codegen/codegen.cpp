@@ -183,6 +183,7 @@ class Codegen {
       const Gemm& g = *k.gemm;
       key += fmt::format("gemm s{} s{} s{} {}x{}x{} {}{} [{}] [{}] {}", slot(g.a), slot(g.b), slot(g.c), g.M, g.N, g.K, g.ta, g.tb,
                          fmt::join(g.a_offsets, ","), fmt::join(g.b_offsets, ","), g.column_block);
+      if (g.row_block) key += fmt::format(" rows {}", g.row_block);
       if (!g.b_lines.empty()) key += fmt::format(" lines [{}]", fmt::join(g.b_lines, ","));
       if (g.im2col) {
         const auto& c = *g.im2col;
@@ -302,8 +303,21 @@ class Codegen {
         col_lo = b_.CreateMul(f->getArg(1), b_.getInt64(g.column_block));
         col_hi = b_.CreateMul(f->getArg(2), b_.getInt64(g.column_block));
       }
-      b_.CreateCall(product, {buf_ptrs_.at(g.a), buf_ptrs_.at(g.b), buf_ptrs_.at(g.c), row_lo, row_hi, col_lo, col_hi, b_.getInt64(g.M),
-                              b_.getInt64(g.N), b_.getInt64(g.K), gemm_offsets(*m_, g.a_offsets), gemm_offsets(*m_, g.b_offsets)});
+      auto call = [&](llvm::Value* lo, llvm::Value* hi) {
+        b_.CreateCall(product, {buf_ptrs_.at(g.a), buf_ptrs_.at(g.b), buf_ptrs_.at(g.c), lo, hi, col_lo, col_hi, b_.getInt64(g.M),
+                                b_.getInt64(g.N), b_.getInt64(g.K), gemm_offsets(*m_, g.a_offsets), gemm_offsets(*m_, g.b_offsets)});
+      };
+      if (g.row_block) {
+        // for p in [lo, hi): the block's rows, then the body for p (while they are in cache)
+        llvm::Value* rb = b_.getInt64(g.row_block);
+        emit_loop(0, f->getArg(1), f->getArg(2), k.body, [&](llvm::Value* p) {
+          llvm::Value* first = b_.CreateMul(p, rb);
+          call(first, b_.CreateAdd(first, rb));
+        });
+        b_.CreateRetVoid();
+        return f;
+      }
+      call(row_lo, row_hi);
     }
     // for p in [lo, hi): body
     emit_loop(0, f->getArg(1), f->getArg(2), k.body);
@@ -311,7 +325,8 @@ class Codegen {
     return f;
   }
 
-  void emit_loop(int var, llvm::Value* begin, llvm::Value* end, const std::vector<Stmt>& body) {
+  void emit_loop(int var, llvm::Value* begin, llvm::Value* end, const std::vector<Stmt>& body,
+                 const std::function<void(llvm::Value*)>& prefix = nullptr) {
     llvm::Function* f = b_.GetInsertBlock()->getParent();
     auto* header = llvm::BasicBlock::Create(ctx_, "loop", f);
     auto* body_bb = llvm::BasicBlock::Create(ctx_, "body", f);
@@ -322,6 +337,7 @@ class Codegen {
     llvm::Value* i = b_.CreateLoad(i64_, vars_[var]);
     b_.CreateCondBr(b_.CreateICmpSLT(i, end), body_bb, exit);
     b_.SetInsertPoint(body_bb);
+    if (prefix) prefix(i);
     for (const auto& s : body) stmt(s);
     llvm::Value* next = b_.CreateAdd(b_.CreateLoad(i64_, vars_[var]), b_.getInt64(1), "", true, true);
     b_.CreateStore(next, vars_[var]);

@@ -107,6 +107,9 @@ struct Gemm {
   /// [lo * column_block, hi * column_block) of every row: for few rows, where splitting rows
   /// would make every thread pack (or stream) all of B.
   int64_t column_block = 0;
+  /// Otherwise, when set, p counts blocks of this many rows (a batch) and each p computes its
+  /// rows, then runs the body for that p while they are in cache (a product consumed at once).
+  int64_t row_block = 0;
   int64_t batches() const { return a_offsets.empty() ? 1 : static_cast<int64_t>(a_offsets.size()); }
 };
 

@@ -1063,9 +1063,10 @@ class Lowerer {
     emit(std::move(kb));
   }
 
-  // The transposed convolution as a product and a gather: cols[b] (Co*KH*KW x H*W) =
-  // w^T (w is Ci x Co*KH*KW) times x[b] (Ci x H*W) on the micro-kernel; then every output
-  // pixel sums the columns of the taps that reach it.
+  // The transposed convolution as a product and a scatter, one image at a time (while its
+  // columns are in cache): cols[b] (Co*KH*KW x H*W) = w^T (w is Ci x Co*KH*KW) times x[b]
+  // (Ci x H*W) on the micro-kernel; then every output plane of the image adds the columns of
+  // the taps that reach it.
   bool conv_transpose2d_gemm(const Node& n, const std::vector<int>& xs, int out) {
     const Type xt = B(xs[0]).type, wt = B(xs[1]).type, ot = B(out).type;
     int x_buf = materialized(xs[0]), w_buf = materialized(xs[1]);
@@ -1073,23 +1074,15 @@ class Lowerer {
     int64_t Bn = xt.dims[0], Ci = xt.dims[1], H = xt.dims[2], W = xt.dims[3], Co = ot.dims[1], OH = ot.dims[2], OW = ot.dims[3];
     int64_t KH = wt.dims[2], KW = wt.dims[3], M = Co * KH * KW, N = H * W;
     const Ints &s = n.ints("stride"), &p = n.ints("padding"), &d = n.ints("dilation");
+    if (s[0] == 1 && s[1] == 1) return conv_transpose2d_full(n, xs, out, x_buf, w_buf);
     int cols = new_buffer(n.result()->name + ".cols", {DType::f32, {Bn, M, N}}, BufKind::Temp);
     Gemm gm;
-    gm.a = w_buf, gm.b = x_buf, gm.c = cols, gm.M = M, gm.N = N, gm.K = Ci, gm.ta = true;
+    gm.a = w_buf, gm.b = x_buf, gm.c = cols, gm.M = M, gm.N = N, gm.K = Ci, gm.ta = true, gm.row_block = M;
     gm.a_offsets.assign(static_cast<size_t>(Bn), 0);
     for (int64_t b = 0; b < Bn; ++b) gm.b_offsets.push_back(b * Ci * N);
-    KernelBuilder kg("conv_transpose2d_product", origin(n));
-    kg.k.gemm = gm;
-    loop_nest(kg, {Bn * M}, [&](const std::vector<E>&) { return std::vector<Stmt>{}; }, 1);
-    kg.k.grain = std::max<int64_t>(8, (int64_t{1} << 18) / std::max<int64_t>(1, N * Ci));
-    kg.k.parallel = Bn * M > kg.k.grain;
-    emit(std::move(kg));
-    // Each output plane (b, co) adds the columns of its taps: tap (kh, kw) of input pixel
-    // (ih, iw) lands on (ih*s - p + kh*d, iw*s - p + kw*d). The pixels that land inside are a
-    // static range per tap, so the inner loop is a plain vectorizable row update, and every
-    // output pixel still sums its taps in (kh, kw) order.
     KernelBuilder kb("conv_transpose2d", origin(n));
-    int ih = kb.new_var("ih"), iw = kb.new_var("iw"), q = kb.new_var("q");
+    kb.k.gemm = gm;
+    int co = kb.new_var("co"), ih = kb.new_var("ih"), iw = kb.new_var("iw"), q = kb.new_var("q");
     // [lo, hi): the i in [0, size) with 0 <= i*stride - pad + tap*dil < out_size.
     auto landing = [](int64_t size, int64_t out_size, int64_t stride, int64_t pad, int64_t shift) {
       int64_t lo = 0, hi = size;
@@ -1097,25 +1090,87 @@ class Lowerer {
       while (hi > lo && (hi - 1) * stride - pad + shift >= out_size) --hi;
       return std::pair{lo, hi};
     };
-    loop_nest(kb, {Bn * Co}, [&](const std::vector<E>& plane) {
-      E b = bin(Bin::div, plane[0], int_(Co)), co = bin(Bin::rem, plane[0], int_(Co));
-      E out_plane = mul(plane[0], int_(OH * OW));
-      E init = xs.size() == 3 ? ld(xs[2], co) : zero_of(DType::f32);
+    // Tap (kh, kw) of input pixel (ih, iw) lands on (ih*s - p + kh*d, iw*s - p + kw*d). The
+    // pixels that land inside are a static range per tap, so the inner loop is a plain row
+    // update, and every output pixel still sums its taps in (kh, kw) order.
+    loop_nest(kb, {Bn}, [&](const std::vector<E>& image) {
+      E plane = add(mul(image[0], int_(Co)), kb.v(co));
+      E out_plane = mul(plane, int_(OH * OW));
+      E init = xs.size() == 3 ? ld(xs[2], kb.v(co)) : zero_of(DType::f32);
       std::vector<Stmt> body = {for_(q, 0, OH * OW, {store(out, add(out_plane, kb.v(q)), init)})};
       for (int64_t th = 0; th < KH; ++th)
         for (int64_t tw = 0; tw < KW; ++tw) {
           auto [h0, h1] = landing(H, OH, s[0], p[0], th * d[0]);
           auto [w0, w1] = landing(W, OW, s[1], p[1], tw * d[1]);
           if (h0 >= h1 || w0 >= w1) continue;
-          E row = add(mul(add(mul(b, int_(M)), add(mul(co, int_(KH * KW)), int_(th * KW + tw))), int_(N)), mul(kb.v(ih), int_(W)));
+          E row = add(mul(add(mul(image[0], int_(M)), add(mul(kb.v(co), int_(KH * KW)), int_(th * KW + tw))), int_(N)),
+                      mul(kb.v(ih), int_(W)));
           E oh = add(mul(kb.v(ih), int_(s[0])), int_(th * d[0] - p[0]));
           E at = add(out_plane, add(mul(oh, int_(OW)), add(mul(kb.v(iw), int_(s[1])), int_(tw * d[1] - p[1]))));
           body.push_back(for_(ih, h0, h1, {for_(iw, w0, w1, {store(out, at, f_add(ld(out, at), ld(cols, add(row, kb.v(iw)))))})}));
         }
-      return body;
-    }, 0);
-    kb.k.grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(1, KH * KW * H * W));
-    kb.k.parallel = Bn * Co > kb.k.grain;
+      return std::vector<Stmt>{for_(co, 0, Co, body)};
+    }, 1);
+    kb.k.grain = std::max<int64_t>(1, (int64_t{1} << 18) / std::max<int64_t>(1, M * N * Ci));
+    kb.k.parallel = Bn > kb.k.grain;
+    emit(std::move(kb));
+    return true;
+  }
+
+  // Stride 1: the image is widened with zero columns to the full output's width Wf (every tap
+  // landing inside), so each tap's columns add to the full plane as one contiguous run
+  // (shifted by the tap; a widened column's zeros land harmlessly on the next row), which
+  // vectorizes; the output is then the full plane cropped by the padding, plus the bias.
+  bool conv_transpose2d_full(const Node& n, const std::vector<int>& xs, int out, int x_buf, int w_buf) {
+    const Type xt = B(xs[0]).type, wt = B(xs[1]).type, ot = B(out).type;
+    int64_t Bn = xt.dims[0], Ci = xt.dims[1], H = xt.dims[2], W = xt.dims[3], Co = ot.dims[1], OH = ot.dims[2], OW = ot.dims[3];
+    int64_t KH = wt.dims[2], KW = wt.dims[3], M = Co * KH * KW;
+    const Ints &p = n.ints("padding"), &d = n.ints("dilation");
+    int64_t Hf = H + d[0] * (KH - 1), Wf = W + d[1] * (KW - 1), N = H * Wf;
+    int64_t plane = Hf * Wf + d[1] * (KW - 1);  // the last tap's run reaches this far
+    int image = x_buf;
+    if (Wf != W) {
+      image = new_buffer(n.result()->name + ".widened", {DType::f32, {Bn, Ci, H, Wf}}, BufKind::Temp);
+      KernelBuilder kw_("conv_transpose2d_widen", origin(n));
+      int h = kw_.new_var("h"), w = kw_.new_var("w");
+      loop_nest(kw_, {Bn * Ci}, [&](const std::vector<E>& i) {
+        E ok = lt(kw_.v(w), int_(W));
+        E v = select(ok, ld(x_buf, select(ok, add(mul(add(mul(i[0], int_(H)), kw_.v(h)), int_(W)), kw_.v(w)), int_(0))), zero_of(DType::f32));
+        return std::vector<Stmt>{for_(h, 0, H, {for_(w, 0, Wf, {store(image, add(mul(add(mul(i[0], int_(H)), kw_.v(h)), int_(Wf)), kw_.v(w)), v)})})};
+      }, std::max<int64_t>(1, 16384 / (H * Wf)));
+      emit(std::move(kw_));
+    }
+    int cols = new_buffer(n.result()->name + ".cols", {DType::f32, {Bn, M, N}}, BufKind::Temp);
+    int full = new_buffer(n.result()->name + ".full", {DType::f32, {Bn, Co, plane}}, BufKind::Temp);
+    Gemm gm;
+    gm.a = w_buf, gm.b = image, gm.c = cols, gm.M = M, gm.N = N, gm.K = Ci, gm.ta = true, gm.row_block = M;
+    gm.a_offsets.assign(static_cast<size_t>(Bn), 0);
+    for (int64_t b = 0; b < Bn; ++b) gm.b_offsets.push_back(b * Ci * N);
+    KernelBuilder kb("conv_transpose2d", origin(n));
+    kb.k.gemm = gm;
+    int co = kb.new_var("co"), q = kb.new_var("q"), oh = kb.new_var("oh"), ow = kb.new_var("ow");
+    loop_nest(kb, {Bn}, [&](const std::vector<E>& img) {
+      E pl = add(mul(img[0], int_(Co)), kb.v(co));
+      E full_at = mul(pl, int_(plane));
+      std::vector<Stmt> body = {for_(q, 0, plane, {store(full, add(full_at, kb.v(q)), zero_of(DType::f32))})};
+      for (int64_t th = 0; th < KH; ++th)
+        for (int64_t tw = 0; tw < KW; ++tw) {
+          E row = mul(add(mul(img[0], int_(M)), add(mul(kb.v(co), int_(KH * KW)), int_(th * KW + tw))), int_(N));
+          E at = add(full_at, add(int_(th * d[0] * Wf + tw * d[1]), kb.v(q)));
+          body.push_back(for_(q, 0, N, {store(full, at, f_add(ld(full, at), ld(cols, add(row, kb.v(q)))))}));
+        }
+      // Output (oh, ow) is full (oh + p, ow + p); output_padding's extra rows and columns
+      // past the full plane get no tap.
+      E fh = add(kb.v(oh), int_(p[0])), fw = add(kb.v(ow), int_(p[1]));
+      E inside = and_(lt(fh, int_(Hf)), lt(fw, int_(Wf)));
+      E v = select(inside, ld(full, add(full_at, select(inside, add(mul(fh, int_(Wf)), fw), int_(0)))), zero_of(DType::f32));
+      if (xs.size() == 3) v = f_add(v, ld(xs[2], kb.v(co)));
+      E out_at = add(mul(pl, int_(OH * OW)), add(mul(kb.v(oh), int_(OW)), kb.v(ow)));
+      body.push_back(for_(oh, 0, OH, {for_(ow, 0, OW, {store(out, out_at, v)})}));
+      return std::vector<Stmt>{for_(co, 0, Co, body)};
+    }, 1);
+    kb.k.grain = std::max<int64_t>(1, (int64_t{1} << 18) / std::max<int64_t>(1, M * N * Ci));
+    kb.k.parallel = Bn > kb.k.grain;
     emit(std::move(kb));
     return true;
   }

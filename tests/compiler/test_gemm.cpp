@@ -129,24 +129,30 @@ struct ConvCase {
   int64_t batch, cin, h, w, cout, kh, kw;
   Ints stride, padding, dilation;
   bool bias, epilogue;
+  bool transposed = false;  ///< conv_transpose2d (weight [cin, cout, kh, kw]; padding doubles as output_padding's bound)
 };
 
 // Checks a convolution on the micro-kernel against the reference; returns whether its product
-// read the image through B's lines (kir::Gemm::b_lines) rather than gathering patches.
+// read the image through B's lines (kir::Gemm::b_lines) rather than gathering patches (for a
+// transposed convolution: whether each image's product was consumed at once, row_block).
 bool check_conv(const ConvCase& c, int threads) {
   Graph g("conv");
   Builder b(g);
   Value* x = b.input("x", {DType::f32, {c.batch, c.cin, c.h, c.w}});
-  Value* w = b.input("w", {DType::f32, {c.cout, c.cin, c.kh, c.kw}});
+  Value* w = b.input("w", {DType::f32, c.transposed ? Dims{c.cin, c.cout, c.kh, c.kw} : Dims{c.cout, c.cin, c.kh, c.kw}});
   std::vector<Value*> operands = {x, w};
   if (c.bias) operands.push_back(b.input("bias", {DType::f32, {c.cout}}));
-  Value* y = b.conv2d(operands, {{"stride", c.stride}, {"padding", c.padding}, {"dilation", c.dilation}});
+  NamedAttrs attrs{{"stride", c.stride}, {"padding", c.padding}, {"dilation", c.dilation}};
+  // The largest output_padding allowed: one less than the larger of stride and dilation.
+  if (c.transposed)
+    attrs.push_back({"output_padding", Ints{std::max(c.stride[0], c.dilation[0]) - 1, std::max(c.stride[1], c.dilation[1]) - 1}});
+  Value* y = c.transposed ? b.conv_transpose2d(operands, attrs) : b.conv2d(operands, attrs);
   if (c.epilogue) y = b.add({b.relu({y}), b.input("residual", y->type)});
   b.output("y", y);
   CompiledModel compiled = compile_jit(g);
   bool lines = false, fused = false;
   for (const auto& k : compiled.program.functions.back().kernels)
-    if (k.gemm) fused = true, lines = !k.gemm->b_lines.empty();
+    if (k.gemm) fused = true, lines = !k.gemm->b_lines.empty() || k.gemm->row_block;
   REQUIRE(fused);
 
   std::map<std::string, RefTensor> feeds;
@@ -266,4 +272,16 @@ TEST_CASE("stride-1 weight gradients are one product over the images' tap lines"
   // Strides, and a grid mostly of zeros (a kernel nearly the input's size), run as loops.
   CHECK_FALSE(check_weight_grad({3, 2, 9, 9, 4, 3, 3, {2, 1}, {1, 1}, {1, 1}, false, false}, 2));
   CHECK_FALSE(check_weight_grad({3, 2, 9, 9, 4, 8, 8, {1, 1}, {0, 0}, {1, 1}, false, false}, 2));
+}
+
+TEST_CASE("transposed convolutions add each image's columns as its product is done", "[gemm][conv]") {
+  for (int threads : {1, 2}) {
+    // Stride 1: taps add contiguous runs to the full plane; with padding, dilation, output_padding.
+    CHECK(check_conv({5, 3, 6, 7, 4, 3, 3, {1, 1}, {0, 0}, {1, 1}, true, false, true}, threads));
+    CHECK(check_conv({4, 16, 10, 10, 6, 5, 5, {1, 1}, {1, 2}, {2, 1}, false, false, true}, threads));
+    CHECK(check_conv({3, 2, 5, 4, 70, 2, 3, {1, 1}, {1, 0}, {2, 2}, true, false, true}, threads));
+    // Strides gather in the same kernel.
+    CHECK(check_conv({3, 4, 5, 6, 3, 3, 3, {2, 2}, {1, 1}, {1, 1}, true, false, true}, threads));
+    CHECK(check_conv({2, 2, 4, 5, 5, 3, 2, {3, 1}, {0, 1}, {1, 2}, false, false, true}, threads));
+  }
 }
