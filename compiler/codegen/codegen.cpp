@@ -226,7 +226,7 @@ class Codegen {
       double c = static_cast<double>(ir_size(k));
       size_t g = groups.size();
       if (k.gemm) {
-        auto [it, fresh] = by_layout.try_emplace(gemm_layout_name(*k.gemm), groups.size());
+        auto [it, fresh] = by_layout.try_emplace(gemm_layout_name(*k.gemm, tile_), groups.size());
         g = it->second;
         if (fresh) c += kGemmFunctionSize;
       }

@@ -403,20 +403,30 @@ class GemmEmitter {
 
 }  // namespace
 
-std::string gemm_layout_name(const kir::Gemm& g) {
+GemmTile gemm_tile_for(const kir::Gemm& g, const GemmTile& host) {
+  // Fewer rows than the tile's: a tile of exactly those rows (no broadcasts and FMAs wasted on
+  // repeated rows; a 6-channel convolution used 6 of 8).
+  GemmTile t = host;
+  if (g.M < t.rows) t.rows = static_cast<int>(g.M);
+  return t;
+}
+
+std::string gemm_layout_name(const kir::Gemm& g, const GemmTile& host) {
+  GemmTile t = gemm_tile_for(g, host);
   std::vector<int64_t> conv;
   if (g.im2col) {
     const auto& c = *g.im2col;
     conv = {c.C, c.H, c.W, c.KH, c.KW, c.OW, c.stride[0], c.stride[1], c.padding[0], c.padding[1], c.dilation[0], c.dilation[1]};
   }
-  return fmt::format("stag.gemm.{}{}{}{}", g.ta ? "t" : "n", g.tb ? "t" : "n", g.im2col ? fmt::format(".conv{:x}", fnv(conv)) : "",
-                     g.b_lines.empty() ? "" : fmt::format(".lines{:x}.{}", fnv(g.b_lines), g.b_lines.size()));
+  return fmt::format("stag.gemm.{}{}{}{}{}", g.ta ? "t" : "n", g.tb ? "t" : "n", g.im2col ? fmt::format(".conv{:x}", fnv(conv)) : "",
+                     g.b_lines.empty() ? "" : fmt::format(".lines{:x}.{}", fnv(g.b_lines), g.b_lines.size()),
+                     t.rows == host.rows ? "" : fmt::format(".r{}", t.rows));
 }
 
 llvm::Function* gemm_function(llvm::Module& m, const kir::Gemm& g, const GemmTile& tile) {
-  std::string name = gemm_layout_name(g);
+  std::string name = gemm_layout_name(g, tile);
   if (auto* f = m.getFunction(name)) return f;
-  return GemmEmitter(m, g, tile).emit(name);
+  return GemmEmitter(m, g, gemm_tile_for(g, tile)).emit(name);
 }
 
 llvm::Value* gemm_offsets(llvm::Module& m, const std::vector<int64_t>& offsets) {

@@ -30,8 +30,10 @@ GemmTile host_gemm_tile();
 /// as `g` (transposes, convolution geometry); defined once per module for each layout. The
 /// offset tables hold each batch's element offset of A and of B.
 llvm::Function* gemm_function(llvm::Module& m, const kir::Gemm& g, const GemmTile& tile);
-/// The name of the GEMM function serving g: one per operand layout (and image geometry).
-std::string gemm_layout_name(const kir::Gemm& g);
+/// The register tile for g on a host with tile `host` (fewer rows for products of fewer rows).
+GemmTile gemm_tile_for(const kir::Gemm& g, const GemmTile& host);
+/// The name of the GEMM function serving g: one per operand layout (image geometry, tile rows).
+std::string gemm_layout_name(const kir::Gemm& g, const GemmTile& host);
 /// A constant table of batch offsets (shared within the module); {0} for a single product.
 llvm::Value* gemm_offsets(llvm::Module& m, const std::vector<int64_t>& offsets);
 
