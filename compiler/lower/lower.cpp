@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <limits>
 #include <map>
@@ -982,14 +983,83 @@ class Lowerer {
     emit(std::move(kb));
   }
 
+  // A pooling's windows over one plane: output (oh, ow) covers input rows oh*s[0] - p[0] +
+  // kh*d[0] and columns ow*s[1] - p[1] + kw*d[1]; the windows of output rows [rows[0], rows[1])
+  // and columns [cols[0], cols[1]) lie wholly inside the input.
+  struct PoolWindows {
+    int64_t H, W, OH, OW;
+    Ints k, s, p, d;
+    std::array<int64_t, 2> rows, cols;
+  };
+
+  static PoolWindows pool_windows(const Node& n, const Dims& in, const Dims& pooled) {
+    PoolWindows w;
+    w.H = in[2], w.W = in[3], w.OH = pooled[2], w.OW = pooled[3];
+    w.k = n.ints("kernel");
+    w.s = n.ints("stride").empty() ? w.k : n.ints("stride");
+    w.p = n.ints("padding");
+    w.d = n.info().attr_index("dilation") >= 0 ? n.ints("dilation") : Ints{1, 1};
+    for (int i = 0; i < 2; ++i) {
+      int64_t size = in[2 + i], out = pooled[2 + i], last = size - 1 + w.p[i] - w.d[i] * (w.k[i] - 1);
+      int64_t lo = std::min(out, (w.p[i] + w.s[i] - 1) / w.s[i]), hi = last < 0 ? 0 : std::min(out, last / w.s[i] + 1);
+      (i == 0 ? w.rows : w.cols) = {lo, std::max(lo, hi)};
+    }
+    return w;
+  }
+
+  // The statements of every window (oh, ow) of a plane: `window(false)` where the window lies
+  // inside the input, `window(true)` (bounds-checked) around that, so the inside loops have
+  // static ranges and no guards. `independent`: no window reads what another writes, and
+  // computing one twice changes nothing; then the inside rows are vectorized.
+  static std::vector<Stmt> over_windows(const PoolWindows& w, int oh, int ow, bool independent,
+                                        const std::function<std::vector<Stmt>(bool checked)>& window) {
+    std::vector<Stmt> stmts;
+    auto rows = [&](int64_t from, int64_t to, std::vector<Stmt> body) {
+      if (from < to) stmts.push_back(for_(oh, from, to, std::move(body)));
+    };
+    auto cols = [&](std::vector<Stmt>& body, int64_t from, int64_t to, bool checked) {
+      if (from >= to) return;
+      // A single window is no loop worth vectorizing (and LLVM warns when it cannot).
+      if (checked || !independent || to - from < 2) {
+        body.push_back(for_(ow, from, to, window(checked)));
+        return;
+      }
+      // Whole vectors only: the windows past the last multiple of 8 are done by a second loop
+      // of 8 windows ending at `to`, which redoes some (their stores repeat). A scalar
+      // remainder after the vector loop costs more than the windows it saves.
+      int64_t chunk = 8, whole = (to - from) / chunk * chunk;
+      if (whole == 0 || whole == to - from) {
+        body.push_back(vectorized_for(ow, from, to, window(false)));
+        return;
+      }
+      body.push_back(vectorized_for(ow, from, from + whole, window(false)));
+      body.push_back(vectorized_for(ow, to - chunk, to, window(false)));
+    };
+    std::vector<Stmt> border, inside;
+    cols(border, 0, w.OW, true);
+    if (w.rows[0] == w.rows[1] || w.cols[0] == w.cols[1]) {
+      rows(0, w.OH, std::move(border));
+      return stmts;
+    }
+    cols(inside, 0, w.cols[0], true);
+    cols(inside, w.cols[0], w.cols[1], false);
+    cols(inside, w.cols[1], w.OW, true);
+    rows(0, w.rows[0], border);
+    rows(w.rows[0], w.rows[1], std::move(inside));
+    rows(w.rows[1], w.OH, std::move(border));
+    return stmts;
+  }
+
+  // Greater or NaN: the value max_pool2d keeps (PyTorch's rule, which also picks its index).
+  // As a compare and a blend it vectorizes, where llvm.maximum's expansion does not.
+  static E takes_over(E v, E best) { return bin(Bin::or_, gt(v, best), bin(Bin::ne, v, v)); }
+
   void pool2d(const Node& n, int x, int out) {
     const Type xt = B(x).type, ot = B(out).type;
     bool is_max = n.op == Op::max_pool2d;
-    int64_t H = xt.dims[2], W = xt.dims[3], OH = ot.dims[2], OW = ot.dims[3];
-    const Ints& k = n.ints("kernel");
-    Ints s = n.ints("stride").empty() ? k : n.ints("stride");
-    const Ints& p = n.ints("padding");
-    Ints d = is_max ? n.ints("dilation") : Ints{1, 1};
+    PoolWindows w = pool_windows(n, xt.dims, ot.dims);
+    int64_t H = w.H, W = w.W;
+    const Ints &k = w.k, &s = w.s, &p = w.p, &d = w.d;
     bool include_pad = !is_max && n.b("count_include_pad");
     DType dt = ot.dtype;
     KernelBuilder kb(std::string(n.info().name), origin(n));
@@ -998,27 +1068,35 @@ class Lowerer {
     loop_nest(kb, {ot.dims[0] * ot.dims[1]}, [&](const std::vector<E>& flat) {
       E h0 = f_sub(mul(kb.v(oh), int_(s[0])), int_(p[0])), w0 = f_sub(mul(kb.v(ow), int_(s[1])), int_(p[1]));
       E ih = add(h0, mul(kb.v(kh), int_(d[0]))), iw = add(w0, mul(kb.v(kw), int_(d[1])));
-      E ok = and_(in_range(ih, H), in_range(iw, W));
-      E v = ld(x, select(ok, add(mul(add(mul(flat[0], int_(H)), ih), int_(W)), iw), int_(0)));
-      std::vector<Stmt> inner;
-      if (is_max) inner = {assign(acc, select(ok, nan_max(kb.v(acc), v), kb.v(acc)))};
-      else inner = {assign(acc, f_add(kb.v(acc), select(ok, v, zero_of(dt)))),
-                    assign(count, f_add(kb.v(count), select(ok, fconst(1, dt), fconst(0, dt))))};
-      E result = kb.v(acc);
-      if (!is_max) {
-        E divisor = kb.v(count);
-        if (include_pad) {
-          // PyTorch: the window clipped to the padded input.
-          E hend = bin(Bin::min, add(h0, int_(k[0])), int_(H + p[0]));
-          E wend = bin(Bin::min, add(w0, int_(k[1])), int_(W + p[1]));
-          divisor = cast(mul(f_sub(hend, h0), f_sub(wend, w0)), dt);
+      E at = add(mul(add(mul(flat[0], int_(H)), ih), int_(W)), iw);
+      E out_at = add(mul(add(mul(flat[0], int_(w.OH)), kb.v(oh)), int_(w.OW)), kb.v(ow));
+      return over_windows(w, oh, ow, true, [&](bool checked) {
+        E ok = and_(in_range(ih, H), in_range(iw, W));
+        E v = ld(x, checked ? select(ok, at, int_(0)) : at);
+        E tap = is_max ? select(takes_over(v, kb.v(acc)), v, kb.v(acc)) : f_add(kb.v(acc), v);
+        bool counts = !is_max && checked && !include_pad;
+        std::vector<Stmt> inner = {assign(acc, checked ? select(ok, tap, kb.v(acc)) : tap)};
+        if (counts) inner.push_back(assign(count, f_add(kb.v(count), select(ok, fconst(1, dt), fconst(0, dt)))));
+        E result = kb.v(acc);
+        if (!is_max) {
+          // Inside the input the divisor is the kernel's size either way; PyTorch clips the
+          // window to the padded input when padding counts.
+          E divisor = fconst(static_cast<double>(k[0] * k[1]), dt);
+          if (counts) {
+            divisor = kb.v(count);
+          } else if (checked) {
+            E hend = bin(Bin::min, add(h0, int_(k[0])), int_(H + p[0]));
+            E wend = bin(Bin::min, add(w0, int_(k[1])), int_(W + p[1]));
+            divisor = cast(mul(f_sub(hend, h0), f_sub(wend, w0)), dt);
+          }
+          result = f_div(result, divisor);
         }
-        result = f_div(result, divisor);
-      }
-      std::vector<Stmt> pixel = {assign(acc, fconst(is_max ? -kInf : 0, dt)), assign(count, fconst(0, dt)),
-                                 for_(kh, 0, k[0], {for_(kw, 0, k[1], inner)}),
-                                 store(out, add(mul(add(mul(flat[0], int_(OH)), kb.v(oh)), int_(OW)), kb.v(ow)), result)};
-      return std::vector<Stmt>{for_(oh, 0, OH, {for_(ow, 0, OW, pixel)})};
+        std::vector<Stmt> pixel = {assign(acc, fconst(is_max ? -kInf : 0, dt))};
+        if (counts) pixel.push_back(assign(count, fconst(0, dt)));
+        pixel.push_back(for_(kh, 0, k[0], {for_(kw, 0, k[1], inner)}));
+        pixel.push_back(store(out, out_at, result));
+        return pixel;
+      });
     }, 4);
     emit(std::move(kb));
   }
