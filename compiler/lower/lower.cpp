@@ -369,6 +369,7 @@ class Lowerer {
       case Op::sum: case Op::mean: case Op::max: case Op::argmax: case Op::reshape: case Op::flatten: case Op::transpose:
       case Op::l1_penalty: case Op::l2_penalty: case Op::mse: case Op::huber: case Op::bce_with_logits:
         return true;
+      case Op::max_pool2d_grad: return v == consumer.operands[1] && v != consumer.operands[0];  // dy, once a window
       default: return false;
     }
   }
@@ -606,6 +607,7 @@ class Lowerer {
       case Op::conv_transpose2d: return conv_transpose2d(n, xs, out);
       case Op::max_pool2d:
       case Op::avg_pool2d: return pool2d(n, xs[0], out);
+      case Op::max_pool2d_grad: return max_pool2d_grad(n, xs[0], xs[1], out);
       case Op::global_avg_pool: return global_avg_pool(n, xs[0], out);
       case Op::batch_norm: return batch_norm(n, xs);
       case Op::layer_norm: return layer_norm(n, xs, out);
@@ -1050,8 +1052,8 @@ class Lowerer {
     return stmts;
   }
 
-  // Greater or NaN: the value max_pool2d keeps (PyTorch's rule, which also picks its index).
-  // As a compare and a blend it vectorizes, where llvm.maximum's expansion does not.
+  // Greater or NaN: the value max_pool2d keeps and the tap max_pool2d_grad picks (PyTorch's
+  // rule). As a compare and a blend it vectorizes, where llvm.maximum's expansion does not.
   static E takes_over(E v, E best) { return bin(Bin::or_, gt(v, best), bin(Bin::ne, v, v)); }
 
   void pool2d(const Node& n, int x, int out) {
@@ -1098,6 +1100,74 @@ class Lowerer {
         return pixel;
       });
     }, 4);
+    emit(std::move(kb));
+  }
+
+  // Per plane: each window's dy goes to the tap max_pool2d took its value from (window_max_at
+  // in ir/reference.cpp). The tap is found as a float index and every tap of the window then
+  // stores dy or 0 by a compare, so no address or branch depends on the data: a scatter to
+  // the found position makes x86 branch on every compare, and mispredict half of them. Where
+  // windows are disjoint the taps' stores are plain (after zeroing the plane, unless the
+  // windows tile it) and the rows vectorize; where they overlap, the taps add.
+  void max_pool2d_grad(const Node& n, int x, int dy, int out) {
+    const Type xt = B(x).type, dyt = B(dy).type;
+    PoolWindows w = pool_windows(n, xt.dims, dyt.dims);
+    int64_t H = w.H, W = w.W;
+    const Ints &k = w.k, &s = w.s, &p = w.p, &d = w.d;
+    DType dt = xt.dtype;
+    bool disjoint = true, tiled = true;
+    for (int i = 0; i < 2; ++i) {
+      disjoint = disjoint && s[i] >= d[i] * (k[i] - 1) + 1;
+      tiled = tiled && p[i] == 0 && s[i] == k[i] && (d[i] == 1 || k[i] == 1) && (i == 0 ? w.OH * s[0] == H : w.OW * s[1] == W);
+    }
+    // The tap index as a float of the data's width: its lanes line up with the data's when
+    // vectorized. f32 counts exactly to 2^24 taps.
+    DType index_type = k[0] * k[1] <= (int64_t{1} << 24) ? dt : DType::f64;
+    KernelBuilder kb("max_pool2d_grad", origin(n));
+    int q = kb.new_var("q"), oh = kb.new_var("oh"), ow = kb.new_var("ow"), kh = kb.new_var("kh"), kw = kb.new_var("kw");
+    int best = kb.new_var("best", dt), tap = kb.new_var("tap", index_type);
+    int value = kb.new_var("value", dt), takes = kb.new_var("takes", DType::b8), grad = kb.new_var("grad", dt);
+    loop_nest(kb, {xt.dims[0] * xt.dims[1]}, [&](const std::vector<E>& plane) {
+      E in_plane = mul(plane[0], int_(H * W));
+      E h0 = f_sub(mul(kb.v(oh), int_(s[0])), int_(p[0])), w0 = f_sub(mul(kb.v(ow), int_(s[1])), int_(p[1]));
+      E ih = add(h0, mul(kb.v(kh), int_(d[0]))), iw = add(w0, mul(kb.v(kw), int_(d[1])));
+      E at = add(mul(ih, int_(W)), iw), this_tap = cast(add(mul(kb.v(kh), int_(k[1])), kb.v(kw)), index_type);
+      E g = kb.v(grad);
+      std::vector<Stmt> body;
+      if (!tiled) body.push_back(for_(q, 0, H * W, {store(out, add(in_plane, kb.v(q)), zero_of(dt))}));
+      for (Stmt& st : over_windows(w, oh, ow, disjoint, [&](bool checked) {
+             E ok = and_(in_range(ih, H), in_range(iw, W));
+             E v = kb.v(value);
+             // A checked window starts with no tap (-1): its first one inside takes it.
+             E take = checked ? and_(ok, bin(Bin::or_, lt(kb.v(tap), fconst(0, index_type)), takes_over(v, kb.v(best))))
+                              : takes_over(v, kb.v(best));
+             E hit = bin(Bin::eq, kb.v(tap), this_tap);
+             Stmt give;
+             if (checked) {
+               // Taps outside the input add zero to the plane's first element instead.
+               E to = add(in_plane, select(ok, at, int_(0)));
+               give = store(out, to, f_add(ld(out, to), select(and_(ok, hit), g, zero_of(dt))));
+             } else if (disjoint) {
+               give = store(out, add(in_plane, at), select(hit, g, zero_of(dt)));
+             } else {
+               E to = add(in_plane, at);
+               give = store(out, to, f_add(ld(out, to), select(hit, g, zero_of(dt))));
+             }
+             return std::vector<Stmt>{
+                 assign(best, fconst(-kInf, dt)),
+                 assign(tap, fconst(checked ? -1 : 0, index_type)),
+                 for_(kh, 0, k[0], {for_(kw, 0, k[1], {assign(value, ld(x, add(in_plane, checked ? select(ok, at, int_(0)) : at))),
+                                                       assign(takes, take),
+                                                       assign(tap, select(kb.v(takes), this_tap, kb.v(tap))),
+                                                       assign(best, select(kb.v(takes), v, kb.v(best)))})}),
+                 assign(grad, ld(dy, add(mul(add(mul(plane[0], int_(w.OH)), kb.v(oh)), int_(w.OW)), kb.v(ow)))),
+                 for_(kh, 0, k[0], {for_(kw, 0, k[1], {give})})};
+           }))
+        body.push_back(std::move(st));
+      return body;
+    }, 0);
+    kb.k.grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(1, H * W));
+    kb.k.parallel = kb.k.extent > kb.k.grain;
     emit(std::move(kb));
   }
 
