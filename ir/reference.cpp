@@ -310,38 +310,78 @@ RefTensor conv_transpose2d(const Node& n, const Operands& xs) {
   return r;
 }
 
+// A pooling node's window geometry: output (oh, ow) of a plane covers input rows
+// h0 + kh*d[0] and columns w0 + kw*d[1], h0 = oh*s[0] - p[0], w0 = ow*s[1] - p[1].
+struct PoolWindows {
+  int64_t H, W, OH, OW;
+  Ints k, s, p, d;
+  PoolWindows(const Node& n, const Type& in, const Dims& pooled)
+      : H(in.dims[2]), W(in.dims[3]), OH(pooled[2]), OW(pooled[3]), k(n.ints("kernel")),
+        s(n.ints("stride").empty() ? k : n.ints("stride")), p(n.ints("padding")),
+        d(n.info().attr_index("dilation") >= 0 ? n.ints("dilation") : Ints{1, 1}) {}
+};
+
+// Where in `plane` (H x W) the max of window (oh, ow) is: PyTorch's max_pool2d index, the
+// first maximum in (kh, kw) order, except that every NaN takes over (so the last NaN); the
+// first position inside the input when nothing beats -inf. Padding is never the answer.
+int64_t window_max_at(const PoolWindows& w, const double* plane, int64_t oh, int64_t ow) {
+  int64_t h0 = oh * w.s[0] - w.p[0], w0 = ow * w.s[1] - w.p[1], at = -1;
+  double best = -kInf;
+  for (int64_t kh = 0; kh < w.k[0]; ++kh)
+    for (int64_t kw = 0; kw < w.k[1]; ++kw) {
+      int64_t ih = h0 + kh * w.d[0], iw = w0 + kw * w.d[1];
+      if (ih < 0 || ih >= w.H || iw < 0 || iw >= w.W) continue;
+      double v = plane[ih * w.W + iw];
+      if (at < 0 || std::isnan(v) || v > best) best = v, at = ih * w.W + iw;
+    }
+  return at;
+}
+
 RefTensor pool2d(const Node& n, const RefTensor& x) {
   const Type& out = n.result()->type;
   bool is_max = n.op == Op::max_pool2d;
-  int64_t N = x.type.dims[0], C = x.type.dims[1], H = x.type.dims[2], W = x.type.dims[3];
-  int64_t OH = out.dims[2], OW = out.dims[3];
-  const Ints& k = n.ints("kernel");
-  Ints s = n.ints("stride").empty() ? k : n.ints("stride");
-  const Ints& p = n.ints("padding");
-  Ints d = is_max ? n.ints("dilation") : Ints{1, 1};
+  PoolWindows w(n, x.type, out.dims);
+  int64_t N = x.type.dims[0], C = x.type.dims[1], H = w.H, W = w.W;
+  const Ints &k = w.k, &p = w.p;
   bool include_pad = !is_max && n.b("count_include_pad");
   RefTensor r = RefTensor::filled(out, 0);
   for (int64_t b = 0; b < N * C; ++b)
-    for (int64_t oh = 0; oh < OH; ++oh)
-      for (int64_t ow = 0; ow < OW; ++ow) {
-        double acc = is_max ? -kInf : 0;
+    for (int64_t oh = 0; oh < w.OH; ++oh)
+      for (int64_t ow = 0; ow < w.OW; ++ow) {
+        double& result = r.data[(b * w.OH + oh) * w.OW + ow];
+        const double* plane = x.data.data() + b * H * W;
+        if (is_max) {
+          result = plane[window_max_at(w, plane, oh, ow)];
+          continue;
+        }
+        double acc = 0;
         int64_t count = 0;
-        int64_t h0 = oh * s[0] - p[0], w0 = ow * s[1] - p[1];
+        int64_t h0 = oh * w.s[0] - p[0], w0 = ow * w.s[1] - p[1];
         for (int64_t kh = 0; kh < k[0]; ++kh)
           for (int64_t kw = 0; kw < k[1]; ++kw) {
-            int64_t ih = h0 + kh * d[0], iw = w0 + kw * d[1];
+            int64_t ih = h0 + kh, iw = w0 + kw;
             if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
-            double v = x.data[(b * H + ih) * W + iw];
-            acc = is_max ? (std::isnan(v) || v > acc ? v : acc) : acc + v;
+            acc += plane[ih * W + iw];
             ++count;
           }
-        if (!is_max) {
-          // PyTorch divides by the window clipped to the padded input when padding counts.
-          int64_t hend = std::min(h0 + k[0], H + p[0]), wend = std::min(w0 + k[1], W + p[1]);
-          int64_t padded = (hend - h0) * (wend - w0);
-          acc /= static_cast<double>(include_pad ? padded : count);
-        }
-        r.data[(b * OH + oh) * OW + ow] = acc;
+        // PyTorch divides by the window clipped to the padded input when padding counts.
+        int64_t hend = std::min(h0 + k[0], H + p[0]), wend = std::min(w0 + k[1], W + p[1]);
+        int64_t padded = (hend - h0) * (wend - w0);
+        result = acc / static_cast<double>(include_pad ? padded : count);
+      }
+  return r;
+}
+
+// Each window's gradient goes to where max_pool2d took its value; overlapping windows add up.
+RefTensor max_pool2d_grad(const Node& n, const RefTensor& x, const RefTensor& dy) {
+  PoolWindows w(n, x.type, dy.type.dims);
+  int64_t planes = x.type.dims[0] * x.type.dims[1];
+  RefTensor r = RefTensor::filled(x.type, 0);
+  for (int64_t b = 0; b < planes; ++b)
+    for (int64_t oh = 0; oh < w.OH; ++oh)
+      for (int64_t ow = 0; ow < w.OW; ++ow) {
+        int64_t at = window_max_at(w, x.data.data() + b * w.H * w.W, oh, ow);
+        r.data[b * w.H * w.W + at] += dy.data[(b * w.OH + oh) * w.OW + ow];
       }
   return r;
 }
@@ -674,6 +714,7 @@ std::vector<RefTensor> evaluate(const Node& n, const Operands& xs) {
     case Op::conv2d_weight_grad: return {conv2d_weight_grad(n, xs)};
     case Op::max_pool2d:
     case Op::avg_pool2d: return {pool2d(n, *x)};
+    case Op::max_pool2d_grad: return {max_pool2d_grad(n, *x, *xs[1])};
     case Op::global_avg_pool: {
       int64_t hw = x->type.dims[2] * x->type.dims[3];
       RefTensor r = RefTensor::filled(out, 0);

@@ -402,8 +402,11 @@ std::string conv_transpose2d(ShapeCtx& c) {
   return conv_common(c, true);
 }
 
-std::string pool2d(ShapeCtx& c) {
-  const Type& x = c.operands[0];
+namespace {
+
+// The result dims of pooling input `x` with the op's window attributes (PyTorch's
+// pooling_output_shape), or the reason there are none.
+std::string pooled_dims(ShapeCtx& c, const Type& x, Dims& out) {
   if (auto e = need_float(x, "input"); !e.empty()) return e;
   if (auto e = need_rank(x, 4, "input"); !e.empty()) return e;
   const Ints& kernel = c.ints("kernel");
@@ -414,14 +417,14 @@ std::string pool2d(ShapeCtx& c) {
   if (auto e = check_pair(stride, "stride", 1); !e.empty()) return e;
   if (auto e = check_pair(pad, "padding", 0); !e.empty()) return e;
   if (auto e = check_pair(dil, "dilation", 1); !e.empty()) return e;
-  Dims out{x.dims[0], x.dims[1], 0, 0};
+  out = {x.dims[0], x.dims[1], 0, 0};
   for (int i = 0; i < 2; ++i) {
     if (static_cast<__int128>(pad[i]) * 2 > kernel[i])
       return fmt::format("padding {} must be at most half the kernel {}", pad[i], kernel[i]);
     __int128 in = x.dims[2 + i], span = static_cast<__int128>(dil[i]) * (kernel[i] - 1) + 1;
     __int128 padded = in + 2 * static_cast<__int128>(pad[i]);
-    // PyTorch's pooling_output_shape: floor division (a window may overhang the input only in
-    // ceil_mode), and the last window must start inside the input or the left padding.
+    // Floor division (a window may overhang the input only in ceil_mode), and the last window
+    // must start inside the input or the left padding.
     __int128 num = padded - span + (c.b("ceil_mode") ? stride[i] - 1 : 0);
     __int128 o = (num >= 0 ? num / stride[i] : -((-num + stride[i] - 1) / stride[i])) + 1;
     if (c.b("ceil_mode") && (o - 1) * stride[i] >= in + pad[i]) --o;
@@ -430,7 +433,28 @@ std::string pool2d(ShapeCtx& c) {
                          static_cast<int64_t>(std::min<__int128>(padded, INT64_MAX)), 2 + i);
     out[2 + i] = static_cast<int64_t>(o);
   }
+  return {};
+}
+
+}  // namespace
+
+std::string pool2d(ShapeCtx& c) {
+  const Type& x = c.operands[0];
+  Dims out;
+  if (auto e = pooled_dims(c, x, out); !e.empty()) return e;
   c.results.push_back({x.dtype, out});
+  return {};
+}
+
+std::string max_pool2d_grad(ShapeCtx& c) {
+  const Type &x = c.operands[0], &dy = c.operands[1];
+  Dims pooled;
+  if (auto e = pooled_dims(c, x, pooled); !e.empty()) return e;
+  if (auto e = same_dtype(x, dy); !e.empty()) return e;
+  if (dy.dims != pooled)
+    return fmt::format("the gradient {} does not match the pool's result {} for input {}", t(dy),
+                       t({x.dtype, pooled}), t(x));
+  c.results.push_back(x);
   return {};
 }
 

@@ -296,16 +296,19 @@ Grads conv_transpose2d_(GradCtx& c) {
 // every output position, the input element at that offset of its window.
 struct Window {
   Ints k, s, p, d;
+  Dims in, out;  // the pool's input and result dims
   Dims padded;   // input dims after padding (and ceil_mode's overhang)
   Ints pads;     // the pad op's pads
 };
-Window window_of(const Node& n) {
+// `in`, `out`: the pooling's input and result dims (for max_pool2d_grad, x's and dy's).
+Window window_of(const Node& n, const Dims& in, const Dims& out) {
   Window w;
   w.k = n.ints("kernel");
   w.s = n.ints("stride").empty() ? w.k : n.ints("stride");
   w.p = n.ints("padding");
-  w.d = n.op == Op::max_pool2d ? n.ints("dilation") : Ints{1, 1};
-  const Dims &in = dims(n.operands[0]), &out = dims(n.result());
+  w.d = n.info().attr_index("dilation") >= 0 ? n.ints("dilation") : Ints{1, 1};
+  w.in = in;
+  w.out = out;
   w.padded = in;
   w.pads.assign(8, 0);
   for (int i = 0; i < 2; ++i) {
@@ -317,17 +320,15 @@ Window window_of(const Node& n) {
   }
   return w;
 }
-Value* pad_input(GradCtx& c, const Window& w, double value) {
-  bool any = false;
-  for (int64_t p : w.pads) any = any || p;
-  return any ? c.b.pad({c.x()}, {{"pads", w.pads}, {"value", value}}) : c.x();
+// `v` (of the input's dims) padded to the window's extent with `value`.
+Value* pad_input(GradCtx& c, const Window& w, Value* v, double value) {
+  return w.padded == w.in ? v : c.b.pad({v}, {{"pads", w.pads}, {"value", value}});
 }
-Value* view(GradCtx& c, const Window& w, Value* xp, int64_t kh, int64_t kw) {
-  const Dims& out = dims(c.y());
+Value* view(GradCtx& c, const Window& w, Value* padded, int64_t kh, int64_t kw) {
   Ints st{kh * w.d[0], kw * w.d[1]};
-  return c.b.slice({xp}, {{"axes", Ints{2, 3}}, {"starts", st},
-                          {"ends", Ints{st[0] + (out[2] - 1) * w.s[0] + 1, st[1] + (out[3] - 1) * w.s[1] + 1}},
-                          {"steps", Ints{w.s[0], w.s[1]}}});
+  return c.b.slice({padded}, {{"axes", Ints{2, 3}}, {"starts", st},
+                              {"ends", Ints{st[0] + (w.out[2] - 1) * w.s[0] + 1, st[1] + (w.out[3] - 1) * w.s[1] + 1}},
+                              {"steps", Ints{w.s[0], w.s[1]}}});
 }
 // Sums the views' gradients back into the input (the adjoint of view, then of the padding).
 Value* unview(GradCtx& c, const Window& w, Value* acc, Value* g, int64_t kh, int64_t kw) {
@@ -335,26 +336,55 @@ Value* unview(GradCtx& c, const Window& w, Value* acc, Value* g, int64_t kh, int
   return add_opt(c, acc, back);
 }
 Value* unpad_input(GradCtx& c, const Window& w, Value* g) {
-  const Dims& in = dims(c.x());
-  return dims(g) == in ? g : slice(c, g, {2, 3}, {w.pads[4], w.pads[6]}, {w.pads[4] + in[2], w.pads[6] + in[3]});
+  return dims(g) == w.in ? g : slice(c, g, {2, 3}, {w.pads[4], w.pads[6]}, {w.pads[4] + w.in[2], w.pads[6] + w.in[3]});
 }
-// The gradient goes to the first maximum of each window (PyTorch's max_pool2d index).
-Grads max_pool2d_(GradCtx& c) {
-  Window w = window_of(c.n);
-  Value* xp = pad_input(c, w, -INFINITY);
-  Value *taken = nullptr, *acc = nullptr, *g = c.dy[0];
+// Where max_pool2d_grad sends each window's gradient, as a 0/1 mask of the result's shape per
+// tap (kh, kw), row-major: the first tap equal to the max; for a NaN max, the last NaN tap
+// (window_max_at in ir/reference.cpp). Taps in the padding never hit, even when the window's
+// inputs are all -inf.
+std::vector<Value*> first_max_hits(GradCtx& c, const Window& w, Value* x) {
+  Value* y = c.b.max_pool2d({x}, same_attrs(c.n));
+  Value* xp = pad_input(c, w, x, -INFINITY);
+  Value* inside = w.padded == w.in ? nullptr : pad_input(c, w, c.b.constant(x->type, {1.0}), 0.0);
+  std::vector<Value*> views, hits;
+  Value* taken = nullptr;
   for (int64_t kh = 0; kh < w.k[0]; ++kh)
     for (int64_t kw = 0; kw < w.k[1]; ++kw) {
-      Value* hit = to_float(c, c.b.eq({view(c, w, xp, kh, kw), c.y()}), dt(g));
-      if (taken) hit = mul(c, hit, sub(c, k(c, 1, g), taken));
+      views.push_back(view(c, w, xp, kh, kw));
+      Value* hit = to_float(c, c.b.eq({views.back(), y}), dt(x));
+      if (inside) hit = mul(c, hit, view(c, w, inside, kh, kw));
+      if (taken) hit = mul(c, hit, sub(c, k(c, 1, x), taken));
       taken = add_opt(c, taken, hit);
-      acc = unview(c, w, acc, mul(c, hit, g), kh, kw);
+      hits.push_back(hit);
     }
-  return {unpad_input(c, w, acc)};
+  // A NaN max equals no tap above, so its window has no hit yet.
+  Value* nan_taken = nullptr;
+  for (size_t t = views.size(); t-- > 0;) {
+    Value* nan = sub(c, k(c, 1, x), to_float(c, c.b.eq({views[t], views[t]}), dt(x)));
+    if (nan_taken) nan = mul(c, nan, sub(c, k(c, 1, x), nan_taken));
+    nan_taken = add_opt(c, nan_taken, nan);
+    hits[t] = add(c, hits[t], nan);
+  }
+  return hits;
+}
+// The gradient goes to the first maximum of each window (PyTorch's max_pool2d index).
+Grads max_pool2d_(GradCtx& c) { return {c.b.max_pool2d_grad({c.x(), c.dy[0]}, same_attrs(c.n))}; }
+// Piecewise constant in x (no gradient); linear in dy: each window takes the upstream
+// gradient at the tap its dy went to.
+Grads max_pool2d_grad_(GradCtx& c) {
+  Grads r(2, nullptr);
+  if (!c.wants[1]) return r;
+  Window w = window_of(c.n, dims(c.x(0)), dims(c.x(1)));
+  std::vector<Value*> hits = first_max_hits(c, w, c.x(0));
+  Value* up = pad_input(c, w, c.dy[0], 0.0);
+  for (int64_t kh = 0; kh < w.k[0]; ++kh)
+    for (int64_t kw = 0; kw < w.k[1]; ++kw)
+      r[1] = add_opt(c, r[1], mul(c, hits[static_cast<size_t>(kh * w.k[1] + kw)], view(c, w, up, kh, kw)));
+  return r;
 }
 // Each output is the window's sum over a divisor fixed by its position (see ir/reference.cpp).
 Grads avg_pool2d_(GradCtx& c) {
-  Window w = window_of(c.n);
+  Window w = window_of(c.n, dims(c.x()), dims(c.y()));
   const Dims &in = dims(c.x()), &out = dims(c.y());
   bool include_pad = c.n.b("count_include_pad");
   Floats inv;
@@ -593,8 +623,9 @@ const Entry kRules[] = {
     {Op::maximum, maximum_}, {Op::minimum, minimum_}, {Op::select, select_},
     {Op::sum, sum_}, {Op::mean, mean_}, {Op::max, max_},
     {Op::matmul, matmul_},
-    {Op::conv2d, conv2d_}, {Op::conv_transpose2d, conv_transpose2d_}, {Op::conv2d_weight_grad, conv2d_weight_grad_}, {Op::max_pool2d, max_pool2d_},
-    {Op::avg_pool2d, avg_pool2d_}, {Op::global_avg_pool, global_avg_pool_}, {Op::batch_norm, batch_norm_},
+    {Op::conv2d, conv2d_}, {Op::conv_transpose2d, conv_transpose2d_}, {Op::conv2d_weight_grad, conv2d_weight_grad_},
+    {Op::max_pool2d, max_pool2d_}, {Op::max_pool2d_grad, max_pool2d_grad_}, {Op::avg_pool2d, avg_pool2d_},
+    {Op::global_avg_pool, global_avg_pool_}, {Op::batch_norm, batch_norm_},
     {Op::layer_norm, layer_norm_}, {Op::dropout, dropout_}, {Op::softmax, softmax_},
     {Op::log_softmax, log_softmax_}, {Op::embedding, embedding_},
     {Op::reshape, reshape_}, {Op::transpose, transpose_}, {Op::broadcast_to, broadcast_to_},

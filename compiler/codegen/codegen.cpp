@@ -171,7 +171,7 @@ class Codegen {
     };
     std::function<void(const Stmt&)> stmt = [&](const Stmt& st) {
       ids.clear();
-      key += fmt::format("[{} {} {} {} {}", static_cast<int>(st.kind), st.var, st.begin, st.end, st.code);
+      key += fmt::format("[{} {} {} {} {}{}", static_cast<int>(st.kind), st.var, st.begin, st.end, st.code, st.vectorize ? " v" : "");
       if (st.kind == SK::Store) key += fmt::format(" s{}", slot(st.buffer));
       if (st.index) expr(st.index);
       if (st.value) expr(st.value);
@@ -310,7 +310,7 @@ class Codegen {
       if (g.row_block) {
         // for p in [lo, hi): the block's rows, then the body for p (while they are in cache)
         llvm::Value* rb = b_.getInt64(g.row_block);
-        emit_loop(0, f->getArg(1), f->getArg(2), k.body, [&](llvm::Value* p) {
+        emit_loop(0, f->getArg(1), f->getArg(2), k.body, false, [&](llvm::Value* p) {
           llvm::Value* first = b_.CreateMul(p, rb);
           call(first, b_.CreateAdd(first, rb));
         });
@@ -325,7 +325,7 @@ class Codegen {
     return f;
   }
 
-  void emit_loop(int var, llvm::Value* begin, llvm::Value* end, const std::vector<Stmt>& body,
+  void emit_loop(int var, llvm::Value* begin, llvm::Value* end, const std::vector<Stmt>& body, bool vectorize = false,
                  const std::function<void(llvm::Value*)>& prefix = nullptr) {
     llvm::Function* f = b_.GetInsertBlock()->getParent();
     auto* header = llvm::BasicBlock::Create(ctx_, "loop", f);
@@ -341,14 +341,28 @@ class Codegen {
     for (const auto& s : body) stmt(s);
     llvm::Value* next = b_.CreateAdd(b_.CreateLoad(i64_, vars_[var]), b_.getInt64(1), "", true, true);
     b_.CreateStore(next, vars_[var]);
-    b_.CreateBr(header);
+    llvm::BranchInst* latch = b_.CreateBr(header);
+    if (vectorize) latch->setMetadata(llvm::LLVMContext::MD_loop, vectorize_hint());
     b_.SetInsertPoint(exit);
+  }
+
+  // Loop metadata as clang's `#pragma clang loop vectorize(enable) unroll(disable)`: the
+  // vectorizer takes the loop however short, and the full unroller leaves it to it.
+  llvm::MDNode* vectorize_hint() {
+    llvm::Metadata* enable[] = {llvm::MDString::get(ctx_, "llvm.loop.vectorize.enable"),
+                                llvm::ConstantAsMetadata::get(b_.getTrue())};
+    llvm::Metadata* no_unroll[] = {llvm::MDString::get(ctx_, "llvm.loop.unroll.disable")};
+    auto self = llvm::MDNode::getTemporary(ctx_, {});
+    llvm::Metadata* parts[] = {self.get(), llvm::MDNode::get(ctx_, enable), llvm::MDNode::get(ctx_, no_unroll)};
+    llvm::MDNode* id = llvm::MDNode::getDistinct(ctx_, parts);
+    id->replaceOperandWith(0, id);
+    return id;
   }
 
   void stmt(const Stmt& s) {
     memo_.clear();
     switch (s.kind) {
-      case SK::For: emit_loop(s.var, b_.getInt64(s.begin), b_.getInt64(s.end), s.body); break;
+      case SK::For: emit_loop(s.var, b_.getInt64(s.begin), b_.getInt64(s.end), s.body, s.vectorize); break;
       case SK::Store: {
         DType t = p_.buffers[s.buffer].type.dtype;
         llvm::Value* v = expr(s.value);

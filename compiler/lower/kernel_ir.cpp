@@ -84,6 +84,11 @@ E mul(E a, E b) { return bin(Bin::mul, std::move(a), std::move(b)); }
 Stmt for_(int v, int64_t begin, int64_t end, std::vector<Stmt> body) {
   return {.kind = SK::For, .var = v, .begin = begin, .end = end, .body = std::move(body), .index = {}, .value = {}};
 }
+Stmt vectorized_for(int v, int64_t begin, int64_t end, std::vector<Stmt> body) {
+  Stmt s = for_(v, begin, end, std::move(body));
+  s.vectorize = true;
+  return s;
+}
 Stmt store(int buffer, E index, E value) {
   return {.kind = SK::Store, .body = {}, .buffer = buffer, .index = std::move(index), .value = std::move(value)};
 }
@@ -168,7 +173,7 @@ struct Printer {
     if (s.value) bind(s.value, uses, pad, out);
     switch (s.kind) {
       case SK::For:
-        out += fmt::format("{}for {} in {}..{} {{\n", pad, k.vars[s.var].name, s.begin, s.end);
+        out += fmt::format("{}for {} in {}..{}{} {{\n", pad, k.vars[s.var].name, s.begin, s.end, s.vectorize ? " vectorized" : "");
         for (const auto& b : s.body) stmt(b, depth + 1, out);
         out += pad + "}\n";
         break;

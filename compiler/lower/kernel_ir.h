@@ -64,9 +64,14 @@ struct Stmt {
   int buffer = -1;             ///< Store
   E index, value;              ///< Store: buffer[index] = value; Assign: var = value; Check: index = condition, value = reported
   int code = 0;                ///< Check
+  /// For: short, independent iterations with strided accesses (the windows of a pooling
+  /// row): codegen has LLVM vectorize the loop as it is, which it would otherwise unroll
+  /// away or find too short. Only where vectorizing is legal, or LLVM warns.
+  bool vectorize = false;
 };
 
 Stmt for_(int var, int64_t begin, int64_t end, std::vector<Stmt> body);
+Stmt vectorized_for(int var, int64_t begin, int64_t end, std::vector<Stmt> body);
 Stmt store(int buffer, E index, E value);
 Stmt assign(int var, E value);
 Stmt check(E condition, E value, int code);

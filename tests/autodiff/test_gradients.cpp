@@ -206,6 +206,22 @@ std::vector<Case> pool(Op op, Rng& r) {
   return cs;
 }
 
+// x and dy of a random max pool (the pool's cases, dy of its result's shape): dy's gradient
+// is linear, x's zero.
+std::vector<Case> pool_grad(Op op, Rng& r) {
+  std::vector<Case> cs;
+  for (Case c : pool(Op::max_pool2d, r)) {
+    Graph g("pooled");
+    Builder b(g);
+    auto pooled = b.try_create(Op::max_pool2d, {b.input("x", c.operands[0].type)}, c.attrs);
+    if (!pooled.error.empty()) continue;
+    c.op = op;
+    c.operands.push_back(F(pooled.values[0]->type.dims));
+    cs.push_back(c);
+  }
+  return cs;
+}
+
 std::vector<Case> global_pool(Op op, Rng& r) {
   return {{op, {F({2, 3, 4, 5})}, {}}, {op, {F(rand_dims(r, 4))}, {}}};
 }
@@ -375,6 +391,7 @@ Gens generator(Op op) {
     case Op::conv2d: case Op::conv_transpose2d: return conv;
     case Op::conv2d_weight_grad: return weight_grad_cases;
     case Op::max_pool2d: case Op::avg_pool2d: return pool;
+    case Op::max_pool2d_grad: return pool_grad;
     case Op::global_avg_pool: return global_pool;
     case Op::batch_norm: return batch_norm_cases;
     case Op::layer_norm: return layer_norm_cases;

@@ -119,6 +119,29 @@ TEST_CASE("ties: maximum splits in halves, max shares equally, max_pool2d picks 
   CHECK(grad_of(*ad, feeds, "x") == std::vector<double>{0, 1, 0, 0});
 }
 
+TEST_CASE("max_pool2d_grad's gradient in dy takes each window's tap: ties, NaN, -inf, padding, overlap", "[autodiff]") {
+  // Windows over the padding hold only -inf (the first tap inside takes), NaNs (the last
+  // NaN takes), or ties (the first takes); stride 1 makes them overlap. The loss is linear in
+  // dy and finite, so finite differences are exact even with NaN in x.
+  auto g = parse(R"(graph g {
+  %x: f32[1,1,3,3] = constant(value=[-inf, -inf, 5, -inf, nan, 2, 1, nan, 2])
+  %dy: f32[1,1,4,4] = parameter()
+  %u: f32[1,1,3,3] = constant(value=[1, 2, 3, 4, 5, 6, 7, 8, 9])
+  %gx: f32[1,1,3,3] = max_pool2d_grad(%x, %dy, kernel=[2, 2], stride=[1, 1], padding=[1, 1])
+  %w: f32[1,1,3,3] = mul(%gx, %u)
+  %l: f32[] = sum(%w)
+  output loss = %l
+})");
+  auto ad = differentiate_ok(*g);
+  std::vector<double> dy(16);
+  for (size_t i = 0; i < dy.size(); ++i) dy[i] = 0.25 * static_cast<double>(i) - 1;
+  std::map<std::string, RefTensor> feeds{{"dy", tensor({1, 1, 4, 4}, dy)}};
+  check_fd(*g, *ad, feeds, {"dy"}, "max_pool2d_grad");
+  // u at each window's tap, row by row: windows (oh, ow) cover rows oh-1..oh, columns ow-1..ow.
+  CHECK(grad_of(*ad, feeds, "dy") == std::vector<double>{1, 1, 3, 3, 1, 5, 5, 3, 7, 8, 8, 6, 7, 8, 8, 9});
+  check_compiled(*ad, feeds, "max_pool2d_grad");
+}
+
 TEST_CASE("autodiff reports user errors as diagnostics", "[autodiff]") {
   auto g = parse(R"(graph g {
   %x: f32[3] = parameter()

@@ -159,6 +159,22 @@ Value* random_case(Gen& g, Builder& b, Op op, double& tol) {
       else a.emplace_back("count_include_pad", g.coin());
       return b.create(op, {g.tensor(b, f, {2, 3, g.pick(5, 9), g.pick(4, 8)})}, a)[0];
     }
+    case Op::max_pool2d_grad: {
+      // Windows that tile the input, are disjoint, overlap, or overhang it; rows as long as 40
+      // windows (vectorized with a remainder); integer values, so windows hold ties.
+      Ints k{g.pick(1, 3), g.pick(1, 3)};
+      Ints s = g.coin() ? k : Ints{g.pick(1, 3), g.pick(1, 3)};
+      NamedAttrs a = A({{"kernel", k}, {"stride", s}, {"padding", Ints{g.pick(0, k[0] / 2), g.pick(0, k[1] / 2)}},
+                        {"ceil_mode", g.coin()}, {"dilation", Ints{g.pick(1, 2), g.pick(1, 2)}}});
+      if (g.coin()) a[2].second = Ints{0, 0};
+      Dims xd{2, 3, g.pick(5, 12), g.pick(4, 40)};
+      Floats xv(static_cast<size_t>(*checked_numel(xd)));
+      for (auto& v : xv) v = static_cast<double>(g.pick(-2, 2));
+      Value* x = b.constant({f, xd}, xv);
+      auto pooled = b.try_create(Op::max_pool2d, {x}, a);
+      if (!pooled.error.empty()) return random_case(g, b, op, tol);  // a window larger than the input
+      return b.max_pool2d_grad({x, g.tensor(b, f, pooled.values[0]->type.dims)}, a);
+    }
     case Op::global_avg_pool: return b.global_avg_pool({g.tensor(b, f, {2, 3, g.dim(), g.dim()})});
     case Op::batch_norm: {
       Dims x{g.pick(2, 5), g.pick(1, 4), g.dim(), g.dim()};
@@ -286,4 +302,19 @@ TEST_CASE("every op compiles and matches the reference on random shapes and attr
     }
   }
   CHECK(cases >= 4 * 60);
+}
+
+TEST_CASE("pooling matches the reference on windows inside, across and around the border", "[codegen][random]") {
+  // The lowerings split each plane into windows needing bounds checks and windows inside the
+  // input; many random attributes reach every split (none inside, all inside, both).
+  Gen g{std::mt19937_64(7)};
+  for (Op op : {Op::max_pool2d, Op::avg_pool2d, Op::max_pool2d_grad})
+    for (int rep = 0; rep < 30; ++rep) {
+      Graph graph(fmt::format("{}_{}", op_info(op).name, rep));
+      Builder b(graph);
+      double tol = 0;
+      Value* out = random_case(g, b, op, tol);
+      b.output("out", out);
+      check_case(graph, tol);
+    }
 }

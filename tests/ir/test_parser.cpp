@@ -522,16 +522,25 @@ class RandomGraph {
         return;
       }
       case Op::max_pool2d:
+      case Op::max_pool2d_grad:
       case Op::avg_pool2d: {
-        Ints k = pair(1, 4), d = op == Op::max_pool2d ? pair(1, 2) : Ints{1, 1};
+        bool max = op != Op::avg_pool2d;
+        Ints k = pair(1, 4), d = max ? pair(1, 2) : Ints{1, 1};
         Ints p{between(0, k[0] / 2), between(0, k[1] / 2)};
         Dims in{between(1, 2), between(1, 3), 0, 0};
         for (int i = 0; i < 2; ++i) in[2 + i] = d[i] * (k[i] - 1) + 1 + between(0, 5);
         NamedAttrs a{{"kernel", k}, {"padding", p}, {"ceil_mode", coin()}};
         if (coin()) a.push_back({"stride", pair(1, 3)});
-        if (op == Op::max_pool2d) a.push_back({"dilation", d});
+        if (max) a.push_back({"dilation", d});
         else a.push_back({"count_include_pad", coin()});
-        one(op, {input({float_type(), in})}, a);
+        Value* x = input({float_type(), in});
+        if (op != Op::max_pool2d_grad) {
+          one(op, {x}, a);
+          return;
+        }
+        // dy: the pool's result itself, or another value of its type
+        Value* y = one(Op::max_pool2d, {x}, a);
+        one(op, {x, coin() ? y : input(y->type)}, a);
         return;
       }
       case Op::global_avg_pool: one(op, {float_value(4, 4)}); return;

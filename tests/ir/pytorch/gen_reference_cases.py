@@ -193,6 +193,42 @@ for red in ["mean", "sum", "none"]:
 case("l1_penalty", "l1_penalty", [p], {}, p.abs().sum())
 case("l2_penalty", "l2_penalty", [p], {}, (p * p).sum())
 
+
+
+# max_pool2d_grad(x, dy): PyTorch's gradient of max_pool2d, each window's dy added at its max's
+# index. Last, so that the cases above keep their random draws.
+def pool_grad_case(name, x, **kw):
+    x = x.detach().clone().requires_grad_(True)
+    y = F.max_pool2d(x, **kw)
+    dy = r(*y.shape)
+    y.backward(dy)
+    attrs = {"kernel": list(kw["kernel_size"])}
+    if "stride" in kw:
+        attrs["stride"] = list(kw["stride"])
+    for key in ["padding", "dilation"]:
+        if key in kw:
+            attrs[key] = list(kw[key])
+    if kw.get("ceil_mode"):
+        attrs["ceil_mode"] = True
+    case(f"max_pool2d_grad_{name}", "max_pool2d_grad", [x.detach(), dy], attrs, x.grad)
+
+
+pool_grad_case("plain", px, kernel_size=(2, 2))
+# integers in {0, 1, 2}: most windows hold ties, and the first maximum takes the gradient
+pool_grad_case("ties", torch.randint(0, 3, (2, 2, 6, 7)).double(), kernel_size=(2, 3), stride=(2, 2))
+nan = r(1, 2, 6, 6)
+nan[0, 0, 0, 0] = nan[0, 0, 1, 1] = nan[0, 1, 2, 3] = float("nan")  # two NaNs in a window: the last takes
+nan[0, 1, 4, 4] = float("inf")
+pool_grad_case("nan", nan, kernel_size=(2, 2))
+# stride below the kernel: windows overlap and their gradients add up
+pool_grad_case("overlap_pad_ceil", px, kernel_size=(3, 3), stride=(2, 2), padding=(1, 1), ceil_mode=True)
+pool_grad_case("overlap_stride1", torch.randint(0, 4, (1, 2, 5, 6)).double(), kernel_size=(2, 2), stride=(1, 1))
+pool_grad_case("dilation", px, kernel_size=(2, 3), stride=(1, 2), dilation=(2, 1))
+neg = torch.full((1, 1, 4, 5), float("-inf"), dtype=torch.float64)
+neg[0, 0, 3, 4] = 1.0
+# windows of -inf only, some over the padding: the first position inside takes the gradient
+pool_grad_case("neg_inf_padding", neg, kernel_size=(3, 2), stride=(1, 2), padding=(1, 1), ceil_mode=True)
+
 os.makedirs(OUT, exist_ok=True)
 for f in os.listdir(OUT):
     if f.endswith(".ir"):
