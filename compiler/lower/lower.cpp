@@ -656,6 +656,21 @@ class Lowerer {
     while (lead < rank && red[lead]) ++lead;
     bool leading_only = lead > 0 && std::none_of(red.begin() + static_cast<long>(lead), red.end(), [](bool r) { return r; });
     if (n.op != Op::argmax && leading_only && !kept.empty()) return reduce_leading(n, x, out, *checked_numel(reduced), *checked_numel(kept), dt);
+    // Neighbouring axes both reduced (or both kept) are one axis of the row-major input: the
+    // inner loop then runs over all of them (a bias gradient's 28 x 28 plane is one loop of
+    // 784, which LLVM vectorizes; two loops of 28 it left scalar).
+    Dims in_dims = xt.dims;
+    if (n.op != Op::argmax) {
+      Dims merged;
+      std::vector<bool> merged_red;
+      for (size_t d = 0; d < rank; ++d) {
+        if (!merged.empty() && merged_red.back() == red[d]) merged.back() *= xt.dims[d];
+        else merged.push_back(xt.dims[d]), merged_red.push_back(red[d]);
+      }
+      in_dims = merged, red = merged_red, rank = merged.size();
+      kept.clear(), reduced.clear();
+      for (size_t d = 0; d < rank; ++d) (red[d] ? reduced : kept).push_back(in_dims[d]);
+    }
     KernelBuilder kb(std::string(n.info().name), origin(n));
     int acc = kb.new_var("acc", dt);
     int best = n.op == Op::argmax ? kb.new_var("best", DType::i64) : -1;
@@ -666,7 +681,7 @@ class Lowerer {
       std::vector<E> full;
       size_t ki = 0, ri = 0;
       for (size_t d = 0; d < rank; ++d) full.push_back(red[d] ? kb.v(rvars[ri++]) : kidx[ki++]);
-      E value = cast(ld(x, offset(full, xt.dims)), dt);
+      E value = cast(ld(x, offset(full, in_dims)), dt);
       Stmt update;
       E init;
       if (n.op == Op::sum || n.op == Op::mean) {
