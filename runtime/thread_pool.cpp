@@ -100,6 +100,9 @@ class Pool {
     }
     cv_work_.notify_all();
     run_chunks(job);
+    // The workers' last chunks end about when ours do: poll before sleeping, since waking a
+    // sleeping thread costs tens of microseconds on a virtual machine (more than many kernels).
+    for (int s = 0; s < kSpin && active_.load(std::memory_order_acquire) != 0; ++s) cpu_relax();
     {
       // A worker that registered (active_ > 0) may still be in a chunk; one that has not yet
       // registered will find job_ cleared and skip this job, so `job` may die after this block.
@@ -111,9 +114,10 @@ class Pool {
   }
 
  private:
-  // About 50 microseconds of polling before sleeping: back-to-back kernels of one step then reuse
-  // awake workers, while an idle pool sleeps almost at once.
-  static constexpr int kSpin = 2000;
+  // About 200 microseconds of polling before sleeping (a pause takes 10-20 ns): back-to-back
+  // kernels of one step, with serial ones between them, then reuse awake workers, while an idle
+  // pool sleeps almost at once.
+  static constexpr int kSpin = 10000;
 
   void ensure_workers() {
     size_t want = static_cast<size_t>(num_threads() - 1);
@@ -156,11 +160,14 @@ class Pool {
       seen = gen_;
       Job* job = job_;
       if (job == nullptr) continue;
-      ++active_;
+      active_.fetch_add(1, std::memory_order_relaxed);
       lk.unlock();
       run_chunks(*job);
-      lk.lock();
-      if (--active_ == 0) cv_done_.notify_one();
+      // The caller polls active_ before it waits; notify under the lock so it cannot miss it.
+      if (active_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+        lk.lock();
+        cv_done_.notify_one();
+      }
     }
   }
 
@@ -171,7 +178,7 @@ class Pool {
   Job* job_ = nullptr;  // the running job, or null
   uint64_t gen_ = 0;    // bumped once per published job
   std::atomic<uint64_t> gen_atomic_{0};  // gen_, for spinning without the lock
-  int active_ = 0;      // workers inside the current job
+  std::atomic<int> active_{0};  // workers inside the current job (joins under mu_)
   bool stop_ = false;
 };
 

@@ -427,7 +427,7 @@ class Lowerer {
     // convolution's accumulator as it is stored. Their other operands must be ready when
     // the producer runs.
     for (const auto& n : g_->nodes) {
-      if (n->op != Op::matmul && n->op != Op::conv2d) continue;
+      if (n->op != Op::matmul && n->op != Op::conv2d && !(n->op == Op::max_pool2d_grad && pool_grad_tiles(*n))) continue;
       std::vector<const Node*> chain;
       const Value* carry = n->result();
       for (;;) {
@@ -847,6 +847,29 @@ class Lowerer {
   // value is masked by the test.
   static E in_range(E v, int64_t size) { return and_(ge(v, int_(0)), lt(v, int_(size))); }
 
+  // Writes the Hd x Wd plane of dst at dst_at: the H x W plane of src at src_at placed at
+  // (top, left), zeros around it (and everywhere where `valid`, when given, is false). Each
+  // region has static ranges, so every row is a plain loop LLVM vectorizes (one loop with a
+  // bounds test per element was a gather).
+  std::vector<Stmt> padded_plane(KernelBuilder& kb, int dst, E dst_at, int64_t Hd, int64_t Wd, int src, E src_at, int64_t H,
+                                 int64_t W, int64_t top, int64_t left, E valid = nullptr) {
+    int h = kb.new_var("h"), w = kb.new_var("w");
+    E zero = zero_of(DType::f32);
+    E at = add(dst_at, add(mul(kb.v(h), int_(Wd)), kb.v(w)));
+    int64_t bottom = std::min(Hd, top + H), right = std::min(Wd, left + W);
+    E from = add(src_at, add(mul(f_sub(kb.v(h), int_(top)), int_(W)), f_sub(kb.v(w), int_(left))));
+    E v = valid ? select(valid, ld(src, select(valid, from, int_(0))), zero) : ld(src, from);
+    std::vector<Stmt> row;
+    if (left > 0) row.push_back(for_(w, 0, left, {store(dst, at, zero)}));
+    row.push_back(for_(w, left, right, {store(dst, at, v)}));
+    if (right < Wd) row.push_back(for_(w, right, Wd, {store(dst, at, zero)}));
+    std::vector<Stmt> plane;
+    if (top > 0) plane.push_back(for_(h, 0, top, {for_(w, 0, Wd, {store(dst, at, zero)})}));
+    plane.push_back(for_(h, top, bottom, row));
+    if (bottom < Hd) plane.push_back(for_(h, bottom, Hd, {for_(w, 0, Wd, {store(dst, at, zero)})}));
+    return plane;
+  }
+
   // Convolution on the product's micro-kernel: out[b] (O x OH*OW) = w (O x C*KH*KW) times the
   // image's patches, gathered while packing (Gemm::Im2col). Bias and epilogue ride in the store.
   bool conv2d_gemm(const Node& n, const std::vector<int>& xs, int out) {
@@ -898,13 +921,8 @@ class Lowerer {
     if (p[0] || p[1]) {
       image = new_buffer(n.result()->name + ".padded", {DType::f32, {Bn, C, Hp, Wp}}, BufKind::Temp);
       KernelBuilder kp("conv2d_pad", origin(n));
-      int h = kp.new_var("h"), w = kp.new_var("w");
       loop_nest(kp, {Bn * C}, [&](const std::vector<E>& plane) {
-        E ih = f_sub(kp.v(h), int_(p[0])), iw = f_sub(kp.v(w), int_(p[1]));
-        E ok = and_(in_range(ih, H), in_range(iw, W));
-        E v = select(ok, ld(x_buf, select(ok, add(mul(add(mul(plane[0], int_(H)), ih), int_(W)), iw), int_(0))), zero_of(DType::f32));
-        E at = add(mul(add(mul(plane[0], int_(Hp)), kp.v(h)), int_(Wp)), kp.v(w));
-        return std::vector<Stmt>{for_(h, 0, Hp, {for_(w, 0, Wp, {store(image, at, v)})})};
+        return padded_plane(kp, image, mul(plane[0], int_(Hp * Wp)), Hp, Wp, x_buf, mul(plane[0], int_(H * W)), H, W, p[0], p[1]);
       }, std::max<int64_t>(1, 16384 / (Hp * Wp)));
       emit(std::move(kp));
     }
@@ -963,14 +981,10 @@ class Lowerer {
     {
       // Plane (c, image) of the copy, then each channel's overhang.
       KernelBuilder kp("conv2d_weight_grad_images", origin(n));
-      int h = kp.new_var("h"), w = kp.new_var("w");
       loop_nest(kp, {C, images}, [&](const std::vector<E>& i) {
-        E ih = f_sub(kp.v(h), int_(p[0])), iw = f_sub(kp.v(w), int_(p[1]));
-        E ok = and_(lt(i[1], int_(Bn)), and_(in_range(ih, H), in_range(iw, W)));
-        E src = add(mul(add(mul(add(mul(i[1], int_(C)), i[0]), int_(H)), ih), int_(W)), iw);
-        E v = select(ok, ld(x_buf, select(ok, src, int_(0))), zero_of(DType::f32));
-        E at = add(add(mul(i[0], int_(channel)), mul(i[1], int_(HW))), add(mul(kp.v(h), int_(Wp)), kp.v(w)));
-        return std::vector<Stmt>{for_(h, 0, Hp, {for_(w, 0, Wp, {store(image, at, v)})})};
+        E at = add(mul(i[0], int_(channel)), mul(i[1], int_(HW)));
+        return padded_plane(kp, image, at, Hp, Wp, x_buf, mul(add(mul(i[1], int_(C)), i[0]), int_(H * W)), H, W, p[0], p[1],
+                            lt(i[1], int_(Bn)));
       }, std::max<int64_t>(1, 16384 / HW));
       emit(std::move(kp));
       if (overhang) {
@@ -985,17 +999,12 @@ class Lowerer {
     }
     {
       KernelBuilder kp("conv2d_weight_grad_dy", origin(n));
-      int h = kp.new_var("h"), w = kp.new_var("w");
       // Plane (part, o, image within the part) of the grid.
       loop_nest(kp, {parts * O * per_part}, [&](const std::vector<E>& plane) {
         E part = bin(Bin::div, plane[0], int_(O * per_part)), rest = bin(Bin::rem, plane[0], int_(O * per_part));
         E o = bin(Bin::div, rest, int_(per_part)), b = add(mul(part, int_(per_part)), bin(Bin::rem, rest, int_(per_part)));
-        E ok = and_(lt(b, int_(Bn)), and_(lt(kp.v(h), int_(OH)), lt(kp.v(w), int_(OW))));
-        E src = add(mul(add(mul(add(mul(b, int_(O)), o), int_(OH)), kp.v(h)), int_(OW)), kp.v(w));
-        E v = select(ok, ld(g_buf, select(ok, src, int_(0))), zero_of(DType::f32));
-        E at = add(mul(add(mul(part, int_(O)), o), int_(K)), add(mul(bin(Bin::rem, rest, int_(per_part)), int_(HW)),
-                                                                 add(mul(kp.v(h), int_(Wp)), kp.v(w))));
-        return std::vector<Stmt>{for_(h, 0, Hp, {for_(w, 0, Wp, {store(grid, at, v)})})};
+        E at = add(mul(add(mul(part, int_(O)), o), int_(K)), mul(bin(Bin::rem, rest, int_(per_part)), int_(HW)));
+        return padded_plane(kp, grid, at, Hp, Wp, g_buf, mul(add(mul(b, int_(O)), o), int_(OH * OW)), OH, OW, 0, 0, lt(b, int_(Bn)));
       }, std::max<int64_t>(1, 16384 / HW));
       emit(std::move(kp));
     }
@@ -1150,11 +1159,8 @@ class Lowerer {
     if (Wf != W) {
       image = new_buffer(n.result()->name + ".widened", {DType::f32, {Bn, Ci, H, Wf}}, BufKind::Temp);
       KernelBuilder kw_("conv_transpose2d_widen", origin(n));
-      int h = kw_.new_var("h"), w = kw_.new_var("w");
       loop_nest(kw_, {Bn * Ci}, [&](const std::vector<E>& i) {
-        E ok = lt(kw_.v(w), int_(W));
-        E v = select(ok, ld(x_buf, select(ok, add(mul(add(mul(i[0], int_(H)), kw_.v(h)), int_(W)), kw_.v(w)), int_(0))), zero_of(DType::f32));
-        return std::vector<Stmt>{for_(h, 0, H, {for_(w, 0, Wf, {store(image, add(mul(add(mul(i[0], int_(H)), kw_.v(h)), int_(Wf)), kw_.v(w)), v)})})};
+        return padded_plane(kw_, image, mul(i[0], int_(H * Wf)), H, Wf, x_buf, mul(i[0], int_(H * W)), H, W, 0, 0);
       }, std::max<int64_t>(1, 16384 / (H * Wf)));
       emit(std::move(kw_));
     }
@@ -1351,17 +1357,25 @@ class Lowerer {
   // the found position makes x86 branch on every compare, and mispredict half of them. Where
   // windows are disjoint the taps' stores are plain (after zeroing the plane, unless the
   // windows tile it) and the rows vectorize; where they overlap, the taps add.
+  // Whether max_pool2d_grad's windows tile the input (no padding, no gaps, no overlap): every
+  // element is then stored exactly once, so elementwise consumers (relu's backward) can ride in
+  // the store as an epilogue.
+  static bool pool_grad_tiles(const Node& n) {
+    PoolWindows w = pool_windows(n, n.operands[0]->type.dims, n.operands[1]->type.dims);
+    bool tiled = true;
+    for (int i = 0; i < 2; ++i)
+      tiled = tiled && w.p[i] == 0 && w.s[i] == w.k[i] && (w.d[i] == 1 || w.k[i] == 1) && (i == 0 ? w.OH * w.s[0] == w.H : w.OW * w.s[1] == w.W);
+    return tiled;
+  }
+
   void max_pool2d_grad(const Node& n, int x, int dy, int out) {
     const Type xt = B(x).type, dyt = B(dy).type;
     PoolWindows w = pool_windows(n, xt.dims, dyt.dims);
     int64_t H = w.H, W = w.W;
     const Ints &k = w.k, &s = w.s, &p = w.p, &d = w.d;
     DType dt = xt.dtype;
-    bool disjoint = true, tiled = true;
-    for (int i = 0; i < 2; ++i) {
-      disjoint = disjoint && s[i] >= d[i] * (k[i] - 1) + 1;
-      tiled = tiled && p[i] == 0 && s[i] == k[i] && (d[i] == 1 || k[i] == 1) && (i == 0 ? w.OH * s[0] == H : w.OW * s[1] == W);
-    }
+    bool disjoint = true, tiled = pool_grad_tiles(n);
+    for (int i = 0; i < 2; ++i) disjoint = disjoint && s[i] >= d[i] * (k[i] - 1) + 1;
     // The tap index as a float of the data's width: its lanes line up with the data's when
     // vectorized. f32 counts exactly to 2^24 taps.
     DType index_type = k[0] * k[1] <= (int64_t{1} << 24) ? dt : DType::f64;
@@ -1390,7 +1404,8 @@ class Lowerer {
                E to = add(in_plane, select(ok, at, int_(0)));
                give = store(out, to, f_add(ld(out, to), select(and_(ok, hit), g, zero_of(dt))));
              } else if (disjoint) {
-               give = store(out, add(in_plane, at), select(hit, g, zero_of(dt)));
+               std::vector<E> idx = {bin(Bin::div, plane[0], int_(xt.dims[1])), bin(Bin::rem, plane[0], int_(xt.dims[1])), ih, iw};
+               give = store(out, add(in_plane, at), tiled ? epilogue(n, select(hit, g, zero_of(dt)), idx) : select(hit, g, zero_of(dt)));
              } else {
                E to = add(in_plane, at);
                give = store(out, to, f_add(ld(out, to), select(hit, g, zero_of(dt))));
