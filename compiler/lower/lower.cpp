@@ -1090,6 +1090,16 @@ class Lowerer {
     emit(std::move(kb));
   }
 
+  // A transposed convolution's columns: cols[b] (M = Co*KH*KW rows x N) = w^T times image b
+  // (Ci x N), one image a p (row_block), so the kernel's body adds them up while in cache.
+  static Gemm image_columns(int w_buf, int image, int cols, int64_t Bn, int64_t M, int64_t N, int64_t Ci) {
+    Gemm gm;
+    gm.a = w_buf, gm.b = image, gm.c = cols, gm.M = M, gm.N = N, gm.K = Ci, gm.ta = true, gm.row_block = M;
+    gm.a_offsets.assign(static_cast<size_t>(Bn), 0);
+    for (int64_t b = 0; b < Bn; ++b) gm.b_offsets.push_back(b * Ci * N);
+    return gm;
+  }
+
   // The transposed convolution as a product and a scatter, one image at a time (while its
   // columns are in cache): cols[b] (Co*KH*KW x H*W) = w^T (w is Ci x Co*KH*KW) times x[b]
   // (Ci x H*W) on the micro-kernel; then every output plane of the image adds the columns of
@@ -1103,12 +1113,8 @@ class Lowerer {
     const Ints &s = n.ints("stride"), &p = n.ints("padding"), &d = n.ints("dilation");
     if (s[0] == 1 && s[1] == 1) return conv_transpose2d_full(n, xs, out, x_buf, w_buf);
     int cols = new_buffer(n.result()->name + ".cols", {DType::f32, {Bn, M, N}}, BufKind::Temp);
-    Gemm gm;
-    gm.a = w_buf, gm.b = x_buf, gm.c = cols, gm.M = M, gm.N = N, gm.K = Ci, gm.ta = true, gm.row_block = M;
-    gm.a_offsets.assign(static_cast<size_t>(Bn), 0);
-    for (int64_t b = 0; b < Bn; ++b) gm.b_offsets.push_back(b * Ci * N);
     KernelBuilder kb("conv_transpose2d", origin(n));
-    kb.k.gemm = gm;
+    kb.k.gemm = image_columns(w_buf, x_buf, cols, Bn, M, N, Ci);
     int co = kb.new_var("co"), ih = kb.new_var("ih"), iw = kb.new_var("iw"), q = kb.new_var("q");
     // [lo, hi): the i in [0, size) with 0 <= i*stride - pad + tap*dil < out_size.
     auto landing = [](int64_t size, int64_t out_size, int64_t stride, int64_t pad, int64_t shift) {
@@ -1166,12 +1172,8 @@ class Lowerer {
     }
     int cols = new_buffer(n.result()->name + ".cols", {DType::f32, {Bn, M, N}}, BufKind::Temp);
     int full = new_buffer(n.result()->name + ".full", {DType::f32, {Bn, Co, plane}}, BufKind::Temp);
-    Gemm gm;
-    gm.a = w_buf, gm.b = image, gm.c = cols, gm.M = M, gm.N = N, gm.K = Ci, gm.ta = true, gm.row_block = M;
-    gm.a_offsets.assign(static_cast<size_t>(Bn), 0);
-    for (int64_t b = 0; b < Bn; ++b) gm.b_offsets.push_back(b * Ci * N);
     KernelBuilder kb("conv_transpose2d", origin(n));
-    kb.k.gemm = gm;
+    kb.k.gemm = image_columns(w_buf, image, cols, Bn, M, N, Ci);
     int co = kb.new_var("co"), q = kb.new_var("q"), oh = kb.new_var("oh"), ow = kb.new_var("ow");
     loop_nest(kb, {Bn}, [&](const std::vector<E>& img) {
       E pl = add(mul(img[0], int_(Co)), kb.v(co));

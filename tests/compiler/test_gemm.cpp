@@ -19,6 +19,38 @@ using namespace stag;
 
 namespace {
 
+// Runs g's compiled forward at `threads` on standard-normal inputs (stream `seed`) and checks
+// its one output against the reference interpreter: f32 sums of K products of standard
+// normals round within about sqrt(K) ulps. `what` names the case in a failure.
+void check_against_reference(const Graph& g, const CompiledModel& compiled, int64_t seed, double K, int threads, const std::string& what) {
+  std::map<std::string, RefTensor> feeds;
+  std::vector<rt::Tensor> inputs;
+  const auto& spec = compiled.model->manifest().function("forward");
+  for (size_t i = 0; i < spec.inputs.size(); ++i) {
+    rt::Tensor t(spec.inputs[i].dtype, spec.inputs[i].shape);
+    std::vector<double> values;
+    for (int64_t e = 0; e < t.numel(); ++e) {
+      auto v = static_cast<float>(random_standard_normal(seed, static_cast<int64_t>(i), e));
+      t.values<float>()[e] = v;
+      values.push_back(v);
+    }
+    feeds[spec.inputs[i].name] = RefTensor(g.find(spec.inputs[i].name)->type, values);
+    inputs.push_back(std::move(t));
+  }
+  std::vector<const rt::Tensor*> ptrs;
+  for (const auto& t : inputs) ptrs.push_back(&t);
+  stag_set_num_threads(threads);
+  auto got = test::to_doubles(compiled.model->run("forward", ptrs)[0]);
+  stag_set_num_threads(0);
+  RefResult ref = interpret(g, feeds);
+  const auto& want = ref.outputs.begin()->second.data;
+  REQUIRE(got.size() == want.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    INFO(fmt::format("{} threads {}: element {} got {} want {}", what, threads, i, got[i], want[i]));
+    REQUIRE(std::fabs(got[i] - want[i]) <= 1e-5 * std::sqrt(K) * (1 + std::fabs(want[i])));
+  }
+}
+
 struct Case {
   Dims a, b;
   bool ta = false, tb = false;
@@ -45,35 +77,9 @@ int64_t check(const Case& c, int threads) {
     if (k.gemm) fused = true, column_block = k.gemm->column_block;
   REQUIRE(fused);  // the product ran on the micro-kernel, not on loops
 
-  std::map<std::string, RefTensor> feeds;
-  std::vector<rt::Tensor> inputs;
-  const auto& spec = compiled.model->manifest().function("forward");
-  for (size_t i = 0; i < spec.inputs.size(); ++i) {
-    rt::Tensor t(spec.inputs[i].dtype, spec.inputs[i].shape);
-    std::vector<double> values;
-    for (int64_t e = 0; e < t.numel(); ++e) {
-      auto v = static_cast<float>(random_standard_normal(17, static_cast<int64_t>(i), e));
-      t.values<float>()[e] = v;
-      values.push_back(v);
-    }
-    feeds[spec.inputs[i].name] = RefTensor(g.find(spec.inputs[i].name)->type, values);
-    inputs.push_back(std::move(t));
-  }
-  std::vector<const rt::Tensor*> ptrs;
-  for (const auto& t : inputs) ptrs.push_back(&t);
-  stag_set_num_threads(threads);
-  auto got = test::to_doubles(compiled.model->run("forward", ptrs)[0]);
-  stag_set_num_threads(0);
-  RefResult ref = interpret(g, feeds);
-  const auto& want = ref.outputs.at("y").data;
-  REQUIRE(got.size() == want.size());
   int64_t K = c.ta ? c.a[c.a.size() - 2] : c.a.back();
-  for (size_t i = 0; i < got.size(); ++i) {
-    INFO(fmt::format("a {} b {} ta {} tb {} epilogue {} threads {}: element {} got {} want {}", dims_to_string(c.a),
-                     dims_to_string(c.b), c.ta, c.tb, c.epilogue, threads, i, got[i], want[i]));
-    // f32 products of K standard normals: rounding grows like sqrt(K).
-    REQUIRE(std::fabs(got[i] - want[i]) <= 1e-5 * std::sqrt(static_cast<double>(K)) * (1 + std::fabs(want[i])));
-  }
+  check_against_reference(g, compiled, 17, static_cast<double>(K), threads,
+                          fmt::format("a {} b {} ta {} tb {} epilogue {}", dims_to_string(c.a), dims_to_string(c.b), c.ta, c.tb, c.epilogue));
   return column_block;
 }
 
@@ -155,35 +161,10 @@ bool check_conv(const ConvCase& c, int threads) {
     if (k.gemm) fused = true, lines = !k.gemm->b_lines.empty() || k.gemm->row_block;
   REQUIRE(fused);
 
-  std::map<std::string, RefTensor> feeds;
-  std::vector<rt::Tensor> inputs;
-  const auto& spec = compiled.model->manifest().function("forward");
-  for (size_t i = 0; i < spec.inputs.size(); ++i) {
-    rt::Tensor t(spec.inputs[i].dtype, spec.inputs[i].shape);
-    std::vector<double> values;
-    for (int64_t e = 0; e < t.numel(); ++e) {
-      auto v = static_cast<float>(random_standard_normal(23, static_cast<int64_t>(i), e));
-      t.values<float>()[e] = v;
-      values.push_back(v);
-    }
-    feeds[spec.inputs[i].name] = RefTensor(g.find(spec.inputs[i].name)->type, values);
-    inputs.push_back(std::move(t));
-  }
-  std::vector<const rt::Tensor*> ptrs;
-  for (const auto& t : inputs) ptrs.push_back(&t);
-  stag_set_num_threads(threads);
-  auto got = test::to_doubles(compiled.model->run("forward", ptrs)[0]);
-  stag_set_num_threads(0);
-  RefResult ref = interpret(g, feeds);
-  const auto& want = ref.outputs.at("y").data;
-  REQUIRE(got.size() == want.size());
-  double K = static_cast<double>(c.cin * c.kh * c.kw);
-  for (size_t i = 0; i < got.size(); ++i) {
-    INFO(fmt::format("x [{}, {}, {}, {}] w [{}, {}, {}, {}] stride {} padding {} dilation {} threads {}: element {} got {} want {}",
-                     c.batch, c.cin, c.h, c.w, c.cout, c.cin, c.kh, c.kw, fmt::join(c.stride, ","), fmt::join(c.padding, ","),
-                     fmt::join(c.dilation, ","), threads, i, got[i], want[i]));
-    REQUIRE(std::fabs(got[i] - want[i]) <= 1e-5 * std::sqrt(K) * (1 + std::fabs(want[i])));
-  }
+  check_against_reference(g, compiled, 23, static_cast<double>(c.cin * c.kh * c.kw), threads,
+                          fmt::format("x [{}, {}, {}, {}] w [{}, {}, {}, {}] stride {} padding {} dilation {}{}", c.batch, c.cin, c.h, c.w,
+                                      c.cout, c.cin, c.kh, c.kw, fmt::join(c.stride, ","), fmt::join(c.padding, ","),
+                                      fmt::join(c.dilation, ","), c.transposed ? " transposed" : ""));
   return lines;
 }
 
@@ -226,35 +207,9 @@ bool check_weight_grad(const ConvCase& c, int threads) {
   bool lines = false;
   for (const auto& k : compiled.program.functions.back().kernels)
     if (k.gemm) lines = !k.gemm->b_lines.empty();
-  std::map<std::string, RefTensor> feeds;
-  std::vector<rt::Tensor> inputs;
-  const auto& spec = compiled.model->manifest().function("forward");
-  for (size_t i = 0; i < spec.inputs.size(); ++i) {
-    rt::Tensor t(spec.inputs[i].dtype, spec.inputs[i].shape);
-    std::vector<double> values;
-    for (int64_t e = 0; e < t.numel(); ++e) {
-      auto v = static_cast<float>(random_standard_normal(29, static_cast<int64_t>(i), e));
-      t.values<float>()[e] = v;
-      values.push_back(v);
-    }
-    feeds[spec.inputs[i].name] = RefTensor(g.find(spec.inputs[i].name)->type, values);
-    inputs.push_back(std::move(t));
-  }
-  std::vector<const rt::Tensor*> ptrs;
-  for (const auto& t : inputs) ptrs.push_back(&t);
-  stag_set_num_threads(threads);
-  auto got = test::to_doubles(compiled.model->run("forward", ptrs)[0]);
-  stag_set_num_threads(0);
-  RefResult ref = interpret(g, feeds);
-  const auto& want = ref.outputs.at("dw").data;
-  REQUIRE(got.size() == want.size());
-  double K = static_cast<double>(c.batch * dy_dims[2] * dy_dims[3]);
-  for (size_t i = 0; i < got.size(); ++i) {
-    INFO(fmt::format("x [{}, {}, {}, {}] dy {} kernel {}x{} padding {} dilation {} threads {}: element {} got {} want {}", c.batch, c.cin,
-                     c.h, c.w, dims_to_string(dy_dims), c.kh, c.kw, fmt::join(c.padding, ","), fmt::join(c.dilation, ","), threads, i,
-                     got[i], want[i]));
-    REQUIRE(std::fabs(got[i] - want[i]) <= 1e-5 * std::sqrt(K) * (1 + std::fabs(want[i])));
-  }
+  check_against_reference(g, compiled, 29, static_cast<double>(c.batch * dy_dims[2] * dy_dims[3]), threads,
+                          fmt::format("x [{}, {}, {}, {}] dy {} kernel {}x{} padding {} dilation {}", c.batch, c.cin, c.h, c.w,
+                                      dims_to_string(dy_dims), c.kh, c.kw, fmt::join(c.padding, ","), fmt::join(c.dilation, ",")));
   return lines;
 }
 
