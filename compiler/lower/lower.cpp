@@ -955,79 +955,66 @@ class Lowerer {
     return true;
   }
 
-  // The weight gradient of a stride-1 convolution as one product over every image's pixels:
-  // dw (O x C*KH*KW) = dy' (O x pixels) times the input's tap lines transposed. The input is
-  // copied channel-major and padded ([C][image][Hp][Wp]), so that tap (c, kh, kw)'s line runs
-  // through all images; dy' is dy on the same grid, zero where no output pixel is (the grid's
-  // extra columns and rows), so what the lines read there counts nothing. The images are cut
-  // into `parts` products whose partial sums add up at the end: the threads split the parts.
+  // The weight gradient of a stride-1 convolution as a product per image: dw_b (O x C*KH*KW) =
+  // dy_b' (O x pixels) times image b's tap lines transposed, where dy_b' is dy on a grid as wide
+  // as the padded image (zeros in the columns past the output's), so each tap's line is the
+  // image from that tap on; the images' partial sums add up at the end, and the threads split
+  // the images. The padded copy of each image ends in zeros that the last taps' lines run into.
   bool conv2d_weight_grad_lines(const Node& n, const std::vector<int>& xs, int out) {
     const Type xt = B(xs[0]).type, gt = B(xs[1]).type, ot = B(out).type;
     int x_buf = materialized(xs[0]), g_buf = materialized(xs[1]);
     const Ints &s = n.ints("stride"), &p = n.ints("padding"), &d = n.ints("dilation");
     if (ot.dtype != DType::f32 || n.i("groups") != 1 || x_buf < 0 || g_buf < 0 || s[0] != 1 || s[1] != 1) return false;
+    if (xt.dims[0] > kMaxGemmBatches) return false;
     int64_t Bn = xt.dims[0], C = xt.dims[1], H = xt.dims[2], W = xt.dims[3], O = gt.dims[1], OH = gt.dims[2], OW = gt.dims[3];
     int64_t KH = ot.dims[2], KW = ot.dims[3], Hp = H + 2 * p[0], Wp = W + 2 * p[1], HW = Hp * Wp;
-    if (OH * OW * 2 < HW) return false;  // the grid would be mostly zeros
-    int64_t parts = std::min<int64_t>(Bn, 8), per_part = (Bn + parts - 1) / parts;
-    parts = (Bn + per_part - 1) / per_part;
-    int64_t K = per_part * HW;
-    // Past the last image, the lines of the last taps read this many more elements.
-    int64_t overhang = (KH - 1) * d[0] * Wp + (KW - 1) * d[1];
-    int64_t channel = parts * K + overhang;
-    int image = new_buffer(n.result()->name + ".images", {DType::f32, {C, channel}}, BufKind::Temp);
-    int grid = new_buffer(n.result()->name + ".dy_grid", {DType::f32, {parts, O, K}}, BufKind::Temp);
-    int64_t images = parts * per_part;
+    if (OW * 2 < Wp) return false;  // the grid would be mostly zeros
+    int64_t K = OH * Wp, slack = (KW - 1) * d[1], stride = C * HW + slack;
+    int image = new_buffer(n.result()->name + ".images", {DType::f32, {Bn, stride}}, BufKind::Temp);
+    int grid = new_buffer(n.result()->name + ".dy_grid", {DType::f32, {Bn, O, K}}, BufKind::Temp);
     {
-      // Plane (c, image) of the copy, then each channel's overhang.
       KernelBuilder kp("conv2d_weight_grad_images", origin(n));
-      loop_nest(kp, {C, images}, [&](const std::vector<E>& i) {
-        E at = add(mul(i[0], int_(channel)), mul(i[1], int_(HW)));
-        return padded_plane(kp, image, at, Hp, Wp, x_buf, mul(add(mul(i[1], int_(C)), i[0]), int_(H * W)), H, W, p[0], p[1],
-                            lt(i[1], int_(Bn)));
+      loop_nest(kp, {Bn, C}, [&](const std::vector<E>& i) {
+        E at = add(mul(i[0], int_(stride)), mul(i[1], int_(HW)));
+        return padded_plane(kp, image, at, Hp, Wp, x_buf, mul(add(mul(i[0], int_(C)), i[1]), int_(H * W)), H, W, p[0], p[1]);
       }, std::max<int64_t>(1, 16384 / HW));
       emit(std::move(kp));
-      if (overhang) {
-        KernelBuilder kt("conv2d_weight_grad_overhang", origin(n));
+      if (slack) {
+        KernelBuilder kt("conv2d_weight_grad_slack", origin(n));
         int q = kt.new_var("q");
-        loop_nest(kt, {C}, [&](const std::vector<E>& c) {
-          E at = add(mul(c[0], int_(channel)), add(int_(images * HW), kt.v(q)));
-          return std::vector<Stmt>{for_(q, 0, overhang, {store(image, at, zero_of(DType::f32))})};
-        }, 1);
+        loop_nest(kt, {Bn}, [&](const std::vector<E>& b) {
+          return std::vector<Stmt>{for_(q, 0, slack, {store(image, add(mul(b[0], int_(stride)), add(int_(C * HW), kt.v(q))), zero_of(DType::f32))})};
+        }, 1024);
         emit(std::move(kt));
       }
     }
     {
       KernelBuilder kp("conv2d_weight_grad_dy", origin(n));
-      // Plane (part, o, image within the part) of the grid.
-      loop_nest(kp, {parts * O * per_part}, [&](const std::vector<E>& plane) {
-        E part = bin(Bin::div, plane[0], int_(O * per_part)), rest = bin(Bin::rem, plane[0], int_(O * per_part));
-        E o = bin(Bin::div, rest, int_(per_part)), b = add(mul(part, int_(per_part)), bin(Bin::rem, rest, int_(per_part)));
-        E at = add(mul(add(mul(part, int_(O)), o), int_(K)), mul(bin(Bin::rem, rest, int_(per_part)), int_(HW)));
-        return padded_plane(kp, grid, at, Hp, Wp, g_buf, mul(add(mul(b, int_(O)), o), int_(OH * OW)), OH, OW, 0, 0, lt(b, int_(Bn)));
-      }, std::max<int64_t>(1, 16384 / HW));
+      loop_nest(kp, {Bn * O}, [&](const std::vector<E>& plane) {
+        return padded_plane(kp, grid, mul(plane[0], int_(K)), OH, Wp, g_buf, mul(plane[0], int_(OH * OW)), OH, OW, 0, 0);
+      }, std::max<int64_t>(1, 16384 / K));
       emit(std::move(kp));
     }
     int64_t N = C * KH * KW;
-    int partial = parts == 1 ? out : new_buffer(n.result()->name + ".partial", {DType::f32, {parts, O, N}}, BufKind::Temp);
+    int partial = Bn == 1 ? out : new_buffer(n.result()->name + ".partial", {DType::f32, {Bn, O, N}}, BufKind::Temp);
     Gemm gm;
     gm.a = grid, gm.b = image, gm.c = partial, gm.M = O, gm.N = N, gm.K = K, gm.tb = true;
-    for (int64_t t = 0; t < parts; ++t) gm.a_offsets.push_back(t * O * K), gm.b_offsets.push_back(t * K);
+    for (int64_t b = 0; b < Bn; ++b) gm.a_offsets.push_back(b * O * K), gm.b_offsets.push_back(b * stride);
     for (int64_t c = 0; c < C; ++c)
       for (int64_t kh = 0; kh < KH; ++kh)
-        for (int64_t kw = 0; kw < KW; ++kw) gm.b_lines.push_back(c * channel + kh * d[0] * Wp + kw * d[1]);
+        for (int64_t kw = 0; kw < KW; ++kw) gm.b_lines.push_back(c * HW + kh * d[0] * Wp + kw * d[1]);
     KernelBuilder kg("conv2d_weight_grad", origin(n));
     kg.k.gemm = gm;
-    loop_nest(kg, {parts * O}, [&](const std::vector<E>&) { return std::vector<Stmt>{}; }, O);
-    kg.k.grain = O;  // whole parts to a thread: no two threads pack the same panel
-    kg.k.parallel = parts > 1;
+    loop_nest(kg, {Bn * O}, [&](const std::vector<E>&) { return std::vector<Stmt>{}; }, O);
+    kg.k.grain = O * std::max<int64_t>(1, (int64_t{1} << 18) / std::max<int64_t>(1, O * N * K));  // whole images to a thread
+    kg.k.parallel = Bn * O > kg.k.grain;
     emit(std::move(kg));
-    if (parts > 1) {
+    if (Bn > 1) {
       KernelBuilder ks("conv2d_weight_grad_sum", origin(n));
       int t = ks.new_var("t"), acc = ks.new_var("acc", DType::f32);
       loop_nest(ks, {O * N}, [&](const std::vector<E>& i) {
         return std::vector<Stmt>{assign(acc, zero_of(DType::f32)),
-                                 for_(t, 0, parts, {assign(acc, f_add(ks.v(acc), ld(partial, add(mul(ks.v(t), int_(O * N)), i[0]))))}),
+                                 for_(t, 0, Bn, {assign(acc, f_add(ks.v(acc), ld(partial, add(mul(ks.v(t), int_(O * N)), i[0]))))}),
                                  store(out, i[0], ks.v(acc))};
       });
       emit(std::move(ks));
