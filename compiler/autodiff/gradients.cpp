@@ -219,7 +219,7 @@ Grads matmul_(GradCtx& c) {
 
 // d conv2d / d weight, as a conv2d of the input by the output gradient with batch and channels
 // swapped (stride and dilation trade places), one group at a time.
-Value* conv_weight_grad(GradCtx& c, Value* in, Value* g, const Dims& w_dims, const Ints& s, const Ints& p,
+Value* conv_weight_grad_composite(GradCtx& c, Value* in, Value* g, const Dims& w_dims, const Ints& s, const Ints& p,
                         const Ints& d, int64_t groups) {
   int64_t ci = dims(in)[1] / groups, co = dims(g)[1] / groups;
   Grads parts;
@@ -239,7 +239,7 @@ Value* weight_grad(GradCtx& c, Value* in, Value* g, const Dims& w_dims, const In
   bool fits = true;
   for (int i = 0; i < 2; ++i)
     fits = fits && (dims(in)[2 + i] + 2 * p[i] - d[i] * (w_dims[2 + i] - 1) - 1) / s[i] + 1 == dims(g)[2 + i];
-  if (!fits) return conv_weight_grad(c, in, g, w_dims, s, p, d, groups);
+  if (!fits) return conv_weight_grad_composite(c, in, g, w_dims, s, p, d, groups);
   return c.b.conv2d_weight_grad({in, g}, {{"kernel", Ints{w_dims[2], w_dims[3]}}, {"stride", s}, {"padding", p},
                                           {"dilation", d}, {"groups", groups}});
 }

@@ -124,8 +124,12 @@ class GemmEmitter {
               llvm::Value* nr = smin(b_.CreateSub(N, jr), c(NR));
               llvm::Value* in_place = b_.CreateAnd(direct, b_.CreateICmpEQ(nr, c(NR)));
               llvm::Value* panel = panel_at(jc, jr);
-              // Row k of the panel, or of B itself where it is read in place.
-              auto row_at = [&](llvm::Value* k) {
+              // Row k of the panel, or of B itself where it is read in place: evenly spaced rows
+              // are one base and stride chosen per tile; only lines load each row's start.
+              llvm::Value* base = b_.CreateSelect(in_place, b_.CreateInBoundsGEP(f32_, Bb, b_.CreateAdd(b_.CreateMul(pc, N), jr)), panel);
+              llvm::Value* stride = b_.CreateSelect(in_place, N, c(NR));
+              auto row_at = [&](llvm::Value* k) -> llvm::Value* {
+                if (!lines_) return b_.CreateInBoundsGEP(f32_, base, b_.CreateMul(k, stride));
                 llvm::Value* packed = b_.CreateInBoundsGEP(f32_, panel, b_.CreateMul(k, c(NR)));
                 llvm::Value* own = b_.CreateInBoundsGEP(f32_, Bb, b_.CreateAdd(line(b_.CreateAdd(pc, k), sb_k), jr));
                 return b_.CreateSelect(in_place, own, packed);
