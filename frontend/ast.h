@@ -113,10 +113,18 @@ struct ModelDef {
   bool has_train = false;
 };
 
+/// `gan name { generator = G  discriminator = D  ... }`: an adversarial pair of the file's models.
+struct GanDef {
+  std::string name;
+  Loc loc;
+  std::vector<Setting> settings;
+};
+
 /// A whole file: blocks are shared by every model in it.
 struct File {
   std::vector<BlockDef> blocks;
   std::vector<ModelDef> models;
+  std::vector<GanDef> gans;
 };
 
 }  // namespace stag::fe

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <set>
 
+#include "frontend/gan.h"
 #include "frontend/lower_impl.h"
 #include "frontend/parser.h"
 
@@ -194,6 +195,14 @@ std::unique_ptr<Graph> lower_stag(std::string_view text, const std::string& file
     for (size_t i = 0; i < b.params.size(); ++i)
       if (!params.insert(b.params[i]).second)
         diags.error(b.param_locs[i], fmt::format("block '{}' has two parameters named '{}'", b.name, b.params[i]));
+  }
+  // A GAN names two models; the commands that train or sample it look it up themselves.
+  auto gan = resolve_gan(*ast, options.model, diags);
+  if (gan && gan->kind == GanLookup::Pair && !options.model.empty()) {
+    diags.error(gan->spec.loc, fmt::format("'{}' is a GAN, not one model: choose --model {} or --model {} (`stag train` "
+                                           "and `stag sample` take the pair)", gan->spec.name, gan->spec.generator,
+                                           gan->spec.discriminator));
+    return nullptr;
   }
   const ModelDef* chosen = nullptr;
   std::vector<std::string> names;

@@ -22,7 +22,8 @@ class Parser {
     while (!at(Tok::End)) {
       if (is_kw("block")) f.blocks.push_back(block());
       else if (is_kw("model")) f.models.push_back(model());
-      else fail("expected 'model' or 'block'");
+      else if (is_kw("gan")) f.gans.push_back(gan());
+      else fail("expected 'model', 'gan' or 'block'");
     }
     if (f.models.empty()) {
       diags_.error(peek().loc, "the file declares no model; expected 'model NAME { ... }'");
@@ -115,6 +116,14 @@ class Parser {
     }
     take();
     return m;
+  }
+
+  GanDef gan() {
+    GanDef d;
+    d.loc = take().loc;
+    d.name = simple_ident("the GAN's name").text;
+    d.settings = settings("the GAN's settings");
+    return d;
   }
 
   BlockDef block() {
@@ -242,8 +251,8 @@ class Parser {
     return out;
   }
 
-  std::vector<Setting> settings() {
-    expect(Tok::LBrace, "'{' to open the train section");
+  std::vector<Setting> settings(const std::string& what = "the train section") {
+    expect(Tok::LBrace, fmt::format("'{{' to open {}", what));
     std::vector<Setting> out;
     while (!at(Tok::RBrace)) {
       skip_semis();

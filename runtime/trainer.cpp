@@ -648,3 +648,9 @@ std::pair<Tensor, Tensor> predict(Model& model, const std::string& source, const
 }
 
 }  // namespace stag::rt
+
+namespace stag::rt {
+
+Dataset load_training_examples(const std::string& source) { return load_examples(source).train; }
+
+}  // namespace stag::rt

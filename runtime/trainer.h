@@ -9,6 +9,7 @@
 #include <memory>
 #include <string>
 
+#include "runtime/data/dataset.h"
 #include "runtime/model.h"
 #include "runtime/state_map.h"
 
@@ -79,6 +80,10 @@ std::unique_ptr<DataPreload> preload_data(const std::string& source);
 /// `preload`, when given, is used if it reads s.data and the model takes examples (not text);
 /// an error while preloading is thrown here, as if train() had loaded the data itself.
 double train(Model& model, const TrainSettings& s, DataPreload* preload = nullptr);
+
+/// The training split of an example data set (not text): what `--data` names for a model that
+/// reads examples.
+Dataset load_training_examples(const std::string& source);
 
 /// Evaluates `model` (its forward function) on the test split of `data`, printing the metrics,
 /// the per-class table and the confusion matrix. Returns the accuracy.

@@ -16,7 +16,9 @@
 #include "runtime/profile.h"
 #include "runtime/safetensors.h"
 #include "runtime/trainer.h"
+#include "runtime/gan_trainer.h"
 #include "tools/cli.h"
+#include "tools/gan_program.h"
 
 namespace stag::cli {
 
@@ -97,7 +99,33 @@ std::string data_source(const TrainArgs& args, const CLI::App& cmd, const Graph&
   return rt::TrainSettings{}.data;
 }
 
+int run_gan_train(const TrainArgs& args, const CLI::App& cmd, const fe::GanSpec& spec) {
+  using Clock = std::chrono::steady_clock;
+  auto t0 = Clock::now();
+  CompiledModel c = compile_gan(args.program, spec, args.profile.enabled());
+  fmt::print("compiled gan {} (sampling, discriminator and generator steps, {} kernels{}) in {:.0f} ms\n", spec.name,
+             c.program.functions[1].kernels.size() + c.program.functions[2].kernels.size() +
+                 c.program.functions[3].kernels.size(),
+             cache_note(c.code->times()), std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+  rt::TrainSettings settings = rt::settings_from_manifest(c.model->manifest());
+  rt::merge_given(cmd, args.given, settings);
+  rt::GanSettings gan = rt::gan_settings_from_manifest(c.model->manifest());
+  try {
+    std::optional<rt::Profiler> profiler;
+    if (args.profile.enabled()) profiler.emplace(c.model->manifest(), std::vector<std::string>{"d_step", "g_step", "forward"});
+    rt::train_gan(*c.model, settings, gan);
+    if (profiler) args.profile.finish(*profiler);
+  } catch (const rt::Error& e) {
+    throw Failure{kExitBadInput, e.what()};
+  }
+  return kExitOk;
+}
+
 int run_train(const TrainArgs& args, const CLI::App& cmd) {
+  if (auto gan = find_gan(args.program.model)) {
+    if (gan->kind == fe::GanLookup::Member) refuse_member(args.program.model, gan->spec);
+    return run_gan_train(args, cmd, gan->spec);
+  }
   using Clock = std::chrono::steady_clock;
   auto t0 = Clock::now();
   auto [eval, step] = args.program.load();

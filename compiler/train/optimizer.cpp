@@ -65,7 +65,7 @@ std::string append_optimizer(Graph& g, const std::vector<std::pair<Value*, Value
   Builder b(g);
   DType dt = grads[0].first->type.dtype;
   Value* lr = b.input("lr", {dt, {}});
-  Value* step = b.parameter("optim.step", {dt, {}}, {{"trainable", false}});
+  Value* step = b.parameter(cfg.step_state, {dt, {}}, {{"trainable", false}});
   Step s{b, dt, lr, nullptr};
   s.t = s.add(step, s.c(1));
   b.update(step, s.t);

@@ -22,10 +22,12 @@ struct OptimizerConfig {
   double lr_decay = 0, initial_accumulator = 0;  ///< adagrad
   double clip_norm = 0;   ///< clip gradients by their global norm first (0: off)
   double clip_value = 0;  ///< clip each gradient element to [-v, v] (0: off)
+  /// The step counter's name: two optimizers of one program (a GAN's) need two.
+  std::string step_state = "optim.step";
 };
 
 /// Names of the optimizer state of parameter `p`: `optim.<state>.<p>`; the step counter is
-/// `optim.step`. They are non-trainable parameters, so checkpoints carry them.
+/// `optim.step` (OptimizerConfig::step_state). They are non-trainable parameters, so checkpoints carry them.
 std::string optimizer_state_name(const std::string& state, const std::string& param);
 
 /// Appends the optimizer step for (parameter, gradient) pairs: `update`s of each parameter and

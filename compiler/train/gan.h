@@ -1,0 +1,47 @@
+#pragma once
+/// A GAN as three graphs over the parameters of its two models: sampling (noise to images),
+/// the discriminator's train step and the generator's train step. Each step is a whole compiled
+/// function (forward, backward, the optimizer's update), and both read the same parameters.
+
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "compiler/train/optimizer.h"
+#include "ir/diag.h"
+#include "ir/graph.h"
+
+namespace stag {
+
+struct GanOptions {
+  std::string name = "gan";
+  /// non_saturating, minimax, least_squares or hinge (see frontend/gan.h).
+  std::string loss = "non_saturating";
+  /// Real images arrive in [0, 1] and are mapped to [real_low, real_high], the generator's range.
+  double real_low = -1, real_high = 1;
+  OptimizerConfig generator_optimizer, discriminator_optimizer;
+};
+
+/// The functions of a GAN program. Parameters are the models' with the prefixes `generator.` and
+/// `discriminator.`; the optimizers' state is named after them, their step counters
+/// `optim.generator.step` and `optim.discriminator.step`.
+///  - sample (inputs z): the generator with batch statistics, no update of its running ones;
+///    output `image`.
+///  - d_step (inputs x: real images in [0, 1], key: i64[], lr): z ~ N(0, 1) drawn from `key`;
+///    D on x (label 1) and on G(z) (label 0, no gradient into G); updates D and D's running
+///    statistics. Outputs `loss`, `d_real_accuracy`, `d_fake_accuracy`, `d_real`, `d_fake`
+///    (the mean probabilities D gives real and generated images).
+///  - g_step (inputs key, lr): D(G(z)) with label 1, the gradient through D (not updated) into G;
+///    updates G and both models' running statistics. Output `loss`.
+/// The same key draws the same z in both steps.
+struct GanGraphs {
+  std::unique_ptr<Graph> sample, d_step, g_step;
+};
+
+/// Builds the three graphs from the training-mode graphs of the generator (one input, the noise;
+/// its first output the images) and the discriminator (one input, the images; its first output
+/// one logit an image). A pair that does not fit is reported to `diags` at the GAN's `loc`.
+std::optional<GanGraphs> build_gan(const Graph& generator, const Graph& discriminator, const GanOptions& options,
+                                   const Loc& loc, Diagnostics& diags);
+
+}  // namespace stag

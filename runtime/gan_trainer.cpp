@@ -1,0 +1,268 @@
+// The GAN training loop. An iteration is d_steps discriminator steps, each on the next real
+// batch, then one generator step; the noise of each step is drawn inside the compiled code from
+// an i64 key, a pure function of the seed and the step number, so a resumed run draws the same.
+
+#include "runtime/gan_trainer.h"
+
+#include <fmt/format.h>
+
+#include <cmath>
+#include <numbers>
+#include <nlohmann/json.hpp>
+#include <optional>
+
+#include "runtime/data/loader.h"
+#include "runtime/data/rng.h"
+#include "runtime/error.h"
+#include "runtime/progress.h"
+#include "runtime/safetensors.h"
+#include "runtime/state_map.h"
+#include "runtime/thread_pool.h"
+
+namespace stag::rt {
+
+namespace {
+
+int index_of(const std::vector<BufferSpec>& specs, const std::string& name, const std::string& function) {
+  for (size_t i = 0; i < specs.size(); ++i)
+    if (specs[i].name == name) return static_cast<int>(i);
+  throw Error(fmt::format("{} has no '{}': not a GAN program", function, name));
+}
+
+/// Standard normal numbers by Box-Muller over the portable splitmix64 draws.
+void fill_normal(std::span<float> out, uint64_t seed) {
+  Rng rng(seed);
+  for (size_t i = 0; i < out.size(); i += 2) {
+    double u1 = 1.0 - rng.uniform01(), u2 = rng.uniform01();
+    double r = std::sqrt(-2.0 * std::log(u1)), a = 2.0 * std::numbers::pi * u2;
+    out[i] = static_cast<float>(r * std::cos(a));
+    if (i + 1 < out.size()) out[i + 1] = static_cast<float>(r * std::sin(a));
+  }
+}
+
+/// Running means of one epoch's step outputs.
+struct Means {
+  std::vector<std::pair<std::string, double>> sums;
+  int64_t count = 0;
+
+  void add(const std::string& name, double v) {
+    for (auto& [n, s] : sums)
+      if (n == name) return (void)(s += v);
+    sums.push_back({name, v});
+  }
+  double mean(const std::string& name) const {
+    for (const auto& [n, s] : sums)
+      if (n == name) return count ? s / static_cast<double>(count) : 0.0;
+    return 0.0;
+  }
+};
+
+/// One run: the model, its two steps' argument slots, the data and where the run stands.
+struct GanRun {
+  GanRun(Model& m, const TrainSettings& settings, const GanSettings& gan, GanEpochHook hook)
+      : model(m), s(settings), g(gan), on_epoch(std::move(hook)) {}
+
+  Model& model;
+  const TrainSettings& s;
+  const GanSettings& g;
+  GanEpochHook on_epoch;
+  const FunctionSpec& d_fn = model.manifest().function("d_step");
+  const FunctionSpec& g_fn = model.manifest().function("g_step");
+  int64_t batch = d_fn.inputs[index_of(d_fn.inputs, "x", "d_step")].shape[0];
+  Dataset data = load_training_examples(s.data);
+  std::optional<BatchIterator> loader;
+  int64_t d_steps_done = 0;  ///< discriminator steps taken; the generator's are d_steps_done / d_steps
+  Tensor key = Tensor::from<int64_t>({}, {0}), lr = Tensor::from<float>({}, {0.f});
+  std::optional<JsonLinesWriter> log;
+  Tensor fixed_z;
+
+  int64_t key_of(int64_t d_step) const { return static_cast<int64_t>(s.seed) * (int64_t{1} << 40) + d_step; }
+
+  void check_data() {
+    const BufferSpec& x = d_fn.inputs[index_of(d_fn.inputs, "x", "d_step")];
+    if (data.feature_dtype() != DType::f32 || Shape(x.shape.begin() + 1, x.shape.end()) !=
+                                                  Shape(data.feature_shape().begin() + 1, data.feature_shape().end()))
+      throw Error(fmt::format("the discriminator takes images {}{}, but the data has rows of {}", dtype_name(x.dtype),
+                              shape_to_string(x.shape), data.feature_type_string()));
+  }
+
+  std::vector<Tensor> run(const FunctionSpec& f, const Tensor* x, double rate) {
+    std::vector<const Tensor*> args(f.inputs.size(), nullptr);
+    if (x) args[index_of(f.inputs, "x", f.name)] = x;
+    args[index_of(f.inputs, "key", f.name)] = &key;
+    lr.values<float>()[0] = static_cast<float>(rate);
+    args[index_of(f.inputs, "lr", f.name)] = &lr;
+    return model.run(f.name, args);
+  }
+
+  double scalar(const FunctionSpec& f, const std::vector<Tensor>& out, const std::string& name) {
+    double v = out[index_of(f.outputs, name, f.name)].values<float>()[0];
+    if (!std::isfinite(v))
+      throw Error(fmt::format("the {} of {} became {} at step {}; lower the learning rate", name, f.name, v, d_steps_done));
+    return v;
+  }
+
+  /// A discriminator step on `real`, and the generator's step when an iteration is complete.
+  void step(const Tensor& real, Means& m, LogRecord& rec) {
+    key.values<int64_t>()[0] = key_of(d_steps_done);
+    auto d = run(d_fn, &real, g.lr_discriminator);
+    for (const char* name : {"loss", "d_real_accuracy", "d_fake_accuracy", "d_real", "d_fake"}) {
+      double v = scalar(d_fn, d, name);
+      std::string key_name = std::string(name) == "loss" ? "loss_d" : name;
+      m.add(key_name, v);
+      rec.push_back({key_name, v});
+    }
+    ++d_steps_done;
+    if (d_steps_done % g.d_steps != 0) return;
+    double loss_g = scalar(g_fn, run(g_fn, nullptr, g.lr_generator), "loss");
+    m.add("loss_g", loss_g * static_cast<double>(g.d_steps));
+    rec.push_back({"loss_g", loss_g});
+  }
+
+  StateMap state() const {
+    StateMap st = loader->state().save();
+    st["step"] = std::to_string(d_steps_done);
+    st["model"] = model.manifest().model;
+    return st;
+  }
+
+  void checkpoint() {
+    if (s.checkpoint.empty()) return;
+    std::vector<NamedTensor> tensors;
+    for (size_t i = 0; i < model.params().size(); ++i) tensors.push_back({model.manifest().params[i].name, &model.params()[i]});
+    write_safetensors(s.checkpoint, tensors, state());
+  }
+
+  /// Returns true when --max-steps (counted in discriminator steps) ends the run.
+  bool epoch(int64_t e) {
+    int64_t per_epoch = loader->plan().batches_per_epoch();
+    ProgressBar bar(stdout, fmt::format("epoch {}/{}", e + 1, s.epochs), per_epoch * batch, progress_options_for(stdout));
+    Means m;
+    int64_t done = loader->state().position * batch;
+    double t0 = steady_seconds();
+    bool stop = false;
+    while (auto b = loader->next()) {
+      LogRecord rec = {{"event", std::string("step")}, {"step", d_steps_done + 1}, {"epoch", e + 1}};
+      step(b->features, m, rec);
+      ++m.count;
+      done += b->size;
+      bar.update(done, m.mean("loss_d"));
+      if (log) log->write(rec);
+      bool boundary = d_steps_done % g.d_steps == 0;
+      if (boundary && s.checkpoint_every > 0 && d_steps_done % s.checkpoint_every == 0) checkpoint();
+      if (boundary && s.max_steps > 0 && d_steps_done >= s.max_steps) {
+        stop = true;
+        break;
+      }
+    }
+    end_epoch(e, m, steady_seconds() - t0, bar);
+    return stop;
+  }
+
+  void end_epoch(int64_t e, const Means& m, double seconds, ProgressBar& bar) {
+    LogRecord rec = {{"event", std::string("epoch")}, {"epoch", e + 1}, {"step", d_steps_done}, {"seconds", seconds}};
+    std::string summary;
+    for (const auto& [name, sum] : m.sums) {
+      rec.push_back({name, m.mean(name)});
+      summary += fmt::format("  {} {:.4f}", name, m.mean(name));
+    }
+    double rate = seconds > 0 ? static_cast<double>(m.count * batch) / seconds : 0.0;
+    rec.push_back({"examples_per_second", rate});
+    if (g.grid_count > 0) hook(e, rec, summary);
+    bar.finish(summary.empty() ? summary : summary.substr(2));
+    if (log) log->write(rec);
+  }
+
+  void hook(int64_t e, LogRecord& rec, std::string& summary) {
+    if (!on_epoch) return;
+    Tensor images = generate_images(model, fixed_z);
+    on_epoch(e + 1, images, rec, summary);
+  }
+
+  void resume() {
+    auto file = read_safetensors(s.resume);
+    StateMap meta(file.metadata.begin(), file.metadata.end());
+    if (meta.count("model") && meta.at("model") != model.manifest().model)
+      throw Error(fmt::format("{} is a checkpoint of '{}', not of the GAN '{}'", s.resume, meta.at("model"), model.manifest().model));
+    model.load_params(file.tensors, s.resume);
+    d_steps_done = parse_int(state_get(meta, "step"), "step");
+    loader->restore(LoaderState::restore(meta));
+    fmt::print("resumed from {} at epoch {}, step {}\n", s.resume, loader->state().epoch + 1, d_steps_done);
+  }
+
+  void start() {
+    check_data();
+    std::vector<int64_t> all(static_cast<size_t>(data.size()));
+    for (size_t i = 0; i < all.size(); ++i) all[i] = static_cast<int64_t>(i);
+    LoaderOptions o;
+    o.batch_size = batch;
+    loader.emplace(data, std::move(all), o, s.seed);
+    if (loader->plan().batches_per_epoch() < g.d_steps)
+      throw Error(fmt::format("the data has {} examples, fewer than {} batches of {}", data.size(), g.d_steps, batch));
+    model.init(static_cast<int64_t>(s.seed));
+    if (!s.resume.empty()) resume();
+    if (!s.log.empty()) log.emplace(s.log, s.resume.empty());
+    fixed_z = gan_noise(model.manifest(), g.grid_count, s.seed);
+  }
+};
+
+}  // namespace
+
+GanSettings gan_settings_from_manifest(const Manifest& m) {
+  GanSettings g;
+  auto get = [&](const char* key) -> std::optional<nlohmann::json> {
+    auto it = m.attrs.find(key);
+    if (it == m.attrs.end()) return std::nullopt;
+    return nlohmann::json::parse(it->second);
+  };
+  if (auto v = get("gan.d_steps")) g.d_steps = v->get<int64_t>();
+  if (auto v = get("gan.generator.lr")) g.lr_generator = v->get<double>();
+  if (auto v = get("gan.discriminator.lr")) g.lr_discriminator = v->get<double>();
+  return g;
+}
+
+Tensor gan_noise(const Manifest& m, int64_t rows, uint64_t seed) {
+  const BufferSpec& z = m.function("forward").inputs.at(0);
+  int64_t batch = z.shape.at(0), padded = (rows + batch - 1) / batch * batch;
+  Shape shape = z.shape;
+  shape[0] = padded;
+  Tensor t(DType::f32, shape);
+  // The first `rows` numbers do not depend on the padding.
+  auto v = t.values<float>();
+  fill_normal(v.subspan(0, v.size() / static_cast<size_t>(padded) * static_cast<size_t>(rows)), derive_seed(seed, RngStream::augment, 0x6a4e));
+  return t;
+}
+
+Tensor generate_images(Model& model, const Tensor& z) {
+  const FunctionSpec& f = model.manifest().function("forward");
+  int64_t batch = f.inputs.at(0).shape.at(0), n = z.shape().at(0);
+  Shape image = f.outputs.at(0).shape;
+  Shape all = image;
+  all[0] = n;
+  Tensor out(DType::f32, all);
+  Shape one = f.inputs[0].shape;
+  size_t in_row = z.values<float>().size() / static_cast<size_t>(n), out_row = out.values<float>().size() / static_cast<size_t>(n);
+  for (int64_t b = 0; b + batch <= n; b += batch) {
+    auto zs = z.values<float>().subspan(static_cast<size_t>(b) * in_row, static_cast<size_t>(batch) * in_row);
+    Tensor zb = Tensor::from<float>(one, zs);
+    auto result = model.run("forward", {&zb});
+    auto img = result[0].values<float>();
+    std::copy(img.begin(), img.end(), out.values<float>().begin() + static_cast<ptrdiff_t>(static_cast<size_t>(b) * out_row));
+  }
+  return out;
+}
+
+void train_gan(Model& model, const TrainSettings& s, const GanSettings& g, const GanEpochHook& on_epoch) {
+  if (s.threads > 0) stag_set_num_threads(s.threads);
+  GanRun run(model, s, g, on_epoch);
+  run.start();
+  fmt::print("training GAN {} on {}: {} images, batch {}, {} discriminator step{} per generator step, {} threads\n",
+             model.manifest().model, s.data, run.data.size(), run.batch, g.d_steps, g.d_steps == 1 ? "" : "s",
+             stag_get_num_threads());
+  bool stopped = false;
+  for (int64_t e = run.loader->state().epoch; e < s.epochs && !stopped; ++e) stopped = run.epoch(e);
+  run.checkpoint();
+  if (!s.checkpoint.empty()) fmt::print("checkpoint: {}\n", s.checkpoint);
+}
+
+}  // namespace stag::rt

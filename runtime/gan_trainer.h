@@ -1,0 +1,41 @@
+#pragma once
+/// The training loop of a GAN program (compiler/train/gan.h): the discriminator's and the
+/// generator's compiled steps alternate over the real images; both models, both optimizers and
+/// the data position are one checkpoint, so a resumed run repeats the uninterrupted one.
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "runtime/model.h"
+#include "runtime/progress.h"
+#include "runtime/trainer.h"
+
+namespace stag::rt {
+
+/// What a GAN run reads beyond TrainSettings; defaults from the manifest's gan.* attributes.
+struct GanSettings {
+  int64_t d_steps = 1;     ///< discriminator steps (each on its own real batch) per generator step
+  double lr_generator = 2e-4, lr_discriminator = 2e-4;
+  int64_t grid_count = 64;  ///< images in each epoch's grid of fixed noise
+};
+
+/// Called after every epoch (1-based) with the generator's images of the run's fixed noise,
+/// f32 [grid_count, C, H, W] in the generator's range; may add fields to the epoch's log record
+/// and summary line (quality scores).
+using GanEpochHook = std::function<void(int64_t epoch, const Tensor& images, LogRecord& record, std::string& summary)>;
+
+GanSettings gan_settings_from_manifest(const Manifest& m);
+
+/// The noise a GAN program's `forward` takes, N(0, 1) from the seed alone: `rows` rows of the
+/// model's noise shape (a whole number of batches, the last padded).
+Tensor gan_noise(const Manifest& m, int64_t rows, uint64_t seed);
+
+/// Runs the generator (`forward`) on `z` [N, ...] batch by batch; returns the images [N, C, H, W].
+Tensor generate_images(Model& model, const Tensor& z);
+
+/// Trains; prints progress and each epoch's means (losses, D's accuracy on real and generated
+/// images, examples/s). Throws Error on bad data or settings.
+void train_gan(Model& model, const TrainSettings& s, const GanSettings& g, const GanEpochHook& on_epoch = {});
+
+}  // namespace stag::rt

@@ -1,0 +1,92 @@
+// Finds a model file's GAN and compiles it: both models lowered in training mode, each with the
+// optimizer of its own train section, assembled into three functions over shared parameters.
+
+#include "tools/gan_program.h"
+
+#include <fmt/format.h>
+
+#include "compiler/train/gan.h"
+#include "compiler/train/train_step.h"
+#include "frontend/load.h"
+
+namespace stag::cli {
+
+namespace {
+
+[[noreturn]] void fail_with(const Diagnostics& diags) {
+  fmt::print(stderr, "{}", diags.render());
+  throw Failure{kExitBadInput, {}};
+}
+
+std::unique_ptr<Graph> load_member(const ModelArgs& args, const std::string& name) {
+  ModelArgs member = args;
+  member.model = name;
+  member.train = true;
+  return member.load();
+}
+
+OptimizerConfig optimizer_for(const TrainProgramArgs& program, const Graph& g) {
+  OptimizerConfig opt = optimizer_from_attrs(g);
+  if (!program.optimizer.empty()) opt.kind = program.optimizer;
+  if (program.weight_decay >= 0) opt.weight_decay = program.weight_decay;
+  if (program.momentum >= 0) opt.momentum = program.momentum;
+  if (program.grad_clip >= 0) opt.clip_norm = program.grad_clip;
+  return opt;
+}
+
+/// The settings the runtime reads from the manifest: the first function's graph attributes.
+void set_run_attrs(Graph& sample, const Graph& gen, const Graph& disc, const fe::GanSpec& spec) {
+  sample.attrs.clear();
+  for (const auto& [k, v] : gen.attrs)
+    if (k == "batch" || k == "train.epochs" || k == "train.data" || k == "train.seed") sample.set_attr(k, v);
+  if (spec.epochs) sample.set_attr("train.epochs", *spec.epochs);
+  if (spec.data) sample.set_attr("train.data", *spec.data);
+  if (const Attr* lr = gen.attr("train.lr")) sample.set_attr("gan.generator.lr", *lr);
+  if (const Attr* lr = disc.attr("train.lr")) sample.set_attr("gan.discriminator.lr", *lr);
+  sample.set_attr("gan.d_steps", spec.d_steps);
+  sample.set_attr("gan.loss", spec.loss);
+  sample.set_attr("gan.generator", spec.generator);
+  sample.set_attr("gan.discriminator", spec.discriminator);
+}
+
+}  // namespace
+
+std::optional<fe::GanLookup> find_gan(const ModelArgs& args) {
+  if (!args.file.ends_with(".stag")) return std::nullopt;
+  std::string error;
+  auto text = read_source(args.file, error);
+  if (!text) throw Failure{kExitUsage, error};
+  Diagnostics diags;
+  diags.add_source(args.file, *text);
+  auto found = fe::find_gan(*text, args.file, args.model, diags);
+  if (!found) fail_with(diags);
+  if (found->kind == fe::GanLookup::None) return std::nullopt;
+  return found;
+}
+
+void refuse_member(const ModelArgs& args, const fe::GanSpec& spec) {
+  Diagnostics diags;
+  std::string error;
+  if (auto text = read_source(args.file, error)) diags.add_source(args.file, *text);
+  bool gen = args.model == spec.generator;
+  diags.error(spec.loc, fmt::format("'{}' is the {} of gan '{}' and does not train alone; `stag train {}` trains the pair",
+                                    args.model, gen ? "generator" : "discriminator", spec.name, args.file));
+  fail_with(diags);
+}
+
+CompiledModel compile_gan(const TrainProgramArgs& program, const fe::GanSpec& spec, bool profile) {
+  auto gen = load_member(program.model, spec.generator);
+  auto disc = load_member(program.model, spec.discriminator);
+  GanOptions o{spec.name, spec.loss, spec.real_low, spec.real_high, optimizer_for(program, *gen), optimizer_for(program, *disc)};
+  Diagnostics diags;
+  std::string error;
+  if (auto text = read_source(program.model.file, error)) diags.add_source(program.model.file, *text);
+  auto graphs = build_gan(*gen, *disc, o, spec.loc, diags);
+  if (!graphs) fail_with(diags);
+  set_run_attrs(*graphs->sample, *gen, *disc, spec);
+  graphs->sample->name = spec.name;
+  return compile_jit({{"forward", graphs->sample.get()}, {"d_step", graphs->d_step.get()}, {"g_step", graphs->g_step.get()}},
+                     {.profile = profile, .passes = program.model.passes});
+}
+
+}  // namespace stag::cli
