@@ -69,7 +69,7 @@ struct GanRun {
   const FunctionSpec& d_fn = model.manifest().function("d_step");
   const FunctionSpec& g_fn = model.manifest().function("g_step");
   int64_t batch = d_fn.inputs[index_of(d_fn.inputs, "x", "d_step")].shape[0];
-  Dataset data = load_training_examples(s.data);
+  Dataset data = load_example_split(s.data, false);
   std::optional<BatchIterator> loader;
   int64_t d_steps_done = 0;  ///< discriminator steps taken; the generator's are d_steps_done / d_steps
   Tensor key = Tensor::from<int64_t>({}, {0}), lr = Tensor::from<float>({}, {0.f});

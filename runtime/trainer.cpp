@@ -651,6 +651,10 @@ std::pair<Tensor, Tensor> predict(Model& model, const std::string& source, const
 
 namespace stag::rt {
 
-Dataset load_training_examples(const std::string& source) { return load_examples(source).train; }
+Dataset load_example_split(const std::string& source, bool test) {
+  Data d = load_examples(source);
+  if (test && !d.has_test) throw Error(fmt::format("data '{}' has no test split", source));
+  return test ? std::move(d.test) : std::move(d.train);
+}
 
 }  // namespace stag::rt

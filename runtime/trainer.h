@@ -81,9 +81,9 @@ std::unique_ptr<DataPreload> preload_data(const std::string& source);
 /// an error while preloading is thrown here, as if train() had loaded the data itself.
 double train(Model& model, const TrainSettings& s, DataPreload* preload = nullptr);
 
-/// The training split of an example data set (not text): what `--data` names for a model that
-/// reads examples.
-Dataset load_training_examples(const std::string& source);
+/// The training or test split of an example data set (not text), as `--data` names it for a
+/// model that reads examples.
+Dataset load_example_split(const std::string& source, bool test);
 
 /// Evaluates `model` (its forward function) on the test split of `data`, printing the metrics,
 /// the per-class table and the confusion matrix. Returns the accuracy.

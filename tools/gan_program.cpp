@@ -8,6 +8,10 @@
 #include "compiler/train/gan.h"
 #include "compiler/train/train_step.h"
 #include "frontend/load.h"
+#include "runtime/data/dataset.h"
+#include "runtime/gan_trainer.h"
+#include "runtime/safetensors.h"
+#include "runtime/trainer.h"
 
 namespace stag::cli {
 
@@ -87,6 +91,37 @@ CompiledModel compile_gan(const TrainProgramArgs& program, const fe::GanSpec& sp
   graphs->sample->name = spec.name;
   return compile_jit({{"forward", graphs->sample.get()}, {"d_step", graphs->d_step.get()}, {"g_step", graphs->g_step.get()}},
                      {.profile = profile, .passes = program.model.passes});
+}
+
+void ScoreArgs::add_to(CLI::App& app) {
+  app.add_option("--classifier", model, "A classifier (.stag with `logits` and `features` outputs) to score generated images");
+  app.add_option("--classifier-weights", weights, "Its trained weights (safetensors)");
+  app.add_option("--score-count", count, "Generated images to score (default 10000)")->check(CLI::Range(int64_t{2}, int64_t{1000000}));
+}
+
+GanScorer::GanScorer(const ScoreArgs& args, const std::string& data, double low, double high)
+    : count_(args.count), low_(low), high_(high) {
+  if (args.weights.empty()) throw Failure{kExitUsage, "--classifier needs --classifier-weights"};
+  ModelArgs m;
+  m.file = args.model;
+  classifier_ = compile_jit(*m.load());
+  auto file = rt::read_safetensors(args.weights);
+  classifier_.model->load_model_params(file.tensors, args.weights);
+  rt::Dataset test = rt::load_example_split(data, true);
+  rt::materialize_features(test);
+  test_ = std::move(test.features);
+  real_ = rt::classify(*classifier_.model, test_, test_.shape().at(0));
+}
+
+GanScorer::Scores GanScorer::images(const rt::Tensor& images01, int64_t n) {
+  auto v = rt::classify(*classifier_.model, images01, n);
+  return {rt::classifier_score(v), rt::frechet_distance(v, real_)};
+}
+
+GanScorer::Scores GanScorer::generator(rt::Model& gan, uint64_t seed) {
+  rt::Tensor images = rt::generate_images(gan, rt::gan_noise(gan.manifest(), count_, seed));
+  for (float& x : images.values<float>()) x = static_cast<float>((x - low_) / (high_ - low_));
+  return this->images(images, count_);
 }
 
 }  // namespace stag::cli

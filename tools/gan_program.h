@@ -6,6 +6,7 @@
 
 #include "compiler/jit/jit_model.h"
 #include "frontend/gan.h"
+#include "runtime/quality.h"
 #include "tools/cli.h"
 
 namespace stag::cli {
@@ -20,5 +21,37 @@ std::optional<fe::GanLookup> find_gan(const ModelArgs& args);
 /// Builds and compiles the GAN's functions: `forward` (sampling), `d_step` and `g_step`. The
 /// optimizer flags of `program` apply to both models.
 CompiledModel compile_gan(const TrainProgramArgs& program, const fe::GanSpec& spec, bool profile);
+
+/// `--classifier MODEL --classifier-weights CKPT [--score-count N]`: a trained classifier (with
+/// `logits` and `features` outputs) that scores a GAN's images.
+struct ScoreArgs {
+  std::string model, weights;
+  int64_t count = 10000;
+
+  void add_to(CLI::App& app);
+  bool enabled() const { return !model.empty(); }
+};
+
+/// The classifier compiled, and its view of the real test images.
+class GanScorer {
+ public:
+  /// `low`, `high`: the generator's range, mapped to the classifier's [0, 1].
+  GanScorer(const ScoreArgs& args, const std::string& data, double low, double high);
+  struct Scores {
+    double classifier_score, frechet_distance;
+  };
+  /// Scores `count` images the generator makes from noise of `seed`.
+  Scores generator(rt::Model& gan, uint64_t seed);
+  /// The same for images given in [0, 1] (the test set itself, noise), for calibration.
+  Scores images(const rt::Tensor& images01, int64_t n);
+  const rt::Tensor& test_images() const { return test_; }
+
+ private:
+  CompiledModel classifier_;
+  rt::Tensor test_;
+  rt::ClassifierView real_;
+  int64_t count_;
+  double low_, high_;
+};
 
 }  // namespace stag::cli
