@@ -10,7 +10,7 @@ tmp=$(mktemp -d)
 trap 'kill -9 $pid 2>/dev/null; rm -rf "$tmp"' EXIT
 pid=
 cd "$tmp"
-common=(train "$models/mlp.stag" --epochs 1 --max-steps 400 --validation 0.02 --no-test --seed 3 --threads 2)
+common=(train "$models/mlp.stag" --epochs 1 --max-steps 300 --validation 0.02 --no-test --seed 3 --threads 2)
 
 "$stag" "${common[@]}" --run-dir a >a.out 2>&1 || { cat a.out; fail "the uninterrupted run failed"; }
 
