@@ -26,9 +26,11 @@
 #include "runtime/error.h"
 #include "runtime/metrics.h"
 #include "runtime/progress.h"
+#include "runtime/run_dir.h"
 #include "runtime/safetensors.h"
 #include "runtime/schedule.h"
 #include "runtime/state_map.h"
+#include "runtime/stop_signal.h"
 #include "runtime/thread_pool.h"
 
 namespace stag::rt {
@@ -283,7 +285,12 @@ std::string metrics_line(const std::string& prefix, const Metrics& m) {
 void save_checkpoint(Model& model, const std::string& path, const StateMap& state) {
   std::vector<NamedTensor> tensors;
   for (size_t i = 0; i < model.params().size(); ++i) tensors.push_back({model.manifest().params[i].name, &model.params()[i]});
-  write_safetensors(path, tensors, state);
+  try {
+    write_safetensors(path, tensors, state);
+  } catch (const Error& e) {
+    // The writer removed its temporary file, so whatever was at `path` is still there, whole.
+    throw Error(fmt::format("{} ({})", e.what(), fs::exists(path) ? "the previous checkpoint there is intact" : "no checkpoint was written"));
+  }
 }
 
 }  // namespace
@@ -340,9 +347,11 @@ void add_train_flags(CLI::App& app, TrainSettings& s) {
   app.add_option("--folds", s.folds, "k-fold cross-validation: split the training data into k folds...")
       ->check(CLI::Range(int64_t{2}, int64_t{1000}));
   app.add_option("--fold", s.fold, "...and validate on this one (0-based), training on the others");
-  app.add_option("--checkpoint", s.checkpoint, "Write checkpoints (safetensors) to this file");
+  app.add_option("--run-dir", s.run_dir, "The run folder (default: runs/MODEL-N, N the next number; a resumed folder)");
+  app.add_flag("!--no-save", s.save, "Keep no run folder (no last/best checkpoints, log.jsonl or run.json)");
+  app.add_option("--checkpoint", s.checkpoint, "Also write every checkpoint (safetensors) to this file");
   app.add_option("--checkpoint-every", s.checkpoint_every, "Also checkpoint every N steps")->check(CLI::NonNegativeNumber);
-  app.add_option("--resume", s.resume, "Continue exactly from a checkpoint");
+  app.add_option("--resume", s.resume, "Continue exactly from a checkpoint, or a run folder's last.safetensors (and keep writing there)");
   app.add_option("--init-from", s.init_from, "Take matching parameters by name from a safetensors file (PyTorch state_dict)");
   app.add_option("--log", s.log, "Append one JSON object per epoch to this file");
   app.add_option("--early-stopping", s.patience, "Stop after N epochs without improvement of --monitor; keep the best weights")
@@ -367,6 +376,8 @@ void merge_given(const CLI::App& app, const TrainSettings& given, TrainSettings&
   set("--validation", &TrainSettings::validation);
   set("--folds", &TrainSettings::folds);
   set("--fold", &TrainSettings::fold);
+  set("--run-dir", &TrainSettings::run_dir);
+  set("--no-save", &TrainSettings::save);
   set("--checkpoint", &TrainSettings::checkpoint);
   set("--checkpoint-every", &TrainSettings::checkpoint_every);
   set("--resume", &TrainSettings::resume);
@@ -381,213 +392,395 @@ void merge_given(const CLI::App& app, const TrainSettings& given, TrainSettings&
   set("--no-test", &TrainSettings::test);
 }
 
+namespace {
+
+Split make_split(const TrainSettings& s, int64_t examples) {
+  if (s.folds <= 0) return train_validation_split(examples, s.validation, s.seed);
+  if (s.fold < 0 || s.fold >= s.folds) throw Error(fmt::format("--fold {} is not one of the {} folds", s.fold, s.folds));
+  return kfold(examples, s.folds, s.seed)[static_cast<size_t>(s.fold)];
+}
+
+// Normalisation rewrites the features: byte images become f32 here.
+std::optional<Normalizer> normalize(bool on, Data& data, const Split& split) {
+  if (!on) return std::nullopt;
+  if (data.train.feature_dtype() != DType::f32) throw Error("--normalize applies to float features only");
+  materialize_features(data.train);
+  materialize_features(data.test);
+  Normalizer n = Normalizer::fit(data.train.features, split.train);
+  n.apply(data.train.features);
+  if (data.has_test) n.apply(data.test.features);
+  return n;
+}
+
+LoaderOptions train_loader(int64_t batch, bool augment) {
+  LoaderOptions o;
+  o.batch_size = batch;
+  o.drop_last = true;  // the compiled step's batch is static
+  if (augment) {
+    // Fashion-MNIST-sized images: small shifts, flips, rotations and zooms.
+    o.augment.crop_padding = 2;
+    o.augment.horizontal_flip = true;
+    o.augment.max_rotation_degrees = 10;
+    o.augment.min_scale = 0.9;
+    o.augment.max_scale = 1.1;
+  }
+  return o;
+}
+
+// The learning rate of each step: a schedule, or plateau's, which validation drives.
+struct LrPicker {
+  std::shared_ptr<const LrSchedule> schedule;
+  std::optional<PlateauLr> plateau;
+  bool by_epoch = false;
+
+  double lr(int64_t epoch, int64_t step) const { return plateau ? plateau->lr() : schedule->lr(by_epoch ? epoch : step); }
+};
+
+LrPicker make_lr(const TrainSettings& s) {
+  LrPicker p;
+  p.by_epoch = counts_epochs(s.schedule);
+  if (!s.schedule.starts_with("plateau")) {
+    p.schedule = parse_schedule(s.schedule, s.lr);
+    return p;
+  }
+  PlateauLr::Options po;
+  if (auto parts = s.schedule.find(':'); parts != std::string::npos) {
+    std::string rest = s.schedule.substr(parts + 1);
+    auto colon = rest.find(':');
+    po.patience = parse_int(rest.substr(0, colon), "plateau patience");
+    if (colon != std::string::npos) po.factor = parse_double(rest.substr(colon + 1), "plateau factor");
+  }
+  p.plateau.emplace(s.lr, po);
+  return p;
+}
+
+EarlyStopping make_early_stopping(const TrainSettings& s) {
+  EarlyStopping::Options eo;
+  eo.patience = std::max<int64_t>(1, s.patience);  // should_stop is only consulted when s.patience > 0
+  eo.mode = s.monitor == "val_accuracy" ? EarlyStopping::Mode::max : EarlyStopping::Mode::min;
+  return EarlyStopping(eo);
+}
+
+// Transfer learning: take what matches by name and type; report what was taken.
+void init_from(Model& model, const std::string& path) {
+  auto file = read_safetensors(path);
+  int64_t taken = 0;
+  for (size_t i = 0; i < model.params().size(); ++i) {
+    // The model's weights only: a fresh run starts its own optimizer state.
+    if (model.manifest().params[i].name.starts_with("optim.")) continue;
+    auto it = file.tensors.find(model.manifest().params[i].name);
+    if (it == file.tensors.end() || it->second.dtype() != model.params()[i].dtype() || it->second.shape() != model.params()[i].shape())
+      continue;
+    model.params()[i] = std::move(it->second);
+    ++taken;
+  }
+  auto weights = std::count_if(model.manifest().params.begin(), model.manifest().params.end(),
+                               [](const BufferSpec& p) { return !p.name.starts_with("optim."); });
+  fmt::print("initialised {} of {} parameters from {}\n", taken, weights, path);
+}
+
+// The settings as run.json records them, by flag name.
+LogRecord settings_record(const TrainSettings& s) {
+  auto flag = [](bool b) { return LogValue(int64_t{b}); };
+  return {{"epochs", s.epochs}, {"lr", s.lr}, {"schedule", s.schedule}, {"data", s.data},
+          {"seed", static_cast<int64_t>(s.seed)}, {"validation", s.validation}, {"folds", s.folds}, {"fold", s.fold},
+          {"checkpoint", s.checkpoint}, {"checkpoint_every", s.checkpoint_every}, {"resume", s.resume},
+          {"init_from", s.init_from}, {"log", s.log}, {"early_stopping", s.patience}, {"monitor", s.monitor},
+          {"augment", flag(s.augment)}, {"normalize", flag(s.normalize)}, {"max_steps", s.max_steps},
+          {"threads", int64_t{stag_get_num_threads()}}, {"test", flag(s.test)}, {"run_dir", s.run_dir}};
+}
+
+// One run of the training loop: what it keeps between steps, and the steps, epoch ends and
+// checkpoints that move it on. Data order, augmentation and dropout are keyed by (seed, epoch,
+// step), so the state a checkpoint saves is all a resumed run needs to repeat this one.
+class TrainingRun {
+ public:
+  TrainingRun(Model& model, const TrainSettings& s, Data data);
+  /// Trains to the end (epochs, --max-steps or early stopping); throws StopRequested after
+  /// saving when SIGINT or SIGTERM asked to stop. Returns what train() returns.
+  double run();
+
+ private:
+  void start();
+  void resume();
+  void open_folder();
+  void run_epoch(int64_t epoch);
+  double step(const Batch& b, int64_t epoch);
+  void end_epoch(int64_t epoch, ProgressBar& bar, double train_loss, double seconds);
+  Metrics validate(int64_t epoch, std::string& summary, LogRecord& rec);
+  void restore_best();
+  double test();
+  void checkpoint();
+  void save_best();
+  [[noreturn]] void stop();
+  std::string saved_where() const;
+  void report() const;
+  void log(const LogRecord& rec);
+  StateMap state_now() const;
+  double lr_at(int64_t epoch) const { return lr_.lr(epoch, step_); }
+
+  Model& model_;
+  const TrainSettings& s_;
+  const FunctionSpec& step_fn_;
+  Inputs in_;
+  int loss_out_;
+  int64_t batch_;
+  Data data_;
+  int64_t num_classes_;
+  Split split_;
+  std::optional<Normalizer> normalizer_;  // before loader_: its thread reads the normalised data
+  LoaderOptions eval_opts_;
+  BatchIterator loader_;
+  BatchPlan val_plan_;
+  int64_t steps_per_epoch_;
+  LrPicker lr_;
+  EarlyStopping early_;  // tracks the best epoch for best.safetensors even without early stopping
+  std::vector<Tensor> best_;
+  std::optional<RunFolder> folder_;
+  std::optional<JsonLinesWriter> user_log_, folder_log_;
+  Tensor lr_t_ = Tensor::from<float>({}, {0.f});
+  Tensor step_t_ = Tensor::from<int64_t>({}, {0});
+  int64_t step_ = 0, saved_step_ = -1;
+  double last_val_accuracy_ = std::numeric_limits<double>::quiet_NaN();
+  bool done_ = false, early_stopped_ = false, improved_ = false;
+};
+
+int64_t batch_of(const BufferSpec& features) { return features.shape.empty() ? 1 : features.shape[0]; }
+
+int64_t classes_in(const Model& model, const Dataset& train) {
+  int64_t n = vocabulary_of(model);
+  for (int64_t v : train.labels.values<int64_t>()) n = std::max(n, v + 1);
+  return n;
+}
+
+TrainingRun::TrainingRun(Model& model, const TrainSettings& s, Data data)
+    : model_(model),
+      s_(s),
+      step_fn_(model.manifest().function("train_step")),
+      in_(map_inputs(step_fn_)),
+      loss_out_(output_index(step_fn_, "loss")),
+      batch_(batch_of(step_fn_.inputs[in_.features])),
+      data_(std::move(data)),
+      num_classes_(classes_in(model, data_.train)),
+      split_(make_split(s, data_.train.size())),
+      normalizer_(normalize(s.normalize, data_, split_)),
+      eval_opts_(eval_loader(batch_)),
+      loader_(data_.train, split_.train, train_loader(batch_, s.augment), s.seed),
+      val_plan_(data_.train, split_.validation, eval_opts_, s.seed),
+      steps_per_epoch_(loader_.plan().batches_per_epoch()),
+      lr_(make_lr(s)),
+      early_(make_early_stopping(s)) {
+  if (steps_per_epoch_ == 0)
+    throw Error(fmt::format("the training split has {} examples, fewer than one batch of {}", split_.train.size(), batch_));
+}
+
+double TrainingRun::run() {
+  start();
+  done_ = s_.max_steps > 0 && step_ >= s_.max_steps;  // resumed at the end
+  for (int64_t epoch = loader_.state().epoch; epoch < s_.epochs && !done_; ++epoch) run_epoch(epoch);
+  if (s_.patience > 0 && !best_.empty()) restore_best();
+  if (saved_step_ != step_) checkpoint();
+  if (stop_requested()) stop();
+  double accuracy = s_.test && data_.has_test ? test() : last_val_accuracy_;
+  report();
+  if (stop_requested()) stop();
+  return accuracy;
+}
+
+void TrainingRun::start() {
+  model_.init(static_cast<int64_t>(s_.seed));
+  if (!s_.init_from.empty()) init_from(model_, s_.init_from);
+  if (!s_.resume.empty()) resume();
+  open_folder();
+  // A resumed run continues its logs; a fresh one starts them afresh.
+  if (!s_.log.empty()) user_log_.emplace(s_.log, s_.resume.empty());
+  if (folder_) folder_log_.emplace(folder_->log(), s_.resume.empty());
+  fmt::print("training {} on {}: {} train / {} validation examples, batch {}, {} steps an epoch, {} threads\n",
+             model_.manifest().model, s_.data, split_.train.size(), split_.validation.size(), batch_, steps_per_epoch_,
+             stag_get_num_threads());
+}
+
+void TrainingRun::resume() {
+  std::string path = resolve_checkpoint(s_.resume, Prefer::last).string();
+  auto file = read_safetensors(path);
+  StateMap meta(file.metadata.begin(), file.metadata.end());
+  model_.load_params(file.tensors, path);
+  step_ = parse_int(state_get(meta, "step"), "step");
+  loader_.restore(LoaderState::restore(meta));
+  if (meta.count("early_stopping.best_epoch")) early_.restore(meta);
+  if (lr_.plateau) lr_.plateau->restore(meta);
+  fmt::print("resumed from {} at epoch {}, step {}\n", path, loader_.state().epoch + 1, step_);
+}
+
+// --run-dir, else the folder being resumed, else the next runs/MODEL-N.
+void TrainingRun::open_folder() {
+  if (!s_.save) return;
+  if (!s_.run_dir.empty()) folder_ = RunFolder::open(s_.run_dir);
+  else if (!s_.resume.empty() && fs::is_directory(s_.resume)) folder_ = RunFolder{s_.resume};
+  else folder_ = RunFolder::create_next("runs", model_.manifest().model);
+  RunRecord r{s_.command, model_.manifest().model, s_.model_hash, s_.model_hash_of, s_.seed, stag_get_num_threads(),
+              settings_record(s_)};
+  folder_->write_run_json(r);
+}
+
+void TrainingRun::run_epoch(int64_t epoch) {
+  ProgressBar bar(stdout, fmt::format("epoch {}/{}", epoch + 1, s_.epochs), steps_per_epoch_ * batch_, progress_options_for(stdout));
+  double loss_sum = 0;
+  int64_t losses = 0, examples = loader_.state().position * batch_;
+  double t0 = steady_seconds();
+  while (!(s_.max_steps > 0 && step_ >= s_.max_steps)) {
+    auto b = loader_.next();
+    if (!b) break;
+    loss_sum += step(*b, epoch);
+    ++losses;
+    examples += b->size;
+    bar.update(examples, loss_sum / static_cast<double>(losses));
+    if (stop_requested()) {
+      bar.finish("(stopping)");
+      stop();
+    }
+  }
+  done_ = s_.max_steps > 0 && step_ >= s_.max_steps;
+  end_epoch(epoch, bar, losses ? loss_sum / static_cast<double>(losses) : 0.0, steady_seconds() - t0);
+}
+
+double TrainingRun::step(const Batch& b, int64_t epoch) {
+  std::vector<const Tensor*> args(step_fn_.inputs.size(), nullptr);
+  args[in_.features] = &b.features;
+  if (in_.labels >= 0) args[in_.labels] = &b.labels;
+  lr_t_.values<float>()[0] = static_cast<float>(lr_at(epoch));
+  if (in_.lr >= 0) args[in_.lr] = &lr_t_;
+  step_t_.values<int64_t>()[0] = step_;
+  if (in_.step >= 0) args[in_.step] = &step_t_;
+  auto out = model_.run("train_step", args);
+  double loss = out[loss_out_].values<float>()[0];
+  if (!std::isfinite(loss))
+    throw Error(fmt::format("the loss became {} at step {} (epoch {}); lower the learning rate", loss, step_, epoch + 1));
+  ++step_;
+  log({{"event", std::string("step")}, {"step", step_}, {"epoch", epoch + 1}, {"loss", loss}});
+  if (s_.checkpoint_every > 0 && step_ % s_.checkpoint_every == 0) checkpoint();
+  return loss;
+}
+
+void TrainingRun::end_epoch(int64_t epoch, ProgressBar& bar, double train_loss, double seconds) {
+  std::string summary = fmt::format("loss {:.4f}", train_loss);
+  LogRecord rec = {{"event", std::string("epoch")}, {"epoch", epoch + 1}, {"step", step_}, {"train_loss", train_loss},
+                   {"lr", lr_at(epoch)}, {"seconds", seconds}};
+  std::optional<Metrics> val;
+  if (!split_.validation.empty()) val = validate(epoch, summary, rec);
+  bar.finish(summary);
+  // The per-class view of the validation set (not for language models' many classes).
+  if (val && val->num_classes() > 0 && num_classes_ <= 20) fmt::print("{}", format_class_table(*val, data_.class_names));
+  log(rec);
+  // After early stopping the last checkpoint holds the restored best weights instead.
+  if (!early_stopped_) checkpoint();
+  if (improved_) save_best();
+  if (stop_requested()) stop();
+}
+
+// Adds the validation metrics to the epoch's summary and record, and steps what they drive:
+// the plateau schedule, the best epoch and early stopping.
+Metrics TrainingRun::validate(int64_t epoch, std::string& summary, LogRecord& rec) {
+  Metrics m = evaluate_plan(model_, val_plan_, num_classes_);
+  last_val_accuracy_ = m.accuracy;
+  summary += "  " + metrics_line("val_", m);
+  rec.push_back({"val_loss", m.loss});
+  rec.push_back({"val_accuracy", m.accuracy});
+  rec.push_back({"val_macro_f1", m.macro_f1});
+  if (m.macro_auc) rec.push_back({"val_auc", *m.macro_auc});
+  double monitored = s_.monitor == "val_accuracy" ? m.accuracy : m.loss;
+  if (lr_.plateau) lr_.plateau->step(monitored);
+  improved_ = early_.update(epoch, monitored);
+  if (improved_ && s_.patience > 0) {
+    best_.clear();
+    for (const auto& p : model_.params()) best_.push_back(p.clone());
+  }
+  if (s_.patience > 0 && early_.should_stop()) {
+    summary += fmt::format("  (early stop: best epoch {})", early_.best_epoch() + 1);
+    early_stopped_ = done_ = true;
+  }
+  return m;
+}
+
+void TrainingRun::restore_best() {
+  for (size_t i = 0; i < best_.size(); ++i) model_.params()[i] = std::move(best_[i]);
+  best_.clear();
+  fmt::print("restored the weights of epoch {} (best {} {:.4f})\n", early_.best_epoch() + 1, s_.monitor, early_.best_value());
+  checkpoint();
+}
+
+double TrainingRun::test() {
+  BatchPlan test_plan(data_.test, {}, eval_opts_, s_.seed);
+  Metrics m = evaluate_plan(model_, test_plan, num_classes_);
+  fmt::print("test: {}\n", metrics_line("", m));
+  if (m.num_classes() > 0)
+    fmt::print("{}\n{}", format_class_table(m, data_.class_names), format_confusion_matrix(m, data_.class_names));
+  log({{"event", std::string("test")}, {"loss", m.loss}, {"accuracy", m.accuracy}, {"macro_f1", m.macro_f1}});
+  return m.accuracy;
+}
+
+void TrainingRun::checkpoint() {
+  StateMap state = state_now();
+  if (folder_) save_checkpoint(model_, folder_->last().string(), state);
+  if (!s_.checkpoint.empty()) save_checkpoint(model_, s_.checkpoint, state);
+  saved_step_ = step_;
+}
+
+void TrainingRun::save_best() {
+  if (folder_) save_checkpoint(model_, folder_->best().string(), state_now());
+}
+
+void TrainingRun::stop() {
+  if (saved_step_ != step_) checkpoint();
+  throw_stop(step_, saved_where());
+}
+
+std::string TrainingRun::saved_where() const {
+  std::string also = s_.checkpoint.empty() ? "" : fmt::format(" (and {})", s_.checkpoint);
+  if (folder_) return fmt::format("checkpoint: {}{}; continue with --resume {}", folder_->last().string(), also, folder_->dir.string());
+  if (!s_.checkpoint.empty()) return fmt::format("checkpoint: {}; continue with --resume {}", s_.checkpoint, s_.checkpoint);
+  return "nothing saved (--no-save and no --checkpoint)";
+}
+
+// Where everything is, as the run's last line.
+void TrainingRun::report() const {
+  if (!s_.checkpoint.empty()) fmt::print("checkpoint: {}\n", s_.checkpoint);
+  if (!folder_) return;
+  std::string best = fs::exists(folder_->best())
+                         ? fmt::format(" best.safetensors (epoch {}, {} {:.4f}),", early_.best_epoch() + 1, s_.monitor, early_.best_value())
+                         : "";
+  fmt::print("run folder {}: last.safetensors (step {}),{} log.jsonl, run.json\n", folder_->dir.string(), step_, best);
+}
+
+void TrainingRun::log(const LogRecord& rec) {
+  if (user_log_) user_log_->write(rec);
+  if (folder_log_) folder_log_->write(rec);
+}
+
+StateMap TrainingRun::state_now() const {
+  StateMap m = loader_.state().save();
+  m["step"] = std::to_string(step_);
+  if (!split_.validation.empty()) for (auto& [k, v] : early_.save()) m[k] = v;
+  if (lr_.plateau) for (auto& [k, v] : lr_.plateau->save()) m[k] = v;
+  if (normalizer_) for (auto& [k, v] : normalizer_->save()) m[k] = v;
+  m["model"] = model_.manifest().model;
+  return m;
+}
+
+}  // namespace
+
 double train(Model& model, const TrainSettings& s, DataPreload* preload) {
+  StopSignalScope signals;
   if (s.threads > 0) stag_set_num_threads(s.threads);
   const FunctionSpec& step_fn = model.manifest().function("train_step");
-  Inputs in = map_inputs(step_fn);
-  int loss_out = output_index(step_fn, "loss");
-  if (loss_out < 0) throw Error("the train step has no 'loss' output");
-  const BufferSpec& feat_spec = step_fn.inputs[in.features];
-  int64_t batch = feat_spec.shape.empty() ? 1 : feat_spec.shape[0];
-
+  if (output_index(step_fn, "loss") < 0) throw Error("the train step has no 'loss' output");
+  const BufferSpec& features = step_fn.inputs[map_inputs(step_fn).features];
   // Data read while the model compiled, when it is what this run reads.
-  bool preloaded = preload && preload->source() == s.data && !reads_text(feat_spec) && preload->state_->data.valid();
-  Data data = preloaded ? preload->state_->data.get() : load_data(s.data, feat_spec, vocabulary_of(model));
-  check_shape(feat_spec, data.train, "training");
-  int64_t num_classes = vocabulary_of(model);
-  for (int64_t v : data.train.labels.values<int64_t>()) num_classes = std::max(num_classes, v + 1);
-  Split split;
-  if (s.folds > 0) {
-    if (s.fold < 0 || s.fold >= s.folds) throw Error(fmt::format("--fold {} is not one of the {} folds", s.fold, s.folds));
-    split = kfold(data.train.size(), s.folds, s.seed)[static_cast<size_t>(s.fold)];
-  } else {
-    split = train_validation_split(data.train.size(), s.validation, s.seed);
-  }
-  std::optional<Normalizer> normalizer;
-  if (s.normalize) {
-    if (data.train.feature_dtype() != DType::f32) throw Error("--normalize applies to float features only");
-    // Normalisation rewrites the features: byte images become f32 here.
-    materialize_features(data.train);
-    materialize_features(data.test);
-    normalizer = Normalizer::fit(data.train.features, split.train);
-    normalizer->apply(data.train.features);
-    if (data.has_test) normalizer->apply(data.test.features);
-  }
-  LoaderOptions train_opts;
-  train_opts.batch_size = batch;
-  train_opts.drop_last = true;  // the compiled step's batch is static
-  if (s.augment) {
-    // Fashion-MNIST-sized images: small shifts, flips, rotations and zooms.
-    train_opts.augment.crop_padding = 2;
-    train_opts.augment.horizontal_flip = true;
-    train_opts.augment.max_rotation_degrees = 10;
-    train_opts.augment.min_scale = 0.9;
-    train_opts.augment.max_scale = 1.1;
-  }
-  LoaderOptions eval_opts = eval_loader(batch);
-  BatchIterator loader(data.train, split.train, train_opts, s.seed);
-  BatchPlan val_plan(data.train, split.validation, eval_opts, s.seed);
-  int64_t steps_per_epoch = loader.plan().batches_per_epoch();
-  if (steps_per_epoch == 0)
-    throw Error(fmt::format("the training split has {} examples, fewer than one batch of {}", split.train.size(), batch));
-
-  bool plateau = s.schedule.starts_with("plateau");
-  std::shared_ptr<const LrSchedule> schedule;
-  std::optional<PlateauLr> plateau_lr;
-  if (plateau) {
-    PlateauLr::Options po;
-    auto parts = s.schedule.find(':');
-    if (parts != std::string::npos) {
-      std::string rest = s.schedule.substr(parts + 1);
-      auto colon = rest.find(':');
-      po.patience = parse_int(rest.substr(0, colon), "plateau patience");
-      if (colon != std::string::npos) po.factor = parse_double(rest.substr(colon + 1), "plateau factor");
-    }
-    plateau_lr.emplace(s.lr, po);
-  } else {
-    schedule = parse_schedule(s.schedule, s.lr);
-  }
-  bool by_epoch = counts_epochs(s.schedule);
-  EarlyStopping::Options eo;
-  eo.patience = std::max<int64_t>(1, s.patience);  // only consulted when s.patience > 0
-  eo.mode = s.monitor == "val_accuracy" ? EarlyStopping::Mode::max : EarlyStopping::Mode::min;
-  EarlyStopping early(eo);
-
-  int64_t step = 0, start_epoch = 0;
-  model.init(static_cast<int64_t>(s.seed));
-  if (!s.init_from.empty()) {
-    // Transfer learning: take what matches by name and type; report what was taken.
-    auto file = read_safetensors(s.init_from);
-    int64_t taken = 0;
-    for (size_t i = 0; i < model.params().size(); ++i) {
-      // The model's weights only: a fresh run starts its own optimizer state.
-      if (model.manifest().params[i].name.starts_with("optim.")) continue;
-      auto it = file.tensors.find(model.manifest().params[i].name);
-      if (it == file.tensors.end() || it->second.dtype() != model.params()[i].dtype() || it->second.shape() != model.params()[i].shape())
-        continue;
-      model.params()[i] = std::move(it->second);
-      ++taken;
-    }
-    auto weights = std::count_if(model.manifest().params.begin(), model.manifest().params.end(),
-                                 [](const BufferSpec& p) { return !p.name.starts_with("optim."); });
-    fmt::print("initialised {} of {} parameters from {}\n", taken, weights, s.init_from);
-  }
-  std::vector<Tensor> best;
-  if (!s.resume.empty()) {
-    auto file = read_safetensors(s.resume);
-    StateMap meta(file.metadata.begin(), file.metadata.end());
-    model.load_params(file.tensors, s.resume);
-    step = parse_int(state_get(meta, "step"), "step");
-    loader.restore(LoaderState::restore(meta));
-    start_epoch = loader.state().epoch;
-    if (s.patience > 0 && meta.count("early_stopping.best_epoch")) early.restore(meta);
-    if (plateau_lr) plateau_lr->restore(meta);
-    fmt::print("resumed from {} at epoch {}, step {}\n", s.resume, start_epoch + 1, step);
-  }
-
-  std::optional<JsonLinesWriter> log;
-  if (!s.log.empty()) log.emplace(s.log, s.resume.empty());
-  auto state_now = [&]() {
-    StateMap m = loader.state().save();
-    m["step"] = std::to_string(step);
-    if (s.patience > 0) for (auto& [k, v] : early.save()) m[k] = v;
-    if (plateau_lr) for (auto& [k, v] : plateau_lr->save()) m[k] = v;
-    if (normalizer) for (auto& [k, v] : normalizer->save()) m[k] = v;
-    m["model"] = model.manifest().model;
-    return m;
-  };
-  auto lr_at = [&](int64_t epoch) {
-    if (plateau_lr) return plateau_lr->lr();
-    return schedule->lr(by_epoch ? epoch : step);
-  };
-
-  Tensor lr_t = Tensor::from<float>({}, {0.f});
-  Tensor step_t = Tensor::from<int64_t>({}, {0});
-  double last_val_accuracy = std::numeric_limits<double>::quiet_NaN();
-  bool stopped = false;
-  fmt::print("training {} on {}: {} train / {} validation examples, batch {}, {} steps an epoch, {} threads\n",
-             model.manifest().model, s.data, split.train.size(), split.validation.size(), batch, steps_per_epoch,
-             stag_get_num_threads());
-  for (int64_t epoch = start_epoch; epoch < s.epochs && !stopped; ++epoch) {
-    ProgressBar bar(stdout, fmt::format("epoch {}/{}", epoch + 1, s.epochs), steps_per_epoch * batch, progress_options_for(stdout));
-    double loss_sum = 0;
-    int64_t losses = 0;
-    int64_t done = loader.state().position * batch;
-    double t0 = steady_seconds();
-    while (auto b = loader.next()) {
-      std::vector<const Tensor*> args(step_fn.inputs.size(), nullptr);
-      args[in.features] = &b->features;
-      if (in.labels >= 0) args[in.labels] = &b->labels;
-      lr_t.values<float>()[0] = static_cast<float>(lr_at(epoch));
-      if (in.lr >= 0) args[in.lr] = &lr_t;
-      step_t.values<int64_t>()[0] = step;
-      if (in.step >= 0) args[in.step] = &step_t;
-      auto out = model.run("train_step", args);
-      double loss = out[loss_out].values<float>()[0];
-      if (!std::isfinite(loss)) throw Error(fmt::format("the loss became {} at step {} (epoch {}); lower the learning rate", loss, step, epoch + 1));
-      loss_sum += loss;
-      ++losses;
-      ++step;
-      done += b->size;
-      bar.update(done, loss_sum / static_cast<double>(losses));
-      if (log) log->write({{"event", std::string("step")}, {"step", step}, {"epoch", epoch + 1}, {"loss", loss}});
-      if (!s.checkpoint.empty() && s.checkpoint_every > 0 && step % s.checkpoint_every == 0) save_checkpoint(model, s.checkpoint, state_now());
-      if (s.max_steps > 0 && step >= s.max_steps) {
-        stopped = true;
-        break;
-      }
-    }
-    double seconds = steady_seconds() - t0;
-    std::string summary = fmt::format("loss {:.4f}", losses ? loss_sum / static_cast<double>(losses) : 0.0);
-    LogRecord rec = {{"epoch", epoch + 1}, {"step", step}, {"train_loss", losses ? loss_sum / static_cast<double>(losses) : 0.0},
-                     {"lr", lr_at(epoch)}, {"seconds", seconds}};
-    std::optional<Metrics> val_metrics;
-    if (!split.validation.empty()) {
-      val_metrics = evaluate_plan(model, val_plan, num_classes);
-      const Metrics& m = *val_metrics;
-      last_val_accuracy = m.accuracy;
-      summary += "  " + metrics_line("val_", m);
-      rec.push_back({"val_loss", m.loss});
-      rec.push_back({"val_accuracy", m.accuracy});
-      rec.push_back({"val_macro_f1", m.macro_f1});
-      if (m.macro_auc) rec.push_back({"val_auc", *m.macro_auc});
-      double monitored = s.monitor == "val_accuracy" ? m.accuracy : m.loss;
-      if (plateau_lr) plateau_lr->step(monitored);
-      if (s.patience > 0) {
-        if (early.update(epoch, monitored)) {
-          best.clear();
-          for (const auto& p : model.params()) best.push_back(p.clone());
-        }
-        if (early.should_stop()) {
-          summary += fmt::format("  (early stop: best epoch {})", early.best_epoch() + 1);
-          stopped = true;
-        }
-      }
-    }
-    bar.finish(summary);
-    // The per-class view of the validation set (not for language models' many classes).
-    if (val_metrics && val_metrics->num_classes() > 0 && num_classes <= 20)
-      fmt::print("{}", format_class_table(*val_metrics, data.class_names));
-    if (log) {
-      rec.insert(rec.begin(), {"event", std::string("epoch")});
-      log->write(rec);
-    }
-    if (!s.checkpoint.empty() && !stopped) save_checkpoint(model, s.checkpoint, state_now());
-  }
-  if (!best.empty() && early.has_best()) {
-    for (size_t i = 0; i < best.size(); ++i) model.params()[i] = std::move(best[i]);
-    fmt::print("restored the weights of epoch {} (best {} {:.4f})\n", early.best_epoch() + 1, s.monitor, early.best_value());
-    if (!s.checkpoint.empty()) save_checkpoint(model, s.checkpoint, state_now());
-  }
-  if (s.test && data.has_test) {
-    BatchPlan test_plan(data.test, {}, eval_opts, s.seed);
-    Metrics m = evaluate_plan(model, test_plan, num_classes);
-    fmt::print("test: {}\n", metrics_line("", m));
-    if (m.num_classes() > 0) fmt::print("{}\n{}", format_class_table(m, data.class_names), format_confusion_matrix(m, data.class_names));
-    if (log) log->write({{"event", std::string("test")}, {"loss", m.loss}, {"accuracy", m.accuracy}, {"macro_f1", m.macro_f1}});
-    return m.accuracy;
-  }
-  return last_val_accuracy;
+  bool preloaded = preload && preload->source() == s.data && !reads_text(features) && preload->state_->data.valid();
+  Data data = preloaded ? preload->state_->data.get() : load_data(s.data, features, vocabulary_of(model));
+  check_shape(features, data.train, "training");
+  TrainingRun run(model, s, std::move(data));
+  return run.run();
 }
 
 double evaluate(Model& model, const std::string& source, int64_t seed, const StateMap& state) {

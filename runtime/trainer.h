@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "runtime/data/dataset.h"
 #include "runtime/model.h"
@@ -29,9 +30,11 @@ struct TrainSettings {
   double validation = 0.1;        ///< fraction of the training set held out
   int64_t folds = 0;              ///< k-fold cross-validation: validate on fold `fold` of k
   int64_t fold = 0;
-  std::string checkpoint;         ///< checkpoint file (safetensors), written atomically
-  int64_t checkpoint_every = 0;   ///< also every N steps (0: at epoch ends only)
-  std::string resume;             ///< continue exactly from this checkpoint
+  std::string run_dir;            ///< the run folder (empty: runs/MODEL-N, or the folder resumed)
+  bool save = true;               ///< keep a run folder (run_dir.h); --no-save turns it off
+  std::string checkpoint;         ///< also write every checkpoint to this file
+  int64_t checkpoint_every = 0;   ///< also every N steps (0: at epoch ends and at the end only)
+  std::string resume;             ///< continue exactly from this checkpoint or run folder
   std::string init_from;          ///< take matching parameters (by name) from this file
   std::string log;                ///< JSON lines, one object per epoch
   int64_t patience = 0;           ///< early stopping (0: off)
@@ -41,6 +44,11 @@ struct TrainSettings {
   int64_t max_steps = 0;          ///< stop after this many steps in all (0: no limit)
   int threads = 0;                ///< 0: all cores
   bool test = true;               ///< report metrics on the test split at the end
+
+  /// How the run was started, for run.json; set by the command, not by flags.
+  std::vector<std::string> command;
+  std::string model_hash;     ///< "sha256:HEX"
+  std::string model_hash_of;  ///< the file hashed, or "manifest"
 };
 
 /// Reads the defaults from the manifest's training section.
@@ -75,7 +83,9 @@ class DataPreload {
 std::unique_ptr<DataPreload> preload_data(const std::string& source);
 
 /// Trains `model`, which has the functions init, forward and train_step. Prints progress and
-/// metrics to stdout; throws Error on bad data or settings. Returns the test accuracy (or the
+/// metrics to stdout; throws Error on bad data or settings. Writes a checkpoint however the run
+/// ends: at each epoch end, after --max-steps, after early stopping (the best weights), and on
+/// SIGINT or SIGTERM, after which it throws StopRequested (stop_signal.h) saying where. Returns the test accuracy (or the
 /// last validation accuracy without a test split; NaN when there are no labels to score).
 /// `preload`, when given, is used if it reads s.data and the model takes examples (not text);
 /// an error while preloading is thrown here, as if train() had loaded the data itself.

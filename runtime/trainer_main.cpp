@@ -8,6 +8,8 @@
 #include <string>
 
 #include "runtime/error.h"
+#include "runtime/run_dir.h"
+#include "runtime/stop_signal.h"
 #include "runtime/trainer.h"
 
 extern "C" {
@@ -25,12 +27,18 @@ int main(int argc, char** argv) {
     CLI::App app{fmt::format("Trains {}, compiled ahead of time by stag (defaults: the model's train section).", manifest.model)};
     add_train_flags(app, settings);
     CLI11_PARSE(app, argc, argv);
+    settings.command.assign(argv, argv + argc);
+    settings.model_hash = "sha256:" + sha256_hex(stag_trainer_manifest);
+    settings.model_hash_of = "manifest";
     Model model(std::move(manifest), [](const std::string& name) -> Entry {
       for (int64_t i = 0; i < stag_trainer_function_count; ++i)
         if (name == stag_trainer_function_names[i]) return stag_trainer_function_entries[i];
       return nullptr;
     });
     train(model, settings);
+  } catch (const StopRequested& stop) {
+    fmt::print(stderr, "{}\n", stop.what());
+    return stop.exit_code;
   } catch (const Error& e) {
     fmt::print(stderr, "error: {}\n", e.what());
     return 1;

@@ -115,4 +115,9 @@ void write_output(const std::string& path, const std::string& text) {
   }
 }
 
+std::vector<std::string>& command_line() {
+  static std::vector<std::string> words;
+  return words;
+}
+
 }  // namespace stag::cli

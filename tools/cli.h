@@ -84,6 +84,9 @@ std::string cache_note(const CompileTimes& times);
 rt::Tensor random_input(const Graph& g, const Value* v, const rt::BufferSpec& spec, int64_t seed, int64_t stream);
 
 /// A subcommand: registered on the app, run when parsed.
+/// The command line stag was started with, word by word (run.json records it).
+std::vector<std::string>& command_line();
+
 struct Command {
   CLI::App* app;
   std::function<int()> run;

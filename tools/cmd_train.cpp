@@ -5,6 +5,8 @@
 
 #include <chrono>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <optional>
 #include <regex>
 
@@ -14,7 +16,9 @@
 #include "runtime/error.h"
 #include "runtime/npy.h"
 #include "runtime/profile.h"
+#include "runtime/run_dir.h"
 #include "runtime/safetensors.h"
+#include "runtime/stop_signal.h"
 #include "runtime/trainer.h"
 #include "runtime/gan_trainer.h"
 #include "tools/cli.h"
@@ -99,6 +103,15 @@ std::string data_source(const TrainArgs& args, const CLI::App& cmd, const Graph&
   return rt::TrainSettings{}.data;
 }
 
+// What run.json says about the model and the command line.
+void record_start(const std::string& model_file, rt::TrainSettings& s) {
+  std::ifstream in(model_file, std::ios::binary);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  s.command = command_line();
+  s.model_hash = "sha256:" + rt::sha256_hex(text);
+  s.model_hash_of = model_file;
+}
+
 int run_gan_train(const TrainArgs& args, const CLI::App& cmd, const fe::GanSpec& spec) {
   using Clock = std::chrono::steady_clock;
   auto t0 = Clock::now();
@@ -137,16 +150,27 @@ int run_train(const TrainArgs& args, const CLI::App& cmd) {
              std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
   rt::TrainSettings settings = rt::settings_from_manifest(c.model->manifest());
   rt::merge_given(cmd, args.given, settings);
+  record_start(args.program.model.file, settings);
   try {
     // Validation and test passes run the forward function: it gets a table of its own.
     std::optional<rt::Profiler> profiler;
     if (args.profile.enabled()) profiler.emplace(c.model->manifest(), std::vector<std::string>{"train_step", "forward"});
     rt::train(*c.model, settings, preload.get());
     if (profiler) args.profile.finish(*profiler);
+  } catch (const rt::StopRequested& stop) {
+    fmt::print(stderr, "stag: {}\n", stop.what());
+    return stop.exit_code;
   } catch (const rt::Error& e) {
     throw Failure{kExitBadInput, e.what()};
   }
   return kExitOk;
+}
+
+// A checkpoint named by a file or a run folder (its best, else its last checkpoint), read.
+rt::SafetensorsFile read_weights(const std::string& path) {
+  std::string file = rt::resolve_checkpoint(path, rt::Prefer::best).string();
+  if (file != path) fmt::print("weights: {}\n", file);
+  return rt::read_safetensors(file);
 }
 
 struct EvalArgs {
@@ -159,7 +183,7 @@ int run_eval(const EvalArgs& args) {
   auto graph = args.model.load();
   CompiledModel c = compile_jit(*graph, {.passes = args.model.passes});
   try {
-    auto file = rt::read_safetensors(args.weights);
+    auto file = read_weights(args.weights);
     c.model->load_model_params(file.tensors, args.weights);
     rt::evaluate(*c.model, args.data, 0, rt::StateMap(file.metadata.begin(), file.metadata.end()));
   } catch (const rt::Error& e) {
@@ -179,7 +203,7 @@ int run_predict(const PredictArgs& args) {
   auto graph = args.model.load();
   CompiledModel c = compile_jit(*graph, {.passes = args.model.passes});
   try {
-    auto file = rt::read_safetensors(args.weights);
+    auto file = read_weights(args.weights);
     c.model->load_model_params(file.tensors, args.weights);
     auto [classes, probs] = rt::predict(*c.model, args.data, rt::StateMap(file.metadata.begin(), file.metadata.end()));
     std::filesystem::create_directories(args.out_dir);
@@ -199,7 +223,7 @@ Command add_predict_command(CLI::App& app) {
   auto args = std::make_shared<PredictArgs>();
   auto* cmd = app.add_subcommand("predict", "Write a model's predictions on the test data as .npy (classes and probabilities)");
   args->model.add_to(*cmd);
-  cmd->add_option("--weights", args->weights, "Checkpoint or weights (safetensors)")->required();
+  cmd->add_option("--weights", args->weights, "Checkpoint or weights (safetensors), or a run folder: its best.safetensors, else last.safetensors")->required();
   cmd->add_option("--data", args->data, "fashion-mnist, a directory of IDX files, FEATURES.npy,LABELS.npy or a .csv file");
   cmd->add_option("--out-dir", args->out_dir, "Where to write predictions.npy and probabilities.npy");
   return {cmd, [args] { return run_predict(*args); }};
@@ -218,7 +242,7 @@ Command add_eval_command(CLI::App& app) {
   auto args = std::make_shared<EvalArgs>();
   auto* cmd = app.add_subcommand("eval", "Score a model's weights (a checkpoint) on the test data");
   args->model.add_to(*cmd);
-  cmd->add_option("--weights", args->weights, "Checkpoint or weights (safetensors)")->required();
+  cmd->add_option("--weights", args->weights, "Checkpoint or weights (safetensors), or a run folder: its best.safetensors, else last.safetensors")->required();
   cmd->add_option("--data", args->data, "fashion-mnist, or a directory of IDX files");
   return {cmd, [args] { return run_eval(*args); }};
 }

@@ -16,6 +16,7 @@ std::string version_text() {
 }
 
 int run(int argc, char** argv) {
+  command_line().assign(argv, argv + argc);
   CLI::App app{"stag: a static-graph deep-learning compiler.\nModels are .stag descriptions or graph IR text (.ir).",
                "stag"};
   app.require_subcommand(1);

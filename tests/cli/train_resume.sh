@@ -5,6 +5,7 @@
 set -u
 stag=$1 models=$2
 tmp=$(mktemp -d)
+cd "$tmp"  # run folders (runs/MODEL-N) go here
 trap 'kill -9 $pid 2>/dev/null; rm -rf "$tmp"' EXIT
 pid=
 common=(train "$models/mlp.stag" --epochs 1 --max-steps 400 --checkpoint-every 100 --validation 0.02 --no-test

@@ -5,6 +5,7 @@
 set -u
 stag=$1 tests=$2
 tmp=$(mktemp -d)
+cd "$tmp"  # run folders (runs/MODEL-N) go here
 trap 'rm -rf "$tmp"' EXIT
 fail() { echo "FAIL: $*"; exit 1; }
 # 240 rows: class c has feature c near 3, the others near 0 (a deterministic pseudo-noise).

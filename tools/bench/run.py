@@ -178,7 +178,8 @@ def bench_epoch(args, torch, errors):
         return None
     # Cold: LLVM compiles everything. Cached: the same command again with the JIT's object cache
     # filled by an untimed first run, as a user's second run finds it.
-    train = [args.stag, "train", os.path.join(MODELS, "mlp.stag"), "--epochs", "1"]
+    # --no-save: PyTorch's side writes no checkpoint either.
+    train = [args.stag, "train", os.path.join(MODELS, "mlp.stag"), "--epochs", "1", "--no-save"]
     log("mlp-epoch: stag train (cold) ...")
     stag_s, err = timed(train, env=dict(os.environ, STAG_JIT_CACHE="off"))
     if err:

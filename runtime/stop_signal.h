@@ -1,0 +1,49 @@
+#pragma once
+/// Stopping a training run cleanly on SIGINT (Ctrl-C) or SIGTERM: the first signal asks the
+/// loop to stop after its current step, so that it can write a final checkpoint and return; a
+/// second one ends the process at once. Every training loop polls stop_requested() between
+/// steps and ends with throw_stop() (runtime/trainer.cpp; a GAN loop does the same).
+
+#include <signal.h>
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+namespace stag::rt {
+
+/// While alive, SIGINT and SIGTERM request a stop instead of killing the process, and a second
+/// signal calls _exit(128 + signal) at once (a checkpoint being written then is abandoned; the
+/// previous one stays intact, see AtomicFileWriter). The former handlers come back on
+/// destruction. Installing clears any earlier request. Not reentrant: one scope at a time.
+class StopSignalScope {
+ public:
+  StopSignalScope();
+  ~StopSignalScope();
+  StopSignalScope(const StopSignalScope&) = delete;
+  StopSignalScope& operator=(const StopSignalScope&) = delete;
+
+ private:
+  struct sigaction old_int_ {}, old_term_ {};
+};
+
+/// True once SIGINT or SIGTERM arrived (or request_stop was called). Cheap: poll it every step.
+bool stop_requested();
+/// The signal that asked to stop, 0 if none did.
+int stop_signal();
+/// Asks to stop as if `signal` had arrived (tests; a loop stopping for a reason of its own).
+void request_stop(int signal);
+
+/// Thrown by a training loop that stopped on request after saving what it had. The command
+/// prints what() (where the checkpoint is) and exits with exit_code: 128 + the signal, i.e.
+/// 130 for SIGINT and 143 for SIGTERM, as a shell reports a process the signal killed.
+struct StopRequested : std::runtime_error {
+  StopRequested(int signal, const std::string& message);
+  int signal;
+  int exit_code;
+};
+
+/// Throws StopRequested for the pending stop: "stopped by SIGINT after step STEP; " + `message`.
+[[noreturn]] void throw_stop(int64_t step, const std::string& message);
+
+}  // namespace stag::rt
