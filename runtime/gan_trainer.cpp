@@ -14,14 +14,19 @@
 #include "runtime/data/loader.h"
 #include "runtime/data/rng.h"
 #include "runtime/error.h"
+#include "runtime/image.h"
 #include "runtime/progress.h"
+#include "runtime/run_dir.h"
 #include "runtime/safetensors.h"
 #include "runtime/state_map.h"
+#include "runtime/stop_signal.h"
 #include "runtime/thread_pool.h"
 
 namespace stag::rt {
 
 namespace {
+
+namespace fs = std::filesystem;
 
 int index_of(const std::vector<BufferSpec>& specs, const std::string& name, const std::string& function) {
   for (size_t i = 0; i < specs.size(); ++i)
@@ -73,8 +78,15 @@ struct GanRun {
   std::optional<BatchIterator> loader;
   int64_t d_steps_done = 0;  ///< discriminator steps taken; the generator's are d_steps_done / d_steps
   Tensor key = Tensor::from<int64_t>({}, {0}), lr = Tensor::from<float>({}, {0.f});
-  std::optional<JsonLinesWriter> log;
+  std::optional<JsonLinesWriter> user_log, folder_log;
+  std::optional<RunFolder> folder;
   Tensor fixed_z;
+  int64_t saved_step = -1;
+
+  void log(const LogRecord& rec) {
+    if (user_log) user_log->write(rec);
+    if (folder_log) folder_log->write(rec);
+  }
 
   int64_t key_of(int64_t d_step) const { return static_cast<int64_t>(s.seed) * (int64_t{1} << 40) + d_step; }
 
@@ -127,10 +139,43 @@ struct GanRun {
   }
 
   void checkpoint() {
-    if (s.checkpoint.empty()) return;
     std::vector<NamedTensor> tensors;
     for (size_t i = 0; i < model.params().size(); ++i) tensors.push_back({model.manifest().params[i].name, &model.params()[i]});
-    write_safetensors(s.checkpoint, tensors, state());
+    StateMap st = state();
+    if (folder) write_safetensors(folder->last(), tensors, st);
+    if (!s.checkpoint.empty()) write_safetensors(s.checkpoint, tensors, st);
+    saved_step = d_steps_done;
+  }
+
+  std::string saved_where() const {
+    if (folder) return fmt::format("checkpoint: {}; continue with --resume {}", folder->last().string(), folder->dir.string());
+    if (!s.checkpoint.empty()) return fmt::format("checkpoint: {}; continue with --resume {}", s.checkpoint, s.checkpoint);
+    return "nothing saved (--no-save and no --checkpoint)";
+  }
+
+  void stop() {
+    if (saved_step != d_steps_done) checkpoint();
+    throw_stop(d_steps_done, saved_where());
+  }
+
+  void open_folder() {
+    if (!s.save) return;
+    if (!s.run_dir.empty()) folder = RunFolder::open(s.run_dir);
+    else if (!s.resume.empty() && fs::is_directory(s.resume)) folder = RunFolder{s.resume};
+    else folder = RunFolder::create_next("runs", model.manifest().model);
+    LogRecord settings = train_settings_record(s);
+    settings.push_back({"d_steps", g.d_steps});
+    settings.push_back({"lr_generator", g.lr_generator});
+    settings.push_back({"lr_discriminator", g.lr_discriminator});
+    folder->write_run_json({s.command, model.manifest().model, s.model_hash, s.model_hash_of, s.seed, stag_get_num_threads(), settings});
+    folder_log.emplace(folder->log(), s.resume.empty());
+  }
+
+  void report() const {
+    if (!s.checkpoint.empty()) fmt::print("checkpoint: {}\n", s.checkpoint);
+    if (folder)
+      fmt::print("run folder {}: last.safetensors (step {}), samples/epoch-NNN.png, log.jsonl, run.json\n", folder->dir.string(),
+                 d_steps_done);
   }
 
   /// Returns true when --max-steps (counted in discriminator steps) ends the run.
@@ -147,9 +192,13 @@ struct GanRun {
       ++m.count;
       done += b->size;
       bar.update(done, m.mean("loss_d"));
-      if (log) log->write(rec);
+      log(rec);
       bool boundary = d_steps_done % g.d_steps == 0;
       if (boundary && s.checkpoint_every > 0 && d_steps_done % s.checkpoint_every == 0) checkpoint();
+      if (boundary && stop_requested()) {
+        bar.finish("(stopping)");
+        this->stop();
+      }
       if (boundary && s.max_steps > 0 && d_steps_done >= s.max_steps) {
         stop = true;
         break;
@@ -168,26 +217,39 @@ struct GanRun {
     }
     double rate = seconds > 0 ? static_cast<double>(m.count * batch) / seconds : 0.0;
     rec.push_back({"examples_per_second", rate});
-    if (g.grid_count > 0) hook(e, rec, summary);
+    hook(e, rec, summary);
     bar.finish(summary.empty() ? summary : summary.substr(2));
-    if (log) log->write(rec);
+    log(rec);
+    if (folder) write_grid(e);
+    checkpoint();
+  }
+
+  /// The generator's images of the fixed noise, as samples/epoch-NNN.png in the run folder.
+  void write_grid(int64_t e) {
+    Tensor images = generate_images(model, fixed_z);
+    fs::create_directories(folder->dir / "samples");
+    GridOptions o;
+    o.scale = 2;
+    o.low = static_cast<float>(g.image_low);
+    o.high = static_cast<float>(g.image_high);
+    write_image_grid((folder->dir / "samples" / fmt::format("epoch-{:03}.png", e + 1)).string(), images, o);
   }
 
   void hook(int64_t e, LogRecord& rec, std::string& summary) {
-    if (!on_epoch) return;
-    Tensor images = generate_images(model, fixed_z);
-    on_epoch(e + 1, images, rec, summary);
+    if (on_epoch) on_epoch(e + 1, rec, summary);
   }
 
   void resume() {
-    auto file = read_safetensors(s.resume);
+    std::string path = resolve_checkpoint(s.resume, Prefer::last).string();
+    auto file = read_safetensors(path);
     StateMap meta(file.metadata.begin(), file.metadata.end());
     if (meta.count("model") && meta.at("model") != model.manifest().model)
-      throw Error(fmt::format("{} is a checkpoint of '{}', not of the GAN '{}'", s.resume, meta.at("model"), model.manifest().model));
-    model.load_params(file.tensors, s.resume);
+      throw Error(fmt::format("{} is a checkpoint of '{}', not of the GAN '{}'", path, meta.at("model"), model.manifest().model));
+    model.load_params(file.tensors, path);
     d_steps_done = parse_int(state_get(meta, "step"), "step");
     loader->restore(LoaderState::restore(meta));
-    fmt::print("resumed from {} at epoch {}, step {}\n", s.resume, loader->state().epoch + 1, d_steps_done);
+    fmt::print("resumed from {} at epoch {}, step {}\n", path, loader->state().epoch + 1, d_steps_done);
+    saved_step = d_steps_done;
   }
 
   void start() {
@@ -201,7 +263,8 @@ struct GanRun {
       throw Error(fmt::format("the data has {} examples, fewer than {} batches of {}", data.size(), g.d_steps, batch));
     model.init(static_cast<int64_t>(s.seed));
     if (!s.resume.empty()) resume();
-    if (!s.log.empty()) log.emplace(s.log, s.resume.empty());
+    if (!s.log.empty()) user_log.emplace(s.log, s.resume.empty());
+    open_folder();
     fixed_z = gan_noise(model.manifest(), g.grid_count, s.seed);
   }
 };
@@ -218,6 +281,10 @@ GanSettings gan_settings_from_manifest(const Manifest& m) {
   if (auto v = get("gan.d_steps")) g.d_steps = v->get<int64_t>();
   if (auto v = get("gan.generator.lr")) g.lr_generator = v->get<double>();
   if (auto v = get("gan.discriminator.lr")) g.lr_discriminator = v->get<double>();
+  if (auto v = get("gan.real_range")) {
+    g.image_low = v->at(0).get<double>();
+    g.image_high = v->at(1).get<double>();
+  }
   return g;
 }
 
@@ -253,6 +320,7 @@ Tensor generate_images(Model& model, const Tensor& z) {
 }
 
 void train_gan(Model& model, const TrainSettings& s, const GanSettings& g, const GanEpochHook& on_epoch) {
+  StopSignalScope signals;
   if (s.threads > 0) stag_set_num_threads(s.threads);
   GanRun run(model, s, g, on_epoch);
   run.start();
@@ -261,8 +329,8 @@ void train_gan(Model& model, const TrainSettings& s, const GanSettings& g, const
              stag_get_num_threads());
   bool stopped = false;
   for (int64_t e = run.loader->state().epoch; e < s.epochs && !stopped; ++e) stopped = run.epoch(e);
-  run.checkpoint();
-  if (!s.checkpoint.empty()) fmt::print("checkpoint: {}\n", s.checkpoint);
+  if (run.saved_step != run.d_steps_done) run.checkpoint();
+  run.report();
 }
 
 }  // namespace stag::rt

@@ -17,13 +17,13 @@ namespace stag::rt {
 struct GanSettings {
   int64_t d_steps = 1;     ///< discriminator steps (each on its own real batch) per generator step
   double lr_generator = 2e-4, lr_discriminator = 2e-4;
-  int64_t grid_count = 64;  ///< images in each epoch's grid of fixed noise
+  int64_t grid_count = 64;  ///< images in each epoch's grid of fixed noise (run folder, samples/)
+  double image_low = -1, image_high = 1;  ///< the generator's range, drawn black to white
 };
 
-/// Called after every epoch (1-based) with the generator's images of the run's fixed noise,
-/// f32 [grid_count, C, H, W] in the generator's range; may add fields to the epoch's log record
-/// and summary line (quality scores).
-using GanEpochHook = std::function<void(int64_t epoch, const Tensor& images, LogRecord& record, std::string& summary)>;
+/// Called after every epoch (1-based); may add fields to the epoch's log record and summary line
+/// (quality scores).
+using GanEpochHook = std::function<void(int64_t epoch, LogRecord& record, std::string& summary)>;
 
 GanSettings gan_settings_from_manifest(const Manifest& m);
 
@@ -35,7 +35,9 @@ Tensor gan_noise(const Manifest& m, int64_t rows, uint64_t seed);
 Tensor generate_images(Model& model, const Tensor& z);
 
 /// Trains; prints progress and each epoch's means (losses, D's accuracy on real and generated
-/// images, examples/s). Throws Error on bad data or settings.
+/// images, examples/s). Keeps a run folder as train() does (run_dir.h), with a grid of the fixed
+/// noise's images after each epoch; writes a checkpoint however the run ends, and on SIGINT or
+/// SIGTERM throws StopRequested after it. Throws Error on bad data or settings.
 void train_gan(Model& model, const TrainSettings& s, const GanSettings& g, const GanEpochHook& on_epoch = {});
 
 }  // namespace stag::rt

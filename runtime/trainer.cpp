@@ -851,3 +851,9 @@ Dataset load_example_split(const std::string& source, bool test) {
 }
 
 }  // namespace stag::rt
+
+namespace stag::rt {
+
+LogRecord train_settings_record(const TrainSettings& s) { return settings_record(s); }
+
+}  // namespace stag::rt

@@ -12,6 +12,7 @@
 
 #include "runtime/data/dataset.h"
 #include "runtime/model.h"
+#include "runtime/progress.h"
 #include "runtime/state_map.h"
 
 namespace stag::rt {
@@ -90,6 +91,9 @@ std::unique_ptr<DataPreload> preload_data(const std::string& source);
 /// `preload`, when given, is used if it reads s.data and the model takes examples (not text);
 /// an error while preloading is thrown here, as if train() had loaded the data itself.
 double train(Model& model, const TrainSettings& s, DataPreload* preload = nullptr);
+
+/// Every setting of a run by its flag's name, as run.json records it.
+LogRecord train_settings_record(const TrainSettings& s);
 
 /// The training or test split of an example data set (not text), as `--data` names it for a
 /// model that reads examples.

@@ -49,6 +49,7 @@ void set_run_attrs(Graph& sample, const Graph& gen, const Graph& disc, const fe:
   if (const Attr* lr = disc.attr("train.lr")) sample.set_attr("gan.discriminator.lr", *lr);
   sample.set_attr("gan.d_steps", spec.d_steps);
   sample.set_attr("gan.loss", spec.loss);
+  sample.set_attr("gan.real_range", Floats{spec.real_low, spec.real_high});
   sample.set_attr("gan.generator", spec.generator);
   sample.set_attr("gan.discriminator", spec.discriminator);
 }
