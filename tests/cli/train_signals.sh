@@ -52,6 +52,7 @@ kill -INT $pid; sleep 0.001; kill -INT $pid 2>/dev/null
 wait $pid
 rc=$?
 [ $rc -eq 130 ] || { cat twice.err; fail "two SIGINTs: exit status $rc, want 130"; }
+ls -A twice | grep -q tmp && fail "two SIGINTs left a temporary file"
 how="after its final checkpoint (the second signal came late)"
 grep -q "second signal: stopping now" twice.err && how="at once"
 resume_same twice

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "runtime/error.h"
+#include "runtime/io.h"
 #include "runtime/run_dir.h"
 #include "runtime/stop_signal.h"
 #include "test_util.h"
@@ -135,4 +136,23 @@ TEST_CASE("a stop says which signal and where, with the shell's exit status", "[
   CHECK(status == -1);
   StopSignalScope scope;  // a new scope forgets an earlier request
   CHECK_FALSE(stop_requested());
+}
+
+TEST_CASE("a second signal while a checkpoint is written leaves the old file and no temporary", "[stop_signal]") {
+  TempDir tmp;
+  fs::path target = tmp / "last.safetensors";
+  std::ofstream(target) << "old";
+  int status = in_child([&] {
+    StopSignalScope scope;
+    AtomicFileWriter w(target);
+    w.write(std::as_bytes(std::span("new", 3)));
+    raise(SIGINT);
+    raise(SIGINT);
+  });
+  CHECK(status == 130);
+  CHECK(tmp.entries() == std::vector<std::string>{"last.safetensors"});
+  std::ifstream in(target);
+  std::string text;
+  in >> text;
+  CHECK(text == "old");
 }
