@@ -24,7 +24,19 @@ std::string range_error(const std::string& name, int64_t offset, size_t n, int64
                      offset, size);
 }
 
+// The temporary file a signal handler may have to remove: a fixed buffer, since a handler can
+// neither allocate nor take locks. `ready` is false while the path is being written.
+struct TempSlot {
+  std::atomic<bool> taken{false}, ready{false};
+  char path[4096];
+};
+TempSlot g_temp_slot;
+
 }  // namespace
+
+void remove_pending_temp_file() noexcept {
+  if (g_temp_slot.ready.load()) ::unlink(g_temp_slot.path);
+}
 
 FileSource::FileSource(const std::filesystem::path& path) : name_(path.string()) {
   fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -80,6 +92,11 @@ AtomicFileWriter::AtomicFileWriter(const std::filesystem::path& target) : target
                                    counter.fetch_add(1), rd());
     temp_ = dir / name;
     fd_ = ::open(temp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    if (fd_ >= 0 && temp_.native().size() < sizeof g_temp_slot.path && !g_temp_slot.taken.exchange(true)) {
+      std::memcpy(g_temp_slot.path, temp_.c_str(), temp_.native().size() + 1);
+      g_temp_slot.ready = true;
+      holds_temp_slot_ = true;
+    }
     if (fd_ >= 0) return;
     if (errno != EEXIST) break;
   }
@@ -93,7 +110,15 @@ AtomicFileWriter::~AtomicFileWriter() {
   if (!committed_) discard();
 }
 
+void AtomicFileWriter::release_temp_slot() noexcept {
+  if (!holds_temp_slot_) return;
+  g_temp_slot.ready = false;
+  g_temp_slot.taken = false;
+  holds_temp_slot_ = false;
+}
+
 void AtomicFileWriter::discard() noexcept {
+  release_temp_slot();
   if (fd_ >= 0) ::close(fd_);
   fd_ = -1;
   if (!temp_.empty()) ::unlink(temp_.c_str());
@@ -128,6 +153,7 @@ void AtomicFileWriter::commit() {
   fd_ = -1;
   if (::rename(temp_.c_str(), target_.c_str()) != 0) fail("cannot rename the temporary file", errno);
   committed_ = true;
+  release_temp_slot();
   temp_.clear();
   // Persist the directory entry too; file systems that cannot fsync a directory say EINVAL.
   std::filesystem::path dir = target_.parent_path();

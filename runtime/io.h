@@ -96,10 +96,17 @@ class AtomicFileWriter final : public ByteSink {
   [[noreturn]] void fail(const std::string& what, int err);
   void discard() noexcept;
 
+  void release_temp_slot() noexcept;
+
   std::filesystem::path target_;
   std::filesystem::path temp_;
   int fd_ = -1;
   bool committed_ = false;
+  bool holds_temp_slot_ = false;
 };
+
+/// Removes the temporary file of the writer in progress, if any (one writer at a time is
+/// tracked). Async-signal-safe: for a handler about to _exit, which no destructor would follow.
+void remove_pending_temp_file() noexcept;
 
 }  // namespace stag::rt

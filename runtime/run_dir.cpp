@@ -108,10 +108,6 @@ void RunFolder::write_run_json(const RunRecord& record) const {
   write_atomically(run_json(), j.dump(2) + "\n");
 }
 
-bool is_run_folder(const fs::path& path) {
-  return fs::is_directory(path) && (fs::exists(path / "last.safetensors") || fs::exists(path / "best.safetensors"));
-}
-
 fs::path resolve_checkpoint(const fs::path& path, Prefer prefer) {
   if (!fs::is_directory(path)) return path;
   RunFolder f{path};

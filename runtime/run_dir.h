@@ -50,9 +50,6 @@ struct RunFolder {
   void write_run_json(const RunRecord& record) const;
 };
 
-/// True when `path` is a directory holding a checkpoint of a run folder.
-bool is_run_folder(const std::filesystem::path& path);
-
 /// Which checkpoint of a run folder a reader wants.
 enum class Prefer { best, last };
 

@@ -1,4 +1,4 @@
-// The handlers only touch a lock-free atomic and call write/_exit: nothing else is
+// The handlers only touch lock-free atomics and call write/unlink/_exit: nothing else is
 // async-signal-safe, and the loop does the real work (the checkpoint) on its own thread.
 #include "runtime/stop_signal.h"
 
@@ -7,6 +7,8 @@
 
 #include <atomic>
 #include <cstring>
+
+#include "runtime/io.h"
 
 namespace stag::rt {
 
@@ -19,6 +21,7 @@ void say(const char* text) { [[maybe_unused]] auto n = ::write(STDERR_FILENO, te
 
 void on_signal(int sig) {
   if (g_signal.exchange(sig) != 0) {
+    remove_pending_temp_file();
     say("\nsecond signal: stopping now, without a final checkpoint\n");
     ::_exit(128 + sig);
   }

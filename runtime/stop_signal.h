@@ -13,8 +13,8 @@
 namespace stag::rt {
 
 /// While alive, SIGINT and SIGTERM request a stop instead of killing the process, and a second
-/// signal calls _exit(128 + signal) at once (a checkpoint being written then is abandoned; the
-/// previous one stays intact, see AtomicFileWriter). The former handlers come back on
+/// signal calls _exit(128 + signal) at once (a checkpoint being written then is abandoned and its
+/// temporary file removed; the previous one stays intact, see AtomicFileWriter). The former handlers come back on
 /// destruction. Installing clears any earlier request. Not reentrant: one scope at a time.
 class StopSignalScope {
  public:

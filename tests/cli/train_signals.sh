@@ -10,15 +10,15 @@ tmp=$(mktemp -d)
 trap 'kill -9 $pid 2>/dev/null; rm -rf "$tmp"' EXIT
 pid=
 cd "$tmp"
-common=(train "$models/mlp.stag" --epochs 1 --max-steps 300 --validation 0.02 --no-test --seed 3 --threads 2)
+common=(train "$models/mlp.stag" --epochs 1 --max-steps 200 --validation 0.02 --no-test --seed 3 --threads 2)
 
 "$stag" "${common[@]}" --run-dir a >a.out 2>&1 || { cat a.out; fail "the uninterrupted run failed"; }
 
-# Stops run $1 with signal $2 once it is past step 100; checks its exit status $3.
+# Stops run $1 with signal $2 once it is past step 60; checks its exit status $3.
 interrupt() {
   "$stag" "${common[@]}" --run-dir "$1" >"$1.out" 2>"$1.err" &
   pid=$!
-  wait_steps "$1/log.jsonl" 100 $pid || fail "$1: the run ended before it could be stopped"
+  wait_steps "$1/log.jsonl" 60 $pid || fail "$1: the run ended before it could be stopped"
   kill -"$2" $pid
   wait $pid
   local rc=$?
@@ -44,14 +44,15 @@ grep -Eq "stopped by SIGTERM after step [0-9]+; checkpoint: term/last.safetensor
 resume_same term
 
 # A second SIGINT ends the run without its final checkpoint; the periodic one is intact.
-common+=(--checkpoint-every 50)
+common+=(--checkpoint-every 25)
 "$stag" "${common[@]}" --run-dir twice >twice.out 2>twice.err &
 pid=$!
-wait_steps twice/log.jsonl 120 $pid || fail "twice: the run ended before it could be stopped"
+wait_steps twice/log.jsonl 80 $pid || fail "twice: the run ended before it could be stopped"
 kill -INT $pid; sleep 0.001; kill -INT $pid 2>/dev/null
 wait $pid
 rc=$?
 [ $rc -eq 130 ] || { cat twice.err; fail "two SIGINTs: exit status $rc, want 130"; }
+ls -A twice | grep -q tmp && fail "two SIGINTs left a temporary file"
 how="after its final checkpoint (the second signal came late)"
 grep -q "second signal: stopping now" twice.err && how="at once"
 resume_same twice

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "runtime/error.h"
+#include "runtime/io.h"
 #include "runtime/run_dir.h"
 #include "runtime/stop_signal.h"
 #include "test_util.h"
@@ -68,9 +69,7 @@ TEST_CASE("a run folder stands for its best checkpoint, else its last", "[run_di
   TempDir tmp;
   RunFolder f = RunFolder::open(tmp.path() / "a" / "b");
   CHECK_THROWS_AS(resolve_checkpoint(f.dir, Prefer::best), Error);
-  CHECK_FALSE(is_run_folder(f.dir));
   touch(f.last());
-  CHECK(is_run_folder(f.dir));
   CHECK(resolve_checkpoint(f.dir, Prefer::best) == f.last());
   touch(f.best());
   CHECK(resolve_checkpoint(f.dir, Prefer::best) == f.best());
@@ -133,6 +132,29 @@ TEST_CASE("a stop says which signal and where, with the shell's exit status", "[
     _exit(2);
   });
   CHECK(status == -1);
+  request_stop(SIGINT);
   StopSignalScope scope;  // a new scope forgets an earlier request
   CHECK_FALSE(stop_requested());
+  request_stop(SIGINT);  // as a loop's own tests stop it, without a signal
+  CHECK(stop_requested());
+  CHECK_THROWS_WITH(throw_stop(3, "x"), "stopped by SIGINT after step 3; x");
+}
+
+TEST_CASE("a second signal while a checkpoint is written leaves the old file and no temporary", "[stop_signal]") {
+  TempDir tmp;
+  fs::path target = tmp / "last.safetensors";
+  std::ofstream(target) << "old";
+  int status = in_child([&] {
+    StopSignalScope scope;
+    AtomicFileWriter w(target);
+    w.write(std::as_bytes(std::span("new", 3)));
+    raise(SIGINT);
+    raise(SIGINT);
+  });
+  CHECK(status == 130);
+  CHECK(tmp.entries() == std::vector<std::string>{"last.safetensors"});
+  std::ifstream in(target);
+  std::string text;
+  in >> text;
+  CHECK(text == "old");
 }
