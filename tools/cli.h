@@ -103,5 +103,6 @@ Command add_grad_command(CLI::App& app);
 Command add_predict_command(CLI::App& app);
 Command add_step_command(CLI::App& app);
 Command add_bench_command(CLI::App& app);
+Command add_sample_command(CLI::App& app);
 
 }  // namespace stag::cli

@@ -92,6 +92,7 @@ struct TrainArgs {
   TrainProgramArgs program;
   rt::TrainSettings given;
   ProfileArgs profile;
+  ScoreArgs score;  ///< GANs only
 };
 
 // The data set a run will read: --data, else the model's train section, else the default. Only a
@@ -122,12 +123,25 @@ int run_gan_train(const TrainArgs& args, const CLI::App& cmd, const fe::GanSpec&
              cache_note(c.code->times()), std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
   rt::TrainSettings settings = rt::settings_from_manifest(c.model->manifest());
   rt::merge_given(cmd, args.given, settings);
+  record_start(args.program.model.file, settings);
   rt::GanSettings gan = rt::gan_settings_from_manifest(c.model->manifest());
   try {
+    std::optional<GanScorer> scorer;
+    if (args.score.enabled()) scorer.emplace(args.score, settings.data, gan.image_low, gan.image_high);
+    auto scores = [&](int64_t, rt::LogRecord& rec, std::string& summary) {
+      if (!scorer) return;
+      auto sc = scorer->generator(*c.model, settings.seed + 1);
+      rec.push_back({"classifier_score", sc.classifier_score});
+      rec.push_back({"frechet_distance", sc.frechet_distance});
+      summary += fmt::format("  classifier_score {:.3f}  frechet_distance {:.3f}", sc.classifier_score, sc.frechet_distance);
+    };
     std::optional<rt::Profiler> profiler;
     if (args.profile.enabled()) profiler.emplace(c.model->manifest(), std::vector<std::string>{"d_step", "g_step", "forward"});
-    rt::train_gan(*c.model, settings, gan);
+    rt::train_gan(*c.model, settings, gan, scores);
     if (profiler) args.profile.finish(*profiler);
+  } catch (const rt::StopRequested& stop) {
+    fmt::print(stderr, "stag: {}\n", stop.what());
+    return stop.exit_code;
   } catch (const rt::Error& e) {
     throw Failure{kExitBadInput, e.what()};
   }
@@ -139,6 +153,7 @@ int run_train(const TrainArgs& args, const CLI::App& cmd) {
     if (gan->kind == fe::GanLookup::Member) refuse_member(args.program.model, gan->spec);
     return run_gan_train(args, cmd, gan->spec);
   }
+  if (args.score.enabled()) throw Failure{kExitUsage, "--classifier scores the images of a GAN; this model is not one"};
   using Clock = std::chrono::steady_clock;
   auto t0 = Clock::now();
   auto [eval, step] = args.program.load();
@@ -177,9 +192,13 @@ struct EvalArgs {
   ModelArgs model;
   std::string weights;
   std::string data = "fashion-mnist";
+  ScoreArgs score;  ///< GANs: the classifier that scores the generator
 };
 
 int run_eval(const EvalArgs& args) {
+  if (auto gan = find_gan(args.model)) {
+    if (gan->kind == fe::GanLookup::Pair) return run_gan_eval(args.model, args.weights, args.data, args.score, gan->spec);
+  }
   auto graph = args.model.load();
   CompiledModel c = compile_jit(*graph, {.passes = args.model.passes});
   try {
@@ -235,6 +254,7 @@ Command add_train_command(CLI::App& app) {
   args->program.add_to(*cmd);
   rt::add_train_flags(*cmd, args->given);
   args->profile.add_to(*cmd);
+  args->score.add_to(*cmd);
   return {cmd, [args, cmd] { return run_train(*args, *cmd); }};
 }
 
@@ -244,6 +264,7 @@ Command add_eval_command(CLI::App& app) {
   args->model.add_to(*cmd);
   cmd->add_option("--weights", args->weights, "Checkpoint or weights (safetensors), or a run folder: its best.safetensors, else last.safetensors")->required();
   cmd->add_option("--data", args->data, "fashion-mnist, or a directory of IDX files");
+  args->score.add_to(*cmd);
   return {cmd, [args] { return run_eval(*args); }};
 }
 

@@ -94,6 +94,20 @@ CompiledModel compile_gan(const TrainProgramArgs& program, const fe::GanSpec& sp
                      {.profile = profile, .passes = program.model.passes});
 }
 
+CompiledModel compile_gan_sampler(const ModelArgs& model, const fe::GanSpec& spec) {
+  TrainProgramArgs program;
+  program.model = model;
+  auto gen = load_member(model, spec.generator);
+  auto disc = load_member(model, spec.discriminator);
+  GanOptions o{spec.name, spec.loss, spec.real_low, spec.real_high, optimizer_for(program, *gen), optimizer_for(program, *disc)};
+  Diagnostics diags;
+  auto graphs = build_gan(*gen, *disc, o, spec.loc, diags);
+  if (!graphs) fail_with(diags);
+  set_run_attrs(*graphs->sample, *gen, *disc, spec);
+  graphs->sample->name = spec.name;
+  return compile_jit({{"forward", graphs->sample.get()}}, {.passes = model.passes});
+}
+
 void ScoreArgs::add_to(CLI::App& app) {
   app.add_option("--classifier", model, "A classifier (.stag with `logits` and `features` outputs) to score generated images");
   app.add_option("--classifier-weights", weights, "Its trained weights (safetensors)");

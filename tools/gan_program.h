@@ -22,6 +22,9 @@ std::optional<fe::GanLookup> find_gan(const ModelArgs& args);
 /// optimizer flags of `program` apply to both models.
 CompiledModel compile_gan(const TrainProgramArgs& program, const fe::GanSpec& spec, bool profile);
 
+/// The GAN's sampling function alone (`forward`: noise to images), for commands that only draw.
+CompiledModel compile_gan_sampler(const ModelArgs& model, const fe::GanSpec& spec);
+
 /// `--classifier MODEL --classifier-weights CKPT [--score-count N]`: a trained classifier (with
 /// `logits` and `features` outputs) that scores a GAN's images.
 struct ScoreArgs {
@@ -53,5 +56,20 @@ class GanScorer {
   int64_t count_;
   double low_, high_;
 };
+
+/// `stag eval` of a GAN: the classifier scores of its generator's images, beside those of the test
+/// images themselves (two halves) and of uniform noise, for scale.
+int run_gan_eval(const ModelArgs& model, const std::string& weights, const std::string& data, const ScoreArgs& score,
+                 const fe::GanSpec& spec);
+
+/// `stag sample` of a GAN: a PNG grid of generated images.
+struct GanSampleArgs {
+  std::string weights, out = "samples.png";
+  int64_t count = 64, columns = 8;
+  int scale = 2;
+  uint64_t seed = 0;
+  void add_to(CLI::App& app);
+};
+int run_gan_sample(const ModelArgs& model, const GanSampleArgs& args, const fe::GanSpec& spec);
 
 }  // namespace stag::cli

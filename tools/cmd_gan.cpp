@@ -1,0 +1,107 @@
+// The commands that use a trained GAN: `stag sample` draws a grid of its images, `stag eval`
+// scores them with a trained classifier.
+
+#include <fmt/format.h>
+
+#include "runtime/data/rng.h"
+#include "runtime/error.h"
+#include "runtime/gan_trainer.h"
+#include "runtime/image.h"
+#include "runtime/run_dir.h"
+#include "runtime/safetensors.h"
+#include "runtime/state_map.h"
+#include "tools/gan_program.h"
+
+namespace stag::cli {
+
+namespace {
+
+/// The generator's weights from a checkpoint (or run folder) of the GAN, checked to be its own.
+void load_generator(rt::Model& sampler, const std::string& weights, const fe::GanSpec& spec) {
+  std::string path = rt::resolve_checkpoint(weights, rt::Prefer::last).string();
+  auto file = rt::read_safetensors(path);
+  auto model = file.metadata.find("model");
+  if (model != file.metadata.end() && model->second != spec.name)
+    throw rt::Error(fmt::format("{} is a checkpoint of '{}', not of the GAN '{}'", path, model->second, spec.name));
+  sampler.load_model_params(file.tensors, path);
+}
+
+double range_attr(const rt::Manifest& m, int i) { return rt::gan_settings_from_manifest(m).image_low * (1 - i) + rt::gan_settings_from_manifest(m).image_high * i; }
+
+rt::Tensor uniform_images(const rt::Tensor& like, int64_t n, uint64_t seed) {
+  rt::Shape shape = like.shape();
+  shape[0] = n;
+  rt::Tensor t(rt::DType::f32, shape);
+  rt::Rng rng(seed);
+  for (float& x : t.values<float>()) x = static_cast<float>(rng.uniform01());
+  return t;
+}
+
+void print_scores(const char* what, const GanScorer::Scores& s) {
+  fmt::print("{:<28} {:>16.4f} {:>16.4f}\n", what, s.classifier_score, s.frechet_distance);
+}
+
+}  // namespace
+
+void GanSampleArgs::add_to(CLI::App& app) {
+  app.add_option("--weights", weights, "The GAN's checkpoint, or its run folder (last.safetensors)")->required();
+  app.add_option("-o,--out", out, "The PNG grid to write");
+  app.add_option("--count", count, "Images to draw")->check(CLI::Range(int64_t{1}, int64_t{4096}));
+  app.add_option("--columns", columns, "Images a row")->check(CLI::Range(int64_t{1}, int64_t{256}));
+  app.add_option("--scale", scale, "Pixels a generated pixel (nearest neighbour)")->check(CLI::Range(1, 16));
+  app.add_option("--seed", seed, "Seed of the noise (a training run's grids use its --seed)");
+}
+
+int run_gan_sample(const ModelArgs& model, const GanSampleArgs& args, const fe::GanSpec& spec) {
+  CompiledModel c = compile_gan_sampler(model, spec);
+  try {
+    load_generator(*c.model, args.weights, spec);
+    rt::Tensor images = rt::generate_images(*c.model, rt::gan_noise(c.model->manifest(), args.count, args.seed));
+    rt::Shape shape = images.shape();
+    shape[0] = args.count;
+    rt::Tensor first = rt::Tensor::from<float>(shape, images.values<float>().subspan(0, images.values<float>().size() / images.shape()[0] * args.count));
+    rt::GridOptions o{args.columns, static_cast<float>(range_attr(c.model->manifest(), 0)),
+                      static_cast<float>(range_attr(c.model->manifest(), 1)), 2, args.scale};
+    rt::write_image_grid(args.out, first, o);
+    fmt::print("wrote {} images of {} ({}) to {}\n", args.count, spec.name, spec.generator, args.out);
+  } catch (const rt::Error& e) {
+    throw Failure{kExitBadInput, e.what()};
+  }
+  return kExitOk;
+}
+
+int run_gan_eval(const ModelArgs& model, const std::string& weights, const std::string& data, const ScoreArgs& score,
+                 const fe::GanSpec& spec) {
+  if (!score.enabled()) throw Failure{kExitUsage, "a GAN is scored by a classifier: give --classifier MODEL --classifier-weights CKPT"};
+  CompiledModel c = compile_gan_sampler(model, spec);
+  try {
+    load_generator(*c.model, weights, spec);
+    double low = range_attr(c.model->manifest(), 0), high = range_attr(c.model->manifest(), 1);
+    GanScorer scorer(score, data, low, high);
+    int64_t n = scorer.test_images().shape()[0];
+    fmt::print("scores by {} against the {} test images of {}:\n", score.model, n, data);
+    fmt::print("{:<28} {:>16} {:>16}\n", "images", "classifier_score", "frechet_distance");
+    print_scores("test images", scorer.images(scorer.test_images(), n));
+    print_scores("uniform noise", scorer.images(uniform_images(scorer.test_images(), score.count, 1), score.count));
+    print_scores(fmt::format("{} ({} images)", spec.name, score.count).c_str(), scorer.generator(*c.model, 1));
+  } catch (const rt::Error& e) {
+    throw Failure{kExitBadInput, e.what()};
+  }
+  return kExitOk;
+}
+
+Command add_sample_command(CLI::App& app) {
+  auto model = std::make_shared<ModelArgs>();
+  auto args = std::make_shared<GanSampleArgs>();
+  auto* cmd = app.add_subcommand("sample", "Draw from a trained generative model: a PNG grid of a GAN's images");
+  model->add_to(*cmd);
+  args->add_to(*cmd);
+  return {cmd, [model, args] {
+            auto gan = find_gan(*model);
+            if (!gan || gan->kind != fe::GanLookup::Pair)
+              throw Failure{kExitBadInput, fmt::format("{}: stag sample draws from a GAN (a file with a `gan` declaration)", model->file)};
+            return run_gan_sample(*model, *args, gan->spec);
+          }};
+}
+
+}  // namespace stag::cli
