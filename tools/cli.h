@@ -100,5 +100,6 @@ Command add_grad_command(CLI::App& app);
 Command add_predict_command(CLI::App& app);
 Command add_step_command(CLI::App& app);
 Command add_bench_command(CLI::App& app);
+Command add_plot_command(CLI::App& app);
 
 }  // namespace stag::cli
