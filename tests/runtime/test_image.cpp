@@ -121,5 +121,8 @@ TEST_CASE("image errors name the file", "[image]") {
   Tensor fine(DType::f32, {2, 1, 4, 4});
   CHECK_THROWS_WITH(write_image_grid(ok, fine, 2, 1, 1), Contains("low < high"));
   CHECK_THROWS_WITH(write_image_grid(ok, fine, 0, -1, 1), Contains("columns >= 1"));
+  Tensor one(DType::f32, {1, 1, 1, 1});
+  CHECK_THROWS_WITH(write_image_grid(ok, one, 1, -1, 1, 2, 1 << 30), Contains(ok) && Contains("too large"));
+  CHECK_THROWS_WITH(write_png(ok, Image{2, 2, 1, {0, 0, 0}}), Contains(ok) && Contains("3 bytes"));
   CHECK(dir.entries() == std::vector<std::string>{"not.png"});
 }
