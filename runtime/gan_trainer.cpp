@@ -271,6 +271,12 @@ struct GanRun {
 
 }  // namespace
 
+bool is_gan(const Manifest& m) {
+  int found = 0;
+  for (const auto& f : m.functions) found += f.name == "d_step" || f.name == "g_step";
+  return found == 2;
+}
+
 GanSettings gan_settings_from_manifest(const Manifest& m) {
   GanSettings g;
   auto get = [&](const char* key) -> std::optional<nlohmann::json> {

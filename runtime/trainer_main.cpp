@@ -8,6 +8,7 @@
 #include <string>
 
 #include "runtime/error.h"
+#include "runtime/gan_trainer.h"
 #include "runtime/run_dir.h"
 #include "runtime/stop_signal.h"
 #include "runtime/trainer.h"
@@ -35,7 +36,8 @@ int main(int argc, char** argv) {
         if (name == stag_trainer_function_names[i]) return stag_trainer_function_entries[i];
       return nullptr;
     });
-    train(model, settings);
+    if (is_gan(model.manifest())) train_gan(model, settings, gan_settings_from_manifest(model.manifest()));
+    else train(model, settings);
   } catch (const StopRequested& stop) {
     fmt::print(stderr, "{}\n", stop.what());
     return stop.exit_code;

@@ -13,7 +13,10 @@
 #include "frontend/load.h"
 #include "runtime/error.h"
 #include "runtime/thread_pool.h"
+#include "runtime/data/rng.h"
+#include "runtime/gan_trainer.h"
 #include "tools/cli.h"
+#include "tools/gan_program.h"
 
 namespace stag::cli {
 
@@ -57,8 +60,61 @@ double median(std::vector<double> v) {
   return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
+// A GAN's training iteration: the discriminator's step on a random real batch in [0, 1], then the
+// generator's, each step timed as the pair.
+int bench_gan(const BenchArgs& args, const fe::GanSpec& spec) {
+  if (args.threads > 0) stag_set_num_threads(args.threads);
+  auto t0 = Clock::now();
+  CompiledModel c = compile_gan(args.program, spec, false);
+  double compile_s = ms_since(t0) / 1000.0;
+  rt::Model& model = *c.model;
+  std::vector<double> times;
+  double loss_d = NAN, loss_g = NAN;
+  const auto& d_spec = model.manifest().function("d_step");
+  rt::GanSettings gan = rt::gan_settings_from_manifest(model.manifest());
+  int64_t batch = d_spec.inputs.at(0).shape.at(0);
+  try {
+    model.init(args.seed);
+    rt::Tensor lr_d = rt::Tensor::from<float>({}, {static_cast<float>(gan.lr_discriminator)});
+    rt::Tensor lr_g = rt::Tensor::from<float>({}, {static_cast<float>(gan.lr_generator)});
+    rt::Tensor key = rt::Tensor::from<int64_t>({}, {0});
+    std::vector<rt::Tensor> reals;
+    for (int k = 0; k < 16; ++k) {
+      reals.emplace_back(rt::DType::f32, d_spec.inputs.at(0).shape);
+      rt::Rng rng(static_cast<uint64_t>(args.seed * 1000 + k));
+      for (float& v : reals.back().values<float>()) v = static_cast<float>(rng.uniform01());
+    }
+    for (int s = 0; s < args.warmup + args.steps; ++s) {
+      key.values<int64_t>()[0] = s;
+      auto t1 = Clock::now();
+      loss_d = model.run("d_step", {&reals[static_cast<size_t>(s % 16)], &key, &lr_d})[0].values<float>()[0];
+      loss_g = model.run("g_step", {&key, &lr_g})[0].values<float>()[0];
+      if (s >= args.warmup) times.push_back(ms_since(t1));
+    }
+  } catch (const rt::Error& e) {
+    throw Failure{kExitBadInput, e.what()};
+  }
+  double med = median(times), best = *std::min_element(times.begin(), times.end());
+  int threads = stag_get_num_threads();
+  size_t kernels = c.program.functions[2].kernels.size() + c.program.functions[3].kernels.size();
+  if (args.json)
+    fmt::print("{{\"model\": \"{}\", \"function\": \"d_step+g_step\", \"batch\": {}, \"threads\": {}, \"warmup\": {}, "
+               "\"steps\": {}, \"compile_s\": {:.4f}, \"median_ms\": {:.4f}, \"min_ms\": {:.4f}, \"peak_rss_mb\": {:.1f}, "
+               "\"kernels\": {}, \"workspace_bytes\": {}, \"loss_d\": {:.6g}, \"loss_g\": {:.6g}}}\n",
+               spec.name, batch, threads, args.warmup, args.steps, compile_s, med, best, peak_rss_mb(), kernels,
+               c.program.workspace_bytes, loss_d, loss_g);
+  else
+    fmt::print("{} d_step+g_step (batch {}) on {} thread{}: median {:.3f} ms, min {:.3f} ms over {} steps after {} warm-up; "
+               "last losses D {:.4g} G {:.4g}; compile {:.2f} s ({} kernels); peak RSS {:.1f} MB\n",
+               spec.name, batch, threads, threads == 1 ? "" : "s", med, best, args.steps, args.warmup, loss_d, loss_g,
+               compile_s, kernels, peak_rss_mb());
+  return kExitOk;
+}
+
 int run_bench(const BenchArgs& args) {
   const ModelArgs& margs = args.program.model;
+  if (args.matmul == 0 && !margs.file.empty())
+    if (auto gan = find_gan(margs); gan && gan->kind == fe::GanLookup::Pair) return bench_gan(args, gan->spec);
   if (args.matmul > 0 && !margs.file.empty()) throw Failure{kExitUsage, "give a model file or --matmul N, not both"};
   if (args.matmul == 0 && margs.file.empty()) throw Failure{kExitUsage, "give a model file (or --matmul N)"};
   if (args.matmul > 0 && margs.train) throw Failure{kExitUsage, "--matmul has no train step"};

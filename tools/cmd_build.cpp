@@ -13,6 +13,7 @@
 #include "compiler/jit/jit.h"
 #include "compiler/lower/lower.h"
 #include "tools/cli.h"
+#include "tools/gan_program.h"
 
 namespace stag::cli {
 
@@ -39,10 +40,23 @@ int run_program(const std::vector<std::string>& argv) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
+// The functions a trainer runs: a model's inference pass and train step, or a GAN's three.
+kir::Program trainer_program(const TrainProgramArgs& args, std::string& name) {
+  if (auto gan = find_gan(args.model)) {
+    if (gan->kind == fe::GanLookup::Member) refuse_member(args.model, gan->spec);
+    GanGraphs g = gan_graphs(args, gan->spec);
+    name = gan->spec.name;
+    return compile_program({{"forward", g.sample.get()}, {"d_step", g.d_step.get()}, {"g_step", g.g_step.get()}},
+                           args.model.passes, std::cerr);
+  }
+  auto [eval, step] = args.load();
+  name = eval->name;
+  return compile_program({{"forward", eval.get()}, {"train_step", step.get()}}, args.model.passes, std::cerr);
+}
+
 int run_build(const BuildArgs& args) {
-  auto [eval, step] = args.program.load();
-  kir::Program program =
-      compile_program({{"forward", eval.get()}, {"train_step", step.get()}}, args.program.model.passes, std::cerr);
+  std::string name;
+  kir::Program program = trainer_program(args.program, name);
   std::string object = args.out + ".o";
   CompileTimes t;
   try {
@@ -52,13 +66,13 @@ int run_build(const BuildArgs& args) {
   }
   // The runtime as this stag was built with it: same compiler, same libraries.
   std::vector<std::string> link = {STAG_CXX, "-o", args.out, object, STAG_TRAINER_MAIN, STAG_RUNTIME_LIB,
-                                   STAG_FMT_LIB, "-lz", "-lmvec", "-lm", "-pthread"};
+                                   STAG_FMT_LIB, "-lz", "-lpng", "-lmvec", "-lm", "-pthread"};
   int rc = run_program(link);
   std::filesystem::remove(object);
   if (rc != 0)
     throw Failure{kExitUsage, fmt::format("linking {} failed ({}): {}", args.out, rc, fmt::join(link, " "))};
   fmt::print("wrote {}: {} trains with the flags of `stag train` (compiled in {:.0f} ms, no LLVM needed to run it)\n",
-             args.out, eval->name, t.total_ms());
+             args.out, name, t.total_ms());
   return kExitOk;
 }
 

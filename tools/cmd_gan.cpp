@@ -3,7 +3,9 @@
 
 #include <fmt/format.h>
 
+#include "runtime/data/dataset.h"
 #include "runtime/data/rng.h"
+#include "runtime/trainer.h"
 #include "runtime/error.h"
 #include "runtime/gan_trainer.h"
 #include "runtime/image.h"
@@ -90,6 +92,70 @@ int run_gan_eval(const ModelArgs& model, const std::string& weights, const std::
   return kExitOk;
 }
 
+namespace {
+
+/// Rows of `columns` test images, each above its reconstruction: f32 [2 * ceil(n / c) * c, C, H, W].
+rt::Tensor originals_over_reconstructions(const rt::Tensor& x, const std::vector<float>& recon, int64_t n, int64_t columns) {
+  rt::Shape shape = x.shape();
+  int64_t rows = (n + columns - 1) / columns;
+  shape[0] = 2 * rows * columns;
+  rt::Tensor grid(rt::DType::f32, shape);
+  size_t size = x.values<float>().size() / static_cast<size_t>(x.shape()[0]);
+  auto out = grid.values<float>();
+  for (int64_t i = 0; i < n; ++i) {
+    int64_t r = i / columns, c = i % columns;
+    auto src = x.values<float>().subspan(static_cast<size_t>(i) * size, size);
+    std::copy(src.begin(), src.end(), out.begin() + static_cast<ptrdiff_t>(static_cast<size_t>(2 * r * columns + c) * size));
+    std::copy(recon.begin() + static_cast<ptrdiff_t>(static_cast<size_t>(i) * size), recon.begin() + static_cast<ptrdiff_t>(static_cast<size_t>(i + 1) * size),
+              out.begin() + static_cast<ptrdiff_t>(static_cast<size_t>((2 * r + 1) * columns + c) * size));
+  }
+  return grid;
+}
+
+}  // namespace
+
+int run_reconstruction_sample(const ModelArgs& model, const GanSampleArgs& args) {
+  auto graph = model.load();
+  CompiledModel c = compile_jit(*graph, {.passes = model.passes});
+  try {
+    std::string path = rt::resolve_checkpoint(args.weights, rt::Prefer::best).string();
+    auto file = rt::read_safetensors(path);
+    c.model->load_model_params(file.tensors, path);
+    const auto& f = c.model->manifest().function("forward");
+    int out = -1;
+    for (size_t i = 0; i < f.outputs.size(); ++i)
+      if (f.outputs[i].name == "reconstruction") out = static_cast<int>(i);
+    const Attr* data = graph->attr("train.data");
+    rt::Dataset test = rt::load_example_split(data ? std::get<std::string>(*data) : "fashion-mnist", true);
+    rt::materialize_features(test);
+    int64_t batch = f.inputs.at(0).shape.at(0), n = std::min<int64_t>(args.count, test.size());
+    std::vector<float> recon;
+    size_t size = test.features.values<float>().size() / static_cast<size_t>(test.size());
+    for (int64_t b = 0; b < n; b += batch) {
+      rt::Tensor x(rt::DType::f32, f.inputs[0].shape);
+      size_t rows = static_cast<size_t>(std::min(batch, test.size() - b));
+      auto src = test.features.values<float>().subspan(static_cast<size_t>(b) * size, rows * size);
+      std::copy(src.begin(), src.end(), x.values<float>().begin());
+      auto r = c.model->run("forward", {&x});
+      auto v = r[static_cast<size_t>(out)].values<float>();
+      recon.insert(recon.end(), v.begin(), v.end());
+    }
+    rt::GridOptions o{args.columns, 0.f, 1.f, 2, args.scale};
+    rt::write_image_grid(args.out, originals_over_reconstructions(test.features, recon, n, args.columns), o);
+    fmt::print("wrote {} test images of {} above their reconstructions to {}\n", n, graph->name, args.out);
+  } catch (const rt::Error& e) {
+    throw Failure{kExitBadInput, e.what()};
+  }
+  return kExitOk;
+}
+
+bool reconstructs(const ModelArgs& model) {
+  auto graph = model.load();
+  for (const auto& o : graph->outputs)
+    if (o.name == "reconstruction") return true;
+  return false;
+}
+
 Command add_sample_command(CLI::App& app) {
   auto model = std::make_shared<ModelArgs>();
   auto args = std::make_shared<GanSampleArgs>();
@@ -98,6 +164,7 @@ Command add_sample_command(CLI::App& app) {
   args->add_to(*cmd);
   return {cmd, [model, args] {
             auto gan = find_gan(*model);
+            if (!gan && reconstructs(*model)) return run_reconstruction_sample(*model, *args);
             if (!gan || gan->kind != fe::GanLookup::Pair)
               throw Failure{kExitBadInput, fmt::format("{}: stag sample draws from a GAN (a file with a `gan` declaration)", model->file)};
             return run_gan_sample(*model, *args, gan->spec);

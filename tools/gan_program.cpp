@@ -79,7 +79,7 @@ void refuse_member(const ModelArgs& args, const fe::GanSpec& spec) {
   fail_with(diags);
 }
 
-CompiledModel compile_gan(const TrainProgramArgs& program, const fe::GanSpec& spec, bool profile) {
+GanGraphs gan_graphs(const TrainProgramArgs& program, const fe::GanSpec& spec) {
   auto gen = load_member(program.model, spec.generator);
   auto disc = load_member(program.model, spec.discriminator);
   GanOptions o{spec.name, spec.loss, spec.real_low, spec.real_high, optimizer_for(program, *gen), optimizer_for(program, *disc)};
@@ -90,22 +90,20 @@ CompiledModel compile_gan(const TrainProgramArgs& program, const fe::GanSpec& sp
   if (!graphs) fail_with(diags);
   set_run_attrs(*graphs->sample, *gen, *disc, spec);
   graphs->sample->name = spec.name;
-  return compile_jit({{"forward", graphs->sample.get()}, {"d_step", graphs->d_step.get()}, {"g_step", graphs->g_step.get()}},
+  return std::move(*graphs);
+}
+
+CompiledModel compile_gan(const TrainProgramArgs& program, const fe::GanSpec& spec, bool profile) {
+  GanGraphs g = gan_graphs(program, spec);
+  return compile_jit({{"forward", g.sample.get()}, {"d_step", g.d_step.get()}, {"g_step", g.g_step.get()}},
                      {.profile = profile, .passes = program.model.passes});
 }
 
 CompiledModel compile_gan_sampler(const ModelArgs& model, const fe::GanSpec& spec) {
   TrainProgramArgs program;
   program.model = model;
-  auto gen = load_member(model, spec.generator);
-  auto disc = load_member(model, spec.discriminator);
-  GanOptions o{spec.name, spec.loss, spec.real_low, spec.real_high, optimizer_for(program, *gen), optimizer_for(program, *disc)};
-  Diagnostics diags;
-  auto graphs = build_gan(*gen, *disc, o, spec.loc, diags);
-  if (!graphs) fail_with(diags);
-  set_run_attrs(*graphs->sample, *gen, *disc, spec);
-  graphs->sample->name = spec.name;
-  return compile_jit({{"forward", graphs->sample.get()}}, {.passes = model.passes});
+  GanGraphs g = gan_graphs(program, spec);
+  return compile_jit({{"forward", g.sample.get()}}, {.passes = model.passes});
 }
 
 void ScoreArgs::add_to(CLI::App& app) {

@@ -5,6 +5,7 @@
 #include <optional>
 
 #include "compiler/jit/jit_model.h"
+#include "compiler/train/gan.h"
 #include "frontend/gan.h"
 #include "runtime/quality.h"
 #include "tools/cli.h"
@@ -17,6 +18,10 @@ std::optional<fe::GanLookup> find_gan(const ModelArgs& args);
 
 /// Throws the Failure for training one model of a GAN alone.
 [[noreturn]] void refuse_member(const ModelArgs& args, const fe::GanSpec& spec);
+
+/// The GAN's three graphs (compiler/train/gan.h), the sampling graph carrying the settings the
+/// runtime reads (gan.*, train.epochs, train.data). Prints diagnostics and throws Failure on error.
+GanGraphs gan_graphs(const TrainProgramArgs& program, const fe::GanSpec& spec);
 
 /// Builds and compiles the GAN's functions: `forward` (sampling), `d_step` and `g_step`. The
 /// optimizer flags of `program` apply to both models.
@@ -71,5 +76,10 @@ struct GanSampleArgs {
   void add_to(CLI::App& app);
 };
 int run_gan_sample(const ModelArgs& model, const GanSampleArgs& args, const fe::GanSpec& spec);
+
+/// True when the model has a `reconstruction` output (an autoencoder).
+bool reconstructs(const ModelArgs& model);
+/// `stag sample` of an autoencoder: rows of test images, each above its reconstruction.
+int run_reconstruction_sample(const ModelArgs& model, const GanSampleArgs& args);
 
 }  // namespace stag::cli

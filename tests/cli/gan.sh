@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# GAN training as users run it: `stag train models/dcgan.stag` alternates the compiled
+# discriminator and generator steps; two runs with one seed end bit for bit alike, a run resumed
+# from its folder ends where the uninterrupted one does, and SIGINT leaves a checkpoint;
+# `stag sample` draws a PNG grid; bad pairs, lone members and foreign checkpoints are errors.
+# Usage: gan.sh STAG MODELS_DIR TESTS_DIR   (needs the dataset-fashion-mnist package)
+set -u
+stag=$1 models=$2 tests=$3
+source "$tests/cli/run_lib.sh"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+cd "$tmp"
+common=(train "$models/dcgan.stag" --seed 4 --threads 2 --batch 16)
+
+"$stag" "${common[@]}" --max-steps 6 --run-dir a --log a.jsonl >a.out 2>&1 || { cat a.out; fail "the GAN run failed"; }
+grep -q "training GAN dcgan on fashion-mnist" a.out || { cat a.out; fail "no GAN training line"; }
+for f in last.safetensors log.jsonl run.json samples/epoch-001.png; do [ -f a/$f ] || fail "a/$f is missing"; done
+[ "$(steps a.jsonl | wc -l)" -eq 6 ] || fail "the log does not have 6 steps"
+for key in loss_d loss_g d_real_accuracy d_fake_accuracy; do
+  grep '"event":"step"' a.jsonl | head -1 | grep -q "\"$key\"" || fail "the step log lacks $key"
+done
+grep '"event":"epoch"' a.jsonl | grep -q '"examples_per_second"' || fail "the epoch log lacks examples/s"
+
+"$stag" "${common[@]}" --max-steps 6 --run-dir b >b.out 2>&1 || { cat b.out; fail "the second run failed"; }
+cmp -s a/last.safetensors b/last.safetensors || fail "two runs with one seed differ"
+
+# Three steps, then resumed from the folder to six: the same checkpoint as six at once.
+"$stag" "${common[@]}" --max-steps 3 --run-dir c >c.out 2>&1 || { cat c.out; fail "the short run failed"; }
+"$stag" "${common[@]}" --max-steps 6 --resume c >c2.out 2>&1 || { cat c2.out; fail "the resumed run failed"; }
+grep -q "resumed from c/last.safetensors" c2.out || { cat c2.out; fail "the run did not say it resumed"; }
+cmp -s a/last.safetensors c/last.safetensors || fail "the resumed run ends elsewhere than the uninterrupted one"
+
+# SIGINT: the step finishes, a checkpoint is written, exit 130.
+"$stag" "${common[@]}" --run-dir d >d.out 2>&1 &
+pid=$!
+for _ in $(seq 3000); do
+  [ -f d/log.jsonl ] && [ "$(steps d/log.jsonl | wc -l)" -ge 2 ] && break
+  kill -0 $pid 2>/dev/null || break
+  sleep 0.02
+done
+kill -INT $pid
+wait $pid
+rc=$?
+[ $rc -eq 130 ] || { cat d.out; fail "SIGINT: exit $rc, not 130"; }
+grep -q "checkpoint: d/last.safetensors" d.out || { cat d.out; fail "SIGINT: no line saying where the checkpoint is"; }
+"$stag" sample "$models/dcgan.stag" --weights d --batch 16 -o interrupted.png >s0.out 2>&1 || { cat s0.out; fail "the interrupted checkpoint does not load"; }
+
+# Samples: a grid of 20 images, 5 a row, at scale 1: 5 x 28 + 6 x 2 wide, 4 x 28 + 5 x 2 high.
+"$stag" sample "$models/dcgan.stag" --weights a --batch 16 --count 20 --columns 5 --scale 1 -o grid.png >s.out 2>&1 ||
+  { cat s.out; fail "stag sample failed"; }
+python3 - grid.png <<'PY' || fail "the grid is not the expected PNG"
+import struct, sys
+data = open(sys.argv[1], 'rb').read()
+assert data[:8] == b'\x89PNG\r\n\x1a\n'
+w, h = struct.unpack('>II', data[16:24])
+assert (w, h) == (5 * 28 + 6 * 2, 4 * 28 + 5 * 2), (w, h)
+PY
+"$stag" sample "$models/dcgan.stag" --weights a --batch 16 --count 20 --columns 5 --scale 1 -o grid2.png >/dev/null 2>&1
+cmp -s grid.png grid2.png || fail "one seed drew two grids"
+
+# Errors: exit 1 and the place.
+expect_error() {  # expect_error WHAT PATTERN COMMAND...
+  local what=$1 pattern=$2; shift 2
+  "$@" >e.out 2>&1
+  local rc=$?
+  [ $rc -eq 1 ] || { cat e.out; fail "$what: exit $rc, not 1"; }
+  grep -q -- "$pattern" e.out || { cat e.out; fail "$what: expected '$pattern'"; }
+}
+expect_error "a member trained alone" "dcgan.stag:8:1: error: 'discriminator' is the discriminator of gan 'dcgan'" \
+  "$stag" train "$models/dcgan.stag" --model discriminator --max-steps 1
+sed 's/input x: f32\[B, 1, 28, 28\]/input x: f32[B, 1, 32, 32]/' \
+  "$models/dcgan.stag" > misfit.stag
+expect_error "a pair that does not fit" "misfit.stag:8:1: error: gan 'dcgan': the generator 'generator' makes f32\[64,1,28,28\]" \
+  "$stag" train misfit.stag --max-steps 1
+sed 's/discriminator = discriminator/discriminator = discrimnator/' "$models/dcgan.stag" > typo.stag
+expect_error "a missing model" "typo.stag:10:19: error: discriminator: the file has no model 'discrimnator' (did you mean 'discriminator'?)" \
+  "$stag" train typo.stag --max-steps 1
+"$stag" train "$models/mlp.stag" --max-steps 2 --run-dir mlp --no-test --validation 0.02 >m.out 2>&1 || { cat m.out; fail "the MLP run failed"; }
+expect_error "another model's checkpoint" "is a checkpoint of 'mlp', not of the GAN 'dcgan'" \
+  "$stag" sample "$models/dcgan.stag" --weights mlp -o x.png
+echo "gan: 4 runs alike, resumed and interrupted; samples; 4 errors; 1 passed, 0 failed"
