@@ -498,6 +498,7 @@ double train(Model& model, const TrainSettings& s, DataPreload* preload) {
     if (s.patience > 0) for (auto& [k, v] : early.save()) m[k] = v;
     if (plateau_lr) for (auto& [k, v] : plateau_lr->save()) m[k] = v;
     if (normalizer) for (auto& [k, v] : normalizer->save()) m[k] = v;
+    if (data.chars) m.merge(data.chars->save());
     m["model"] = model.manifest().model;
     return m;
   };
