@@ -23,7 +23,8 @@ int run(int argc, char** argv) {
   std::vector<Command> commands = {add_ir_command(app),      add_ops_command(app),   add_run_command(app),
                                    add_compile_command(app), add_train_command(app), add_eval_command(app),
                                    add_build_command(app),   add_grad_command(app),  add_step_command(app),
-                                   add_predict_command(app), add_bench_command(app)};
+                                   add_predict_command(app), add_bench_command(app),
+                                   add_sample_command(app)};
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
