@@ -57,8 +57,9 @@ std::vector<int64_t> encode_prompt(const rt::CharTable& t, const std::string& pr
     auto c = static_cast<uint8_t>(text[i]);
     auto id = t.id(c);
     if (!id || *id == t.other)
-      throw Failure{kExitBadInput, fmt::format("the prompt's character {} at offset {} is not in the model's vocabulary",
-                                               std::isprint(c) ? fmt::format("'{}'", text[i]) : fmt::format("0x{:02x}", c), i)};
+      throw Failure{kExitBadInput, fmt::format("the prompt's character {} at offset {} is not in the model's vocabulary{}",
+                                               std::isprint(c) ? fmt::format("'{}'", text[i]) : fmt::format("0x{:02x}", c), i,
+                                               id ? fmt::format(" (one of the rare bytes that share id {})", t.other) : "")};
     ids.push_back(*id);
   }
   return ids;
