@@ -98,13 +98,14 @@ TEST_CASE("gpt: the cached decode step equals the full forward and slides its wi
   check_greedy(*c.model, 5, 70);
 }
 
-TEST_CASE("lstm_lm and gru_lm: the decode step carries the full forward's state") {
-  for (const char* model : {"lstm_lm", "gru_lm"}) {
+TEST_CASE("lstm_lm and gru_lm and char_rnn: the decode step carries the full forward's state") {
+  // Within char_rnn's 32 positions, which is as far as the full forward reaches.
+  for (const char* model : {"lstm_lm", "gru_lm", "char_rnn"}) {
     INFO(model);
     CompiledModel c = compile_lm(model);
     rt::Decoder d(*c.model);
     CHECK(d.context() == 0);
-    CHECK(check_against_forward(*c.model, random_tokens(40, d.vocab(), 1), "") == 0);
-    check_greedy(*c.model, 3, 30);
+    CHECK(check_against_forward(*c.model, random_tokens(32, d.vocab(), 1), "") == 0);
+    check_greedy(*c.model, 3, 29);
   }
 }
