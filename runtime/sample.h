@@ -43,7 +43,8 @@ class Decoder {
   /// positions that is at its context length first slides: it restarts at position 0 and
   /// re-encodes the last context/2 tokens (learned positions go no further than training did).
   std::span<const float> step(int64_t token);
-  /// Feeds several tokens; returns the logits after the last.
+  /// Feeds several tokens (from position 0 with a prefill function, in one call of it); returns
+  /// the logits after the last.
   std::span<const float> feed_all(std::span<const int64_t> tokens);
   /// A new sequence: position 0, state zero.
   void reset();
