@@ -98,6 +98,30 @@ Value* Ctx::step_key(const Loc& loc) {
   return step;
 }
 
+Value* Ctx::position(const Loc& loc) {
+  if (pos) return pos;
+  pos = cache_input_named("pos", {DType::i64, {}}, loc);
+  return pos;
+}
+
+Value* Ctx::cache_input(const std::string& name, const Type& type, const Loc& loc) {
+  return cache_input_named("cache." + name, type, loc);
+}
+
+Value* Ctx::cache_input_named(const std::string& name, const Type& type, const Loc& loc) {
+  if (g.has_name(name)) {
+    error(loc, fmt::format("the name '{}' is reserved for the decode step's state", name));
+    return nullptr;
+  }
+  b.set_loc({});
+  auto r = b.try_create(Op::input, {}, {}, {type}, {name});
+  return r.values.empty() ? nullptr : r.values[0];
+}
+
+void Ctx::cache_output(const std::string& name, Value* next, const Loc& loc) {
+  if (next) g.outputs.push_back({"cache." + name + ".next", next, loc});
+}
+
 NamedAttrs kaiming_default() {
   return {{"init", std::string("kaiming_uniform")}, {"a", std::sqrt(5.0)}};
 }

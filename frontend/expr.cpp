@@ -13,7 +13,7 @@ namespace stag::fe {
 namespace {
 
 /// Functions that are not ops: each expands into a few ops.
-const char* const kBuiltins[] = {"accuracy"};
+const char* const kBuiltins[] = {"accuracy", "positions"};
 
 }  // namespace
 
@@ -209,6 +209,7 @@ Val Lowering::call(Scope& s, const Expr& e) {
   }
   if (auto op = op_from_name(e.text)) return call_op(s, *op, e);
   if (e.text == "accuracy") return accuracy(s, e);
+  if (e.text == "positions") return positions(s, e);
   if (find_layer_kind(e.text) || find_block(e.text) || e.text == "Sequential")
     return fail(e.loc, fmt::format("'{}' is a layer constructor: declare `layer NAME = {}(...)` and call NAME(x)",
                                    e.text, e.text));
@@ -297,6 +298,20 @@ Val Lowering::accuracy(Scope& s, const Expr& e) {
   Value* hit = c_.op(Op::eq, {pred, labels}, {}, e.loc, "accuracy");
   Value* f = c_.op(Op::cast, {hit}, {{"to", DType::f32}}, e.loc, "accuracy");
   return Val::tensor(c_.op(Op::mean, {f}, {}, e.loc, "accuracy"));
+}
+
+Val Lowering::positions(Scope& s, const Expr& e) {
+  if (e.args.size() != 1 || !e.kwargs.empty()) return fail(e.loc, "positions takes (tokens)");
+  Val x = eval(s, *e.args[0]);
+  if (!x.ok()) return {};
+  if (x.kind != Val::Tensor || x.t->type.rank() != 2)
+    return fail(e.loc, fmt::format("positions takes tokens [batch, seq], got {}", describe(x)));
+  if (c_.opts.decode) {
+    Value* pos = c_.position(e.loc);
+    return Val::tensor(pos ? c_.op(Op::reshape, {pos}, {{"shape", Ints{1}}}, e.loc, "positions") : nullptr);
+  }
+  auto r = c_.ops(Op::iota, {}, {{"axis", int64_t{0}}}, e.loc, "positions", {{DType::i64, {x.t->type.dims[1]}}});
+  return Val::tensor(r.empty() ? nullptr : r[0]);
 }
 
 }  // namespace stag::fe

@@ -81,8 +81,10 @@ struct GanReader {
       spec.data = s.value->text;
       return;
     }
-    error(s.loc, fmt::format("unknown GAN setting '{}'; expected generator, discriminator, loss, d_steps, real_range, "
-                             "epochs or data", s.key));
+    static const std::vector<std::string> keys = {"generator", "discriminator", "loss", "d_steps", "real_range", "epochs", "data"};
+    auto h = closest_name(s.key, keys);
+    error(s.loc, fmt::format("unknown GAN setting '{}'{}; expected {}", s.key, h ? fmt::format(" (did you mean '{}'?)", *h) : "",
+                             fmt::join(keys, ", ")));
   }
 
   void read(const GanDef& d) {

@@ -17,6 +17,16 @@ struct LoadOptions {
   /// Lowers a `.stag` model for a training step: batch norm uses batch statistics and updates
   /// its running statistics, dropout is active and keyed by the `%step` input.
   bool training = false;
+  /// Lowers a `.stag` language model into its decode step: one token at batch 1 (token inputs
+  /// [B, T] become [1, 1]), its position as the input `pos: i64[]`, every causal attention's
+  /// key/value cache and every recurrent layer's state as inputs `cache.NAME` whose updated
+  /// values are the outputs `cache.NAME.next`; `loss` and metrics are left out. Parameters keep
+  /// their names, so the model's checkpoints load into it. The graph's attribute `context` is T.
+  bool decode = false;
+  /// Lowers the full forward (positions 0..T-1) giving, beside its outputs, every causal
+  /// attention's keys and values as the outputs `cache.NAME.next` [B, heads, T, head_dim]: the
+  /// decode step's cache after the window's tokens, in one call. `loss` and metrics are left out.
+  bool prefill = false;
   /// Which model of a `.stag` file holding several (a GAN's generator and discriminator);
   /// empty: the first.
   std::string model;

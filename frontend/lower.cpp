@@ -88,6 +88,7 @@ void Lowering::statement(Scope& s, const Stmt& st) {
     case Stmt::Output:
     case Stmt::Loss:
     case Stmt::Metric: {
+      if ((c_.opts.decode || c_.opts.prefill) && st.kind != Stmt::Output) return;  // no targets to score
       std::string name = st.kind == Stmt::Loss ? "loss" : st.kind == Stmt::Metric ? "metric." + st.targets[0] : st.targets[0];
       Loc nloc = st.kind == Stmt::Loss ? st.loc : st.target_locs[0];
       Val v = st.value ? eval(s, *st.value) : lookup(s, st.targets[0], nloc);
@@ -136,6 +137,7 @@ void Lowering::model(const ModelDef& m) {
     }
   lower_train(c_, m, batch_, batch_loc);
   if (c_.opts.batch) batch_ = *c_.opts.batch;
+  if (c_.opts.decode) batch_ = 1;
   if (batch_) g.set_attr("batch", *batch_);
   else g.attrs.erase(g.attrs.begin());
 
@@ -150,6 +152,7 @@ void Lowering::model(const ModelDef& m) {
   s.forward = true;
   for (const auto& [k, v] : inputs_) s.locals[k] = v;
   run(s, m.forward, true);
+  if (c_.opts.decode) decode_outputs(m);
   if (g.outputs.empty() && !c_.diags.has_errors())
     fail(m.forward_loc, "the forward section names no result: add `output NAME = ...` or `loss = ...`");
   for (const auto& [name, init] : c_.inits)
@@ -174,6 +177,12 @@ void Lowering::model(const ModelDef& m) {
                             fmt::join(choices, ", ")));
     }
   }
+}
+
+// A decode step reads tokens [1, 1] and gives logits; it says how long a context it was trained on.
+void Lowering::decode_outputs(const ModelDef& m) {
+  if (c_.context == 0) fail(m.loc, fmt::format("model '{}' has no token input [B, T] to decode", m.name));
+  c_.g.set_attr("context", c_.context);
 }
 
 std::unique_ptr<Graph> lower_stag(std::string_view text, const std::string& file, const LoadOptions& options,

@@ -63,6 +63,10 @@ class Lowering {
   Val call_op(Scope& s, Op op, const Expr& e);
   /// accuracy(logits, labels): the fraction of rows whose argmax equals the label.
   Val accuracy(Scope& s, const Expr& e);
+  /// positions(x): the position of each token of x [B, T], i64[T] from 0; in a decode step the
+  /// `pos` input, as i64[1].
+  Val positions(Scope& s, const Expr& e);
+  void decode_outputs(const ModelDef& m);
 
   // ---- layers and blocks (modules.cpp)
   const BlockDef* find_block(const std::string& name) const;

@@ -95,6 +95,8 @@ struct Ctx {
   std::map<std::string, InitOverride> inits;
   std::optional<double> default_dropout;  ///< train { dropout = p }: p for Dropout() without one
   Value* step = nullptr;                  ///< the `%step` input, made on first use
+  Value* pos = nullptr;                   ///< a decode step's `%pos` input, made on first use
+  int64_t context = 0;                    ///< decode: the sequence length token inputs declare
   int64_t next_seed = 1;
   bool too_big = false;
 
@@ -113,6 +115,13 @@ struct Ctx {
                    bool trainable = true);
   /// The `%step: i64[]` input that keys the counter-based generator in training mode.
   Value* step_key(const Loc& loc);
+  /// A decode step's `pos: i64[]` input: where its one token stands in the sequence.
+  Value* position(const Loc& loc);
+  /// A decode step's carried state: the input `cache.NAME` of `type`...
+  Value* cache_input(const std::string& name, const Type& type, const Loc& loc);
+  /// ...and its next value, the output `cache.NAME.next`.
+  void cache_output(const std::string& name, Value* next, const Loc& loc);
+  Value* cache_input_named(const std::string& name, const Type& type, const Loc& loc);
   void error(const Loc& loc, std::string msg) { diags.error(loc, std::move(msg)); }
 };
 

@@ -398,6 +398,11 @@ bool Lowering::decls(Scope& s, const std::vector<Decl>& ds) {
           fail(d.name_loc, "the input name 'step' is reserved for the training step counter");
           break;
         }
+        if (c_.opts.decode && t.type.rank() == 2 && !is_float(t.type.dtype)) {
+          // A decode step takes one token of each sequence [B, T].
+          c_.context = std::max(c_.context, t.type.dims[1]);
+          t.type.dims[1] = 1;
+        }
         c_.b.set_loc(d.loc);
         auto r = c_.b.try_create(Op::input, {}, {}, {t.type}, {d.name});
         if (!r.error.empty()) fail(d.loc, r.error);

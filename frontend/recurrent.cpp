@@ -56,6 +56,12 @@ struct Step {
     if (r.size() != static_cast<size_t>(n)) return std::vector<Value*>(static_cast<size_t>(n), nullptr);
     return r;
   }
+  // The state layer l starts from: zeros, or in a decode step its row of the carried state.
+  Value* initial(Value* carried, int64_t l, int64_t batch) {
+    if (!carried) return c.fill(0, {DType::f32, {batch, hidden}}, loc);
+    Value* row = op(Op::slice, {carried}, {{"axes", Ints{0}}, {"starts", Ints{l}}, {"ends", Ints{l + 1}}});
+    return op(Op::reshape, {row}, {{"shape", Ints{batch, hidden}}});
+  }
 };
 
 std::vector<Val> fwd_rnn(Ctx& c, Instance& in, const std::vector<Val>& args, const Loc& loc) {
@@ -77,8 +83,11 @@ std::vector<Val> fwd_rnn(Ctx& c, Instance& in, const std::vector<Val>& args, con
     return {};
   }
   int g = gates(in);
-  Type state{DType::f32, {batch, hidden}};
   std::vector<Value*> h_last, c_last;
+  Type carried{DType::f32, {in.i("num_layers"), batch, hidden}};
+  Value* h0 = c.opts.decode ? c.cache_input(in.path + ".h", carried, loc) : nullptr;
+  Value* c0 = c.opts.decode && g == 4 ? c.cache_input(in.path + ".c", carried, loc) : nullptr;
+  if (c.opts.decode && (!h0 || (g == 4 && !c0))) return {};
   for (int64_t l = 0; l < in.i("num_layers"); ++l) {
     auto p = [&](const char* what) -> Value* {
       auto it = in.params.find(fmt::format("{}_l{}", what, l));
@@ -87,8 +96,8 @@ std::vector<Val> fwd_rnn(Ctx& c, Instance& in, const std::vector<Val>& args, con
     if (!p("weight_ih") || !p("weight_hh")) return {};
     // The input projection of every step at once: [batch, seq, gates * hidden].
     Value* xw = linear(c, x, p("weight_ih"), p("bias_ih"), loc, s.ctx);
-    Value* h = c.fill(0, state, loc);
-    Value* cell = g == 4 ? c.fill(0, state, loc) : nullptr;
+    Value* h = s.initial(h0, l, batch);
+    Value* cell = g == 4 ? s.initial(c0, l, batch) : nullptr;
     std::vector<Value*> outs;
     for (int64_t t = 0; t < seq && xw; ++t) {
       Value* xt = s.op(Op::slice, {xw}, {{"axes", Ints{1}}, {"starts", Ints{t}}, {"ends", Ints{t + 1}}});
@@ -127,6 +136,10 @@ std::vector<Val> fwd_rnn(Ctx& c, Instance& in, const std::vector<Val>& args, con
   auto stack = [&](const std::vector<Value*>& v) { return v.size() == 1 ? v[0] : s.op(Op::concat, v, {{"axis", int64_t{0}}}); };
   std::vector<Val> out{Val::tensor(x), Val::tensor(stack(h_last))};
   if (g == 4) out.push_back(Val::tensor(stack(c_last)));
+  if (c.opts.decode) {
+    c.cache_output(in.path + ".h", out[1].t, loc);
+    if (g == 4) c.cache_output(in.path + ".c", out[2].t, loc);
+  }
   for (const Val& v : out)
     if (!v.ok()) return {};
   return out;

@@ -155,4 +155,28 @@ Metrics MetricsAccumulator::compute() const {
   return m;
 }
 
+void TokenAccumulator::add(std::span<const float> logits, std::span<const int64_t> labels, int64_t classes) {
+  auto c = static_cast<size_t>(classes);
+  for (size_t i = 0; i < labels.size(); ++i) {
+    if (labels[i] < 0 || labels[i] >= classes) throw Error(fmt::format("label {} is not one of {} classes", labels[i], classes));
+    std::span<const float> z = logits.subspan(i * c, c);
+    size_t best = static_cast<size_t>(std::max_element(z.begin(), z.end()) - z.begin());
+    double sum = 0;
+    for (float v : z) sum += std::exp(static_cast<double>(v) - z[best]);
+    nll_ += std::log(sum) - (static_cast<double>(z[static_cast<size_t>(labels[i])]) - z[best]);
+    hits_ += best == static_cast<size_t>(labels[i]);
+    ++count_;
+  }
+}
+
+Metrics TokenAccumulator::compute() const {
+  if (count_ == 0) throw Error("no predictions to score");
+  Metrics m;
+  m.per_token = true;
+  m.count = count_;
+  m.loss = nll_ / static_cast<double>(count_);
+  m.accuracy = static_cast<double>(hits_) / static_cast<double>(count_);
+  return m;
+}
+
 }  // namespace stag::rt

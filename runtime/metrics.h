@@ -19,6 +19,7 @@
 /// - loss: the mean cross-entropy -log softmax(logits)[label] (or -log p[label] for
 ///   probabilities) unless batch losses are given with add_loss, which then take precedence.
 
+#include <cmath>
 #include <cstdint>
 #include <optional>
 #include <span>
@@ -49,7 +50,27 @@ struct Metrics {
   std::optional<double> macro_auc;  ///< absent when no class has an AUC
   /// confusion[t * C + p]: examples of true class t predicted as p.
   std::vector<int64_t> confusion;
+  /// A language model's next-token scores: loss in nats per token and accuracy only.
+  bool per_token = false;
   int64_t num_classes() const { return static_cast<int64_t>(classes.size()); }
+  /// exp(loss): the perplexity of a per-token loss.
+  double perplexity() const { return std::exp(loss); }
+  /// loss / ln 2: bits per token (per character for a character vocabulary).
+  double bits() const { return loss / std::log(2.0); }
+};
+
+/// Loss and accuracy of next-token predictions, a language model's validation: its per-class
+/// view over the vocabulary says little, and an AUC would keep every score.
+class TokenAccumulator {
+ public:
+  /// Adds f32 logits [n, classes] and labels [n]; throws Error for a label out of range.
+  void add(std::span<const float> logits, std::span<const int64_t> labels, int64_t classes);
+  /// count, loss and accuracy, with per_token set; throws Error when nothing was added.
+  Metrics compute() const;
+
+ private:
+  double nll_ = 0;
+  int64_t hits_ = 0, count_ = 0;
 };
 
 /// Collects an epoch's predictions batch by batch.

@@ -80,39 +80,23 @@ struct Data {
   Dataset train, test;
   bool has_test = false;
   std::vector<std::string> class_names;
+  std::optional<CharTable> chars;  ///< a language model's token table
 };
 
-// A character-level corpus as token ids for a model with `vocab` symbols: the distinct bytes
-// when they fit, else the vocab-1 most frequent bytes (ties by value) and one shared id for
-// every other byte. Deterministic in the text alone, so training and evaluation agree.
-std::vector<int64_t> tokenize(const std::string& text, int64_t vocab) {
-  std::array<int64_t, 256> count{};
-  for (unsigned char c : text) ++count[c];
-  std::vector<int> bytes;
-  for (int b = 0; b < 256; ++b)
-    if (count[b] > 0) bytes.push_back(b);
-  bool merged = static_cast<int64_t>(bytes.size()) > vocab;
-  if (merged) {
-    std::stable_sort(bytes.begin(), bytes.end(), [&](int a, int b) { return count[a] > count[b]; });
-    bytes.resize(static_cast<size_t>(vocab - 1));
-    std::sort(bytes.begin(), bytes.end());
-  }
-  std::array<int64_t, 256> id;
-  id.fill(vocab - 1);
-  for (size_t i = 0; i < bytes.size(); ++i) id[bytes[i]] = static_cast<int64_t>(i);
-  std::vector<int64_t> tokens;
-  tokens.reserve(text.size());
-  for (unsigned char c : text) tokens.push_back(id[c]);
-  fmt::print("text: {} bytes, {} symbols{}\n", text.size(), bytes.size(),
-             merged ? fmt::format(" (the rarest bytes share id {})", vocab - 1) : "");
-  return tokens;
+// A character-level corpus as token ids for a model with `vocab` symbols (CharTable::build).
+std::vector<int64_t> tokenize(const std::string& text, const CharTable& table) {
+  fmt::print("text: {} bytes, {} symbols{}\n", text.size(), table.bytes.size() + (table.other >= 0),
+             table.other >= 0 ? fmt::format(" (the rarest bytes share id {})", table.other) : "");
+  return table.encode(text);
 }
 
 // Text for a language model with inputs [B, T] of ids below `vocab`: sequences of T tokens,
 // targets shifted by one.
 Data load_text(const std::string& path, int64_t seq_len, int64_t vocab) {
   Data d;
-  auto tokens = tokenize(read_text_corpus(path), vocab);
+  std::string text = read_text_corpus(path);
+  d.chars = CharTable::build(text, vocab);
+  auto tokens = tokenize(text, *d.chars);
   d.train = make_sequences(tokens, seq_len);
   return d;
 }
@@ -225,6 +209,25 @@ LoaderOptions eval_loader(int64_t batch) {
   return o;
 }
 
+// A language model's next-token loss and accuracy: every position of the real rows is an example.
+Metrics evaluate_tokens(Model& model, const BatchPlan& plan, int64_t num_classes) {
+  const FunctionSpec& f = model.manifest().function("forward");
+  Inputs in = map_inputs(f);
+  int logits = output_index(f, "logits");
+  TokenAccumulator acc;
+  for (int64_t b = 0; b < plan.batches_per_epoch(); ++b) {
+    Batch batch = plan.make(0, b);
+    std::vector<const Tensor*> args(f.inputs.size(), nullptr);
+    args[in.features] = &batch.features;
+    args[in.labels] = &batch.labels;
+    auto out = model.run("forward", args);
+    auto n = static_cast<size_t>(batch.size * (batch.labels.numel() / batch.labels.shape()[0]));
+    acc.add(out[logits].values<float>().subspan(0, n * static_cast<size_t>(num_classes)),
+            batch.labels.values<int64_t>().subspan(0, n), num_classes);
+  }
+  return acc.compute();
+}
+
 // Evaluates the forward function over every example of `plan` (padded last batch) and
 // returns the metrics. Classification metrics need a `logits` output [B, C].
 Metrics evaluate_plan(Model& model, const BatchPlan& plan, int64_t num_classes) {
@@ -249,6 +252,7 @@ Metrics evaluate_plan(Model& model, const BatchPlan& plan, int64_t num_classes) 
     m.loss = m.count ? sum / static_cast<double>(m.count) : std::numeric_limits<double>::quiet_NaN();
     return m;
   }
+  if (f.outputs[logits].shape.size() == 3) return evaluate_tokens(model, plan, num_classes);
   MetricsAccumulator acc(num_classes, num_classes >= 5 ? std::vector<int64_t>{5} : std::vector<int64_t>{});
   for (int64_t b = 0; b < plan.batches_per_epoch(); ++b) {
     Batch batch = plan.make(0, b);
@@ -258,13 +262,6 @@ Metrics evaluate_plan(Model& model, const BatchPlan& plan, int64_t num_classes) 
     auto out = model.run("forward", args);
     if (logits >= 0 && in.labels >= 0 && out[logits].rank() == 2) {
       acc.add(out[logits], batch.labels, batch.size);
-    } else if (logits >= 0 && in.labels >= 0) {
-      // A language model: every position of the real rows is an example.
-      int64_t per_row = batch.labels.numel() / std::max<int64_t>(1, batch.labels.shape()[0]);
-      auto scores = out[logits].values<float>();
-      auto labels = batch.labels.values<int64_t>();
-      int64_t n = batch.size * per_row;
-      acc.add(scores.subspan(0, static_cast<size_t>(n * num_classes)), labels.subspan(0, static_cast<size_t>(n)));
     } else if (loss >= 0) {
       acc.add_loss(out[loss].values<float>()[0], batch.size);
     }
@@ -274,6 +271,9 @@ Metrics evaluate_plan(Model& model, const BatchPlan& plan, int64_t num_classes) 
 
 std::string metrics_line(const std::string& prefix, const Metrics& m) {
   if (std::isnan(m.accuracy)) return fmt::format("{}loss {:.4f}", prefix, m.loss);
+  if (m.per_token)
+    return fmt::format("{0}loss {1:.4f}  {0}ppl {2:.3f}  {0}bpc {3:.4f}  {0}accuracy {4:.4f}", prefix, m.loss,
+                       m.perplexity(), m.bits(), m.accuracy);
   std::string s = fmt::format("{}loss {:.4f}  {}accuracy {:.4f}", prefix, m.loss, prefix, m.accuracy);
   s += fmt::format("  {}macro_f1 {:.4f}", prefix, m.macro_f1);
   if (m.macro_auc) s += fmt::format("  {}auc {:.4f}", prefix, *m.macro_auc);
@@ -502,6 +502,7 @@ class TrainingRun {
 
  private:
   void start();
+  void print_bigram_baseline() const;
   void resume();
   void open_folder();
   void run_epoch(int64_t epoch);
@@ -587,6 +588,13 @@ double TrainingRun::run() {
   return accuracy;
 }
 
+// The loss a language model must beat: the character bigram's on the same split.
+void TrainingRun::print_bigram_baseline() const {
+  double base = bigram_loss(data_.train, split_.train, split_.validation, num_classes_);
+  fmt::print("baseline: a character bigram model (add-one smoothing) has val_loss {:.4f}  val_ppl {:.3f}  val_bpc {:.4f}\n",
+             base, std::exp(base), base / std::log(2.0));
+}
+
 void TrainingRun::start() {
   model_.init(static_cast<int64_t>(s_.seed));
   if (!s_.init_from.empty()) init_from(model_, s_.init_from);
@@ -598,6 +606,7 @@ void TrainingRun::start() {
   fmt::print("training {} on {}: {} train / {} validation examples, batch {}, {} steps an epoch, {} threads\n",
              model_.manifest().model, s_.data, split_.train.size(), split_.validation.size(), batch_, steps_per_epoch_,
              stag_get_num_threads());
+  if (data_.chars && !split_.validation.empty()) print_bigram_baseline();
 }
 
 void TrainingRun::resume() {
@@ -686,7 +695,9 @@ Metrics TrainingRun::validate(int64_t epoch, std::string& summary, LogRecord& re
   summary += "  " + metrics_line("val_", m);
   rec.push_back({"val_loss", m.loss});
   rec.push_back({"val_accuracy", m.accuracy});
-  rec.push_back({"val_macro_f1", m.macro_f1});
+  if (m.per_token) rec.push_back({"val_ppl", m.perplexity()});
+  if (m.per_token) rec.push_back({"val_bpc", m.bits()});
+  if (!m.per_token) rec.push_back({"val_macro_f1", m.macro_f1});
   if (m.macro_auc) rec.push_back({"val_auc", *m.macro_auc});
   double monitored = s_.monitor == "val_accuracy" ? m.accuracy : m.loss;
   if (lr_.plateau) lr_.plateau->step(monitored);
@@ -763,6 +774,7 @@ StateMap TrainingRun::state_now() const {
   if (!split_.validation.empty()) for (auto& [k, v] : early_.save()) m[k] = v;
   if (lr_.plateau) for (auto& [k, v] : lr_.plateau->save()) m[k] = v;
   if (normalizer_) for (auto& [k, v] : normalizer_->save()) m[k] = v;
+  if (data_.chars) m.merge(data_.chars->save());
   m["model"] = model_.manifest().model;
   return m;
 }

@@ -17,6 +17,7 @@ void ModelArgs::add_to(CLI::App& app) {
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 30));
   app.add_flag("--train", train, "Lower a .stag model for a training step (batch norm, dropout active)");
   app.add_option("--model", model, "Which model of a .stag file holding several (default: the first)");
+  app.add_flag("--decode", decode, "Lower a language model's decode step: one token, its cache or state as inputs and outputs");
   add_pass_options(app, passes);
 }
 
@@ -61,6 +62,8 @@ std::unique_ptr<Graph> ModelArgs::load() const {
   LoadOptions options;
   if (batch > 0) options.batch = batch;
   options.training = train;
+  options.decode = decode;
+  options.prefill = prefill;
   options.model = model;
   auto graph = load_model(file, *text, options, diags);
   if (!graph) {

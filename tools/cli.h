@@ -35,6 +35,8 @@ struct ModelArgs {
   std::string file;
   int64_t batch = 0;
   bool train = false;
+  bool decode = false;   ///< lower the single-token decode step (LoadOptions::decode)
+  bool prefill = false;  ///< lower the forward that also gives the decode step's cache (LoadOptions::prefill)
   std::string model;
   PassOptions passes;  ///< the optimizer's pipeline and its dumps
 

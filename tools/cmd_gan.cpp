@@ -45,15 +45,6 @@ void print_scores(const char* what, const GanScorer::Scores& s) {
 
 }  // namespace
 
-void GanSampleArgs::add_to(CLI::App& app) {
-  app.add_option("--weights", weights, "The GAN's checkpoint, or its run folder (last.safetensors)")->required();
-  app.add_option("-o,--out", out, "The PNG grid to write");
-  app.add_option("--count", count, "Images to draw")->check(CLI::Range(int64_t{1}, int64_t{4096}));
-  app.add_option("--columns", columns, "Images a row")->check(CLI::Range(int64_t{1}, int64_t{256}));
-  app.add_option("--scale", scale, "Pixels a generated pixel (nearest neighbour)")->check(CLI::Range(1, 16));
-  app.add_option("--seed", seed, "Seed of the noise (a training run's grids use its --seed)");
-}
-
 int run_gan_sample(const ModelArgs& model, const GanSampleArgs& args, const fe::GanSpec& spec) {
   CompiledModel c = compile_gan_sampler(model, spec);
   try {
@@ -154,21 +145,6 @@ bool reconstructs(const ModelArgs& model) {
   for (const auto& o : graph->outputs)
     if (o.name == "reconstruction") return true;
   return false;
-}
-
-Command add_sample_command(CLI::App& app) {
-  auto model = std::make_shared<ModelArgs>();
-  auto args = std::make_shared<GanSampleArgs>();
-  auto* cmd = app.add_subcommand("sample", "Draw from a trained generative model: a PNG grid of a GAN's images");
-  model->add_to(*cmd);
-  args->add_to(*cmd);
-  return {cmd, [model, args] {
-            auto gan = find_gan(*model);
-            if (!gan && reconstructs(*model)) return run_reconstruction_sample(*model, *args);
-            if (!gan || gan->kind != fe::GanLookup::Pair)
-              throw Failure{kExitBadInput, fmt::format("{}: stag sample draws from a GAN (a file with a `gan` declaration)", model->file)};
-            return run_gan_sample(*model, *args, gan->spec);
-          }};
 }
 
 }  // namespace stag::cli

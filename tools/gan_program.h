@@ -67,13 +67,12 @@ class GanScorer {
 int run_gan_eval(const ModelArgs& model, const std::string& weights, const std::string& data, const ScoreArgs& score,
                  const fe::GanSpec& spec);
 
-/// `stag sample` of a GAN: a PNG grid of generated images.
+/// `stag sample` of a GAN: a PNG grid of generated images (flags in tools/cmd_sample.cpp).
 struct GanSampleArgs {
   std::string weights, out = "samples.png";
   int64_t count = 64, columns = 8;
   int scale = 2;
   uint64_t seed = 0;
-  void add_to(CLI::App& app);
 };
 int run_gan_sample(const ModelArgs& model, const GanSampleArgs& args, const fe::GanSpec& spec);
 

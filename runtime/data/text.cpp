@@ -5,8 +5,11 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cmath>
+#include <limits>
 
 #include "runtime/data/gzip.h"
+#include "runtime/error.h"
 #include "runtime/io.h"
 
 namespace stag::rt {
@@ -150,6 +153,88 @@ Dataset make_sequences(std::span<const int64_t> tokens, int64_t T, int64_t strid
       yv[i * T + t] = tokens[i * stride + t + 1];
     }
   return {std::move(x), std::move(y)};
+}
+
+CharTable CharTable::build(std::string_view text, int64_t vocab) {
+  std::array<int64_t, 256> count{};
+  for (unsigned char c : text) ++count[c];
+  CharTable t;
+  t.vocab = vocab;
+  for (int b = 0; b < 256; ++b)
+    if (count[b] > 0) t.bytes.push_back(static_cast<uint8_t>(b));
+  if (static_cast<int64_t>(t.bytes.size()) > vocab) {
+    std::stable_sort(t.bytes.begin(), t.bytes.end(), [&](uint8_t a, uint8_t b) { return count[a] > count[b]; });
+    t.bytes.resize(static_cast<size_t>(vocab - 1));
+    std::sort(t.bytes.begin(), t.bytes.end());
+    t.other = vocab - 1;
+  }
+  t.reindex();
+  return t;
+}
+
+void CharTable::reindex() {
+  index_.fill(-1);
+  for (size_t i = 0; i < bytes.size(); ++i) index_[bytes[i]] = static_cast<int16_t>(i);
+}
+
+std::optional<int64_t> CharTable::id(uint8_t c) const {
+  if (index_[c] >= 0) return index_[c];
+  if (other >= 0) return other;
+  return std::nullopt;
+}
+
+std::vector<int64_t> CharTable::encode(std::string_view text) const {
+  std::vector<int64_t> ids;
+  ids.reserve(text.size());
+  // A byte the table lacks cannot occur in the text it was built from; vocab-1 keeps ids in range.
+  for (unsigned char c : text) ids.push_back(id(c).value_or(vocab - 1));
+  return ids;
+}
+
+StateMap CharTable::save() const {
+  std::vector<int> values(bytes.begin(), bytes.end());
+  return {{"vocab.size", std::to_string(vocab)}, {"vocab.bytes", fmt::format("{}", fmt::join(values, " "))},
+          {"vocab.other", std::to_string(other)}};
+}
+
+std::optional<CharTable> CharTable::restore(const StateMap& state) {
+  if (!state.count("vocab.bytes")) return std::nullopt;
+  CharTable t;
+  t.vocab = parse_int(state_get(state, "vocab.size"), "vocab.size");
+  t.other = parse_int(state_get(state, "vocab.other"), "vocab.other");
+  const std::string& text = state.at("vocab.bytes");
+  for (size_t i = 0; i < text.size();) {
+    size_t end = std::min(text.find(' ', i), text.size());
+    int64_t b = parse_int(text.substr(i, end - i), "vocab.bytes");
+    if (b < 0 || b > 255) throw Error(fmt::format("saved state 'vocab.bytes': {} is not a byte", b));
+    t.bytes.push_back(static_cast<uint8_t>(b));
+    i = end + 1;
+  }
+  if (static_cast<int64_t>(t.bytes.size()) > t.vocab || t.other >= t.vocab)
+    throw Error(fmt::format("saved state 'vocab.bytes': {} symbols for a vocabulary of {}", t.bytes.size(), t.vocab));
+  t.reindex();
+  return t;
+}
+
+double bigram_loss(const Dataset& d, std::span<const int64_t> train, std::span<const int64_t> validation,
+                   int64_t vocab) {
+  auto x = d.features.values<int64_t>(), y = d.labels.values<int64_t>();
+  int64_t T = d.features.shape()[1];
+  auto v = static_cast<size_t>(vocab);
+  std::vector<double> pair(v * v, 0), row(v, 0);
+  for (int64_t i : train)
+    for (int64_t t = i * T; t < (i + 1) * T; ++t) {
+      pair[static_cast<size_t>(x[t]) * v + static_cast<size_t>(y[t])] += 1;
+      row[static_cast<size_t>(x[t])] += 1;
+    }
+  double nll = 0;
+  int64_t n = 0;
+  for (int64_t i : validation)
+    for (int64_t t = i * T; t < (i + 1) * T; ++t, ++n) {
+      auto a = static_cast<size_t>(x[t]), b = static_cast<size_t>(y[t]);
+      nll -= std::log((pair[a * v + b] + 1) / (row[a] + static_cast<double>(vocab)));
+    }
+  return n ? nll / static_cast<double>(n) : std::numeric_limits<double>::quiet_NaN();
 }
 
 }  // namespace stag::rt

@@ -6,7 +6,9 @@
 /// is exact for ASCII text, never fails on mixed encodings (the fortunes corpus has Latin-1 and
 /// UTF-8 files), and a model that sees UTF-8 bytes learns to emit valid sequences anyway.
 
+#include <array>
 #include <cstdint>
+#include <optional>
 #include <filesystem>
 #include <span>
 #include <string>
@@ -14,6 +16,7 @@
 #include <vector>
 
 #include "runtime/data/dataset.h"
+#include "runtime/state_map.h"
 
 namespace stag::rt {
 
@@ -70,5 +73,36 @@ class Vocabulary {
 /// token at each position). features and labels are both i64 [M, T], M = number of full windows
 /// (the tail that does not fill one is dropped). stride defaults to T (no overlap).
 Dataset make_sequences(std::span<const int64_t> tokens, int64_t T, int64_t stride = 0);
+
+/// A character model's token table: id i is the byte bytes[i]. Built from the corpus for a model
+/// with `vocab` ids: its distinct bytes when they fit, else the vocab-1 most frequent (ties by
+/// value, kept in byte order) and one id, `other`, shared by every remaining byte. It depends on
+/// the text alone, and travels in checkpoints so that sampling needs no corpus.
+struct CharTable {
+  std::vector<uint8_t> bytes;
+  int64_t other = -1;  ///< the shared id of the rarest bytes; -1 when every byte has its own
+  int64_t vocab = 0;   ///< the model's vocabulary size
+
+  static CharTable build(std::string_view text, int64_t vocab);
+  /// The id of byte c: its own, else `other`, else none.
+  std::optional<int64_t> id(uint8_t c) const;
+  /// Token ids for training: bytes without an id of their own take `other`.
+  std::vector<int64_t> encode(std::string_view text) const;
+  /// The checkpoint metadata: "vocab.size", "vocab.bytes" (decimal byte values in id order),
+  /// "vocab.other".
+  StateMap save() const;
+  /// The table saved in `state`; nullopt when it has none. Throws Error when malformed.
+  static std::optional<CharTable> restore(const StateMap& state);
+
+ private:
+  std::array<int16_t, 256> index_ = {};
+  void reindex();
+};
+
+/// The mean validation loss (nats per token) of a character bigram model counted on the training
+/// examples' (input, next) pairs with add-one (Laplace) smoothing: P(b | a) = (n(a, b) + 1) /
+/// (n(a) + vocab). The baseline a language model must beat. `d` holds make_sequences' examples.
+double bigram_loss(const Dataset& d, std::span<const int64_t> train, std::span<const int64_t> validation,
+                   int64_t vocab);
 
 }  // namespace stag::rt

@@ -110,7 +110,11 @@ std::vector<ModelCase> catalog() {
 void check_model(const ModelCase& mc, bool training = true) {
   std::string label = mc.file.filename().string() + (mc.model.empty() ? "" : ":" + mc.model) + (training ? "" : " (eval)");
   Diagnostics diags;
-  auto g = load_model(mc.file.string(), slurp(mc.file), LoadOptions{2, training, mc.model}, diags);
+  LoadOptions options;
+  options.batch = 2;
+  options.training = training;
+  options.model = mc.model;
+  auto g = load_model(mc.file.string(), slurp(mc.file), options, diags);
   INFO(diags.render());
   REQUIRE(g);
   Rng r(std::hash<std::string>{}(label));

@@ -279,3 +279,78 @@ TEST_CASE("compile-time if chooses layers and statements", "[language]") {
   auto bad = compile(model("", "    if x > 0.0 {\n      output o = x\n    }\n"));
   CHECK(bad.errors.find("an 'if' condition must be true or false at compile time, got a tensor") != std::string::npos);
 }
+
+namespace {
+
+const std::string kLm =
+    "model lm {\n  batch 8\n  input idx: i64[B, 16]\n  input y: i64[B, 16]\n"
+    "  layer wte = Embedding(10, 8)\n  layer wpe = Embedding(16, 8)\n"
+    "  layer attn = MultiheadAttention(8, 2, batch_first=true, causal=true)\n"
+    "  layer lstm = LSTM(8, 6, num_layers=2, batch_first=true)\n  layer head = Linear(6, 10)\n"
+    "  forward {\n    x = attn(wte(idx) + wpe(positions(idx)))\n    seq, h, c = lstm(x)\n"
+    "    logits = head(seq)\n    output logits\n"
+    "    loss = cross_entropy(flatten(logits, start_dim=0, end_dim=1), flatten(y, start_dim=0))\n  }\n}\n";
+
+Type input_type(const Graph& g, const std::string& name) {
+  const Value* v = g.find(name);
+  REQUIRE(v);
+  REQUIRE(v->def->op == Op::input);
+  return v->type;
+}
+
+const Output* output_named(const Graph& g, const std::string& name) {
+  for (const auto& o : g.outputs)
+    if (o.name == name) return &o;
+  return nullptr;
+}
+
+}  // namespace
+
+TEST_CASE("decode mode lowers one token with the cache and state as inputs and outputs", "[language]") {
+  LoadOptions decode;
+  decode.decode = true;
+  auto d = ok(kLm, decode);
+  const Graph& g = *d.graph;
+  CHECK(input_type(g, "idx") == Type{DType::i64, {1, 1}});
+  CHECK(input_type(g, "pos") == Type{DType::i64, {}});
+  CHECK(input_type(g, "cache.attn.k") == Type{DType::f32, {1, 2, 16, 4}});
+  CHECK(input_type(g, "cache.lstm.h") == Type{DType::f32, {2, 1, 6}});
+  CHECK(input_type(g, "cache.lstm.c") == Type{DType::f32, {2, 1, 6}});
+  for (const char* name : {"cache.attn.k", "cache.attn.v", "cache.lstm.h", "cache.lstm.c"}) {
+    INFO(name);
+    const Output* next = output_named(g, std::string(name) + ".next");
+    REQUIRE(next);
+    CHECK(next->value->type == g.find(name)->type);
+  }
+  CHECK(output_named(g, "logits")->value->type == Type{DType::f32, {1, 1, 10}});
+  CHECK(!output_named(g, "loss"));
+  CHECK(std::get<int64_t>(*g.attr("context")) == 16);
+  // The parameters are the full forward's, by name and type.
+  auto full = ok(kLm);
+  for (const auto& n : full.graph->nodes)
+    if (n->op == Op::parameter) CHECK(g.find(n->result()->name)->type == n->result()->type);
+}
+
+TEST_CASE("prefill mode gives the full forward's keys and values as the cache", "[language]") {
+  LoadOptions prefill;
+  prefill.prefill = true;
+  prefill.batch = 1;
+  auto p = ok(kLm, prefill);
+  REQUIRE(output_named(*p.graph, "cache.attn.k.next"));
+  CHECK(output_named(*p.graph, "cache.attn.v.next")->value->type == Type{DType::f32, {1, 2, 16, 4}});
+  CHECK(!output_named(*p.graph, "cache.lstm.h.next"));  // a recurrent state past padding means nothing
+  CHECK(count_op(*p.graph, Op::iota) == 3);  // positions(idx) and the causal mask
+}
+
+TEST_CASE("decode mode needs causal attention and a token input", "[language]") {
+  LoadOptions decode;
+  decode.decode = true;
+  std::string bidirectional = kLm;
+  bidirectional.replace(bidirectional.find("causal=true"), 11, "causal=false");
+  auto c = compile(bidirectional, decode);
+  CHECK(!c.graph);
+  CHECK_THAT(c.errors, Catch::Contains("a decode step needs causal attention"));
+  auto no_tokens = compile(model("  layer fc = Linear(8, 3)\n", "    output logits = fc(x)\n"), decode);
+  CHECK(!no_tokens.graph);
+  CHECK_THAT(no_tokens.errors, Catch::Contains("has no token input [B, T] to decode"));
+}
