@@ -160,7 +160,8 @@ double frechet_distance(const ClassifierView& a, const ClassifierView& b) {
   double dist = 0;
   for (int64_t j = 0; j < d; ++j) dist += (mu_a[j] - mu_b[j]) * (mu_a[j] - mu_b[j]) + s_a[j * d + j] + s_b[j * d + j];
   for (double l : lambda) dist -= 2 * std::sqrt(std::max(l, 0.0));
-  return dist;
+  // Identical statistics cancel to a rounding error of either sign; the distance is >= 0.
+  return std::max(dist, 0.0);
 }
 
 }  // namespace stag::rt

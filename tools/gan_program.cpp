@@ -10,6 +10,7 @@
 #include "frontend/load.h"
 #include "runtime/data/dataset.h"
 #include "runtime/gan_trainer.h"
+#include "runtime/run_dir.h"
 #include "runtime/safetensors.h"
 #include "runtime/trainer.h"
 
@@ -108,7 +109,7 @@ CompiledModel compile_gan_sampler(const ModelArgs& model, const fe::GanSpec& spe
 
 void ScoreArgs::add_to(CLI::App& app) {
   app.add_option("--classifier", model, "A classifier (.stag with `logits` and `features` outputs) to score generated images");
-  app.add_option("--classifier-weights", weights, "Its trained weights (safetensors)");
+  app.add_option("--classifier-weights", weights, "Its trained weights (safetensors), or its run folder (best.safetensors)");
   app.add_option("--score-count", count, "Generated images to score (default 10000)")->check(CLI::Range(int64_t{2}, int64_t{1000000}));
 }
 
@@ -118,8 +119,9 @@ GanScorer::GanScorer(const ScoreArgs& args, const std::string& data, double low,
   ModelArgs m;
   m.file = args.model;
   classifier_ = compile_jit(*m.load());
-  auto file = rt::read_safetensors(args.weights);
-  classifier_.model->load_model_params(file.tensors, args.weights);
+  std::string path = rt::resolve_checkpoint(args.weights, rt::Prefer::best).string();
+  auto file = rt::read_safetensors(path);
+  classifier_.model->load_model_params(file.tensors, path);
   rt::Dataset test = rt::load_example_split(data, true);
   rt::materialize_features(test);
   test_ = std::move(test.features);
