@@ -17,6 +17,7 @@
 #include <unordered_set>
 
 #include "compiler/lower/builder.h"
+#include "compiler/lower/conv_plan.h"
 #include "ir/analysis.h"
 
 namespace stag {
@@ -847,17 +848,23 @@ class Lowerer {
   // value is masked by the test.
   static E in_range(E v, int64_t size) { return and_(ge(v, int_(0)), lt(v, int_(size))); }
 
-  // Writes the Hd x Wd plane of dst at dst_at: the H x W plane of src at src_at placed at
-  // (top, left), zeros around it (and everywhere where `valid`, when given, is false). Each
-  // region has static ranges, so every row is a plain loop LLVM vectorizes (one loop with a
-  // bounds test per element was a gather).
-  std::vector<Stmt> padded_plane(KernelBuilder& kb, int dst, E dst_at, int64_t Hd, int64_t Wd, int src, E src_at, int64_t H,
-                                 int64_t W, int64_t top, int64_t left, E valid = nullptr) {
+  static int64_t ceil_div(int64_t a, int64_t b) { return a >= 0 ? (a + b - 1) / b : -(-a / b); }
+
+  // Writes the Hd x Wd plane of dst at dst_at: element (h, w) is element (h*step[0] + first[0],
+  // w*step[1] + first[1]) of the H x W plane of src at src_at, zero where that lies outside it
+  // (and everywhere where `valid`, when given, is false). Each region has static ranges, so
+  // every row is a plain loop LLVM vectorizes (one loop with a bounds test per element was a
+  // gather).
+  std::vector<Stmt> strided_plane(KernelBuilder& kb, int dst, E dst_at, int64_t Hd, int64_t Wd, int src, E src_at, int64_t H,
+                                  int64_t W, std::array<int64_t, 2> step, std::array<int64_t, 2> first, E valid = nullptr) {
     int h = kb.new_var("h"), w = kb.new_var("w");
     E zero = zero_of(DType::f32);
     E at = add(dst_at, add(mul(kb.v(h), int_(Wd)), kb.v(w)));
-    int64_t bottom = std::min(Hd, top + H), right = std::min(Wd, left + W);
-    E from = add(src_at, add(mul(f_sub(kb.v(h), int_(top)), int_(W)), f_sub(kb.v(w), int_(left))));
+    int64_t top = std::clamp<int64_t>(ceil_div(-first[0], step[0]), 0, Hd), left = std::clamp<int64_t>(ceil_div(-first[1], step[1]), 0, Wd);
+    int64_t bottom = std::clamp<int64_t>(ceil_div(H - first[0], step[0]), top, Hd);
+    int64_t right = std::clamp<int64_t>(ceil_div(W - first[1], step[1]), left, Wd);
+    E row_of = add(mul(kb.v(h), int_(step[0])), int_(first[0])), col_of = add(mul(kb.v(w), int_(step[1])), int_(first[1]));
+    E from = add(src_at, add(mul(row_of, int_(W)), col_of));
     E v = valid ? select(valid, ld(src, select(valid, from, int_(0))), zero) : ld(src, from);
     std::vector<Stmt> row;
     if (left > 0) row.push_back(for_(w, 0, left, {store(dst, at, zero)}));
@@ -870,160 +877,224 @@ class Lowerer {
     return plane;
   }
 
+  // The H x W plane placed at (top, left) of the Hd x Wd plane, zeros around it.
+  std::vector<Stmt> padded_plane(KernelBuilder& kb, int dst, E dst_at, int64_t Hd, int64_t Wd, int src, E src_at, int64_t H,
+                                 int64_t W, int64_t top, int64_t left, E valid = nullptr) {
+    return strided_plane(kb, dst, std::move(dst_at), Hd, Wd, src, std::move(src_at), H, W, {1, 1}, {-top, -left}, std::move(valid));
+  }
+
+  // The sizes of a convolution from input x to output y with a KH x KW kernel.
+  static ConvShape conv_shape(const Node& n, const Type& x, const Type& y, int64_t KH, int64_t KW) {
+    const Ints &s = n.ints("stride"), &p = n.ints("padding"), &d = n.ints("dilation");
+    return {x.dims[0], x.dims[1], x.dims[2], x.dims[3], y.dims[1], y.dims[2], y.dims[3], KH, KW, {s[0], s[1]}, {p[0], p[1]}, {d[0], d[1]}};
+  }
+
+  // The micro-kernel takes f32 operands from buffers, one group, a bounded number of batches.
+  bool gemm_operands(const Node& n, const std::vector<int>& xs, int out) const {
+    return B(out).type.dtype == DType::f32 && n.i("groups") == 1 && materialized(xs[0]) >= 0 && materialized(xs[1]) >= 0 &&
+           B(xs[0]).type.dims[0] <= kMaxGemmBatches;
+  }
+
+  void conv2d(const Node& n, const std::vector<int>& xs, int out) {
+    const Type wt = B(xs[1]).type;
+    ConvShape c = conv_shape(n, B(xs[0]).type, B(out).type, wt.dims[2], wt.dims[3]);
+    switch (conv2d_path(c, gemm_operands(n, xs, out))) {
+      case ConvPath::lines: return conv2d_lines(n, xs, out, c);
+      case ConvPath::im2col: return conv2d_im2col(n, xs, out, c);
+      default: return conv2d_loops(n, xs, out);
+    }
+  }
+
   // Convolution on the product's micro-kernel: out[b] (O x OH*OW) = w (O x C*KH*KW) times the
   // image's patches, gathered while packing (Gemm::Im2col). Bias and epilogue ride in the store.
-  bool conv2d_gemm(const Node& n, const std::vector<int>& xs, int out) {
-    const Type xt = B(xs[0]).type, wt = B(xs[1]).type, ot = B(out).type;
-    int x_buf = materialized(xs[0]), w_buf = materialized(xs[1]);
-    if (ot.dtype != DType::f32 || n.i("groups") != 1 || x_buf < 0 || w_buf < 0 || xt.dims[0] > kMaxGemmBatches) return false;
-    int64_t Bn = xt.dims[0], C = xt.dims[1], H = xt.dims[2], W = xt.dims[3], O = ot.dims[1], OH = ot.dims[2], OW = ot.dims[3];
-    int64_t KH = wt.dims[2], KW = wt.dims[3], N = OH * OW, K = C * KH * KW;
-    const Ints &s = n.ints("stride"), &p = n.ints("padding"), &d = n.ints("dilation");
-    // On the grid, a row's columns past the output width are wasted: fine for a small kernel
-    // on a wide image, not for a weight gradient's wide kernel on a small output.
-    int64_t grid_columns = (OH - 1) * (W + 2 * p[1]) + OW;
-    if (s[0] == 1 && s[1] == 1 && grid_columns <= 2 * N) return conv2d_lines(n, xs, out, x_buf, w_buf);
+  void conv2d_im2col(const Node& n, const std::vector<int>& xs, int out, const ConvShape& c) {
+    int64_t N = c.OH * c.OW, K = c.C * c.KH * c.KW;
     Gemm gm;
-    gm.a = w_buf, gm.b = x_buf, gm.c = out, gm.M = O, gm.N = N, gm.K = K;
-    gm.a_offsets.assign(static_cast<size_t>(Bn), 0);
-    for (int64_t b = 0; b < Bn; ++b) gm.b_offsets.push_back(b * C * H * W);
-    gm.im2col = Gemm::Im2col{C, H, W, KH, KW, OW, {s[0], s[1]}, {p[0], p[1]}, {d[0], d[1]}};
+    gm.a = materialized(xs[1]), gm.b = materialized(xs[0]), gm.c = out, gm.M = c.O, gm.N = N, gm.K = K;
+    gm.a_offsets.assign(static_cast<size_t>(c.Bn), 0);
+    for (int64_t b = 0; b < c.Bn; ++b) gm.b_offsets.push_back(b * c.C * c.H * c.W);
+    gm.im2col = Gemm::Im2col{c.C, c.H, c.W, c.KH, c.KW, c.OW, {c.s[0], c.s[1]}, {c.p[0], c.p[1]}, {c.d[0], c.d[1]}};
     KernelBuilder kb("conv2d", origin(n));
     kb.k.gemm = gm;
     int j = kb.new_var("j");
     bool bias = xs.size() == 3;
-    loop_nest(kb, {Bn * O}, [&](const std::vector<E>& flat) {
+    loop_nest(kb, {c.Bn * c.O}, [&](const std::vector<E>& flat) {
       if (!bias && !epilogue_.count(&n)) return std::vector<Stmt>{};
-      E o = bin(Bin::rem, flat[0], int_(O));
-      std::vector<E> idx = {bin(Bin::div, flat[0], int_(O)), o, bin(Bin::div, kb.v(j), int_(OW)), bin(Bin::rem, kb.v(j), int_(OW))};
+      E o = bin(Bin::rem, flat[0], int_(c.O));
+      std::vector<E> idx = {bin(Bin::div, flat[0], int_(c.O)), o, bin(Bin::div, kb.v(j), int_(c.OW)), bin(Bin::rem, kb.v(j), int_(c.OW))};
       E at_j = add(mul(flat[0], int_(N)), kb.v(j));
       E v = ld(out, at_j);
       if (bias) v = f_add(v, ld(xs[2], o));
       return std::vector<Stmt>{for_(j, 0, N, {store(out, at_j, epilogue(n, v, idx))})};
     }, 1);
     kb.k.grain = std::max<int64_t>(1, (int64_t{1} << 18) / std::max<int64_t>(1, N * K));
-    kb.k.parallel = Bn * O > kb.k.grain;
+    kb.k.parallel = c.Bn * c.O > kb.k.grain;
     emit(std::move(kb));
-    return true;
   }
 
-  // A stride-1 convolution reads its (padded) image through B's lines (kir::Gemm::b_lines):
-  // tap (c, kh, kw)'s patch row is the image from that tap on. The product fills a grid as
-  // wide as the padded image; the store keeps the output's columns (bias and epilogue ride
-  // in it) and drops the rest. Packing gathers nothing, and few-row products read B in place.
-  bool conv2d_lines(const Node& n, const std::vector<int>& xs, int out, int x_buf, int w_buf) {
-    const Type xt = B(xs[0]).type, wt = B(xs[1]).type, ot = B(out).type;
-    const Ints &p = n.ints("padding"), &d = n.ints("dilation");
-    int64_t Bn = xt.dims[0], C = xt.dims[1], H = xt.dims[2], W = xt.dims[3], O = ot.dims[1], OH = ot.dims[2], OW = ot.dims[3];
-    int64_t KH = wt.dims[2], KW = wt.dims[3], Hp = H + 2 * p[0], Wp = W + 2 * p[1];
-    int64_t N = (OH - 1) * Wp + OW, K = C * KH * KW;
-    int image = x_buf;
-    if (p[0] || p[1]) {
-      image = new_buffer(n.result()->name + ".padded", {DType::f32, {Bn, C, Hp, Wp}}, BufKind::Temp);
-      KernelBuilder kp("conv2d_pad", origin(n));
-      loop_nest(kp, {Bn * C}, [&](const std::vector<E>& plane) {
-        return padded_plane(kp, image, mul(plane[0], int_(Hp * Wp)), Hp, Wp, x_buf, mul(plane[0], int_(H * W)), H, W, p[0], p[1]);
-      }, std::max<int64_t>(1, 16384 / (Hp * Wp)));
-      emit(std::move(kp));
-    }
+  // Every image's phase planes (Phases) in one buffer: image by image ([Bn, C, phases, plane]),
+  // or `merged`, each channel's phase of every image side by side ([C, phases, Bn, plane]);
+  // then `slack` zeros that the last lines run into.
+  int phase_images(const Node& n, const ConvShape& c, const Phases& ph, int src, bool merged, int64_t slack) {
+    int64_t P = ph.count(), plane = ph.plane(), total = c.Bn * c.C * P * plane;
+    int dst = new_buffer(n.result()->name + ".phases", {DType::f32, {total + slack}}, BufKind::Temp);
+    KernelBuilder kp("conv_phases", origin(n));
+    loop_nest(kp, {c.Bn, c.C}, [&](const std::vector<E>& i) {
+      std::vector<Stmt> body;
+      E from = mul(add(mul(i[0], int_(c.C)), i[1]), int_(c.H * c.W));
+      for (int64_t r = 0; r < P; ++r) {
+        E at = merged ? mul(add(mul(add(mul(i[1], int_(P)), int_(r)), int_(c.Bn)), i[0]), int_(plane))
+                      : mul(add(mul(add(mul(i[0], int_(c.C)), i[1]), int_(P)), int_(r)), int_(plane));
+        std::array<int64_t, 2> first = {r / c.s[1] - c.p[0], r % c.s[1] - c.p[1]};
+        for (Stmt& st : strided_plane(kp, dst, at, ph.rows, ph.cols, src, from, c.H, c.W, {c.s[0], c.s[1]}, first)) body.push_back(std::move(st));
+      }
+      return body;
+    }, std::max<int64_t>(1, 16384 / (P * plane)));
+    emit(std::move(kp));
+    if (slack) zero_run(n, dst, total, slack);
+    return dst;
+  }
+
+  void zero_run(const Node& n, int buf, int64_t from, int64_t count) {
+    KernelBuilder kt("conv_slack", origin(n));
+    int q = kt.new_var("q");
+    loop_nest(kt, {1}, [&](const std::vector<E>&) { return std::vector<Stmt>{for_(q, from, from + count, {store(buf, kt.v(q), zero_of(DType::f32))})}; });
+    emit(std::move(kt));
+  }
+
+  // Where tap (c, kh, kw)'s line starts: in channel c's phase planes (`channel` elements
+  // apart, `plane` from one phase to the next), from the tap's shift on.
+  static std::vector<int64_t> tap_lines(const ConvShape& c, const Phases& ph, int64_t channel, int64_t plane) {
+    std::vector<int64_t> lines;
+    for (int64_t ci = 0; ci < c.C; ++ci)
+      for (int64_t kh = 0; kh < c.KH; ++kh)
+        for (int64_t kw = 0; kw < c.KW; ++kw) lines.push_back(ci * channel + ph.phase(c, kh, kw) * plane + ph.shift(c, kh, kw));
+    return lines;
+  }
+
+  // The convolution at stride 1 on the phase planes (at stride 1 without padding, the image
+  // itself): tap (c, kh, kw)'s patch row is its phase plane from the tap's shift on
+  // (kir::Gemm::b_lines). The product fills a grid as wide as a plane; the store keeps the
+  // output's columns (bias and epilogue ride in it) and drops the rest. Packing gathers
+  // nothing, and few-row products read B in place.
+  void conv2d_lines(const Node& n, const std::vector<int>& xs, int out, const ConvShape& c) {
+    Phases ph(c);
+    int64_t image_size = c.C * ph.count() * ph.plane(), N = (c.OH - 1) * ph.cols + c.OW, K = c.C * c.KH * c.KW;
+    bool copy = ph.count() > 1 || c.p[0] || c.p[1];
+    int w_buf = materialized(xs[1]), image = copy ? phase_images(n, c, ph, materialized(xs[0]), false, 0) : materialized(xs[0]);
     // The grid is the output itself when it has no extra columns (a 1-wide kernel, no padding).
-    bool exact = N == OH * OW && !epilogue_.count(&n) && xs.size() == 2;
-    int grid = exact ? out : new_buffer(n.result()->name + ".grid", {DType::f32, {Bn, O, N}}, BufKind::Temp);
+    bool exact = N == c.OH * c.OW && !epilogue_.count(&n) && xs.size() == 2;
+    int grid = exact ? out : new_buffer(n.result()->name + ".grid", {DType::f32, {c.Bn, c.O, N}}, BufKind::Temp);
     Gemm gm;
-    gm.a = w_buf, gm.b = image, gm.c = grid, gm.M = O, gm.N = N, gm.K = K;
-    gm.a_offsets.assign(static_cast<size_t>(Bn), 0);
-    for (int64_t b = 0; b < Bn; ++b) gm.b_offsets.push_back(b * C * Hp * Wp);
-    for (int64_t c = 0; c < C; ++c)
-      for (int64_t kh = 0; kh < KH; ++kh)
-        for (int64_t kw = 0; kw < KW; ++kw) gm.b_lines.push_back((c * Hp + kh * d[0]) * Wp + kw * d[1]);
+    gm.a = w_buf, gm.b = image, gm.c = grid, gm.M = c.O, gm.N = N, gm.K = K;
+    gm.a_offsets.assign(static_cast<size_t>(c.Bn), 0);
+    for (int64_t b = 0; b < c.Bn; ++b) gm.b_offsets.push_back(b * image_size);
+    gm.b_lines = tap_lines(c, ph, ph.count() * ph.plane(), ph.plane());
     KernelBuilder kb("conv2d", origin(n));
     kb.k.gemm = gm;
     int oh = kb.new_var("oh"), ow = kb.new_var("ow");
     bool bias = xs.size() == 3;
-    loop_nest(kb, {Bn * O}, [&](const std::vector<E>& flat) {
+    loop_nest(kb, {c.Bn * c.O}, [&](const std::vector<E>& flat) {
       if (exact) return std::vector<Stmt>{};
-      E o = bin(Bin::rem, flat[0], int_(O));
-      std::vector<E> idx = {bin(Bin::div, flat[0], int_(O)), o, kb.v(oh), kb.v(ow)};
-      E v = ld(grid, add(mul(flat[0], int_(N)), add(mul(kb.v(oh), int_(Wp)), kb.v(ow))));
+      E o = bin(Bin::rem, flat[0], int_(c.O));
+      std::vector<E> idx = {bin(Bin::div, flat[0], int_(c.O)), o, kb.v(oh), kb.v(ow)};
+      E v = ld(grid, add(mul(flat[0], int_(N)), add(mul(kb.v(oh), int_(ph.cols)), kb.v(ow))));
       if (bias) v = f_add(v, ld(xs[2], o));
-      E at = add(mul(add(mul(flat[0], int_(OH)), kb.v(oh)), int_(OW)), kb.v(ow));
-      return std::vector<Stmt>{for_(oh, 0, OH, {for_(ow, 0, OW, {store(out, at, epilogue(n, v, idx))})})};
+      E at = add(mul(add(mul(flat[0], int_(c.OH)), kb.v(oh)), int_(c.OW)), kb.v(ow));
+      return std::vector<Stmt>{for_(oh, 0, c.OH, {for_(ow, 0, c.OW, {store(out, at, epilogue(n, v, idx))})})};
     }, 1);
     kb.k.grain = std::max<int64_t>(1, (int64_t{1} << 18) / std::max<int64_t>(1, N * K));
-    kb.k.parallel = Bn * O > kb.k.grain;
+    kb.k.parallel = c.Bn * c.O > kb.k.grain;
     emit(std::move(kb));
-    return true;
-  }
-
-  // The weight gradient of a stride-1 convolution as a product per image: dw_b (O x C*KH*KW) =
-  // dy_b' (O x pixels) times image b's tap lines transposed, where dy_b' is dy on a grid as wide
-  // as the padded image (zeros in the columns past the output's), so each tap's line is the
-  // image from that tap on; the images' partial sums add up at the end, and the threads split
-  // the images. The padded copy of each image ends in zeros that the last taps' lines run into.
-  bool conv2d_weight_grad_lines(const Node& n, const std::vector<int>& xs, int out) {
-    const Type xt = B(xs[0]).type, gt = B(xs[1]).type, ot = B(out).type;
-    int x_buf = materialized(xs[0]), g_buf = materialized(xs[1]);
-    const Ints &s = n.ints("stride"), &p = n.ints("padding"), &d = n.ints("dilation");
-    if (ot.dtype != DType::f32 || n.i("groups") != 1 || x_buf < 0 || g_buf < 0 || s[0] != 1 || s[1] != 1) return false;
-    if (xt.dims[0] > kMaxGemmBatches) return false;
-    int64_t Bn = xt.dims[0], C = xt.dims[1], H = xt.dims[2], W = xt.dims[3], O = gt.dims[1], OH = gt.dims[2], OW = gt.dims[3];
-    int64_t KH = ot.dims[2], KW = ot.dims[3], Hp = H + 2 * p[0], Wp = W + 2 * p[1], HW = Hp * Wp;
-    if (OW * 2 < Wp) return false;  // the grid would be mostly zeros
-    int64_t K = OH * Wp, slack = (KW - 1) * d[1], stride = C * HW + slack;
-    int image = new_buffer(n.result()->name + ".images", {DType::f32, {Bn, stride}}, BufKind::Temp);
-    int grid = new_buffer(n.result()->name + ".dy_grid", {DType::f32, {Bn, O, K}}, BufKind::Temp);
-    {
-      KernelBuilder kp("conv2d_weight_grad_images", origin(n));
-      loop_nest(kp, {Bn, C}, [&](const std::vector<E>& i) {
-        E at = add(mul(i[0], int_(stride)), mul(i[1], int_(HW)));
-        return padded_plane(kp, image, at, Hp, Wp, x_buf, mul(add(mul(i[0], int_(C)), i[1]), int_(H * W)), H, W, p[0], p[1]);
-      }, std::max<int64_t>(1, 16384 / HW));
-      emit(std::move(kp));
-      if (slack) {
-        KernelBuilder kt("conv2d_weight_grad_slack", origin(n));
-        int q = kt.new_var("q");
-        loop_nest(kt, {Bn}, [&](const std::vector<E>& b) {
-          return std::vector<Stmt>{for_(q, 0, slack, {store(image, add(mul(b[0], int_(stride)), add(int_(C * HW), kt.v(q))), zero_of(DType::f32))})};
-        }, 1024);
-        emit(std::move(kt));
-      }
-    }
-    {
-      KernelBuilder kp("conv2d_weight_grad_dy", origin(n));
-      loop_nest(kp, {Bn * O}, [&](const std::vector<E>& plane) {
-        return padded_plane(kp, grid, mul(plane[0], int_(K)), OH, Wp, g_buf, mul(plane[0], int_(OH * OW)), OH, OW, 0, 0);
-      }, std::max<int64_t>(1, 16384 / K));
-      emit(std::move(kp));
-    }
-    int64_t N = C * KH * KW;
-    int partial = Bn == 1 ? out : new_buffer(n.result()->name + ".partial", {DType::f32, {Bn, O, N}}, BufKind::Temp);
-    Gemm gm;
-    gm.a = grid, gm.b = image, gm.c = partial, gm.M = O, gm.N = N, gm.K = K, gm.tb = true;
-    for (int64_t b = 0; b < Bn; ++b) gm.a_offsets.push_back(b * O * K), gm.b_offsets.push_back(b * stride);
-    for (int64_t c = 0; c < C; ++c)
-      for (int64_t kh = 0; kh < KH; ++kh)
-        for (int64_t kw = 0; kw < KW; ++kw) gm.b_lines.push_back(c * HW + kh * d[0] * Wp + kw * d[1]);
-    KernelBuilder kg("conv2d_weight_grad", origin(n));
-    kg.k.gemm = gm;
-    loop_nest(kg, {Bn * O}, [&](const std::vector<E>&) { return std::vector<Stmt>{}; }, O);
-    kg.k.grain = O * std::max<int64_t>(1, (int64_t{1} << 18) / std::max<int64_t>(1, O * N * K));  // whole images to a thread
-    kg.k.parallel = Bn * O > kg.k.grain;
-    emit(std::move(kg));
-    if (Bn > 1) {
-      KernelBuilder ks("conv2d_weight_grad_sum", origin(n));
-      int t = ks.new_var("t"), acc = ks.new_var("acc", DType::f32);
-      loop_nest(ks, {O * N}, [&](const std::vector<E>& i) {
-        return std::vector<Stmt>{assign(acc, zero_of(DType::f32)),
-                                 for_(t, 0, Bn, {assign(acc, f_add(ks.v(acc), ld(partial, add(mul(ks.v(t), int_(O * N)), i[0]))))}),
-                                 store(out, i[0], ks.v(acc))};
-      });
-      emit(std::move(ks));
-    }
-    return true;
   }
 
   void conv2d_weight_grad(const Node& n, const std::vector<int>& xs, int out) {
-    if (conv2d_weight_grad_lines(n, xs, out)) return;
+    const Type ot = B(out).type;
+    ConvShape c = conv_shape(n, B(xs[0]).type, B(xs[1]).type, ot.dims[2], ot.dims[3]);
+    switch (weight_grad_path(c, gemm_operands(n, xs, out))) {
+      case ConvPath::dense: return weight_grad_dense(n, xs, out, c);
+      case ConvPath::lines: return weight_grad_lines(n, xs, out, c, false);
+      case ConvPath::lines_merged: return weight_grad_lines(n, xs, out, c, true);
+      default: return weight_grad_loops(n, xs, out);
+    }
+  }
+
+  // A kernel that only runs `gm`, split over threads in blocks of rows (at least `min_rows`),
+  // or of columns when a single product has few rows.
+  void emit_product(const Node& n, const std::string& name, Gemm gm, int64_t min_rows = 1) {
+    KernelBuilder kg(name, origin(n));
+    bool by_columns = gm.batches() == 1 && gm.M <= kColumnSplitRows && gm.N % kColumnBlock == 0 && gm.N >= 2 * kColumnBlock;
+    if (by_columns) gm.column_block = kColumnBlock;
+    kg.k.gemm = gm;
+    int64_t extent = by_columns ? gm.N / kColumnBlock : gm.batches() * gm.M;
+    loop_nest(kg, {extent}, [](const std::vector<E>&) { return std::vector<Stmt>{}; }, 1);
+    int64_t work = by_columns ? gm.M * kColumnBlock * gm.K : gm.N * gm.K;
+    kg.k.grain = min_rows * std::max<int64_t>(1, (int64_t{1} << 18) / std::max<int64_t>(1, min_rows * work));
+    kg.k.parallel = extent > kg.k.grain;
+    emit(std::move(kg));
+  }
+
+  // The kernel covers the whole image (a 1 x 1 output): dw (O x C*H*W) = dy (Bn x O)
+  // transposed times the images (Bn x C*H*W).
+  void weight_grad_dense(const Node& n, const std::vector<int>& xs, int out, const ConvShape& c) {
+    Gemm gm;
+    gm.a = materialized(xs[1]), gm.b = materialized(xs[0]), gm.c = out, gm.M = c.O, gm.N = c.C * c.H * c.W, gm.K = c.Bn, gm.ta = true;
+    emit_product(n, "conv2d_weight_grad", gm);
+  }
+
+  // dy on a grid as wide as a phase plane (zeros in the columns past the output's), image by
+  // image ([Bn, O, OH rows]) or, `merged`, every image's plane of a channel side by side
+  // ([O, Bn, plane rows]: zero rows below the output's too).
+  int dy_grid(const Node& n, int g_buf, const ConvShape& c, const Phases& ph, bool merged) {
+    int64_t rows = merged ? ph.rows : c.OH, per_plane = rows * ph.cols;
+    int grid = new_buffer(n.result()->name + ".dy_grid", {DType::f32, {c.Bn * c.O * per_plane}}, BufKind::Temp);
+    KernelBuilder kp("conv2d_weight_grad_dy", origin(n));
+    loop_nest(kp, {c.Bn * c.O}, [&](const std::vector<E>& i) {
+      E b = bin(Bin::div, i[0], int_(c.O)), o = bin(Bin::rem, i[0], int_(c.O));
+      E at = mul(merged ? add(mul(o, int_(c.Bn)), b) : i[0], int_(per_plane));
+      return padded_plane(kp, grid, at, rows, ph.cols, g_buf, mul(i[0], int_(c.OH * c.OW)), c.OH, c.OW, 0, 0);
+    }, std::max<int64_t>(1, 16384 / per_plane));
+    emit(std::move(kp));
+    return grid;
+  }
+
+  // The weight gradient at any stride as stride-1 products over the phase planes: dw (O x
+  // C*KH*KW) = dy' (O x pixels) times the tap lines transposed, where dy' is dy on a grid as
+  // wide as a phase plane, so each tap's line is its phase plane from the tap's shift on. Per
+  // image (the threads split the images, whose partial sums add up at the end), or `merged`
+  // as one product whose depth runs over every image's plane.
+  void weight_grad_lines(const Node& n, const std::vector<int>& xs, int out, const ConvShape& c, bool merged) {
+    Phases ph(c);
+    int64_t P = ph.count(), plane = ph.plane(), N = c.C * c.KH * c.KW;
+    int image = phase_images(n, c, ph, materialized(xs[0]), merged, ph.max_shift(c));
+    int grid = dy_grid(n, materialized(xs[1]), c, ph, merged);
+    bool partials = !merged && c.Bn > 1;
+    int partial = partials ? new_buffer(n.result()->name + ".partial", {DType::f32, {c.Bn, c.O, N}}, BufKind::Temp) : out;
+    Gemm gm;
+    gm.a = grid, gm.b = image, gm.c = partial, gm.M = c.O, gm.N = N, gm.tb = true;
+    gm.K = merged ? c.Bn * plane : c.OH * ph.cols;
+    if (!merged)
+      for (int64_t b = 0; b < c.Bn; ++b) gm.a_offsets.push_back(b * c.O * gm.K), gm.b_offsets.push_back(b * c.C * P * plane);
+    gm.b_lines = merged ? tap_lines(c, ph, P * c.Bn * plane, c.Bn * plane) : tap_lines(c, ph, P * plane, plane);
+    if (merged) return emit_product(n, "conv2d_weight_grad", gm);
+    emit_product(n, "conv2d_weight_grad", gm, c.O);  // whole images to a thread
+    if (partials) sum_partials(n, partial, out, c.Bn, c.O * N);
+  }
+
+  // out[i] = the sum over t of partial[t][i].
+  void sum_partials(const Node& n, int partial, int out, int64_t count, int64_t size) {
+    KernelBuilder ks("conv2d_weight_grad_sum", origin(n));
+    int t = ks.new_var("t"), acc = ks.new_var("acc", DType::f32);
+    loop_nest(ks, {size}, [&](const std::vector<E>& i) {
+      return std::vector<Stmt>{assign(acc, zero_of(DType::f32)),
+                               for_(t, 0, count, {assign(acc, f_add(ks.v(acc), ld(partial, add(mul(ks.v(t), int_(size)), i[0]))))}),
+                               store(out, i[0], ks.v(acc))};
+    });
+    emit(std::move(ks));
+  }
+
+  // The loop forms: any dtype and groups, operands computed where they are read.
+  void weight_grad_loops(const Node& n, const std::vector<int>& xs, int out) {
     const Type xt = B(xs[0]).type, gt = B(xs[1]).type, ot = B(out).type;
     int64_t Bn = xt.dims[0], C = xt.dims[1], H = xt.dims[2], W = xt.dims[3], O = gt.dims[1], OH = gt.dims[2], OW = gt.dims[3];
     int64_t KH = ot.dims[2], KW = ot.dims[3], G = n.i("groups"), cg = C / G, og = O / G;
@@ -1047,8 +1118,7 @@ class Lowerer {
     emit(std::move(kb));
   }
 
-  void conv2d(const Node& n, const std::vector<int>& xs, int out) {
-    if (conv2d_gemm(n, xs, out)) return;
+  void conv2d_loops(const Node& n, const std::vector<int>& xs, int out) {
     const Type xt = B(xs[0]).type, wt = B(xs[1]).type, ot = B(out).type;
     int64_t C = xt.dims[1], H = xt.dims[2], W = xt.dims[3], O = ot.dims[1], OH = ot.dims[2], OW = ot.dims[3];
     int64_t KH = wt.dims[2], KW = wt.dims[3], G = n.i("groups"), cg = C / G, og = O / G;

@@ -9,6 +9,7 @@
 
 #include "compiler/codegen/gemm.h"
 #include "compiler/jit/jit_model.h"
+#include "compiler/lower/conv_plan.h"
 #include "ir/builder.h"
 #include "ir/random.h"
 #include "ir/reference.h"
@@ -170,23 +171,48 @@ bool check_conv(const ConvCase& c, int threads) {
 
 }  // namespace
 
-TEST_CASE("stride-1 convolutions read their image through lines, others gather patches", "[gemm][conv]") {
+TEST_CASE("convolutions read their image's phase planes through lines, unless the grid wastes most columns", "[gemm][conv]") {
   // Few output channels read B in place; more than 64 pack it (through the same lines).
   for (int64_t cout : {1, 6, 16, 70})
     for (int threads : {1, 2}) {
       CHECK(check_conv({3, 2, 9, 11, cout, 3, 3, {1, 1}, {0, 0}, {1, 1}, cout % 2 == 0, threads == 2}, threads));
       CHECK(check_conv({2, 3, 8, 7, cout, 5, 3, {1, 1}, {2, 1}, {1, 1}, true, cout == 16}, threads));
       CHECK(check_conv({2, 2, 12, 10, cout, 3, 2, {1, 1}, {1, 0}, {2, 3}, false, true}, threads));
+      // Strides: taps read their phase plane; odd sizes leave a phase a row or column short.
+      CHECK(check_conv({3, 3, 9, 11, cout, 3, 3, {2, 2}, {1, 1}, {1, 1}, true, cout == 6}, threads));
+      CHECK(check_conv({2, 2, 13, 10, cout, 4, 3, {3, 2}, {2, 0}, {2, 1}, cout % 2 == 1, false}, threads));
     }
   // A 1x1 kernel without padding: the grid is the output (no columns to drop).
   CHECK(check_conv({4, 5, 6, 6, 8, 1, 1, {1, 1}, {0, 0}, {1, 1}, false, false}, 2));
   CHECK(check_conv({4, 5, 6, 6, 8, 1, 1, {1, 1}, {0, 0}, {1, 1}, true, true}, 1));
   // Deep channels: K spans several packed panels' depth.
   CHECK(check_conv({2, 40, 6, 6, 12, 3, 3, {1, 1}, {1, 1}, {1, 1}, true, false}, 2));
-  // Strides, and a kernel as wide as the image (the grid would waste most columns), gather.
-  CHECK_FALSE(check_conv({2, 3, 9, 9, 6, 3, 3, {2, 2}, {1, 1}, {1, 1}, true, false}, 2));
-  CHECK_FALSE(check_conv({2, 3, 9, 9, 6, 3, 3, {1, 2}, {0, 0}, {1, 1}, false, false}, 1));
+  // The DCGAN discriminator's strided layers (and the generator's data gradients).
+  for (int threads : {1, 2}) {
+    CHECK(check_conv({64, 1, 28, 28, 64, 4, 4, {2, 2}, {1, 1}, {1, 1}, false, true}, threads));
+    CHECK(check_conv({4, 64, 14, 14, 128, 4, 4, {2, 2}, {1, 1}, {1, 1}, false, false}, threads));
+  }
+  // A stride past the kernel (phases no tap reads).
+  CHECK(check_conv({2, 3, 17, 16, 5, 2, 2, {4, 4}, {0, 0}, {1, 1}, true, false}, 1));
+  // A kernel as wide as the image: the grid would waste most columns, so patches are gathered.
   CHECK_FALSE(check_conv({2, 2, 12, 12, 4, 10, 10, {1, 1}, {0, 0}, {1, 1}, false, false}, 2));
+}
+
+TEST_CASE("each convolution op's strategy", "[conv]") {
+  using kir::ConvPath;
+  // Input [Bn, C, H, H], O outputs of OH x OH, a K x K kernel; stride, padding.
+  auto shape = [](int64_t Bn, int64_t C, int64_t H, int64_t O, int64_t OH, int64_t K, int64_t s, int64_t p) {
+    return kir::ConvShape{Bn, C, H, H, O, OH, OH, K, K, {s, s}, {p, p}, {1, 1}};
+  };
+  CHECK(kir::conv2d_path(shape(64, 64, 14, 128, 7, 4, 2, 1), true) == ConvPath::lines);
+  CHECK(kir::conv2d_path(shape(2, 2, 12, 4, 3, 10, 1, 0), true) == ConvPath::im2col);
+  CHECK(kir::conv2d_path(shape(64, 64, 14, 128, 7, 4, 2, 1), false) == ConvPath::loops);
+  // LeNet-5's weight gradients keep their partial sums in cache; the DCGAN's wide layer not.
+  CHECK(kir::weight_grad_path(shape(64, 6, 14, 16, 10, 5, 1, 0), true) == ConvPath::lines);
+  CHECK(kir::weight_grad_path(shape(64, 1, 28, 64, 14, 4, 2, 1), true) == ConvPath::lines);
+  CHECK(kir::weight_grad_path(shape(64, 64, 14, 128, 7, 4, 2, 1), true) == ConvPath::lines_merged);
+  CHECK(kir::weight_grad_path(shape(64, 128, 7, 1, 1, 7, 1, 0), true) == ConvPath::dense);
+  CHECK(kir::weight_grad_path(shape(3, 2, 9, 4, 2, 8, 1, 0), true) == ConvPath::loops);
 }
 
 namespace {
@@ -215,7 +241,7 @@ bool check_weight_grad(const ConvCase& c, int threads) {
 
 }  // namespace
 
-TEST_CASE("stride-1 weight gradients are one product over the images' tap lines", "[gemm][conv]") {
+TEST_CASE("weight gradients are products over the images' phase planes", "[gemm][conv]") {
   for (int threads : {1, 2}) {
     // LeNet-5's two: many images in parts, K past the packed panel's depth.
     CHECK(check_weight_grad({64, 1, 28, 28, 6, 5, 5, {1, 1}, {2, 2}, {1, 1}, false, false}, threads));
@@ -223,9 +249,26 @@ TEST_CASE("stride-1 weight gradients are one product over the images' tap lines"
     // Images that do not fill the last part; dilation; more than a tile of output channels.
     CHECK(check_weight_grad({11, 3, 9, 7, 20, 3, 2, {1, 1}, {1, 0}, {2, 1}, false, false}, threads));
     CHECK(check_weight_grad({1, 2, 5, 6, 3, 1, 1, {1, 1}, {0, 0}, {1, 1}, false, false}, threads));
+    // Strides, odd sizes, dilation with a stride.
+    CHECK(check_weight_grad({3, 2, 9, 9, 4, 3, 3, {2, 1}, {1, 1}, {1, 1}, false, false}, threads));
+    CHECK(check_weight_grad({5, 3, 13, 11, 7, 4, 3, {3, 2}, {2, 1}, {2, 1}, false, false}, threads));
+    // The DCGAN's: the discriminator's first layer per image; its second layer (the generator's
+    // middle one too) as one product over every image's planes, partials past the cache.
+    CHECK(check_weight_grad({64, 1, 28, 28, 64, 4, 4, {2, 2}, {1, 1}, {1, 1}, false, false}, threads));
+    CHECK(check_weight_grad({8, 64, 14, 14, 128, 4, 4, {2, 2}, {1, 1}, {1, 1}, false, false}, threads));
+    CHECK(check_weight_grad({9, 40, 15, 13, 70, 3, 4, {2, 3}, {1, 2}, {1, 1}, false, false}, threads));
   }
-  // Strides, and a grid mostly of zeros (a kernel nearly the input's size), run as loops.
-  CHECK_FALSE(check_weight_grad({3, 2, 9, 9, 4, 3, 3, {2, 1}, {1, 1}, {1, 1}, false, false}, 2));
+}
+
+TEST_CASE("weight gradients of a kernel covering the image are one plain product", "[gemm][conv]") {
+  for (int threads : {1, 2}) {
+    // The DCGAN's last discriminator layer (one output channel: columns split) and the
+    // generator's first layer's gradient (a 1 x 1 input convolved to 7 x 7).
+    CHECK_FALSE(check_weight_grad({64, 128, 7, 7, 1, 7, 7, {1, 1}, {0, 0}, {1, 1}, false, false}, threads));
+    CHECK_FALSE(check_weight_grad({64, 128, 7, 7, 100, 7, 7, {1, 1}, {0, 0}, {1, 1}, false, false}, threads));
+    CHECK_FALSE(check_weight_grad({5, 3, 4, 3, 9, 4, 3, {2, 3}, {0, 0}, {1, 1}, false, false}, threads));
+  }
+  // A grid mostly of zeros (a kernel nearly the input's size) runs as loops.
   CHECK_FALSE(check_weight_grad({3, 2, 9, 9, 4, 8, 8, {1, 1}, {0, 0}, {1, 1}, false, false}, 2));
 }
 

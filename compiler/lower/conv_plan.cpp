@@ -1,0 +1,48 @@
+// The strategy of each convolution op, and the phase planes of a strided convolution.
+
+#include "compiler/lower/conv_plan.h"
+
+namespace stag::kir {
+
+namespace {
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// Partial weight gradients of every image up to this size stay in cache until they are summed.
+constexpr int64_t kPartialBytes = 1 << 20;
+
+}  // namespace
+
+Phases::Phases(const ConvShape& c)
+    : s{c.s[0], c.s[1]}, rows(ceil_div(c.H + 2 * c.p[0], c.s[0])), cols(ceil_div(c.W + 2 * c.p[1], c.s[1])) {}
+
+int64_t Phases::phase(const ConvShape& c, int64_t kh, int64_t kw) const {
+  return (kh * c.d[0] % s[0]) * s[1] + kw * c.d[1] % s[1];
+}
+
+int64_t Phases::shift(const ConvShape& c, int64_t kh, int64_t kw) const {
+  return kh * c.d[0] / s[0] * cols + kw * c.d[1] / s[1];
+}
+
+// Lines compute a grid as wide as a phase plane and drop the columns past the output's: worth
+// it while at most half the grid is dropped; otherwise patches are gathered.
+ConvPath conv2d_path(const ConvShape& c, bool gemm) {
+  if (!gemm) return ConvPath::loops;
+  Phases ph(c);
+  if ((c.OH - 1) * ph.cols + c.OW <= 2 * c.OH * c.OW) return ConvPath::lines;
+  return ConvPath::im2col;
+}
+
+// dw (O x C*KH*KW) sums dy times the tap lines over every output pixel of every image. Per
+// image the products are shallow (a plane's pixels), so when the images' partial sums would
+// not stay in cache one product runs over all images' pixels instead (their planes side by
+// side, a few more zero rows of dy between images).
+ConvPath weight_grad_path(const ConvShape& c, bool gemm) {
+  if (!gemm) return ConvPath::loops;
+  if (c.p[0] == 0 && c.p[1] == 0 && c.KH == c.H && c.KW == c.W) return ConvPath::dense;
+  if (c.OW * 2 < Phases(c).cols) return ConvPath::loops;  // the grid would be mostly zeros
+  if (c.Bn == 1 || c.Bn * c.O * c.C * c.KH * c.KW * 4 <= kPartialBytes) return ConvPath::lines;
+  return ConvPath::lines_merged;
+}
+
+}  // namespace stag::kir
