@@ -2,11 +2,17 @@
 
 #include "compiler/lower/conv_plan.h"
 
+#include <algorithm>
+
 namespace stag::kir {
 
 namespace {
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// Transposed convolutions with fewer output channels than this keep the columns: a phase's
+// product would have as few rows.
+constexpr int64_t kSubpixelChannels = 8;
 
 // Partial weight gradients of every image up to this size stay in cache until they are summed.
 constexpr int64_t kPartialBytes = 1 << 20;
@@ -23,6 +29,8 @@ int64_t Phases::phase(const ConvShape& c, int64_t kh, int64_t kw) const {
 int64_t Phases::shift(const ConvShape& c, int64_t kh, int64_t kw) const {
   return kh * c.d[0] / s[0] * cols + kw * c.d[1] / s[1];
 }
+
+int64_t SubpixelAxis::padded() const { return std::max(outputs(0) + first(s - 1), in) + taps - 1; }
 
 // Lines compute a grid as wide as a phase plane and drop the columns past the output's: worth
 // it while at most half the grid is dropped; otherwise patches are gathered.
@@ -43,6 +51,15 @@ ConvPath weight_grad_path(const ConvShape& c, bool gemm) {
   if (c.OW * 2 < Phases(c).cols) return ConvPath::loops;  // the grid would be mostly zeros
   if (c.Bn == 1 || c.Bn * c.O * c.C * c.KH * c.KW * 4 <= kPartialBytes) return ConvPath::lines;
   return ConvPath::lines_merged;
+}
+
+// Here `c` is the convolution this one transposes: its input is our output.
+ConvPath conv_transpose2d_path(const ConvShape& c, bool gemm) {
+  if (!gemm) return ConvPath::loops;
+  if (c.OH == 1 && c.OW == 1 && c.p[0] == 0 && c.p[1] == 0 && c.KH == c.H && c.KW == c.W) return ConvPath::dense;
+  if (c.s[0] == 1 && c.s[1] == 1) return ConvPath::full_columns;
+  if (c.d[0] == 1 && c.d[1] == 1 && c.C >= kSubpixelChannels) return ConvPath::subpixel;
+  return ConvPath::columns;
 }
 
 }  // namespace stag::kir

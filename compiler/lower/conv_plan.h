@@ -8,7 +8,8 @@
 namespace stag::kir {
 
 /// A convolution's sizes: input [Bn, C, H, W], weight [O, C, KH, KW], output [Bn, O, OH, OW],
-/// with stride, padding and dilation per spatial axis.
+/// with stride, padding and dilation per spatial axis. A transposed convolution is described
+/// by the convolution it transposes (its output is that convolution's input).
 struct ConvShape {
   int64_t Bn, C, H, W, O, OH, OW, KH, KW;
   int64_t s[2], p[2], d[2];
@@ -29,16 +30,34 @@ struct Phases {
   int64_t max_shift(const ConvShape& c) const { return shift(c, c.KH - 1, c.KW - 1); }
 };
 
+/// One axis of a strided transposed convolution (dilation 1) split by output phase: output
+/// s*u + r is a stride-1 correlation of the input padded by taps - 1 in front, from padded row
+/// u + first(r) on, with kernel rows tap(r, j) for j < taps (none where tap(r, j) >= k).
+struct SubpixelAxis {
+  int64_t s, p, k, in, out, taps;
+  SubpixelAxis(int64_t s, int64_t p, int64_t k, int64_t in, int64_t out) : s(s), p(p), k(k), in(in), out(out), taps((k + s - 1) / s) {}
+  int64_t first(int64_t r) const { return (r + p) / s; }
+  int64_t tap(int64_t r, int64_t j) const { return (r + p) % s + s * (taps - 1 - j); }
+  /// How many outputs phase r has.
+  int64_t outputs(int64_t r) const { return (out - r + s - 1) / s; }
+  /// The padded input's size: its data, and every phase's reach.
+  int64_t padded() const;
+};
+
 enum class ConvPath {
   loops,         ///< plain loop nests: any dtype, groups, operands computed where read
   lines,         ///< one product per image over the phase planes' tap lines (nothing gathered)
   lines_merged,  ///< weight gradient: one product whose depth runs over every image's pixels
   im2col,        ///< one product per image, patches gathered while packing
   dense,         ///< the kernel covers the unpadded image (a 1 x 1 output): a plain product
+  columns,       ///< transposed: per image a product into tap columns, scattered onto the output
+  full_columns,  ///< transposed, stride 1: the columns added onto the full plane as runs
+  subpixel,      ///< transposed, strided: per output phase a stride-1 convolution on the lines
 };
 
 /// `gemm` says the operands are f32 buffers in row-major order and groups == 1.
 ConvPath conv2d_path(const ConvShape& c, bool gemm);
 ConvPath weight_grad_path(const ConvShape& c, bool gemm);
+ConvPath conv_transpose2d_path(const ConvShape& c, bool gemm);
 
 }  // namespace stag::kir

@@ -1161,14 +1161,12 @@ class Lowerer {
   // columns are in cache): cols[b] (Co*KH*KW x H*W) = w^T (w is Ci x Co*KH*KW) times x[b]
   // (Ci x H*W) on the micro-kernel; then every output plane of the image adds the columns of
   // the taps that reach it.
-  bool conv_transpose2d_gemm(const Node& n, const std::vector<int>& xs, int out) {
+  void conv_transpose2d_columns(const Node& n, const std::vector<int>& xs, int out) {
     const Type xt = B(xs[0]).type, wt = B(xs[1]).type, ot = B(out).type;
     int x_buf = materialized(xs[0]), w_buf = materialized(xs[1]);
-    if (ot.dtype != DType::f32 || n.i("groups") != 1 || x_buf < 0 || w_buf < 0 || xt.dims[0] > kMaxGemmBatches) return false;
     int64_t Bn = xt.dims[0], Ci = xt.dims[1], H = xt.dims[2], W = xt.dims[3], Co = ot.dims[1], OH = ot.dims[2], OW = ot.dims[3];
     int64_t KH = wt.dims[2], KW = wt.dims[3], M = Co * KH * KW, N = H * W;
     const Ints &s = n.ints("stride"), &p = n.ints("padding"), &d = n.ints("dilation");
-    if (s[0] == 1 && s[1] == 1) return conv_transpose2d_full(n, xs, out, x_buf, w_buf);
     int cols = new_buffer(n.result()->name + ".cols", {DType::f32, {Bn, M, N}}, BufKind::Temp);
     KernelBuilder kb("conv_transpose2d", origin(n));
     kb.k.gemm = image_columns(w_buf, x_buf, cols, Bn, M, N, Ci);
@@ -1204,14 +1202,13 @@ class Lowerer {
     kb.k.grain = std::max<int64_t>(1, (int64_t{1} << 18) / std::max<int64_t>(1, M * N * Ci));
     kb.k.parallel = Bn > kb.k.grain;
     emit(std::move(kb));
-    return true;
   }
 
   // Stride 1: the image is widened with zero columns to the full output's width Wf (every tap
   // landing inside), so each tap's columns add to the full plane as one contiguous run
   // (shifted by the tap; a widened column's zeros land harmlessly on the next row), which
   // vectorizes; the output is then the full plane cropped by the padding, plus the bias.
-  bool conv_transpose2d_full(const Node& n, const std::vector<int>& xs, int out, int x_buf, int w_buf) {
+  void conv_transpose2d_full(const Node& n, const std::vector<int>& xs, int out, int x_buf, int w_buf) {
     const Type xt = B(xs[0]).type, wt = B(xs[1]).type, ot = B(out).type;
     int64_t Bn = xt.dims[0], Ci = xt.dims[1], H = xt.dims[2], W = xt.dims[3], Co = ot.dims[1], OH = ot.dims[2], OW = ot.dims[3];
     int64_t KH = wt.dims[2], KW = wt.dims[3], M = Co * KH * KW;
@@ -1255,11 +1252,115 @@ class Lowerer {
     kb.k.grain = std::max<int64_t>(1, (int64_t{1} << 18) / std::max<int64_t>(1, M * N * Ci));
     kb.k.parallel = Bn > kb.k.grain;
     emit(std::move(kb));
-    return true;
   }
 
   void conv_transpose2d(const Node& n, const std::vector<int>& xs, int out) {
-    if (conv_transpose2d_gemm(n, xs, out)) return;
+    const Type wt = B(xs[1]).type;
+    // Described by the convolution it transposes: that one's input is our output.
+    ConvShape c = conv_shape(n, B(out).type, B(xs[0]).type, wt.dims[2], wt.dims[3]);
+    switch (conv_transpose2d_path(c, gemm_operands(n, xs, out))) {
+      case ConvPath::dense: return conv_transpose2d_dense(n, xs, out, c);
+      case ConvPath::subpixel: return conv_transpose2d_subpixel(n, xs, out, c);
+      case ConvPath::full_columns: return conv_transpose2d_full(n, xs, out, materialized(xs[0]), materialized(xs[1]));
+      case ConvPath::columns: return conv_transpose2d_columns(n, xs, out);
+      default: return conv_transpose2d_loops(n, xs, out);
+    }
+  }
+
+  // A 1 x 1 input to an output the kernel's size: out (Bn x Co*KH*KW) = x (Bn x Ci) times w
+  // (Ci x Co*KH*KW).
+  void conv_transpose2d_dense(const Node& n, const std::vector<int>& xs, int out, const ConvShape& c) {
+    Gemm gm;
+    gm.a = materialized(xs[0]), gm.b = materialized(xs[1]), gm.c = out, gm.M = c.Bn, gm.N = c.C * c.KH * c.KW, gm.K = c.O;
+    emit_product(n, "conv_transpose2d", gm);
+    if (xs.size() == 3) add_channel_bias(n, out, xs[2], c.Bn * c.C, c.H * c.W, c.C);
+  }
+
+  // Adds bias[channel] to every element of each of `planes` planes (channels cycle).
+  void add_channel_bias(const Node& n, int out, int bias, int64_t planes, int64_t size, int64_t channels) {
+    KernelBuilder kb("conv_transpose2d_bias", origin(n));
+    int q = kb.new_var("q");
+    loop_nest(kb, {planes}, [&](const std::vector<E>& pl) {
+      E at = add(mul(pl[0], int_(size)), kb.v(q));
+      return std::vector<Stmt>{for_(q, 0, size, {store(out, at, f_add(ld(out, at), ld(bias, bin(Bin::rem, pl[0], int_(channels)))))})};
+    });
+    emit(std::move(kb));
+  }
+
+  // A strided transposed convolution as one stride-1 convolution per output phase (sub-pixel,
+  // SubpixelAxis): every phase of every image is a batch of one product whose A is that
+  // phase's taps of the weight and whose B is the padded input read through tap lines (the
+  // phase's first row and column in its offset); its grid, as wide as the padded input, is
+  // then interleaved into the output.
+  void conv_transpose2d_subpixel(const Node& n, const std::vector<int>& xs, int out, const ConvShape& c) {
+    SubpixelAxis ah(c.s[0], c.p[0], c.KH, c.OH, c.H), aw(c.s[1], c.p[1], c.KW, c.OW, c.W);
+    int64_t Ci = c.O, Co = c.C, Hx = ah.padded(), Wx = aw.padded(), taps = ah.taps * aw.taps;
+    int image = new_buffer(n.result()->name + ".padded", {DType::f32, {c.Bn, Ci, Hx, Wx}}, BufKind::Temp);
+    KernelBuilder kp("conv_transpose2d_pad", origin(n));
+    loop_nest(kp, {c.Bn * Ci}, [&](const std::vector<E>& pl) {
+      return padded_plane(kp, image, mul(pl[0], int_(Hx * Wx)), Hx, Wx, materialized(xs[0]), mul(pl[0], int_(c.OH * c.OW)), c.OH, c.OW,
+                          ah.taps - 1, aw.taps - 1);
+    }, std::max<int64_t>(1, 16384 / (Hx * Wx)));
+    emit(std::move(kp));
+    Gemm gm;
+    gm.a = phase_weights(n, materialized(xs[1]), c, ah, aw), gm.b = image, gm.M = Co, gm.K = Ci * taps;
+    gm.N = (ah.outputs(0) - 1) * Wx + aw.outputs(0);
+    for (int64_t b = 0; b < c.Bn; ++b)
+      for (int64_t r = 0; r < ah.s * aw.s; ++r)
+        gm.a_offsets.push_back(r * Co * gm.K), gm.b_offsets.push_back(b * Ci * Hx * Wx + ah.first(r / aw.s) * Wx + aw.first(r % aw.s));
+    for (int64_t ci = 0; ci < Ci; ++ci)
+      for (int64_t jh = 0; jh < ah.taps; ++jh)
+        for (int64_t jw = 0; jw < aw.taps; ++jw) gm.b_lines.push_back((ci * Hx + jh) * Wx + jw);
+    gm.c = new_buffer(n.result()->name + ".grid", {DType::f32, {c.Bn * ah.s * aw.s, Co, gm.N}}, BufKind::Temp);
+    emit_product(n, "conv_transpose2d", gm);
+    interleave_phases(n, xs, out, gm.c, c, ah, aw, Wx);
+  }
+
+  // wp[phase (rh, rw)][co][(ci, jh, jw)] = w[ci, co, ah.tap(rh, jh), aw.tap(rw, jw)], zero past
+  // the kernel.
+  int phase_weights(const Node& n, int w_buf, const ConvShape& c, const SubpixelAxis& ah, const SubpixelAxis& aw) {
+    int64_t Ci = c.O, Co = c.C, taps = ah.taps * aw.taps, K = Ci * taps;
+    int wp = new_buffer(n.result()->name + ".phase_weights", {DType::f32, {ah.s * aw.s, Co, K}}, BufKind::Temp);
+    KernelBuilder kw("conv_transpose2d_weights", origin(n));
+    int ci = kw.new_var("ci");
+    loop_nest(kw, {Co}, [&](const std::vector<E>& co) {
+      std::vector<Stmt> body;
+      for (int64_t r = 0; r < ah.s * aw.s; ++r)
+        for (int64_t j = 0; j < taps; ++j) {
+          int64_t th = ah.tap(r / aw.s, j / aw.taps), tw = aw.tap(r % aw.s, j % aw.taps);
+          E at = add(mul(add(int_(r * Co), co[0]), int_(K)), add(mul(kw.v(ci), int_(taps)), int_(j)));
+          E from = add(mul(add(mul(kw.v(ci), int_(Co)), co[0]), int_(c.KH * c.KW)), int_(th * c.KW + tw));
+          body.push_back(for_(ci, 0, Ci, {store(wp, at, th < c.KH && tw < c.KW ? ld(w_buf, from) : zero_of(DType::f32))}));
+        }
+      return body;
+    });
+    emit(std::move(kw));
+    return wp;
+  }
+
+  // out[b, co, s*u + rh, s*v + rw] = grid[b, phase (rh, rw), co][u*Wx + v] (plus the bias).
+  void interleave_phases(const Node& n, const std::vector<int>& xs, int out, int grid, const ConvShape& c, const SubpixelAxis& ah,
+                         const SubpixelAxis& aw, int64_t Wx) {
+    int64_t P = ah.s * aw.s, Co = c.C, N = (ah.outputs(0) - 1) * Wx + aw.outputs(0);
+    KernelBuilder ko("conv_transpose2d_interleave", origin(n));
+    int u = ko.new_var("u"), v = ko.new_var("v");
+    loop_nest(ko, {c.Bn * Co}, [&](const std::vector<E>& pl) {
+      E b = bin(Bin::div, pl[0], int_(Co)), co = bin(Bin::rem, pl[0], int_(Co));
+      std::vector<Stmt> body;
+      for (int64_t r = 0; r < P; ++r) {
+        int64_t rh = r / aw.s, rw = r % aw.s;
+        E from = add(mul(add(mul(add(mul(b, int_(P)), int_(r)), int_(Co)), co), int_(N)), add(mul(ko.v(u), int_(Wx)), ko.v(v)));
+        E to = add(mul(pl[0], int_(c.H * c.W)), add(mul(add(mul(ko.v(u), int_(ah.s)), int_(rh)), int_(c.W)), add(mul(ko.v(v), int_(aw.s)), int_(rw))));
+        E val = xs.size() == 3 ? f_add(ld(grid, from), ld(xs[2], co)) : ld(grid, from);
+        body.push_back(for_(u, 0, ah.outputs(rh), {for_(v, 0, aw.outputs(rw), {store(out, to, val)})}));
+      }
+      return body;
+    }, std::max<int64_t>(1, 16384 / (c.H * c.W)));
+    emit(std::move(ko));
+  }
+
+  // The gather form: any dtype and groups, operands computed where they are read.
+  void conv_transpose2d_loops(const Node& n, const std::vector<int>& xs, int out) {
     const Type xt = B(xs[0]).type, wt = B(xs[1]).type, ot = B(out).type;
     int64_t C = xt.dims[1], H = xt.dims[2], W = xt.dims[3], O = ot.dims[1], OH = ot.dims[2], OW = ot.dims[3];
     int64_t KH = wt.dims[2], KW = wt.dims[3], G = n.i("groups"), cg = C / G, og = O / G;

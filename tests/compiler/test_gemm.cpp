@@ -137,11 +137,12 @@ struct ConvCase {
   Ints stride, padding, dilation;
   bool bias, epilogue;
   bool transposed = false;  ///< conv_transpose2d (weight [cin, cout, kh, kw]; padding doubles as output_padding's bound)
+  int64_t output_padding = -1;  ///< of a transposed convolution; -1: the largest allowed
 };
 
 // Checks a convolution on the micro-kernel against the reference; returns whether its product
 // read the image through B's lines (kir::Gemm::b_lines) rather than gathering patches (for a
-// transposed convolution: whether each image's product was consumed at once, row_block).
+// transposed convolution: whether its product read lines or consumed each image's at once).
 bool check_conv(const ConvCase& c, int threads) {
   Graph g("conv");
   Builder b(g);
@@ -151,7 +152,8 @@ bool check_conv(const ConvCase& c, int threads) {
   if (c.bias) operands.push_back(b.input("bias", {DType::f32, {c.cout}}));
   NamedAttrs attrs{{"stride", c.stride}, {"padding", c.padding}, {"dilation", c.dilation}};
   // The largest output_padding allowed: one less than the larger of stride and dilation.
-  if (c.transposed)
+  if (c.transposed && c.output_padding >= 0) attrs.push_back({"output_padding", Ints{c.output_padding, c.output_padding}});
+  else if (c.transposed)
     attrs.push_back({"output_padding", Ints{std::max(c.stride[0], c.dilation[0]) - 1, std::max(c.stride[1], c.dilation[1]) - 1}});
   Value* y = c.transposed ? b.conv_transpose2d(operands, attrs) : b.conv2d(operands, attrs);
   if (c.epilogue) y = b.add({b.relu({y}), b.input("residual", y->type)});
@@ -213,6 +215,11 @@ TEST_CASE("each convolution op's strategy", "[conv]") {
   CHECK(kir::weight_grad_path(shape(64, 64, 14, 128, 7, 4, 2, 1), true) == ConvPath::lines_merged);
   CHECK(kir::weight_grad_path(shape(64, 128, 7, 1, 1, 7, 1, 0), true) == ConvPath::dense);
   CHECK(kir::weight_grad_path(shape(3, 2, 9, 4, 2, 8, 1, 0), true) == ConvPath::loops);
+  // Transposed, described by the convolution they transpose (whose input is their output).
+  CHECK(kir::conv_transpose2d_path(shape(64, 64, 14, 128, 7, 4, 2, 1), true) == ConvPath::subpixel);
+  CHECK(kir::conv_transpose2d_path(shape(64, 1, 28, 64, 14, 4, 2, 1), true) == ConvPath::columns);
+  CHECK(kir::conv_transpose2d_path(shape(64, 128, 7, 100, 1, 7, 1, 0), true) == ConvPath::dense);
+  CHECK(kir::conv_transpose2d_path(shape(64, 6, 14, 16, 10, 5, 1, 0), true) == ConvPath::full_columns);
 }
 
 namespace {
@@ -278,8 +285,30 @@ TEST_CASE("transposed convolutions add each image's columns as its product is do
     CHECK(check_conv({5, 3, 6, 7, 4, 3, 3, {1, 1}, {0, 0}, {1, 1}, true, false, true}, threads));
     CHECK(check_conv({4, 16, 10, 10, 6, 5, 5, {1, 1}, {1, 2}, {2, 1}, false, false, true}, threads));
     CHECK(check_conv({3, 2, 5, 4, 70, 2, 3, {1, 1}, {1, 0}, {2, 2}, true, false, true}, threads));
-    // Strides gather in the same kernel.
+    // Strides with few output channels scatter in the same kernel.
     CHECK(check_conv({3, 4, 5, 6, 3, 3, 3, {2, 2}, {1, 1}, {1, 1}, true, false, true}, threads));
     CHECK(check_conv({2, 2, 4, 5, 5, 3, 2, {3, 1}, {0, 1}, {1, 2}, false, false, true}, threads));
+  }
+}
+
+TEST_CASE("strided transposed convolutions run as one stride-1 convolution per output phase", "[gemm][conv]") {
+  for (int threads : {1, 2}) {
+    // The DCGAN generator's middle layer (and the discriminator's data gradient) at its sizes.
+    CHECK(check_conv({4, 128, 7, 7, 64, 4, 4, {2, 2}, {1, 1}, {1, 1}, false, false, true, 0}, threads));
+    // output_padding, odd sizes, bias; a stride past the kernel (phases no tap reaches);
+    // strides and padding that differ per axis.
+    CHECK(check_conv({3, 5, 6, 7, 8, 4, 4, {2, 2}, {1, 1}, {1, 1}, true, false, true}, threads));
+    CHECK(check_conv({2, 3, 5, 4, 9, 3, 5, {3, 2}, {2, 1}, {1, 1}, true, false, true}, threads));
+    CHECK(check_conv({2, 3, 4, 4, 8, 2, 2, {3, 3}, {0, 0}, {1, 1}, false, false, true}, threads));
+    CHECK(check_conv({2, 6, 5, 5, 70, 3, 3, {2, 1}, {0, 2}, {1, 1}, true, false, true}, threads));
+  }
+}
+
+TEST_CASE("a transposed convolution of a 1 x 1 input to the kernel's size is one plain product", "[gemm][conv]") {
+  for (int threads : {1, 2}) {
+    // The DCGAN generator's first layer, and the discriminator's last layer's data gradient.
+    CHECK_FALSE(check_conv({64, 100, 1, 1, 128, 7, 7, {1, 1}, {0, 0}, {1, 1}, false, false, true, 0}, threads));
+    CHECK_FALSE(check_conv({64, 1, 1, 1, 128, 7, 7, {1, 1}, {0, 0}, {1, 1}, true, false, true, 0}, threads));
+    CHECK_FALSE(check_conv({3, 4, 1, 1, 5, 3, 2, {2, 3}, {0, 0}, {1, 1}, true, false, true, 0}, threads));
   }
 }
