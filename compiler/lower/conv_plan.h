@@ -47,12 +47,13 @@ struct SubpixelAxis {
 enum class ConvPath {
   loops,         ///< plain loop nests: any dtype, groups, operands computed where read
   lines,         ///< one product per image over the phase planes' tap lines (nothing gathered)
-  lines_merged,  ///< weight gradient: one product whose depth runs over every image's pixels
+  lines_merged,  ///< as lines, one product over every image's planes side by side
   im2col,        ///< one product per image, patches gathered while packing
   dense,         ///< the kernel covers the unpadded image (a 1 x 1 output): a plain product
   columns,       ///< transposed: per image a product into tap columns, scattered onto the output
   full_columns,  ///< transposed, stride 1: the columns added onto the full plane as runs
   subpixel,      ///< transposed, strided: per output phase a stride-1 convolution on the lines
+  subpixel_merged,  ///< as subpixel, one product a phase over every image's planes side by side
 };
 
 /// `gemm` says the operands are f32 buffers in row-major order and groups == 1.

@@ -899,10 +899,31 @@ class Lowerer {
     const Type wt = B(xs[1]).type;
     ConvShape c = conv_shape(n, B(xs[0]).type, B(out).type, wt.dims[2], wt.dims[3]);
     switch (conv2d_path(c, gemm_operands(n, xs, out))) {
-      case ConvPath::lines: return conv2d_lines(n, xs, out, c);
+      case ConvPath::dense: return conv2d_dense(n, xs, out, c);
+      case ConvPath::lines: return conv2d_lines(n, xs, out, c, false);
+      case ConvPath::lines_merged: return conv2d_lines(n, xs, out, c, true);
       case ConvPath::im2col: return conv2d_im2col(n, xs, out, c);
       default: return conv2d_loops(n, xs, out);
     }
+  }
+
+  // The kernel covers the whole image (a 1 x 1 output): out (Bn x O) = x (Bn x C*H*W) times w
+  // (O x C*H*W) transposed, one product for every image; bias and epilogue ride in the store.
+  void conv2d_dense(const Node& n, const std::vector<int>& xs, int out, const ConvShape& c) {
+    Gemm gm;
+    gm.a = materialized(xs[0]), gm.b = materialized(xs[1]), gm.c = out, gm.M = c.Bn, gm.N = c.O, gm.K = c.C * c.H * c.W, gm.tb = true;
+    KernelBuilder kb("conv2d", origin(n));
+    kb.k.gemm = gm;
+    int o = kb.new_var("o");
+    loop_nest(kb, {c.Bn}, [&](const std::vector<E>& b) {
+      if (xs.size() == 2 && !epilogue_.count(&n)) return std::vector<Stmt>{};
+      E at = add(mul(b[0], int_(c.O)), kb.v(o)), v = ld(out, at);
+      if (xs.size() == 3) v = f_add(v, ld(xs[2], kb.v(o)));
+      return std::vector<Stmt>{for_(o, 0, c.O, {store(out, at, epilogue(n, v, {b[0], kb.v(o), int_(0), int_(0)}))})};
+    }, 1);
+    kb.k.grain = std::max<int64_t>(1, (int64_t{1} << 18) / std::max<int64_t>(1, c.O * gm.K));
+    kb.k.parallel = c.Bn > kb.k.grain;
+    emit(std::move(kb));
   }
 
   // Convolution on the product's micro-kernel: out[b] (O x OH*OW) = w (O x C*KH*KW) times the
@@ -976,35 +997,38 @@ class Lowerer {
   // itself): tap (c, kh, kw)'s patch row is its phase plane from the tap's shift on
   // (kir::Gemm::b_lines). The product fills a grid as wide as a plane; the store keeps the
   // output's columns (bias and epilogue ride in it) and drops the rest. Packing gathers
-  // nothing, and few-row products read B in place.
-  void conv2d_lines(const Node& n, const std::vector<int>& xs, int out, const ConvShape& c) {
+  // nothing, and few-row products read B in place. One product per image, or `merged`, one
+  // over every image's planes side by side (each image's part of the grid a whole plane).
+  void conv2d_lines(const Node& n, const std::vector<int>& xs, int out, const ConvShape& c, bool merged) {
     Phases ph(c);
-    int64_t image_size = c.C * ph.count() * ph.plane(), N = (c.OH - 1) * ph.cols + c.OW, K = c.C * c.KH * c.KW;
-    bool copy = ph.count() > 1 || c.p[0] || c.p[1];
-    int w_buf = materialized(xs[1]), image = copy ? phase_images(n, c, ph, materialized(xs[0]), false, 0) : materialized(xs[0]);
+    int64_t P = ph.count(), plane = ph.plane(), K = c.C * c.KH * c.KW;
+    int64_t N = (merged ? (c.Bn - 1) * plane : 0) + (c.OH - 1) * ph.cols + c.OW, per_image = merged ? plane : N;
+    bool copy = merged || P > 1 || c.p[0] || c.p[1];
+    int x_buf = materialized(xs[0]), image = copy ? phase_images(n, c, ph, x_buf, merged, 0) : x_buf;
     // The grid is the output itself when it has no extra columns (a 1-wide kernel, no padding).
-    bool exact = N == c.OH * c.OW && !epilogue_.count(&n) && xs.size() == 2;
-    int grid = exact ? out : new_buffer(n.result()->name + ".grid", {DType::f32, {c.Bn, c.O, N}}, BufKind::Temp);
+    bool exact = !merged && N == c.OH * c.OW && !epilogue_.count(&n) && xs.size() == 2;
+    int grid = exact ? out : new_buffer(n.result()->name + ".grid", {DType::f32, {c.Bn * c.O * per_image}}, BufKind::Temp);
     Gemm gm;
-    gm.a = w_buf, gm.b = image, gm.c = grid, gm.M = c.O, gm.N = N, gm.K = K;
-    gm.a_offsets.assign(static_cast<size_t>(c.Bn), 0);
-    for (int64_t b = 0; b < c.Bn; ++b) gm.b_offsets.push_back(b * image_size);
-    gm.b_lines = tap_lines(c, ph, ph.count() * ph.plane(), ph.plane());
+    gm.a = materialized(xs[1]), gm.b = image, gm.c = grid, gm.M = c.O, gm.N = N, gm.K = K;
+    if (!merged) gm.a_offsets.assign(static_cast<size_t>(c.Bn), 0);
+    for (int64_t b = 0; b < c.Bn && !merged; ++b) gm.b_offsets.push_back(b * c.C * P * plane);
+    gm.b_lines = merged ? tap_lines(c, ph, P * c.Bn * plane, c.Bn * plane) : tap_lines(c, ph, P * plane, plane);
     KernelBuilder kb("conv2d", origin(n));
     kb.k.gemm = gm;
-    int oh = kb.new_var("oh"), ow = kb.new_var("ow");
-    bool bias = xs.size() == 3;
-    loop_nest(kb, {c.Bn * c.O}, [&](const std::vector<E>& flat) {
+    int b = kb.new_var("b"), oh = kb.new_var("oh"), ow = kb.new_var("ow");
+    // A row of the grid: an (image, channel) pair, or merged, a channel of every image.
+    loop_nest(kb, {merged ? c.O : c.Bn * c.O}, [&](const std::vector<E>& row) {
       if (exact) return std::vector<Stmt>{};
-      E o = bin(Bin::rem, flat[0], int_(c.O));
-      std::vector<E> idx = {bin(Bin::div, flat[0], int_(c.O)), o, kb.v(oh), kb.v(ow)};
-      E v = ld(grid, add(mul(flat[0], int_(N)), add(mul(kb.v(oh), int_(ph.cols)), kb.v(ow))));
-      if (bias) v = f_add(v, ld(xs[2], o));
-      E at = add(mul(add(mul(flat[0], int_(c.OH)), kb.v(oh)), int_(c.OW)), kb.v(ow));
-      return std::vector<Stmt>{for_(oh, 0, c.OH, {for_(ow, 0, c.OW, {store(out, at, epilogue(n, v, idx))})})};
+      E o = merged ? row[0] : bin(Bin::rem, row[0], int_(c.O)), img = merged ? kb.v(b) : bin(Bin::div, row[0], int_(c.O));
+      E from = add(mul(row[0], int_(N)), merged ? mul(img, int_(plane)) : int_(0));
+      E v = ld(grid, add(from, add(mul(kb.v(oh), int_(ph.cols)), kb.v(ow))));
+      if (xs.size() == 3) v = f_add(v, ld(xs[2], o));
+      E at = add(mul(add(mul(add(mul(img, int_(c.O)), o), int_(c.OH)), kb.v(oh)), int_(c.OW)), kb.v(ow));
+      Stmt plane_store = for_(oh, 0, c.OH, {for_(ow, 0, c.OW, {store(out, at, epilogue(n, v, {img, o, kb.v(oh), kb.v(ow)}))})});
+      return std::vector<Stmt>{merged ? for_(b, 0, c.Bn, {plane_store}) : plane_store};
     }, 1);
     kb.k.grain = std::max<int64_t>(1, (int64_t{1} << 18) / std::max<int64_t>(1, N * K));
-    kb.k.parallel = c.Bn * c.O > kb.k.grain;
+    kb.k.parallel = kb.k.extent > kb.k.grain;
     emit(std::move(kb));
   }
 
@@ -1260,7 +1284,8 @@ class Lowerer {
     ConvShape c = conv_shape(n, B(out).type, B(xs[0]).type, wt.dims[2], wt.dims[3]);
     switch (conv_transpose2d_path(c, gemm_operands(n, xs, out))) {
       case ConvPath::dense: return conv_transpose2d_dense(n, xs, out, c);
-      case ConvPath::subpixel: return conv_transpose2d_subpixel(n, xs, out, c);
+      case ConvPath::subpixel: return conv_transpose2d_subpixel(n, xs, out, c, false);
+      case ConvPath::subpixel_merged: return conv_transpose2d_subpixel(n, xs, out, c, true);
       case ConvPath::full_columns: return conv_transpose2d_full(n, xs, out, materialized(xs[0]), materialized(xs[1]));
       case ConvPath::columns: return conv_transpose2d_columns(n, xs, out);
       default: return conv_transpose2d_loops(n, xs, out);
@@ -1291,29 +1316,65 @@ class Lowerer {
   // SubpixelAxis): every phase of every image is a batch of one product whose A is that
   // phase's taps of the weight and whose B is the padded input read through tap lines (the
   // phase's first row and column in its offset); its grid, as wide as the padded input, is
-  // then interleaved into the output.
-  void conv_transpose2d_subpixel(const Node& n, const std::vector<int>& xs, int out, const ConvShape& c) {
-    SubpixelAxis ah(c.s[0], c.p[0], c.KH, c.OH, c.H), aw(c.s[1], c.p[1], c.KW, c.OW, c.W);
-    int64_t Ci = c.O, Co = c.C, Hx = ah.padded(), Wx = aw.padded(), taps = ah.taps * aw.taps;
-    int image = new_buffer(n.result()->name + ".padded", {DType::f32, {c.Bn, Ci, Hx, Wx}}, BufKind::Temp);
+  // then interleaved into the output. The batches are every image's phases, or `merged`, the
+  // phases of one product over every image's padded planes side by side.
+  // A sub-pixel convolution's padded input: planes of rows x cols, image by image ([Bn, Ci,
+  // plane]), one copy that every phase reads from its first row and column on; or merged,
+  // channel by channel with a copy a phase ([phases, Ci, Bn, plane]), each only the window its
+  // phase reads, so no image's part of the grid holds columns only another phase reaches.
+  struct SubpixelPlanes {
+    int64_t rows, cols, image_stride, channel_stride, phase_stride;
+    int64_t plane() const { return rows * cols; }
+  };
+  static SubpixelPlanes subpixel_planes(const ConvShape& c, const SubpixelAxis& ah, const SubpixelAxis& aw, bool merged) {
+    if (!merged) return {ah.padded(), aw.padded(), c.O * ah.padded() * aw.padded(), ah.padded() * aw.padded(), 0};
+    int64_t rows = ah.outputs(0) + ah.taps - 1, cols = aw.outputs(0) + aw.taps - 1;
+    return {rows, cols, rows * cols, c.Bn * rows * cols, c.O * c.Bn * rows * cols};
+  }
+
+  int subpixel_input(const Node& n, int x_buf, const ConvShape& c, const SubpixelAxis& ah, const SubpixelAxis& aw, const SubpixelPlanes& L,
+                     bool merged) {
+    int64_t Ci = c.O, copies = merged ? ah.s * aw.s : 1;
+    int image = new_buffer(n.result()->name + ".padded", {DType::f32, {copies * c.Bn * Ci * L.plane()}}, BufKind::Temp);
     KernelBuilder kp("conv_transpose2d_pad", origin(n));
-    loop_nest(kp, {c.Bn * Ci}, [&](const std::vector<E>& pl) {
-      return padded_plane(kp, image, mul(pl[0], int_(Hx * Wx)), Hx, Wx, materialized(xs[0]), mul(pl[0], int_(c.OH * c.OW)), c.OH, c.OW,
-                          ah.taps - 1, aw.taps - 1);
-    }, std::max<int64_t>(1, 16384 / (Hx * Wx)));
+    loop_nest(kp, {c.Bn, Ci}, [&](const std::vector<E>& i) {
+      std::vector<Stmt> body;
+      for (int64_t r = 0; r < copies; ++r) {
+        std::array<int64_t, 2> first = {(merged ? ah.first(r / aw.s) : 0) - (ah.taps - 1), (merged ? aw.first(r % aw.s) : 0) - (aw.taps - 1)};
+        E at = add(int_(r * L.phase_stride), add(mul(i[0], int_(L.image_stride)), mul(i[1], int_(L.channel_stride))));
+        E from = mul(add(mul(i[0], int_(Ci)), i[1]), int_(c.OH * c.OW));
+        for (Stmt& st : strided_plane(kp, image, at, L.rows, L.cols, x_buf, from, c.OH, c.OW, {1, 1}, first)) body.push_back(std::move(st));
+      }
+      return body;
+    }, std::max<int64_t>(1, 16384 / (copies * L.plane())));
     emit(std::move(kp));
+    return image;
+  }
+
+  void conv_transpose2d_subpixel(const Node& n, const std::vector<int>& xs, int out, const ConvShape& c, bool merged) {
+    SubpixelAxis ah(c.s[0], c.p[0], c.KH, c.OH, c.H), aw(c.s[1], c.p[1], c.KW, c.OW, c.W);
+    SubpixelPlanes L = subpixel_planes(c, ah, aw, merged);
+    int64_t Ci = c.O, Co = c.C, P = ah.s * aw.s;
     Gemm gm;
-    gm.a = phase_weights(n, materialized(xs[1]), c, ah, aw), gm.b = image, gm.M = Co, gm.K = Ci * taps;
-    gm.N = (ah.outputs(0) - 1) * Wx + aw.outputs(0);
-    for (int64_t b = 0; b < c.Bn; ++b)
-      for (int64_t r = 0; r < ah.s * aw.s; ++r)
-        gm.a_offsets.push_back(r * Co * gm.K), gm.b_offsets.push_back(b * Ci * Hx * Wx + ah.first(r / aw.s) * Wx + aw.first(r % aw.s));
+    gm.b = subpixel_input(n, materialized(xs[0]), c, ah, aw, L, merged);
+    gm.a = phase_weights(n, materialized(xs[1]), c, ah, aw), gm.M = Co, gm.K = Ci * ah.taps * aw.taps;
+    gm.N = (merged ? (c.Bn - 1) * L.plane() : 0) + (ah.outputs(0) - 1) * L.cols + aw.outputs(0);
+    for (int64_t b = 0; b < (merged ? 1 : c.Bn); ++b)
+      for (int64_t r = 0; r < P; ++r) {
+        gm.a_offsets.push_back(r * Co * gm.K);
+        gm.b_offsets.push_back(merged ? r * L.phase_stride : b * L.image_stride + ah.first(r / aw.s) * L.cols + aw.first(r % aw.s));
+      }
     for (int64_t ci = 0; ci < Ci; ++ci)
       for (int64_t jh = 0; jh < ah.taps; ++jh)
-        for (int64_t jw = 0; jw < aw.taps; ++jw) gm.b_lines.push_back((ci * Hx + jh) * Wx + jw);
-    gm.c = new_buffer(n.result()->name + ".grid", {DType::f32, {c.Bn * ah.s * aw.s, Co, gm.N}}, BufKind::Temp);
+        for (int64_t jw = 0; jw < aw.taps; ++jw) gm.b_lines.push_back(ci * L.channel_stride + jh * L.cols + jw);
+    gm.c = new_buffer(n.result()->name + ".grid", {DType::f32, {gm.batches() * Co * gm.N}}, BufKind::Temp);
     emit_product(n, "conv_transpose2d", gm);
-    interleave_phases(n, xs, out, gm.c, c, ah, aw, Wx);
+    // Where image b's phase r of channel co starts in the grid.
+    auto grid_at = [&](E b, int64_t r, E co) {
+      if (merged) return add(mul(add(int_(r * Co), co), int_(gm.N)), mul(b, int_(L.plane())));
+      return mul(add(mul(add(mul(b, int_(P)), int_(r)), int_(Co)), co), int_(gm.N));
+    };
+    interleave_phases(n, xs, out, gm.c, c, ah, aw, L.cols, merged, grid_at);
   }
 
   // wp[phase (rh, rw)][co][(ci, jh, jw)] = w[ci, co, ah.tap(rh, jh), aw.tap(rw, jw)], zero past
@@ -1338,19 +1399,22 @@ class Lowerer {
     return wp;
   }
 
-  // out[b, co, s*u + rh, s*v + rw] = grid[b, phase (rh, rw), co][u*Wx + v] (plus the bias).
+  // out[b, co, s*u + rh, s*v + rw] = the grid's phase (rh, rw) of (b, co) at (u, v) in rows of
+  // `cols`, plus the bias; `channel_major` visits the planes channel by channel (the order of
+  // a merged grid).
   void interleave_phases(const Node& n, const std::vector<int>& xs, int out, int grid, const ConvShape& c, const SubpixelAxis& ah,
-                         const SubpixelAxis& aw, int64_t Wx) {
-    int64_t P = ah.s * aw.s, Co = c.C, N = (ah.outputs(0) - 1) * Wx + aw.outputs(0);
+                         const SubpixelAxis& aw, int64_t cols, bool channel_major, const std::function<E(E, int64_t, E)>& grid_at) {
     KernelBuilder ko("conv_transpose2d_interleave", origin(n));
     int u = ko.new_var("u"), v = ko.new_var("v");
-    loop_nest(ko, {c.Bn * Co}, [&](const std::vector<E>& pl) {
-      E b = bin(Bin::div, pl[0], int_(Co)), co = bin(Bin::rem, pl[0], int_(Co));
+    loop_nest(ko, {c.Bn * c.C}, [&](const std::vector<E>& pl) {
+      E b = channel_major ? bin(Bin::rem, pl[0], int_(c.Bn)) : bin(Bin::div, pl[0], int_(c.C));
+      E co = channel_major ? bin(Bin::div, pl[0], int_(c.Bn)) : bin(Bin::rem, pl[0], int_(c.C));
+      E out_plane = mul(add(mul(b, int_(c.C)), co), int_(c.H * c.W));
       std::vector<Stmt> body;
-      for (int64_t r = 0; r < P; ++r) {
+      for (int64_t r = 0; r < ah.s * aw.s; ++r) {
         int64_t rh = r / aw.s, rw = r % aw.s;
-        E from = add(mul(add(mul(add(mul(b, int_(P)), int_(r)), int_(Co)), co), int_(N)), add(mul(ko.v(u), int_(Wx)), ko.v(v)));
-        E to = add(mul(pl[0], int_(c.H * c.W)), add(mul(add(mul(ko.v(u), int_(ah.s)), int_(rh)), int_(c.W)), add(mul(ko.v(v), int_(aw.s)), int_(rw))));
+        E from = add(grid_at(b, r, co), add(mul(ko.v(u), int_(cols)), ko.v(v)));
+        E to = add(out_plane, add(mul(add(mul(ko.v(u), int_(ah.s)), int_(rh)), int_(c.W)), add(mul(ko.v(v), int_(aw.s)), int_(rw))));
         E val = xs.size() == 3 ? f_add(ld(grid, from), ld(xs[2], co)) : ld(grid, from);
         body.push_back(for_(u, 0, ah.outputs(rh), {for_(v, 0, aw.outputs(rw), {store(out, to, val)})}));
       }

@@ -189,11 +189,16 @@ TEST_CASE("convolutions read their image's phase planes through lines, unless th
   CHECK(check_conv({4, 5, 6, 6, 8, 1, 1, {1, 1}, {0, 0}, {1, 1}, true, true}, 1));
   // Deep channels: K spans several packed panels' depth.
   CHECK(check_conv({2, 40, 6, 6, 12, 3, 3, {1, 1}, {1, 1}, {1, 1}, true, false}, 2));
-  // The DCGAN discriminator's strided layers (and the generator's data gradients).
+  // The DCGAN discriminator's strided layers (and the generator's data gradients): the second
+  // (more than 64 output channels on a narrow grid) as one product over every image's planes.
   for (int threads : {1, 2}) {
     CHECK(check_conv({64, 1, 28, 28, 64, 4, 4, {2, 2}, {1, 1}, {1, 1}, false, true}, threads));
     CHECK(check_conv({4, 64, 14, 14, 128, 4, 4, {2, 2}, {1, 1}, {1, 1}, false, false}, threads));
+    CHECK(check_conv({3, 5, 9, 11, 70, 3, 3, {2, 2}, {1, 1}, {1, 1}, true, true}, threads));
   }
+  // A kernel covering the whole image (the DCGAN discriminator's last layer): one plain product.
+  CHECK_FALSE(check_conv({64, 128, 7, 7, 1, 7, 7, {1, 1}, {0, 0}, {1, 1}, false, false}, 2));
+  CHECK_FALSE(check_conv({5, 3, 4, 3, 9, 4, 3, {2, 3}, {0, 0}, {1, 1}, true, true}, 1));
   // A stride past the kernel (phases no tap reads).
   CHECK(check_conv({2, 3, 17, 16, 5, 2, 2, {4, 4}, {0, 0}, {1, 1}, true, false}, 1));
   // A kernel as wide as the image: the grid would waste most columns, so patches are gathered.
@@ -206,8 +211,11 @@ TEST_CASE("each convolution op's strategy", "[conv]") {
   auto shape = [](int64_t Bn, int64_t C, int64_t H, int64_t O, int64_t OH, int64_t K, int64_t s, int64_t p) {
     return kir::ConvShape{Bn, C, H, H, O, OH, OH, K, K, {s, s}, {p, p}, {1, 1}};
   };
-  CHECK(kir::conv2d_path(shape(64, 64, 14, 128, 7, 4, 2, 1), true) == ConvPath::lines);
+  CHECK(kir::conv2d_path(shape(64, 64, 14, 128, 7, 4, 2, 1), true) == ConvPath::lines_merged);
+  CHECK(kir::conv2d_path(shape(1, 64, 14, 128, 7, 4, 2, 1), true) == ConvPath::lines);
+  CHECK(kir::conv2d_path(shape(64, 1, 28, 6, 28, 5, 1, 2), true) == ConvPath::lines);
   CHECK(kir::conv2d_path(shape(2, 2, 12, 4, 3, 10, 1, 0), true) == ConvPath::im2col);
+  CHECK(kir::conv2d_path(shape(64, 128, 7, 1, 1, 7, 1, 0), true) == ConvPath::dense);
   CHECK(kir::conv2d_path(shape(64, 64, 14, 128, 7, 4, 2, 1), false) == ConvPath::loops);
   // LeNet-5's weight gradients keep their partial sums in cache; the DCGAN's wide layer not.
   CHECK(kir::weight_grad_path(shape(64, 6, 14, 16, 10, 5, 1, 0), true) == ConvPath::lines);
@@ -216,7 +224,9 @@ TEST_CASE("each convolution op's strategy", "[conv]") {
   CHECK(kir::weight_grad_path(shape(64, 128, 7, 1, 1, 7, 1, 0), true) == ConvPath::dense);
   CHECK(kir::weight_grad_path(shape(3, 2, 9, 4, 2, 8, 1, 0), true) == ConvPath::loops);
   // Transposed, described by the convolution they transpose (whose input is their output).
-  CHECK(kir::conv_transpose2d_path(shape(64, 64, 14, 128, 7, 4, 2, 1), true) == ConvPath::subpixel);
+  CHECK(kir::conv_transpose2d_path(shape(64, 64, 14, 128, 7, 4, 2, 1), true) == ConvPath::subpixel_merged);
+  CHECK(kir::conv_transpose2d_path(shape(1, 64, 14, 128, 7, 4, 2, 1), true) == ConvPath::subpixel);
+  CHECK(kir::conv_transpose2d_path(shape(2, 8, 40, 3, 20, 4, 2, 1), true) == ConvPath::subpixel);
   CHECK(kir::conv_transpose2d_path(shape(64, 1, 28, 64, 14, 4, 2, 1), true) == ConvPath::columns);
   CHECK(kir::conv_transpose2d_path(shape(64, 128, 7, 100, 1, 7, 1, 0), true) == ConvPath::dense);
   CHECK(kir::conv_transpose2d_path(shape(64, 6, 14, 16, 10, 5, 1, 0), true) == ConvPath::full_columns);
@@ -293,8 +303,12 @@ TEST_CASE("transposed convolutions add each image's columns as its product is do
 
 TEST_CASE("strided transposed convolutions run as one stride-1 convolution per output phase", "[gemm][conv]") {
   for (int threads : {1, 2}) {
-    // The DCGAN generator's middle layer (and the discriminator's data gradient) at its sizes.
+    // The DCGAN generator's middle layer (and the discriminator's data gradient) at its sizes:
+    // narrow grids, so one product a phase over every image's planes.
     CHECK(check_conv({4, 128, 7, 7, 64, 4, 4, {2, 2}, {1, 1}, {1, 1}, false, false, true, 0}, threads));
+    // One image, or a grid wide enough: a product per image and phase.
+    CHECK(check_conv({1, 5, 6, 7, 8, 4, 4, {2, 2}, {1, 1}, {1, 1}, true, false, true}, threads));
+    CHECK(check_conv({2, 3, 20, 20, 8, 4, 4, {2, 2}, {1, 1}, {1, 1}, true, false, true}, threads));
     // output_padding, odd sizes, bias; a stride past the kernel (phases no tap reaches);
     // strides and padding that differ per axis.
     CHECK(check_conv({3, 5, 6, 7, 8, 4, 4, {2, 2}, {1, 1}, {1, 1}, true, false, true}, threads));
