@@ -38,10 +38,10 @@ int64_t Phases::shift(const ConvShape& c, int64_t kh, int64_t kw) const {
 int64_t SubpixelAxis::padded() const { return std::max(outputs(0) + first(s - 1), in) + taps - 1; }
 
 // Lines compute a grid as wide as a phase plane and drop the columns past the output's: worth
-// it while at most half the grid is dropped; otherwise patches are gathered.
-// Per image, a product of few columns packs A again for each image (and B when its rows are
-// many); the images' planes side by side make one wide product instead, at the cost of the
-// rows and columns of each plane past the output's.
+// it while at most half the grid is dropped; otherwise patches are gathered. A product per
+// image of few columns packs A again for each image (and B when its rows are many), so then
+// the images' planes side by side make one wide product, at the cost of the rows and columns
+// of each plane past the output's.
 ConvPath conv2d_path(const ConvShape& c, bool gemm) {
   if (!gemm) return ConvPath::loops;
   if (c.p[0] == 0 && c.p[1] == 0 && c.KH == c.H && c.KW == c.W) return ConvPath::dense;
@@ -64,7 +64,9 @@ ConvPath weight_grad_path(const ConvShape& c, bool gemm) {
   return ConvPath::lines_merged;
 }
 
-// Here `c` is the convolution this one transposes: its input is our output.
+// Here `c` is the convolution this one transposes: its input is our output. Sub-pixel needs
+// dilation 1 and enough output channels (each phase's product has that many rows); at stride 1
+// the columns add up as contiguous runs instead.
 ConvPath conv_transpose2d_path(const ConvShape& c, bool gemm) {
   if (!gemm) return ConvPath::loops;
   if (c.OH == 1 && c.OW == 1 && c.p[0] == 0 && c.p[1] == 0 && c.KH == c.H && c.KW == c.W) return ConvPath::dense;
