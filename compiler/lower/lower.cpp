@@ -17,6 +17,7 @@
 #include <unordered_set>
 
 #include "compiler/lower/builder.h"
+#include "compiler/lower/conv_plan.h"
 #include "ir/analysis.h"
 
 namespace stag {
@@ -847,17 +848,23 @@ class Lowerer {
   // value is masked by the test.
   static E in_range(E v, int64_t size) { return and_(ge(v, int_(0)), lt(v, int_(size))); }
 
-  // Writes the Hd x Wd plane of dst at dst_at: the H x W plane of src at src_at placed at
-  // (top, left), zeros around it (and everywhere where `valid`, when given, is false). Each
-  // region has static ranges, so every row is a plain loop LLVM vectorizes (one loop with a
-  // bounds test per element was a gather).
-  std::vector<Stmt> padded_plane(KernelBuilder& kb, int dst, E dst_at, int64_t Hd, int64_t Wd, int src, E src_at, int64_t H,
-                                 int64_t W, int64_t top, int64_t left, E valid = nullptr) {
+  static int64_t ceil_div(int64_t a, int64_t b) { return a >= 0 ? (a + b - 1) / b : -(-a / b); }
+
+  // Writes the Hd x Wd plane of dst at dst_at: element (h, w) is element (h*step[0] + first[0],
+  // w*step[1] + first[1]) of the H x W plane of src at src_at, zero where that lies outside it
+  // (and everywhere where `valid`, when given, is false). Each region has static ranges, so
+  // every row is a plain loop LLVM vectorizes (one loop with a bounds test per element was a
+  // gather).
+  std::vector<Stmt> strided_plane(KernelBuilder& kb, int dst, E dst_at, int64_t Hd, int64_t Wd, int src, E src_at, int64_t H,
+                                  int64_t W, std::array<int64_t, 2> step, std::array<int64_t, 2> first, E valid = nullptr) {
     int h = kb.new_var("h"), w = kb.new_var("w");
     E zero = zero_of(DType::f32);
     E at = add(dst_at, add(mul(kb.v(h), int_(Wd)), kb.v(w)));
-    int64_t bottom = std::min(Hd, top + H), right = std::min(Wd, left + W);
-    E from = add(src_at, add(mul(f_sub(kb.v(h), int_(top)), int_(W)), f_sub(kb.v(w), int_(left))));
+    int64_t top = std::clamp<int64_t>(ceil_div(-first[0], step[0]), 0, Hd), left = std::clamp<int64_t>(ceil_div(-first[1], step[1]), 0, Wd);
+    int64_t bottom = std::clamp<int64_t>(ceil_div(H - first[0], step[0]), top, Hd);
+    int64_t right = std::clamp<int64_t>(ceil_div(W - first[1], step[1]), left, Wd);
+    E row_of = add(mul(kb.v(h), int_(step[0])), int_(first[0])), col_of = add(mul(kb.v(w), int_(step[1])), int_(first[1]));
+    E from = add(src_at, add(mul(row_of, int_(W)), col_of));
     E v = valid ? select(valid, ld(src, select(valid, from, int_(0))), zero) : ld(src, from);
     std::vector<Stmt> row;
     if (left > 0) row.push_back(for_(w, 0, left, {store(dst, at, zero)}));
@@ -870,160 +877,248 @@ class Lowerer {
     return plane;
   }
 
+  // The H x W plane placed at (top, left) of the Hd x Wd plane, zeros around it.
+  std::vector<Stmt> padded_plane(KernelBuilder& kb, int dst, E dst_at, int64_t Hd, int64_t Wd, int src, E src_at, int64_t H,
+                                 int64_t W, int64_t top, int64_t left, E valid = nullptr) {
+    return strided_plane(kb, dst, std::move(dst_at), Hd, Wd, src, std::move(src_at), H, W, {1, 1}, {-top, -left}, std::move(valid));
+  }
+
+  // The sizes of a convolution from input x to output y with a KH x KW kernel.
+  static ConvShape conv_shape(const Node& n, const Type& x, const Type& y, int64_t KH, int64_t KW) {
+    const Ints &s = n.ints("stride"), &p = n.ints("padding"), &d = n.ints("dilation");
+    return {x.dims[0], x.dims[1], x.dims[2], x.dims[3], y.dims[1], y.dims[2], y.dims[3], KH, KW, {s[0], s[1]}, {p[0], p[1]}, {d[0], d[1]}};
+  }
+
+  // The micro-kernel takes f32 operands from buffers, one group, a bounded number of batches.
+  bool gemm_operands(const Node& n, const std::vector<int>& xs, int out) const {
+    return B(out).type.dtype == DType::f32 && n.i("groups") == 1 && materialized(xs[0]) >= 0 && materialized(xs[1]) >= 0 &&
+           B(xs[0]).type.dims[0] <= kMaxGemmBatches;
+  }
+
+  void conv2d(const Node& n, const std::vector<int>& xs, int out) {
+    const Type wt = B(xs[1]).type;
+    ConvShape c = conv_shape(n, B(xs[0]).type, B(out).type, wt.dims[2], wt.dims[3]);
+    switch (conv2d_path(c, gemm_operands(n, xs, out))) {
+      case ConvPath::dense: return conv2d_dense(n, xs, out, c);
+      case ConvPath::lines: return conv2d_lines(n, xs, out, c, false);
+      case ConvPath::lines_merged: return conv2d_lines(n, xs, out, c, true);
+      case ConvPath::im2col: return conv2d_im2col(n, xs, out, c);
+      default: return conv2d_loops(n, xs, out);
+    }
+  }
+
+  // The kernel covers the whole image (a 1 x 1 output): out (Bn x O) = x (Bn x C*H*W) times w
+  // (O x C*H*W) transposed, one product for every image; bias and epilogue ride in the store.
+  void conv2d_dense(const Node& n, const std::vector<int>& xs, int out, const ConvShape& c) {
+    Gemm gm;
+    gm.a = materialized(xs[0]), gm.b = materialized(xs[1]), gm.c = out, gm.M = c.Bn, gm.N = c.O, gm.K = c.C * c.H * c.W, gm.tb = true;
+    KernelBuilder kb("conv2d", origin(n));
+    kb.k.gemm = gm;
+    int o = kb.new_var("o");
+    loop_nest(kb, {c.Bn}, [&](const std::vector<E>& b) {
+      if (xs.size() == 2 && !epilogue_.count(&n)) return std::vector<Stmt>{};
+      E at = add(mul(b[0], int_(c.O)), kb.v(o)), v = ld(out, at);
+      if (xs.size() == 3) v = f_add(v, ld(xs[2], kb.v(o)));
+      return std::vector<Stmt>{for_(o, 0, c.O, {store(out, at, epilogue(n, v, {b[0], kb.v(o), int_(0), int_(0)}))})};
+    }, 1);
+    kb.k.grain = std::max<int64_t>(1, (int64_t{1} << 18) / std::max<int64_t>(1, c.O * gm.K));
+    kb.k.parallel = c.Bn > kb.k.grain;
+    emit(std::move(kb));
+  }
+
   // Convolution on the product's micro-kernel: out[b] (O x OH*OW) = w (O x C*KH*KW) times the
   // image's patches, gathered while packing (Gemm::Im2col). Bias and epilogue ride in the store.
-  bool conv2d_gemm(const Node& n, const std::vector<int>& xs, int out) {
-    const Type xt = B(xs[0]).type, wt = B(xs[1]).type, ot = B(out).type;
-    int x_buf = materialized(xs[0]), w_buf = materialized(xs[1]);
-    if (ot.dtype != DType::f32 || n.i("groups") != 1 || x_buf < 0 || w_buf < 0 || xt.dims[0] > kMaxGemmBatches) return false;
-    int64_t Bn = xt.dims[0], C = xt.dims[1], H = xt.dims[2], W = xt.dims[3], O = ot.dims[1], OH = ot.dims[2], OW = ot.dims[3];
-    int64_t KH = wt.dims[2], KW = wt.dims[3], N = OH * OW, K = C * KH * KW;
-    const Ints &s = n.ints("stride"), &p = n.ints("padding"), &d = n.ints("dilation");
-    // On the grid, a row's columns past the output width are wasted: fine for a small kernel
-    // on a wide image, not for a weight gradient's wide kernel on a small output.
-    int64_t grid_columns = (OH - 1) * (W + 2 * p[1]) + OW;
-    if (s[0] == 1 && s[1] == 1 && grid_columns <= 2 * N) return conv2d_lines(n, xs, out, x_buf, w_buf);
+  void conv2d_im2col(const Node& n, const std::vector<int>& xs, int out, const ConvShape& c) {
+    int64_t N = c.OH * c.OW, K = c.C * c.KH * c.KW;
     Gemm gm;
-    gm.a = w_buf, gm.b = x_buf, gm.c = out, gm.M = O, gm.N = N, gm.K = K;
-    gm.a_offsets.assign(static_cast<size_t>(Bn), 0);
-    for (int64_t b = 0; b < Bn; ++b) gm.b_offsets.push_back(b * C * H * W);
-    gm.im2col = Gemm::Im2col{C, H, W, KH, KW, OW, {s[0], s[1]}, {p[0], p[1]}, {d[0], d[1]}};
+    gm.a = materialized(xs[1]), gm.b = materialized(xs[0]), gm.c = out, gm.M = c.O, gm.N = N, gm.K = K;
+    gm.a_offsets.assign(static_cast<size_t>(c.Bn), 0);
+    for (int64_t b = 0; b < c.Bn; ++b) gm.b_offsets.push_back(b * c.C * c.H * c.W);
+    gm.im2col = Gemm::Im2col{c.C, c.H, c.W, c.KH, c.KW, c.OW, {c.s[0], c.s[1]}, {c.p[0], c.p[1]}, {c.d[0], c.d[1]}};
     KernelBuilder kb("conv2d", origin(n));
     kb.k.gemm = gm;
     int j = kb.new_var("j");
     bool bias = xs.size() == 3;
-    loop_nest(kb, {Bn * O}, [&](const std::vector<E>& flat) {
+    loop_nest(kb, {c.Bn * c.O}, [&](const std::vector<E>& flat) {
       if (!bias && !epilogue_.count(&n)) return std::vector<Stmt>{};
-      E o = bin(Bin::rem, flat[0], int_(O));
-      std::vector<E> idx = {bin(Bin::div, flat[0], int_(O)), o, bin(Bin::div, kb.v(j), int_(OW)), bin(Bin::rem, kb.v(j), int_(OW))};
+      E o = bin(Bin::rem, flat[0], int_(c.O));
+      std::vector<E> idx = {bin(Bin::div, flat[0], int_(c.O)), o, bin(Bin::div, kb.v(j), int_(c.OW)), bin(Bin::rem, kb.v(j), int_(c.OW))};
       E at_j = add(mul(flat[0], int_(N)), kb.v(j));
       E v = ld(out, at_j);
       if (bias) v = f_add(v, ld(xs[2], o));
       return std::vector<Stmt>{for_(j, 0, N, {store(out, at_j, epilogue(n, v, idx))})};
     }, 1);
     kb.k.grain = std::max<int64_t>(1, (int64_t{1} << 18) / std::max<int64_t>(1, N * K));
-    kb.k.parallel = Bn * O > kb.k.grain;
+    kb.k.parallel = c.Bn * c.O > kb.k.grain;
     emit(std::move(kb));
-    return true;
   }
 
-  // A stride-1 convolution reads its (padded) image through B's lines (kir::Gemm::b_lines):
-  // tap (c, kh, kw)'s patch row is the image from that tap on. The product fills a grid as
-  // wide as the padded image; the store keeps the output's columns (bias and epilogue ride
-  // in it) and drops the rest. Packing gathers nothing, and few-row products read B in place.
-  bool conv2d_lines(const Node& n, const std::vector<int>& xs, int out, int x_buf, int w_buf) {
-    const Type xt = B(xs[0]).type, wt = B(xs[1]).type, ot = B(out).type;
-    const Ints &p = n.ints("padding"), &d = n.ints("dilation");
-    int64_t Bn = xt.dims[0], C = xt.dims[1], H = xt.dims[2], W = xt.dims[3], O = ot.dims[1], OH = ot.dims[2], OW = ot.dims[3];
-    int64_t KH = wt.dims[2], KW = wt.dims[3], Hp = H + 2 * p[0], Wp = W + 2 * p[1];
-    int64_t N = (OH - 1) * Wp + OW, K = C * KH * KW;
-    int image = x_buf;
-    if (p[0] || p[1]) {
-      image = new_buffer(n.result()->name + ".padded", {DType::f32, {Bn, C, Hp, Wp}}, BufKind::Temp);
-      KernelBuilder kp("conv2d_pad", origin(n));
-      loop_nest(kp, {Bn * C}, [&](const std::vector<E>& plane) {
-        return padded_plane(kp, image, mul(plane[0], int_(Hp * Wp)), Hp, Wp, x_buf, mul(plane[0], int_(H * W)), H, W, p[0], p[1]);
-      }, std::max<int64_t>(1, 16384 / (Hp * Wp)));
-      emit(std::move(kp));
-    }
+  // Every image's phase planes (Phases) in one buffer: image by image ([Bn, C, phases, plane]),
+  // or `merged`, each channel's phase of every image side by side ([C, phases, Bn, plane]);
+  // then `slack` zeros that the last lines run into.
+  int phase_images(const Node& n, const ConvShape& c, const Phases& ph, int src, bool merged, int64_t slack) {
+    int64_t P = ph.count(), plane = ph.plane(), total = c.Bn * c.C * P * plane;
+    int dst = new_buffer(n.result()->name + ".phases", {DType::f32, {total + slack}}, BufKind::Temp);
+    KernelBuilder kp("conv_phases", origin(n));
+    loop_nest(kp, {c.Bn, c.C}, [&](const std::vector<E>& i) {
+      std::vector<Stmt> body;
+      E from = mul(add(mul(i[0], int_(c.C)), i[1]), int_(c.H * c.W));
+      for (int64_t r = 0; r < P; ++r) {
+        E at = merged ? mul(add(mul(add(mul(i[1], int_(P)), int_(r)), int_(c.Bn)), i[0]), int_(plane))
+                      : mul(add(mul(add(mul(i[0], int_(c.C)), i[1]), int_(P)), int_(r)), int_(plane));
+        std::array<int64_t, 2> first = {r / c.s[1] - c.p[0], r % c.s[1] - c.p[1]};
+        for (Stmt& st : strided_plane(kp, dst, at, ph.rows, ph.cols, src, from, c.H, c.W, {c.s[0], c.s[1]}, first)) body.push_back(std::move(st));
+      }
+      return body;
+    }, std::max<int64_t>(1, 16384 / (P * plane)));
+    emit(std::move(kp));
+    if (slack) zero_run(n, dst, total, slack);
+    return dst;
+  }
+
+  void zero_run(const Node& n, int buf, int64_t from, int64_t count) {
+    KernelBuilder kt("conv_slack", origin(n));
+    int q = kt.new_var("q");
+    loop_nest(kt, {1}, [&](const std::vector<E>&) { return std::vector<Stmt>{for_(q, from, from + count, {store(buf, kt.v(q), zero_of(DType::f32))})}; });
+    emit(std::move(kt));
+  }
+
+  // Where tap (c, kh, kw)'s line starts: in channel c's phase planes (`channel` elements
+  // apart, `plane` from one phase to the next), from the tap's shift on.
+  static std::vector<int64_t> tap_lines(const ConvShape& c, const Phases& ph, int64_t channel, int64_t plane) {
+    std::vector<int64_t> lines;
+    for (int64_t ci = 0; ci < c.C; ++ci)
+      for (int64_t kh = 0; kh < c.KH; ++kh)
+        for (int64_t kw = 0; kw < c.KW; ++kw) lines.push_back(ci * channel + ph.phase(c, kh, kw) * plane + ph.shift(c, kh, kw));
+    return lines;
+  }
+
+  // The convolution at stride 1 on the phase planes (at stride 1 without padding, the image
+  // itself): tap (c, kh, kw)'s patch row is its phase plane from the tap's shift on
+  // (kir::Gemm::b_lines). The product fills a grid as wide as a plane; the store keeps the
+  // output's columns (bias and epilogue ride in it) and drops the rest. Packing gathers
+  // nothing, and few-row products read B in place. One product per image, or `merged`, one
+  // over every image's planes side by side (each image's part of the grid a whole plane).
+  void conv2d_lines(const Node& n, const std::vector<int>& xs, int out, const ConvShape& c, bool merged) {
+    Phases ph(c);
+    int64_t P = ph.count(), plane = ph.plane(), K = c.C * c.KH * c.KW;
+    int64_t N = (merged ? (c.Bn - 1) * plane : 0) + (c.OH - 1) * ph.cols + c.OW, per_image = merged ? plane : N;
+    bool copy = merged || P > 1 || c.p[0] || c.p[1];
+    int x_buf = materialized(xs[0]), image = copy ? phase_images(n, c, ph, x_buf, merged, 0) : x_buf;
     // The grid is the output itself when it has no extra columns (a 1-wide kernel, no padding).
-    bool exact = N == OH * OW && !epilogue_.count(&n) && xs.size() == 2;
-    int grid = exact ? out : new_buffer(n.result()->name + ".grid", {DType::f32, {Bn, O, N}}, BufKind::Temp);
+    bool exact = !merged && N == c.OH * c.OW && !epilogue_.count(&n) && xs.size() == 2;
+    int grid = exact ? out : new_buffer(n.result()->name + ".grid", {DType::f32, {c.Bn * c.O * per_image}}, BufKind::Temp);
     Gemm gm;
-    gm.a = w_buf, gm.b = image, gm.c = grid, gm.M = O, gm.N = N, gm.K = K;
-    gm.a_offsets.assign(static_cast<size_t>(Bn), 0);
-    for (int64_t b = 0; b < Bn; ++b) gm.b_offsets.push_back(b * C * Hp * Wp);
-    for (int64_t c = 0; c < C; ++c)
-      for (int64_t kh = 0; kh < KH; ++kh)
-        for (int64_t kw = 0; kw < KW; ++kw) gm.b_lines.push_back((c * Hp + kh * d[0]) * Wp + kw * d[1]);
+    gm.a = materialized(xs[1]), gm.b = image, gm.c = grid, gm.M = c.O, gm.N = N, gm.K = K;
+    if (!merged) gm.a_offsets.assign(static_cast<size_t>(c.Bn), 0);
+    for (int64_t b = 0; b < c.Bn && !merged; ++b) gm.b_offsets.push_back(b * c.C * P * plane);
+    gm.b_lines = merged ? tap_lines(c, ph, P * c.Bn * plane, c.Bn * plane) : tap_lines(c, ph, P * plane, plane);
     KernelBuilder kb("conv2d", origin(n));
     kb.k.gemm = gm;
-    int oh = kb.new_var("oh"), ow = kb.new_var("ow");
-    bool bias = xs.size() == 3;
-    loop_nest(kb, {Bn * O}, [&](const std::vector<E>& flat) {
+    int b = kb.new_var("b"), oh = kb.new_var("oh"), ow = kb.new_var("ow");
+    // A row of the grid: an (image, channel) pair, or merged, a channel of every image.
+    loop_nest(kb, {merged ? c.O : c.Bn * c.O}, [&](const std::vector<E>& row) {
       if (exact) return std::vector<Stmt>{};
-      E o = bin(Bin::rem, flat[0], int_(O));
-      std::vector<E> idx = {bin(Bin::div, flat[0], int_(O)), o, kb.v(oh), kb.v(ow)};
-      E v = ld(grid, add(mul(flat[0], int_(N)), add(mul(kb.v(oh), int_(Wp)), kb.v(ow))));
-      if (bias) v = f_add(v, ld(xs[2], o));
-      E at = add(mul(add(mul(flat[0], int_(OH)), kb.v(oh)), int_(OW)), kb.v(ow));
-      return std::vector<Stmt>{for_(oh, 0, OH, {for_(ow, 0, OW, {store(out, at, epilogue(n, v, idx))})})};
+      E o = merged ? row[0] : bin(Bin::rem, row[0], int_(c.O)), img = merged ? kb.v(b) : bin(Bin::div, row[0], int_(c.O));
+      E from = add(mul(row[0], int_(N)), merged ? mul(img, int_(plane)) : int_(0));
+      E v = ld(grid, add(from, add(mul(kb.v(oh), int_(ph.cols)), kb.v(ow))));
+      if (xs.size() == 3) v = f_add(v, ld(xs[2], o));
+      E at = add(mul(add(mul(add(mul(img, int_(c.O)), o), int_(c.OH)), kb.v(oh)), int_(c.OW)), kb.v(ow));
+      Stmt plane_store = for_(oh, 0, c.OH, {for_(ow, 0, c.OW, {store(out, at, epilogue(n, v, {img, o, kb.v(oh), kb.v(ow)}))})});
+      return std::vector<Stmt>{merged ? for_(b, 0, c.Bn, {plane_store}) : plane_store};
     }, 1);
     kb.k.grain = std::max<int64_t>(1, (int64_t{1} << 18) / std::max<int64_t>(1, N * K));
-    kb.k.parallel = Bn * O > kb.k.grain;
+    kb.k.parallel = kb.k.extent > kb.k.grain;
     emit(std::move(kb));
-    return true;
-  }
-
-  // The weight gradient of a stride-1 convolution as a product per image: dw_b (O x C*KH*KW) =
-  // dy_b' (O x pixels) times image b's tap lines transposed, where dy_b' is dy on a grid as wide
-  // as the padded image (zeros in the columns past the output's), so each tap's line is the
-  // image from that tap on; the images' partial sums add up at the end, and the threads split
-  // the images. The padded copy of each image ends in zeros that the last taps' lines run into.
-  bool conv2d_weight_grad_lines(const Node& n, const std::vector<int>& xs, int out) {
-    const Type xt = B(xs[0]).type, gt = B(xs[1]).type, ot = B(out).type;
-    int x_buf = materialized(xs[0]), g_buf = materialized(xs[1]);
-    const Ints &s = n.ints("stride"), &p = n.ints("padding"), &d = n.ints("dilation");
-    if (ot.dtype != DType::f32 || n.i("groups") != 1 || x_buf < 0 || g_buf < 0 || s[0] != 1 || s[1] != 1) return false;
-    if (xt.dims[0] > kMaxGemmBatches) return false;
-    int64_t Bn = xt.dims[0], C = xt.dims[1], H = xt.dims[2], W = xt.dims[3], O = gt.dims[1], OH = gt.dims[2], OW = gt.dims[3];
-    int64_t KH = ot.dims[2], KW = ot.dims[3], Hp = H + 2 * p[0], Wp = W + 2 * p[1], HW = Hp * Wp;
-    if (OW * 2 < Wp) return false;  // the grid would be mostly zeros
-    int64_t K = OH * Wp, slack = (KW - 1) * d[1], stride = C * HW + slack;
-    int image = new_buffer(n.result()->name + ".images", {DType::f32, {Bn, stride}}, BufKind::Temp);
-    int grid = new_buffer(n.result()->name + ".dy_grid", {DType::f32, {Bn, O, K}}, BufKind::Temp);
-    {
-      KernelBuilder kp("conv2d_weight_grad_images", origin(n));
-      loop_nest(kp, {Bn, C}, [&](const std::vector<E>& i) {
-        E at = add(mul(i[0], int_(stride)), mul(i[1], int_(HW)));
-        return padded_plane(kp, image, at, Hp, Wp, x_buf, mul(add(mul(i[0], int_(C)), i[1]), int_(H * W)), H, W, p[0], p[1]);
-      }, std::max<int64_t>(1, 16384 / HW));
-      emit(std::move(kp));
-      if (slack) {
-        KernelBuilder kt("conv2d_weight_grad_slack", origin(n));
-        int q = kt.new_var("q");
-        loop_nest(kt, {Bn}, [&](const std::vector<E>& b) {
-          return std::vector<Stmt>{for_(q, 0, slack, {store(image, add(mul(b[0], int_(stride)), add(int_(C * HW), kt.v(q))), zero_of(DType::f32))})};
-        }, 1024);
-        emit(std::move(kt));
-      }
-    }
-    {
-      KernelBuilder kp("conv2d_weight_grad_dy", origin(n));
-      loop_nest(kp, {Bn * O}, [&](const std::vector<E>& plane) {
-        return padded_plane(kp, grid, mul(plane[0], int_(K)), OH, Wp, g_buf, mul(plane[0], int_(OH * OW)), OH, OW, 0, 0);
-      }, std::max<int64_t>(1, 16384 / K));
-      emit(std::move(kp));
-    }
-    int64_t N = C * KH * KW;
-    int partial = Bn == 1 ? out : new_buffer(n.result()->name + ".partial", {DType::f32, {Bn, O, N}}, BufKind::Temp);
-    Gemm gm;
-    gm.a = grid, gm.b = image, gm.c = partial, gm.M = O, gm.N = N, gm.K = K, gm.tb = true;
-    for (int64_t b = 0; b < Bn; ++b) gm.a_offsets.push_back(b * O * K), gm.b_offsets.push_back(b * stride);
-    for (int64_t c = 0; c < C; ++c)
-      for (int64_t kh = 0; kh < KH; ++kh)
-        for (int64_t kw = 0; kw < KW; ++kw) gm.b_lines.push_back(c * HW + kh * d[0] * Wp + kw * d[1]);
-    KernelBuilder kg("conv2d_weight_grad", origin(n));
-    kg.k.gemm = gm;
-    loop_nest(kg, {Bn * O}, [&](const std::vector<E>&) { return std::vector<Stmt>{}; }, O);
-    kg.k.grain = O * std::max<int64_t>(1, (int64_t{1} << 18) / std::max<int64_t>(1, O * N * K));  // whole images to a thread
-    kg.k.parallel = Bn * O > kg.k.grain;
-    emit(std::move(kg));
-    if (Bn > 1) {
-      KernelBuilder ks("conv2d_weight_grad_sum", origin(n));
-      int t = ks.new_var("t"), acc = ks.new_var("acc", DType::f32);
-      loop_nest(ks, {O * N}, [&](const std::vector<E>& i) {
-        return std::vector<Stmt>{assign(acc, zero_of(DType::f32)),
-                                 for_(t, 0, Bn, {assign(acc, f_add(ks.v(acc), ld(partial, add(mul(ks.v(t), int_(O * N)), i[0]))))}),
-                                 store(out, i[0], ks.v(acc))};
-      });
-      emit(std::move(ks));
-    }
-    return true;
   }
 
   void conv2d_weight_grad(const Node& n, const std::vector<int>& xs, int out) {
-    if (conv2d_weight_grad_lines(n, xs, out)) return;
+    const Type ot = B(out).type;
+    ConvShape c = conv_shape(n, B(xs[0]).type, B(xs[1]).type, ot.dims[2], ot.dims[3]);
+    switch (weight_grad_path(c, gemm_operands(n, xs, out))) {
+      case ConvPath::dense: return weight_grad_dense(n, xs, out, c);
+      case ConvPath::lines: return weight_grad_lines(n, xs, out, c, false);
+      case ConvPath::lines_merged: return weight_grad_lines(n, xs, out, c, true);
+      default: return weight_grad_loops(n, xs, out);
+    }
+  }
+
+  // A kernel that only runs `gm`, split over threads in blocks of rows (at least `min_rows`),
+  // or of columns when a single product has few rows.
+  void emit_product(const Node& n, const std::string& name, Gemm gm, int64_t min_rows = 1) {
+    KernelBuilder kg(name, origin(n));
+    bool by_columns = gm.batches() == 1 && gm.M <= kColumnSplitRows && gm.N % kColumnBlock == 0 && gm.N >= 2 * kColumnBlock;
+    if (by_columns) gm.column_block = kColumnBlock;
+    kg.k.gemm = gm;
+    int64_t extent = by_columns ? gm.N / kColumnBlock : gm.batches() * gm.M;
+    loop_nest(kg, {extent}, [](const std::vector<E>&) { return std::vector<Stmt>{}; }, 1);
+    int64_t work = by_columns ? gm.M * kColumnBlock * gm.K : gm.N * gm.K;
+    kg.k.grain = min_rows * std::max<int64_t>(1, (int64_t{1} << 18) / std::max<int64_t>(1, min_rows * work));
+    kg.k.parallel = extent > kg.k.grain;
+    emit(std::move(kg));
+  }
+
+  // The kernel covers the whole image (a 1 x 1 output): dw (O x C*H*W) = dy (Bn x O)
+  // transposed times the images (Bn x C*H*W).
+  void weight_grad_dense(const Node& n, const std::vector<int>& xs, int out, const ConvShape& c) {
+    Gemm gm;
+    gm.a = materialized(xs[1]), gm.b = materialized(xs[0]), gm.c = out, gm.M = c.O, gm.N = c.C * c.H * c.W, gm.K = c.Bn, gm.ta = true;
+    emit_product(n, "conv2d_weight_grad", gm);
+  }
+
+  // dy on a grid as wide as a phase plane (zeros in the columns past the output's), image by
+  // image ([Bn, O, OH rows]) or, `merged`, every image's plane of a channel side by side
+  // ([O, Bn, plane rows]: zero rows below the output's too).
+  int dy_grid(const Node& n, int g_buf, const ConvShape& c, const Phases& ph, bool merged) {
+    int64_t rows = merged ? ph.rows : c.OH, per_plane = rows * ph.cols;
+    int grid = new_buffer(n.result()->name + ".dy_grid", {DType::f32, {c.Bn * c.O * per_plane}}, BufKind::Temp);
+    KernelBuilder kp("conv2d_weight_grad_dy", origin(n));
+    loop_nest(kp, {c.Bn * c.O}, [&](const std::vector<E>& i) {
+      E b = bin(Bin::div, i[0], int_(c.O)), o = bin(Bin::rem, i[0], int_(c.O));
+      E at = mul(merged ? add(mul(o, int_(c.Bn)), b) : i[0], int_(per_plane));
+      return padded_plane(kp, grid, at, rows, ph.cols, g_buf, mul(i[0], int_(c.OH * c.OW)), c.OH, c.OW, 0, 0);
+    }, std::max<int64_t>(1, 16384 / per_plane));
+    emit(std::move(kp));
+    return grid;
+  }
+
+  // The weight gradient at any stride as stride-1 products over the phase planes: dw (O x
+  // C*KH*KW) = dy' (O x pixels) times the tap lines transposed, where dy' is dy on a grid as
+  // wide as a phase plane, so each tap's line is its phase plane from the tap's shift on. Per
+  // image (the threads split the images, whose partial sums add up at the end), or `merged`
+  // as one product whose depth runs over every image's plane.
+  void weight_grad_lines(const Node& n, const std::vector<int>& xs, int out, const ConvShape& c, bool merged) {
+    Phases ph(c);
+    int64_t P = ph.count(), plane = ph.plane(), N = c.C * c.KH * c.KW;
+    int image = phase_images(n, c, ph, materialized(xs[0]), merged, ph.max_shift(c));
+    int grid = dy_grid(n, materialized(xs[1]), c, ph, merged);
+    bool partials = !merged && c.Bn > 1;
+    int partial = partials ? new_buffer(n.result()->name + ".partial", {DType::f32, {c.Bn, c.O, N}}, BufKind::Temp) : out;
+    Gemm gm;
+    gm.a = grid, gm.b = image, gm.c = partial, gm.M = c.O, gm.N = N, gm.tb = true;
+    gm.K = merged ? c.Bn * plane : c.OH * ph.cols;
+    if (!merged)
+      for (int64_t b = 0; b < c.Bn; ++b) gm.a_offsets.push_back(b * c.O * gm.K), gm.b_offsets.push_back(b * c.C * P * plane);
+    gm.b_lines = merged ? tap_lines(c, ph, P * c.Bn * plane, c.Bn * plane) : tap_lines(c, ph, P * plane, plane);
+    if (merged) return emit_product(n, "conv2d_weight_grad", gm);
+    emit_product(n, "conv2d_weight_grad", gm, c.O);  // whole images to a thread
+    if (partials) sum_partials(n, partial, out, c.Bn, c.O * N);
+  }
+
+  // out[i] = the sum over t of partial[t][i].
+  void sum_partials(const Node& n, int partial, int out, int64_t count, int64_t size) {
+    KernelBuilder ks("conv2d_weight_grad_sum", origin(n));
+    int t = ks.new_var("t"), acc = ks.new_var("acc", DType::f32);
+    loop_nest(ks, {size}, [&](const std::vector<E>& i) {
+      return std::vector<Stmt>{assign(acc, zero_of(DType::f32)),
+                               for_(t, 0, count, {assign(acc, f_add(ks.v(acc), ld(partial, add(mul(ks.v(t), int_(size)), i[0]))))}),
+                               store(out, i[0], ks.v(acc))};
+    });
+    emit(std::move(ks));
+  }
+
+  // The loop forms: any dtype and groups, operands computed where they are read.
+  void weight_grad_loops(const Node& n, const std::vector<int>& xs, int out) {
     const Type xt = B(xs[0]).type, gt = B(xs[1]).type, ot = B(out).type;
     int64_t Bn = xt.dims[0], C = xt.dims[1], H = xt.dims[2], W = xt.dims[3], O = gt.dims[1], OH = gt.dims[2], OW = gt.dims[3];
     int64_t KH = ot.dims[2], KW = ot.dims[3], G = n.i("groups"), cg = C / G, og = O / G;
@@ -1047,8 +1142,7 @@ class Lowerer {
     emit(std::move(kb));
   }
 
-  void conv2d(const Node& n, const std::vector<int>& xs, int out) {
-    if (conv2d_gemm(n, xs, out)) return;
+  void conv2d_loops(const Node& n, const std::vector<int>& xs, int out) {
     const Type xt = B(xs[0]).type, wt = B(xs[1]).type, ot = B(out).type;
     int64_t C = xt.dims[1], H = xt.dims[2], W = xt.dims[3], O = ot.dims[1], OH = ot.dims[2], OW = ot.dims[3];
     int64_t KH = wt.dims[2], KW = wt.dims[3], G = n.i("groups"), cg = C / G, og = O / G;
@@ -1091,14 +1185,12 @@ class Lowerer {
   // columns are in cache): cols[b] (Co*KH*KW x H*W) = w^T (w is Ci x Co*KH*KW) times x[b]
   // (Ci x H*W) on the micro-kernel; then every output plane of the image adds the columns of
   // the taps that reach it.
-  bool conv_transpose2d_gemm(const Node& n, const std::vector<int>& xs, int out) {
+  void conv_transpose2d_columns(const Node& n, const std::vector<int>& xs, int out) {
     const Type xt = B(xs[0]).type, wt = B(xs[1]).type, ot = B(out).type;
     int x_buf = materialized(xs[0]), w_buf = materialized(xs[1]);
-    if (ot.dtype != DType::f32 || n.i("groups") != 1 || x_buf < 0 || w_buf < 0 || xt.dims[0] > kMaxGemmBatches) return false;
     int64_t Bn = xt.dims[0], Ci = xt.dims[1], H = xt.dims[2], W = xt.dims[3], Co = ot.dims[1], OH = ot.dims[2], OW = ot.dims[3];
     int64_t KH = wt.dims[2], KW = wt.dims[3], M = Co * KH * KW, N = H * W;
     const Ints &s = n.ints("stride"), &p = n.ints("padding"), &d = n.ints("dilation");
-    if (s[0] == 1 && s[1] == 1) return conv_transpose2d_full(n, xs, out, x_buf, w_buf);
     int cols = new_buffer(n.result()->name + ".cols", {DType::f32, {Bn, M, N}}, BufKind::Temp);
     KernelBuilder kb("conv_transpose2d", origin(n));
     kb.k.gemm = image_columns(w_buf, x_buf, cols, Bn, M, N, Ci);
@@ -1134,14 +1226,13 @@ class Lowerer {
     kb.k.grain = std::max<int64_t>(1, (int64_t{1} << 18) / std::max<int64_t>(1, M * N * Ci));
     kb.k.parallel = Bn > kb.k.grain;
     emit(std::move(kb));
-    return true;
   }
 
   // Stride 1: the image is widened with zero columns to the full output's width Wf (every tap
   // landing inside), so each tap's columns add to the full plane as one contiguous run
   // (shifted by the tap; a widened column's zeros land harmlessly on the next row), which
   // vectorizes; the output is then the full plane cropped by the padding, plus the bias.
-  bool conv_transpose2d_full(const Node& n, const std::vector<int>& xs, int out, int x_buf, int w_buf) {
+  void conv_transpose2d_full(const Node& n, const std::vector<int>& xs, int out, int x_buf, int w_buf) {
     const Type xt = B(xs[0]).type, wt = B(xs[1]).type, ot = B(out).type;
     int64_t Bn = xt.dims[0], Ci = xt.dims[1], H = xt.dims[2], W = xt.dims[3], Co = ot.dims[1], OH = ot.dims[2], OW = ot.dims[3];
     int64_t KH = wt.dims[2], KW = wt.dims[3], M = Co * KH * KW;
@@ -1185,11 +1276,155 @@ class Lowerer {
     kb.k.grain = std::max<int64_t>(1, (int64_t{1} << 18) / std::max<int64_t>(1, M * N * Ci));
     kb.k.parallel = Bn > kb.k.grain;
     emit(std::move(kb));
-    return true;
   }
 
   void conv_transpose2d(const Node& n, const std::vector<int>& xs, int out) {
-    if (conv_transpose2d_gemm(n, xs, out)) return;
+    const Type wt = B(xs[1]).type;
+    // Described by the convolution it transposes: that one's input is our output.
+    ConvShape c = conv_shape(n, B(out).type, B(xs[0]).type, wt.dims[2], wt.dims[3]);
+    switch (conv_transpose2d_path(c, gemm_operands(n, xs, out))) {
+      case ConvPath::dense: return conv_transpose2d_dense(n, xs, out, c);
+      case ConvPath::subpixel: return conv_transpose2d_subpixel(n, xs, out, c, false);
+      case ConvPath::subpixel_merged: return conv_transpose2d_subpixel(n, xs, out, c, true);
+      case ConvPath::full_columns: return conv_transpose2d_full(n, xs, out, materialized(xs[0]), materialized(xs[1]));
+      case ConvPath::columns: return conv_transpose2d_columns(n, xs, out);
+      default: return conv_transpose2d_loops(n, xs, out);
+    }
+  }
+
+  // A 1 x 1 input to an output the kernel's size: out (Bn x Co*KH*KW) = x (Bn x Ci) times w
+  // (Ci x Co*KH*KW).
+  void conv_transpose2d_dense(const Node& n, const std::vector<int>& xs, int out, const ConvShape& c) {
+    Gemm gm;
+    gm.a = materialized(xs[0]), gm.b = materialized(xs[1]), gm.c = out, gm.M = c.Bn, gm.N = c.C * c.KH * c.KW, gm.K = c.O;
+    emit_product(n, "conv_transpose2d", gm);
+    if (xs.size() == 3) add_channel_bias(n, out, xs[2], c.Bn * c.C, c.H * c.W, c.C);
+  }
+
+  // Adds bias[channel] to every element of each of `planes` planes (channels cycle).
+  void add_channel_bias(const Node& n, int out, int bias, int64_t planes, int64_t size, int64_t channels) {
+    KernelBuilder kb("conv_transpose2d_bias", origin(n));
+    int q = kb.new_var("q");
+    loop_nest(kb, {planes}, [&](const std::vector<E>& pl) {
+      E at = add(mul(pl[0], int_(size)), kb.v(q));
+      return std::vector<Stmt>{for_(q, 0, size, {store(out, at, f_add(ld(out, at), ld(bias, bin(Bin::rem, pl[0], int_(channels)))))})};
+    });
+    emit(std::move(kb));
+  }
+
+  // A strided transposed convolution as one stride-1 convolution per output phase (sub-pixel,
+  // SubpixelAxis): every phase of every image is a batch of one product whose A is that
+  // phase's taps of the weight and whose B is the padded input read through tap lines (the
+  // phase's first row and column in its offset); its grid, as wide as the padded input, is
+  // then interleaved into the output. The batches are every image's phases, or `merged`, the
+  // phases of one product over every image's padded planes side by side.
+  // A sub-pixel convolution's padded input: planes of rows x cols, image by image ([Bn, Ci,
+  // plane]), one copy that every phase reads from its first row and column on; or merged,
+  // channel by channel with a copy a phase ([phases, Ci, Bn, plane]), each only the window its
+  // phase reads, so no image's part of the grid holds columns only another phase reaches.
+  struct SubpixelPlanes {
+    int64_t rows, cols, image_stride, channel_stride, phase_stride;
+    int64_t plane() const { return rows * cols; }
+  };
+  static SubpixelPlanes subpixel_planes(const ConvShape& c, const SubpixelAxis& ah, const SubpixelAxis& aw, bool merged) {
+    if (!merged) return {ah.padded(), aw.padded(), c.O * ah.padded() * aw.padded(), ah.padded() * aw.padded(), 0};
+    int64_t rows = ah.outputs(0) + ah.taps - 1, cols = aw.outputs(0) + aw.taps - 1;
+    return {rows, cols, rows * cols, c.Bn * rows * cols, c.O * c.Bn * rows * cols};
+  }
+
+  int subpixel_input(const Node& n, int x_buf, const ConvShape& c, const SubpixelAxis& ah, const SubpixelAxis& aw, const SubpixelPlanes& L,
+                     bool merged) {
+    int64_t Ci = c.O, copies = merged ? ah.s * aw.s : 1;
+    int image = new_buffer(n.result()->name + ".padded", {DType::f32, {copies * c.Bn * Ci * L.plane()}}, BufKind::Temp);
+    KernelBuilder kp("conv_transpose2d_pad", origin(n));
+    loop_nest(kp, {c.Bn, Ci}, [&](const std::vector<E>& i) {
+      std::vector<Stmt> body;
+      for (int64_t r = 0; r < copies; ++r) {
+        std::array<int64_t, 2> first = {(merged ? ah.first(r / aw.s) : 0) - (ah.taps - 1), (merged ? aw.first(r % aw.s) : 0) - (aw.taps - 1)};
+        E at = add(int_(r * L.phase_stride), add(mul(i[0], int_(L.image_stride)), mul(i[1], int_(L.channel_stride))));
+        E from = mul(add(mul(i[0], int_(Ci)), i[1]), int_(c.OH * c.OW));
+        for (Stmt& st : strided_plane(kp, image, at, L.rows, L.cols, x_buf, from, c.OH, c.OW, {1, 1}, first)) body.push_back(std::move(st));
+      }
+      return body;
+    }, std::max<int64_t>(1, 16384 / (copies * L.plane())));
+    emit(std::move(kp));
+    return image;
+  }
+
+  void conv_transpose2d_subpixel(const Node& n, const std::vector<int>& xs, int out, const ConvShape& c, bool merged) {
+    SubpixelAxis ah(c.s[0], c.p[0], c.KH, c.OH, c.H), aw(c.s[1], c.p[1], c.KW, c.OW, c.W);
+    SubpixelPlanes L = subpixel_planes(c, ah, aw, merged);
+    int64_t Ci = c.O, Co = c.C, P = ah.s * aw.s;
+    Gemm gm;
+    gm.b = subpixel_input(n, materialized(xs[0]), c, ah, aw, L, merged);
+    gm.a = phase_weights(n, materialized(xs[1]), c, ah, aw), gm.M = Co, gm.K = Ci * ah.taps * aw.taps;
+    gm.N = (merged ? (c.Bn - 1) * L.plane() : 0) + (ah.outputs(0) - 1) * L.cols + aw.outputs(0);
+    for (int64_t b = 0; b < (merged ? 1 : c.Bn); ++b)
+      for (int64_t r = 0; r < P; ++r) {
+        gm.a_offsets.push_back(r * Co * gm.K);
+        gm.b_offsets.push_back(merged ? r * L.phase_stride : b * L.image_stride + ah.first(r / aw.s) * L.cols + aw.first(r % aw.s));
+      }
+    for (int64_t ci = 0; ci < Ci; ++ci)
+      for (int64_t jh = 0; jh < ah.taps; ++jh)
+        for (int64_t jw = 0; jw < aw.taps; ++jw) gm.b_lines.push_back(ci * L.channel_stride + jh * L.cols + jw);
+    gm.c = new_buffer(n.result()->name + ".grid", {DType::f32, {gm.batches() * Co * gm.N}}, BufKind::Temp);
+    emit_product(n, "conv_transpose2d", gm);
+    // Where image b's phase r of channel co starts in the grid.
+    auto grid_at = [&](E b, int64_t r, E co) {
+      if (merged) return add(mul(add(int_(r * Co), co), int_(gm.N)), mul(b, int_(L.plane())));
+      return mul(add(mul(add(mul(b, int_(P)), int_(r)), int_(Co)), co), int_(gm.N));
+    };
+    interleave_phases(n, xs, out, gm.c, c, ah, aw, L.cols, merged, grid_at);
+  }
+
+  // wp[phase (rh, rw)][co][(ci, jh, jw)] = w[ci, co, ah.tap(rh, jh), aw.tap(rw, jw)], zero past
+  // the kernel.
+  int phase_weights(const Node& n, int w_buf, const ConvShape& c, const SubpixelAxis& ah, const SubpixelAxis& aw) {
+    int64_t Ci = c.O, Co = c.C, taps = ah.taps * aw.taps, K = Ci * taps;
+    int wp = new_buffer(n.result()->name + ".phase_weights", {DType::f32, {ah.s * aw.s, Co, K}}, BufKind::Temp);
+    KernelBuilder kw("conv_transpose2d_weights", origin(n));
+    int ci = kw.new_var("ci");
+    loop_nest(kw, {Co}, [&](const std::vector<E>& co) {
+      std::vector<Stmt> body;
+      for (int64_t r = 0; r < ah.s * aw.s; ++r)
+        for (int64_t j = 0; j < taps; ++j) {
+          int64_t th = ah.tap(r / aw.s, j / aw.taps), tw = aw.tap(r % aw.s, j % aw.taps);
+          E at = add(mul(add(int_(r * Co), co[0]), int_(K)), add(mul(kw.v(ci), int_(taps)), int_(j)));
+          E from = add(mul(add(mul(kw.v(ci), int_(Co)), co[0]), int_(c.KH * c.KW)), int_(th * c.KW + tw));
+          body.push_back(for_(ci, 0, Ci, {store(wp, at, th < c.KH && tw < c.KW ? ld(w_buf, from) : zero_of(DType::f32))}));
+        }
+      return body;
+    });
+    emit(std::move(kw));
+    return wp;
+  }
+
+  // out[b, co, s*u + rh, s*v + rw] = the grid's phase (rh, rw) of (b, co) at (u, v) in rows of
+  // `cols`, plus the bias; `channel_major` visits the planes channel by channel (the order of
+  // a merged grid).
+  void interleave_phases(const Node& n, const std::vector<int>& xs, int out, int grid, const ConvShape& c, const SubpixelAxis& ah,
+                         const SubpixelAxis& aw, int64_t cols, bool channel_major, const std::function<E(E, int64_t, E)>& grid_at) {
+    KernelBuilder ko("conv_transpose2d_interleave", origin(n));
+    int u = ko.new_var("u"), v = ko.new_var("v");
+    loop_nest(ko, {c.Bn * c.C}, [&](const std::vector<E>& pl) {
+      E b = channel_major ? bin(Bin::rem, pl[0], int_(c.Bn)) : bin(Bin::div, pl[0], int_(c.C));
+      E co = channel_major ? bin(Bin::div, pl[0], int_(c.Bn)) : bin(Bin::rem, pl[0], int_(c.C));
+      E out_plane = mul(add(mul(b, int_(c.C)), co), int_(c.H * c.W));
+      std::vector<Stmt> body;
+      for (int64_t r = 0; r < ah.s * aw.s; ++r) {
+        int64_t rh = r / aw.s, rw = r % aw.s;
+        E from = add(grid_at(b, r, co), add(mul(ko.v(u), int_(cols)), ko.v(v)));
+        E to = add(out_plane, add(mul(add(mul(ko.v(u), int_(ah.s)), int_(rh)), int_(c.W)), add(mul(ko.v(v), int_(aw.s)), int_(rw))));
+        E val = xs.size() == 3 ? f_add(ld(grid, from), ld(xs[2], co)) : ld(grid, from);
+        body.push_back(for_(u, 0, ah.outputs(rh), {for_(v, 0, aw.outputs(rw), {store(out, to, val)})}));
+      }
+      return body;
+    }, std::max<int64_t>(1, 16384 / (c.H * c.W)));
+    emit(std::move(ko));
+  }
+
+  // The gather form: any dtype and groups, operands computed where they are read.
+  void conv_transpose2d_loops(const Node& n, const std::vector<int>& xs, int out) {
     const Type xt = B(xs[0]).type, wt = B(xs[1]).type, ot = B(out).type;
     int64_t C = xt.dims[1], H = xt.dims[2], W = xt.dims[3], O = ot.dims[1], OH = ot.dims[2], OW = ot.dims[3];
     int64_t KH = wt.dims[2], KW = wt.dims[3], G = n.i("groups"), cg = C / G, og = O / G;

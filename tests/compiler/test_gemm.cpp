@@ -9,6 +9,7 @@
 
 #include "compiler/codegen/gemm.h"
 #include "compiler/jit/jit_model.h"
+#include "compiler/lower/conv_plan.h"
 #include "ir/builder.h"
 #include "ir/random.h"
 #include "ir/reference.h"
@@ -136,11 +137,12 @@ struct ConvCase {
   Ints stride, padding, dilation;
   bool bias, epilogue;
   bool transposed = false;  ///< conv_transpose2d (weight [cin, cout, kh, kw]; padding doubles as output_padding's bound)
+  int64_t output_padding = -1;  ///< of a transposed convolution; -1: the largest allowed
 };
 
 // Checks a convolution on the micro-kernel against the reference; returns whether its product
 // read the image through B's lines (kir::Gemm::b_lines) rather than gathering patches (for a
-// transposed convolution: whether each image's product was consumed at once, row_block).
+// transposed convolution: whether its product read lines or consumed each image's at once).
 bool check_conv(const ConvCase& c, int threads) {
   Graph g("conv");
   Builder b(g);
@@ -150,7 +152,8 @@ bool check_conv(const ConvCase& c, int threads) {
   if (c.bias) operands.push_back(b.input("bias", {DType::f32, {c.cout}}));
   NamedAttrs attrs{{"stride", c.stride}, {"padding", c.padding}, {"dilation", c.dilation}};
   // The largest output_padding allowed: one less than the larger of stride and dilation.
-  if (c.transposed)
+  if (c.transposed && c.output_padding >= 0) attrs.push_back({"output_padding", Ints{c.output_padding, c.output_padding}});
+  else if (c.transposed)
     attrs.push_back({"output_padding", Ints{std::max(c.stride[0], c.dilation[0]) - 1, std::max(c.stride[1], c.dilation[1]) - 1}});
   Value* y = c.transposed ? b.conv_transpose2d(operands, attrs) : b.conv2d(operands, attrs);
   if (c.epilogue) y = b.add({b.relu({y}), b.input("residual", y->type)});
@@ -170,23 +173,63 @@ bool check_conv(const ConvCase& c, int threads) {
 
 }  // namespace
 
-TEST_CASE("stride-1 convolutions read their image through lines, others gather patches", "[gemm][conv]") {
+TEST_CASE("convolutions read their image's phase planes through lines, unless the grid wastes most columns", "[gemm][conv]") {
   // Few output channels read B in place; more than 64 pack it (through the same lines).
   for (int64_t cout : {1, 6, 16, 70})
     for (int threads : {1, 2}) {
       CHECK(check_conv({3, 2, 9, 11, cout, 3, 3, {1, 1}, {0, 0}, {1, 1}, cout % 2 == 0, threads == 2}, threads));
       CHECK(check_conv({2, 3, 8, 7, cout, 5, 3, {1, 1}, {2, 1}, {1, 1}, true, cout == 16}, threads));
       CHECK(check_conv({2, 2, 12, 10, cout, 3, 2, {1, 1}, {1, 0}, {2, 3}, false, true}, threads));
+      // Strides: taps read their phase plane; odd sizes leave a phase a row or column short.
+      CHECK(check_conv({3, 3, 9, 11, cout, 3, 3, {2, 2}, {1, 1}, {1, 1}, true, cout == 6}, threads));
+      CHECK(check_conv({2, 2, 13, 10, cout, 4, 3, {3, 2}, {2, 0}, {2, 1}, cout % 2 == 1, false}, threads));
     }
   // A 1x1 kernel without padding: the grid is the output (no columns to drop).
   CHECK(check_conv({4, 5, 6, 6, 8, 1, 1, {1, 1}, {0, 0}, {1, 1}, false, false}, 2));
   CHECK(check_conv({4, 5, 6, 6, 8, 1, 1, {1, 1}, {0, 0}, {1, 1}, true, true}, 1));
   // Deep channels: K spans several packed panels' depth.
   CHECK(check_conv({2, 40, 6, 6, 12, 3, 3, {1, 1}, {1, 1}, {1, 1}, true, false}, 2));
-  // Strides, and a kernel as wide as the image (the grid would waste most columns), gather.
-  CHECK_FALSE(check_conv({2, 3, 9, 9, 6, 3, 3, {2, 2}, {1, 1}, {1, 1}, true, false}, 2));
-  CHECK_FALSE(check_conv({2, 3, 9, 9, 6, 3, 3, {1, 2}, {0, 0}, {1, 1}, false, false}, 1));
+  // The DCGAN discriminator's strided layers (and the generator's data gradients): the second
+  // (more than 64 output channels on a narrow grid) as one product over every image's planes.
+  for (int threads : {1, 2}) {
+    CHECK(check_conv({64, 1, 28, 28, 64, 4, 4, {2, 2}, {1, 1}, {1, 1}, false, true}, threads));
+    CHECK(check_conv({4, 64, 14, 14, 128, 4, 4, {2, 2}, {1, 1}, {1, 1}, false, false}, threads));
+    CHECK(check_conv({3, 5, 9, 11, 70, 3, 3, {2, 2}, {1, 1}, {1, 1}, true, true}, threads));
+  }
+  // A kernel covering the whole image (the DCGAN discriminator's last layer): one plain product.
+  CHECK_FALSE(check_conv({64, 128, 7, 7, 1, 7, 7, {1, 1}, {0, 0}, {1, 1}, false, false}, 2));
+  CHECK_FALSE(check_conv({5, 3, 4, 3, 9, 4, 3, {2, 3}, {0, 0}, {1, 1}, true, true}, 1));
+  // A stride past the kernel (phases no tap reads).
+  CHECK(check_conv({2, 3, 17, 16, 5, 2, 2, {4, 4}, {0, 0}, {1, 1}, true, false}, 1));
+  // A kernel as wide as the image: the grid would waste most columns, so patches are gathered.
   CHECK_FALSE(check_conv({2, 2, 12, 12, 4, 10, 10, {1, 1}, {0, 0}, {1, 1}, false, false}, 2));
+}
+
+TEST_CASE("each convolution op's strategy", "[conv]") {
+  using kir::ConvPath;
+  // Input [Bn, C, H, H], O outputs of OH x OH, a K x K kernel; stride, padding.
+  auto shape = [](int64_t Bn, int64_t C, int64_t H, int64_t O, int64_t OH, int64_t K, int64_t s, int64_t p) {
+    return kir::ConvShape{Bn, C, H, H, O, OH, OH, K, K, {s, s}, {p, p}, {1, 1}};
+  };
+  CHECK(kir::conv2d_path(shape(64, 64, 14, 128, 7, 4, 2, 1), true) == ConvPath::lines_merged);
+  CHECK(kir::conv2d_path(shape(1, 64, 14, 128, 7, 4, 2, 1), true) == ConvPath::lines);
+  CHECK(kir::conv2d_path(shape(64, 1, 28, 6, 28, 5, 1, 2), true) == ConvPath::lines);
+  CHECK(kir::conv2d_path(shape(2, 2, 12, 4, 3, 10, 1, 0), true) == ConvPath::im2col);
+  CHECK(kir::conv2d_path(shape(64, 128, 7, 1, 1, 7, 1, 0), true) == ConvPath::dense);
+  CHECK(kir::conv2d_path(shape(64, 64, 14, 128, 7, 4, 2, 1), false) == ConvPath::loops);
+  // LeNet-5's weight gradients keep their partial sums in cache; the DCGAN's wide layer not.
+  CHECK(kir::weight_grad_path(shape(64, 6, 14, 16, 10, 5, 1, 0), true) == ConvPath::lines);
+  CHECK(kir::weight_grad_path(shape(64, 1, 28, 64, 14, 4, 2, 1), true) == ConvPath::lines);
+  CHECK(kir::weight_grad_path(shape(64, 64, 14, 128, 7, 4, 2, 1), true) == ConvPath::lines_merged);
+  CHECK(kir::weight_grad_path(shape(64, 128, 7, 1, 1, 7, 1, 0), true) == ConvPath::dense);
+  CHECK(kir::weight_grad_path(shape(3, 2, 9, 4, 2, 8, 1, 0), true) == ConvPath::loops);
+  // Transposed, described by the convolution they transpose (whose input is their output).
+  CHECK(kir::conv_transpose2d_path(shape(64, 64, 14, 128, 7, 4, 2, 1), true) == ConvPath::subpixel_merged);
+  CHECK(kir::conv_transpose2d_path(shape(1, 64, 14, 128, 7, 4, 2, 1), true) == ConvPath::subpixel);
+  CHECK(kir::conv_transpose2d_path(shape(2, 8, 40, 3, 20, 4, 2, 1), true) == ConvPath::subpixel);
+  CHECK(kir::conv_transpose2d_path(shape(64, 1, 28, 64, 14, 4, 2, 1), true) == ConvPath::columns);
+  CHECK(kir::conv_transpose2d_path(shape(64, 128, 7, 100, 1, 7, 1, 0), true) == ConvPath::dense);
+  CHECK(kir::conv_transpose2d_path(shape(64, 6, 14, 16, 10, 5, 1, 0), true) == ConvPath::full_columns);
 }
 
 namespace {
@@ -215,7 +258,7 @@ bool check_weight_grad(const ConvCase& c, int threads) {
 
 }  // namespace
 
-TEST_CASE("stride-1 weight gradients are one product over the images' tap lines", "[gemm][conv]") {
+TEST_CASE("weight gradients are products over the images' phase planes", "[gemm][conv]") {
   for (int threads : {1, 2}) {
     // LeNet-5's two: many images in parts, K past the packed panel's depth.
     CHECK(check_weight_grad({64, 1, 28, 28, 6, 5, 5, {1, 1}, {2, 2}, {1, 1}, false, false}, threads));
@@ -223,9 +266,26 @@ TEST_CASE("stride-1 weight gradients are one product over the images' tap lines"
     // Images that do not fill the last part; dilation; more than a tile of output channels.
     CHECK(check_weight_grad({11, 3, 9, 7, 20, 3, 2, {1, 1}, {1, 0}, {2, 1}, false, false}, threads));
     CHECK(check_weight_grad({1, 2, 5, 6, 3, 1, 1, {1, 1}, {0, 0}, {1, 1}, false, false}, threads));
+    // Strides, odd sizes, dilation with a stride.
+    CHECK(check_weight_grad({3, 2, 9, 9, 4, 3, 3, {2, 1}, {1, 1}, {1, 1}, false, false}, threads));
+    CHECK(check_weight_grad({5, 3, 13, 11, 7, 4, 3, {3, 2}, {2, 1}, {2, 1}, false, false}, threads));
+    // The DCGAN's: the discriminator's first layer per image; its second layer (the generator's
+    // middle one too) as one product over every image's planes, partials past the cache.
+    CHECK(check_weight_grad({64, 1, 28, 28, 64, 4, 4, {2, 2}, {1, 1}, {1, 1}, false, false}, threads));
+    CHECK(check_weight_grad({8, 64, 14, 14, 128, 4, 4, {2, 2}, {1, 1}, {1, 1}, false, false}, threads));
+    CHECK(check_weight_grad({9, 40, 15, 13, 70, 3, 4, {2, 3}, {1, 2}, {1, 1}, false, false}, threads));
   }
-  // Strides, and a grid mostly of zeros (a kernel nearly the input's size), run as loops.
-  CHECK_FALSE(check_weight_grad({3, 2, 9, 9, 4, 3, 3, {2, 1}, {1, 1}, {1, 1}, false, false}, 2));
+}
+
+TEST_CASE("weight gradients of a kernel covering the image are one plain product", "[gemm][conv]") {
+  for (int threads : {1, 2}) {
+    // The DCGAN's last discriminator layer (one output channel: columns split) and the
+    // generator's first layer's gradient (a 1 x 1 input convolved to 7 x 7).
+    CHECK_FALSE(check_weight_grad({64, 128, 7, 7, 1, 7, 7, {1, 1}, {0, 0}, {1, 1}, false, false}, threads));
+    CHECK_FALSE(check_weight_grad({64, 128, 7, 7, 100, 7, 7, {1, 1}, {0, 0}, {1, 1}, false, false}, threads));
+    CHECK_FALSE(check_weight_grad({5, 3, 4, 3, 9, 4, 3, {2, 3}, {0, 0}, {1, 1}, false, false}, threads));
+  }
+  // A grid mostly of zeros (a kernel nearly the input's size) runs as loops.
   CHECK_FALSE(check_weight_grad({3, 2, 9, 9, 4, 8, 8, {1, 1}, {0, 0}, {1, 1}, false, false}, 2));
 }
 
@@ -235,8 +295,34 @@ TEST_CASE("transposed convolutions add each image's columns as its product is do
     CHECK(check_conv({5, 3, 6, 7, 4, 3, 3, {1, 1}, {0, 0}, {1, 1}, true, false, true}, threads));
     CHECK(check_conv({4, 16, 10, 10, 6, 5, 5, {1, 1}, {1, 2}, {2, 1}, false, false, true}, threads));
     CHECK(check_conv({3, 2, 5, 4, 70, 2, 3, {1, 1}, {1, 0}, {2, 2}, true, false, true}, threads));
-    // Strides gather in the same kernel.
+    // Strides with few output channels scatter in the same kernel.
     CHECK(check_conv({3, 4, 5, 6, 3, 3, 3, {2, 2}, {1, 1}, {1, 1}, true, false, true}, threads));
     CHECK(check_conv({2, 2, 4, 5, 5, 3, 2, {3, 1}, {0, 1}, {1, 2}, false, false, true}, threads));
+  }
+}
+
+TEST_CASE("strided transposed convolutions run as one stride-1 convolution per output phase", "[gemm][conv]") {
+  for (int threads : {1, 2}) {
+    // The DCGAN generator's middle layer (and the discriminator's data gradient) at its sizes:
+    // narrow grids, so one product a phase over every image's planes.
+    CHECK(check_conv({4, 128, 7, 7, 64, 4, 4, {2, 2}, {1, 1}, {1, 1}, false, false, true, 0}, threads));
+    // One image, or a grid wide enough: a product per image and phase.
+    CHECK(check_conv({1, 5, 6, 7, 8, 4, 4, {2, 2}, {1, 1}, {1, 1}, true, false, true}, threads));
+    CHECK(check_conv({2, 3, 20, 20, 8, 4, 4, {2, 2}, {1, 1}, {1, 1}, true, false, true}, threads));
+    // output_padding, odd sizes, bias; a stride past the kernel (phases no tap reaches);
+    // strides and padding that differ per axis.
+    CHECK(check_conv({3, 5, 6, 7, 8, 4, 4, {2, 2}, {1, 1}, {1, 1}, true, false, true}, threads));
+    CHECK(check_conv({2, 3, 5, 4, 9, 3, 5, {3, 2}, {2, 1}, {1, 1}, true, false, true}, threads));
+    CHECK(check_conv({2, 3, 4, 4, 8, 2, 2, {3, 3}, {0, 0}, {1, 1}, false, false, true}, threads));
+    CHECK(check_conv({2, 6, 5, 5, 70, 3, 3, {2, 1}, {0, 2}, {1, 1}, true, false, true}, threads));
+  }
+}
+
+TEST_CASE("a transposed convolution of a 1 x 1 input to the kernel's size is one plain product", "[gemm][conv]") {
+  for (int threads : {1, 2}) {
+    // The DCGAN generator's first layer, and the discriminator's last layer's data gradient.
+    CHECK_FALSE(check_conv({64, 100, 1, 1, 128, 7, 7, {1, 1}, {0, 0}, {1, 1}, false, false, true, 0}, threads));
+    CHECK_FALSE(check_conv({64, 1, 1, 1, 128, 7, 7, {1, 1}, {0, 0}, {1, 1}, true, false, true, 0}, threads));
+    CHECK_FALSE(check_conv({3, 4, 1, 1, 5, 3, 2, {2, 3}, {0, 0}, {1, 1}, true, false, true, 0}, threads));
   }
 }

@@ -39,6 +39,8 @@ TRAIN = [
     ("lenet5-b64", "lenet5.stag", 64, "lenet5", (3, 30), (1, 2)),
     ("gpt-b16", "gpt.stag", 16, "gpt", (3, 15), (1, 2)),
     ("lstm-b32", "lstm_lm.stag", 32, "lstm", (3, 15), None),
+    ("dcgan-d-b64", "dcgan_d.stag", 64, "dcgan-d", (3, 20), None),
+    ("dcgan-g-b64", "dcgan_g.stag", 64, "dcgan-g", (3, 20), None),
 ]
 # (N, (warmup, steps), quick): fewer steps as the size grows, so the default run stays short.
 # (size, (warm-up, steps), quick or None). Large sizes still take a dozen steps: on a shared VM
@@ -265,7 +267,7 @@ def main():
     p.add_argument("--stag", required=True, help="the stag executable (build/tools/stag)")
     p.add_argument("--quick", action="store_true", help="a one-minute smoke run: few steps, small sizes")
     p.add_argument("--only", default="", help="comma-separated workloads or prefixes: sgemm, sgemm-512, mlp, mlp-b64, "
-                                             "lenet5, gpt, lstm")
+                                             "lenet5, gpt, lstm, dcgan")
     p.add_argument("--out", help="also write the table (markdown) to this file")
     p.add_argument("--python", default="/usr/bin/python3", help="the interpreter with torch and numpy")
     p.add_argument("--blas-dir", help="a directory put first on the PyTorch processes' LD_LIBRARY_PATH (e.g. OpenBLAS's)")

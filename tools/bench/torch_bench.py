@@ -236,18 +236,63 @@ def epoch(args):
     return out
 
 
+def dcgan(args):
+    """models/dcgan.stag's train steps: `dcgan-d` the discriminator on a batch with 0/1 labels
+    (bce with logits); `dcgan-g` the generator with an mse loss against a target image (the
+    model has no loss of its own; stag's side is tools/bench/models/dcgan_g.stag). Adam
+    (2e-4, betas 0.5, 0.999) as in the model's train section; `--channels-last` for NHWC."""
+    import torch
+    import torch.nn as nn
+    import torch.nn.functional as F
+
+    torch.set_num_threads(args.torch_threads)
+    torch.manual_seed(0)
+    if args.workload == "dcgan-d":
+        model = nn.Sequential(nn.Conv2d(1, 64, 4, 2, 1, bias=False), nn.LeakyReLU(0.2),
+                              nn.Conv2d(64, 128, 4, 2, 1, bias=False), nn.BatchNorm2d(128), nn.LeakyReLU(0.2),
+                              nn.Conv2d(128, 1, 7, bias=False))
+        batches = [(torch.randn(args.batch, 1, 28, 28), (torch.rand(args.batch) > 0.5).float()) for _ in range(16)]
+        loss_of = lambda x, t: F.binary_cross_entropy_with_logits(model(x).flatten(), t)
+    else:
+        model = nn.Sequential(nn.ConvTranspose2d(100, 128, 7, bias=False), nn.BatchNorm2d(128), nn.ReLU(),
+                              nn.ConvTranspose2d(128, 64, 4, 2, 1, bias=False), nn.BatchNorm2d(64), nn.ReLU(),
+                              nn.ConvTranspose2d(64, 1, 4, 2, 1, bias=False), nn.Tanh())
+        batches = [(torch.randn(args.batch, 100, 1, 1), torch.rand(args.batch, 1, 28, 28) * 2 - 1) for _ in range(16)]
+        loss_of = lambda x, t: F.mse_loss(model(x), t)
+    fmt = torch.channels_last if args.channels_last else torch.contiguous_format
+    model = model.to(memory_format=fmt)
+    batches = [(x.contiguous(memory_format=fmt), t) for x, t in batches]
+    opt = torch.optim.Adam(model.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    last = {"i": 0}
+
+    def step():
+        x, t = batches[last["i"] % len(batches)]
+        last["i"] += 1
+        opt.zero_grad(set_to_none=True)
+        loss = loss_of(x, t)
+        loss.backward()
+        opt.step()
+        last["loss"] = loss.item()
+
+    times = time_steps(step, args.warmup, args.steps)
+    return {"median_ms": statistics.median(times), "min_ms": min(times), "loss": last["loss"],
+            "torch": torch.__version__, "torch_threads": torch.get_num_threads()}
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("workload", choices=["mlp", "lenet5", "gpt", "lstm", "sgemm", "mlp-epoch"])
+    p.add_argument("workload", choices=["mlp", "lenet5", "gpt", "lstm", "sgemm", "mlp-epoch", "dcgan-d", "dcgan-g"])
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--size", type=int, default=1024, help="sgemm: N")
     p.add_argument("--torch-threads", type=int, default=1)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--channels-last", action="store_true", help="dcgan-*: NHWC tensors")
     args = p.parse_args()
     if args.steps < 1 or args.warmup < 0:
         p.error("--steps must be >= 1 and --warmup >= 0")
-    result = sgemm(args) if args.workload == "sgemm" else epoch(args) if args.workload == "mlp-epoch" else train(args)
+    result = (sgemm(args) if args.workload == "sgemm" else epoch(args) if args.workload == "mlp-epoch"
+              else dcgan(args) if args.workload.startswith("dcgan") else train(args))
     result.update({"workload": args.workload, ("size" if args.workload == "sgemm" else "batch"):
                    args.size if args.workload == "sgemm" else args.batch, "openblas_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
                    "warmup": args.warmup, "steps": args.steps, "peak_rss_mb": peak_rss_mb(), "blas": blas_library()})

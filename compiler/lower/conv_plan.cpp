@@ -1,0 +1,82 @@
+// The strategy of each convolution op, and the phase planes of a strided convolution.
+
+#include "compiler/lower/conv_plan.h"
+
+#include <algorithm>
+
+namespace stag::kir {
+
+namespace {
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// Transposed convolutions with fewer output channels than this keep the columns: a phase's
+// product would have as few rows.
+constexpr int64_t kSubpixelChannels = 8;
+
+// Products of more rows than this pack B (codegen's GemmEmitter::kDirectRows); a grid of
+// fewer columns than kNarrowGrid reuses each packed panel of A too seldom.
+constexpr int64_t kPackedRows = 64;
+constexpr int64_t kNarrowGrid = 256;
+
+// Partial weight gradients of every image up to this size stay in cache until they are summed.
+constexpr int64_t kPartialBytes = 1 << 20;
+
+}  // namespace
+
+Phases::Phases(const ConvShape& c)
+    : s{c.s[0], c.s[1]}, rows(ceil_div(c.H + 2 * c.p[0], c.s[0])), cols(ceil_div(c.W + 2 * c.p[1], c.s[1])) {}
+
+int64_t Phases::phase(const ConvShape& c, int64_t kh, int64_t kw) const {
+  return (kh * c.d[0] % s[0]) * s[1] + kw * c.d[1] % s[1];
+}
+
+int64_t Phases::shift(const ConvShape& c, int64_t kh, int64_t kw) const {
+  return kh * c.d[0] / s[0] * cols + kw * c.d[1] / s[1];
+}
+
+int64_t SubpixelAxis::padded() const { return std::max(outputs(0) + first(s - 1), in) + taps - 1; }
+
+// Lines compute a grid as wide as a phase plane and drop the columns past the output's: worth
+// it while at most half the grid is dropped; otherwise patches are gathered. A product per
+// image of few columns packs A again for each image (and B when its rows are many), so then
+// the images' planes side by side make one wide product, at the cost of the rows and columns
+// of each plane past the output's.
+ConvPath conv2d_path(const ConvShape& c, bool gemm) {
+  if (!gemm) return ConvPath::loops;
+  if (c.p[0] == 0 && c.p[1] == 0 && c.KH == c.H && c.KW == c.W) return ConvPath::dense;
+  Phases ph(c);
+  int64_t grid = (c.OH - 1) * ph.cols + c.OW;
+  if (grid > 2 * c.OH * c.OW) return ConvPath::im2col;
+  if (c.Bn > 1 && c.O > kPackedRows && grid < kNarrowGrid && 2 * ph.plane() <= 3 * grid) return ConvPath::lines_merged;
+  return ConvPath::lines;
+}
+
+// dw (O x C*KH*KW) sums dy times the tap lines over every output pixel of every image. Per
+// image the products are shallow (a plane's pixels), so when the images' partial sums would
+// not stay in cache one product runs over all images' pixels instead (their planes side by
+// side, a few more zero rows of dy between images).
+ConvPath weight_grad_path(const ConvShape& c, bool gemm) {
+  if (!gemm) return ConvPath::loops;
+  if (c.p[0] == 0 && c.p[1] == 0 && c.KH == c.H && c.KW == c.W) return ConvPath::dense;
+  if (c.OW * 2 < Phases(c).cols) return ConvPath::loops;  // the grid would be mostly zeros
+  if (c.Bn == 1 || c.Bn * c.O * c.C * c.KH * c.KW * 4 <= kPartialBytes) return ConvPath::lines;
+  return ConvPath::lines_merged;
+}
+
+// Here `c` is the convolution this one transposes: its input is our output. Sub-pixel needs
+// dilation 1 and enough output channels (each phase's product has that many rows); at stride 1
+// the columns add up as contiguous runs instead.
+ConvPath conv_transpose2d_path(const ConvShape& c, bool gemm) {
+  if (!gemm) return ConvPath::loops;
+  if (c.OH == 1 && c.OW == 1 && c.p[0] == 0 && c.p[1] == 0 && c.KH == c.H && c.KW == c.W) return ConvPath::dense;
+  if (c.s[0] == 1 && c.s[1] == 1) return ConvPath::full_columns;
+  if (c.d[0] != 1 || c.d[1] != 1 || c.C < kSubpixelChannels) return ConvPath::columns;
+  SubpixelAxis ah(c.s[0], c.p[0], c.KH, c.OH, c.H), aw(c.s[1], c.p[1], c.KW, c.OW, c.W);
+  int64_t grid = (ah.outputs(0) - 1) * aw.padded() + aw.outputs(0);
+  int64_t window = (ah.outputs(0) + ah.taps - 1) * (aw.outputs(0) + aw.taps - 1);  // a phase's plane, merged
+  if (c.Bn > 1 && grid < kNarrowGrid && 2 * window <= 3 * grid) return ConvPath::subpixel_merged;
+  return ConvPath::subpixel;
+}
+
+}  // namespace stag::kir
