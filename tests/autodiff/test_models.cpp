@@ -199,7 +199,7 @@ TEST_CASE("every catalog model is checked", "[autodiff][models]") {
 }
 
 #define MODEL_TEST(name, i) \
-  TEST_CASE("catalog " name ": directional derivative equals autodiff; compiled gradients equal the reference", "[autodiff][models]") { check_model(checked_models().at(i)); }
+  TEST_CASE("catalog " name ": directional derivative equals autodiff, compiled gradients equal the reference", "[autodiff][models]") { check_model(checked_models().at(i)); }
 MODEL_TEST("alexnet", 0)
 MODEL_TEST("autoencoder", 1)
 MODEL_TEST("bert", 2)

@@ -124,7 +124,7 @@ TEST_CASE("gan: the compiled discriminator and generator steps equal the referen
   }
 }
 
-TEST_CASE("gan: each step updates its own model; the generator's step moves D's running statistics only", "[gan]") {
+TEST_CASE("gan: each step updates its own model, the generator's step moves D's running statistics only", "[gan]") {
   Gan gan = compile_dcgan(8, "non_saturating");
   rt::Model& m = *gan.compiled.model;
   m.init(1);
@@ -140,7 +140,7 @@ TEST_CASE("gan: each step updates its own model; the generator's step moves D's 
   CHECK(snapshot(m, "generator.") != g0);
 }
 
-TEST_CASE("gan: a step repeats bit for bit from the same parameters and key; another key draws other noise", "[gan]") {
+TEST_CASE("gan: a step repeats bit for bit from the same parameters and key, another key draws other noise", "[gan]") {
   Gan gan = compile_dcgan(4, "non_saturating");
   rt::Model& m = *gan.compiled.model;
   rt::Tensor x = images(4), lr = rt::Tensor::from<float>({}, {0.01f});

@@ -224,7 +224,7 @@ TEST_CASE("augmentation is reproducible per (seed, epoch, example)", "[augment]"
 // `stag train` reads the data set on another thread while the model compiles; train() takes it
 // (errors included) only for the source it was going to read. What needs the model (text, whose
 // tokens depend on its vocabulary) or is not a data set is left to train().
-TEST_CASE("example data sets preload in the background; text does not", "[preload]") {
+TEST_CASE("example data sets preload in the background, text does not", "[preload]") {
   CHECK(preload_data("fortunes") == nullptr);
   CHECK(preload_data("/usr/share/games/fortunes") == nullptr);
   CHECK(preload_data("notes.txt") == nullptr);

@@ -77,7 +77,7 @@ TEST_CASE("an image grid maps values, clamps, and pads like make_grid", "[image]
   CHECK(pixel(white, 1, 1) == 0);
 }
 
-TEST_CASE("an RGB grid interleaves channels; scale repeats pixels", "[image]") {
+TEST_CASE("an RGB grid interleaves channels, scale repeats pixels", "[image]") {
   // Two 1x1 RGB images on [0, 1], one row, no padding, scaled 2x: a 4x2 picture.
   Tensor images = Tensor::from<float>({2, 3, 1, 1}, {1, 0, 0.5f,  0, 1, 0});
   Image g = image_grid(images, {.columns = 8, .low = 0, .high = 1, .padding = 0, .scale = 2});

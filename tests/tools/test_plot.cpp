@@ -73,7 +73,7 @@ TEST_CASE("a training log's keys become panels", "[plot]") {
   CHECK(panels[1].x_label == "epoch");
 }
 
-TEST_CASE("a GAN log groups its losses and accuracies; repeated steps keep the last value", "[plot]") {
+TEST_CASE("a GAN log groups its losses and accuracies, repeated steps keep the last value", "[plot]") {
   TempLog log(R"({"event":"step","step":1,"loss_d":1.4,"loss_g":0.7,"d_real_accuracy":0.5,"d_fake_accuracy":0.4,"lr":0.0002}
 {"event":"step","step":2,"loss_d":1.3,"loss_g":0.8,"d_real_accuracy":0.6,"d_fake_accuracy":0.5,"lr":0.0002}
 {"event":"step","step":2,"loss_d":1.0,"loss_g":0.9,"d_real_accuracy":0.7,"d_fake_accuracy":0.6,"lr":0.0002}
