@@ -30,6 +30,19 @@ cmp -s a/last.safetensors b/last.safetensors || fail "two runs with one seed dif
 grep -q "resumed from c/last.safetensors" c2.out || { cat c2.out; fail "the run did not say it resumed"; }
 cmp -s a/last.safetensors c/last.safetensors || fail "the resumed run ends elsewhere than the uninterrupted one"
 
+# SIGKILL past step 2 with a checkpoint every 2 steps: resumed, the run ends where six at once do.
+"$stag" "${common[@]}" --max-steps 6 --checkpoint-every 2 --run-dir k >k.out 2>&1 &
+pid=$!
+for _ in $(seq 3000); do
+  [ -f k/log.jsonl ] && [ "$(steps k/log.jsonl | wc -l)" -ge 3 ] && break
+  kill -0 $pid 2>/dev/null || break
+  sleep 0.01
+done
+kill -9 $pid 2>/dev/null || fail "the run ended before it could be killed"
+wait $pid 2>/dev/null
+"$stag" "${common[@]}" --max-steps 6 --resume k >k2.out 2>&1 || { cat k2.out; fail "the run resumed after SIGKILL failed"; }
+cmp -s a/last.safetensors k/last.safetensors || fail "the run resumed after SIGKILL ends elsewhere than the uninterrupted one"
+
 # SIGINT: the step finishes, a checkpoint is written, exit 130.
 "$stag" "${common[@]}" --run-dir d >d.out 2>&1 &
 pid=$!
