@@ -41,6 +41,8 @@ TRAIN = [
     ("lstm-b32", "lstm_lm.stag", 32, "lstm", (3, 15), None),
     ("dcgan-d-b64", "dcgan_d.stag", 64, "dcgan-d", (3, 20), None),
     ("dcgan-g-b64", "dcgan_g.stag", 64, "dcgan-g", (3, 20), None),
+    # The GAN's whole iteration: `stag bench` on a file with a `gan` times both steps as a pair.
+    ("dcgan-pair-b64", os.path.join("..", "..", "..", "models", "dcgan.stag"), 64, "dcgan-pair", (3, 20), None),
 ]
 # (N, (warmup, steps), quick): fewer steps as the size grows, so the default run stays short.
 # (size, (warm-up, steps), quick or None). Large sizes still take a dozen steps: on a shared VM

@@ -279,9 +279,54 @@ def dcgan(args):
             "torch": torch.__version__, "torch_threads": torch.get_num_threads()}
 
 
+def dcgan_pair(args):
+    """One iteration of PyTorch's DCGAN example on models/dcgan.stag's pair, as `stag bench
+    models/dcgan.stag` times it: D on a real batch (label 1) and on G(z) detached (label 0), D's
+    Adam step; then D(G(z)) with label 1 through D into G, G's Adam step (the example reuses the
+    D step's G(z); stag's generator step draws the same z again). bce with logits, Adam (2e-4,
+    betas 0.5, 0.999), training-mode batch norm; `--channels-last` for NHWC."""
+    import torch
+    import torch.nn as nn
+    import torch.nn.functional as F
+
+    torch.set_num_threads(args.torch_threads)
+    torch.manual_seed(0)
+    fmt = torch.channels_last if args.channels_last else torch.contiguous_format
+    net_g = nn.Sequential(nn.ConvTranspose2d(100, 128, 7, bias=False), nn.BatchNorm2d(128), nn.ReLU(),
+                          nn.ConvTranspose2d(128, 64, 4, 2, 1, bias=False), nn.BatchNorm2d(64), nn.ReLU(),
+                          nn.ConvTranspose2d(64, 1, 4, 2, 1, bias=False), nn.Tanh()).to(memory_format=fmt)
+    net_d = nn.Sequential(nn.Conv2d(1, 64, 4, 2, 1, bias=False), nn.LeakyReLU(0.2),
+                          nn.Conv2d(64, 128, 4, 2, 1, bias=False), nn.BatchNorm2d(128), nn.LeakyReLU(0.2),
+                          nn.Conv2d(128, 1, 7, bias=False)).to(memory_format=fmt)
+    opt_g = torch.optim.Adam(net_g.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(net_d.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    reals = [(torch.rand(args.batch, 1, 28, 28) * 2 - 1).contiguous(memory_format=fmt) for _ in range(16)]
+    ones, zeros = torch.ones(args.batch), torch.zeros(args.batch)
+    last = {"i": 0}
+
+    def step():
+        real = reals[last["i"] % len(reals)]
+        last["i"] += 1
+        opt_d.zero_grad(set_to_none=True)
+        fake = net_g(torch.randn(args.batch, 100, 1, 1).contiguous(memory_format=fmt))
+        loss_d = F.binary_cross_entropy_with_logits(net_d(real).flatten(), ones)
+        loss_d = loss_d + F.binary_cross_entropy_with_logits(net_d(fake.detach()).flatten(), zeros)
+        loss_d.backward()
+        opt_d.step()
+        opt_g.zero_grad(set_to_none=True)
+        loss_g = F.binary_cross_entropy_with_logits(net_d(fake).flatten(), ones)
+        loss_g.backward()
+        opt_g.step()
+        last["loss"] = loss_d.item()
+
+    times = time_steps(step, args.warmup, args.steps)
+    return {"median_ms": statistics.median(times), "min_ms": min(times), "loss": last["loss"],
+            "torch": torch.__version__, "torch_threads": torch.get_num_threads()}
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("workload", choices=["mlp", "lenet5", "gpt", "lstm", "sgemm", "mlp-epoch", "dcgan-d", "dcgan-g"])
+    p.add_argument("workload", choices=["mlp", "lenet5", "gpt", "lstm", "sgemm", "mlp-epoch", "dcgan-d", "dcgan-g", "dcgan-pair"])
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--size", type=int, default=1024, help="sgemm: N")
     p.add_argument("--torch-threads", type=int, default=1)
@@ -292,6 +337,7 @@ def main():
     if args.steps < 1 or args.warmup < 0:
         p.error("--steps must be >= 1 and --warmup >= 0")
     result = (sgemm(args) if args.workload == "sgemm" else epoch(args) if args.workload == "mlp-epoch"
+              else dcgan_pair(args) if args.workload == "dcgan-pair"
               else dcgan(args) if args.workload.startswith("dcgan") else train(args))
     result.update({"workload": args.workload, ("size" if args.workload == "sgemm" else "batch"):
                    args.size if args.workload == "sgemm" else args.batch, "openblas_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
