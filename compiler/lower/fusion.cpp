@@ -1,0 +1,134 @@
+// Fusion planning: values computed where they are read, and elementwise chains applied in a
+// producer's store (epilogues).
+
+#include "compiler/lower/fusion.h"
+
+#include <algorithm>
+#include <map>
+
+#include "compiler/lower/families.h"
+#include "ir/analysis.h"
+
+namespace stag::lowering {
+
+namespace {
+
+// Does `consumer` read each element of its operand `v` once, so that computing `v` inside it
+// costs no more than reading a buffer? (A matmul reads each element N times; softmax reads a
+// row three times.)
+bool reads_once(const Node& consumer, const Value* v) {
+  const Dims& out = consumer.result()->type.dims;
+  if (consumer.info().has(Elementwise)) return v->type.dims == out;
+  switch (consumer.op) {
+    case Op::sum: case Op::mean: case Op::max: case Op::argmax: case Op::reshape: case Op::flatten: case Op::transpose:
+    case Op::l1_penalty: case Op::l2_penalty: case Op::mse: case Op::huber: case Op::bce_with_logits:
+      return true;
+    case Op::max_pool2d_grad: return v == consumer.operands[1] && v != consumer.operands[0];  // dy, once a window
+    default: return false;
+  }
+}
+
+}  // namespace
+
+FusionPlan plan_fusion(const Graph& graph, LowerStats& stats) {
+  FusionPlan plan;
+  std::map<const Value*, int> uses = use_counts(graph);
+  std::unordered_map<const Value*, std::vector<const Node*>> users;
+  std::unordered_map<const Node*, size_t> position;
+  for (size_t i = 0; i < graph.nodes.size(); ++i) {
+    const Node& n = *graph.nodes[i];
+    position[&n] = i;
+    for (const Value* v : n.operands) users[v].push_back(&n);
+  }
+  // Outputs are never fused away, so their extra count in `uses` changes no decision.
+  std::unordered_set<const Value*> outputs, updated;
+  for (const auto& o : graph.outputs) outputs.insert(o.value);
+  for (const auto& u : graph.updates) updated.insert(u.value);
+
+  for (const auto& n : graph.nodes) {
+    bool reshape = n->op == Op::reshape || n->op == Op::flatten;
+    bool fusible = (n->info().has(Elementwise) && !n->info().has(Stochastic)) || n->op == Op::broadcast_to || reshape;
+    if (!fusible || n->results.size() != 1 || outputs.count(n->result())) continue;
+    const Value* v = n->result();
+    const auto& us = users[v];
+    bool once = std::all_of(us.begin(), us.end(), [&](const Node* u) { return reads_once(*u, v); });
+    bool by_update = updated.count(v) > 0;
+    // A reshape of a buffer is the buffer under other dims: reading through it is free.
+    if (reshape && (!plan.fused_away.count(n->operands[0]) || once)) {
+      plan.fused_away.insert(v);
+      continue;
+    }
+    // A broadcast is only an index map: any number of readers may do it themselves.
+    bool ok = n->op == Op::broadcast_to ? once && (!us.empty() || by_update) : uses[v] == 1 && (by_update ? us.empty() : once);
+    if (ok) plan.fused_away.insert(v);
+  }
+
+  // An update computed in its copy must not read a parameter that an earlier update has
+  // already overwritten.
+  std::unordered_set<const Value*> written;
+  for (const auto& u : graph.updates) {
+    if (plan.fused_away.count(u.value)) {
+      std::vector<const Value*> leaves;
+      plan.leaves(u.value, leaves);
+      if (std::any_of(leaves.begin(), leaves.end(), [&](const Value* l) { return written.count(l) > 0; }))
+        plan.fused_away.erase(u.value);
+    }
+    written.insert(u.target);
+  }
+
+  // Epilogues: elementwise nodes of the result's shape applied to a matmul's or
+  // convolution's accumulator as it is stored. Their other operands must be ready when
+  // the producer runs.
+  for (const auto& n : graph.nodes) {
+    if (n->op != Op::matmul && n->op != Op::conv2d && !(n->op == Op::max_pool2d_grad && pool_grad_tiles(*n))) continue;
+    std::vector<const Node*> chain;
+    const Value* carry = n->result();
+    for (;;) {
+      if (outputs.count(carry) || uses[carry] != 1 || users[carry].size() != 1) break;
+      const Node& u = *users[carry].front();
+      if (plan.absorbed.count(&u) || !u.info().has(Elementwise) || u.info().has(Stochastic) || u.results.size() != 1 ||
+          u.result()->type != n->result()->type || std::count(u.operands.begin(), u.operands.end(), carry) != 1)
+        break;
+      bool ready = true;
+      for (const Value* x : u.operands) {
+        if (x == carry) continue;
+        std::vector<const Value*> leaves;
+        plan.leaves(x, leaves);
+        for (const Value* l : leaves)
+          if (l->def->op != Op::parameter && l->def->op != Op::input && l->def->op != Op::constant &&
+              position.at(l->def) >= position.at(n.get()))
+            ready = false;
+      }
+      if (!ready) break;
+      chain.push_back(&u);
+      carry = u.result();
+    }
+    if (chain.empty()) continue;
+    plan.fused_away.insert(n->result());  // lowered through the chain's last node
+    for (const Node* u : chain) {
+      plan.absorbed.insert(u);
+      plan.fused_away.erase(u->result());
+      if (u != chain.back()) plan.fused_away.insert(u->result());
+    }
+    stats.epilogue_ops += static_cast<int64_t>(chain.size());
+    plan.epilogue[n.get()] = std::move(chain);
+  }
+  // Chain members and producers are lowered by the producer, not inlined anywhere.
+  for (const auto& [producer, chain] : plan.epilogue) {
+    plan.carriers.insert(producer->result());
+    for (size_t i = 0; i + 1 < chain.size(); ++i) plan.carriers.insert(chain[i]->result());
+  }
+  for (const Value* v : plan.fused_away)
+    if (!plan.carriers.count(v)) ++stats.inlined;
+  return plan;
+}
+
+void FusionPlan::leaves(const Value* v, std::vector<const Value*>& out) const {
+  if (!fused_away.count(v) || carriers.count(v)) {
+    out.push_back(v);
+    return;
+  }
+  for (const Value* x : v->def->operands) leaves(x, out);
+}
+
+}  // namespace stag::lowering
