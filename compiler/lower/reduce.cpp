@@ -10,10 +10,8 @@ using namespace kir;
 
 static void reduce_leading(LowerContext& cx, const Node& n, int x, int out, int64_t rows, int64_t cols, DType dt);
 
-void reduce(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out) {
-  int x = xs[0];
-  const Type xt = cx.B(x).type;
-  size_t rank = xt.rank();
+// The axes of its input a reduction node reduces.
+static std::vector<bool> reduced_axes(const Node& n, size_t rank) {
   std::vector<bool> red(rank, false);
   if (n.op == Op::argmax) red[norm_axis(n.i("axis"), rank)] = true;
   else {
@@ -21,29 +19,32 @@ void reduce(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out
     for (size_t d = 0; d < rank; ++d) red[d] = axes.empty();
     for (int64_t a : axes) red[norm_axis(a, rank)] = true;
   }
-  Dims kept, reduced;
-  for (size_t d = 0; d < rank; ++d) (red[d] ? reduced : kept).push_back(xt.dims[d]);
-  // The accumulator has the result's type (a sum of bools or i32 is i64), argmax's the input's.
-  DType dt = n.op == Op::argmax ? xt.dtype : cx.B(out).type.dtype;
-  size_t lead = 0;
-  while (lead < rank && red[lead]) ++lead;
-  bool leading_only = lead > 0 && std::none_of(red.begin() + static_cast<long>(lead), red.end(), [](bool r) { return r; });
-  if (n.op != Op::argmax && leading_only && !kept.empty()) return reduce_leading(cx, n, x, out, *checked_numel(reduced), *checked_numel(kept), dt);
-  // Neighbouring axes both reduced (or both kept) are one axis of the row-major input: the
-  // inner loop then runs over all of them (a bias gradient's 28 x 28 plane is one loop of
-  // 784, which LLVM vectorizes; two loops of 28 it left scalar).
-  Dims in_dims = xt.dims;
-  if (n.op != Op::argmax) {
-    Dims merged;
-    std::vector<bool> merged_red;
-    for (size_t d = 0; d < rank; ++d) {
-      if (!merged.empty() && merged_red.back() == red[d]) merged.back() *= xt.dims[d];
-      else merged.push_back(xt.dims[d]), merged_red.push_back(red[d]);
-    }
-    in_dims = merged, red = merged_red, rank = merged.size();
-    kept.clear(), reduced.clear();
-    for (size_t d = 0; d < rank; ++d) (red[d] ? reduced : kept).push_back(in_dims[d]);
+  return red;
+}
+
+static void split_dims(const Dims& dims, const std::vector<bool>& red, Dims& kept, Dims& reduced) {
+  kept.clear(), reduced.clear();
+  for (size_t d = 0; d < dims.size(); ++d) (red[d] ? reduced : kept).push_back(dims[d]);
+}
+
+// Neighbouring axes both reduced (or both kept) are one axis of the row-major input: the
+// inner loop then runs over all of them (a bias gradient's 28 x 28 plane is one loop of
+// 784, which LLVM vectorizes; two loops of 28 it left scalar).
+static void merge_axes(Dims& dims, std::vector<bool>& red) {
+  Dims merged;
+  std::vector<bool> merged_red;
+  for (size_t d = 0; d < dims.size(); ++d) {
+    if (!merged.empty() && merged_red.back() == red[d]) merged.back() *= dims[d];
+    else merged.push_back(dims[d]), merged_red.push_back(red[d]);
   }
+  dims = merged, red = merged_red;
+}
+
+// One output element a loop iteration, the reduced axes in inner loops.
+static void reduce_loops(LowerContext& cx, const Node& n, int x, int out, const Dims& in_dims, const std::vector<bool>& red, DType dt) {
+  size_t rank = in_dims.size();
+  Dims kept, reduced;
+  split_dims(in_dims, red, kept, reduced);
   KernelBuilder kb(std::string(n.info().name), cx.origin(n));
   int acc = kb.new_var("acc", dt);
   int best = n.op == Op::argmax ? kb.new_var("best", DType::i64) : -1;
@@ -88,6 +89,24 @@ void reduce(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out
     return stmts;
   }, 256);
   cx.emit(std::move(kb));
+}
+
+void reduce(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out) {
+  int x = xs[0];
+  const Type xt = cx.B(x).type;
+  size_t rank = xt.rank();
+  std::vector<bool> red = reduced_axes(n, rank);
+  Dims kept, reduced;
+  split_dims(xt.dims, red, kept, reduced);
+  // The accumulator has the result's type (a sum of bools or i32 is i64), argmax's the input's.
+  DType dt = n.op == Op::argmax ? xt.dtype : cx.B(out).type.dtype;
+  size_t lead = 0;
+  while (lead < rank && red[lead]) ++lead;
+  bool leading_only = lead > 0 && std::none_of(red.begin() + static_cast<long>(lead), red.end(), [](bool r) { return r; });
+  if (n.op != Op::argmax && leading_only && !kept.empty()) return reduce_leading(cx, n, x, out, *checked_numel(reduced), *checked_numel(kept), dt);
+  Dims in_dims = xt.dims;
+  if (n.op != Op::argmax) merge_axes(in_dims, red);
+  reduce_loops(cx, n, x, out, in_dims, red, dt);
 }
 
 // A reduction over leading axes (a bias gradient: sum over batch and sequence) reads the
