@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Prints the kernel IR of every catalog model and golden file into a folder, so that two
 # builds' lowerings can be diffed: a refactoring of compiler/lower/ must leave it byte-identical.
+# Each catalog model's training step too (its gradients' kernels and the fused updates), as
+# `stag build` lowers it after the optimizer's passes.
 #   tools/check_lowering.sh OUT_DIR [STAG]      then: diff -r BEFORE_DIR OUT_DIR
 set -u
 out=${1:?usage: check_lowering.sh OUT_DIR [STAG]}
@@ -22,5 +24,12 @@ dump() {
 for m in models/*.stag; do dump "$m" "$m"; done
 dump models/dcgan.stag.discriminator models/dcgan.stag --model discriminator
 while IFS= read -r f; do dump "$f" "$f"; done < <(find tests/golden -name '*.ir' -o -name '*.stag' | sort)
+
+# The training step's kernel IR, printed after the last pass (stderr; stdout has timings).
+for m in models/*.stag; do
+  file="$out/$(echo "$m" | tr '/' '_').train_step"
+  "$stag" build "$m" -o "$out/trainer" --print-after plan-memory >/dev/null 2>"$file" || echo "exit $?" >>"$file"
+  rm -f "$out/trainer"
+done
 ls "$out" | grep -vc '\.err$' | xargs echo "lowered:"
 ls "$out" | grep -c '\.err$' | xargs echo "did not lower:"
