@@ -37,17 +37,14 @@ Uses uses_of(const Graph& graph) {
 
 // Does `consumer` read each element of its operand `v` once, so that computing `v` inside it
 // costs no more than reading a buffer? (A matmul reads each element N times; softmax reads a
-// row three times.)
+// row three times.) The op table says which ops do (ir/ops.h).
 bool reads_once(const Node& consumer, const Value* v) {
-  const Dims& out = consumer.result()->type.dims;
-  if (consumer.info().has(Elementwise)) return v->type.dims == out;
-  switch (consumer.op) {
-    case Op::sum: case Op::mean: case Op::max: case Op::argmax: case Op::reshape: case Op::flatten: case Op::transpose:
-    case Op::l1_penalty: case Op::l2_penalty: case Op::mse: case Op::huber: case Op::bce_with_logits:
-      return true;
-    case Op::max_pool2d_grad: return v == consumer.operands[1] && v != consumer.operands[0];  // dy, once a window
-    default: return false;
-  }
+  const OpInfo& info = consumer.info();
+  if (info.has(Elementwise)) return v->type.dims == consumer.result()->type.dims;
+  if (info.has(ReadsOnce)) return true;
+  const auto& xs = consumer.operands;
+  if (info.has(ReadsLastOnce)) return v == xs.back() && std::count(xs.begin(), xs.end(), v) == 1;
+  return false;
 }
 
 // Elementwise values, broadcasts and reshapes computed inside the kernels that read them.
@@ -115,12 +112,12 @@ std::vector<const Node*> epilogue_chain(const Node& n, Uses& uses, const FusionP
   return chain;
 }
 
-// Epilogues: elementwise nodes of the result's shape applied to a matmul's or
-// convolution's accumulator as it is stored. Their other operands must be ready when
-// the producer runs.
+// Epilogues: elementwise nodes of the result's shape applied to a producer's accumulator
+// (a matmul's, a convolution's) as it is stored. Their other operands must be ready when
+// the producer runs. max_pool2d_grad stores once only on its tiled path.
 void plan_epilogues(const Graph& graph, Uses& uses, FusionPlan& plan, LowerStats& stats) {
   for (const auto& n : graph.nodes) {
-    if (n->op != Op::matmul && n->op != Op::conv2d && !(n->op == Op::max_pool2d_grad && pool_grad_tiles(*n))) continue;
+    if (!n->info().has(TakesEpilogue) || (n->op == Op::max_pool2d_grad && !pool_grad_tiles(*n))) continue;
     std::vector<const Node*> chain = epilogue_chain(*n, uses, plan);
     if (chain.empty()) continue;
     plan.fused_away.insert(n->result());  // lowered through the chain's last node
