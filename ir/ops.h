@@ -25,6 +25,14 @@ enum Trait : uint32_t {
   Reduction = 1u << 2,
   Loss = 1u << 3,
   Stochastic = 1u << 4,   ///< draws from the counter-based generator
+  /// Reads each element of its operands once: an operand may be computed inside its kernel
+  /// (fused) at no extra cost. Elementwise ops do so for operands of their result's shape.
+  ReadsOnce = 1u << 5,
+  /// Reads each element of its last operand (the incoming gradient) once, the others more often.
+  ReadsLastOnce = 1u << 6,
+  /// Stores each result element once, from an accumulator: elementwise consumers of the result
+  /// may be applied in that store (an epilogue) when the lowering's strategy allows.
+  TakesEpilogue = 1u << 7,
 };
 
 struct AttrSpec {

@@ -1,0 +1,345 @@
+// Convolution and its weight gradient, by the strategy conv_plan.h picks: a dense product,
+// im2col, lines over phase planes, or plain loops.
+
+#include <algorithm>
+
+#include "compiler/lower/conv.h"
+
+namespace stag::lowering {
+
+using namespace kir;
+
+static void conv2d_dense(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out, const ConvShape& c);
+static void conv2d_im2col(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out, const ConvShape& c);
+static void zero_run(LowerContext& cx, const Node& n, int buf, int64_t from, int64_t count);
+static void conv2d_lines(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out, const ConvShape& c, bool merged);
+static void weight_grad_dense(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out, const ConvShape& c);
+static void weight_grad_lines(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out, const ConvShape& c, bool merged);
+static void sum_partials(LowerContext& cx, const Node& n, int partial, int out, int64_t count, int64_t size);
+static void weight_grad_loops(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out);
+static void conv2d_loops(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out);
+
+static int64_t ceil_div(int64_t a, int64_t b) { return a >= 0 ? (a + b - 1) / b : -(-a / b); }
+
+// Writes the Hd x Wd plane of dst at dst_at: element (h, w) is element (h*step[0] + first[0],
+// w*step[1] + first[1]) of the H x W plane of src at src_at, zero where that lies outside it
+// (and everywhere where `valid`, when given, is false). Each region has static ranges, so
+// every row is a plain loop LLVM vectorizes (one loop with a bounds test per element was a
+// gather).
+std::vector<Stmt> strided_plane(LowerContext& cx, KernelBuilder& kb, int dst, E dst_at, int64_t Hd, int64_t Wd, int src, E src_at, int64_t H,
+                                int64_t W, std::array<int64_t, 2> step, std::array<int64_t, 2> first, E valid) {
+  int h = kb.new_var("h"), w = kb.new_var("w");
+  E zero = zero_of(DType::f32);
+  E at = add(dst_at, add(mul(kb.v(h), int_(Wd)), kb.v(w)));
+  int64_t top = std::clamp<int64_t>(ceil_div(-first[0], step[0]), 0, Hd), left = std::clamp<int64_t>(ceil_div(-first[1], step[1]), 0, Wd);
+  int64_t bottom = std::clamp<int64_t>(ceil_div(H - first[0], step[0]), top, Hd);
+  int64_t right = std::clamp<int64_t>(ceil_div(W - first[1], step[1]), left, Wd);
+  E row_of = add(mul(kb.v(h), int_(step[0])), int_(first[0])), col_of = add(mul(kb.v(w), int_(step[1])), int_(first[1]));
+  E from = add(src_at, add(mul(row_of, int_(W)), col_of));
+  E v = valid ? select(valid, cx.ld(src, select(valid, from, int_(0))), zero) : cx.ld(src, from);
+  std::vector<Stmt> row;
+  if (left > 0) row.push_back(for_(w, 0, left, {store(dst, at, zero)}));
+  row.push_back(for_(w, left, right, {store(dst, at, v)}));
+  if (right < Wd) row.push_back(for_(w, right, Wd, {store(dst, at, zero)}));
+  std::vector<Stmt> plane;
+  if (top > 0) plane.push_back(for_(h, 0, top, {for_(w, 0, Wd, {store(dst, at, zero)})}));
+  plane.push_back(for_(h, top, bottom, row));
+  if (bottom < Hd) plane.push_back(for_(h, bottom, Hd, {for_(w, 0, Wd, {store(dst, at, zero)})}));
+  return plane;
+}
+
+// The H x W plane placed at (top, left) of the Hd x Wd plane, zeros around it.
+std::vector<Stmt> padded_plane(LowerContext& cx, KernelBuilder& kb, int dst, E dst_at, int64_t Hd, int64_t Wd, int src, E src_at, int64_t H,
+                               int64_t W, int64_t top, int64_t left, E valid) {
+  return strided_plane(cx, kb, dst, std::move(dst_at), Hd, Wd, src, std::move(src_at), H, W, {1, 1}, {-top, -left}, std::move(valid));
+}
+
+// The sizes of a convolution from input x to output y with a KH x KW kernel.
+ConvShape conv_shape(const Node& n, const Type& x, const Type& y, int64_t KH, int64_t KW) {
+  const Ints &s = n.ints("stride"), &p = n.ints("padding"), &d = n.ints("dilation");
+  return {x.dims[0], x.dims[1], x.dims[2], x.dims[3], y.dims[1], y.dims[2], y.dims[3], KH, KW, {s[0], s[1]}, {p[0], p[1]}, {d[0], d[1]}};
+}
+
+// The micro-kernel takes f32 operands from buffers, one group, a bounded number of batches.
+bool gemm_operands(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out) {
+  return cx.B(out).type.dtype == DType::f32 && n.i("groups") == 1 && cx.materialized(xs[0]) >= 0 && cx.materialized(xs[1]) >= 0 &&
+         cx.B(xs[0]).type.dims[0] <= kMaxGemmBatches;
+}
+
+void conv2d(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out) {
+  const Type wt = cx.B(xs[1]).type;
+  ConvShape c = conv_shape(n, cx.B(xs[0]).type, cx.B(out).type, wt.dims[2], wt.dims[3]);
+  switch (conv2d_path(c, gemm_operands(cx, n, xs, out))) {
+    case ConvPath::dense: return conv2d_dense(cx, n, xs, out, c);
+    case ConvPath::lines: return conv2d_lines(cx, n, xs, out, c, false);
+    case ConvPath::lines_merged: return conv2d_lines(cx, n, xs, out, c, true);
+    case ConvPath::im2col: return conv2d_im2col(cx, n, xs, out, c);
+    default: return conv2d_loops(cx, n, xs, out);
+  }
+}
+
+// The kernel covers the whole image (a 1 x 1 output): out (Bn x O) = x (Bn x C*H*W) times w
+// (O x C*H*W) transposed, one product for every image; bias and epilogue ride in the store.
+static void conv2d_dense(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out, const ConvShape& c) {
+  Gemm gm;
+  gm.a = cx.materialized(xs[0]), gm.b = cx.materialized(xs[1]), gm.c = out, gm.M = c.Bn, gm.N = c.O, gm.K = c.C * c.H * c.W, gm.tb = true;
+  KernelBuilder kb("conv2d", cx.origin(n));
+  kb.k.gemm = gm;
+  int o = kb.new_var("o");
+  loop_nest(kb, {c.Bn}, [&](const std::vector<E>& b) {
+    if (xs.size() == 2 && !cx.has_epilogue(n)) return std::vector<Stmt>{};
+    E at = add(mul(b[0], int_(c.O)), kb.v(o)), v = cx.ld(out, at);
+    if (xs.size() == 3) v = f_add(v, cx.ld(xs[2], kb.v(o)));
+    return std::vector<Stmt>{for_(o, 0, c.O, {store(out, at, cx.epilogue(n, v, {b[0], kb.v(o), int_(0), int_(0)}))})};
+  }, 1);
+  kb.k.grain = std::max<int64_t>(1, (int64_t{1} << 18) / std::max<int64_t>(1, c.O * gm.K));
+  kb.k.parallel = c.Bn > kb.k.grain;
+  cx.emit(std::move(kb));
+}
+
+// Convolution on the product's micro-kernel: out[b] (O x OH*OW) = w (O x C*KH*KW) times the
+// image's patches, gathered while packing (Gemm::Im2col). Bias and epilogue ride in the store.
+static void conv2d_im2col(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out, const ConvShape& c) {
+  int64_t N = c.OH * c.OW, K = c.C * c.KH * c.KW;
+  Gemm gm;
+  gm.a = cx.materialized(xs[1]), gm.b = cx.materialized(xs[0]), gm.c = out, gm.M = c.O, gm.N = N, gm.K = K;
+  gm.a_offsets.assign(static_cast<size_t>(c.Bn), 0);
+  for (int64_t b = 0; b < c.Bn; ++b) gm.b_offsets.push_back(b * c.C * c.H * c.W);
+  gm.im2col = Gemm::Im2col{c.C, c.H, c.W, c.KH, c.KW, c.OW, {c.s[0], c.s[1]}, {c.p[0], c.p[1]}, {c.d[0], c.d[1]}};
+  KernelBuilder kb("conv2d", cx.origin(n));
+  kb.k.gemm = gm;
+  int j = kb.new_var("j");
+  bool bias = xs.size() == 3;
+  loop_nest(kb, {c.Bn * c.O}, [&](const std::vector<E>& flat) {
+    if (!bias && !cx.has_epilogue(n)) return std::vector<Stmt>{};
+    E o = bin(Bin::rem, flat[0], int_(c.O));
+    std::vector<E> idx = {bin(Bin::div, flat[0], int_(c.O)), o, bin(Bin::div, kb.v(j), int_(c.OW)), bin(Bin::rem, kb.v(j), int_(c.OW))};
+    E at_j = add(mul(flat[0], int_(N)), kb.v(j));
+    E v = cx.ld(out, at_j);
+    if (bias) v = f_add(v, cx.ld(xs[2], o));
+    return std::vector<Stmt>{for_(j, 0, N, {store(out, at_j, cx.epilogue(n, v, idx))})};
+  }, 1);
+  kb.k.grain = std::max<int64_t>(1, (int64_t{1} << 18) / std::max<int64_t>(1, N * K));
+  kb.k.parallel = c.Bn * c.O > kb.k.grain;
+  cx.emit(std::move(kb));
+}
+
+// Every image's phase planes (Phases) in one buffer: image by image ([Bn, C, phases, plane]),
+// or `merged`, each channel's phase of every image side by side ([C, phases, Bn, plane]);
+// then `slack` zeros that the last lines run into.
+static int phase_images(LowerContext& cx, const Node& n, const ConvShape& c, const Phases& ph, int src, bool merged, int64_t slack) {
+  int64_t P = ph.count(), plane = ph.plane(), total = c.Bn * c.C * P * plane;
+  int dst = cx.new_buffer(n.result()->name + ".phases", {DType::f32, {total + slack}}, BufKind::Temp);
+  KernelBuilder kp("conv_phases", cx.origin(n));
+  loop_nest(kp, {c.Bn, c.C}, [&](const std::vector<E>& i) {
+    std::vector<Stmt> body;
+    E from = mul(add(mul(i[0], int_(c.C)), i[1]), int_(c.H * c.W));
+    for (int64_t r = 0; r < P; ++r) {
+      E at = merged ? mul(add(mul(add(mul(i[1], int_(P)), int_(r)), int_(c.Bn)), i[0]), int_(plane))
+                    : mul(add(mul(add(mul(i[0], int_(c.C)), i[1]), int_(P)), int_(r)), int_(plane));
+      std::array<int64_t, 2> first = {r / c.s[1] - c.p[0], r % c.s[1] - c.p[1]};
+      for (Stmt& st : strided_plane(cx, kp, dst, at, ph.rows, ph.cols, src, from, c.H, c.W, {c.s[0], c.s[1]}, first)) body.push_back(std::move(st));
+    }
+    return body;
+  }, std::max<int64_t>(1, 16384 / (P * plane)));
+  cx.emit(std::move(kp));
+  if (slack) zero_run(cx, n, dst, total, slack);
+  return dst;
+}
+
+static void zero_run(LowerContext& cx, const Node& n, int buf, int64_t from, int64_t count) {
+  KernelBuilder kt("conv_slack", cx.origin(n));
+  int q = kt.new_var("q");
+  loop_nest(kt, {1}, [&](const std::vector<E>&) { return std::vector<Stmt>{for_(q, from, from + count, {store(buf, kt.v(q), zero_of(DType::f32))})}; });
+  cx.emit(std::move(kt));
+}
+
+// Where tap (c, kh, kw)'s line starts: in channel c's phase planes (`channel` elements
+// apart, `plane` from one phase to the next), from the tap's shift on.
+static std::vector<int64_t> tap_lines(const ConvShape& c, const Phases& ph, int64_t channel, int64_t plane) {
+  std::vector<int64_t> lines;
+  for (int64_t ci = 0; ci < c.C; ++ci)
+    for (int64_t kh = 0; kh < c.KH; ++kh)
+      for (int64_t kw = 0; kw < c.KW; ++kw) lines.push_back(ci * channel + ph.phase(c, kh, kw) * plane + ph.shift(c, kh, kw));
+  return lines;
+}
+
+// The convolution at stride 1 on the phase planes (at stride 1 without padding, the image
+// itself): tap (c, kh, kw)'s patch row is its phase plane from the tap's shift on
+// (kir::Gemm::b_lines). The product fills a grid as wide as a plane; the store keeps the
+// output's columns (bias and epilogue ride in it) and drops the rest. Packing gathers
+// nothing, and few-row products read B in place. One product per image, or `merged`, one
+// over every image's planes side by side (each image's part of the grid a whole plane).
+static void conv2d_lines(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out, const ConvShape& c, bool merged) {
+  Phases ph(c);
+  int64_t P = ph.count(), plane = ph.plane(), K = c.C * c.KH * c.KW;
+  int64_t N = (merged ? (c.Bn - 1) * plane : 0) + (c.OH - 1) * ph.cols + c.OW, per_image = merged ? plane : N;
+  bool copy = merged || P > 1 || c.p[0] || c.p[1];
+  int x_buf = cx.materialized(xs[0]), image = copy ? phase_images(cx, n, c, ph, x_buf, merged, 0) : x_buf;
+  // The grid is the output itself when it has no extra columns (a 1-wide kernel, no padding).
+  bool exact = !merged && N == c.OH * c.OW && !cx.has_epilogue(n) && xs.size() == 2;
+  int grid = exact ? out : cx.new_buffer(n.result()->name + ".grid", {DType::f32, {c.Bn * c.O * per_image}}, BufKind::Temp);
+  Gemm gm;
+  gm.a = cx.materialized(xs[1]), gm.b = image, gm.c = grid, gm.M = c.O, gm.N = N, gm.K = K;
+  if (!merged) gm.a_offsets.assign(static_cast<size_t>(c.Bn), 0);
+  for (int64_t b = 0; b < c.Bn && !merged; ++b) gm.b_offsets.push_back(b * c.C * P * plane);
+  gm.b_lines = merged ? tap_lines(c, ph, P * c.Bn * plane, c.Bn * plane) : tap_lines(c, ph, P * plane, plane);
+  KernelBuilder kb("conv2d", cx.origin(n));
+  kb.k.gemm = gm;
+  int b = kb.new_var("b"), oh = kb.new_var("oh"), ow = kb.new_var("ow");
+  // A row of the grid: an (image, channel) pair, or merged, a channel of every image.
+  loop_nest(kb, {merged ? c.O : c.Bn * c.O}, [&](const std::vector<E>& row) {
+    if (exact) return std::vector<Stmt>{};
+    E o = merged ? row[0] : bin(Bin::rem, row[0], int_(c.O)), img = merged ? kb.v(b) : bin(Bin::div, row[0], int_(c.O));
+    E from = add(mul(row[0], int_(N)), merged ? mul(img, int_(plane)) : int_(0));
+    E v = cx.ld(grid, add(from, add(mul(kb.v(oh), int_(ph.cols)), kb.v(ow))));
+    if (xs.size() == 3) v = f_add(v, cx.ld(xs[2], o));
+    E at = add(mul(add(mul(add(mul(img, int_(c.O)), o), int_(c.OH)), kb.v(oh)), int_(c.OW)), kb.v(ow));
+    Stmt plane_store = for_(oh, 0, c.OH, {for_(ow, 0, c.OW, {store(out, at, cx.epilogue(n, v, {img, o, kb.v(oh), kb.v(ow)}))})});
+    return std::vector<Stmt>{merged ? for_(b, 0, c.Bn, {plane_store}) : plane_store};
+  }, 1);
+  kb.k.grain = std::max<int64_t>(1, (int64_t{1} << 18) / std::max<int64_t>(1, N * K));
+  kb.k.parallel = kb.k.extent > kb.k.grain;
+  cx.emit(std::move(kb));
+}
+
+void conv2d_weight_grad(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out) {
+  const Type ot = cx.B(out).type;
+  ConvShape c = conv_shape(n, cx.B(xs[0]).type, cx.B(xs[1]).type, ot.dims[2], ot.dims[3]);
+  switch (weight_grad_path(c, gemm_operands(cx, n, xs, out))) {
+    case ConvPath::dense: return weight_grad_dense(cx, n, xs, out, c);
+    case ConvPath::lines: return weight_grad_lines(cx, n, xs, out, c, false);
+    case ConvPath::lines_merged: return weight_grad_lines(cx, n, xs, out, c, true);
+    default: return weight_grad_loops(cx, n, xs, out);
+  }
+}
+
+// A kernel that only runs `gm`, split over threads in blocks of rows (at least `min_rows`),
+// or of columns when a single product has few rows.
+void emit_product(LowerContext& cx, const Node& n, const std::string& name, Gemm gm, int64_t min_rows) {
+  KernelBuilder kg(name, cx.origin(n));
+  bool by_columns = gm.batches() == 1 && gm.M <= kColumnSplitRows && gm.N % kColumnBlock == 0 && gm.N >= 2 * kColumnBlock;
+  if (by_columns) gm.column_block = kColumnBlock;
+  kg.k.gemm = gm;
+  int64_t extent = by_columns ? gm.N / kColumnBlock : gm.batches() * gm.M;
+  loop_nest(kg, {extent}, [](const std::vector<E>&) { return std::vector<Stmt>{}; }, 1);
+  int64_t work = by_columns ? gm.M * kColumnBlock * gm.K : gm.N * gm.K;
+  kg.k.grain = min_rows * std::max<int64_t>(1, (int64_t{1} << 18) / std::max<int64_t>(1, min_rows * work));
+  kg.k.parallel = extent > kg.k.grain;
+  cx.emit(std::move(kg));
+}
+
+// The kernel covers the whole image (a 1 x 1 output): dw (O x C*H*W) = dy (Bn x O)
+// transposed times the images (Bn x C*H*W).
+static void weight_grad_dense(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out, const ConvShape& c) {
+  Gemm gm;
+  gm.a = cx.materialized(xs[1]), gm.b = cx.materialized(xs[0]), gm.c = out, gm.M = c.O, gm.N = c.C * c.H * c.W, gm.K = c.Bn, gm.ta = true;
+  emit_product(cx, n, "conv2d_weight_grad", gm);
+}
+
+// dy on a grid as wide as a phase plane (zeros in the columns past the output's), image by
+// image ([Bn, O, OH rows]) or, `merged`, every image's plane of a channel side by side
+// ([O, Bn, plane rows]: zero rows below the output's too).
+static int dy_grid(LowerContext& cx, const Node& n, int g_buf, const ConvShape& c, const Phases& ph, bool merged) {
+  int64_t rows = merged ? ph.rows : c.OH, per_plane = rows * ph.cols;
+  int grid = cx.new_buffer(n.result()->name + ".dy_grid", {DType::f32, {c.Bn * c.O * per_plane}}, BufKind::Temp);
+  KernelBuilder kp("conv2d_weight_grad_dy", cx.origin(n));
+  loop_nest(kp, {c.Bn * c.O}, [&](const std::vector<E>& i) {
+    E b = bin(Bin::div, i[0], int_(c.O)), o = bin(Bin::rem, i[0], int_(c.O));
+    E at = mul(merged ? add(mul(o, int_(c.Bn)), b) : i[0], int_(per_plane));
+    return padded_plane(cx, kp, grid, at, rows, ph.cols, g_buf, mul(i[0], int_(c.OH * c.OW)), c.OH, c.OW, 0, 0);
+  }, std::max<int64_t>(1, 16384 / per_plane));
+  cx.emit(std::move(kp));
+  return grid;
+}
+
+// The weight gradient at any stride as stride-1 products over the phase planes: dw (O x
+// C*KH*KW) = dy' (O x pixels) times the tap lines transposed, where dy' is dy on a grid as
+// wide as a phase plane, so each tap's line is its phase plane from the tap's shift on. Per
+// image (the threads split the images, whose partial sums add up at the end), or `merged`
+// as one product whose depth runs over every image's plane.
+static void weight_grad_lines(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out, const ConvShape& c, bool merged) {
+  Phases ph(c);
+  int64_t P = ph.count(), plane = ph.plane(), N = c.C * c.KH * c.KW;
+  int image = phase_images(cx, n, c, ph, cx.materialized(xs[0]), merged, ph.max_shift(c));
+  int grid = dy_grid(cx, n, cx.materialized(xs[1]), c, ph, merged);
+  bool partials = !merged && c.Bn > 1;
+  int partial = partials ? cx.new_buffer(n.result()->name + ".partial", {DType::f32, {c.Bn, c.O, N}}, BufKind::Temp) : out;
+  Gemm gm;
+  gm.a = grid, gm.b = image, gm.c = partial, gm.M = c.O, gm.N = N, gm.tb = true;
+  gm.K = merged ? c.Bn * plane : c.OH * ph.cols;
+  if (!merged)
+    for (int64_t b = 0; b < c.Bn; ++b) gm.a_offsets.push_back(b * c.O * gm.K), gm.b_offsets.push_back(b * c.C * P * plane);
+  gm.b_lines = merged ? tap_lines(c, ph, P * c.Bn * plane, c.Bn * plane) : tap_lines(c, ph, P * plane, plane);
+  if (merged) return emit_product(cx, n, "conv2d_weight_grad", gm);
+  emit_product(cx, n, "conv2d_weight_grad", gm, c.O);  // whole images to a thread
+  if (partials) sum_partials(cx, n, partial, out, c.Bn, c.O * N);
+}
+
+// out[i] = the sum over t of partial[t][i].
+static void sum_partials(LowerContext& cx, const Node& n, int partial, int out, int64_t count, int64_t size) {
+  KernelBuilder ks("conv2d_weight_grad_sum", cx.origin(n));
+  int t = ks.new_var("t"), acc = ks.new_var("acc", DType::f32);
+  loop_nest(ks, {size}, [&](const std::vector<E>& i) {
+    return std::vector<Stmt>{assign(acc, zero_of(DType::f32)),
+                             for_(t, 0, count, {assign(acc, f_add(ks.v(acc), cx.ld(partial, add(mul(ks.v(t), int_(size)), i[0]))))}),
+                             store(out, i[0], ks.v(acc))};
+  });
+  cx.emit(std::move(ks));
+}
+
+// The loop forms: any dtype and groups, operands computed where they are read.
+static void weight_grad_loops(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out) {
+  const Type xt = cx.B(xs[0]).type, gt = cx.B(xs[1]).type, ot = cx.B(out).type;
+  int64_t Bn = xt.dims[0], C = xt.dims[1], H = xt.dims[2], W = xt.dims[3], O = gt.dims[1], OH = gt.dims[2], OW = gt.dims[3];
+  int64_t KH = ot.dims[2], KW = ot.dims[3], G = n.i("groups"), cg = C / G, og = O / G;
+  const Ints &s = n.ints("stride"), &p = n.ints("padding"), &d = n.ints("dilation");
+  DType dt = ot.dtype;
+  KernelBuilder kb("conv2d_weight_grad", cx.origin(n));
+  int b = kb.new_var("b"), oh = kb.new_var("oh"), ow = kb.new_var("ow"), acc = kb.new_var("acc", dt);
+  // Each weight element sums its tap's pixels times dy over every image and output pixel.
+  loop_nest(kb, {O, cg, KH, KW}, [&](const std::vector<E>& i) {
+    E ci = add(mul(bin(Bin::div, i[0], int_(og)), int_(cg)), i[1]);
+    E ih = add(f_sub(mul(kb.v(oh), int_(s[0])), int_(p[0])), mul(i[2], int_(d[0])));
+    E iw = add(f_sub(mul(kb.v(ow), int_(s[1])), int_(p[1])), mul(i[3], int_(d[1])));
+    E ok = and_(in_range(ih, H), in_range(iw, W));
+    E x_at = add(mul(add(mul(add(mul(kb.v(b), int_(C)), ci), int_(H)), ih), int_(W)), iw);
+    E g_at = add(mul(add(mul(add(mul(kb.v(b), int_(O)), i[0]), int_(OH)), kb.v(oh)), int_(OW)), kb.v(ow));
+    E term = f_mul(cx.ld(xs[0], select(ok, x_at, int_(0))), cx.ld(xs[1], g_at));
+    std::vector<Stmt> inner = {assign(acc, f_add(kb.v(acc), select(ok, term, zero_of(dt))))};
+    return std::vector<Stmt>{assign(acc, zero_of(dt)), for_(b, 0, Bn, {for_(oh, 0, OH, {for_(ow, 0, OW, inner)})}),
+                             store(out, offset(i, ot.dims), kb.v(acc))};
+  }, 1);
+  cx.emit(std::move(kb));
+}
+
+static void conv2d_loops(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out) {
+  const Type xt = cx.B(xs[0]).type, wt = cx.B(xs[1]).type, ot = cx.B(out).type;
+  int64_t C = xt.dims[1], H = xt.dims[2], W = xt.dims[3], O = ot.dims[1], OH = ot.dims[2], OW = ot.dims[3];
+  int64_t KH = wt.dims[2], KW = wt.dims[3], G = n.i("groups"), cg = C / G, og = O / G;
+  const Ints &s = n.ints("stride"), &p = n.ints("padding"), &d = n.ints("dilation");
+  DType dt = ot.dtype;
+  KernelBuilder kb("conv2d", cx.origin(n));
+  int oh = kb.new_var("oh"), ow = kb.new_var("ow"), c = kb.new_var("c"), kh = kb.new_var("kh"), kw = kb.new_var("kw");
+  int acc = kb.new_var("acc", dt);
+  loop_nest(kb, {ot.dims[0] * O}, [&](const std::vector<E>& flat) {
+    E b = bin(Bin::div, flat[0], int_(O)), o = bin(Bin::rem, flat[0], int_(O));
+    E g = bin(Bin::div, o, int_(og));
+    E ih = add(f_sub(mul(kb.v(oh), int_(s[0])), int_(p[0])), mul(kb.v(kh), int_(d[0])));
+    E iw = add(f_sub(mul(kb.v(ow), int_(s[1])), int_(p[1])), mul(kb.v(kw), int_(d[1])));
+    E ok = and_(in_range(ih, H), in_range(iw, W));
+    E x_at = add(mul(add(mul(add(mul(b, int_(C)), add(mul(g, int_(cg)), kb.v(c))), int_(H)), ih), int_(W)), iw);
+    E w_at = add(mul(add(mul(add(mul(o, int_(cg)), kb.v(c)), int_(KH)), kb.v(kh)), int_(KW)), kb.v(kw));
+    E term = f_mul(cx.ld(xs[0], select(ok, x_at, int_(0))), cx.ld(xs[1], w_at));
+    E init = xs.size() == 3 ? cx.ld(xs[2], o) : zero_of(dt);
+    std::vector<Stmt> inner = {assign(acc, f_add(kb.v(acc), select(ok, term, zero_of(dt))))};
+    std::vector<Stmt> pixel = {assign(acc, init),
+                               for_(c, 0, cg, {for_(kh, 0, KH, {for_(kw, 0, KW, inner)})}),
+                               store(out, add(mul(add(mul(flat[0], int_(OH)), kb.v(oh)), int_(OW)), kb.v(ow)),
+                                     cx.epilogue(n, kb.v(acc), {b, o, kb.v(oh), kb.v(ow)}))};
+    return std::vector<Stmt>{for_(oh, 0, OH, {for_(ow, 0, OW, pixel)})};
+  }, 1);
+  cx.emit(std::move(kb));
+}
+
+}  // namespace stag::lowering

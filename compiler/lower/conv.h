@@ -1,0 +1,30 @@
+#pragma once
+/// Helpers shared by the convolution and transposed-convolution lowerings.
+
+#include <array>
+#include <string>
+#include <vector>
+
+#include "compiler/lower/conv_plan.h"
+#include "compiler/lower/families.h"
+
+namespace stag::lowering {
+
+/// Writes the Hd x Wd plane of dst at dst_at: element (h, w) is element (h*step[0] + first[0],
+/// w*step[1] + first[1]) of the H x W plane of src at src_at, zero where that lies outside it
+/// (and everywhere where `valid`, when given, is false).
+std::vector<kir::Stmt> strided_plane(LowerContext& cx, kir::KernelBuilder& kb, int dst, E dst_at, int64_t Hd, int64_t Wd, int src,
+                                     E src_at, int64_t H, int64_t W, std::array<int64_t, 2> step, std::array<int64_t, 2> first,
+                                     E valid = nullptr);
+/// The H x W plane placed at (top, left) of the Hd x Wd plane, zeros around it.
+std::vector<kir::Stmt> padded_plane(LowerContext& cx, kir::KernelBuilder& kb, int dst, E dst_at, int64_t Hd, int64_t Wd, int src,
+                                    E src_at, int64_t H, int64_t W, int64_t top, int64_t left, E valid = nullptr);
+/// The sizes of a convolution from input x to output y with a KH x KW kernel.
+kir::ConvShape conv_shape(const Node& n, const Type& x, const Type& y, int64_t KH, int64_t KW);
+/// The micro-kernel takes f32 operands from buffers, one group, a bounded number of batches.
+bool gemm_operands(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out);
+/// A kernel that only runs `gm`, split over threads in blocks of rows (at least `min_rows`),
+/// or of columns when a single product has few rows.
+void emit_product(LowerContext& cx, const Node& n, const std::string& name, kir::Gemm gm, int64_t min_rows = 1);
+
+}  // namespace stag::lowering

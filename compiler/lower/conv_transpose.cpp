@@ -1,0 +1,307 @@
+// Transposed convolution, by the strategy conv_plan.h picks: a dense product, columns and a
+// scatter, sub-pixel phases, or plain loops.
+
+#include <algorithm>
+#include <functional>
+
+#include "compiler/lower/conv.h"
+
+namespace stag::lowering {
+
+using namespace kir;
+
+static void conv_transpose2d_dense(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out, const ConvShape& c);
+static void add_channel_bias(LowerContext& cx, const Node& n, int out, int bias, int64_t planes, int64_t size, int64_t channels);
+static void conv_transpose2d_subpixel(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out, const ConvShape& c, bool merged);
+static int phase_weights(LowerContext& cx, const Node& n, int w_buf, const ConvShape& c, const SubpixelAxis& ah, const SubpixelAxis& aw);
+static void interleave_phases(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out, int grid, const ConvShape& c, const SubpixelAxis& ah,
+                       const SubpixelAxis& aw, int64_t cols, bool channel_major, const std::function<E(E, int64_t, E)>& grid_at);
+static void conv_transpose2d_loops(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out);
+
+// A transposed convolution's columns: cols[b] (M = Co*KH*KW rows x N) = w^T times image b
+// (Ci x N), one image a p (row_block), so the kernel's body adds them up while in cache.
+static Gemm image_columns(int w_buf, int image, int cols, int64_t Bn, int64_t M, int64_t N, int64_t Ci) {
+  Gemm gm;
+  gm.a = w_buf, gm.b = image, gm.c = cols, gm.M = M, gm.N = N, gm.K = Ci, gm.ta = true, gm.row_block = M;
+  gm.a_offsets.assign(static_cast<size_t>(Bn), 0);
+  for (int64_t b = 0; b < Bn; ++b) gm.b_offsets.push_back(b * Ci * N);
+  return gm;
+}
+
+// The transposed convolution as a product and a scatter, one image at a time (while its
+// columns are in cache): cols[b] (Co*KH*KW x H*W) = w^T (w is Ci x Co*KH*KW) times x[b]
+// (Ci x H*W) on the micro-kernel; then every output plane of the image adds the columns of
+// the taps that reach it.
+static void conv_transpose2d_columns(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out) {
+  const Type xt = cx.B(xs[0]).type, wt = cx.B(xs[1]).type, ot = cx.B(out).type;
+  int x_buf = cx.materialized(xs[0]), w_buf = cx.materialized(xs[1]);
+  int64_t Bn = xt.dims[0], Ci = xt.dims[1], H = xt.dims[2], W = xt.dims[3], Co = ot.dims[1], OH = ot.dims[2], OW = ot.dims[3];
+  int64_t KH = wt.dims[2], KW = wt.dims[3], M = Co * KH * KW, N = H * W;
+  const Ints &s = n.ints("stride"), &p = n.ints("padding"), &d = n.ints("dilation");
+  int cols = cx.new_buffer(n.result()->name + ".cols", {DType::f32, {Bn, M, N}}, BufKind::Temp);
+  KernelBuilder kb("conv_transpose2d", cx.origin(n));
+  kb.k.gemm = image_columns(w_buf, x_buf, cols, Bn, M, N, Ci);
+  int co = kb.new_var("co"), ih = kb.new_var("ih"), iw = kb.new_var("iw"), q = kb.new_var("q");
+  // [lo, hi): the i in [0, size) with 0 <= i*stride - pad + tap*dil < out_size.
+  auto landing = [](int64_t size, int64_t out_size, int64_t stride, int64_t pad, int64_t shift) {
+    int64_t lo = 0, hi = size;
+    while (lo < hi && lo * stride - pad + shift < 0) ++lo;
+    while (hi > lo && (hi - 1) * stride - pad + shift >= out_size) --hi;
+    return std::pair{lo, hi};
+  };
+  // Tap (kh, kw) of input pixel (ih, iw) lands on (ih*s - p + kh*d, iw*s - p + kw*d). The
+  // pixels that land inside are a static range per tap, so the inner loop is a plain row
+  // update, and every output pixel still sums its taps in (kh, kw) order.
+  loop_nest(kb, {Bn}, [&](const std::vector<E>& image) {
+    E plane = add(mul(image[0], int_(Co)), kb.v(co));
+    E out_plane = mul(plane, int_(OH * OW));
+    E init = xs.size() == 3 ? cx.ld(xs[2], kb.v(co)) : zero_of(DType::f32);
+    std::vector<Stmt> body = {for_(q, 0, OH * OW, {store(out, add(out_plane, kb.v(q)), init)})};
+    for (int64_t th = 0; th < KH; ++th)
+      for (int64_t tw = 0; tw < KW; ++tw) {
+        auto [h0, h1] = landing(H, OH, s[0], p[0], th * d[0]);
+        auto [w0, w1] = landing(W, OW, s[1], p[1], tw * d[1]);
+        if (h0 >= h1 || w0 >= w1) continue;
+        E row = add(mul(add(mul(image[0], int_(M)), add(mul(kb.v(co), int_(KH * KW)), int_(th * KW + tw))), int_(N)),
+                    mul(kb.v(ih), int_(W)));
+        E oh = add(mul(kb.v(ih), int_(s[0])), int_(th * d[0] - p[0]));
+        E at = add(out_plane, add(mul(oh, int_(OW)), add(mul(kb.v(iw), int_(s[1])), int_(tw * d[1] - p[1]))));
+        body.push_back(for_(ih, h0, h1, {for_(iw, w0, w1, {store(out, at, f_add(cx.ld(out, at), cx.ld(cols, add(row, kb.v(iw)))))})}));
+      }
+    return std::vector<Stmt>{for_(co, 0, Co, body)};
+  }, 1);
+  kb.k.grain = std::max<int64_t>(1, (int64_t{1} << 18) / std::max<int64_t>(1, M * N * Ci));
+  kb.k.parallel = Bn > kb.k.grain;
+  cx.emit(std::move(kb));
+}
+
+// Stride 1: the image is widened with zero columns to the full output's width Wf (every tap
+// landing inside), so each tap's columns add to the full plane as one contiguous run
+// (shifted by the tap; a widened column's zeros land harmlessly on the next row), which
+// vectorizes; the output is then the full plane cropped by the padding, plus the bias.
+static void conv_transpose2d_full(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out, int x_buf, int w_buf) {
+  const Type xt = cx.B(xs[0]).type, wt = cx.B(xs[1]).type, ot = cx.B(out).type;
+  int64_t Bn = xt.dims[0], Ci = xt.dims[1], H = xt.dims[2], W = xt.dims[3], Co = ot.dims[1], OH = ot.dims[2], OW = ot.dims[3];
+  int64_t KH = wt.dims[2], KW = wt.dims[3], M = Co * KH * KW;
+  const Ints &p = n.ints("padding"), &d = n.ints("dilation");
+  int64_t Hf = H + d[0] * (KH - 1), Wf = W + d[1] * (KW - 1), N = H * Wf;
+  int64_t plane = Hf * Wf + d[1] * (KW - 1);  // the last tap's run reaches this far
+  int image = x_buf;
+  if (Wf != W) {
+    image = cx.new_buffer(n.result()->name + ".widened", {DType::f32, {Bn, Ci, H, Wf}}, BufKind::Temp);
+    KernelBuilder kw_("conv_transpose2d_widen", cx.origin(n));
+    loop_nest(kw_, {Bn * Ci}, [&](const std::vector<E>& i) {
+      return padded_plane(cx, kw_, image, mul(i[0], int_(H * Wf)), H, Wf, x_buf, mul(i[0], int_(H * W)), H, W, 0, 0);
+    }, std::max<int64_t>(1, 16384 / (H * Wf)));
+    cx.emit(std::move(kw_));
+  }
+  int cols = cx.new_buffer(n.result()->name + ".cols", {DType::f32, {Bn, M, N}}, BufKind::Temp);
+  int full = cx.new_buffer(n.result()->name + ".full", {DType::f32, {Bn, Co, plane}}, BufKind::Temp);
+  KernelBuilder kb("conv_transpose2d", cx.origin(n));
+  kb.k.gemm = image_columns(w_buf, image, cols, Bn, M, N, Ci);
+  int co = kb.new_var("co"), q = kb.new_var("q"), oh = kb.new_var("oh"), ow = kb.new_var("ow");
+  loop_nest(kb, {Bn}, [&](const std::vector<E>& img) {
+    E pl = add(mul(img[0], int_(Co)), kb.v(co));
+    E full_at = mul(pl, int_(plane));
+    std::vector<Stmt> body = {for_(q, 0, plane, {store(full, add(full_at, kb.v(q)), zero_of(DType::f32))})};
+    for (int64_t th = 0; th < KH; ++th)
+      for (int64_t tw = 0; tw < KW; ++tw) {
+        E row = mul(add(mul(img[0], int_(M)), add(mul(kb.v(co), int_(KH * KW)), int_(th * KW + tw))), int_(N));
+        E at = add(full_at, add(int_(th * d[0] * Wf + tw * d[1]), kb.v(q)));
+        body.push_back(for_(q, 0, N, {store(full, at, f_add(cx.ld(full, at), cx.ld(cols, add(row, kb.v(q)))))}));
+      }
+    // Output (oh, ow) is full (oh + p, ow + p); output_padding's extra rows and columns
+    // past the full plane get no tap.
+    E fh = add(kb.v(oh), int_(p[0])), fw = add(kb.v(ow), int_(p[1]));
+    E inside = and_(lt(fh, int_(Hf)), lt(fw, int_(Wf)));
+    E v = select(inside, cx.ld(full, add(full_at, select(inside, add(mul(fh, int_(Wf)), fw), int_(0)))), zero_of(DType::f32));
+    if (xs.size() == 3) v = f_add(v, cx.ld(xs[2], kb.v(co)));
+    E out_at = add(mul(pl, int_(OH * OW)), add(mul(kb.v(oh), int_(OW)), kb.v(ow)));
+    body.push_back(for_(oh, 0, OH, {for_(ow, 0, OW, {store(out, out_at, v)})}));
+    return std::vector<Stmt>{for_(co, 0, Co, body)};
+  }, 1);
+  kb.k.grain = std::max<int64_t>(1, (int64_t{1} << 18) / std::max<int64_t>(1, M * N * Ci));
+  kb.k.parallel = Bn > kb.k.grain;
+  cx.emit(std::move(kb));
+}
+
+void conv_transpose2d(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out) {
+  const Type wt = cx.B(xs[1]).type;
+  // Described by the convolution it transposes: that one's input is our output.
+  ConvShape c = conv_shape(n, cx.B(out).type, cx.B(xs[0]).type, wt.dims[2], wt.dims[3]);
+  switch (conv_transpose2d_path(c, gemm_operands(cx, n, xs, out))) {
+    case ConvPath::dense: return conv_transpose2d_dense(cx, n, xs, out, c);
+    case ConvPath::subpixel: return conv_transpose2d_subpixel(cx, n, xs, out, c, false);
+    case ConvPath::subpixel_merged: return conv_transpose2d_subpixel(cx, n, xs, out, c, true);
+    case ConvPath::full_columns: return conv_transpose2d_full(cx, n, xs, out, cx.materialized(xs[0]), cx.materialized(xs[1]));
+    case ConvPath::columns: return conv_transpose2d_columns(cx, n, xs, out);
+    default: return conv_transpose2d_loops(cx, n, xs, out);
+  }
+}
+
+// A 1 x 1 input to an output the kernel's size: out (Bn x Co*KH*KW) = x (Bn x Ci) times w
+// (Ci x Co*KH*KW).
+static void conv_transpose2d_dense(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out, const ConvShape& c) {
+  Gemm gm;
+  gm.a = cx.materialized(xs[0]), gm.b = cx.materialized(xs[1]), gm.c = out, gm.M = c.Bn, gm.N = c.C * c.KH * c.KW, gm.K = c.O;
+  emit_product(cx, n, "conv_transpose2d", gm);
+  if (xs.size() == 3) add_channel_bias(cx, n, out, xs[2], c.Bn * c.C, c.H * c.W, c.C);
+}
+
+// Adds bias[channel] to every element of each of `planes` planes (channels cycle).
+static void add_channel_bias(LowerContext& cx, const Node& n, int out, int bias, int64_t planes, int64_t size, int64_t channels) {
+  KernelBuilder kb("conv_transpose2d_bias", cx.origin(n));
+  int q = kb.new_var("q");
+  loop_nest(kb, {planes}, [&](const std::vector<E>& pl) {
+    E at = add(mul(pl[0], int_(size)), kb.v(q));
+    return std::vector<Stmt>{for_(q, 0, size, {store(out, at, f_add(cx.ld(out, at), cx.ld(bias, bin(Bin::rem, pl[0], int_(channels)))))})};
+  });
+  cx.emit(std::move(kb));
+}
+
+// A strided transposed convolution as one stride-1 convolution per output phase (sub-pixel,
+// SubpixelAxis): every phase of every image is a batch of one product whose A is that
+// phase's taps of the weight and whose B is the padded input read through tap lines (the
+// phase's first row and column in its offset); its grid, as wide as the padded input, is
+// then interleaved into the output. The batches are every image's phases, or `merged`, the
+// phases of one product over every image's padded planes side by side.
+// A sub-pixel convolution's padded input: planes of rows x cols, image by image ([Bn, Ci,
+// plane]), one copy that every phase reads from its first row and column on; or merged,
+// channel by channel with a copy a phase ([phases, Ci, Bn, plane]), each only the window its
+// phase reads, so no image's part of the grid holds columns only another phase reaches.
+struct SubpixelPlanes {
+  int64_t rows, cols, image_stride, channel_stride, phase_stride;
+  int64_t plane() const { return rows * cols; }
+};
+static SubpixelPlanes subpixel_planes(const ConvShape& c, const SubpixelAxis& ah, const SubpixelAxis& aw, bool merged) {
+  if (!merged) return {ah.padded(), aw.padded(), c.O * ah.padded() * aw.padded(), ah.padded() * aw.padded(), 0};
+  int64_t rows = ah.outputs(0) + ah.taps - 1, cols = aw.outputs(0) + aw.taps - 1;
+  return {rows, cols, rows * cols, c.Bn * rows * cols, c.O * c.Bn * rows * cols};
+}
+
+static int subpixel_input(LowerContext& cx, const Node& n, int x_buf, const ConvShape& c, const SubpixelAxis& ah, const SubpixelAxis& aw, const SubpixelPlanes& L,
+                   bool merged) {
+  int64_t Ci = c.O, copies = merged ? ah.s * aw.s : 1;
+  int image = cx.new_buffer(n.result()->name + ".padded", {DType::f32, {copies * c.Bn * Ci * L.plane()}}, BufKind::Temp);
+  KernelBuilder kp("conv_transpose2d_pad", cx.origin(n));
+  loop_nest(kp, {c.Bn, Ci}, [&](const std::vector<E>& i) {
+    std::vector<Stmt> body;
+    for (int64_t r = 0; r < copies; ++r) {
+      std::array<int64_t, 2> first = {(merged ? ah.first(r / aw.s) : 0) - (ah.taps - 1), (merged ? aw.first(r % aw.s) : 0) - (aw.taps - 1)};
+      E at = add(int_(r * L.phase_stride), add(mul(i[0], int_(L.image_stride)), mul(i[1], int_(L.channel_stride))));
+      E from = mul(add(mul(i[0], int_(Ci)), i[1]), int_(c.OH * c.OW));
+      for (Stmt& st : strided_plane(cx, kp, image, at, L.rows, L.cols, x_buf, from, c.OH, c.OW, {1, 1}, first)) body.push_back(std::move(st));
+    }
+    return body;
+  }, std::max<int64_t>(1, 16384 / (copies * L.plane())));
+  cx.emit(std::move(kp));
+  return image;
+}
+
+static void conv_transpose2d_subpixel(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out, const ConvShape& c, bool merged) {
+  SubpixelAxis ah(c.s[0], c.p[0], c.KH, c.OH, c.H), aw(c.s[1], c.p[1], c.KW, c.OW, c.W);
+  SubpixelPlanes L = subpixel_planes(c, ah, aw, merged);
+  int64_t Ci = c.O, Co = c.C, P = ah.s * aw.s;
+  Gemm gm;
+  gm.b = subpixel_input(cx, n, cx.materialized(xs[0]), c, ah, aw, L, merged);
+  gm.a = phase_weights(cx, n, cx.materialized(xs[1]), c, ah, aw), gm.M = Co, gm.K = Ci * ah.taps * aw.taps;
+  gm.N = (merged ? (c.Bn - 1) * L.plane() : 0) + (ah.outputs(0) - 1) * L.cols + aw.outputs(0);
+  for (int64_t b = 0; b < (merged ? 1 : c.Bn); ++b)
+    for (int64_t r = 0; r < P; ++r) {
+      gm.a_offsets.push_back(r * Co * gm.K);
+      gm.b_offsets.push_back(merged ? r * L.phase_stride : b * L.image_stride + ah.first(r / aw.s) * L.cols + aw.first(r % aw.s));
+    }
+  for (int64_t ci = 0; ci < Ci; ++ci)
+    for (int64_t jh = 0; jh < ah.taps; ++jh)
+      for (int64_t jw = 0; jw < aw.taps; ++jw) gm.b_lines.push_back(ci * L.channel_stride + jh * L.cols + jw);
+  gm.c = cx.new_buffer(n.result()->name + ".grid", {DType::f32, {gm.batches() * Co * gm.N}}, BufKind::Temp);
+  emit_product(cx, n, "conv_transpose2d", gm);
+  // Where image b's phase r of channel co starts in the grid.
+  auto grid_at = [&](E b, int64_t r, E co) {
+    if (merged) return add(mul(add(int_(r * Co), co), int_(gm.N)), mul(b, int_(L.plane())));
+    return mul(add(mul(add(mul(b, int_(P)), int_(r)), int_(Co)), co), int_(gm.N));
+  };
+  interleave_phases(cx, n, xs, out, gm.c, c, ah, aw, L.cols, merged, grid_at);
+}
+
+// wp[phase (rh, rw)][co][(ci, jh, jw)] = w[ci, co, ah.tap(rh, jh), aw.tap(rw, jw)], zero past
+// the kernel.
+static int phase_weights(LowerContext& cx, const Node& n, int w_buf, const ConvShape& c, const SubpixelAxis& ah, const SubpixelAxis& aw) {
+  int64_t Ci = c.O, Co = c.C, taps = ah.taps * aw.taps, K = Ci * taps;
+  int wp = cx.new_buffer(n.result()->name + ".phase_weights", {DType::f32, {ah.s * aw.s, Co, K}}, BufKind::Temp);
+  KernelBuilder kw("conv_transpose2d_weights", cx.origin(n));
+  int ci = kw.new_var("ci");
+  loop_nest(kw, {Co}, [&](const std::vector<E>& co) {
+    std::vector<Stmt> body;
+    for (int64_t r = 0; r < ah.s * aw.s; ++r)
+      for (int64_t j = 0; j < taps; ++j) {
+        int64_t th = ah.tap(r / aw.s, j / aw.taps), tw = aw.tap(r % aw.s, j % aw.taps);
+        E at = add(mul(add(int_(r * Co), co[0]), int_(K)), add(mul(kw.v(ci), int_(taps)), int_(j)));
+        E from = add(mul(add(mul(kw.v(ci), int_(Co)), co[0]), int_(c.KH * c.KW)), int_(th * c.KW + tw));
+        body.push_back(for_(ci, 0, Ci, {store(wp, at, th < c.KH && tw < c.KW ? cx.ld(w_buf, from) : zero_of(DType::f32))}));
+      }
+    return body;
+  });
+  cx.emit(std::move(kw));
+  return wp;
+}
+
+// out[b, co, s*u + rh, s*v + rw] = the grid's phase (rh, rw) of (b, co) at (u, v) in rows of
+// `cols`, plus the bias; `channel_major` visits the planes channel by channel (the order of
+// a merged grid).
+static void interleave_phases(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out, int grid, const ConvShape& c, const SubpixelAxis& ah,
+                       const SubpixelAxis& aw, int64_t cols, bool channel_major, const std::function<E(E, int64_t, E)>& grid_at) {
+  KernelBuilder ko("conv_transpose2d_interleave", cx.origin(n));
+  int u = ko.new_var("u"), v = ko.new_var("v");
+  loop_nest(ko, {c.Bn * c.C}, [&](const std::vector<E>& pl) {
+    E b = channel_major ? bin(Bin::rem, pl[0], int_(c.Bn)) : bin(Bin::div, pl[0], int_(c.C));
+    E co = channel_major ? bin(Bin::div, pl[0], int_(c.Bn)) : bin(Bin::rem, pl[0], int_(c.C));
+    E out_plane = mul(add(mul(b, int_(c.C)), co), int_(c.H * c.W));
+    std::vector<Stmt> body;
+    for (int64_t r = 0; r < ah.s * aw.s; ++r) {
+      int64_t rh = r / aw.s, rw = r % aw.s;
+      E from = add(grid_at(b, r, co), add(mul(ko.v(u), int_(cols)), ko.v(v)));
+      E to = add(out_plane, add(mul(add(mul(ko.v(u), int_(ah.s)), int_(rh)), int_(c.W)), add(mul(ko.v(v), int_(aw.s)), int_(rw))));
+      E val = xs.size() == 3 ? f_add(cx.ld(grid, from), cx.ld(xs[2], co)) : cx.ld(grid, from);
+      body.push_back(for_(u, 0, ah.outputs(rh), {for_(v, 0, aw.outputs(rw), {store(out, to, val)})}));
+    }
+    return body;
+  }, std::max<int64_t>(1, 16384 / (c.H * c.W)));
+  cx.emit(std::move(ko));
+}
+
+// The gather form: any dtype and groups, operands computed where they are read.
+static void conv_transpose2d_loops(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out) {
+  const Type xt = cx.B(xs[0]).type, wt = cx.B(xs[1]).type, ot = cx.B(out).type;
+  int64_t C = xt.dims[1], H = xt.dims[2], W = xt.dims[3], O = ot.dims[1], OH = ot.dims[2], OW = ot.dims[3];
+  int64_t KH = wt.dims[2], KW = wt.dims[3], G = n.i("groups"), cg = C / G, og = O / G;
+  const Ints &s = n.ints("stride"), &p = n.ints("padding"), &d = n.ints("dilation");
+  DType dt = ot.dtype;
+  KernelBuilder kb("conv_transpose2d", cx.origin(n));
+  int oh = kb.new_var("oh"), ow = kb.new_var("ow"), c = kb.new_var("c"), kh = kb.new_var("kh"), kw = kb.new_var("kw");
+  int acc = kb.new_var("acc", dt);
+  // Gather form: output pixel (oh, ow) takes input (ih, iw) where ih*s - p + kh*d == oh.
+  loop_nest(kb, {ot.dims[0] * O}, [&](const std::vector<E>& flat) {
+    E b = bin(Bin::div, flat[0], int_(O)), o = bin(Bin::rem, flat[0], int_(O));
+    E g = bin(Bin::div, o, int_(og)), oc = bin(Bin::rem, o, int_(og));
+    E th = f_sub(add(kb.v(oh), int_(p[0])), mul(kb.v(kh), int_(d[0])));
+    E tw = f_sub(add(kb.v(ow), int_(p[1])), mul(kb.v(kw), int_(d[1])));
+    E ih = bin(Bin::div, th, int_(s[0])), iw = bin(Bin::div, tw, int_(s[1]));
+    E ok = and_(and_(and_(ge(th, int_(0)), ge(tw, int_(0))),
+                     and_(bin(Bin::eq, bin(Bin::rem, th, int_(s[0])), int_(0)), bin(Bin::eq, bin(Bin::rem, tw, int_(s[1])), int_(0)))),
+                and_(lt(ih, int_(H)), lt(iw, int_(W))));
+    E ci = add(mul(g, int_(cg)), kb.v(c));
+    E x_at = add(mul(add(mul(add(mul(b, int_(C)), ci), int_(H)), ih), int_(W)), iw);
+    E w_at = add(mul(add(mul(add(mul(ci, int_(og)), oc), int_(KH)), kb.v(kh)), int_(KW)), kb.v(kw));
+    E term = f_mul(cx.ld(xs[0], select(ok, x_at, int_(0))), cx.ld(xs[1], w_at));
+    E init = xs.size() == 3 ? cx.ld(xs[2], o) : zero_of(dt);
+    std::vector<Stmt> inner = {assign(acc, f_add(kb.v(acc), select(ok, term, zero_of(dt))))};
+    std::vector<Stmt> pixel = {assign(acc, init),
+                               for_(c, 0, cg, {for_(kh, 0, KH, {for_(kw, 0, KW, inner)})}),
+                               store(out, add(mul(add(mul(flat[0], int_(OH)), kb.v(oh)), int_(OW)), kb.v(ow)), kb.v(acc))};
+    return std::vector<Stmt>{for_(oh, 0, OH, {for_(ow, 0, OW, pixel)})};
+  }, 1);
+  cx.emit(std::move(kb));
+}
+
+}  // namespace stag::lowering

@@ -1,0 +1,66 @@
+// Elementwise ops (and broadcast_to): their scalar formulas, and one kernel mapping an
+// elementwise node over its result when it is not fused into its reader.
+
+#include <cmath>
+#include <stdexcept>
+
+#include "compiler/lower/families.h"
+
+namespace stag::lowering {
+
+using namespace kir;
+
+// The scalar formula of an elementwise op.
+E scalar(const Node& n, const std::vector<E>& x, DType out) {
+  DType t = x[0]->type;
+  auto c = [&](double v) { return const_of(v, t); };
+  switch (n.op) {
+    case Op::neg: return un(Un::neg, x[0]);
+    case Op::abs: return un(Un::abs, x[0]);
+    case Op::exp: return un(Un::exp, x[0]);
+    case Op::log: return un(Un::log, x[0]);
+    case Op::sqrt: return un(Un::sqrt, x[0]);
+    case Op::rsqrt: return f_div(c(1), un(Un::sqrt, x[0]));
+    case Op::square: return f_mul(x[0], x[0]);
+    case Op::tanh: return un(Un::tanh, x[0]);
+    case Op::sigmoid: return f_div(c(1), f_add(c(1), un(Un::exp, un(Un::neg, x[0]))));
+    case Op::relu: return select(gt(x[0], c(0)), x[0], c(0));
+    case Op::leaky_relu: return select(gt(x[0], c(0)), x[0], f_mul(c(n.f("alpha")), x[0]));
+    case Op::gelu:
+      if (n.s("approximate") == "tanh") {
+        E inner = f_mul(c(std::sqrt(2 / M_PI)), f_add(x[0], f_mul(c(0.044715), f_mul(x[0], f_mul(x[0], x[0])))));
+        return f_mul(f_mul(c(0.5), x[0]), f_add(c(1), un(Un::tanh, inner)));
+      }
+      return f_mul(f_mul(c(0.5), x[0]), f_add(c(1), un(Un::erf, f_mul(x[0], c(M_SQRT1_2)))));
+    case Op::sign: return select(gt(x[0], c(0)), c(1), select(lt(x[0], c(0)), c(-1), c(0)));
+    case Op::cast:
+      if (out == DType::b8) return bin(Bin::ne, x[0], c(0));
+      return cast(x[0], out);  // float to int rounds toward zero
+    case Op::add: return f_add(x[0], x[1]);
+    case Op::sub: return f_sub(x[0], x[1]);
+    case Op::mul: return f_mul(x[0], x[1]);
+    case Op::div: return f_div(x[0], x[1]);
+    case Op::pow: return bin(Bin::pow, x[0], x[1]);
+    case Op::maximum: return is_float(t) ? select(bin(Bin::ne, x[0], x[0]), x[0], nan_max(x[0], x[1])) : bin(Bin::max, x[0], x[1]);
+    case Op::minimum:
+      return is_float(t) ? select(bin(Bin::ne, x[0], x[0]), x[0], select(bin(Bin::ne, x[1], x[1]), x[1], bin(Bin::min, x[0], x[1])))
+                         : bin(Bin::min, x[0], x[1]);
+    case Op::gt: return gt(x[0], x[1]);
+    case Op::ge: return ge(x[0], x[1]);
+    case Op::lt: return lt(x[0], x[1]);
+    case Op::le: return bin(Bin::le, x[0], x[1]);
+    case Op::eq: return bin(Bin::eq, x[0], x[1]);
+    case Op::select: return select(x[0], x[1], x[2]);
+    case Op::broadcast_to: return x[0];
+    default: break;
+  }
+  throw std::logic_error(fmt::format("no scalar formula for {}", n.info().name));
+}
+
+void elementwise(LowerContext& cx, const Node& n, const std::vector<int>&, int out) {
+  const Type& ot = n.result()->type;
+  cx.map_kernel(std::string(n.info().name), cx.origin(n), out, ot.dims,
+                [&](const std::vector<E>& idx) { return cx.node_value(n, &idx, offset(idx, ot.dims)); });
+}
+
+}  // namespace stag::lowering

@@ -1,0 +1,159 @@
+// Fusion planning: values computed where they are read, and elementwise chains applied in a
+// producer's store (epilogues).
+
+#include "compiler/lower/fusion.h"
+
+#include <algorithm>
+#include <map>
+
+#include "compiler/lower/families.h"
+#include "ir/analysis.h"
+
+namespace stag::lowering {
+
+namespace {
+
+// Who reads what, and where each node stands in the graph.
+struct Uses {
+  std::map<const Value*, int> count;  ///< uses, outputs included
+  std::unordered_map<const Value*, std::vector<const Node*>> users;
+  std::unordered_map<const Node*, size_t> position;
+  std::unordered_set<const Value*> outputs, updated;
+};
+
+Uses uses_of(const Graph& graph) {
+  Uses u;
+  u.count = use_counts(graph);
+  for (size_t i = 0; i < graph.nodes.size(); ++i) {
+    const Node& n = *graph.nodes[i];
+    u.position[&n] = i;
+    for (const Value* v : n.operands) u.users[v].push_back(&n);
+  }
+  // Outputs are never fused away, so their extra count in `count` changes no decision.
+  for (const auto& o : graph.outputs) u.outputs.insert(o.value);
+  for (const auto& up : graph.updates) u.updated.insert(up.value);
+  return u;
+}
+
+// Does `consumer` read each element of its operand `v` once, so that computing `v` inside it
+// costs no more than reading a buffer? (A matmul reads each element N times; softmax reads a
+// row three times.) The op table says which ops do (ir/ops.h).
+bool reads_once(const Node& consumer, const Value* v) {
+  const OpInfo& info = consumer.info();
+  if (info.has(Elementwise)) return v->type.dims == consumer.result()->type.dims;
+  if (info.has(ReadsOnce)) return true;
+  const auto& xs = consumer.operands;
+  if (info.has(ReadsLastOnce)) return v == xs.back() && std::count(xs.begin(), xs.end(), v) == 1;
+  return false;
+}
+
+// Elementwise values, broadcasts and reshapes computed inside the kernels that read them.
+void plan_inlining(const Graph& graph, Uses& uses, FusionPlan& plan) {
+  for (const auto& n : graph.nodes) {
+    bool reshape = n->op == Op::reshape || n->op == Op::flatten;
+    bool fusible = (n->info().has(Elementwise) && !n->info().has(Stochastic)) || n->op == Op::broadcast_to || reshape;
+    if (!fusible || n->results.size() != 1 || uses.outputs.count(n->result())) continue;
+    const Value* v = n->result();
+    const auto& us = uses.users[v];
+    bool once = std::all_of(us.begin(), us.end(), [&](const Node* u) { return reads_once(*u, v); });
+    bool by_update = uses.updated.count(v) > 0;
+    // A reshape of a buffer is the buffer under other dims: reading through it is free.
+    if (reshape && (!plan.fused_away.count(n->operands[0]) || once)) {
+      plan.fused_away.insert(v);
+      continue;
+    }
+    // A broadcast is only an index map: any number of readers may do it themselves.
+    bool ok = n->op == Op::broadcast_to ? once && (!us.empty() || by_update) : uses.count[v] == 1 && (by_update ? us.empty() : once);
+    if (ok) plan.fused_away.insert(v);
+  }
+
+  // An update computed in its copy must not read a parameter that an earlier update has
+  // already overwritten.
+  std::unordered_set<const Value*> written;
+  for (const auto& u : graph.updates) {
+    if (plan.fused_away.count(u.value)) {
+      std::vector<const Value*> leaves;
+      plan.leaves(u.value, leaves);
+      if (std::any_of(leaves.begin(), leaves.end(), [&](const Value* l) { return written.count(l) > 0; }))
+        plan.fused_away.erase(u.value);
+    }
+    written.insert(u.target);
+  }
+}
+
+// Whether every operand of `u` but `carry` is computed before `producer` runs.
+bool ready_before(const Node& u, const Value* carry, const Node& producer, const Uses& uses, const FusionPlan& plan) {
+  for (const Value* x : u.operands) {
+    if (x == carry) continue;
+    std::vector<const Value*> leaves;
+    plan.leaves(x, leaves);
+    for (const Value* l : leaves)
+      if (l->def->op != Op::parameter && l->def->op != Op::input && l->def->op != Op::constant &&
+          uses.position.at(l->def) >= uses.position.at(&producer))
+        return false;
+  }
+  return true;
+}
+
+// The elementwise nodes of n's result shape that can ride, one after the other, in n's store.
+std::vector<const Node*> epilogue_chain(const Node& n, Uses& uses, const FusionPlan& plan) {
+  std::vector<const Node*> chain;
+  const Value* carry = n.result();
+  for (;;) {
+    if (uses.outputs.count(carry) || uses.count[carry] != 1 || uses.users[carry].size() != 1) break;
+    const Node& u = *uses.users[carry].front();
+    if (plan.absorbed.count(&u) || !u.info().has(Elementwise) || u.info().has(Stochastic) || u.results.size() != 1 ||
+        u.result()->type != n.result()->type || std::count(u.operands.begin(), u.operands.end(), carry) != 1)
+      break;
+    if (!ready_before(u, carry, n, uses, plan)) break;
+    chain.push_back(&u);
+    carry = u.result();
+  }
+  return chain;
+}
+
+// Epilogues: elementwise nodes of the result's shape applied to a producer's accumulator
+// (a matmul's, a convolution's) as it is stored. Their other operands must be ready when
+// the producer runs. max_pool2d_grad stores once only on its tiled path.
+void plan_epilogues(const Graph& graph, Uses& uses, FusionPlan& plan, LowerStats& stats) {
+  for (const auto& n : graph.nodes) {
+    if (!n->info().has(TakesEpilogue) || (n->op == Op::max_pool2d_grad && !pool_grad_tiles(*n))) continue;
+    std::vector<const Node*> chain = epilogue_chain(*n, uses, plan);
+    if (chain.empty()) continue;
+    plan.fused_away.insert(n->result());  // lowered through the chain's last node
+    for (const Node* u : chain) {
+      plan.absorbed.insert(u);
+      plan.fused_away.erase(u->result());
+      if (u != chain.back()) plan.fused_away.insert(u->result());
+    }
+    stats.epilogue_ops += static_cast<int64_t>(chain.size());
+    plan.epilogue[n.get()] = std::move(chain);
+  }
+  // Chain members and producers are lowered by the producer, not inlined anywhere.
+  for (const auto& [producer, chain] : plan.epilogue) {
+    plan.carriers.insert(producer->result());
+    for (size_t i = 0; i + 1 < chain.size(); ++i) plan.carriers.insert(chain[i]->result());
+  }
+}
+
+}  // namespace
+
+FusionPlan plan_fusion(const Graph& graph, LowerStats& stats) {
+  FusionPlan plan;
+  Uses uses = uses_of(graph);
+  plan_inlining(graph, uses, plan);
+  plan_epilogues(graph, uses, plan, stats);
+  for (const Value* v : plan.fused_away)
+    if (!plan.carriers.count(v)) ++stats.inlined;
+  return plan;
+}
+
+void FusionPlan::leaves(const Value* v, std::vector<const Value*>& out) const {
+  if (!fused_away.count(v) || carriers.count(v)) {
+    out.push_back(v);
+    return;
+  }
+  for (const Value* x : v->def->operands) leaves(x, out);
+}
+
+}  // namespace stag::lowering

@@ -1,0 +1,112 @@
+// Normalisations and their neighbours: batch_norm, layer_norm, dropout, softmax and log_softmax.
+
+#include <algorithm>
+
+#include "compiler/lower/families.h"
+
+namespace stag::lowering {
+
+using namespace kir;
+
+void batch_norm(LowerContext& cx, const Node& n, const std::vector<int>& xs, int /*out: one buffer a result*/) {
+  const Type xt = cx.B(xs[0]).type;
+  int64_t N = xt.dims[0], C = xt.dims[1], inner = numel(xt) / (N * C);
+  int y = cx.in(n.result(0)), mean = cx.in(n.result(1)), var = cx.in(n.result(2));
+  DType dt = xt.dtype;
+  std::string from = cx.origin(n);
+  if (n.b("training")) {
+    // Two passes per channel (mean, then the centred sum of squares), as the reference does.
+    KernelBuilder kb("batch_norm_stats", from);
+    int b = kb.new_var("b"), i = kb.new_var("i"), s = kb.new_var("s", dt), m = kb.new_var("m", dt);
+    loop_nest(kb, {C}, [&](const std::vector<E>& c) {
+      E at = add(mul(add(mul(kb.v(b), int_(C)), c[0]), int_(inner)), kb.v(i));
+      E count = fconst(static_cast<double>(N * inner), dt);
+      E dv = f_sub(cx.ld(xs[0], at), kb.v(m));
+      return std::vector<Stmt>{
+          assign(s, zero_of(dt)),
+          for_(b, 0, N, {for_(i, 0, inner, {assign(s, f_add(kb.v(s), cx.ld(xs[0], at)))})}),
+          assign(m, f_div(kb.v(s), count)),
+          assign(s, zero_of(dt)),
+          for_(b, 0, N, {for_(i, 0, inner, {assign(s, f_add(kb.v(s), f_mul(dv, dv)))})}),
+          store(mean, c[0], kb.v(m)),
+          store(var, c[0], f_div(kb.v(s), count)),
+      };
+    }, 1);
+    cx.emit(std::move(kb));
+  } else {
+    cx.copy_kernel(from, mean, xs[3]);
+    cx.copy_kernel(from, var, xs[4]);
+  }
+  double eps = n.f("eps");
+  cx.map_kernel("batch_norm", from, y, xt.dims, [&](const std::vector<E>& idx) {
+    E c = idx[1];
+    E norm = f_div(f_sub(cx.ld(xs[0], offset(idx, xt.dims)), cx.ld(mean, c)), un(Un::sqrt, f_add(cx.ld(var, c), fconst(eps, dt))));
+    return f_add(f_mul(norm, cx.ld(xs[1], c)), cx.ld(xs[2], c));
+  });
+}
+
+void layer_norm(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out) {
+  const Type xt = cx.B(xs[0]).type;
+  int64_t k = n.i("normalized_dims");
+  int64_t inner = *checked_numel(Dims(xt.dims.end() - k, xt.dims.end())), rows = numel(xt) / inner;
+  DType dt = xt.dtype;
+  KernelBuilder kb("layer_norm", cx.origin(n));
+  int i = kb.new_var("i"), s = kb.new_var("s", dt), m = kb.new_var("m", dt), r = kb.new_var("rstd", dt);
+  loop_nest(kb, {rows}, [&](const std::vector<E>& row) {
+    E at = add(mul(row[0], int_(inner)), kb.v(i));
+    E dv = f_sub(cx.ld(xs[0], at), kb.v(m));
+    E count = fconst(static_cast<double>(inner), dt);
+    E z = f_mul(dv, kb.v(r));
+    if (xs.size() == 3) z = f_add(f_mul(z, cx.ld(xs[1], kb.v(i))), cx.ld(xs[2], kb.v(i)));
+    return std::vector<Stmt>{
+        assign(s, zero_of(dt)),
+        for_(i, 0, inner, {assign(s, f_add(kb.v(s), cx.ld(xs[0], at)))}),
+        assign(m, f_div(kb.v(s), count)),
+        assign(s, zero_of(dt)),
+        for_(i, 0, inner, {assign(s, f_add(kb.v(s), f_mul(dv, dv)))}),
+        assign(r, f_div(fconst(1, dt), un(Un::sqrt, f_add(f_div(kb.v(s), count), fconst(n.f("eps"), dt))))),
+        for_(i, 0, inner, {store(out, at, z)}),
+    };
+  }, 16);
+  cx.emit(std::move(kb));
+}
+
+void dropout(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out) {
+  double p = n.f("p");
+  if (!n.b("training") || p == 0) return cx.copy_kernel(cx.origin(n), out, xs[0]);
+  const Type xt = cx.B(xs[0]).type;
+  DType dt = xt.dtype;
+  cx.map_kernel("dropout", cx.origin(n), out, {numel(xt)}, [&](const std::vector<E>& idx) {
+    E key = xs.size() > 1 ? cx.ld(xs[1], int_(0)) : int_(0);
+    E u = philox_uniform(int_(n.i("seed")), key, idx[0]);
+    return select(lt(u, fconst(p, DType::f64)), zero_of(dt), f_mul(cx.ld(xs[0], idx[0]), fconst(1 / (1 - p), dt)));
+  });
+}
+
+void softmax(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out) {
+  int x = xs[0];
+  const Type xt = cx.B(x).type;
+  int64_t axis = norm_axis(n.i("axis"), xt.rank());
+  int64_t len = xt.dims[axis], inner = strides_of(xt.dims)[axis], outer = numel(xt) / (len * inner);
+  DType dt = xt.dtype;
+  bool log = n.op == Op::log_softmax;
+  KernelBuilder kb(std::string(n.info().name), cx.origin(n));
+  int j = kb.new_var("j"), mx = kb.new_var("mx", dt), s = kb.new_var("s", dt);
+  loop_nest(kb, {outer * inner}, [&](const std::vector<E>& row) {
+    E o = bin(Bin::div, row[0], int_(inner)), i = bin(Bin::rem, row[0], int_(inner));
+    E at = add(mul(add(mul(o, int_(len)), kb.v(j)), int_(inner)), i);
+    E v = cx.ld(x, at);
+    E e = un(Un::exp, f_sub(v, kb.v(mx)));
+    E result = log ? f_sub(f_sub(v, kb.v(mx)), un(Un::log, kb.v(s))) : f_div(e, kb.v(s));
+    return std::vector<Stmt>{
+        assign(mx, fconst(-kInf, dt)),
+        for_(j, 0, len, {assign(mx, nan_max(kb.v(mx), v))}),
+        assign(s, zero_of(dt)),
+        for_(j, 0, len, {assign(s, f_add(kb.v(s), e))}),
+        for_(j, 0, len, {store(out, at, result)}),
+    };
+  }, 16);
+  cx.emit(std::move(kb));
+}
+
+}  // namespace stag::lowering
