@@ -82,6 +82,7 @@ const std::vector<Field>& plain() {
       nonneg("min_delta"),
       {"monitor", FK::Str},
       {"data", FK::Str},
+      {"tokenizer", FK::Str},
       {"seed", FK::Int, 0, 9.2e18},
       {"shuffle", FK::Bool},
       {"label_smoothing", FK::Float, 0, 1},
@@ -89,7 +90,7 @@ const std::vector<Field>& plain() {
   return t;
 }
 
-constexpr const char* kDataSources[] = {"fashion-mnist", "fortunes", "synthetic"};
+constexpr const char* kDataSources[] = {"fashion-mnist", "fortunes", "fortune-topics"};
 
 std::string range_text(const Field& f) {
   auto num = [](double v) { return std::isinf(v) ? std::string(v < 0 ? "-inf" : "inf") : fmt::format("{}", v); };
