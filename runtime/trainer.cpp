@@ -21,6 +21,7 @@
 #include "runtime/data/normalize.h"
 #include "runtime/data/npy_data.h"
 #include "runtime/data/text.h"
+#include "runtime/data/subword.h"
 #include "runtime/data/topics.h"
 #include "runtime/data/loader.h"
 #include "runtime/data/split.h"
@@ -148,13 +149,6 @@ LabeledTexts read_labeled(const std::string& source) {
   throw Error(fmt::format("data '{}': a text classifier reads \"fortune-topics\" or a .csv file with text and label columns", source));
 }
 
-// The ids a "words:N" tokenizer setting gives the model.
-int64_t word_vocab(const std::string& tokenizer) {
-  if (!tokenizer.starts_with("words:"))
-    throw Error(fmt::format("tokenizer '{}': expected words:VOCAB_SIZE", tokenizer));
-  return parse_int(tokenizer.substr(6), "tokenizer");
-}
-
 // Puts the train and validation texts first (data.train, split by part_of) and the test texts
 // apart; `sides` receives them, the tokenizer is fitted to the train part only.
 void split_labeled(LabeledTexts& t, Data& d, std::vector<std::string> (&texts)[2], std::vector<int64_t> (&labels)[2]) {
@@ -170,23 +164,24 @@ void split_labeled(LabeledTexts& t, Data& d, std::vector<std::string> (&texts)[2
   }
 }
 
-Dataset encoded(const WordTable& table, const std::vector<std::string>& texts, const std::vector<int64_t>& labels, int64_t T) {
+Dataset encoded(const TextTokenizer& table, const std::vector<std::string>& texts, const std::vector<int64_t>& labels, int64_t T) {
   return {encode_texts(table, texts, T), Tensor::from<int64_t>({static_cast<int64_t>(labels.size())}, std::span(labels))};
 }
 
 // Labelled texts as token ids [N, T]: the tokenizer saved in `saved` (evaluation), else one
 // built on the training part as `tokenizer` says.
-Data load_labeled_text(const std::string& source, int64_t T, const std::string& tokenizer, const StateMap* saved) {
+Data load_labeled_text(const std::string& source, int64_t T, const std::string& tokenizer, uint64_t seed,
+                       const StateMap* saved) {
   LabeledTexts t = read_labeled(source);
   Data d;
   d.class_names = t.classes;
   std::vector<std::string> texts[2];
   std::vector<int64_t> labels[2];
   split_labeled(t, d, texts, labels);
-  WordTable table = saved ? WordTable::restore(*saved) : WordTable::build(texts[0], d.fixed_split->train, word_vocab(tokenizer));
-  d.tokenizer = table.save();
-  d.train = encoded(table, texts[0], labels[0], T);
-  d.test = encoded(table, texts[1], labels[1], T);
+  auto table = saved ? restore_tokenizer(*saved) : make_tokenizer(tokenizer, texts[0], d.fixed_split->train, seed);
+  d.tokenizer = table->save();
+  d.train = encoded(*table, texts[0], labels[0], T);
+  d.test = encoded(*table, texts[1], labels[1], T);
   d.has_test = !texts[1].empty();
   fmt::print("text: {} texts in {} classes ({} train / {} validation / {} test, split by a hash of the text), "
              "{} tokens each, tokenizer {}\n", texts[0].size() + texts[1].size(), d.class_names.size(),
@@ -197,10 +192,10 @@ Data load_labeled_text(const std::string& source, int64_t T, const std::string& 
 // What a run needs to read its data: the function's inputs, the tokenizer setting, and for
 // evaluation the checkpoint's metadata (which holds a text classifier's tokenizer).
 Data load_data(const std::string& source, const FunctionSpec& f, int64_t vocab, const std::string& tokenizer,
-               const StateMap* saved) {
+               uint64_t seed, const StateMap* saved) {
   Inputs in = map_inputs(f);
   const BufferSpec& features = f.inputs[in.features];
-  if (classifies_text(f, in)) return load_labeled_text(source, features.shape[1], tokenizer, saved);
+  if (classifies_text(f, in)) return load_labeled_text(source, features.shape[1], tokenizer, seed, saved);
   if (reads_text(features)) {
     std::string path = source == "fortunes" ? kFortunesDir : source;
     return load_text(path, features.shape[1], vocab);
@@ -408,7 +403,7 @@ void add_train_flags(CLI::App& app, TrainSettings& s) {
   app.add_option("--data", s.data,
                  "fashion-mnist, a directory of IDX files, FEATURES.npy,LABELS.npy, a .csv file (a header row, the label in "
                  "the last column), or for language models fortunes or a text file or directory");
-  app.add_option("--tokenizer", s.tokenizer, "A text classifier's tokenizer: words:VOCAB_SIZE");
+  app.add_option("--tokenizer", s.tokenizer, "A text classifier's tokenizer: words:VOCAB_SIZE or sentencepiece:VOCAB_SIZE (trained on the training split)");
   app.add_option("--seed", s.seed, "Seed of the initialisation, data order, augmentation and dropout");
   app.add_option("--validation", s.validation, "Fraction of the training set held out for validation")
       ->check(CLI::Range(0.0, 0.9));
@@ -881,7 +876,7 @@ double train(Model& model, const TrainSettings& s, DataPreload* preload) {
   const BufferSpec& features = step_fn.inputs[map_inputs(step_fn).features];
   // Data read while the model compiled, when it is what this run reads.
   bool preloaded = preload && preload->source() == s.data && !reads_text(features) && preload->state_->data.valid();
-  Data data = preloaded ? preload->state_->data.get() : load_data(s.data, step_fn, vocabulary_of(model), s.tokenizer, nullptr);
+  Data data = preloaded ? preload->state_->data.get() : load_data(s.data, step_fn, vocabulary_of(model), s.tokenizer, s.seed, nullptr);
   check_shape(features, data.train, "training");
   TrainingRun run(model, s, std::move(data));
   return run.run();
@@ -890,7 +885,7 @@ double train(Model& model, const TrainSettings& s, DataPreload* preload) {
 double evaluate(Model& model, const std::string& source, int64_t seed, const StateMap& state) {
   const FunctionSpec& f = model.manifest().function("forward");
   Inputs in = map_inputs(f);
-  Data data = load_data(source, f, vocabulary_of(model), "", &state);
+  Data data = load_data(source, f, vocabulary_of(model), "", 0, &state);
   Dataset& d = data.has_test ? data.test : data.train;
   apply_saved_normalization(state, d);
   check_shape(f.inputs[in.features], d, "evaluation");
@@ -914,7 +909,7 @@ std::pair<Tensor, Tensor> predict(Model& model, const std::string& source, const
   int logits = output_index(f, "logits");
   if (logits < 0 || f.outputs[logits].shape.size() != 2)
     throw Error("predictions need a `logits` output of shape [B, C]");
-  Data data = load_data(source, f, vocabulary_of(model), "", &state);
+  Data data = load_data(source, f, vocabulary_of(model), "", 0, &state);
   Dataset& d = data.has_test ? data.test : data.train;
   apply_saved_normalization(state, d);
   check_shape(f.inputs[in.features], d, "prediction");

@@ -27,8 +27,8 @@ struct TrainSettings {
   /// others count optimizer steps.
   std::string schedule = "constant";
   std::string data = "fashion-mnist";
-  /// A text classifier's tokenizer: words:VOCAB_SIZE (WordTable: ids 0-2 are padding, [CLS] and
-  /// unknown), built on the training split and saved in checkpoints.
+  /// A text classifier's tokenizer: words:VOCAB_SIZE (WordTable) or sentencepiece:VOCAB_SIZE
+  /// (SubwordTable), built on the training split and saved in checkpoints.
   std::string tokenizer = "words:8192";
   uint64_t seed = 0;
   double validation = 0.1;        ///< fraction of the training set held out

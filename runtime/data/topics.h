@@ -45,21 +45,33 @@ LabeledTexts parse_text_csv(std::string_view text, const std::string& name);
 enum class Part { train, validation, test };
 Part part_of(std::string_view text);
 
+/// What turns a classifier's texts into ids: a word table or a subword model (subword.h).
+class TextTokenizer {
+ public:
+  virtual ~TextTokenizer() = default;
+  /// Ids below this.
+  virtual int64_t vocab() const = 0;
+  /// [CLS] (id 1), then the text's token ids, truncated or padded with 0 to T ids.
+  virtual std::vector<int64_t> encode(std::string_view text, int64_t T) const = 0;
+  /// The checkpoint metadata: "tokenizer" (its setting, e.g. "words:2048") and what it needs.
+  virtual StateMap save() const = 0;
+};
+
 /// Word tokens for classifiers: ids 0 (padding), 1 ([CLS], first in every sequence, whose
 /// encoding a BERT-style pooler reads), 2 (a word not in the table), then words by falling
 /// frequency in the texts the table was built from (ties alphabetical). A word is a run of
 /// letters, digits, apostrophes or non-ASCII bytes, lower-cased.
-class WordTable {
+class WordTable : public TextTokenizer {
  public:
   static constexpr int64_t kPad = 0, kCls = 1, kUnknown = 2;
   /// The `vocab - 3` most frequent words of texts[i] for i in `indices`.
   static WordTable build(const std::vector<std::string>& texts, const std::vector<int64_t>& indices, int64_t vocab);
-  int64_t vocab() const { return vocab_; }
+  int64_t vocab() const override { return vocab_; }
   /// [CLS], then the ids of the text's words, truncated or padded with kPad to T ids.
-  std::vector<int64_t> encode(std::string_view text, int64_t T) const;
+  std::vector<int64_t> encode(std::string_view text, int64_t T) const override;
   /// The checkpoint metadata: "tokenizer" = "words:VOCAB" and "tokenizer.words" (the words in id
   /// order from id 3, space-separated).
-  StateMap save() const;
+  StateMap save() const override;
   /// The table saved in `state`; throws Error when it has none or it is malformed.
   static WordTable restore(const StateMap& state);
 

@@ -2,7 +2,7 @@
 # Text classification end to end: the catalog BERT and the bag-of-words baseline train on the
 # fortunes' topics with bare defaults (the fixed split, the majority-class baseline, test metrics
 # and the confusion matrix by topic), the checkpoint carries the tokenizer that `stag eval` uses,
-# and a CSV file of text and labels trains too, while a row without text is an error (exit 1).
+# a sentencepiece tokenizer trains and travels with its checkpoint, and a CSV file of text and labels trains too, while a row without text is an error (exit 1).
 # Usage: text_classify.sh STAG MODELS_DIR   (needs the fortunes package)
 set -u
 stag=$1 models=$2
@@ -41,6 +41,15 @@ PY
 rc=$?
 [ $rc -eq 1 ] || { cat "$tmp/out"; fail "exit $rc for a checkpoint without a tokenizer, expected 1"; }
 expect "no word tokenizer"
+
+# A subword tokenizer by flag: trained on the training split, saved in the checkpoint, used by eval.
+train "$models/bow_logreg.stag" --tokenizer sentencepiece:1000 --run-dir sp
+expect "tokenizer sentencepiece:1000$"
+"$stag" eval "$models/bow_logreg.stag" --weights sp --data fortune-topics >"$tmp/out" 2>&1 || { cat "$tmp/out"; fail "eval with a sentencepiece checkpoint failed"; }
+expect "^1460 examples: loss"
+"$stag" train "$models/bow_logreg.stag" --tokenizer bpe:10 --no-save --max-steps 1 >"$tmp/out" 2>&1
+[ $? -eq 1 ] || { cat "$tmp/out"; fail "an unknown tokenizer is not an error"; }
+expect "tokenizer 'bpe:10': expected words:VOCAB_SIZE or sentencepiece:VOCAB_SIZE"
 
 # Users' own text: a CSV file with text and label columns.
 {
