@@ -464,6 +464,12 @@ Split make_split(const TrainSettings& s, int64_t examples) {
   return kfold(examples, s.folds, s.seed)[static_cast<size_t>(s.fold)];
 }
 
+// A text classifier's split is fixed by the hash of each text; folds would mix its parts.
+Split fixed_split(const TrainSettings& s, const Split& split) {
+  if (s.folds > 0) throw Error("--folds does not apply: this data's train/validation/test split is fixed by a hash of each text");
+  return split;
+}
+
 // Normalisation rewrites the features: byte images become f32 here.
 std::optional<Normalizer> normalize(bool on, Data& data, const Split& split) {
   if (!on) return std::nullopt;
@@ -628,7 +634,7 @@ TrainingRun::TrainingRun(Model& model, const TrainSettings& s, Data data)
       batch_(batch_of(step_fn_.inputs[in_.features])),
       data_(std::move(data)),
       num_classes_(classes_in(model, data_.train)),
-      split_(data_.fixed_split ? *data_.fixed_split : make_split(s, data_.train.size())),
+      split_(data_.fixed_split ? fixed_split(s, *data_.fixed_split) : make_split(s, data_.train.size())),
       normalizer_(normalize(s.normalize, data_, split_)),
       eval_opts_(eval_loader(batch_)),
       loader_(data_.train, split_.train, train_loader(batch_, s.augment), s.seed),

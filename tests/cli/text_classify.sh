@@ -51,6 +51,10 @@ expect "^1460 examples: loss"
 [ $? -eq 1 ] || { cat "$tmp/out"; fail "an unknown tokenizer is not an error"; }
 expect "tokenizer 'bpe:10': expected words:VOCAB_SIZE or sentencepiece:VOCAB_SIZE"
 
+"$stag" train "$models/bow_logreg.stag" --folds 5 --fold 0 --no-save --max-steps 1 >"$tmp/out" 2>&1
+[ $? -eq 1 ] || { cat "$tmp/out"; fail "--folds with the fixed split is not an error"; }
+expect "split is fixed by a hash"
+
 # Users' own text: a CSV file with text and label columns.
 {
   echo 'id,text,label'
