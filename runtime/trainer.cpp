@@ -149,8 +149,8 @@ LabeledTexts read_labeled(const std::string& source) {
   throw Error(fmt::format("data '{}': a text classifier reads \"fortune-topics\" or a .csv file with text and label columns", source));
 }
 
-// Puts the train and validation texts first (data.train, split by part_of) and the test texts
-// apart; `sides` receives them, the tokenizer is fitted to the train part only.
+// Sorts the texts by part_of: train and validation into texts[0] (data.train, with the fixed
+// split's indices into it), test into texts[1]; labels alike.
 void split_labeled(LabeledTexts& t, Data& d, std::vector<std::string> (&texts)[2], std::vector<int64_t> (&labels)[2]) {
   d.fixed_split.emplace();
   for (size_t i = 0; i < t.texts.size(); ++i) {
