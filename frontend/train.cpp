@@ -82,6 +82,7 @@ const std::vector<Field>& plain() {
       nonneg("min_delta"),
       {"monitor", FK::Str},
       {"data", FK::Str},
+      {"tokenizer", FK::Str},
       {"seed", FK::Int, 0, 9.2e18},
       {"shuffle", FK::Bool},
       {"label_smoothing", FK::Float, 0, 1},
@@ -89,7 +90,15 @@ const std::vector<Field>& plain() {
   return t;
 }
 
-constexpr const char* kDataSources[] = {"fashion-mnist", "fortunes", "synthetic"};
+constexpr const char* kDataSources[] = {"fashion-mnist", "fortunes", "fortune-topics"};
+
+// "words:N" or "sentencepiece:N", N a positive integer (the runtime's make_tokenizer).
+bool valid_tokenizer(const std::string& t) {
+  size_t colon = t.find(':');
+  std::string kind = t.substr(0, colon), size = colon == std::string::npos ? "" : t.substr(colon + 1);
+  bool digits = !size.empty() && size.size() < 10 && std::all_of(size.begin(), size.end(), ::isdigit);
+  return (kind == "words" || kind == "sentencepiece") && digits && std::stoll(size) > 0;
+}
 
 std::string range_text(const Field& f) {
   auto num = [](double v) { return std::isinf(v) ? std::string(v < 0 ? "-inf" : "inf") : fmt::format("{}", v); };
@@ -288,6 +297,11 @@ void lower_train(Ctx& c, const ModelDef& m, std::optional<int64_t>& batch, Loc& 
       if (s->key == p.name) f = &p;
     auto checked = t.check(*f, *v, s->value->loc, s->key);
     if (!checked) continue;
+    if (s->key == "tokenizer" && !valid_tokenizer(std::get<std::string>(*checked))) {
+      t.error(s->value->loc, fmt::format("tokenizer \"{}\": expected \"words:VOCAB_SIZE\" or \"sentencepiece:VOCAB_SIZE\" (a positive size)",
+                                         std::get<std::string>(*checked)));
+      continue;
+    }
     if (s->key == "data") {
       const std::string& d = std::get<std::string>(*checked);
       bool known = std::find(std::begin(kDataSources), std::end(kDataSources), d) != std::end(kDataSources);

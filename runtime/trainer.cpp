@@ -21,6 +21,8 @@
 #include "runtime/data/normalize.h"
 #include "runtime/data/npy_data.h"
 #include "runtime/data/text.h"
+#include "runtime/data/subword.h"
+#include "runtime/data/topics.h"
 #include "runtime/data/loader.h"
 #include "runtime/data/split.h"
 #include "runtime/error.h"
@@ -81,6 +83,8 @@ struct Data {
   bool has_test = false;
   std::vector<std::string> class_names;
   std::optional<CharTable> chars;  ///< a language model's token table
+  std::optional<Split> fixed_split;  ///< a text classifier's split by part_of, not by seed
+  StateMap tokenizer;                ///< a text classifier's, for checkpoints
 };
 
 // A character-level corpus as token ids for a model with `vocab` symbols (CharTable::build).
@@ -111,9 +115,87 @@ bool is_examples_source(const std::string& source) {
          (source.find(',') != std::string::npos && source.ends_with(".npy")) || source.ends_with(".csv");
 }
 
+// How the model's functions take their inputs: the data (features, then labels), the step
+// number that keys dropout, and the learning rate.
+struct Inputs {
+  int features = -1, labels = -1, step = -1, lr = -1;
+};
+
+Inputs map_inputs(const FunctionSpec& f) {
+  Inputs in;
+  for (size_t i = 0; i < f.inputs.size(); ++i) {
+    const std::string& n = f.inputs[i].name;
+    int idx = static_cast<int>(i);
+    if (n == "lr") in.lr = idx;
+    else if (n == "step") in.step = idx;
+    else if (in.features < 0) in.features = idx;
+    else if (in.labels < 0) in.labels = idx;
+    else throw Error(fmt::format("{}: input '{}': the training loop feeds two data inputs (features and labels)", f.name, n));
+  }
+  if (in.features < 0) throw Error(fmt::format("{} has no data input", f.name));
+  return in;
+}
+
 Data load_examples(const std::string& source);
 
-Data load_data(const std::string& source, const BufferSpec& features, int64_t vocab) {
+// A classifier of token ids [B, T] (labels [B]) reads labelled texts.
+bool classifies_text(const FunctionSpec& f, const Inputs& in) {
+  return reads_text(f.inputs[in.features]) && in.labels >= 0 && f.inputs[in.labels].shape.size() == 1;
+}
+
+LabeledTexts read_labeled(const std::string& source) {
+  if (source == "fortune-topics") return read_fortune_topics(kFortunesDir);
+  if (source.ends_with(".csv")) return read_text_csv(source);
+  throw Error(fmt::format("data '{}': a text classifier reads \"fortune-topics\" or a .csv file with text and label columns", source));
+}
+
+// Sorts the texts by part_of: train and validation into texts[0] (data.train, with the fixed
+// split's indices into it), test into texts[1]; labels alike.
+void split_labeled(LabeledTexts& t, Data& d, std::vector<std::string> (&texts)[2], std::vector<int64_t> (&labels)[2]) {
+  d.fixed_split.emplace();
+  for (size_t i = 0; i < t.texts.size(); ++i) {
+    Part p = part_of(t.texts[i]);
+    int side = p == Part::test;
+    auto at = static_cast<int64_t>(texts[0].size());
+    if (p == Part::train) d.fixed_split->train.push_back(at);
+    if (p == Part::validation) d.fixed_split->validation.push_back(at);
+    texts[side].push_back(std::move(t.texts[i]));
+    labels[side].push_back(t.labels[i]);
+  }
+}
+
+Dataset encoded(const TextTokenizer& table, const std::vector<std::string>& texts, const std::vector<int64_t>& labels, int64_t T) {
+  return {encode_texts(table, texts, T), Tensor::from<int64_t>({static_cast<int64_t>(labels.size())}, std::span(labels))};
+}
+
+// Labelled texts as token ids [N, T]: the tokenizer saved in `saved` (evaluation), else one
+// built on the training part as `tokenizer` says.
+Data load_labeled_text(const std::string& source, int64_t T, const std::string& tokenizer, uint64_t seed,
+                       const StateMap* saved) {
+  LabeledTexts t = read_labeled(source);
+  Data d;
+  d.class_names = t.classes;
+  std::vector<std::string> texts[2];
+  std::vector<int64_t> labels[2];
+  split_labeled(t, d, texts, labels);
+  auto table = saved ? restore_tokenizer(*saved) : make_tokenizer(tokenizer, texts[0], d.fixed_split->train, seed);
+  d.tokenizer = table->save();
+  d.train = encoded(*table, texts[0], labels[0], T);
+  d.test = encoded(*table, texts[1], labels[1], T);
+  d.has_test = !texts[1].empty();
+  fmt::print("text: {} texts in {} classes ({} train / {} validation / {} test, split by a hash of the text), "
+             "{} tokens each, tokenizer {}\n", texts[0].size() + texts[1].size(), d.class_names.size(),
+             d.fixed_split->train.size(), d.fixed_split->validation.size(), texts[1].size(), T, d.tokenizer.at("tokenizer"));
+  return d;
+}
+
+// What a run needs to read its data: the function's inputs, the tokenizer setting, and for
+// evaluation the checkpoint's metadata (which holds a text classifier's tokenizer).
+Data load_data(const std::string& source, const FunctionSpec& f, int64_t vocab, const std::string& tokenizer,
+               uint64_t seed, const StateMap* saved) {
+  Inputs in = map_inputs(f);
+  const BufferSpec& features = f.inputs[in.features];
+  if (classifies_text(f, in)) return load_labeled_text(source, features.shape[1], tokenizer, seed, saved);
   if (reads_text(features)) {
     std::string path = source == "fortunes" ? kFortunesDir : source;
     return load_text(path, features.shape[1], vocab);
@@ -148,27 +230,6 @@ Data load_examples(const std::string& source) {
   throw Error(fmt::format("data '{}': expected \"fashion-mnist\", a directory of Fashion-MNIST-style IDX files "
                           "(train-images-idx3-ubyte.gz, ...), a .csv file, or for a language model \"fortunes\" or a "
                           "text file or directory", source));
-}
-
-// How the model's functions take their inputs: the data (features, then labels), the step
-// number that keys dropout, and the learning rate.
-struct Inputs {
-  int features = -1, labels = -1, step = -1, lr = -1;
-};
-
-Inputs map_inputs(const FunctionSpec& f) {
-  Inputs in;
-  for (size_t i = 0; i < f.inputs.size(); ++i) {
-    const std::string& n = f.inputs[i].name;
-    int idx = static_cast<int>(i);
-    if (n == "lr") in.lr = idx;
-    else if (n == "step") in.step = idx;
-    else if (in.features < 0) in.features = idx;
-    else if (in.labels < 0) in.labels = idx;
-    else throw Error(fmt::format("{}: input '{}': the training loop feeds two data inputs (features and labels)", f.name, n));
-  }
-  if (in.features < 0) throw Error(fmt::format("{} has no data input", f.name));
-  return in;
 }
 
 int output_index(const FunctionSpec& f, const std::string& name) {
@@ -325,6 +386,7 @@ TrainSettings settings_from_manifest(const Manifest& m) {
   if (auto v = attr(m, "train.epochs")) s.epochs = v->get<int64_t>();
   if (auto v = attr(m, "train.lr")) s.lr = v->get<double>();
   if (auto v = attr(m, "train.data")) s.data = v->get<std::string>();
+  if (auto v = attr(m, "train.tokenizer")) s.tokenizer = v->get<std::string>();
   if (auto v = attr(m, "train.seed")) s.seed = v->get<uint64_t>();
   if (auto v = attr(m, "train.early_stopping")) s.patience = v->get<int64_t>();
   if (auto v = attr(m, "train.monitor")) s.monitor = v->get<std::string>();
@@ -341,6 +403,7 @@ void add_train_flags(CLI::App& app, TrainSettings& s) {
   app.add_option("--data", s.data,
                  "fashion-mnist, a directory of IDX files, FEATURES.npy,LABELS.npy, a .csv file (a header row, the label in "
                  "the last column), or for language models fortunes or a text file or directory");
+  app.add_option("--tokenizer", s.tokenizer, "A text classifier's tokenizer: words:VOCAB_SIZE or sentencepiece:VOCAB_SIZE (trained on the training split)");
   app.add_option("--seed", s.seed, "Seed of the initialisation, data order, augmentation and dropout");
   app.add_option("--validation", s.validation, "Fraction of the training set held out for validation")
       ->check(CLI::Range(0.0, 0.9));
@@ -372,6 +435,7 @@ void merge_given(const CLI::App& app, const TrainSettings& given, TrainSettings&
   set("--lr", &TrainSettings::lr);
   set("--schedule", &TrainSettings::schedule);
   set("--data", &TrainSettings::data);
+  set("--tokenizer", &TrainSettings::tokenizer);
   set("--seed", &TrainSettings::seed);
   set("--validation", &TrainSettings::validation);
   set("--folds", &TrainSettings::folds);
@@ -398,6 +462,12 @@ Split make_split(const TrainSettings& s, int64_t examples) {
   if (s.folds <= 0) return train_validation_split(examples, s.validation, s.seed);
   if (s.fold < 0 || s.fold >= s.folds) throw Error(fmt::format("--fold {} is not one of the {} folds", s.fold, s.folds));
   return kfold(examples, s.folds, s.seed)[static_cast<size_t>(s.fold)];
+}
+
+// A text classifier's split is fixed by the hash of each text; folds would mix its parts.
+Split fixed_split(const TrainSettings& s, const Split& split) {
+  if (s.folds > 0) throw Error("--folds does not apply: this data's train/validation/test split is fixed by a hash of each text");
+  return split;
 }
 
 // Normalisation rewrites the features: byte images become f32 here.
@@ -482,7 +552,7 @@ void init_from(Model& model, const std::string& path) {
 // The settings as run.json records them, by flag name.
 LogRecord settings_record(const TrainSettings& s) {
   auto flag = [](bool b) { return LogValue(int64_t{b}); };
-  return {{"epochs", s.epochs}, {"lr", s.lr}, {"schedule", s.schedule}, {"data", s.data},
+  return {{"epochs", s.epochs}, {"lr", s.lr}, {"schedule", s.schedule}, {"data", s.data}, {"tokenizer", s.tokenizer},
           {"seed", static_cast<int64_t>(s.seed)}, {"validation", s.validation}, {"folds", s.folds}, {"fold", s.fold},
           {"checkpoint", s.checkpoint}, {"checkpoint_every", s.checkpoint_every}, {"resume", s.resume},
           {"init_from", s.init_from}, {"log", s.log}, {"early_stopping", s.patience}, {"monitor", s.monitor},
@@ -503,6 +573,7 @@ class TrainingRun {
  private:
   void start();
   void print_bigram_baseline() const;
+  void print_majority_baseline() const;
   void resume();
   void open_folder();
   void run_epoch(int64_t epoch);
@@ -563,7 +634,7 @@ TrainingRun::TrainingRun(Model& model, const TrainSettings& s, Data data)
       batch_(batch_of(step_fn_.inputs[in_.features])),
       data_(std::move(data)),
       num_classes_(classes_in(model, data_.train)),
-      split_(make_split(s, data_.train.size())),
+      split_(data_.fixed_split ? fixed_split(s, *data_.fixed_split) : make_split(s, data_.train.size())),
       normalizer_(normalize(s.normalize, data_, split_)),
       eval_opts_(eval_loader(batch_)),
       loader_(data_.train, split_.train, train_loader(batch_, s.augment), s.seed),
@@ -595,6 +666,26 @@ void TrainingRun::print_bigram_baseline() const {
              base, std::exp(base), base / std::log(2.0));
 }
 
+// The metrics of predicting class c for every example.
+Metrics constant_prediction(std::span<const int64_t> labels, int64_t c, int64_t classes) {
+  std::vector<float> scores(labels.size() * static_cast<size_t>(classes), 0.f);
+  for (size_t i = 0; i < labels.size(); ++i) scores[i * static_cast<size_t>(classes) + static_cast<size_t>(c)] = 1;
+  MetricsAccumulator acc(classes);
+  acc.add(scores, labels);
+  return acc.compute();
+}
+
+// The score a classifier must beat: always the training split's most frequent class.
+void TrainingRun::print_majority_baseline() const {
+  auto train = data_.train.labels.values<int64_t>();
+  std::vector<int64_t> count(static_cast<size_t>(num_classes_), 0);
+  for (int64_t i : split_.train) ++count[static_cast<size_t>(train[i])];
+  auto major = std::max_element(count.begin(), count.end()) - count.begin();
+  Metrics m = constant_prediction(data_.test.labels.values<int64_t>(), major, num_classes_);
+  std::string name = static_cast<size_t>(major) < data_.class_names.size() ? data_.class_names[major] : std::to_string(major);
+  fmt::print("baseline: the majority class ({}) has test accuracy {:.4f}  macro_f1 {:.4f}\n", name, m.accuracy, m.macro_f1);
+}
+
 void TrainingRun::start() {
   model_.init(static_cast<int64_t>(s_.seed));
   if (!s_.init_from.empty()) init_from(model_, s_.init_from);
@@ -607,6 +698,7 @@ void TrainingRun::start() {
              model_.manifest().model, s_.data, split_.train.size(), split_.validation.size(), batch_, steps_per_epoch_,
              stag_get_num_threads());
   if (data_.chars && !split_.validation.empty()) print_bigram_baseline();
+  if (data_.fixed_split && data_.has_test) print_majority_baseline();
 }
 
 void TrainingRun::resume() {
@@ -775,6 +867,7 @@ StateMap TrainingRun::state_now() const {
   if (lr_.plateau) for (auto& [k, v] : lr_.plateau->save()) m[k] = v;
   if (normalizer_) for (auto& [k, v] : normalizer_->save()) m[k] = v;
   if (data_.chars) m.merge(data_.chars->save());
+  m.merge(StateMap(data_.tokenizer));
   m["model"] = model_.manifest().model;
   return m;
 }
@@ -789,7 +882,7 @@ double train(Model& model, const TrainSettings& s, DataPreload* preload) {
   const BufferSpec& features = step_fn.inputs[map_inputs(step_fn).features];
   // Data read while the model compiled, when it is what this run reads.
   bool preloaded = preload && preload->source() == s.data && !reads_text(features) && preload->state_->data.valid();
-  Data data = preloaded ? preload->state_->data.get() : load_data(s.data, features, vocabulary_of(model));
+  Data data = preloaded ? preload->state_->data.get() : load_data(s.data, step_fn, vocabulary_of(model), s.tokenizer, s.seed, nullptr);
   check_shape(features, data.train, "training");
   TrainingRun run(model, s, std::move(data));
   return run.run();
@@ -798,7 +891,7 @@ double train(Model& model, const TrainSettings& s, DataPreload* preload) {
 double evaluate(Model& model, const std::string& source, int64_t seed, const StateMap& state) {
   const FunctionSpec& f = model.manifest().function("forward");
   Inputs in = map_inputs(f);
-  Data data = load_data(source, f.inputs[in.features], vocabulary_of(model));
+  Data data = load_data(source, f, vocabulary_of(model), "", 0, &state);
   Dataset& d = data.has_test ? data.test : data.train;
   apply_saved_normalization(state, d);
   check_shape(f.inputs[in.features], d, "evaluation");
@@ -822,7 +915,7 @@ std::pair<Tensor, Tensor> predict(Model& model, const std::string& source, const
   int logits = output_index(f, "logits");
   if (logits < 0 || f.outputs[logits].shape.size() != 2)
     throw Error("predictions need a `logits` output of shape [B, C]");
-  Data data = load_data(source, f.inputs[in.features], vocabulary_of(model));
+  Data data = load_data(source, f, vocabulary_of(model), "", 0, &state);
   Dataset& d = data.has_test ? data.test : data.train;
   apply_saved_normalization(state, d);
   check_shape(f.inputs[in.features], d, "prediction");

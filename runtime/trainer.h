@@ -27,6 +27,9 @@ struct TrainSettings {
   /// others count optimizer steps.
   std::string schedule = "constant";
   std::string data = "fashion-mnist";
+  /// A text classifier's tokenizer: words:VOCAB_SIZE (WordTable) or sentencepiece:VOCAB_SIZE
+  /// (SubwordTable), built on the training split and saved in checkpoints.
+  std::string tokenizer = "words:8192";
   uint64_t seed = 0;
   double validation = 0.1;        ///< fraction of the training set held out
   int64_t folds = 0;              ///< k-fold cross-validation: validate on fold `fold` of k

@@ -66,7 +66,7 @@ int run_build(const BuildArgs& args) {
   }
   // The runtime as this stag was built with it: same compiler, same libraries.
   std::vector<std::string> link = {STAG_CXX, "-o", args.out, object, STAG_TRAINER_MAIN, STAG_RUNTIME_LIB,
-                                   STAG_FMT_LIB, "-lz", "-lpng", "-lmvec", "-lm", "-pthread"};
+                                   STAG_FMT_LIB, "-lz", "-lpng", "-lsentencepiece", "-lsentencepiece_train", "-lmvec", "-lm", "-pthread"};
   int rc = run_program(link);
   std::filesystem::remove(object);
   if (rc != 0)
