@@ -60,7 +60,7 @@ TEST_CASE("sentencepiece training is deterministic for a seed and survives a che
   CHECK(back->encode("the dog runs away", 16) == a.encode("the dog runs away", 16));
 }
 
-TEST_CASE("tokenizer settings choose words or sentencepiece; bad ones are errors", "[subword]") {
+TEST_CASE("tokenizer settings choose words or sentencepiece, bad ones are errors", "[subword]") {
   auto texts = corpus();
   CHECK(make_tokenizer("words:50", texts, all(10), 0)->save().at("tokenizer") == "words:50");
   CHECK(make_tokenizer("sentencepiece:90", texts, all(texts.size()), 0)->vocab() == 90);
