@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <chrono>
+#include <functional>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -113,6 +114,23 @@ void record_start(const std::string& model_file, rt::TrainSettings& s) {
   s.model_hash_of = model_file;
 }
 
+// Runs a training loop, profiled when asked: the exit status, 130/143 when a signal stopped it.
+int run_profiled(const ProfileArgs& profile, rt::Model& model, std::vector<std::string> functions,
+                 const std::function<void()>& loop) {
+  try {
+    std::optional<rt::Profiler> profiler;
+    if (profile.enabled()) profiler.emplace(model.manifest(), std::move(functions));
+    loop();
+    if (profiler) profile.finish(*profiler);
+  } catch (const rt::StopRequested& stop) {
+    fmt::print(stderr, "stag: {}\n", stop.what());
+    return stop.exit_code;
+  } catch (const rt::Error& e) {
+    throw Failure{kExitBadInput, e.what()};
+  }
+  return kExitOk;
+}
+
 int run_gan_train(const TrainArgs& args, const CLI::App& cmd, const fe::GanSpec& spec) {
   using Clock = std::chrono::steady_clock;
   auto t0 = Clock::now();
@@ -135,17 +153,10 @@ int run_gan_train(const TrainArgs& args, const CLI::App& cmd, const fe::GanSpec&
       rec.push_back({"frechet_distance", sc.frechet_distance});
       summary += fmt::format("  classifier_score {:.3f}  frechet_distance {:.3f}", sc.classifier_score, sc.frechet_distance);
     };
-    std::optional<rt::Profiler> profiler;
-    if (args.profile.enabled()) profiler.emplace(c.model->manifest(), std::vector<std::string>{"d_step", "g_step", "forward"});
-    rt::train_gan(*c.model, settings, gan, scores);
-    if (profiler) args.profile.finish(*profiler);
-  } catch (const rt::StopRequested& stop) {
-    fmt::print(stderr, "stag: {}\n", stop.what());
-    return stop.exit_code;
+    return run_profiled(args.profile, *c.model, {"d_step", "g_step", "forward"}, [&] { rt::train_gan(*c.model, settings, gan, scores); });
   } catch (const rt::Error& e) {
     throw Failure{kExitBadInput, e.what()};
   }
-  return kExitOk;
 }
 
 int run_train(const TrainArgs& args, const CLI::App& cmd) {
@@ -166,19 +177,8 @@ int run_train(const TrainArgs& args, const CLI::App& cmd) {
   rt::TrainSettings settings = rt::settings_from_manifest(c.model->manifest());
   rt::merge_given(cmd, args.given, settings);
   record_start(args.program.model.file, settings);
-  try {
-    // Validation and test passes run the forward function: it gets a table of its own.
-    std::optional<rt::Profiler> profiler;
-    if (args.profile.enabled()) profiler.emplace(c.model->manifest(), std::vector<std::string>{"train_step", "forward"});
-    rt::train(*c.model, settings, preload.get());
-    if (profiler) args.profile.finish(*profiler);
-  } catch (const rt::StopRequested& stop) {
-    fmt::print(stderr, "stag: {}\n", stop.what());
-    return stop.exit_code;
-  } catch (const rt::Error& e) {
-    throw Failure{kExitBadInput, e.what()};
-  }
-  return kExitOk;
+  // Validation and test passes run the forward function: it gets a table of its own.
+  return run_profiled(args.profile, *c.model, {"train_step", "forward"}, [&] { rt::train(*c.model, settings, preload.get()); });
 }
 
 // A checkpoint named by a file or a run folder (its best, else its last checkpoint), read.
