@@ -52,6 +52,8 @@ struct Metrics {
   std::vector<int64_t> confusion;
   /// A language model's next-token scores: loss in nats per token and accuracy only.
   bool per_token = false;
+  /// The model's own `metric NAME` outputs, each the mean over the full batches.
+  std::vector<std::pair<std::string, double>> custom;
   int64_t num_classes() const { return static_cast<int64_t>(classes.size()); }
   /// exp(loss): the perplexity of a per-token loss.
   double perplexity() const { return std::exp(loss); }

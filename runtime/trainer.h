@@ -42,7 +42,14 @@ struct TrainSettings {
   std::string init_from;          ///< take matching parameters (by name) from this file
   std::string log;                ///< JSON lines, one object per epoch
   int64_t patience = 0;           ///< early stopping (0: off)
-  std::string monitor = "val_loss";  ///< val_loss or val_accuracy
+  /// The validation measure early stopping, best.safetensors and plateau watch: val_loss,
+  /// val_accuracy, val_macro_f1, val_auc, val_ppl, val_bpc or val_NAME of a model's `metric NAME`.
+  std::string monitor = "val_loss";
+  /// "max" or "min": whether the monitor improves upwards; "" takes it from the measure (a
+  /// model's own metric needs it).
+  std::string monitor_mode;
+  double min_delta = 0;           ///< an improvement must exceed this
+  bool shuffle = true;            ///< a new order of the training examples every epoch
   bool augment = false;           ///< random crop, flip, rotation and scaling of images
   bool normalize = false;         ///< standardise features by the training split's mean and std
   int64_t max_steps = 0;          ///< stop after this many steps in all (0: no limit)

@@ -14,6 +14,7 @@
 #include "compiler/jit/jit_model.h"
 #include "compiler/train/train_step.h"
 #include "ir/ops.h"
+#include "ir/train_config.h"
 #include "runtime/error.h"
 #include "runtime/npy.h"
 #include "runtime/profile.h"
@@ -100,9 +101,7 @@ struct TrainArgs {
 // guess for preloading: train() checks it against the settings it ends up with.
 std::string data_source(const TrainArgs& args, const CLI::App& cmd, const Graph& g) {
   if (cmd.get_option("--data")->count() > 0) return args.given.data;
-  if (const Attr* a = g.attr("train.data"))
-    if (const auto* s = std::get_if<std::string>(a)) return *s;
-  return rt::TrainSettings{}.data;
+  return train_config(g).data.value_or(rt::TrainSettings{}.data);
 }
 
 // What run.json says about the model and the command line.
