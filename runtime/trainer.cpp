@@ -390,6 +390,7 @@ TrainSettings settings_from_manifest(const Manifest& m) {
   if (auto v = attr(m, "train.seed")) s.seed = v->get<uint64_t>();
   if (auto v = attr(m, "train.early_stopping")) s.patience = v->get<int64_t>();
   if (auto v = attr(m, "train.monitor")) s.monitor = v->get<std::string>();
+  if (auto v = attr(m, "train.balance_classes")) s.balance_classes = v->get<bool>();
   s.schedule = schedule_spelling(m);
   return s;
 }
@@ -421,6 +422,9 @@ void add_train_flags(CLI::App& app, TrainSettings& s) {
       ->check(CLI::NonNegativeNumber);
   app.add_option("--monitor", s.monitor, "val_loss or val_accuracy")->check(CLI::IsMember({"val_loss", "val_accuracy"}));
   app.add_flag("--augment", s.augment, "Random crop, flip, rotation and scaling of training images");
+  app.add_flag("--balance-classes,!--no-balance-classes", s.balance_classes,
+               "Draw training examples with replacement, every class equally likely (PyTorch's WeightedRandomSampler "
+               "with weights 1 / class count): for macro-averaged scores on imbalanced classes");
   app.add_flag("--normalize", s.normalize, "Standardise features by the training split's mean and std (kept in checkpoints)");
   app.add_option("--max-steps", s.max_steps, "Stop after this many steps in all")->check(CLI::NonNegativeNumber);
   app.add_option("--threads", s.threads, "Threads (default: all cores)")->check(CLI::Range(1, 1024));
@@ -451,6 +455,7 @@ void merge_given(const CLI::App& app, const TrainSettings& given, TrainSettings&
   set("--monitor", &TrainSettings::monitor);
   set("--augment", &TrainSettings::augment);
   set("--normalize", &TrainSettings::normalize);
+  set("--balance-classes", &TrainSettings::balance_classes);
   set("--max-steps", &TrainSettings::max_steps);
   set("--threads", &TrainSettings::threads);
   set("--no-test", &TrainSettings::test);
@@ -482,9 +487,10 @@ std::optional<Normalizer> normalize(bool on, Data& data, const Split& split) {
   return n;
 }
 
-LoaderOptions train_loader(int64_t batch, bool augment) {
+LoaderOptions train_loader(int64_t batch, bool augment, bool balance_classes) {
   LoaderOptions o;
   o.batch_size = batch;
+  o.balance_classes = balance_classes;
   o.drop_last = true;  // the compiled step's batch is static
   if (augment) {
     // Fashion-MNIST-sized images: small shifts, flips, rotations and zooms.
@@ -556,7 +562,8 @@ LogRecord settings_record(const TrainSettings& s) {
           {"seed", static_cast<int64_t>(s.seed)}, {"validation", s.validation}, {"folds", s.folds}, {"fold", s.fold},
           {"checkpoint", s.checkpoint}, {"checkpoint_every", s.checkpoint_every}, {"resume", s.resume},
           {"init_from", s.init_from}, {"log", s.log}, {"early_stopping", s.patience}, {"monitor", s.monitor},
-          {"augment", flag(s.augment)}, {"normalize", flag(s.normalize)}, {"max_steps", s.max_steps},
+          {"augment", flag(s.augment)}, {"normalize", flag(s.normalize)},
+          {"balance_classes", flag(s.balance_classes)}, {"max_steps", s.max_steps},
           {"threads", int64_t{stag_get_num_threads()}}, {"test", flag(s.test)}, {"run_dir", s.run_dir}};
 }
 
@@ -637,7 +644,7 @@ TrainingRun::TrainingRun(Model& model, const TrainSettings& s, Data data)
       split_(data_.fixed_split ? fixed_split(s, *data_.fixed_split) : make_split(s, data_.train.size())),
       normalizer_(normalize(s.normalize, data_, split_)),
       eval_opts_(eval_loader(batch_)),
-      loader_(data_.train, split_.train, train_loader(batch_, s.augment), s.seed),
+      loader_(data_.train, split_.train, train_loader(batch_, s.augment, s.balance_classes), s.seed),
       val_plan_(data_.train, split_.validation, eval_opts_, s.seed),
       steps_per_epoch_(loader_.plan().batches_per_epoch()),
       lr_(make_lr(s)),
