@@ -89,6 +89,7 @@ const std::vector<Field>& plain() {
       {"tokenizer", FK::Str},
       {"seed", FK::Int, 0, 9.2e18},
       {"shuffle", FK::Bool},
+      {"balance_classes", FK::Bool},
       {"label_smoothing", FK::Float, 0, 1},
   };
   return t;

@@ -418,6 +418,7 @@ TrainSettings settings_from_manifest(const Manifest& m) {
   if (auto v = attr(m, "train.monitor_mode")) s.monitor_mode = v->get<std::string>();
   if (auto v = attr(m, "train.min_delta")) s.min_delta = v->get<double>();
   if (auto v = attr(m, "train.shuffle")) s.shuffle = v->get<bool>();
+  if (auto v = attr(m, "train.balance_classes")) s.balance_classes = v->get<bool>();
   if (auto v = attr(m, "train.schedule")) s.schedule = v->get<std::string>();
   return s;
 }
@@ -456,6 +457,9 @@ void add_train_flags(CLI::App& app, TrainSettings& s) {
       ->check(CLI::NonNegativeNumber);
   app.add_flag("!--no-shuffle", s.shuffle, "Keep the training examples in their order instead of shuffling every epoch");
   app.add_flag("--augment", s.augment, "Random crop, flip, rotation and scaling of training images");
+  app.add_flag("--balance-classes,!--no-balance-classes", s.balance_classes,
+               "Draw training examples with replacement, every class equally likely (PyTorch's WeightedRandomSampler "
+               "with weights 1 / class count): for macro-averaged scores on imbalanced classes");
   app.add_flag("--normalize", s.normalize, "Standardise features by the training split's mean and std (kept in checkpoints)");
   app.add_option("--max-steps", s.max_steps, "Stop after this many steps in all")->check(CLI::NonNegativeNumber);
   app.add_option("--threads", s.threads, "Threads (default: all cores)")->check(CLI::Range(1, 1024));
@@ -489,6 +493,7 @@ void merge_given(const CLI::App& app, const TrainSettings& given, TrainSettings&
   set("--no-shuffle", &TrainSettings::shuffle);
   set("--augment", &TrainSettings::augment);
   set("--normalize", &TrainSettings::normalize);
+  set("--balance-classes", &TrainSettings::balance_classes);
   set("--max-steps", &TrainSettings::max_steps);
   set("--threads", &TrainSettings::threads);
   set("--no-test", &TrainSettings::test);
@@ -520,12 +525,13 @@ std::optional<Normalizer> normalize(bool on, Data& data, const Split& split) {
   return n;
 }
 
-LoaderOptions train_loader(int64_t batch, bool augment, bool shuffle) {
+LoaderOptions train_loader(int64_t batch, const TrainSettings& s) {
   LoaderOptions o;
   o.batch_size = batch;
-  o.shuffle = shuffle;
+  o.shuffle = s.shuffle;
+  o.balance_classes = s.balance_classes;
   o.drop_last = true;  // the compiled step's batch is static
-  if (augment) {
+  if (s.augment) {
     // Fashion-MNIST-sized images: small shifts, flips, rotations and zooms.
     o.augment.crop_padding = 2;
     o.augment.horizontal_flip = true;
@@ -612,7 +618,8 @@ LogRecord settings_record(const TrainSettings& s) {
           {"checkpoint", s.checkpoint}, {"checkpoint_every", s.checkpoint_every}, {"resume", s.resume},
           {"init_from", s.init_from}, {"log", s.log}, {"early_stopping", s.patience}, {"monitor", s.monitor},
           {"monitor_mode", s.monitor_mode}, {"min_delta", s.min_delta}, {"shuffle", flag(s.shuffle)},
-          {"augment", flag(s.augment)}, {"normalize", flag(s.normalize)}, {"max_steps", s.max_steps},
+          {"augment", flag(s.augment)}, {"normalize", flag(s.normalize)},
+          {"balance_classes", flag(s.balance_classes)}, {"max_steps", s.max_steps},
           {"threads", int64_t{stag_get_num_threads()}}, {"test", flag(s.test)}, {"run_dir", s.run_dir}};
 }
 
@@ -693,7 +700,7 @@ TrainingRun::TrainingRun(Model& model, const TrainSettings& s, Data data)
       split_(data_.fixed_split ? fixed_split(s, *data_.fixed_split) : make_split(s, data_.train.size())),
       normalizer_(normalize(s.normalize, data_, split_)),
       eval_opts_(eval_loader(batch_)),
-      loader_(data_.train, split_.train, train_loader(batch_, s.augment, s.shuffle), s.seed),
+      loader_(data_.train, split_.train, train_loader(batch_, s), s.seed),
       val_plan_(data_.train, split_.validation, eval_opts_, s.seed),
       steps_per_epoch_(loader_.plan().batches_per_epoch()),
       lr_(plan_lr(s.schedule, s.lr, maximizes(s))),

@@ -52,6 +52,7 @@ struct TrainSettings {
   bool shuffle = true;            ///< a new order of the training examples every epoch
   bool augment = false;           ///< random crop, flip, rotation and scaling of images
   bool normalize = false;         ///< standardise features by the training split's mean and std
+  bool balance_classes = false;   ///< draw training examples so that every class is equally likely
   int64_t max_steps = 0;          ///< stop after this many steps in all (0: no limit)
   int threads = 0;                ///< 0: all cores
   bool test = true;               ///< report metrics on the test split at the end
