@@ -221,6 +221,7 @@ std::vector<double> nice_ticks(double lo, double hi, int target, bool integer) {
 }
 
 std::string svg_begin(double width, double height, const std::string& title, const std::string& subtitle) {
+  width = std::ceil(width), height = std::ceil(height);  // whole pixels: a PNG of it has exactly this size
   std::string out = fmt::format(R"(<svg xmlns="http://www.w3.org/2000/svg" width="{0}" height="{1}" viewBox="0 0 {0} {1}" font-family="{2}">)"
                                 "\n", width, height, kFont);
   out += fmt::format(R"(<rect width="{}" height="{}" fill="white"/>)" "\n", width, height);
