@@ -59,7 +59,9 @@ struct Writer {
     return fmt::format("n{} [label={}, {}];\n", id[&n], quoted(node_label(n)), node_style(n));
   }
 
-  // Parameters in one box at the top, so a train step's many weights do not scatter.
+  // Parameters in one box, so a train step's weights and optimizer state do not scatter through
+  // it. (rank=min would line them up at the top, but Graphviz 2.42 then fails on GPT's train
+  // step with "trouble in init_rank".)
   void parameters() {
     std::string body;
     int count = 0;
@@ -120,7 +122,7 @@ std::string layout_limits(const Graph& g) {
 }  // namespace
 
 std::string to_dot(const Graph& g, const std::vector<DotCluster>& clusters) {
-  Writer w{g, {}, fmt::format("digraph {} {{\n  rankdir=TB;\n  newrank=true;\n  node [fontname=\"monospace\", fontsize=10];\n",
+  Writer w{g, {}, fmt::format("digraph {} {{\n  rankdir=TB;\n  newrank=true;\n  fontname=\"sans-serif\";\n  node [fontname=\"monospace\", fontsize=10];\n",
                               quoted(g.name))};
   w.out += layout_limits(g);
   for (const auto& n : g.nodes) w.id[n.get()] = static_cast<int>(w.id.size());
