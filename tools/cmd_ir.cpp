@@ -82,7 +82,12 @@ std::vector<DotCluster> kernel_clusters(const kir::Program& program, const std::
         auto it = shares.find(k.name);
         std::string share = it == shares.end() ? "" : fmt::format("\n{:.1f}% of {}", 100 * it->second, function);
         clusters.push_back({"kernel " + k.name + share, k.nodes});
+        if (it != shares.end()) shares.erase(it);
       }
+  // A kernel the program lacks: the trace is of another model, or of other passes.
+  if (!shares.empty())
+    throw Failure{kExitBadInput, fmt::format("'{}' profiles a kernel {} that this {} does not have", profile,
+                                             shares.begin()->first, function)};
   return clusters;
 }
 

@@ -107,5 +107,18 @@ run sample "$models/dcgan.stag" --weights gan --count 16 --columns 4 --scale 1 -
 png_is gan.png "$(grid 4)" "$(grid 4)"
 png_is gan/samples/epoch-001.png $((2 * $(grid 8))) $((2 * $(grid 8)))  # the run's 64 samples, doubled
 
+# Misuse: what the flags draw, and a trace of another program.
+expect_usage() {  # expect_usage STATUS TEXT ARGS...: stag exits with STATUS and says TEXT
+  local want=$1 text=$2
+  shift 2
+  "$stag" "$@" >out.txt 2>&1
+  local got=$?
+  [ "$got" -eq "$want" ] && grep -qF -- "$text" out.txt || { cat out.txt; fail "stag $* exited $got, expected $want and '$text'"; }
+}
+expect_usage 2 "--profile labels the kernels of --stage kernels --dot" ir "$models/mlp.stag" --dot --profile trace.json
+expect_usage 1 "does not have" ir "$models/lenet5.stag" --stage kernels --dot --profile trace.json
+expect_usage 1 "has no profile of the function train_step" ir "$models/mlp.stag" --step --stage kernels --dot --profile trace.json
+expect_usage 2 "--plots draws a classifier's" eval "$models/dcgan.stag" --weights gan --plots p
+
 for s in "${skipped[@]}"; do echo "SKIPPED: $s"; done
 echo "pictures: all checks passed"

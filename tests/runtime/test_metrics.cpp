@@ -39,7 +39,7 @@ std::vector<std::pair<double, double>> xy(const std::vector<CurvePoint>& curve) 
   return out;
 }
 
-TEST_CASE("ROC and precision-recall curves by hand; the AUC is the area under the ROC points", "[metrics]") {
+TEST_CASE("ROC and precision-recall curves by hand, the AUC the area under the ROC points", "[metrics]") {
   // Thresholds 0.8, 0.4 (one positive and one negative tied), 0.1.
   std::vector<double> s = {0.8, 0.4, 0.4, 0.1};
   bool pos[] = {true, true, false, false};
