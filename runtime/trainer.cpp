@@ -26,6 +26,7 @@
 #include "runtime/data/loader.h"
 #include "runtime/data/split.h"
 #include "runtime/error.h"
+#include "runtime/eval_plots.h"
 #include "runtime/metrics.h"
 #include "runtime/progress.h"
 #include "runtime/run_dir.h"
@@ -353,6 +354,20 @@ std::string custom_line(const std::string& prefix, const Metrics& m) {
   std::string s;
   for (const auto& [name, value] : m.custom) s += fmt::format("  {}{} {:.4f}", prefix, name, value);
   return s;
+}
+
+// The ROC, precision-recall and confusion pictures of a classifier's test, named on stdout.
+void draw_eval_plots(const fs::path& dir, const Metrics& m, std::span<const std::string> names, const std::string& title) {
+  if (m.num_classes() == 0) return;  // no class scores: a language model or an autoencoder
+  constexpr int64_t kMaxClasses = 20;  // beyond this the legends and cells are too small to read
+  if (m.num_classes() > kMaxClasses) {
+    fmt::print("pictures: none ({} classes are more than {} can be drawn legibly)\n", m.num_classes(), kMaxClasses);
+    return;
+  }
+  auto files = write_eval_plots(dir, m, names, title);
+  std::vector<std::string> shown;
+  for (const auto& f : files) shown.push_back(f.filename().string());
+  fmt::print("pictures: {} in {}\n", fmt::join(shown, ", "), dir.string());
 }
 
 std::string metrics_line(const std::string& prefix, const Metrics& m) {
@@ -882,6 +897,7 @@ double TrainingRun::test() {
   fmt::print("test: {}\n", metrics_line("", m));
   if (m.num_classes() > 0)
     fmt::print("{}\n{}", format_class_table(m, data_.class_names), format_confusion_matrix(m, data_.class_names));
+  if (folder_) draw_eval_plots(folder_->dir, m, data_.class_names, fmt::format("{} on {}", model_.manifest().model, s_.data));
   log({{"event", std::string("test")}, {"loss", m.loss}, {"accuracy", m.accuracy}, {"macro_f1", m.macro_f1}});
   return m.accuracy;
 }
@@ -954,7 +970,7 @@ double train(Model& model, const TrainSettings& s, DataPreload* preload) {
   return run.run();
 }
 
-double evaluate(Model& model, const std::string& source, int64_t seed, const StateMap& state) {
+double evaluate(Model& model, const std::string& source, int64_t seed, const StateMap& state, const std::string& plots) {
   const FunctionSpec& f = model.manifest().function("forward");
   Inputs in = map_inputs(f);
   Data data = load_data(source, f, vocabulary_of(model), "", 0, &state);
@@ -968,6 +984,7 @@ double evaluate(Model& model, const std::string& source, int64_t seed, const Sta
   Metrics m = evaluate_plan(model, plan, num_classes);
   fmt::print("{} examples: {}\n", m.count, metrics_line("", m));
   if (m.num_classes() > 0) fmt::print("{}\n{}", format_class_table(m, data.class_names), format_confusion_matrix(m, data.class_names));
+  if (!plots.empty()) draw_eval_plots(plots, m, data.class_names, fmt::format("{} on {}", model.manifest().model, source));
   return m.accuracy;
 }
 

@@ -113,7 +113,10 @@ Dataset load_example_split(const std::string& source, bool test);
 /// Evaluates `model` (its forward function) on the test split of `data`, printing the metrics,
 /// the per-class table and the confusion matrix. Returns the accuracy.
 /// `state` is the checkpoint's metadata: a normalisation saved there is applied to the data.
-double evaluate(Model& model, const std::string& data, int64_t seed, const StateMap& state = {});
+/// `plots`, when not empty, is a folder to draw the ROC, precision-recall and confusion pictures
+/// into (eval_plots.h).
+double evaluate(Model& model, const std::string& data, int64_t seed, const StateMap& state = {},
+                const std::string& plots = "");
 
 /// The model's predictions on the test split of `data` (the training data when it has none):
 /// the predicted class of every example (i64 [N]) and its probabilities (f32 [N, C]).
