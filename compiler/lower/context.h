@@ -32,14 +32,6 @@ inline int64_t numel(const Type& t) { return *checked_numel(t.dims); }
 inline int64_t norm_axis(int64_t axis, size_t rank) { return axis < 0 ? axis + static_cast<int64_t>(rank) : axis; }
 
 inline E fconst(double v, DType t) { return kir::float_(v, t); }
-inline E f_add(E a, E b) { return kir::bin(kir::Bin::add, std::move(a), std::move(b)); }
-inline E f_sub(E a, E b) { return kir::bin(kir::Bin::sub, std::move(a), std::move(b)); }
-inline E f_mul(E a, E b) { return kir::bin(kir::Bin::mul, std::move(a), std::move(b)); }
-inline E f_div(E a, E b) { return kir::bin(kir::Bin::div, std::move(a), std::move(b)); }
-inline E gt(E a, E b) { return kir::bin(kir::Bin::gt, std::move(a), std::move(b)); }
-inline E lt(E a, E b) { return kir::bin(kir::Bin::lt, std::move(a), std::move(b)); }
-inline E ge(E a, E b) { return kir::bin(kir::Bin::ge, std::move(a), std::move(b)); }
-inline E and_(E a, E b) { return kir::bin(kir::Bin::and_, std::move(a), std::move(b)); }
 inline E zero_of(DType t) { return is_float(t) ? fconst(0, t) : kir::cast(kir::int_(0), t); }
 inline E const_of(double v, DType t) { return is_float(t) ? fconst(v, t) : kir::cast(kir::int_(static_cast<int64_t>(v)), t); }
 
@@ -57,7 +49,7 @@ inline E nan_max(E a, E b) {
 
 /// In-bounds test and a safe index: loads at a clamped index are always legal, and the
 /// value is masked by the test.
-inline E in_range(E v, int64_t size) { return and_(ge(v, kir::int_(0)), lt(v, kir::int_(size))); }
+inline E in_range(E v, int64_t size) { return kir::and_(kir::ge(v, kir::int_(0)), kir::lt(v, kir::int_(size))); }
 
 /// The program being built and the function being lowered. Buffer ids >= 0 name buffers of
 /// the program; negative ids name values fused away (computed where they are read).

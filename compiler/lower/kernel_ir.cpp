@@ -79,7 +79,13 @@ E cast(E x, DType to) {
 }
 
 E add(E a, E b) { return bin(Bin::add, std::move(a), std::move(b)); }
+E sub(E a, E b) { return bin(Bin::sub, std::move(a), std::move(b)); }
 E mul(E a, E b) { return bin(Bin::mul, std::move(a), std::move(b)); }
+E div(E a, E b) { return bin(Bin::div, std::move(a), std::move(b)); }
+E lt(E a, E b) { return bin(Bin::lt, std::move(a), std::move(b)); }
+E gt(E a, E b) { return bin(Bin::gt, std::move(a), std::move(b)); }
+E ge(E a, E b) { return bin(Bin::ge, std::move(a), std::move(b)); }
+E and_(E a, E b) { return bin(Bin::and_, std::move(a), std::move(b)); }
 
 Stmt for_(int v, int64_t begin, int64_t end, std::vector<Stmt> body) {
   return {.kind = SK::For, .var = v, .begin = begin, .end = end, .body = std::move(body), .index = {}, .value = {}};

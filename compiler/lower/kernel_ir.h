@@ -40,7 +40,8 @@ struct Expr {
 };
 
 // Expression constructors; they fold constant integer arithmetic so that index expressions
-// stay readable (`i0 * 512 + i1`, not `i0 * 512 * 1 + 0 + i1`).
+// stay readable (`i0 * 512 + i1`, not `i0 * 512 * 1 + 0 + i1`). The arithmetic and compare
+// shorthands below are bin() with that op, for index maths and float values alike.
 E int_(int64_t v);
 E float_(double v, DType t);
 E var(int index, DType t);
@@ -50,7 +51,13 @@ E bin(Bin op, E a, E b);
 E select(E c, E a, E b);
 E cast(E x, DType to);
 E add(E a, E b);
+E sub(E a, E b);
 E mul(E a, E b);
+E div(E a, E b);
+E lt(E a, E b);
+E gt(E a, E b);
+E ge(E a, E b);
+E and_(E a, E b);
 
 enum class SK : uint8_t { For, Store, Assign, Check };
 
