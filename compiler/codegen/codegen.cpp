@@ -21,7 +21,7 @@
 #include <unordered_map>
 
 #include "compiler/codegen/gemm.h"
-#include "compiler/jit/host.h"
+#include "compiler/target/host.h"
 
 namespace stag {
 
@@ -562,13 +562,12 @@ class Codegen {
   // glibc's vector function ISAs this host runs (x86: b = SSE, d = AVX2, e = AVX-512), with
   // their register width in bits.
   static std::vector<std::pair<char, unsigned>> host_vector_isas() {
-    auto f = host_info().features;
-    auto has = [&](const char* name) { return std::find(f.begin(), f.end(), name) != f.end(); };
+    HostInfo host = host_info();
     std::vector<std::pair<char, unsigned>> out;
-    if (host_info().triple.rfind("x86_64", 0) != 0) return out;
-    if (has("sse4.2")) out.push_back({'b', 128});
-    if (has("avx2")) out.push_back({'d', 256});
-    if (has("avx512f")) out.push_back({'e', 512});
+    if (host.triple.rfind("x86_64", 0) != 0) return out;
+    if (host.has("sse4.2")) out.push_back({'b', 128});
+    if (host.has("avx2")) out.push_back({'d', 256});
+    if (host.has("avx512f")) out.push_back({'e', 512});
     return out;
   }
   std::vector<std::pair<char, unsigned>> vector_isas_ = host_vector_isas();

@@ -16,17 +16,16 @@
 #include <algorithm>
 #include <functional>
 
-#include "compiler/jit/host.h"
+#include "compiler/target/host.h"
 
 namespace stag {
 
 GemmTile host_gemm_tile() {
-  auto features = host_info().features;
-  auto has = [&](const char* f) { return std::find(features.begin(), features.end(), f) != features.end(); };
+  HostInfo host = host_info();
   GemmTile t;
   // Accumulators take rows x vectors registers; B's vectors and A's broadcast need the rest.
-  if (has("avx512f")) t = {16, 2, 8, 0, 0};       // 16 of 32 zmm registers
-  else if (has("avx2") || has("avx")) t = {8, 2, 6, 0, 0};  // 12 of 16 ymm
+  if (host.has("avx512f")) t = {16, 2, 8, 0, 0};       // 16 of 32 zmm registers
+  else if (host.has("avx2") || host.has("avx")) t = {8, 2, 6, 0, 0};  // 12 of 16 ymm
   else t = {4, 2, 4, 0, 0};                       // 8 of 16 xmm
   // Cache blocking from the host's caches: a KC-deep panel of B takes a third of L1 (A's
   // micro-panel and C's tile share the rest), a block of panels half of L2. glibc reads the
