@@ -20,9 +20,7 @@ namespace stag::lowering {
 using kir::E;
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
-/// Products over more batches than this keep the loop form (their offset tables would bloat
-/// the code).
-constexpr int64_t kMaxGemmBatches = 1 << 16;
+using kir::kMaxGemmBatches;
 /// Products of at most this many rows split their columns over threads, in blocks of
 /// kColumnBlock (a multiple of every host's register tile width).
 constexpr int64_t kColumnSplitRows = 64;
@@ -98,6 +96,7 @@ struct LowerContext {
   std::vector<kir::Buffer> pseudo;           ///< descriptions of fused values (ids -1, -2, ...)
   std::vector<const Node*> pseudo_node;
   std::vector<std::string> group;            ///< the values the kernel being built computes
+  std::string strategy;                      ///< the node's strategy, for the kernels it emits
   std::unordered_map<std::string, int> param_ids;
   std::vector<const Node*> param_nodes;      ///< the first definition of each parameter, in order
   std::unordered_map<const Value*, int> buffer_of;

@@ -57,19 +57,22 @@ std::vector<Stmt> padded_plane(LowerContext& cx, KernelBuilder& kb, int dst, E d
 // The sizes of a convolution from input x to output y with a KH x KW kernel.
 ConvShape conv_shape(const Node& n, const Type& x, const Type& y, int64_t KH, int64_t KW) {
   const Ints &s = n.ints("stride"), &p = n.ints("padding"), &d = n.ints("dilation");
-  return {x.dims[0], x.dims[1], x.dims[2], x.dims[3], y.dims[1], y.dims[2], y.dims[3], KH, KW, {s[0], s[1]}, {p[0], p[1]}, {d[0], d[1]}};
+  return {x.dims[0], x.dims[1], x.dims[2], x.dims[3], y.dims[1], y.dims[2], y.dims[3], KH, KW, {s[0], s[1]}, {p[0], p[1]}, {d[0], d[1]}, n.i("groups")};
 }
 
-// The micro-kernel takes f32 operands from buffers, one group, a bounded number of batches.
-bool gemm_operands(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out) {
-  return cx.B(out).type.dtype == DType::f32 && n.i("groups") == 1 && cx.materialized(xs[0]) >= 0 && cx.materialized(xs[1]) >= 0 &&
-         cx.B(xs[0]).type.dims[0] <= kMaxGemmBatches;
+ConvOperands conv_operands(LowerContext& cx, const std::vector<int>& xs, int out) {
+  return {.f32 = cx.B(out).type.dtype == DType::f32, .in_buffers = cx.materialized(xs[0]) >= 0 && cx.materialized(xs[1]) >= 0};
+}
+
+ConvPath take(LowerContext& cx, ConvPath path) {
+  cx.strategy = name(path);
+  return path;
 }
 
 void conv2d(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out) {
   const Type wt = cx.B(xs[1]).type;
   ConvShape c = conv_shape(n, cx.B(xs[0]).type, cx.B(out).type, wt.dims[2], wt.dims[3]);
-  switch (conv2d_path(c, gemm_operands(cx, n, xs, out))) {
+  switch (take(cx, conv2d_path(c, conv_operands(cx, xs, out)))) {
     case ConvPath::dense: return conv2d_dense(cx, n, xs, out, c);
     case ConvPath::lines: return conv2d_lines(cx, n, xs, out, c, false);
     case ConvPath::lines_merged: return conv2d_lines(cx, n, xs, out, c, true);
@@ -105,7 +108,7 @@ static void conv2d_im2col(LowerContext& cx, const Node& n, const std::vector<int
   gm.a = cx.materialized(xs[1]), gm.b = cx.materialized(xs[0]), gm.c = out, gm.M = c.O, gm.N = N, gm.K = K;
   gm.a_offsets.assign(static_cast<size_t>(c.Bn), 0);
   for (int64_t b = 0; b < c.Bn; ++b) gm.b_offsets.push_back(b * c.C * c.H * c.W);
-  gm.im2col = Gemm::Im2col{c.C, c.H, c.W, c.KH, c.KW, c.OW, {c.s[0], c.s[1]}, {c.p[0], c.p[1]}, {c.d[0], c.d[1]}};
+  gm.read_patches({c.C, c.H, c.W, c.KH, c.KW, c.OW, {c.s[0], c.s[1]}, {c.p[0], c.p[1]}, {c.d[0], c.d[1]}});
   KernelBuilder kb("conv2d", cx.origin(n));
   kb.k.gemm = gm;
   int j = kb.new_var("j");
@@ -183,7 +186,7 @@ static void conv2d_lines(LowerContext& cx, const Node& n, const std::vector<int>
   gm.a = cx.materialized(xs[1]), gm.b = image, gm.c = grid, gm.M = c.O, gm.N = N, gm.K = K;
   if (!merged) gm.a_offsets.assign(static_cast<size_t>(c.Bn), 0);
   for (int64_t b = 0; b < c.Bn && !merged; ++b) gm.b_offsets.push_back(b * c.C * P * plane);
-  gm.b_lines = merged ? tap_lines(c, ph, P * c.Bn * plane, c.Bn * plane) : tap_lines(c, ph, P * plane, plane);
+  gm.read_lines(merged ? tap_lines(c, ph, P * c.Bn * plane, c.Bn * plane) : tap_lines(c, ph, P * plane, plane));
   KernelBuilder kb("conv2d", cx.origin(n));
   kb.k.gemm = gm;
   int b = kb.new_var("b"), oh = kb.new_var("oh"), ow = kb.new_var("ow");
@@ -206,7 +209,7 @@ static void conv2d_lines(LowerContext& cx, const Node& n, const std::vector<int>
 void conv2d_weight_grad(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out) {
   const Type ot = cx.B(out).type;
   ConvShape c = conv_shape(n, cx.B(xs[0]).type, cx.B(xs[1]).type, ot.dims[2], ot.dims[3]);
-  switch (weight_grad_path(c, gemm_operands(cx, n, xs, out))) {
+  switch (take(cx, weight_grad_path(c, conv_operands(cx, xs, out)))) {
     case ConvPath::dense: return weight_grad_dense(cx, n, xs, out, c);
     case ConvPath::lines: return weight_grad_lines(cx, n, xs, out, c, false);
     case ConvPath::lines_merged: return weight_grad_lines(cx, n, xs, out, c, true);
@@ -219,7 +222,7 @@ void conv2d_weight_grad(LowerContext& cx, const Node& n, const std::vector<int>&
 void emit_product(LowerContext& cx, const Node& n, const std::string& name, Gemm gm, int64_t min_rows) {
   KernelBuilder kg(name, cx.origin(n));
   bool by_columns = gm.batches() == 1 && gm.M <= kColumnSplitRows && gm.N % kColumnBlock == 0 && gm.N >= 2 * kColumnBlock;
-  if (by_columns) gm.column_block = kColumnBlock;
+  if (by_columns) gm.split_by(Gemm::Split::columns, kColumnBlock);
   kg.k.gemm = gm;
   int64_t extent = by_columns ? gm.N / kColumnBlock : gm.batches() * gm.M;
   loop_nest(kg, {extent}, [](const std::vector<E>&) { return std::vector<Stmt>{}; }, 1);
@@ -270,7 +273,7 @@ static void weight_grad_lines(LowerContext& cx, const Node& n, const std::vector
   gm.K = merged ? c.Bn * plane : c.OH * ph.cols;
   if (!merged)
     for (int64_t b = 0; b < c.Bn; ++b) gm.a_offsets.push_back(b * c.O * gm.K), gm.b_offsets.push_back(b * c.C * P * plane);
-  gm.b_lines = merged ? tap_lines(c, ph, P * c.Bn * plane, c.Bn * plane) : tap_lines(c, ph, P * plane, plane);
+  gm.read_lines(merged ? tap_lines(c, ph, P * c.Bn * plane, c.Bn * plane) : tap_lines(c, ph, P * plane, plane));
   if (merged) return emit_product(cx, n, "conv2d_weight_grad", gm);
   emit_product(cx, n, "conv2d_weight_grad", gm, c.O);  // whole images to a thread
   if (partials) sum_partials(cx, n, partial, out, c.Bn, c.O * N);

@@ -19,10 +19,11 @@ static void interleave_phases(LowerContext& cx, const Node& n, const std::vector
 static void conv_transpose2d_loops(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out);
 
 // A transposed convolution's columns: cols[b] (M = Co*KH*KW rows x N) = w^T times image b
-// (Ci x N), one image a p (row_block), so the kernel's body adds them up while in cache.
+// (Ci x N), one image a p (Gemm::Split::row_blocks), so the kernel's body adds them up while in cache.
 static Gemm image_columns(int w_buf, int image, int cols, int64_t Bn, int64_t M, int64_t N, int64_t Ci) {
   Gemm gm;
-  gm.a = w_buf, gm.b = image, gm.c = cols, gm.M = M, gm.N = N, gm.K = Ci, gm.ta = true, gm.row_block = M;
+  gm.a = w_buf, gm.b = image, gm.c = cols, gm.M = M, gm.N = N, gm.K = Ci, gm.ta = true;
+  gm.split_by(Gemm::Split::row_blocks, M);
   gm.a_offsets.assign(static_cast<size_t>(Bn), 0);
   for (int64_t b = 0; b < Bn; ++b) gm.b_offsets.push_back(b * Ci * N);
   return gm;
@@ -129,7 +130,7 @@ void conv_transpose2d(LowerContext& cx, const Node& n, const std::vector<int>& x
   const Type wt = cx.B(xs[1]).type;
   // Described by the convolution it transposes: that one's input is our output.
   ConvShape c = conv_shape(n, cx.B(out).type, cx.B(xs[0]).type, wt.dims[2], wt.dims[3]);
-  switch (conv_transpose2d_path(c, gemm_operands(cx, n, xs, out))) {
+  switch (take(cx, conv_transpose2d_path(c, conv_operands(cx, xs, out)))) {
     case ConvPath::dense: return conv_transpose2d_dense(cx, n, xs, out, c);
     case ConvPath::subpixel: return conv_transpose2d_subpixel(cx, n, xs, out, c, false);
     case ConvPath::subpixel_merged: return conv_transpose2d_subpixel(cx, n, xs, out, c, true);
@@ -211,9 +212,11 @@ static void conv_transpose2d_subpixel(LowerContext& cx, const Node& n, const std
       gm.a_offsets.push_back(r * Co * gm.K);
       gm.b_offsets.push_back(merged ? r * L.phase_stride : b * L.image_stride + ah.first(r / aw.s) * L.cols + aw.first(r % aw.s));
     }
+  std::vector<int64_t> lines;
   for (int64_t ci = 0; ci < Ci; ++ci)
     for (int64_t jh = 0; jh < ah.taps; ++jh)
-      for (int64_t jw = 0; jw < aw.taps; ++jw) gm.b_lines.push_back(ci * L.channel_stride + jh * L.cols + jw);
+      for (int64_t jw = 0; jw < aw.taps; ++jw) lines.push_back(ci * L.channel_stride + jh * L.cols + jw);
+  gm.read_lines(std::move(lines));
   gm.c = cx.new_buffer(n.result()->name + ".grid", {DType::f32, {gm.batches() * Co * gm.N}}, BufKind::Temp);
   emit_product(cx, n, "conv_transpose2d", gm);
   // Where image b's phase r of channel co starts in the grid.

@@ -56,7 +56,7 @@ static void matmul_gemm(LowerContext& cx, const Node& n, const MatmulShape& s, i
   // Few rows and many columns: threads take blocks of columns (each packs or streams only
   // its part of B); otherwise blocks of rows.
   const int64_t rows = batches * M;
-  if (rows <= kColumnSplitRows && N % kColumnBlock == 0 && N >= 2 * kColumnBlock) gm.column_block = kColumnBlock;
+  if (rows <= kColumnSplitRows && N % kColumnBlock == 0 && N >= 2 * kColumnBlock) gm.split_by(Gemm::Split::columns, kColumnBlock);
   kb.k.gemm = gm;
   auto epilogue_row = [&](E row, E col) {
     std::vector<E> idx;
@@ -66,7 +66,7 @@ static void matmul_gemm(LowerContext& cx, const Node& n, const MatmulShape& s, i
     E at = add(mul(row, int_(N)), col);
     return store(out, at, cx.epilogue(n, cx.ld(out, at), idx));
   };
-  if (gm.column_block) {
+  if (gm.split == Gemm::Split::columns) {
     int r = kb.new_var("r");
     loop_nest(kb, {N / kColumnBlock}, [&](const std::vector<E>& block) {
       if (!cx.has_epilogue(n)) return std::vector<Stmt>{};
