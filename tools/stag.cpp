@@ -2,7 +2,7 @@
 
 #include <fmt/format.h>
 
-#include "compiler/jit/host.h"
+#include "compiler/target/host.h"
 #include "tools/cli.h"
 
 namespace {

@@ -21,7 +21,7 @@
 #include <unordered_map>
 
 #include "compiler/codegen/gemm.h"
-#include "compiler/jit/host.h"
+#include "compiler/target/host.h"
 
 namespace stag {
 
@@ -182,11 +182,11 @@ class Codegen {
     if (k.gemm) {
       const Gemm& g = *k.gemm;
       key += fmt::format("gemm s{} s{} s{} {}x{}x{} {}{} [{}] [{}] {}", slot(g.a), slot(g.b), slot(g.c), g.M, g.N, g.K, g.ta, g.tb,
-                         fmt::join(g.a_offsets, ","), fmt::join(g.b_offsets, ","), g.column_block);
-      if (g.row_block) key += fmt::format(" rows {}", g.row_block);
-      if (!g.b_lines.empty()) key += fmt::format(" lines [{}]", fmt::join(g.b_lines, ","));
-      if (g.im2col) {
-        const auto& c = *g.im2col;
+                         fmt::join(g.a_offsets, ","), fmt::join(g.b_offsets, ","), static_cast<int>(g.split));
+      if (g.split != Gemm::Split::rows) key += fmt::format(" block {}", g.block);
+      if (g.b_read == Gemm::BRead::lines) key += fmt::format(" lines [{}]", fmt::join(g.b_lines, ","));
+      if (g.b_read == Gemm::BRead::patches) {
+        const auto& c = g.im2col;
         key += fmt::format(" im2col {} {} {} {} {} {} {} {} {} {} {} {}", c.C, c.H, c.W, c.KH, c.KW, c.OW, c.stride[0], c.stride[1],
                            c.padding[0], c.padding[1], c.dilation[0], c.dilation[1]);
       }
@@ -296,20 +296,20 @@ class Codegen {
     if (k.gemm) {
       llvm::Function* product = gemm_function(*m_, *k.gemm, tile_);
       const Gemm& g = *k.gemm;
-      // Rows [lo, hi) of every column, or every row of columns [lo, hi) * column_block.
+      // Rows [lo, hi) of every column, or every row of columns [lo, hi) * block.
       llvm::Value *row_lo = f->getArg(1), *row_hi = f->getArg(2), *col_lo = b_.getInt64(0), *col_hi = b_.getInt64(g.N);
-      if (g.column_block) {
+      if (g.split == Gemm::Split::columns) {
         row_lo = b_.getInt64(0), row_hi = b_.getInt64(g.batches() * g.M);
-        col_lo = b_.CreateMul(f->getArg(1), b_.getInt64(g.column_block));
-        col_hi = b_.CreateMul(f->getArg(2), b_.getInt64(g.column_block));
+        col_lo = b_.CreateMul(f->getArg(1), b_.getInt64(g.block));
+        col_hi = b_.CreateMul(f->getArg(2), b_.getInt64(g.block));
       }
       auto call = [&](llvm::Value* lo, llvm::Value* hi) {
         b_.CreateCall(product, {buf_ptrs_.at(g.a), buf_ptrs_.at(g.b), buf_ptrs_.at(g.c), lo, hi, col_lo, col_hi, b_.getInt64(g.M),
                                 b_.getInt64(g.N), b_.getInt64(g.K), gemm_offsets(*m_, g.a_offsets), gemm_offsets(*m_, g.b_offsets)});
       };
-      if (g.row_block) {
+      if (g.split == Gemm::Split::row_blocks) {
         // for p in [lo, hi): the block's rows, then the body for p (while they are in cache)
-        llvm::Value* rb = b_.getInt64(g.row_block);
+        llvm::Value* rb = b_.getInt64(g.block);
         emit_loop(0, f->getArg(1), f->getArg(2), k.body, false, [&](llvm::Value* p) {
           llvm::Value* first = b_.CreateMul(p, rb);
           call(first, b_.CreateAdd(first, rb));
@@ -562,13 +562,12 @@ class Codegen {
   // glibc's vector function ISAs this host runs (x86: b = SSE, d = AVX2, e = AVX-512), with
   // their register width in bits.
   static std::vector<std::pair<char, unsigned>> host_vector_isas() {
-    auto f = host_info().features;
-    auto has = [&](const char* name) { return std::find(f.begin(), f.end(), name) != f.end(); };
+    HostInfo host = host_info();
     std::vector<std::pair<char, unsigned>> out;
-    if (host_info().triple.rfind("x86_64", 0) != 0) return out;
-    if (has("sse4.2")) out.push_back({'b', 128});
-    if (has("avx2")) out.push_back({'d', 256});
-    if (has("avx512f")) out.push_back({'e', 512});
+    if (host.triple.rfind("x86_64", 0) != 0) return out;
+    if (host.has("sse4.2")) out.push_back({'b', 128});
+    if (host.has("avx2")) out.push_back({'d', 256});
+    if (host.has("avx512f")) out.push_back({'e', 512});
     return out;
   }
   std::vector<std::pair<char, unsigned>> vector_isas_ = host_vector_isas();

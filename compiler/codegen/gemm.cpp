@@ -16,17 +16,16 @@
 #include <algorithm>
 #include <functional>
 
-#include "compiler/jit/host.h"
+#include "compiler/target/host.h"
 
 namespace stag {
 
 GemmTile host_gemm_tile() {
-  auto features = host_info().features;
-  auto has = [&](const char* f) { return std::find(features.begin(), features.end(), f) != features.end(); };
+  HostInfo host = host_info();
   GemmTile t;
   // Accumulators take rows x vectors registers; B's vectors and A's broadcast need the rest.
-  if (has("avx512f")) t = {16, 2, 8, 0, 0};       // 16 of 32 zmm registers
-  else if (has("avx2") || has("avx")) t = {8, 2, 6, 0, 0};  // 12 of 16 ymm
+  if (host.has("avx512f")) t = {16, 2, 8, 0, 0};       // 16 of 32 zmm registers
+  else if (host.has("avx2") || host.has("avx")) t = {8, 2, 6, 0, 0};  // 12 of 16 ymm
   else t = {4, 2, 4, 0, 0};                       // 8 of 16 xmm
   // Cache blocking from the host's caches: a KC-deep panel of B takes a third of L1 (A's
   // micro-panel and C's tile share the rest), a block of panels half of L2. glibc reads the
@@ -92,7 +91,7 @@ class GemmEmitter {
     // Element (i, k) of A is A[i * sa_i + k * sa_k]; element (k, j) of B is B[k * sb_k + j * sb_j].
     llvm::Value *sa_i = g_.ta ? c(1) : K, *sa_k = g_.ta ? M : c(1), *sb_k = g_.tb ? c(1) : N, *sb_j = g_.tb ? K : c(1);
     bool b_rows_contiguous = !g_.tb;
-    if (!g_.b_lines.empty())
+    if (g_.b_read == kir::Gemm::BRead::lines)
       lines_ = offsets_table(m_, g_.b_lines, fmt::format("stag.gemm.lines.{:x}.{}", fnv(g_.b_lines), g_.b_lines.size()));
     llvm::Value* first_batch = b_.CreateSDiv(lo, M);
     llvm::Value* end_batch = b_.CreateAdd(b_.CreateSDiv(b_.CreateSub(hi, c(1)), M), c(1));
@@ -108,7 +107,7 @@ class GemmEmitter {
       // A few rows reuse a packed panel too seldom to pay for packing it (each thread packs
       // its own): the micro-kernel then reads row-major B in place, and only a partial last
       // panel is packed (for its zero padding).
-      llvm::Value* direct = b_rows_contiguous && !g_.im2col ? b_.CreateICmpSLE(b_.CreateSub(r1, r0), c(kDirectRows)) : b_.getFalse();
+      llvm::Value* direct = b_rows_contiguous && g_.b_read != kir::Gemm::BRead::patches ? b_.CreateICmpSLE(b_.CreateSub(r1, r0), c(kDirectRows)) : b_.getFalse();
       loop(col_lo, col_hi, c(NC), [&](llvm::Value* jc) {
         llvm::Value* jend = smin(b_.CreateAdd(jc, c(NC)), col_hi);
         loop(c(0), K, c(KC), [&](llvm::Value* pc) {
@@ -264,7 +263,7 @@ class GemmEmitter {
       b_.CreateAlignedStore(vec, b_.CreateInBoundsGEP(f32_, dst, b_.CreateAdd(b_.CreateMul(k, c(NR)), c(column))),
                             llvm::Align(static_cast<uint64_t>(std::min(64, VW * 4))));
     };
-    if (!g_.im2col && rows_contiguous) {
+    if (g_.b_read != kir::Gemm::BRead::patches && rows_contiguous) {
       // A k's NR columns are NV contiguous vectors of B's row (a scalar copy took as long as
       // the products when M is small); the mask stops at column nr.
       std::vector<llvm::Value*> masks;
@@ -278,7 +277,7 @@ class GemmEmitter {
       });
       return;
     }
-    if (!g_.im2col) {
+    if (g_.b_read != kir::Gemm::BRead::patches) {
       // Transposed B: column j is contiguous in k. Load VW columns x VW k's, transpose the
       // block in registers, store VW rows of the panel. Past kc the rows are zeros the
       // micro-kernel never reads (the depth is a multiple of VW).
@@ -303,7 +302,7 @@ class GemmEmitter {
     // kernel tap, or zero in the padding. The j-dependent part is computed once a panel, then
     // each k is one offset added to it and a masked gather. Offsets are 32-bit when the image
     // allows: the gathers then take 16 lanes at once and the multiplies are cheap.
-    const auto& cv = *g_.im2col;
+    const auto& cv = g_.im2col;
     llvm::Type* it = cv.C * cv.H * cv.W < (int64_t{1} << 31) ? b_.getInt32Ty() : i64_;
     auto ci = [&](int64_t x) { return llvm::ConstantInt::get(it, static_cast<uint64_t>(x)); };
     auto vi = [&](int64_t x) { return b_.CreateVectorSplat(static_cast<unsigned>(VW), ci(x)); };
@@ -418,12 +417,13 @@ GemmTile gemm_tile_for(const kir::Gemm& g, const GemmTile& host) {
 std::string gemm_layout_name(const kir::Gemm& g, const GemmTile& host) {
   GemmTile t = gemm_tile_for(g, host);
   std::vector<int64_t> conv;
-  if (g.im2col) {
-    const auto& c = *g.im2col;
+  bool patches = g.b_read == kir::Gemm::BRead::patches, lines = g.b_read == kir::Gemm::BRead::lines;
+  if (patches) {
+    const auto& c = g.im2col;
     conv = {c.C, c.H, c.W, c.KH, c.KW, c.OW, c.stride[0], c.stride[1], c.padding[0], c.padding[1], c.dilation[0], c.dilation[1]};
   }
-  return fmt::format("stag.gemm.{}{}{}{}{}", g.ta ? "t" : "n", g.tb ? "t" : "n", g.im2col ? fmt::format(".conv{:x}", fnv(conv)) : "",
-                     g.b_lines.empty() ? "" : fmt::format(".lines{:x}.{}", fnv(g.b_lines), g.b_lines.size()),
+  return fmt::format("stag.gemm.{}{}{}{}{}", g.ta ? "t" : "n", g.tb ? "t" : "n", patches ? fmt::format(".conv{:x}", fnv(conv)) : "",
+                     !lines ? "" : fmt::format(".lines{:x}.{}", fnv(g.b_lines), g.b_lines.size()),
                      t.rows == host.rows ? "" : fmt::format(".r{}", t.rows));
 }
 

@@ -32,6 +32,7 @@
 
 #include "compiler/codegen/codegen.h"
 #include "compiler/jit/object_cache.h"
+#include "compiler/target/host.h"
 
 namespace stag {
 
@@ -51,12 +52,6 @@ void init_llvm() {
   });
 }
 
-std::string host_features() {
-  llvm::SubtargetFeatures features;
-  for (const auto& f : llvm::sys::getHostCPUFeatures()) features.AddFeature(f.first(), f.second);
-  return features.getString();
-}
-
 // Position-independent, small code model: objects link into PIE executables, and the JIT
 // uses the same settings.
 std::unique_ptr<llvm::TargetMachine> host_machine() {
@@ -66,7 +61,7 @@ std::unique_ptr<llvm::TargetMachine> host_machine() {
   if (!target) throw std::runtime_error("LLVM has no target for " + triple + ": " + error);
   llvm::TargetOptions options;
   std::unique_ptr<llvm::TargetMachine> tm(target->createTargetMachine(
-      triple, llvm::sys::getHostCPUName(), host_features(), options, llvm::Reloc::PIC_, std::nullopt,
+      triple, host_info().cpu, host_feature_string(), options, llvm::Reloc::PIC_, std::nullopt,
       llvm::CodeGenOptLevel::Aggressive));
   if (!tm) throw std::runtime_error("cannot create a target machine for " + triple);
   return tm;
@@ -224,10 +219,10 @@ std::unique_ptr<JitProgram> JitProgram::compile(const kir::Program& p, const Jit
 
   auto t2 = Clock::now();
   auto jtmb = check(llvm::orc::JITTargetMachineBuilder::detectHost(), "detecting the host");
-  jtmb.setCPU(llvm::sys::getHostCPUName().str());
+  jtmb.setCPU(host_info().cpu);
   jtmb.setRelocationModel(llvm::Reloc::PIC_);
   jtmb.setCodeGenOptLevel(llvm::CodeGenOptLevel::Aggressive);
-  jtmb.addFeatures(llvm::SubtargetFeatures(host_features()).getFeatures());
+  jtmb.addFeatures(llvm::SubtargetFeatures(host_feature_string()).getFeatures());
   auto jit = check(llvm::orc::LLJITBuilder().setJITTargetMachineBuilder(std::move(jtmb)).create(), "creating the JIT");
   auto& dylib = jit->getMainJITDylib();
   // The runtime's entry points by address, then libm and libc from the process.

@@ -41,7 +41,7 @@ void loop_nest(KernelBuilder& kb, const Dims& dims, const std::function<std::vec
   kb.k.body = std::move(stmts);
   int64_t inner = 1;
   for (size_t d = 1; d < dims.size(); ++d) inner *= dims[d];
-  kb.k.grain = std::max<int64_t>(1, grain_elements / std::max<int64_t>(1, inner));
+  kb.k.grain = grain_of(grain_elements, inner);
   kb.k.parallel = dims[0] > kb.k.grain;
 }
 

@@ -2,6 +2,7 @@
 /// Helpers that lowerings share: a kernel under construction, loop nests over shapes,
 /// broadcast indexing, and the counter-based generator as scalar expressions.
 
+#include <algorithm>
 #include <array>
 #include <functional>
 #include <string>
@@ -12,6 +13,14 @@
 namespace stag::kir {
 
 Dims strides_of(const Dims& dims);
+
+/// A thread's smallest share of a parallel kernel (Kernel::grain), as work per chunk: this
+/// many elements of a loop nest, or this many multiply-adds of a product. Smaller chunks
+/// cost more in the thread pool's hand-off than they save.
+constexpr int64_t kGrainElements = 16384;
+constexpr int64_t kGrainFlops = int64_t{1} << 18;
+/// How many iterations of `per_iteration` work make up `budget` (at least one).
+inline int64_t grain_of(int64_t budget, int64_t per_iteration) { return std::max<int64_t>(1, budget / std::max<int64_t>(1, per_iteration)); }
 
 /// A kernel being built: variables by name, statements appended to its body.
 struct KernelBuilder {
@@ -26,7 +35,7 @@ struct KernelBuilder {
 /// parallel extent); the others become `for` loops. `body` gets one index per dimension.
 /// A scalar shape gives one iteration with no indices.
 void loop_nest(KernelBuilder& kb, const Dims& dims, const std::function<std::vector<Stmt>(const std::vector<E>&)>& body,
-               int64_t grain_elements = 16384);
+               int64_t grain_elements = kGrainElements);
 
 /// The flat offset of `idx` in a row-major tensor of `dims`.
 E offset(const std::vector<E>& idx, const Dims& dims);

@@ -59,6 +59,7 @@ void LowerContext::end_function() { prog.workspace_bytes = std::max(prog.workspa
 
 void LowerContext::emit(KernelBuilder&& kb) {
   kb.k.nodes = group;
+  kb.k.strategy = strategy;
   kb.k.name = fmt::format("k{}_{}", prog.functions[fn].kernels.size(), kb.k.name);
   prog.functions[fn].kernels.push_back(std::move(kb.k));
 }

@@ -20,9 +20,7 @@ namespace stag::lowering {
 using kir::E;
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
-/// Products over more batches than this keep the loop form (their offset tables would bloat
-/// the code).
-constexpr int64_t kMaxGemmBatches = 1 << 16;
+using kir::kMaxGemmBatches;
 /// Products of at most this many rows split their columns over threads, in blocks of
 /// kColumnBlock (a multiple of every host's register tile width).
 constexpr int64_t kColumnSplitRows = 64;
@@ -32,14 +30,6 @@ inline int64_t numel(const Type& t) { return *checked_numel(t.dims); }
 inline int64_t norm_axis(int64_t axis, size_t rank) { return axis < 0 ? axis + static_cast<int64_t>(rank) : axis; }
 
 inline E fconst(double v, DType t) { return kir::float_(v, t); }
-inline E f_add(E a, E b) { return kir::bin(kir::Bin::add, std::move(a), std::move(b)); }
-inline E f_sub(E a, E b) { return kir::bin(kir::Bin::sub, std::move(a), std::move(b)); }
-inline E f_mul(E a, E b) { return kir::bin(kir::Bin::mul, std::move(a), std::move(b)); }
-inline E f_div(E a, E b) { return kir::bin(kir::Bin::div, std::move(a), std::move(b)); }
-inline E gt(E a, E b) { return kir::bin(kir::Bin::gt, std::move(a), std::move(b)); }
-inline E lt(E a, E b) { return kir::bin(kir::Bin::lt, std::move(a), std::move(b)); }
-inline E ge(E a, E b) { return kir::bin(kir::Bin::ge, std::move(a), std::move(b)); }
-inline E and_(E a, E b) { return kir::bin(kir::Bin::and_, std::move(a), std::move(b)); }
 inline E zero_of(DType t) { return is_float(t) ? fconst(0, t) : kir::cast(kir::int_(0), t); }
 inline E const_of(double v, DType t) { return is_float(t) ? fconst(v, t) : kir::cast(kir::int_(static_cast<int64_t>(v)), t); }
 
@@ -57,7 +47,7 @@ inline E nan_max(E a, E b) {
 
 /// In-bounds test and a safe index: loads at a clamped index are always legal, and the
 /// value is masked by the test.
-inline E in_range(E v, int64_t size) { return and_(ge(v, kir::int_(0)), lt(v, kir::int_(size))); }
+inline E in_range(E v, int64_t size) { return kir::and_(kir::ge(v, kir::int_(0)), kir::lt(v, kir::int_(size))); }
 
 /// The program being built and the function being lowered. Buffer ids >= 0 name buffers of
 /// the program; negative ids name values fused away (computed where they are read).
@@ -106,6 +96,7 @@ struct LowerContext {
   std::vector<kir::Buffer> pseudo;           ///< descriptions of fused values (ids -1, -2, ...)
   std::vector<const Node*> pseudo_node;
   std::vector<std::string> group;            ///< the values the kernel being built computes
+  std::string strategy;                      ///< the node's strategy, for the kernels it emits
   std::unordered_map<std::string, int> param_ids;
   std::vector<const Node*> param_nodes;      ///< the first definition of each parameter, in order
   std::unordered_map<const Value*, int> buffer_of;

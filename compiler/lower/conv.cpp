@@ -57,19 +57,22 @@ std::vector<Stmt> padded_plane(LowerContext& cx, KernelBuilder& kb, int dst, E d
 // The sizes of a convolution from input x to output y with a KH x KW kernel.
 ConvShape conv_shape(const Node& n, const Type& x, const Type& y, int64_t KH, int64_t KW) {
   const Ints &s = n.ints("stride"), &p = n.ints("padding"), &d = n.ints("dilation");
-  return {x.dims[0], x.dims[1], x.dims[2], x.dims[3], y.dims[1], y.dims[2], y.dims[3], KH, KW, {s[0], s[1]}, {p[0], p[1]}, {d[0], d[1]}};
+  return {x.dims[0], x.dims[1], x.dims[2], x.dims[3], y.dims[1], y.dims[2], y.dims[3], KH, KW, {s[0], s[1]}, {p[0], p[1]}, {d[0], d[1]}, n.i("groups")};
 }
 
-// The micro-kernel takes f32 operands from buffers, one group, a bounded number of batches.
-bool gemm_operands(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out) {
-  return cx.B(out).type.dtype == DType::f32 && n.i("groups") == 1 && cx.materialized(xs[0]) >= 0 && cx.materialized(xs[1]) >= 0 &&
-         cx.B(xs[0]).type.dims[0] <= kMaxGemmBatches;
+ConvOperands conv_operands(LowerContext& cx, const std::vector<int>& xs, int out) {
+  return {.f32 = cx.B(out).type.dtype == DType::f32, .in_buffers = cx.materialized(xs[0]) >= 0 && cx.materialized(xs[1]) >= 0};
+}
+
+ConvPath take(LowerContext& cx, ConvPath path) {
+  cx.strategy = name(path);
+  return path;
 }
 
 void conv2d(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out) {
   const Type wt = cx.B(xs[1]).type;
   ConvShape c = conv_shape(n, cx.B(xs[0]).type, cx.B(out).type, wt.dims[2], wt.dims[3]);
-  switch (conv2d_path(c, gemm_operands(cx, n, xs, out))) {
+  switch (take(cx, conv2d_path(c, conv_operands(cx, xs, out)))) {
     case ConvPath::dense: return conv2d_dense(cx, n, xs, out, c);
     case ConvPath::lines: return conv2d_lines(cx, n, xs, out, c, false);
     case ConvPath::lines_merged: return conv2d_lines(cx, n, xs, out, c, true);
@@ -89,10 +92,10 @@ static void conv2d_dense(LowerContext& cx, const Node& n, const std::vector<int>
   loop_nest(kb, {c.Bn}, [&](const std::vector<E>& b) {
     if (xs.size() == 2 && !cx.has_epilogue(n)) return std::vector<Stmt>{};
     E at = add(mul(b[0], int_(c.O)), kb.v(o)), v = cx.ld(out, at);
-    if (xs.size() == 3) v = f_add(v, cx.ld(xs[2], kb.v(o)));
+    if (xs.size() == 3) v = add(v, cx.ld(xs[2], kb.v(o)));
     return std::vector<Stmt>{for_(o, 0, c.O, {store(out, at, cx.epilogue(n, v, {b[0], kb.v(o), int_(0), int_(0)}))})};
   }, 1);
-  kb.k.grain = std::max<int64_t>(1, (int64_t{1} << 18) / std::max<int64_t>(1, c.O * gm.K));
+  kb.k.grain = grain_of(kGrainFlops, c.O * gm.K);
   kb.k.parallel = c.Bn > kb.k.grain;
   cx.emit(std::move(kb));
 }
@@ -105,7 +108,7 @@ static void conv2d_im2col(LowerContext& cx, const Node& n, const std::vector<int
   gm.a = cx.materialized(xs[1]), gm.b = cx.materialized(xs[0]), gm.c = out, gm.M = c.O, gm.N = N, gm.K = K;
   gm.a_offsets.assign(static_cast<size_t>(c.Bn), 0);
   for (int64_t b = 0; b < c.Bn; ++b) gm.b_offsets.push_back(b * c.C * c.H * c.W);
-  gm.im2col = Gemm::Im2col{c.C, c.H, c.W, c.KH, c.KW, c.OW, {c.s[0], c.s[1]}, {c.p[0], c.p[1]}, {c.d[0], c.d[1]}};
+  gm.read_patches({c.C, c.H, c.W, c.KH, c.KW, c.OW, {c.s[0], c.s[1]}, {c.p[0], c.p[1]}, {c.d[0], c.d[1]}});
   KernelBuilder kb("conv2d", cx.origin(n));
   kb.k.gemm = gm;
   int j = kb.new_var("j");
@@ -116,10 +119,10 @@ static void conv2d_im2col(LowerContext& cx, const Node& n, const std::vector<int
     std::vector<E> idx = {bin(Bin::div, flat[0], int_(c.O)), o, bin(Bin::div, kb.v(j), int_(c.OW)), bin(Bin::rem, kb.v(j), int_(c.OW))};
     E at_j = add(mul(flat[0], int_(N)), kb.v(j));
     E v = cx.ld(out, at_j);
-    if (bias) v = f_add(v, cx.ld(xs[2], o));
+    if (bias) v = add(v, cx.ld(xs[2], o));
     return std::vector<Stmt>{for_(j, 0, N, {store(out, at_j, cx.epilogue(n, v, idx))})};
   }, 1);
-  kb.k.grain = std::max<int64_t>(1, (int64_t{1} << 18) / std::max<int64_t>(1, N * K));
+  kb.k.grain = grain_of(kGrainFlops, N * K);
   kb.k.parallel = c.Bn * c.O > kb.k.grain;
   cx.emit(std::move(kb));
 }
@@ -141,7 +144,7 @@ static int phase_images(LowerContext& cx, const Node& n, const ConvShape& c, con
       for (Stmt& st : strided_plane(cx, kp, dst, at, ph.rows, ph.cols, src, from, c.H, c.W, {c.s[0], c.s[1]}, first)) body.push_back(std::move(st));
     }
     return body;
-  }, std::max<int64_t>(1, 16384 / (P * plane)));
+  }, grain_of(kGrainElements, P * plane));
   cx.emit(std::move(kp));
   if (slack) zero_run(cx, n, dst, total, slack);
   return dst;
@@ -183,7 +186,7 @@ static void conv2d_lines(LowerContext& cx, const Node& n, const std::vector<int>
   gm.a = cx.materialized(xs[1]), gm.b = image, gm.c = grid, gm.M = c.O, gm.N = N, gm.K = K;
   if (!merged) gm.a_offsets.assign(static_cast<size_t>(c.Bn), 0);
   for (int64_t b = 0; b < c.Bn && !merged; ++b) gm.b_offsets.push_back(b * c.C * P * plane);
-  gm.b_lines = merged ? tap_lines(c, ph, P * c.Bn * plane, c.Bn * plane) : tap_lines(c, ph, P * plane, plane);
+  gm.read_lines(merged ? tap_lines(c, ph, P * c.Bn * plane, c.Bn * plane) : tap_lines(c, ph, P * plane, plane));
   KernelBuilder kb("conv2d", cx.origin(n));
   kb.k.gemm = gm;
   int b = kb.new_var("b"), oh = kb.new_var("oh"), ow = kb.new_var("ow");
@@ -193,12 +196,12 @@ static void conv2d_lines(LowerContext& cx, const Node& n, const std::vector<int>
     E o = merged ? row[0] : bin(Bin::rem, row[0], int_(c.O)), img = merged ? kb.v(b) : bin(Bin::div, row[0], int_(c.O));
     E from = add(mul(row[0], int_(N)), merged ? mul(img, int_(plane)) : int_(0));
     E v = cx.ld(grid, add(from, add(mul(kb.v(oh), int_(ph.cols)), kb.v(ow))));
-    if (xs.size() == 3) v = f_add(v, cx.ld(xs[2], o));
+    if (xs.size() == 3) v = add(v, cx.ld(xs[2], o));
     E at = add(mul(add(mul(add(mul(img, int_(c.O)), o), int_(c.OH)), kb.v(oh)), int_(c.OW)), kb.v(ow));
     Stmt plane_store = for_(oh, 0, c.OH, {for_(ow, 0, c.OW, {store(out, at, cx.epilogue(n, v, {img, o, kb.v(oh), kb.v(ow)}))})});
     return std::vector<Stmt>{merged ? for_(b, 0, c.Bn, {plane_store}) : plane_store};
   }, 1);
-  kb.k.grain = std::max<int64_t>(1, (int64_t{1} << 18) / std::max<int64_t>(1, N * K));
+  kb.k.grain = grain_of(kGrainFlops, N * K);
   kb.k.parallel = kb.k.extent > kb.k.grain;
   cx.emit(std::move(kb));
 }
@@ -206,7 +209,7 @@ static void conv2d_lines(LowerContext& cx, const Node& n, const std::vector<int>
 void conv2d_weight_grad(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out) {
   const Type ot = cx.B(out).type;
   ConvShape c = conv_shape(n, cx.B(xs[0]).type, cx.B(xs[1]).type, ot.dims[2], ot.dims[3]);
-  switch (weight_grad_path(c, gemm_operands(cx, n, xs, out))) {
+  switch (take(cx, weight_grad_path(c, conv_operands(cx, xs, out)))) {
     case ConvPath::dense: return weight_grad_dense(cx, n, xs, out, c);
     case ConvPath::lines: return weight_grad_lines(cx, n, xs, out, c, false);
     case ConvPath::lines_merged: return weight_grad_lines(cx, n, xs, out, c, true);
@@ -219,12 +222,12 @@ void conv2d_weight_grad(LowerContext& cx, const Node& n, const std::vector<int>&
 void emit_product(LowerContext& cx, const Node& n, const std::string& name, Gemm gm, int64_t min_rows) {
   KernelBuilder kg(name, cx.origin(n));
   bool by_columns = gm.batches() == 1 && gm.M <= kColumnSplitRows && gm.N % kColumnBlock == 0 && gm.N >= 2 * kColumnBlock;
-  if (by_columns) gm.column_block = kColumnBlock;
+  if (by_columns) gm.split_by(Gemm::Split::columns, kColumnBlock);
   kg.k.gemm = gm;
   int64_t extent = by_columns ? gm.N / kColumnBlock : gm.batches() * gm.M;
   loop_nest(kg, {extent}, [](const std::vector<E>&) { return std::vector<Stmt>{}; }, 1);
   int64_t work = by_columns ? gm.M * kColumnBlock * gm.K : gm.N * gm.K;
-  kg.k.grain = min_rows * std::max<int64_t>(1, (int64_t{1} << 18) / std::max<int64_t>(1, min_rows * work));
+  kg.k.grain = min_rows * grain_of(kGrainFlops, min_rows * work);
   kg.k.parallel = extent > kg.k.grain;
   cx.emit(std::move(kg));
 }
@@ -248,7 +251,7 @@ static int dy_grid(LowerContext& cx, const Node& n, int g_buf, const ConvShape& 
     E b = bin(Bin::div, i[0], int_(c.O)), o = bin(Bin::rem, i[0], int_(c.O));
     E at = mul(merged ? add(mul(o, int_(c.Bn)), b) : i[0], int_(per_plane));
     return padded_plane(cx, kp, grid, at, rows, ph.cols, g_buf, mul(i[0], int_(c.OH * c.OW)), c.OH, c.OW, 0, 0);
-  }, std::max<int64_t>(1, 16384 / per_plane));
+  }, grain_of(kGrainElements, per_plane));
   cx.emit(std::move(kp));
   return grid;
 }
@@ -270,7 +273,7 @@ static void weight_grad_lines(LowerContext& cx, const Node& n, const std::vector
   gm.K = merged ? c.Bn * plane : c.OH * ph.cols;
   if (!merged)
     for (int64_t b = 0; b < c.Bn; ++b) gm.a_offsets.push_back(b * c.O * gm.K), gm.b_offsets.push_back(b * c.C * P * plane);
-  gm.b_lines = merged ? tap_lines(c, ph, P * c.Bn * plane, c.Bn * plane) : tap_lines(c, ph, P * plane, plane);
+  gm.read_lines(merged ? tap_lines(c, ph, P * c.Bn * plane, c.Bn * plane) : tap_lines(c, ph, P * plane, plane));
   if (merged) return emit_product(cx, n, "conv2d_weight_grad", gm);
   emit_product(cx, n, "conv2d_weight_grad", gm, c.O);  // whole images to a thread
   if (partials) sum_partials(cx, n, partial, out, c.Bn, c.O * N);
@@ -282,7 +285,7 @@ static void sum_partials(LowerContext& cx, const Node& n, int partial, int out, 
   int t = ks.new_var("t"), acc = ks.new_var("acc", DType::f32);
   loop_nest(ks, {size}, [&](const std::vector<E>& i) {
     return std::vector<Stmt>{assign(acc, zero_of(DType::f32)),
-                             for_(t, 0, count, {assign(acc, f_add(ks.v(acc), cx.ld(partial, add(mul(ks.v(t), int_(size)), i[0]))))}),
+                             for_(t, 0, count, {assign(acc, add(ks.v(acc), cx.ld(partial, add(mul(ks.v(t), int_(size)), i[0]))))}),
                              store(out, i[0], ks.v(acc))};
   });
   cx.emit(std::move(ks));
@@ -300,13 +303,13 @@ static void weight_grad_loops(LowerContext& cx, const Node& n, const std::vector
   // Each weight element sums its tap's pixels times dy over every image and output pixel.
   loop_nest(kb, {O, cg, KH, KW}, [&](const std::vector<E>& i) {
     E ci = add(mul(bin(Bin::div, i[0], int_(og)), int_(cg)), i[1]);
-    E ih = add(f_sub(mul(kb.v(oh), int_(s[0])), int_(p[0])), mul(i[2], int_(d[0])));
-    E iw = add(f_sub(mul(kb.v(ow), int_(s[1])), int_(p[1])), mul(i[3], int_(d[1])));
+    E ih = add(sub(mul(kb.v(oh), int_(s[0])), int_(p[0])), mul(i[2], int_(d[0])));
+    E iw = add(sub(mul(kb.v(ow), int_(s[1])), int_(p[1])), mul(i[3], int_(d[1])));
     E ok = and_(in_range(ih, H), in_range(iw, W));
     E x_at = add(mul(add(mul(add(mul(kb.v(b), int_(C)), ci), int_(H)), ih), int_(W)), iw);
     E g_at = add(mul(add(mul(add(mul(kb.v(b), int_(O)), i[0]), int_(OH)), kb.v(oh)), int_(OW)), kb.v(ow));
-    E term = f_mul(cx.ld(xs[0], select(ok, x_at, int_(0))), cx.ld(xs[1], g_at));
-    std::vector<Stmt> inner = {assign(acc, f_add(kb.v(acc), select(ok, term, zero_of(dt))))};
+    E term = mul(cx.ld(xs[0], select(ok, x_at, int_(0))), cx.ld(xs[1], g_at));
+    std::vector<Stmt> inner = {assign(acc, add(kb.v(acc), select(ok, term, zero_of(dt))))};
     return std::vector<Stmt>{assign(acc, zero_of(dt)), for_(b, 0, Bn, {for_(oh, 0, OH, {for_(ow, 0, OW, inner)})}),
                              store(out, offset(i, ot.dims), kb.v(acc))};
   }, 1);
@@ -325,14 +328,14 @@ static void conv2d_loops(LowerContext& cx, const Node& n, const std::vector<int>
   loop_nest(kb, {ot.dims[0] * O}, [&](const std::vector<E>& flat) {
     E b = bin(Bin::div, flat[0], int_(O)), o = bin(Bin::rem, flat[0], int_(O));
     E g = bin(Bin::div, o, int_(og));
-    E ih = add(f_sub(mul(kb.v(oh), int_(s[0])), int_(p[0])), mul(kb.v(kh), int_(d[0])));
-    E iw = add(f_sub(mul(kb.v(ow), int_(s[1])), int_(p[1])), mul(kb.v(kw), int_(d[1])));
+    E ih = add(sub(mul(kb.v(oh), int_(s[0])), int_(p[0])), mul(kb.v(kh), int_(d[0])));
+    E iw = add(sub(mul(kb.v(ow), int_(s[1])), int_(p[1])), mul(kb.v(kw), int_(d[1])));
     E ok = and_(in_range(ih, H), in_range(iw, W));
     E x_at = add(mul(add(mul(add(mul(b, int_(C)), add(mul(g, int_(cg)), kb.v(c))), int_(H)), ih), int_(W)), iw);
     E w_at = add(mul(add(mul(add(mul(o, int_(cg)), kb.v(c)), int_(KH)), kb.v(kh)), int_(KW)), kb.v(kw));
-    E term = f_mul(cx.ld(xs[0], select(ok, x_at, int_(0))), cx.ld(xs[1], w_at));
+    E term = mul(cx.ld(xs[0], select(ok, x_at, int_(0))), cx.ld(xs[1], w_at));
     E init = xs.size() == 3 ? cx.ld(xs[2], o) : zero_of(dt);
-    std::vector<Stmt> inner = {assign(acc, f_add(kb.v(acc), select(ok, term, zero_of(dt))))};
+    std::vector<Stmt> inner = {assign(acc, add(kb.v(acc), select(ok, term, zero_of(dt))))};
     std::vector<Stmt> pixel = {assign(acc, init),
                                for_(c, 0, cg, {for_(kh, 0, KH, {for_(kw, 0, KW, inner)})}),
                                store(out, add(mul(add(mul(flat[0], int_(OH)), kb.v(oh)), int_(OW)), kb.v(ow)),

@@ -21,8 +21,10 @@ std::vector<kir::Stmt> padded_plane(LowerContext& cx, kir::KernelBuilder& kb, in
                                     E src_at, int64_t H, int64_t W, int64_t top, int64_t left, E valid = nullptr);
 /// The sizes of a convolution from input x to output y with a KH x KW kernel.
 kir::ConvShape conv_shape(const Node& n, const Type& x, const Type& y, int64_t KH, int64_t KW);
-/// The micro-kernel takes f32 operands from buffers, one group, a bounded number of batches.
-bool gemm_operands(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out);
+/// What the strategy needs to know of the operands (conv_plan.h's ConvOperands).
+kir::ConvOperands conv_operands(LowerContext& cx, const std::vector<int>& xs, int out);
+/// Names `path` on every kernel the node emits from here on, and returns it.
+kir::ConvPath take(LowerContext& cx, kir::ConvPath path);
 /// A kernel that only runs `gm`, split over threads in blocks of rows (at least `min_rows`),
 /// or of columns when a single product has few rows.
 void emit_product(LowerContext& cx, const Node& n, const std::string& name, kir::Gemm gm, int64_t min_rows = 1);

@@ -4,6 +4,8 @@
 
 #include <algorithm>
 
+#include "compiler/lower/kernel_ir.h"
+
 namespace stag::kir {
 
 namespace {
@@ -22,6 +24,13 @@ constexpr int64_t kNarrowGrid = 256;
 // Partial weight gradients of every image up to this size stay in cache until they are summed.
 constexpr int64_t kPartialBytes = 1 << 20;
 
+// The micro-kernel takes f32 buffers and one group (each group would be its own product);
+// more images than kMaxGemmBatches would bloat its offset tables.
+bool on_product(const ConvShape& c, const ConvOperands& x) { return x.f32 && x.in_buffers && c.groups == 1 && c.Bn <= kMaxGemmBatches; }
+
+// The kernel covers the whole unpadded image: a 1 x 1 output, one plain product.
+bool covers_image(const ConvShape& c) { return c.p[0] == 0 && c.p[1] == 0 && c.KH == c.H && c.KW == c.W; }
+
 }  // namespace
 
 Phases::Phases(const ConvShape& c)
@@ -35,6 +44,12 @@ int64_t Phases::shift(const ConvShape& c, int64_t kh, int64_t kw) const {
   return kh * c.d[0] / s[0] * cols + kw * c.d[1] / s[1];
 }
 
+
+const char* name(ConvPath path) {
+  static const char* const names[] = {"loops", "lines", "lines_merged", "im2col", "dense", "columns", "full_columns", "subpixel", "subpixel_merged"};
+  return names[static_cast<int>(path)];
+}
+
 int64_t SubpixelAxis::padded() const { return std::max(outputs(0) + first(s - 1), in) + taps - 1; }
 
 // Lines compute a grid as wide as a phase plane and drop the columns past the output's: worth
@@ -42,9 +57,9 @@ int64_t SubpixelAxis::padded() const { return std::max(outputs(0) + first(s - 1)
 // image of few columns packs A again for each image (and B when its rows are many), so then
 // the images' planes side by side make one wide product, at the cost of the rows and columns
 // of each plane past the output's.
-ConvPath conv2d_path(const ConvShape& c, bool gemm) {
-  if (!gemm) return ConvPath::loops;
-  if (c.p[0] == 0 && c.p[1] == 0 && c.KH == c.H && c.KW == c.W) return ConvPath::dense;
+ConvPath conv2d_path(const ConvShape& c, const ConvOperands& x) {
+  if (!on_product(c, x)) return ConvPath::loops;
+  if (covers_image(c)) return ConvPath::dense;
   Phases ph(c);
   int64_t grid = (c.OH - 1) * ph.cols + c.OW;
   if (grid > 2 * c.OH * c.OW) return ConvPath::im2col;
@@ -56,9 +71,9 @@ ConvPath conv2d_path(const ConvShape& c, bool gemm) {
 // image the products are shallow (a plane's pixels), so when the images' partial sums would
 // not stay in cache one product runs over all images' pixels instead (their planes side by
 // side, a few more zero rows of dy between images).
-ConvPath weight_grad_path(const ConvShape& c, bool gemm) {
-  if (!gemm) return ConvPath::loops;
-  if (c.p[0] == 0 && c.p[1] == 0 && c.KH == c.H && c.KW == c.W) return ConvPath::dense;
+ConvPath weight_grad_path(const ConvShape& c, const ConvOperands& x) {
+  if (!on_product(c, x)) return ConvPath::loops;
+  if (covers_image(c)) return ConvPath::dense;
   if (c.OW * 2 < Phases(c).cols) return ConvPath::loops;  // the grid would be mostly zeros
   if (c.Bn == 1 || c.Bn * c.O * c.C * c.KH * c.KW * 4 <= kPartialBytes) return ConvPath::lines;
   return ConvPath::lines_merged;
@@ -67,9 +82,9 @@ ConvPath weight_grad_path(const ConvShape& c, bool gemm) {
 // Here `c` is the convolution this one transposes: its input is our output. Sub-pixel needs
 // dilation 1 and enough output channels (each phase's product has that many rows); at stride 1
 // the columns add up as contiguous runs instead.
-ConvPath conv_transpose2d_path(const ConvShape& c, bool gemm) {
-  if (!gemm) return ConvPath::loops;
-  if (c.OH == 1 && c.OW == 1 && c.p[0] == 0 && c.p[1] == 0 && c.KH == c.H && c.KW == c.W) return ConvPath::dense;
+ConvPath conv_transpose2d_path(const ConvShape& c, const ConvOperands& x) {
+  if (!on_product(c, x)) return ConvPath::loops;
+  if (c.OH == 1 && c.OW == 1 && covers_image(c)) return ConvPath::dense;
   if (c.s[0] == 1 && c.s[1] == 1) return ConvPath::full_columns;
   if (c.d[0] != 1 || c.d[1] != 1 || c.C < kSubpixelChannels) return ConvPath::columns;
   SubpixelAxis ah(c.s[0], c.p[0], c.KH, c.OH, c.H), aw(c.s[1], c.p[1], c.KW, c.OW, c.W);

@@ -13,6 +13,13 @@ namespace stag::kir {
 struct ConvShape {
   int64_t Bn, C, H, W, O, OH, OW, KH, KW;
   int64_t s[2], p[2], d[2];
+  int64_t groups = 1;
+};
+
+/// What the micro-kernel needs of the operands beyond their shape.
+struct ConvOperands {
+  bool f32 = false;         ///< the result (so the operands) is f32
+  bool in_buffers = false;  ///< both operands are buffers in row-major order, not computed where read
 };
 
 /// The padded image as s[0] x s[1] phase planes: phase (rh, rw) holds padded pixel
@@ -56,9 +63,12 @@ enum class ConvPath {
   subpixel_merged,  ///< as subpixel, one product a phase over every image's planes side by side
 };
 
-/// `gemm` says the operands are f32 buffers in row-major order and groups == 1.
-ConvPath conv2d_path(const ConvShape& c, bool gemm);
-ConvPath weight_grad_path(const ConvShape& c, bool gemm);
-ConvPath conv_transpose2d_path(const ConvShape& c, bool gemm);
+/// The strategy's name, as the kernel IR prints it.
+const char* name(ConvPath path);
+
+/// The strategy of each op: every condition of every path, in one function an op.
+ConvPath conv2d_path(const ConvShape& c, const ConvOperands& x);
+ConvPath weight_grad_path(const ConvShape& c, const ConvOperands& x);
+ConvPath conv_transpose2d_path(const ConvShape& c, const ConvOperands& x);
 
 }  // namespace stag::kir

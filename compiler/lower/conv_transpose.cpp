@@ -19,10 +19,11 @@ static void interleave_phases(LowerContext& cx, const Node& n, const std::vector
 static void conv_transpose2d_loops(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out);
 
 // A transposed convolution's columns: cols[b] (M = Co*KH*KW rows x N) = w^T times image b
-// (Ci x N), one image a p (row_block), so the kernel's body adds them up while in cache.
+// (Ci x N), one image a p (Gemm::Split::row_blocks), so the kernel's body adds them up while in cache.
 static Gemm image_columns(int w_buf, int image, int cols, int64_t Bn, int64_t M, int64_t N, int64_t Ci) {
   Gemm gm;
-  gm.a = w_buf, gm.b = image, gm.c = cols, gm.M = M, gm.N = N, gm.K = Ci, gm.ta = true, gm.row_block = M;
+  gm.a = w_buf, gm.b = image, gm.c = cols, gm.M = M, gm.N = N, gm.K = Ci, gm.ta = true;
+  gm.split_by(Gemm::Split::row_blocks, M);
   gm.a_offsets.assign(static_cast<size_t>(Bn), 0);
   for (int64_t b = 0; b < Bn; ++b) gm.b_offsets.push_back(b * Ci * N);
   return gm;
@@ -66,11 +67,11 @@ static void conv_transpose2d_columns(LowerContext& cx, const Node& n, const std:
                     mul(kb.v(ih), int_(W)));
         E oh = add(mul(kb.v(ih), int_(s[0])), int_(th * d[0] - p[0]));
         E at = add(out_plane, add(mul(oh, int_(OW)), add(mul(kb.v(iw), int_(s[1])), int_(tw * d[1] - p[1]))));
-        body.push_back(for_(ih, h0, h1, {for_(iw, w0, w1, {store(out, at, f_add(cx.ld(out, at), cx.ld(cols, add(row, kb.v(iw)))))})}));
+        body.push_back(for_(ih, h0, h1, {for_(iw, w0, w1, {store(out, at, add(cx.ld(out, at), cx.ld(cols, add(row, kb.v(iw)))))})}));
       }
     return std::vector<Stmt>{for_(co, 0, Co, body)};
   }, 1);
-  kb.k.grain = std::max<int64_t>(1, (int64_t{1} << 18) / std::max<int64_t>(1, M * N * Ci));
+  kb.k.grain = grain_of(kGrainFlops, M * N * Ci);
   kb.k.parallel = Bn > kb.k.grain;
   cx.emit(std::move(kb));
 }
@@ -92,7 +93,7 @@ static void conv_transpose2d_full(LowerContext& cx, const Node& n, const std::ve
     KernelBuilder kw_("conv_transpose2d_widen", cx.origin(n));
     loop_nest(kw_, {Bn * Ci}, [&](const std::vector<E>& i) {
       return padded_plane(cx, kw_, image, mul(i[0], int_(H * Wf)), H, Wf, x_buf, mul(i[0], int_(H * W)), H, W, 0, 0);
-    }, std::max<int64_t>(1, 16384 / (H * Wf)));
+    }, grain_of(kGrainElements, H * Wf));
     cx.emit(std::move(kw_));
   }
   int cols = cx.new_buffer(n.result()->name + ".cols", {DType::f32, {Bn, M, N}}, BufKind::Temp);
@@ -108,19 +109,19 @@ static void conv_transpose2d_full(LowerContext& cx, const Node& n, const std::ve
       for (int64_t tw = 0; tw < KW; ++tw) {
         E row = mul(add(mul(img[0], int_(M)), add(mul(kb.v(co), int_(KH * KW)), int_(th * KW + tw))), int_(N));
         E at = add(full_at, add(int_(th * d[0] * Wf + tw * d[1]), kb.v(q)));
-        body.push_back(for_(q, 0, N, {store(full, at, f_add(cx.ld(full, at), cx.ld(cols, add(row, kb.v(q)))))}));
+        body.push_back(for_(q, 0, N, {store(full, at, add(cx.ld(full, at), cx.ld(cols, add(row, kb.v(q)))))}));
       }
     // Output (oh, ow) is full (oh + p, ow + p); output_padding's extra rows and columns
     // past the full plane get no tap.
     E fh = add(kb.v(oh), int_(p[0])), fw = add(kb.v(ow), int_(p[1]));
     E inside = and_(lt(fh, int_(Hf)), lt(fw, int_(Wf)));
     E v = select(inside, cx.ld(full, add(full_at, select(inside, add(mul(fh, int_(Wf)), fw), int_(0)))), zero_of(DType::f32));
-    if (xs.size() == 3) v = f_add(v, cx.ld(xs[2], kb.v(co)));
+    if (xs.size() == 3) v = add(v, cx.ld(xs[2], kb.v(co)));
     E out_at = add(mul(pl, int_(OH * OW)), add(mul(kb.v(oh), int_(OW)), kb.v(ow)));
     body.push_back(for_(oh, 0, OH, {for_(ow, 0, OW, {store(out, out_at, v)})}));
     return std::vector<Stmt>{for_(co, 0, Co, body)};
   }, 1);
-  kb.k.grain = std::max<int64_t>(1, (int64_t{1} << 18) / std::max<int64_t>(1, M * N * Ci));
+  kb.k.grain = grain_of(kGrainFlops, M * N * Ci);
   kb.k.parallel = Bn > kb.k.grain;
   cx.emit(std::move(kb));
 }
@@ -129,7 +130,7 @@ void conv_transpose2d(LowerContext& cx, const Node& n, const std::vector<int>& x
   const Type wt = cx.B(xs[1]).type;
   // Described by the convolution it transposes: that one's input is our output.
   ConvShape c = conv_shape(n, cx.B(out).type, cx.B(xs[0]).type, wt.dims[2], wt.dims[3]);
-  switch (conv_transpose2d_path(c, gemm_operands(cx, n, xs, out))) {
+  switch (take(cx, conv_transpose2d_path(c, conv_operands(cx, xs, out)))) {
     case ConvPath::dense: return conv_transpose2d_dense(cx, n, xs, out, c);
     case ConvPath::subpixel: return conv_transpose2d_subpixel(cx, n, xs, out, c, false);
     case ConvPath::subpixel_merged: return conv_transpose2d_subpixel(cx, n, xs, out, c, true);
@@ -154,7 +155,7 @@ static void add_channel_bias(LowerContext& cx, const Node& n, int out, int bias,
   int q = kb.new_var("q");
   loop_nest(kb, {planes}, [&](const std::vector<E>& pl) {
     E at = add(mul(pl[0], int_(size)), kb.v(q));
-    return std::vector<Stmt>{for_(q, 0, size, {store(out, at, f_add(cx.ld(out, at), cx.ld(bias, bin(Bin::rem, pl[0], int_(channels)))))})};
+    return std::vector<Stmt>{for_(q, 0, size, {store(out, at, add(cx.ld(out, at), cx.ld(bias, bin(Bin::rem, pl[0], int_(channels)))))})};
   });
   cx.emit(std::move(kb));
 }
@@ -193,7 +194,7 @@ static int subpixel_input(LowerContext& cx, const Node& n, int x_buf, const Conv
       for (Stmt& st : strided_plane(cx, kp, image, at, L.rows, L.cols, x_buf, from, c.OH, c.OW, {1, 1}, first)) body.push_back(std::move(st));
     }
     return body;
-  }, std::max<int64_t>(1, 16384 / (copies * L.plane())));
+  }, grain_of(kGrainElements, copies * L.plane()));
   cx.emit(std::move(kp));
   return image;
 }
@@ -211,9 +212,11 @@ static void conv_transpose2d_subpixel(LowerContext& cx, const Node& n, const std
       gm.a_offsets.push_back(r * Co * gm.K);
       gm.b_offsets.push_back(merged ? r * L.phase_stride : b * L.image_stride + ah.first(r / aw.s) * L.cols + aw.first(r % aw.s));
     }
+  std::vector<int64_t> lines;
   for (int64_t ci = 0; ci < Ci; ++ci)
     for (int64_t jh = 0; jh < ah.taps; ++jh)
-      for (int64_t jw = 0; jw < aw.taps; ++jw) gm.b_lines.push_back(ci * L.channel_stride + jh * L.cols + jw);
+      for (int64_t jw = 0; jw < aw.taps; ++jw) lines.push_back(ci * L.channel_stride + jh * L.cols + jw);
+  gm.read_lines(std::move(lines));
   gm.c = cx.new_buffer(n.result()->name + ".grid", {DType::f32, {gm.batches() * Co * gm.N}}, BufKind::Temp);
   emit_product(cx, n, "conv_transpose2d", gm);
   // Where image b's phase r of channel co starts in the grid.
@@ -262,11 +265,11 @@ static void interleave_phases(LowerContext& cx, const Node& n, const std::vector
       int64_t rh = r / aw.s, rw = r % aw.s;
       E from = add(grid_at(b, r, co), add(mul(ko.v(u), int_(cols)), ko.v(v)));
       E to = add(out_plane, add(mul(add(mul(ko.v(u), int_(ah.s)), int_(rh)), int_(c.W)), add(mul(ko.v(v), int_(aw.s)), int_(rw))));
-      E val = xs.size() == 3 ? f_add(cx.ld(grid, from), cx.ld(xs[2], co)) : cx.ld(grid, from);
+      E val = xs.size() == 3 ? add(cx.ld(grid, from), cx.ld(xs[2], co)) : cx.ld(grid, from);
       body.push_back(for_(u, 0, ah.outputs(rh), {for_(v, 0, aw.outputs(rw), {store(out, to, val)})}));
     }
     return body;
-  }, std::max<int64_t>(1, 16384 / (c.H * c.W)));
+  }, grain_of(kGrainElements, c.H * c.W));
   cx.emit(std::move(ko));
 }
 
@@ -284,8 +287,8 @@ static void conv_transpose2d_loops(LowerContext& cx, const Node& n, const std::v
   loop_nest(kb, {ot.dims[0] * O}, [&](const std::vector<E>& flat) {
     E b = bin(Bin::div, flat[0], int_(O)), o = bin(Bin::rem, flat[0], int_(O));
     E g = bin(Bin::div, o, int_(og)), oc = bin(Bin::rem, o, int_(og));
-    E th = f_sub(add(kb.v(oh), int_(p[0])), mul(kb.v(kh), int_(d[0])));
-    E tw = f_sub(add(kb.v(ow), int_(p[1])), mul(kb.v(kw), int_(d[1])));
+    E th = sub(add(kb.v(oh), int_(p[0])), mul(kb.v(kh), int_(d[0])));
+    E tw = sub(add(kb.v(ow), int_(p[1])), mul(kb.v(kw), int_(d[1])));
     E ih = bin(Bin::div, th, int_(s[0])), iw = bin(Bin::div, tw, int_(s[1]));
     E ok = and_(and_(and_(ge(th, int_(0)), ge(tw, int_(0))),
                      and_(bin(Bin::eq, bin(Bin::rem, th, int_(s[0])), int_(0)), bin(Bin::eq, bin(Bin::rem, tw, int_(s[1])), int_(0)))),
@@ -293,9 +296,9 @@ static void conv_transpose2d_loops(LowerContext& cx, const Node& n, const std::v
     E ci = add(mul(g, int_(cg)), kb.v(c));
     E x_at = add(mul(add(mul(add(mul(b, int_(C)), ci), int_(H)), ih), int_(W)), iw);
     E w_at = add(mul(add(mul(add(mul(ci, int_(og)), oc), int_(KH)), kb.v(kh)), int_(KW)), kb.v(kw));
-    E term = f_mul(cx.ld(xs[0], select(ok, x_at, int_(0))), cx.ld(xs[1], w_at));
+    E term = mul(cx.ld(xs[0], select(ok, x_at, int_(0))), cx.ld(xs[1], w_at));
     E init = xs.size() == 3 ? cx.ld(xs[2], o) : zero_of(dt);
-    std::vector<Stmt> inner = {assign(acc, f_add(kb.v(acc), select(ok, term, zero_of(dt))))};
+    std::vector<Stmt> inner = {assign(acc, add(kb.v(acc), select(ok, term, zero_of(dt))))};
     std::vector<Stmt> pixel = {assign(acc, init),
                                for_(c, 0, cg, {for_(kh, 0, KH, {for_(kw, 0, KW, inner)})}),
                                store(out, add(mul(add(mul(flat[0], int_(OH)), kb.v(oh)), int_(OW)), kb.v(ow)), kb.v(acc))};

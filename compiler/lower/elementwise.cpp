@@ -20,26 +20,26 @@ E scalar(const Node& n, const std::vector<E>& x, DType out) {
     case Op::exp: return un(Un::exp, x[0]);
     case Op::log: return un(Un::log, x[0]);
     case Op::sqrt: return un(Un::sqrt, x[0]);
-    case Op::rsqrt: return f_div(c(1), un(Un::sqrt, x[0]));
-    case Op::square: return f_mul(x[0], x[0]);
+    case Op::rsqrt: return div(c(1), un(Un::sqrt, x[0]));
+    case Op::square: return mul(x[0], x[0]);
     case Op::tanh: return un(Un::tanh, x[0]);
-    case Op::sigmoid: return f_div(c(1), f_add(c(1), un(Un::exp, un(Un::neg, x[0]))));
+    case Op::sigmoid: return div(c(1), add(c(1), un(Un::exp, un(Un::neg, x[0]))));
     case Op::relu: return select(gt(x[0], c(0)), x[0], c(0));
-    case Op::leaky_relu: return select(gt(x[0], c(0)), x[0], f_mul(c(n.f("alpha")), x[0]));
+    case Op::leaky_relu: return select(gt(x[0], c(0)), x[0], mul(c(n.f("alpha")), x[0]));
     case Op::gelu:
       if (n.s("approximate") == "tanh") {
-        E inner = f_mul(c(std::sqrt(2 / M_PI)), f_add(x[0], f_mul(c(0.044715), f_mul(x[0], f_mul(x[0], x[0])))));
-        return f_mul(f_mul(c(0.5), x[0]), f_add(c(1), un(Un::tanh, inner)));
+        E inner = mul(c(std::sqrt(2 / M_PI)), add(x[0], mul(c(0.044715), mul(x[0], mul(x[0], x[0])))));
+        return mul(mul(c(0.5), x[0]), add(c(1), un(Un::tanh, inner)));
       }
-      return f_mul(f_mul(c(0.5), x[0]), f_add(c(1), un(Un::erf, f_mul(x[0], c(M_SQRT1_2)))));
+      return mul(mul(c(0.5), x[0]), add(c(1), un(Un::erf, mul(x[0], c(M_SQRT1_2)))));
     case Op::sign: return select(gt(x[0], c(0)), c(1), select(lt(x[0], c(0)), c(-1), c(0)));
     case Op::cast:
       if (out == DType::b8) return bin(Bin::ne, x[0], c(0));
       return cast(x[0], out);  // float to int rounds toward zero
-    case Op::add: return f_add(x[0], x[1]);
-    case Op::sub: return f_sub(x[0], x[1]);
-    case Op::mul: return f_mul(x[0], x[1]);
-    case Op::div: return f_div(x[0], x[1]);
+    case Op::add: return add(x[0], x[1]);
+    case Op::sub: return sub(x[0], x[1]);
+    case Op::mul: return mul(x[0], x[1]);
+    case Op::div: return div(x[0], x[1]);
     case Op::pow: return bin(Bin::pow, x[0], x[1]);
     case Op::maximum: return is_float(t) ? select(bin(Bin::ne, x[0], x[0]), x[0], nan_max(x[0], x[1])) : bin(Bin::max, x[0], x[1]);
     case Op::minimum:

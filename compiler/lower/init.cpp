@@ -59,7 +59,7 @@ static void init_param(LowerContext& cx, const Node& n, int seed_buf, int stream
     if (scale != 0) {
       E seed = load(seed_buf, DType::i64, int_(0));
       E draw = normal ? philox_normal(seed, int_(stream), idx[0]) : philox_uniform(seed, int_(stream), idx[0]);
-      value = f_add(value, f_mul(fconst(scale, DType::f64), draw));
+      value = add(value, mul(fconst(scale, DType::f64), draw));
     }
     return cast(value, t.dtype);
   });
@@ -82,13 +82,13 @@ static void orthogonalize(LowerContext& cx, const Node& n, int w) {
   // q_i -= <q_i, q_j> q_j for every j < i (later j are masked out), then q_i /= |q_i|.
   std::vector<Stmt> project = {
       assign(dot, fconst(0, DType::f64)),
-      for_(k, 0, len, {assign(dot, f_add(kb.v(dot), f_mul(val(vi, vk), val(vj, vk))))}),
-      for_(k, 0, len, {store(w, at(vi, vk), cast(f_sub(val(vi, vk), f_mul(select(lt(vj, vi), kb.v(dot), fconst(0, DType::f64)), val(vj, vk))), dt))}),
+      for_(k, 0, len, {assign(dot, add(kb.v(dot), mul(val(vi, vk), val(vj, vk))))}),
+      for_(k, 0, len, {store(w, at(vi, vk), cast(sub(val(vi, vk), mul(select(lt(vj, vi), kb.v(dot), fconst(0, DType::f64)), val(vj, vk))), dt))}),
   };
   std::vector<Stmt> body = {for_(j, 0, count, std::move(project))};
   body.push_back(assign(norm, fconst(0, DType::f64)));
-  body.push_back(for_(k, 0, len, {assign(norm, f_add(kb.v(norm), f_mul(val(vi, vk), val(vi, vk))))}));
-  body.push_back(for_(k, 0, len, {store(w, at(vi, vk), cast(f_mul(fconst(n.f("gain"), DType::f64), f_div(val(vi, vk), un(Un::sqrt, kb.v(norm)))), dt))}));
+  body.push_back(for_(k, 0, len, {assign(norm, add(kb.v(norm), mul(val(vi, vk), val(vi, vk))))}));
+  body.push_back(for_(k, 0, len, {store(w, at(vi, vk), cast(mul(fconst(n.f("gain"), DType::f64), div(val(vi, vk), un(Un::sqrt, kb.v(norm)))), dt))}));
   kb.k.extent = count;  // sequential: each vector depends on the ones before it
   kb.k.body = std::move(body);
   cx.emit(std::move(kb));
@@ -108,7 +108,7 @@ void random(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out
   cx.map_kernel(std::string(n.info().name), cx.origin(n), out, {numel(ot)}, [&](const std::vector<E>& idx) {
     E key = xs.empty() ? int_(0) : cx.ld(xs[0], int_(0));
     E draw = normal ? philox_normal(int_(n.i("seed")), key, idx[0]) : philox_uniform(int_(n.i("seed")), key, idx[0]);
-    return cast(f_add(fconst(a, DType::f64), f_mul(fconst(b, DType::f64), draw)), ot.dtype);
+    return cast(add(fconst(a, DType::f64), mul(fconst(b, DType::f64), draw)), ot.dtype);
   });
 }
 

@@ -79,7 +79,13 @@ E cast(E x, DType to) {
 }
 
 E add(E a, E b) { return bin(Bin::add, std::move(a), std::move(b)); }
+E sub(E a, E b) { return bin(Bin::sub, std::move(a), std::move(b)); }
 E mul(E a, E b) { return bin(Bin::mul, std::move(a), std::move(b)); }
+E div(E a, E b) { return bin(Bin::div, std::move(a), std::move(b)); }
+E lt(E a, E b) { return bin(Bin::lt, std::move(a), std::move(b)); }
+E gt(E a, E b) { return bin(Bin::gt, std::move(a), std::move(b)); }
+E ge(E a, E b) { return bin(Bin::ge, std::move(a), std::move(b)); }
+E and_(E a, E b) { return bin(Bin::and_, std::move(a), std::move(b)); }
 
 Stmt for_(int v, int64_t begin, int64_t end, std::vector<Stmt> body) {
   return {.kind = SK::For, .var = v, .begin = begin, .end = end, .body = std::move(body), .index = {}, .value = {}};
@@ -206,14 +212,16 @@ std::string print(const Program& p, const Kernel& k) {
   std::string out = fmt::format("    kernel {} {}{}..{}{} {{  # {}\n", k.name, k.parallel ? "parallel " : "",
                                 k.vars.empty() ? "p" : k.vars[0].name, k.extent,
                                 k.parallel ? fmt::format(" grain {}", k.grain) : "", k.origin);
+  if (!k.strategy.empty()) out += fmt::format("      # strategy: {}\n", k.strategy);
   for (const auto& [buffer, first] : k.views) out += fmt::format("      view %{} from element {}\n", p.buffers[buffer].name, first);
   if (k.gemm) {
     const Gemm& g = *k.gemm;
     out += fmt::format("      gemm %{}[{}x{}] = %{}{} x %{}{}{} (K {}, {} batch{}), {}\n", p.buffers[g.c].name, g.M, g.N,
                        p.buffers[g.a].name, g.ta ? "^T" : "", p.buffers[g.b].name, g.tb ? "^T" : "",
-                       lines_text(g.b_lines), g.K, g.batches(),
-                       g.batches() == 1 ? "" : "es", g.column_block ? fmt::format("columns p*{}", g.column_block)
-                       : g.row_block ? fmt::format("rows p*{}, then the body for p", g.row_block) : "rows p");
+                       g.b_read == Gemm::BRead::lines ? lines_text(g.b_lines) : "", g.K, g.batches(),
+                       g.batches() == 1 ? "" : "es", g.split == Gemm::Split::columns      ? fmt::format("columns p*{}", g.block)
+                       : g.split == Gemm::Split::row_blocks ? fmt::format("rows p*{}, then the body for p", g.block)
+                                                            : "rows p");
   }
   if (k.nodes.size() > 1) {
     std::vector<std::string> names;

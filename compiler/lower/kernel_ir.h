@@ -40,7 +40,8 @@ struct Expr {
 };
 
 // Expression constructors; they fold constant integer arithmetic so that index expressions
-// stay readable (`i0 * 512 + i1`, not `i0 * 512 * 1 + 0 + i1`).
+// stay readable (`i0 * 512 + i1`, not `i0 * 512 * 1 + 0 + i1`). The arithmetic and compare
+// shorthands below are bin() with that op, for index maths and float values alike.
 E int_(int64_t v);
 E float_(double v, DType t);
 E var(int index, DType t);
@@ -50,7 +51,13 @@ E bin(Bin op, E a, E b);
 E select(E c, E a, E b);
 E cast(E x, DType to);
 E add(E a, E b);
+E sub(E a, E b);
 E mul(E a, E b);
+E div(E a, E b);
+E lt(E a, E b);
+E gt(E a, E b);
+E ge(E a, E b);
+E and_(E a, E b);
 
 enum class SK : uint8_t { For, Store, Assign, Check };
 
@@ -82,10 +89,24 @@ struct Var {
 };
 
 /// A matrix product C = op(A) op(B) over a batch, computed by codegen's register-tiled
-/// micro-kernel (compiler/codegen/gemm.cpp) rather than by loops: p indexes the rows of C
-/// flattened over the batch, (batch, M), and a call computes rows [lo, hi). Operands are row
-/// major; a transposed operand is read in the other order, never copied.
+/// micro-kernel (compiler/codegen/gemm.cpp) rather than by loops. Operands are row major; a
+/// transposed operand is read in the other order, never copied. Two explicit modes say how
+/// B is read (`b_read`) and how the kernel's p splits the work (`split`).
 struct Gemm {
+  /// How B's elements are found.
+  enum class BRead : uint8_t {
+    matrix,   ///< a (row-major or transposed) matrix at each batch's offset
+    patches,  ///< an image's patches, gathered while packing (`im2col`)
+    lines,    ///< lines starting where `b_lines` says
+  };
+  /// What the kernel's p counts.
+  enum class Split : uint8_t {
+    rows,        ///< rows of C flattened over the batch, (batch, M): a call computes rows [lo, hi)
+    columns,     ///< blocks of `block` columns of every row: for few rows, where splitting rows
+                 ///< would make every thread pack (or stream) all of B
+    row_blocks,  ///< blocks of `block` rows (a batch): each p computes its rows, then runs the
+                 ///< kernel's body for that p while they are in cache (a product consumed at once)
+  };
   int a = -1, b = -1, c = -1;  ///< buffers
   int64_t M = 0, N = 0, K = 0;
   bool ta = false, tb = false;
@@ -100,29 +121,33 @@ struct Gemm {
     int64_t C, H, W, KH, KW, OW;
     int64_t stride[2], padding[2], dilation[2];
   };
-  std::optional<Im2col> im2col;
-  /// Where each line of B starts within its batch: row k of a row-major B, column j of a
-  /// transposed one, at element b_lines[k or j]; empty: lines are N (or K) elements apart.
+  BRead b_read = BRead::matrix;
+  Im2col im2col{};  ///< BRead::patches
+  /// BRead::lines: where each line of B starts within its batch: row k of a row-major B,
+  /// column j of a transposed one, at element b_lines[k or j] (otherwise lines are N or K
+  /// elements apart).
   /// A stride-1 convolution reads its image through them: the patch row of tap (c, kh, kw)
   /// is the image itself from that tap on, on a grid as wide as the (padded) image, so no
   /// pixel is gathered (the grid's columns past the output width are computed and dropped).
   std::vector<int64_t> b_lines;
-  /// 0: the kernel's p counts rows (of all batches), each call computes rows [lo, hi) of C.
-  /// Otherwise p counts blocks of this many columns and a call computes columns
-  /// [lo * column_block, hi * column_block) of every row: for few rows, where splitting rows
-  /// would make every thread pack (or stream) all of B.
-  int64_t column_block = 0;
-  /// Otherwise, when set, p counts blocks of this many rows (a batch) and each p computes its
-  /// rows, then runs the body for that p while they are in cache (a product consumed at once).
-  int64_t row_block = 0;
+  Split split = Split::rows;
+  int64_t block = 0;  ///< Split::columns, Split::row_blocks: columns or rows a p
+  void read_patches(const Im2col& c) { b_read = BRead::patches, im2col = c; }
+  void read_lines(std::vector<int64_t> lines) { b_read = BRead::lines, b_lines = std::move(lines); }
+  void split_by(Split s, int64_t size) { split = s, block = size; }
   int64_t batches() const { return a_offsets.empty() ? 1 : static_cast<int64_t>(a_offsets.size()); }
 };
+
+/// Products over more batches than this keep the loop form (their offset tables would bloat
+/// the code).
+constexpr int64_t kMaxGemmBatches = 1 << 16;
 
 /// One kernel: `for p in [lo, hi): body`, where p is variable 0 and the runtime may split
 /// [0, extent) across threads (grain: the smallest chunk worth a thread).
 struct Kernel {
   std::string name;
   std::string origin;  ///< the graph node it came from, for the text form and the profiler
+  std::string strategy;  ///< the strategy its op's lowering chose, when it had a choice (conv_plan.h)
   std::vector<std::string> nodes;  ///< every graph value it computes (more than one when fused)
   std::vector<Var> vars;
   int64_t extent = 1;

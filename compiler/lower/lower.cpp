@@ -101,6 +101,7 @@ void lower_function(LowerContext& cx, const std::string& name, const Graph& grap
     if (auto it = cx.plan.epilogue.find(n.get()); it != cx.plan.epilogue.end())
       for (const Node* u : it->second) cx.group.push_back(u->result()->name);
     lower_node(cx, *n);
+    cx.strategy.clear();
   }
   // Outputs that are inputs, parameters, constants or a second name for a value get a copy.
   for (const auto& o : graph.outputs) {

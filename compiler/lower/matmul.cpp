@@ -56,7 +56,7 @@ static void matmul_gemm(LowerContext& cx, const Node& n, const MatmulShape& s, i
   // Few rows and many columns: threads take blocks of columns (each packs or streams only
   // its part of B); otherwise blocks of rows.
   const int64_t rows = batches * M;
-  if (rows <= kColumnSplitRows && N % kColumnBlock == 0 && N >= 2 * kColumnBlock) gm.column_block = kColumnBlock;
+  if (rows <= kColumnSplitRows && N % kColumnBlock == 0 && N >= 2 * kColumnBlock) gm.split_by(Gemm::Split::columns, kColumnBlock);
   kb.k.gemm = gm;
   auto epilogue_row = [&](E row, E col) {
     std::vector<E> idx;
@@ -66,21 +66,21 @@ static void matmul_gemm(LowerContext& cx, const Node& n, const MatmulShape& s, i
     E at = add(mul(row, int_(N)), col);
     return store(out, at, cx.epilogue(n, cx.ld(out, at), idx));
   };
-  if (gm.column_block) {
+  if (gm.split == Gemm::Split::columns) {
     int r = kb.new_var("r");
     loop_nest(kb, {N / kColumnBlock}, [&](const std::vector<E>& block) {
       if (!cx.has_epilogue(n)) return std::vector<Stmt>{};
       E col = add(mul(block[0], int_(kColumnBlock)), kb.v(j));
       return std::vector<Stmt>{for_(r, 0, rows, {for_(j, 0, kColumnBlock, {epilogue_row(kb.v(r), col)})})};
     }, 1);
-    kb.k.grain = std::max<int64_t>(1, (int64_t{1} << 18) / std::max<int64_t>(1, rows * kColumnBlock * K));
+    kb.k.grain = grain_of(kGrainFlops, rows * kColumnBlock * K);
   } else {
     loop_nest(kb, {rows}, [&](const std::vector<E>& flat) {
       if (!cx.has_epilogue(n)) return std::vector<Stmt>{};
       return std::vector<Stmt>{for_(j, 0, N, {epilogue_row(flat[0], kb.v(j))})};
     }, 1);
     // Rows are worth a thread in blocks of about 2^18 multiply-adds.
-    kb.k.grain = std::max<int64_t>(8, (int64_t{1} << 18) / std::max<int64_t>(1, N * K));
+    kb.k.grain = std::max<int64_t>(8, kGrainFlops / std::max<int64_t>(1, N * K));
   }
   kb.k.parallel = kb.k.extent > kb.k.grain;
   cx.emit(std::move(kb));
@@ -116,12 +116,12 @@ static void matmul_loops(LowerContext& cx, const Node& n, const MatmulShape& s, 
     if (tb && !ta) {
       // B^T: rows of A and B are both contiguous in k, so each element is a dot product
       // (a vectorized reduction).
-      return std::vector<Stmt>{for_(j, 0, N, {assign(acc, zero_of(dt)), for_(k, 0, K, {assign(acc, f_add(kb.v(acc), f_mul(a_ik, b_kj)))}),
+      return std::vector<Stmt>{for_(j, 0, N, {assign(acc, zero_of(dt)), for_(k, 0, K, {assign(acc, add(kb.v(acc), mul(a_ik, b_kj)))}),
                                               store(out, add(c_row, jv), cx.epilogue(n, kb.v(acc), out_idx))})};
     }
     std::vector<Stmt> row = {
         for_(j, 0, N, {store(out, add(c_row, jv), zero_of(dt))}),
-        for_(k, 0, K, {for_(j, 0, N, {store(out, add(c_row, jv), f_add(c, f_mul(a_ik, b_kj)))})}),
+        for_(k, 0, K, {for_(j, 0, N, {store(out, add(c_row, jv), add(c, mul(a_ik, b_kj)))})}),
     };
     // The epilogue runs over the finished row while it is still in cache.
     if (cx.has_epilogue(n)) row.push_back(for_(j, 0, N, {store(out, add(c_row, jv), cx.epilogue(n, c, out_idx))}));

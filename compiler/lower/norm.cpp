@@ -21,15 +21,15 @@ void batch_norm(LowerContext& cx, const Node& n, const std::vector<int>& xs, int
     loop_nest(kb, {C}, [&](const std::vector<E>& c) {
       E at = add(mul(add(mul(kb.v(b), int_(C)), c[0]), int_(inner)), kb.v(i));
       E count = fconst(static_cast<double>(N * inner), dt);
-      E dv = f_sub(cx.ld(xs[0], at), kb.v(m));
+      E dv = sub(cx.ld(xs[0], at), kb.v(m));
       return std::vector<Stmt>{
           assign(s, zero_of(dt)),
-          for_(b, 0, N, {for_(i, 0, inner, {assign(s, f_add(kb.v(s), cx.ld(xs[0], at)))})}),
-          assign(m, f_div(kb.v(s), count)),
+          for_(b, 0, N, {for_(i, 0, inner, {assign(s, add(kb.v(s), cx.ld(xs[0], at)))})}),
+          assign(m, div(kb.v(s), count)),
           assign(s, zero_of(dt)),
-          for_(b, 0, N, {for_(i, 0, inner, {assign(s, f_add(kb.v(s), f_mul(dv, dv)))})}),
+          for_(b, 0, N, {for_(i, 0, inner, {assign(s, add(kb.v(s), mul(dv, dv)))})}),
           store(mean, c[0], kb.v(m)),
-          store(var, c[0], f_div(kb.v(s), count)),
+          store(var, c[0], div(kb.v(s), count)),
       };
     }, 1);
     cx.emit(std::move(kb));
@@ -40,8 +40,8 @@ void batch_norm(LowerContext& cx, const Node& n, const std::vector<int>& xs, int
   double eps = n.f("eps");
   cx.map_kernel("batch_norm", from, y, xt.dims, [&](const std::vector<E>& idx) {
     E c = idx[1];
-    E norm = f_div(f_sub(cx.ld(xs[0], offset(idx, xt.dims)), cx.ld(mean, c)), un(Un::sqrt, f_add(cx.ld(var, c), fconst(eps, dt))));
-    return f_add(f_mul(norm, cx.ld(xs[1], c)), cx.ld(xs[2], c));
+    E norm = div(sub(cx.ld(xs[0], offset(idx, xt.dims)), cx.ld(mean, c)), un(Un::sqrt, add(cx.ld(var, c), fconst(eps, dt))));
+    return add(mul(norm, cx.ld(xs[1], c)), cx.ld(xs[2], c));
   });
 }
 
@@ -54,17 +54,17 @@ void layer_norm(LowerContext& cx, const Node& n, const std::vector<int>& xs, int
   int i = kb.new_var("i"), s = kb.new_var("s", dt), m = kb.new_var("m", dt), r = kb.new_var("rstd", dt);
   loop_nest(kb, {rows}, [&](const std::vector<E>& row) {
     E at = add(mul(row[0], int_(inner)), kb.v(i));
-    E dv = f_sub(cx.ld(xs[0], at), kb.v(m));
+    E dv = sub(cx.ld(xs[0], at), kb.v(m));
     E count = fconst(static_cast<double>(inner), dt);
-    E z = f_mul(dv, kb.v(r));
-    if (xs.size() == 3) z = f_add(f_mul(z, cx.ld(xs[1], kb.v(i))), cx.ld(xs[2], kb.v(i)));
+    E z = mul(dv, kb.v(r));
+    if (xs.size() == 3) z = add(mul(z, cx.ld(xs[1], kb.v(i))), cx.ld(xs[2], kb.v(i)));
     return std::vector<Stmt>{
         assign(s, zero_of(dt)),
-        for_(i, 0, inner, {assign(s, f_add(kb.v(s), cx.ld(xs[0], at)))}),
-        assign(m, f_div(kb.v(s), count)),
+        for_(i, 0, inner, {assign(s, add(kb.v(s), cx.ld(xs[0], at)))}),
+        assign(m, div(kb.v(s), count)),
         assign(s, zero_of(dt)),
-        for_(i, 0, inner, {assign(s, f_add(kb.v(s), f_mul(dv, dv)))}),
-        assign(r, f_div(fconst(1, dt), un(Un::sqrt, f_add(f_div(kb.v(s), count), fconst(n.f("eps"), dt))))),
+        for_(i, 0, inner, {assign(s, add(kb.v(s), mul(dv, dv)))}),
+        assign(r, div(fconst(1, dt), un(Un::sqrt, add(div(kb.v(s), count), fconst(n.f("eps"), dt))))),
         for_(i, 0, inner, {store(out, at, z)}),
     };
   }, 16);
@@ -79,7 +79,7 @@ void dropout(LowerContext& cx, const Node& n, const std::vector<int>& xs, int ou
   cx.map_kernel("dropout", cx.origin(n), out, {numel(xt)}, [&](const std::vector<E>& idx) {
     E key = xs.size() > 1 ? cx.ld(xs[1], int_(0)) : int_(0);
     E u = philox_uniform(int_(n.i("seed")), key, idx[0]);
-    return select(lt(u, fconst(p, DType::f64)), zero_of(dt), f_mul(cx.ld(xs[0], idx[0]), fconst(1 / (1 - p), dt)));
+    return select(lt(u, fconst(p, DType::f64)), zero_of(dt), mul(cx.ld(xs[0], idx[0]), fconst(1 / (1 - p), dt)));
   });
 }
 
@@ -96,13 +96,13 @@ void softmax(LowerContext& cx, const Node& n, const std::vector<int>& xs, int ou
     E o = bin(Bin::div, row[0], int_(inner)), i = bin(Bin::rem, row[0], int_(inner));
     E at = add(mul(add(mul(o, int_(len)), kb.v(j)), int_(inner)), i);
     E v = cx.ld(x, at);
-    E e = un(Un::exp, f_sub(v, kb.v(mx)));
-    E result = log ? f_sub(f_sub(v, kb.v(mx)), un(Un::log, kb.v(s))) : f_div(e, kb.v(s));
+    E e = un(Un::exp, sub(v, kb.v(mx)));
+    E result = log ? sub(sub(v, kb.v(mx)), un(Un::log, kb.v(s))) : div(e, kb.v(s));
     return std::vector<Stmt>{
         assign(mx, fconst(-kInf, dt)),
         for_(j, 0, len, {assign(mx, nan_max(kb.v(mx), v))}),
         assign(s, zero_of(dt)),
-        for_(j, 0, len, {assign(s, f_add(kb.v(s), e))}),
+        for_(j, 0, len, {assign(s, add(kb.v(s), e))}),
         for_(j, 0, len, {store(out, at, result)}),
     };
   }, 16);

@@ -93,17 +93,17 @@ void pool2d(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out
   int oh = kb.new_var("oh"), ow = kb.new_var("ow"), kh = kb.new_var("kh"), kw = kb.new_var("kw");
   int acc = kb.new_var("acc", dt), count = kb.new_var("count", dt);
   loop_nest(kb, {ot.dims[0] * ot.dims[1]}, [&](const std::vector<E>& flat) {
-    E h0 = f_sub(mul(kb.v(oh), int_(s[0])), int_(p[0])), w0 = f_sub(mul(kb.v(ow), int_(s[1])), int_(p[1]));
+    E h0 = sub(mul(kb.v(oh), int_(s[0])), int_(p[0])), w0 = sub(mul(kb.v(ow), int_(s[1])), int_(p[1]));
     E ih = add(h0, mul(kb.v(kh), int_(d[0]))), iw = add(w0, mul(kb.v(kw), int_(d[1])));
     E at = add(mul(add(mul(flat[0], int_(H)), ih), int_(W)), iw);
     E out_at = add(mul(add(mul(flat[0], int_(w.OH)), kb.v(oh)), int_(w.OW)), kb.v(ow));
     return over_windows(w, oh, ow, true, [&](bool checked) {
       E ok = and_(in_range(ih, H), in_range(iw, W));
       E v = cx.ld(x, checked ? select(ok, at, int_(0)) : at);
-      E tap = is_max ? select(takes_over(v, kb.v(acc)), v, kb.v(acc)) : f_add(kb.v(acc), v);
+      E tap = is_max ? select(takes_over(v, kb.v(acc)), v, kb.v(acc)) : add(kb.v(acc), v);
       bool counts = !is_max && checked && !include_pad;
       std::vector<Stmt> inner = {assign(acc, checked ? select(ok, tap, kb.v(acc)) : tap)};
-      if (counts) inner.push_back(assign(count, f_add(kb.v(count), select(ok, fconst(1, dt), fconst(0, dt)))));
+      if (counts) inner.push_back(assign(count, add(kb.v(count), select(ok, fconst(1, dt), fconst(0, dt)))));
       E result = kb.v(acc);
       if (!is_max) {
         // Inside the input the divisor is the kernel's size either way; PyTorch clips the
@@ -114,9 +114,9 @@ void pool2d(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out
         } else if (checked) {
           E hend = bin(Bin::min, add(h0, int_(k[0])), int_(H + p[0]));
           E wend = bin(Bin::min, add(w0, int_(k[1])), int_(W + p[1]));
-          divisor = cast(mul(f_sub(hend, h0), f_sub(wend, w0)), dt);
+          divisor = cast(mul(sub(hend, h0), sub(wend, w0)), dt);
         }
-        result = f_div(result, divisor);
+        result = div(result, divisor);
       }
       std::vector<Stmt> pixel = {assign(acc, fconst(is_max ? -kInf : 0, dt))};
       if (counts) pixel.push_back(assign(count, fconst(0, dt)));
@@ -164,7 +164,7 @@ void max_pool2d_grad(LowerContext& cx, const Node& n, const std::vector<int>& xs
   int value = kb.new_var("value", dt), takes = kb.new_var("takes", DType::b8), grad = kb.new_var("grad", dt);
   loop_nest(kb, {xt.dims[0] * xt.dims[1]}, [&](const std::vector<E>& plane) {
     E in_plane = mul(plane[0], int_(H * W));
-    E h0 = f_sub(mul(kb.v(oh), int_(s[0])), int_(p[0])), w0 = f_sub(mul(kb.v(ow), int_(s[1])), int_(p[1]));
+    E h0 = sub(mul(kb.v(oh), int_(s[0])), int_(p[0])), w0 = sub(mul(kb.v(ow), int_(s[1])), int_(p[1]));
     E ih = add(h0, mul(kb.v(kh), int_(d[0]))), iw = add(w0, mul(kb.v(kw), int_(d[1])));
     E at = add(mul(ih, int_(W)), iw), this_tap = cast(add(mul(kb.v(kh), int_(k[1])), kb.v(kw)), index_type);
     E g = kb.v(grad);
@@ -181,13 +181,13 @@ void max_pool2d_grad(LowerContext& cx, const Node& n, const std::vector<int>& xs
            if (checked) {
              // Taps outside the input add zero to the plane's first element instead.
              E to = add(in_plane, select(ok, at, int_(0)));
-             give = store(out, to, f_add(cx.ld(out, to), select(and_(ok, hit), g, zero_of(dt))));
+             give = store(out, to, add(cx.ld(out, to), select(and_(ok, hit), g, zero_of(dt))));
            } else if (disjoint) {
              std::vector<E> idx = {bin(Bin::div, plane[0], int_(xt.dims[1])), bin(Bin::rem, plane[0], int_(xt.dims[1])), ih, iw};
              give = store(out, add(in_plane, at), tiled ? cx.epilogue(n, select(hit, g, zero_of(dt)), idx) : select(hit, g, zero_of(dt)));
            } else {
              E to = add(in_plane, at);
-             give = store(out, to, f_add(cx.ld(out, to), select(hit, g, zero_of(dt))));
+             give = store(out, to, add(cx.ld(out, to), select(hit, g, zero_of(dt))));
            }
            return std::vector<Stmt>{
                assign(best, fconst(-kInf, dt)),
@@ -202,7 +202,7 @@ void max_pool2d_grad(LowerContext& cx, const Node& n, const std::vector<int>& xs
       body.push_back(std::move(st));
     return body;
   }, 0);
-  kb.k.grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(1, H * W));
+  kb.k.grain = grain_of(kGrainElements, H * W);
   kb.k.parallel = kb.k.extent > kb.k.grain;
   cx.emit(std::move(kb));
 }
@@ -216,8 +216,8 @@ void global_avg_pool(LowerContext& cx, const Node& n, const std::vector<int>& xs
   int i = kb.new_var("i"), acc = kb.new_var("acc", dt);
   loop_nest(kb, {xt.dims[0] * xt.dims[1]}, [&](const std::vector<E>& flat) {
     return std::vector<Stmt>{assign(acc, zero_of(dt)),
-                             for_(i, 0, HW, {assign(acc, f_add(kb.v(acc), cx.ld(x, add(mul(flat[0], int_(HW)), kb.v(i)))))}),
-                             store(out, flat[0], f_div(kb.v(acc), fconst(static_cast<double>(HW), dt)))};
+                             for_(i, 0, HW, {assign(acc, add(kb.v(acc), cx.ld(x, add(mul(flat[0], int_(HW)), kb.v(i)))))}),
+                             store(out, flat[0], div(kb.v(acc), fconst(static_cast<double>(HW), dt)))};
   }, 16);
   cx.emit(std::move(kb));
 }

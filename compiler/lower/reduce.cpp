@@ -60,7 +60,7 @@ static void reduce_loops(LowerContext& cx, const Node& n, int x, int out, const 
     E init;
     if (n.op == Op::sum || n.op == Op::mean) {
       init = zero_of(dt);
-      update = assign(acc, f_add(kb.v(acc), value));
+      update = assign(acc, add(kb.v(acc), value));
     } else if (n.op == Op::max) {
       init = lowest(dt);
       update = assign(acc, nan_max(kb.v(acc), value));
@@ -82,7 +82,7 @@ static void reduce_loops(LowerContext& cx, const Node& n, int x, int out, const 
     std::vector<Stmt> loop = {update};
     for (size_t d = reduced.size(); d-- > 0;) loop = {for_(rvars[d], 0, reduced[d], std::move(loop))};
     E result = kb.v(acc);
-    if (n.op == Op::mean) result = f_div(result, fconst(static_cast<double>(*checked_numel(reduced)), dt));
+    if (n.op == Op::mean) result = div(result, fconst(static_cast<double>(*checked_numel(reduced)), dt));
     std::vector<Stmt> stmts = {assign(acc, init)};
     for (auto& s : loop) stmts.push_back(std::move(s));
     stmts.push_back(store(out, offset(kidx, kept), result));
@@ -124,12 +124,12 @@ static void reduce_leading(LowerContext& cx, const Node& n, int x, int out, int6
   E col = add(mul(kb.v(0), int_(block)), kb.v(j));
   E value = cast(cx.ld(x, add(mul(kb.v(r), int_(cols)), col)), dt);
   E acc = cx.ld(out, col);
-  E combined = n.op == Op::max ? nan_max(acc, value) : f_add(acc, value);
+  E combined = n.op == Op::max ? nan_max(acc, value) : add(acc, value);
   kb.k.body = {for_(j, 0, block, {store(out, col, n.op == Op::max ? lowest(dt) : zero_of(dt))}),
                for_(r, 0, rows, {for_(j, 0, block, {store(out, col, combined)})})};
-  if (n.op == Op::mean) kb.k.body.push_back(for_(j, 0, block, {store(out, col, f_div(cx.ld(out, col), fconst(static_cast<double>(rows), dt)))}));
+  if (n.op == Op::mean) kb.k.body.push_back(for_(j, 0, block, {store(out, col, div(cx.ld(out, col), fconst(static_cast<double>(rows), dt)))}));
   kb.k.extent = cols / block;
-  kb.k.grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(1, rows * block));
+  kb.k.grain = grain_of(kGrainElements, rows * block);
   kb.k.parallel = kb.k.extent > kb.k.grain;
   cx.emit(std::move(kb));
 }

@@ -83,7 +83,7 @@ void pad(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out) {
     std::vector<E> xidx;
     E ok = bin(Bin::eq, int_(0), int_(0));
     for (size_t d = 0; d < xd.size(); ++d) {
-      xidx.push_back(f_sub(idx[d], int_(pads[2 * d])));
+      xidx.push_back(sub(idx[d], int_(pads[2 * d])));
       ok = and_(ok, in_range(xidx.back(), xd[d]));
     }
     return select(ok, cx.ld(x, select(ok, offset(xidx, xd), int_(0))), const_of(n.f("value"), dt));

@@ -32,10 +32,9 @@ const std::vector<PassInfo>& all_passes() {
 }
 
 const std::vector<std::string>& default_pipeline() {
-  // merge-matmuls is left out: measured, it gained nothing on the LSTM (its small products
-  // already ran at ~130 GFLOP/s) and the GEMM runs the merged products, which read A
-  // transposed, slower than the batched ones (GPT's train step 8% slower). After concat-pads
-  // is its place when the GEMM's transpose_a layout catches up.
+  // merge-matmuls is left out: the products it merges read A transposed, the GEMM's slower
+  // layout, so it gains nothing yet (docs/optimizer.md, Measurements). After concat-pads is
+  // its place when that layout catches up.
   static const std::vector<std::string> names = {"simplify",    "fold-transpose", "const-fold", "cse",  "concat-pads",
                                                  "simplify",    "dce",            "fuse",       "plan-memory"};
   return names;

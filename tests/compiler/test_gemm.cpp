@@ -75,7 +75,7 @@ int64_t check(const Case& c, int threads) {
   bool fused = false;
   int64_t column_block = 0;
   for (const auto& k : compiled.program.functions.back().kernels)
-    if (k.gemm) fused = true, column_block = k.gemm->column_block;
+    if (k.gemm) fused = true, column_block = k.gemm->split == kir::Gemm::Split::columns ? k.gemm->block : 0;
   REQUIRE(fused);  // the product ran on the micro-kernel, not on loops
 
   int64_t K = c.ta ? c.a[c.a.size() - 2] : c.a.back();
@@ -161,7 +161,7 @@ bool check_conv(const ConvCase& c, int threads) {
   CompiledModel compiled = compile_jit(g);
   bool lines = false, fused = false;
   for (const auto& k : compiled.program.functions.back().kernels)
-    if (k.gemm) fused = true, lines = !k.gemm->b_lines.empty() || k.gemm->row_block;
+    if (k.gemm) fused = true, lines = k.gemm->b_read == kir::Gemm::BRead::lines || k.gemm->split == kir::Gemm::Split::row_blocks;
   REQUIRE(fused);
 
   check_against_reference(g, compiled, 23, static_cast<double>(c.cin * c.kh * c.kw), threads,
@@ -207,29 +207,36 @@ TEST_CASE("convolutions read their image's phase planes through lines, unless th
 
 TEST_CASE("each convolution op's strategy", "[conv]") {
   using kir::ConvPath;
+  const kir::ConvOperands kOnProduct{.f32 = true, .in_buffers = true}, kInLoops{.f32 = false, .in_buffers = true};
   // Input [Bn, C, H, H], O outputs of OH x OH, a K x K kernel; stride, padding.
   auto shape = [](int64_t Bn, int64_t C, int64_t H, int64_t O, int64_t OH, int64_t K, int64_t s, int64_t p) {
     return kir::ConvShape{Bn, C, H, H, O, OH, OH, K, K, {s, s}, {p, p}, {1, 1}};
   };
-  CHECK(kir::conv2d_path(shape(64, 64, 14, 128, 7, 4, 2, 1), true) == ConvPath::lines_merged);
-  CHECK(kir::conv2d_path(shape(1, 64, 14, 128, 7, 4, 2, 1), true) == ConvPath::lines);
-  CHECK(kir::conv2d_path(shape(64, 1, 28, 6, 28, 5, 1, 2), true) == ConvPath::lines);
-  CHECK(kir::conv2d_path(shape(2, 2, 12, 4, 3, 10, 1, 0), true) == ConvPath::im2col);
-  CHECK(kir::conv2d_path(shape(64, 128, 7, 1, 1, 7, 1, 0), true) == ConvPath::dense);
-  CHECK(kir::conv2d_path(shape(64, 64, 14, 128, 7, 4, 2, 1), false) == ConvPath::loops);
+  CHECK(kir::conv2d_path(shape(64, 64, 14, 128, 7, 4, 2, 1), kOnProduct) == ConvPath::lines_merged);
+  CHECK(kir::conv2d_path(shape(1, 64, 14, 128, 7, 4, 2, 1), kOnProduct) == ConvPath::lines);
+  CHECK(kir::conv2d_path(shape(64, 1, 28, 6, 28, 5, 1, 2), kOnProduct) == ConvPath::lines);
+  CHECK(kir::conv2d_path(shape(2, 2, 12, 4, 3, 10, 1, 0), kOnProduct) == ConvPath::im2col);
+  CHECK(kir::conv2d_path(shape(64, 128, 7, 1, 1, 7, 1, 0), kOnProduct) == ConvPath::dense);
+  CHECK(kir::conv2d_path(shape(64, 64, 14, 128, 7, 4, 2, 1), kInLoops) == ConvPath::loops);
+  CHECK(kir::conv2d_path(shape(64, 64, 14, 128, 7, 4, 2, 1), {.f32 = true, .in_buffers = false}) == ConvPath::loops);
+  kir::ConvShape grouped = shape(64, 64, 14, 128, 7, 4, 2, 1);
+  grouped.groups = 2;
+  CHECK(kir::conv2d_path(grouped, kOnProduct) == ConvPath::loops);
+  CHECK(kir::weight_grad_path(grouped, kOnProduct) == ConvPath::loops);
+  CHECK(kir::conv_transpose2d_path(grouped, kOnProduct) == ConvPath::loops);
   // LeNet-5's weight gradients keep their partial sums in cache; the DCGAN's wide layer not.
-  CHECK(kir::weight_grad_path(shape(64, 6, 14, 16, 10, 5, 1, 0), true) == ConvPath::lines);
-  CHECK(kir::weight_grad_path(shape(64, 1, 28, 64, 14, 4, 2, 1), true) == ConvPath::lines);
-  CHECK(kir::weight_grad_path(shape(64, 64, 14, 128, 7, 4, 2, 1), true) == ConvPath::lines_merged);
-  CHECK(kir::weight_grad_path(shape(64, 128, 7, 1, 1, 7, 1, 0), true) == ConvPath::dense);
-  CHECK(kir::weight_grad_path(shape(3, 2, 9, 4, 2, 8, 1, 0), true) == ConvPath::loops);
+  CHECK(kir::weight_grad_path(shape(64, 6, 14, 16, 10, 5, 1, 0), kOnProduct) == ConvPath::lines);
+  CHECK(kir::weight_grad_path(shape(64, 1, 28, 64, 14, 4, 2, 1), kOnProduct) == ConvPath::lines);
+  CHECK(kir::weight_grad_path(shape(64, 64, 14, 128, 7, 4, 2, 1), kOnProduct) == ConvPath::lines_merged);
+  CHECK(kir::weight_grad_path(shape(64, 128, 7, 1, 1, 7, 1, 0), kOnProduct) == ConvPath::dense);
+  CHECK(kir::weight_grad_path(shape(3, 2, 9, 4, 2, 8, 1, 0), kOnProduct) == ConvPath::loops);
   // Transposed, described by the convolution they transpose (whose input is their output).
-  CHECK(kir::conv_transpose2d_path(shape(64, 64, 14, 128, 7, 4, 2, 1), true) == ConvPath::subpixel_merged);
-  CHECK(kir::conv_transpose2d_path(shape(1, 64, 14, 128, 7, 4, 2, 1), true) == ConvPath::subpixel);
-  CHECK(kir::conv_transpose2d_path(shape(2, 8, 40, 3, 20, 4, 2, 1), true) == ConvPath::subpixel);
-  CHECK(kir::conv_transpose2d_path(shape(64, 1, 28, 64, 14, 4, 2, 1), true) == ConvPath::columns);
-  CHECK(kir::conv_transpose2d_path(shape(64, 128, 7, 100, 1, 7, 1, 0), true) == ConvPath::dense);
-  CHECK(kir::conv_transpose2d_path(shape(64, 6, 14, 16, 10, 5, 1, 0), true) == ConvPath::full_columns);
+  CHECK(kir::conv_transpose2d_path(shape(64, 64, 14, 128, 7, 4, 2, 1), kOnProduct) == ConvPath::subpixel_merged);
+  CHECK(kir::conv_transpose2d_path(shape(1, 64, 14, 128, 7, 4, 2, 1), kOnProduct) == ConvPath::subpixel);
+  CHECK(kir::conv_transpose2d_path(shape(2, 8, 40, 3, 20, 4, 2, 1), kOnProduct) == ConvPath::subpixel);
+  CHECK(kir::conv_transpose2d_path(shape(64, 1, 28, 64, 14, 4, 2, 1), kOnProduct) == ConvPath::columns);
+  CHECK(kir::conv_transpose2d_path(shape(64, 128, 7, 100, 1, 7, 1, 0), kOnProduct) == ConvPath::dense);
+  CHECK(kir::conv_transpose2d_path(shape(64, 6, 14, 16, 10, 5, 1, 0), kOnProduct) == ConvPath::full_columns);
 }
 
 namespace {
@@ -249,7 +256,7 @@ bool check_weight_grad(const ConvCase& c, int threads) {
   CompiledModel compiled = compile_jit(g);
   bool lines = false;
   for (const auto& k : compiled.program.functions.back().kernels)
-    if (k.gemm) lines = !k.gemm->b_lines.empty();
+    if (k.gemm) lines = k.gemm->b_read == kir::Gemm::BRead::lines;
   check_against_reference(g, compiled, 29, static_cast<double>(c.batch * dy_dims[2] * dy_dims[3]), threads,
                           fmt::format("x [{}, {}, {}, {}] dy {} kernel {}x{} padding {} dilation {}", c.batch, c.cin, c.h, c.w,
                                       dims_to_string(dy_dims), c.kh, c.kw, fmt::join(c.padding, ","), fmt::join(c.dilation, ",")));

@@ -1,13 +1,16 @@
-#include "compiler/jit/host.h"
+#include "compiler/target/host.h"
 
 #include <llvm/ADT/StringMap.h>
 #include <llvm/ADT/StringRef.h>
 #include <llvm/Config/llvm-config.h>
 #include <llvm/TargetParser/Host.h>
+#include <llvm/TargetParser/SubtargetFeature.h>
 
 #include <algorithm>
 
 namespace stag {
+
+bool HostInfo::has(std::string_view feature) const { return std::find(features.begin(), features.end(), feature) != features.end(); }
 
 HostInfo host_info() {
   HostInfo info;
@@ -20,6 +23,12 @@ HostInfo host_info() {
   for (const char* name : interesting)
     if (auto it = features.find(name); it != features.end() && it->second) info.features.push_back(name);
   return info;
+}
+
+std::string host_feature_string() {
+  llvm::SubtargetFeatures features;
+  for (const auto& f : llvm::sys::getHostCPUFeatures()) features.AddFeature(f.first(), f.second);
+  return features.getString();
 }
 
 }  // namespace stag
