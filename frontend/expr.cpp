@@ -262,10 +262,13 @@ Val Lowering::call_op(Scope& s, Op op, const Expr& e) {
     }
   std::vector<Value*> operands;
   for (const Val& v : pos) operands.push_back(v.kind == Val::Tensor ? v.t : c_.scalar(v.number(), dt, e.loc));
+  auto given = [&](const char* n) {
+    return std::any_of(attrs.begin(), attrs.end(), [&](auto& kv) { return kv.first == n; });
+  };
+  // train { label_smoothing = e } is the default of every loss that smooths its targets.
+  if (c_.default_label_smoothing && info.attr_index("label_smoothing") >= 0 && !given("label_smoothing"))
+    attrs.emplace_back("label_smoothing", *c_.default_label_smoothing);
   if (info.has(Stochastic)) {
-    auto given = [&](const char* n) {
-      return std::any_of(attrs.begin(), attrs.end(), [&](auto& kv) { return kv.first == n; });
-    };
     if (op == Op::dropout) {
       if (given("training") || given("seed"))
         return fail(e.loc, "dropout: 'training' and 'seed' are set by the mode (inference, or training with --train)");

@@ -162,21 +162,32 @@ void Lowering::model(const ModelDef& m) {
         if (n->op == Op::parameter) params.push_back(n->result()->name);
       fail(init.loc, fmt::format("init: no parameter named '{}'{}", name, hint(name, params)));
     }
-  // Early stopping watches a validation measure the trainer computes: the loss, the accuracy,
-  // or one of the model's metrics (`metric accuracy` is watched as "val_accuracy").
-  if (const Attr* mon = g.attr("train.monitor")) {
-    const std::string& want = std::get<std::string>(*mon);
-    std::vector<std::string> choices{"val_loss", "val_accuracy"};
-    for (const auto& o : g.outputs)
-      if (o.name.starts_with("metric.") && o.name != "metric.accuracy") choices.push_back("val_" + o.name.substr(7));
-    if (std::find(choices.begin(), choices.end(), want) == choices.end()) {
-      Loc loc = m.loc;
-      for (const auto& st : m.train)
-        if (st.key == "monitor") loc = st.value->loc;
-      fail(loc, fmt::format("train: monitor \"{}\" is not a validation measure of the model; expected one of: {}", want,
-                            fmt::join(choices, ", ")));
-    }
-  }
+  check_monitor(m);
+}
+
+// Early stopping and plateau watch a validation measure the trainer computes, or one of the
+// model's metrics (`metric accuracy` is watched as "val_accuracy"), whose direction only the
+// model's author knows.
+void Lowering::check_monitor(const ModelDef& m) {
+  const Attr* mon = c_.g.attr("train.monitor");
+  if (!mon) return;
+  auto loc_of = [&](const char* key) {
+    for (const auto& st : m.train)
+      if (st.key == key) return st.value->loc;
+    return m.loc;
+  };
+  const std::string& want = std::get<std::string>(*mon);
+  std::vector<std::string> choices{"val_loss", "val_accuracy", "val_macro_f1", "val_auc", "val_ppl", "val_bpc"};
+  size_t trainer_measures = choices.size();
+  for (const auto& o : c_.g.outputs)
+    if (o.name.starts_with("metric.") && o.name != "metric.accuracy") choices.push_back("val_" + o.name.substr(7));
+  auto at = std::find(choices.begin(), choices.end(), want);
+  if (at == choices.end())
+    fail(loc_of("monitor"), fmt::format("train: monitor \"{}\" is not a validation measure of the model; expected one of: {}",
+                                        want, fmt::join(choices, ", ")));
+  else if (static_cast<size_t>(at - choices.begin()) >= trainer_measures && !c_.g.attr("train.monitor_mode"))
+    fail(loc_of("monitor"), fmt::format("train: monitor \"{}\" is the model's own metric: say which way it improves with "
+                                        "monitor_mode = \"max\" or \"min\"", want));
 }
 
 // A decode step reads tokens [1, 1] and gives logits; it says how long a context it was trained on.

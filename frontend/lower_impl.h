@@ -67,6 +67,7 @@ class Lowering {
   /// `pos` input, as i64[1].
   Val positions(Scope& s, const Expr& e);
   void decode_outputs(const ModelDef& m);
+  void check_monitor(const ModelDef& m);
 
   // ---- layers and blocks (modules.cpp)
   const BlockDef* find_block(const std::string& name) const;

@@ -94,6 +94,7 @@ struct Ctx {
   const LoadOptions& opts;
   std::map<std::string, InitOverride> inits;
   std::optional<double> default_dropout;  ///< train { dropout = p }: p for Dropout() without one
+  std::optional<double> default_label_smoothing;  ///< train { label_smoothing = e }: e for losses without one
   Value* step = nullptr;                  ///< the `%step` input, made on first use
   Value* pos = nullptr;                   ///< a decode step's `%pos` input, made on first use
   int64_t context = 0;                    ///< decode: the sequence length token inputs declare

@@ -66,6 +66,8 @@ const std::vector<Choice>& schedules() {
       {"exponential", {{"gamma", FK::Float, 0, 1, true, false}}},
       {"cosine", {count("t_max"), nonneg("eta_min", 0.0)}},
       {"warmup_cosine", {count("warmup"), count("t_max"), nonneg("eta_min", 0.0)}},
+      {"restarts", {count("t_0"), count("t_mult", int64_t{1}), nonneg("eta_min", 0.0)}},
+      {"plateau", {{"patience", FK::Int, 0, 1e9, false, false, int64_t{10}}, {"factor", FK::Float, 0, 1, false, true, 0.1}}},
   };
   return t;
 }
@@ -77,14 +79,17 @@ const std::vector<Field>& plain() {
       nonneg("weight_decay"),
       nonneg("l1"),
       pos("grad_clip"),
+      pos("grad_clip_value"),
       unit("dropout", {}),
       count("early_stopping"),
       nonneg("min_delta"),
       {"monitor", FK::Str},
+      {"monitor_mode", FK::Str},
       {"data", FK::Str},
       {"tokenizer", FK::Str},
       {"seed", FK::Int, 0, 9.2e18},
       {"shuffle", FK::Bool},
+      {"balance_classes", FK::Bool},
       {"label_smoothing", FK::Float, 0, 1},
   };
   return t;
@@ -104,6 +109,30 @@ std::string range_text(const Field& f) {
   auto num = [](double v) { return std::isinf(v) ? std::string(v < 0 ? "-inf" : "inf") : fmt::format("{}", v); };
   bool hi_open = f.hi_open || std::isinf(f.hi);
   return fmt::format("{}{}, {}{}", f.lo_open ? "(" : "[", num(f.lo), num(f.hi), hi_open ? ")" : "]");
+}
+
+/// A choice as written: its name and every field's value, given or by default.
+struct Chosen {
+  struct Value {
+    const char* name;
+    Attr value;
+    Loc loc;
+  };
+  std::string name;
+  Loc loc;
+  std::vector<Value> fields;
+};
+
+// The runtime's --schedule spelling of a schedule (runtime/schedule.h's parse_schedule and plan_lr).
+std::string schedule_spelling(const Chosen& c) {
+  std::vector<std::string> v;
+  for (const auto& f : c.fields) {
+    if (const auto* ints = std::get_if<Ints>(&f.value)) v.push_back(fmt::format("{}", fmt::join(*ints, ",")));
+    else v.push_back(to_string(f.value));
+  }
+  if (c.name == "warmup_cosine") return fmt::format("warmup:{}+cosine:{}:{}", v[0], v[1], v[2]);
+  if (v.empty()) return c.name;
+  return fmt::format("{}:{}", c.name, fmt::join(v, ":"));
 }
 
 struct TrainLowering {
@@ -175,11 +204,12 @@ struct TrainLowering {
     out.emplace_back(key, std::move(v));
   }
 
-  // `name` or `name(k=v, ...)` against a table of choices; emits train.<key> and its fields.
-  void choice(const Setting& s, const std::vector<Choice>& table, const std::string& prefix) {
+  // `name` or `name(k=v, ...)` against a table of choices: the choice with every field's value
+  // (given or default), checked. Nullopt after an error.
+  std::optional<Chosen> choice(const Setting& s, const std::vector<Choice>& table) {
     const Expr& e = *s.value;
     if (e.kind != Expr::Name && e.kind != Expr::Call)
-      return error(e.loc, fmt::format("'{}' takes a name such as {}(...)", s.key, table[0].name));
+      return error(e.loc, fmt::format("'{}' takes a name such as {}(...)", s.key, table[0].name)), std::nullopt;
     const Choice* ch = nullptr;
     std::vector<std::string> names;
     for (const auto& c2 : table) {
@@ -189,17 +219,19 @@ struct TrainLowering {
     if (!ch) {
       auto hint = closest_name(e.text, names);
       return error(e.loc, fmt::format("unknown {} '{}'{}; expected one of: {}", s.key, e.text,
-                                      hint ? fmt::format(" (did you mean '{}'?)", *hint) : "", fmt::join(names, ", ")));
+                                      hint ? fmt::format(" (did you mean '{}'?)", *hint) : "", fmt::join(names, ", "))),
+             std::nullopt;
     }
-    put("train." + s.key, std::string(ch->name), s.loc);
+    Chosen chosen{ch->name, s.loc, {}};
     std::vector<std::optional<Attr>> given(ch->fields.size());
     std::vector<Loc> locs(ch->fields.size(), e.loc);
     if (e.args.size() > ch->fields.size())
-      return error(e.args[ch->fields.size()]->loc, fmt::format("{} takes at most {} positional arguments", ch->name, ch->fields.size()));
+      return error(e.args[ch->fields.size()]->loc, fmt::format("{} takes at most {} positional arguments", ch->name, ch->fields.size())),
+             std::nullopt;
     for (size_t i = 0; i < e.args.size(); ++i) {
       given[i] = literal(*e.args[i], ch->fields[i].name);
       locs[i] = e.args[i]->loc;
-      if (!given[i]) return;
+      if (!given[i]) return std::nullopt;
     }
     for (const auto& kw : e.kwargs) {
       size_t i = 0;
@@ -209,20 +241,36 @@ struct TrainLowering {
         for (const auto& f : ch->fields) fnames.emplace_back(f.name);
         auto hint = closest_name(kw.name, fnames);
         return error(kw.loc, fmt::format("{} has no argument '{}'{}", ch->name, kw.name,
-                                         hint ? fmt::format("; did you mean '{}'?", *hint) : ""));
+                                         hint ? fmt::format("; did you mean '{}'?", *hint) : "")),
+               std::nullopt;
       }
-      if (given[i]) return error(kw.loc, fmt::format("{}: argument '{}' given twice", ch->name, kw.name));
+      if (given[i]) return error(kw.loc, fmt::format("{}: argument '{}' given twice", ch->name, kw.name)), std::nullopt;
       given[i] = literal(*kw.value, kw.name);
       locs[i] = kw.loc;
-      if (!given[i]) return;
+      if (!given[i]) return std::nullopt;
     }
     for (size_t i = 0; i < ch->fields.size(); ++i) {
       const Field& f = ch->fields[i];
-      if (!given[i] && !f.def) return error(e.loc, fmt::format("{} needs argument '{}'", ch->name, f.name));
+      if (!given[i] && !f.def) return error(e.loc, fmt::format("{} needs argument '{}'", ch->name, f.name)), std::nullopt;
       auto v = given[i] ? check(f, *given[i], locs[i], f.name) : f.def;
-      if (!v) return;
-      put(prefix + f.name, *v, locs[i]);
+      if (!v) return std::nullopt;
+      chosen.fields.emplace_back(f.name, *v, locs[i]);
     }
+    return chosen;
+  }
+
+  // The optimizer's name and each of its hyper-parameters as train.<name>.
+  void optimizer(const Setting& s) {
+    auto chosen = choice(s, optimizers());
+    if (!chosen) return;
+    put("train.optimizer", chosen->name, chosen->loc);
+    for (const auto& f : chosen->fields) put(std::string("train.") + f.name, f.value, f.loc);
+  }
+
+  // One attribute in the runtime's --schedule spelling, so that the file and the flag are read
+  // by one parser.
+  void schedule(const Setting& s) {
+    if (auto chosen = choice(s, schedules())) put("train.schedule", schedule_spelling(*chosen), chosen->loc);
   }
 };
 
@@ -254,11 +302,11 @@ void lower_train(Ctx& c, const ModelDef& m, std::optional<int64_t>& batch, Loc& 
     rest.push_back(&s);
   }
   // The optimizer first, then its hyper-parameters; `lr = ...` beside it overrides its lr.
-  if (optimizer) t.choice(*optimizer, optimizers(), "train.");
+  if (optimizer) t.optimizer(*optimizer);
   else {
     Setting def{"optimizer", m.loc, std::make_unique<Expr>(Expr{Expr::Name, m.loc})};
     def.value->text = "adam";
-    t.choice(def, optimizers(), "train.");
+    t.optimizer(def);
   }
   if (lr) {
     auto v = t.literal(*lr->value, "lr");
@@ -272,7 +320,7 @@ void lower_train(Ctx& c, const ModelDef& m, std::optional<int64_t>& batch, Loc& 
           old = *v;
         }
   }
-  if (schedule) t.choice(*schedule, schedules(), "train.schedule.");
+  if (schedule) t.schedule(*schedule);
   else t.put("train.schedule", std::string("constant"), m.loc);
   for (const Setting* s : rest) {
     if (s == optimizer || s == schedule || s == lr) continue;
@@ -312,7 +360,12 @@ void lower_train(Ctx& c, const ModelDef& m, std::optional<int64_t>& batch, Loc& 
         continue;
       }
     }
+    if (s->key == "monitor_mode" && std::get<std::string>(*checked) != "max" && std::get<std::string>(*checked) != "min") {
+      t.error(s->value->loc, fmt::format("monitor_mode must be \"max\" or \"min\", got \"{}\"", std::get<std::string>(*checked)));
+      continue;
+    }
     if (s->key == "dropout") c.default_dropout = std::get<double>(*checked);
+    if (s->key == "label_smoothing") c.default_label_smoothing = std::get<double>(*checked);
     if (s->key == "weight_decay") {
       for (auto& [k, old] : t.out)
         if (k == "train.weight_decay") {

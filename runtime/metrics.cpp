@@ -76,26 +76,73 @@ void MetricsAccumulator::add_loss(double mean_loss, int64_t n) {
   ext_loss_n_ += n;
 }
 
-std::optional<double> roc_auc(std::span<const double> scores, std::span<const bool> positive) {
-  size_t n = scores.size();
-  std::vector<size_t> idx(n);
+namespace {
+
+// True and false positives counted above each distinct score, from the highest score down.
+struct Counts {
+  int64_t tp = 0, fp = 0;
+};
+
+std::vector<Counts> threshold_counts(std::span<const double> scores, std::span<const bool> positive) {
+  std::vector<size_t> idx(scores.size());
   std::iota(idx.begin(), idx.end(), size_t{0});
-  std::sort(idx.begin(), idx.end(), [&](size_t a, size_t b) { return scores[a] < scores[b]; });
-  double pos = 0, rank_sum = 0;
-  for (size_t i = 0; i < n;) {
-    size_t j = i;
-    while (j < n && scores[idx[j]] == scores[idx[i]]) ++j;
-    double midrank = (static_cast<double>(i + 1) + static_cast<double>(j)) / 2;  // 1-based ranks
-    for (size_t k = i; k < j; ++k)
-      if (positive[idx[k]]) {
-        pos += 1;
-        rank_sum += midrank;
-      }
-    i = j;
+  std::sort(idx.begin(), idx.end(), [&](size_t a, size_t b) { return scores[a] > scores[b]; });
+  std::vector<Counts> out;
+  Counts c;
+  for (size_t i = 0; i < idx.size(); ++i) {
+    (positive[idx[i]] ? c.tp : c.fp) += 1;
+    if (i + 1 == idx.size() || scores[idx[i + 1]] != scores[idx[i]]) out.push_back(c);
   }
-  double neg = static_cast<double>(n) - pos;
-  if (pos == 0 || neg == 0) return std::nullopt;
-  return (rank_sum - pos * (pos + 1) / 2) / (pos * neg);
+  return out;
+}
+
+// Whether b lies on the straight line from a to c, in exact integer counts.
+bool collinear(const Counts& a, const Counts& b, const Counts& c) {
+  return (b.fp - a.fp) * (c.tp - a.tp) == (c.fp - a.fp) * (b.tp - a.tp);
+}
+
+double ratio(int64_t a, int64_t b) { return static_cast<double>(a) / static_cast<double>(b); }
+
+}  // namespace
+
+std::vector<CurvePoint> roc_curve(std::span<const double> scores, std::span<const bool> positive) {
+  std::vector<Counts> counts = threshold_counts(scores, positive);
+  counts.insert(counts.begin(), Counts{});
+  Counts total = counts.back();
+  if (total.tp == 0 || total.fp == 0) return {};
+  std::vector<Counts> kept = {counts.front()};
+  for (size_t i = 1; i + 1 < counts.size(); ++i)
+    if (!collinear(kept.back(), counts[i], counts[i + 1])) kept.push_back(counts[i]);
+  kept.push_back(total);
+  std::vector<CurvePoint> out;
+  for (const Counts& c : kept) out.push_back({ratio(c.fp, total.fp), ratio(c.tp, total.tp)});
+  return out;
+}
+
+std::vector<CurvePoint> precision_recall_curve(std::span<const double> scores, std::span<const bool> positive) {
+  std::vector<Counts> counts = threshold_counts(scores, positive);
+  if (counts.empty() || counts.back().tp == 0) return {};
+  std::vector<CurvePoint> out = {{0, 1}};
+  for (const Counts& c : counts) out.push_back({ratio(c.tp, counts.back().tp), ratio(c.tp, c.tp + c.fp)});
+  return out;
+}
+
+double area_under(std::span<const CurvePoint> curve) {
+  double area = 0;
+  for (size_t i = 1; i < curve.size(); ++i) area += (curve[i].x - curve[i - 1].x) * (curve[i].y + curve[i - 1].y) / 2;
+  return area;
+}
+
+double average_precision(std::span<const CurvePoint> pr) {
+  double ap = 0;
+  for (size_t i = 1; i < pr.size(); ++i) ap += (pr[i].x - pr[i - 1].x) * pr[i].y;
+  return ap;
+}
+
+std::optional<double> roc_auc(std::span<const double> scores, std::span<const bool> positive) {
+  std::vector<CurvePoint> curve = roc_curve(scores, positive);
+  if (curve.empty()) return std::nullopt;
+  return area_under(curve);
 }
 
 Metrics MetricsAccumulator::compute() const {
@@ -140,7 +187,10 @@ Metrics MetricsAccumulator::compute() const {
       s[i] = probs_[i * C + c];
       pos[i] = labels_[i] == c;
     }
-    k.auc = roc_auc(s, std::span<const bool>(pos.get(), static_cast<size_t>(n)));
+    std::span<const bool> positive(pos.get(), static_cast<size_t>(n));
+    k.roc = roc_curve(s, positive);
+    k.pr = precision_recall_curve(s, positive);
+    if (!k.roc.empty()) k.auc = area_under(k.roc);
     if (k.auc) {
       ++with_auc;
       sum_auc += *k.auc;

@@ -13,6 +13,8 @@
 ///   with tied scores counted by the midrank rule (equivalently the trapezoid under the ROC
 ///   curve, as roc_auc_score). A class with no positive example, or no negative one, has no AUC
 ///   and is left out of the macro AUC (scikit-learn raises an error there instead).
+/// - ROC and precision-recall curves: as roc_curve and precision_recall_curve (drop_intermediate
+///   on); the AUC is the trapezoid area under the very points roc_curve returns.
 /// - top-k: the label counts as within the top k when fewer than k classes rank above it, where
 ///   class j ranks above the label when its score is higher, or equal with j < label (the same
 ///   tie rule as argmax, so top-1 accuracy equals accuracy).
@@ -33,11 +35,18 @@ namespace stag::rt {
 /// What the score rows hold.
 enum class ScoreKind { logits, probabilities };
 
+/// A point of a curve traced by lowering a threshold through the scores.
+struct CurvePoint {
+  double x = 0, y = 0;
+};
+
 struct ClassMetrics {
   int64_t support = 0;    ///< examples whose label is this class
   int64_t predicted = 0;  ///< examples predicted as this class
   double precision = 0, recall = 0, f1 = 0;
   std::optional<double> auc;  ///< absent when the class has no positives or no negatives
+  std::vector<CurvePoint> roc;  ///< one-vs-rest ROC curve (roc_curve); empty without an AUC
+  std::vector<CurvePoint> pr;   ///< precision-recall curve (precision_recall_curve); empty without positives
 };
 
 struct Metrics {
@@ -52,6 +61,8 @@ struct Metrics {
   std::vector<int64_t> confusion;
   /// A language model's next-token scores: loss in nats per token and accuracy only.
   bool per_token = false;
+  /// The model's own `metric NAME` outputs, each the mean over the full batches.
+  std::vector<std::pair<std::string, double>> custom;
   int64_t num_classes() const { return static_cast<int64_t>(classes.size()); }
   /// exp(loss): the perplexity of a per-token loss.
   double perplexity() const { return std::exp(loss); }
@@ -101,8 +112,21 @@ class MetricsAccumulator {
   int64_t ext_loss_n_ = 0;
 };
 
-/// One-vs-rest ROC AUC of binary labels (true = positive) by the midrank rule; nullopt when
-/// either class is absent.
+/// The ROC curve of binary labels (true = positive): (false positive rate, true positive rate)
+/// as the threshold falls through each distinct score, from (0, 0) to (1, 1). Tied scores make
+/// one diagonal segment (the midrank rule); a point on the straight line between its neighbours
+/// is left out, as it adds no area. Empty when either class is absent.
+std::vector<CurvePoint> roc_curve(std::span<const double> scores, std::span<const bool> positive);
+/// The precision-recall curve: (recall, precision) at each distinct threshold from the highest,
+/// after a first point (0, 1), as scikit-learn's precision_recall_curve read backwards. Empty
+/// when there is no positive.
+std::vector<CurvePoint> precision_recall_curve(std::span<const double> scores, std::span<const bool> positive);
+/// The trapezoid area under a curve whose x never decreases.
+double area_under(std::span<const CurvePoint> curve);
+/// Average precision of a precision-recall curve: the sum of each recall step times the precision
+/// it reaches (scikit-learn's average_precision_score); 0 for an empty curve.
+double average_precision(std::span<const CurvePoint> pr);
+/// One-vs-rest ROC AUC of binary labels: area_under(roc_curve); nullopt when either class is absent.
 std::optional<double> roc_auc(std::span<const double> scores, std::span<const bool> positive);
 
 /// A per-class table (precision, recall, F1, AUC, support) with a macro row; `names` labels the

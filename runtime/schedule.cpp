@@ -163,10 +163,8 @@ std::shared_ptr<const LrSchedule> parse_schedule(const std::string& text, double
       s = std::make_shared<CosineRestartsLr>(base, integer(f[1]), f.size() > 2 ? integer(f[2]) : 1,
                                              f.size() > 3 ? num(f[3]) : 0.0);
     } else {
-      throw bad(
-          fmt::format("unknown schedule '{}' (constant, step, multistep, exponential, "
-                      "cosine, restarts)",
-                      kind));
+      throw bad(fmt::format("unknown schedule '{}' (constant, step, multistep, exponential, cosine, restarts, "
+                            "or plateau without warmup)", kind));
     }
     if (warmup > 0 || text.starts_with("warmup:"))
       s = std::make_shared<WarmupLr>(base, warmup, start_factor, s);
@@ -176,6 +174,34 @@ std::shared_ptr<const LrSchedule> parse_schedule(const std::string& text, double
     throw bad(what);
   }
   return s;
+}
+
+namespace {
+
+bool counts_epochs(const std::string& schedule) {
+  for (const char* p : {"step:", "multistep:", "exponential:", "plateau"})
+    if (schedule.starts_with(p)) return true;
+  return false;
+}
+
+PlateauLr::Options plateau_options(const std::string& text, bool maximize) {
+  PlateauLr::Options o;
+  o.mode = maximize ? PlateauLr::Mode::max : PlateauLr::Mode::min;
+  auto f = split_on(text, ':');
+  if (f[0] != "plateau" || f.size() > 3) throw Error(fmt::format("--schedule '{}': expected plateau[:PATIENCE[:FACTOR]]", text));
+  if (f.size() > 1) o.patience = parse_int(f[1], "plateau patience");
+  if (f.size() > 2) o.factor = parse_double(f[2], "plateau factor");
+  return o;
+}
+
+}  // namespace
+
+LrPlan plan_lr(const std::string& text, double base, bool maximize) {
+  LrPlan p;
+  p.by_epoch = counts_epochs(text);
+  if (text == "plateau" || text.starts_with("plateau:")) p.plateau.emplace(base, plateau_options(text, maximize));
+  else p.schedule = parse_schedule(text, base);
+  return p;
 }
 
 PlateauLr::PlateauLr(double base, Options o) : o_(o), lr_(base) {

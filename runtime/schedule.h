@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -178,5 +179,20 @@ class EarlyStopping {
   double best_ = 0;
   int64_t best_epoch_ = -1, wait_ = 0;
 };
+
+/// The learning rate of every step of a run: a schedule, or ReduceLROnPlateau, which validation
+/// drives. Step, multistep, exponential and plateau count epochs (as PyTorch's examples step
+/// them); the others count optimizer steps (the warmup and cosine schedules of language models).
+struct LrPlan {
+  std::shared_ptr<const LrSchedule> schedule;  ///< null when plateau drives the lr
+  std::optional<PlateauLr> plateau;
+  bool by_epoch = false;
+
+  double lr(int64_t epoch, int64_t step) const { return plateau ? plateau->lr() : schedule->lr(by_epoch ? epoch : step); }
+};
+
+/// parse_schedule's spelling, or plateau[:PATIENCE[:FACTOR]] (ReduceLROnPlateau watching a
+/// measure to minimise or, with `maximize`, to maximise). Throws Error quoting the text.
+LrPlan plan_lr(const std::string& text, double base, bool maximize);
 
 }  // namespace stag::rt

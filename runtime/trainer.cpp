@@ -26,6 +26,7 @@
 #include "runtime/data/loader.h"
 #include "runtime/data/split.h"
 #include "runtime/error.h"
+#include "runtime/eval_plots.h"
 #include "runtime/metrics.h"
 #include "runtime/progress.h"
 #include "runtime/run_dir.h"
@@ -45,37 +46,6 @@ std::optional<nlohmann::json> attr(const Manifest& m, const std::string& key) {
   auto it = m.attrs.find(key);
   if (it == m.attrs.end()) return std::nullopt;
   return nlohmann::json::parse(it->second);
-}
-
-// The frontend's schedule (train.schedule and its fields) in parse_schedule's spelling.
-std::string schedule_spelling(const Manifest& m) {
-  auto kind = attr(m, "train.schedule");
-  if (!kind) return "constant";
-  auto field = [&](const std::string& name, double fallback) {
-    auto v = attr(m, "train.schedule." + name);
-    return v ? v->get<double>() : fallback;
-  };
-  std::string k = kind->get<std::string>();
-  auto num = [](double v) { return format_double(v); };
-  if (k == "step") return fmt::format("step:{}:{}", field("step_size", 1), num(field("gamma", 0.1)));
-  if (k == "exponential") return fmt::format("exponential:{}", num(field("gamma", 0.1)));
-  if (k == "cosine") return fmt::format("cosine:{}:{}", field("t_max", 1), num(field("eta_min", 0)));
-  if (k == "warmup_cosine")
-    return fmt::format("warmup:{}+cosine:{}:{}", field("warmup", 0), field("t_max", 1), num(field("eta_min", 0)));
-  if (k == "multistep") {
-    auto ms = attr(m, "train.schedule.milestones");
-    std::vector<int64_t> milestones = ms ? ms->get<std::vector<int64_t>>() : std::vector<int64_t>{};
-    return fmt::format("multistep:{}:{}", fmt::join(milestones, ","), num(field("gamma", 0.1)));
-  }
-  return k;
-}
-
-// Schedules whose t counts epochs (as StepLR and friends are used with PyTorch), the others
-// count optimizer steps (warmup and cosine schedules of language models).
-bool counts_epochs(const std::string& schedule) {
-  for (const char* p : {"step:", "multistep:", "exponential:", "plateau"})
-    if (schedule.starts_with(p)) return true;
-  return false;
 }
 
 struct Data {
@@ -270,22 +240,100 @@ LoaderOptions eval_loader(int64_t batch) {
   return o;
 }
 
-// A language model's next-token loss and accuracy: every position of the real rows is an example.
-Metrics evaluate_tokens(Model& model, const BatchPlan& plan, int64_t num_classes) {
+// Runs the forward function over every batch of `plan`, handing each batch and its outputs on.
+template <class Use>
+void forward_batches(Model& model, const BatchPlan& plan, Use use) {
   const FunctionSpec& f = model.manifest().function("forward");
   Inputs in = map_inputs(f);
-  int logits = output_index(f, "logits");
-  TokenAccumulator acc;
   for (int64_t b = 0; b < plan.batches_per_epoch(); ++b) {
     Batch batch = plan.make(0, b);
     std::vector<const Tensor*> args(f.inputs.size(), nullptr);
     args[in.features] = &batch.features;
-    args[in.labels] = &batch.labels;
-    auto out = model.run("forward", args);
+    if (in.labels >= 0) args[in.labels] = &batch.labels;
+    use(batch, model.run("forward", args));
+  }
+}
+
+// A full batch: the last one is padded to the compiled batch size.
+bool is_full(const Batch& batch) { return batch.size == batch.features.shape()[0]; }
+
+// The model's own `metric NAME` outputs but accuracy (which the trainer computes from the logits
+// for every example), each averaged over the full batches: a padded batch's value would count
+// the padding.
+class CustomMetrics {
+ public:
+  explicit CustomMetrics(const FunctionSpec& f) {
+    for (size_t i = 0; i < f.outputs.size(); ++i)
+      if (f.outputs[i].name.starts_with("metric.") && f.outputs[i].name != "metric.accuracy")
+        outputs_.emplace_back(static_cast<int>(i), f.outputs[i].name.substr(7));
+    sums_.assign(outputs_.size(), 0.0);
+  }
+
+  void add(const Batch& batch, const std::vector<Tensor>& out) {
+    if (!is_full(batch)) return;
+    for (size_t k = 0; k < outputs_.size(); ++k) sums_[k] += mean_of(out[outputs_[k].first]) * static_cast<double>(batch.size);
+    count_ += batch.size;
+  }
+
+  void into(Metrics& m) const {
+    double nan = std::numeric_limits<double>::quiet_NaN();
+    for (size_t k = 0; k < outputs_.size(); ++k)
+      m.custom.emplace_back(outputs_[k].second, count_ ? sums_[k] / static_cast<double>(count_) : nan);
+  }
+
+ private:
+  static double mean_of(const Tensor& t) {
+    double sum = 0;
+    if (t.dtype() == DType::f32) for (float v : t.values<float>()) sum += v;
+    else if (t.dtype() == DType::i64) for (int64_t v : t.values<int64_t>()) sum += static_cast<double>(v);
+    else throw Error(fmt::format("a metric output is {}; metrics are f32 or i64", dtype_name(t.dtype())));
+    return t.numel() ? sum / static_cast<double>(t.numel()) : 0.0;
+  }
+
+  std::vector<std::pair<int, std::string>> outputs_;
+  std::vector<double> sums_;
+  int64_t count_ = 0;
+};
+
+// A language model's next-token loss and accuracy: every position of the real rows is an example.
+Metrics evaluate_tokens(Model& model, const BatchPlan& plan, int64_t num_classes, CustomMetrics& custom) {
+  int logits = output_index(model.manifest().function("forward"), "logits");
+  TokenAccumulator acc;
+  forward_batches(model, plan, [&](const Batch& batch, const std::vector<Tensor>& out) {
     auto n = static_cast<size_t>(batch.size * (batch.labels.numel() / batch.labels.shape()[0]));
     acc.add(out[logits].values<float>().subspan(0, n * static_cast<size_t>(num_classes)),
             batch.labels.values<int64_t>().subspan(0, n), num_classes);
-  }
+    custom.add(batch, out);
+  });
+  return acc.compute();
+}
+
+// No class scores (an autoencoder): the mean loss alone, over full batches, since the graph's
+// loss of a padded batch would count the padding.
+Metrics evaluate_loss(Model& model, const BatchPlan& plan, CustomMetrics& custom) {
+  int loss = output_index(model.manifest().function("forward"), "loss");
+  Metrics m;
+  m.accuracy = std::numeric_limits<double>::quiet_NaN();
+  double sum = 0;
+  forward_batches(model, plan, [&](const Batch& batch, const std::vector<Tensor>& out) {
+    custom.add(batch, out);
+    if (loss < 0 || !is_full(batch)) return;
+    sum += out[loss].values<float>()[0] * static_cast<double>(batch.size);
+    m.count += batch.size;
+  });
+  m.loss = m.count ? sum / static_cast<double>(m.count) : std::numeric_limits<double>::quiet_NaN();
+  return m;
+}
+
+Metrics evaluate_classes(Model& model, const BatchPlan& plan, int64_t num_classes, CustomMetrics& custom) {
+  const FunctionSpec& f = model.manifest().function("forward");
+  int logits = output_index(f, "logits"), loss = output_index(f, "loss");
+  MetricsAccumulator acc(num_classes, num_classes >= 5 ? std::vector<int64_t>{5} : std::vector<int64_t>{});
+  forward_batches(model, plan, [&](const Batch& batch, const std::vector<Tensor>& out) {
+    if (out[logits].rank() == 2) acc.add(out[logits], batch.labels, batch.size);
+    else if (loss >= 0) acc.add_loss(out[loss].values<float>()[0], batch.size);
+    custom.add(batch, out);
+  });
   return acc.compute();
 }
 
@@ -293,52 +341,44 @@ Metrics evaluate_tokens(Model& model, const BatchPlan& plan, int64_t num_classes
 // returns the metrics. Classification metrics need a `logits` output [B, C].
 Metrics evaluate_plan(Model& model, const BatchPlan& plan, int64_t num_classes) {
   const FunctionSpec& f = model.manifest().function("forward");
-  Inputs in = map_inputs(f);
-  int logits = output_index(f, "logits"), loss = output_index(f, "loss");
-  if (logits < 0 || in.labels < 0) {
-    // No class scores (an autoencoder): the mean loss alone, over full batches, since the
-    // graph's loss of a padded batch would count the padding.
-    Metrics m;
-    m.accuracy = std::numeric_limits<double>::quiet_NaN();
-    double sum = 0;
-    for (int64_t b = 0; b < plan.batches_per_epoch(); ++b) {
-      Batch batch = plan.make(0, b);
-      if (loss < 0 || batch.size < batch.features.shape()[0]) continue;
-      std::vector<const Tensor*> args(f.inputs.size(), nullptr);
-      args[in.features] = &batch.features;
-      if (in.labels >= 0) args[in.labels] = &batch.labels;
-      sum += model.run("forward", args)[loss].values<float>()[0] * static_cast<double>(batch.size);
-      m.count += batch.size;
-    }
-    m.loss = m.count ? sum / static_cast<double>(m.count) : std::numeric_limits<double>::quiet_NaN();
-    return m;
+  int logits = output_index(f, "logits");
+  CustomMetrics custom(f);
+  Metrics m = logits < 0 || map_inputs(f).labels < 0 ? evaluate_loss(model, plan, custom)
+              : f.outputs[logits].shape.size() == 3  ? evaluate_tokens(model, plan, num_classes, custom)
+                                                     : evaluate_classes(model, plan, num_classes, custom);
+  custom.into(m);
+  return m;
+}
+
+std::string custom_line(const std::string& prefix, const Metrics& m) {
+  std::string s;
+  for (const auto& [name, value] : m.custom) s += fmt::format("  {}{} {:.4f}", prefix, name, value);
+  return s;
+}
+
+// The ROC, precision-recall and confusion pictures of a classifier's test, named on stdout.
+void draw_eval_plots(const fs::path& dir, const Metrics& m, std::span<const std::string> names, const std::string& title) {
+  if (m.num_classes() == 0) return;  // no class scores: a language model or an autoencoder
+  constexpr int64_t kMaxClasses = 20;  // beyond this the legends and cells are too small to read
+  if (m.num_classes() > kMaxClasses) {
+    fmt::print("pictures: none ({} classes are more than {} can be drawn legibly)\n", m.num_classes(), kMaxClasses);
+    return;
   }
-  if (f.outputs[logits].shape.size() == 3) return evaluate_tokens(model, plan, num_classes);
-  MetricsAccumulator acc(num_classes, num_classes >= 5 ? std::vector<int64_t>{5} : std::vector<int64_t>{});
-  for (int64_t b = 0; b < plan.batches_per_epoch(); ++b) {
-    Batch batch = plan.make(0, b);
-    std::vector<const Tensor*> args(f.inputs.size(), nullptr);
-    args[in.features] = &batch.features;
-    if (in.labels >= 0) args[in.labels] = &batch.labels;
-    auto out = model.run("forward", args);
-    if (logits >= 0 && in.labels >= 0 && out[logits].rank() == 2) {
-      acc.add(out[logits], batch.labels, batch.size);
-    } else if (loss >= 0) {
-      acc.add_loss(out[loss].values<float>()[0], batch.size);
-    }
-  }
-  return acc.compute();
+  auto files = write_eval_plots(dir, m, names, title);
+  std::vector<std::string> shown;
+  for (const auto& f : files) shown.push_back(f.filename().string());
+  fmt::print("pictures: {} in {}\n", fmt::join(shown, ", "), dir.string());
 }
 
 std::string metrics_line(const std::string& prefix, const Metrics& m) {
-  if (std::isnan(m.accuracy)) return fmt::format("{}loss {:.4f}", prefix, m.loss);
+  if (std::isnan(m.accuracy)) return fmt::format("{}loss {:.4f}", prefix, m.loss) + custom_line(prefix, m);
   if (m.per_token)
     return fmt::format("{0}loss {1:.4f}  {0}ppl {2:.3f}  {0}bpc {3:.4f}  {0}accuracy {4:.4f}", prefix, m.loss,
-                       m.perplexity(), m.bits(), m.accuracy);
+                       m.perplexity(), m.bits(), m.accuracy) + custom_line(prefix, m);
   std::string s = fmt::format("{}loss {:.4f}  {}accuracy {:.4f}", prefix, m.loss, prefix, m.accuracy);
   s += fmt::format("  {}macro_f1 {:.4f}", prefix, m.macro_f1);
   if (m.macro_auc) s += fmt::format("  {}auc {:.4f}", prefix, *m.macro_auc);
-  return s;
+  return s + custom_line(prefix, m);
 }
 
 // A checkpoint: every parameter (weights, optimizer state, running statistics) and, in the
@@ -390,7 +430,11 @@ TrainSettings settings_from_manifest(const Manifest& m) {
   if (auto v = attr(m, "train.seed")) s.seed = v->get<uint64_t>();
   if (auto v = attr(m, "train.early_stopping")) s.patience = v->get<int64_t>();
   if (auto v = attr(m, "train.monitor")) s.monitor = v->get<std::string>();
-  s.schedule = schedule_spelling(m);
+  if (auto v = attr(m, "train.monitor_mode")) s.monitor_mode = v->get<std::string>();
+  if (auto v = attr(m, "train.min_delta")) s.min_delta = v->get<double>();
+  if (auto v = attr(m, "train.shuffle")) s.shuffle = v->get<bool>();
+  if (auto v = attr(m, "train.balance_classes")) s.balance_classes = v->get<bool>();
+  if (auto v = attr(m, "train.schedule")) s.schedule = v->get<std::string>();
   return s;
 }
 
@@ -419,8 +463,18 @@ void add_train_flags(CLI::App& app, TrainSettings& s) {
   app.add_option("--log", s.log, "Append one JSON object per epoch to this file");
   app.add_option("--early-stopping", s.patience, "Stop after N epochs without improvement of --monitor; keep the best weights")
       ->check(CLI::NonNegativeNumber);
-  app.add_option("--monitor", s.monitor, "val_loss or val_accuracy")->check(CLI::IsMember({"val_loss", "val_accuracy"}));
+  app.add_option("--monitor", s.monitor,
+                 "What early stopping, best.safetensors and plateau watch: val_loss, val_accuracy, val_macro_f1, val_auc, "
+                 "val_ppl, val_bpc, or val_NAME of a model's metric NAME");
+  app.add_option("--monitor-mode", s.monitor_mode, "max or min: which way the monitor improves (default: by the measure)")
+      ->check(CLI::IsMember({"max", "min"}));
+  app.add_option("--min-delta", s.min_delta, "The least change of the monitor that counts as an improvement")
+      ->check(CLI::NonNegativeNumber);
+  app.add_flag("!--no-shuffle", s.shuffle, "Keep the training examples in their order instead of shuffling every epoch");
   app.add_flag("--augment", s.augment, "Random crop, flip, rotation and scaling of training images");
+  app.add_flag("--balance-classes,!--no-balance-classes", s.balance_classes,
+               "Draw training examples with replacement, every class equally likely (PyTorch's WeightedRandomSampler "
+               "with weights 1 / class count): for macro-averaged scores on imbalanced classes");
   app.add_flag("--normalize", s.normalize, "Standardise features by the training split's mean and std (kept in checkpoints)");
   app.add_option("--max-steps", s.max_steps, "Stop after this many steps in all")->check(CLI::NonNegativeNumber);
   app.add_option("--threads", s.threads, "Threads (default: all cores)")->check(CLI::Range(1, 1024));
@@ -449,8 +503,12 @@ void merge_given(const CLI::App& app, const TrainSettings& given, TrainSettings&
   set("--log", &TrainSettings::log);
   set("--early-stopping", &TrainSettings::patience);
   set("--monitor", &TrainSettings::monitor);
+  set("--monitor-mode", &TrainSettings::monitor_mode);
+  set("--min-delta", &TrainSettings::min_delta);
+  set("--no-shuffle", &TrainSettings::shuffle);
   set("--augment", &TrainSettings::augment);
   set("--normalize", &TrainSettings::normalize);
+  set("--balance-classes", &TrainSettings::balance_classes);
   set("--max-steps", &TrainSettings::max_steps);
   set("--threads", &TrainSettings::threads);
   set("--no-test", &TrainSettings::test);
@@ -482,11 +540,13 @@ std::optional<Normalizer> normalize(bool on, Data& data, const Split& split) {
   return n;
 }
 
-LoaderOptions train_loader(int64_t batch, bool augment) {
+LoaderOptions train_loader(int64_t batch, const TrainSettings& s) {
   LoaderOptions o;
   o.batch_size = batch;
+  o.shuffle = s.shuffle;
+  o.balance_classes = s.balance_classes;
   o.drop_last = true;  // the compiled step's batch is static
-  if (augment) {
+  if (s.augment) {
     // Fashion-MNIST-sized images: small shifts, flips, rotations and zooms.
     o.augment.crop_padding = 2;
     o.augment.horizontal_flip = true;
@@ -497,37 +557,53 @@ LoaderOptions train_loader(int64_t batch, bool augment) {
   return o;
 }
 
-// The learning rate of each step: a schedule, or plateau's, which validation drives.
-struct LrPicker {
-  std::shared_ptr<const LrSchedule> schedule;
-  std::optional<PlateauLr> plateau;
-  bool by_epoch = false;
+// The measures that improve upwards; the others (losses, perplexity, bits) improve downwards.
+bool maximizes(const TrainSettings& s) {
+  if (!s.monitor_mode.empty()) return s.monitor_mode == "max";
+  return s.monitor == "val_accuracy" || s.monitor == "val_macro_f1" || s.monitor == "val_auc";
+}
 
-  double lr(int64_t epoch, int64_t step) const { return plateau ? plateau->lr() : schedule->lr(by_epoch ? epoch : step); }
-};
+// The validation measures the trainer computes itself.
+constexpr const char* kTrainerMeasures[] = {"val_loss", "val_accuracy", "val_macro_f1", "val_auc", "val_ppl", "val_bpc"};
 
-LrPicker make_lr(const TrainSettings& s) {
-  LrPicker p;
-  p.by_epoch = counts_epochs(s.schedule);
-  if (!s.schedule.starts_with("plateau")) {
-    p.schedule = parse_schedule(s.schedule, s.lr);
-    return p;
+// The validation measures a model has: the trainer's own and its `metric NAME` outputs.
+std::vector<std::string> monitorable(const Manifest& m) {
+  std::vector<std::string> names(std::begin(kTrainerMeasures), std::end(kTrainerMeasures));
+  for (const auto& o : m.function("forward").outputs)
+    if (o.name.starts_with("metric.") && o.name != "metric.accuracy") names.push_back("val_" + o.name.substr(7));
+  return names;
+}
+
+// A monitor the model cannot report, or a metric of the model's own without a direction, would
+// leave early stopping and plateau watching nothing: an error before training starts.
+void check_monitor(const Manifest& m, const TrainSettings& s) {
+  auto names = monitorable(m);
+  auto at = std::find(names.begin(), names.end(), s.monitor);
+  if (at == names.end())
+    throw Error(fmt::format("--monitor {}: not a validation measure of this model; expected one of: {}", s.monitor,
+                            fmt::join(names, ", ")));
+  bool own = at - names.begin() >= static_cast<std::ptrdiff_t>(std::size(kTrainerMeasures));
+  if (own && s.monitor_mode.empty())
+    throw Error(fmt::format("--monitor {} is the model's own metric: say which way it improves with --monitor-mode max or min "
+                            "(monitor_mode in the train section)", s.monitor));
+}
+
+// The monitored measure of an epoch's record; a measure this kind of model lacks (val_ppl of a
+// classifier, say) is an error naming the ones it has.
+double monitored_value(const LogRecord& rec, const std::string& name) {
+  std::vector<std::string> have;
+  for (const auto& [key, value] : rec) {
+    if (key == name) return std::get<double>(value);
+    if (key.starts_with("val_")) have.push_back(key);
   }
-  PlateauLr::Options po;
-  if (auto parts = s.schedule.find(':'); parts != std::string::npos) {
-    std::string rest = s.schedule.substr(parts + 1);
-    auto colon = rest.find(':');
-    po.patience = parse_int(rest.substr(0, colon), "plateau patience");
-    if (colon != std::string::npos) po.factor = parse_double(rest.substr(colon + 1), "plateau factor");
-  }
-  p.plateau.emplace(s.lr, po);
-  return p;
+  throw Error(fmt::format("--monitor {}: this model's validation reports {}", name, fmt::join(have, ", ")));
 }
 
 EarlyStopping make_early_stopping(const TrainSettings& s) {
   EarlyStopping::Options eo;
   eo.patience = std::max<int64_t>(1, s.patience);  // should_stop is only consulted when s.patience > 0
-  eo.mode = s.monitor == "val_accuracy" ? EarlyStopping::Mode::max : EarlyStopping::Mode::min;
+  eo.mode = maximizes(s) ? EarlyStopping::Mode::max : EarlyStopping::Mode::min;
+  eo.min_delta = s.min_delta;
   return EarlyStopping(eo);
 }
 
@@ -556,7 +632,9 @@ LogRecord settings_record(const TrainSettings& s) {
           {"seed", static_cast<int64_t>(s.seed)}, {"validation", s.validation}, {"folds", s.folds}, {"fold", s.fold},
           {"checkpoint", s.checkpoint}, {"checkpoint_every", s.checkpoint_every}, {"resume", s.resume},
           {"init_from", s.init_from}, {"log", s.log}, {"early_stopping", s.patience}, {"monitor", s.monitor},
-          {"augment", flag(s.augment)}, {"normalize", flag(s.normalize)}, {"max_steps", s.max_steps},
+          {"monitor_mode", s.monitor_mode}, {"min_delta", s.min_delta}, {"shuffle", flag(s.shuffle)},
+          {"augment", flag(s.augment)}, {"normalize", flag(s.normalize)},
+          {"balance_classes", flag(s.balance_classes)}, {"max_steps", s.max_steps},
           {"threads", int64_t{stag_get_num_threads()}}, {"test", flag(s.test)}, {"run_dir", s.run_dir}};
 }
 
@@ -605,7 +683,7 @@ class TrainingRun {
   BatchIterator loader_;
   BatchPlan val_plan_;
   int64_t steps_per_epoch_;
-  LrPicker lr_;
+  LrPlan lr_;
   EarlyStopping early_;  // tracks the best epoch for best.safetensors even without early stopping
   std::vector<Tensor> best_;
   std::optional<RunFolder> folder_;
@@ -637,10 +715,10 @@ TrainingRun::TrainingRun(Model& model, const TrainSettings& s, Data data)
       split_(data_.fixed_split ? fixed_split(s, *data_.fixed_split) : make_split(s, data_.train.size())),
       normalizer_(normalize(s.normalize, data_, split_)),
       eval_opts_(eval_loader(batch_)),
-      loader_(data_.train, split_.train, train_loader(batch_, s.augment), s.seed),
+      loader_(data_.train, split_.train, train_loader(batch_, s), s.seed),
       val_plan_(data_.train, split_.validation, eval_opts_, s.seed),
       steps_per_epoch_(loader_.plan().batches_per_epoch()),
-      lr_(make_lr(s)),
+      lr_(plan_lr(s.schedule, s.lr, maximizes(s))),
       early_(make_early_stopping(s)) {
   if (steps_per_epoch_ == 0)
     throw Error(fmt::format("the training split has {} examples, fewer than one batch of {}", split_.train.size(), batch_));
@@ -791,7 +869,8 @@ Metrics TrainingRun::validate(int64_t epoch, std::string& summary, LogRecord& re
   if (m.per_token) rec.push_back({"val_bpc", m.bits()});
   if (!m.per_token) rec.push_back({"val_macro_f1", m.macro_f1});
   if (m.macro_auc) rec.push_back({"val_auc", *m.macro_auc});
-  double monitored = s_.monitor == "val_accuracy" ? m.accuracy : m.loss;
+  for (const auto& [name, value] : m.custom) rec.push_back({"val_" + name, value});
+  double monitored = monitored_value(rec, s_.monitor);
   if (lr_.plateau) lr_.plateau->step(monitored);
   improved_ = early_.update(epoch, monitored);
   if (improved_ && s_.patience > 0) {
@@ -818,6 +897,7 @@ double TrainingRun::test() {
   fmt::print("test: {}\n", metrics_line("", m));
   if (m.num_classes() > 0)
     fmt::print("{}\n{}", format_class_table(m, data_.class_names), format_confusion_matrix(m, data_.class_names));
+  if (folder_) draw_eval_plots(folder_->dir, m, data_.class_names, fmt::format("{} on {}", model_.manifest().model, s_.data));
   log({{"event", std::string("test")}, {"loss", m.loss}, {"accuracy", m.accuracy}, {"macro_f1", m.macro_f1}});
   return m.accuracy;
 }
@@ -877,6 +957,8 @@ StateMap TrainingRun::state_now() const {
 double train(Model& model, const TrainSettings& s, DataPreload* preload) {
   StopSignalScope signals;
   if (s.threads > 0) stag_set_num_threads(s.threads);
+  check_monitor(model.manifest(), s);
+  plan_lr(s.schedule, s.lr, maximizes(s));  // a bad schedule fails before the data loads
   const FunctionSpec& step_fn = model.manifest().function("train_step");
   if (output_index(step_fn, "loss") < 0) throw Error("the train step has no 'loss' output");
   const BufferSpec& features = step_fn.inputs[map_inputs(step_fn).features];
@@ -888,7 +970,7 @@ double train(Model& model, const TrainSettings& s, DataPreload* preload) {
   return run.run();
 }
 
-double evaluate(Model& model, const std::string& source, int64_t seed, const StateMap& state) {
+double evaluate(Model& model, const std::string& source, int64_t seed, const StateMap& state, const std::string& plots) {
   const FunctionSpec& f = model.manifest().function("forward");
   Inputs in = map_inputs(f);
   Data data = load_data(source, f, vocabulary_of(model), "", 0, &state);
@@ -902,6 +984,7 @@ double evaluate(Model& model, const std::string& source, int64_t seed, const Sta
   Metrics m = evaluate_plan(model, plan, num_classes);
   fmt::print("{} examples: {}\n", m.count, metrics_line("", m));
   if (m.num_classes() > 0) fmt::print("{}\n{}", format_class_table(m, data.class_names), format_confusion_matrix(m, data.class_names));
+  if (!plots.empty()) draw_eval_plots(plots, m, data.class_names, fmt::format("{} on {}", model.manifest().model, source));
   return m.accuracy;
 }
 

@@ -42,9 +42,17 @@ struct TrainSettings {
   std::string init_from;          ///< take matching parameters (by name) from this file
   std::string log;                ///< JSON lines, one object per epoch
   int64_t patience = 0;           ///< early stopping (0: off)
-  std::string monitor = "val_loss";  ///< val_loss or val_accuracy
+  /// The validation measure early stopping, best.safetensors and plateau watch: val_loss,
+  /// val_accuracy, val_macro_f1, val_auc, val_ppl, val_bpc or val_NAME of a model's `metric NAME`.
+  std::string monitor = "val_loss";
+  /// "max" or "min": whether the monitor improves upwards; "" takes it from the measure (a
+  /// model's own metric needs it).
+  std::string monitor_mode;
+  double min_delta = 0;           ///< an improvement must exceed this
+  bool shuffle = true;            ///< a new order of the training examples every epoch
   bool augment = false;           ///< random crop, flip, rotation and scaling of images
   bool normalize = false;         ///< standardise features by the training split's mean and std
+  bool balance_classes = false;   ///< draw training examples so that every class is equally likely
   int64_t max_steps = 0;          ///< stop after this many steps in all (0: no limit)
   int threads = 0;                ///< 0: all cores
   bool test = true;               ///< report metrics on the test split at the end
@@ -105,7 +113,10 @@ Dataset load_example_split(const std::string& source, bool test);
 /// Evaluates `model` (its forward function) on the test split of `data`, printing the metrics,
 /// the per-class table and the confusion matrix. Returns the accuracy.
 /// `state` is the checkpoint's metadata: a normalisation saved there is applied to the data.
-double evaluate(Model& model, const std::string& data, int64_t seed, const StateMap& state = {});
+/// `plots`, when not empty, is a folder to draw the ROC, precision-recall and confusion pictures
+/// into (eval_plots.h).
+double evaluate(Model& model, const std::string& data, int64_t seed, const StateMap& state = {},
+                const std::string& plots = "");
 
 /// The model's predictions on the test split of `data` (the training data when it has none):
 /// the predicted class of every example (i64 [N]) and its probabilities (f32 [N, C]).

@@ -11,6 +11,7 @@
 
 #include "compiler/jit/jit_model.h"
 #include "frontend/load.h"
+#include "runtime/trainer.h"
 #include "runtime/error.h"
 #include "runtime/thread_pool.h"
 #include "runtime/data/rng.h"
@@ -143,8 +144,7 @@ int run_bench(const BenchArgs& args) {
   try {
     model.init(args.seed);
     const auto& spec = model.manifest().function(function);
-    const auto& attrs = model.manifest().attrs;
-    double lr = attrs.count("train.lr") ? std::stod(attrs.at("train.lr")) : 1e-3;
+    double lr = rt::settings_from_manifest(model.manifest()).lr;
     std::vector<rt::Tensor> inputs;
     int step_index = -1;
     for (size_t i = 0; i < spec.inputs.size(); ++i) {

@@ -3,6 +3,7 @@
 
 #include <fmt/format.h>
 
+#include "ir/train_config.h"
 #include "runtime/data/dataset.h"
 #include "runtime/data/rng.h"
 #include "runtime/trainer.h"
@@ -116,8 +117,7 @@ int run_reconstruction_sample(const ModelArgs& model, const GanSampleArgs& args)
     int out = -1;
     for (size_t i = 0; i < f.outputs.size(); ++i)
       if (f.outputs[i].name == "reconstruction") out = static_cast<int>(i);
-    const Attr* data = graph->attr("train.data");
-    rt::Dataset test = rt::load_example_split(data ? std::get<std::string>(*data) : "fashion-mnist", true);
+    rt::Dataset test = rt::load_example_split(train_config(*graph).data.value_or("fashion-mnist"), true);
     rt::materialize_features(test);
     int64_t batch = f.inputs.at(0).shape.at(0), n = std::min<int64_t>(args.count, test.size());
     std::vector<float> recon;

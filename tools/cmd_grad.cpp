@@ -10,6 +10,7 @@
 #include "compiler/autodiff/autodiff.h"
 #include "compiler/jit/jit_model.h"
 #include "ir/ops.h"
+#include "runtime/trainer.h"
 #include "runtime/error.h"
 #include "runtime/npy.h"
 #include "runtime/profile.h"
@@ -145,8 +146,7 @@ int run_step(const StepArgs& args) {
     load_weights(*c.model, args.feed, true);
     double lr = args.lr;
     if (lr < 0) {
-      const auto& attrs = c.model->manifest().attrs;
-      lr = attrs.count("train.lr") ? std::stod(attrs.at("train.lr")) : 1e-3;
+      lr = rt::settings_from_manifest(c.model->manifest()).lr;
     }
     rt::Tensor lr_t = rt::Tensor::from<float>({}, {static_cast<float>(lr)});
     rt::Tensor step_t = rt::Tensor::from<int64_t>({}, {0});

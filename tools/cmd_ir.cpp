@@ -2,7 +2,10 @@
 
 #include <fmt/format.h>
 
+#include <fstream>
 #include <iostream>
+#include <map>
+#include <nlohmann/json.hpp>
 
 #include "compiler/autodiff/autodiff.h"
 #include "compiler/jit/jit.h"
@@ -22,6 +25,8 @@ struct IrArgs {
   std::string out = "-";
   std::string stage = "graph";
   bool dot = false;
+  bool step = false;    ///< the training step instead of inference
+  std::string profile;  ///< a Chrome trace (--profile-out) giving the kernels' shares
 };
 
 // The graph with the gradient of its `loss` output for every trainable parameter.
@@ -35,31 +40,83 @@ std::unique_ptr<Graph> differentiated(const Graph& g) {
   return ad;
 }
 
-int run_ir(const IrArgs& args) {
+// The graph `stag ir` shows: inference, its gradient, or a whole training step.
+std::unique_ptr<Graph> staged_graph(const IrArgs& args) {
+  if (args.step) {
+    TrainProgramArgs program;
+    program.model = args.model;
+    return program.load().second;
+  }
   auto graph = args.model.load();
   if (args.stage == "autodiff") graph = differentiated(*graph);
-  std::string text;
+  return graph;
+}
+
+// Each kernel's share of `function`'s time in a Chrome trace written by --profile-out: its
+// total over the run divided by the function's.
+std::map<std::string, double> kernel_shares(const std::string& path, const std::string& function) {
+  std::ifstream in(path);
+  if (!in) throw Failure{kExitUsage, fmt::format("cannot open '{}'", path)};
+  auto trace = nlohmann::json::parse(in, nullptr, false);
+  if (trace.is_discarded() || !trace.contains("traceEvents"))
+    throw Failure{kExitBadInput, fmt::format("'{}' is not a trace written by --profile-out", path)};
+  const nlohmann::json* fn = nullptr;
+  for (const auto& e : trace["traceEvents"])
+    if (e.value("cat", "") == "function" && e.value("name", "") == function) fn = &e;
+  if (!fn) throw Failure{kExitBadInput, fmt::format("'{}' has no profile of the function {}", path, function)};
+  double total = (*fn)["args"].value("total_ms", 0.0);
+  std::map<std::string, double> shares;
+  for (const auto& e : trace["traceEvents"])
+    if (e.value("cat", "") == "kernel" && e.value("tid", -1) == (*fn)["tid"] && total > 0)
+      shares[e.value("name", "")] = e["args"].value("total_ms", 0.0) / total;
+  return shares;
+}
+
+// A cluster per kernel of `function`, titled with its name and, from a profile, its share.
+std::vector<DotCluster> kernel_clusters(const kir::Program& program, const std::string& function, const std::string& profile) {
+  auto shares = profile.empty() ? std::map<std::string, double>{} : kernel_shares(profile, function);
+  std::vector<DotCluster> clusters;
+  for (const auto& f : program.functions)
+    if (f.name == function)
+      for (const auto& k : f.kernels) {
+        auto it = shares.find(k.name);
+        std::string share = it == shares.end() ? "" : fmt::format("\n{:.1f}% of {}", 100 * it->second, function);
+        clusters.push_back({"kernel " + k.name + share, k.nodes});
+        if (it != shares.end()) shares.erase(it);
+      }
+  // A kernel the program lacks: the trace is of another model, or of other passes.
+  if (!shares.empty())
+    throw Failure{kExitBadInput, fmt::format("'{}' profiles a kernel {} that this {} does not have", profile,
+                                             shares.begin()->first, function)};
+  return clusters;
+}
+
+// The text of a compiled stage: kernels, LLVM IR or assembly.
+std::string compiled_text(const IrArgs& args, const kir::Program& program) {
+  if (args.dot)
+    throw Failure{kExitUsage, fmt::format("--dot draws the graph stages (graph, autodiff, optimized, kernels), not {}", args.stage)};
+  if (args.stage == "kernels") return kir::print(program);
+  if (args.stage == "llvm") return llvm_ir_text(program, true);
+  if (args.stage == "llvm-unoptimized") return llvm_ir_text(program, false);
+  return assembly_text(program);
+}
+
+int run_ir(const IrArgs& args) {
+  if (!args.profile.empty() && !(args.dot && args.stage == "kernels"))
+    throw Failure{kExitUsage, "--profile labels the kernels of --stage kernels --dot"};
+  if (args.step && args.stage == "autodiff") throw Failure{kExitUsage, "--step already holds the gradient; use --stage graph"};
+  auto graph = staged_graph(args);
   if (args.stage == "graph" || args.stage == "autodiff") {
-    text = args.dot ? to_dot(*graph) : print(*graph);
-    write_output(args.out, text);
+    write_output(args.out, args.dot ? to_dot(*graph) : print(*graph));
     return kExitOk;
   }
+  std::string function = args.step ? "train_step" : "forward";
   std::vector<std::unique_ptr<Graph>> optimized;
-  kir::Program program = compile_program({{"forward", graph.get()}}, args.model.passes, std::cerr, &optimized);
+  kir::Program program = compile_program({{function, graph.get()}}, args.model.passes, std::cerr, &optimized);
+  std::string text;
   if (args.stage == "optimized") text = args.dot ? to_dot(*optimized[0]) : print(*optimized[0]);
-  else if (args.stage == "kernels" && args.dot) {
-    // The optimized graph with the nodes each kernel computes drawn together.
-    std::vector<DotCluster> clusters;
-    for (const auto& f : program.functions)
-      if (f.name == "forward")
-        for (const auto& k : f.kernels) clusters.push_back({k.name, k.nodes});
-    text = to_dot(*optimized[0], clusters);
-  } else if (args.dot)
-    throw Failure{kExitUsage, fmt::format("--dot draws the graph stages (graph, autodiff, optimized, kernels), not {}", args.stage)};
-  else if (args.stage == "kernels") text = kir::print(program);
-  else if (args.stage == "llvm") text = llvm_ir_text(program, true);
-  else if (args.stage == "llvm-unoptimized") text = llvm_ir_text(program, false);
-  else text = assembly_text(program);
+  else if (args.stage == "kernels" && args.dot) text = to_dot(*optimized[0], kernel_clusters(program, function, args.profile));
+  else text = compiled_text(args, program);
   write_output(args.out, text);
   return kExitOk;
 }
@@ -97,7 +154,13 @@ Command add_ir_command(CLI::App& app) {
       ->check(CLI::IsMember({"graph", "autodiff", "optimized", "kernels", "llvm", "llvm-unoptimized", "asm"}));
   cmd->add_flag("--dot", args->dot,
                 "Write Graphviz (dot) instead of text: the graph of the stage; for kernels, the optimized graph with "
-                "the nodes of each fused kernel drawn as a cluster");
+                "the nodes of each fused kernel drawn as a cluster (render with: dot -Tsvg)");
+  cmd->add_flag("--step", args->step,
+                "The training step (forward, gradients and the optimizer update of the model's train section) instead of "
+                "inference");
+  cmd->add_option("--profile", args->profile,
+                  "With --stage kernels --dot: a trace written by --profile-out (stag run, step or train); each kernel's "
+                  "cluster gives its share of the function's time");
   return {cmd, [args] { return run_ir(*args); }};
 }
 

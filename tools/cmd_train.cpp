@@ -14,6 +14,7 @@
 #include "compiler/jit/jit_model.h"
 #include "compiler/train/train_step.h"
 #include "ir/ops.h"
+#include "ir/train_config.h"
 #include "runtime/error.h"
 #include "runtime/npy.h"
 #include "runtime/profile.h"
@@ -100,9 +101,7 @@ struct TrainArgs {
 // guess for preloading: train() checks it against the settings it ends up with.
 std::string data_source(const TrainArgs& args, const CLI::App& cmd, const Graph& g) {
   if (cmd.get_option("--data")->count() > 0) return args.given.data;
-  if (const Attr* a = g.attr("train.data"))
-    if (const auto* s = std::get_if<std::string>(a)) return *s;
-  return rt::TrainSettings{}.data;
+  return train_config(g).data.value_or(rt::TrainSettings{}.data);
 }
 
 // What run.json says about the model and the command line.
@@ -192,11 +191,14 @@ struct EvalArgs {
   ModelArgs model;
   std::string weights;
   std::string data = "fashion-mnist";
-  ScoreArgs score;  ///< GANs: the classifier that scores the generator
+  std::string plots;  ///< a folder for the ROC, precision-recall and confusion pictures
+  ScoreArgs score;    ///< GANs: the classifier that scores the generator
 };
 
 int run_eval(const EvalArgs& args) {
   if (auto gan = find_gan(args.model)) {
+    if (gan->kind == fe::GanLookup::Pair && !args.plots.empty())
+      throw Failure{kExitUsage, "--plots draws a classifier's ROC and confusion pictures; this model is a GAN"};
     if (gan->kind == fe::GanLookup::Pair) return run_gan_eval(args.model, args.weights, args.data, args.score, gan->spec);
   }
   auto graph = args.model.load();
@@ -204,7 +206,7 @@ int run_eval(const EvalArgs& args) {
   try {
     auto file = read_weights(args.weights);
     c.model->load_model_params(file.tensors, args.weights);
-    rt::evaluate(*c.model, args.data, 0, rt::StateMap(file.metadata.begin(), file.metadata.end()));
+    rt::evaluate(*c.model, args.data, 0, rt::StateMap(file.metadata.begin(), file.metadata.end()), args.plots);
   } catch (const rt::Error& e) {
     throw Failure{kExitBadInput, e.what()};
   }
@@ -264,6 +266,8 @@ Command add_eval_command(CLI::App& app) {
   args->model.add_to(*cmd);
   cmd->add_option("--weights", args->weights, "Checkpoint or weights (safetensors), or a run folder: its best.safetensors, else last.safetensors")->required();
   cmd->add_option("--data", args->data, "fashion-mnist, or a directory of IDX files");
+  cmd->add_option("--plots", args->plots,
+                  "Draw roc.svg, precision_recall.svg and confusion.svg of a classifier into this folder (created if missing)");
   args->score.add_to(*cmd);
   return {cmd, [args] { return run_eval(*args); }};
 }

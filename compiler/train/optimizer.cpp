@@ -53,6 +53,7 @@ std::string check(const OptimizerConfig& c) {
   if (c.eps < 0) return fmt::format("eps must be >= 0, got {}", c.eps);
   if (c.alpha < 0) return fmt::format("alpha must be >= 0, got {}", c.alpha);
   if (c.clip_norm < 0 || c.clip_value < 0) return "gradient clipping thresholds must be >= 0";
+  if (c.l1 < 0) return fmt::format("l1 must be >= 0, got {}", c.l1);
   return {};
 }
 
@@ -71,7 +72,7 @@ std::string append_optimizer(Graph& g, const std::vector<std::pair<Value*, Value
   b.update(step, s.t);
 
   std::vector<Value*> gs;
-  for (const auto& [p, grad] : grads) gs.push_back(grad);
+  for (const auto& [p, grad] : grads) gs.push_back(cfg.l1 > 0 ? s.add(grad, s.mul(s.c(cfg.l1), b.sign({p}))) : grad);
   // Clipping sees the raw gradients of all parameters, as torch.nn.utils.clip_grad_* do.
   if (cfg.clip_value > 0)
     for (auto& grad : gs) grad = b.minimum({b.maximum({grad, s.c(-cfg.clip_value)}), s.c(cfg.clip_value)});

@@ -20,6 +20,9 @@ struct OptimizerConfig {
   double alpha = 0.99;   ///< rmsprop smoothing
   bool centered = false; ///< rmsprop
   double lr_decay = 0, initial_accumulator = 0;  ///< adagrad
+  /// l1 * sign(p) added to each gradient before clipping: the gradient of l1 * sum(|p|) added
+  /// to the loss, as PyTorch users write L1 regularisation (the reported loss leaves it out).
+  double l1 = 0;
   double clip_norm = 0;   ///< clip gradients by their global norm first (0: off)
   double clip_value = 0;  ///< clip each gradient element to [-v, v] (0: off)
   /// The step counter's name: two optimizers of one program (a GAN's) need two.

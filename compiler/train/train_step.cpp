@@ -5,42 +5,30 @@
 #include <fmt/format.h>
 
 #include "compiler/autodiff/autodiff.h"
+#include "ir/train_config.h"
 #include "ir/verifier.h"
 
 namespace stag {
 
-namespace {
-
-double attr_f(const Graph& g, const std::string& key, double fallback) {
-  const Attr* a = g.attr(key);
-  if (!a) return fallback;
-  if (auto* d = std::get_if<double>(a)) return *d;
-  if (auto* i = std::get_if<int64_t>(a)) return static_cast<double>(*i);
-  return fallback;
-}
-
-}  // namespace
-
 OptimizerConfig optimizer_from_attrs(const Graph& g) {
+  TrainConfig t = train_config(g);
   OptimizerConfig c;
-  if (const Attr* a = g.attr("train.optimizer"); a && std::holds_alternative<std::string>(*a)) c.kind = std::get<std::string>(*a);
+  c.kind = t.optimizer;
   // torch.optim's defaults differ by optimizer.
-  if (c.kind == "adagrad") c.eps = 1e-10;
-  c.weight_decay = attr_f(g, "train.weight_decay", 0);
-  c.momentum = attr_f(g, "train.momentum", 0);
-  c.dampening = attr_f(g, "train.dampening", 0);
-  if (const Attr* a = g.attr("train.nesterov"); a && std::holds_alternative<bool>(*a)) c.nesterov = std::get<bool>(*a);
-  if (const Attr* a = g.attr("train.betas"); a && std::holds_alternative<Floats>(*a) && std::get<Floats>(*a).size() == 2) {
-    c.beta1 = std::get<Floats>(*a)[0];
-    c.beta2 = std::get<Floats>(*a)[1];
-  }
-  c.eps = attr_f(g, "train.eps", c.eps);
-  c.alpha = attr_f(g, "train.alpha", c.alpha);
-  if (const Attr* a = g.attr("train.centered"); a && std::holds_alternative<bool>(*a)) c.centered = std::get<bool>(*a);
-  c.lr_decay = attr_f(g, "train.lr_decay", 0);
-  c.initial_accumulator = attr_f(g, "train.initial_accumulator_value", 0);
-  c.clip_norm = attr_f(g, "train.grad_clip", 0);
-  c.clip_value = attr_f(g, "train.grad_clip_value", 0);
+  c.eps = t.eps.value_or(c.kind == "adagrad" ? 1e-10 : c.eps);
+  c.weight_decay = t.weight_decay;
+  c.momentum = t.momentum;
+  c.dampening = t.dampening;
+  c.nesterov = t.nesterov;
+  c.beta1 = t.beta1;
+  c.beta2 = t.beta2;
+  c.alpha = t.alpha;
+  c.centered = t.centered;
+  c.lr_decay = t.lr_decay;
+  c.initial_accumulator = t.initial_accumulator_value;
+  c.l1 = t.l1;
+  c.clip_norm = t.grad_clip;
+  c.clip_value = t.grad_clip_value;
   return c;
 }
 

@@ -39,6 +39,9 @@ BatchPlan::BatchPlan(const Dataset& data, std::vector<int64_t> indices, LoaderOp
     if (i < 0 || i >= data.size())
       throw Error(fmt::format("data loader: example index {} out of range for {} examples", i,
                               data.size()));
+  if (options_.balance_classes && data.labels.shape().size() != 1)
+    throw Error(fmt::format("class-balanced sampling needs one class label per example, the labels are {}",
+                            data.labels.type_string()));
   if (!options_.augment.identity() &&
       (data.feature_shape().size() != 4 || data.feature_dtype() != DType::f32))
     throw Error(fmt::format("data loader: augmentation needs f32 images [N,C,H,W], features are {}",
@@ -51,11 +54,21 @@ int64_t BatchPlan::batches_per_epoch() const {
 }
 
 std::vector<int64_t> BatchPlan::order(int64_t epoch) const {
+  if (options_.balance_classes) return balanced_order(epoch);
   if (!options_.shuffle) return indices_;
   auto perm = shuffled_indices(examples(), seed_, static_cast<uint64_t>(epoch));
   std::vector<int64_t> out(perm.size());
   for (size_t i = 0; i < perm.size(); ++i) out[i] = indices_[perm[i]];
   return out;
+}
+
+std::vector<int64_t> BatchPlan::balanced_order(int64_t epoch) const {
+  std::vector<int64_t> labels(indices_.size());
+  auto all = data_.labels.values<int64_t>();
+  for (size_t i = 0; i < indices_.size(); ++i) labels[i] = all[static_cast<size_t>(indices_[i])];
+  auto draws = balanced_draws(labels, seed_, static_cast<uint64_t>(epoch));
+  for (auto& d : draws) d = indices_[static_cast<size_t>(d)];
+  return draws;
 }
 
 void BatchPlan::set_seed(uint64_t seed) {

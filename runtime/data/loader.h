@@ -3,7 +3,8 @@
 /// batch on a background thread while the current step runs.
 ///
 /// Batch b of epoch e holds the examples order(e)[b*B, (b+1)*B) where order(e) is the subset's
-/// indices permuted by shuffled_indices(n, seed, e) (or left in order without shuffling), then
+/// indices permuted by shuffled_indices(n, seed, e) (or left in order without shuffling, or drawn
+/// class-balanced by balanced_draws(labels, seed, e)), then
 /// augmented with (seed, e, example index). So a batch is a pure function of (seed, epoch, b): the
 /// prefetching iterator yields exactly what the synchronous one does, whatever the timing, and a
 /// saved LoaderState (seed, epoch, position) resumes exactly.
@@ -27,6 +28,9 @@ namespace stag::rt {
 struct LoaderOptions {
   int64_t batch_size = 32;
   bool shuffle = true;
+  /// Instead of a shuffle, draw each epoch's examples with replacement so that every class is
+  /// equally likely (balanced_draws); needs class labels [N].
+  bool balance_classes = false;
   /// Drop the last partial batch (the compiled step's batch size is static). When false, the last
   /// batch has fewer rows — or, with pad_last, batch_size rows of which only Batch::size are real
   /// and the rest zero (for a static-shape evaluation function).
@@ -77,6 +81,7 @@ class BatchPlan {
 
  private:
   std::shared_ptr<const std::vector<int64_t>> cached_order(int64_t epoch) const;
+  std::vector<int64_t> balanced_order(int64_t epoch) const;
 
   const Dataset& data_;
   std::vector<int64_t> indices_;

@@ -33,7 +33,7 @@ constexpr uint64_t splitmix64_next(uint64_t& state) {
 }
 
 /// Streams: one per purpose, so that e.g. shuffling and augmentation never share numbers.
-enum class RngStream : uint64_t { shuffle = 1, split = 2, kfold = 3, augment = 4, sample = 5 };
+enum class RngStream : uint64_t { shuffle = 1, split = 2, kfold = 3, augment = 4, sample = 5, balance = 6 };
 
 /// A seed for (seed, stream, counter); see the file comment for the formula.
 constexpr uint64_t derive_seed(uint64_t seed, RngStream stream, uint64_t counter) {

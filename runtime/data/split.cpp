@@ -30,6 +30,28 @@ std::vector<int64_t> shuffled_indices(int64_t n, uint64_t seed, uint64_t epoch) 
   return permutation(n, derive_seed(seed, RngStream::shuffle, epoch));
 }
 
+std::vector<int64_t> balanced_draws(const std::vector<int64_t>& labels, uint64_t seed, uint64_t epoch) {
+  std::vector<std::vector<int64_t>> members;  // the positions of each class present
+  std::vector<int64_t> slot;                  // class label -> its index in members, or -1
+  for (size_t i = 0; i < labels.size(); ++i) {
+    int64_t c = labels[i];
+    if (c < 0) throw Error(fmt::format("class-balanced sampling: label {} at example {} is negative", c, i));
+    if (static_cast<size_t>(c) >= slot.size()) slot.resize(static_cast<size_t>(c) + 1, -1);
+    if (slot[static_cast<size_t>(c)] < 0) {
+      slot[static_cast<size_t>(c)] = static_cast<int64_t>(members.size());
+      members.emplace_back();
+    }
+    members[static_cast<size_t>(slot[static_cast<size_t>(c)])].push_back(static_cast<int64_t>(i));
+  }
+  Rng rng(derive_seed(seed, RngStream::balance, epoch));
+  std::vector<int64_t> out(labels.size());
+  for (auto& o : out) {
+    const auto& m = members[rng.below(members.size())];
+    o = m[rng.below(m.size())];
+  }
+  return out;
+}
+
 Split train_validation_split(int64_t n, double fraction, uint64_t seed) {
   if (!(fraction >= 0 && fraction < 1))
     throw Error(fmt::format("validation fraction must be in [0, 1), got {}", fraction));

@@ -11,6 +11,13 @@ namespace stag::rt {
 /// generator Rng(derive_seed(seed, RngStream::shuffle, epoch)). Different every epoch.
 std::vector<int64_t> shuffled_indices(int64_t n, uint64_t seed, uint64_t epoch);
 
+/// An epoch of class-balanced draws, as PyTorch's WeightedRandomSampler with weights 1 / (count
+/// of the example's class) and replacement: labels.size() positions into `labels`, each a class
+/// drawn uniformly among those present, then one of its examples uniformly, with the generator
+/// Rng(derive_seed(seed, RngStream::balance, epoch)). Rare classes are seen as often as common
+/// ones, which is what a macro-averaged score rewards; negative labels are an Error.
+std::vector<int64_t> balanced_draws(const std::vector<int64_t>& labels, uint64_t seed, uint64_t epoch);
+
 /// Two disjoint index sets covering [0, n), each ascending.
 struct Split {
   std::vector<int64_t> train;

@@ -181,6 +181,9 @@ int64_t column(const std::vector<std::string>& header, const char* want, const s
   throw Error(fmt::format("{}:1: the header names no '{}' column (it needs 'text' and 'label')", name, want));
 }
 
+// Only spaces, tabs and newlines: a text that tokenizes to nothing but [CLS].
+bool blank(std::string_view s) { return s.find_first_not_of(" \t\r\n") == std::string_view::npos; }
+
 }  // namespace
 
 LabeledTexts parse_text_csv(std::string_view s, const std::string& name) {
@@ -196,7 +199,7 @@ LabeledTexts parse_text_csv(std::string_view s, const std::string& name) {
     if (r.size() == 1 && r[0].empty()) continue;  // a blank line
     if (r.size() <= std::max(text_col, label_col))
       throw Error(fmt::format("{}:{}: {} fields, the header has {}", name, at, r.size(), header.size()));
-    if (r[text_col].empty()) throw Error(fmt::format("{}:{}: the row has no text", name, at));
+    if (blank(r[text_col])) throw Error(fmt::format("{}:{}: the row has no text", name, at));
     if (r[label_col].empty()) throw Error(fmt::format("{}:{}: the row has no label", name, at));
     d.texts.push_back(std::move(r[text_col]));
     names.push_back(std::move(r[label_col]));

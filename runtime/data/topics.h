@@ -33,7 +33,7 @@ LabeledTexts read_fortune_topics(const std::filesystem::path& dir, int64_t min_e
 
 /// A CSV file with a header row naming a `text` and a `label` column (any others are ignored);
 /// fields may be quoted ("..." with "" for a quote, newlines allowed inside). Labels are class
-/// names, numbered in sorted order. A row without text, without a label, or with too few fields
+/// names, numbered in sorted order. A row without text (empty or blanks only), without a label, or with too few fields
 /// is an Error naming the file and line.
 LabeledTexts read_text_csv(const std::filesystem::path& path);
 /// The same from text in memory; messages name `name`.

@@ -47,6 +47,8 @@ expect_error() {
 expect_error "not in the model's vocabulary" --weights "$tmp/lm.ckpt" --prompt $'caf\x01'
 expect_error "is not in (0, 1]" --weights "$tmp/lm.ckpt" --top-p 0
 expect_error "is not in (0, 1]" --weights "$tmp/lm.ckpt" --top-p 1.5
+expect_error "is not in (0, 1]" --weights "$tmp/lm.ckpt" --top-p -0.5
+expect_error "is not in (0, 1]" --weights "$tmp/lm.ckpt" --top-p nan
 expect_error "is negative" --weights "$tmp/lm.ckpt" --temperature -1
 # A safetensors file with no tensors and metadata without a vocabulary.
 header='{"__metadata__":{"step":"1"}}'

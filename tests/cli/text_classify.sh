@@ -2,7 +2,8 @@
 # Text classification end to end: the catalog BERT and the bag-of-words baseline train on the
 # fortunes' topics with bare defaults (the fixed split, the majority-class baseline, test metrics
 # and the confusion matrix by topic), the checkpoint carries the tokenizer that `stag eval` uses,
-# a sentencepiece tokenizer trains and travels with its checkpoint, and a CSV file of text and labels trains too, while a row without text is an error (exit 1).
+# a sentencepiece tokenizer trains and travels with its checkpoint, class-balanced sampling is a
+# setting of the run, and a CSV file of text and labels trains too, while a row without text is an error (exit 1).
 # Usage: text_classify.sh STAG MODELS_DIR   (needs the fortunes package)
 set -u
 stag=$1 models=$2
@@ -50,6 +51,13 @@ expect "^1460 examples: loss"
 "$stag" train "$models/bow_logreg.stag" --tokenizer bpe:10 --no-save --max-steps 1 >"$tmp/out" 2>&1
 [ $? -eq 1 ] || { cat "$tmp/out"; fail "an unknown tokenizer is not an error"; }
 expect "tokenizer 'bpe:10': expected words:VOCAB_SIZE or sentencepiece:VOCAB_SIZE"
+
+# Class-balanced sampling: a setting of the run (run.json), and an error for a language model's labels.
+train "$models/bow_logreg.stag" --balance-classes --run-dir balanced
+grep -q '"balance_classes": 1' balanced/run.json || { cat balanced/run.json; fail "run.json does not record --balance-classes"; }
+"$stag" train "$models/char_rnn.stag" --balance-classes --no-save --max-steps 1 --validation 0.01 >"$tmp/out" 2>&1
+[ $? -eq 1 ] || { cat "$tmp/out"; fail "--balance-classes on a language model is not an error"; }
+expect "class-balanced sampling needs one class label per example"
 
 "$stag" train "$models/bow_logreg.stag" --folds 5 --fold 0 --no-save --max-steps 1 >"$tmp/out" 2>&1
 [ $? -eq 1 ] || { cat "$tmp/out"; fail "--folds with the fixed split is not an error"; }

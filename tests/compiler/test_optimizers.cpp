@@ -109,3 +109,42 @@ TEST_CASE("bad optimizer settings are errors, not crashes", "[optimizer]") {
   CHECK(append_optimizer(g, {{w, w}}, c) == "betas must be in [0, 1), got [1, 0.999]");
   CHECK(append_optimizer(g, {}, OptimizerConfig{}) == "there are no trainable parameters to optimize");
 }
+
+TEST_CASE("l1 adds l1 * sign(p) to each gradient, the gradient of l1 * sum(|p|) in the loss", "[optimizer]") {
+  // One SGD step with and without l1 from the same weights: they differ by lr * l1 * sign(p).
+  auto step = [](double l1) {
+    Graph g("linear");
+    Builder b(g);
+    Value* x = b.constant({DType::f32, {5, 3}}, formula(15, 10));
+    Value* w = b.parameter("w", {DType::f32, {3, 2}});
+    Value* y = b.matmul({x, w});
+    b.output("loss", b.mse({y, b.constant({DType::f32, {5, 2}}, formula(10, 11))}));
+    Value* dw = b.matmul({x, b.mul({y, b.scalar(0.2)})}, {{"transpose_a", true}});
+    OptimizerConfig c;
+    c.kind = "sgd";
+    c.l1 = l1;
+    REQUIRE(append_optimizer(g, {{w, dw}}, c).empty());
+    CompiledModel compiled = compile_jit(g);
+    compiled.model->init(0);
+    auto dst = compiled.model->param("w").values<float>();
+    Floats w0 = formula(6, 0);
+    for (size_t i = 0; i < w0.size(); ++i) dst[i] = static_cast<float>(w0[i]);
+    rt::Tensor lr = rt::Tensor::from<float>({}, {0.5f});
+    compiled.model->run("forward", {&lr});
+    auto after = compiled.model->param("w").values<float>();
+    return std::vector<float>(after.begin(), after.end());
+  };
+  auto plain = step(0), l1 = step(0.1);
+  Floats w0 = formula(6, 0);
+  for (size_t i = 0; i < w0.size(); ++i) {
+    INFO("element " << i);
+    double sign = w0[i] > 0 ? 1 : w0[i] < 0 ? -1 : 0;  // sign(0) = 0, as torch.sign
+    CHECK(l1[i] - plain[i] == Approx(-0.5 * 0.1 * sign).margin(1e-6));
+  }
+  Graph g("bad");
+  Builder b(g);
+  Value* w = b.parameter("w", {DType::f32, {2}});
+  OptimizerConfig c;
+  c.l1 = -1;
+  CHECK(append_optimizer(g, {{w, w}}, c) == "l1 must be >= 0, got -1");
+}

@@ -128,9 +128,7 @@ TEST_CASE("the train section becomes train.* graph attributes with defaults fill
   CHECK(std::get<bool>(*g.attr("train.nesterov")));
   CHECK(std::get<double>(*g.attr("train.dampening")) == 0.0);
   CHECK(std::get<double>(*g.attr("train.weight_decay")) == 1e-4);
-  CHECK(std::get<std::string>(*g.attr("train.schedule")) == "step");
-  CHECK(std::get<int64_t>(*g.attr("train.schedule.step_size")) == 5);
-  CHECK(std::get<double>(*g.attr("train.schedule.gamma")) == 0.1);
+  CHECK(std::get<std::string>(*g.attr("train.schedule")) == "step:5:0.1");
   CHECK(std::get<int64_t>(*g.attr("train.early_stopping")) == 4);
   auto none = ok(model("", "    output o = x\n"));
   CHECK_FALSE(none.graph->attr("train.optimizer"));
@@ -143,6 +141,42 @@ TEST_CASE("train { dropout = p } sets p for dropout that does not give one", "[l
   for (const auto& n : c.graph->nodes)
     if (n->op == Op::dropout) ps.push_back(n->f("p"));
   CHECK(ps == std::vector<double>{0.3, 0.3, 0.1});
+}
+
+TEST_CASE("a schedule is one train.schedule attribute in the runtime's --schedule spelling", "[language]") {
+  auto spelling = [](const std::string& schedule) {
+    auto c = ok(model("", "    output o = x\n", "  train {\n    schedule = " + schedule + "\n  }\n"));
+    CHECK_FALSE(c.graph->attr("train.schedule.gamma"));
+    return std::get<std::string>(*c.graph->attr("train.schedule"));
+  };
+  CHECK(spelling("constant") == "constant");
+  CHECK(spelling("step(step_size=3, gamma=0.5)") == "step:3:0.5");
+  CHECK(spelling("multistep(milestones=[2, 5])") == "multistep:2,5:0.1");
+  CHECK(spelling("exponential(0.9)") == "exponential:0.9");
+  CHECK(spelling("cosine(t_max=50)") == "cosine:50:0.0");
+  CHECK(spelling("warmup_cosine(warmup=100, t_max=5000, eta_min=1e-5)") == "warmup:100+cosine:5000:1e-05");
+  CHECK(spelling("restarts(t_0=10, t_mult=2)") == "restarts:10:2:0.0");
+  CHECK(spelling("plateau(patience=3)") == "plateau:3:0.1");
+}
+
+TEST_CASE("train { label_smoothing = e } sets e for losses that do not give one", "[language]") {
+  auto c = ok(model("", "    loss = cross_entropy(x, y)\n    output o = cross_entropy(x, y, label_smoothing=0.05)\n",
+                    "  train {\n    label_smoothing = 0.2\n  }\n"));
+  std::vector<double> eps;
+  for (const auto& n : c.graph->nodes)
+    if (n->op == Op::cross_entropy) eps.push_back(n->f("label_smoothing"));
+  CHECK(eps == std::vector<double>{0.2, 0.05});
+}
+
+TEST_CASE("a model's own metric can be monitored when its direction is given", "[language][errors]") {
+  std::string forward = "    loss = cross_entropy(x, y)\n    metric hits = accuracy(x, y)\n    output o = x\n";
+  auto without = compile(model("", forward, "  train {\n    monitor = \"val_hits\"\n  }\n"));
+  CHECK_FALSE(without.graph);
+  CHECK(without.errors.find("test.stag:11:15: error: train: monitor \"val_hits\" is the model's own metric") != std::string::npos);
+  auto with = ok(model("", forward, "  train {\n    monitor = \"val_hits\"\n    monitor_mode = \"max\"\n  }\n"));
+  CHECK(std::get<std::string>(*with.graph->attr("train.monitor_mode")) == "max");
+  auto bad = compile(model("", forward, "  train {\n    monitor_mode = \"up\"\n  }\n"));
+  CHECK(bad.errors.find("monitor_mode must be \"max\" or \"min\", got \"up\"") != std::string::npos);
 }
 
 TEST_CASE("operators, literals and compile-time arithmetic", "[language]") {

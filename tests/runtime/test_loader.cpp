@@ -1,6 +1,8 @@
 // Batching, the prefetching iterator (same batches as the synchronous one) and exact resume.
 #include <catch2/catch.hpp>
+#include <algorithm>
 #include <chrono>
+#include <map>
 #include <set>
 #include <thread>
 
@@ -75,6 +77,46 @@ TEST_CASE("batches cover the epoch in the shuffled order", "[loader]") {
   BatchPlan subset(d, {7, 2, 5, 1}, o, 1);
   CHECK(subset.make(0, 0).indices == std::vector<int64_t>{7, 2, 5});
   CHECK_THROWS_WITH(BatchPlan(d, {10}, o, 1), Contains("index 10 out of range"));
+}
+
+TEST_CASE("class-balanced draws give every class present the same chance, per seed and epoch", "[loader][balance]") {
+  std::vector<int64_t> labels(900, 0);  // 90% class 0, 9% class 1, 1% class 3, no class 2
+  labels.insert(labels.end(), 90, 1);
+  labels.insert(labels.end(), 10, 3);
+  auto draws = balanced_draws(labels, 7, 0);
+  REQUIRE(draws.size() == labels.size());
+  std::map<int64_t, int> count;
+  std::set<int64_t> rare;
+  for (int64_t i : draws) {
+    ++count[labels[static_cast<size_t>(i)]];
+    if (labels[static_cast<size_t>(i)] == 3) rare.insert(i);
+  }
+  CHECK(count.size() == 3);
+  for (int64_t c : {0, 1, 3}) CHECK(count[c] == Approx(1000.0 / 3).margin(50));
+  CHECK(rare.size() == 10);  // ~33 draws of 10 examples reach them all
+  CHECK(balanced_draws(labels, 7, 0) == draws);
+  CHECK(balanced_draws(labels, 7, 1) != draws);
+  CHECK(balanced_draws(labels, 8, 0) != draws);
+  CHECK_THROWS_WITH(balanced_draws({0, -1}, 7, 0), Contains("label -1 at example 1 is negative"));
+}
+
+TEST_CASE("a class-balanced loader draws within its subset and needs class labels", "[loader][balance]") {
+  Dataset d = numbered(100);  // label i % 10
+  LoaderOptions o;
+  o.batch_size = 10;
+  o.balance_classes = true;
+  std::vector<int64_t> subset{1, 2, 3, 11, 21, 31, 41, 51, 61, 71};  // class 1 seven times, 2 and 3 once
+  BatchPlan plan(d, subset, o, 5);
+  CHECK(plan.order(0) == plan.order(0));
+  std::map<int64_t, int> count;
+  for (int64_t e = 0; e < 30; ++e)
+    for (int64_t i : plan.order(e)) {
+      CHECK(std::find(subset.begin(), subset.end(), i) != subset.end());
+      ++count[i % 10];
+    }
+  for (int64_t c : {1, 2, 3}) CHECK(count[c] == Approx(100).margin(30));
+  Dataset lm{Tensor(DType::i64, {4, 8}), Tensor(DType::i64, {4, 8})};
+  CHECK_THROWS_WITH(BatchPlan(lm, {}, o, 5), Contains("needs one class label per example, the labels are i64[4,8]"));
 }
 
 TEST_CASE("the prefetching iterator yields exactly the synchronous batches", "[loader]") {

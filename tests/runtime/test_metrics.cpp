@@ -32,6 +32,32 @@ TEST_CASE("ROC AUC by midranks, with ties", "[metrics]") {
   CHECK(!roc_auc(flat, all));
 }
 
+// (x, y) pairs of a curve, for comparing whole curves.
+std::vector<std::pair<double, double>> xy(const std::vector<CurvePoint>& curve) {
+  std::vector<std::pair<double, double>> out;
+  for (const auto& p : curve) out.emplace_back(p.x, p.y);
+  return out;
+}
+
+TEST_CASE("ROC and precision-recall curves by hand, the AUC the area under the ROC points", "[metrics]") {
+  // Thresholds 0.8, 0.4 (one positive and one negative tied), 0.1.
+  std::vector<double> s = {0.8, 0.4, 0.4, 0.1};
+  bool pos[] = {true, true, false, false};
+  auto roc = roc_curve(s, pos);
+  CHECK(xy(roc) == std::vector<std::pair<double, double>>{{0, 0}, {0, 0.5}, {0.5, 1}, {1, 1}});
+  CHECK(area_under(roc) == *roc_auc(s, pos));
+  auto pr = precision_recall_curve(s, pos);
+  CHECK(xy(pr) == std::vector<std::pair<double, double>>{{0, 1}, {0.5, 1}, {1, 2.0 / 3}, {1, 0.5}});
+  CHECK(average_precision(pr) == Approx(0.5 + 0.5 * 2.0 / 3));  // scikit-learn: 0.8333...
+  // A run of positives is one vertical segment: the points inside it add no area.
+  std::vector<double> run = {0.9, 0.8, 0.7, 0.1};
+  bool pos2[] = {true, true, true, false};
+  CHECK(xy(roc_curve(run, pos2)) == std::vector<std::pair<double, double>>{{0, 0}, {0, 1}, {1, 1}});
+  bool none[] = {false, false, false, false};
+  CHECK(roc_curve(run, none).empty());
+  CHECK(precision_recall_curve(run, none).empty());
+}
+
 TEST_CASE("metrics by hand: ties and a class that never occurs", "[metrics]") {
   // 3 classes given as probabilities; class 2 is never a label.
   //   ex  p0   p1   p2   label  argmax

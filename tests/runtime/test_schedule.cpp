@@ -161,3 +161,26 @@ TEST_CASE("early stopping tracks the best epoch and stops after patience", "[ear
   CHECK_THROWS_WITH(EarlyStopping({EarlyStopping::Mode::min, 0, 0}),
                     Contains("patience must be >= 1"));
 }
+
+TEST_CASE("a run's lr plan: epoch or step schedules, and plateau in the monitor's direction", "[schedule]") {
+  LrPlan step = plan_lr("step:2:0.5", 0.1, false);
+  CHECK(step.by_epoch);
+  CHECK(step.lr(2, 999) == Approx(0.05));
+  LrPlan cosine = plan_lr("warmup:5+cosine:10", 0.1, false);
+  CHECK_FALSE(cosine.by_epoch);
+  CHECK(cosine.lr(99, 5) == Approx(0.1));
+  // An accuracy that rises then stalls: in max mode the stall is a plateau, in min mode the
+  // rise already was.
+  auto after = [](bool maximize) {
+    LrPlan p = plan_lr("plateau:1:0.5", 1.0, maximize);
+    REQUIRE(p.plateau);
+    for (double acc : {0.5, 0.6, 0.7}) p.plateau->step(acc);
+    return p.lr(0, 0);
+  };
+  CHECK(after(true) == 1.0);
+  CHECK(after(false) == 0.5);
+  CHECK(plan_lr("plateau", 0.1, false).plateau->save().at("plateau.lr") == "0.1");
+  CHECK_THROWS_WITH(plan_lr("plateau:x", 0.1, false), Contains("plateau patience"));
+  CHECK_THROWS_WITH(plan_lr("plateau:1:0.5:3", 0.1, false), Contains("expected plateau[:PATIENCE[:FACTOR]]"));
+  CHECK_THROWS_WITH(plan_lr("warmup:5+plateau", 0.1, false), Contains("or plateau without warmup"));
+}

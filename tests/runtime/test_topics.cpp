@@ -78,6 +78,7 @@ TEST_CASE("text CSV: quoted fields, class names in sorted order", "[topics][csv]
 TEST_CASE("text CSV errors name the file and line", "[topics][csv]") {
   CHECK_THAT(csv_error("text,label\nfine,a\n,b\n"), Contains("t.csv:3: the row has no text"));
   CHECK_THAT(csv_error("text,label\n\"two\nlines\",a\n,b\n"), Contains("t.csv:4: the row has no text"));
+  CHECK_THAT(csv_error("text,label\nfine,a\n\"  \n \",b\n"), Contains("t.csv:3: the row has no text"));  // blanks only
   CHECK_THAT(csv_error("text,label\nfine,a\nshort\n"), Contains("t.csv:3: 1 fields"));
   CHECK_THAT(csv_error("text,label\nfine,\n"), Contains("t.csv:2: the row has no label"));
   CHECK_THAT(csv_error("words,label\nfine,a\n"), Contains("t.csv:1: the header names no 'text' column"));
