@@ -10,6 +10,7 @@
 #include <limits>
 #include <numeric>
 
+#include "ir/geometry.h"
 #include "ir/random.h"
 
 namespace stag {
@@ -233,8 +234,9 @@ RefTensor conv2d(const Node& n, const Operands& xs) {
   const Type& out = n.result()->type;
   int64_t N = x.type.dims[0], C = x.type.dims[1], H = x.type.dims[2], W = x.type.dims[3];
   int64_t O = out.dims[1], OH = out.dims[2], OW = out.dims[3], KH = w.type.dims[2], KW = w.type.dims[3];
-  int64_t G = n.i("groups"), cg = C / G, og = O / G;
-  const Ints &s = n.ints("stride"), &p = n.ints("padding"), &d = n.ints("dilation");
+  const Window2d win = Window2d::of(n);
+  int64_t G = win.groups, cg = C / G, og = O / G;
+  const Ints &s = win.stride, &p = win.padding, &d = win.dilation;
   RefTensor r = RefTensor::filled(out, 0);
   for (int64_t b = 0; b < N; ++b)
     for (int64_t o = 0; o < O; ++o)
@@ -261,8 +263,9 @@ RefTensor conv2d_weight_grad(const Node& n, const Operands& xs) {
   const Type& out = n.result()->type;
   int64_t N = x.type.dims[0], C = x.type.dims[1], H = x.type.dims[2], W = x.type.dims[3];
   int64_t O = dy.type.dims[1], OH = dy.type.dims[2], OW = dy.type.dims[3], KH = out.dims[2], KW = out.dims[3];
-  int64_t G = n.i("groups"), cg = C / G, og = O / G;
-  const Ints &s = n.ints("stride"), &p = n.ints("padding"), &d = n.ints("dilation");
+  const Window2d win = Window2d::of(n);
+  int64_t G = win.groups, cg = C / G, og = O / G;
+  const Ints &s = win.stride, &p = win.padding, &d = win.dilation;
   RefTensor r = RefTensor::filled(out, 0);
   for (int64_t o = 0; o < O; ++o)
     for (int64_t c = 0; c < cg; ++c)
@@ -287,8 +290,9 @@ RefTensor conv_transpose2d(const Node& n, const Operands& xs) {
   const Type& out = n.result()->type;
   int64_t N = x.type.dims[0], C = x.type.dims[1], H = x.type.dims[2], W = x.type.dims[3];
   int64_t O = out.dims[1], OH = out.dims[2], OW = out.dims[3], KH = w.type.dims[2], KW = w.type.dims[3];
-  int64_t G = n.i("groups"), cg = C / G, og = O / G;
-  const Ints &s = n.ints("stride"), &p = n.ints("padding"), &d = n.ints("dilation");
+  const Window2d win = Window2d::of(n);
+  int64_t G = win.groups, cg = C / G, og = O / G;
+  const Ints &s = win.stride, &p = win.padding, &d = win.dilation;
   RefTensor r = RefTensor::filled(out, 0);
   // Each input pixel scatters its kernel-weighted value into the output.
   for (int64_t b = 0; b < N; ++b)
@@ -315,10 +319,9 @@ RefTensor conv_transpose2d(const Node& n, const Operands& xs) {
 struct PoolWindows {
   int64_t H, W, OH, OW;
   Ints k, s, p, d;
-  PoolWindows(const Node& n, const Type& in, const Dims& pooled)
-      : H(in.dims[2]), W(in.dims[3]), OH(pooled[2]), OW(pooled[3]), k(n.ints("kernel")),
-        s(n.ints("stride").empty() ? k : n.ints("stride")), p(n.ints("padding")),
-        d(n.info().attr_index("dilation") >= 0 ? n.ints("dilation") : Ints{1, 1}) {}
+  PoolWindows(const Node& n, const Type& in, const Dims& pooled) : PoolWindows(Window2d::of(n), in, pooled) {}
+  PoolWindows(const Window2d& g, const Type& in, const Dims& pooled)
+      : H(in.dims[2]), W(in.dims[3]), OH(pooled[2]), OW(pooled[3]), k(g.kernel), s(g.stride), p(g.padding), d(g.dilation) {}
 };
 
 // Where in `plane` (H x W) the max of window (oh, ow) is: PyTorch's max_pool2d index, the

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <numeric>
 
+#include "ir/geometry.h"
 #include "ir/ops.h"
 
 namespace stag::rules {
@@ -298,15 +299,16 @@ std::string matmul(ShapeCtx& c) {
 namespace {
 
 std::string conv_common(ShapeCtx& c, bool transposed) {
+  const Window2d win = Window2d::of(c);
   const Type &x = c.operands[0], &w = c.operands[1];
   if (auto e = need_float(x, "input"); !e.empty()) return e;
   if (auto e = need_rank(x, 4, "input"); !e.empty()) return e;
   if (auto e = need_rank(w, 4, "weight"); !e.empty()) return e;
   if (auto e = same_dtype(x, w); !e.empty()) return e;
-  if (auto e = check_pair(c.ints("stride"), "stride", 1); !e.empty()) return e;
-  if (auto e = check_pair(c.ints("padding"), "padding", 0); !e.empty()) return e;
-  if (auto e = check_pair(c.ints("dilation"), "dilation", 1); !e.empty()) return e;
-  int64_t g = c.i("groups");
+  if (auto e = check_pair(win.stride, "stride", 1); !e.empty()) return e;
+  if (auto e = check_pair(win.padding, "padding", 0); !e.empty()) return e;
+  if (auto e = check_pair(win.dilation, "dilation", 1); !e.empty()) return e;
+  int64_t g = win.groups;
   if (g < 1) return fmt::format("groups must be at least 1, got {}", g);
   int64_t cin = x.dims[1];
   if (cin % g != 0) return fmt::format("input channels {} are not divisible by groups {}", cin, g);
@@ -334,7 +336,7 @@ std::string conv_common(ShapeCtx& c, bool transposed) {
   Dims out{x.dims[0], cout, 0, 0};
   for (int i = 0; i < 2; ++i) {
     int64_t in = x.dims[2 + i], k = w.dims[2 + i];
-    int64_t s = c.ints("stride")[i], p = c.ints("padding")[i], d = c.ints("dilation")[i];
+    int64_t s = win.stride[i], p = win.padding[i], d = win.dilation[i];
     // Attributes come from text: compute in 128 bits so absurd values report, never wrap.
     __int128 span = static_cast<__int128>(d) * (k - 1);
     __int128 o;
@@ -345,7 +347,7 @@ std::string conv_common(ShapeCtx& c, bool transposed) {
                            k, d, static_cast<int64_t>(std::min<__int128>(padded, INT64_MAX)), 2 + i);
       o = (padded - span - 1) / s + 1;
     } else {
-      int64_t op = c.ints("output_padding")[i];
+      int64_t op = win.output_padding[i];
       if (op < 0 || (op >= s && op >= d))
         return fmt::format("output_padding {} must be smaller than stride {} or dilation {}", op, s, d);
       o = static_cast<__int128>(in - 1) * s - 2 * static_cast<__int128>(p) + span + op + 1;
@@ -365,24 +367,25 @@ std::string conv2d(ShapeCtx& c) { return conv_common(c, false); }
 // x [N, C, H, W] and dy [N, O, OH, OW], where (OH, OW) is conv2d's output of x for the
 // kernel and attributes; the result is the weight's [O, C / groups, KH, KW].
 std::string conv2d_weight_grad(ShapeCtx& c) {
+  const Window2d win = Window2d::of(c);
   const Type &x = c.operands[0], &dy = c.operands[1];
   if (auto e = need_float(x, "input"); !e.empty()) return e;
   if (auto e = need_rank(x, 4, "input"); !e.empty()) return e;
   if (auto e = need_rank(dy, 4, "output gradient"); !e.empty()) return e;
   if (auto e = same_dtype(x, dy); !e.empty()) return e;
-  const Ints& kernel = c.ints("kernel");
+  const Ints& kernel = win.kernel;
   if (auto e = check_pair(kernel, "kernel", 1); !e.empty()) return e;
-  if (auto e = check_pair(c.ints("stride"), "stride", 1); !e.empty()) return e;
-  if (auto e = check_pair(c.ints("padding"), "padding", 0); !e.empty()) return e;
-  if (auto e = check_pair(c.ints("dilation"), "dilation", 1); !e.empty()) return e;
-  int64_t g = c.i("groups");
+  if (auto e = check_pair(win.stride, "stride", 1); !e.empty()) return e;
+  if (auto e = check_pair(win.padding, "padding", 0); !e.empty()) return e;
+  if (auto e = check_pair(win.dilation, "dilation", 1); !e.empty()) return e;
+  int64_t g = win.groups;
   if (g < 1) return fmt::format("groups must be at least 1, got {}", g);
   if (dy.dims[0] != x.dims[0]) return fmt::format("batch sizes differ: input {}, output gradient {}", t(x), t(dy));
   int64_t cin = x.dims[1], cout = dy.dims[1];
   if (cin % g != 0) return fmt::format("input channels {} are not divisible by groups {}", cin, g);
   if (cout % g != 0) return fmt::format("output channels {} are not divisible by groups {}", cout, g);
   for (int i = 0; i < 2; ++i) {
-    int64_t s = c.ints("stride")[i], p = c.ints("padding")[i], d = c.ints("dilation")[i];
+    int64_t s = win.stride[i], p = win.padding[i], d = win.dilation[i];
     __int128 span = static_cast<__int128>(d) * (kernel[i] - 1);
     __int128 padded = static_cast<__int128>(x.dims[2 + i]) + 2 * static_cast<__int128>(p);
     if (padded < span + 1)
@@ -398,7 +401,8 @@ std::string conv2d_weight_grad(ShapeCtx& c) {
 }
 
 std::string conv_transpose2d(ShapeCtx& c) {
-  if (auto e = check_pair(c.ints("output_padding"), "output_padding", 0); !e.empty()) return e;
+  const Window2d win = Window2d::of(c);
+  if (auto e = check_pair(win.output_padding, "output_padding", 0); !e.empty()) return e;
   return conv_common(c, true);
 }
 
@@ -407,12 +411,13 @@ namespace {
 // The result dims of pooling input `x` with the op's window attributes (PyTorch's
 // pooling_output_shape), or the reason there are none.
 std::string pooled_dims(ShapeCtx& c, const Type& x, Dims& out) {
+  const Window2d win = Window2d::of(c);
   if (auto e = need_float(x, "input"); !e.empty()) return e;
   if (auto e = need_rank(x, 4, "input"); !e.empty()) return e;
-  const Ints& kernel = c.ints("kernel");
-  Ints stride = c.ints("stride").empty() ? kernel : c.ints("stride");
-  const Ints& pad = c.ints("padding");
-  Ints dil = c.info.attr_index("dilation") >= 0 ? c.ints("dilation") : Ints{1, 1};
+  const Ints& kernel = win.kernel;
+  const Ints& stride = win.stride;
+  const Ints& pad = win.padding;
+  const Ints& dil = win.dilation;
   if (auto e = check_pair(kernel, "kernel", 1); !e.empty()) return e;
   if (auto e = check_pair(stride, "stride", 1); !e.empty()) return e;
   if (auto e = check_pair(pad, "padding", 0); !e.empty()) return e;
@@ -425,9 +430,9 @@ std::string pooled_dims(ShapeCtx& c, const Type& x, Dims& out) {
     __int128 padded = in + 2 * static_cast<__int128>(pad[i]);
     // Floor division (a window may overhang the input only in ceil_mode), and the last window
     // must start inside the input or the left padding.
-    __int128 num = padded - span + (c.b("ceil_mode") ? stride[i] - 1 : 0);
+    __int128 num = padded - span + (win.ceil_mode ? stride[i] - 1 : 0);
     __int128 o = (num >= 0 ? num / stride[i] : -((-num + stride[i] - 1) / stride[i])) + 1;
-    if (c.b("ceil_mode") && (o - 1) * stride[i] >= in + pad[i]) --o;
+    if (win.ceil_mode && (o - 1) * stride[i] >= in + pad[i]) --o;
     if (o < 1)
       return fmt::format("kernel {} is larger than the padded input {} in dimension {}", kernel[i],
                          static_cast<int64_t>(std::min<__int128>(padded, INT64_MAX)), 2 + i);

@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "compiler/autodiff/autodiff.h"
+#include "ir/geometry.h"
 
 namespace stag::autodiff {
 
@@ -259,8 +260,9 @@ Value* conv_data_grad(GradCtx& c, const Value* x, Value* w, Value* g, const Ints
 }
 Grads conv2d_(GradCtx& c) {
   Value *x = c.x(0), *w = c.x(1), *g = c.dy[0];
-  const Ints &s = c.n.ints("stride"), &p = c.n.ints("padding"), &d = c.n.ints("dilation");
-  int64_t groups = c.n.i("groups");
+  const Window2d win = Window2d::of(c.n);
+  const Ints &s = win.stride, &p = win.padding, &d = win.dilation;
+  int64_t groups = win.groups;
   Grads r(c.n.operands.size(), nullptr);
   if (c.wants[0]) r[0] = conv_data_grad(c, x, w, g, s, p, d, groups);
   if (c.wants[1]) r[1] = weight_grad(c, x, g, dims(w), s, p, d, groups);
@@ -271,8 +273,9 @@ Grads conv2d_(GradCtx& c) {
 // of a convolution with the upstream gradient as weight, its dy's the convolution itself.
 Grads conv2d_weight_grad_(GradCtx& c) {
   Value *x = c.x(0), *dy = c.x(1), *u = c.dy[0];
-  const Ints &s = c.n.ints("stride"), &p = c.n.ints("padding"), &d = c.n.ints("dilation");
-  int64_t groups = c.n.i("groups");
+  const Window2d win = Window2d::of(c.n);
+  const Ints &s = win.stride, &p = win.padding, &d = win.dilation;
+  int64_t groups = win.groups;
   Grads r(2, nullptr);
   if (c.wants[0]) r[0] = conv_data_grad(c, x, u, dy, s, p, d, groups);
   if (c.wants[1]) r[1] = c.b.conv2d({x, u}, {{"stride", s}, {"padding", p}, {"dilation", d}, {"groups", groups}});
@@ -282,8 +285,9 @@ Grads conv2d_weight_grad_(GradCtx& c) {
 // same weight, and its weight gradient is conv2d's with input and output gradient swapped.
 Grads conv_transpose2d_(GradCtx& c) {
   Value *x = c.x(0), *w = c.x(1), *g = c.dy[0];
-  const Ints &s = c.n.ints("stride"), &p = c.n.ints("padding"), &d = c.n.ints("dilation");
-  int64_t groups = c.n.i("groups");
+  const Window2d win = Window2d::of(c.n);
+  const Ints &s = win.stride, &p = win.padding, &d = win.dilation;
+  int64_t groups = win.groups;
   Grads r(c.n.operands.size(), nullptr);
   if (c.wants[0])
     r[0] = crop_to(c, c.b.conv2d({g, w}, {{"stride", s}, {"padding", p}, {"dilation", d}, {"groups", groups}}), x);
@@ -303,10 +307,8 @@ struct Window {
 // `in`, `out`: the pooling's input and result dims (for max_pool2d_grad, x's and dy's).
 Window window_of(const Node& n, const Dims& in, const Dims& out) {
   Window w;
-  w.k = n.ints("kernel");
-  w.s = n.ints("stride").empty() ? w.k : n.ints("stride");
-  w.p = n.ints("padding");
-  w.d = n.info().attr_index("dilation") >= 0 ? n.ints("dilation") : Ints{1, 1};
+  const Window2d win = Window2d::of(n);
+  w.k = win.kernel, w.s = win.stride, w.p = win.padding, w.d = win.dilation;
   w.in = in;
   w.out = out;
   w.padded = in;

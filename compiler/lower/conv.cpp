@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "compiler/lower/conv.h"
+#include "ir/geometry.h"
 
 namespace stag::lowering {
 
@@ -56,8 +57,9 @@ std::vector<Stmt> padded_plane(LowerContext& cx, KernelBuilder& kb, int dst, E d
 
 // The sizes of a convolution from input x to output y with a KH x KW kernel.
 ConvShape conv_shape(const Node& n, const Type& x, const Type& y, int64_t KH, int64_t KW) {
-  const Ints &s = n.ints("stride"), &p = n.ints("padding"), &d = n.ints("dilation");
-  return {x.dims[0], x.dims[1], x.dims[2], x.dims[3], y.dims[1], y.dims[2], y.dims[3], KH, KW, {s[0], s[1]}, {p[0], p[1]}, {d[0], d[1]}, n.i("groups")};
+  const Window2d win = Window2d::of(n);
+  const Ints &s = win.stride, &p = win.padding, &d = win.dilation;
+  return {x.dims[0], x.dims[1], x.dims[2], x.dims[3], y.dims[1], y.dims[2], y.dims[3], KH, KW, {s[0], s[1]}, {p[0], p[1]}, {d[0], d[1]}, win.groups};
 }
 
 ConvOperands conv_operands(LowerContext& cx, const std::vector<int>& xs, int out) {
@@ -295,8 +297,9 @@ static void sum_partials(LowerContext& cx, const Node& n, int partial, int out, 
 static void weight_grad_loops(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out) {
   const Type xt = cx.B(xs[0]).type, gt = cx.B(xs[1]).type, ot = cx.B(out).type;
   int64_t Bn = xt.dims[0], C = xt.dims[1], H = xt.dims[2], W = xt.dims[3], O = gt.dims[1], OH = gt.dims[2], OW = gt.dims[3];
-  int64_t KH = ot.dims[2], KW = ot.dims[3], G = n.i("groups"), cg = C / G, og = O / G;
-  const Ints &s = n.ints("stride"), &p = n.ints("padding"), &d = n.ints("dilation");
+  const Window2d win = Window2d::of(n);
+  int64_t KH = ot.dims[2], KW = ot.dims[3], G = win.groups, cg = C / G, og = O / G;
+  const Ints &s = win.stride, &p = win.padding, &d = win.dilation;
   DType dt = ot.dtype;
   KernelBuilder kb("conv2d_weight_grad", cx.origin(n));
   int b = kb.new_var("b"), oh = kb.new_var("oh"), ow = kb.new_var("ow"), acc = kb.new_var("acc", dt);
@@ -319,8 +322,9 @@ static void weight_grad_loops(LowerContext& cx, const Node& n, const std::vector
 static void conv2d_loops(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out) {
   const Type xt = cx.B(xs[0]).type, wt = cx.B(xs[1]).type, ot = cx.B(out).type;
   int64_t C = xt.dims[1], H = xt.dims[2], W = xt.dims[3], O = ot.dims[1], OH = ot.dims[2], OW = ot.dims[3];
-  int64_t KH = wt.dims[2], KW = wt.dims[3], G = n.i("groups"), cg = C / G, og = O / G;
-  const Ints &s = n.ints("stride"), &p = n.ints("padding"), &d = n.ints("dilation");
+  const Window2d win = Window2d::of(n);
+  int64_t KH = wt.dims[2], KW = wt.dims[3], G = win.groups, cg = C / G, og = O / G;
+  const Ints &s = win.stride, &p = win.padding, &d = win.dilation;
   DType dt = ot.dtype;
   KernelBuilder kb("conv2d", cx.origin(n));
   int oh = kb.new_var("oh"), ow = kb.new_var("ow"), c = kb.new_var("c"), kh = kb.new_var("kh"), kw = kb.new_var("kw");

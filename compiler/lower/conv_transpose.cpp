@@ -5,6 +5,7 @@
 #include <functional>
 
 #include "compiler/lower/conv.h"
+#include "ir/geometry.h"
 
 namespace stag::lowering {
 
@@ -38,7 +39,8 @@ static void conv_transpose2d_columns(LowerContext& cx, const Node& n, const std:
   int x_buf = cx.materialized(xs[0]), w_buf = cx.materialized(xs[1]);
   int64_t Bn = xt.dims[0], Ci = xt.dims[1], H = xt.dims[2], W = xt.dims[3], Co = ot.dims[1], OH = ot.dims[2], OW = ot.dims[3];
   int64_t KH = wt.dims[2], KW = wt.dims[3], M = Co * KH * KW, N = H * W;
-  const Ints &s = n.ints("stride"), &p = n.ints("padding"), &d = n.ints("dilation");
+  const Window2d win = Window2d::of(n);
+  const Ints &s = win.stride, &p = win.padding, &d = win.dilation;
   int cols = cx.new_buffer(n.result()->name + ".cols", {DType::f32, {Bn, M, N}}, BufKind::Temp);
   KernelBuilder kb("conv_transpose2d", cx.origin(n));
   kb.k.gemm = image_columns(w_buf, x_buf, cols, Bn, M, N, Ci);
@@ -84,7 +86,8 @@ static void conv_transpose2d_full(LowerContext& cx, const Node& n, const std::ve
   const Type xt = cx.B(xs[0]).type, wt = cx.B(xs[1]).type, ot = cx.B(out).type;
   int64_t Bn = xt.dims[0], Ci = xt.dims[1], H = xt.dims[2], W = xt.dims[3], Co = ot.dims[1], OH = ot.dims[2], OW = ot.dims[3];
   int64_t KH = wt.dims[2], KW = wt.dims[3], M = Co * KH * KW;
-  const Ints &p = n.ints("padding"), &d = n.ints("dilation");
+  const Window2d win = Window2d::of(n);
+  const Ints &p = win.padding, &d = win.dilation;
   int64_t Hf = H + d[0] * (KH - 1), Wf = W + d[1] * (KW - 1), N = H * Wf;
   int64_t plane = Hf * Wf + d[1] * (KW - 1);  // the last tap's run reaches this far
   int image = x_buf;
@@ -277,8 +280,9 @@ static void interleave_phases(LowerContext& cx, const Node& n, const std::vector
 static void conv_transpose2d_loops(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out) {
   const Type xt = cx.B(xs[0]).type, wt = cx.B(xs[1]).type, ot = cx.B(out).type;
   int64_t C = xt.dims[1], H = xt.dims[2], W = xt.dims[3], O = ot.dims[1], OH = ot.dims[2], OW = ot.dims[3];
-  int64_t KH = wt.dims[2], KW = wt.dims[3], G = n.i("groups"), cg = C / G, og = O / G;
-  const Ints &s = n.ints("stride"), &p = n.ints("padding"), &d = n.ints("dilation");
+  const Window2d win = Window2d::of(n);
+  int64_t KH = wt.dims[2], KW = wt.dims[3], G = win.groups, cg = C / G, og = O / G;
+  const Ints &s = win.stride, &p = win.padding, &d = win.dilation;
   DType dt = ot.dtype;
   KernelBuilder kb("conv_transpose2d", cx.origin(n));
   int oh = kb.new_var("oh"), ow = kb.new_var("ow"), c = kb.new_var("c"), kh = kb.new_var("kh"), kw = kb.new_var("kw");

@@ -4,6 +4,7 @@
 #include <functional>
 
 #include "compiler/lower/families.h"
+#include "ir/geometry.h"
 
 namespace stag::lowering {
 
@@ -21,10 +22,8 @@ struct PoolWindows {
 static PoolWindows pool_windows(const Node& n, const Dims& in, const Dims& pooled) {
   PoolWindows w;
   w.H = in[2], w.W = in[3], w.OH = pooled[2], w.OW = pooled[3];
-  w.k = n.ints("kernel");
-  w.s = n.ints("stride").empty() ? w.k : n.ints("stride");
-  w.p = n.ints("padding");
-  w.d = n.info().attr_index("dilation") >= 0 ? n.ints("dilation") : Ints{1, 1};
+  const Window2d win = Window2d::of(n);
+  w.k = win.kernel, w.s = win.stride, w.p = win.padding, w.d = win.dilation;
   for (int i = 0; i < 2; ++i) {
     int64_t size = in[2 + i], out = pooled[2 + i], last = size - 1 + w.p[i] - w.d[i] * (w.k[i] - 1);
     int64_t lo = std::min(out, (w.p[i] + w.s[i] - 1) / w.s[i]), hi = last < 0 ? 0 : std::min(out, last / w.s[i] + 1);
