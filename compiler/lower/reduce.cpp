@@ -10,6 +10,9 @@ using namespace kir;
 
 static void reduce_leading(LowerContext& cx, const Node& n, int x, int out, int64_t rows, int64_t cols, DType dt);
 
+// Elements read per thread at least: fewer are not worth waking a thread for.
+constexpr int64_t kReduceGrain = 16384;
+
 // The axes of its input a reduction node reduces.
 static std::vector<bool> reduced_axes(const Node& n, size_t rank) {
   std::vector<bool> red(rank, false);
@@ -87,7 +90,11 @@ static void reduce_loops(LowerContext& cx, const Node& n, int x, int out, const 
     for (auto& s : loop) stmts.push_back(std::move(s));
     stmts.push_back(store(out, offset(kidx, kept), result));
     return stmts;
-  }, 256);
+  });
+  // Each output element reads all of its reduced elements: a thread's share counts them.
+  int64_t inner = *checked_numel(kept) / std::max<int64_t>(1, kept.empty() ? 1 : kept[0]);
+  kb.k.grain = std::max<int64_t>(1, kReduceGrain / std::max<int64_t>(1, inner * *checked_numel(reduced)));
+  kb.k.parallel = kb.k.extent > kb.k.grain;
   cx.emit(std::move(kb));
 }
 
@@ -129,7 +136,7 @@ static void reduce_leading(LowerContext& cx, const Node& n, int x, int out, int6
                for_(r, 0, rows, {for_(j, 0, block, {store(out, col, combined)})})};
   if (n.op == Op::mean) kb.k.body.push_back(for_(j, 0, block, {store(out, col, f_div(cx.ld(out, col), fconst(static_cast<double>(rows), dt)))}));
   kb.k.extent = cols / block;
-  kb.k.grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(1, rows * block));
+  kb.k.grain = std::max<int64_t>(1, kReduceGrain / std::max<int64_t>(1, rows * block));
   kb.k.parallel = kb.k.extent > kb.k.grain;
   cx.emit(std::move(kb));
 }
