@@ -125,7 +125,8 @@ TEST_CASE("a loop marked vectorized is vectorized by LLVM, however short", "[cod
 
 TEST_CASE("elementwise kernels run a plane's unbroadcast axes as one loop and match the reference", "[codegen]") {
   // Odd sizes; operands broadcast along the channel, along the row, and not at all; a batch
-  // norm whose plane is one loop; a reshape below the chain (read through its flat index).
+  // norm whose plane is one loop; a reshape below the chain (read through its flat index);
+  // sums of a fused chain around the channel axis.
   auto g = parse_verified(R"(graph planes {
   %x: f32[3,5,7,9] = random_normal(seed=1)
   %y: f32[3,5,7,9] = random_normal(seed=2)
@@ -144,8 +145,12 @@ TEST_CASE("elementwise kernels run a plane's unbroadcast axes as one loop and ma
   %v5: f32[5] = random_uniform(low=0.5, high=1.5, seed=9)
   %n: f32[3,5,7,9], %mean: f32[5], %var: f32[5] = batch_norm(%x, %w, %b, %c5, %v5, training=true)
   %l: f32[3,5,7,9] = leaky_relu(%n, alpha=0.2)
+  %sm: f32[1,5,1,1] = sum(%m, axes=[0,2,3], keepdims=true)
+  %mq: f32[5] = mean(%q, axes=[0,2,3])
   output t = %t
   output q = %q
+  output sm = %sm
+  output mq = %mq
   output l = %l
   output mean = %mean
 }
