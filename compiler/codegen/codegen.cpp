@@ -185,7 +185,6 @@ class Codegen {
                          fmt::join(g.a_offsets, ","), fmt::join(g.b_offsets, ","), g.column_block);
       if (g.row_block) key += fmt::format(" rows {}", g.row_block);
       if (!g.b_lines.empty()) key += fmt::format(" lines [{}]", fmt::join(g.b_lines, ","));
-      if (g.b_run) key += fmt::format(" runs {} {}", g.b_run, g.b_gap);
       if (g.im2col) {
         const auto& c = *g.im2col;
         key += fmt::format(" im2col {} {} {} {} {} {} {} {} {} {} {} {}", c.C, c.H, c.W, c.KH, c.KW, c.OW, c.stride[0], c.stride[1],

@@ -15,7 +15,6 @@
 
 #include <algorithm>
 #include <functional>
-#include <stdexcept>
 
 #include "compiler/jit/host.h"
 
@@ -62,7 +61,6 @@ class GemmEmitter {
   }
 
   llvm::Function* emit(const std::string& name) {
-    if (g_.b_run && g_.b_run < t_.lanes) throw std::logic_error(fmt::format("gemm: runs of {} columns are shorter than a vector", g_.b_run));
     auto& ctx = m_.getContext();
     ptr_ = llvm::PointerType::get(ctx, 0);
     i64_ = b_.getInt64Ty();
@@ -110,8 +108,7 @@ class GemmEmitter {
       // A few rows reuse a packed panel too seldom to pay for packing it (each thread packs
       // its own): the micro-kernel then reads row-major B in place, and only a partial last
       // panel is packed (for its zero padding).
-      bool may_read_in_place = b_rows_contiguous && !g_.im2col && !g_.b_run;
-      llvm::Value* direct = may_read_in_place ? b_.CreateICmpSLE(b_.CreateSub(r1, r0), c(kDirectRows)) : b_.getFalse();
+      llvm::Value* direct = b_rows_contiguous && !g_.im2col ? b_.CreateICmpSLE(b_.CreateSub(r1, r0), c(kDirectRows)) : b_.getFalse();
       loop(col_lo, col_hi, c(NC), [&](llvm::Value* jc) {
         llvm::Value* jend = smin(b_.CreateAdd(jc, c(NC)), col_hi);
         loop(c(0), K, c(KC), [&](llvm::Value* pc) {
@@ -271,16 +268,12 @@ class GemmEmitter {
       // A k's NR columns are NV contiguous vectors of B's row (a scalar copy took as long as
       // the products when M is small); the mask stops at column nr.
       std::vector<llvm::Value*> masks;
-      std::vector<Runs> runs;
-      for (int v = 0; v < NV; ++v) {
-        masks.push_back(b_.CreateICmpSLT(lanes, splat(b_.CreateSub(nr, c(v * VW)))));
-        runs.push_back(runs_at(b_.CreateAdd(jr, c(v * VW))));
-      }
+      for (int v = 0; v < NV; ++v) masks.push_back(b_.CreateICmpSLT(lanes, splat(b_.CreateSub(nr, c(v * VW)))));
       loop(c(0), kc, c(1), [&](llvm::Value* k) {
         llvm::Value* row = line(b_.CreateAdd(pc, k), sb_k);
         for (int v = 0; v < NV; ++v) {
-          size_t x = static_cast<size_t>(v);
-          store_row(load_runs(B, row, runs[x], masks[x]), k, v * VW);
+          llvm::Value* at = b_.CreateInBoundsGEP(f32_, B, b_.CreateAdd(row, b_.CreateAdd(jr, c(v * VW))));
+          store_row(b_.CreateMaskedLoad(vt_, at, llvm::Align(4), masks[static_cast<size_t>(v)], zero), k, v * VW);
         }
       });
       return;
@@ -291,14 +284,14 @@ class GemmEmitter {
       // micro-kernel never reads (the depth is a multiple of VW).
       loop(c(0), kc, c(VW), [&](llvm::Value* k0) {
         llvm::Value* k_mask = b_.CreateICmpSLT(lanes, splat(b_.CreateSub(kc, k0)));
-        Runs runs = runs_at(b_.CreateAdd(pc, k0));
         for (int v = 0; v < NV; ++v) {
           std::vector<llvm::Value*> block;
           for (int l = 0; l < VW; ++l) {
             // Columns past the edge read the last one's line, masked.
             llvm::Value* j = smin(b_.CreateAdd(jr, c(v * VW + l)), b_.CreateSub(N_, c(1)));
             llvm::Value* mask = b_.CreateAnd(k_mask, splat(b_.CreateICmpSLT(c(v * VW + l), nr)));
-            block.push_back(load_runs(B, line(j, sb_j), runs, mask));
+            llvm::Value* at = b_.CreateInBoundsGEP(f32_, B, b_.CreateAdd(line(j, sb_j), b_.CreateAdd(pc, k0)));
+            block.push_back(b_.CreateMaskedLoad(vt_, at, llvm::Align(4), mask, zero));
           }
           transpose(block);
           for (int l = 0; l < VW; ++l) store_row(block[static_cast<size_t>(l)], b_.CreateAdd(k0, c(l)), v * VW);
@@ -341,29 +334,6 @@ class GemmEmitter {
         store_row(b_.CreateMaskedGather(vt_, b_.CreateInBoundsGEP(f32_, B, at), llvm::Align(4), inside, zero), k, v * VW);
       }
     });
-  }
-
-  // Where the VW elements from element `first` of a line of B sit (kir::Gemm::b_run): runs of
-  // at least VW elements, so the vector crosses at most one gap; the lanes past it read
-  // b_gap further on.
-  struct Runs {
-    llvm::Value *at, *past;  ///< the first lane's offset; the lanes in the next run (or null)
-  };
-  Runs runs_at(llvm::Value* first) {
-    if (!g_.b_run) return {first, nullptr};
-    llvm::Value* run = b_.CreateSDiv(first, c(g_.b_run));
-    llvm::Value* next = b_.CreateSub(b_.CreateMul(b_.CreateAdd(run, c(1)), c(g_.b_run)), first);
-    llvm::Value* past = b_.CreateICmpSGE(lane_ids(), b_.CreateVectorSplat(static_cast<unsigned>(t_.lanes), next));
-    return {b_.CreateAdd(first, b_.CreateMul(run, c(g_.b_gap))), past};
-  }
-  // The VW elements of B from `line` on at `runs`, zero where `mask` is off.
-  llvm::Value* load_runs(llvm::Value* B, llvm::Value* line, const Runs& runs, llvm::Value* mask) {
-    llvm::Value* zero = llvm::Constant::getNullValue(vt_);
-    llvm::Value* at = b_.CreateInBoundsGEP(f32_, B, b_.CreateAdd(line, runs.at));
-    if (!runs.past) return b_.CreateMaskedLoad(vt_, at, llvm::Align(4), mask, zero);
-    llvm::Value* here = b_.CreateMaskedLoad(vt_, at, llvm::Align(4), b_.CreateAnd(mask, b_.CreateNot(runs.past)), zero);
-    llvm::Value* on = b_.CreateMaskedLoad(vt_, b_.CreateInBoundsGEP(f32_, at, c(g_.b_gap)), llvm::Align(4), b_.CreateAnd(mask, runs.past), zero);
-    return b_.CreateSelect(runs.past, on, here);
   }
 
   // C[i..i+MR, jr..jr+NR] (+)= apanel x panel over kc, rows clipped at r1 and columns at nr.
@@ -452,9 +422,9 @@ std::string gemm_layout_name(const kir::Gemm& g, const GemmTile& host) {
     const auto& c = *g.im2col;
     conv = {c.C, c.H, c.W, c.KH, c.KW, c.OW, c.stride[0], c.stride[1], c.padding[0], c.padding[1], c.dilation[0], c.dilation[1]};
   }
-  return fmt::format("stag.gemm.{}{}{}{}{}{}", g.ta ? "t" : "n", g.tb ? "t" : "n", g.im2col ? fmt::format(".conv{:x}", fnv(conv)) : "",
+  return fmt::format("stag.gemm.{}{}{}{}{}", g.ta ? "t" : "n", g.tb ? "t" : "n", g.im2col ? fmt::format(".conv{:x}", fnv(conv)) : "",
                      g.b_lines.empty() ? "" : fmt::format(".lines{:x}.{}", fnv(g.b_lines), g.b_lines.size()),
-                     g.b_run ? fmt::format(".runs{}.{}", g.b_run, g.b_gap) : "", t.rows == host.rows ? "" : fmt::format(".r{}", t.rows));
+                     t.rows == host.rows ? "" : fmt::format(".r{}", t.rows));
 }
 
 llvm::Function* gemm_function(llvm::Module& m, const kir::Gemm& g, const GemmTile& tile) {

@@ -178,8 +178,7 @@ static std::vector<int64_t> tap_lines(const ConvShape& c, const Phases& ph, int6
 static void conv2d_lines(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out, const ConvShape& c, bool merged) {
   Phases ph(c);
   int64_t P = ph.count(), plane = ph.plane(), K = c.C * c.KH * c.KW;
-  GridRuns runs = grid_runs(c.OH, ph.cols, ph.rows);
-  int64_t N = (merged ? (c.Bn - 1) * runs.run : 0) + (c.OH - 1) * ph.cols + c.OW, per_image = merged ? runs.run : N;
+  int64_t N = (merged ? (c.Bn - 1) * plane : 0) + (c.OH - 1) * ph.cols + c.OW, per_image = merged ? plane : N;
   bool copy = merged || P > 1 || c.p[0] || c.p[1];
   int x_buf = cx.materialized(xs[0]), image = copy ? phase_images(cx, n, c, ph, x_buf, merged, 0) : x_buf;
   // The grid is the output itself when it has no extra columns (a 1-wide kernel, no padding).
@@ -190,7 +189,6 @@ static void conv2d_lines(LowerContext& cx, const Node& n, const std::vector<int>
   if (!merged) gm.a_offsets.assign(static_cast<size_t>(c.Bn), 0);
   for (int64_t b = 0; b < c.Bn && !merged; ++b) gm.b_offsets.push_back(b * c.C * P * plane);
   gm.b_lines = merged ? tap_lines(c, ph, P * c.Bn * plane, c.Bn * plane) : tap_lines(c, ph, P * plane, plane);
-  if (merged && runs.gap) gm.b_run = runs.run, gm.b_gap = runs.gap;
   KernelBuilder kb("conv2d", cx.origin(n));
   kb.k.gemm = gm;
   int b = kb.new_var("b"), oh = kb.new_var("oh"), ow = kb.new_var("ow");
@@ -198,7 +196,7 @@ static void conv2d_lines(LowerContext& cx, const Node& n, const std::vector<int>
   loop_nest(kb, {merged ? c.O : c.Bn * c.O}, [&](const std::vector<E>& row) {
     if (exact) return std::vector<Stmt>{};
     E o = merged ? row[0] : bin(Bin::rem, row[0], int_(c.O)), img = merged ? kb.v(b) : bin(Bin::div, row[0], int_(c.O));
-    E from = add(mul(row[0], int_(N)), merged ? mul(img, int_(per_image)) : int_(0));
+    E from = add(mul(row[0], int_(N)), merged ? mul(img, int_(plane)) : int_(0));
     E v = cx.ld(grid, add(from, add(mul(kb.v(oh), int_(ph.cols)), kb.v(ow))));
     if (xs.size() == 3) v = f_add(v, cx.ld(xs[2], o));
     E at = add(mul(add(mul(add(mul(img, int_(c.O)), o), int_(c.OH)), kb.v(oh)), int_(c.OW)), kb.v(ow));
@@ -246,9 +244,9 @@ static void weight_grad_dense(LowerContext& cx, const Node& n, const std::vector
 
 // dy on a grid as wide as a phase plane (zeros in the columns past the output's), image by
 // image ([Bn, O, OH rows]) or, `merged`, every image's plane of a channel side by side
-// ([O, Bn, rows]: the plane's rows, or only the output's when the product skips the rest).
+// ([O, Bn, plane rows]: zero rows below the output's too).
 static int dy_grid(LowerContext& cx, const Node& n, int g_buf, const ConvShape& c, const Phases& ph, bool merged) {
-  int64_t per_plane = merged ? grid_runs(c.OH, ph.cols, ph.rows).run : c.OH * ph.cols, rows = per_plane / ph.cols;
+  int64_t rows = merged ? ph.rows : c.OH, per_plane = rows * ph.cols;
   int grid = cx.new_buffer(n.result()->name + ".dy_grid", {DType::f32, {c.Bn * c.O * per_plane}}, BufKind::Temp);
   KernelBuilder kp("conv2d_weight_grad_dy", cx.origin(n));
   loop_nest(kp, {c.Bn * c.O}, [&](const std::vector<E>& i) {
@@ -274,9 +272,7 @@ static void weight_grad_lines(LowerContext& cx, const Node& n, const std::vector
   int partial = partials ? cx.new_buffer(n.result()->name + ".partial", {DType::f32, {c.Bn, c.O, N}}, BufKind::Temp) : out;
   Gemm gm;
   gm.a = grid, gm.b = image, gm.c = partial, gm.M = c.O, gm.N = N, gm.tb = true;
-  GridRuns runs = grid_runs(c.OH, ph.cols, ph.rows);
-  gm.K = merged ? c.Bn * runs.run : c.OH * ph.cols;
-  if (merged && runs.gap) gm.b_run = runs.run, gm.b_gap = runs.gap;
+  gm.K = merged ? c.Bn * plane : c.OH * ph.cols;
   if (!merged)
     for (int64_t b = 0; b < c.Bn; ++b) gm.a_offsets.push_back(b * c.O * gm.K), gm.b_offsets.push_back(b * c.C * P * plane);
   gm.b_lines = merged ? tap_lines(c, ph, P * c.Bn * plane, c.Bn * plane) : tap_lines(c, ph, P * plane, plane);

@@ -19,9 +19,6 @@ constexpr int64_t kSubpixelChannels = 8;
 constexpr int64_t kPackedRows = 64;
 constexpr int64_t kNarrowGrid = 256;
 
-// The shortest run of grid columns between skipped rows: a vector of the widest host.
-constexpr int64_t kMinRun = 16;
-
 // Partial weight gradients of every image up to this size stay in cache until they are summed.
 constexpr int64_t kPartialBytes = 1 << 20;
 
@@ -36,11 +33,6 @@ int64_t Phases::phase(const ConvShape& c, int64_t kh, int64_t kw) const {
 
 int64_t Phases::shift(const ConvShape& c, int64_t kh, int64_t kw) const {
   return kh * c.d[0] / s[0] * cols + kw * c.d[1] / s[1];
-}
-
-GridRuns grid_runs(int64_t rows, int64_t cols, int64_t plane_rows) {
-  if (rows >= plane_rows || rows * cols < kMinRun) return {plane_rows * cols, 0};
-  return {rows * cols, (plane_rows - rows) * cols};
 }
 
 int64_t SubpixelAxis::padded() const { return std::max(outputs(0) + first(s - 1), in) + taps - 1; }

@@ -44,14 +44,6 @@ struct SubpixelAxis {
   int64_t padded() const;
 };
 
-/// A merged grid's image parts (planes side by side): each keeps the first `rows` of its
-/// plane's rows, where its outputs are, and skips the rest (kir::Gemm::b_run), unless a part
-/// would be shorter than a vector. `run`: the grid columns of an image; `gap`: those skipped.
-struct GridRuns {
-  int64_t run, gap;
-};
-GridRuns grid_runs(int64_t rows, int64_t cols, int64_t plane_rows);
-
 enum class ConvPath {
   loops,         ///< plain loop nests: any dtype, groups, operands computed where read
   lines,         ///< one product per image over the phase planes' tap lines (nothing gathered)

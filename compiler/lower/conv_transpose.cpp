@@ -202,13 +202,10 @@ static void conv_transpose2d_subpixel(LowerContext& cx, const Node& n, const std
   SubpixelAxis ah(c.s[0], c.p[0], c.KH, c.OH, c.H), aw(c.s[1], c.p[1], c.KW, c.OW, c.W);
   SubpixelPlanes L = subpixel_planes(c, ah, aw, merged);
   int64_t Ci = c.O, Co = c.C, P = ah.s * aw.s;
-  // A merged grid keeps the rows of a plane that hold outputs (those of phase 0, the most).
-  GridRuns runs = merged ? grid_runs(ah.outputs(0), L.cols, L.rows) : GridRuns{L.plane(), 0};
   Gemm gm;
   gm.b = subpixel_input(cx, n, cx.materialized(xs[0]), c, ah, aw, L, merged);
   gm.a = phase_weights(cx, n, cx.materialized(xs[1]), c, ah, aw), gm.M = Co, gm.K = Ci * ah.taps * aw.taps;
-  gm.N = (merged ? (c.Bn - 1) * runs.run : 0) + (ah.outputs(0) - 1) * L.cols + aw.outputs(0);
-  if (runs.gap) gm.b_run = runs.run, gm.b_gap = runs.gap;
+  gm.N = (merged ? (c.Bn - 1) * L.plane() : 0) + (ah.outputs(0) - 1) * L.cols + aw.outputs(0);
   for (int64_t b = 0; b < (merged ? 1 : c.Bn); ++b)
     for (int64_t r = 0; r < P; ++r) {
       gm.a_offsets.push_back(r * Co * gm.K);
@@ -221,7 +218,7 @@ static void conv_transpose2d_subpixel(LowerContext& cx, const Node& n, const std
   emit_product(cx, n, "conv_transpose2d", gm);
   // Where image b's phase r of channel co starts in the grid.
   auto grid_at = [&](E b, int64_t r, E co) {
-    if (merged) return add(mul(add(int_(r * Co), co), int_(gm.N)), mul(b, int_(runs.run)));
+    if (merged) return add(mul(add(int_(r * Co), co), int_(gm.N)), mul(b, int_(L.plane())));
     return mul(add(mul(add(mul(b, int_(P)), int_(r)), int_(Co)), co), int_(gm.N));
   };
   interleave_phases(cx, n, xs, out, gm.c, c, ah, aw, L.cols, merged, grid_at);

@@ -211,7 +211,7 @@ std::string print(const Program& p, const Kernel& k) {
     const Gemm& g = *k.gemm;
     out += fmt::format("      gemm %{}[{}x{}] = %{}{} x %{}{}{} (K {}, {} batch{}), {}\n", p.buffers[g.c].name, g.M, g.N,
                        p.buffers[g.a].name, g.ta ? "^T" : "", p.buffers[g.b].name, g.tb ? "^T" : "",
-                       lines_text(g.b_lines) + (g.b_run ? fmt::format(" runs of {} skipping {}", g.b_run, g.b_gap) : ""), g.K, g.batches(),
+                       lines_text(g.b_lines), g.K, g.batches(),
                        g.batches() == 1 ? "" : "es", g.column_block ? fmt::format("columns p*{}", g.column_block)
                        : g.row_block ? fmt::format("rows p*{}, then the body for p", g.row_block) : "rows p");
   }

@@ -107,11 +107,6 @@ struct Gemm {
   /// is the image itself from that tap on, on a grid as wide as the (padded) image, so no
   /// pixel is gathered (the grid's columns past the output width are computed and dropped).
   std::vector<int64_t> b_lines;
-  /// When set, B's columns (a transposed B's rows) come in runs of b_run, each followed by
-  /// b_gap elements the product skips: column j sits at j + b_gap * (j / b_run) of its line.
-  /// Planes side by side whose last rows only reach into as taps drop those rows from the
-  /// grid so. A run is at least a vector (16 lanes) long.
-  int64_t b_run = 0, b_gap = 0;
   /// 0: the kernel's p counts rows (of all batches), each call computes rows [lo, hi) of C.
   /// Otherwise p counts blocks of this many columns and a call computes columns
   /// [lo * column_block, hi * column_block) of every row: for few rows, where splitting rows
