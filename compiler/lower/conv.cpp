@@ -85,20 +85,25 @@ void conv2d(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out
 
 // The kernel covers the whole image (a 1 x 1 output): out (Bn x O) = x (Bn x C*H*W) times w
 // (O x C*H*W) transposed, one product for every image; bias and epilogue ride in the store.
+// One output channel (a discriminator's logit) computes out transposed, w times the images
+// transposed: a tile of one row and every image's column, not one column of the tile's 32.
 static void conv2d_dense(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out, const ConvShape& c) {
+  bool row = c.O == 1;
+  int x = cx.materialized(xs[0]), w = cx.materialized(xs[1]);
   Gemm gm;
-  gm.a = cx.materialized(xs[0]), gm.b = cx.materialized(xs[1]), gm.c = out, gm.M = c.Bn, gm.N = c.O, gm.K = c.C * c.H * c.W, gm.tb = true;
+  gm.a = row ? w : x, gm.b = row ? x : w, gm.c = out, gm.M = row ? 1 : c.Bn, gm.N = row ? c.Bn : c.O, gm.K = c.C * c.H * c.W, gm.tb = true;
   KernelBuilder kb("conv2d", cx.origin(n));
   kb.k.gemm = gm;
-  int o = kb.new_var("o");
-  loop_nest(kb, {c.Bn}, [&](const std::vector<E>& b) {
+  int j = kb.new_var("j");
+  loop_nest(kb, {gm.M}, [&](const std::vector<E>& p) {
     if (xs.size() == 2 && !cx.has_epilogue(n)) return std::vector<Stmt>{};
-    E at = add(mul(b[0], int_(c.O)), kb.v(o)), v = cx.ld(out, at);
-    if (xs.size() == 3) v = add(v, cx.ld(xs[2], kb.v(o)));
-    return std::vector<Stmt>{for_(o, 0, c.O, {store(out, at, cx.epilogue(n, v, {b[0], kb.v(o), int_(0), int_(0)}))})};
+    E b = row ? kb.v(j) : p[0], o = row ? int_(0) : kb.v(j);
+    E at = add(mul(b, int_(c.O)), o), v = cx.ld(out, at);
+    if (xs.size() == 3) v = add(v, cx.ld(xs[2], o));
+    return std::vector<Stmt>{for_(j, 0, gm.N, {store(out, at, cx.epilogue(n, v, {b, o, int_(0), int_(0)}))})};
   }, 1);
-  kb.k.grain = grain_of(kGrainFlops, c.O * gm.K);
-  kb.k.parallel = c.Bn > kb.k.grain;
+  kb.k.grain = grain_of(kGrainFlops, gm.N * gm.K);
+  kb.k.parallel = gm.M > kb.k.grain;
   cx.emit(std::move(kb));
 }
 

@@ -231,23 +231,24 @@ static void conv_transpose2d_subpixel(LowerContext& cx, const Node& n, const std
 }
 
 // wp[phase (rh, rw)][co][(ci, jh, jw)] = w[ci, co, ah.tap(rh, jh), aw.tap(rw, jw)], zero past
-// the kernel.
+// the kernel. An input channel's taps are read together (one cache line): a loop over the
+// input channels for each tap read lines Co * KH * KW floats apart, which share cache sets.
 static int phase_weights(LowerContext& cx, const Node& n, int w_buf, const ConvShape& c, const SubpixelAxis& ah, const SubpixelAxis& aw) {
   int64_t Ci = c.O, Co = c.C, taps = ah.taps * aw.taps, K = Ci * taps;
   int wp = cx.new_buffer(n.result()->name + ".phase_weights", {DType::f32, {ah.s * aw.s, Co, K}}, BufKind::Temp);
   KernelBuilder kw("conv_transpose2d_weights", cx.origin(n));
   int ci = kw.new_var("ci");
   loop_nest(kw, {Co}, [&](const std::vector<E>& co) {
-    std::vector<Stmt> body;
+    std::vector<Stmt> taps_of_ci;
     for (int64_t r = 0; r < ah.s * aw.s; ++r)
       for (int64_t j = 0; j < taps; ++j) {
         int64_t th = ah.tap(r / aw.s, j / aw.taps), tw = aw.tap(r % aw.s, j % aw.taps);
         E at = add(mul(add(int_(r * Co), co[0]), int_(K)), add(mul(kw.v(ci), int_(taps)), int_(j)));
         E from = add(mul(add(mul(kw.v(ci), int_(Co)), co[0]), int_(c.KH * c.KW)), int_(th * c.KW + tw));
-        body.push_back(for_(ci, 0, Ci, {store(wp, at, th < c.KH && tw < c.KW ? cx.ld(w_buf, from) : zero_of(DType::f32))}));
+        taps_of_ci.push_back(store(wp, at, th < c.KH && tw < c.KW ? cx.ld(w_buf, from) : zero_of(DType::f32)));
       }
-    return body;
-  });
+    return std::vector<Stmt>{for_(ci, 0, Ci, taps_of_ci)};
+  }, std::max<int64_t>(1, 16384 / (ah.s * aw.s * K)));
   cx.emit(std::move(kw));
   return wp;
 }

@@ -57,10 +57,41 @@ E scalar(const Node& n, const std::vector<E>& x, DType out) {
   throw std::logic_error(fmt::format("no scalar formula for {}", n.info().name));
 }
 
+// Marks the axes of n's result that a broadcast read in n's fused tree indexes by; every
+// other read goes through the flat index (node_value), as do reads below a reshape.
+static void indexed_axes(LowerContext& cx, const Node& n, std::vector<bool>& used) {
+  if (n.op == Op::reshape || n.op == Op::flatten) return;
+  const Dims& D = n.result()->type.dims;
+  for (const Value* x : n.operands) {
+    const Dims& d = x->type.dims;
+    int id = cx.in(x);
+    if (d == D && id < 0) indexed_axes(cx, *cx.pseudo_node[static_cast<size_t>(-id - 1)], used);
+    if (d == D || numel(x->type) == 1) continue;
+    size_t lead = D.size() - d.size();
+    for (size_t j = 0; j < d.size(); ++j) used[lead + j] = used[lead + j] || d[j] != 1;
+  }
+}
+
+// The result's trailing axes that no broadcast indexes by run as one loop: a plane of 7 x 7
+// as one loop of 49 (LLVM left loops of 7 scalar), a whole image when nothing broadcasts.
+// Their indices are still given (div/rem of the inner loop), for any read that asks.
 void elementwise(LowerContext& cx, const Node& n, const std::vector<int>&, int out) {
-  const Type& ot = n.result()->type;
-  cx.map_kernel(std::string(n.info().name), cx.origin(n), out, ot.dims,
-                [&](const std::vector<E>& idx) { return cx.node_value(n, &idx, offset(idx, ot.dims)); });
+  const Dims& D = n.result()->type.dims;
+  std::vector<bool> used(D.size(), false);
+  indexed_axes(cx, n, used);
+  size_t keep = D.size();
+  while (keep > 1 && !used[keep - 1]) --keep;
+  Dims loops(D.begin(), D.begin() + static_cast<long>(keep));
+  if (keep < D.size()) loops.push_back(*checked_numel(Dims(D.begin() + static_cast<long>(keep), D.end())));
+  cx.map_kernel(std::string(n.info().name), cx.origin(n), out, loops, [&](const std::vector<E>& idx) {
+    std::vector<E> multi(idx.begin(), idx.begin() + static_cast<long>(keep));
+    int64_t inner = keep < D.size() ? loops.back() : 1;
+    for (size_t a = keep; a < D.size(); ++a) {
+      inner /= D[a];
+      multi.push_back(bin(Bin::rem, bin(Bin::div, idx[keep], int_(inner)), int_(D[a])));
+    }
+    return cx.node_value(n, &multi, offset(idx, loops));
+  });
 }
 
 }  // namespace stag::lowering

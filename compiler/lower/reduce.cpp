@@ -87,7 +87,11 @@ static void reduce_loops(LowerContext& cx, const Node& n, int x, int out, const 
     for (auto& s : loop) stmts.push_back(std::move(s));
     stmts.push_back(store(out, offset(kidx, kept), result));
     return stmts;
-  }, 256);
+  });
+  // Each output element reads all of its reduced elements: a thread's share counts them.
+  int64_t inner = *checked_numel(kept) / std::max<int64_t>(1, kept.empty() ? 1 : kept[0]);
+  kb.k.grain = grain_of(kGrainElements, inner * *checked_numel(reduced));
+  kb.k.parallel = kb.k.extent > kb.k.grain;
   cx.emit(std::move(kb));
 }
 

@@ -199,6 +199,9 @@ TEST_CASE("convolutions read their image's phase planes through lines, unless th
   // A kernel covering the whole image (the DCGAN discriminator's last layer): one plain product.
   CHECK_FALSE(check_conv({64, 128, 7, 7, 1, 7, 7, {1, 1}, {0, 0}, {1, 1}, false, false}, 2));
   CHECK_FALSE(check_conv({5, 3, 4, 3, 9, 4, 3, {2, 3}, {0, 0}, {1, 1}, true, true}, 1));
+  // One output channel: the product's one row holds every image (bias and epilogue still ride).
+  CHECK_FALSE(check_conv({5, 3, 4, 3, 1, 4, 3, {2, 3}, {0, 0}, {1, 1}, true, true}, 2));
+  CHECK_FALSE(check_conv({37, 2, 5, 5, 1, 5, 5, {1, 1}, {0, 0}, {1, 1}, false, false}, 1));
   // A stride past the kernel (phases no tap reads).
   CHECK(check_conv({2, 3, 17, 16, 5, 2, 2, {4, 4}, {0, 0}, {1, 1}, true, false}, 1));
   // A kernel as wide as the image: the grid would waste most columns, so patches are gathered.

@@ -122,3 +122,42 @@ TEST_CASE("a loop marked vectorized is vectorized by LLVM, however short", "[cod
   CHECK(ir.find("llvm.loop.isvectorized") != std::string::npos);
   CHECK(ir.find("llvm.loop.vectorize.enable") == std::string::npos);  // taken up, nothing to warn about
 }
+
+TEST_CASE("elementwise kernels run a plane's unbroadcast axes as one loop and match the reference", "[codegen]") {
+  // Odd sizes; operands broadcast along the channel, along the row, and not at all; a batch
+  // norm whose plane is one loop; a reshape below the chain (read through its flat index);
+  // sums of a fused chain around the channel axis.
+  auto g = parse_verified(R"(graph planes {
+  %x: f32[3,5,7,9] = random_normal(seed=1)
+  %y: f32[3,5,7,9] = random_normal(seed=2)
+  %c: f32[1,5,1,1] = random_uniform(seed=3)
+  %r: f32[7,1] = random_uniform(seed=4)
+  %w: f32[5] = random_uniform(seed=5)
+  %b: f32[5] = random_normal(seed=6)
+  %f: f32[3,5,63] = random_normal(seed=7)
+  %fr: f32[3,5,7,9] = reshape(%f, shape=[3,5,7,9])
+  %s: f32[3,5,7,9] = add(%x, %y)
+  %m: f32[3,5,7,9] = mul(%s, %c)
+  %t: f32[3,5,7,9] = tanh(%m)
+  %p: f32[3,5,7,9] = sub(%x, %fr)
+  %q: f32[3,5,7,9] = mul(%p, %r)
+  %c5: f32[5] = random_uniform(seed=8)
+  %v5: f32[5] = random_uniform(low=0.5, high=1.5, seed=9)
+  %n: f32[3,5,7,9], %mean: f32[5], %var: f32[5] = batch_norm(%x, %w, %b, %c5, %v5, training=true)
+  %l: f32[3,5,7,9] = leaky_relu(%n, alpha=0.2)
+  %sm: f32[1,5,1,1] = sum(%m, axes=[0,2,3], keepdims=true)
+  %mq: f32[5] = mean(%q, axes=[0,2,3])
+  output t = %t
+  output q = %q
+  output sm = %sm
+  output mq = %mq
+  output l = %l
+  output mean = %mean
+}
+)", "planes.ir");
+  kir::Program p = lower(*g);
+  std::string text = kir::print(p);
+  CHECK(text.find("0..315 {") != std::string::npos);  // nothing broadcast: an image's 5 x 7 x 9 elements
+  CHECK(text.find("0..63 {") != std::string::npos);   // broadcast along the channel: a 7 x 9 plane
+  compare_compiled_with_reference(*g, kF32);
+}
