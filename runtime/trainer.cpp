@@ -772,9 +772,11 @@ void TrainingRun::start() {
   // A resumed run continues its logs; a fresh one starts them afresh.
   if (!s_.log.empty()) user_log_.emplace(s_.log, s_.resume.empty());
   if (folder_) folder_log_.emplace(folder_->log(), s_.resume.empty());
-  fmt::print("training {} on {}: {} train / {} validation examples, batch {}, {} steps an epoch, {} threads\n",
+  // How examples are drawn changes what the scores mean, so the first line says it.
+  std::string order = s_.balance_classes ? ", classes balanced by sampling" : s_.shuffle ? "" : ", in the data's order";
+  fmt::print("training {} on {}: {} train / {} validation examples, batch {}, {} steps an epoch, {} threads{}\n",
              model_.manifest().model, s_.data, split_.train.size(), split_.validation.size(), batch_, steps_per_epoch_,
-             stag_get_num_threads());
+             stag_get_num_threads(), order);
   if (data_.chars && !split_.validation.empty()) print_bigram_baseline();
   if (data_.fixed_split && data_.has_test) print_majority_baseline();
 }

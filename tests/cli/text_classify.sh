@@ -54,6 +54,7 @@ expect "tokenizer 'bpe:10': expected words:VOCAB_SIZE or sentencepiece:VOCAB_SIZ
 
 # Class-balanced sampling: a setting of the run (run.json), and an error for a language model's labels.
 train "$models/bow_logreg.stag" --balance-classes --run-dir balanced
+expect "^training bow_logreg on fortune-topics: .* threads, classes balanced by sampling$"
 grep -q '"balance_classes": 1' balanced/run.json || { cat balanced/run.json; fail "run.json does not record --balance-classes"; }
 "$stag" train "$models/char_rnn.stag" --balance-classes --no-save --max-steps 1 --validation 0.01 >"$tmp/out" 2>&1
 [ $? -eq 1 ] || { cat "$tmp/out"; fail "--balance-classes on a language model is not an error"; }

@@ -56,6 +56,7 @@ grep -q "(early stop: best epoch 1)" d0.out && { cat d0.out; fail "without --min
 
 # --no-shuffle: the same seed in the file's order takes other steps; run.json says so.
 "$stag" "${run[@]}" --no-shuffle --run-dir s1 >s1.out 2>&1 || { cat s1.out; fail "--no-shuffle failed"; }
+grep -q "2 threads, in the data's order" s1.out || { cat s1.out; fail "the first line does not say --no-shuffle"; }
 grep -q '"shuffle": 0' s1/run.json || { cat s1/run.json; fail "run.json does not record --no-shuffle"; }
 cmp -s <(steps s1/log.jsonl) <(steps d0/log.jsonl) && fail "--no-shuffle took the shuffled run's steps"
 "$stag" "${run[@]}" --no-shuffle --run-dir s2 >s2.out 2>&1 || { cat s2.out; fail "the second --no-shuffle run failed"; }
