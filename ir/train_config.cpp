@@ -22,44 +22,46 @@ const T* get(const Graph& g, const char* key) {
   return a ? std::get_if<T>(a) : nullptr;
 }
 
-constexpr std::pair<const char*, double TrainConfig::*> kNumbers[] = {
-    {"train.lr", &TrainConfig::lr},
-    {"train.weight_decay", &TrainConfig::weight_decay},
-    {"train.momentum", &TrainConfig::momentum},
-    {"train.dampening", &TrainConfig::dampening},
-    {"train.alpha", &TrainConfig::alpha},
-    {"train.lr_decay", &TrainConfig::lr_decay},
-    {"train.initial_accumulator_value", &TrainConfig::initial_accumulator_value},
-    {"train.l1", &TrainConfig::l1},
-    {"train.grad_clip", &TrainConfig::grad_clip},
-    {"train.grad_clip_value", &TrainConfig::grad_clip_value},
+constexpr std::pair<const char*, double OptimizerConfig::*> kNumbers[] = {
+    {"train.weight_decay", &OptimizerConfig::weight_decay},
+    {"train.momentum", &OptimizerConfig::momentum},
+    {"train.dampening", &OptimizerConfig::dampening},
+    {"train.eps", &OptimizerConfig::eps},
+    {"train.alpha", &OptimizerConfig::alpha},
+    {"train.lr_decay", &OptimizerConfig::lr_decay},
+    {"train.initial_accumulator_value", &OptimizerConfig::initial_accumulator},
+    {"train.l1", &OptimizerConfig::l1},
+    {"train.grad_clip", &OptimizerConfig::clip_norm},
+    {"train.grad_clip_value", &OptimizerConfig::clip_value},
 };
 
-constexpr std::pair<const char*, bool TrainConfig::*> kFlags[] = {
-    {"train.nesterov", &TrainConfig::nesterov},
-    {"train.centered", &TrainConfig::centered},
+constexpr std::pair<const char*, bool OptimizerConfig::*> kFlags[] = {
+    {"train.nesterov", &OptimizerConfig::nesterov},
+    {"train.centered", &OptimizerConfig::centered},
 };
 
-constexpr std::pair<const char*, std::string TrainConfig::*> kTexts[] = {
-    {"train.optimizer", &TrainConfig::optimizer},
-    {"train.schedule", &TrainConfig::schedule},
-};
+OptimizerConfig optimizer_config(const Graph& g) {
+  OptimizerConfig c;
+  if (const std::string* kind = get<std::string>(g, "train.optimizer")) c.kind = *kind;
+  if (c.kind == "adagrad") c.eps = 1e-10;  // torch.optim's defaults differ by optimizer
+  for (auto [key, member] : kNumbers)
+    if (auto v = number(g, key)) c.*member = *v;
+  for (auto [key, member] : kFlags)
+    if (const bool* v = get<bool>(g, key)) c.*member = *v;
+  if (const Floats* betas = get<Floats>(g, "train.betas"); betas && betas->size() == 2) {
+    c.beta1 = (*betas)[0];
+    c.beta2 = (*betas)[1];
+  }
+  return c;
+}
 
 }  // namespace
 
 TrainConfig train_config(const Graph& g) {
   TrainConfig c;
-  for (auto [key, member] : kNumbers)
-    if (auto v = number(g, key)) c.*member = *v;
-  for (auto [key, member] : kFlags)
-    if (const bool* v = get<bool>(g, key)) c.*member = *v;
-  for (auto [key, member] : kTexts)
-    if (const std::string* v = get<std::string>(g, key)) c.*member = *v;
-  if (const Floats* betas = get<Floats>(g, "train.betas"); betas && betas->size() == 2) {
-    c.beta1 = (*betas)[0];
-    c.beta2 = (*betas)[1];
-  }
-  c.eps = number(g, "train.eps");
+  c.optimizer = optimizer_config(g);
+  if (auto v = number(g, "train.lr")) c.lr = *v;
+  if (const std::string* v = get<std::string>(g, "train.schedule")) c.schedule = *v;
   if (auto v = number(g, "train.epochs")) c.epochs = static_cast<int64_t>(*v);
   if (const std::string* v = get<std::string>(g, "train.data")) c.data = *v;
   return c;

@@ -257,17 +257,21 @@ void forward_batches(Model& model, const BatchPlan& plan, Use use) {
 // A full batch: the last one is padded to the compiled batch size.
 bool is_full(const Batch& batch) { return batch.size == batch.features.shape()[0]; }
 
-// The model's own `metric NAME` outputs but accuracy (which the trainer computes from the logits
-// for every example), each averaged over the full batches: a padded batch's value would count
-// the padding.
+// The model's own `metric NAME` outputs (output index, NAME), but accuracy, which the trainer
+// computes from the logits for every example.
+std::vector<std::pair<int, std::string>> own_metrics(const FunctionSpec& f) {
+  std::vector<std::pair<int, std::string>> out;
+  for (size_t i = 0; i < f.outputs.size(); ++i)
+    if (f.outputs[i].name.starts_with("metric.") && f.outputs[i].name != "metric.accuracy")
+      out.emplace_back(static_cast<int>(i), f.outputs[i].name.substr(7));
+  return out;
+}
+
+// The model's own metrics, each averaged over the full batches: a padded batch's value would
+// count the padding.
 class CustomMetrics {
  public:
-  explicit CustomMetrics(const FunctionSpec& f) {
-    for (size_t i = 0; i < f.outputs.size(); ++i)
-      if (f.outputs[i].name.starts_with("metric.") && f.outputs[i].name != "metric.accuracy")
-        outputs_.emplace_back(static_cast<int>(i), f.outputs[i].name.substr(7));
-    sums_.assign(outputs_.size(), 0.0);
-  }
+  explicit CustomMetrics(const FunctionSpec& f) : outputs_(own_metrics(f)), sums_(outputs_.size(), 0.0) {}
 
   void add(const Batch& batch, const std::vector<Tensor>& out) {
     if (!is_full(batch)) return;
@@ -569,8 +573,7 @@ constexpr const char* kTrainerMeasures[] = {"val_loss", "val_accuracy", "val_mac
 // The validation measures a model has: the trainer's own and its `metric NAME` outputs.
 std::vector<std::string> monitorable(const Manifest& m) {
   std::vector<std::string> names(std::begin(kTrainerMeasures), std::end(kTrainerMeasures));
-  for (const auto& o : m.function("forward").outputs)
-    if (o.name.starts_with("metric.") && o.name != "metric.accuracy") names.push_back("val_" + o.name.substr(7));
+  for (const auto& metric : own_metrics(m.function("forward"))) names.push_back("val_" + metric.second);
   return names;
 }
 
@@ -643,7 +646,7 @@ LogRecord settings_record(const TrainSettings& s) {
 // step), so the state a checkpoint saves is all a resumed run needs to repeat this one.
 class TrainingRun {
  public:
-  TrainingRun(Model& model, const TrainSettings& s, Data data);
+  TrainingRun(Model& model, const TrainSettings& s, Data data, LrPlan lr);
   /// Trains to the end (epochs, --max-steps or early stopping); throws StopRequested after
   /// saving when SIGINT or SIGTERM asked to stop. Returns what train() returns.
   double run();
@@ -703,7 +706,7 @@ int64_t classes_in(const Model& model, const Dataset& train) {
   return n;
 }
 
-TrainingRun::TrainingRun(Model& model, const TrainSettings& s, Data data)
+TrainingRun::TrainingRun(Model& model, const TrainSettings& s, Data data, LrPlan lr)
     : model_(model),
       s_(s),
       step_fn_(model.manifest().function("train_step")),
@@ -718,7 +721,7 @@ TrainingRun::TrainingRun(Model& model, const TrainSettings& s, Data data)
       loader_(data_.train, split_.train, train_loader(batch_, s), s.seed),
       val_plan_(data_.train, split_.validation, eval_opts_, s.seed),
       steps_per_epoch_(loader_.plan().batches_per_epoch()),
-      lr_(plan_lr(s.schedule, s.lr, maximizes(s))),
+      lr_(std::move(lr)),
       early_(make_early_stopping(s)) {
   if (steps_per_epoch_ == 0)
     throw Error(fmt::format("the training split has {} examples, fewer than one batch of {}", split_.train.size(), batch_));
@@ -960,7 +963,7 @@ double train(Model& model, const TrainSettings& s, DataPreload* preload) {
   StopSignalScope signals;
   if (s.threads > 0) stag_set_num_threads(s.threads);
   check_monitor(model.manifest(), s);
-  plan_lr(s.schedule, s.lr, maximizes(s));  // a bad schedule fails before the data loads
+  LrPlan lr = plan_lr(s.schedule, s.lr, maximizes(s));  // a bad schedule fails before the data loads
   const FunctionSpec& step_fn = model.manifest().function("train_step");
   if (output_index(step_fn, "loss") < 0) throw Error("the train step has no 'loss' output");
   const BufferSpec& features = step_fn.inputs[map_inputs(step_fn).features];
@@ -968,7 +971,7 @@ double train(Model& model, const TrainSettings& s, DataPreload* preload) {
   bool preloaded = preload && preload->source() == s.data && !reads_text(features) && preload->state_->data.valid();
   Data data = preloaded ? preload->state_->data.get() : load_data(s.data, step_fn, vocabulary_of(model), s.tokenizer, s.seed, nullptr);
   check_shape(features, data.train, "training");
-  TrainingRun run(model, s, std::move(data));
+  TrainingRun run(model, s, std::move(data), std::move(lr));
   return run.run();
 }
 

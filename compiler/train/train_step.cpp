@@ -10,27 +10,7 @@
 
 namespace stag {
 
-OptimizerConfig optimizer_from_attrs(const Graph& g) {
-  TrainConfig t = train_config(g);
-  OptimizerConfig c;
-  c.kind = t.optimizer;
-  // torch.optim's defaults differ by optimizer.
-  c.eps = t.eps.value_or(c.kind == "adagrad" ? 1e-10 : c.eps);
-  c.weight_decay = t.weight_decay;
-  c.momentum = t.momentum;
-  c.dampening = t.dampening;
-  c.nesterov = t.nesterov;
-  c.beta1 = t.beta1;
-  c.beta2 = t.beta2;
-  c.alpha = t.alpha;
-  c.centered = t.centered;
-  c.lr_decay = t.lr_decay;
-  c.initial_accumulator = t.initial_accumulator_value;
-  c.l1 = t.l1;
-  c.clip_norm = t.grad_clip;
-  c.clip_value = t.grad_clip_value;
-  return c;
-}
+OptimizerConfig optimizer_from_attrs(const Graph& g) { return train_config(g).optimizer; }
 
 std::unique_ptr<Graph> build_train_step(const Graph& training_graph, const OptimizerConfig& optimizer,
                                         Diagnostics& diags) {
