@@ -35,10 +35,10 @@ std::string box_key(const Node& n, const dot::Place& p) {
   return fmt::format("@{}:{}", n.loc.line, n.loc.col);
 }
 
-// A box's first line: the layer, the model-level expression's op, or the input.
+// A box's first line: the layer, the model-level expression's op and line:column, or the input.
 std::string box_title(const Node& n, const std::string& key, Phase phase, const std::string& forward_title) {
   std::string base = !forward_title.empty() ? forward_title
-                     : key[0] == '@'        ? std::string(n.info().name)
+                     : key[0] == '@'        ? fmt::format("{} at {}", n.info().name, key.substr(1))
                      : key[0] == '%'        ? std::string(n.info().name) + " " + key
                                             : key;
   return phase == Phase::forward || key == "optimizer" ? base : base + " " + dot::phase_name(phase);
@@ -92,11 +92,13 @@ void assign_rows(const Graph& g, const dot::Places& places, Boxes& b) {
   }
 }
 
-// Each kernel counts in the box that holds most of its nodes.
+// Each kernel counts in the box that holds most of its nodes; one that writes an update, in the
+// box of the update's value.
 void count_kernels(const Graph& g, const std::vector<DotCluster>& clusters, Boxes& b) {
   std::unordered_map<std::string, int> box_of_value;
   for (const auto& n : g.nodes)
     for (const auto& r : n->results) box_of_value[r->name] = b.box_of[n.get()];
+  for (const auto& u : g.updates) box_of_value[u.target->name] = b.box_of[u.value->def];
   for (const auto& c : clusters) {
     std::map<int, int> votes;
     for (const auto& v : c.values)

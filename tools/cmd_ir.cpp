@@ -75,6 +75,13 @@ std::map<std::string, double> kernel_shares(const std::string& path, const std::
   return shares;
 }
 
+// The graph values a kernel computes; for the copy of an update, the parameter it writes.
+std::vector<std::string> drawn_values(const kir::Kernel& k) {
+  constexpr std::string_view kUpdate = "update %";
+  if (k.nodes.empty() && k.origin.rfind(kUpdate, 0) == 0) return {k.origin.substr(kUpdate.size())};
+  return k.nodes;
+}
+
 // A cluster per kernel of `function`, titled with its name and, from a profile, its share.
 std::vector<DotCluster> kernel_clusters(const kir::Program& program, const std::string& function, const std::string& profile) {
   auto shares = profile.empty() ? std::map<std::string, double>{} : kernel_shares(profile, function);
@@ -84,7 +91,7 @@ std::vector<DotCluster> kernel_clusters(const kir::Program& program, const std::
       for (const auto& k : f.kernels) {
         auto it = shares.find(k.name);
         std::string share = it == shares.end() ? "" : fmt::format("\n{:.1f}% of {}", 100 * it->second, function);
-        clusters.push_back({"kernel " + k.name + share, k.nodes, it == shares.end() ? 0 : it->second});
+        clusters.push_back({"kernel " + k.name + share, drawn_values(k), it == shares.end() ? 0 : it->second});
         if (it != shares.end()) shares.erase(it);
       }
   // A kernel the program lacks: the trace is of another model, or of other passes.
