@@ -25,6 +25,11 @@ NodeSet forward_nodes(const Graph& g) {
   return seen;
 }
 
+// A parameter of the model itself (ViT's `cls_token`), a layer of its own.
+bool model_parameter(const Node& n, const NodeSet& forward) {
+  return n.op == Op::parameter && n.loc.scope.empty() && forward.count(&n);
+}
+
 Phase phase_of(const Node& n, const NodeSet& forward) {
   if (forward.count(&n) || (n.op == Op::parameter && !n.loc.scope.empty())) return Phase::forward;
   return n.loc.known() ? Phase::backward : Phase::update;
@@ -91,7 +96,7 @@ Places place_nodes(const Graph& g) {
   NodeSet forward = forward_nodes(g);
   Places places;
   for (const auto& n : g.nodes) {
-    places[n.get()] = {phase_of(*n, forward), n->loc.scope};
+    places[n.get()] = {phase_of(*n, forward), model_parameter(*n, forward) ? n->result()->name : n->loc.scope};
   }
   claim_update_nodes(g, places);
   return places;
