@@ -135,9 +135,10 @@ Crossings crossings(const Graph& g, const Boxes& b) {
   for (const auto& n : g.nodes)
     for (const Value* v : n->operands) {
       int from = b.box_of.at(v->def), to = b.box_of.at(n.get());
-      // A layer's parameters feed its own backward and update: no edge says more than the row.
+      // A layer's parameters feed its own backward and update: no edge says more than the row. A
+      // constant one box made and others reuse (autodiff's GELU coefficients) is not dataflow.
       bool own_parameter = v->def->op == Op::parameter && b.boxes[static_cast<size_t>(from)].key == b.boxes[static_cast<size_t>(to)].key;
-      if (from != to && !own_parameter) out[{from, to}].insert(v);
+      if (from != to && !own_parameter && v->def->op != Op::constant) out[{from, to}].insert(v);
     }
   return out;
 }
@@ -176,7 +177,7 @@ std::string to_dot_layers(const Graph& g, const std::vector<DotCluster>& cluster
   Boxes b = box_nodes(g, places);
   assign_rows(g, places, b);
   count_kernels(g, clusters, b);
-  std::string out = dot::graph_header(g.name) + "  nodesep=0.4;\n  ranksep=0.5;\n";
+  std::string out = dot::graph_header(g.name) + "  nodesep=0.4;\n  ranksep=0.5;\n  edge [fontname=\"sans-serif\", fontsize=9];\n";
   for (size_t i = 0; i < b.boxes.size(); ++i)
     out += fmt::format("  b{} [label={}, {}];\n", i, dot::quoted(box_label(b.boxes[i])), box_style(b.boxes[i]));
   out += rows(b);

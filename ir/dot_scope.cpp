@@ -137,8 +137,9 @@ std::pair<std::string, std::vector<Phase>> scope_and_phases(const std::string& n
 std::string to_dot_scope(const Graph& g, const std::string& name, const std::vector<DotCluster>& clusters) {
   auto [scope, phases] = scope_and_phases(name);
   ScopeView view{g, scope, phases, dot::place_nodes(g), {}, dot::graph_header(g.name + " " + name) + "  newrank=true;\n"};
-  // An update is a chain for each parameter, side by side: drawn left to right, they stack.
-  if (phases == std::vector<Phase>{Phase::update}) view.out += "  rankdir=LR;\n";
+  // A layer's update is a chain for each parameter, side by side: drawn left to right, they stack.
+  // (The optimizer's own nodes are one long sum of squares: top to bottom.)
+  if (phases == std::vector<Phase>{Phase::update} && scope != "optimizer") view.out += "  rankdir=LR;\n";
   for (const auto& n : g.nodes)
     if (view.inside(*n)) view.id[n.get()] = static_cast<int>(view.id.size());
   if (view.id.empty())
