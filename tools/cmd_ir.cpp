@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <fstream>
 #include <iostream>
 #include <map>
@@ -124,6 +125,11 @@ std::string dot_text(const IrArgs& args, const Graph& g, const std::vector<DotCl
     }
   }
   if (args.dot_full || g.nodes.size() <= kLargeGraph) return to_dot(g, clusters);
+  bool scoped = std::any_of(g.nodes.begin(), g.nodes.end(), [](const auto& n) { return n->op != Op::parameter && !n->loc.scope.empty(); });
+  if (!scoped) {
+    fmt::print(stderr, "{} has {} nodes but no layers (loc(... in \"LAYER\")): drawn node by node\n", g.name, g.nodes.size());
+    return to_dot(g, clusters);
+  }
   fmt::print(stderr, "{} has {} nodes: drawn by its layers ({}); --dot-scope LAYER draws one in full, --dot-full every node\n",
              g.name, g.nodes.size(), fmt::join(dot_layers(g), ", "));
   return to_dot_layers(g, clusters);
