@@ -115,7 +115,8 @@ std::string plural(int n, const char* what) { return fmt::format("{} {}{}", n, w
 
 std::string box_label(const Box& box) {
   std::string label = box.title + "\n" + plural(box.nodes, "node");
-  if (box.parameters) label += ", " + plural(box.parameters, "parameter");
+  // An update's parameters are the optimizer's state (Adam's moments, the step count).
+  if (box.parameters) label += ", " + plural(box.parameters, box.phase == Phase::forward ? "parameter" : "state tensor");
   if (box.kernels) label += "\n" + plural(box.kernels, "kernel");
   if (box.share > 0) label += fmt::format(", {:.1f}% of the time", 100 * box.share);
   return label;

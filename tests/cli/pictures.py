@@ -289,7 +289,7 @@ def check_layers(svg, ir_path, max_pt, kernel_path=None, function=None):
     nodes, _ = drawn_nodes(root)
     boxes = {}
     for lines, _ in nodes.values():
-        m = re.fullmatch(r"(\d+) nodes?(?:, \d+ parameters?)?", lines[1]) if len(lines) > 1 else None
+        m = re.fullmatch(r"(\d+) nodes?(?:, \d+ (?:parameters?|state tensors?))?", lines[1]) if len(lines) > 1 else None
         if m:
             if lines[0] in boxes:
                 fail(f"the box {lines[0]!r} is drawn twice")
