@@ -94,7 +94,7 @@ struct ScopeView {
       for (const auto& [v, user] : uses) {
         int inner = id.at(incoming ? user : v->def);
         if (drawn.insert({inner, note}).second)
-          out += incoming ? fmt::format("  {} -> n{} [color=gray60];\n", note, inner) : fmt::format("  n{} -> {} [color=gray60];\n", inner, note);
+          out += incoming ? fmt::format("  {} -> n{} [color=gray60];\n", note, inner) : fmt::format("  n{} -> {} [color=gray60, weight=0];\n", inner, note);
       }
     }
     // Where values come from above the layer, where they go below it.
@@ -136,7 +136,7 @@ std::pair<std::string, std::vector<Phase>> scope_and_phases(const std::string& n
 
 std::string to_dot_scope(const Graph& g, const std::string& name, const std::vector<DotCluster>& clusters) {
   auto [scope, phases] = scope_and_phases(name);
-  ScopeView view{g, scope, phases, dot::place_nodes(g), {}, dot::graph_header(g.name + " " + name) + "  newrank=true;\n"};
+  ScopeView view{g, scope, phases, dot::place_nodes(g), {}, dot::graph_header(g.name + " " + name) + "  newrank=true;\n  nodesep=0.15;\n  ranksep=0.3;\n"};
   // A layer's update is a chain for each parameter, side by side: drawn left to right, they stack.
   // (The optimizer's own nodes are one long sum of squares: top to bottom.)
   if (phases == std::vector<Phase>{Phase::update} && scope != "optimizer") view.out += "  rankdir=LR;\n";
