@@ -49,12 +49,15 @@ struct Boxes {
   std::map<std::pair<std::string, Phase>, int> by_key;
   std::unordered_map<const Node*, int> box_of;
 
+  Box& at(int i) { return boxes[static_cast<size_t>(i)]; }
+  const Box& at(int i) const { return boxes[static_cast<size_t>(i)]; }
+
   int box_for(const Node& n, const dot::Place& p) {
     std::string key = box_key(n, p);
     auto [it, fresh] = by_key.emplace(std::pair{key, p.phase}, static_cast<int>(boxes.size()));
     if (fresh) {
       auto fwd = by_key.find({key, Phase::forward});
-      std::string forward_title = fwd == by_key.end() || p.phase == Phase::forward ? "" : boxes[fwd->second].title;
+      std::string forward_title = fwd == by_key.end() || p.phase == Phase::forward ? "" : at(fwd->second).title;
       boxes.push_back({key, p.phase, box_title(n, key, p.phase, forward_title)});
     }
     return it->second;
@@ -67,8 +70,8 @@ Boxes box_nodes(const Graph& g, const dot::Places& places) {
   for (const auto& n : g.nodes) {
     int i = b.box_for(*n, places.at(n.get()));
     b.box_of[n.get()] = i;
-    ++b.boxes[static_cast<size_t>(i)].nodes;
-    if (n->op == Op::parameter) ++b.boxes[static_cast<size_t>(i)].parameters;
+    ++b.at(i).nodes;
+    if (n->op == Op::parameter) ++b.at(i).parameters;
   }
   return b;
 }
@@ -83,12 +86,12 @@ void assign_rows(const Graph& g, const dot::Places& places, Boxes& b) {
       if (places.at(v->def).phase == Phase::forward)
         d = std::max(d, depth[v->def] + (b.box_of[v->def] != b.box_of[n.get()]));
     depth[n.get()] = d;
-    Box& box = b.boxes[static_cast<size_t>(b.box_of[n.get()])];
+    Box& box = b.at(b.box_of[n.get()]);
     if (box.phase == Phase::forward) box.row = std::max(box.row, d);
   }
   for (Box& box : b.boxes) {
     auto fwd = b.by_key.find({box.key, Phase::forward});
-    if (box.phase != Phase::forward) box.row = fwd == b.by_key.end() ? 0 : b.boxes[static_cast<size_t>(fwd->second)].row;
+    if (box.phase != Phase::forward) box.row = fwd == b.by_key.end() ? 0 : b.at(fwd->second).row;
   }
 }
 
@@ -105,7 +108,7 @@ void count_kernels(const Graph& g, const std::vector<DotCluster>& clusters, Boxe
       if (auto it = box_of_value.find(v); it != box_of_value.end()) ++votes[it->second];
     if (votes.empty()) continue;
     auto most = std::max_element(votes.begin(), votes.end(), [](auto& x, auto& y) { return x.second < y.second; });
-    Box& box = b.boxes[static_cast<size_t>(most->first)];
+    Box& box = b.at(most->first);
     ++box.kernels;
     box.share += c.share;
   }
@@ -116,7 +119,8 @@ std::string plural(int n, const char* what) { return fmt::format("{} {}{}", n, w
 std::string box_label(const Box& box) {
   std::string label = box.title + "\n" + plural(box.nodes, "node");
   // An update's parameters are the optimizer's state (Adam's moments, the step count).
-  if (box.parameters) label += ", " + plural(box.parameters, box.phase == Phase::forward ? "parameter" : "state tensor");
+  if (box.parameters)
+    label += ", " + plural(box.parameters, box.phase == Phase::forward ? "parameter" : "state tensor");
   if (box.kernels) label += "\n" + plural(box.kernels, "kernel");
   if (box.share > 0) label += fmt::format(", {:.1f}% of the time", 100 * box.share);
   return label;
@@ -124,7 +128,9 @@ std::string box_label(const Box& box) {
 
 std::string box_style(const Box& box) {
   if (box.key[0] == '%' && box.nodes == 1) return "shape=ellipse";
-  const char* fill = box.phase == Phase::forward ? "aliceblue" : box.phase == Phase::backward ? "mistyrose" : "honeydew";
+  const char* fill = box.phase == Phase::forward    ? "aliceblue"
+                     : box.phase == Phase::backward ? "mistyrose"
+                                                    : "honeydew";
   return fmt::format("shape=box, style=\"rounded,filled\", fillcolor={}", fill);
 }
 
@@ -138,7 +144,7 @@ Crossings crossings(const Graph& g, const Boxes& b) {
       int from = b.box_of.at(v->def), to = b.box_of.at(n.get());
       // A layer's parameters feed its own backward and update: no edge says more than the row. A
       // constant one box made and others reuse (autodiff's GELU coefficients) is not dataflow.
-      bool own_parameter = v->def->op == Op::parameter && b.boxes[static_cast<size_t>(from)].key == b.boxes[static_cast<size_t>(to)].key;
+      bool own_parameter = v->def->op == Op::parameter && b.at(from).key == b.at(to).key;
       if (from != to && !own_parameter && v->def->op != Op::constant) out[{from, to}].insert(v);
     }
   return out;
@@ -146,12 +152,16 @@ Crossings crossings(const Graph& g, const Boxes& b) {
 
 // An edge from box to box, drawn downwards: one that climbs rows is written reversed.
 std::string crossing_edge(const Boxes& b, int from, int to, const std::set<const Value*>& values) {
-  const Box &src = b.boxes[static_cast<size_t>(from)], &dst = b.boxes[static_cast<size_t>(to)];
+  const Box &src = b.at(from), &dst = b.at(to);
   std::string attrs;
-  if (src.phase == Phase::forward && dst.phase != Phase::forward) attrs = "style=dashed, color=gray60";
-  else if (src.phase == Phase::forward && values.size() == 1) attrs = "label=" + dot::quoted(to_string((*values.begin())->type));
-  else if (values.size() > 1) attrs = fmt::format("label=\"{} values\"", values.size());
-  if (src.row > dst.row) return fmt::format("  b{} -> b{} [dir=back{}{}];\n", to, from, attrs.empty() ? "" : ", ", attrs);
+  if (src.phase == Phase::forward && dst.phase != Phase::forward)
+    attrs = "style=dashed, color=gray60";
+  else if (src.phase == Phase::forward && values.size() == 1)
+    attrs = "label=" + dot::quoted(to_string((*values.begin())->type));
+  else if (values.size() > 1)
+    attrs = fmt::format("label=\"{} values\"", values.size());
+  if (src.row > dst.row)
+    return fmt::format("  b{} -> b{} [dir=back{}{}];\n", to, from, attrs.empty() ? "" : ", ", attrs);
   return fmt::format("  b{} -> b{} [{}];\n", from, to, attrs);
 }
 
@@ -166,8 +176,8 @@ std::string rows(const Boxes& b) {
 std::string outputs(const Graph& g, const Boxes& b) {
   std::string out;
   for (size_t i = 0; i < g.outputs.size(); ++i)
-    out += fmt::format("  out{} [label={}, shape=house];\n  b{} -> out{};\n", i, dot::quoted("output\n" + g.outputs[i].name),
-                       b.box_of.at(g.outputs[i].value->def), i);
+    out += fmt::format("  out{} [label={}, shape=house];\n  b{} -> out{};\n", i,
+                       dot::quoted("output\n" + g.outputs[i].name), b.box_of.at(g.outputs[i].value->def), i);
   return out;
 }
 
@@ -178,7 +188,8 @@ std::string to_dot_layers(const Graph& g, const std::vector<DotCluster>& cluster
   Boxes b = box_nodes(g, places);
   assign_rows(g, places, b);
   count_kernels(g, clusters, b);
-  std::string out = dot::graph_header(g.name) + "  nodesep=0.4;\n  ranksep=0.5;\n  edge [fontname=\"sans-serif\", fontsize=9];\n";
+  std::string out =
+      dot::graph_header(g.name) + "  nodesep=0.4;\n  ranksep=0.5;\n  edge [fontname=\"sans-serif\", fontsize=9];\n";
   for (size_t i = 0; i < b.boxes.size(); ++i)
     out += fmt::format("  b{} [label={}, {}];\n", i, dot::quoted(box_label(b.boxes[i])), box_style(b.boxes[i]));
   out += rows(b);
@@ -192,7 +203,8 @@ std::vector<std::string> dot_layers(const Graph& g) {
   bool optimizer = false;
   for (const auto& n : g.nodes) {
     const dot::Place& p = places.at(n.get());
-    if (p.scope.empty()) optimizer |= p.phase == Phase::update;
+    if (p.scope.empty())
+      optimizer |= p.phase == Phase::update;
     else if (std::find(layers.begin(), layers.end(), dot::top_layer(p.scope)) == layers.end())
       layers.push_back(dot::top_layer(p.scope));
   }

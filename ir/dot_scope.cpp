@@ -34,7 +34,8 @@ struct ScopeView {
   // Where a node outside the picture stands, as a note says it: `h.1 forward`, `optimizer`.
   std::string where(const Node& n) const {
     const dot::Place& p = places.at(&n);
-    if (p.scope.empty()) return p.phase == Phase::update ? "optimizer" : std::string("the model ") + dot::phase_name(p.phase);
+    if (p.scope.empty())
+      return p.phase == Phase::update ? "optimizer" : std::string("the model ") + dot::phase_name(p.phase);
     bool same_layer = dot::within(p.scope, scope);
     return (same_layer ? scope : dot::top_layer(p.scope)) + " " + dot::phase_name(p.phase);
   }
@@ -44,7 +45,8 @@ struct ScopeView {
   }
 
   // The phase's nodes as a cluster, the kernels' nodes among them as clusters inside it.
-  void phase_cluster(Phase phase, const std::vector<DotCluster>& clusters, const std::unordered_map<std::string, int>& kernel_of) {
+  void phase_cluster(Phase phase, const std::vector<DotCluster>& clusters,
+                     const std::unordered_map<std::string, int>& kernel_of) {
     std::map<int, std::string> kernels;
     std::string loose;
     for (const auto& n : g.nodes) {
@@ -53,11 +55,12 @@ struct ScopeView {
       (k == kernel_of.end() ? loose : kernels[k->second]) += "      " + node_line(*n);
     }
     if (loose.empty() && kernels.empty()) return;
-    out += fmt::format("  subgraph cluster_{0} {{\n    label={1};\n    style=dashed;\n    color=gray50;\n{2}", dot::phase_name(phase),
-                       dot::quoted(scope + " " + dot::phase_name(phase)), loose);
+    out += fmt::format("  subgraph cluster_{0} {{\n    label={1};\n    style=dashed;\n    color=gray50;\n{2}",
+                       dot::phase_name(phase), dot::quoted(scope + " " + dot::phase_name(phase)), loose);
     for (const auto& [k, body] : kernels)
-      out += fmt::format("    subgraph cluster_k{}_{} {{\n      label={};\n      style=filled;\n      color=lightblue;\n{}    }}\n", k,
-                         dot::phase_name(phase), dot::quoted(clusters[static_cast<size_t>(k)].label), body);
+      out += fmt::format(
+          "    subgraph cluster_k{}_{} {{\n      label={};\n      style=filled;\n      color=lightblue;\n{}    }}\n", k,
+          dot::phase_name(phase), dot::quoted(clusters[static_cast<size_t>(k)].label), body);
     out += "  }\n";
   }
 
@@ -70,9 +73,12 @@ struct ScopeView {
         bool in_def = id.count(v->def), in_use = id.count(n.get());
         if (in_def && in_use) {
           bool across = places.at(v->def).phase != places.at(n.get()).phase;
-          out += fmt::format("  n{} -> n{}{};\n", id.at(v->def), id.at(n.get()), across ? " [constraint=false, color=gray60]" : "");
-        } else if (in_use) from[where(*v->def)].push_back({v, n.get()});
-        else if (in_def) to[where(*n)].push_back({v, n.get()});
+          out += fmt::format("  n{} -> n{}{};\n", id.at(v->def), id.at(n.get()),
+                             across ? " [constraint=false, color=gray60]" : "");
+        } else if (in_use)
+          from[where(*v->def)].push_back({v, n.get()});
+        else if (in_def)
+          to[where(*n)].push_back({v, n.get()});
       }
   }
 
@@ -84,8 +90,10 @@ struct ScopeView {
       std::vector<std::string> names;
       for (const auto& [v, _] : uses)
         if (std::find(names.begin(), names.end(), "%" + v->name) == names.end()) names.push_back("%" + v->name);
-      std::string shown = names.size() <= 3 ? fmt::format("{}", fmt::join(names, ", "))
-                                            : fmt::format("{}, ... ({} values)", fmt::join(names.begin(), names.begin() + 3, ", "), names.size());
+      std::string shown =
+          names.size() <= 3
+              ? fmt::format("{}", fmt::join(names, ", "))
+              : fmt::format("{}, ... ({} values)", fmt::join(names.begin(), names.begin() + 3, ", "), names.size());
       std::string note = fmt::format("{}{}", incoming ? "i" : "o", i++);
       ranked += " " + note + ";";
       out += fmt::format("  {} [label={}, shape=note, fontcolor=gray30, color=gray60];\n", note,
@@ -94,7 +102,8 @@ struct ScopeView {
       for (const auto& [v, user] : uses) {
         int inner = id.at(incoming ? user : v->def);
         if (drawn.insert({inner, note}).second)
-          out += incoming ? fmt::format("  {} -> n{} [color=gray60];\n", note, inner) : fmt::format("  n{} -> {} [color=gray60, weight=0];\n", inner, note);
+          out += incoming ? fmt::format("  {} -> n{} [color=gray60];\n", note, inner)
+                          : fmt::format("  n{} -> {} [color=gray60, weight=0];\n", inner, note);
       }
     }
     // Where values come from above the layer, where they go below it.
@@ -105,12 +114,12 @@ struct ScopeView {
   void sinks() {
     for (size_t i = 0; i < g.outputs.size(); ++i)
       if (id.count(g.outputs[i].value->def))
-        out += fmt::format("  out{0} [label={1}, shape=house];\n  n{2} -> out{0};\n", i, dot::quoted("output\n" + g.outputs[i].name),
-                           id.at(g.outputs[i].value->def));
+        out += fmt::format("  out{0} [label={1}, shape=house];\n  n{2} -> out{0};\n", i,
+                           dot::quoted("output\n" + g.outputs[i].name), id.at(g.outputs[i].value->def));
     for (size_t i = 0; i < g.updates.size(); ++i)
       if (id.count(g.updates[i].value->def))
-        out += fmt::format("  upd{0} [label={1}, shape=house];\n  n{2} -> upd{0};\n", i, dot::quoted("update\n%" + g.updates[i].target->name),
-                           id.at(g.updates[i].value->def));
+        out += fmt::format("  upd{0} [label={1}, shape=house];\n  n{2} -> upd{0};\n", i,
+                           dot::quoted("update\n%" + g.updates[i].target->name), id.at(g.updates[i].value->def));
   }
 };
 
@@ -136,7 +145,9 @@ std::pair<std::string, std::vector<Phase>> scope_and_phases(const std::string& n
 
 std::string to_dot_scope(const Graph& g, const std::string& name, const std::vector<DotCluster>& clusters) {
   auto [scope, phases] = scope_and_phases(name);
-  ScopeView view{g, scope, phases, dot::place_nodes(g), {}, dot::graph_header(g.name + " " + name) + "  newrank=true;\n  nodesep=0.15;\n  ranksep=0.3;\n"};
+  ScopeView view{g,      scope,
+                 phases, dot::place_nodes(g),
+                 {},     dot::graph_header(g.name + " " + name) + "  newrank=true;\n  nodesep=0.15;\n  ranksep=0.3;\n"};
   // A layer's update is a chain for each parameter, side by side: drawn left to right, they stack.
   // (The optimizer's own nodes are one long sum of squares: top to bottom.)
   if (phases == std::vector<Phase>{Phase::update} && scope != "optimizer") view.out += "  rankdir=LR;\n";

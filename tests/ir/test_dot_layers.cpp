@@ -2,7 +2,6 @@
 // for the optimizer's nodes, the parameters they serve), and one layer drawn in full.
 
 #include <catch2/catch.hpp>
-
 #include <stdexcept>
 
 #include "ir/dot.h"
@@ -47,8 +46,8 @@ TEST_CASE("the layer picture has a box for each layer and phase, the shared upda
   auto g = step_graph();
   std::string dot = to_dot_layers(*g);
   for (const char* box : {R"("a\n2 nodes, 1 parameter")", R"("b\n2 nodes, 1 parameter")", R"("a backward\n1 node")",
-                          R"("b backward\n1 node")", R"("a update\n1 node")", R"("b update\n1 node")", R"("optimizer\n1 node")",
-                          R"("sum at 7:1\n1 node")", R"("input %x\n1 node")"})
+                          R"("b backward\n1 node")", R"("a update\n1 node")", R"("b update\n1 node")",
+                          R"("optimizer\n1 node")", R"("sum at 7:1\n1 node")", R"("input %x\n1 node")"})
     CHECK(has(dot, box));
   CHECK(dot_layers(*g) == std::vector<std::string>{"a", "b", "optimizer"});
 }
