@@ -52,6 +52,21 @@ TEST_CASE("the layer picture has a box for each layer and phase, the shared upda
   CHECK(dot_layers(*g) == std::vector<std::string>{"a", "b", "optimizer"});
 }
 
+TEST_CASE("the layer picture counts each kernel in the box holding most of its nodes, with its share", "[dot]") {
+  auto g = step_graph();
+  // k2 copies a's update into the parameter: it counts in a's update box, not in a's forward.
+  std::vector<DotCluster> kernels{{"kernel k0", {"0"}, 0.25},
+                                  {"kernel k1", {"ga", "shared", "ua"}, 0.5},
+                                  {"kernel k2", {"a.w"}, 0},
+                                  {"kernel k3", {"gb"}, 0}};
+  std::string dot = to_dot_layers(*g, kernels);
+  CHECK(has(dot, R"("a\n2 nodes, 1 parameter\n1 kernel, 25.0% of the time")"));
+  CHECK(has(dot, R"("a backward\n1 node\n1 kernel, 50.0% of the time")"));
+  CHECK(has(dot, R"("a update\n1 node\n1 kernel")"));
+  CHECK(has(dot, R"("b backward\n1 node\n1 kernel")"));
+  CHECK(has(dot, R"("optimizer\n1 node")"));
+}
+
 TEST_CASE("one layer is drawn in full, its border as notes", "[dot]") {
   auto g = step_graph();
   std::string a = to_dot_scope(*g, "a");
