@@ -188,12 +188,15 @@ Command add_ir_command(CLI::App& app) {
       ->check(CLI::IsMember({"graph", "autodiff", "optimized", "kernels", "llvm", "llvm-unoptimized", "asm"}));
   cmd->add_flag("--dot", args->dot,
                 "Write Graphviz (dot) instead of text: the graph of the stage; for kernels, the optimized graph with "
-                "the nodes of each fused kernel drawn as a cluster (render with: dot -Tsvg)");
+                "the nodes of each fused kernel drawn as a cluster (render with: dot -Tsvg); a graph of over 600 nodes by its "
+                "layers, a box for each layer's forward, backward and update");
   cmd->add_flag("--dot-full", args->dot_full,
-                "With --dot: draw every node even of a large graph (over 600 nodes, which --dot draws by its layers)");
+                "Draw every node even of a large graph (implies --dot; over 600 nodes --dot draws by its layers)");
   cmd->add_option("--dot-scope", args->dot_scope,
-                  "With --dot: draw one layer in full (h.0, h.0.attn, or optimizer), its forward, backward and update side "
-                  "by side, and notes for the values that cross its border");
+                  "Draw one layer in full (implies --dot): h.0 or h.0.attn its forward and backward side by side, "
+                  "h.0:forward, :backward or :update one phase, optimizer the optimizer's shared nodes; notes name the "
+                  "values that cross its border")
+      ->type_name("LAYER[:PHASE]");
   cmd->add_flag("--step", args->step,
                 "The training step (forward, gradients and the optimizer update of the model's train section) instead of "
                 "inference");
