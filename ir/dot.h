@@ -29,10 +29,11 @@ std::string to_dot(const Graph& g, const std::vector<DotCluster>& clusters = {})
 /// Kernels (`clusters`) are counted in the box holding most of their nodes, with their shares.
 std::string to_dot_layers(const Graph& g, const std::vector<DotCluster>& clusters = {});
 
-/// One layer's nodes in full (`h.0`, `h.0.attn`, or `optimizer` for the optimizer's shared
-/// nodes): its forward, backward and update as clusters side by side, kernels as clusters within
-/// them, and each value that crosses the layer's border as a note naming the box it comes from
-/// or goes to. Throws std::invalid_argument naming the layers there are when none is `scope`.
+/// One layer's nodes in full: `h.0` or `h.0.attn` its forward and backward as clusters side by
+/// side, `h.0:forward`, `h.0:backward` or `h.0:update` one phase (an update left to right, a
+/// chain a parameter), `optimizer` the optimizer's shared nodes; kernels as clusters within them,
+/// and the values that cross the border as notes above (where they come from) and below (where
+/// they go). Throws std::invalid_argument naming the layers there are when none is `scope`.
 std::string to_dot_scope(const Graph& g, const std::string& scope, const std::vector<DotCluster>& clusters = {});
 
 /// The model-level layers of `g` in the order of their first node, and `optimizer` if it has one.
