@@ -35,7 +35,7 @@ std::vector<Value*> Ctx::ops(Op op, const std::vector<Value*>& operands, const N
     too_big = true;
     return {};
   }
-  b.set_loc(loc);
+  b.set_loc(scoped(loc));
   auto r = b.try_create(op, operands, attrs, declared);
   if (!r.error.empty()) {
     error(loc, context.empty() ? r.error : fmt::format("{}: {}", context, r.error));
@@ -76,7 +76,9 @@ Value* Ctx::parameter(Instance& inst, const std::string& local, const Type& type
     error(loc, fmt::format("the parameter name '{}' is already defined", name));
     return nullptr;
   }
-  b.set_loc(inst.loc);
+  Loc where = inst.loc;
+  where.scope = inst.path;
+  b.set_loc(where);
   auto r = b.try_create(Op::parameter, {}, init, {type}, {name});
   if (!r.error.empty()) {
     error(loc, fmt::format("{}: {}", name, r.error));

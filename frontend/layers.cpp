@@ -149,7 +149,7 @@ std::vector<Val> fwd_bn(Ctx& c, Instance& in, const std::vector<Val>& args, cons
   Value* new_mean = blend(rm, r[1], 1.0);
   Value* new_var = blend(rv, r[2], static_cast<double>(n) / static_cast<double>(n - 1));
   if (!new_mean || !new_var) return {};
-  c.b.set_loc(loc);
+  c.b.set_loc(c.scoped(loc));
   c.b.update(rm, new_mean);
   c.b.update(rv, new_var);
   return {Val::tensor(r[0])};

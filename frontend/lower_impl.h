@@ -73,6 +73,8 @@ class Lowering {
   const BlockDef* find_block(const std::string& name) const;
   /// Applies a layer; empty after an error (reported, or reported earlier).
   std::vector<Val> call_layer(Instance& in, const std::vector<Val>& ins, const Loc& loc);
+  /// call_layer's work, with the layer's path as the scope of the nodes it makes.
+  std::vector<Val> layer_outputs(Instance& in, const std::vector<Val>& ins, const Loc& loc);
   std::vector<Val> call_block(Instance& in, const std::vector<Val>& ins, const Loc& loc);
   /// Binds `Ctor(args)` against a signature; every value is checked for its kind and range.
   bool bind_builtin(Scope& s, const LayerKind& k, const Expr& e, Instance& in);

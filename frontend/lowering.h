@@ -100,6 +100,13 @@ struct Ctx {
   int64_t context = 0;                    ///< decode: the sequence length token inputs declare
   int64_t next_seed = 1;
   bool too_big = false;
+  std::string scope;  ///< the path of the layer being called, kept in its nodes' locations
+
+  /// `loc` in the current scope.
+  Loc scoped(Loc loc) const {
+    loc.scope = scope;
+    return loc;
+  }
 
   bool training() const { return opts.training; }
   /// Makes a checked node; on a user error reports `context: message` at loc and returns nullptr.

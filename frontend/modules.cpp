@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <utility>
 
 #include "frontend/lower_impl.h"
 
@@ -42,6 +43,13 @@ const BlockDef* Lowering::find_block(const std::string& name) const {
 std::vector<Val> Lowering::call_layer(Instance& in, const std::vector<Val>& ins, const Loc& loc) {
   if (in.broken) return {};
   ++in.calls;
+  std::string caller = std::exchange(c_.scope, in.path);
+  auto out = layer_outputs(in, ins, loc);
+  c_.scope = caller;
+  return out;
+}
+
+std::vector<Val> Lowering::layer_outputs(Instance& in, const std::vector<Val>& ins, const Loc& loc) {
   int lo = 1, hi = 1;
   if (in.builtin) lo = in.builtin->min_inputs, hi = in.builtin->max_inputs;
   if (in.block) lo = hi = static_cast<int>(in.block->inputs.size());

@@ -13,6 +13,8 @@ struct Loc {
   std::string file;
   int line = 0;
   int col = 0;
+  /// The layer instance whose call made the node (`h.0.attn`); empty at the model's own level.
+  std::string scope = {};
 
   bool known() const { return line > 0; }
   bool operator==(const Loc&) const = default;

@@ -1,12 +1,14 @@
 #include "ir/dot.h"
 
+#include "ir/dot_parts.h"
+
 #include <fmt/format.h>
 
 #include <unordered_map>
 
 namespace stag {
 
-namespace {
+namespace dot {
 
 // A DOT string literal: quotes and backslashes escaped, and each '\n' written as DOT's own
 // line break (the two characters \n), which Graphviz draws as a new line.
@@ -20,8 +22,6 @@ std::string quoted(const std::string& s) {
   return out + "\"";
 }
 
-bool is_source(const Node& n) { return n.op == Op::input || n.op == Op::parameter || n.op == Op::constant; }
-
 // One line for the op, then one for each result: "%name: type".
 std::string node_label(const Node& n) {
   std::string label(n.info().name);
@@ -31,9 +31,22 @@ std::string node_label(const Node& n) {
 
 std::string node_style(const Node& n) {
   if (n.op == Op::parameter) return "shape=ellipse, style=filled, fillcolor=lightyellow";
-  if (is_source(n)) return "shape=ellipse";
+  if (n.op == Op::input || n.op == Op::constant) return "shape=ellipse";
   return "shape=box";
 }
+
+std::string graph_header(const std::string& name) {
+  return fmt::format("digraph {} {{\n  rankdir=TB;\n  fontname=\"sans-serif\";\n  node [fontname=\"monospace\", fontsize=10];\n",
+                     quoted(name));
+}
+
+}  // namespace dot
+
+namespace {
+
+using dot::node_label;
+using dot::node_style;
+using dot::quoted;
 
 // Which cluster draws each node: kernels' by the name of the node's first result, else -1.
 using ClusterOf = std::unordered_map<const Node*, int>;
@@ -122,8 +135,7 @@ std::string layout_limits(const Graph& g) {
 }  // namespace
 
 std::string to_dot(const Graph& g, const std::vector<DotCluster>& clusters) {
-  Writer w{g, {}, fmt::format("digraph {} {{\n  rankdir=TB;\n  newrank=true;\n  fontname=\"sans-serif\";\n  node [fontname=\"monospace\", fontsize=10];\n",
-                              quoted(g.name))};
+  Writer w{g, {}, dot::graph_header(g.name) + "  newrank=true;\n"};
   w.out += layout_limits(g);
   for (const auto& n : g.nodes) w.id[n.get()] = static_cast<int>(w.id.size());
   w.parameters();

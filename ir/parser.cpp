@@ -462,7 +462,7 @@ class Parser {
     return v;
   }
 
-  // An optional trailing `loc("file":line:col)`.
+  // An optional trailing `loc("file":line:col)`, or `loc("file":line:col in "scope")`.
   std::optional<Loc> opt_loc() {
     if (tok_.kind != Tok::Ident || tok_.text != "loc") return Loc{};
     next();
@@ -478,6 +478,12 @@ class Parser {
       if (tok_.kind != Tok::Int || tok_.i < min || tok_.i > std::numeric_limits<int>::max())
         return fail_opt_l(min ? "expected a positive line number" : "expected a column number (0 or more)");
       *field = static_cast<int>(tok_.i);
+      next();
+    }
+    if (tok_.kind == Tok::Ident && tok_.text == "in") {
+      next();
+      if (tok_.kind != Tok::String) return fail_opt_l(fmt::format("expected the scope in quotes, found {}", describe(tok_)));
+      loc.scope = tok_.text;
       next();
     }
     if (!expect(Tok::RParen, "')' to close the location")) return std::nullopt;

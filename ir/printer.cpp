@@ -10,7 +10,8 @@ namespace stag {
 
 static std::string print_loc(const Loc& loc) {
   if (!loc.known()) return {};
-  return fmt::format(" loc({}:{}:{})", to_string(Attr(loc.file)), loc.line, loc.col);
+  std::string scope = loc.scope.empty() ? "" : " in " + to_string(Attr(loc.scope));
+  return fmt::format(" loc({}:{}:{}{})", to_string(Attr(loc.file)), loc.line, loc.col, scope);
 }
 
 // Equality that tells -0.0 from 0.0, so a value that differs from its default only in sign is

@@ -2,9 +2,11 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <stdexcept>
 #include <nlohmann/json.hpp>
 
 #include "compiler/autodiff/autodiff.h"
@@ -25,6 +27,8 @@ struct IrArgs {
   std::string out = "-";
   std::string stage = "graph";
   bool dot = false;
+  bool dot_full = false;  ///< every node, however large the graph
+  std::string dot_scope;  ///< one layer in full
   bool step = false;    ///< the training step instead of inference
   std::string profile;  ///< a Chrome trace (--profile-out) giving the kernels' shares
 };
@@ -72,6 +76,13 @@ std::map<std::string, double> kernel_shares(const std::string& path, const std::
   return shares;
 }
 
+// The graph values a kernel computes; for the copy of an update, the parameter it writes.
+std::vector<std::string> drawn_values(const kir::Kernel& k) {
+  constexpr std::string_view kUpdate = "update %";
+  if (k.nodes.empty() && k.origin.rfind(kUpdate, 0) == 0) return {k.origin.substr(kUpdate.size())};
+  return k.nodes;
+}
+
 // A cluster per kernel of `function`, titled with its name and, from a profile, its share.
 std::vector<DotCluster> kernel_clusters(const kir::Program& program, const std::string& function, const std::string& profile) {
   auto shares = profile.empty() ? std::map<std::string, double>{} : kernel_shares(profile, function);
@@ -81,7 +92,7 @@ std::vector<DotCluster> kernel_clusters(const kir::Program& program, const std::
       for (const auto& k : f.kernels) {
         auto it = shares.find(k.name);
         std::string share = it == shares.end() ? "" : fmt::format("\n{:.1f}% of {}", 100 * it->second, function);
-        clusters.push_back({"kernel " + k.name + share, k.nodes});
+        clusters.push_back({"kernel " + k.name + share, drawn_values(k), it == shares.end() ? 0 : it->second});
         if (it != shares.end()) shares.erase(it);
       }
   // A kernel the program lacks: the trace is of another model, or of other passes.
@@ -101,21 +112,44 @@ std::string compiled_text(const IrArgs& args, const kir::Program& program) {
   return assembly_text(program);
 }
 
+// Graphs up to this many nodes are drawn node by node; larger ones by their layers.
+constexpr size_t kLargeGraph = 600;
+
+// The picture --dot asks for: one layer, every node, or for a large graph its layers.
+std::string dot_text(const IrArgs& args, const Graph& g, const std::vector<DotCluster>& clusters = {}) {
+  if (!args.dot_scope.empty()) {
+    try {
+      return to_dot_scope(g, args.dot_scope, clusters);
+    } catch (const std::invalid_argument& e) {
+      throw Failure{kExitUsage, e.what()};
+    }
+  }
+  if (args.dot_full || g.nodes.size() <= kLargeGraph) return to_dot(g, clusters);
+  bool scoped = std::any_of(g.nodes.begin(), g.nodes.end(), [](const auto& n) { return n->op != Op::parameter && !n->loc.scope.empty(); });
+  if (!scoped) {
+    fmt::print(stderr, "{} has {} nodes but no layers (loc(... in \"LAYER\")): drawn node by node\n", g.name, g.nodes.size());
+    return to_dot(g, clusters);
+  }
+  fmt::print(stderr, "{} has {} nodes: drawn by its layers ({}); --dot-scope LAYER draws one in full, --dot-full every node\n",
+             g.name, g.nodes.size(), fmt::join(dot_layers(g), ", "));
+  return to_dot_layers(g, clusters);
+}
+
 int run_ir(const IrArgs& args) {
   if (!args.profile.empty() && !(args.dot && args.stage == "kernels"))
     throw Failure{kExitUsage, "--profile labels the kernels of --stage kernels --dot"};
   if (args.step && args.stage == "autodiff") throw Failure{kExitUsage, "--step already holds the gradient; use --stage graph"};
   auto graph = staged_graph(args);
   if (args.stage == "graph" || args.stage == "autodiff") {
-    write_output(args.out, args.dot ? to_dot(*graph) : print(*graph));
+    write_output(args.out, args.dot ? dot_text(args, *graph) : print(*graph));
     return kExitOk;
   }
   std::string function = args.step ? "train_step" : "forward";
   std::vector<std::unique_ptr<Graph>> optimized;
   kir::Program program = compile_program({{function, graph.get()}}, args.model.passes, std::cerr, &optimized);
   std::string text;
-  if (args.stage == "optimized") text = args.dot ? to_dot(*optimized[0]) : print(*optimized[0]);
-  else if (args.stage == "kernels" && args.dot) text = to_dot(*optimized[0], kernel_clusters(program, function, args.profile));
+  if (args.stage == "optimized") text = args.dot ? dot_text(args, *optimized[0]) : print(*optimized[0]);
+  else if (args.stage == "kernels" && args.dot) text = dot_text(args, *optimized[0], kernel_clusters(program, function, args.profile));
   else text = compiled_text(args, program);
   write_output(args.out, text);
   return kExitOk;
@@ -154,14 +188,26 @@ Command add_ir_command(CLI::App& app) {
       ->check(CLI::IsMember({"graph", "autodiff", "optimized", "kernels", "llvm", "llvm-unoptimized", "asm"}));
   cmd->add_flag("--dot", args->dot,
                 "Write Graphviz (dot) instead of text: the graph of the stage; for kernels, the optimized graph with "
-                "the nodes of each fused kernel drawn as a cluster (render with: dot -Tsvg)");
+                "the nodes of each fused kernel drawn as a cluster (render with: dot -Tsvg); a graph of over 600 nodes by its "
+                "layers, a box for each layer's forward, backward and update");
+  cmd->add_flag("--dot-full", args->dot_full,
+                "Draw every node even of a large graph (implies --dot; over 600 nodes --dot draws by its layers)");
+  cmd->add_option("--dot-scope", args->dot_scope,
+                  "Draw one layer in full (implies --dot): h.0 or h.0.attn its forward and backward side by side, "
+                  "h.0:forward, :backward or :update one phase, optimizer the optimizer's shared nodes; notes name the "
+                  "values that cross its border")
+      ->type_name("LAYER[:PHASE]");
   cmd->add_flag("--step", args->step,
                 "The training step (forward, gradients and the optimizer update of the model's train section) instead of "
                 "inference");
   cmd->add_option("--profile", args->profile,
                   "With --stage kernels --dot: a trace written by --profile-out (stag run, step or train); each kernel's "
                   "cluster gives its share of the function's time");
-  return {cmd, [args] { return run_ir(*args); }};
+  return {cmd, [args] {
+            if (args->dot_full && !args->dot_scope.empty()) throw Failure{kExitUsage, "--dot-full draws every node, --dot-scope one layer: not both"};
+            args->dot = args->dot || args->dot_full || !args->dot_scope.empty();
+            return run_ir(*args);
+          }};
 }
 
 Command add_ops_command(CLI::App& app) {

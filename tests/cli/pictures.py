@@ -11,6 +11,14 @@ the text stag prints for the same thing. It exits non-zero with the reason on a 
   roc SVG EVAL_OUT                        area under each drawn ROC curve = the printed AUC
   pr SVG                                  the drawn precision-recall curves give their AP
   confusion SVG EVAL_OUT                  every cell's count = the printed confusion matrix
+  layers SVG IR_TEXT MAX_PT [KERNEL_TEXT FUNCTION]
+                                          a large graph by its layers: a box for each layer's
+                                          forward, each box once, every node in one box (and
+                                          every kernel counted once), at most MAX_PT a side
+  scope IR_TEXT SCOPE MAX_PT KERNEL_TEXT FUNCTION SVG...
+                                          the pictures of one layer's phases: every node of the
+                                          layer drawn once in them, kernels as clusters, each at
+                                          most MAX_PT a side
 """
 import json
 import math
@@ -118,12 +126,12 @@ def check_clusters(where, clusters, kernels):
         if m:
             if m.group(1) not in kernels:
                 fail(f"the cluster {lines[0]!r} is not a kernel of the function")
-            titled[m.group(1)] = box
+            titled.setdefault(m.group(1), []).append(box)
     if not titled:
         fail("no kernel is drawn as a cluster")
     inside = lambda xy, b: b[0] <= xy[0] <= b[2] and b[1] <= xy[1] <= b[3]
     for v, xy in where.items():
-        boxes = [titled[k] for k, vs in kernels.items() if v in vs and k in titled]
+        boxes = [b for k, vs in kernels.items() if v in vs and k in titled for b in titled[k]]
         if boxes and not any(inside(xy, b) for b in boxes):
             fail(f"%{v} is drawn outside the cluster of the kernel that computes it")
 
@@ -243,11 +251,103 @@ def check_confusion(svg, eval_out):
     print(f"{svg}: the {n}x{n} cells show the printed confusion matrix")
 
 
+def size_pt(root):
+    return tuple(float(root.get(k).rstrip("pt")) for k in ("width", "height"))
+
+
+def check_size(svg, root, max_pt):
+    w, h = size_pt(root)
+    if max(w, h) > float(max_pt):
+        fail(f"the picture is {w:.0f} x {h:.0f} pt, more than {max_pt} pt a side")
+
+
+def no_escapes(root):
+    for t in texts(root):
+        if "\\" in t:
+            fail(f"the label line {t!r} shows a literal escape sequence")
+
+
+def node_scopes(ir_text):
+    """[(first value name, its layer path or '')] of every node of graph IR text."""
+    nodes = []
+    for line in ir_text.splitlines():
+        m = re.match(r"\s+%([^\s:]+): .*? = \w+\(.*?(?:loc\(\"[^\"]*\":\d+:\d+(?: in \"([^\"]*)\")?\))?$", line)
+        if m:
+            nodes.append((m.group(1), m.group(2) or ""))
+    return nodes
+
+
+def top_layer(scope):
+    parts = scope.split(".")
+    return ".".join(parts[:2]) if len(parts) > 1 and parts[1].isdigit() else parts[0]
+
+
+def check_layers(svg, ir_path, max_pt, kernel_path=None, function=None):
+    root = ET.parse(svg).getroot()
+    no_escapes(root)
+    check_size(svg, root, max_pt)
+    nodes, _ = drawn_nodes(root)
+    boxes = {}
+    for lines, _ in nodes.values():
+        m = re.fullmatch(r"(\d+) nodes?(?:, \d+ (?:parameters?|state tensors?))?", lines[1]) if len(lines) > 1 else None
+        if m:
+            if lines[0] in boxes:
+                fail(f"the box {lines[0]!r} is drawn twice")
+            boxes[lines[0]] = (int(m.group(1)), lines[2:])
+    ir = node_scopes(open(ir_path).read())
+    layers = {top_layer(s) for _, s in ir if s}
+    if not layers or layers - set(boxes):
+        fail(f"the layers {sorted(layers - set(boxes))} have no box of their own")
+    if sum(n for n, _ in boxes.values()) != len(ir):
+        fail(f"the boxes hold {sum(n for n, _ in boxes.values())} nodes, the IR has {len(ir)}")
+    if kernel_path:
+        kernels = sum(int(re.match(r"(\d+) kernels?", k[0]).group(1)) for _, k in boxes.values() if k)
+        if kernels != len(kernels_of(open(kernel_path).read(), function)):
+            fail(f"the boxes count {kernels} kernels, {function} has {len(kernels_of(open(kernel_path).read(), function))}")
+    w, h = size_pt(root)
+    print(f"{svg}: {len(boxes)} boxes holding all {len(ir)} nodes, every layer's forward one of them; {w:.0f} x {h:.0f} pt")
+
+
+def check_scope(ir_path, scope, max_pt, kernel_path, function, *svgs):
+    ir_text = open(ir_path).read()
+    values = graph_values(ir_text)
+    kernels = kernels_of(open(kernel_path).read(), function)
+    where = {}
+    for svg in svgs:
+        root = ET.parse(svg).getroot()
+        no_escapes(root)
+        check_size(svg, root, max_pt)
+        nodes, clusters = drawn_nodes(root)
+        here = drawn_values(nodes, values, where)
+        check_clusters(here, clusters, kernels)
+    layer = {name for name, s in node_scopes(ir_text) if s == scope or s.startswith(scope + ".")}
+    if layer - set(where):
+        fail(f"{len(layer - set(where))} nodes of {scope} are not drawn: {sorted(layer - set(where))[:5]}")
+    print(f"{scope}: {len(where)} nodes drawn once in {len(svgs)} pictures, all {len(layer)} of its source among them")
+
+
+def drawn_values(nodes, values, where):
+    """{value: its point} of the drawn nodes, each checked against the IR and drawn once in `where`."""
+    here = {}
+    for node_id, (lines, xy) in nodes.items():
+        for line in lines[1:]:
+            m = re.fullmatch(r"%(\S+): (.+)", line)
+            if not m:
+                continue
+            name, typ = m.groups()
+            if values.get(name) != (lines[0], typ):
+                fail(f"node {node_id} draws %{name} as {lines[0]} {typ}, the IR says {values.get(name)}")
+            if name in where:
+                fail(f"%{name} is drawn twice")
+            where[name] = here[name] = xy
+    return here
+
+
 def main():
     cmd, args = sys.argv[1], sys.argv[2:]
     sys.argv = [args[0]] + args  # messages name the file
     {"dot": check_dot, "shares": check_shares, "trace": check_trace, "roc": check_roc, "pr": check_pr,
-     "confusion": check_confusion}[cmd](*args)
+     "confusion": check_confusion, "layers": check_layers, "scope": check_scope}[cmd](*args)
 
 
 if __name__ == "__main__":

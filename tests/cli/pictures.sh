@@ -67,6 +67,31 @@ run ir "$models/mlp.stag" --step --stage kernels -o step_kernels.txt
 run ir "$models/mlp.stag" --step --stage kernels --dot -o step_kernels.dot
 dot_renders step_kernels step_opt.txt step_kernels.txt train_step
 
+# A large graph, GPT's train step, by its layers (every picture drawn by dot within a minute, at
+# most 5,000 pt a side), and one layer in full, a picture a phase.
+dot_svg() {  # dot_svg NAME: NAME.dot as NAME.svg, within a minute and without a warning
+  [ -n "$have_dot" ] || return 1
+  timeout 60 dot -Tsvg "$1.dot" -o "$1.svg" 2>dot.err || { cat dot.err; fail "dot cannot render $1.dot within a minute"; }
+  [ -s dot.err ] && { cat dot.err; fail "dot warned about $1.dot"; }
+  return 0
+}
+run ir "$models/gpt.stag" --step -o gpt_step.txt
+run ir "$models/gpt.stag" --step --dot -o gpt_layers.dot
+grep -q "drawn by its layers (wte, wpe, h.0, h.1, h.2, h.3, ln_f, lm_head, drop, optimizer)" out.txt || { cat out.txt; fail "--dot did not say it draws GPT's step by its layers"; }
+dot_svg gpt_layers && { $check layers gpt_layers.svg gpt_step.txt 5000 || fail "GPT's train step is not drawn by its layers"; }
+run ir "$models/gpt.stag" --step --stage optimized -o gpt_opt.txt
+run ir "$models/gpt.stag" --step --stage kernels -o gpt_kernels.txt
+run ir "$models/gpt.stag" --step --stage kernels --dot -o gpt_kernel_layers.dot
+dot_svg gpt_kernel_layers && { $check layers gpt_kernel_layers.svg gpt_opt.txt 5000 gpt_kernels.txt train_step || fail "GPT's kernels are not drawn by its layers"; }
+sed 's/ in "[^"]*")/)/' gpt_step.txt >gpt_unscoped.ir  # IR without layers: node by node, as said
+run ir gpt_unscoped.ir --dot -o gpt_unscoped.dot
+grep -q "gpt has 2612 nodes but no layers" out.txt && grep -q cluster_parameters gpt_unscoped.dot || { cat out.txt; fail "an IR without layers is not drawn node by node"; }
+for phase in forward backward update; do
+  run ir "$models/gpt.stag" --step --stage kernels --dot-scope h.0.attn:$phase -o attn_$phase.dot
+  dot_svg attn_$phase
+done
+[ -n "$have_dot" ] && { $check scope gpt_opt.txt h.0.attn 5000 gpt_kernels.txt train_step attn_forward.svg attn_backward.svg attn_update.svg || fail "h.0.attn is not drawn in full"; }
+
 # The Chrome trace of --profile-out, then the kernels' shares of it drawn on their clusters.
 run ir "$models/mlp.stag" --stage kernels -o mlp_kernels.txt
 run ir "$models/mlp.stag" --stage optimized -o mlp_opt.txt
@@ -118,6 +143,8 @@ expect_usage() {  # expect_usage STATUS TEXT ARGS...: stag exits with STATUS and
 expect_usage 2 "--profile labels the kernels of --stage kernels --dot" ir "$models/mlp.stag" --dot --profile trace.json
 expect_usage 1 "does not have" ir "$models/lenet5.stag" --stage kernels --dot --profile trace.json
 expect_usage 1 "has no profile of the function train_step" ir "$models/mlp.stag" --step --stage kernels --dot --profile trace.json
+expect_usage 2 "gpt has no layer 'h.9'" ir "$models/gpt.stag" --step --dot-scope h.9
+expect_usage 2 "a layer's phase is forward, backward or update" ir "$models/gpt.stag" --dot-scope h.0:sideways
 expect_usage 2 "--plots draws a classifier's" eval "$models/dcgan.stag" --weights gan --plots p
 
 for s in "${skipped[@]}"; do echo "SKIPPED: $s"; done

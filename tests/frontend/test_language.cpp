@@ -388,3 +388,33 @@ TEST_CASE("decode mode needs causal attention and a token input", "[language]") 
   CHECK(!no_tokens.graph);
   CHECK_THAT(no_tokens.errors, Catch::Contains("has no token input [B, T] to decode"));
 }
+
+TEST_CASE("a node's location names the layer whose call made it", "[language]") {
+  auto c = ok(R"(block Pair(width) {
+  layer fc = Linear(width, width)
+  forward(x) {
+    return relu(fc(x)) + x
+  }
+}
+model m {
+  batch 4
+  input x: f32[B, 8]
+  layer h = repeat 2 Pair(8)
+  forward {
+    output y = h(x) * 2.0
+  }
+}
+)");
+  std::map<std::string, std::string> scope_of_op;
+  for (const auto& n : c.graph->nodes) scope_of_op[std::string(n->info().name) + " " + n->result()->name] = n->loc.scope;
+  CHECK(scope_of_op.at("parameter h.1.fc.weight") == "h.1.fc");
+  std::vector<std::string> relus, adds;
+  for (const auto& n : c.graph->nodes) {
+    if (n->op == Op::relu) relus.push_back(n->loc.scope);
+    if (n->op == Op::add && n->operands[0]->def->op == Op::relu) adds.push_back(n->loc.scope);
+  }
+  CHECK(relus == std::vector<std::string>{"h.0", "h.1"});
+  CHECK(adds == std::vector<std::string>{"h.0", "h.1"});
+  CHECK(find_op(*c.graph, Op::matmul)->loc.scope == "h.0.fc");
+  CHECK(find_op(*c.graph, Op::mul)->loc.scope.empty());
+}
