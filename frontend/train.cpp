@@ -85,6 +85,7 @@ const std::vector<Field>& plain() {
       nonneg("min_delta"),
       {"monitor", FK::Str},
       {"monitor_mode", FK::Str},
+      {"precision", FK::Str},
       {"data", FK::Str},
       {"tokenizer", FK::Str},
       {"seed", FK::Int, 0, 9.2e18},
@@ -362,6 +363,10 @@ void lower_train(Ctx& c, const ModelDef& m, std::optional<int64_t>& batch, Loc& 
     }
     if (s->key == "monitor_mode" && std::get<std::string>(*checked) != "max" && std::get<std::string>(*checked) != "min") {
       t.error(s->value->loc, fmt::format("monitor_mode must be \"max\" or \"min\", got \"{}\"", std::get<std::string>(*checked)));
+      continue;
+    }
+    if (s->key == "precision" && std::get<std::string>(*checked) != "f32" && std::get<std::string>(*checked) != "bf16") {
+      t.error(s->value->loc, fmt::format("precision must be \"f32\" or \"bf16\", got \"{}\"", std::get<std::string>(*checked)));
       continue;
     }
     if (s->key == "dropout") c.default_dropout = std::get<double>(*checked);

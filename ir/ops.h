@@ -33,6 +33,9 @@ enum Trait : uint32_t {
   /// Stores each result element once, from an accumulator: elementwise consumers of the result
   /// may be applied in that store (an epilogue) when the lowering's strategy allows.
   TakesEpilogue = 1u << 7,
+  /// A product (matmul, convolution) with a `precision` attribute: bf16 multiplies its
+  /// operands rounded to bf16, summing in f32 (PyTorch's CPU autocast); see autocast-bf16.
+  MixedPrecision = 1u << 8,
 };
 
 struct AttrSpec {

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <numeric>
 
@@ -688,7 +689,35 @@ RefTensor source(const Node& n, const Operands& xs) {
 
 }  // namespace
 
+// x as f32, then rounded to bf16 (to nearest, ties to even), as a bf16 product's operands are.
+double round_to_bf16(double x) {
+  float f = static_cast<float>(x);
+  if (std::isnan(f)) return x;
+  uint32_t bits;
+  std::memcpy(&bits, &f, 4);
+  bits = (bits + 0x7fffu + ((bits >> 16) & 1u)) & 0xffff0000u;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+// A bf16 product (the MixedPrecision trait) multiplies its first two operands rounded to bf16.
+std::vector<RefTensor> evaluate_bf16_product(const Node& n, const Operands& xs) {
+  std::vector<RefTensor> rounded{*xs[0], *xs[1]};
+  for (auto& t : rounded)
+    for (double& v : t.data) v = round_to_bf16(v);
+  Operands ys = xs;
+  ys[0] = &rounded[0], ys[1] = &rounded[1];
+  switch (n.op) {
+    case Op::matmul: return {matmul(n, *ys[0], *ys[1])};
+    case Op::conv2d: return {conv2d(n, ys)};
+    case Op::conv_transpose2d: return {conv_transpose2d(n, ys)};
+    case Op::conv2d_weight_grad: return {conv2d_weight_grad(n, ys)};
+    default: throw std::logic_error("a MixedPrecision op without a bf16 reference");
+  }
+}
+
 std::vector<RefTensor> evaluate(const Node& n, const Operands& xs) {
+  if (n.info().has(MixedPrecision) && n.s("precision") == "bf16") return evaluate_bf16_product(n, xs);
   const Type& out = n.results.empty() ? Type{} : n.result()->type;
   const RefTensor* x = xs.empty() ? nullptr : xs[0];
   const OpInfo& info = n.info();

@@ -81,8 +81,10 @@ class Backward {
     }
     b_.set_loc(n.loc);
     std::vector<Value*> dx;
+    size_t first_new = b_.graph().nodes.size();
     try {
       dx = rule(c);
+      inherit_precision(n, first_new);
     } catch (const BuildError& e) {
       diags_.error(n.loc, fmt::format("internal error: the gradient rule of '{}' (node {}) built an invalid node: {}",
                                       n.info().name, where(n), e.what()), where(n));
@@ -99,6 +101,16 @@ class Backward {
       Value*& acc = grads_[x];
       acc = acc ? b_.add({acc, dx[i]}) : dx[i];  // a value used several times: gradients add
     }
+  }
+
+  // The products a bf16 product's rule built are bf16 too: autocast runs the backward of a
+  // product in the forward's precision.
+  void inherit_precision(const Node& n, size_t first_new) {
+    if (!(n.info().traits & MixedPrecision) || n.s("precision") == "f32") return;
+    auto& nodes = b_.graph().nodes;
+    for (size_t i = first_new; i < nodes.size(); ++i)
+      if (nodes[i]->info().traits & MixedPrecision)
+        nodes[i]->attrs[static_cast<size_t>(nodes[i]->info().attr_index("precision"))] = n.s("precision");
   }
 
   Builder b_;

@@ -184,6 +184,7 @@ class Codegen {
       key += fmt::format("gemm s{} s{} s{} {}x{}x{} {}{} [{}] [{}] {}", slot(g.a), slot(g.b), slot(g.c), g.M, g.N, g.K, g.ta, g.tb,
                          fmt::join(g.a_offsets, ","), fmt::join(g.b_offsets, ","), static_cast<int>(g.split));
       if (g.split != Gemm::Split::rows) key += fmt::format(" block {}", g.block);
+      if (g.precision != Gemm::Precision::f32) key += " bf16";
       if (g.b_read == Gemm::BRead::lines) key += fmt::format(" lines [{}]", fmt::join(g.b_lines, ","));
       if (g.b_read == Gemm::BRead::patches) {
         const auto& c = g.im2col;
@@ -462,6 +463,7 @@ class Codegen {
       case Un::tanh: return libm("tanhf", "tanh", x);
       case Un::erf: return libm("erff", "erf", x);
       case Un::not_: return b_.CreateNot(x);
+      case Un::round_bf16: return round_to_bf16(b_, x);
     }
     throw std::logic_error("bad unary op");
   }

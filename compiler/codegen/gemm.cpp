@@ -7,6 +7,7 @@
 
 #include <llvm/IR/IRBuilder.h>
 #include <llvm/IR/Intrinsics.h>
+#include <llvm/IR/IntrinsicsX86.h>
 #include <llvm/IR/Module.h>
 
 #include <fmt/format.h>
@@ -21,12 +22,13 @@
 namespace stag {
 
 GemmTile host_gemm_tile() {
-  HostInfo host = host_info();
+  Isa isa = host_isa();
   GemmTile t;
   // Accumulators take rows x vectors registers; B's vectors and A's broadcast need the rest.
-  if (host.has("avx512f")) t = {16, 2, 8, 0, 0};       // 16 of 32 zmm registers
-  else if (host.has("avx2") || host.has("avx")) t = {8, 2, 6, 0, 0};  // 12 of 16 ymm
+  if (isa >= Isa::avx512) t = {16, 2, 8, 0, 0};       // 16 of 32 zmm registers
+  else if (isa >= Isa::avx2) t = {8, 2, 6, 0, 0};  // 12 of 16 ymm
   else t = {4, 2, 4, 0, 0};                       // 8 of 16 xmm
+  t.bf16_dot = isa >= Isa::avx512bf16;
   // Cache blocking from the host's caches: a KC-deep panel of B takes a third of L1 (A's
   // micro-panel and C's tile share the rest), a block of panels half of L2. glibc reads the
   // sizes from CPUID; 32 KiB and 512 KiB when it cannot.
@@ -40,6 +42,19 @@ GemmTile host_gemm_tile() {
   t.panels = static_cast<int>(std::clamp<long>(l2 / 2 / panel_bytes, 4, std::max<long>(4, (1 << 20) / panel_bytes)));
   return t;
 }
+
+llvm::Value* bf16_bits(llvm::IRBuilderBase& b, llvm::Value* x) {
+  llvm::Type* it = x->getType()->isVectorTy() ? static_cast<llvm::Type*>(llvm::VectorType::getInteger(llvm::cast<llvm::VectorType>(x->getType())))
+                                              : b.getInt32Ty();
+  auto k = [&](uint32_t v) { return llvm::ConstantInt::get(it, v); };
+  llvm::Value* bits = b.CreateBitCast(x, it);
+  llvm::Value* odd = b.CreateAnd(b.CreateLShr(bits, k(16)), k(1));
+  llvm::Value* rounded = b.CreateAnd(b.CreateAdd(bits, b.CreateAdd(k(0x7fff), odd)), k(0xffff0000u));
+  llvm::Value* quiet = b.CreateAnd(b.CreateOr(bits, k(0x00400000)), k(0xffff0000u));
+  return b.CreateSelect(b.CreateFCmpUNO(x, x), quiet, rounded);
+}
+
+llvm::Value* round_to_bf16(llvm::IRBuilderBase& b, llvm::Value* x) { return b.CreateBitCast(bf16_bits(b, x), x->getType()); }
 
 namespace {
 
@@ -79,6 +94,9 @@ class GemmEmitter {
     // grows with the kinds of products, not their number).
     llvm::Value *M = f_->getArg(7), *N = f_->getArg(8), *K = f_->getArg(9), *a_table = f_->getArg(10), *b_table = f_->getArg(11);
     N_ = N;
+    bool bf16 = g_.precision == kir::Gemm::Precision::bf16;
+    pairs_ = bf16 && t_.bf16_dot && t_.lanes == 16;
+    round_ = bf16 && !pairs_;
     const int NR = t_.columns(), MR = t_.rows, KC = t_.depth;
     const int NP = t_.panels, NC = NP * NR;
     // B's block: NP panels of KC x NR (L2), and A's micro-panel: MR x KC (L1), both packed so
@@ -87,6 +105,13 @@ class GemmEmitter {
     panel_->setAlignment(llvm::Align(64));
     apanel_ = b_.CreateAlloca(llvm::ArrayType::get(f32_, static_cast<uint64_t>(KC * MR)), nullptr, "apanel");
     apanel_->setAlignment(llvm::Align(64));
+    if (pairs_) {
+      // The same panels as pairs of bf16 in 32-bit lanes: VDPBF16PS's operands.
+      ppanel_ = b_.CreateAlloca(llvm::ArrayType::get(b_.getInt32Ty(), static_cast<uint64_t>(KC / 2 * NC)), nullptr, "pair_panel");
+      ppanel_->setAlignment(llvm::Align(64));
+      apairs_ = b_.CreateAlloca(llvm::ArrayType::get(b_.getInt32Ty(), static_cast<uint64_t>(KC / 2 * MR)), nullptr, "apairs");
+      apairs_->setAlignment(llvm::Align(64));
+    }
     for (int i = 0; i < MR * t_.vectors; ++i) acc_.push_back(b_.CreateAlloca(vt_, nullptr, "acc"));
     // Element (i, k) of A is A[i * sa_i + k * sa_k]; element (k, j) of B is B[k * sb_k + j * sb_j].
     llvm::Value *sa_i = g_.ta ? c(1) : K, *sa_k = g_.ta ? M : c(1), *sb_k = g_.tb ? c(1) : N, *sb_j = g_.tb ? K : c(1);
@@ -107,7 +132,9 @@ class GemmEmitter {
       // A few rows reuse a packed panel too seldom to pay for packing it (each thread packs
       // its own): the micro-kernel then reads row-major B in place, and only a partial last
       // panel is packed (for its zero padding).
-      llvm::Value* direct = b_rows_contiguous && g_.b_read != kir::Gemm::BRead::patches ? b_.CreateICmpSLE(b_.CreateSub(r1, r0), c(kDirectRows)) : b_.getFalse();
+      // bf16 operands are rounded as they are packed, so B is always packed.
+      bool can_read_b = b_rows_contiguous && g_.b_read != kir::Gemm::BRead::patches && !bf16;
+      llvm::Value* direct = can_read_b ? b_.CreateICmpSLE(b_.CreateSub(r1, r0), c(kDirectRows)) : b_.getFalse();
       loop(col_lo, col_hi, c(NC), [&](llvm::Value* jc) {
         llvm::Value* jend = smin(b_.CreateAdd(jc, c(NC)), col_hi);
         loop(c(0), K, c(KC), [&](llvm::Value* pc) {
@@ -115,10 +142,14 @@ class GemmEmitter {
           loop(jc, jend, c(NR), [&](llvm::Value* jr) {
             llvm::Value* nr = smin(b_.CreateSub(N, jr), c(NR));
             when(b_.CreateOr(b_.CreateNot(direct), b_.CreateICmpSLT(nr, c(NR))),
-                 [&] { pack(Bb, panel_at(jc, jr), pc, jr, kc, nr, sb_k, sb_j, b_rows_contiguous); });
+                 [&] {
+                   pack(Bb, panel_at(jc, jr), pc, jr, kc, nr, sb_k, sb_j, b_rows_contiguous);
+                   if (bf16) to_bf16_b(jc, jr, kc);
+                 });
           });
           loop(r0, r1, c(MR), [&](llvm::Value* i) {
             pack_a(Ab, i, r1, pc, kc, sa_i, sa_k);
+            if (bf16) to_bf16_a(kc);
             loop(jc, jend, c(NR), [&](llvm::Value* jr) {
               llvm::Value* nr = smin(b_.CreateSub(N, jr), c(NR));
               llvm::Value* in_place = b_.CreateAnd(direct, b_.CreateICmpEQ(nr, c(NR)));
@@ -133,7 +164,9 @@ class GemmEmitter {
                 llvm::Value* own = b_.CreateInBoundsGEP(f32_, Bb, b_.CreateAdd(line(b_.CreateAdd(pc, k), sb_k), jr));
                 return b_.CreateSelect(in_place, own, packed);
               };
-              tile(row_at, Cb, i, r1, pc, jr, kc, nr);
+              if (pairs_) tile_pairs(pair_panel_at(jc, jr), kc);
+              else tile(row_at, kc);
+              store_tile(Cb, i, r1, pc, jr, nr);
             });
           });
         });
@@ -210,6 +243,89 @@ class GemmEmitter {
   llvm::Value* panel_at(llvm::Value* jc, llvm::Value* jr) {
     llvm::Value* index = b_.CreateUDiv(b_.CreateSub(jr, jc), c(t_.columns()));
     return b_.CreateInBoundsGEP(f32_, panel_, b_.CreateMul(index, c(static_cast<int64_t>(t_.depth) * t_.columns())));
+  }
+
+  llvm::Value* pair_panel_at(llvm::Value* jc, llvm::Value* jr) {
+    llvm::Value* index = b_.CreateUDiv(b_.CreateSub(jr, jc), c(t_.columns()));
+    return b_.CreateInBoundsGEP(b_.getInt32Ty(), ppanel_, b_.CreateMul(index, c(static_cast<int64_t>(t_.depth / 2) * t_.columns())));
+  }
+
+  llvm::Value* bf16_bits(llvm::Value* x) { return stag::bf16_bits(b_, x); }
+
+  // The packed panel of B for a bf16 product: rounded in place, or as pairs of rows k, k + 1
+  // (zero past kc) in the pair panel.
+  void to_bf16_b(llvm::Value* jc, llvm::Value* jr, llvm::Value* kc) {
+    const int NR = t_.columns(), NV = t_.vectors, VW = t_.lanes;
+    llvm::Value* panel = panel_at(jc, jr);
+    auto row = [&](llvm::Value* k, int v) { return b_.CreateInBoundsGEP(f32_, panel, b_.CreateAdd(b_.CreateMul(k, c(NR)), c(v * VW))); };
+    if (round_) {
+      loop(c(0), kc, c(1), [&](llvm::Value* k) {
+        for (int v = 0; v < NV; ++v) b_.CreateStore(b_.CreateBitCast(bf16_bits(b_.CreateLoad(vt_, row(k, v))), vt_), row(k, v));
+      });
+      return;
+    }
+    llvm::Value* pairs = pair_panel_at(jc, jr);
+    loop(c(0), kc, c(2), [&](llvm::Value* k) {
+      llvm::Value* k1 = b_.CreateAdd(k, c(1));
+      for (int v = 0; v < NV; ++v) {
+        llvm::Value* low = b_.CreateLShr(bf16_bits(b_.CreateLoad(vt_, row(k, v))), 16);
+        llvm::Value* high = bf16_bits(b_.CreateLoad(vt_, row(k1, v)));
+        high = b_.CreateSelect(b_.CreateICmpSLT(k1, kc), high, llvm::Constant::getNullValue(high->getType()));
+        llvm::Value* at = b_.CreateInBoundsGEP(b_.getInt32Ty(), pairs, b_.CreateAdd(b_.CreateMul(b_.CreateUDiv(k, c(2)), c(NR)), c(v * VW)));
+        b_.CreateStore(b_.CreateOr(high, low), at);
+      }
+    });
+  }
+
+  // The same for A's micro-panel (MR values a k).
+  void to_bf16_a(llvm::Value* kc) {
+    const int MR = t_.rows;
+    auto* one = llvm::FixedVectorType::get(f32_, 1);
+    auto bits = [&](llvm::Value* k, llvm::Value* r) {
+      llvm::Value* x = b_.CreateLoad(one, b_.CreateInBoundsGEP(f32_, apanel_, b_.CreateAdd(b_.CreateMul(k, c(MR)), r)));
+      return b_.CreateExtractElement(bf16_bits(x), uint64_t{0});
+    };
+    if (round_) {
+      loop(c(0), b_.CreateMul(kc, c(MR)), c(1), [&](llvm::Value* e) {
+        b_.CreateStore(b_.CreateBitCast(bits(c(0), e), f32_), b_.CreateInBoundsGEP(f32_, apanel_, e));
+      });
+      return;
+    }
+    loop(c(0), kc, c(2), [&](llvm::Value* k) {
+      llvm::Value* k1 = b_.CreateAdd(k, c(1));
+      loop(c(0), c(MR), c(1), [&](llvm::Value* r) {
+        llvm::Value* high = b_.CreateSelect(b_.CreateICmpSLT(k1, kc), bits(k1, r), b_.getInt32(0));
+        llvm::Value* pair = b_.CreateOr(high, b_.CreateLShr(bits(k, r), 16));
+        b_.CreateStore(pair, b_.CreateInBoundsGEP(b_.getInt32Ty(), apairs_, b_.CreateAdd(b_.CreateMul(b_.CreateUDiv(k, c(2)), c(MR)), r)));
+      });
+    });
+  }
+
+  // acc = apairs x pair panel over kc: one VDPBF16PS per register per pair of k.
+  void tile_pairs(llvm::Value* pairs, llvm::Value* kc) {
+    const int MR = t_.rows, NV = t_.vectors, VW = t_.lanes, NR = t_.columns();
+    auto* iv = llvm::FixedVectorType::get(b_.getInt32Ty(), static_cast<unsigned>(VW));
+    auto* bv_t = llvm::FixedVectorType::get(b_.getBFloatTy(), static_cast<unsigned>(2 * VW));
+    for (auto* a : acc_) b_.CreateStore(llvm::Constant::getNullValue(vt_), a);
+    llvm::Value* npairs = b_.CreateUDiv(b_.CreateAdd(kc, c(1)), c(2));
+    loop(c(0), npairs, c(1), [&](llvm::Value* p) {
+      std::vector<llvm::Value*> bv;
+      for (int v = 0; v < NV; ++v) {
+        llvm::Value* at = b_.CreateInBoundsGEP(b_.getInt32Ty(), pairs, b_.CreateAdd(b_.CreateMul(p, c(NR)), c(v * VW)));
+        bv.push_back(b_.CreateBitCast(b_.CreateAlignedLoad(iv, at, llvm::Align(64)), bv_t));
+      }
+      llvm::Value* a_p = b_.CreateInBoundsGEP(b_.getInt32Ty(), apairs_, b_.CreateMul(p, c(MR)));
+      for (int r = 0; r < MR; ++r) {
+        llvm::Value* a = b_.CreateLoad(b_.getInt32Ty(), b_.CreateInBoundsGEP(b_.getInt32Ty(), a_p, c(r)));
+        llvm::Value* splat = b_.CreateBitCast(b_.CreateVectorSplat(static_cast<unsigned>(VW), a), bv_t);
+        for (int v = 0; v < NV; ++v) {
+          llvm::Value* slot = acc_[static_cast<size_t>(r * NV + v)];
+          llvm::Value* sum = b_.CreateIntrinsic(llvm::Intrinsic::x86_avx512bf16_dpbf16ps_512, {},
+                                                {b_.CreateLoad(vt_, slot), splat, bv[static_cast<size_t>(v)]});
+          b_.CreateStore(sum, slot);
+        }
+      }
+    });
   }
 
   llvm::Value* lane_ids() {
@@ -335,10 +451,9 @@ class GemmEmitter {
     });
   }
 
-  // C[i..i+MR, jr..jr+NR] (+)= apanel x panel over kc, rows clipped at r1 and columns at nr.
-  void tile(const std::function<llvm::Value*(llvm::Value*)>& row_at, llvm::Value* C, llvm::Value* i, llvm::Value* r1, llvm::Value* pc,
-            llvm::Value* jr, llvm::Value* kc, llvm::Value* nr) {
-    const int MR = t_.rows, NV = t_.vectors, VW = t_.lanes, NR = t_.columns();
+  // acc = apanel x panel over kc.
+  void tile(const std::function<llvm::Value*(llvm::Value*)>& row_at, llvm::Value* kc) {
+    const int MR = t_.rows, NV = t_.vectors, VW = t_.lanes;
     llvm::Value* zero = llvm::Constant::getNullValue(vt_);
     for (auto* a : acc_) b_.CreateStore(zero, a);
     loop(c(0), kc, c(1), [&](llvm::Value* k) {
@@ -359,7 +474,13 @@ class GemmEmitter {
         }
       }
     });
-    // Write back: the first K slice stores, later ones add; a partial panel stores under a mask.
+  }
+
+  // C[i..i+MR, jr..jr+NR] (+)= acc, rows clipped at r1 and columns at nr: the first K slice
+  // stores, later ones add; a partial panel stores under a mask.
+  void store_tile(llvm::Value* C, llvm::Value* i, llvm::Value* r1, llvm::Value* pc, llvm::Value* jr, llvm::Value* nr) {
+    const int MR = t_.rows, NV = t_.vectors, VW = t_.lanes, NR = t_.columns();
+    llvm::Value* zero = llvm::Constant::getNullValue(vt_);
     llvm::Value* accumulate = b_.CreateICmpSGT(pc, c(0));
     llvm::Value* full = b_.CreateICmpEQ(nr, c(NR));
     llvm::Value* lanes = lane_ids();
@@ -401,6 +522,10 @@ class GemmEmitter {
   llvm::AllocaInst* apanel_ = nullptr;
   llvm::Value* N_ = nullptr;
   llvm::Value* lines_ = nullptr;  ///< the table of B's lines, when they are not evenly spaced
+  bool pairs_ = false;  ///< a bf16 product on VDPBF16PS
+  bool round_ = false;  ///< a bf16 product on the f32 micro-kernel
+  llvm::AllocaInst* ppanel_ = nullptr;  ///< pairs_: B's panels as pairs of bf16
+  llvm::AllocaInst* apairs_ = nullptr;  ///< pairs_: A's micro-panel as pairs of bf16
   std::vector<llvm::AllocaInst*> acc_;
 };
 
@@ -422,9 +547,11 @@ std::string gemm_layout_name(const kir::Gemm& g, const GemmTile& host) {
     const auto& c = g.im2col;
     conv = {c.C, c.H, c.W, c.KH, c.KW, c.OW, c.stride[0], c.stride[1], c.padding[0], c.padding[1], c.dilation[0], c.dilation[1]};
   }
-  return fmt::format("stag.gemm.{}{}{}{}{}", g.ta ? "t" : "n", g.tb ? "t" : "n", patches ? fmt::format(".conv{:x}", fnv(conv)) : "",
+  std::string name = fmt::format("stag.gemm.{}{}{}{}{}", g.ta ? "t" : "n", g.tb ? "t" : "n", patches ? fmt::format(".conv{:x}", fnv(conv)) : "",
                      !lines ? "" : fmt::format(".lines{:x}.{}", fnv(g.b_lines), g.b_lines.size()),
                      t.rows == host.rows ? "" : fmt::format(".r{}", t.rows));
+  if (g.precision == kir::Gemm::Precision::bf16) name += ".bf16";
+  return name;
 }
 
 llvm::Function* gemm_function(llvm::Module& m, const kir::Gemm& g, const GemmTile& tile) {

@@ -11,6 +11,7 @@ namespace llvm {
 class Function;
 class Module;
 class Value;
+class IRBuilderBase;
 }  // namespace llvm
 
 namespace stag {
@@ -20,9 +21,13 @@ namespace stag {
 struct GemmTile {
   int lanes = 8, vectors = 2, rows = 6, depth = 256;
   int panels = 16;  ///< panels of B packed together (a block of panels * columns() columns)
+  /// bf16 products run on VDPBF16PS (pairs of k in each 32-bit lane); otherwise their
+  /// operands are rounded to bf16 in packing and multiplied by the f32 micro-kernel.
+  bool bf16_dot = false;
   int columns() const { return lanes * vectors; }
 };
 
+/// The tile for the micro-kernels' ISA (host_isa(): the host's best, or lower by STAG_ISA).
 GemmTile host_gemm_tile();
 
 /// The function `void(ptr A, ptr B, ptr C, i64 lo, i64 hi, i64 M, i64 N, i64 K, ptr a_offsets,
@@ -34,6 +39,11 @@ llvm::Function* gemm_function(llvm::Module& m, const kir::Gemm& g, const GemmTil
 GemmTile gemm_tile_for(const kir::Gemm& g, const GemmTile& host);
 /// The name of the GEMM function serving g: one per operand layout (image geometry, tile rows).
 std::string gemm_layout_name(const kir::Gemm& g, const GemmTile& host);
+/// x (f32, scalar or vector) rounded to bf16 as VCVTNEPS2BF16 does (to nearest, ties to even;
+/// NaNs stay NaNs), as the bits of an f32 whose low 16 bits are zero; any ISA.
+llvm::Value* bf16_bits(llvm::IRBuilderBase& b, llvm::Value* x);
+/// The same as an f32.
+llvm::Value* round_to_bf16(llvm::IRBuilderBase& b, llvm::Value* x);
 /// A constant table of batch offsets (shared within the module); {0} for a single product.
 llvm::Value* gemm_offsets(llvm::Module& m, const std::vector<int64_t>& offsets);
 

@@ -60,6 +60,8 @@ void LowerContext::end_function() { prog.workspace_bytes = std::max(prog.workspa
 void LowerContext::emit(KernelBuilder&& kb) {
   kb.k.nodes = group;
   kb.k.strategy = strategy;
+  bool bf16 = node && (node->info().traits & MixedPrecision) && node->s("precision") == "bf16";
+  if (kb.k.gemm && bf16) kb.k.gemm->precision = Gemm::Precision::bf16;
   kb.k.name = fmt::format("k{}_{}", prog.functions[fn].kernels.size(), kb.k.name);
   prog.functions[fn].kernels.push_back(std::move(kb.k));
 }
@@ -67,6 +69,12 @@ void LowerContext::emit(KernelBuilder&& kb) {
 int LowerContext::add_check(std::string message) {
   prog.checks.push_back(std::move(message));
   return static_cast<int>(prog.checks.size()) - 1;
+}
+
+E LowerContext::factor(int id, E index) {
+  E v = ld(id, std::move(index));
+  bool bf16 = node && (node->info().traits & MixedPrecision) && node->s("precision") == "bf16";
+  return bf16 ? un(Un::round_bf16, v) : v;
 }
 
 std::string LowerContext::origin(const Node& n) const { return fmt::format("%{} = {}", n.result()->name, n.info().name); }

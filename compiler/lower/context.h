@@ -69,6 +69,9 @@ struct LowerContext {
   void emit(kir::KernelBuilder&& kb);
   int add_check(std::string message);
   std::string origin(const Node& n) const;
+  /// Element `index` of a product's factor (buffer `id`, as ld): rounded to bf16 when the
+  /// node being lowered is a bf16 product, on every strategy that multiplies in loops.
+  E factor(int id, E index);
   /// A kernel writing every element of `out` (shape `dims`) with `value(idx)`.
   void map_kernel(const std::string& name, const std::string& from, int out, const Dims& dims,
                   const std::function<E(const std::vector<E>&)>& value);
@@ -97,6 +100,7 @@ struct LowerContext {
   std::vector<const Node*> pseudo_node;
   std::vector<std::string> group;            ///< the values the kernel being built computes
   std::string strategy;                      ///< the node's strategy, for the kernels it emits
+  const Node* node = nullptr;                ///< the node being lowered: its products take its precision
   std::unordered_map<std::string, int> param_ids;
   std::vector<const Node*> param_nodes;      ///< the first definition of each parameter, in order
   std::unordered_map<const Value*, int> buffer_of;

@@ -316,7 +316,7 @@ static void weight_grad_loops(LowerContext& cx, const Node& n, const std::vector
     E ok = and_(in_range(ih, H), in_range(iw, W));
     E x_at = add(mul(add(mul(add(mul(kb.v(b), int_(C)), ci), int_(H)), ih), int_(W)), iw);
     E g_at = add(mul(add(mul(add(mul(kb.v(b), int_(O)), i[0]), int_(OH)), kb.v(oh)), int_(OW)), kb.v(ow));
-    E term = mul(cx.ld(xs[0], select(ok, x_at, int_(0))), cx.ld(xs[1], g_at));
+    E term = mul(cx.factor(xs[0], select(ok, x_at, int_(0))), cx.factor(xs[1], g_at));
     std::vector<Stmt> inner = {assign(acc, add(kb.v(acc), select(ok, term, zero_of(dt))))};
     return std::vector<Stmt>{assign(acc, zero_of(dt)), for_(b, 0, Bn, {for_(oh, 0, OH, {for_(ow, 0, OW, inner)})}),
                              store(out, offset(i, ot.dims), kb.v(acc))};
@@ -342,7 +342,7 @@ static void conv2d_loops(LowerContext& cx, const Node& n, const std::vector<int>
     E ok = and_(in_range(ih, H), in_range(iw, W));
     E x_at = add(mul(add(mul(add(mul(b, int_(C)), add(mul(g, int_(cg)), kb.v(c))), int_(H)), ih), int_(W)), iw);
     E w_at = add(mul(add(mul(add(mul(o, int_(cg)), kb.v(c)), int_(KH)), kb.v(kh)), int_(KW)), kb.v(kw));
-    E term = mul(cx.ld(xs[0], select(ok, x_at, int_(0))), cx.ld(xs[1], w_at));
+    E term = mul(cx.factor(xs[0], select(ok, x_at, int_(0))), cx.factor(xs[1], w_at));
     E init = xs.size() == 3 ? cx.ld(xs[2], o) : zero_of(dt);
     std::vector<Stmt> inner = {assign(acc, add(kb.v(acc), select(ok, term, zero_of(dt))))};
     std::vector<Stmt> pixel = {assign(acc, init),

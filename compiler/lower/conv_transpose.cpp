@@ -301,7 +301,7 @@ static void conv_transpose2d_loops(LowerContext& cx, const Node& n, const std::v
     E ci = add(mul(g, int_(cg)), kb.v(c));
     E x_at = add(mul(add(mul(add(mul(b, int_(C)), ci), int_(H)), ih), int_(W)), iw);
     E w_at = add(mul(add(mul(add(mul(ci, int_(og)), oc), int_(KH)), kb.v(kh)), int_(KW)), kb.v(kw));
-    E term = mul(cx.ld(xs[0], select(ok, x_at, int_(0))), cx.ld(xs[1], w_at));
+    E term = mul(cx.factor(xs[0], select(ok, x_at, int_(0))), cx.factor(xs[1], w_at));
     E init = xs.size() == 3 ? cx.ld(xs[2], o) : zero_of(dt);
     std::vector<Stmt> inner = {assign(acc, add(kb.v(acc), select(ok, term, zero_of(dt))))};
     std::vector<Stmt> pixel = {assign(acc, init),

@@ -15,7 +15,8 @@ namespace stag::kir {
 
 /// Scalar operations. Integer ops are 64-bit and wrap; shifts are logical (for the
 /// counter-based generator); compares give bool; float min and max propagate NaN.
-enum class Un : uint8_t { neg, abs, exp, log, sqrt, tanh, erf, floor, cos, not_ };
+/// round_bf16: an f32 rounded to the nearest bf16 (ties to even), still an f32.
+enum class Un : uint8_t { neg, abs, exp, log, sqrt, tanh, erf, floor, cos, not_, round_bf16 };
 enum class Bin : uint8_t { add, sub, mul, div, rem, min, max, pow, lt, le, gt, ge, eq, ne, and_, or_, xor_, shl, lshr };
 
 std::string_view name(Un op);
@@ -132,6 +133,10 @@ struct Gemm {
   std::vector<int64_t> b_lines;
   Split split = Split::rows;
   int64_t block = 0;  ///< Split::columns, Split::row_blocks: columns or rows a p
+  /// What the products multiply. bf16: A's and B's elements rounded to bf16 (to nearest, ties
+  /// to even) as they are packed, products exact and sums in f32: PyTorch's CPU autocast.
+  enum class Precision : uint8_t { f32, bf16 };
+  Precision precision = Precision::f32;
   void read_patches(const Im2col& c) { b_read = BRead::patches, im2col = c; }
   void read_lines(std::vector<int64_t> lines) { b_read = BRead::lines, b_lines = std::move(lines); }
   void split_by(Split s, int64_t size) { split = s, block = size; }

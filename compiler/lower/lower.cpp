@@ -100,7 +100,9 @@ void lower_function(LowerContext& cx, const std::string& name, const Graph& grap
     cx.group = {n->result()->name};
     if (auto it = cx.plan.epilogue.find(n.get()); it != cx.plan.epilogue.end())
       for (const Node* u : it->second) cx.group.push_back(u->result()->name);
+    cx.node = n.get();
     lower_node(cx, *n);
+    cx.node = nullptr;
     cx.strategy.clear();
   }
   // Outputs that are inputs, parameters, constants or a second name for a value get a copy.

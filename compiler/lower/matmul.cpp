@@ -108,8 +108,8 @@ static void matmul_loops(LowerContext& cx, const Node& n, const MatmulShape& s, 
     E b_base = mul(broadcast_offset(bidx, batch, bb), int_(bt.dims[rb - 2] * bt.dims[rb - 1]));
     E c_row = mul(flat[0], int_(N));
     E jv = kb.v(j), kv = kb.v(k);
-    E a_ik = cx.ld(a, add(a_base, ta ? add(mul(kv, int_(M)), i) : add(mul(i, int_(K)), kv)));
-    E b_kj = cx.ld(b, add(b_base, tb ? add(mul(jv, int_(K)), kv) : add(mul(kv, int_(N)), jv)));
+    E a_ik = cx.factor(a, add(a_base, ta ? add(mul(kv, int_(M)), i) : add(mul(i, int_(K)), kv)));
+    E b_kj = cx.factor(b, add(b_base, tb ? add(mul(jv, int_(K)), kv) : add(mul(kv, int_(N)), jv)));
     E c = cx.ld(out, add(c_row, jv));
     std::vector<E> out_idx = idx;
     out_idx.push_back(jv);

@@ -22,14 +22,14 @@ int64_t k_axis(const Type& t, bool is_a, bool transposed) {
   return (is_a != transposed) ? r - 1 : r - 2;
 }
 
-// Products merge when they share the transpose flags and their operands' types but for K:
-// the concatenations are then well formed and their product has every term's type.
+// Products merge when they share the transpose flags, the precision and their operands' types
+// but for K: the concatenations are then well formed and their product has every term's type.
 std::string layout_key(const Node& m) {
   bool ta = m.b("transpose_a"), tb = m.b("transpose_b");
   Type a = m.operands[0]->type, b = m.operands[1]->type;
   a.dims[k_axis(a, true, ta)] = 0;
   b.dims[k_axis(b, false, tb)] = 0;
-  return fmt::format("{} {} {} {}", ta, tb, to_string(a), to_string(b));
+  return fmt::format("{} {} {} {} {}", ta, tb, m.s("precision"), to_string(a), to_string(b));
 }
 
 // The type `op` gives these operands, or nothing when its shape rule rejects them.
@@ -127,7 +127,7 @@ bool merge_matmuls(Graph& g, PassCounters& c) {
         gr.as.push_back(m->operands[0]);
         gr.bs.push_back(m->operands[1]);
       }
-      gr.flags = {ta, tb};
+      gr.flags = first.attrs;  // the transpose flags and the precision
       auto a = type_of(Op::concat, types_of(gr.as), {k_axis(gr.as[0]->type, true, ta)});
       auto b = type_of(Op::concat, types_of(gr.bs), {k_axis(gr.bs[0]->type, false, tb)});
       if (!a || !b || type_of(Op::matmul, {*a, *b}, gr.flags) != type) continue;

@@ -51,6 +51,9 @@ struct PassOptions {
   bool stats = false;
   bool time = false;
   std::vector<std::string> print_after, print_before;
+  /// "f32" or "bf16" (--precision): set as every graph's `precision` attribute, which
+  /// autocast-bf16 reads; empty: the graphs' own.
+  std::string precision;
 };
 
 /// A bad pipeline (unknown pass, graph pass after lowering) or a pass that broke the IR.
@@ -68,6 +71,7 @@ kir::Program compile_program(const std::vector<std::pair<std::string, const Grap
                              std::ostream& log, std::vector<std::unique_ptr<Graph>>* optimized = nullptr);
 
 // The passes (one a file).
+bool autocast_bf16(Graph& g, PassCounters& c);
 bool simplify(Graph& g, PassCounters& c);
 bool fold_transpose(Graph& g, PassCounters& c);
 bool const_fold(Graph& g, PassCounters& c);

@@ -18,6 +18,7 @@ namespace stag {
 
 const std::vector<PassInfo>& all_passes() {
   static const std::vector<PassInfo> passes = {
+      {"autocast-bf16", "matmuls and convolutions of a graph whose precision is bf16 multiply in bf16", PassLevel::Graph, autocast_bf16},
       {"simplify", "algebraic identities from a table of rewrite rules", PassLevel::Graph, simplify},
       {"fold-transpose", "transposes of the last two dims folded into matmul flags", PassLevel::Graph, fold_transpose},
       {"const-fold", "nodes of constants evaluated at compile time by the reference interpreter", PassLevel::Graph, const_fold},
@@ -35,8 +36,8 @@ const std::vector<std::string>& default_pipeline() {
   // merge-matmuls is left out: the products it merges read A transposed, the GEMM's slower
   // layout, so it gains nothing yet (docs/optimizer.md, Measurements). After concat-pads is
   // its place when that layout catches up.
-  static const std::vector<std::string> names = {"simplify",    "fold-transpose", "const-fold", "cse",  "concat-pads",
-                                                 "simplify",    "dce",            "fuse",       "plan-memory"};
+  static const std::vector<std::string> names = {"autocast-bf16", "simplify", "fold-transpose", "const-fold", "cse", "concat-pads",
+                                                 "simplify",      "dce",      "fuse",           "plan-memory"};
   return names;
 }
 
@@ -87,6 +88,8 @@ kir::Program compile_program(const std::vector<std::pair<std::string, const Grap
   bool verify_each = o.verify_each || (env && std::string(env) == "1");
   std::vector<std::unique_ptr<Graph>> graphs;
   for (const auto& f : functions) graphs.push_back(f.second->clone());
+  if (!o.precision.empty())
+    for (auto& g : graphs) g->set_attr("precision", o.precision);
 
   struct Stat {
     std::string pass;

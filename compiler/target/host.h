@@ -20,6 +20,19 @@ struct HostInfo {
 
 HostInfo host_info();
 
+/// The instruction sets the micro-kernels are written for, in order: each includes the ones
+/// before it. `avx512bf16` adds VDPBF16PS, `amx` the tile unit's TDPBF16PS.
+enum class Isa { generic, avx2, avx512, avx512bf16, amx };
+
+/// The micro-kernels' ISA: the best the host has (from CPUID, not the CPU's name), or the lower
+/// one `STAG_ISA` names (`generic`, `avx2`, `avx512`, `avx512bf16`, `amx`), so every path the
+/// host supports can be run. Throws std::runtime_error for a name it does not know or an ISA
+/// the host lacks.
+Isa host_isa();
+/// The best ISA the host has, whatever STAG_ISA says.
+Isa detected_isa();
+const char* isa_name(Isa isa);
+
 /// Every feature LLVM detects on the host, as a TargetMachine feature string ("+avx2,-amx-tile,..."):
 /// the CPU name alone leaves some off (AMX, bf16 under some hypervisors).
 std::string host_feature_string();

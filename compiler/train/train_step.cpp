@@ -32,6 +32,8 @@ std::unique_ptr<Graph> build_train_step(const Graph& training_graph, const Optim
     diags.error({}, fmt::format("optimizer: {}", err), "train");
     return nullptr;
   }
+  // The train section's precision is the step's (autocast-bf16 reads it; --precision overrides).
+  if (const Attr* precision = g->attr("train.precision"); precision && !g->attr("precision")) g->set_attr("precision", *precision);
   if (!verify(*g, diags)) return nullptr;
   return g;
 }

@@ -99,7 +99,7 @@ std::vector<Case> cases() {
       {"a declared element type that differs", [](Base& b) { b.y->type.dtype = DType::f64; },
        {"%y: error: %y is declared f64[2,3] but relu gives f32[2,3]",
         "%z: error: add: operands have different element types: f64[2,3] and f32[2,3]"}},
-      {"a shape rule error", [](Base& b) { b.append(Op::matmul, {b.x, b.x}, {false, false}, f32({2, 2}), "n"); },
+      {"a shape rule error", [](Base& b) { b.append(Op::matmul, {b.x, b.x}, {false, false, std::string("f32")}, f32({2, 2}), "n"); },
        {"%n: error: matmul: inner dimensions differ (3 vs 2): f32[2,3] x f32[2,3]"}},
       {"fewer results than the op gives",
        [](Base& b) { b.append(Op::split, {b.x}, {I(0), Ints{1, 1}}, f32({1, 3}), "n"); },

@@ -1,0 +1,186 @@
+// bf16 products (PyTorch's CPU autocast): every micro-kernel path the host has, forced with
+// STAG_ISA, against the reference interpreter multiplying the same bf16-rounded operands. The
+// operands are rounded identically on both sides, so the tolerance is f32's: sums of K exact
+// products round within about sqrt(K) ulps. A kernel that ignored the precision would be off
+// by bf16's rounding (about 2^-9 of each operand) and fail.
+
+#include <catch2/catch.hpp>
+#include <fmt/format.h>
+
+#include <cmath>
+#include <cstdlib>
+
+#include "compiler/autodiff/autodiff.h"
+#include "compiler/codegen/gemm.h"
+#include "compiler/jit/jit_model.h"
+#include "compiler/passes/pass.h"
+#include "compiler/target/host.h"
+#include "ir/builder.h"
+#include "ir/random.h"
+#include "ir/reference.h"
+#include "runtime/thread_pool.h"
+#include "tests/util.h"
+
+using namespace stag;
+
+namespace {
+
+const NamedAttrs kBf16 = {{"precision", std::string("bf16")}};
+
+// Every ISA the host supports, best first; the ones it lacks are named once as skipped.
+std::vector<Isa> host_paths() {
+  std::vector<Isa> paths;
+  for (int i = static_cast<int>(detected_isa()); i >= 0; --i) paths.push_back(static_cast<Isa>(i));
+  static bool said = false;
+  for (int i = static_cast<int>(detected_isa()) + 1; i <= static_cast<int>(Isa::amx) && !said; ++i)
+    WARN(fmt::format("SKIPPED: the bf16 products on {} (this host has only {})", isa_name(static_cast<Isa>(i)), isa_name(detected_isa())));
+  said = true;
+  return paths;
+}
+
+struct ForcedIsa {
+  explicit ForcedIsa(Isa isa) { setenv("STAG_ISA", isa_name(isa), 1); }
+  ~ForcedIsa() { unsetenv("STAG_ISA"); }
+};
+
+// Compiles g (one output) and checks it against the reference at `threads`; returns how many
+// of its kernels are bf16 products.
+int check_against_reference(const Graph& g, double K, int threads, const std::string& what) {
+  CompiledModel compiled = compile_jit(g);
+  int bf16_products = 0;
+  for (const auto& k : compiled.program.functions.back().kernels)
+    bf16_products += k.gemm && k.gemm->precision == kir::Gemm::Precision::bf16;
+  std::map<std::string, RefTensor> feeds;
+  std::vector<rt::Tensor> inputs;
+  const auto& spec = compiled.model->manifest().function("forward");
+  for (size_t i = 0; i < spec.inputs.size(); ++i) {
+    rt::Tensor t(spec.inputs[i].dtype, spec.inputs[i].shape);
+    std::vector<double> values;
+    for (int64_t e = 0; e < t.numel(); ++e) {
+      auto v = static_cast<float>(random_standard_normal(23, static_cast<int64_t>(i), e));
+      t.values<float>()[e] = v;
+      values.push_back(v);
+    }
+    feeds[spec.inputs[i].name] = RefTensor(g.find(spec.inputs[i].name)->type, values);
+    inputs.push_back(std::move(t));
+  }
+  std::vector<const rt::Tensor*> ptrs;
+  for (const auto& t : inputs) ptrs.push_back(&t);
+  stag_set_num_threads(threads);
+  auto got = test::to_doubles(compiled.model->run("forward", ptrs)[0]);
+  stag_set_num_threads(0);
+  RefResult ref = interpret(g, feeds);
+  const auto& want = ref.outputs.begin()->second.data;
+  REQUIRE(got.size() == want.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    INFO(fmt::format("{} on {}, {} threads: element {} got {} want {}", what, isa_name(host_isa()), threads, i, got[i], want[i]));
+    REQUIRE(std::fabs(got[i] - want[i]) <= 1e-5 * std::sqrt(K) * (1 + std::fabs(want[i])));
+  }
+  return bf16_products;
+}
+
+std::unique_ptr<Graph> matmul_graph(int64_t M, int64_t N, int64_t K, bool ta, bool tb) {
+  auto g = std::make_unique<Graph>("bf16_matmul");
+  Builder b(*g);
+  Value* a = b.input("a", {DType::f32, ta ? Dims{K, M} : Dims{M, K}});
+  Value* w = b.input("b", {DType::f32, tb ? Dims{N, K} : Dims{K, N}});
+  NamedAttrs attrs = kBf16;
+  attrs.push_back({"transpose_a", ta});
+  attrs.push_back({"transpose_b", tb});
+  b.output("y", b.matmul({a, w}, attrs));
+  return g;
+}
+
+}  // namespace
+
+TEST_CASE("bf16 matrix products multiply the rounded operands on every path the host has", "[bf16][gemm]") {
+  for (Isa isa : host_paths()) {
+    ForcedIsa forced(isa);
+    GemmTile t = host_gemm_tile();
+    int64_t MR = t.rows, NR = t.columns(), KC = t.depth;
+    // Odd depths leave the last pair of k half empty; the panel's depth edges and the tile's.
+    std::vector<std::array<int64_t, 3>> sizes = {{1, 1, 1}, {MR + 1, NR - 1, 3}, {2 * MR + 3, NR + 1, KC + 1},
+                                                 {67, 2 * NR + 5, 2 * KC + 9}, {MR - 1, 100, KC}};
+    int turn = 0;
+    for (auto [M, N, K] : sizes) {
+      bool ta = turn % 2, tb = turn / 2 % 2;
+      auto g = matmul_graph(M, N, K, ta, tb);
+      CHECK(check_against_reference(*g, static_cast<double>(K), 1 + turn % 2, fmt::format("{}x{}x{} ta {} tb {}", M, N, K, ta, tb)) == 1);
+      ++turn;
+    }
+  }
+}
+
+TEST_CASE("bf16 convolutions and their gradients multiply the rounded operands", "[bf16][conv]") {
+  for (Isa isa : host_paths()) {
+    ForcedIsa forced(isa);
+    // Strided (phase planes through lines), stride 1, patches gathered (a kernel as wide as
+    // the image), the transposed convolution and the weight gradient.
+    // The last one's weight gradient runs in loops, which round their factors too.
+    struct Case { Dims x, w; Ints stride, padding; int weight_grad_products; };
+    for (const Case& c : {Case{{3, 5, 9, 11}, {70, 5, 3, 3}, {2, 2}, {1, 1}, 1}, Case{{2, 3, 8, 7}, {16, 3, 5, 3}, {1, 1}, {2, 1}, 1},
+                          Case{{2, 2, 12, 12}, {4, 2, 10, 10}, {1, 1}, {0, 0}, 0}}) {
+      Graph g("bf16_conv");
+      Builder b(g);
+      Value* x = b.input("x", {DType::f32, c.x});
+      Value* w = b.input("w", {DType::f32, c.w});
+      NamedAttrs attrs = kBf16;
+      attrs.push_back({"stride", c.stride});
+      attrs.push_back({"padding", c.padding});
+      Value* y = b.conv2d({x, w}, attrs);
+      b.output("y", y);
+      double K = static_cast<double>(c.w[1] * c.w[2] * c.w[3]);
+      CHECK(check_against_reference(g, K, 2, "conv2d " + dims_to_string(c.x)) >= 1);
+
+      Graph gt("bf16_conv_transpose");
+      Builder bt(gt);
+      Value* dy = bt.input("dy", y->type);
+      Value* wt = bt.input("w", {DType::f32, c.w});
+      bt.output("dx", bt.conv_transpose2d({dy, wt}, attrs));
+      CHECK(check_against_reference(gt, static_cast<double>(c.w[0] * c.w[2] * c.w[3]), 1, "conv_transpose2d " + dims_to_string(c.x)) >= 1);
+
+      Graph gw("bf16_weight_grad");
+      Builder bw(gw);
+      Value* xw = bw.input("x", {DType::f32, c.x});
+      Value* dyw = bw.input("dy", y->type);
+      attrs.push_back({"kernel", Ints{c.w[2], c.w[3]}});
+      bw.output("dw", bw.conv2d_weight_grad({xw, dyw}, attrs));
+      double Kw = static_cast<double>(c.x[0] * y->type.dims[2] * y->type.dims[3]);
+      CHECK(check_against_reference(gw, Kw, 2, "conv2d_weight_grad " + dims_to_string(c.x)) == c.weight_grad_products);
+    }
+  }
+}
+
+TEST_CASE("a bad STAG_ISA is an error naming the choices", "[bf16]") {
+  setenv("STAG_ISA", "avx9", 1);
+  CHECK_THROWS_WITH(host_isa(), Catch::Contains("expected one of generic, avx2, avx512, avx512bf16, amx"));
+  unsetenv("STAG_ISA");
+  if (detected_isa() != Isa::amx) {
+    setenv("STAG_ISA", "amx", 1);
+    CHECK_THROWS_WITH(host_isa(), Catch::Contains("this host has only"));
+    unsetenv("STAG_ISA");
+  }
+}
+
+TEST_CASE("autocast-bf16 marks a bf16 graph's products, and their gradients are bf16 products", "[bf16][passes]") {
+  Graph g("mlp");
+  Builder b(g);
+  Value* x = b.input("x", {DType::f32, {4, 3}});
+  Value* w = b.parameter("w", {DType::f32, {3, 5}}, {{"init", std::string("normal")}});
+  b.output("loss", b.mean({b.relu({b.matmul({x, w})})}));
+  PassCounters counters;
+  CHECK_FALSE(autocast_bf16(g, counters));  // no precision attribute: f32
+  g.set_attr("precision", std::string("bf16"));
+  CHECK(autocast_bf16(g, counters));
+  CHECK(counters.counts["products in bf16"] == 1);
+  Diagnostics diags;
+  auto step = differentiate(g, "loss", diags);
+  REQUIRE(step);
+  int products = 0;
+  for (const auto& n : step->nodes)
+    if (n->op == Op::matmul) {
+      ++products;
+      CHECK(n->s("precision") == "bf16");
+    }
+  CHECK(products == 2);  // the forward and w's gradient (x is an input: no gradient)
+}
