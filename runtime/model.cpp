@@ -1,4 +1,5 @@
 #include "runtime/model.h"
+#include "runtime/cpu.h"
 
 #include <fmt/format.h>
 
@@ -54,6 +55,7 @@ Manifest Manifest::parse(const std::string& json) {
     }
     m.workspace_bytes = j.at("workspace_bytes").get<int64_t>();
     m.checks = j.at("checks").get<std::vector<std::string>>();
+    if (j.contains("isa")) m.isa = j.at("isa").get<std::string>();
     if (j.contains("attrs"))
       for (const auto& [key, value] : j.at("attrs").items()) m.attrs[key] = value.dump();
     return m;
@@ -65,6 +67,7 @@ Manifest Manifest::parse(const std::string& json) {
 Model::Model(Manifest manifest, std::function<Entry(const std::string&)> entry)
     : manifest_(std::move(manifest)), entry_(std::move(entry)),
       workspace_(DType::b8, Shape{std::max<int64_t>(1, manifest_.workspace_bytes)}) {
+  if (!manifest_.isa.empty()) check_cpu_isa(manifest_.isa);
   for (const auto& p : manifest_.params) params_.emplace_back(p.dtype, p.shape);
 }
 

@@ -44,6 +44,9 @@ struct Manifest {
   std::vector<std::string> checks;  ///< messages of the data checks; "{}" is the bad value
   /// The model's graph attributes (batch, the training section train.*), each as JSON text.
   std::map<std::string, std::string> attrs;
+  /// The instruction set the code was compiled for (runtime/cpu.h's names); empty in
+  /// manifests written before it was recorded.
+  std::string isa;
 
   const FunctionSpec& function(const std::string& name) const;
   static Manifest parse(const std::string& json);

@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <stdexcept>
+
 #include "compiler/target/host.h"
 #include "tools/cli.h"
 
@@ -40,6 +42,12 @@ int run(int argc, char** argv) {
     for (const auto& c : commands)
       if (c.app->parsed()) failed = c.app;
     fmt::print(stderr, "{}", failed->help());
+    return kExitUsage;
+  }
+  try {
+    stag::host_isa();  // a bad STAG_ISA is the user's to fix, before anything compiles
+  } catch (const std::runtime_error& e) {
+    fmt::print(stderr, "stag: error: {}\n", e.what());
     return kExitUsage;
   }
   for (const auto& c : commands)

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "compiler/lower/cost.h"
+#include "compiler/target/host.h"
 
 namespace stag {
 
@@ -48,7 +49,9 @@ std::string manifest_json(const kir::Program& p) {
     attrs[key] = std::visit(ToJson{}, value);
   }
   json j = {{"model", p.name}, {"params", params}, {"functions", functions},
-            {"workspace_bytes", p.workspace_bytes}, {"checks", p.checks}, {"attrs", attrs}};
+            {"workspace_bytes", p.workspace_bytes}, {"checks", p.checks}, {"attrs", attrs},
+            // LLVM compiles for every feature the host has, whatever STAG_ISA chose for the GEMM.
+            {"isa", isa_name(detected_isa())}};
   return j.dump();
 }
 

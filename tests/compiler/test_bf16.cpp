@@ -18,6 +18,8 @@
 #include "ir/builder.h"
 #include "ir/random.h"
 #include "ir/reference.h"
+#include "runtime/cpu.h"
+#include "runtime/error.h"
 #include "runtime/thread_pool.h"
 #include "tests/util.h"
 
@@ -183,4 +185,18 @@ TEST_CASE("autocast-bf16 marks a bf16 graph's products, and their gradients are 
       CHECK(n->s("precision") == "bf16");
     }
   CHECK(products == 2);  // the forward and w's gradient (x is an input: no gradient)
+}
+
+TEST_CASE("the runtime reads the CPU's ISA as the compiler does, and refuses code for a better one", "[bf16][isa]") {
+  CHECK(rt::cpu_isa() == isa_name(detected_isa()));
+  CHECK_NOTHROW(rt::check_cpu_isa(rt::cpu_isa()));
+  CHECK_NOTHROW(rt::check_cpu_isa("generic"));
+  CHECK_THROWS_WITH(rt::check_cpu_isa("avx9"), Catch::Contains("does not know"));
+  if (detected_isa() != Isa::amx)
+    CHECK_THROWS_WITH(rt::check_cpu_isa("amx"), Catch::Contains("built for a CPU with amx; this CPU has only " + rt::cpu_isa()));
+  // A compiled model's manifest records what its code needs.
+  Graph g("isa");
+  Builder b(g);
+  b.output("y", b.relu({b.input("x", {DType::f32, {4}})}));
+  CHECK(compile_jit(g).model->manifest().isa == isa_name(detected_isa()));
 }
