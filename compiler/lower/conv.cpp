@@ -143,10 +143,9 @@ static int phase_images(LowerContext& cx, const Node& n, const ConvShape& c, con
   KernelBuilder kp("conv_phases", cx.origin(n));
   loop_nest(kp, {c.Bn, c.C}, [&](const std::vector<E>& i) {
     std::vector<Stmt> body;
-    E from = mul(add(mul(i[0], int_(c.C)), i[1]), int_(c.H * c.W));
+    E from = offset({i[0], i[1]}, {c.Bn, c.C, c.H * c.W});
     for (int64_t r = 0; r < P; ++r) {
-      E at = merged ? mul(add(mul(add(mul(i[1], int_(P)), int_(r)), int_(c.Bn)), i[0]), int_(plane))
-                    : mul(add(mul(add(mul(i[0], int_(c.C)), i[1]), int_(P)), int_(r)), int_(plane));
+      E at = merged ? offset({i[1], int_(r), i[0]}, {c.C, P, c.Bn, plane}) : offset({i[0], i[1], int_(r)}, {c.Bn, c.C, P, plane});
       std::array<int64_t, 2> first = {r / c.s[1] - c.p[0], r % c.s[1] - c.p[1]};
       for (Stmt& st : strided_plane(cx, kp, dst, at, ph.rows, ph.cols, src, from, c.H, c.W, {c.s[0], c.s[1]}, first)) body.push_back(std::move(st));
     }
@@ -204,7 +203,7 @@ static void conv2d_lines(LowerContext& cx, const Node& n, const std::vector<int>
     E from = add(mul(row[0], int_(N)), merged ? mul(img, int_(plane)) : int_(0));
     E v = cx.ld(grid, add(from, add(mul(kb.v(oh), int_(ph.cols)), kb.v(ow))));
     if (xs.size() == 3) v = add(v, cx.ld(xs[2], o));
-    E at = add(mul(add(mul(add(mul(img, int_(c.O)), o), int_(c.OH)), kb.v(oh)), int_(c.OW)), kb.v(ow));
+    E at = offset({img, o, kb.v(oh), kb.v(ow)}, {c.Bn, c.O, c.OH, c.OW});
     Stmt plane_store = for_(oh, 0, c.OH, {for_(ow, 0, c.OW, {store(out, at, cx.epilogue(n, v, {img, o, kb.v(oh), kb.v(ow)}))})});
     return std::vector<Stmt>{merged ? for_(b, 0, c.Bn, {plane_store}) : plane_store};
   }, 1);
@@ -256,7 +255,7 @@ static int dy_grid(LowerContext& cx, const Node& n, int g_buf, const ConvShape& 
   KernelBuilder kp("conv2d_weight_grad_dy", cx.origin(n));
   loop_nest(kp, {c.Bn * c.O}, [&](const std::vector<E>& i) {
     E b = bin(Bin::div, i[0], int_(c.O)), o = bin(Bin::rem, i[0], int_(c.O));
-    E at = mul(merged ? add(mul(o, int_(c.Bn)), b) : i[0], int_(per_plane));
+    E at = merged ? offset({o, b}, {c.O, c.Bn, per_plane}) : mul(i[0], int_(per_plane));
     return padded_plane(cx, kp, grid, at, rows, ph.cols, g_buf, mul(i[0], int_(c.OH * c.OW)), c.OH, c.OW, 0, 0);
   }, grain_of(kGrainElements, per_plane));
   cx.emit(std::move(kp));
@@ -314,8 +313,8 @@ static void weight_grad_loops(LowerContext& cx, const Node& n, const std::vector
     E ih = add(sub(mul(kb.v(oh), int_(s[0])), int_(p[0])), mul(i[2], int_(d[0])));
     E iw = add(sub(mul(kb.v(ow), int_(s[1])), int_(p[1])), mul(i[3], int_(d[1])));
     E ok = and_(in_range(ih, H), in_range(iw, W));
-    E x_at = add(mul(add(mul(add(mul(kb.v(b), int_(C)), ci), int_(H)), ih), int_(W)), iw);
-    E g_at = add(mul(add(mul(add(mul(kb.v(b), int_(O)), i[0]), int_(OH)), kb.v(oh)), int_(OW)), kb.v(ow));
+    E x_at = offset({kb.v(b), ci, ih, iw}, {Bn, C, H, W});
+    E g_at = offset({kb.v(b), i[0], kb.v(oh), kb.v(ow)}, {Bn, O, OH, OW});
     E term = mul(cx.ld(xs[0], select(ok, x_at, int_(0))), cx.ld(xs[1], g_at));
     std::vector<Stmt> inner = {assign(acc, add(kb.v(acc), select(ok, term, zero_of(dt))))};
     return std::vector<Stmt>{assign(acc, zero_of(dt)), for_(b, 0, Bn, {for_(oh, 0, OH, {for_(ow, 0, OW, inner)})}),
@@ -340,14 +339,14 @@ static void conv2d_loops(LowerContext& cx, const Node& n, const std::vector<int>
     E ih = add(sub(mul(kb.v(oh), int_(s[0])), int_(p[0])), mul(kb.v(kh), int_(d[0])));
     E iw = add(sub(mul(kb.v(ow), int_(s[1])), int_(p[1])), mul(kb.v(kw), int_(d[1])));
     E ok = and_(in_range(ih, H), in_range(iw, W));
-    E x_at = add(mul(add(mul(add(mul(b, int_(C)), add(mul(g, int_(cg)), kb.v(c))), int_(H)), ih), int_(W)), iw);
-    E w_at = add(mul(add(mul(add(mul(o, int_(cg)), kb.v(c)), int_(KH)), kb.v(kh)), int_(KW)), kb.v(kw));
+    E x_at = offset({b, add(mul(g, int_(cg)), kb.v(c)), ih, iw}, {ot.dims[0], C, H, W});
+    E w_at = offset({o, kb.v(c), kb.v(kh), kb.v(kw)}, {O, cg, KH, KW});
     E term = mul(cx.ld(xs[0], select(ok, x_at, int_(0))), cx.ld(xs[1], w_at));
     E init = xs.size() == 3 ? cx.ld(xs[2], o) : zero_of(dt);
     std::vector<Stmt> inner = {assign(acc, add(kb.v(acc), select(ok, term, zero_of(dt))))};
     std::vector<Stmt> pixel = {assign(acc, init),
                                for_(c, 0, cg, {for_(kh, 0, KH, {for_(kw, 0, KW, inner)})}),
-                               store(out, add(mul(add(mul(flat[0], int_(OH)), kb.v(oh)), int_(OW)), kb.v(ow)),
+                               store(out, offset({flat[0], kb.v(oh), kb.v(ow)}, {ot.dims[0] * O, OH, OW}),
                                      cx.epilogue(n, kb.v(acc), {b, o, kb.v(oh), kb.v(ow)}))};
     return std::vector<Stmt>{for_(oh, 0, OH, {for_(ow, 0, OW, pixel)})};
   }, 1);

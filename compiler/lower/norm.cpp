@@ -21,7 +21,7 @@ void batch_norm(LowerContext& cx, const Node& n, const std::vector<int>& xs, int
     KernelBuilder kb("batch_norm_stats", from);
     int b = kb.new_var("b"), i = kb.new_var("i"), s = kb.new_var("s", dt), m = kb.new_var("m", dt);
     loop_nest(kb, {C}, [&](const std::vector<E>& c) {
-      E at = add(mul(add(mul(kb.v(b), int_(C)), c[0]), int_(inner)), kb.v(i));
+      E at = offset({kb.v(b), c[0], kb.v(i)}, {N, C, inner});
       E count = fconst(static_cast<double>(N * inner), dt);
       E dv = sub(cx.ld(xs[0], at), kb.v(m));
       return std::vector<Stmt>{
@@ -52,7 +52,7 @@ static void batch_norm_apply(LowerContext& cx, const Node& n, const std::vector<
   KernelBuilder kb("batch_norm", cx.origin(n));
   int i = kb.new_var("i"), r = kb.new_var("rstd", dt);
   loop_nest(kb, {N, C}, [&](const std::vector<E>& idx) {
-    E c = idx[1], at = add(mul(add(mul(idx[0], int_(C)), c), int_(inner)), kb.v(i));
+    E c = idx[1], at = offset({idx[0], c, kb.v(i)}, {N, C, inner});
     E norm = mul(sub(cx.ld(xs[0], at), cx.ld(mean, c)), kb.v(r));
     E rstd = div(fconst(1, dt), un(Un::sqrt, add(cx.ld(var, c), fconst(n.f("eps"), dt))));
     return std::vector<Stmt>{assign(r, rstd), for_(i, 0, inner, {store(y, at, add(mul(norm, cx.ld(xs[1], c)), cx.ld(xs[2], c)))})};
@@ -109,7 +109,7 @@ void softmax(LowerContext& cx, const Node& n, const std::vector<int>& xs, int ou
   int j = kb.new_var("j"), mx = kb.new_var("mx", dt), s = kb.new_var("s", dt);
   loop_nest(kb, {outer * inner}, [&](const std::vector<E>& row) {
     E o = bin(Bin::div, row[0], int_(inner)), i = bin(Bin::rem, row[0], int_(inner));
-    E at = add(mul(add(mul(o, int_(len)), kb.v(j)), int_(inner)), i);
+    E at = offset({o, kb.v(j), i}, {outer, len, inner});
     E v = cx.ld(x, at);
     E e = un(Un::exp, sub(v, kb.v(mx)));
     E result = log ? sub(sub(v, kb.v(mx)), un(Un::log, kb.v(s))) : div(e, kb.v(s));
