@@ -13,7 +13,6 @@ using namespace kir;
 static void conv2d_dense(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out, const ConvShape& c);
 static void conv2d_im2col(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out, const ConvShape& c);
 static void zero_run(LowerContext& cx, const Node& n, int buf, int64_t from, int64_t count);
-static void conv2d_lines(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out, const ConvShape& c, bool merged);
 static void weight_grad_dense(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out, const ConvShape& c);
 static void weight_grad_lines(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out, const ConvShape& c, bool merged);
 static void sum_partials(LowerContext& cx, const Node& n, int partial, int out, int64_t count, int64_t size);
@@ -179,7 +178,7 @@ static std::vector<int64_t> tap_lines(const ConvShape& c, const Phases& ph, int6
 // output's columns (bias and epilogue ride in it) and drops the rest. Packing gathers
 // nothing, and few-row products read B in place. One product per image, or `merged`, one
 // over every image's planes side by side (each image's part of the grid a whole plane).
-static void conv2d_lines(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out, const ConvShape& c, bool merged) {
+void conv2d_lines(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out, const ConvShape& c, bool merged) {
   Phases ph(c);
   int64_t P = ph.count(), plane = ph.plane(), K = c.C * c.KH * c.KW;
   int64_t N = (merged ? (c.Bn - 1) * plane : 0) + (c.OH - 1) * ph.cols + c.OW, per_image = merged ? plane : N;

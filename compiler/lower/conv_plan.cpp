@@ -46,8 +46,15 @@ int64_t Phases::shift(const ConvShape& c, int64_t kh, int64_t kw) const {
 
 
 const char* name(ConvPath path) {
-  static const char* const names[] = {"loops", "lines", "lines_merged", "im2col", "dense", "columns", "full_columns", "subpixel", "subpixel_merged"};
+  static const char* const names[] = {"loops",        "lines",    "lines_merged",    "im2col",        "dense",
+                                      "columns",      "full_columns", "subpixel", "subpixel_merged", "flipped_lines",
+                                      "flipped_lines_merged"};
   return names[static_cast<int>(path)];
+}
+
+ConvShape flipped(const ConvShape& c) {
+  int64_t ph = c.d[0] * (c.KH - 1) - c.p[0], pw = c.d[1] * (c.KW - 1) - c.p[1];
+  return {c.Bn, c.O, c.OH, c.OW, c.C, c.H, c.W, c.KH, c.KW, {1, 1}, {ph, pw}, {c.d[0], c.d[1]}, c.groups};
 }
 
 int64_t SubpixelAxis::padded() const { return std::max(outputs(0) + first(s - 1), in) + taps - 1; }
@@ -80,12 +87,22 @@ ConvPath weight_grad_path(const ConvShape& c, const ConvOperands& x) {
 }
 
 // Here `c` is the convolution this one transposes: its input is our output. Sub-pixel needs
-// dilation 1 and enough output channels (each phase's product has that many rows); at stride 1
-// the columns add up as contiguous runs instead.
+// dilation 1 and enough output channels (each phase's product has that many rows). At stride
+// 1 it is a plain convolution by the flipped weight when the padding is within the kernel's
+// reach and there is no output_padding, with enough output channels (its product's rows), on
+// the forward convolution's lines; otherwise the columns add up as contiguous runs.
 ConvPath conv_transpose2d_path(const ConvShape& c, const ConvOperands& x) {
   if (!on_product(c, x)) return ConvPath::loops;
   if (c.OH == 1 && c.OW == 1 && covers_image(c)) return ConvPath::dense;
-  if (c.s[0] == 1 && c.s[1] == 1) return ConvPath::full_columns;
+  if (c.s[0] == 1 && c.s[1] == 1) {
+    ConvShape f = flipped(c);
+    bool flips = f.p[0] >= 0 && f.p[1] >= 0 && c.H == c.OH - 2 * c.p[0] + c.d[0] * (c.KH - 1) &&
+                 c.W == c.OW - 2 * c.p[1] + c.d[1] * (c.KW - 1) && c.C >= kSubpixelChannels;
+    ConvPath forward = flips ? conv2d_path(f, x) : ConvPath::loops;
+    if (forward == ConvPath::lines) return ConvPath::flipped_lines;
+    if (forward == ConvPath::lines_merged) return ConvPath::flipped_lines_merged;
+    return ConvPath::full_columns;
+  }
   if (c.d[0] != 1 || c.d[1] != 1 || c.C < kSubpixelChannels) return ConvPath::columns;
   SubpixelAxis ah(c.s[0], c.p[0], c.KH, c.OH, c.H), aw(c.s[1], c.p[1], c.KW, c.OW, c.W);
   int64_t grid = (ah.outputs(0) - 1) * aw.padded() + aw.outputs(0);

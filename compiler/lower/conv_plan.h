@@ -61,7 +61,14 @@ enum class ConvPath {
   full_columns,  ///< transposed, stride 1: the columns added onto the full plane as runs
   subpixel,      ///< transposed, strided: per output phase a stride-1 convolution on the lines
   subpixel_merged,  ///< as subpixel, one product a phase over every image's planes side by side
+  flipped_lines,         ///< transposed, stride 1: the convolution by the flipped weight (flipped()), as lines
+  flipped_lines_merged,  ///< as flipped_lines, one product over every image's planes side by side
 };
+
+/// A stride-1 transposed convolution `c` (described by the convolution it transposes) as the
+/// convolution it equals: of its input by the weight flipped in both axes with input and output
+/// channels swapped, padded by the kernel's reach less the padding.
+ConvShape flipped(const ConvShape& c);
 
 /// The strategy's name, as the kernel IR prints it.
 const char* name(ConvPath path);

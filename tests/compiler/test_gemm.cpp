@@ -240,6 +240,13 @@ TEST_CASE("each convolution op's strategy", "[conv]") {
   CHECK(kir::conv_transpose2d_path(shape(64, 1, 28, 64, 14, 4, 2, 1), kOnProduct) == ConvPath::columns);
   CHECK(kir::conv_transpose2d_path(shape(64, 128, 7, 100, 1, 7, 1, 0), kOnProduct) == ConvPath::dense);
   CHECK(kir::conv_transpose2d_path(shape(64, 6, 14, 16, 10, 5, 1, 0), kOnProduct) == ConvPath::full_columns);
+  // Stride 1: the flipped weight's convolution with enough output channels (the ResNet's data
+  // gradients; merged where conv2d merges), else the columns (LeNet-5's 6 channels, padding
+  // past the kernel's reach, output_padding).
+  CHECK(kir::conv_transpose2d_path(shape(64, 16, 28, 16, 28, 3, 1, 1), kOnProduct) == ConvPath::flipped_lines);
+  CHECK(kir::conv_transpose2d_path(shape(64, 70, 7, 16, 7, 3, 1, 1), kOnProduct) == ConvPath::flipped_lines_merged);
+  CHECK(kir::conv_transpose2d_path(shape(64, 16, 6, 16, 10, 3, 1, 3), kOnProduct) == ConvPath::full_columns);
+  CHECK(kir::conv_transpose2d_path(shape(64, 16, 29, 16, 28, 3, 1, 1), kOnProduct) == ConvPath::full_columns);
 }
 
 namespace {
@@ -308,6 +315,23 @@ TEST_CASE("transposed convolutions add each image's columns as its product is do
     // Strides with few output channels scatter in the same kernel.
     CHECK(check_conv({3, 4, 5, 6, 3, 3, 3, {2, 2}, {1, 1}, {1, 1}, true, false, true}, threads));
     CHECK(check_conv({2, 2, 4, 5, 5, 3, 2, {3, 1}, {0, 1}, {1, 2}, false, false, true}, threads));
+  }
+}
+
+TEST_CASE("stride-1 transposed convolutions run as the convolution by the flipped weight", "[gemm][conv]") {
+  for (int threads : {1, 2}) {
+    // The ResNet's data gradients: a 3 x 3 kernel, padding 1, 16 channels each way.
+    CHECK(check_conv({3, 16, 28, 28, 16, 3, 3, {1, 1}, {1, 1}, {1, 1}, false, false, true, 0}, threads));
+    // Odd sizes, a kernel and padding that differ per axis, dilation, bias; no padding (the
+    // flipped convolution pads by the whole reach); padding as large as the reach (none).
+    CHECK(check_conv({2, 5, 9, 7, 8, 3, 5, {1, 1}, {1, 2}, {1, 1}, true, false, true, 0}, threads));
+    CHECK(check_conv({3, 4, 6, 11, 9, 3, 2, {1, 1}, {2, 0}, {2, 3}, true, false, true, 0}, threads));
+    CHECK(check_conv({2, 3, 5, 6, 12, 2, 3, {1, 1}, {0, 0}, {1, 1}, false, false, true, 0}, threads));
+    CHECK(check_conv({2, 6, 7, 5, 10, 3, 3, {1, 1}, {2, 2}, {1, 1}, true, false, true, 0}, threads));
+    // Many output channels on a small plane: one product over every image's planes.
+    CHECK(check_conv({4, 16, 7, 7, 70, 3, 3, {1, 1}, {1, 1}, {1, 1}, true, false, true, 0}, threads));
+    // A 1 x 1 kernel: the flipped weight is the transposed one, no padding.
+    CHECK(check_conv({3, 7, 5, 6, 9, 1, 1, {1, 1}, {0, 0}, {1, 1}, true, false, true, 0}, threads));
   }
 }
 
