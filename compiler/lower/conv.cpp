@@ -10,11 +10,12 @@ namespace stag::lowering {
 
 using namespace kir;
 
-static void conv2d_dense(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out, const ConvShape& c);
+static void conv2d_dense(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out, const ConvShape& c, bool row);
 static void conv2d_im2col(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out, const ConvShape& c);
 static void zero_run(LowerContext& cx, const Node& n, int buf, int64_t from, int64_t count);
 static void weight_grad_dense(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out, const ConvShape& c);
-static void weight_grad_lines(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out, const ConvShape& c, bool merged);
+static void weight_grad_lines(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out, const ConvShape& c, bool merged,
+                              bool partials);
 static void sum_partials(LowerContext& cx, const Node& n, int partial, int out, int64_t count, int64_t size);
 static void weight_grad_loops(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out);
 static void conv2d_loops(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out);
@@ -61,22 +62,25 @@ ConvShape conv_shape(const Node& n, const Type& x, const Type& y, int64_t KH, in
   return {x.dims[0], x.dims[1], x.dims[2], x.dims[3], y.dims[1], y.dims[2], y.dims[3], KH, KW, {s[0], s[1]}, {p[0], p[1]}, {d[0], d[1]}, win.groups};
 }
 
-ConvOperands conv_operands(LowerContext& cx, const std::vector<int>& xs, int out) {
-  return {.f32 = cx.B(out).type.dtype == DType::f32, .in_buffers = cx.materialized(xs[0]) >= 0 && cx.materialized(xs[1]) >= 0};
+ConvOperands conv_operands(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out) {
+  return {.f32 = cx.B(out).type.dtype == DType::f32,
+          .in_buffers = cx.materialized(xs[0]) >= 0 && cx.materialized(xs[1]) >= 0,
+          .plain_store = xs.size() == 2 && !cx.has_epilogue(n)};
 }
 
-ConvPath take(LowerContext& cx, ConvPath path) {
-  cx.strategy = name(path);
-  return path;
+ConvPlan take(LowerContext& cx, ConvPlan plan) {
+  cx.strategy = name(plan.path);
+  return plan;
 }
 
 void conv2d(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out) {
   const Type wt = cx.B(xs[1]).type;
   ConvShape c = conv_shape(n, cx.B(xs[0]).type, cx.B(out).type, wt.dims[2], wt.dims[3]);
-  switch (take(cx, conv2d_path(c, conv_operands(cx, xs, out)))) {
-    case ConvPath::dense: return conv2d_dense(cx, n, xs, out, c);
-    case ConvPath::lines: return conv2d_lines(cx, n, xs, out, c, false);
-    case ConvPath::lines_merged: return conv2d_lines(cx, n, xs, out, c, true);
+  ConvPlan plan = take(cx, conv2d_path(c, conv_operands(cx, n, xs, out)));
+  switch (plan.path) {
+    case ConvPath::dense: return conv2d_dense(cx, n, xs, out, c, plan.one_row);
+    case ConvPath::lines: return conv2d_lines(cx, n, xs, out, c, false, plan.grid_is_output);
+    case ConvPath::lines_merged: return conv2d_lines(cx, n, xs, out, c, true, false);
     case ConvPath::im2col: return conv2d_im2col(cx, n, xs, out, c);
     default: return conv2d_loops(cx, n, xs, out);
   }
@@ -84,10 +88,8 @@ void conv2d(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out
 
 // The kernel covers the whole image (a 1 x 1 output): out (Bn x O) = x (Bn x C*H*W) times w
 // (O x C*H*W) transposed, one product for every image; bias and epilogue ride in the store.
-// One output channel (a discriminator's logit) computes out transposed, w times the images
-// transposed: a tile of one row and every image's column, not one column of the tile's 32.
-static void conv2d_dense(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out, const ConvShape& c) {
-  bool row = c.O == 1;
+// `row` (ConvPlan::one_row): out transposed, w times the images transposed.
+static void conv2d_dense(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out, const ConvShape& c, bool row) {
   int x = cx.materialized(xs[0]), w = cx.materialized(xs[1]);
   Gemm gm;
   gm.a = row ? w : x, gm.b = row ? x : w, gm.c = out, gm.M = row ? 1 : c.Bn, gm.N = row ? c.Bn : c.O, gm.K = c.C * c.H * c.W, gm.tb = true;
@@ -178,14 +180,13 @@ static std::vector<int64_t> tap_lines(const ConvShape& c, const Phases& ph, int6
 // output's columns (bias and epilogue ride in it) and drops the rest. Packing gathers
 // nothing, and few-row products read B in place. One product per image, or `merged`, one
 // over every image's planes side by side (each image's part of the grid a whole plane).
-void conv2d_lines(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out, const ConvShape& c, bool merged) {
+// `exact` (ConvPlan::grid_is_output): the grid has no extra columns and is the output itself.
+void conv2d_lines(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out, const ConvShape& c, bool merged, bool exact) {
   Phases ph(c);
   int64_t P = ph.count(), plane = ph.plane(), K = c.C * c.KH * c.KW;
   int64_t N = (merged ? (c.Bn - 1) * plane : 0) + (c.OH - 1) * ph.cols + c.OW, per_image = merged ? plane : N;
   bool copy = merged || P > 1 || c.p[0] || c.p[1];
   int x_buf = cx.materialized(xs[0]), image = copy ? phase_images(cx, n, c, ph, x_buf, merged, 0) : x_buf;
-  // The grid is the output itself when it has no extra columns (a 1-wide kernel, no padding).
-  bool exact = !merged && N == c.OH * c.OW && !cx.has_epilogue(n) && xs.size() == 2;
   int grid = exact ? out : cx.new_buffer(n.result()->name + ".grid", {DType::f32, {c.Bn * c.O * per_image}}, BufKind::Temp);
   Gemm gm;
   gm.a = cx.materialized(xs[1]), gm.b = image, gm.c = grid, gm.M = c.O, gm.N = N, gm.K = K;
@@ -214,10 +215,11 @@ void conv2d_lines(LowerContext& cx, const Node& n, const std::vector<int>& xs, i
 void conv2d_weight_grad(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out) {
   const Type ot = cx.B(out).type;
   ConvShape c = conv_shape(n, cx.B(xs[0]).type, cx.B(xs[1]).type, ot.dims[2], ot.dims[3]);
-  switch (take(cx, weight_grad_path(c, conv_operands(cx, xs, out)))) {
+  ConvPlan plan = take(cx, weight_grad_path(c, conv_operands(cx, n, xs, out)));
+  switch (plan.path) {
     case ConvPath::dense: return weight_grad_dense(cx, n, xs, out, c);
-    case ConvPath::lines: return weight_grad_lines(cx, n, xs, out, c, false);
-    case ConvPath::lines_merged: return weight_grad_lines(cx, n, xs, out, c, true);
+    case ConvPath::lines: return weight_grad_lines(cx, n, xs, out, c, false, plan.partial_sums);
+    case ConvPath::lines_merged: return weight_grad_lines(cx, n, xs, out, c, true, false);
     default: return weight_grad_loops(cx, n, xs, out);
   }
 }
@@ -266,12 +268,12 @@ static int dy_grid(LowerContext& cx, const Node& n, int g_buf, const ConvShape& 
 // wide as a phase plane, so each tap's line is its phase plane from the tap's shift on. Per
 // image (the threads split the images, whose partial sums add up at the end), or `merged`
 // as one product whose depth runs over every image's plane.
-static void weight_grad_lines(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out, const ConvShape& c, bool merged) {
+static void weight_grad_lines(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out, const ConvShape& c, bool merged,
+                              bool partials) {
   Phases ph(c);
   int64_t P = ph.count(), plane = ph.plane(), N = c.C * c.KH * c.KW;
   int image = phase_images(cx, n, c, ph, cx.materialized(xs[0]), merged, ph.max_shift(c));
   int grid = dy_grid(cx, n, cx.materialized(xs[1]), c, ph, merged);
-  bool partials = !merged && c.Bn > 1;
   int partial = partials ? cx.new_buffer(n.result()->name + ".partial", {DType::f32, {c.Bn, c.O, N}}, BufKind::Temp) : out;
   Gemm gm;
   gm.a = grid, gm.b = image, gm.c = partial, gm.M = c.O, gm.N = N, gm.tb = true;

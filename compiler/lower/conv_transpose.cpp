@@ -18,7 +18,8 @@ static int phase_weights(LowerContext& cx, const Node& n, int w_buf, const ConvS
 static void interleave_phases(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out, int grid, const ConvShape& c, const SubpixelAxis& ah,
                        const SubpixelAxis& aw, int64_t cols, bool channel_major, const std::function<E(E, int64_t, E)>& grid_at);
 static void conv_transpose2d_loops(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out);
-static void conv_transpose2d_flipped(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out, const ConvShape& c, bool merged);
+static void conv_transpose2d_flipped(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out, const ConvShape& c, bool merged,
+                                     bool grid_is_output);
 
 // A transposed convolution's columns: cols[b] (M = Co*KH*KW rows x N) = w^T times image b
 // (Ci x N), one image a p (Gemm::Split::row_blocks), so the kernel's body adds them up while in cache.
@@ -131,12 +132,13 @@ void conv_transpose2d(LowerContext& cx, const Node& n, const std::vector<int>& x
   const Type wt = cx.B(xs[1]).type;
   // Described by the convolution it transposes: that one's input is our output.
   ConvShape c = conv_shape(n, cx.B(out).type, cx.B(xs[0]).type, wt.dims[2], wt.dims[3]);
-  switch (take(cx, conv_transpose2d_path(c, conv_operands(cx, xs, out)))) {
+  ConvPlan plan = take(cx, conv_transpose2d_path(c, conv_operands(cx, n, xs, out)));
+  switch (plan.path) {
     case ConvPath::dense: return conv_transpose2d_dense(cx, n, xs, out, c);
     case ConvPath::subpixel: return conv_transpose2d_subpixel(cx, n, xs, out, c, false);
     case ConvPath::subpixel_merged: return conv_transpose2d_subpixel(cx, n, xs, out, c, true);
-    case ConvPath::flipped_lines: return conv_transpose2d_flipped(cx, n, xs, out, c, false);
-    case ConvPath::flipped_lines_merged: return conv_transpose2d_flipped(cx, n, xs, out, c, true);
+    case ConvPath::flipped_lines: return conv_transpose2d_flipped(cx, n, xs, out, c, false, plan.grid_is_output);
+    case ConvPath::flipped_lines_merged: return conv_transpose2d_flipped(cx, n, xs, out, c, true, false);
     case ConvPath::full_columns: return conv_transpose2d_full(cx, n, xs, out, cx.materialized(xs[0]), cx.materialized(xs[1]));
     case ConvPath::columns: return conv_transpose2d_columns(cx, n, xs, out);
     default: return conv_transpose2d_loops(cx, n, xs, out);
@@ -145,7 +147,8 @@ void conv_transpose2d(LowerContext& cx, const Node& n, const std::vector<int>& x
 
 // Stride 1: the convolution of the input by wf[co, ci, kh, kw] = w[ci, co, KH-1-kh, KW-1-kw]
 // (flipped()), on conv2d's lines; the flipped weight is a small copy.
-static void conv_transpose2d_flipped(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out, const ConvShape& c, bool merged) {
+static void conv_transpose2d_flipped(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out, const ConvShape& c, bool merged,
+                                     bool grid_is_output) {
   int64_t Ci = c.O, Co = c.C, taps = c.KH * c.KW;
   int w_buf = cx.materialized(xs[1]);
   int wf = cx.new_buffer(n.result()->name + ".flipped", {DType::f32, {Co, Ci, c.KH, c.KW}}, BufKind::Temp);
@@ -158,7 +161,7 @@ static void conv_transpose2d_flipped(LowerContext& cx, const Node& n, const std:
   cx.emit(std::move(kw));
   std::vector<int> operands = {xs[0], wf};
   if (xs.size() == 3) operands.push_back(xs[2]);
-  conv2d_lines(cx, n, operands, out, flipped(c), merged);
+  conv2d_lines(cx, n, operands, out, flipped(c), merged, grid_is_output);
 }
 
 // A 1 x 1 input to an output the kernel's size: out (Bn x Co*KH*KW) = x (Bn x Ci) times w
