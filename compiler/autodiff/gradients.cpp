@@ -105,7 +105,8 @@ Grads square_(GradCtx& c) { return {mul(c, c.dy[0], mul(c, c.x(), 2.0))}; }
 Grads tanh_(GradCtx& c) { return {mul(c, c.dy[0], sub(c, k(c, 1, c.y()), c.b.square({c.y()})))}; }
 Grads sigmoid_(GradCtx& c) { return {mul(c, c.dy[0], mul(c, c.y(), sub(c, k(c, 1, c.y()), c.y())))}; }
 // Zero at 0, as in PyTorch.
-Grads relu_(GradCtx& c) { return {c.b.select({c.b.gt({c.x(), k(c, 0, c.x())}), c.dy[0], k(c, 0, c.x())})}; }
+// Tested on the output (positive exactly where the input is), so the input may be fused away.
+Grads relu_(GradCtx& c) { return {c.b.select({c.b.gt({c.y(), k(c, 0, c.x())}), c.dy[0], k(c, 0, c.x())})}; }
 Grads leaky_relu_(GradCtx& c) {
   return {c.b.select({c.b.gt({c.x(), k(c, 0, c.x())}), c.dy[0], mul(c, c.dy[0], c.n.f("alpha"))})};
 }
@@ -435,7 +436,9 @@ Grads batch_norm_(GradCtx& c) {
   Value* xhat = mul(c, xc, rstd);
   Grads r(5, nullptr);
   Value* gsum = gy ? sum(c, gy, axes, true) : nullptr;
-  if (c.wants[1] && gy) r[1] = reshape(c, sum(c, mul(c, gy, xhat), axes, false), dims(c.x(1)));
+  // sum(gy xhat) per channel: gamma's gradient, and (training) a term of x's.
+  Value* gxsum = gy && (c.wants[1] || (training && c.wants[0])) ? sum(c, mul(c, gy, xhat), axes, true) : nullptr;
+  if (c.wants[1] && gy) r[1] = reshape(c, gxsum, dims(c.x(1)));
   if (c.wants[2] && gy) r[2] = reshape(c, gsum, dims(c.x(2)));
   if (!training) {
     if (c.wants[0] && gy) r[0] = mul(c, gy, mul(c, gamma, rstd));
@@ -453,10 +456,10 @@ Grads batch_norm_(GradCtx& c) {
   double m = static_cast<double>(numel(x) / dims(x)[1]);
   Value* dx = nullptr;
   if (gy) {
-    Value* dxhat = mul(c, gy, gamma);
-    Value* inner = sub(c, sub(c, mul(c, dxhat, m), sum(c, dxhat, axes, true)),
-                       mul(c, xhat, sum(c, mul(c, dxhat, xhat), axes, true)));
-    dx = mul(c, inner, mul(c, rstd, 1 / m));
+    // With dxhat = gy gamma, dx = rstd/m (m dxhat - sum(dxhat) - xhat sum(dxhat xhat)); gamma is
+    // per channel, so its sums are gamma times gy's (the ones beta's and gamma's gradients take).
+    Value* inner = sub(c, sub(c, mul(c, gy, m), gsum), mul(c, xhat, gxsum));
+    dx = mul(c, inner, mul(c, gamma, mul(c, rstd, 1 / m)));
   }
   if (g_mean) dx = add_opt(c, dx, c.b.broadcast_to({mul(c, per_channel(g_mean), 1 / m)}, {{"shape", Ints(dims(x))}}));
   if (g_var) dx = add_opt(c, dx, mul(c, xc, mul(c, per_channel(g_var), 2 / m)));
