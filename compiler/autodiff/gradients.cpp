@@ -105,7 +105,8 @@ Grads square_(GradCtx& c) { return {mul(c, c.dy[0], mul(c, c.x(), 2.0))}; }
 Grads tanh_(GradCtx& c) { return {mul(c, c.dy[0], sub(c, k(c, 1, c.y()), c.b.square({c.y()})))}; }
 Grads sigmoid_(GradCtx& c) { return {mul(c, c.dy[0], mul(c, c.y(), sub(c, k(c, 1, c.y()), c.y())))}; }
 // Zero at 0, as in PyTorch.
-Grads relu_(GradCtx& c) { return {c.b.select({c.b.gt({c.x(), k(c, 0, c.x())}), c.dy[0], k(c, 0, c.x())})}; }
+// Tested on the output (positive exactly where the input is), so the input may be fused away.
+Grads relu_(GradCtx& c) { return {c.b.select({c.b.gt({c.y(), k(c, 0, c.x())}), c.dy[0], k(c, 0, c.x())})}; }
 Grads leaky_relu_(GradCtx& c) {
   return {c.b.select({c.b.gt({c.x(), k(c, 0, c.x())}), c.dy[0], mul(c, c.dy[0], c.n.f("alpha"))})};
 }
@@ -218,31 +219,36 @@ Grads matmul_(GradCtx& c) {
 
 // ---------------------------------------------------------------- neural network
 
+// A convolution's attributes for window `w`: its stride, padding, dilation and groups.
+NamedAttrs conv_attrs(const Window2d& w) {
+  return {{"stride", w.stride}, {"padding", w.padding}, {"dilation", w.dilation}, {"groups", w.groups}};
+}
 // d conv2d / d weight, as a conv2d of the input by the output gradient with batch and channels
 // swapped (stride and dilation trade places), one group at a time.
-Value* conv_weight_grad_composite(GradCtx& c, Value* in, Value* g, const Dims& w_dims, const Ints& s, const Ints& p,
-                        const Ints& d, int64_t groups) {
-  int64_t ci = dims(in)[1] / groups, co = dims(g)[1] / groups;
+Value* conv_weight_grad_composite(GradCtx& c, Value* in, Value* g, const Dims& w_dims, const Window2d& win) {
+  int64_t ci = dims(in)[1] / win.groups, co = dims(g)[1] / win.groups;
   Grads parts;
-  for (int64_t gi = 0; gi < groups; ++gi) {
-    Value* x = groups == 1 ? in : slice(c, in, {1}, {gi * ci}, {(gi + 1) * ci});
-    Value* y = groups == 1 ? g : slice(c, g, {1}, {gi * co}, {(gi + 1) * co});
+  for (int64_t gi = 0; gi < win.groups; ++gi) {
+    Value* x = win.groups == 1 ? in : slice(c, in, {1}, {gi * ci}, {(gi + 1) * ci});
+    Value* y = win.groups == 1 ? g : slice(c, g, {1}, {gi * co}, {(gi + 1) * co});
     Value* r = c.b.conv2d({transpose(c, x, {1, 0, 2, 3}), transpose(c, y, {1, 0, 2, 3})},
-                          {{"stride", d}, {"padding", p}, {"dilation", s}});
+                          {{"stride", win.dilation}, {"padding", win.padding}, {"dilation", win.stride}});
     if (dims(r)[2] != w_dims[2] || dims(r)[3] != w_dims[3]) r = slice(c, r, {2, 3}, {0, 0}, {w_dims[2], w_dims[3]});
     parts.push_back(transpose(c, r, {1, 0, 2, 3}));
   }
-  return groups == 1 ? parts[0] : c.b.concat(parts, {{"axis", int64_t{0}}});
+  return win.groups == 1 ? parts[0] : c.b.concat(parts, {{"axis", int64_t{0}}});
 }
 // The weight gradient as one op where its shape is conv2d's (always, for conv2d itself); a
 // transposed convolution's output_padding can reach past that, and then the composite does.
-Value* weight_grad(GradCtx& c, Value* in, Value* g, const Dims& w_dims, const Ints& s, const Ints& p, const Ints& d, int64_t groups) {
+Value* weight_grad(GradCtx& c, Value* in, Value* g, const Dims& w_dims, const Window2d& win) {
+  const Ints &s = win.stride, &p = win.padding, &d = win.dilation;
   bool fits = true;
   for (int i = 0; i < 2; ++i)
     fits = fits && (dims(in)[2 + i] + 2 * p[i] - d[i] * (w_dims[2 + i] - 1) - 1) / s[i] + 1 == dims(g)[2 + i];
-  if (!fits) return conv_weight_grad_composite(c, in, g, w_dims, s, p, d, groups);
-  return c.b.conv2d_weight_grad({in, g}, {{"kernel", Ints{w_dims[2], w_dims[3]}}, {"stride", s}, {"padding", p},
-                                          {"dilation", d}, {"groups", groups}});
+  if (!fits) return conv_weight_grad_composite(c, in, g, w_dims, win);
+  NamedAttrs attrs = conv_attrs(win);
+  attrs.insert(attrs.begin(), {"kernel", Ints{w_dims[2], w_dims[3]}});
+  return c.b.conv2d_weight_grad({in, g}, attrs);
 }
 Value* bias_grad(GradCtx& c, Value* g) { return sum(c, g, {0, 2, 3}, false); }
 // Crops a [N, C, H', W'] result to the spatial size of `like` (rows a stride never reaches).
@@ -253,19 +259,18 @@ Value* crop_to(GradCtx& c, Value* v, const Value* like) {
 
 // The data gradient is the transposed convolution with the same weight; output_padding
 // restores the rows the forward's floor division dropped.
-Value* conv_data_grad(GradCtx& c, const Value* x, Value* w, Value* g, const Ints& s, const Ints& p, const Ints& d, int64_t groups) {
+Value* conv_data_grad(GradCtx& c, const Value* x, Value* w, Value* g, const Window2d& win) {
+  const Ints &s = win.stride, &p = win.padding, &d = win.dilation;
   Ints op(2);
   for (int i = 0; i < 2; ++i) op[i] = dims(x)[2 + i] + 2 * p[i] - d[i] * (dims(w)[2 + i] - 1) - 1 - (dims(g)[2 + i] - 1) * s[i];
-  return c.b.conv_transpose2d({g, w}, {{"stride", s}, {"padding", p}, {"output_padding", op}, {"dilation", d}, {"groups", groups}});
+  return c.b.conv_transpose2d({g, w}, {{"stride", s}, {"padding", p}, {"output_padding", op}, {"dilation", d}, {"groups", win.groups}});
 }
 Grads conv2d_(GradCtx& c) {
   Value *x = c.x(0), *w = c.x(1), *g = c.dy[0];
   const Window2d win = Window2d::of(c.n);
-  const Ints &s = win.stride, &p = win.padding, &d = win.dilation;
-  int64_t groups = win.groups;
   Grads r(c.n.operands.size(), nullptr);
-  if (c.wants[0]) r[0] = conv_data_grad(c, x, w, g, s, p, d, groups);
-  if (c.wants[1]) r[1] = weight_grad(c, x, g, dims(w), s, p, d, groups);
+  if (c.wants[0]) r[0] = conv_data_grad(c, x, w, g, win);
+  if (c.wants[1]) r[1] = weight_grad(c, x, g, dims(w), win);
   if (r.size() == 3 && c.wants[2]) r[2] = bias_grad(c, g);
   return r;
 }
@@ -274,11 +279,9 @@ Grads conv2d_(GradCtx& c) {
 Grads conv2d_weight_grad_(GradCtx& c) {
   Value *x = c.x(0), *dy = c.x(1), *u = c.dy[0];
   const Window2d win = Window2d::of(c.n);
-  const Ints &s = win.stride, &p = win.padding, &d = win.dilation;
-  int64_t groups = win.groups;
   Grads r(2, nullptr);
-  if (c.wants[0]) r[0] = conv_data_grad(c, x, u, dy, s, p, d, groups);
-  if (c.wants[1]) r[1] = c.b.conv2d({x, u}, {{"stride", s}, {"padding", p}, {"dilation", d}, {"groups", groups}});
+  if (c.wants[0]) r[0] = conv_data_grad(c, x, u, dy, win);
+  if (c.wants[1]) r[1] = c.b.conv2d({x, u}, conv_attrs(win));
   return r;
 }
 // conv_transpose2d is the adjoint of conv2d in its input: its data gradient is conv2d with the
@@ -286,12 +289,9 @@ Grads conv2d_weight_grad_(GradCtx& c) {
 Grads conv_transpose2d_(GradCtx& c) {
   Value *x = c.x(0), *w = c.x(1), *g = c.dy[0];
   const Window2d win = Window2d::of(c.n);
-  const Ints &s = win.stride, &p = win.padding, &d = win.dilation;
-  int64_t groups = win.groups;
   Grads r(c.n.operands.size(), nullptr);
-  if (c.wants[0])
-    r[0] = crop_to(c, c.b.conv2d({g, w}, {{"stride", s}, {"padding", p}, {"dilation", d}, {"groups", groups}}), x);
-  if (c.wants[1]) r[1] = weight_grad(c, g, x, dims(w), s, p, d, groups);
+  if (c.wants[0]) r[0] = crop_to(c, c.b.conv2d({g, w}, conv_attrs(win)), x);
+  if (c.wants[1]) r[1] = weight_grad(c, g, x, dims(w), win);
   if (r.size() == 3 && c.wants[2]) r[2] = bias_grad(c, g);
   return r;
 }
@@ -436,7 +436,9 @@ Grads batch_norm_(GradCtx& c) {
   Value* xhat = mul(c, xc, rstd);
   Grads r(5, nullptr);
   Value* gsum = gy ? sum(c, gy, axes, true) : nullptr;
-  if (c.wants[1] && gy) r[1] = reshape(c, sum(c, mul(c, gy, xhat), axes, false), dims(c.x(1)));
+  // sum(gy xhat) per channel: gamma's gradient, and (training) a term of x's.
+  Value* gxsum = gy && (c.wants[1] || (training && c.wants[0])) ? sum(c, mul(c, gy, xhat), axes, true) : nullptr;
+  if (c.wants[1] && gy) r[1] = reshape(c, gxsum, dims(c.x(1)));
   if (c.wants[2] && gy) r[2] = reshape(c, gsum, dims(c.x(2)));
   if (!training) {
     if (c.wants[0] && gy) r[0] = mul(c, gy, mul(c, gamma, rstd));
@@ -454,10 +456,10 @@ Grads batch_norm_(GradCtx& c) {
   double m = static_cast<double>(numel(x) / dims(x)[1]);
   Value* dx = nullptr;
   if (gy) {
-    Value* dxhat = mul(c, gy, gamma);
-    Value* inner = sub(c, sub(c, mul(c, dxhat, m), sum(c, dxhat, axes, true)),
-                       mul(c, xhat, sum(c, mul(c, dxhat, xhat), axes, true)));
-    dx = mul(c, inner, mul(c, rstd, 1 / m));
+    // With dxhat = gy gamma, dx = rstd/m (m dxhat - sum(dxhat) - xhat sum(dxhat xhat)); gamma is
+    // per channel, so its sums are gamma times gy's (the ones beta's and gamma's gradients take).
+    Value* inner = sub(c, sub(c, mul(c, gy, m), gsum), mul(c, xhat, gxsum));
+    dx = mul(c, inner, mul(c, gamma, mul(c, rstd, 1 / m)));
   }
   if (g_mean) dx = add_opt(c, dx, c.b.broadcast_to({mul(c, per_channel(g_mean), 1 / m)}, {{"shape", Ints(dims(x))}}));
   if (g_var) dx = add_opt(c, dx, mul(c, xc, mul(c, per_channel(g_var), 2 / m)));

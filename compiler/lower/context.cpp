@@ -163,6 +163,38 @@ int LowerContext::store_target(const Node& n) const {
 }
 
 // The epilogue of `n` applied to its accumulated value at output index `idx`.
+// `d` (right-aligned to `D`'s rank) with axes from `from` on merged as `D`'s are; empty when
+// some of them broadcast and others not.
+static Dims merge_axes(const Dims& D, Dims d, size_t from) {
+  d.insert(d.begin(), D.size() - d.size(), 1);
+  bool full = true, ones = true;
+  for (size_t j = from; j < D.size(); ++j) full = full && d[j] == D[j], ones = ones && d[j] == 1;
+  if (!full && !ones) return {};
+  int64_t inner = 1;
+  for (size_t j = from; j < D.size(); ++j) inner *= d[j];
+  d.resize(from);
+  d.push_back(inner);
+  return d;
+}
+
+E LowerContext::merged_epilogue(const Node& n, E acc, const std::vector<E>& idx, size_t from) {
+  auto it = plan.epilogue.find(&n);
+  if (it == plan.epilogue.end()) return acc;
+  const Dims D = merge_axes(n.result()->type.dims, n.result()->type.dims, from);
+  const Value* carry = n.result();
+  for (const Node* u : it->second) {
+    std::vector<E> args;
+    for (const Value* x : u->operands) {
+      Dims d = x == carry ? D : merge_axes(n.result()->type.dims, x->type.dims, from);
+      if (d.empty()) return nullptr;
+      args.push_back(x == carry ? acc : read_broadcast(in(x), idx, D, d));
+    }
+    acc = scalar(*u, args, u->result()->type.dtype);
+    carry = u->result();
+  }
+  return acc;
+}
+
 E LowerContext::epilogue(const Node& n, E acc, const std::vector<E>& idx) {
   auto it = plan.epilogue.find(&n);
   if (it == plan.epilogue.end()) return acc;

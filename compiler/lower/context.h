@@ -90,6 +90,10 @@ struct LowerContext {
   bool has_epilogue(const Node& n) const { return plan.epilogue.count(&n) > 0; }
   /// The epilogue of `n` applied to its accumulated value at output index `idx`.
   E epilogue(const Node& n, E acc, const std::vector<E>& idx);
+  /// The same at index `idx` of the result's dims with the axes from `from` on merged into one
+  /// (a plane as one loop), or null when an operand of the epilogue broadcasts over some but
+  /// not all of those axes.
+  E merged_epilogue(const Node& n, E acc, const std::vector<E>& idx, size_t from);
 
   LowerOptions options;
   LowerStats stats;

@@ -10,12 +10,12 @@ namespace stag::lowering {
 
 using namespace kir;
 
-static void conv2d_dense(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out, const ConvShape& c);
+static void conv2d_dense(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out, const ConvShape& c, bool row);
 static void conv2d_im2col(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out, const ConvShape& c);
 static void zero_run(LowerContext& cx, const Node& n, int buf, int64_t from, int64_t count);
-static void conv2d_lines(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out, const ConvShape& c, bool merged);
 static void weight_grad_dense(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out, const ConvShape& c);
-static void weight_grad_lines(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out, const ConvShape& c, bool merged);
+static void weight_grad_lines(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out, const ConvShape& c, bool merged,
+                              bool partials);
 static void sum_partials(LowerContext& cx, const Node& n, int partial, int out, int64_t count, int64_t size);
 static void weight_grad_loops(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out);
 static void conv2d_loops(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out);
@@ -62,22 +62,25 @@ ConvShape conv_shape(const Node& n, const Type& x, const Type& y, int64_t KH, in
   return {x.dims[0], x.dims[1], x.dims[2], x.dims[3], y.dims[1], y.dims[2], y.dims[3], KH, KW, {s[0], s[1]}, {p[0], p[1]}, {d[0], d[1]}, win.groups};
 }
 
-ConvOperands conv_operands(LowerContext& cx, const std::vector<int>& xs, int out) {
-  return {.f32 = cx.B(out).type.dtype == DType::f32, .in_buffers = cx.materialized(xs[0]) >= 0 && cx.materialized(xs[1]) >= 0};
+ConvOperands conv_operands(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out) {
+  return {.f32 = cx.B(out).type.dtype == DType::f32,
+          .in_buffers = cx.materialized(xs[0]) >= 0 && cx.materialized(xs[1]) >= 0,
+          .plain_store = xs.size() == 2 && !cx.has_epilogue(n)};
 }
 
-ConvPath take(LowerContext& cx, ConvPath path) {
-  cx.strategy = name(path);
-  return path;
+ConvPlan take(LowerContext& cx, ConvPlan plan) {
+  cx.strategy = name(plan.path);
+  return plan;
 }
 
 void conv2d(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out) {
   const Type wt = cx.B(xs[1]).type;
   ConvShape c = conv_shape(n, cx.B(xs[0]).type, cx.B(out).type, wt.dims[2], wt.dims[3]);
-  switch (take(cx, conv2d_path(c, conv_operands(cx, xs, out)))) {
-    case ConvPath::dense: return conv2d_dense(cx, n, xs, out, c);
-    case ConvPath::lines: return conv2d_lines(cx, n, xs, out, c, false);
-    case ConvPath::lines_merged: return conv2d_lines(cx, n, xs, out, c, true);
+  ConvPlan plan = take(cx, conv2d_path(c, conv_operands(cx, n, xs, out)));
+  switch (plan.path) {
+    case ConvPath::dense: return conv2d_dense(cx, n, xs, out, c, plan.one_row);
+    case ConvPath::lines: return conv2d_lines(cx, n, xs, out, c, false, plan.grid_is_output);
+    case ConvPath::lines_merged: return conv2d_lines(cx, n, xs, out, c, true, false);
     case ConvPath::im2col: return conv2d_im2col(cx, n, xs, out, c);
     default: return conv2d_loops(cx, n, xs, out);
   }
@@ -85,10 +88,8 @@ void conv2d(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out
 
 // The kernel covers the whole image (a 1 x 1 output): out (Bn x O) = x (Bn x C*H*W) times w
 // (O x C*H*W) transposed, one product for every image; bias and epilogue ride in the store.
-// One output channel (a discriminator's logit) computes out transposed, w times the images
-// transposed: a tile of one row and every image's column, not one column of the tile's 32.
-static void conv2d_dense(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out, const ConvShape& c) {
-  bool row = c.O == 1;
+// `row` (ConvPlan::one_row): out transposed, w times the images transposed.
+static void conv2d_dense(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out, const ConvShape& c, bool row) {
   int x = cx.materialized(xs[0]), w = cx.materialized(xs[1]);
   Gemm gm;
   gm.a = row ? w : x, gm.b = row ? x : w, gm.c = out, gm.M = row ? 1 : c.Bn, gm.N = row ? c.Bn : c.O, gm.K = c.C * c.H * c.W, gm.tb = true;
@@ -143,10 +144,9 @@ static int phase_images(LowerContext& cx, const Node& n, const ConvShape& c, con
   KernelBuilder kp("conv_phases", cx.origin(n));
   loop_nest(kp, {c.Bn, c.C}, [&](const std::vector<E>& i) {
     std::vector<Stmt> body;
-    E from = mul(add(mul(i[0], int_(c.C)), i[1]), int_(c.H * c.W));
+    E from = offset({i[0], i[1]}, {c.Bn, c.C, c.H * c.W});
     for (int64_t r = 0; r < P; ++r) {
-      E at = merged ? mul(add(mul(add(mul(i[1], int_(P)), int_(r)), int_(c.Bn)), i[0]), int_(plane))
-                    : mul(add(mul(add(mul(i[0], int_(c.C)), i[1]), int_(P)), int_(r)), int_(plane));
+      E at = merged ? offset({i[1], int_(r), i[0]}, {c.C, P, c.Bn, plane}) : offset({i[0], i[1], int_(r)}, {c.Bn, c.C, P, plane});
       std::array<int64_t, 2> first = {r / c.s[1] - c.p[0], r % c.s[1] - c.p[1]};
       for (Stmt& st : strided_plane(cx, kp, dst, at, ph.rows, ph.cols, src, from, c.H, c.W, {c.s[0], c.s[1]}, first)) body.push_back(std::move(st));
     }
@@ -180,14 +180,13 @@ static std::vector<int64_t> tap_lines(const ConvShape& c, const Phases& ph, int6
 // output's columns (bias and epilogue ride in it) and drops the rest. Packing gathers
 // nothing, and few-row products read B in place. One product per image, or `merged`, one
 // over every image's planes side by side (each image's part of the grid a whole plane).
-static void conv2d_lines(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out, const ConvShape& c, bool merged) {
+// `exact` (ConvPlan::grid_is_output): the grid has no extra columns and is the output itself.
+void conv2d_lines(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out, const ConvShape& c, bool merged, bool exact) {
   Phases ph(c);
   int64_t P = ph.count(), plane = ph.plane(), K = c.C * c.KH * c.KW;
   int64_t N = (merged ? (c.Bn - 1) * plane : 0) + (c.OH - 1) * ph.cols + c.OW, per_image = merged ? plane : N;
   bool copy = merged || P > 1 || c.p[0] || c.p[1];
   int x_buf = cx.materialized(xs[0]), image = copy ? phase_images(cx, n, c, ph, x_buf, merged, 0) : x_buf;
-  // The grid is the output itself when it has no extra columns (a 1-wide kernel, no padding).
-  bool exact = !merged && N == c.OH * c.OW && !cx.has_epilogue(n) && xs.size() == 2;
   int grid = exact ? out : cx.new_buffer(n.result()->name + ".grid", {DType::f32, {c.Bn * c.O * per_image}}, BufKind::Temp);
   Gemm gm;
   gm.a = cx.materialized(xs[1]), gm.b = image, gm.c = grid, gm.M = c.O, gm.N = N, gm.K = K;
@@ -204,7 +203,7 @@ static void conv2d_lines(LowerContext& cx, const Node& n, const std::vector<int>
     E from = add(mul(row[0], int_(N)), merged ? mul(img, int_(plane)) : int_(0));
     E v = cx.ld(grid, add(from, add(mul(kb.v(oh), int_(ph.cols)), kb.v(ow))));
     if (xs.size() == 3) v = add(v, cx.ld(xs[2], o));
-    E at = add(mul(add(mul(add(mul(img, int_(c.O)), o), int_(c.OH)), kb.v(oh)), int_(c.OW)), kb.v(ow));
+    E at = offset({img, o, kb.v(oh), kb.v(ow)}, {c.Bn, c.O, c.OH, c.OW});
     Stmt plane_store = for_(oh, 0, c.OH, {for_(ow, 0, c.OW, {store(out, at, cx.epilogue(n, v, {img, o, kb.v(oh), kb.v(ow)}))})});
     return std::vector<Stmt>{merged ? for_(b, 0, c.Bn, {plane_store}) : plane_store};
   }, 1);
@@ -216,10 +215,11 @@ static void conv2d_lines(LowerContext& cx, const Node& n, const std::vector<int>
 void conv2d_weight_grad(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out) {
   const Type ot = cx.B(out).type;
   ConvShape c = conv_shape(n, cx.B(xs[0]).type, cx.B(xs[1]).type, ot.dims[2], ot.dims[3]);
-  switch (take(cx, weight_grad_path(c, conv_operands(cx, xs, out)))) {
+  ConvPlan plan = take(cx, weight_grad_path(c, conv_operands(cx, n, xs, out)));
+  switch (plan.path) {
     case ConvPath::dense: return weight_grad_dense(cx, n, xs, out, c);
-    case ConvPath::lines: return weight_grad_lines(cx, n, xs, out, c, false);
-    case ConvPath::lines_merged: return weight_grad_lines(cx, n, xs, out, c, true);
+    case ConvPath::lines: return weight_grad_lines(cx, n, xs, out, c, false, plan.partial_sums);
+    case ConvPath::lines_merged: return weight_grad_lines(cx, n, xs, out, c, true, false);
     default: return weight_grad_loops(cx, n, xs, out);
   }
 }
@@ -256,7 +256,7 @@ static int dy_grid(LowerContext& cx, const Node& n, int g_buf, const ConvShape& 
   KernelBuilder kp("conv2d_weight_grad_dy", cx.origin(n));
   loop_nest(kp, {c.Bn * c.O}, [&](const std::vector<E>& i) {
     E b = bin(Bin::div, i[0], int_(c.O)), o = bin(Bin::rem, i[0], int_(c.O));
-    E at = mul(merged ? add(mul(o, int_(c.Bn)), b) : i[0], int_(per_plane));
+    E at = merged ? offset({o, b}, {c.O, c.Bn, per_plane}) : mul(i[0], int_(per_plane));
     return padded_plane(cx, kp, grid, at, rows, ph.cols, g_buf, mul(i[0], int_(c.OH * c.OW)), c.OH, c.OW, 0, 0);
   }, grain_of(kGrainElements, per_plane));
   cx.emit(std::move(kp));
@@ -268,12 +268,12 @@ static int dy_grid(LowerContext& cx, const Node& n, int g_buf, const ConvShape& 
 // wide as a phase plane, so each tap's line is its phase plane from the tap's shift on. Per
 // image (the threads split the images, whose partial sums add up at the end), or `merged`
 // as one product whose depth runs over every image's plane.
-static void weight_grad_lines(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out, const ConvShape& c, bool merged) {
+static void weight_grad_lines(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out, const ConvShape& c, bool merged,
+                              bool partials) {
   Phases ph(c);
   int64_t P = ph.count(), plane = ph.plane(), N = c.C * c.KH * c.KW;
   int image = phase_images(cx, n, c, ph, cx.materialized(xs[0]), merged, ph.max_shift(c));
   int grid = dy_grid(cx, n, cx.materialized(xs[1]), c, ph, merged);
-  bool partials = !merged && c.Bn > 1;
   int partial = partials ? cx.new_buffer(n.result()->name + ".partial", {DType::f32, {c.Bn, c.O, N}}, BufKind::Temp) : out;
   Gemm gm;
   gm.a = grid, gm.b = image, gm.c = partial, gm.M = c.O, gm.N = N, gm.tb = true;
@@ -314,8 +314,8 @@ static void weight_grad_loops(LowerContext& cx, const Node& n, const std::vector
     E ih = add(sub(mul(kb.v(oh), int_(s[0])), int_(p[0])), mul(i[2], int_(d[0])));
     E iw = add(sub(mul(kb.v(ow), int_(s[1])), int_(p[1])), mul(i[3], int_(d[1])));
     E ok = and_(in_range(ih, H), in_range(iw, W));
-    E x_at = add(mul(add(mul(add(mul(kb.v(b), int_(C)), ci), int_(H)), ih), int_(W)), iw);
-    E g_at = add(mul(add(mul(add(mul(kb.v(b), int_(O)), i[0]), int_(OH)), kb.v(oh)), int_(OW)), kb.v(ow));
+    E x_at = offset({kb.v(b), ci, ih, iw}, {Bn, C, H, W});
+    E g_at = offset({kb.v(b), i[0], kb.v(oh), kb.v(ow)}, {Bn, O, OH, OW});
     E term = mul(cx.factor(xs[0], select(ok, x_at, int_(0))), cx.factor(xs[1], g_at));
     std::vector<Stmt> inner = {assign(acc, add(kb.v(acc), select(ok, term, zero_of(dt))))};
     return std::vector<Stmt>{assign(acc, zero_of(dt)), for_(b, 0, Bn, {for_(oh, 0, OH, {for_(ow, 0, OW, inner)})}),
@@ -340,14 +340,14 @@ static void conv2d_loops(LowerContext& cx, const Node& n, const std::vector<int>
     E ih = add(sub(mul(kb.v(oh), int_(s[0])), int_(p[0])), mul(kb.v(kh), int_(d[0])));
     E iw = add(sub(mul(kb.v(ow), int_(s[1])), int_(p[1])), mul(kb.v(kw), int_(d[1])));
     E ok = and_(in_range(ih, H), in_range(iw, W));
-    E x_at = add(mul(add(mul(add(mul(b, int_(C)), add(mul(g, int_(cg)), kb.v(c))), int_(H)), ih), int_(W)), iw);
-    E w_at = add(mul(add(mul(add(mul(o, int_(cg)), kb.v(c)), int_(KH)), kb.v(kh)), int_(KW)), kb.v(kw));
+    E x_at = offset({b, add(mul(g, int_(cg)), kb.v(c)), ih, iw}, {ot.dims[0], C, H, W});
+    E w_at = offset({o, kb.v(c), kb.v(kh), kb.v(kw)}, {O, cg, KH, KW});
     E term = mul(cx.factor(xs[0], select(ok, x_at, int_(0))), cx.factor(xs[1], w_at));
     E init = xs.size() == 3 ? cx.ld(xs[2], o) : zero_of(dt);
     std::vector<Stmt> inner = {assign(acc, add(kb.v(acc), select(ok, term, zero_of(dt))))};
     std::vector<Stmt> pixel = {assign(acc, init),
                                for_(c, 0, cg, {for_(kh, 0, KH, {for_(kw, 0, KW, inner)})}),
-                               store(out, add(mul(add(mul(flat[0], int_(OH)), kb.v(oh)), int_(OW)), kb.v(ow)),
+                               store(out, offset({flat[0], kb.v(oh), kb.v(ow)}, {ot.dims[0] * O, OH, OW}),
                                      cx.epilogue(n, kb.v(acc), {b, o, kb.v(oh), kb.v(ow)}))};
     return std::vector<Stmt>{for_(oh, 0, OH, {for_(ow, 0, OW, pixel)})};
   }, 1);

@@ -22,9 +22,13 @@ std::vector<kir::Stmt> padded_plane(LowerContext& cx, kir::KernelBuilder& kb, in
 /// The sizes of a convolution from input x to output y with a KH x KW kernel.
 kir::ConvShape conv_shape(const Node& n, const Type& x, const Type& y, int64_t KH, int64_t KW);
 /// What the strategy needs to know of the operands (conv_plan.h's ConvOperands).
-kir::ConvOperands conv_operands(LowerContext& cx, const std::vector<int>& xs, int out);
-/// Names `path` on every kernel the node emits from here on, and returns it.
-kir::ConvPath take(LowerContext& cx, kir::ConvPath path);
+kir::ConvOperands conv_operands(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out);
+/// conv2d on the product over tap lines of the phase planes (ConvPath::lines, `merged`:
+/// lines_merged; ConvPlan::grid_is_output); xs are the input, the weight and the bias if any.
+void conv2d_lines(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out, const kir::ConvShape& c, bool merged,
+                  bool grid_is_output);
+/// Names the plan's path on every kernel the node emits from here on, and returns the plan.
+kir::ConvPlan take(LowerContext& cx, kir::ConvPlan plan);
 /// A kernel that only runs `gm`, split over threads in blocks of rows (at least `min_rows`),
 /// or of columns when a single product has few rows.
 void emit_product(LowerContext& cx, const Node& n, const std::string& name, kir::Gemm gm, int64_t min_rows = 1);

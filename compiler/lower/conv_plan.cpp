@@ -46,8 +46,15 @@ int64_t Phases::shift(const ConvShape& c, int64_t kh, int64_t kw) const {
 
 
 const char* name(ConvPath path) {
-  static const char* const names[] = {"loops", "lines", "lines_merged", "im2col", "dense", "columns", "full_columns", "subpixel", "subpixel_merged"};
+  static const char* const names[] = {"loops",        "lines",    "lines_merged",    "im2col",        "dense",
+                                      "columns",      "full_columns", "subpixel", "subpixel_merged", "flipped_lines",
+                                      "flipped_lines_merged"};
   return names[static_cast<int>(path)];
+}
+
+ConvShape flipped(const ConvShape& c) {
+  int64_t ph = c.d[0] * (c.KH - 1) - c.p[0], pw = c.d[1] * (c.KW - 1) - c.p[1];
+  return {c.Bn, c.O, c.OH, c.OW, c.C, c.H, c.W, c.KH, c.KW, {1, 1}, {ph, pw}, {c.d[0], c.d[1]}, c.groups};
 }
 
 int64_t SubpixelAxis::padded() const { return std::max(outputs(0) + first(s - 1), in) + taps - 1; }
@@ -56,42 +63,54 @@ int64_t SubpixelAxis::padded() const { return std::max(outputs(0) + first(s - 1)
 // it while at most half the grid is dropped; otherwise patches are gathered. A product per
 // image of few columns packs A again for each image (and B when its rows are many), so then
 // the images' planes side by side make one wide product, at the cost of the rows and columns
-// of each plane past the output's.
-ConvPath conv2d_path(const ConvShape& c, const ConvOperands& x) {
-  if (!on_product(c, x)) return ConvPath::loops;
-  if (covers_image(c)) return ConvPath::dense;
+// of each plane past the output's. A dense product of one output channel (a discriminator's
+// logit) is computed transposed: a tile of one row and every image's column, not one column
+// of the tile's width. A grid with no columns past the output's is the output itself.
+ConvPlan conv2d_path(const ConvShape& c, const ConvOperands& x) {
+  if (!on_product(c, x)) return {ConvPath::loops};
+  if (covers_image(c)) return {.path = ConvPath::dense, .one_row = c.O == 1};
   Phases ph(c);
   int64_t grid = (c.OH - 1) * ph.cols + c.OW;
-  if (grid > 2 * c.OH * c.OW) return ConvPath::im2col;
-  if (c.Bn > 1 && c.O > kPackedRows && grid < kNarrowGrid && 2 * ph.plane() <= 3 * grid) return ConvPath::lines_merged;
-  return ConvPath::lines;
+  if (grid > 2 * c.OH * c.OW) return {ConvPath::im2col};
+  if (c.Bn > 1 && c.O > kPackedRows && grid < kNarrowGrid && 2 * ph.plane() <= 3 * grid) return {ConvPath::lines_merged};
+  return {.path = ConvPath::lines, .grid_is_output = grid == c.OH * c.OW && x.plain_store};
 }
 
 // dw (O x C*KH*KW) sums dy times the tap lines over every output pixel of every image. Per
 // image the products are shallow (a plane's pixels), so when the images' partial sums would
 // not stay in cache one product runs over all images' pixels instead (their planes side by
 // side, a few more zero rows of dy between images).
-ConvPath weight_grad_path(const ConvShape& c, const ConvOperands& x) {
-  if (!on_product(c, x)) return ConvPath::loops;
-  if (covers_image(c)) return ConvPath::dense;
-  if (c.OW * 2 < Phases(c).cols) return ConvPath::loops;  // the grid would be mostly zeros
-  if (c.Bn == 1 || c.Bn * c.O * c.C * c.KH * c.KW * 4 <= kPartialBytes) return ConvPath::lines;
-  return ConvPath::lines_merged;
+ConvPlan weight_grad_path(const ConvShape& c, const ConvOperands& x) {
+  if (!on_product(c, x)) return {ConvPath::loops};
+  if (covers_image(c)) return {ConvPath::dense};
+  if (c.OW * 2 < Phases(c).cols) return {ConvPath::loops};  // the grid would be mostly zeros
+  if (c.Bn == 1 || c.Bn * c.O * c.C * c.KH * c.KW * 4 <= kPartialBytes) return {.path = ConvPath::lines, .partial_sums = c.Bn > 1};
+  return {ConvPath::lines_merged};
 }
 
 // Here `c` is the convolution this one transposes: its input is our output. Sub-pixel needs
-// dilation 1 and enough output channels (each phase's product has that many rows); at stride 1
-// the columns add up as contiguous runs instead.
-ConvPath conv_transpose2d_path(const ConvShape& c, const ConvOperands& x) {
-  if (!on_product(c, x)) return ConvPath::loops;
-  if (c.OH == 1 && c.OW == 1 && covers_image(c)) return ConvPath::dense;
-  if (c.s[0] == 1 && c.s[1] == 1) return ConvPath::full_columns;
-  if (c.d[0] != 1 || c.d[1] != 1 || c.C < kSubpixelChannels) return ConvPath::columns;
+// dilation 1 and enough output channels (each phase's product has that many rows). At stride
+// 1 it is a plain convolution by the flipped weight when the padding is within the kernel's
+// reach and there is no output_padding, with enough output channels (its product's rows), on
+// the forward convolution's lines; otherwise the columns add up as contiguous runs.
+ConvPlan conv_transpose2d_path(const ConvShape& c, const ConvOperands& x) {
+  if (!on_product(c, x)) return {ConvPath::loops};
+  if (c.OH == 1 && c.OW == 1 && covers_image(c)) return {ConvPath::dense};
+  if (c.s[0] == 1 && c.s[1] == 1) {
+    ConvShape f = flipped(c);
+    bool flips = f.p[0] >= 0 && f.p[1] >= 0 && c.H == c.OH - 2 * c.p[0] + c.d[0] * (c.KH - 1) &&
+                 c.W == c.OW - 2 * c.p[1] + c.d[1] * (c.KW - 1) && c.C >= kSubpixelChannels;
+    ConvPlan forward = flips ? conv2d_path(f, x) : ConvPlan{};
+    if (forward.path == ConvPath::lines) return {.path = ConvPath::flipped_lines, .grid_is_output = forward.grid_is_output};
+    if (forward.path == ConvPath::lines_merged) return {ConvPath::flipped_lines_merged};
+    return {ConvPath::full_columns};
+  }
+  if (c.d[0] != 1 || c.d[1] != 1 || c.C < kSubpixelChannels) return {ConvPath::columns};
   SubpixelAxis ah(c.s[0], c.p[0], c.KH, c.OH, c.H), aw(c.s[1], c.p[1], c.KW, c.OW, c.W);
   int64_t grid = (ah.outputs(0) - 1) * aw.padded() + aw.outputs(0);
   int64_t window = (ah.outputs(0) + ah.taps - 1) * (aw.outputs(0) + aw.taps - 1);  // a phase's plane, merged
-  if (c.Bn > 1 && grid < kNarrowGrid && 2 * window <= 3 * grid) return ConvPath::subpixel_merged;
-  return ConvPath::subpixel;
+  if (c.Bn > 1 && grid < kNarrowGrid && 2 * window <= 3 * grid) return {ConvPath::subpixel_merged};
+  return {ConvPath::subpixel};
 }
 
 }  // namespace stag::kir

@@ -20,6 +20,7 @@ struct ConvShape {
 struct ConvOperands {
   bool f32 = false;         ///< the result (so the operands) is f32
   bool in_buffers = false;  ///< both operands are buffers in row-major order, not computed where read
+  bool plain_store = false;  ///< no bias and no epilogue ride in the result's store
 };
 
 /// The padded image as s[0] x s[1] phase planes: phase (rh, rw) holds padded pixel
@@ -61,14 +62,29 @@ enum class ConvPath {
   full_columns,  ///< transposed, stride 1: the columns added onto the full plane as runs
   subpixel,      ///< transposed, strided: per output phase a stride-1 convolution on the lines
   subpixel_merged,  ///< as subpixel, one product a phase over every image's planes side by side
+  flipped_lines,         ///< transposed, stride 1: the convolution by the flipped weight (flipped()), as lines
+  flipped_lines_merged,  ///< as flipped_lines, one product over every image's planes side by side
 };
+
+/// A stride-1 transposed convolution `c` (described by the convolution it transposes) as the
+/// convolution it equals: of its input by the weight flipped in both axes with input and output
+/// channels swapped, padded by the kernel's reach less the padding.
+ConvShape flipped(const ConvShape& c);
 
 /// The strategy's name, as the kernel IR prints it.
 const char* name(ConvPath path);
 
-/// The strategy of each op: every condition of every path, in one function an op.
-ConvPath conv2d_path(const ConvShape& c, const ConvOperands& x);
-ConvPath weight_grad_path(const ConvShape& c, const ConvOperands& x);
-ConvPath conv_transpose2d_path(const ConvShape& c, const ConvOperands& x);
+/// A strategy and the choices made within it.
+struct ConvPlan {
+  ConvPath path = ConvPath::loops;
+  bool one_row = false;         ///< dense, one output channel: out transposed, one row holding every image
+  bool grid_is_output = false;  ///< lines: the product's grid is the output (no columns to drop, a plain store)
+  bool partial_sums = false;    ///< weight gradient's lines: a product per image, their sums added at the end
+};
+
+/// The strategy of each op: every condition of every path and choice, in one function an op.
+ConvPlan conv2d_path(const ConvShape& c, const ConvOperands& x);
+ConvPlan weight_grad_path(const ConvShape& c, const ConvOperands& x);
+ConvPlan conv_transpose2d_path(const ConvShape& c, const ConvOperands& x);
 
 }  // namespace stag::kir

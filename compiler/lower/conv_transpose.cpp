@@ -18,6 +18,8 @@ static int phase_weights(LowerContext& cx, const Node& n, int w_buf, const ConvS
 static void interleave_phases(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out, int grid, const ConvShape& c, const SubpixelAxis& ah,
                        const SubpixelAxis& aw, int64_t cols, bool channel_major, const std::function<E(E, int64_t, E)>& grid_at);
 static void conv_transpose2d_loops(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out);
+static void conv_transpose2d_flipped(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out, const ConvShape& c, bool merged,
+                                     bool grid_is_output);
 
 // A transposed convolution's columns: cols[b] (M = Co*KH*KW rows x N) = w^T times image b
 // (Ci x N), one image a p (Gemm::Split::row_blocks), so the kernel's body adds them up while in cache.
@@ -56,8 +58,7 @@ static void conv_transpose2d_columns(LowerContext& cx, const Node& n, const std:
   // pixels that land inside are a static range per tap, so the inner loop is a plain row
   // update, and every output pixel still sums its taps in (kh, kw) order.
   loop_nest(kb, {Bn}, [&](const std::vector<E>& image) {
-    E plane = add(mul(image[0], int_(Co)), kb.v(co));
-    E out_plane = mul(plane, int_(OH * OW));
+    E out_plane = offset({image[0], kb.v(co)}, {Bn, Co, OH * OW});
     E init = xs.size() == 3 ? cx.ld(xs[2], kb.v(co)) : zero_of(DType::f32);
     std::vector<Stmt> body = {for_(q, 0, OH * OW, {store(out, add(out_plane, kb.v(q)), init)})};
     for (int64_t th = 0; th < KH; ++th)
@@ -65,10 +66,9 @@ static void conv_transpose2d_columns(LowerContext& cx, const Node& n, const std:
         auto [h0, h1] = landing(H, OH, s[0], p[0], th * d[0]);
         auto [w0, w1] = landing(W, OW, s[1], p[1], tw * d[1]);
         if (h0 >= h1 || w0 >= w1) continue;
-        E row = add(mul(add(mul(image[0], int_(M)), add(mul(kb.v(co), int_(KH * KW)), int_(th * KW + tw))), int_(N)),
-                    mul(kb.v(ih), int_(W)));
+        E row = offset({image[0], kb.v(co), int_(th * KW + tw), kb.v(ih)}, {Bn, Co, KH * KW, H, W});
         E oh = add(mul(kb.v(ih), int_(s[0])), int_(th * d[0] - p[0]));
-        E at = add(out_plane, add(mul(oh, int_(OW)), add(mul(kb.v(iw), int_(s[1])), int_(tw * d[1] - p[1]))));
+        E at = offset({image[0], kb.v(co), oh, add(mul(kb.v(iw), int_(s[1])), int_(tw * d[1] - p[1]))}, {Bn, Co, OH, OW});
         body.push_back(for_(ih, h0, h1, {for_(iw, w0, w1, {store(out, at, add(cx.ld(out, at), cx.ld(cols, add(row, kb.v(iw)))))})}));
       }
     return std::vector<Stmt>{for_(co, 0, Co, body)};
@@ -105,12 +105,11 @@ static void conv_transpose2d_full(LowerContext& cx, const Node& n, const std::ve
   kb.k.gemm = image_columns(w_buf, image, cols, Bn, M, N, Ci);
   int co = kb.new_var("co"), q = kb.new_var("q"), oh = kb.new_var("oh"), ow = kb.new_var("ow");
   loop_nest(kb, {Bn}, [&](const std::vector<E>& img) {
-    E pl = add(mul(img[0], int_(Co)), kb.v(co));
-    E full_at = mul(pl, int_(plane));
+    E full_at = offset({img[0], kb.v(co)}, {Bn, Co, plane});
     std::vector<Stmt> body = {for_(q, 0, plane, {store(full, add(full_at, kb.v(q)), zero_of(DType::f32))})};
     for (int64_t th = 0; th < KH; ++th)
       for (int64_t tw = 0; tw < KW; ++tw) {
-        E row = mul(add(mul(img[0], int_(M)), add(mul(kb.v(co), int_(KH * KW)), int_(th * KW + tw))), int_(N));
+        E row = offset({img[0], kb.v(co), int_(th * KW + tw)}, {Bn, Co, KH * KW, N});
         E at = add(full_at, add(int_(th * d[0] * Wf + tw * d[1]), kb.v(q)));
         body.push_back(for_(q, 0, N, {store(full, at, add(cx.ld(full, at), cx.ld(cols, add(row, kb.v(q)))))}));
       }
@@ -120,7 +119,7 @@ static void conv_transpose2d_full(LowerContext& cx, const Node& n, const std::ve
     E inside = and_(lt(fh, int_(Hf)), lt(fw, int_(Wf)));
     E v = select(inside, cx.ld(full, add(full_at, select(inside, add(mul(fh, int_(Wf)), fw), int_(0)))), zero_of(DType::f32));
     if (xs.size() == 3) v = add(v, cx.ld(xs[2], kb.v(co)));
-    E out_at = add(mul(pl, int_(OH * OW)), add(mul(kb.v(oh), int_(OW)), kb.v(ow)));
+    E out_at = offset({img[0], kb.v(co), kb.v(oh), kb.v(ow)}, {Bn, Co, OH, OW});
     body.push_back(for_(oh, 0, OH, {for_(ow, 0, OW, {store(out, out_at, v)})}));
     return std::vector<Stmt>{for_(co, 0, Co, body)};
   }, 1);
@@ -133,14 +132,36 @@ void conv_transpose2d(LowerContext& cx, const Node& n, const std::vector<int>& x
   const Type wt = cx.B(xs[1]).type;
   // Described by the convolution it transposes: that one's input is our output.
   ConvShape c = conv_shape(n, cx.B(out).type, cx.B(xs[0]).type, wt.dims[2], wt.dims[3]);
-  switch (take(cx, conv_transpose2d_path(c, conv_operands(cx, xs, out)))) {
+  ConvPlan plan = take(cx, conv_transpose2d_path(c, conv_operands(cx, n, xs, out)));
+  switch (plan.path) {
     case ConvPath::dense: return conv_transpose2d_dense(cx, n, xs, out, c);
     case ConvPath::subpixel: return conv_transpose2d_subpixel(cx, n, xs, out, c, false);
     case ConvPath::subpixel_merged: return conv_transpose2d_subpixel(cx, n, xs, out, c, true);
+    case ConvPath::flipped_lines: return conv_transpose2d_flipped(cx, n, xs, out, c, false, plan.grid_is_output);
+    case ConvPath::flipped_lines_merged: return conv_transpose2d_flipped(cx, n, xs, out, c, true, false);
     case ConvPath::full_columns: return conv_transpose2d_full(cx, n, xs, out, cx.materialized(xs[0]), cx.materialized(xs[1]));
     case ConvPath::columns: return conv_transpose2d_columns(cx, n, xs, out);
     default: return conv_transpose2d_loops(cx, n, xs, out);
   }
+}
+
+// Stride 1: the convolution of the input by wf[co, ci, kh, kw] = w[ci, co, KH-1-kh, KW-1-kw]
+// (flipped()), on conv2d's lines; the flipped weight is a small copy.
+static void conv_transpose2d_flipped(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out, const ConvShape& c, bool merged,
+                                     bool grid_is_output) {
+  int64_t Ci = c.O, Co = c.C, taps = c.KH * c.KW;
+  int w_buf = cx.materialized(xs[1]);
+  int wf = cx.new_buffer(n.result()->name + ".flipped", {DType::f32, {Co, Ci, c.KH, c.KW}}, BufKind::Temp);
+  KernelBuilder kw("conv_transpose2d_flip", cx.origin(n));
+  int t = kw.new_var("t");
+  loop_nest(kw, {Co, Ci}, [&](const std::vector<E>& i) {
+    E from = add(offset({i[1], i[0]}, {Ci, Co, taps}), sub(int_(taps - 1), kw.v(t)));
+    return std::vector<Stmt>{for_(t, 0, taps, {store(wf, add(offset({i[0], i[1]}, {Co, Ci, taps}), kw.v(t)), cx.ld(w_buf, from))})};
+  });
+  cx.emit(std::move(kw));
+  std::vector<int> operands = {xs[0], wf};
+  if (xs.size() == 3) operands.push_back(xs[2]);
+  conv2d_lines(cx, n, operands, out, flipped(c), merged, grid_is_output);
 }
 
 // A 1 x 1 input to an output the kernel's size: out (Bn x Co*KH*KW) = x (Bn x Ci) times w
@@ -193,7 +214,7 @@ static int subpixel_input(LowerContext& cx, const Node& n, int x_buf, const Conv
     for (int64_t r = 0; r < copies; ++r) {
       std::array<int64_t, 2> first = {(merged ? ah.first(r / aw.s) : 0) - (ah.taps - 1), (merged ? aw.first(r % aw.s) : 0) - (aw.taps - 1)};
       E at = add(int_(r * L.phase_stride), add(mul(i[0], int_(L.image_stride)), mul(i[1], int_(L.channel_stride))));
-      E from = mul(add(mul(i[0], int_(Ci)), i[1]), int_(c.OH * c.OW));
+      E from = offset({i[0], i[1]}, {c.Bn, Ci, c.OH * c.OW});
       for (Stmt& st : strided_plane(cx, kp, image, at, L.rows, L.cols, x_buf, from, c.OH, c.OW, {1, 1}, first)) body.push_back(std::move(st));
     }
     return body;
@@ -224,8 +245,8 @@ static void conv_transpose2d_subpixel(LowerContext& cx, const Node& n, const std
   emit_product(cx, n, "conv_transpose2d", gm);
   // Where image b's phase r of channel co starts in the grid.
   auto grid_at = [&](E b, int64_t r, E co) {
-    if (merged) return add(mul(add(int_(r * Co), co), int_(gm.N)), mul(b, int_(L.plane())));
-    return mul(add(mul(add(mul(b, int_(P)), int_(r)), int_(Co)), co), int_(gm.N));
+    if (merged) return add(offset({int_(r), co}, {P, Co, gm.N}), mul(b, int_(L.plane())));
+    return offset({b, int_(r), co}, {c.Bn, P, Co, gm.N});
   };
   interleave_phases(cx, n, xs, out, gm.c, c, ah, aw, L.cols, merged, grid_at);
 }
@@ -243,8 +264,8 @@ static int phase_weights(LowerContext& cx, const Node& n, int w_buf, const ConvS
     for (int64_t r = 0; r < ah.s * aw.s; ++r)
       for (int64_t j = 0; j < taps; ++j) {
         int64_t th = ah.tap(r / aw.s, j / aw.taps), tw = aw.tap(r % aw.s, j % aw.taps);
-        E at = add(mul(add(int_(r * Co), co[0]), int_(K)), add(mul(kw.v(ci), int_(taps)), int_(j)));
-        E from = add(mul(add(mul(kw.v(ci), int_(Co)), co[0]), int_(c.KH * c.KW)), int_(th * c.KW + tw));
+        E at = offset({int_(r), co[0], kw.v(ci), int_(j)}, {ah.s * aw.s, Co, Ci, taps});
+        E from = offset({kw.v(ci), co[0], int_(th * c.KW + tw)}, {Ci, Co, c.KH * c.KW});
         taps_of_ci.push_back(store(wp, at, th < c.KH && tw < c.KW ? cx.ld(w_buf, from) : zero_of(DType::f32)));
       }
     return std::vector<Stmt>{for_(ci, 0, Ci, taps_of_ci)};
@@ -263,12 +284,11 @@ static void interleave_phases(LowerContext& cx, const Node& n, const std::vector
   loop_nest(ko, {c.Bn * c.C}, [&](const std::vector<E>& pl) {
     E b = channel_major ? bin(Bin::rem, pl[0], int_(c.Bn)) : bin(Bin::div, pl[0], int_(c.C));
     E co = channel_major ? bin(Bin::div, pl[0], int_(c.Bn)) : bin(Bin::rem, pl[0], int_(c.C));
-    E out_plane = mul(add(mul(b, int_(c.C)), co), int_(c.H * c.W));
     std::vector<Stmt> body;
     for (int64_t r = 0; r < ah.s * aw.s; ++r) {
       int64_t rh = r / aw.s, rw = r % aw.s;
       E from = add(grid_at(b, r, co), add(mul(ko.v(u), int_(cols)), ko.v(v)));
-      E to = add(out_plane, add(mul(add(mul(ko.v(u), int_(ah.s)), int_(rh)), int_(c.W)), add(mul(ko.v(v), int_(aw.s)), int_(rw))));
+      E to = offset({b, co, add(mul(ko.v(u), int_(ah.s)), int_(rh)), add(mul(ko.v(v), int_(aw.s)), int_(rw))}, {c.Bn, c.C, c.H, c.W});
       E val = xs.size() == 3 ? add(cx.ld(grid, from), cx.ld(xs[2], co)) : cx.ld(grid, from);
       body.push_back(for_(u, 0, ah.outputs(rh), {for_(v, 0, aw.outputs(rw), {store(out, to, val)})}));
     }
@@ -299,14 +319,14 @@ static void conv_transpose2d_loops(LowerContext& cx, const Node& n, const std::v
                      and_(bin(Bin::eq, bin(Bin::rem, th, int_(s[0])), int_(0)), bin(Bin::eq, bin(Bin::rem, tw, int_(s[1])), int_(0)))),
                 and_(lt(ih, int_(H)), lt(iw, int_(W))));
     E ci = add(mul(g, int_(cg)), kb.v(c));
-    E x_at = add(mul(add(mul(add(mul(b, int_(C)), ci), int_(H)), ih), int_(W)), iw);
-    E w_at = add(mul(add(mul(add(mul(ci, int_(og)), oc), int_(KH)), kb.v(kh)), int_(KW)), kb.v(kw));
+    E x_at = offset({b, ci, ih, iw}, {ot.dims[0], C, H, W});
+    E w_at = offset({ci, oc, kb.v(kh), kb.v(kw)}, {C, og, KH, KW});
     E term = mul(cx.factor(xs[0], select(ok, x_at, int_(0))), cx.factor(xs[1], w_at));
     E init = xs.size() == 3 ? cx.ld(xs[2], o) : zero_of(dt);
     std::vector<Stmt> inner = {assign(acc, add(kb.v(acc), select(ok, term, zero_of(dt))))};
     std::vector<Stmt> pixel = {assign(acc, init),
                                for_(c, 0, cg, {for_(kh, 0, KH, {for_(kw, 0, KW, inner)})}),
-                               store(out, add(mul(add(mul(flat[0], int_(OH)), kb.v(oh)), int_(OW)), kb.v(ow)), kb.v(acc))};
+                               store(out, offset({flat[0], kb.v(oh), kb.v(ow)}, {ot.dims[0] * O, OH, OW}), kb.v(acc))};
     return std::vector<Stmt>{for_(oh, 0, OH, {for_(ow, 0, OW, pixel)})};
   }, 1);
   cx.emit(std::move(kb));

@@ -12,7 +12,7 @@ namespace stag {
 
 struct LowerOptions {
   /// Elementwise chains and broadcasts are computed inside the kernels that read them, and
-  /// elementwise consumers of matmul and convolution results in their stores (epilogues).
+  /// elementwise consumers of products, convolutions and batch norms in their stores (epilogues).
   bool fuse = false;
 };
 

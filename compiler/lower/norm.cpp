@@ -10,10 +10,19 @@ using namespace kir;
 
 static void batch_norm_apply(LowerContext& cx, const Node& n, const std::vector<int>& xs, int y, int mean, int var);
 
-void batch_norm(LowerContext& cx, const Node& n, const std::vector<int>& xs, int /*out: one buffer a result*/) {
+// The index in `dims` of element q of plane (b, c): the plane's axes from the flat q.
+static std::vector<E> plane_index(const Dims& dims, E b, E c, E q) {
+  std::vector<E> idx = {std::move(b), std::move(c)};
+  Dims st = strides_of(Dims(dims.begin() + 2, dims.end()));
+  for (size_t j = 2; j < dims.size(); ++j) idx.push_back(bin(Bin::rem, bin(Bin::div, q, int_(st[j - 2])), int_(dims[j])));
+  return idx;
+}
+
+// `out`: where y is stored (through its epilogue, the ReLU and residual add after it).
+void batch_norm(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out) {
   const Type xt = cx.B(xs[0]).type;
   int64_t N = xt.dims[0], C = xt.dims[1], inner = numel(xt) / (N * C);
-  int y = cx.in(n.result(0)), mean = cx.in(n.result(1)), var = cx.in(n.result(2));
+  int y = out, mean = cx.in(n.result(1)), var = cx.in(n.result(2));
   DType dt = xt.dtype;
   std::string from = cx.origin(n);
   if (n.b("training")) {
@@ -21,7 +30,7 @@ void batch_norm(LowerContext& cx, const Node& n, const std::vector<int>& xs, int
     KernelBuilder kb("batch_norm_stats", from);
     int b = kb.new_var("b"), i = kb.new_var("i"), s = kb.new_var("s", dt), m = kb.new_var("m", dt);
     loop_nest(kb, {C}, [&](const std::vector<E>& c) {
-      E at = add(mul(add(mul(kb.v(b), int_(C)), c[0]), int_(inner)), kb.v(i));
+      E at = offset({kb.v(b), c[0], kb.v(i)}, {N, C, inner});
       E count = fconst(static_cast<double>(N * inner), dt);
       E dv = sub(cx.ld(xs[0], at), kb.v(m));
       return std::vector<Stmt>{
@@ -44,7 +53,8 @@ void batch_norm(LowerContext& cx, const Node& n, const std::vector<int>& xs, int
 
 // y = (x - mean) / sqrt(var + eps) * weight + bias, a channel's plane as one loop: the square
 // root once a channel (it is loop-invariant, but LLVM cannot prove the store to y leaves var
-// alone), and a 7 x 7 plane one loop of 49 that vectorizes.
+// alone), and a 7 x 7 plane one loop of 49 that vectorizes. An epilogue (ReLU, a residual add)
+// rides in the store, reading its operands on the plane as one axis too where they allow.
 static void batch_norm_apply(LowerContext& cx, const Node& n, const std::vector<int>& xs, int y, int mean, int var) {
   const Type xt = cx.B(xs[0]).type;
   int64_t N = xt.dims[0], C = xt.dims[1], inner = numel(xt) / (N * C);
@@ -52,11 +62,14 @@ static void batch_norm_apply(LowerContext& cx, const Node& n, const std::vector<
   KernelBuilder kb("batch_norm", cx.origin(n));
   int i = kb.new_var("i"), r = kb.new_var("rstd", dt);
   loop_nest(kb, {N, C}, [&](const std::vector<E>& idx) {
-    E c = idx[1], at = add(mul(add(mul(idx[0], int_(C)), c), int_(inner)), kb.v(i));
+    E c = idx[1], at = offset({idx[0], c, kb.v(i)}, {N, C, inner});
     E norm = mul(sub(cx.ld(xs[0], at), cx.ld(mean, c)), kb.v(r));
     E rstd = div(fconst(1, dt), un(Un::sqrt, add(cx.ld(var, c), fconst(n.f("eps"), dt))));
-    return std::vector<Stmt>{assign(r, rstd), for_(i, 0, inner, {store(y, at, add(mul(norm, cx.ld(xs[1], c)), cx.ld(xs[2], c)))})};
-  }, 16384);
+    E v = add(mul(norm, cx.ld(xs[1], c)), cx.ld(xs[2], c));
+    E stored = cx.merged_epilogue(n, v, {idx[0], c, kb.v(i)}, 2);
+    if (!stored) stored = cx.epilogue(n, v, plane_index(xt.dims, idx[0], c, kb.v(i)));
+    return std::vector<Stmt>{assign(r, rstd), for_(i, 0, inner, {store(y, at, stored)})};
+  }, grain_of(kGrainElements, inner));  // the loop nest counts a plane as one element
   cx.emit(std::move(kb));
 }
 
@@ -109,7 +122,7 @@ void softmax(LowerContext& cx, const Node& n, const std::vector<int>& xs, int ou
   int j = kb.new_var("j"), mx = kb.new_var("mx", dt), s = kb.new_var("s", dt);
   loop_nest(kb, {outer * inner}, [&](const std::vector<E>& row) {
     E o = bin(Bin::div, row[0], int_(inner)), i = bin(Bin::rem, row[0], int_(inner));
-    E at = add(mul(add(mul(o, int_(len)), kb.v(j)), int_(inner)), i);
+    E at = offset({o, kb.v(j), i}, {outer, len, inner});
     E v = cx.ld(x, at);
     E e = un(Un::exp, sub(v, kb.v(mx)));
     E result = log ? sub(sub(v, kb.v(mx)), un(Un::log, kb.v(s))) : div(e, kb.v(s));

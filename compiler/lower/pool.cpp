@@ -94,8 +94,8 @@ void pool2d(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out
   loop_nest(kb, {ot.dims[0] * ot.dims[1]}, [&](const std::vector<E>& flat) {
     E h0 = sub(mul(kb.v(oh), int_(s[0])), int_(p[0])), w0 = sub(mul(kb.v(ow), int_(s[1])), int_(p[1]));
     E ih = add(h0, mul(kb.v(kh), int_(d[0]))), iw = add(w0, mul(kb.v(kw), int_(d[1])));
-    E at = add(mul(add(mul(flat[0], int_(H)), ih), int_(W)), iw);
-    E out_at = add(mul(add(mul(flat[0], int_(w.OH)), kb.v(oh)), int_(w.OW)), kb.v(ow));
+    int64_t planes = ot.dims[0] * ot.dims[1];
+    E at = offset({flat[0], ih, iw}, {planes, H, W}), out_at = offset({flat[0], kb.v(oh), kb.v(ow)}, {planes, w.OH, w.OW});
     return over_windows(w, oh, ow, true, [&](bool checked) {
       E ok = and_(in_range(ih, H), in_range(iw, W));
       E v = cx.ld(x, checked ? select(ok, at, int_(0)) : at);
@@ -195,7 +195,7 @@ void max_pool2d_grad(LowerContext& cx, const Node& n, const std::vector<int>& xs
                                                      assign(takes, take),
                                                      assign(tap, select(kb.v(takes), this_tap, kb.v(tap))),
                                                      assign(best, select(kb.v(takes), v, kb.v(best)))})}),
-               assign(grad, cx.ld(dy, add(mul(add(mul(plane[0], int_(w.OH)), kb.v(oh)), int_(w.OW)), kb.v(ow)))),
+               assign(grad, cx.ld(dy, offset({plane[0], kb.v(oh), kb.v(ow)}, {xt.dims[0] * xt.dims[1], w.OH, w.OW}))),
                for_(kh, 0, k[0], {for_(kw, 0, k[1], {give})})};
          }))
       body.push_back(std::move(st));

@@ -215,31 +215,49 @@ TEST_CASE("each convolution op's strategy", "[conv]") {
   auto shape = [](int64_t Bn, int64_t C, int64_t H, int64_t O, int64_t OH, int64_t K, int64_t s, int64_t p) {
     return kir::ConvShape{Bn, C, H, H, O, OH, OH, K, K, {s, s}, {p, p}, {1, 1}};
   };
-  CHECK(kir::conv2d_path(shape(64, 64, 14, 128, 7, 4, 2, 1), kOnProduct) == ConvPath::lines_merged);
-  CHECK(kir::conv2d_path(shape(1, 64, 14, 128, 7, 4, 2, 1), kOnProduct) == ConvPath::lines);
-  CHECK(kir::conv2d_path(shape(64, 1, 28, 6, 28, 5, 1, 2), kOnProduct) == ConvPath::lines);
-  CHECK(kir::conv2d_path(shape(2, 2, 12, 4, 3, 10, 1, 0), kOnProduct) == ConvPath::im2col);
-  CHECK(kir::conv2d_path(shape(64, 128, 7, 1, 1, 7, 1, 0), kOnProduct) == ConvPath::dense);
-  CHECK(kir::conv2d_path(shape(64, 64, 14, 128, 7, 4, 2, 1), kInLoops) == ConvPath::loops);
-  CHECK(kir::conv2d_path(shape(64, 64, 14, 128, 7, 4, 2, 1), {.f32 = true, .in_buffers = false}) == ConvPath::loops);
+  CHECK(kir::conv2d_path(shape(64, 64, 14, 128, 7, 4, 2, 1), kOnProduct).path == ConvPath::lines_merged);
+  CHECK(kir::conv2d_path(shape(1, 64, 14, 128, 7, 4, 2, 1), kOnProduct).path == ConvPath::lines);
+  CHECK(kir::conv2d_path(shape(64, 1, 28, 6, 28, 5, 1, 2), kOnProduct).path == ConvPath::lines);
+  CHECK(kir::conv2d_path(shape(2, 2, 12, 4, 3, 10, 1, 0), kOnProduct).path == ConvPath::im2col);
+  CHECK(kir::conv2d_path(shape(64, 128, 7, 1, 1, 7, 1, 0), kOnProduct).path == ConvPath::dense);
+  CHECK(kir::conv2d_path(shape(64, 64, 14, 128, 7, 4, 2, 1), kInLoops).path == ConvPath::loops);
+  CHECK(kir::conv2d_path(shape(64, 64, 14, 128, 7, 4, 2, 1), {.f32 = true, .in_buffers = false}).path == ConvPath::loops);
   kir::ConvShape grouped = shape(64, 64, 14, 128, 7, 4, 2, 1);
   grouped.groups = 2;
-  CHECK(kir::conv2d_path(grouped, kOnProduct) == ConvPath::loops);
-  CHECK(kir::weight_grad_path(grouped, kOnProduct) == ConvPath::loops);
-  CHECK(kir::conv_transpose2d_path(grouped, kOnProduct) == ConvPath::loops);
+  CHECK(kir::conv2d_path(grouped, kOnProduct).path == ConvPath::loops);
+  CHECK(kir::weight_grad_path(grouped, kOnProduct).path == ConvPath::loops);
+  CHECK(kir::conv_transpose2d_path(grouped, kOnProduct).path == ConvPath::loops);
   // LeNet-5's weight gradients keep their partial sums in cache; the DCGAN's wide layer not.
-  CHECK(kir::weight_grad_path(shape(64, 6, 14, 16, 10, 5, 1, 0), kOnProduct) == ConvPath::lines);
-  CHECK(kir::weight_grad_path(shape(64, 1, 28, 64, 14, 4, 2, 1), kOnProduct) == ConvPath::lines);
-  CHECK(kir::weight_grad_path(shape(64, 64, 14, 128, 7, 4, 2, 1), kOnProduct) == ConvPath::lines_merged);
-  CHECK(kir::weight_grad_path(shape(64, 128, 7, 1, 1, 7, 1, 0), kOnProduct) == ConvPath::dense);
-  CHECK(kir::weight_grad_path(shape(3, 2, 9, 4, 2, 8, 1, 0), kOnProduct) == ConvPath::loops);
+  CHECK(kir::weight_grad_path(shape(64, 6, 14, 16, 10, 5, 1, 0), kOnProduct).path == ConvPath::lines);
+  CHECK(kir::weight_grad_path(shape(64, 1, 28, 64, 14, 4, 2, 1), kOnProduct).path == ConvPath::lines);
+  CHECK(kir::weight_grad_path(shape(64, 64, 14, 128, 7, 4, 2, 1), kOnProduct).path == ConvPath::lines_merged);
+  CHECK(kir::weight_grad_path(shape(64, 128, 7, 1, 1, 7, 1, 0), kOnProduct).path == ConvPath::dense);
+  CHECK(kir::weight_grad_path(shape(3, 2, 9, 4, 2, 8, 1, 0), kOnProduct).path == ConvPath::loops);
+  // The choices within a path: one output channel's dense product as a row; a grid with no
+  // columns past the output's stores straight into it (no bias, no epilogue); per-image weight
+  // gradients add their partial sums.
+  const kir::ConvOperands kPlain{.f32 = true, .in_buffers = true, .plain_store = true};
+  CHECK(kir::conv2d_path(shape(64, 128, 7, 1, 1, 7, 1, 0), kOnProduct).one_row);
+  CHECK_FALSE(kir::conv2d_path(shape(64, 128, 7, 2, 1, 7, 1, 0), kOnProduct).one_row);
+  CHECK(kir::conv2d_path(shape(4, 5, 6, 8, 6, 1, 1, 0), kPlain).grid_is_output);
+  CHECK_FALSE(kir::conv2d_path(shape(4, 5, 6, 8, 6, 1, 1, 0), kOnProduct).grid_is_output);
+  CHECK_FALSE(kir::conv2d_path(shape(4, 5, 6, 8, 6, 3, 1, 1), kPlain).grid_is_output);
+  CHECK(kir::weight_grad_path(shape(64, 6, 14, 16, 10, 5, 1, 0), kOnProduct).partial_sums);
+  CHECK_FALSE(kir::weight_grad_path(shape(1, 6, 14, 16, 10, 5, 1, 0), kOnProduct).partial_sums);
   // Transposed, described by the convolution they transpose (whose input is their output).
-  CHECK(kir::conv_transpose2d_path(shape(64, 64, 14, 128, 7, 4, 2, 1), kOnProduct) == ConvPath::subpixel_merged);
-  CHECK(kir::conv_transpose2d_path(shape(1, 64, 14, 128, 7, 4, 2, 1), kOnProduct) == ConvPath::subpixel);
-  CHECK(kir::conv_transpose2d_path(shape(2, 8, 40, 3, 20, 4, 2, 1), kOnProduct) == ConvPath::subpixel);
-  CHECK(kir::conv_transpose2d_path(shape(64, 1, 28, 64, 14, 4, 2, 1), kOnProduct) == ConvPath::columns);
-  CHECK(kir::conv_transpose2d_path(shape(64, 128, 7, 100, 1, 7, 1, 0), kOnProduct) == ConvPath::dense);
-  CHECK(kir::conv_transpose2d_path(shape(64, 6, 14, 16, 10, 5, 1, 0), kOnProduct) == ConvPath::full_columns);
+  CHECK(kir::conv_transpose2d_path(shape(64, 64, 14, 128, 7, 4, 2, 1), kOnProduct).path == ConvPath::subpixel_merged);
+  CHECK(kir::conv_transpose2d_path(shape(1, 64, 14, 128, 7, 4, 2, 1), kOnProduct).path == ConvPath::subpixel);
+  CHECK(kir::conv_transpose2d_path(shape(2, 8, 40, 3, 20, 4, 2, 1), kOnProduct).path == ConvPath::subpixel);
+  CHECK(kir::conv_transpose2d_path(shape(64, 1, 28, 64, 14, 4, 2, 1), kOnProduct).path == ConvPath::columns);
+  CHECK(kir::conv_transpose2d_path(shape(64, 128, 7, 100, 1, 7, 1, 0), kOnProduct).path == ConvPath::dense);
+  CHECK(kir::conv_transpose2d_path(shape(64, 6, 14, 16, 10, 5, 1, 0), kOnProduct).path == ConvPath::full_columns);
+  // Stride 1: the flipped weight's convolution with enough output channels (the ResNet's data
+  // gradients; merged where conv2d merges), else the columns (LeNet-5's 6 channels, padding
+  // past the kernel's reach, output_padding).
+  CHECK(kir::conv_transpose2d_path(shape(64, 16, 28, 16, 28, 3, 1, 1), kOnProduct).path == ConvPath::flipped_lines);
+  CHECK(kir::conv_transpose2d_path(shape(64, 70, 7, 16, 7, 3, 1, 1), kOnProduct).path == ConvPath::flipped_lines_merged);
+  CHECK(kir::conv_transpose2d_path(shape(64, 16, 6, 16, 10, 3, 1, 3), kOnProduct).path == ConvPath::full_columns);
+  CHECK(kir::conv_transpose2d_path(shape(64, 16, 29, 16, 28, 3, 1, 1), kOnProduct).path == ConvPath::full_columns);
 }
 
 namespace {
@@ -308,6 +326,23 @@ TEST_CASE("transposed convolutions add each image's columns as its product is do
     // Strides with few output channels scatter in the same kernel.
     CHECK(check_conv({3, 4, 5, 6, 3, 3, 3, {2, 2}, {1, 1}, {1, 1}, true, false, true}, threads));
     CHECK(check_conv({2, 2, 4, 5, 5, 3, 2, {3, 1}, {0, 1}, {1, 2}, false, false, true}, threads));
+  }
+}
+
+TEST_CASE("stride-1 transposed convolutions run as the convolution by the flipped weight", "[gemm][conv]") {
+  for (int threads : {1, 2}) {
+    // The ResNet's data gradients: a 3 x 3 kernel, padding 1, 16 channels each way.
+    CHECK(check_conv({3, 16, 28, 28, 16, 3, 3, {1, 1}, {1, 1}, {1, 1}, false, false, true, 0}, threads));
+    // Odd sizes, a kernel and padding that differ per axis, dilation, bias; no padding (the
+    // flipped convolution pads by the whole reach); padding as large as the reach (none).
+    CHECK(check_conv({2, 5, 9, 7, 8, 3, 5, {1, 1}, {1, 2}, {1, 1}, true, false, true, 0}, threads));
+    CHECK(check_conv({3, 4, 6, 11, 9, 3, 2, {1, 1}, {2, 0}, {2, 3}, true, false, true, 0}, threads));
+    CHECK(check_conv({2, 3, 5, 6, 12, 2, 3, {1, 1}, {0, 0}, {1, 1}, false, false, true, 0}, threads));
+    CHECK(check_conv({2, 6, 7, 5, 10, 3, 3, {1, 1}, {2, 2}, {1, 1}, true, false, true, 0}, threads));
+    // Many output channels on a small plane: one product over every image's planes.
+    CHECK(check_conv({4, 16, 7, 7, 70, 3, 3, {1, 1}, {1, 1}, {1, 1}, true, false, true, 0}, threads));
+    // A 1 x 1 kernel: the flipped weight is the transposed one, no padding.
+    CHECK(check_conv({3, 7, 5, 6, 9, 1, 1, {1, 1}, {0, 0}, {1, 1}, true, false, true, 0}, threads));
   }
 }
 

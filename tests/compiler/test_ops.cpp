@@ -104,6 +104,45 @@ TEST_CASE("an out-of-range index is an error naming the node, not a wild read", 
   CHECK_THROWS_WITH(c.model->run("forward", {}), "bad_ids: embedding %e: index 7 is out of range [0, 4)");
 }
 
+TEST_CASE("the ReLU and residual add after a batch norm ride in its store and match the reference", "[codegen]") {
+  // Odd sizes; training (batch statistics) and eval (running statistics); a residual of the
+  // result's shape and a per-channel one (the plane read as one axis), and one broadcast over
+  // part of the plane (read through the multi-index); a batch norm over [N, C] (no plane).
+  auto g = parse_verified(R"(graph bn_epilogue {
+  %x: f32[3,5,7,9] = random_normal(seed=1)
+  %id: f32[3,5,7,9] = random_normal(seed=2)
+  %ch: f32[1,5,1,1] = random_normal(seed=3)
+  %row: f32[7,1] = random_normal(seed=4)
+  %w: f32[5] = random_uniform(seed=5)
+  %b: f32[5] = random_normal(seed=6)
+  %rm: f32[5] = random_uniform(seed=7)
+  %rv: f32[5] = random_uniform(low=0.5, high=1.5, seed=8)
+  %n1: f32[3,5,7,9], %m1: f32[5], %v1: f32[5] = batch_norm(%x, %w, %b, %rm, %rv, training=true)
+  %a1: f32[3,5,7,9] = add(%n1, %id)
+  %y1: f32[3,5,7,9] = relu(%a1)
+  %n2: f32[3,5,7,9], %m2: f32[5], %v2: f32[5] = batch_norm(%x, %w, %b, %rm, %rv, training=false)
+  %a2: f32[3,5,7,9] = add(%ch, %n2)
+  %y2: f32[3,5,7,9] = relu(%a2)
+  %n3: f32[3,5,7,9], %m3: f32[5], %v3: f32[5] = batch_norm(%id, %w, %b, %rm, %rv, training=true)
+  %a3: f32[3,5,7,9] = mul(%n3, %row)
+  %y3: f32[3,5,7,9] = relu(%a3)
+  %f: f32[11,5] = random_normal(seed=9)
+  %n4: f32[11,5], %m4: f32[5], %v4: f32[5] = batch_norm(%f, %w, %b, %rm, %rv, training=true)
+  %y4: f32[11,5] = relu(%n4)
+  output y1 = %y1
+  output y2 = %y2
+  output y3 = %y3
+  output y4 = %y4
+  output m1 = %m1
+}
+)", "bn_epilogue.ir");
+  std::string text = kir::print(lower({{"forward", g.get()}}, {.fuse = true}));
+  CHECK(text.find("relu") == std::string::npos);  // no kernel of its own
+  CHECK(text.find("# fused: %n1, %a1, %y1") != std::string::npos);
+  CHECK(text.find("# fused: %n3, %a3, %y3") != std::string::npos);
+  compare_compiled_with_reference(*g, kF32);
+}
+
 TEST_CASE("a loop marked vectorized is vectorized by LLVM, however short", "[codegen]") {
   // Six strided reads a row: LLVM unrolls the loop whole and leaves it scalar, unless asked.
   auto g = parse_verified(R"(graph strided {
