@@ -65,4 +65,24 @@ cmp -s <(steps s1/log.jsonl) <(steps s2/log.jsonl) || fail "two --no-shuffle run
 # The train section's schedule reaches the run as the --schedule spelling.
 grep -q '"schedule": "restarts:10:2:0.0"' d0/run.json || { cat d0/run.json; fail "run.json lacks the file's schedule"; }
 "$stag" "${run[@]}" --schedule plateau:0:0.5 --monitor val_accuracy --run-dir p1 >p1.out 2>&1 || { cat p1.out; fail "plateau failed"; }
+# bf16 products (--precision bf16, or the train section's precision): every product of the step
+# in bf16, a run that repeats itself bit for bit and learns as f32 does, but takes other steps.
+"$stag" ir hits.stag --step --stage optimized --precision bf16 >ir16.txt 2>&1 || { cat ir16.txt; fail "stag ir --precision bf16 failed"; }
+[ "$(grep -c ' = matmul(' ir16.txt)" -ge 2 ] || { cat ir16.txt; fail "the step has too few products"; }
+grep ' = matmul(' ir16.txt | grep -qv 'precision="bf16"' && { cat ir16.txt; fail "a product of the step is not bf16"; }
+"$stag" ir hits.stag --step --stage optimized 2>&1 | grep -q 'precision=' && fail "an f32 step has a precision attribute"
+sed 's/    epochs = 3/    epochs = 3\n    precision = "bf16"/' hits.stag > hits16.stag
+"$stag" ir hits16.stag --step --stage optimized 2>&1 | grep ' = matmul(' | grep -qv 'precision="bf16"' && fail "the train section's precision is not the step's"
+"$stag" ir hits16.stag --step --stage optimized --precision f32 2>&1 | grep -q 'precision="bf16"' && fail "--precision f32 does not override the file"
+"$stag" "${run[@]}" --precision bf16 --run-dir b1 >b1.out 2>&1 || { cat b1.out; fail "--precision bf16 failed"; }
+"$stag" "${run[@]}" --precision bf16 --run-dir b2 >b2.out 2>&1 || { cat b2.out; fail "the second bf16 run failed"; }
+cmp -s <(steps b1/log.jsonl) <(steps b2/log.jsonl) || fail "two bf16 runs differ"
+cmp -s <(steps b1/log.jsonl) <(steps d0/log.jsonl) && fail "the bf16 run took the f32 run's steps"
+python3 - "$(json b1 val_loss)" "$(json d0 val_loss)" <<'PY' || fail "bf16 and f32 validation losses after an epoch differ by more than 5%"
+import sys
+a, b = float(sys.argv[1]), float(sys.argv[2])
+sys.exit(0 if abs(a - b) <= 0.05 * abs(b) else 1)
+PY
+"$stag" "${run[@]}" --precision f16 --run-dir b3 >b3.out 2>&1 && fail "--precision f16 ran"
+grep -q "precision" b3.out || { cat b3.out; fail "no clear error for --precision f16"; }
 echo "PASS"
