@@ -21,6 +21,7 @@
 #include "runtime/cpu.h"
 #include "runtime/error.h"
 #include "runtime/thread_pool.h"
+#include "tests/compiler/reference_check.h"
 #include "tests/util.h"
 
 using namespace stag;
@@ -52,32 +53,7 @@ int check_against_reference(const Graph& g, double K, int threads, const std::st
   int bf16_products = 0;
   for (const auto& k : compiled.program.functions.back().kernels)
     bf16_products += k.gemm && k.gemm->precision == kir::Gemm::Precision::bf16;
-  std::map<std::string, RefTensor> feeds;
-  std::vector<rt::Tensor> inputs;
-  const auto& spec = compiled.model->manifest().function("forward");
-  for (size_t i = 0; i < spec.inputs.size(); ++i) {
-    rt::Tensor t(spec.inputs[i].dtype, spec.inputs[i].shape);
-    std::vector<double> values;
-    for (int64_t e = 0; e < t.numel(); ++e) {
-      auto v = static_cast<float>(random_standard_normal(23, static_cast<int64_t>(i), e));
-      t.values<float>()[e] = v;
-      values.push_back(v);
-    }
-    feeds[spec.inputs[i].name] = RefTensor(g.find(spec.inputs[i].name)->type, values);
-    inputs.push_back(std::move(t));
-  }
-  std::vector<const rt::Tensor*> ptrs;
-  for (const auto& t : inputs) ptrs.push_back(&t);
-  stag_set_num_threads(threads);
-  auto got = test::to_doubles(compiled.model->run("forward", ptrs)[0]);
-  stag_set_num_threads(0);
-  RefResult ref = interpret(g, feeds);
-  const auto& want = ref.outputs.begin()->second.data;
-  REQUIRE(got.size() == want.size());
-  for (size_t i = 0; i < got.size(); ++i) {
-    INFO(fmt::format("{} on {}, {} threads: element {} got {} want {}", what, isa_name(host_isa()), threads, i, got[i], want[i]));
-    REQUIRE(std::fabs(got[i] - want[i]) <= 1e-5 * std::sqrt(K) * (1 + std::fabs(want[i])));
-  }
+  test::check_against_reference(g, compiled, 23, K, threads, fmt::format("{} on {}", what, isa_name(host_isa())));
   return bf16_products;
 }
 
