@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <thread>
 #include <cmath>
 
 #include "compiler/jit/jit_model.h"
@@ -18,6 +19,7 @@
 #include "runtime/gan_trainer.h"
 #include "tools/cli.h"
 #include "tools/gan_program.h"
+#include "tools/peak.h"
 
 namespace stag::cli {
 
@@ -31,6 +33,7 @@ struct BenchArgs {
   int64_t matmul = 0;
   int64_t seed = 0;
   bool json = false;
+  bool peak = false;
 };
 
 using Clock = std::chrono::steady_clock;
@@ -112,8 +115,16 @@ int bench_gan(const BenchArgs& args, const fe::GanSpec& spec) {
   return kExitOk;
 }
 
+int print_peaks(const BenchArgs& args) {
+  int threads = args.threads > 0 ? args.threads : static_cast<int>(std::thread::hardware_concurrency());
+  for (const Peak& p : measure_peaks(threads))
+    fmt::print("peak {} on {} thread{}: {:.1f} GFLOP/s\n", p.unit, p.threads, p.threads == 1 ? "" : "s", p.gflops);
+  return kExitOk;
+}
+
 int run_bench(const BenchArgs& args) {
   const ModelArgs& margs = args.program.model;
+  if (args.peak) return print_peaks(args);
   if (args.matmul == 0 && !margs.file.empty())
     if (auto gan = find_gan(margs); gan && gan->kind == fe::GanLookup::Pair) return bench_gan(args, gan->spec);
   if (args.matmul > 0 && !margs.file.empty()) throw Failure{kExitUsage, "give a model file or --matmul N, not both"};
@@ -232,6 +243,7 @@ Command add_bench_command(CLI::App& app) {
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 16));
   cmd->add_option("--seed", args->seed, "Seed of the initialisation and the random inputs");
   cmd->add_flag("--json", args->json, "Print one JSON object");
+  cmd->add_flag("--peak", args->peak, "Measure the host's f32 FMA (and bf16 dot-product) peaks on 1 and --threads threads");
   return {cmd, [args] { return run_bench(*args); }};
 }
 

@@ -40,6 +40,17 @@ awk -v a="$(field "$tmp/train.json" min_ms)" -v b="$(field "$tmp/train.json" med
 "$stag" bench --matmul 33 --warmup 0 --steps 2 --json > "$tmp/matmul.json" || fail "stag bench --matmul failed"
 check matmul forward compile_s median_ms gflops peak_rss_mb
 
+# The peak loops: every unit the host has, each a positive figure on one and two threads, the
+# f32 FMA always (the machines this runs on have AVX2 at least), bf16 where CPUID says so.
+"$stag" bench --peak --threads 2 > "$tmp/peak.out" || fail "stag bench --peak failed"
+grep -qE "^peak f32 FMA \(avx2, 8 lanes\) on 2 threads: [0-9]+\.[0-9] GFLOP/s" "$tmp/peak.out" || { cat "$tmp/peak.out"; fail "no f32 FMA peak"; }
+awk '/^peak/ && !($(NF-1) > 0) { bad = 1 } END { exit bad }' "$tmp/peak.out" || { cat "$tmp/peak.out"; fail "a peak is not positive"; }
+if grep -q avx512_bf16 /proc/cpuinfo; then
+  grep -q "^peak bf16 VDPBF16PS" "$tmp/peak.out" || { cat "$tmp/peak.out"; fail "no bf16 peak on a CPU with AVX512-BF16"; }
+else
+  echo "SKIPPED: the bf16 peak (no avx512_bf16 on this CPU)"
+fi
+
 # Without --json: one readable line.
 "$stag" bench "$models/mlp.stag" --batch 4 --warmup 0 --steps 1 > "$tmp/text.out" || fail "stag bench (text) failed"
 grep -qE "^mlp forward \(batch 4\) on [0-9]+ threads?: median [0-9.]+ ms" "$tmp/text.out" || { cat "$tmp/text.out"; fail "unexpected text output"; }
