@@ -39,40 +39,42 @@ MODELS = os.path.join(HERE, "models")
 TORCH_SCRIPT = os.path.join(HERE, "torch_bench.py")
 
 
-class Train(collections.namedtuple("Train", "name stag batch workload full quick catalog models")):
+class Train(collections.namedtuple("Train", "name stag batch workload full quick catalog models params")):
     """A train-step workload: its name; the .stag file stag times (relative to the repository);
     the batch; torch_bench.py's workload; (warm-up, steps); the same for --quick, or None to leave
     it out of the smoke run (as the LSTM's 20 s compile is); the catalog model (models/NAME.stag)
-    it measures; and the models of the file whose parameters the mirror's must equal (None: the
-    file's first)."""
+    it measures; the models of the file whose parameters the mirror's must equal (None: the
+    file's first); and the trainable parameter count the mirror was checked at, which `stag ir`
+    must still give (tests/cli/bench_catalog.py checks it without PyTorch: a changed catalog
+    model needs its mirror changed and checked again, `run.py --check-mirrors`)."""
 
 
-def train_row(name, stag, batch, workload, full, quick, catalog, models=None):
-    return Train(name, stag, batch, workload, full, quick, catalog, models)
+def train_row(name, stag, batch, workload, full, quick, catalog, models=None, params=None):
+    return Train(name, stag, batch, workload, full, quick, catalog, models, params)
 
 
 # Every catalog model has a row (tests/bench/catalog_test.py checks it). Where the benchmark
 # times a copy in tools/bench/models/ the copy says how it differs from the catalog's file.
 TRAIN = [
-    train_row("mlp-b64", "tools/bench/models/mlp.stag", 64, "mlp", (5, 50), (1, 3), "mlp"),
-    train_row("mlp-b256", "tools/bench/models/mlp.stag", 256, "mlp", (3, 30), None, "mlp"),
-    train_row("lenet5-b64", "tools/bench/models/lenet5.stag", 64, "lenet5", (3, 30), (1, 2), "lenet5"),
-    train_row("gpt-b16", "tools/bench/models/gpt.stag", 16, "gpt", (3, 15), (1, 2), "gpt"),
-    train_row("lstm-b32", "tools/bench/models/lstm_lm.stag", 32, "lstm", (3, 15), None, "lstm_lm"),
-    train_row("char-rnn-b32", "models/char_rnn.stag", 32, "char-rnn", (3, 30), (1, 2), "char_rnn"),
-    train_row("gru-lm-b32", "models/gru_lm.stag", 32, "gru-lm", (3, 15), None, "gru_lm"),
-    train_row("alexnet-b64", "models/alexnet.stag", 64, "alexnet", (3, 15), None, "alexnet"),
-    train_row("autoencoder-b128", "models/autoencoder.stag", 128, "autoencoder", (5, 50), (1, 3), "autoencoder"),
-    train_row("bow-logreg-b64", "models/bow_logreg.stag", 64, "bow-logreg", (5, 50), (1, 3), "bow_logreg"),
-    train_row("bert-b32", "models/bert.stag", 32, "bert", (3, 15), (1, 2), "bert"),
-    train_row("resnet-b64", "models/resnet.stag", 64, "resnet", (3, 15), None, "resnet"),
-    train_row("vgg-b64", "models/vgg.stag", 64, "vgg", (3, 15), None, "vgg"),
-    train_row("vit-tiny-b64", "models/vit_tiny.stag", 64, "vit-tiny", (3, 20), None, "vit_tiny"),
-    train_row("dcgan-d-b64", "tools/bench/models/dcgan_d.stag", 64, "dcgan-d", (3, 20), None, "dcgan"),
-    train_row("dcgan-g-b64", "tools/bench/models/dcgan_g.stag", 64, "dcgan-g", (3, 20), None, "dcgan"),
+    train_row("mlp-b64", "tools/bench/models/mlp.stag", 64, "mlp", (5, 50), (1, 3), "mlp", params=535_818),
+    train_row("mlp-b256", "tools/bench/models/mlp.stag", 256, "mlp", (3, 30), None, "mlp", params=535_818),
+    train_row("lenet5-b64", "tools/bench/models/lenet5.stag", 64, "lenet5", (3, 30), (1, 2), "lenet5", params=61_706),
+    train_row("gpt-b16", "tools/bench/models/gpt.stag", 16, "gpt", (3, 15), (1, 2), "gpt", params=818_176),
+    train_row("lstm-b32", "tools/bench/models/lstm_lm.stag", 32, "lstm", (3, 15), None, "lstm_lm", params=432_224),
+    train_row("char-rnn-b32", "models/char_rnn.stag", 32, "char-rnn", (3, 30), (1, 2), "char_rnn", params=43_360),
+    train_row("gru-lm-b32", "models/gru_lm.stag", 32, "gru-lm", (3, 15), None, "gru_lm", params=728_160),
+    train_row("alexnet-b64", "models/alexnet.stag", 64, "alexnet", (3, 15), None, "alexnet", params=1_708_298),
+    train_row("autoencoder-b128", "models/autoencoder.stag", 128, "autoencoder", (5, 50), (1, 3), "autoencoder", params=437_664),
+    train_row("bow-logreg-b64", "models/bow_logreg.stag", 64, "bow-logreg", (5, 50), (1, 3), "bow_logreg", params=79_872),
+    train_row("bert-b32", "models/bert.stag", 32, "bert", (3, 15), (1, 2), "bert", params=688_679),
+    train_row("resnet-b64", "models/resnet.stag", 64, "resnet", (3, 15), None, "resnet", params=174_970),
+    train_row("vgg-b64", "models/vgg.stag", 64, "vgg", (3, 15), None, "vgg", params=584_618),
+    train_row("vit-tiny-b64", "models/vit_tiny.stag", 64, "vit-tiny", (3, 20), None, "vit_tiny", params=139_018),
+    train_row("dcgan-d-b64", "tools/bench/models/dcgan_d.stag", 64, "dcgan-d", (3, 20), None, "dcgan", params=138_624),
+    train_row("dcgan-g-b64", "tools/bench/models/dcgan_g.stag", 64, "dcgan-g", (3, 20), None, "dcgan", params=759_680),
     # The GAN's whole iteration: `stag bench` on a file with a `gan` times both steps as a pair.
     train_row("dcgan-pair-b64", "models/dcgan.stag", 64, "dcgan-pair", (3, 20), None, "dcgan",
-              models=["generator", "discriminator"]),
+              models=["generator", "discriminator"], params=898_304),
 ]
 # (N, (warmup, steps), quick): fewer steps as the size grows, so the default run stays short.
 # (size, (warm-up, steps), quick or None). Large sizes still take a dozen steps: on a shared VM
@@ -224,6 +226,8 @@ def check_mirror(args, torch, row):
     if err:
         return ours_trainable, None, err
     problems = []
+    if row.params != ours_trainable:
+        problems.append(f"run.py's TRAIN row records {row.params} trainable parameters, stag has {ours_trainable}")
     if theirs["trainable"] != ours_trainable:
         problems.append(f"trainable parameters: stag {ours_trainable}, PyTorch {theirs['trainable']}")
     for name in sorted(set(ours) | set(theirs["params"])):
