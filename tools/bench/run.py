@@ -2,6 +2,7 @@
 """The benchmark of issues 8, 17 and 23: stag against PyTorch on the same machine, in the same run.
 
     python3 tools/bench/run.py --stag build/tools/stag [--quick] [--only WORKLOAD,...] [--out table.md]
+    python3 tools/bench/run.py --stag build/tools/stag --check-mirrors     # the mirrors' parameters only
 
 Every catalog model's train step (models/*.stag, the TRAIN table) runs in stag at 1 and 2 threads
 (`stag bench ... --json`, one process each) and in PyTorch (tools/bench/torch_bench.py, a mirror
