@@ -5,7 +5,8 @@
     python3 tools/bench/run.py --stag build/tools/stag --check-mirrors     # the mirrors' parameters only
 
 Every catalog model's train step (models/*.stag, the TRAIN table) runs in stag at 1 and 2 threads
-(`stag bench ... --json`, one process each) and in PyTorch (tools/bench/torch_bench.py, a mirror
+(`stag bench ... --json`, one process each; where the CPU has bf16 units, also with `--precision
+bf16`, autocast's semantics) and in PyTorch (tools/bench/torch_bench.py, a mirror
 of the model) at each thread setting, intra-op + OpenBLAS threads (1+1, 1+2, 2+2), and where the
 CPU has bf16 units (/proc/cpuinfo's avx512_bf16 or amx_bf16) also with bf16 autocast at 1+1 and
 2+2, reporting PyTorch at its fastest setting and naming it. OpenBLAS reads its thread count
@@ -247,6 +248,11 @@ def torch_settings(args, bf16):
     return TORCH_SETTINGS + (AUTOCAST_SETTINGS if bf16 else [])
 
 
+def stag_precisions(bf16):
+    """stag in f32 and, where the CPU has bf16 units, with --precision bf16 (autocast's semantics)."""
+    return ["f32", "bf16"] if bf16 else ["f32"]
+
+
 def bench_train(args, torch, errors, bf16):
     rows = []
     for row in TRAIN:
@@ -259,12 +265,13 @@ def bench_train(args, torch, errors, bf16):
             errors.append(err)
         stag_runs = {}
         for t in STAG_THREADS:
-            log(f"{row.name}: stag on {t} thread(s) ...")
-            r, err = stag_bench(args.stag, [os.path.join(ROOT, row.stag), "--train", "--batch", str(row.batch), "--threads", str(t),
-                                            "--warmup", str(warmup), "--steps", str(steps)])
-            if err:
-                errors.append(err)
-            stag_runs[t] = r
+            for precision in stag_precisions(bf16):
+                log(f"{row.name}: stag {precision} on {t} thread(s) ...")
+                r, err = stag_bench(args.stag, [os.path.join(ROOT, row.stag), "--train", "--batch", str(row.batch), "--threads",
+                                                str(t), "--warmup", str(warmup), "--steps", str(steps), "--precision", precision])
+                if err:
+                    errors.append(err)
+                stag_runs[(t, precision)] = r
         torch_runs = {}
         if torch.available:
             for setting in torch_settings(args, bf16):
@@ -341,9 +348,9 @@ def render(args, torch, sgemm_rows, train_rows, blas_name, epoch_row=None, cpu=N
                 "PyTorch at its fastest setting (intra-op + OpenBLAS threads, f32 or with bf16 autocast around forward "
                 "and loss); the others in the last column. Parameters: the trainable count, equal in stag and the "
                 "PyTorch mirror (names and shapes checked).", "",
-                "| workload | params | threads | stag ms/step | PyTorch ms/step | ratio | stag compile s | stag peak RSS MB | "
-                "PyTorch peak RSS MB | PyTorch setting |",
-                "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+                "| workload | params | threads | stag precision | stag ms/step | PyTorch ms/step | ratio | stag compile s | "
+                "stag peak RSS MB | PyTorch peak RSS MB | PyTorch setting |",
+                "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---|"]
         for name, stag_runs, torch_runs, (ours, theirs) in train_rows:
             best = min(torch_runs.items(), key=lambda kv: kv[1]["median_ms"]) if torch_runs else None
             setting = "n/a"
@@ -353,14 +360,13 @@ def render(args, torch, sgemm_rows, train_rows, blas_name, epoch_row=None, cpu=N
             tm = best[1]["median_ms"] if best else None
             torch_rss = f"{best[1]['peak_rss_mb']:.0f}" if best else "n/a"
             count = "n/a" if ours is None else f"{ours:,}" if theirs in (None, ours) else f"{ours:,} (PyTorch {theirs:,})"
-            for t in STAG_THREADS:
-                s = stag_runs.get(t)
+            for (t, precision), s in sorted(stag_runs.items(), key=lambda kv: (kv[0][0], kv[0][1] != "f32")):
                 if s:
                     cells = [fmt_ms(s["median_ms"]), fmt_ms(tm), fmt_ratio(tm, s["median_ms"]), f"{s['compile_s']:.2f}",
                              f"{s['peak_rss_mb']:.0f}"]
                 else:
                     cells = ["error", fmt_ms(tm), "n/a", "n/a", "n/a"]
-                out.append("| " + " | ".join([name, count, str(t)] + cells + [torch_rss, setting]) + " |")
+                out.append("| " + " | ".join([name, count, str(t), precision] + cells + [torch_rss, setting]) + " |")
         out.append("")
     if epoch_row:
         stag_s, cached_s, runs = epoch_row
