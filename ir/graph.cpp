@@ -5,6 +5,10 @@
 
 namespace stag {
 
+bool Node::in_bf16() const { return info().has(MixedPrecision) && s("precision") == "bf16"; }
+
+void Node::set_precision(const std::string& precision) { attrs[static_cast<size_t>(info().attr_index("precision"))] = precision; }
+
 const Attr& Node::attr(std::string_view name) const {
   int idx = info().attr_index(name);
   assert(idx >= 0 && "no such attribute on this op");

@@ -38,6 +38,11 @@ struct Node {
   const OpInfo& info() const { return op_info(op); }
   Value* result(size_t i = 0) const { return results.at(i).get(); }
   const Attr& attr(std::string_view name) const;
+  /// A product (the MixedPrecision trait) whose precision is bf16: it multiplies its first two
+  /// operands rounded to bf16.
+  bool in_bf16() const;
+  /// Sets a MixedPrecision node's precision ("f32" or "bf16").
+  void set_precision(const std::string& precision);
   int64_t i(std::string_view name) const { return std::get<int64_t>(attr(name)); }
   double f(std::string_view name) const { return std::get<double>(attr(name)); }
   bool b(std::string_view name) const { return std::get<bool>(attr(name)); }

@@ -700,24 +700,8 @@ double round_to_bf16(double x) {
   return f;
 }
 
-// A bf16 product (the MixedPrecision trait) multiplies its first two operands rounded to bf16.
-std::vector<RefTensor> evaluate_bf16_product(const Node& n, const Operands& xs) {
-  std::vector<RefTensor> rounded{*xs[0], *xs[1]};
-  for (auto& t : rounded)
-    for (double& v : t.data) v = round_to_bf16(v);
-  Operands ys = xs;
-  ys[0] = &rounded[0], ys[1] = &rounded[1];
-  switch (n.op) {
-    case Op::matmul: return {matmul(n, *ys[0], *ys[1])};
-    case Op::conv2d: return {conv2d(n, ys)};
-    case Op::conv_transpose2d: return {conv_transpose2d(n, ys)};
-    case Op::conv2d_weight_grad: return {conv2d_weight_grad(n, ys)};
-    default: throw std::logic_error("a MixedPrecision op without a bf16 reference");
-  }
-}
-
-std::vector<RefTensor> evaluate(const Node& n, const Operands& xs) {
-  if (n.info().has(MixedPrecision) && n.s("precision") == "bf16") return evaluate_bf16_product(n, xs);
+// The node's results from its operands, as they are given.
+static std::vector<RefTensor> evaluate_op(const Node& n, const Operands& xs) {
   const Type& out = n.results.empty() ? Type{} : n.result()->type;
   const RefTensor* x = xs.empty() ? nullptr : xs[0];
   const OpInfo& info = n.info();
@@ -782,6 +766,17 @@ std::vector<RefTensor> evaluate(const Node& n, const Operands& xs) {
     default: break;
   }
   throw std::logic_error(fmt::format("reference interpreter: no implementation of {}", info.name));
+}
+
+// A bf16 product multiplies its first two operands rounded to bf16; the rest as they are.
+std::vector<RefTensor> evaluate(const Node& n, const Operands& xs) {
+  if (!n.in_bf16()) return evaluate_op(n, xs);
+  std::vector<RefTensor> rounded{*xs[0], *xs[1]};
+  for (auto& t : rounded)
+    for (double& v : t.data) v = round_to_bf16(v);
+  Operands ys = xs;
+  ys[0] = &rounded[0], ys[1] = &rounded[1];
+  return evaluate_op(n, ys);
 }
 
 RefResult interpret(const Graph& g, const std::map<std::string, RefTensor>& feeds, bool keep_values) {

@@ -106,11 +106,10 @@ class Backward {
   // The products a bf16 product's rule built are bf16 too: autocast runs the backward of a
   // product in the forward's precision.
   void inherit_precision(const Node& n, size_t first_new) {
-    if (!(n.info().traits & MixedPrecision) || n.s("precision") == "f32") return;
+    if (!n.in_bf16()) return;
     auto& nodes = b_.graph().nodes;
     for (size_t i = first_new; i < nodes.size(); ++i)
-      if (nodes[i]->info().traits & MixedPrecision)
-        nodes[i]->attrs[static_cast<size_t>(nodes[i]->info().attr_index("precision"))] = n.s("precision");
+      if (nodes[i]->info().has(MixedPrecision)) nodes[i]->set_precision("bf16");
   }
 
   Builder b_;

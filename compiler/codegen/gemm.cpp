@@ -95,7 +95,7 @@ class GemmEmitter {
     llvm::Value *M = f_->getArg(7), *N = f_->getArg(8), *K = f_->getArg(9), *a_table = f_->getArg(10), *b_table = f_->getArg(11);
     N_ = N;
     bool bf16 = g_.precision == kir::Gemm::Precision::bf16;
-    pairs_ = bf16 && t_.bf16_dot && t_.lanes == 16;
+    pairs_ = bf16 && t_.bf16_dot;
     round_ = bf16 && !pairs_;
     const int NR = t_.columns(), MR = t_.rows, KC = t_.depth;
     const int NP = t_.panels, NC = NP * NR;

@@ -60,8 +60,7 @@ void LowerContext::end_function() { prog.workspace_bytes = std::max(prog.workspa
 void LowerContext::emit(KernelBuilder&& kb) {
   kb.k.nodes = group;
   kb.k.strategy = strategy;
-  bool bf16 = node && (node->info().traits & MixedPrecision) && node->s("precision") == "bf16";
-  if (kb.k.gemm && bf16) kb.k.gemm->precision = Gemm::Precision::bf16;
+  if (kb.k.gemm && node && node->in_bf16()) kb.k.gemm->precision = Gemm::Precision::bf16;
   kb.k.name = fmt::format("k{}_{}", prog.functions[fn].kernels.size(), kb.k.name);
   prog.functions[fn].kernels.push_back(std::move(kb.k));
 }
@@ -73,8 +72,7 @@ int LowerContext::add_check(std::string message) {
 
 E LowerContext::factor(int id, E index) {
   E v = ld(id, std::move(index));
-  bool bf16 = node && (node->info().traits & MixedPrecision) && node->s("precision") == "bf16";
-  return bf16 ? un(Un::round_bf16, v) : v;
+  return node && node->in_bf16() ? un(Un::round_bf16, v) : v;
 }
 
 std::string LowerContext::origin(const Node& n) const { return fmt::format("%{} = {}", n.result()->name, n.info().name); }

@@ -12,9 +12,8 @@ bool autocast_bf16(Graph& g, PassCounters& c) {
   if (!precision || std::get<std::string>(*precision) != "bf16") return false;
   bool changed = false;
   for (auto& n : g.nodes) {
-    if (!(n->info().traits & MixedPrecision) || n->s("precision") == "bf16") continue;
-    if (n->result()->type.dtype != DType::f32) continue;
-    n->attrs[static_cast<size_t>(n->info().attr_index("precision"))] = std::string("bf16");
+    if (!n->info().has(MixedPrecision) || n->in_bf16() || n->result()->type.dtype != DType::f32) continue;
+    n->set_precision("bf16");
     c.add("products in bf16");
     changed = true;
   }
