@@ -98,8 +98,9 @@ int run_run(const RunArgs& args) {
   rt::Model& model = *c.model;
   try {
     if (!args.weights.empty()) {
+      // A training checkpoint also holds the optimizer's state, which inference leaves aside.
       auto file = rt::read_safetensors(args.weights);
-      model.load_params(file.tensors, args.weights);
+      model.load_model_params(file.tensors, args.weights);
     } else {
       model.init(args.seed);
     }
