@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Replays every fuzz target (built with a plain main, no libFuzzer) on its seed corpus and on the
+# inputs a fuzzer once failed on (tests/fuzz/TARGET/), so a fixed finding stays fixed.
+# Usage: replay.sh FUZZ_BUILD_DIR SOURCE_DIR
+set -u
+bin=$1 src=$2
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+status=0
+for t in stag ir checkpoint npy idx csv text; do
+  python3 "$src/tools/fuzz/seeds.py" "$t" "$tmp/$t" || { echo "FAIL: seeds of $t"; status=1; continue; }
+  inputs=("$tmp/$t")
+  [ -d "$src/tests/fuzz/$t" ] && inputs+=("$src/tests/fuzz/$t")
+  out=$("$bin/fuzz_$t" "${inputs[@]}" 2>&1) || { echo "$out" | tail -20; echo "FAIL: fuzz_$t"; status=1; continue; }
+  echo "fuzz_$t: $out"
+done
+exit $status
