@@ -55,6 +55,7 @@ Manifest Manifest::parse(const std::string& json) {
     }
     m.workspace_bytes = j.at("workspace_bytes").get<int64_t>();
     m.checks = j.at("checks").get<std::vector<std::string>>();
+    m.check_numerics = j.value("check_numerics", false);
     if (j.contains("isa")) m.isa = j.at("isa").get<std::string>();
     if (j.contains("attrs"))
       for (const auto& [key, value] : j.at("attrs").items()) m.attrs[key] = value.dump();
@@ -129,7 +130,7 @@ std::vector<Tensor> Model::run(const std::string& function, const std::vector<co
   }
   std::vector<Tensor> outputs;
   for (const auto& o : spec.outputs) {
-    outputs.push_back(Tensor::uninitialized(o.dtype, o.shape));
+    outputs.push_back(manifest_.check_numerics ? Tensor(o.dtype, o.shape) : Tensor::uninitialized(o.dtype, o.shape));
     out.push_back(outputs.back().data());
   }
   for (auto& p : params_) params.push_back(p.data());

@@ -42,6 +42,8 @@ struct Manifest {
   std::vector<FunctionSpec> functions;
   int64_t workspace_bytes = 0;
   std::vector<std::string> checks;  ///< messages of the data checks; "{}" is the bad value
+  /// Compiled with --check-numerics: outputs start zeroed, since every element is checked.
+  bool check_numerics = false;
   /// The model's graph attributes (batch, the training section train.*), each as JSON text.
   std::map<std::string, std::string> attrs;
   /// The instruction set the code was compiled for (runtime/cpu.h's names); empty in

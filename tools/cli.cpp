@@ -47,6 +47,10 @@ void add_pass_options(CLI::App& app, PassOptions& o) {
   app.add_flag("--verify-each", o.verify_each, "Verify the IR after every pass")->group("Optimizer");
   app.add_flag("--pass-stats", o.stats, "Print what each pass did, kernel counts and the workspace size")->group("Optimizer");
   app.add_flag("--time-passes", o.time, "Print the time each pass took")->group("Optimizer");
+  app.add_flag("--check-numerics", o.check_numerics,
+               "Check after every kernel that what it computed is finite: the first NaN or infinity stops the run naming "
+               "its kernel and graph node (slow; for finding where a loss becomes NaN)")
+      ->group("Optimizer");
   app.add_option("--precision", o.precision,
                  "bf16: matmuls and convolutions multiply bf16-rounded operands and sum in f32, as PyTorch's CPU autocast "
                  "(weights, optimizer state and other ops stay f32; default: the train section's precision, else f32)")

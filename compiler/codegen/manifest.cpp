@@ -49,7 +49,7 @@ std::string manifest_json(const kir::Program& p) {
     attrs[key] = std::visit(ToJson{}, value);
   }
   json j = {{"model", p.name}, {"params", params}, {"functions", functions},
-            {"workspace_bytes", p.workspace_bytes}, {"checks", p.checks}, {"attrs", attrs},
+            {"workspace_bytes", p.workspace_bytes}, {"checks", p.checks}, {"check_numerics", p.check_numerics}, {"attrs", attrs},
             // LLVM compiles for every feature the host has, whatever STAG_ISA chose for the GEMM.
             {"isa", isa_name(detected_isa())}};
   return j.dump();

@@ -2,6 +2,7 @@
 // and epilogues, shared by every op family.
 
 #include "compiler/lower/context.h"
+#include "compiler/lower/numerics.h"
 
 #include <algorithm>
 #include <stdexcept>
@@ -63,6 +64,7 @@ void LowerContext::emit(KernelBuilder&& kb) {
   if (kb.k.gemm && node && node->in_bf16()) kb.k.gemm->precision = Gemm::Precision::bf16;
   kb.k.name = fmt::format("k{}_{}", prog.functions[fn].kernels.size(), kb.k.name);
   prog.functions[fn].kernels.push_back(std::move(kb.k));
+  if (options.check_numerics && prog.functions[fn].name != "init") check_stored(*this);
 }
 
 int LowerContext::add_check(std::string message) {

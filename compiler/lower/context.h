@@ -8,6 +8,7 @@
 #include <functional>
 #include <limits>
 #include <string>
+#include <set>
 #include <unordered_map>
 #include <vector>
 
@@ -111,6 +112,7 @@ struct LowerContext {
   int fn = -1;
   int param_count = 0, input_count = 0, output_count = 0;
   int64_t workspace = 0;
+  std::set<int> may_hold_infinity;           ///< --check-numerics: buffers a mask's -inf may be in
 };
 
 kir::Buffer make_buffer(const std::string& name, const Type& type, kir::BufKind kind);

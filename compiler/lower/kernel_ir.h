@@ -199,6 +199,7 @@ struct Program {
   std::vector<Function> functions;  ///< e.g. "init", "forward"
   int64_t workspace_bytes = 0;      ///< the largest of the functions' workspaces
   std::vector<std::string> checks;  ///< message of each check code; "{}" takes the value
+  bool check_numerics = false;      ///< compiled with LowerOptions::check_numerics
   NamedAttrs attrs;                 ///< the model's graph attributes (batch, train.*), for the runtime
 
   int add_buffer(Buffer b);

@@ -11,6 +11,7 @@
 
 #include "compiler/lower/context.h"
 #include "compiler/lower/families.h"
+#include "compiler/lower/numerics.h"
 #include "compiler/lower/fusion.h"
 
 namespace stag {
@@ -94,6 +95,7 @@ void lower_function(LowerContext& cx, const std::string& name, const Graph& grap
   cx.pseudo_node.clear();
   cx.plan = cx.options.fuse ? plan_fusion(graph, cx.stats) : FusionPlan{};
   place_buffers(cx, graph);
+  if (cx.options.check_numerics && name != "init") check_entry(cx);
   for (const auto& n : graph.nodes) {
     if (n->op == Op::parameter || n->op == Op::input || n->op == Op::constant) continue;
     if ((cx.plan.fused_away.count(n->result()) && !cx.plan.carriers.count(n->result())) || cx.plan.absorbed.count(n.get())) continue;
@@ -131,6 +133,7 @@ kir::Program lower(const std::vector<std::pair<std::string, const Graph*>>& func
   lowering::LowerContext cx(options);
   cx.prog.name = functions.front().second->name;
   cx.prog.attrs = functions.front().second->attrs;
+  cx.prog.check_numerics = options.check_numerics;
   // Parameters are shared by name: the training step and the inference pass of a model
   // read and write the same buffers.
   for (const auto& [name, graph] : functions)

@@ -14,6 +14,9 @@ struct LowerOptions {
   /// Elementwise chains and broadcasts are computed inside the kernels that read them, and
   /// elementwise consumers of products, convolutions and batch norms in their stores (epilogues).
   bool fuse = false;
+  /// After every kernel, check that what it stored is finite (and the inputs and parameters on
+  /// entry): the first NaN or infinity fails the call naming its kernel and graph node.
+  bool check_numerics = false;
 };
 
 /// What lowering made, for --pass-stats.

@@ -54,6 +54,8 @@ struct PassOptions {
   /// "f32" or "bf16" (--precision): set as every graph's `precision` attribute, which
   /// autocast-bf16 reads; empty: the graphs' own.
   std::string precision;
+  /// --check-numerics: lowering adds a finiteness check after every kernel (LowerOptions).
+  bool check_numerics = false;
 };
 
 /// A bad pipeline (unknown pass, graph pass after lowering) or a pass that broke the IR.

@@ -135,6 +135,7 @@ kir::Program compile_program(const std::vector<std::pair<std::string, const Grap
   // Lowering, fused or not.
   LowerOptions lo;
   lo.fuse = i < names.size() && names[i] == "fuse";
+  lo.check_numerics = o.check_numerics;
   if (lo.fuse && wants_print("fuse", false)) dump_graphs("Before", "fuse");
   std::vector<std::pair<std::string, const Graph*>> lowered;
   for (size_t f = 0; f < graphs.size(); ++f) lowered.emplace_back(functions[f].first, graphs[f].get());
