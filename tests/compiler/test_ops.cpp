@@ -123,9 +123,10 @@ TEST_CASE("an out-of-range id of embedding_grad is an error naming the node", "[
 // embedding_grad of 300 ids into 13 rows (each row about 23 of dy's rows), on `threads`.
 std::vector<float> run_embedding_grad(const CompiledModel& c, const rt::Tensor& dy, int threads) {
   stag_set_num_threads(threads);
-  auto out = c.model->run("forward", {&dy})[0].values<float>();
+  std::vector<rt::Tensor> out = c.model->run("forward", {&dy});
   stag_set_num_threads(0);
-  return {out.begin(), out.end()};
+  auto values = out[0].values<float>();
+  return {values.begin(), values.end()};
 }
 
 TEST_CASE("embedding_grad adds repeated ids' rows by column blocks, the same bits on 1 and 2 threads", "[codegen]") {
@@ -141,7 +142,7 @@ TEST_CASE("embedding_grad adds repeated ids' rows by column blocks, the same bit
     b.output("dw", b.embedding_grad({dy, b.constant({DType::i64, {6, T / 6}}, ids)}, {{"num_embeddings", V}}));
     CompiledModel c = compile_jit(g);
     const auto& kernels = c.program.functions.back().kernels;
-    auto k = std::find_if(kernels.begin(), kernels.end(), [](const kir::Kernel& k) { return k.name == "embedding_grad"; });
+    auto k = std::find_if(kernels.begin(), kernels.end(), [](const kir::Kernel& k) { return k.name.find("embedding_grad") != std::string::npos; });
     REQUIRE(k != kernels.end());
     CHECK(k->extent == blocks);
     rt::Tensor feed(rt::DType::f32, {6, T / 6, D});
@@ -149,7 +150,8 @@ TEST_CASE("embedding_grad adds repeated ids' rows by column blocks, the same bit
     for (int64_t e = 0; e < feed.numel(); ++e) fed.push_back(feed.values<float>()[e] = static_cast<float>(random_standard_normal(23, 0, e)));
     std::vector<float> one = run_embedding_grad(c, feed, 1), two = run_embedding_grad(c, feed, 2);
     CHECK(one == two);
-    const auto& want = interpret(g, {{"dy", RefTensor(dy->type, fed)}}).outputs.at("dw").data;
+    RefResult ref = interpret(g, {{"dy", RefTensor(dy->type, fed)}});
+    const auto& want = ref.outputs.at("dw").data;
     REQUIRE(one.size() == want.size());
     for (size_t i = 0; i < want.size(); ++i) {
       INFO("element " << i << " got " << one[i] << " want " << want[i]);
