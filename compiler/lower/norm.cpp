@@ -131,7 +131,7 @@ void softmax(LowerContext& cx, const Node& n, const std::vector<int>& xs, int ou
     E result = log ? sub(sub(v, kb.v(mx)), un(Un::log, kb.v(s))) : div(load(out, dt, at), kb.v(s));
     return std::vector<Stmt>{
         assign(mx, fconst(-kInf, dt)),
-        for_(j, 0, len, {assign(mx, nan_max(kb.v(mx), v))}),
+        vectorized_for(j, 0, len, {assign(mx, nan_max(kb.v(mx), v))}),
         assign(s, zero_of(dt)),
         for_(j, 0, len, std::move(sum)),
         for_(j, 0, len, {store(out, at, result)}),
