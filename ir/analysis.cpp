@@ -27,6 +27,7 @@ int64_t index_bound(const Graph& g, const Value* v, int64_t fallback) {
         if (n->operands[i] != work[w]) continue;
         if (n->op == Op::embedding && i == 1) bound = std::min(bound, n->operands[0]->type.dims[0]);
         if ((n->op == Op::cross_entropy || n->op == Op::nll) && i == 1) bound = std::min(bound, n->operands[0]->type.dims[1]);
+        if (n->op == Op::embedding_grad && i == 1) bound = std::min(bound, n->i("num_embeddings"));
         if (n->op == Op::one_hot) bound = std::min(bound, n->i("num_classes"));
         if (moves_values(n->op))
           for (const auto& r : n->results) work.push_back(r.get());

@@ -490,6 +490,17 @@ RefTensor embedding(const Node& n, const RefTensor& w, const RefTensor& ids) {
   return y;
 }
 
+// Rows of dy added into the rows their ids name, in the order of the ids.
+RefTensor embedding_grad(const Node& n, const RefTensor& dy, const RefTensor& ids) {
+  int64_t V = n.i("num_embeddings"), D = dy.type.dims.back();
+  RefTensor dw = RefTensor::filled(n.result()->type, 0);
+  for (int64_t i = 0; i < ids.numel(); ++i) {
+    int64_t row = index_in_range(ids.data[i], V, "embedding_grad");
+    for (int64_t d = 0; d < D; ++d) dw.data[row * D + d] += dy.data[i * D + d];
+  }
+  return dw;
+}
+
 RefTensor one_hot(const Node& n, const RefTensor& ids) {
   int64_t C = n.i("num_classes");
   RefTensor y = RefTensor::filled(n.result()->type, 0);
@@ -743,6 +754,7 @@ static std::vector<RefTensor> evaluate_op(const Node& n, const Operands& xs) {
     case Op::softmax:
     case Op::log_softmax: return {softmax(n, *x)};
     case Op::embedding: return {embedding(n, *xs[0], *xs[1])};
+    case Op::embedding_grad: return {embedding_grad(n, *x, *xs[1])};
     case Op::one_hot: return {one_hot(n, *x)};
     case Op::reshape:
     case Op::flatten: return {RefTensor(out, x->data)};

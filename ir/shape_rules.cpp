@@ -534,6 +534,17 @@ std::string embedding(ShapeCtx& c) {
   return {};
 }
 
+std::string embedding_grad(ShapeCtx& c) {
+  const Type &dy = c.operands[0], &ids = c.operands[1];
+  if (auto e = need_float(dy, "output gradient"); !e.empty()) return e;
+  if (auto e = need_int(ids, "indices"); !e.empty()) return e;
+  if (c.i("num_embeddings") < 1) return fmt::format("num_embeddings must be at least 1, got {}", c.i("num_embeddings"));
+  if (dy.rank() != ids.rank() + 1 || !std::equal(ids.dims.begin(), ids.dims.end(), dy.dims.begin()))
+    return fmt::format("output gradient {} must be indices {} with one more dimension (the embedding's)", t(dy), t(ids));
+  c.results.push_back({dy.dtype, {c.i("num_embeddings"), dy.dims.back()}});
+  return {};
+}
+
 std::string one_hot(ShapeCtx& c) {
   const Type& ids = c.operands[0];
   if (auto e = need_int(ids, "indices"); !e.empty()) return e;

@@ -501,13 +501,13 @@ Grads log_softmax_(GradCtx& c) {
   NamedAttrs a{{"axes", Ints{c.n.i("axis")}}, {"keepdims", true}};
   return {sub(c, c.dy[0], mul(c, c.b.exp({c.y()}), c.b.sum({c.dy[0]}, a)))};
 }
-// Scatter-add of the rows' gradients, as one_hot(ids)^T g: a matmul instead of a scatter op.
+// The rows' gradients scatter-added by one op: as one_hot(ids)^T dy it would be a dense
+// product over the whole vocabulary.
 Grads embedding_(GradCtx& c) {
-  Value *w = c.x(0), *ids = c.x(1);
-  int64_t v = dims(w)[0], d = dims(w)[1], t = numel(ids);
-  Value* hot = c.b.one_hot({ids}, {{"num_classes", v}, {"dtype", dt(w)}});
-  return {c.b.matmul({reshape(c, hot, {t, v}), reshape(c, c.dy[0], {t, d})}, {{"transpose_a", true}}), nullptr};
+  return {c.b.embedding_grad({c.dy[0], c.x(1)}, {{"num_embeddings", dims(c.x(0))[0]}}), nullptr};
 }
+// Linear in dy: each row of dy received row ids[i] of the gradient.
+Grads embedding_grad_(GradCtx& c) { return {c.b.embedding({c.dy[0], c.x(1)}), nullptr}; }
 
 // ---------------------------------------------------------------- shape
 
@@ -631,7 +631,7 @@ const Entry kRules[] = {
     {Op::max_pool2d, max_pool2d_}, {Op::max_pool2d_grad, max_pool2d_grad_}, {Op::avg_pool2d, avg_pool2d_},
     {Op::global_avg_pool, global_avg_pool_}, {Op::batch_norm, batch_norm_},
     {Op::layer_norm, layer_norm_}, {Op::dropout, dropout_}, {Op::softmax, softmax_},
-    {Op::log_softmax, log_softmax_}, {Op::embedding, embedding_},
+    {Op::log_softmax, log_softmax_}, {Op::embedding, embedding_}, {Op::embedding_grad, embedding_grad_},
     {Op::reshape, reshape_}, {Op::transpose, transpose_}, {Op::broadcast_to, broadcast_to_},
     {Op::concat, concat_}, {Op::slice, slice_}, {Op::pad, pad_}, {Op::flatten, reshape_}, {Op::split, split_},
     {Op::mse, mse_}, {Op::huber, huber_}, {Op::bce_with_logits, bce_with_logits_},

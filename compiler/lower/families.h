@@ -47,6 +47,7 @@ void softmax(LowerContext& cx, const Node& n, const std::vector<int>& xs, int ou
 
 // index.cpp
 void embedding(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out);
+void embedding_grad(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out);
 void one_hot(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out);
 
 // shape.cpp

@@ -1,4 +1,4 @@
-// Ops that index with integer operands: embedding and one_hot, with range checks.
+// Ops that index with integer operands: embedding, its gradient and one_hot, with range checks.
 
 #include "compiler/lower/families.h"
 
@@ -27,6 +27,35 @@ void embedding(LowerContext& cx, const Node& n, const std::vector<int>& xs, int 
     stmts.push_back(for_(d, 0, D, {store(out, add(mul(i[0], int_(D)), kb.v(d)), cx.ld(w, add(mul(row, int_(D)), kb.v(d))))}));
     return stmts;
   }, 64);
+  cx.emit(std::move(kb));
+}
+
+// How many column blocks embedding_grad splits D into, each a task: at most 8, each at least 8
+// wide, dividing D so that every block is a full one. Blocks write disjoint columns, so no two
+// threads write one element and each sum runs in the ids' order whatever the thread count.
+static int64_t column_blocks(int64_t D) {
+  for (int64_t b = 8; b > 1; --b)
+    if (D % b == 0 && D / b >= 8) return b;
+  return 1;
+}
+
+// Block p of the columns: zero them in every row, then add each id's row of dy into them.
+void embedding_grad(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out) {
+  int dy = xs[0], ids = xs[1];
+  int64_t V = n.i("num_embeddings"), D = cx.B(out).type.dims[1], blocks = column_blocks(D), width = D / blocks;
+  DType dt = cx.B(out).type.dtype;
+  KernelBuilder kb("embedding_grad", cx.origin(n));
+  int r = kb.new_var("r"), i = kb.new_var("i"), row = kb.new_var("row"), d = kb.new_var("d");
+  E col = add(mul(kb.v(0), int_(width)), kb.v(d));
+  kb.k.body.push_back(for_(r, 0, V, {for_(d, 0, width, {store(out, add(mul(kb.v(r), int_(D)), col), zero_of(dt))})}));
+  std::vector<Stmt> scatter;
+  E id = checked_index(cx, ids, kb.v(i), V, scatter, fmt::format("embedding_grad %{}", n.result()->name));
+  scatter.push_back(assign(row, id));
+  E at = add(mul(kb.v(row), int_(D)), col);
+  scatter.push_back(for_(d, 0, width, {store(out, at, add(load(out, dt, at), cx.ld(dy, add(mul(kb.v(i), int_(D)), col))))}));
+  kb.k.body.push_back(for_(i, 0, cx.B(ids).numel(), std::move(scatter)));
+  kb.k.extent = blocks;
+  kb.k.parallel = blocks > 1;
   cx.emit(std::move(kb));
 }
 

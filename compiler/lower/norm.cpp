@@ -119,18 +119,21 @@ void softmax(LowerContext& cx, const Node& n, const std::vector<int>& xs, int ou
   DType dt = xt.dtype;
   bool log = n.op == Op::log_softmax;
   KernelBuilder kb(std::string(n.info().name), cx.origin(n));
-  int j = kb.new_var("j"), mx = kb.new_var("mx", dt), s = kb.new_var("s", dt);
+  int j = kb.new_var("j"), mx = kb.new_var("mx", dt), s = kb.new_var("s", dt), ev = kb.new_var("e", dt);
   loop_nest(kb, {outer * inner}, [&](const std::vector<E>& row) {
     E o = bin(Bin::div, row[0], int_(inner)), i = bin(Bin::rem, row[0], int_(inner));
     E at = offset({o, kb.v(j), i}, {outer, len, inner});
     E v = cx.ld(x, at);
     E e = un(Un::exp, sub(v, kb.v(mx)));
-    E result = log ? sub(sub(v, kb.v(mx)), un(Un::log, kb.v(s))) : div(e, kb.v(s));
+    // softmax stores each exp in its output and scales it there: each element's exp is computed once
+    std::vector<Stmt> sum = {assign(s, add(kb.v(s), e))};
+    if (!log) sum = {assign(ev, e), store(out, at, kb.v(ev)), assign(s, add(kb.v(s), kb.v(ev)))};
+    E result = log ? sub(sub(v, kb.v(mx)), un(Un::log, kb.v(s))) : div(load(out, dt, at), kb.v(s));
     return std::vector<Stmt>{
         assign(mx, fconst(-kInf, dt)),
-        for_(j, 0, len, {assign(mx, nan_max(kb.v(mx), v))}),
+        vectorized_for(j, 0, len, {assign(mx, nan_max(kb.v(mx), v))}),
         assign(s, zero_of(dt)),
-        for_(j, 0, len, {assign(s, add(kb.v(s), e))}),
+        for_(j, 0, len, std::move(sum)),
         for_(j, 0, len, {store(out, at, result)}),
     };
   }, 16);

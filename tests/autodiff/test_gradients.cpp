@@ -281,6 +281,18 @@ std::vector<Case> embedding_cases(Op op, Rng& r) {
   return cs;
 }
 
+// dy [ids..., D] and ids with repeats (more ids than rows), so rows gather several of dy's.
+std::vector<Case> embedding_grad_cases(Op op, Rng& r) {
+  std::vector<Case> cs;
+  for (int i = 0; i < 3; ++i) {
+    int64_t v = r.pick(1, 4);
+    Dims ids = rand_dims(r, static_cast<size_t>(i), 5), dy = ids;
+    dy.push_back(r.pick(1, 4));
+    cs.push_back({op, {F(dy), I(ids, v)}, {{"num_embeddings", v}}});
+  }
+  return cs;
+}
+
 std::vector<Case> shape_cases(Op op, Rng& r) {
   std::vector<Case> cs;
   for (int i = 0; i < 4; ++i) {
@@ -398,6 +410,7 @@ Gens generator(Op op) {
     case Op::dropout: return dropout_cases;
     case Op::softmax: case Op::log_softmax: return softmax_cases;
     case Op::embedding: return embedding_cases;
+    case Op::embedding_grad: return embedding_grad_cases;
     case Op::reshape: case Op::flatten: case Op::transpose: case Op::broadcast_to: case Op::concat:
     case Op::slice: case Op::pad: case Op::split: return shape_cases;
     case Op::mse: case Op::huber: case Op::bce_with_logits: return regression;

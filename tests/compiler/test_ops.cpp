@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -13,10 +14,13 @@
 #include "compiler/jit/jit.h"
 #include "compiler/jit/jit_model.h"
 #include "compiler/lower/lower.h"
+#include "ir/builder.h"
+#include "ir/random.h"
 #include "ir/parser.h"
 #include "ir/reference.h"
 #include "ir/verifier.h"
 #include "runtime/error.h"
+#include "runtime/thread_pool.h"
 #include "tests/util.h"
 
 using namespace stag;
@@ -102,6 +106,58 @@ TEST_CASE("an out-of-range index is an error naming the node, not a wild read", 
 )", "bad_ids.ir");
   CompiledModel c = compile_jit(*g);
   CHECK_THROWS_WITH(c.model->run("forward", {}), "bad_ids: embedding %e: index 7 is out of range [0, 4)");
+}
+
+TEST_CASE("an out-of-range id of embedding_grad is an error naming the node", "[codegen]") {
+  auto g = parse_verified(R"(graph bad_grad_ids {
+  %dy: f32[3,2] = constant(value=[1.0])
+  %ids: i64[3] = constant(value=[0, 1, -1])
+  %dw: f32[4,2] = embedding_grad(%dy, %ids, num_embeddings=4)
+  output dw = %dw
+}
+)", "bad_grad_ids.ir");
+  CompiledModel c = compile_jit(*g);
+  CHECK_THROWS_WITH(c.model->run("forward", {}), "bad_grad_ids: embedding_grad %dw: index -1 is out of range [0, 4)");
+}
+
+// embedding_grad of 300 ids into 13 rows (each row about 23 of dy's rows), on `threads`.
+std::vector<float> run_embedding_grad(const CompiledModel& c, const rt::Tensor& dy, int threads) {
+  stag_set_num_threads(threads);
+  std::vector<rt::Tensor> out = c.model->run("forward", {&dy});
+  stag_set_num_threads(0);
+  auto values = out[0].values<float>();
+  return {values.begin(), values.end()};
+}
+
+TEST_CASE("embedding_grad adds repeated ids' rows by column blocks, the same bits on 1 and 2 threads", "[codegen]") {
+  const int64_t V = 13, T = 300;
+  Floats ids(T);
+  for (int64_t i = 0; i < T; ++i) ids[i] = static_cast<double>((i * 7 + i / 5) % V);
+  // D -> column blocks: at most 8, each at least 8 wide, dividing D.
+  for (auto [D, blocks] : std::vector<std::pair<int64_t, int64_t>>{{1, 1}, {15, 1}, {39, 3}, {100, 5}, {128, 8}, {1000, 8}}) {
+    INFO("D " << D);
+    Graph g("embedding_grad");
+    Builder b(g);
+    Value* dy = b.input("dy", {DType::f32, {6, T / 6, D}});
+    b.output("dw", b.embedding_grad({dy, b.constant({DType::i64, {6, T / 6}}, ids)}, {{"num_embeddings", V}}));
+    CompiledModel c = compile_jit(g);
+    const auto& kernels = c.program.functions.back().kernels;
+    auto k = std::find_if(kernels.begin(), kernels.end(), [](const kir::Kernel& k) { return k.name.find("embedding_grad") != std::string::npos; });
+    REQUIRE(k != kernels.end());
+    CHECK(k->extent == blocks);
+    rt::Tensor feed(rt::DType::f32, {6, T / 6, D});
+    std::vector<double> fed;
+    for (int64_t e = 0; e < feed.numel(); ++e) fed.push_back(feed.values<float>()[e] = static_cast<float>(random_standard_normal(23, 0, e)));
+    std::vector<float> one = run_embedding_grad(c, feed, 1), two = run_embedding_grad(c, feed, 2);
+    CHECK(one == two);
+    RefResult ref = interpret(g, {{"dy", RefTensor(dy->type, fed)}});
+    const auto& want = ref.outputs.at("dw").data;
+    REQUIRE(one.size() == want.size());
+    for (size_t i = 0; i < want.size(); ++i) {
+      INFO("element " << i << " got " << one[i] << " want " << want[i]);
+      REQUIRE(std::fabs(one[i] - want[i]) <= 1e-5 * std::sqrt(23.0) * (1 + std::fabs(want[i])));
+    }
+  }
 }
 
 TEST_CASE("the ReLU and residual add after a batch norm ride in its store and match the reference", "[codegen]") {

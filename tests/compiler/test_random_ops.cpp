@@ -208,6 +208,15 @@ Value* random_case(Gen& g, Builder& b, Op op, double& tol) {
       int64_t v = g.dim();
       return b.embedding({g.tensor(b, f, {v, g.dim()}), g.tensor(b, DType::i64, g.dims(2), 0, static_cast<double>(v) - 0.01)});
     }
+    case Op::embedding_grad: {
+      // few rows for many ids: rows gather several of dy's
+      int64_t v = g.pick(1, 9);
+      Dims ids = g.dims(2), dy = ids;
+      dy.push_back(g.dim());
+      tol = 1e-4;
+      return b.embedding_grad({g.tensor(b, f, dy), g.tensor(b, DType::i64, ids, 0, static_cast<double>(v) - 0.01)},
+                              A({{"num_embeddings", v}}));
+    }
     case Op::one_hot: {
       int64_t c = g.dim();
       return b.one_hot({g.tensor(b, DType::i64, g.dims(2), 0, static_cast<double>(c) - 0.01)}, A({{"num_classes", c}}));

@@ -577,6 +577,12 @@ class RandomGraph {
       case Op::embedding:
         one(op, {input({float_type(), {between(1, 50), between(1, 8)}}), input({int_type(), dims(0, 3)})});
         return;
+      case Op::embedding_grad: {
+        Dims ids = dims(0, 3), dy = ids;
+        dy.push_back(between(1, 8));
+        one(op, {input({float_type(), dy}), input({int_type(), ids})}, {{"num_embeddings", between(1, 50)}});
+        return;
+      }
       case Op::one_hot:
         one(op, {input({int_type(), dims(0, 3)})}, {{"num_classes", between(1, 10)}, {"dtype", pick<DType>({DType::f32, DType::i64})}});
         return;

@@ -120,6 +120,28 @@ TEST_CASE("the interpreter reports bad feeds and bad indices as RefError", "[ref
   CHECK(ok.outputs["e"].data == std::vector<double>(6, 1.0));
 }
 
+TEST_CASE("embedding_grad is the one_hot product it replaces, and checks its ids", "[reference]") {
+  Graph g("scatter");
+  Builder b(g);
+  Value* dy = b.input("dy", {DType::f64, {2, 5, 3}});
+  Value* ids = b.input("ids", {DType::i64, {2, 5}});
+  b.output("scatter", b.embedding_grad({dy, ids}, {{"num_embeddings", 4}}));
+  Value* hot = b.reshape({b.one_hot({ids}, {{"num_classes", 4}, {"dtype", DType::f64}})}, {{"shape", Ints{10, 4}}});
+  b.output("product", b.matmul({hot, b.reshape({dy}, {{"shape", Ints{10, 3}}})}, {{"transpose_a", true}}));
+  std::vector<double> dyv;
+  for (int i = 0; i < 30; ++i) dyv.push_back(std::sin(1.7 * i + 0.3));
+  RefTensor dyt({DType::f64, {2, 5, 3}}, dyv);
+  // row 1 three times, row 3 never
+  RefResult r = interpret(g, {{"dy", dyt}, {"ids", RefTensor({DType::i64, {2, 5}}, {1, 0, 1, 2, 0, 2, 1, 0, 2, 2})}});
+  const auto &scatter = r.outputs["scatter"].data, &product = r.outputs["product"].data;
+  REQUIRE(scatter.size() == 12);
+  for (size_t i = 0; i < scatter.size(); ++i) CHECK(scatter[i] == Approx(product[i]).margin(1e-14));
+  CHECK(scatter[1 * 3] == Approx(dyv[0] + dyv[6] + dyv[18]).margin(1e-14));
+  for (size_t i = 9; i < 12; ++i) CHECK(scatter[i] == 0);
+  CHECK_THROWS_WITH(interpret(g, {{"dy", dyt}, {"ids", RefTensor({DType::i64, {2, 5}}, {1, 0, 1, 2, 0, 2, 4, 0, 2, 2})}}),
+                    "embedding_grad index 4 is out of range [0, 4)");
+}
+
 TEST_CASE("updates give the parameters' new values", "[reference]") {
   Graph g("upd");
   Builder b(g);

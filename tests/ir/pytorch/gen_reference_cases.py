@@ -229,6 +229,20 @@ neg[0, 0, 3, 4] = 1.0
 # windows of -inf only, some over the padding: the first position inside takes the gradient
 pool_grad_case("neg_inf_padding", neg, kernel_size=(3, 2), stride=(1, 2), padding=(1, 1), ceil_mode=True)
 
+
+# embedding_grad(dy, ids): the weight's gradient PyTorch's embedding backward gives, repeated
+# ids adding up (more ids than rows; some rows never named). Last, for the random draws above.
+def embedding_grad_case(name, v, ids):
+    w = r(v, 3).requires_grad_(True)
+    y = F.embedding(ids, w)
+    dy = r(*y.shape)
+    y.backward(dy)
+    case(f"embedding_grad_{name}", "embedding_grad", [dy, ids], {"num_embeddings": v}, w.grad)
+
+
+embedding_grad_case("repeats", 5, torch.randint(0, 4, (3, 4)))
+embedding_grad_case("scalar_id", 4, torch.tensor(2))
+
 os.makedirs(OUT, exist_ok=True)
 for f in os.listdir(OUT):
     if f.endswith(".ir"):
