@@ -163,10 +163,12 @@ std::string MemoryNeed::parts() const {
                      format_bytes(optimizer_state), format_bytes(workspace), format_bytes(inputs_outputs));
 }
 
+bool is_optimizer_state(std::string_view param) { return param.starts_with("optim."); }
+
 MemoryNeed memory_need(const Manifest& m) {
   MemoryNeed need;
   for (const auto& p : m.params)
-    (p.name.starts_with("optim.") ? need.optimizer_state : need.parameters) += buffer_bytes(p);
+    (is_optimizer_state(p.name) ? need.optimizer_state : need.parameters) += buffer_bytes(p);
   need.workspace = static_cast<double>(m.workspace_bytes);
   for (const auto& f : m.functions)
     need.inputs_outputs = std::max(need.inputs_outputs, buffers_bytes(f.inputs) + buffers_bytes(f.outputs));

@@ -52,6 +52,9 @@ std::optional<int64_t> available_memory(const ReadFile& read);
 /// Throws MemoryError when that variable is not a number of bytes.
 std::optional<int64_t> available_memory();
 
+/// Whether a parameter is optimizer state: the trainer's non-trainable optim.* buffers.
+bool is_optimizer_state(std::string_view param);
+
 /// What a compiled model holds while it runs, in bytes (double, so that no sum overflows).
 struct MemoryNeed {
   double parameters = 0;

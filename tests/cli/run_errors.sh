@@ -58,6 +58,16 @@ STAG_MEMORY_AVAILABLE=10000000 expect 1 "$needs_step" -- step "$mlp" --input "x=
 STAG_MEMORY_AVAILABLE=10000000 expect 1 "$needs_step" -- train "$mlp" --epochs 1
 STAG_MEMORY_AVAILABLE=12k expect 1 "STAG_MEMORY_AVAILABLE must be a number of bytes, got '12k'" -- run "$model"
 [ -f "$tmp/w.safetensors" ] && { echo "FAIL: step wrote parameters it could not compute"; fail=$((fail + 1)); }
+# The kernel IR shows the same figures without allocating anything.
+expect_out() {
+  local text=$1; shift 2
+  if "$stag" "$@" 2>"$tmp/err" | grep -qF -- "$text"; then pass=$((pass + 1)); else
+    echo "FAIL: stag $* does not print: $text"; cat "$tmp/err"; fail=$((fail + 1))
+  fi
+}
+expect_out "  memory peak 192 bytes (workspace), parameters 80.0 GB, optimizer state 0 bytes, inputs and outputs 9.6 MB: 80.0 GB in all" -- ir "$big" --stage kernels
+expect_out "  memory peak 240.0 GB (workspace), parameters 80.0 GB, optimizer state 160.0 GB, inputs and outputs 9.6 MB: 480.0 GB in all" -- ir "$big" --stage kernels --step
+expect_out "  memory peak 5.4 MB (workspace), parameters 2.1 MB, optimizer state 4.3 MB, inputs and outputs 203.8 KB: 12.0 MB in all" -- ir "$mlp" --stage kernels --step
 # A standalone trainer checks the same before it allocates.
 "$stag" build "$mlp" -o "$tmp/trainer" >/dev/null || { echo "FAIL: stag build"; fail=$((fail + 1)); }
 STAG_MEMORY_AVAILABLE=10000000 "$tmp/trainer" --epochs 1 >/dev/null 2>"$tmp/err"
