@@ -67,8 +67,9 @@ bool has_memory_controller(std::string_view controllers) {
 }
 
 void add_files(std::vector<CgroupFiles>& out, const std::string& root, const std::string& path, const char* limit,
-               const char* usage) {
-  for (const auto& dir : self_and_ancestors(path)) out.push_back({join(root, dir, limit), join(root, dir, usage)});
+               const char* usage, const char* cache_key) {
+  for (const auto& dir : self_and_ancestors(path))
+    out.push_back({join(root, dir, limit), join(root, dir, usage), join(root, dir, "memory.stat"), cache_key});
 }
 
 double buffer_bytes(const BufferSpec& b) {
@@ -113,11 +114,25 @@ std::optional<int64_t> meminfo_available(std::string_view meminfo) {
 
 std::optional<int64_t> cgroup_bytes(std::string_view text) { return parse_count(trim(text)); }
 
-std::optional<int64_t> cgroup_room(std::optional<std::string> limit, std::optional<std::string> usage) {
+std::optional<int64_t> cgroup_stat(std::string_view stat, std::string_view key) {
+  for (size_t at = 0; at < stat.size();) {
+    size_t eol = std::min(stat.find('\n', at), stat.size());
+    std::string_view line = stat.substr(at, eol - at);
+    at = eol + 1;
+    if (line.size() > key.size() && line.starts_with(key) && line[key.size()] == ' ')
+      return parse_count(trim(line.substr(key.size())));
+  }
+  return std::nullopt;
+}
+
+std::optional<int64_t> cgroup_room(std::optional<std::string> limit, std::optional<std::string> usage,
+                                   std::optional<std::string> stat, std::string_view stat_key) {
   if (!limit || !usage) return std::nullopt;
   auto l = cgroup_bytes(*limit), u = cgroup_bytes(*usage);
   if (!l || !u) return std::nullopt;
-  return std::max<int64_t>(0, *l - *u);
+  int64_t used = *u;
+  if (auto cache = stat ? cgroup_stat(*stat, stat_key) : std::nullopt) used -= std::min(*cache, used);
+  return std::max<int64_t>(0, *l - used);
 }
 
 std::vector<CgroupFiles> cgroup_memory_files(std::string_view proc_self_cgroup) {
@@ -129,10 +144,11 @@ std::vector<CgroupFiles> cgroup_memory_files(std::string_view proc_self_cgroup) 
     if (c1 == std::string::npos || c2 == std::string::npos) continue;
     std::string id = line.substr(0, c1), controllers = line.substr(c1 + 1, c2 - c1 - 1), path = line.substr(c2 + 1);
     if (id == "0" && controllers.empty()) {
-      add_files(out, "/sys/fs/cgroup", path, "memory.max", "memory.current");
-      add_files(out, "/sys/fs/cgroup/unified", path, "memory.max", "memory.current");
+      add_files(out, "/sys/fs/cgroup", path, "memory.max", "memory.current", "inactive_file");
+      add_files(out, "/sys/fs/cgroup/unified", path, "memory.max", "memory.current", "inactive_file");
     } else if (has_memory_controller(controllers)) {
-      add_files(out, "/sys/fs/cgroup/memory", path, "memory.limit_in_bytes", "memory.usage_in_bytes");
+      add_files(out, "/sys/fs/cgroup/memory", path, "memory.limit_in_bytes", "memory.usage_in_bytes",
+                "total_inactive_file");
     }
   }
   return out;
@@ -145,12 +161,13 @@ std::optional<int64_t> available_memory(const ReadFile& read) {
   };
   if (auto meminfo = read("/proc/meminfo")) consider(meminfo_available(*meminfo));
   if (auto self = read("/proc/self/cgroup"))
-    for (const auto& f : cgroup_memory_files(*self)) consider(cgroup_room(read(f.limit), read(f.usage)));
+    for (const auto& f : cgroup_memory_files(*self)) consider(cgroup_room(read(f.limit), read(f.usage), read(f.stat), f.stat_key));
   return least;
 }
 
 std::optional<int64_t> available_memory() {
-  if (const char* fake = std::getenv("STAG_MEMORY_AVAILABLE")) {
+  const char* fake = std::getenv("STAG_MEMORY_AVAILABLE");
+  if (fake && *fake) {  // set but empty is unset, as shells clear a variable
     auto bytes = parse_count(trim(fake));
     if (!bytes) throw MemoryError(fmt::format("STAG_MEMORY_AVAILABLE must be a number of bytes, got '{}'", fake));
     return bytes;

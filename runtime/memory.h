@@ -31,16 +31,23 @@ std::optional<int64_t> meminfo_available(std::string_view meminfo);
 /// A cgroup byte count (memory.max, memory.current, memory.limit_in_bytes, ...): nullopt for
 /// "max" (no limit) or text that is not a number.
 std::optional<int64_t> cgroup_bytes(std::string_view text);
-/// limit - usage of one cgroup (never negative); nullopt when either is absent or unlimited.
-std::optional<int64_t> cgroup_room(std::optional<std::string> limit, std::optional<std::string> usage);
+/// The value of `key` in a memory.stat file ("inactive_file 123"); nullopt when absent.
+std::optional<int64_t> cgroup_stat(std::string_view stat, std::string_view key);
+/// What one cgroup can still give, never negative: limit - usage, where the usage leaves out the
+/// inactive page cache the kernel reclaims before it kills (`stat`'s `stat_key`, when readable),
+/// as the container runtimes' "working set" does. nullopt when limit or usage is absent or unlimited.
+std::optional<int64_t> cgroup_room(std::optional<std::string> limit, std::optional<std::string> usage,
+                                   std::optional<std::string> stat = std::nullopt, std::string_view stat_key = {});
 
-/// A limit file and its usage file, as absolute paths.
+/// A limit file, its usage file and its memory.stat, as absolute paths, and the stat's key of
+/// the reclaimable page cache.
 struct CgroupFiles {
-  std::string limit, usage;
+  std::string limit, usage, stat, stat_key;
 };
 /// The cgroup files that bound this process, from the text of /proc/self/cgroup: its own cgroup
 /// and every ancestor up to the mount's root, for v2 (memory.max, memory.current; also under
-/// the hybrid layout's unified/) and v1 (memory.limit_in_bytes, memory.usage_in_bytes).
+/// the hybrid layout's unified/; inactive_file) and v1 (memory.limit_in_bytes,
+/// memory.usage_in_bytes; total_inactive_file).
 std::vector<CgroupFiles> cgroup_memory_files(std::string_view proc_self_cgroup);
 
 /// Reads a whole small file; nullopt when it cannot be read.
@@ -48,7 +55,8 @@ using ReadFile = std::function<std::optional<std::string>(const std::string& pat
 /// The least of MemAvailable and every cgroup's room, reading files through `read`; nullopt
 /// when none of them is known (then nothing is checked).
 std::optional<int64_t> available_memory(const ReadFile& read);
-/// The same for this process, unless STAG_MEMORY_AVAILABLE (bytes) says otherwise, as tests do.
+/// The same for this process, unless STAG_MEMORY_AVAILABLE (bytes; empty is unset) says otherwise,
+/// as tests do.
 /// Throws MemoryError when that variable is not a number of bytes.
 std::optional<int64_t> available_memory();
 

@@ -8,6 +8,7 @@
 #include <unordered_map>
 
 #include "ir/attr.h"
+#include "runtime/memory.h"
 
 namespace stag::kir {
 
@@ -311,6 +312,10 @@ std::string verify_memory(const Program& p) {
   return {};
 }
 
+namespace {
+
+/// What the program holds while it runs, from its buffers: the figures the runtime checks
+/// against the machine's memory (runtime/memory.h).
 rt::MemoryNeed memory_need(const Program& p) {
   rt::MemoryNeed need;
   need.workspace = static_cast<double>(p.workspace_bytes);
@@ -323,6 +328,8 @@ rt::MemoryNeed memory_need(const Program& p) {
   for (double f : io) need.inputs_outputs = std::max(need.inputs_outputs, f);
   return need;
 }
+
+}  // namespace
 
 std::string print(const Program& p) {
   std::string out = fmt::format("program {} {{\n", p.name);

@@ -10,7 +10,6 @@
 
 #include "ir/attr.h"
 #include "ir/types.h"
-#include "runtime/memory.h"
 
 namespace stag::kir {
 
@@ -205,10 +204,6 @@ struct Program {
   int add_buffer(Buffer b);
   std::vector<const Buffer*> of_kind(BufKind k) const;
 };
-
-/// What the program holds while it runs (runtime/memory.h's parts), from its buffers: the
-/// same figures the runtime checks against the machine's memory.
-rt::MemoryNeed memory_need(const Program& p);
 
 /// Checks that no two temporaries of a function share workspace bytes while both are live;
 /// the problem in words, or empty.

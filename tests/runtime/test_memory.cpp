@@ -64,11 +64,26 @@ TEST_CASE("cgroup byte counts: max is no limit, garbage is unknown", "[memory]")
   CHECK(!cgroup_room(std::nullopt, std::string("1")));
 }
 
+TEST_CASE("a cgroup's inactive page cache is room, as the kernel reclaims it first", "[memory]") {
+  const char* stat = "anon 500\nfile 400\nactive_file 150\ninactive_file 250\n";
+  CHECK(cgroup_stat(stat, "inactive_file") == 250);
+  CHECK(cgroup_stat(stat, "file") == 400);  // a whole key, not a key's suffix
+  CHECK(!cgroup_stat(stat, "total_inactive_file"));
+  CHECK(!cgroup_stat("inactive_file lots\n", "inactive_file"));
+  CHECK(cgroup_room(std::string("1000"), std::string("900"), std::string(stat), "inactive_file") == 350);
+  CHECK(cgroup_room(std::string("1000"), std::string("900"), std::string("anon 1\n"), "inactive_file") == 100);
+  CHECK(cgroup_room(std::string("1000"), std::string("900"), std::nullopt, "inactive_file") == 100);
+  // A cache larger than the usage (the two are read at different moments) frees no more than the usage.
+  CHECK(cgroup_room(std::string("1000"), std::string("100"), std::string("inactive_file 5000\n"), "inactive_file") == 1000);
+}
+
 TEST_CASE("the cgroup files of a process and its ancestors", "[memory]") {
   auto v2 = cgroup_memory_files("0::/user.slice/job\n");
   REQUIRE(v2.size() == 6);
   CHECK(v2[0].limit == "/sys/fs/cgroup/user.slice/job/memory.max");
   CHECK(v2[0].usage == "/sys/fs/cgroup/user.slice/job/memory.current");
+  CHECK(v2[0].stat == "/sys/fs/cgroup/user.slice/job/memory.stat");
+  CHECK(v2[0].stat_key == "inactive_file");
   CHECK(v2[1].limit == "/sys/fs/cgroup/user.slice/memory.max");
   CHECK(v2[2].limit == "/sys/fs/cgroup/memory.max");
   CHECK(v2[3].limit == "/sys/fs/cgroup/unified/user.slice/job/memory.max");
@@ -77,6 +92,8 @@ TEST_CASE("the cgroup files of a process and its ancestors", "[memory]") {
   REQUIRE(v1.size() == 5);
   CHECK(v1[0].limit == "/sys/fs/cgroup/memory/docker/abc/memory.limit_in_bytes");
   CHECK(v1[0].usage == "/sys/fs/cgroup/memory/docker/abc/memory.usage_in_bytes");
+  CHECK(v1[0].stat == "/sys/fs/cgroup/memory/docker/abc/memory.stat");
+  CHECK(v1[0].stat_key == "total_inactive_file");
   CHECK(v1[2].limit == "/sys/fs/cgroup/memory/memory.limit_in_bytes");
   CHECK(v1[3].limit == "/sys/fs/cgroup/memory.max");
 
@@ -95,8 +112,9 @@ TEST_CASE("available memory is the least of MemAvailable and every cgroup's room
                    {"/sys/fs/cgroup/a/b/memory.max", "max\n"},
                    {"/sys/fs/cgroup/a/b/memory.current", "100\n"},
                    {"/sys/fs/cgroup/a/memory.max", "4000000000\n"},
-                   {"/sys/fs/cgroup/a/memory.current", "1000000000\n"}});
-  CHECK(available_memory(v2) == 3000000000);
+                   {"/sys/fs/cgroup/a/memory.current", "1000000000\n"},
+                   {"/sys/fs/cgroup/a/memory.stat", "anon 600000000\ninactive_file 300000000\n"}});
+  CHECK(available_memory(v2) == 3300000000);
 
   // cgroup v1, where "no limit" is a huge number: MemAvailable decides.
   auto v1 = files({{"/proc/meminfo", kMeminfo},
@@ -119,6 +137,10 @@ TEST_CASE("this machine's available memory is known", "[memory]") {
   CHECK(*real > 0);
   setenv("STAG_MEMORY_AVAILABLE", "12345", 1);
   CHECK(available_memory() == 12345);
+  setenv("STAG_MEMORY_AVAILABLE", "", 1);  // the measured amount again, which moves: not 12345
+  auto measured = available_memory();
+  REQUIRE(measured);
+  CHECK(*measured != 12345);
   setenv("STAG_MEMORY_AVAILABLE", "12 GB", 1);
   CHECK_THROWS_WITH(available_memory(), Equals("STAG_MEMORY_AVAILABLE must be a number of bytes, got '12 GB'"));
   unsetenv("STAG_MEMORY_AVAILABLE");
