@@ -7,6 +7,7 @@
 
 #include "runtime/checks.h"
 #include "runtime/error.h"
+#include "runtime/memory.h"
 
 namespace stag::rt {
 
@@ -66,9 +67,11 @@ Manifest Manifest::parse(const std::string& json) {
 }
 
 Model::Model(Manifest manifest, std::function<Entry(const std::string&)> entry)
-    : manifest_(std::move(manifest)), entry_(std::move(entry)),
-      workspace_(DType::b8, Shape{std::max<int64_t>(1, manifest_.workspace_bytes)}) {
+    : manifest_(std::move(manifest)), entry_(std::move(entry)) {
   if (!manifest_.isa.empty()) check_cpu_isa(manifest_.isa);
+  // Before the first big allocation: a model too big for the machine is the user's to shrink.
+  check_memory(memory_need(manifest_), available_memory(), manifest_.model);
+  workspace_ = Tensor(DType::b8, Shape{std::max<int64_t>(1, manifest_.workspace_bytes)});
   for (const auto& p : manifest_.params) params_.emplace_back(p.dtype, p.shape);
 }
 

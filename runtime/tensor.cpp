@@ -7,6 +7,7 @@
 #include <new>
 
 #include "runtime/checked.h"
+#include "runtime/memory.h"
 
 namespace stag::rt {
 
@@ -54,7 +55,9 @@ Tensor::Tensor(DType dtype, Shape shape, bool zero) : dtype_(dtype), shape_(std:
   try {
     buf_.reset(static_cast<std::byte*>(::operator new[](alloc, std::align_val_t(kTensorAlignment))));
   } catch (const std::bad_alloc&) {
-    throw Error(fmt::format("out of memory allocating {} bytes for tensor {}", alloc, type_string()));
+    // The memory check passed (or another process took the memory since): still the user's to fix.
+    throw MemoryError(fmt::format("out of memory allocating {} for tensor {}", format_bytes(static_cast<double>(alloc)),
+                                  type_string()));
   }
   if (zero) std::memset(buf_.get(), 0, alloc);
 }

@@ -5,6 +5,7 @@
 #include <stdexcept>
 
 #include "compiler/target/host.h"
+#include "runtime/memory.h"
 #include "tools/cli.h"
 
 namespace {
@@ -57,6 +58,10 @@ int run(int argc, char** argv) {
       } catch (const Failure& f) {
         if (!f.message.empty()) fmt::print(stderr, "stag: error: {}\n", f.message);
         return f.exit_code;
+      } catch (const stag::rt::MemoryError& e) {
+        // Raised while a command compiles, before its own handlers are in place.
+        fmt::print(stderr, "stag: error: {}\n", e.what());
+        return kExitBadInput;
       }
     }
   return kExitUsage;

@@ -8,6 +8,7 @@
 #include <unordered_map>
 
 #include "ir/attr.h"
+#include "runtime/memory.h"
 
 namespace stag::kir {
 
@@ -311,6 +312,25 @@ std::string verify_memory(const Program& p) {
   return {};
 }
 
+namespace {
+
+/// What the program holds while it runs, from its buffers: the figures the runtime checks
+/// against the machine's memory (runtime/memory.h).
+rt::MemoryNeed memory_need(const Program& p) {
+  rt::MemoryNeed need;
+  need.workspace = static_cast<double>(p.workspace_bytes);
+  std::vector<double> io(p.functions.size());
+  for (const auto& b : p.buffers) {
+    auto bytes = static_cast<double>(b.bytes());
+    if (b.kind == BufKind::Param) (rt::is_optimizer_state(b.name) ? need.optimizer_state : need.parameters) += bytes;
+    else if ((b.kind == BufKind::Input || b.kind == BufKind::Output) && b.function >= 0) io.at(b.function) += bytes;
+  }
+  for (double f : io) need.inputs_outputs = std::max(need.inputs_outputs, f);
+  return need;
+}
+
+}  // namespace
+
 std::string print(const Program& p) {
   std::string out = fmt::format("program {} {{\n", p.name);
   for (const auto& b : p.buffers) {
@@ -320,6 +340,11 @@ std::string print(const Program& p) {
     out += "\n";
   }
   out += fmt::format("  workspace {} bytes\n", p.workspace_bytes);
+  auto need = memory_need(p);
+  out += fmt::format("  memory peak {} (workspace), parameters {}, optimizer state {}, inputs and outputs {}: {} in all\n",
+                     rt::format_bytes(need.workspace), rt::format_bytes(need.parameters),
+                     rt::format_bytes(need.optimizer_state), rt::format_bytes(need.inputs_outputs),
+                     rt::format_bytes(need.total()));
   for (const auto& f : p.functions) {
     out += fmt::format("  func {} {{\n", f.name);
     for (const auto& k : f.kernels) out += print(p, k);

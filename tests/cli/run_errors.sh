@@ -40,5 +40,41 @@ expect 2 "--output is required" -- compile "$model"
 expect 2 "--threads: Value 0 not in range" -- run "$model" --threads 0
 expect 1 "embedding %e: index 7 is out of range [0, 4)" -- run "$tests/cli/bad_index.ir"
 
+# Memory as a user error: a model bigger than the machine fails before allocating, naming what
+# needs the memory and how much there is; STAG_MEMORY_AVAILABLE (bytes) fakes the amount.
+big=$tests/cli/big_linear.stag mlp=$tests/../models/mlp.stag
+needs_big="model big needs 80.0 GB (parameters 80.0 GB, optimizer state 0 bytes, workspace 192 bytes, inputs and outputs 9.6 MB); "
+expect 1 "$needs_big" -- run "$big"
+expect 1 " GB are available" -- run "$big"
+expect 1 "$needs_big" -- bench "$big"
+expect 1 "model big needs 480.0 GB (parameters 80.0 GB, optimizer state 160.0 GB, workspace 240.0 GB, inputs and outputs 9.6 MB); " -- train "$big"
+expect 1 "model mlp needs 6.7 TB (parameters 2.1 MB, optimizer state 0 bytes, workspace 3.3 TB, inputs and outputs 3.4 TB); " -- run "$mlp" --batch 1073741824
+needs_mlp="model mlp needs 1.9 MB (parameters 1.6 MB, optimizer state 0 bytes, workspace 576 bytes, inputs and outputs 332.3 KB); 1.8 MB are available"
+STAG_MEMORY_AVAILABLE=1800000 expect 1 "$needs_mlp" -- run "$model"
+STAG_MEMORY_AVAILABLE=1950000 "$stag" run "$model" >/dev/null 2>&1 && pass=$((pass + 1)) || { echo "FAIL: mlp.ir does not run in 1.95 MB"; fail=$((fail + 1)); }
+"$stag" run "$mlp" --save-inputs "$tmp/in" >/dev/null || { echo "FAIL: mlp.stag does not run"; fail=$((fail + 1)); }
+needs_step="model mlp needs 12.0 MB (parameters 2.1 MB, optimizer state 4.3 MB, workspace 5.4 MB, inputs and outputs 203.8 KB); 10.0 MB are available"
+STAG_MEMORY_AVAILABLE=10000000 expect 1 "$needs_step" -- step "$mlp" --input "x=$tmp/in/x.npy" "y=$tmp/in/y.npy" -o "$tmp/w.safetensors"
+STAG_MEMORY_AVAILABLE=10000000 expect 1 "$needs_step" -- train "$mlp" --epochs 1
+STAG_MEMORY_AVAILABLE=12k expect 1 "STAG_MEMORY_AVAILABLE must be a number of bytes, got '12k'" -- run "$model"
+[ -f "$tmp/w.safetensors" ] && { echo "FAIL: step wrote parameters it could not compute"; fail=$((fail + 1)); }
+# The kernel IR shows the same figures without allocating anything.
+expect_out() {
+  local text=$1; shift 2
+  if "$stag" "$@" 2>"$tmp/err" | grep -qF -- "$text"; then pass=$((pass + 1)); else
+    echo "FAIL: stag $* does not print: $text"; cat "$tmp/err"; fail=$((fail + 1))
+  fi
+}
+expect_out "  memory peak 192 bytes (workspace), parameters 80.0 GB, optimizer state 0 bytes, inputs and outputs 9.6 MB: 80.0 GB in all" -- ir "$big" --stage kernels
+expect_out "  memory peak 240.0 GB (workspace), parameters 80.0 GB, optimizer state 160.0 GB, inputs and outputs 9.6 MB: 480.0 GB in all" -- ir "$big" --stage kernels --step
+expect_out "  memory peak 5.4 MB (workspace), parameters 2.1 MB, optimizer state 4.3 MB, inputs and outputs 203.8 KB: 12.0 MB in all" -- ir "$mlp" --stage kernels --step
+# A standalone trainer checks the same before it allocates.
+"$stag" build "$mlp" -o "$tmp/trainer" >/dev/null || { echo "FAIL: stag build"; fail=$((fail + 1)); }
+STAG_MEMORY_AVAILABLE=10000000 "$tmp/trainer" --epochs 1 >/dev/null 2>"$tmp/err"
+rc=$?
+if [ $rc -eq 1 ] && grep -qF "error: $needs_step" "$tmp/err"; then pass=$((pass + 1)); else
+  echo "FAIL: the built trainer -> exit $rc (want 1), stderr:"; cat "$tmp/err"; fail=$((fail + 1))
+fi
+
 echo "cli: $pass passed, $fail failed"
 [ $fail -eq 0 ]

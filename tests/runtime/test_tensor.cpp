@@ -4,10 +4,12 @@
 #include <cstdint>
 #include <limits>
 
+#include "runtime/memory.h"
 #include "runtime/tensor.h"
 
 using namespace stag::rt;
 using Catch::Matchers::Contains;
+using Catch::Matchers::Equals;
 
 TEST_CASE("dtype names and sizes", "[tensor]") {
   for (DType t : {DType::f32, DType::f64, DType::i32, DType::i64, DType::b8})
@@ -82,4 +84,8 @@ TEST_CASE("sizes are overflow-checked, never wrapped", "[tensor]") {
 
 TEST_CASE("an impossible allocation is an Error, not a crash", "[tensor]") {
   CHECK_THROWS_AS(Tensor(DType::f32, {int64_t{1} << 60}), Error);
+  // A user error (exit 1), in human units, like the memory check that normally comes first.
+  CHECK_THROWS_AS(Tensor(DType::f32, {int64_t{1} << 60}), MemoryError);
+  CHECK_THROWS_WITH(Tensor(DType::f32, {int64_t{1} << 60}),
+                    Equals("out of memory allocating 4.6 EB for tensor f32[1152921504606846976]"));
 }
