@@ -4,7 +4,9 @@
 
 #include <stdexcept>
 
+#include "compiler/lower/lower.h"
 #include "compiler/target/host.h"
+#include "ir/diag.h"
 #include "tools/cli.h"
 
 namespace {
@@ -57,6 +59,11 @@ int run(int argc, char** argv) {
       } catch (const Failure& f) {
         if (!f.message.empty()) fmt::print(stderr, "stag: error: {}\n", f.message);
         return f.exit_code;
+      } catch (const stag::NoLowering& e) {
+        stag::Diagnostics diags;
+        diags.error(e.loc, e.what(), e.node);
+        fmt::print(stderr, "{}", diags.render());
+        return kExitBadInput;
       }
     }
   return kExitUsage;
