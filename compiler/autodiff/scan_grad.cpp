@@ -109,7 +109,8 @@ std::vector<Value*> stacked_carries(GradCtx& c, const Scan& f, const std::vector
 
 // Which of the scan's values take part in the backward.
 struct Active {
-  std::vector<size_t> carries, ys, invariants;  ///< float carries and outputs; float invariants wanted
+  std::vector<size_t> carries, ys;  ///< float carries and per-step outputs
+  std::vector<size_t> xs, invariants;  ///< float per-step inputs and invariants whose gradient is wanted
 };
 
 Active active(const GradCtx& c, const Scan& f) {
@@ -118,6 +119,8 @@ Active active(const GradCtx& c, const Scan& f) {
     if (floating(f.n.operands[i])) a.carries.push_back(i);
   for (size_t k = 0; k < f.ny; ++k)
     if (floating(f.n.result(f.nc + k))) a.ys.push_back(k);
+  for (size_t j = 0; j < f.nx; ++j)
+    if (floating(f.x(j)) && c.wants[f.nc + j]) a.xs.push_back(j);
   for (size_t j = 0; j < f.nw; ++j)
     if (floating(f.w(j)) && c.wants[f.nc + f.nx + j]) a.invariants.push_back(j);
   return a;
@@ -125,7 +128,7 @@ Active active(const GradCtx& c, const Scan& f) {
 
 // The backward body: carries (carry cotangents, invariant gradient sums), per-step inputs (the
 // step's carries, the forward's per-step inputs, the outputs' cotangents), invariants.
-std::shared_ptr<Graph> backward_body(const Scan& f, const Active& a, std::vector<size_t>& float_xs) {
+std::shared_ptr<Graph> backward_body(const Scan& f, const Active& a) {
   auto body = std::make_shared<Graph>("body");
   Builder bb(*body);
   auto slice_type = [&](size_t i) { return f.params[i]->type; };
@@ -148,11 +151,7 @@ std::shared_ptr<Graph> backward_body(const Scan& f, const Active& a, std::vector
   for (size_t i : a.carries) bb.output(fmt::format("d_carry{}", i), grad_of(i));
   for (size_t q = 0; q < a.invariants.size(); ++q)
     bb.output(fmt::format("d_invariant{}", a.invariants[q]), bb.add({acc[q], grad_of(f.nc + f.nx + a.invariants[q])}));
-  for (size_t j = 0; j < f.nx; ++j)
-    if (floating(f.params[f.nc + j])) {
-      float_xs.push_back(j);
-      bb.output(fmt::format("d_x{}", j), grad_of(f.nc + j));
-    }
+  for (size_t j : a.xs) bb.output(fmt::format("d_x{}", j), grad_of(f.nc + j));
   return body;
 }
 
@@ -165,8 +164,7 @@ Grads scan_gradient(GradCtx& c) {
   std::vector<Value*> xs;
   for (size_t j = 0; j < f.nx; ++j) xs.push_back(front(c.b, f.x(j), axis));
   std::vector<Value*> carries = f.nc ? stacked_carries(c, f, xs) : std::vector<Value*>{};
-  std::vector<size_t> float_xs;
-  auto body = backward_body(f, a, float_xs);
+  auto body = backward_body(f, a);
   auto zeros = [&](const Value* like) { return c.b.constant(like->type, {0.0}); };
   std::vector<Value*> operands;
   for (size_t i : a.carries) operands.push_back(c.dy[i] ? c.dy[i] : zeros(c.n.result(i)));
@@ -184,7 +182,7 @@ Grads scan_gradient(GradCtx& c) {
   size_t at = 0;
   for (size_t i : a.carries) dx[i] = r[at++];
   for (size_t j : a.invariants) dx[f.nc + f.nx + j] = r[at++];
-  for (size_t j : float_xs) dx[f.nc + j] = back(c.b, r[at++], axis);
+  for (size_t j : a.xs) dx[f.nc + j] = back(c.b, r[at++], axis);
   return dx;
 }
 
