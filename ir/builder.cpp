@@ -8,7 +8,7 @@ namespace stag {
 
 Builder::Result Builder::try_create(Op op, const std::vector<Value*>& operands, const NamedAttrs& attrs,
                                     const std::vector<Type>& declared,
-                                    const std::vector<std::string>& names) {
+                                    const std::vector<std::string>& names, std::shared_ptr<Graph> body) {
   const OpInfo& info = op_info(op);
   if (auto err = check_arity(info, operands.size()); !err.empty())
     return {{}, fmt::format("{}: {}", info.name, err)};
@@ -20,7 +20,7 @@ Builder::Result Builder::try_create(Op op, const std::vector<Value*>& operands, 
   for (const Type& t : declared)
     if (auto e = type_error(t); !e.empty()) return {{}, fmt::format("{}: {}", info.name, e)};
   std::vector<Type> results;
-  if (auto err = infer_types(info, operand_types, resolved, declared, results); !err.empty())
+  if (auto err = infer_types(info, operand_types, resolved, declared, results, body.get()); !err.empty())
     return {{}, err};
   if (!info.has(Source) && !declared.empty() && declared != results)
     return {{}, fmt::format("{}: declared result type {} but the op gives {}", info.name,
@@ -39,6 +39,7 @@ Builder::Result Builder::try_create(Op op, const std::vector<Value*>& operands, 
       return {{}, fmt::format("the name '%{}' is already defined", name)};
   }
   Node* node = g_.append(op, operands, std::move(resolved), results, result_names, loc_);
+  node->body = std::move(body);
   Result r;
   for (auto& v : node->results) r.values.push_back(v.get());
   return r;
@@ -46,8 +47,8 @@ Builder::Result Builder::try_create(Op op, const std::vector<Value*>& operands, 
 
 std::vector<Value*> Builder::create(Op op, const std::vector<Value*>& operands, const NamedAttrs& attrs,
                                     const std::vector<Type>& declared,
-                                    const std::vector<std::string>& names) {
-  Result r = try_create(op, operands, attrs, declared, names);
+                                    const std::vector<std::string>& names, std::shared_ptr<Graph> body) {
+  Result r = try_create(op, operands, attrs, declared, names, std::move(body));
   if (!r.error.empty()) throw BuildError(r.error);
   return r.values;
 }

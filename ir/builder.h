@@ -30,13 +30,15 @@ class Builder {
   };
 
   /// Makes a node after checking operand count, attributes and shapes. `declared` gives the
-  /// result type of source ops; `names` the result names (fresh `%N` names when empty).
+  /// result type of source ops; `names` the result names (fresh `%N` names when empty); `body`
+  /// the body of an op with the HasBody trait (scan).
   Result try_create(Op op, const std::vector<Value*>& operands, const NamedAttrs& attrs = {},
-                    const std::vector<Type>& declared = {}, const std::vector<std::string>& names = {});
+                    const std::vector<Type>& declared = {}, const std::vector<std::string>& names = {},
+                    std::shared_ptr<Graph> body = nullptr);
   /// As try_create, but throws BuildError.
   std::vector<Value*> create(Op op, const std::vector<Value*>& operands, const NamedAttrs& attrs = {},
                              const std::vector<Type>& declared = {},
-                             const std::vector<std::string>& names = {});
+                             const std::vector<std::string>& names = {}, std::shared_ptr<Graph> body = nullptr);
 
   Value* input(const std::string& name, const Type& type);
   Value* parameter(const std::string& name, const Type& type, const NamedAttrs& attrs = {});

@@ -104,11 +104,19 @@ std::unique_ptr<Graph> Graph::clone() const {
       names.push_back(r->name);
     }
     Node* copy = g->append(n->op, std::move(ops), n->attrs, types, names, n->loc);
+    if (n->body) copy->body = n->body->clone();
     for (size_t i = 0; i < n->results.size(); ++i) map[n->result(i)] = copy->result(i);
   }
   for (const auto& o : outputs) g->outputs.push_back({o.name, map.at(o.value), o.loc});
   for (const auto& u : updates) g->updates.push_back({map.at(u.target), map.at(u.value), u.loc});
   return g;
+}
+
+std::vector<Value*> Graph::inputs() const {
+  std::vector<Value*> params;
+  for (const auto& n : nodes)
+    if (n->op == Op::input) params.push_back(n->result());
+  return params;
 }
 
 }  // namespace stag

@@ -34,6 +34,10 @@ struct Node {
   std::vector<Attr> attrs;
   /// Where the node came from in the model source; survives printing as `loc(...)`.
   Loc loc;
+  /// The body subgraph of an op with the HasBody trait (scan), nullptr otherwise. Bodies are
+  /// closed: they read only their own inputs. Copies of a node may share it; a pass that
+  /// rewrites a body in place keeps its meaning (DCE), so sharing stays sound.
+  std::shared_ptr<Graph> body;
 
   const OpInfo& info() const { return op_info(op); }
   Value* result(size_t i = 0) const { return results.at(i).get(); }
@@ -104,8 +108,11 @@ class Graph {
   /// Removes the nodes `dead` selects; nothing may use their results any more.
   void erase_nodes(const std::function<bool(const Node&)>& dead);
 
-  /// A deep copy; values are renamed to the same names.
+  /// A deep copy; values are renamed to the same names. Bodies are copied too.
   std::unique_ptr<Graph> clone() const;
+
+  /// The results of the `input` nodes in order: a body's parameters.
+  std::vector<Value*> inputs() const;
 
  private:
   std::unordered_map<std::string, Value*> by_name_;

@@ -179,8 +179,8 @@ std::string check_attrs(const OpInfo& info, const std::vector<Attr>& attrs) {
 
 std::string infer_types(const OpInfo& info, const std::vector<Type>& operands,
                         const std::vector<Attr>& attrs, const std::vector<Type>& declared,
-                        std::vector<Type>& results) {
-  ShapeCtx ctx{info, operands, attrs, declared, {}};
+                        std::vector<Type>& results, const Graph* body) {
+  ShapeCtx ctx{info, operands, attrs, declared, {}, body};
   std::string err = info.shape_rule(ctx);
   if (!err.empty()) return fmt::format("{}: {}", info.name, err);
   for (const auto& t : ctx.results)

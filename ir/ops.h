@@ -36,7 +36,12 @@ enum Trait : uint32_t {
   /// A product (matmul, convolution) with a `precision` attribute: bf16 multiplies its
   /// operands rounded to bf16, summing in f32 (PyTorch's CPU autocast); see autocast-bf16.
   MixedPrecision = 1u << 8,
+  /// Holds a body subgraph (`Node::body`), printed nested in braces after the op: its inputs
+  /// are the body's parameters, its outputs what one iteration gives (see docs/ir.md, scan).
+  HasBody = 1u << 9,
 };
+
+class Graph;
 
 struct AttrSpec {
   std::string name;
@@ -53,6 +58,8 @@ struct ShapeCtx {
   const std::vector<Attr>& attrs;
   const std::vector<Type>& declared;
   std::vector<Type> results;
+  /// The node's body, for ops with the HasBody trait (nullptr when it has none).
+  const Graph* body = nullptr;
 
   const Attr& attr(std::string_view name) const;
   int64_t i(std::string_view name) const { return std::get<int64_t>(attr(name)); }
@@ -95,10 +102,11 @@ std::string check_arity(const OpInfo& info, size_t count);
 /// Checks a full attribute vector against the schema (kinds and choices).
 std::string check_attrs(const OpInfo& info, const std::vector<Attr>& attrs);
 
-/// Runs the op's shape rule; the error, if any, is prefixed with the op's name.
+/// Runs the op's shape rule; the error, if any, is prefixed with the op's name. `body` is the
+/// node's body subgraph for ops with the HasBody trait.
 std::string infer_types(const OpInfo& info, const std::vector<Type>& operands,
                         const std::vector<Attr>& attrs, const std::vector<Type>& declared,
-                        std::vector<Type>& results);
+                        std::vector<Type>& results, const Graph* body = nullptr);
 
 /// The closest of `candidates` to `name` by edit distance, if close enough to be a likely typo.
 std::optional<std::string> closest_name(std::string_view name,

@@ -324,7 +324,7 @@ class Parser {
     auto loc = opt_loc();
     if (!loc) return false;
     g_->outputs.push_back({name, v, *loc});
-    if (map_) map_->outputs.push_back(at);
+    if (map_ && depth_ == 0) map_->outputs.push_back(at);
     return true;
   }
 
@@ -338,6 +338,7 @@ class Parser {
     if (!v) return false;
     auto loc = opt_loc();
     if (!loc) return false;
+    if (depth_ > 0) return error_at(at, "a body has no updates: return the new value as a carry"), false;
     g_->updates.push_back({target, v, *loc});
     if (map_) map_->updates.push_back(at);
     return true;
@@ -422,9 +423,40 @@ class Parser {
     }
     auto loc = opt_loc();
     if (!loc) return false;
+    std::shared_ptr<Graph> body;
+    if (tok_.kind == Tok::LBrace || info.has(HasBody)) {
+      if (!info.has(HasBody)) return fail(fmt::format("{} takes no body", info.name)), false;
+      body = this->body(info);
+      if (!body) return false;
+    }
     Node* node = g_->append(*op, std::move(operands), std::move(resolved), types, names, *loc);
+    node->body = std::move(body);
     if (map_) map_->nodes[node] = at;
     return true;
+  }
+
+  // `{ statements }` after an op with a body; its names are its own (bodies are closed).
+  std::shared_ptr<Graph> body(const OpInfo& info) {
+    if (!expect(Tok::LBrace, fmt::format("'{{' and the body of {}", info.name))) return nullptr;
+    if (depth_ >= 64) return fail("bodies are nested too deeply"), nullptr;
+    auto body = std::make_shared<Graph>("body");
+    Graph* outer = g_;
+    g_ = body.get();
+    ++depth_;
+    bool ok = true;
+    while (ok && tok_.kind != Tok::RBrace) {
+      if (tok_.kind != Tok::End) {
+        ok = statement();
+        continue;
+      }
+      fail(fmt::format("expected '}}' to close the body of {}", info.name));
+      ok = false;
+    }
+    --depth_;
+    g_ = outer;
+    if (!ok) return nullptr;
+    next();
+    return body;
   }
 
   std::optional<Type> type() {
@@ -455,6 +487,7 @@ class Parser {
       auto hint = closest_name(tok_.text, g_->value_names());
       return fail(fmt::format("use of undefined value '%{}'{}", tok_.text,
                               hint ? fmt::format("; did you mean '%{}'?", *hint)
+                              : depth_ > 0 ? std::string(" (a body reads only its own inputs: pass outer values as operands)")
                                    : std::string(" (values must be defined before they are used)"))),
              nullptr;
     }
@@ -525,6 +558,7 @@ class Parser {
   Diagnostics& diags_;
   SourceMap* map_;
   Graph* g_ = nullptr;
+  int depth_ = 0;  ///< how many bodies enclose the statement being read
 };
 
 }  // namespace

@@ -28,7 +28,9 @@ static bool same_attr(const Attr& a, const Attr& b) {
   return a == b;
 }
 
-std::string print(const Node& n) {
+static std::string statements(const Graph& g, int indent);
+
+std::string print(const Node& n, int indent) {
   const OpInfo& info = n.info();
   std::string out;
   for (size_t i = 0; i < n.results.size(); ++i)
@@ -45,18 +47,25 @@ std::string print(const Node& n) {
     out += fmt::format("{}{}={}", first ? "" : ", ", spec.name, to_string(n.attrs[i]));
     first = false;
   }
-  return out + ")" + print_loc(n.loc);
+  out += ")" + print_loc(n.loc);
+  if (!n.body) return out;
+  return out + " {\n" + statements(*n.body, indent + 2) + std::string(static_cast<size_t>(indent) + 2, ' ') + "}";
+}
+
+// A graph's lines: attributes, nodes, outputs, updates, each indented by `indent` + 2 spaces.
+static std::string statements(const Graph& g, int indent) {
+  std::string pad(static_cast<size_t>(indent) + 2, ' '), out;
+  for (const auto& [key, value] : g.attrs) out += fmt::format("{}attr {} = {}\n", pad, key, to_string(value));
+  for (const auto& n : g.nodes) out += pad + print(*n, indent) + "\n";
+  for (const auto& o : g.outputs)
+    out += fmt::format("{}output {} = %{}{}\n", pad, o.name, o.value->name, print_loc(o.loc));
+  for (const auto& u : g.updates)
+    out += fmt::format("{}update %{} = %{}{}\n", pad, u.target->name, u.value->name, print_loc(u.loc));
+  return out;
 }
 
 std::string print(const Graph& g) {
-  std::string out = fmt::format("graph {} {{\n", g.name);
-  for (const auto& [key, value] : g.attrs) out += fmt::format("  attr {} = {}\n", key, to_string(value));
-  for (const auto& n : g.nodes) out += "  " + print(*n) + "\n";
-  for (const auto& o : g.outputs)
-    out += fmt::format("  output {} = %{}{}\n", o.name, o.value->name, print_loc(o.loc));
-  for (const auto& u : g.updates)
-    out += fmt::format("  update %{} = %{}{}\n", u.target->name, u.value->name, print_loc(u.loc));
-  return out + "}\n";
+  return fmt::format("graph {} {{\n", g.name) + statements(g, 0) + "}\n";
 }
 
 }  // namespace stag

@@ -13,6 +13,7 @@
 
 #include "ir/geometry.h"
 #include "ir/random.h"
+#include "ir/scan.h"
 
 namespace stag {
 
@@ -764,6 +765,7 @@ static std::vector<RefTensor> evaluate_op(const Node& n, const Operands& xs) {
     case Op::slice: return {slice(n, *x)};
     case Op::pad: return {pad(n, *x)};
     case Op::split: return split(n, *x);
+    case Op::scan: return evaluate_scan(n, xs);
     case Op::mse:
     case Op::huber:
     case Op::bce_with_logits: return {regression_loss(n, *xs[0], *xs[1])};

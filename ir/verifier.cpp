@@ -10,7 +10,8 @@ namespace {
 
 class Verifier {
  public:
-  Verifier(const Graph& g, Diagnostics& diags, const SourceMap* map) : g_(g), diags_(diags), map_(map) {}
+  Verifier(const Graph& g, Diagnostics& diags, const SourceMap* map, bool is_body = false)
+      : g_(g), diags_(diags), map_(map), is_body_(is_body) {}
 
   bool run() {
     size_t before = diags_.error_count();
@@ -32,6 +33,8 @@ class Verifier {
     Loc loc = where(n);
     std::string who = n.results.empty() ? std::string(info.name) : "%" + n.result()->name;
     auto err = [&](const std::string& msg) { diags_.error(loc, msg, who); };
+    if (is_body_ && n.op == Op::parameter)
+      err("a body has no parameters: pass weights to the op as loop-invariant operands");
     // Structure: operands defined earlier (this also rules out cycles), names unique.
     bool operands_ok = true;
     for (const Value* v : n.operands) {
@@ -64,11 +67,12 @@ class Verifier {
       err(fmt::format("{}: {}", info.name, e));
       operands_ok = false;
     }
+    if (!body(n, err)) operands_ok = false;
     if (operands_ok) {
       std::vector<Type> operand_types, declared, results;
       for (const Value* v : n.operands) operand_types.push_back(v->type);
       for (const auto& r : n.results) declared.push_back(r->type);
-      if (auto e = infer_types(info, operand_types, n.attrs, declared, results); !e.empty()) {
+      if (auto e = infer_types(info, operand_types, n.attrs, declared, results, n.body.get()); !e.empty()) {
         err(e);
       } else if (results.size() != declared.size()) {
         err(fmt::format("{} gives {} results, {} are declared", info.name, results.size(), declared.size()));
@@ -82,11 +86,19 @@ class Verifier {
     for (const auto& r : n.results) defined_.insert(r.get());
   }
 
+  // A node's body verifies as a graph of its own; the shape rule then checks it against the node.
+  template <typename Err>
+  bool body(const Node& n, const Err& err) {
+    if (!n.body) return true;
+    if (!n.info().has(HasBody)) return err(fmt::format("{} takes no body", n.info().name)), false;
+    return Verifier(*n.body, diags_, map_, true).run();
+  }
+
   void outputs() {
     std::unordered_set<std::string> names;
     for (size_t i = 0; i < g_.outputs.size(); ++i) {
       const Output& o = g_.outputs[i];
-      Loc loc = map_ && i < map_->outputs.size() ? map_->outputs[i] : o.loc;
+      Loc loc = map_ && !is_body_ && i < map_->outputs.size() ? map_->outputs[i] : o.loc;
       std::string who = "output " + o.name;
       if (!is_identifier(o.name)) diags_.error(loc, fmt::format("output name '{}' is not an identifier", o.name), who);
       if (!names.insert(o.name).second) diags_.error(loc, fmt::format("output '{}' is defined twice", o.name), who);
@@ -96,6 +108,8 @@ class Verifier {
   }
 
   void updates() {
+    if (is_body_ && !g_.updates.empty()) error({}, "a body has no updates: return the new value as a carry");
+    if (is_body_) return;
     std::unordered_set<const Value*> targets;
     for (size_t i = 0; i < g_.updates.size(); ++i) {
       const Update& u = g_.updates[i];
@@ -129,6 +143,7 @@ class Verifier {
   const Graph& g_;
   Diagnostics& diags_;
   const SourceMap* map_;
+  bool is_body_;  ///< a node's body: no parameters, no updates, outputs not in the source map
   std::unordered_set<const Value*> defined_;
   std::unordered_set<const Value*> invalid_;  ///< values whose type is not valid
   std::unordered_set<std::string> names_;

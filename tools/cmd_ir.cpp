@@ -146,7 +146,12 @@ int run_ir(const IrArgs& args) {
   }
   std::string function = args.step ? "train_step" : "forward";
   std::vector<std::unique_ptr<Graph>> optimized;
-  kir::Program program = compile_program({{function, graph.get()}}, args.model.passes, std::cerr, &optimized);
+  kir::Program program;
+  try {
+    program = compile_program({{function, graph.get()}}, args.model.passes, std::cerr, &optimized);
+  } catch (const NoLowering&) {
+    if (args.stage != "optimized" || optimized.empty()) throw;  // the graph passes ran: their stage prints
+  }
   std::string text;
   if (args.stage == "optimized") text = args.dot ? dot_text(args, *optimized[0]) : print(*optimized[0]);
   else if (args.stage == "kernels" && args.dot) text = dot_text(args, *optimized[0], kernel_clusters(program, function, args.profile));

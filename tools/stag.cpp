@@ -4,7 +4,9 @@
 
 #include <stdexcept>
 
+#include "compiler/lower/lower.h"
 #include "compiler/target/host.h"
+#include "ir/diag.h"
 #include "runtime/memory.h"
 #include "tools/cli.h"
 
@@ -61,6 +63,11 @@ int run(int argc, char** argv) {
       } catch (const stag::rt::MemoryError& e) {
         // Raised while a command compiles, before its own handlers are in place.
         fmt::print(stderr, "stag: error: {}\n", e.what());
+        return kExitBadInput;
+      } catch (const stag::NoLowering& e) {
+        stag::Diagnostics diags;
+        diags.error(e.loc, e.what(), e.node);
+        fmt::print(stderr, "{}", diags.render());
         return kExitBadInput;
       }
     }

@@ -44,6 +44,10 @@ struct GradCtx {
 /// returned gradient has exactly its operand's type.
 using GradRule = std::vector<Value*> (*)(GradCtx&);
 
+/// The gradient of scan (compiler/autodiff/scan_grad.cpp): a reverse scan over the body's
+/// vector-Jacobian product.
+std::vector<Value*> scan_gradient(GradCtx& c);
+
 /// The op's gradient rule, or nullptr when it has none.
 GradRule gradient_rule(Op op);
 

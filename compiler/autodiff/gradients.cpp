@@ -634,6 +634,7 @@ const Entry kRules[] = {
     {Op::log_softmax, log_softmax_}, {Op::embedding, embedding_}, {Op::embedding_grad, embedding_grad_},
     {Op::reshape, reshape_}, {Op::transpose, transpose_}, {Op::broadcast_to, broadcast_to_},
     {Op::concat, concat_}, {Op::slice, slice_}, {Op::pad, pad_}, {Op::flatten, reshape_}, {Op::split, split_},
+    {Op::scan, scan_gradient},
     {Op::mse, mse_}, {Op::huber, huber_}, {Op::bce_with_logits, bce_with_logits_},
     {Op::cross_entropy, cross_entropy_}, {Op::nll, nll_}, {Op::l1_penalty, l1_penalty_},
     {Op::l2_penalty, l2_penalty_},

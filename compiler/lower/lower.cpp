@@ -56,6 +56,9 @@ void lower_node(LowerContext& cx, const Node& n) {
   for (const Value* v : n.operands) xs.push_back(cx.in(v));
   for (const Entry& e : kLowerings)
     if (e.op == n.op) return e.lower(cx, n, xs, cx.store_target(n));
+  if (n.info().has(HasBody))
+    throw NoLowering(fmt::format("{}: no compiled lowering yet (the reference interpreter runs it)", n.info().name),
+                     n.loc, "%" + n.result()->name);
   throw std::logic_error(fmt::format("lowering: no lowering for {}", n.info().name));
 }
 

@@ -1,6 +1,7 @@
 #pragma once
 /// Lowers a verified graph to the kernel IR: one or more kernels per node.
 
+#include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
@@ -9,6 +10,15 @@
 #include "ir/graph.h"
 
 namespace stag {
+
+/// A node of an op the compiled stages cannot run yet (a scan): a user error, reported at the
+/// node, not a bug.
+struct NoLowering : std::runtime_error {
+  Loc loc;
+  std::string node;  ///< the node's first result, `%name`
+  NoLowering(const std::string& message, Loc loc, std::string node)
+      : std::runtime_error(message), loc(std::move(loc)), node(std::move(node)) {}
+};
 
 struct LowerOptions {
   /// Elementwise chains and broadcasts are computed inside the kernels that read them, and

@@ -1,7 +1,8 @@
 // Constant folding: a node whose operands are all constants is evaluated at compile time by
 // the reference interpreter (the same code that is the oracle of every op) and becomes a
 // constant. The reference computes in double, so a folded f32 chain is rounded once rather
-// than after every op: within an ulp of what the kernels would give.
+// than after every op: within an ulp of what the kernels would give. Loops (ops with a body)
+// stay: their cost at compile time would grow with the trip count.
 
 #include <algorithm>
 #include <cstdint>
@@ -49,7 +50,7 @@ RefTensor tensor_of(const Node& constant) {
 bool const_fold(Graph& g, PassCounters& c) {
   int64_t folded = 0;
   for (auto& n : g.nodes) {
-    if (n->info().has(Source) || n->info().has(Stochastic) || n->results.size() != 1 || n->operands.empty()) continue;
+    if (n->info().has(Source) || n->info().has(Stochastic) || n->info().has(HasBody) || n->results.size() != 1 || n->operands.empty()) continue;
     bool all_constant = std::all_of(n->operands.begin(), n->operands.end(), [](const Value* v) { return v->def->op == Op::constant; });
     int64_t numel = *checked_numel(n->result()->type.dims);
     if (!all_constant || numel > kMaxEvaluatedElements) continue;

@@ -1,13 +1,16 @@
 // Common-subexpression elimination: a node with the op, operands, attributes and result
 // types of an earlier node is replaced by it. Random draws are never merged: two dropout
-// masks that happen to agree in every attribute are still meant to be two draws.
+// masks that happen to agree in every attribute are still meant to be two draws. A body is
+// part of its node's key (by its text), and a body that draws random numbers is never merged.
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <set>
 #include <unordered_map>
 
 #include "compiler/passes/pass.h"
+#include "ir/printer.h"
 
 namespace stag {
 
@@ -18,7 +21,14 @@ std::string key_of(const Node& n) {
   for (const Value* v : n.operands) key += fmt::format(" {}", static_cast<const void*>(v));
   for (const Attr& a : n.attrs) key += " " + to_string(a);
   for (const auto& r : n.results) key += " " + to_string(r->type);
+  if (n.body) key += " " + print(*n.body);
   return key;
+}
+
+bool draws(const Node& n) {
+  if (n.info().has(Stochastic)) return true;
+  if (!n.body) return false;
+  return std::any_of(n.body->nodes.begin(), n.body->nodes.end(), [](const auto& m) { return draws(*m); });
 }
 
 }  // namespace
@@ -27,7 +37,7 @@ bool cse(Graph& g, PassCounters& c) {
   std::unordered_map<std::string, const Node*> seen;
   std::vector<const Node*> merged;
   for (const auto& n : g.nodes) {
-    if (n->op == Op::input || n->op == Op::parameter || n->info().has(Stochastic)) continue;
+    if (n->op == Op::input || n->op == Op::parameter || draws(*n)) continue;
     auto [it, fresh] = seen.emplace(key_of(*n), n.get());
     if (fresh) continue;
     for (size_t i = 0; i < n->results.size(); ++i) g.replace_uses(n->result(i), it->second->result(i));

@@ -1,5 +1,6 @@
 // Dead-code elimination: removes nodes whose results nothing reads. Inputs and parameters
-// stay: they are the compiled function's signature and the model's state.
+// stay: they are the compiled function's signature and the model's state. Bodies are swept
+// too: their inputs are the body's parameters and their outputs its results, so both stay.
 
 #include "compiler/passes/pass.h"
 
@@ -8,6 +9,9 @@
 namespace stag {
 
 bool dce(Graph& g, PassCounters& c) {
+  bool changed = false;
+  for (auto& n : g.nodes)
+    if (n->body) changed |= dce(*n->body, c);
   // One sweep from the back: a node's operands are counted live before they are visited.
   std::map<const Value*, int> uses = use_counts(g);
   std::vector<const Node*> dead;
@@ -20,7 +24,7 @@ bool dce(Graph& g, PassCounters& c) {
     dead.push_back(&n);
     for (const Value* v : n.operands) --uses[v];
   }
-  if (dead.empty()) return false;
+  if (dead.empty()) return changed;
   std::set<const Node*> gone(dead.begin(), dead.end());
   g.erase_nodes([&](const Node& n) { return gone.count(&n) > 0; });
   c.add("nodes removed", static_cast<int64_t>(dead.size()));

@@ -68,7 +68,8 @@ void check_pipeline(const PassOptions& options);
 
 /// Runs the graph passes on copies of the functions' graphs, lowers them into one program
 /// (fused when the pipeline has `fuse`) and runs the kernel passes. Dumps, statistics and
-/// timings go to `log`. The optimized graphs are returned through `optimized` when asked.
+/// timings go to `log`. The optimized graphs are returned through `optimized` when asked, set
+/// before lowering (so also when lowering throws NoLowering).
 kir::Program compile_program(const std::vector<std::pair<std::string, const Graph*>>& functions, const PassOptions& options,
                              std::ostream& log, std::vector<std::unique_ptr<Graph>>* optimized = nullptr);
 

@@ -132,6 +132,13 @@ kir::Program compile_program(const std::vector<std::pair<std::string, const Grap
     if (wants_print(p.name, true) && (!o.print_changed || changed)) dump_graphs("After", p.name);
   }
 
+  // The optimized graphs are handed out before lowering, so that `--stage optimized` has them
+  // even when a node has no lowering yet (NoLowering).
+  if (optimized) {
+    optimized->clear();
+    for (const auto& g : graphs) optimized->push_back(g->clone());
+  }
+
   // Lowering, fused or not.
   LowerOptions lo;
   lo.fuse = i < names.size() && names[i] == "fuse";
@@ -187,7 +194,6 @@ kir::Program compile_program(const std::vector<std::pair<std::string, const Grap
     for (const auto& s : stats)
       fmt::print(log, "   {:.4f} ({:5.1f}%)  {}\n", s.seconds, total > 0 ? 100 * s.seconds / total : 0.0, s.pass);
   }
-  if (optimized) *optimized = std::move(graphs);
   return program;
 }
 

@@ -67,7 +67,9 @@ struct Inliner {
       types.push_back(r->type);
       names.push_back(dst.fresh_name());
     }
-    return dst.append(n.op, std::move(ops), n.attrs, types, names, n.loc);
+    Node* copy = dst.append(n.op, std::move(ops), n.attrs, types, names, n.loc);
+    copy->body = n.body;
+    return copy;
   }
 
   /// Copies `c.src`; returns its outputs by name.

@@ -39,6 +39,12 @@ expect 2 "cannot open '$tmp/missing.stag'" -- run "$tmp/missing.stag"
 expect 2 "--output is required" -- compile "$model"
 expect 2 "--threads: Value 0 not in range" -- run "$model" --threads 0
 expect 1 "embedding %e: index 7 is out of range [0, 4)" -- run "$tests/cli/bad_index.ir"
+# Scan runs in the reference interpreter only: the compiled stages stop at the node.
+scan=$tests/golden/ir/ok_scan.ir
+expect 1 "error: scan: no compiled lowering yet" -- run "$scan"
+expect 1 "error: scan: no compiled lowering yet" -- ir "$scan" --stage kernels
+expect 1 "error: scan: no compiled lowering yet" -- compile "$scan" --output "$tmp/scan.o"
+expect 1 "error: scan: no compiled lowering yet" -- ir "$tests/cli/scan_loss.ir" --step --stage kernels
 
 # Memory as a user error: a model bigger than the machine fails before allocating, naming what
 # needs the memory and how much there is; STAG_MEMORY_AVAILABLE (bytes) fakes the amount.

@@ -404,6 +404,29 @@ class RandomGraph {
     REQUIRE(r.error == "");
     return r.values;
   }
+  // A scan with a carry, a per-step input along a random axis and an invariant; its body's
+  // first input has the carry's outer name (nested bodies: tests/golden/ir/ok_scan.ir).
+  void scan() {
+    Value* carry = float_value(0, 3);
+    Type slice{carry->type.dtype, dims(0, 2)}, stacked = slice;
+    int64_t length = between(1, 4), axis = between(0, static_cast<int64_t>(slice.rank()));
+    stacked.dims.insert(stacked.dims.begin() + axis, length);
+    Value* xs = value([&](const Type& t) { return t == stacked; }, [&] { return stacked; });
+    Value* w = numeric_value();
+    auto body = std::make_shared<Graph>("body");
+    RandomGraph inner(*body, rng_());
+    Value* h = inner.b_.input(carry->name, carry->type);
+    Value* x = inner.b_.input(carry->name + "_x", slice);
+    inner.b_.input(carry->name + "_w", w->type);
+    Value* y = inner.one(coin() ? Op::neg : Op::exp, {x});
+    inner.b_.output("h", inner.one(Op::tanh, {h}));
+    inner.b_.output("y", y);
+    NamedAttrs a{{"num_carries", int64_t{1}}, {"num_xs", int64_t{1}}, {"length", length}, {"axis", axis}};
+    if (coin()) a.push_back({"reverse", true});
+    auto r = b_.try_create(Op::scan, {carry, xs, w}, a, {}, {}, body);
+    REQUIRE(r.error == "");
+  }
+
   NamedAttrs reduction() { return {{"reduction", Attr(pick<std::string>({"mean", "sum", "none"}))}}; }
   Ints pair(int64_t lo, int64_t hi) { return {between(lo, hi), between(lo, hi)}; }
 
@@ -544,6 +567,7 @@ class RandomGraph {
         return;
       }
       case Op::global_avg_pool: one(op, {float_value(4, 4)}); return;
+      case Op::scan: scan(); return;
       case Op::batch_norm: {
         Value* x = float_value(2, 4);
         Type c{x->type.dtype, {x->type.dims[1]}};
@@ -753,6 +777,9 @@ std::string difference(const Graph& a, const Graph& b) {
       if (x.operands[k]->name != y.operands[k]->name) return at + ": operands";
     for (size_t k = 0; k < x.results.size(); ++k)
       if (x.result(k)->name != y.result(k)->name || x.result(k)->type != y.result(k)->type) return at + ": results";
+    if (!x.body != !y.body) return at + ": body";
+    if (x.body)
+      if (std::string d = difference(*x.body, *y.body); !d.empty()) return at + ": body: " + d;
   }
   auto same_output = [](const Output& x, const Output& y) { return x.name == y.name && x.value->name == y.value->name && x.loc == y.loc; };
   auto same_update = [](const Update& x, const Update& y) {

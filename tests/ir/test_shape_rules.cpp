@@ -30,21 +30,22 @@ struct Case {
   std::vector<Type> declared;
   std::vector<Type> results;
   std::string error;
+  std::shared_ptr<Graph> body;  ///< for ops with a body
 };
 
 Case ok(std::string what, Op op, std::vector<Type> operands, NamedAttrs attrs, std::vector<Type> results) {
-  return {std::move(what), op, std::move(operands), std::move(attrs), {}, std::move(results), {}};
+  return {std::move(what), op, std::move(operands), std::move(attrs), {}, std::move(results), {}, nullptr};
 }
 Case fails(std::string what, Op op, std::vector<Type> operands, NamedAttrs attrs, std::string error) {
-  return {std::move(what), op, std::move(operands), std::move(attrs), {}, {}, std::move(error)};
+  return {std::move(what), op, std::move(operands), std::move(attrs), {}, {}, std::move(error), nullptr};
 }
 // Sources take their type from the declaration and give it back.
 Case source_ok(std::string what, Op op, Type declared, NamedAttrs attrs = {}, std::vector<Type> operands = {}) {
-  return {std::move(what), op, std::move(operands), std::move(attrs), {declared}, {declared}, {}};
+  return {std::move(what), op, std::move(operands), std::move(attrs), {declared}, {declared}, {}, nullptr};
 }
 Case source_fails(std::string what, Op op, std::vector<Type> declared, NamedAttrs attrs, std::string error,
                   std::vector<Type> operands = {}) {
-  return {std::move(what), op, std::move(operands), std::move(attrs), std::move(declared), {}, std::move(error)};
+  return {std::move(what), op, std::move(operands), std::move(attrs), std::move(declared), {}, std::move(error), nullptr};
 }
 
 const Type kImage = f32({1, 3, 32, 32});
@@ -653,10 +654,40 @@ std::vector<Case> attribute_cases() {
   };
 }
 
+// h' = h + x, y = h' over a sequence of [2] vectors; the operand types vary per case.
+std::shared_ptr<Graph> running_sum_body() {
+  auto body = std::make_shared<Graph>("body");
+  Builder b(*body);
+  Value* h = b.input("h", f32({2}));
+  Value* x = b.input("x", f32({2}));
+  Value* h1 = b.add({h, x});
+  b.output("h", h1);
+  b.output("y", h1);
+  return body;
+}
+
+std::vector<Case> scan_cases() {
+  NamedAttrs a{{"num_carries", int64_t{1}}, {"num_xs", int64_t{1}}, {"length", int64_t{3}}};
+  NamedAttrs on_axis1 = a;
+  on_axis1.push_back({"axis", int64_t{1}});
+  Case good = ok("scan over axis 0", Op::scan, {f32({2}), f32({3, 2})}, a, {f32({2}), f32({3, 2})});
+  good.body = running_sum_body();
+  Case axis1 = ok("scan over axis 1", Op::scan, {f32({2}), f32({2, 3})}, on_axis1, {f32({2}), f32({2, 3})});
+  axis1.body = running_sum_body();
+  Case no_body = fails("scan without a body", Op::scan, {f32({2}), f32({3, 2})}, a, "scan: needs a body in braces");
+  Case length = fails("scan length differs from the scanned dimension", Op::scan, {f32({2}), f32({4, 2})}, a,
+                    "scan: per-step input 0 is f32[4,2]: its dimension 0 is 4, not the length 3");
+  length.body = running_sum_body();
+  Case carry = fails("scan carry type differs from the body's", Op::scan, {f32({3}), f32({3, 2})}, a,
+                   "scan: body input %h is f32[2], but carry 0 gives f32[3]");
+  carry.body = running_sum_body();
+  return {good, axis1, no_body, length, carry};
+}
+
 std::vector<Case> all_cases() {
   std::vector<Case> all;
   for (auto part : {unary_cases(), binary_cases(), reduction_cases(), matmul_cases(), conv_cases(), pool_cases(),
-                    norm_cases(), neural_cases(), shape_cases(), loss_cases(), source_cases(), attribute_cases()})
+                    norm_cases(), neural_cases(), shape_cases(), loss_cases(), source_cases(), attribute_cases(), scan_cases()})
     all.insert(all.end(), part.begin(), part.end());
   return all;
 }
@@ -665,7 +696,7 @@ Builder::Result run(const Case& c, Graph& g) {
   Builder b(g);
   std::vector<Value*> operands;
   for (size_t i = 0; i < c.operands.size(); ++i) operands.push_back(b.input(fmt::format("a{}", i), c.operands[i]));
-  return b.try_create(c.op, operands, c.attrs, c.declared);
+  return b.try_create(c.op, operands, c.attrs, c.declared, {}, c.body);
 }
 
 }  // namespace
