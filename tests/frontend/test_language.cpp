@@ -248,6 +248,7 @@ TEST_CASE("every op of the op set can be called by name", "[language][ops]") {
       {"batch_norm", "r, mean, var = batch_norm(x, c8, c8, c8, c8)"}, {"layer_norm", "layer_norm(x, c8, c8)"},
       {"dropout", "dropout(x, p=0.1)"}, {"softmax", "softmax(x)"}, {"log_softmax", "log_softmax(x, axis=0)"},
       {"embedding", "embedding(constant(f32[10, 6], value=[1]), ids)"}, {"one_hot", "one_hot(y, num_classes=8)"},
+      {"embedding_grad", "embedding_grad(embedding(constant(f32[10, 6], value=[1]), ids), ids, num_embeddings=10)"},
       {"reshape", "reshape(x, shape=[2, -1])"}, {"transpose", "transpose(x, perm=[1, 0])"},
       {"broadcast_to", "broadcast_to(c8, shape=[4, 8])"}, {"concat", "concat(x, x, x, axis=0)"},
       {"slice", "slice(x, axes=[1], starts=[2], ends=[6])"}, {"pad", "pad(x, pads=[0, 0, 1, 1])"},
