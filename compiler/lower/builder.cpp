@@ -96,4 +96,14 @@ E philox_normal(E seed, E key, E index) {
   return bin(Bin::mul, radius, un(Un::cos, bin(Bin::mul, float_(6.283185307179586, DType::f64), u2)));
 }
 
+// The largest arguments whose exp rounds to 0: every x at or below them gives 0 in glibc's
+// exp and expf (and in the correctly rounded result).
+static constexpr double kExpZeroF32 = -103.97208404541016, kExpZeroF64 = -745.1332191019412;
+
+E exp_masked(E x) {
+  DType t = x->type;
+  E under = bin(Bin::le, x, float_(t == DType::f32 ? kExpZeroF32 : kExpZeroF64, t));
+  return select(under, float_(0, t), un(Un::exp, select(under, float_(0, t), x)));
+}
+
 }  // namespace stag::kir

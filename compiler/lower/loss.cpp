@@ -78,7 +78,7 @@ void classification_loss(LowerContext& cx, const Node& n, const std::vector<int>
       stmts.push_back(assign(mx, fconst(-kInf, dt)));
       stmts.push_back(for_(c, 0, C, {assign(mx, nan_max(kb.v(mx), v))}));
       stmts.push_back(assign(s, zero_of(dt)));
-      stmts.push_back(for_(c, 0, C, {assign(s, add(kb.v(s), un(Un::exp, sub(v, kb.v(mx)))))}));
+      stmts.push_back(for_(c, 0, C, {assign(s, add(kb.v(s), exp_masked(sub(v, kb.v(mx)))))}));
     }
     E loss = un(Un::neg, logp_y);
     if (smooth != 0) {

@@ -124,7 +124,7 @@ void softmax(LowerContext& cx, const Node& n, const std::vector<int>& xs, int ou
     E o = bin(Bin::div, row[0], int_(inner)), i = bin(Bin::rem, row[0], int_(inner));
     E at = offset({o, kb.v(j), i}, {outer, len, inner});
     E v = cx.ld(x, at);
-    E e = un(Un::exp, sub(v, kb.v(mx)));
+    E e = exp_masked(sub(v, kb.v(mx)));
     // softmax stores each exp in its output and scales it there: each element's exp is computed once
     std::vector<Stmt> sum = {assign(s, add(kb.v(s), e))};
     if (!log) sum = {assign(ev, e), store(out, at, kb.v(ev)), assign(s, add(kb.v(s), kb.v(ev)))};

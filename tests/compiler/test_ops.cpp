@@ -4,12 +4,15 @@
 
 #include <catch2/catch.hpp>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <sstream>
+#include <tuple>
 
 #include "compiler/jit/jit.h"
 #include "compiler/jit/jit_model.h"
@@ -198,6 +201,69 @@ TEST_CASE("the ReLU and residual add after a batch norm ride in its store and ma
   CHECK(text.find("# fused: %n1, %a1, %y1") != std::string::npos);
   CHECK(text.find("# fused: %n3, %a3, %y3") != std::string::npos);
   compare_compiled_with_reference(*g, kF32);
+}
+
+// Rows of `n` logits: row 0 mixes arguments of exp far below its underflow (-inf, -1000, the
+// largest x whose exp rounds to 0) with ordinary ones; in row 1 only the smallest x whose exp
+// does not round to 0 stands beside the max, so its probability is that subnormal exp; row 2
+// is a causal mask's first row. The max of each row is 0, so x is exp's argument exactly.
+// cross_entropy reads -1000 for -inf (with -inf it gives NaN in the reference and compiled).
+std::string underflow_graph(const std::string& dt, double zero_at, double last_nonzero, int64_t n) {
+  double inf = std::numeric_limits<double>::infinity();
+  std::vector<double> x(3 * n, -inf);
+  const double row0[] = {-inf, -1000, zero_at, -90, -3, 0.25, last_nonzero};
+  for (int64_t j = 0; j < n; ++j) x[j] = j == 0 ? 0 : row0[j % 7];
+  x[n + 5] = 0;
+  x[n + 7] = last_nonzero;
+  x[3 * n - 1] = 0;
+  return fmt::format(R"(graph underflow {{
+  %x: {0}[3,{1}] = constant(value=[{2}])
+  %floor: {0}[] = constant(value=[-1000.0])
+  %xf: {0}[3,{1}] = maximum(%x, %floor)
+  %label: i64[3] = constant(value=[4, 5, {3}])
+  %s: {0}[3,{1}] = softmax(%x)
+  %ls: {0}[3,{1}] = log_softmax(%x)
+  %ce: {0}[3] = cross_entropy(%xf, %label, reduction="none")
+  output s = %s
+  output ls = %ls
+  output ce = %ce
+}}
+)", dt, n, fmt::join(x, ", "), n - 1);
+}
+
+TEST_CASE("softmax, log_softmax and cross-entropy give exp's underflow exactly 0 and keep its last subnormal", "[codegen]") {
+  // Their exp answers arguments at or below zero_at by a compare (glibc's vector exp is slow
+  // on them); the subnormal just above must still come from exp.
+  const double f32_zero = -103.97208404541016, f64_zero = -745.1332191019412;
+  const double f32_last = std::nextafter(static_cast<float>(f32_zero), 0.0f), f64_last = std::nextafter(f64_zero, 0.0);
+  for (auto [dt, zero_at, last, tol] : {std::tuple{"f32", f32_zero, f32_last, kF32}, std::tuple{"f64", f64_zero, f64_last, kF64}}) {
+    const int64_t n = 37;
+    INFO(dt);
+    auto g = parse_verified(underflow_graph(dt, zero_at, last, n), "underflow.ir");
+    CHECK(kir::print(lower(*g)).find(fmt::format("<= {})", zero_at)) != std::string::npos);
+    RefResult want = interpret(*g, {});
+    CompiledModel c = compile_jit(*g);
+    auto outs = c.model->run("forward", {});
+    for (size_t o = 0; o < outs.size(); ++o) {
+      const std::string& name = c.model->manifest().function("forward").outputs[o].name;
+      const auto& ref = want.outputs.at(name).data;
+      auto got = to_doubles(outs[o]);
+      REQUIRE(got.size() == ref.size());
+      for (size_t i = 0; i < got.size(); ++i) {
+        INFO(fmt::format("{} element {}: compiled {} reference {}", name, i, got[i], ref[i]));
+        if (std::isinf(ref[i])) CHECK(got[i] == ref[i]);
+        else CHECK(std::fabs(got[i] - ref[i]) <= tol.abs + tol.rel * std::fabs(ref[i]));
+      }
+      if (name != "s") continue;
+      for (int64_t j = 1; j < n; ++j) {
+        INFO("row 0 column " << j);
+        if (j % 7 <= 2) CHECK(got[j] == 0);
+        if (j % 7 >= 3 && j % 7 <= 5) CHECK(got[j] > 0);
+      }
+      CHECK(got[n + 7] > 0);
+      CHECK(std::count(got.begin() + 2 * n, got.end(), 0.0) == n - 1);
+    }
+  }
 }
 
 TEST_CASE("a loop marked vectorized is vectorized by LLVM, however short", "[codegen]") {
