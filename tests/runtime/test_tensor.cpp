@@ -82,7 +82,7 @@ TEST_CASE("sizes are overflow-checked, never wrapped", "[tensor]") {
   CHECK(shape_numel(std::vector<int64_t>{0, big, big}) == 0);
 }
 
-TEST_CASE("an impossible allocation is an Error, not a crash", "[tensor]") {
+TEST_CASE("an impossible allocation is an Error, not a crash", "[tensor][allocator]") {
   CHECK_THROWS_AS(Tensor(DType::f32, {int64_t{1} << 60}), Error);
   // A user error (exit 1), in human units, like the memory check that normally comes first.
   CHECK_THROWS_AS(Tensor(DType::f32, {int64_t{1} << 60}), MemoryError);
