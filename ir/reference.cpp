@@ -661,9 +661,12 @@ RefTensor classification_loss(const Node& n, const RefTensor& x, const RefTensor
       for (int64_t c = 0; c < C; ++c) s += std::exp(row[c] - mx);
       for (int64_t c = 0; c < C; ++c) logp[c] = row[c] - mx - std::log(s);
     }
-    double all = 0;
-    for (int64_t c = 0; c < C; ++c) all -= logp[c];
-    per[i] = (1 - smooth) * -logp[y] + smooth / static_cast<double>(C) * all;
+    per[i] = -logp[y];
+    if (smooth != 0) {  // only then: a -inf logit elsewhere makes the smoothing term infinite, as in PyTorch
+      double all = 0;
+      for (int64_t c = 0; c < C; ++c) all -= logp[c];
+      per[i] = (1 - smooth) * per[i] + smooth / static_cast<double>(C) * all;
+    }
     count += 1;
   }
   return reduce_loss(n, {x.type.dtype, {N}}, std::move(per), count);

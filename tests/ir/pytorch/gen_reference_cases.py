@@ -243,6 +243,12 @@ def embedding_grad_case(name, v, ids):
 embedding_grad_case("repeats", 5, torch.randint(0, 4, (3, 4)))
 embedding_grad_case("scalar_id", 4, torch.tensor(2))
 
+# cross_entropy with a -inf logit away from the label (a masked class): finite without smoothing
+masked = torch.tensor([[0.0, float("-inf"), 1.0], [2.0, 0.5, float("-inf")]], dtype=torch.float64)
+masked_labels = torch.tensor([0, 1])
+case("cross_entropy_masked_logits", "cross_entropy", [masked, masked_labels], {"reduction": "none"},
+     F.cross_entropy(masked, masked_labels, reduction="none"))
+
 os.makedirs(OUT, exist_ok=True)
 for f in os.listdir(OUT):
     if f.endswith(".ir"):
