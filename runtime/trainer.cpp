@@ -673,6 +673,7 @@ class TrainingRun {
   void restore_best();
   double test();
   void checkpoint();
+  std::string nonfinite_param() const;
   void save_best();
   [[noreturn]] void stop();
   std::string saved_where() const;
@@ -884,14 +885,9 @@ std::string TrainingRun::nonfinite_cause(const std::vector<Tensor>& out, double 
   std::string cause = fmt::format("the loss is {}", loss);
   if (nonfinite_out_ < 0) return std::isfinite(loss) ? "" : cause;
   auto flags = out[nonfinite_out_].values<float>();
-  std::string first_update;
-  for (size_t i = 1; i < flags.size() && i < nonfinite_names_.size(); ++i) {
-    if (flags[i] == 0) continue;
-    const std::string& name = nonfinite_names_[i];
-    if (name.starts_with("grad.")) return cause + "; first non-finite gradient: " + name.substr(5);
-    if (first_update.empty()) first_update = name.substr(7);
-  }
-  if (!first_update.empty()) return cause + "; first non-finite new value: " + first_update;
+  for (size_t i = 1; i < flags.size() && i < nonfinite_names_.size(); ++i)
+    if (flags[i] != 0 && nonfinite_names_[i].starts_with("grad."))
+      return cause + "; first non-finite gradient: " + nonfinite_names_[i].substr(5);
   return flags.size() > 0 && flags[0] != 0 ? cause : "";
 }
 
@@ -973,7 +969,24 @@ double TrainingRun::test() {
   return m.accuracy;
 }
 
+// The first parameter holding a NaN or an infinity, or "": an update from finite gradients can
+// still overflow, and such a state is never checkpointed.
+std::string TrainingRun::nonfinite_param() const {
+  const auto& specs = model_.manifest().params;
+  for (size_t i = 0; i < specs.size(); ++i) {
+    const Tensor& p = model_.params()[i];
+    if (p.dtype() != DType::f32) continue;
+    auto v = p.values<float>();
+    if (!std::all_of(v.begin(), v.end(), [](float x) { return std::isfinite(x); })) return specs[i].name;
+  }
+  return "";
+}
+
 void TrainingRun::checkpoint() {
+  if (std::string bad = nonfinite_param(); !bad.empty()) {
+    fmt::print(stderr, "stag: warning: step {}: {} holds a NaN or an infinity; not checkpointed\n", step_, bad);
+    return;
+  }
   StateMap state = state_now();
   if (folder_) save_checkpoint(model_, folder_->last().string(), state);
   if (!s_.checkpoint.empty()) save_checkpoint(model_, s_.checkpoint, state);

@@ -12,9 +12,9 @@
 namespace stag {
 
 /// The graph attribute naming the train step's output `nonfinite`, one entry per element,
-/// comma-separated: `loss`, then `grad.P` for each parameter P, then `update.S` for each float
-/// state S the step updates. An element is 1 when that value holds a NaN or an infinity; then
-/// the step updated nothing (every update is select(all finite, new, old)).
+/// comma-separated: `loss`, then `grad.P` for each parameter P. An element is 1 when that value
+/// holds a NaN or an infinity; then the step updated nothing (every update is select(all finite,
+/// new, old)).
 inline constexpr const char* kNonfiniteAttr = "step.nonfinite";
 
 /// The optimizer a model's `train { ... }` section asks for (graph attributes train.*), with

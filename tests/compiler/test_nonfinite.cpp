@@ -115,16 +115,15 @@ TEST_CASE("a step with a NaN or inf loss or gradient leaves parameters and optim
   }
 }
 
-TEST_CASE("the nonfinite flags name the loss, every gradient, then every float update", "[train][nonfinite]") {
+TEST_CASE("the nonfinite flags name the loss, then every gradient", "[train][nonfinite]") {
   auto step = step_graph("adam");
   const auto* names = std::get_if<std::string>(step->attr(kNonfiniteAttr));
   REQUIRE(names);
   CHECK(names->starts_with("loss,grad."));
   CHECK(names->find("grad.w1") != std::string::npos);
   CHECK(names->find("grad.w2") != std::string::npos);
-  CHECK(names->find("update.optim.exp_avg.w1") != std::string::npos);
-  CHECK(names->find("update.optim.step") != std::string::npos);
   size_t entries = static_cast<size_t>(std::count(names->begin(), names->end(), ',')) + 1;
+  CHECK(entries == 3);
   const Output* out = nullptr;
   for (const auto& o : step->outputs)
     if (o.name == "nonfinite") out = &o;
