@@ -3,7 +3,7 @@
 # By default the run stops with exit 1 naming the step and the first such gradient, and its
 # checkpoint holds only finite values; --on-nonfinite skip (or on_nonfinite = "skip" in the train
 # section) goes on and logs the skipped steps; resuming the stop's checkpoint with skip repeats
-# the skipping run bit for bit.
+# the skipping run bit for bit. Built trainers do the same.
 # Usage: train_nonfinite.sh STAG MODELS_DIR TESTS_DIR   (needs the dataset-fashion-mnist package)
 set -u
 stag=$1 models=$2 tests=$3
@@ -48,4 +48,14 @@ sed 's/epochs = 10/epochs = 10\n    on_nonfinite = "ignore"/' "$models/mlp.stag"
 "$stag" train bad.stag --max-steps 1 --no-save >bad.out 2>&1 && fail "on_nonfinite = \"ignore\" was accepted"
 grep -q 'bad.stag:[0-9]*:[0-9]*: .*on_nonfinite must be "stop" or "skip", got "ignore"' bad.out || { cat bad.out; fail "no located error for a bad on_nonfinite"; }
 "$stag" "${run[@]}" --on-nonfinite ignore --no-save >flag.out 2>&1 && fail "--on-nonfinite ignore was accepted"
+
+# A built trainer shares the loop and the flag.
+"$stag" build "$models/mlp.stag" --optimizer sgd -o trainer >build.out 2>&1 || { cat build.out; fail "stag build failed"; }
+./trainer --lr 1e8 --validation 0.02 --no-test --seed 3 --threads 2 --max-steps 40 --run-dir built >built.out 2>&1 &&
+  fail "the built trainer went on past a non-finite step"
+grep -q "step $bad: the loss is .*; first non-finite gradient: .*; the step was not applied" built.out ||
+  { cat built.out; fail "the built trainer does not name the step and the gradient"; }
+./trainer --lr 1e8 --validation 0.02 --no-test --seed 3 --threads 2 --max-steps 40 --run-dir built-skip --on-nonfinite skip >built-skip.out 2>&1 ||
+  { cat built-skip.out; fail "the built trainer's skipping run failed"; }
+same_tensors built-skip/last.safetensors skip/last.safetensors || fail "the built trainer skips differently from stag train"
 echo "PASS: step $bad stopped; $skipped of 40 steps skipped"
