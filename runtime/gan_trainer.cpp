@@ -118,7 +118,7 @@ struct GanRun {
       auto flags = out[i].values<float>();
       if (flags.empty() || flags[0] != 0) return;
       if (std::any_of(flags.begin(), flags.end(), [](float v) { return v != 0; }))
-        throw Error(fmt::format("a gradient or new value of {} was not finite at step {}; the step was not applied; lower the learning rate",
+        throw Error(fmt::format("a gradient of {} was not finite at step {}; the step was not applied; lower the learning rate",
                                 f.name, d_steps_done));
     }
   }
