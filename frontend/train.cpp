@@ -85,6 +85,7 @@ const std::vector<Field>& plain() {
       nonneg("min_delta"),
       {"monitor", FK::Str},
       {"monitor_mode", FK::Str},
+      {"on_nonfinite", FK::Str},
       {"precision", FK::Str},
       {"data", FK::Str},
       {"tokenizer", FK::Str},
@@ -363,6 +364,10 @@ void lower_train(Ctx& c, const ModelDef& m, std::optional<int64_t>& batch, Loc& 
     }
     if (s->key == "monitor_mode" && std::get<std::string>(*checked) != "max" && std::get<std::string>(*checked) != "min") {
       t.error(s->value->loc, fmt::format("monitor_mode must be \"max\" or \"min\", got \"{}\"", std::get<std::string>(*checked)));
+      continue;
+    }
+    if (s->key == "on_nonfinite" && std::get<std::string>(*checked) != "stop" && std::get<std::string>(*checked) != "skip") {
+      t.error(s->value->loc, fmt::format("on_nonfinite must be \"stop\" or \"skip\", got \"{}\"", std::get<std::string>(*checked)));
       continue;
     }
     if (s->key == "precision" && std::get<std::string>(*checked) != "f32" && std::get<std::string>(*checked) != "bf16") {

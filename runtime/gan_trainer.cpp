@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
 #include <numbers>
 #include <nlohmann/json.hpp>
@@ -104,7 +105,22 @@ struct GanRun {
     args[index_of(f.inputs, "key", f.name)] = &key;
     lr.values<float>()[0] = static_cast<float>(rate);
     args[index_of(f.inputs, "lr", f.name)] = &lr;
-    return model.run(f.name, args);
+    auto out = model.run(f.name, args);
+    check_applied(f, out);
+    return out;
+  }
+
+  // A step's `nonfinite` flags (compiler/train/train_step.h): the compiled step kept the old state
+  // when one is set. A non-finite loss (the first flag) is left to scalar()'s message.
+  void check_applied(const FunctionSpec& f, const std::vector<Tensor>& out) const {
+    for (size_t i = 0; i < f.outputs.size(); ++i) {
+      if (f.outputs[i].name != "nonfinite") continue;
+      auto flags = out[i].values<float>();
+      if (flags.empty() || flags[0] != 0) return;
+      if (std::any_of(flags.begin(), flags.end(), [](float v) { return v != 0; }))
+        throw Error(fmt::format("a gradient of {} was not finite at step {}; the step was not applied; lower the learning rate",
+                                f.name, d_steps_done));
+    }
   }
 
   double scalar(const FunctionSpec& f, const std::vector<Tensor>& out, const std::string& name) {

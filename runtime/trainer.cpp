@@ -439,6 +439,7 @@ TrainSettings settings_from_manifest(const Manifest& m) {
   if (auto v = attr(m, "train.shuffle")) s.shuffle = v->get<bool>();
   if (auto v = attr(m, "train.balance_classes")) s.balance_classes = v->get<bool>();
   if (auto v = attr(m, "train.schedule")) s.schedule = v->get<std::string>();
+  if (auto v = attr(m, "train.on_nonfinite")) s.on_nonfinite = v->get<std::string>();
   return s;
 }
 
@@ -481,6 +482,10 @@ void add_train_flags(CLI::App& app, TrainSettings& s) {
                "with weights 1 / class count): for macro-averaged scores on imbalanced classes");
   app.add_flag("--normalize", s.normalize, "Standardise features by the training split's mean and std (kept in checkpoints)");
   app.add_option("--max-steps", s.max_steps, "Stop after this many steps in all")->check(CLI::NonNegativeNumber);
+  app.add_option("--on-nonfinite", s.on_nonfinite,
+                 "A step whose loss or gradients are not finite is not applied; then stop (the default: exit 1 naming the "
+                 "step and the first such gradient) or skip it and go on")
+      ->check(CLI::IsMember({"stop", "skip"}));
   app.add_option("--threads", s.threads, "Threads (default: all cores)")->check(CLI::Range(1, 1024));
   app.add_flag("!--no-test", s.test, "Skip the test-set evaluation at the end");
 }
@@ -515,6 +520,7 @@ void merge_given(const CLI::App& app, const TrainSettings& given, TrainSettings&
   set("--balance-classes", &TrainSettings::balance_classes);
   set("--max-steps", &TrainSettings::max_steps);
   set("--threads", &TrainSettings::threads);
+  set("--on-nonfinite", &TrainSettings::on_nonfinite);
   set("--no-test", &TrainSettings::test);
 }
 
@@ -638,7 +644,8 @@ LogRecord settings_record(const TrainSettings& s) {
           {"monitor_mode", s.monitor_mode}, {"min_delta", s.min_delta}, {"shuffle", flag(s.shuffle)},
           {"augment", flag(s.augment)}, {"normalize", flag(s.normalize)},
           {"balance_classes", flag(s.balance_classes)}, {"max_steps", s.max_steps},
-          {"threads", int64_t{stag_get_num_threads()}}, {"test", flag(s.test)}, {"run_dir", s.run_dir}};
+          {"threads", int64_t{stag_get_num_threads()}}, {"test", flag(s.test)}, {"run_dir", s.run_dir},
+          {"on_nonfinite", s.on_nonfinite}};
 }
 
 // One run of the training loop: what it keeps between steps, and the steps, epoch ends and
@@ -658,12 +665,15 @@ class TrainingRun {
   void resume();
   void open_folder();
   void run_epoch(int64_t epoch);
-  double step(const Batch& b, int64_t epoch);
+  std::optional<double> step(const Batch& b, int64_t epoch);
+  std::string nonfinite_cause(const std::vector<Tensor>& out, double loss) const;
+  void not_applied(const std::string& cause, int64_t epoch);
   void end_epoch(int64_t epoch, ProgressBar& bar, double train_loss, double seconds);
   Metrics validate(int64_t epoch, std::string& summary, LogRecord& rec);
   void restore_best();
   double test();
   void checkpoint();
+  std::string nonfinite_param() const;
   void save_best();
   [[noreturn]] void stop();
   std::string saved_where() const;
@@ -677,6 +687,8 @@ class TrainingRun {
   const FunctionSpec& step_fn_;
   Inputs in_;
   int loss_out_;
+  int nonfinite_out_;
+  std::vector<std::string> nonfinite_names_;  // what each element of the output `nonfinite` flags
   int64_t batch_;
   Data data_;
   int64_t num_classes_;
@@ -693,10 +705,25 @@ class TrainingRun {
   std::optional<JsonLinesWriter> user_log_, folder_log_;
   Tensor lr_t_ = Tensor::from<float>({}, {0.f});
   Tensor step_t_ = Tensor::from<int64_t>({}, {0});
-  int64_t step_ = 0, saved_step_ = -1;
+  int64_t step_ = 0, saved_step_ = -1, skipped_ = 0;
   double last_val_accuracy_ = std::numeric_limits<double>::quiet_NaN();
   bool done_ = false, early_stopped_ = false, improved_ = false;
 };
+
+// The compiler's list of what the train step's `nonfinite` output flags (compiler/train/train_step.h's
+// kNonfiniteAttr): "loss", "grad.P" and "update.S", in order.
+std::vector<std::string> nonfinite_names(const Manifest& m) {
+  std::vector<std::string> names;
+  auto v = attr(m, "step.nonfinite");
+  if (!v || !v->is_string()) return names;
+  std::string all = v->get<std::string>();
+  for (size_t start = 0; start <= all.size();) {
+    size_t comma = std::min(all.find(',', start), all.size());
+    names.push_back(all.substr(start, comma - start));
+    start = comma + 1;
+  }
+  return names;
+}
 
 int64_t batch_of(const BufferSpec& features) { return features.shape.empty() ? 1 : features.shape[0]; }
 
@@ -712,6 +739,8 @@ TrainingRun::TrainingRun(Model& model, const TrainSettings& s, Data data, LrPlan
       step_fn_(model.manifest().function("train_step")),
       in_(map_inputs(step_fn_)),
       loss_out_(output_index(step_fn_, "loss")),
+      nonfinite_out_(output_index(step_fn_, "nonfinite")),
+      nonfinite_names_(nonfinite_names(model.manifest())),
       batch_(batch_of(step_fn_.inputs[in_.features])),
       data_(std::move(data)),
       num_classes_(classes_in(model, data_.train)),
@@ -790,6 +819,7 @@ void TrainingRun::resume() {
   StateMap meta(file.metadata.begin(), file.metadata.end());
   model_.load_params(file.tensors, path);
   step_ = parse_int(state_get(meta, "step"), "step");
+  if (meta.count("skipped_steps")) skipped_ = parse_int(meta.at("skipped_steps"), "skipped_steps");
   loader_.restore(LoaderState::restore(meta));
   if (meta.count("early_stopping.best_epoch")) early_.restore(meta);
   if (lr_.plateau) lr_.plateau->restore(meta);
@@ -815,8 +845,10 @@ void TrainingRun::run_epoch(int64_t epoch) {
   while (!(s_.max_steps > 0 && step_ >= s_.max_steps)) {
     auto b = loader_.next();
     if (!b) break;
-    loss_sum += step(*b, epoch);
-    ++losses;
+    if (auto loss = step(*b, epoch)) {
+      loss_sum += *loss;
+      ++losses;
+    }
     examples += b->size;
     bar.update(examples, loss_sum / static_cast<double>(losses));
     if (stop_requested()) {
@@ -828,7 +860,7 @@ void TrainingRun::run_epoch(int64_t epoch) {
   end_epoch(epoch, bar, losses ? loss_sum / static_cast<double>(losses) : 0.0, steady_seconds() - t0);
 }
 
-double TrainingRun::step(const Batch& b, int64_t epoch) {
+std::optional<double> TrainingRun::step(const Batch& b, int64_t epoch) {
   std::vector<const Tensor*> args(step_fn_.inputs.size(), nullptr);
   args[in_.features] = &b.features;
   if (in_.labels >= 0) args[in_.labels] = &b.labels;
@@ -838,18 +870,48 @@ double TrainingRun::step(const Batch& b, int64_t epoch) {
   if (in_.step >= 0) args[in_.step] = &step_t_;
   auto out = model_.run("train_step", args);
   double loss = out[loss_out_].values<float>()[0];
-  if (!std::isfinite(loss))
-    throw Error(fmt::format("the loss became {} at step {} (epoch {}); lower the learning rate", loss, step_, epoch + 1));
+  if (std::string cause = nonfinite_cause(out, loss); !cause.empty()) {
+    not_applied(cause, epoch);
+    return std::nullopt;
+  }
   ++step_;
   log({{"event", std::string("step")}, {"step", step_}, {"epoch", epoch + 1}, {"loss", loss}});
   if (s_.checkpoint_every > 0 && step_ % s_.checkpoint_every == 0) checkpoint();
   return loss;
 }
 
+// Why the step's outputs say it was not applied, or "" when they say it was.
+std::string TrainingRun::nonfinite_cause(const std::vector<Tensor>& out, double loss) const {
+  std::string cause = fmt::format("the loss is {}", loss);
+  if (nonfinite_out_ < 0) return std::isfinite(loss) ? "" : cause;
+  auto flags = out[nonfinite_out_].values<float>();
+  for (size_t i = 1; i < flags.size() && i < nonfinite_names_.size(); ++i)
+    if (flags[i] != 0 && nonfinite_names_[i].starts_with("grad."))
+      return cause + "; first non-finite gradient: " + nonfinite_names_[i].substr(5);
+  return flags.size() > 0 && flags[0] != 0 ? cause : "";
+}
+
+// A step the compiled code did not apply. Its batch is used up either way, so the step counts
+// (a resumed run goes on with the next batch, as skip would have).
+void TrainingRun::not_applied(const std::string& cause, int64_t epoch) {
+  ++step_;
+  ++skipped_;
+  log({{"event", std::string("skipped")}, {"step", step_}, {"epoch", epoch + 1}, {"cause", cause},
+       {"skipped_steps", skipped_}});
+  std::string what = fmt::format("step {}: {}", step_, cause);
+  if (s_.on_nonfinite == "stop") {
+    checkpoint();
+    throw Error(fmt::format("{}; the step was not applied; {}", what, saved_where()));
+  }
+  // The first ten, then every hundredth: a diverged run must not flood the terminal.
+  if (skipped_ <= 10 || skipped_ % 100 == 0)
+    fmt::print(stderr, "stag: warning: {}; the step was skipped ({} so far)\n", what, skipped_);
+}
+
 void TrainingRun::end_epoch(int64_t epoch, ProgressBar& bar, double train_loss, double seconds) {
   std::string summary = fmt::format("loss {:.4f}", train_loss);
   LogRecord rec = {{"event", std::string("epoch")}, {"epoch", epoch + 1}, {"step", step_}, {"train_loss", train_loss},
-                   {"lr", lr_at(epoch)}, {"seconds", seconds}};
+                   {"lr", lr_at(epoch)}, {"seconds", seconds}, {"skipped_steps", skipped_}};
   std::optional<Metrics> val;
   if (!split_.validation.empty()) val = validate(epoch, summary, rec);
   bar.finish(summary);
@@ -907,7 +969,24 @@ double TrainingRun::test() {
   return m.accuracy;
 }
 
+// The first parameter holding a NaN or an infinity, or "": an update from finite gradients can
+// still overflow, and such a state is never checkpointed.
+std::string TrainingRun::nonfinite_param() const {
+  const auto& specs = model_.manifest().params;
+  for (size_t i = 0; i < specs.size(); ++i) {
+    const Tensor& p = model_.params()[i];
+    if (p.dtype() != DType::f32) continue;
+    auto v = p.values<float>();
+    if (!std::all_of(v.begin(), v.end(), [](float x) { return std::isfinite(x); })) return specs[i].name;
+  }
+  return "";
+}
+
 void TrainingRun::checkpoint() {
+  if (std::string bad = nonfinite_param(); !bad.empty()) {
+    fmt::print(stderr, "stag: warning: step {}: {} holds a NaN or an infinity; not checkpointed\n", step_, bad);
+    return;
+  }
   StateMap state = state_now();
   if (folder_) save_checkpoint(model_, folder_->last().string(), state);
   if (!s_.checkpoint.empty()) save_checkpoint(model_, s_.checkpoint, state);
@@ -948,6 +1027,7 @@ void TrainingRun::log(const LogRecord& rec) {
 StateMap TrainingRun::state_now() const {
   StateMap m = loader_.state().save();
   m["step"] = std::to_string(step_);
+  m["skipped_steps"] = std::to_string(skipped_);
   if (!split_.validation.empty()) for (auto& [k, v] : early_.save()) m[k] = v;
   if (lr_.plateau) for (auto& [k, v] : lr_.plateau->save()) m[k] = v;
   if (normalizer_) for (auto& [k, v] : normalizer_->save()) m[k] = v;

@@ -55,6 +55,10 @@ struct TrainSettings {
   bool balance_classes = false;   ///< draw training examples so that every class is equally likely
   int64_t max_steps = 0;          ///< stop after this many steps in all (0: no limit)
   int threads = 0;                ///< 0: all cores
+  /// A step whose loss, gradients or new state are not finite is never applied (the compiled
+  /// step keeps the old state); "stop" ends the run with an error naming the step and the first
+  /// parameter whose gradient is not finite, "skip" goes on with the next batch.
+  std::string on_nonfinite = "stop";
   bool test = true;               ///< report metrics on the test split at the end
 
   /// How the run was started, for run.json; set by the command, not by flags.

@@ -4,8 +4,10 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <optional>
+#include <span>
 
 #include "compiler/autodiff/autodiff.h"
 #include "compiler/jit/jit_model.h"
@@ -152,11 +154,12 @@ int run_step(const StepArgs& args) {
     rt::Tensor step_t = rt::Tensor::from<int64_t>({}, {0});
     const auto& spec = c.model->manifest().function("train_step");
     auto inputs = read_inputs(spec, args.feed.inputs, {{"lr", &lr_t}, {"step", &step_t}});
-    int step_index = -1, loss_index = -1;
+    int step_index = -1, loss_index = -1, nonfinite_index = -1;
     for (size_t i = 0; i < spec.inputs.size(); ++i)
       if (spec.inputs[i].name == "step") step_index = static_cast<int>(i);
     for (size_t i = 0; i < spec.outputs.size(); ++i)
       if (spec.outputs[i].name == "loss") loss_index = static_cast<int>(i);
+      else if (spec.outputs[i].name == "nonfinite") nonfinite_index = static_cast<int>(i);
     std::optional<rt::Profiler> profiler;
     if (args.profile.enabled()) profiler.emplace(c.model->manifest(), std::vector<std::string>{"train_step"});
     for (int64_t s = 0; s < args.steps; ++s) {
@@ -165,6 +168,9 @@ int run_step(const StepArgs& args) {
       for (const auto& t : inputs) ptrs.push_back(&t);
       auto out = c.model->run("train_step", ptrs);
       if (loss_index >= 0) fmt::print("step {} loss {}\n", s + 1, out[loss_index].values<float>()[0]);
+      auto flags = nonfinite_index >= 0 ? out[nonfinite_index].values<float>() : std::span<const float>{};
+      if (std::any_of(flags.begin(), flags.end(), [](float v) { return v != 0; }))
+        fmt::print("step {} was not applied: the loss or a gradient is not finite\n", s + 1);
     }
     std::vector<rt::NamedTensor> tensors;
     for (size_t i = 0; i < c.model->params().size(); ++i) tensors.push_back({c.model->manifest().params[i].name, &c.model->params()[i]});

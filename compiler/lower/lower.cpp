@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <stdexcept>
 #include <unordered_map>
 
@@ -136,6 +137,11 @@ kir::Program lower(const std::vector<std::pair<std::string, const Graph*>>& func
   lowering::LowerContext cx(options);
   cx.prog.name = functions.front().second->name;
   cx.prog.attrs = functions.front().second->attrs;
+  // A later function's own settings (the train step's list of finiteness flags) join the first's.
+  for (const auto& [name, graph] : functions)
+    for (const auto& [key, value] : graph->attrs)
+      if (std::none_of(cx.prog.attrs.begin(), cx.prog.attrs.end(), [&](const auto& a) { return a.first == key; }))
+        cx.prog.attrs.emplace_back(key, value);
   cx.prog.check_numerics = options.check_numerics;
   // Parameters are shared by name: the training step and the inference pass of a model
   // read and write the same buffers.

@@ -11,13 +11,19 @@
 
 namespace stag {
 
+/// The graph attribute naming the train step's output `nonfinite`, one entry per element,
+/// comma-separated: `loss`, then `grad.P` for each parameter P. An element is 1 when that value
+/// holds a NaN or an infinity; then the step updated nothing (every update is select(all finite,
+/// new, old)).
+inline constexpr const char* kNonfiniteAttr = "step.nonfinite";
+
 /// The optimizer a model's `train { ... }` section asks for (graph attributes train.*), with
 /// torch.optim's defaults for what it leaves out.
 OptimizerConfig optimizer_from_attrs(const Graph& g);
 
 /// The train step of a training-mode graph with a scalar output `loss`. Its inputs are the
 /// model's (and `step` where dropout draws from it) plus `lr: f32[]`; its outputs are the
-/// forward's; its updates are the parameters', the optimizer state's and running statistics'.
+/// forward's and `nonfinite`; its updates are the parameters', the optimizer state's and running statistics'.
 /// User errors (no loss, a missing gradient rule, a bad optimizer setting) go to `diags`.
 std::unique_ptr<Graph> build_train_step(const Graph& training_graph, const OptimizerConfig& optimizer,
                                         Diagnostics& diags);

@@ -34,4 +34,10 @@ grep -q "input 'x' must be f32\[8,1,28,28\], the file holds i64\[8\]" "$tmp/bad.
 "$stag" step "$model" --batch 8 --weights "$tmp/mlp.safetensors" --input "x=$tmp/in/x.npy" --input "y=$tmp/in/y.npy" -o "$tmp/x.safetensors" 2> "$tmp/bad.err" \
   && fail "another model's weights were accepted"
 grep -q "parameter 'fc1.bias' is f32\[512\] in the file, the model needs f32\[120\]" "$tmp/bad.err" || { cat "$tmp/bad.err"; fail "unclear error for wrong weights"; }
+# A diverging step is not applied, and says so; the parameters written stay finite.
+"$stag" step "$model" --batch 8 --steps 6 --lr 1e30 --optimizer sgd --seed 4 --input "x=$tmp/in/x.npy" --input "y=$tmp/in/y.npy" \
+  -o "$tmp/d.safetensors" > "$tmp/diverge.out" || fail "stag step at lr 1e30 failed"
+grep -q "^step [0-9] was not applied: the loss or a gradient is not finite" "$tmp/diverge.out" || { cat "$tmp/diverge.out"; fail "no step was reported not applied"; }
+n=$(od -An -t u8 -N 8 "$tmp/d.safetensors" | tr -d ' ')
+tail -c +$((9 + n)) "$tmp/d.safetensors" | od -An -v -t f4 | grep -qiE 'nan|inf' && fail "stag step wrote a NaN or an infinity"
 echo "grad_step: loss $grad_loss = $run_loss; 20 steps: $first -> $last; 1 passed, 0 failed"
