@@ -10,12 +10,13 @@ namespace {
 
 using NodeSet = std::unordered_set<const Node*>;
 
-// The nodes the graph's outputs need, but its gradients (`grad.NAME`, which autodiff adds).
+// The nodes the graph's outputs need, but its gradients (`grad.NAME`, which autodiff adds) and
+// a train step's `nonfinite` flags (read from every gradient).
 NodeSet forward_nodes(const Graph& g) {
   NodeSet seen;
   std::vector<const Node*> stack;
   for (const auto& o : g.outputs)
-    if (o.name.rfind("grad.", 0) != 0) stack.push_back(o.value->def);
+    if (o.name.rfind("grad.", 0) != 0 && o.name != "nonfinite") stack.push_back(o.value->def);
   while (!stack.empty()) {
     const Node* n = stack.back();
     stack.pop_back();

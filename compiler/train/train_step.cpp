@@ -33,12 +33,18 @@ Value* nonfinite_flag(Builder& b, Value* v) {
 // kNonfiniteAttr names them, so that the runtime can say what failed.
 void guard_updates(Graph& g, Value* loss, const std::vector<std::pair<Value*, Value*>>& grads) {
   Builder b(g);
-  std::vector<Value*> flags = {nonfinite_flag(b, loss)};
+  // Each flag where its value is made (the gradient's layer), so pictures and profiles show it there.
+  auto flag_of = [&b](Value* v) {
+    b.set_loc(v->def ? v->def->loc : Loc{});
+    return nonfinite_flag(b, v);
+  };
+  std::vector<Value*> flags = {flag_of(loss)};
   std::string names = "loss";
   for (const auto& [param, grad] : grads) {
-    flags.push_back(nonfinite_flag(b, grad));
+    flags.push_back(flag_of(grad));
     names += ",grad." + param->name;
   }
+  b.set_loc({});
   Value* all = b.concat(flags, {{"axis", int64_t{0}}});
   Value* ok = b.eq({b.max({all}), b.scalar(0)});
   for (auto& u : g.updates) u.value = b.select({ok, u.value, u.target});
