@@ -7,7 +7,8 @@
 # tests/fuzz/TARGET/ so the ordinary test suite replays it once fixed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-targets=(stag ir checkpoint npy idx csv text)
+# The targets tools/fuzz/CMakeLists.txt declares.
+read -ra targets <<< "$(sed -n 's/^set(STAG_FUZZ_TARGETS \(.*\))$/\1/p' tools/fuzz/CMakeLists.txt)"
 target=${1:?usage: tools/fuzz.sh TARGET|all [SECONDS]} seconds=${2:-60}
 if [ "$target" = all ]; then
   for t in "${targets[@]}"; do "$0" "$t" "$seconds"; done

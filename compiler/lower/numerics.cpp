@@ -98,6 +98,7 @@ void check_stored(LowerContext& cx) {
   what += ")";
   std::string origin = k.origin;
   bool meant_infinity = reads_infinity(cx, k);
+  // Collected first: each check appends a kernel, which may move `k`.
   std::vector<std::pair<int, int64_t>> checks;
   for (int b : stored) checks.push_back({b, view_start(k, b)});
   for (const auto& [b, first] : checks) {
