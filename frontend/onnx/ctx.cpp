@@ -1,0 +1,123 @@
+// The converters' context: reading a node's inputs and attributes, building folded nodes.
+#include "frontend/onnx/ctx.h"
+
+#include <fmt/format.h>
+
+namespace stag::onnx_import {
+
+void fail(const std::string& message) { throw ConvertError(message); }
+
+int64_t norm_axis(int64_t a, size_t rank) {
+  auto r = static_cast<int64_t>(rank);
+  if (a < -r || a >= r) fail(fmt::format("axis {} is out of range for rank {}", a, rank));
+  return a < 0 ? a + r : a;
+}
+
+Value* Ctx::in(size_t i) const {
+  if (!has(i)) fail(fmt::format("input {} is required", i));
+  const std::string& name = node->input(static_cast<int>(i));
+  auto it = values.find(name);
+  if (it == values.end()) fail(fmt::format("input '{}' is not defined before this node", name));
+  return it->second;
+}
+
+const onnx::AttributeProto* Ctx::attr(std::string_view name) const {
+  for (const auto& a : node->attribute())
+    if (a.name() == name) return &a;
+  return nullptr;
+}
+
+int64_t Ctx::ai(std::string_view name, int64_t def) const {
+  const auto* a = attr(name);
+  return a ? a->i() : def;
+}
+
+double Ctx::af(std::string_view name, double def) const {
+  const auto* a = attr(name);
+  return a ? static_cast<double>(a->f()) : def;
+}
+
+std::string Ctx::as(std::string_view name, const std::string& def) const {
+  const auto* a = attr(name);
+  return a ? a->s() : def;
+}
+
+Ints Ctx::aints(std::string_view name, const Ints& def) const {
+  const auto* a = attr(name);
+  return a ? Ints(a->ints().begin(), a->ints().end()) : def;
+}
+
+Floats Ctx::afloats(std::string_view name) const {
+  const auto* a = attr(name);
+  Floats out;
+  if (a)
+    for (float f : a->floats()) out.push_back(f);
+  return out;
+}
+
+std::vector<Value*> Ctx::ops(Op op, const std::vector<Value*>& operands, const NamedAttrs& attrs) {
+  Builder::Result r = b.try_create(op, operands, attrs);
+  if (!r.error.empty()) fail(r.error);
+  fold(r.values[0]->def);
+  return r.values;
+}
+
+Value* Ctx::op(Op op, const std::vector<Value*>& operands, const NamedAttrs& attrs) {
+  auto r = ops(op, operands, attrs);
+  if (r.size() != 1) fail(fmt::format("{} gives {} results", op_info(op).name, r.size()));
+  return r[0];
+}
+
+Value* Ctx::constant(const Type& type, std::vector<double> data) {
+  auto n = checked_numel(type.dims);
+  if (!n || static_cast<size_t>(*n) != data.size()) fail(fmt::format("a constant {} needs {} values", to_string(type), data.size()));
+  Builder::Result r = b.try_create(Op::constant, {}, {{"value", data}}, {type});
+  if (!r.error.empty()) fail(r.error);
+  known[r.values[0]] = RefTensor(type, std::move(data));
+  return r.values[0];
+}
+
+Value* Ctx::reshape(Value* x, const Dims& dims) {
+  return x->type.dims == dims ? x : op(Op::reshape, {x}, {{"shape", Ints(dims)}});
+}
+
+// Nodes whose operands are all known are evaluated now, so that shape arithmetic
+// (Shape -> Gather -> Concat -> Reshape) gives the compile-time values later nodes need.
+void Ctx::fold(Node* n) {
+  const OpInfo& info = n->info();
+  if (info.has(Source) || info.has(Stochastic) || info.has(HasBody)) return;
+  std::vector<const RefTensor*> operands;
+  for (Value* v : n->operands) {
+    auto it = known.find(v);
+    if (it == known.end()) return;
+    operands.push_back(&it->second);
+  }
+  for (const auto& r : n->results)
+    if (checked_numel(r->type.dims).value_or(INT64_MAX) > (int64_t{1} << 20)) return;
+  try {
+    auto results = evaluate(*n, operands);
+    for (size_t i = 0; i < results.size(); ++i) known[n->result(i)] = std::move(results[i]);
+  } catch (const std::exception&) {
+    // Data the op rejects (an index out of range) is left for the run to report.
+  }
+}
+
+const RefTensor& Ctx::need_known(const Value* v, std::string_view what) {
+  auto it = known.find(v);
+  if (it != known.end()) return it->second;
+  if (v->def && v->def->op == Op::input) wanted_constants.push_back(v->name);
+  fail(fmt::format("{} must be known at compile time (stag's shapes are static), but '%{}' is computed at run time", what, v->name));
+}
+
+Ints Ctx::known_ints(const Value* v, std::string_view what) {
+  const RefTensor& t = need_known(v, what);
+  Ints out;
+  for (double d : t.data) out.push_back(static_cast<int64_t>(d));
+  return out;
+}
+
+Ints Ctx::ints_input(size_t i, std::string_view what, const Ints& def) {
+  return has(i) ? known_ints(in(i), what) : def;
+}
+
+}  // namespace stag::onnx_import

@@ -1,0 +1,245 @@
+// The importer on models built here with the protobuf classes: every kind of bad input ends in
+// one clear diagnostic, and a small valid model imports with its initializers as parameters.
+#include <catch2/catch.hpp>
+#include <fmt/format.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "frontend/onnx/onnx.h"
+#include "frontend/onnx/proto.h"
+#include "ir/reference.h"
+
+using namespace stag;
+
+namespace {
+
+void add_value(onnx::ValueInfoProto* v, const std::string& name, const std::vector<int64_t>& dims,
+               int32_t elem = onnx::TensorProto::FLOAT) {
+  v->set_name(name);
+  auto* t = v->mutable_type()->mutable_tensor_type();
+  t->set_elem_type(elem);
+  for (int64_t d : dims) t->mutable_shape()->add_dim()->set_dim_value(d);
+}
+
+onnx::NodeProto* add_node(onnx::GraphProto* g, const std::string& op, const std::vector<std::string>& in,
+                          const std::vector<std::string>& out, const std::string& name = "") {
+  auto* n = g->add_node();
+  n->set_op_type(op);
+  n->set_name(name);
+  for (const auto& s : in) n->add_input(s);
+  for (const auto& s : out) n->add_output(s);
+  return n;
+}
+
+onnx::ModelProto base_model() {
+  onnx::ModelProto m;
+  m.set_ir_version(8);
+  auto* o = m.add_opset_import();
+  o->set_domain("");
+  o->set_version(13);
+  m.mutable_graph()->set_name("g");
+  return m;
+}
+
+struct Imported {
+  std::unique_ptr<Graph> graph;
+  std::string errors;
+};
+
+Imported import_model(const onnx::ModelProto& m, const onnx_import::Options& options = {}, const std::string& path = "t.onnx") {
+  Diagnostics diags;
+  auto g = onnx_import::import(path, m.SerializeAsString(), options, diags);
+  return {std::move(g), diags.render()};
+}
+
+Imported import_bytes(const std::string& bytes) {
+  Diagnostics diags;
+  auto g = onnx_import::import("t.onnx", bytes, {}, diags);
+  return {std::move(g), diags.render()};
+}
+
+// x [2, 3] -> Relu -> y
+onnx::ModelProto relu_model() {
+  auto m = base_model();
+  auto* g = m.mutable_graph();
+  add_value(g->add_input(), "x", {2, 3});
+  add_node(g, "Relu", {"x"}, {"y"}, "relu");
+  add_value(g->add_output(), "y", {2, 3});
+  return m;
+}
+
+void set_floats(onnx::TensorProto* t, const std::string& name, const std::vector<int64_t>& dims, const std::vector<float>& v) {
+  t->set_name(name);
+  t->set_data_type(onnx::TensorProto::FLOAT);
+  for (int64_t d : dims) t->add_dims(d);
+  for (float f : v) t->add_float_data(f);
+}
+
+}  // namespace
+
+TEST_CASE("garbage and truncated protobuf are clear errors") {
+  auto garbage = import_bytes(std::string("\xff\xff\xff\xff not a model", 17));
+  CHECK(!garbage.graph);
+  CHECK_THAT(garbage.errors, Catch::Contains("t.onnx: error: not an ONNX model"));
+  std::string bytes = relu_model().SerializeAsString();
+  for (size_t cut : {bytes.size() / 2, bytes.size() - 1}) {
+    auto r = import_bytes(bytes.substr(0, cut));
+    INFO(r.errors);
+    CHECK(!r.graph);
+    CHECK_THAT(r.errors, Catch::Contains("t.onnx: error:"));
+  }
+  CHECK_THAT(import_bytes("").errors, Catch::Contains("error"));
+}
+
+TEST_CASE("a valid model imports, runs and keeps the ONNX names") {
+  auto m = base_model();
+  auto* g = m.mutable_graph();
+  add_value(g->add_input(), "x", {1, 2});
+  set_floats(g->add_initializer(), "fc.weight", {3, 2}, {1, 2, 3, 4, 5, 6});
+  set_floats(g->add_initializer(), "fc.bias", {3}, {-100, 0, 1});
+  auto* gemm = add_node(g, "Gemm", {"x", "fc.weight", "fc.bias"}, {"h"}, "fc");
+  auto* a = gemm->add_attribute();
+  a->set_name("transB");
+  a->set_type(onnx::AttributeProto::INT);
+  a->set_i(1);
+  add_node(g, "Relu", {"h"}, {"y"});
+  add_value(g->add_output(), "y", {1, 3});
+  auto r = import_model(m);
+  INFO(r.errors);
+  REQUIRE(r.graph);
+  REQUIRE(r.graph->find("fc.weight"));
+  CHECK(r.graph->find("fc.weight")->def->op == Op::parameter);
+  auto feeds = onnx_import::initializers("t.onnx");
+  feeds["x"] = RefTensor({DType::f32, {1, 2}}, {1, -1});
+  auto out = interpret(*r.graph, feeds).outputs.at("y");
+  CHECK(out.data == std::vector<double>{0, 0, 0});  // x.W^T + b = [-1-100, -1+0, -1+1]
+  feeds["x"] = RefTensor({DType::f32, {1, 2}}, {2, 1});
+  CHECK(interpret(*r.graph, feeds).outputs.at("y").data == std::vector<double>{0, 10, 17});
+}
+
+TEST_CASE("every unsupported op is listed in one error with its nodes and the opset") {
+  auto m = relu_model();
+  auto* g = m.mutable_graph();
+  add_node(g, "FancyOp", {"x"}, {"a"}, "fancy1");
+  add_node(g, "FancyOp", {"x"}, {"b"}, "fancy2");
+  auto* ms = add_node(g, "Attention", {"x"}, {"c"}, "attn");
+  ms->set_domain("com.microsoft");
+  auto* o = m.add_opset_import();
+  o->set_domain("com.microsoft");
+  o->set_version(1);
+  auto r = import_model(m);
+  CHECK(!r.graph);
+  // The checker knows neither op; either way one error names them.
+  CHECK_THAT(r.errors, Catch::Contains("t.onnx: error:"));
+  CHECK_THAT(r.errors, Catch::Contains("FancyOp"));
+}
+
+TEST_CASE("unsupported ops the checker accepts are listed together") {
+  auto m = relu_model();
+  auto* g = m.mutable_graph();
+  add_node(g, "Erf", {"x"}, {"a"}, "erf1");
+  add_node(g, "Erf", {"x"}, {"b"}, "erf2");
+  add_node(g, "Floor", {"x"}, {"c"}, "floor");
+  auto r = import_model(m);
+  CHECK(!r.graph);
+  CHECK_THAT(r.errors, Catch::Contains("unsupported ONNX ops (opset 13): Erf (nodes 'erf1', 'erf2'); Floor (node 'floor')"));
+  CHECK(std::count(r.errors.begin(), r.errors.end(), '\n') == 1);
+}
+
+TEST_CASE("a cycle is an error, not a hang") {
+  auto m = base_model();
+  auto* g = m.mutable_graph();
+  add_value(g->add_input(), "x", {2});
+  add_node(g, "Add", {"x", "b"}, {"a"}, "first");
+  add_node(g, "Relu", {"a"}, {"b"}, "second");
+  add_value(g->add_output(), "b", {2});
+  auto r = import_model(m);
+  CHECK(!r.graph);
+  CHECK_THAT(r.errors, Catch::Contains("error"));
+}
+
+TEST_CASE("dimensions that overflow or are empty are errors") {
+  auto m = relu_model();
+  auto* dims = m.mutable_graph()->mutable_input(0)->mutable_type()->mutable_tensor_type()->mutable_shape();
+  dims->mutable_dim(0)->set_dim_value(int64_t{1} << 40);
+  dims->mutable_dim(1)->set_dim_value(int64_t{1} << 40);
+  auto r = import_model(m);
+  CHECK(!r.graph);
+  CHECK_THAT(r.errors, Catch::Contains("input 'x'"));
+  dims->mutable_dim(0)->set_dim_value(0);
+  CHECK_THAT(import_model(m).errors, Catch::Contains("size 0"));
+}
+
+TEST_CASE("symbolic dimensions are bound by --dim or --batch") {
+  auto m = relu_model();
+  auto* d = m.mutable_graph()->mutable_input(0)->mutable_type()->mutable_tensor_type()->mutable_shape()->mutable_dim(0);
+  d->set_dim_param("N");
+  m.mutable_graph()->mutable_output(0)->mutable_type()->mutable_tensor_type()->mutable_shape()->mutable_dim(0)->set_dim_param("N");
+  CHECK_THAT(import_model(m).errors, Catch::Contains("--dim N=N"));
+  onnx_import::Options o;
+  o.dims["N"] = 5;
+  auto r = import_model(m, o);
+  REQUIRE(r.graph);
+  CHECK(r.graph->find("x")->type.dims == Dims{5, 3});
+  onnx_import::Options b;
+  b.batch = 7;
+  CHECK(import_model(m, b).graph->find("x")->type.dims == Dims{7, 3});
+}
+
+TEST_CASE("external data never leaves the model's directory") {
+  namespace fs = std::filesystem;
+  fs::path dir = fs::temp_directory_path() / fmt::format("stag_onnx_ext_{}", ::getpid());
+  fs::create_directories(dir / "model");
+  std::ofstream(dir / "secret.bin", std::ios::binary) << std::string(24, '\x01');
+  std::ofstream(dir / "model" / "w.bin", std::ios::binary) << std::string(24, '\0');
+  for (const auto& [location, want] : std::vector<std::pair<std::string, std::string>>{
+           {"../secret.bin", "leaves the model's directory"}, {(dir / "secret.bin").string(), "must be a relative path"},
+           {"w.bin", ""}}) {
+    auto m = relu_model();
+    auto* t = m.mutable_graph()->add_initializer();
+    t->set_name("w");
+    t->set_data_type(onnx::TensorProto::FLOAT);
+    t->add_dims(2), t->add_dims(3);
+    t->set_data_location(onnx::TensorProto::EXTERNAL);
+    auto* kv = t->add_external_data();
+    kv->set_key("location");
+    kv->set_value(location);
+    add_node(m.mutable_graph(), "Add", {"y", "w"}, {"z"});
+    add_value(m.mutable_graph()->add_output(), "z", {2, 3});
+    Diagnostics diags;
+    auto g = onnx_import::import((dir / "model" / "m.onnx").string(), m.SerializeAsString(), {}, diags);
+    INFO(location << ": " << diags.render());
+    if (want.empty()) {
+      CHECK(g);
+    } else {
+      CHECK(!g);
+      CHECK_THAT(diags.render(), Catch::Contains(want));
+    }
+  }
+  fs::remove_all(dir);
+}
+
+TEST_CASE("a shape computed at run time, an unsupported element type, a wrong declared output") {
+  auto m = base_model();
+  auto* g = m.mutable_graph();
+  add_value(g->add_input(), "x", {2, 3});
+  add_value(g->add_input(), "shape", {2}, onnx::TensorProto::INT64);
+  add_node(g, "Reshape", {"x", "shape"}, {"y"}, "reshape");
+  add_value(g->add_output(), "y", {3, 2});
+  std::vector<std::string> wanted;
+  onnx_import::Options o;
+  o.wanted_constants = &wanted;
+  auto r = import_model(m, o);
+  CHECK_THAT(r.errors, Catch::Contains("node 'reshape' (Reshape, opset 13): the shape must be known at compile time"));
+  CHECK(wanted == std::vector<std::string>{"shape"});
+  o.constant_inputs["shape"] = RefTensor({DType::i64, {2}}, {3, 2});
+  CHECK(import_model(m, o).graph);
+  o.constant_inputs["shape"] = RefTensor({DType::i64, {2}}, {1, 6});
+  CHECK_THAT(import_model(m, o).errors, Catch::Contains("output 'y' is declared [3,2] but computes f32[1,6]"));
+
+  auto u = relu_model();
+  u.mutable_graph()->mutable_input(0)->mutable_type()->mutable_tensor_type()->set_elem_type(onnx::TensorProto::UINT8);
+  u.mutable_graph()->mutable_output(0)->mutable_type()->mutable_tensor_type()->set_elem_type(onnx::TensorProto::UINT8);
+  CHECK_THAT(import_model(u).errors, Catch::Contains("element type UINT8 is not supported"));
+}
