@@ -85,6 +85,15 @@ def safetensors(tensors):
     return struct.pack("<Q", len(h)) + h + blob
 
 
+def distinct_affine(*norms):
+    """Norm layers left at weight 1, bias 0 export as ONE shared initializer (the exporter merges equal
+    constants), whose gradient is then the sum of theirs: give each its own values, as after training."""
+    with torch.no_grad():
+        for norm in norms:
+            norm.weight.uniform_(0.5, 1.5)
+            norm.bias.uniform_(-0.5, 0.5)
+
+
 def export(name, model, x, out, opset=13):
     model.eval()
     y = torch.arange(x.shape[0]) * 3 % 10
@@ -110,8 +119,11 @@ def main():
     for bn in (block.bn1, block.bn2):  # running statistics that are not the defaults
         bn.running_mean.uniform_(-0.5, 0.5)
         bn.running_var.uniform_(0.5, 2)
+    distinct_affine(block.bn1, block.bn2)
     export("resblock", block, torch.randn(2, 1, 12, 12), out)
-    export("gpt_block", GPTBlock(), torch.randn(2, 8, 16), out, opset=17)
+    gpt = GPTBlock()
+    distinct_affine(gpt.ln1, gpt.ln2)
+    export("gpt_block", gpt, torch.randn(2, 8, 16), out, opset=17)
 
 
 if __name__ == "__main__":
