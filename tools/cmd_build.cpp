@@ -46,8 +46,7 @@ kir::Program trainer_program(const TrainProgramArgs& args, std::string& name) {
     if (gan->kind == fe::GanLookup::Member) refuse_member(args.model, gan->spec);
     GanGraphs g = gan_graphs(args, gan->spec);
     name = gan->spec.name;
-    return compile_program({{"forward", g.sample.get()}, {"d_step", g.d_step.get()}, {"g_step", g.g_step.get()}},
-                           args.model.passes, std::cerr);
+    return compile_program(gan_functions(g, gan->spec, false), args.model.passes, std::cerr);
   }
   auto [eval, step] = args.load();
   name = eval->name;

@@ -136,6 +136,7 @@ struct TrainArgs {
   ProfileArgs profile;
   ScoreArgs score;  ///< GANs only
   double dist_timeout = 300;  ///< under mpirun: how long a process waits for the others
+  bool separate_steps = false;  ///< GANs only: d_step and g_step even when one pair_step would do
 };
 
 // The data set a run will read: --data, else the model's train section, else the default. Only a
@@ -174,11 +175,10 @@ int run_profiled(const ProfileArgs& profile, rt::Model& model, std::vector<std::
 int run_gan_train(const TrainArgs& args, const CLI::App& cmd, const fe::GanSpec& spec) {
   using Clock = std::chrono::steady_clock;
   auto t0 = Clock::now();
-  CompiledModel c = compile_gan(args.program, spec, args.profile.enabled());
+  CompiledModel c = compile_gan(args.program, spec, args.profile.enabled(), args.separate_steps);
   fmt::print("compiled gan {} (sampling, discriminator and generator steps, {} kernels{}) in {:.0f} ms\n", spec.name,
-             c.program.functions[1].kernels.size() + c.program.functions[2].kernels.size() +
-                 c.program.functions[3].kernels.size(),
-             cache_note(c.code->times()), std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+             gan_step_kernels(c.program), cache_note(c.code->times()),
+             std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
   rt::TrainSettings settings = rt::settings_from_manifest(c.model->manifest());
   rt::merge_given(cmd, args.given, settings);
   record_start(args.program.model.file, settings);
@@ -193,7 +193,7 @@ int run_gan_train(const TrainArgs& args, const CLI::App& cmd, const fe::GanSpec&
       rec.push_back({"frechet_distance", sc.frechet_distance});
       summary += fmt::format("  classifier_score {:.3f}  frechet_distance {:.3f}", sc.classifier_score, sc.frechet_distance);
     };
-    return run_profiled(args.profile, *c.model, {"d_step", "g_step", "forward"}, [&] { rt::train_gan(*c.model, settings, gan, scores); });
+    return run_profiled(args.profile, *c.model, {"pair_step", "d_step", "g_step", "forward"}, [&] { rt::train_gan(*c.model, settings, gan, scores); });
   } catch (const rt::Error& e) {
     throw Failure{kExitBadInput, e.what()};
   }
@@ -359,6 +359,8 @@ Command add_train_command(CLI::App& app) {
   args->score.add_to(*cmd);
   cmd->add_option("--dist-timeout", args->dist_timeout,
                   "Under mpirun: seconds a process waits for the others before ending the job")->check(CLI::PositiveNumber);
+  cmd->add_flag("--separate-steps", args->separate_steps,
+                "GANs: compile the discriminator's and the generator's steps apart, not as one pair step (same results)");
   return {cmd, [args, cmd] { return run_train(*args, *cmd); }};
 }
 
