@@ -154,11 +154,12 @@ kir::Program compile_program(const std::vector<std::pair<std::string, const Grap
   if (lo.fuse) {
     low.counts["values computed inside their consumers"] = ls.inlined;
     low.counts["ops fused into matmul/conv epilogues"] = ls.epilogue_ops;
+    low.counts["reductions sharing another's pass"] = ls.sibling_reductions;
     ++i;
   }
   low.counts["workspace bytes"] = program.workspace_bytes;
   stats.push_back(std::move(low));
-  if (lo.fuse && wants_print("fuse", true) && (!o.print_changed || ls.inlined + ls.epilogue_ops > 0))
+  if (lo.fuse && wants_print("fuse", true) && (!o.print_changed || ls.inlined + ls.epilogue_ops + ls.sibling_reductions > 0))
     dump_kernels("After", "fuse", program);
 
   for (; i < names.size(); ++i) {
