@@ -497,6 +497,7 @@ class Codegen {
       case Bin::xor_: return b_.CreateXor(a, b);
       case Bin::shl: return b_.CreateShl(a, b);
       case Bin::lshr: return b_.CreateLShr(a, b);
+      case Bin::bf16_pair: return b_.CreateOr(bf16_bits(b_, b), b_.CreateLShr(bf16_bits(b_, a), 16));
     }
     throw std::logic_error("bad binary op");
   }

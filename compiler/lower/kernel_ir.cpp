@@ -19,7 +19,7 @@ std::string_view name(Un op) {
 
 std::string_view name(Bin op) {
   static constexpr std::string_view n[] = {"+",   "-",   "*",  "/",  "%",  "min", "max", "pow", "<",   "<=",
-                                           ">",   ">=",  "==", "!=", "&&", "||",  "^",   "<<",  ">>"};
+                                           ">",   ">=",  "==", "!=", "&&", "||",  "^",   "<<",  ">>",  "bf16_pair"};
   return n[static_cast<int>(op)];
 }
 
@@ -64,7 +64,7 @@ E bin(Bin op, E a, E b) {
     if (op == Bin::rem && is_int_const(b, 1)) return int_(0);
   }
   bool compare = op >= Bin::lt && op <= Bin::ne;
-  DType t = compare ? DType::b8 : a->type;
+  DType t = compare ? DType::b8 : op == Bin::bf16_pair ? DType::i32 : a->type;
   return make({.kind = EK::Binary, .type = t, .op = static_cast<uint8_t>(op), .args = {std::move(a), std::move(b)}});
 }
 
@@ -158,7 +158,7 @@ struct Printer {
       case EK::Unary: return fmt::format("{}({})", name(static_cast<Un>(e->op)), expr(e->args[0]));
       case EK::Binary: {
         auto op = static_cast<Bin>(e->op);
-        if (op == Bin::min || op == Bin::max || op == Bin::pow)
+        if (op == Bin::min || op == Bin::max || op == Bin::pow || op == Bin::bf16_pair)
           return fmt::format("{}({}, {})", name(op), expr(e->args[0]), expr(e->args[1]));
         std::string_view sym = name(op);
         if (e->args[0]->type != DType::b8 && (op == Bin::and_ || op == Bin::or_)) sym = sym.substr(0, 1);  // bitwise
@@ -218,7 +218,7 @@ std::string print(const Program& p, const Kernel& k) {
   if (k.gemm) {
     const Gemm& g = *k.gemm;
     out += fmt::format("      gemm{} %{}[{}x{}] = %{}{} x %{}{}{} (K {}, {} batch{}), {}\n",
-                       g.precision == Gemm::Precision::bf16 ? " bf16" : "", p.buffers[g.c].name, g.M, g.N,
+                       g.precision == Gemm::Precision::bf16 ? (g.pairs ? " bf16 pairs" : " bf16") : "", p.buffers[g.c].name, g.M, g.N,
                        p.buffers[g.a].name, g.ta ? "^T" : "", p.buffers[g.b].name, g.tb ? "^T" : "",
                        g.b_read == Gemm::BRead::lines ? lines_text(g.b_lines) : "", g.K, g.batches(),
                        g.batches() == 1 ? "" : "es", g.split == Gemm::Split::columns      ? fmt::format("columns p*{}", g.block)
