@@ -1,4 +1,6 @@
-// Hoisting out of scans: a carry that only accumulates, c' = c + G, becomes a per-step output G
+// Hoisting out of scans: a product of a per-step input and an invariant weight is computed for
+// every step before the loop, as one product, and read per step (a backward body's recomputed
+// h_t W); a carry that only accumulates, c' = c + G, becomes a per-step output G
 // summed once after the loop; a G that is a product A_t^T B_t is summed as one product of the
 // stacked operands, sum_t A_t^T B_t = [A_0; A_1; ...]^T [B_0; B_1; ...] (a weight's gradient
 // in a recurrent layer's backward: one [T*B, in]^T x [T*B, out] product instead of T small ones).
@@ -168,6 +170,49 @@ bool hoist(Graph& g, Node& n, PassCounters& c) {
   return true;
 }
 
+// A body product x_t W of a per-step input (rank 2) and an invariant matrix, or nullptr.
+Node* step_product(const Scan& L) {
+  for (auto& m : L.body.nodes) {
+    if (m->op != Op::matmul || m->b("transpose_a")) continue;
+    auto p = std::find(L.params.begin(), L.params.end(), m->operands[0]);
+    auto k = p - L.params.begin();
+    if (p == L.params.end() || k < L.s.carries || k >= L.s.carries + L.s.xs) continue;
+    if (m->operands[0]->type.rank() == 2 && m->operands[1]->type.rank() == 2 && invariant(L, m->operands[1])) return m.get();
+  }
+  return nullptr;
+}
+
+// Every step's x_t W before the loop as one product of the stacked x, read as a new per-step input.
+bool hoist_product(Graph& g, Node& n, PassCounters& c) {
+  Scan L{n, *n.body, ScanShape(n), n.body->inputs(), {}};
+  Node* m = L.s.axis == 0 ? step_product(L) : nullptr;
+  if (!m) return false;
+  size_t x = static_cast<size_t>(std::find(L.params.begin(), L.params.end(), m->operands[0]) - L.params.begin());
+  size_t w = static_cast<size_t>(std::find(L.params.begin(), L.params.end(), m->operands[1]) - L.params.begin());
+  size_t at = static_cast<size_t>(L.s.carries + L.s.xs);  // the new per-step input's place
+  NamedAttrs mattrs;
+  for (size_t i = 0; i < m->attrs.size(); ++i) mattrs.emplace_back(m->info().attrs[i].name, m->attrs[i]);
+  // The new body input, placed among the inputs before the invariants.
+  Node* in = L.body.append(Op::input, {}, {}, {m->result()->type}, {L.body.fresh_name()}, m->loc);
+  auto first_invariant = at < L.params.size() ? L.params[at]->def : nullptr;
+  auto it = std::find_if(L.body.nodes.begin(), L.body.nodes.end(), [&](const auto& q) { return q.get() == first_invariant; });
+  if (first_invariant) std::rotate(it, L.body.nodes.end() - 1, L.body.nodes.end());
+  L.body.replace_uses(m->result(), in->result());
+  L.body.erase_nodes([&](const Node& q) { return &q == m; });
+  size_t from = g.nodes.size();
+  Builder b(g);
+  b.set_loc(n.loc);
+  std::vector<Value*> operands(n.operands);
+  operands.insert(operands.begin() + static_cast<long>(at), b.matmul({n.operands[x], n.operands[w]}, mattrs));
+  NamedAttrs attrs{{"num_carries", L.s.carries}, {"num_xs", L.s.xs + 1}, {"length", L.s.length}, {"reverse", L.s.reverse}};
+  auto results = b.create(Op::scan, operands, attrs, {}, {}, n.body);
+  place_after(g, &n, from);
+  for (size_t i = 0; i < results.size(); ++i) g.replace_uses(n.result(i), results[i]);
+  g.erase_nodes([&](const Node& q) { return &q == &n; });
+  c.add("per-step products hoisted before scans");
+  return true;
+}
+
 }  // namespace
 
 bool hoist_scan(Graph& g, PassCounters& c) {
@@ -176,6 +221,15 @@ bool hoist_scan(Graph& g, PassCounters& c) {
   for (auto& n : g.nodes)
     if (n->op == Op::scan) scans.push_back(n.get());
   for (Node* n : scans) changed |= hoist(g, *n, c);
+  // Products one at a time: each rebuilds its scan node.
+  for (bool again = true; again;) {
+    again = false;
+    for (auto& n : g.nodes)
+      if (n->op == Op::scan && hoist_product(g, *n, c)) {
+        again = changed = true;
+        break;
+      }
+  }
   return changed;
 }
 
