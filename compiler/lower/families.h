@@ -61,6 +61,12 @@ void slice(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out)
 void pad(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out);
 void split(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out);
 
+// scan.cpp: the body's kernels once, in a loop
+void scan(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out);
+
+// lower.cpp: the kernels of a graph's nodes, in order (a function's, or a scan body's)
+void lower_nodes(LowerContext& cx, const Graph& graph);
+
 // loss.cpp
 void regression_loss(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out);
 void classification_loss(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out);

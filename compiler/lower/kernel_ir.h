@@ -189,14 +189,28 @@ struct Buffer {
   int64_t offset = 0;
   bool trainable = false;    ///< Param
   std::vector<double> data;  ///< Const
+  /// A view (a Temp that takes no workspace): buffer `alias` from element
+  /// `alias_first + t * alias_step` on, where t is the step of the loop around the kernel
+  /// (a scan's slice of a stacked per-step input or output; t is 0 outside loops).
+  int alias = -1;
+  int64_t alias_first = 0, alias_step = 0;
   int64_t numel() const { return *checked_numel(type.dims); }
   int64_t bytes() const { return numel() * dtype_size(type.dtype); }
+};
+
+/// Kernels [first, last) of a function run `trips` times (a scan's body, compiled once); the
+/// step t counts 0, 1, ... or, `reverse`, down from trips - 1. Loops do not nest.
+struct Loop {
+  int first = 0, last = 0;
+  int64_t trips = 1;
+  bool reverse = false;
 };
 
 /// A compiled function: kernels run in order.
 struct Function {
   std::string name;
   std::vector<Kernel> kernels;
+  std::vector<Loop> loops;  ///< in order, disjoint
 };
 
 struct Program {
@@ -222,7 +236,11 @@ struct Access {
 };
 Access accesses(const Kernel& k);
 
-/// The kernels (by position in the function) from the first to the last that touch a temp.
+/// The buffer whose memory `id` is: itself, or the root of its views.
+int storage_of(const Program& p, int id);
+
+/// The kernels (by position in the function) from the first to the last that touch a temp
+/// (through its views too); a temp touched inside a loop is live for the whole loop.
 struct Interval {
   int buffer, first, last;
 };
