@@ -111,7 +111,7 @@ static void reduce_loops(LowerContext& cx, std::vector<Lane> lanes, ReduceLoops 
   const Node& n = *lanes[0].n;
   split_dims(r.in_dims, r.red, r.kept, r.reduced);
   KernelBuilder kb(std::string(n.info().name), cx.origin(n));
-  for (Lane& l : lanes) l.acc = kb.new_var("acc", l.dt);
+  for (size_t i = 0; i < lanes.size(); ++i) lanes[i].acc = kb.new_var(i == 0 ? "acc" : fmt::format("acc{}", i), lanes[i].dt);
   int best = n.op == Op::argmax ? kb.new_var("best", DType::i64) : -1;
   for (size_t d = 0; d < r.reduced.size(); ++d) r.rvars.push_back(kb.new_var("r" + std::to_string(d)));
   loop_nest(kb, r.kept, [&](const std::vector<E>& kidx) {
