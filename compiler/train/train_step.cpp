@@ -114,13 +114,6 @@ std::unique_ptr<Graph> build_train_step(const Graph& training_graph, const Optim
   return g;
 }
 
-void offset_dropout(Graph& g, int64_t rank) {
-  for (auto& n : g.nodes) {
-    if (n->op != Op::dropout) continue;
-    n->attrs[static_cast<size_t>(n->info().attr_index("offset"))] = rank * *checked_numel(n->operands[0]->type.dims);
-  }
-}
-
 std::pair<std::unique_ptr<Graph>, std::unique_ptr<Graph>> build_split_train_step(const Graph& training_graph,
                                                                                  const OptimizerConfig& optimizer,
                                                                                  Diagnostics& diags) {

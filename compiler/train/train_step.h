@@ -33,11 +33,6 @@ std::unique_ptr<Graph> build_train_step(const Graph& training_graph, const Optim
 /// "update" (inputs `grad.P`, `loss` and `lr`; the optimizer's updates, guarded as
 /// build_train_step's; output `nonfinite`), so that the gradients can be averaged across
 /// processes between the two. Both read the same parameters by name. {nullptr, nullptr} on error.
-/// Data parallelism: every dropout of process `rank` draws the mask elements its tensor holds in
-/// the global batch, rank * numel(x) onwards, so that N processes draw one process's masks
-/// exactly where the batch is the tensor's first dimension (elsewhere, distinct masks).
-void offset_dropout(Graph& g, int64_t rank);
-
 std::pair<std::unique_ptr<Graph>, std::unique_ptr<Graph>> build_split_train_step(const Graph& training_graph,
                                                                                  const OptimizerConfig& optimizer,
                                                                                  Diagnostics& diags);

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Data-parallel training over MPI on loopback: 2 processes at global batch 64 repeat the
-# single-process batch-64 losses (dropout included); the replicas stay equal and a mismatch is
-# caught; a killed or a stopped process ends the job with an error in bounded time; a 2-process
-# run resumes exactly, and its checkpoint resumes a single-process run.
+# single-process batch-64 losses of LeNet-5 (no dropout), also with gradient clipping by the
+# global norm; the replicas stay equal and a mismatch is caught; a killed or a stopped process
+# ends the job with an error in bounded time; a 2-process run resumes exactly, and its
+# checkpoint resumes a single-process run.
 # Usage: mpi_train.sh STAG MODELS_DIR   (needs mpirun and the dataset-fashion-mnist package)
 set -u
 stag=$1 models=$2
@@ -31,17 +32,20 @@ assert worst < 1e-5, worst
 assert all(r["ranks"] == 2 for r in two) and all(r["ranks"] == 1 for r in one)
 PY
 }
-# MODEL trained 50 steps at batch 64 by one process and by two (checking the replicas every 5).
+# MODEL trained 50 steps at batch 64 by one process and by two (checking the replicas every 5);
+# `parity NAME MODEL FLAGS...` adds flags.
 parity() {
-  local m=$1 run=(train "$models/$1.stag" --batch 64 --epochs 1 --validation 0.02 --no-test --seed 3 --threads 1 --no-save --max-steps 50)
+  local m=$1 run=(train "$models/$2.stag" --batch 64 --epochs 1 --validation 0.02 --no-test --seed 3 --threads 1 --no-save --max-steps 50 "${@:3}")
   "$stag" "${run[@]}" --log $m-one.jsonl --checkpoint $m-one.ckpt >$m-one.out 2>&1 || { cat $m-one.out; fail "$m: the single-process run failed"; }
   timeout 300 "${mpi[@]}" "$stag" "${run[@]}" --check-replicas 5 --log $m-two.jsonl --checkpoint $m-two.ckpt \
     >$m-two.out 2>&1 || { cat $m-two.out; fail "$m: the 2-process run failed"; }
   grep -q "batch 64, .* 2 processes of 32 examples each" $m-two.out || { cat $m-two.out; fail "$m: the 2-process run did not say how it splits the batch"; }
-  [ "$(grep -c "^training $m" $m-two.out)" -eq 1 ] || fail "$m: more than rank 0 printed"
+  [ "$(grep -c "^training $2" $m-two.out)" -eq 1 ] || fail "$m: more than rank 0 printed"
   compare $m-one.jsonl $m-two.jsonl || fail "$m: the 2-process losses differ from the single-process ones"
 }
-parity lenet5
+parity lenet5 lenet5
+# Clipping by the global norm: the update sees the averaged gradients (a low threshold clips every step).
+parity clipped lenet5 --grad-clip 0.05
 cp lenet5-two.jsonl two.jsonl
 cp lenet5-two.ckpt two.ckpt
 unseeded=(train "$models/lenet5.stag" --batch 64 --epochs 1 --validation 0.02 --no-test --threads 1 --no-save)
