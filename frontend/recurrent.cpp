@@ -193,6 +193,15 @@ std::vector<Value*> layer_scan(Step& s, int g, Value* xw, const LayerParams& w) 
   return r.values;
 }
 
+// The input projection of every step, x [a, b, in] -> [a, b, gates * hidden], as one 2-D product
+// over a*b rows, so that its weight gradient is one product too (not a product per step summed).
+Value* projection(Step& s, Value* x, const LayerParams& w) {
+  Dims d = x->type.dims;
+  Value* rows = s.op(Op::reshape, {x}, {{"shape", Ints{d[0] * d[1], d[2]}}});
+  Value* y = rows ? linear(s.c, rows, w.wih, w.bih, s.loc, s.ctx) : nullptr;
+  return y ? s.op(Op::reshape, {y}, {{"shape", Ints{d[0], d[1], y->type.dims[1]}}}) : nullptr;
+}
+
 // [a, b, f] <-> [b, a, f]: batch first and time major.
 Value* swap01(Step& s, Value* x) { return s.op(Op::transpose, {x}, {{"perm", Ints{1, 0, 2}}}); }
 
@@ -211,7 +220,7 @@ std::vector<Val> fwd_scanned(Ctx& c, Instance& in, Value* x, const Loc& loc) {
     // Transpose whichever of the input and its projection is smaller into time-major order.
     bool before = !time_major && x->type.dims[2] <= g * hidden;
     if (before) x = swap01(s, x);
-    Value* xw = x ? linear(c, x, w.wih, w.bih, loc, s.ctx) : nullptr;
+    Value* xw = x ? projection(s, x, w) : nullptr;
     if (xw && !time_major && !before) xw = swap01(s, xw);
     if (!xw) return {};
     auto r = layer_scan(s, g, xw, w);
