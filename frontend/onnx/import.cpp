@@ -78,19 +78,8 @@ bool Importer::parse(const std::string& bytes) {
     error("the ONNX model has no graph");
     return false;
   }
-  bool external = false;
   try {
-    // Our own confinement first: the checker would open the file to see that it exists.
-    for (const auto& t : model.graph().initializer())
-      if (t.data_location() == onnx::TensorProto::EXTERNAL) check_external_location(t, dir), external = true;
-  } catch (const ConvertError& e) {
-    error(e.what());
-    return false;
-  }
-  try {
-    // The checker looks for external data beside the file, which only the path tells it.
-    if (external) onnx::checker::check_model(path);
-    else onnx::checker::check_model(model);
+    onnx::checker::check_model(model);
   } catch (const std::exception& e) {
     error(fmt::format("the ONNX checker rejects the model: {}", e.what()));
     return false;
@@ -293,6 +282,7 @@ void Importer::add_loss(Ctx& c) {
 }
 
 std::unique_ptr<Graph> Importer::run(const std::string& bytes) {
+  dir = std::filesystem::path(path).parent_path().string();
   int64_t opset = 0;
   if (!parse(bytes) || !read_opset(opset) || !check_supported(opset)) return nullptr;
   std::vector<int> order = dependency_order();
@@ -334,7 +324,7 @@ std::string ir_name(const std::string& onnx_name) {
 }
 
 std::unique_ptr<Graph> import(const std::string& path, const std::string& bytes, const Options& options, Diagnostics& diags) {
-  Importer im{path, options, diags, std::filesystem::path(path).parent_path().string(), {}, {}, {}, {}};
+  Importer im{path, options, diags, {}, {}, {}, {}, {}};
   auto g = im.run(bytes);
   if (!g || !verify(*g, diags)) return nullptr;
   std::lock_guard lock(weights_mutex);

@@ -168,12 +168,6 @@ Vals global_pool(Ctx& c) {
   return {c.op(Max ? Op::max : Op::mean, {x}, {{"axes", spatial_axes(x)}, {"keepdims", true}})};
 }
 
-Value* per_channel(Ctx& c, Value* v, size_t rank) {
-  Dims d(rank - 1, 1);
-  d[0] = v->type.dims.at(0);
-  return c.reshape(v, d);
-}
-
 // Running statistics are state, not weights: gradient descent must not move them.
 void freeze(Value* v) {
   if (v->def->op != Op::parameter) return;
@@ -186,15 +180,8 @@ Vals batch_norm(Ctx& c) {
     if (!c.node->output(static_cast<int>(i)).empty()) fail("the training outputs (running mean and variance) are not supported");
   freeze(c.in(3));
   freeze(c.in(4));
-  // Inference normalization is an affine map per channel; as elementwise ops it fuses with its
-  // neighbours and differentiates as PyTorch's eval-mode BatchNorm does.
-  Value* x = c.in(0);
-  size_t rank = x->type.rank();
-  if (rank < 2) fail(fmt::format("input {} has no channel axis", to_string(x->type)));
-  Value* inv = c.op(Op::rsqrt, {c.op(Op::add, {c.in(4), c.scalar(c.af("epsilon", 1e-5), x)})});
-  Value* scale = per_channel(c, c.op(Op::mul, {c.in(1), inv}), rank);
-  Value* y = c.op(Op::mul, {c.op(Op::sub, {x, per_channel(c, c.in(3), rank)}), scale});
-  return {c.op(Op::add, {y, per_channel(c, c.in(2), rank)})};
+  Vals r = c.ops(Op::batch_norm, {c.in(0), c.in(1), c.in(2), c.in(3), c.in(4)}, {{"eps", c.af("epsilon", 1e-5)}, {"training", false}});
+  return {r[0]};
 }
 
 Value* broadcast_to(Ctx& c, Value* v, const Dims& dims) {
@@ -211,6 +198,11 @@ Vals layer_norm(Ctx& c) {
   return {c.op(Op::layer_norm, {x, scale, bias}, {{"normalized_dims", k}, {"eps", c.af("epsilon", 1e-5)}})};
 }
 
+Value* per_channel(Ctx& c, Value* v, size_t rank) {
+  Dims d(rank - 1, 1);
+  d[0] = v->type.dims.at(0);
+  return c.reshape(v, d);
+}
 
 Vals instance_norm(Ctx& c) {
   Value* x = c.in(0);

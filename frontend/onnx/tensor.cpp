@@ -123,11 +123,6 @@ std::string read_external(const onnx::TensorProto& t, const std::string& dir, si
 
 }  // namespace
 
-void check_external_location(const onnx::TensorProto& t, const std::string& dir) {
-  for (const auto& kv : t.external_data())
-    if (kv.key() == "location") confined_path(dir, kv.value());
-}
-
 RefTensor to_ref(const onnx::TensorProto& t, const std::string& dir) {
   std::string what = fmt::format("tensor '{}'", t.name());
   if (t.has_segment()) fail(what + " is segmented, which is not supported");

@@ -15,8 +15,6 @@ DType to_dtype(int32_t t);
 int32_t to_elem_type(DType t);
 /// A valid stag type (no empty dimension, no overflow) or a failure naming `what`.
 Type checked_type(DType dtype, const Dims& dims, std::string_view what);
-/// Fails when the tensor's external data location is absolute or leaves `dir`.
-void check_external_location(const onnx::TensorProto& t, const std::string& dir);
 /// The tensor's values; external data is read from under `dir` and never outside it.
 RefTensor to_ref(const onnx::TensorProto& t, const std::string& dir);
 
