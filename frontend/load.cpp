@@ -8,7 +8,6 @@
 #include <sys/stat.h>
 
 #include "frontend/lower.h"
-#include "frontend/onnx/onnx.h"
 #include "ir/parser.h"
 #include "ir/verifier.h"
 
@@ -56,7 +55,6 @@ std::unique_ptr<Graph> load_model(const std::string& path, const std::string& te
     if (!g || !verify(*g, diags)) return nullptr;
     return g;
   }
-  if (path.ends_with(".onnx")) return onnx_import::import(path, text, {options.batch, options.dims, options.loss, {}, nullptr}, diags);
   SourceMap positions;
   auto g = parse_ir(text, path, diags, &positions);
   if (!g || !verify(*g, diags, &positions)) return nullptr;

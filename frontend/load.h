@@ -1,7 +1,6 @@
 #pragma once
-/// Loads a model from a file: graph IR text (`.ir`), a model description (`.stag`) or ONNX (`.onnx`).
+/// Loads a model from a file: graph IR text (`.ir`) or a model description (`.stag`).
 
-#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -34,10 +33,6 @@ struct LoadOptions {
   /// Which model of a `.stag` file holding several (a GAN's generator and discriminator);
   /// empty: the first.
   std::string model;
-  /// Binds an ONNX model's symbolic dimensions by name (`--dim N=8`); `batch` binds the rest.
-  std::map<std::string, int64_t> dims;
-  /// An ONNX model's loss, `KIND:OUTPUT:LABEL` (`--loss cross_entropy:logits:y`).
-  std::string loss;
 };
 
 /// Files larger than this are refused before they are read: no model description or IR

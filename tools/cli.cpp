@@ -5,12 +5,7 @@
 #include <cstdio>
 #include <fstream>
 
-#include <nlohmann/json.hpp>
-
-#include <cstring>
-
 #include "frontend/load.h"
-#include "frontend/onnx/onnx.h"
 #include "ir/analysis.h"
 #include "ir/random.h"
 
@@ -22,8 +17,6 @@ void ModelArgs::add_to(CLI::App& app) {
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 30));
   app.add_flag("--train", train, "Lower a .stag model for a training step (batch norm, dropout active)");
   app.add_option("--model", model, "Which model of a .stag file holding several (default: the first)");
-  app.add_option("--dim", dims, "Bind an ONNX model's symbolic dimension: NAME=N (repeatable)");
-  app.add_option("--loss", loss, "An ONNX model's loss: KIND:OUTPUT:LABEL (cross_entropy, mse, huber, bce_with_logits)");
   app.add_flag("--decode", decode, "Lower a language model's decode step: one token, its cache or state as inputs and outputs");
   app.add_flag("--unroll", unroll, "Lower recurrent layers (RNN, LSTM, GRU) unrolled, a copy of the cell a step, instead of one scan");
   add_pass_options(app, passes);
@@ -88,49 +81,12 @@ std::unique_ptr<Graph> ModelArgs::load() const {
   options.prefill = prefill;
   options.unroll = unroll;
   options.model = model;
-  options.loss = loss;
-  for (const auto& d : dims) {
-    size_t eq = d.find('=');
-    int64_t n = 0;
-    try {
-      n = eq == std::string::npos ? 0 : std::stoll(d.substr(eq + 1));
-    } catch (const std::exception&) {
-    }
-    if (eq == std::string::npos || eq == 0 || n < 1 || n > (int64_t{1} << 30))
-      throw Failure{kExitUsage, fmt::format("--dim {}: expected NAME=N with N between 1 and 2^30", d)};
-    options.dims[d.substr(0, eq)] = n;
-  }
   auto graph = load_model(file, *text, options, diags);
   if (!graph) {
     fmt::print(stderr, "{}", diags.render());
     throw Failure{kExitBadInput, {}};
   }
   return graph;
-}
-
-namespace {
-
-rt::Tensor to_tensor(const RefTensor& t) {
-  rt::Tensor out(t.type.dtype == DType::f64 ? rt::DType::f64 : rt::DType::f32, rt::Shape(t.type.dims.begin(), t.type.dims.end()));
-  for (size_t i = 0; i < t.data.size(); ++i) {
-    if (t.type.dtype == DType::f64) out.values<double>()[i] = t.data[i];
-    else out.values<float>()[i] = static_cast<float>(t.data[i]);
-  }
-  return out;
-}
-
-}  // namespace
-
-void init_params(rt::Model& model, int64_t seed) {
-  model.init(seed);
-  auto it = model.manifest().attrs.find(onnx_import::kSourceAttr);
-  if (it == model.manifest().attrs.end()) return;
-  for (const auto& [name, t] : onnx_import::initializers(nlohmann::json::parse(it->second).get<std::string>())) {
-    if (model.param_index(name) < 0) continue;
-    rt::Tensor src = to_tensor(t);
-    rt::Tensor& dst = model.param(name);
-    if (dst.dtype() == src.dtype() && dst.shape() == src.shape()) std::memcpy(dst.data(), src.data(), static_cast<size_t>(src.nbytes()));
-  }
 }
 
 rt::Tensor random_input(const Graph& g, const Value* v, const rt::BufferSpec& spec, int64_t seed, int64_t stream) {

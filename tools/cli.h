@@ -39,18 +39,12 @@ struct ModelArgs {
   bool prefill = false;  ///< lower the forward that also gives the decode step's cache (LoadOptions::prefill)
   bool unroll = false;   ///< recurrent layers unrolled, not scans (LoadOptions::unroll)
   std::string model;
-  std::vector<std::string> dims;  ///< --dim NAME=N: an ONNX model's symbolic dimensions
-  std::string loss;               ///< --loss KIND:OUTPUT:LABEL: an ONNX model's loss
   PassOptions passes;  ///< the optimizer's pipeline and its dumps
 
   void add_to(CLI::App& app);
   /// Reads, parses and verifies the model; prints diagnostics and throws Failure on error.
   std::unique_ptr<Graph> load() const;
 };
-
-/// Fills the parameters by their init schemes from `seed`, then, for a model imported from
-/// ONNX (the manifest's `onnx` attribute), takes every parameter its initializers hold.
-void init_params(rt::Model& model, int64_t seed);
 
 /// The optimizer's flags (--passes, --print-after-all, ...), for commands that compile.
 void add_pass_options(CLI::App& app, PassOptions& o);

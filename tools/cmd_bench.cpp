@@ -99,7 +99,7 @@ int bench_gan(const BenchArgs& args, const fe::GanSpec& spec) {
   rt::GanSettings gan = rt::gan_settings_from_manifest(model.manifest());
   int64_t batch = d_spec.inputs.at(0).shape.at(0);
   try {
-    init_params(model, args.seed);
+    model.init(args.seed);
     rt::Tensor lr_d = rt::Tensor::from<float>({}, {static_cast<float>(gan.lr_discriminator)});
     rt::Tensor lr_g = rt::Tensor::from<float>({}, {static_cast<float>(gan.lr_generator)});
     rt::Tensor key = rt::Tensor::from<int64_t>({}, {0});
@@ -174,7 +174,7 @@ int run_bench(const BenchArgs& args) {
   double loss = NAN;
   int loss_index = -1;
   try {
-    init_params(model, args.seed);
+    model.init(args.seed);
     const auto& spec = model.manifest().function(function);
     double lr = rt::settings_from_manifest(model.manifest()).lr;
     std::vector<rt::Tensor> inputs;

@@ -72,7 +72,7 @@ std::vector<rt::Tensor> read_inputs(const rt::FunctionSpec& spec, const std::vec
 
 void load_weights(rt::Model& m, const FeedArgs& args, bool whole_state) {
   if (args.weights.empty()) {
-    init_params(m, args.seed);
+    m.init(args.seed);
     return;
   }
   if (!std::filesystem::is_regular_file(args.weights)) throw Failure{kExitUsage, fmt::format("cannot open '{}'", args.weights)};
@@ -80,7 +80,7 @@ void load_weights(rt::Model& m, const FeedArgs& args, bool whole_state) {
   if (whole_state) {
     // A checkpoint carries the optimizer state; with plain weights it starts from its init.
     // Whatever the file holds must have the model's types: the compiled code trusts them.
-    init_params(m, args.seed);
+    m.init(args.seed);
     for (auto& [name, t] : file.tensors) {
       if (m.param_index(name) < 0) continue;
       rt::Tensor& p = m.param(name);

@@ -102,7 +102,7 @@ int run_run(const RunArgs& args) {
       auto file = rt::read_safetensors(args.weights);
       model.load_model_params(file.tensors, args.weights);
     } else {
-      init_params(model, args.seed);
+      model.init(args.seed);
     }
     const auto& spec = model.manifest().function("forward");
     std::vector<rt::Tensor> inputs;

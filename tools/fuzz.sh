@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds one libFuzzer target with clang-19 (ASan, UBSan, no recovery) in build-fuzz/ and runs it:
-#   tools/fuzz.sh TARGET [SECONDS]     TARGET: stag ir onnx checkpoint npy idx csv text (default 60 s)
+#   tools/fuzz.sh TARGET [SECONDS]     TARGET: stag ir checkpoint npy idx csv text (default 60 s)
 #   tools/fuzz.sh all [SECONDS]        each target in turn
 # The corpus grows in build-fuzz/corpus/TARGET (seeded from the repository and small generated
 # files, tools/fuzz/seeds.py); a finding is written to build-fuzz/findings/TARGET/ — copy it to

@@ -74,17 +74,10 @@ def text(out):
         (out / f"fortune_{f.name}").write_bytes(f.read_bytes()[:4096])
 
 
-def onnx(out):
-    copy_files(out, "tests/onnx/**/*.onnx")
-    node = pathlib.Path("/usr/share/libonnx-testdata/data/node")
-    for i, d in enumerate(sorted(node.glob("test_*"))[::8]):
-        shutil.copy(d / "model.onnx", out / f"node_{i:03d}_{d.name}.onnx")
-
-
 writers = {
     "stag": lambda out: (copy_files(out, "models/*.stag"), copy_files(out, "tests/**/*.stag")),
     "ir": lambda out: copy_files(out, "tests/**/*.ir"),
-    "onnx": onnx, "checkpoint": checkpoint, "npy": npy, "idx": idx, "csv": csv, "text": text,
+    "checkpoint": checkpoint, "npy": npy, "idx": idx, "csv": csv, "text": text,
 }
 
 if __name__ == "__main__":
