@@ -65,7 +65,8 @@ grep -q "checkpoint: d/last.safetensors" d.out || { cat d.out; fail "SIGINT: no 
 
 # A standalone trainer of the pair (no LLVM) takes the same steps as `stag train`. Not bit for
 # bit: the JIT compiles the program in parts and the object file in one module, and LLVM
-# contracts a few multiply-adds differently, so the losses agree to rounding.
+# contracts a few multiply-adds differently, so the losses agree to rounding, which each
+# adversarial Adam step amplifies (about 1e-6, 1e-5, 1e-4 relative at steps 2, 3, 5).
 "$stag" build "$models/dcgan.stag" --batch 16 -o trainer >t.out 2>&1 || { cat t.out; fail "stag build of the GAN failed"; }
 ./trainer --max-steps 6 --seed 4 --threads 2 --run-dir e >e.out 2>&1 || { cat e.out; fail "the GAN trainer failed"; }
 grep -q "training GAN dcgan" e.out || { cat e.out; fail "the trainer did not train the pair"; }
@@ -75,8 +76,9 @@ def losses(path):
     return [(r["loss_d"], r["loss_g"]) for r in map(json.loads, open(path)) if r["event"] == "step"]
 a, e = losses(sys.argv[1]), losses(sys.argv[2])
 assert len(a) == len(e) == 6, (len(a), len(e))
-for (ad, ag), (ed, eg) in zip(a, e):
-    assert abs(ad - ed) <= 1e-4 * abs(ad) and abs(ag - eg) <= 1e-4 * abs(ag), (ad, ed, ag, eg)
+for step, ((ad, ag), (ed, eg)) in enumerate(zip(a, e), 1):
+    tol = 1e-4 if step <= 3 else 1e-3
+    assert abs(ad - ed) <= tol * abs(ad) and abs(ag - eg) <= tol * abs(ag), (step, ad, ed, ag, eg)
 PY
 
 # Samples: a grid of 20 images, 5 a row, at scale 1: 5 x 28 + 6 x 2 wide, 4 x 28 + 5 x 2 high.
