@@ -28,6 +28,9 @@ struct LoadOptions {
   /// attention's keys and values as the outputs `cache.NAME.next` [B, heads, T, head_dim]: the
   /// decode step's cache after the window's tokens, in one call. `loss` and metrics are left out.
   bool prefill = false;
+  /// Recurrent layers as today's unrolled steps, one copy of the cell a step, instead of a scan
+  /// whose body is the cell (for comparing against).
+  bool unroll = false;
   /// Which model of a `.stag` file holding several (a GAN's generator and discriminator);
   /// empty: the first.
   std::string model;

@@ -1,5 +1,7 @@
 // LSTM, GRU and RNN layers with PyTorch's parameters (weight_ih_l0, ..., gate order i,f,g,o for
-// LSTM and r,z,n for GRU), unrolled over the input's static sequence length.
+// LSTM and r,z,n for GRU): each layer one scan whose body is the cell, after the input
+// projection of every step as one product; unrolled over the sequence (LoadOptions::unroll) and
+// in a decode step, one step long.
 
 #include <fmt/format.h>
 
@@ -64,15 +66,32 @@ struct Step {
   }
 };
 
-std::vector<Val> fwd_rnn(Ctx& c, Instance& in, const std::vector<Val>& args, const Loc& loc) {
-  Value* x = args[0].t;
-  int64_t hidden = in.i("hidden_size"), input = in.i("input_size");
-  bool bf = in.b("batch_first");
-  if (x->type.rank() != 3 || x->type.dims[2] != input) {
-    c.error(loc, fmt::format("{}: expects input {} with {} features, got {}", in.label(),
-                             bf ? "[batch, seq, features]" : "[seq, batch, features]", input, to_string(x->type)));
-    return {};
+// One step of the cell: the new h (and, for an LSTM, the new cell state) from the step's input
+// projection xt [batch, gates * hidden] and the previous h.
+Value* cell_step(Step& s, int g, Value* xt, Value* h, Value*& cell, Value* whh, Value* bhh) {
+  Value* hw = linear(s.c, h, whh, bhh, s.loc, s.ctx);
+  if (!xt || !hw) return nullptr;
+  if (g == 4) {
+    auto q = s.split(s.op(Op::add, {xt, hw}), 4);
+    Value *ig = s.op(Op::sigmoid, {q[0]}), *fg = s.op(Op::sigmoid, {q[1]});
+    Value *gg = s.op(Op::tanh, {q[2]}), *og = s.op(Op::sigmoid, {q[3]});
+    cell = s.op(Op::add, {s.op(Op::mul, {fg, cell}), s.op(Op::mul, {ig, gg})});
+    return s.op(Op::mul, {og, s.op(Op::tanh, {cell})});
   }
+  if (g == 3) {
+    auto xs = s.split(xt, 3), hs = s.split(hw, 3);
+    Value* r = s.op(Op::sigmoid, {s.op(Op::add, {xs[0], hs[0]})});
+    Value* z = s.op(Op::sigmoid, {s.op(Op::add, {xs[1], hs[1]})});
+    Value* n = s.op(Op::tanh, {s.op(Op::add, {xs[2], s.op(Op::mul, {r, hs[2]})})});
+    return s.op(Op::add, {n, s.op(Op::mul, {z, s.op(Op::sub, {h, n})})});  // (1 - z) * n + z * h
+  }
+  bool relu = s.in.arg("nonlinearity").s == "relu";
+  return s.op(relu ? Op::relu : Op::tanh, {s.op(Op::add, {xt, hw})});
+}
+
+std::vector<Val> fwd_unrolled(Ctx& c, Instance& in, Value* x, const Loc& loc) {
+  int64_t hidden = in.i("hidden_size");
+  bool bf = in.b("batch_first");
   Step s{c, in, loc, in.label(), hidden};
   if (!bf) x = s.op(Op::transpose, {x}, {{"perm", Ints{1, 0, 2}}});
   if (!x) return {};
@@ -102,24 +121,8 @@ std::vector<Val> fwd_rnn(Ctx& c, Instance& in, const std::vector<Val>& args, con
     for (int64_t t = 0; t < seq && xw; ++t) {
       Value* xt = s.op(Op::slice, {xw}, {{"axes", Ints{1}}, {"starts", Ints{t}}, {"ends", Ints{t + 1}}});
       xt = s.op(Op::reshape, {xt}, {{"shape", Ints{batch, g * hidden}}});
-      Value* hw = linear(c, h, p("weight_hh"), p("bias_hh"), loc, s.ctx);
-      if (!xt || !hw) return {};
-      if (g == 4) {
-        auto q = s.split(s.op(Op::add, {xt, hw}), 4);
-        Value *ig = s.op(Op::sigmoid, {q[0]}), *fg = s.op(Op::sigmoid, {q[1]});
-        Value *gg = s.op(Op::tanh, {q[2]}), *og = s.op(Op::sigmoid, {q[3]});
-        cell = s.op(Op::add, {s.op(Op::mul, {fg, cell}), s.op(Op::mul, {ig, gg})});
-        h = s.op(Op::mul, {og, s.op(Op::tanh, {cell})});
-      } else if (g == 3) {
-        auto xs = s.split(xt, 3), hs = s.split(hw, 3);
-        Value* r = s.op(Op::sigmoid, {s.op(Op::add, {xs[0], hs[0]})});
-        Value* z = s.op(Op::sigmoid, {s.op(Op::add, {xs[1], hs[1]})});
-        Value* n = s.op(Op::tanh, {s.op(Op::add, {xs[2], s.op(Op::mul, {r, hs[2]})})});
-        h = s.op(Op::add, {n, s.op(Op::mul, {z, s.op(Op::sub, {h, n})})});  // (1 - z) * n + z * h
-      } else {
-        bool relu = in.arg("nonlinearity").s == "relu";
-        h = s.op(relu ? Op::relu : Op::tanh, {s.op(Op::add, {xt, hw})});
-      }
+      h = cell_step(s, g, xt, h, cell, p("weight_hh"), p("bias_hh"));
+      if (!h) return {};
       outs.push_back(s.op(Op::reshape, {h}, {{"shape", Ints{batch, 1, hidden}}}));
     }
     x = outs.size() == 1 ? outs[0] : s.op(Op::concat, outs, {{"axis", int64_t{1}}});
@@ -143,6 +146,119 @@ std::vector<Val> fwd_rnn(Ctx& c, Instance& in, const std::vector<Val>& args, con
   for (const Val& v : out)
     if (!v.ok()) return {};
   return out;
+}
+
+
+// The parameters of layer l (a missing bias is null).
+struct LayerParams {
+  Value *wih, *whh, *bih, *bhh;
+};
+LayerParams layer_params(Instance& in, int64_t l) {
+  auto p = [&](const char* what) -> Value* {
+    auto it = in.params.find(fmt::format("{}_l{}", what, l));
+    return it == in.params.end() ? nullptr : it->second;
+  };
+  return {p("weight_ih"), p("weight_hh"), p("bias_ih"), p("bias_hh")};
+}
+
+// The scan of one layer over xw [seq, batch, gates * hidden] (time major) from zero state: its
+// carries h (and c), then the stacked h of every step [seq, batch, hidden]. The body is the cell.
+std::vector<Value*> layer_scan(Step& s, int g, Value* xw, const LayerParams& w) {
+  Ctx& c = s.c;
+  int64_t seq = xw->type.dims[0], batch = xw->type.dims[1];
+  Type state{DType::f32, {batch, s.hidden}};
+  auto body = std::make_shared<Graph>("body");
+  Ctx bc(*body, c.diags, c.opts);
+  bc.scope = c.scope;
+  bc.b.set_loc(c.scoped(s.loc));
+  Value* h = bc.b.input("h", state);
+  Value* cell = g == 4 ? bc.b.input("c", state) : nullptr;
+  Value* xt = bc.b.input("x", {DType::f32, {batch, g * s.hidden}});
+  Value* whh = bc.b.input("weight_hh", w.whh->type);
+  Value* bhh = w.bhh ? bc.b.input("bias_hh", w.bhh->type) : nullptr;
+  Step bs{bc, s.in, s.loc, s.ctx, s.hidden};
+  Value* h1 = cell_step(bs, g, xt, h, cell, whh, bhh);
+  if (!h1) return {};
+  bc.b.output("h", h1);
+  if (cell) bc.b.output("c", cell);
+  bc.b.output("y", h1);
+  std::vector<Value*> operands{s.initial(nullptr, 0, batch)};
+  if (g == 4) operands.push_back(s.initial(nullptr, 0, batch));
+  operands.insert(operands.end(), {xw, w.whh});
+  if (w.bhh) operands.push_back(w.bhh);
+  NamedAttrs attrs{{"num_carries", int64_t{g == 4 ? 2 : 1}}, {"num_xs", int64_t{1}}, {"length", seq}};
+  c.b.set_loc(c.scoped(s.loc));
+  auto r = c.b.try_create(Op::scan, operands, attrs, {}, {}, body);
+  if (!r.error.empty()) c.error(s.loc, fmt::format("{}: {}", s.ctx, r.error));
+  return r.values;
+}
+
+// The input projection of every step, x [a, b, in] -> [a, b, gates * hidden], as one 2-D product
+// over a*b rows, so that its weight gradient is one product too (not a product per step summed).
+Value* projection(Step& s, Value* x, const LayerParams& w) {
+  Dims d = x->type.dims;
+  Value* rows = s.op(Op::reshape, {x}, {{"shape", Ints{d[0] * d[1], d[2]}}});
+  Value* y = rows ? linear(s.c, rows, w.wih, w.bih, s.loc, s.ctx) : nullptr;
+  return y ? s.op(Op::reshape, {y}, {{"shape", Ints{d[0], d[1], y->type.dims[1]}}}) : nullptr;
+}
+
+// [a, b, f] <-> [b, a, f]: batch first and time major.
+Value* swap01(Step& s, Value* x) { return s.op(Op::transpose, {x}, {{"perm", Ints{1, 0, 2}}}); }
+
+// Every layer a scan, time major inside; a layer's input projection is one product over all its
+// steps. Dropout between layers draws over the batch-first layout, as the unrolled form does.
+std::vector<Val> fwd_scanned(Ctx& c, Instance& in, Value* x, const Loc& loc) {
+  int64_t hidden = in.i("hidden_size");
+  bool bf = in.b("batch_first");
+  Step s{c, in, loc, in.label(), hidden};
+  int g = gates(in);
+  bool time_major = !bf;
+  std::vector<Value*> h_last, c_last;
+  for (int64_t l = 0; l < in.i("num_layers") && x; ++l) {
+    LayerParams w = layer_params(in, l);
+    if (!w.wih || !w.whh) return {};
+    // Transpose whichever of the input and its projection is smaller into time-major order.
+    bool before = !time_major && x->type.dims[2] <= g * hidden;
+    if (before) x = swap01(s, x);
+    Value* xw = x ? projection(s, x, w) : nullptr;
+    if (xw && !time_major && !before) xw = swap01(s, xw);
+    if (!xw) return {};
+    auto r = layer_scan(s, g, xw, w);
+    if (r.empty()) return {};
+    int64_t batch = xw->type.dims[1];
+    h_last.push_back(s.op(Op::reshape, {r[0]}, {{"shape", Ints{1, batch, hidden}}}));
+    if (g == 4) c_last.push_back(s.op(Op::reshape, {r[1]}, {{"shape", Ints{1, batch, hidden}}}));
+    x = r.back();
+    time_major = true;
+    double drop = in.f("dropout");
+    if (drop > 0 && l + 1 < in.i("num_layers")) {
+      x = swap01(s, x);
+      time_major = false;
+      if (c.training()) x = s.op(Op::dropout, {x, c.step_key(loc)}, {{"p", drop}, {"training", true}, {"seed", c.next_seed++}});
+      else x = s.op(Op::dropout, {x}, {{"p", drop}, {"training", false}});
+    }
+  }
+  if (x && time_major == bf) x = swap01(s, x);
+  auto stack = [&](const std::vector<Value*>& v) { return v.size() == 1 ? v[0] : s.op(Op::concat, v, {{"axis", int64_t{0}}}); };
+  std::vector<Val> out{Val::tensor(x), Val::tensor(h_last.empty() ? nullptr : stack(h_last))};
+  if (g == 4) out.push_back(Val::tensor(c_last.empty() ? nullptr : stack(c_last)));
+  for (const Val& v : out)
+    if (!v.ok()) return {};
+  return out;
+}
+
+std::vector<Val> fwd_rnn(Ctx& c, Instance& in, const std::vector<Val>& args, const Loc& loc) {
+  Value* x = args[0].t;
+  int64_t input = in.i("input_size");
+  bool bf = in.b("batch_first");
+  if (x->type.rank() != 3 || x->type.dims[2] != input) {
+    c.error(loc, fmt::format("{}: expects input {} with {} features, got {}", in.label(),
+                             bf ? "[batch, seq, features]" : "[seq, batch, features]", input, to_string(x->type)));
+    return {};
+  }
+  // A decode step is one step long, and carries its state in and out.
+  if (c.opts.unroll || c.opts.decode) return fwd_unrolled(c, in, x, loc);
+  return fwd_scanned(c, in, x, loc);
 }
 
 }  // namespace

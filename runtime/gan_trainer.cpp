@@ -1,6 +1,7 @@
 // The GAN training loop. An iteration is d_steps discriminator steps, each on the next real
-// batch, then one generator step; the noise of each step is drawn inside the compiled code from
-// an i64 key, a pure function of the seed and the step number, so a resumed run draws the same.
+// batch, then one generator step (with one D step, both are one compiled `pair_step` when the
+// program has it); the noise of each step is drawn inside the compiled code from an i64 key, a
+// pure function of the seed and the step number, so a resumed run draws the same.
 
 #include "runtime/gan_trainer.h"
 
@@ -33,6 +34,12 @@ int index_of(const std::vector<BufferSpec>& specs, const std::string& name, cons
   for (size_t i = 0; i < specs.size(); ++i)
     if (specs[i].name == name) return static_cast<int>(i);
   throw Error(fmt::format("{} has no '{}': not a GAN program", function, name));
+}
+
+const FunctionSpec* find_function(const Manifest& m, const std::string& name) {
+  for (const auto& f : m.functions)
+    if (f.name == name) return &f;
+  return nullptr;
 }
 
 /// Standard normal numbers by Box-Muller over the portable splitmix64 draws.
@@ -72,13 +79,17 @@ struct GanRun {
   const TrainSettings& s;
   const GanSettings& g;
   GanEpochHook on_epoch;
-  const FunctionSpec& d_fn = model.manifest().function("d_step");
-  const FunctionSpec& g_fn = model.manifest().function("g_step");
-  int64_t batch = d_fn.inputs[index_of(d_fn.inputs, "x", "d_step")].shape[0];
+  /// The pair step when compiled, else the discriminator's step and the generator's.
+  const FunctionSpec* pair_fn = find_function(model.manifest(), "pair_step");
+  const FunctionSpec& d_fn = pair_fn ? *pair_fn : model.manifest().function("d_step");
+  const FunctionSpec* g_fn = pair_fn ? nullptr : &model.manifest().function("g_step");
+  int64_t batch = d_fn.inputs[index_of(d_fn.inputs, "x", d_fn.name)].shape[0];
   Dataset data = load_example_split(s.data, false);
   std::optional<BatchIterator> loader;
   int64_t d_steps_done = 0;  ///< discriminator steps taken; the generator's are d_steps_done / d_steps
-  Tensor key = Tensor::from<int64_t>({}, {0}), lr = Tensor::from<float>({}, {0.f});
+  Tensor key = Tensor::from<int64_t>({}, {0});
+  Tensor lr_d = Tensor::from<float>({}, {static_cast<float>(g.lr_discriminator)});
+  Tensor lr_g = Tensor::from<float>({}, {static_cast<float>(g.lr_generator)});
   std::optional<JsonLinesWriter> user_log, folder_log;
   std::optional<RunFolder> folder;
   Tensor fixed_z;
@@ -92,34 +103,40 @@ struct GanRun {
   int64_t key_of(int64_t d_step) const { return static_cast<int64_t>(s.seed) * (int64_t{1} << 40) + d_step; }
 
   void check_data() {
-    const BufferSpec& x = d_fn.inputs[index_of(d_fn.inputs, "x", "d_step")];
+    const BufferSpec& x = d_fn.inputs[index_of(d_fn.inputs, "x", d_fn.name)];
     if (data.feature_dtype() != DType::f32 || Shape(x.shape.begin() + 1, x.shape.end()) !=
                                                   Shape(data.feature_shape().begin() + 1, data.feature_shape().end()))
       throw Error(fmt::format("the discriminator takes images {}{}, but the data has rows of {}", dtype_name(x.dtype),
                               shape_to_string(x.shape), data.feature_type_string()));
   }
 
-  std::vector<Tensor> run(const FunctionSpec& f, const Tensor* x, double rate) {
-    std::vector<const Tensor*> args(f.inputs.size(), nullptr);
-    if (x) args[index_of(f.inputs, "x", f.name)] = x;
-    args[index_of(f.inputs, "key", f.name)] = &key;
-    lr.values<float>()[0] = static_cast<float>(rate);
-    args[index_of(f.inputs, "lr", f.name)] = &lr;
-    auto out = model.run(f.name, args);
-    check_applied(f, out);
-    return out;
+  /// The tensor a step's input `name` takes: the real batch, the key, a model's learning rate.
+  const Tensor* argument(const FunctionSpec& f, const std::string& name, const Tensor* x) {
+    if (name == "x") return x;
+    if (name == "key") return &key;
+    if (name == "lr_g" || (name == "lr" && f.name == "g_step")) return &lr_g;
+    if (name == "lr") return &lr_d;
+    throw Error(fmt::format("{} takes an input '{}' the GAN trainer does not know", f.name, name));
   }
 
-  // A step's `nonfinite` flags (compiler/train/train_step.h): the compiled step kept the old state
-  // when one is set. A non-finite loss (the first flag) is left to scalar()'s message.
-  void check_applied(const FunctionSpec& f, const std::vector<Tensor>& out) const {
+  std::vector<Tensor> run(const FunctionSpec& f, const Tensor* x) {
+    std::vector<const Tensor*> args;
+    for (const auto& in : f.inputs) args.push_back(argument(f, in.name, x));
+    return model.run(f.name, args);
+  }
+
+  // A step's `nonfinite` flags (compiler/train/train_step.h; `flags` names them in `f`): the
+  // compiled step kept the old state when one is set. A non-finite loss (the first flag) is left
+  // to scalar()'s message.
+  void check_applied(const FunctionSpec& f, const std::vector<Tensor>& out, const std::string& flags_name,
+                     const char* step_name) const {
     for (size_t i = 0; i < f.outputs.size(); ++i) {
-      if (f.outputs[i].name != "nonfinite") continue;
+      if (f.outputs[i].name != flags_name) continue;
       auto flags = out[i].values<float>();
       if (flags.empty() || flags[0] != 0) return;
       if (std::any_of(flags.begin(), flags.end(), [](float v) { return v != 0; }))
         throw Error(fmt::format("a gradient of {} was not finite at step {}; the step was not applied; lower the learning rate",
-                                f.name, d_steps_done));
+                                step_name, d_steps_done));
     }
   }
 
@@ -133,7 +150,8 @@ struct GanRun {
   /// A discriminator step on `real`, and the generator's step when an iteration is complete.
   void step(const Tensor& real, Means& m, LogRecord& rec) {
     key.values<int64_t>()[0] = key_of(d_steps_done);
-    auto d = run(d_fn, &real, g.lr_discriminator);
+    auto d = run(d_fn, &real);
+    check_applied(d_fn, d, "nonfinite", "d_step");
     for (const char* name : {"loss", "d_real_accuracy", "d_fake_accuracy", "d_real", "d_fake"}) {
       double v = scalar(d_fn, d, name);
       std::string key_name = std::string(name) == "loss" ? "loss_d" : name;
@@ -142,9 +160,15 @@ struct GanRun {
     }
     ++d_steps_done;
     if (d_steps_done % g.d_steps != 0) return;
-    double loss_g = scalar(g_fn, run(g_fn, nullptr, g.lr_generator), "loss");
+    double loss_g = pair_fn ? generator_loss(*pair_fn, d, "_g") : generator_loss(*g_fn, run(*g_fn, nullptr), "");
     m.add("loss_g", loss_g * static_cast<double>(g.d_steps));
     rec.push_back({"loss_g", loss_g});
+  }
+
+  /// The generator step's loss from the outputs of `f`, whose names carry `suffix`.
+  double generator_loss(const FunctionSpec& f, const std::vector<Tensor>& out, const std::string& suffix) {
+    check_applied(f, out, "nonfinite" + suffix, "g_step");
+    return scalar(f, out, "loss" + suffix);
   }
 
   StateMap state() const {
@@ -269,6 +293,8 @@ struct GanRun {
   }
 
   void start() {
+    if (pair_fn && g.d_steps != 1)
+      throw Error(fmt::format("the program's pair_step takes one discriminator step per generator step, but d_steps is {}", g.d_steps));
     check_data();
     std::vector<int64_t> all(static_cast<size_t>(data.size()));
     for (size_t i = 0; i < all.size(); ++i) all[i] = static_cast<int64_t>(i);
@@ -290,7 +316,7 @@ struct GanRun {
 bool is_gan(const Manifest& m) {
   int found = 0;
   for (const auto& f : m.functions) found += f.name == "d_step" || f.name == "g_step";
-  return found == 2;
+  return found == 2 || find_function(m, "pair_step");
 }
 
 GanSettings gan_settings_from_manifest(const Manifest& m) {

@@ -27,7 +27,7 @@ using GanEpochHook = std::function<void(int64_t epoch, LogRecord& record, std::s
 
 GanSettings gan_settings_from_manifest(const Manifest& m);
 
-/// True for a GAN program (functions d_step and g_step).
+/// True for a GAN program (functions d_step and g_step, or pair_step).
 bool is_gan(const Manifest& m);
 
 /// The noise a GAN program's `forward` takes, N(0, 1) from the seed alone: `rows` rows of the

@@ -488,6 +488,9 @@ void add_train_flags(CLI::App& app, TrainSettings& s) {
       ->check(CLI::IsMember({"stop", "skip"}));
   app.add_option("--threads", s.threads, "Threads (default: all cores)")->check(CLI::Range(1, 1024));
   app.add_flag("!--no-test", s.test, "Skip the test-set evaluation at the end");
+  app.add_option("--check-replicas", s.check_replicas,
+                 "Under mpirun: compare a hash of the parameters across processes every N steps; stop if they differ")
+      ->check(CLI::NonNegativeNumber);
 }
 
 void merge_given(const CLI::App& app, const TrainSettings& given, TrainSettings& out) {
@@ -522,6 +525,7 @@ void merge_given(const CLI::App& app, const TrainSettings& given, TrainSettings&
   set("--threads", &TrainSettings::threads);
   set("--on-nonfinite", &TrainSettings::on_nonfinite);
   set("--no-test", &TrainSettings::test);
+  set("--check-replicas", &TrainSettings::check_replicas);
 }
 
 namespace {
@@ -653,7 +657,7 @@ LogRecord settings_record(const TrainSettings& s) {
 // step), so the state a checkpoint saves is all a resumed run needs to repeat this one.
 class TrainingRun {
  public:
-  TrainingRun(Model& model, const TrainSettings& s, Data data, LrPlan lr);
+  TrainingRun(Model& model, const TrainSettings& s, Data data, LrPlan lr, const Collective* dp);
   /// Trains to the end (epochs, --max-steps or early stopping); throws StopRequested after
   /// saving when SIGINT or SIGTERM asked to stop. Returns what train() returns.
   double run();
@@ -666,6 +670,12 @@ class TrainingRun {
   void open_folder();
   void run_epoch(int64_t epoch);
   std::optional<double> step(const Batch& b, int64_t epoch);
+  std::vector<Tensor> run_step(const Batch& b);
+  std::vector<Tensor> parallel_step(const Batch& b);
+  void average(std::vector<Tensor>& out);
+  void check_replicas() const;
+  void share_decisions();
+  bool lead() const { return !dp_ || dp_->rank == 0; }
   std::string nonfinite_cause(const std::vector<Tensor>& out, double loss) const;
   void not_applied(const std::string& cause, int64_t epoch);
   void end_epoch(int64_t epoch, ProgressBar& bar, double train_loss, double seconds);
@@ -678,18 +688,21 @@ class TrainingRun {
   [[noreturn]] void stop();
   std::string saved_where() const;
   void report() const;
-  void log(const LogRecord& rec);
+  void log(const LogRecord& record);
   StateMap state_now() const;
   double lr_at(int64_t epoch) const { return lr_.lr(epoch, step_); }
 
   Model& model_;
   const TrainSettings& s_;
+  const Collective* dp_;  // data parallelism: this process's rank and the others; null alone
   const FunctionSpec& step_fn_;
   Inputs in_;
   int loss_out_;
   int nonfinite_out_;
   std::vector<std::string> nonfinite_names_;  // what each element of the output `nonfinite` flags
-  int64_t batch_;
+  int64_t local_batch_;  // the compiled functions' batch: this process's share
+  int64_t batch_;        // the global batch: every process's share
+  std::vector<float> reduce_buf_;
   Data data_;
   int64_t num_classes_;
   Split split_;
@@ -733,20 +746,23 @@ int64_t classes_in(const Model& model, const Dataset& train) {
   return n;
 }
 
-TrainingRun::TrainingRun(Model& model, const TrainSettings& s, Data data, LrPlan lr)
+TrainingRun::TrainingRun(Model& model, const TrainSettings& s, Data data, LrPlan lr, const Collective* dp)
     : model_(model),
       s_(s),
-      step_fn_(model.manifest().function("train_step")),
+      dp_(dp),
+      step_fn_(model.manifest().function(dp ? "gradients" : "train_step")),
       in_(map_inputs(step_fn_)),
       loss_out_(output_index(step_fn_, "loss")),
-      nonfinite_out_(output_index(step_fn_, "nonfinite")),
+      // split: update's `nonfinite` follows the gradients' outputs (parallel_step)
+      nonfinite_out_(dp ? static_cast<int>(step_fn_.outputs.size()) : output_index(step_fn_, "nonfinite")),
       nonfinite_names_(nonfinite_names(model.manifest())),
-      batch_(batch_of(step_fn_.inputs[in_.features])),
+      local_batch_(batch_of(step_fn_.inputs[in_.features])),
+      batch_(local_batch_ * (dp ? dp->ranks : 1)),
       data_(std::move(data)),
       num_classes_(classes_in(model, data_.train)),
       split_(data_.fixed_split ? fixed_split(s, *data_.fixed_split) : make_split(s, data_.train.size())),
       normalizer_(normalize(s.normalize, data_, split_)),
-      eval_opts_(eval_loader(batch_)),
+      eval_opts_(eval_loader(local_batch_)),
       loader_(data_.train, split_.train, train_loader(batch_, s), s.seed),
       val_plan_(data_.train, split_.validation, eval_opts_, s.seed),
       steps_per_epoch_(loader_.plan().batches_per_epoch()),
@@ -763,7 +779,7 @@ double TrainingRun::run() {
   if (s_.patience > 0 && !best_.empty()) restore_best();
   if (saved_step_ != step_) checkpoint();
   if (stop_requested()) stop();
-  double accuracy = s_.test && data_.has_test ? test() : last_val_accuracy_;
+  double accuracy = s_.test && data_.has_test && lead() ? test() : last_val_accuracy_;
   report();
   if (stop_requested()) stop();
   return accuracy;
@@ -802,10 +818,11 @@ void TrainingRun::start() {
   if (!s_.resume.empty()) resume();
   open_folder();
   // A resumed run continues its logs; a fresh one starts them afresh.
-  if (!s_.log.empty()) user_log_.emplace(s_.log, s_.resume.empty());
+  if (!s_.log.empty() && lead()) user_log_.emplace(s_.log, s_.resume.empty());
   if (folder_) folder_log_.emplace(folder_->log(), s_.resume.empty());
   // How examples are drawn changes what the scores mean, so the first line says it.
   std::string order = s_.balance_classes ? ", classes balanced by sampling" : s_.shuffle ? "" : ", in the data's order";
+  if (dp_) order += fmt::format(", {} processes of {} examples each", dp_->ranks, local_batch_);
   fmt::print("training {} on {}: {} train / {} validation examples, batch {}, {} steps an epoch, {} threads{}\n",
              model_.manifest().model, s_.data, split_.train.size(), split_.validation.size(), batch_, steps_per_epoch_,
              stag_get_num_threads(), order);
@@ -828,7 +845,7 @@ void TrainingRun::resume() {
 
 // --run-dir, else the folder being resumed, else the next runs/MODEL-N.
 void TrainingRun::open_folder() {
-  if (!s_.save) return;
+  if (!s_.save || !lead()) return;
   if (!s_.run_dir.empty()) folder_ = RunFolder::open(s_.run_dir);
   else if (!s_.resume.empty() && fs::is_directory(s_.resume)) folder_ = RunFolder{s_.resume};
   else folder_ = RunFolder::create_next("runs", model_.manifest().model);
@@ -860,21 +877,100 @@ void TrainingRun::run_epoch(int64_t epoch) {
   end_epoch(epoch, bar, losses ? loss_sum / static_cast<double>(losses) : 0.0, steady_seconds() - t0);
 }
 
-std::optional<double> TrainingRun::step(const Batch& b, int64_t epoch) {
+// The compiled step on `b`: the outputs of train_step, or of gradients then update's `nonfinite`.
+std::vector<Tensor> TrainingRun::run_step(const Batch& b) {
+  if (dp_) return parallel_step(b);
   std::vector<const Tensor*> args(step_fn_.inputs.size(), nullptr);
   args[in_.features] = &b.features;
   if (in_.labels >= 0) args[in_.labels] = &b.labels;
-  lr_t_.values<float>()[0] = static_cast<float>(lr_at(epoch));
   if (in_.lr >= 0) args[in_.lr] = &lr_t_;
-  step_t_.values<int64_t>()[0] = step_;
   if (in_.step >= 0) args[in_.step] = &step_t_;
-  auto out = model_.run("train_step", args);
+  return model_.run("train_step", args);
+}
+
+// Rows [start, start + count) of a batch tensor.
+Tensor rows_of(const Tensor& t, int64_t start, int64_t count) {
+  Shape shape = t.shape();
+  int64_t row = t.nbytes() / shape[0];
+  shape[0] = count;
+  Tensor out = Tensor::uninitialized(t.dtype(), shape);
+  std::copy_n(t.bytes().begin() + start * row, count * row, out.bytes().begin());
+  return out;
+}
+
+// This rank's rows of the global batch through gradients; the gradients and the loss averaged
+// over the ranks; update applies the average, so every rank takes the same step. The update's
+// `nonfinite` joins the outputs last.
+std::vector<Tensor> TrainingRun::parallel_step(const Batch& b) {
+  Tensor x = rows_of(b.features, dp_->rank * local_batch_, local_batch_);
+  Tensor y = in_.labels >= 0 ? rows_of(b.labels, dp_->rank * local_batch_, local_batch_) : Tensor();
+  std::vector<const Tensor*> args(step_fn_.inputs.size(), nullptr);
+  args[in_.features] = &x;
+  if (in_.labels >= 0) args[in_.labels] = &y;
+  // Dropout draws by element index within the compiled (local) batch, so each process takes its
+  // own key, step * ranks + rank: masks independent across processes (not the single-process ones).
+  Tensor key = Tensor::from<int64_t>({}, {step_ * dp_->ranks + dp_->rank});
+  if (in_.step >= 0) args[in_.step] = &key;
+  auto out = model_.run("gradients", args);
+  average(out);
+  const FunctionSpec& update = model_.manifest().function("update");
+  std::vector<const Tensor*> uargs;
+  for (const auto& input : update.inputs)
+    uargs.push_back(input.name == "lr" ? &lr_t_ : &out[static_cast<size_t>(output_index(step_fn_, input.name))]);
+  out.push_back(std::move(model_.run("update", uargs)[0]));
+  return out;
+}
+
+// The loss and every gradient, averaged over the ranks through one buffer.
+void TrainingRun::average(std::vector<Tensor>& out) {
+  std::vector<Tensor*> shared;
+  for (size_t i = 0; i < out.size(); ++i)
+    if (static_cast<int>(i) == loss_out_ || step_fn_.outputs[i].name.starts_with("grad.")) shared.push_back(&out[i]);
+  size_t n = 0;
+  for (Tensor* t : shared) {
+    if (t->dtype() != DType::f32) throw Error(fmt::format("data parallelism averages f32 gradients; one is {}", t->type_string()));
+    n += static_cast<size_t>(t->numel());
+  }
+  reduce_buf_.resize(n);
+  float* at = reduce_buf_.data();
+  for (Tensor* t : shared) at = std::copy(t->values<float>().begin(), t->values<float>().end(), at);
+  dp_->average(reduce_buf_);
+  at = reduce_buf_.data();
+  for (Tensor* t : shared) {
+    auto v = t->values<float>();
+    std::copy_n(at, v.size(), v.begin());
+    at += v.size();
+  }
+}
+
+// FNV-1a over every parameter's bytes: equal on every rank while the replicas agree.
+uint64_t params_hash(Model& model) {
+  uint64_t h = 0xcbf29ce484222325ULL;
+  for (const Tensor& p : model.params())
+    for (std::byte c : p.bytes()) h = (h ^ static_cast<uint64_t>(c)) * 0x100000001b3ULL;
+  return h;
+}
+
+// --check-replicas: every rank compares all ranks' hashes, so all of them stop alike.
+void TrainingRun::check_replicas() const {
+  auto hashes = dp_->gather(params_hash(model_));
+  for (size_t r = 1; r < hashes.size(); ++r)
+    if (hashes[r] != hashes[0])
+      throw Error(fmt::format("step {}: the replicas differ (--check-replicas): rank 0's parameters hash to {:016x}, "
+                              "rank {}'s to {:016x}", step_, hashes[0], r, hashes[r]));
+}
+
+std::optional<double> TrainingRun::step(const Batch& b, int64_t epoch) {
+  lr_t_.values<float>()[0] = static_cast<float>(lr_at(epoch));
+  step_t_.values<int64_t>()[0] = step_;
+  auto out = run_step(b);
   double loss = out[loss_out_].values<float>()[0];
   if (std::string cause = nonfinite_cause(out, loss); !cause.empty()) {
     not_applied(cause, epoch);
     return std::nullopt;
   }
   ++step_;
+  if (dp_ && s_.check_replicas > 0 && step_ % s_.check_replicas == 0) check_replicas();
   log({{"event", std::string("step")}, {"step", step_}, {"epoch", epoch + 1}, {"loss", loss}});
   if (s_.checkpoint_every > 0 && step_ % s_.checkpoint_every == 0) checkpoint();
   return loss;
@@ -913,7 +1009,8 @@ void TrainingRun::end_epoch(int64_t epoch, ProgressBar& bar, double train_loss, 
   LogRecord rec = {{"event", std::string("epoch")}, {"epoch", epoch + 1}, {"step", step_}, {"train_loss", train_loss},
                    {"lr", lr_at(epoch)}, {"seconds", seconds}, {"skipped_steps", skipped_}};
   std::optional<Metrics> val;
-  if (!split_.validation.empty()) val = validate(epoch, summary, rec);
+  if (!split_.validation.empty() && lead()) val = validate(epoch, summary, rec);
+  if (dp_) share_decisions();
   bar.finish(summary);
   // The per-class view of the validation set (not for language models' many classes).
   if (val && val->num_classes() > 0 && num_classes_ <= 20) fmt::print("{}", format_class_table(*val, data_.class_names));
@@ -951,6 +1048,22 @@ Metrics TrainingRun::validate(int64_t epoch, std::string& summary, LogRecord& re
   return m;
 }
 
+// Rank 0 alone validates: the others take its decisions (stop, and the plateau schedule's state).
+void TrainingRun::share_decisions() {
+  StateMap m;
+  if (lead()) {
+    m = {{"done", std::to_string(done_)}, {"early_stopped", std::to_string(early_stopped_)}};
+    if (lr_.plateau) m.merge(lr_.plateau->save());
+  }
+  std::string text = lead() ? nlohmann::json(m).dump() : "";
+  dp_->broadcast(text);
+  if (lead()) return;
+  m = nlohmann::json::parse(text).get<StateMap>();
+  done_ = m.at("done") == "1";
+  early_stopped_ = m.at("early_stopped") == "1";
+  if (lr_.plateau) lr_.plateau->restore(m);
+}
+
 void TrainingRun::restore_best() {
   for (size_t i = 0; i < best_.size(); ++i) model_.params()[i] = std::move(best_[i]);
   best_.clear();
@@ -983,6 +1096,10 @@ std::string TrainingRun::nonfinite_param() const {
 }
 
 void TrainingRun::checkpoint() {
+  if (!lead()) {
+    saved_step_ = step_;
+    return;
+  }
   if (std::string bad = nonfinite_param(); !bad.empty()) {
     fmt::print(stderr, "stag: warning: step {}: {} holds a NaN or an infinity; not checkpointed\n", step_, bad);
     return;
@@ -994,7 +1111,7 @@ void TrainingRun::checkpoint() {
 }
 
 void TrainingRun::save_best() {
-  if (folder_) save_checkpoint(model_, folder_->best().string(), state_now());
+  if (folder_ && lead()) save_checkpoint(model_, folder_->best().string(), state_now());
 }
 
 void TrainingRun::stop() {
@@ -1019,7 +1136,9 @@ void TrainingRun::report() const {
   fmt::print("run folder {}: last.safetensors (step {}),{} log.jsonl, run.json\n", folder_->dir.string(), step_, best);
 }
 
-void TrainingRun::log(const LogRecord& rec) {
+void TrainingRun::log(const LogRecord& record) {
+  LogRecord rec = record;
+  rec.push_back({"ranks", int64_t{dp_ ? dp_->ranks : 1}});
   if (user_log_) user_log_->write(rec);
   if (folder_log_) folder_log_->write(rec);
 }
@@ -1039,19 +1158,19 @@ StateMap TrainingRun::state_now() const {
 
 }  // namespace
 
-double train(Model& model, const TrainSettings& s, DataPreload* preload) {
+double train(Model& model, const TrainSettings& s, DataPreload* preload, const Collective* collective) {
   StopSignalScope signals;
   if (s.threads > 0) stag_set_num_threads(s.threads);
   check_monitor(model.manifest(), s);
   LrPlan lr = plan_lr(s.schedule, s.lr, maximizes(s));  // a bad schedule fails before the data loads
-  const FunctionSpec& step_fn = model.manifest().function("train_step");
+  const FunctionSpec& step_fn = model.manifest().function(collective ? "gradients" : "train_step");
   if (output_index(step_fn, "loss") < 0) throw Error("the train step has no 'loss' output");
   const BufferSpec& features = step_fn.inputs[map_inputs(step_fn).features];
   // Data read while the model compiled, when it is what this run reads.
   bool preloaded = preload && preload->source() == s.data && !reads_text(features) && preload->state_->data.valid();
   Data data = preloaded ? preload->state_->data.get() : load_data(s.data, step_fn, vocabulary_of(model), s.tokenizer, s.seed, nullptr);
   check_shape(features, data.train, "training");
-  TrainingRun run(model, s, std::move(data), std::move(lr));
+  TrainingRun run(model, s, std::move(data), std::move(lr), collective);
   return run.run();
 }
 

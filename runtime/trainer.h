@@ -6,7 +6,9 @@
 #include <CLI/CLI.hpp>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -60,6 +62,9 @@ struct TrainSettings {
   /// parameter whose gradient is not finite, "skip" goes on with the next batch.
   std::string on_nonfinite = "stop";
   bool test = true;               ///< report metrics on the test split at the end
+  /// Data parallelism: compare a hash of the parameters across processes every N steps and
+  /// stop with an error when they differ (0: never).
+  int64_t check_replicas = 0;
 
   /// How the run was started, for run.json; set by the command, not by flags.
   std::vector<std::string> command;
@@ -75,6 +80,8 @@ void add_train_flags(CLI::App& app, TrainSettings& s);
 /// defaults are known only after parsing, as in `stag train`, which reads the model first).
 void merge_given(const CLI::App& app, const TrainSettings& given, TrainSettings& out);
 
+struct Collective;
+
 /// A data set being read on a background thread (preload_data), for train() to take.
 class DataPreload {
  public:
@@ -88,7 +95,7 @@ class DataPreload {
   struct State;
   explicit DataPreload(std::unique_ptr<State> state);
   friend std::unique_ptr<DataPreload> preload_data(const std::string& source);
-  friend double train(Model& model, const TrainSettings& s, DataPreload* preload);
+  friend double train(Model& model, const TrainSettings& s, DataPreload* preload, const Collective* collective);
   std::unique_ptr<State> state_;
 };
 
@@ -98,6 +105,19 @@ class DataPreload {
 /// train() would load itself.
 std::unique_ptr<DataPreload> preload_data(const std::string& source);
 
+/// What data-parallel training needs from the processes' transport. runtime/dist implements it
+/// over MPI; this library knows no MPI. A run of one process has none.
+struct Collective {
+  int rank = 0;
+  int ranks = 1;
+  /// Replaces every rank's `values` by their element-wise mean over the ranks, in place.
+  std::function<void(std::span<float> values)> average;
+  /// Gives every rank rank 0's `text`.
+  std::function<void(std::string& text)> broadcast;
+  /// Every rank's `value`, in rank order, on every rank.
+  std::function<std::vector<uint64_t>(uint64_t value)> gather;
+};
+
 /// Trains `model`, which has the functions init, forward and train_step. Prints progress and
 /// metrics to stdout; throws Error on bad data or settings. Writes a checkpoint however the run
 /// ends: at each epoch end, after --max-steps, after early stopping (the best weights), and on
@@ -105,7 +125,13 @@ std::unique_ptr<DataPreload> preload_data(const std::string& source);
 /// last validation accuracy without a test split; NaN when there are no labels to score).
 /// `preload`, when given, is used if it reads s.data and the model takes examples (not text);
 /// an error while preloading is thrown here, as if train() had loaded the data itself.
-double train(Model& model, const TrainSettings& s, DataPreload* preload = nullptr);
+///
+/// With `collective` (data parallelism: one of several processes), the model has the functions
+/// gradients and update instead of train_step (compiler/train/train_step.h), compiled for this
+/// process's share of the batch: every process draws the same global batches, runs its rows
+/// through gradients, averages the gradients and the loss with the others and applies update.
+/// Rank 0 alone validates, prints, logs and checkpoints, and tells the others what it decided.
+double train(Model& model, const TrainSettings& s, DataPreload* preload = nullptr, const Collective* collective = nullptr);
 
 /// Every setting of a run by its flag's name, as run.json records it.
 LogRecord train_settings_record(const TrainSettings& s);

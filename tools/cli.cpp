@@ -25,6 +25,7 @@ void ModelArgs::add_to(CLI::App& app) {
   app.add_option("--dim", dims, "Bind an ONNX model's symbolic dimension: NAME=N (repeatable)");
   app.add_option("--loss", loss, "An ONNX model's loss: KIND:OUTPUT:LABEL (cross_entropy, mse, huber, bce_with_logits)");
   app.add_flag("--decode", decode, "Lower a language model's decode step: one token, its cache or state as inputs and outputs");
+  app.add_flag("--unroll", unroll, "Lower recurrent layers (RNN, LSTM, GRU) unrolled, a copy of the cell a step, instead of one scan");
   add_pass_options(app, passes);
 }
 
@@ -58,6 +59,11 @@ void add_pass_options(CLI::App& app, PassOptions& o) {
                "Check after every kernel that what it computed is finite: the first NaN or infinity stops the run naming "
                "its kernel and graph node (slow; for finding where a loss becomes NaN)")
       ->group("Optimizer");
+  app.add_option("--scan-unroll", o.scan_unroll,
+                 "Run N steps of every scan (a recurrent layer) per loop iteration: its body copied N times (N is lowered "
+                 "to the largest divisor of the length not above it; default 1)")
+      ->check(CLI::Range(int64_t{1}, int64_t{4096}))
+      ->group("Optimizer");
   app.add_option("--precision", o.precision,
                  "bf16: matmuls and convolutions multiply bf16-rounded operands and sum in f32, as PyTorch's CPU autocast "
                  "(weights, optimizer state and other ops stay f32; default: the train section's precision, else f32)")
@@ -80,6 +86,7 @@ std::unique_ptr<Graph> ModelArgs::load() const {
   options.training = train;
   options.decode = decode;
   options.prefill = prefill;
+  options.unroll = unroll;
   options.model = model;
   options.loss = loss;
   for (const auto& d : dims) {

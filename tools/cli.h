@@ -37,6 +37,7 @@ struct ModelArgs {
   bool train = false;
   bool decode = false;   ///< lower the single-token decode step (LoadOptions::decode)
   bool prefill = false;  ///< lower the forward that also gives the decode step's cache (LoadOptions::prefill)
+  bool unroll = false;   ///< recurrent layers unrolled, not scans (LoadOptions::unroll)
   std::string model;
   std::vector<std::string> dims;  ///< --dim NAME=N: an ONNX model's symbolic dimensions
   std::string loss;               ///< --loss KIND:OUTPUT:LABEL: an ONNX model's loss

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <chrono>
 #include <thread>
+#include <tuple>
 #include <cmath>
 
 #include "compiler/jit/jit_model.h"
@@ -34,6 +35,7 @@ struct BenchArgs {
   int64_t seed = 0;
   bool json = false;
   bool peak = false;
+  bool separate = false;  ///< a GAN's d_step and g_step, not its pair_step
 };
 
 using Clock = std::chrono::steady_clock;
@@ -64,17 +66,36 @@ double median(std::vector<double> v) {
   return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
+// One GAN iteration (D step + G step) on `real`: the pair step, or the two steps one after the
+// other. Returns the losses of D and G.
+std::pair<double, double> gan_iteration(rt::Model& model, const rt::Tensor& real, const rt::Tensor& key,
+                                        const rt::Tensor& lr_d, const rt::Tensor& lr_g) {
+  const auto& fns = model.manifest().functions;
+  bool pair = std::any_of(fns.begin(), fns.end(), [](const auto& f) { return f.name == "pair_step"; });
+  if (pair) {
+    auto out = model.run("pair_step", {&real, &key, &lr_d, &lr_g});
+    const auto& spec = model.manifest().function("pair_step");
+    double loss_g = NAN;
+    for (size_t i = 0; i < spec.outputs.size(); ++i)
+      if (spec.outputs[i].name == "loss_g") loss_g = out[i].values<float>()[0];
+    return {out[0].values<float>()[0], loss_g};
+  }
+  double loss_d = model.run("d_step", {&real, &key, &lr_d})[0].values<float>()[0];
+  return {loss_d, model.run("g_step", {&key, &lr_g})[0].values<float>()[0]};
+}
+
 // A GAN's training iteration: the discriminator's step on a random real batch in [0, 1], then the
-// generator's, each step timed as the pair.
+// generator's, timed together (one pair step when D steps once per G step, unless --separate-steps).
 int bench_gan(const BenchArgs& args, const fe::GanSpec& spec) {
   if (args.threads > 0) stag_set_num_threads(args.threads);
   auto t0 = Clock::now();
-  CompiledModel c = compile_gan(args.program, spec, false);
+  CompiledModel c = compile_gan(args.program, spec, false, args.separate);
   double compile_s = ms_since(t0) / 1000.0;
   rt::Model& model = *c.model;
   std::vector<double> times;
   double loss_d = NAN, loss_g = NAN;
-  const auto& d_spec = model.manifest().function("d_step");
+  bool pair = spec.d_steps == 1 && !args.separate;
+  const auto& d_spec = model.manifest().function(pair ? "pair_step" : "d_step");
   rt::GanSettings gan = rt::gan_settings_from_manifest(model.manifest());
   int64_t batch = d_spec.inputs.at(0).shape.at(0);
   try {
@@ -91,8 +112,7 @@ int bench_gan(const BenchArgs& args, const fe::GanSpec& spec) {
     for (int s = 0; s < args.warmup + args.steps; ++s) {
       key.values<int64_t>()[0] = s;
       auto t1 = Clock::now();
-      loss_d = model.run("d_step", {&reals[static_cast<size_t>(s % 16)], &key, &lr_d})[0].values<float>()[0];
-      loss_g = model.run("g_step", {&key, &lr_g})[0].values<float>()[0];
+      std::tie(loss_d, loss_g) = gan_iteration(model, reals[static_cast<size_t>(s % 16)], key, lr_d, lr_g);
       if (s >= args.warmup) times.push_back(ms_since(t1));
     }
   } catch (const rt::Error& e) {
@@ -100,17 +120,18 @@ int bench_gan(const BenchArgs& args, const fe::GanSpec& spec) {
   }
   double med = median(times), best = *std::min_element(times.begin(), times.end());
   int threads = stag_get_num_threads();
-  size_t kernels = c.program.functions[2].kernels.size() + c.program.functions[3].kernels.size();
+  size_t kernels = gan_step_kernels(c.program);
+  const char* function = pair ? "pair_step" : "d_step+g_step";
   if (args.json)
-    fmt::print("{{\"model\": \"{}\", \"function\": \"d_step+g_step\", \"batch\": {}, \"threads\": {}, \"warmup\": {}, "
+    fmt::print("{{\"model\": \"{}\", \"function\": \"{}\", \"batch\": {}, \"threads\": {}, \"warmup\": {}, "
                "\"steps\": {}, \"compile_s\": {:.4f}, \"median_ms\": {:.4f}, \"min_ms\": {:.4f}, \"peak_rss_mb\": {:.1f}, "
                "\"kernels\": {}, \"workspace_bytes\": {}, \"loss_d\": {:.6g}, \"loss_g\": {:.6g}}}\n",
-               spec.name, batch, threads, args.warmup, args.steps, compile_s, med, best, peak_rss_mb(), kernels,
+               spec.name, function, batch, threads, args.warmup, args.steps, compile_s, med, best, peak_rss_mb(), kernels,
                c.program.workspace_bytes, loss_d, loss_g);
   else
-    fmt::print("{} d_step+g_step (batch {}) on {} thread{}: median {:.3f} ms, min {:.3f} ms over {} steps after {} warm-up; "
+    fmt::print("{} {} (batch {}) on {} thread{}: median {:.3f} ms, min {:.3f} ms over {} steps after {} warm-up; "
                "last losses D {:.4g} G {:.4g}; compile {:.2f} s ({} kernels); peak RSS {:.1f} MB\n",
-               spec.name, batch, threads, threads == 1 ? "" : "s", med, best, args.steps, args.warmup, loss_d, loss_g,
+               spec.name, function, batch, threads, threads == 1 ? "" : "s", med, best, args.steps, args.warmup, loss_d, loss_g,
                compile_s, kernels, peak_rss_mb());
   return kExitOk;
 }
@@ -243,6 +264,7 @@ Command add_bench_command(CLI::App& app) {
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 16));
   cmd->add_option("--seed", args->seed, "Seed of the initialisation and the random inputs");
   cmd->add_flag("--json", args->json, "Print one JSON object");
+  cmd->add_flag("--separate-steps", args->separate, "A GAN: time its discriminator and generator steps compiled apart, not as one pair step");
   cmd->add_flag("--peak", args->peak, "Measure the host's f32 FMA (and bf16 dot-product) peaks on 1 and --threads threads");
   return {cmd, [args] { return run_bench(*args); }};
 }

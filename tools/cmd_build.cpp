@@ -46,8 +46,7 @@ kir::Program trainer_program(const TrainProgramArgs& args, std::string& name) {
     if (gan->kind == fe::GanLookup::Member) refuse_member(args.model, gan->spec);
     GanGraphs g = gan_graphs(args, gan->spec);
     name = gan->spec.name;
-    return compile_program({{"forward", g.sample.get()}, {"d_step", g.d_step.get()}, {"g_step", g.g_step.get()}},
-                           args.model.passes, std::cerr);
+    return compile_program(gan_functions(g, gan->spec, false), args.model.passes, std::cerr);
   }
   auto [eval, step] = args.load();
   name = eval->name;
@@ -66,7 +65,7 @@ int run_build(const BuildArgs& args) {
   }
   // The runtime as this stag was built with it: same compiler, same libraries.
   std::vector<std::string> link = {STAG_CXX, "-o", args.out, object, STAG_TRAINER_MAIN, STAG_RUNTIME_LIB,
-                                   STAG_FMT_LIB, "-lz", "-lpng", "-lsentencepiece", "-lsentencepiece_train", "-lmvec", "-lm", "-pthread"};
+                                   STAG_FMT_LIB, "-lz", "-lpng", "-ldl", "-lmvec", "-lm", "-pthread"};
   int rc = run_program(link);
   std::filesystem::remove(object);
   if (rc != 0)

@@ -10,6 +10,10 @@
 #include <iterator>
 #include <optional>
 #include <regex>
+#include <thread>
+
+#include <fcntl.h>
+#include <unistd.h>
 
 #include "compiler/jit/jit_model.h"
 #include "compiler/train/train_step.h"
@@ -20,6 +24,7 @@
 #include "runtime/profile.h"
 #include "runtime/run_dir.h"
 #include "runtime/safetensors.h"
+#include "runtime/dist/dist.h"
 #include "runtime/stop_signal.h"
 #include "runtime/trainer.h"
 #include "runtime/gan_trainer.h"
@@ -55,6 +60,28 @@ void freeze_params(Graph& g, const std::vector<std::string>& patterns) {
   }
 }
 
+// The training-mode graph (--freeze applied) and the optimizer the flags and the model ask for.
+std::pair<std::unique_ptr<Graph>, OptimizerConfig> training_program(const TrainProgramArgs& args) {
+  const auto& [model, optimizer, weight_decay, momentum, grad_clip, freeze] = args;
+  ModelArgs train_args = model;
+  train_args.train = true;
+  auto training = train_args.load();
+  freeze_params(*training, freeze);
+  OptimizerConfig opt = optimizer_from_attrs(*training);
+  if (!optimizer.empty()) opt.kind = optimizer;
+  if (weight_decay >= 0) opt.weight_decay = weight_decay;
+  if (momentum >= 0) opt.momentum = momentum;
+  if (grad_clip >= 0) opt.clip_norm = grad_clip;
+  return {std::move(training), opt};
+}
+
+// Every process but rank 0 trains silently: one progress, one report.
+void silence_stdout() {
+  std::fflush(stdout);
+  int null = open("/dev/null", O_WRONLY);
+  if (null >= 0) dup2(null, STDOUT_FILENO);
+}
+
 }  // namespace
 
 void TrainProgramArgs::add_to(CLI::App& app) {
@@ -68,17 +95,10 @@ void TrainProgramArgs::add_to(CLI::App& app) {
 }
 
 std::pair<std::unique_ptr<Graph>, std::unique_ptr<Graph>> TrainProgramArgs::load() const {
-  ModelArgs eval_args = model, train_args = model;
+  ModelArgs eval_args = model;
   eval_args.train = false;
-  train_args.train = true;
   auto eval = eval_args.load();
-  auto training = train_args.load();
-  freeze_params(*training, freeze);
-  OptimizerConfig opt = optimizer_from_attrs(*training);
-  if (!optimizer.empty()) opt.kind = optimizer;
-  if (weight_decay >= 0) opt.weight_decay = weight_decay;
-  if (momentum >= 0) opt.momentum = momentum;
-  if (grad_clip >= 0) opt.clip_norm = grad_clip;
+  auto [training, opt] = training_program(*this);
   Diagnostics diags;
   auto step = build_train_step(*training, opt, diags);
   if (!step) {
@@ -90,11 +110,33 @@ std::pair<std::unique_ptr<Graph>, std::unique_ptr<Graph>> TrainProgramArgs::load
 
 namespace {
 
+// Data parallelism: the inference graph and the train step split into gradients and update
+// (build_split_train_step).
+struct SplitProgram {
+  std::unique_ptr<Graph> eval, gradients, update;
+};
+
+SplitProgram load_split(const TrainProgramArgs& args) {
+  ModelArgs eval_args = args.model;
+  eval_args.train = false;
+  SplitProgram split{eval_args.load(), nullptr, nullptr};
+  auto [training, opt] = training_program(args);
+  Diagnostics diags;
+  std::tie(split.gradients, split.update) = build_split_train_step(*training, opt, diags);
+  if (!split.gradients) {
+    fmt::print(stderr, "{}", diags.render());
+    throw Failure{kExitBadInput, {}};
+  }
+  return split;
+}
+
 struct TrainArgs {
   TrainProgramArgs program;
   rt::TrainSettings given;
   ProfileArgs profile;
   ScoreArgs score;  ///< GANs only
+  double dist_timeout = 300;  ///< under mpirun: how long a process waits for the others
+  bool separate_steps = false;  ///< GANs only: d_step and g_step even when one pair_step would do
 };
 
 // The data set a run will read: --data, else the model's train section, else the default. Only a
@@ -133,11 +175,10 @@ int run_profiled(const ProfileArgs& profile, rt::Model& model, std::vector<std::
 int run_gan_train(const TrainArgs& args, const CLI::App& cmd, const fe::GanSpec& spec) {
   using Clock = std::chrono::steady_clock;
   auto t0 = Clock::now();
-  CompiledModel c = compile_gan(args.program, spec, args.profile.enabled());
+  CompiledModel c = compile_gan(args.program, spec, args.profile.enabled(), args.separate_steps);
   fmt::print("compiled gan {} (sampling, discriminator and generator steps, {} kernels{}) in {:.0f} ms\n", spec.name,
-             c.program.functions[1].kernels.size() + c.program.functions[2].kernels.size() +
-                 c.program.functions[3].kernels.size(),
-             cache_note(c.code->times()), std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+             gan_step_kernels(c.program), cache_note(c.code->times()),
+             std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
   rt::TrainSettings settings = rt::settings_from_manifest(c.model->manifest());
   rt::merge_given(cmd, args.given, settings);
   record_start(args.program.model.file, settings);
@@ -152,13 +193,72 @@ int run_gan_train(const TrainArgs& args, const CLI::App& cmd, const fe::GanSpec&
       rec.push_back({"frechet_distance", sc.frechet_distance});
       summary += fmt::format("  classifier_score {:.3f}  frechet_distance {:.3f}", sc.classifier_score, sc.frechet_distance);
     };
-    return run_profiled(args.profile, *c.model, {"d_step", "g_step", "forward"}, [&] { rt::train_gan(*c.model, settings, gan, scores); });
+    return run_profiled(args.profile, *c.model, {"pair_step", "d_step", "g_step", "forward"}, [&] { rt::train_gan(*c.model, settings, gan, scores); });
   } catch (const rt::Error& e) {
     throw Failure{kExitBadInput, e.what()};
   }
 }
 
+// The global batch a data-parallel run splits: --batch, else the model's own.
+int64_t global_batch(const ModelArgs& model) {
+  if (model.batch > 0) return model.batch;
+  const Attr* batch = model.load()->attr("batch");
+  if (!batch) throw Failure{kExitUsage, "training across processes splits the batch: give --batch or a `batch` in the model"};
+  return std::get<int64_t>(*batch);
+}
+
+// One process of a data-parallel run: its share of every global batch, compiled as gradients
+// and update, trained with the others (runtime/dist).
+int train_parallel(const TrainArgs& args, const CLI::App& cmd, const rt::Collective& dp) {
+  using Clock = std::chrono::steady_clock;
+  auto t0 = Clock::now();
+  TrainProgramArgs program = args.program;
+  int64_t global = global_batch(program.model);
+  if (global % dp.ranks != 0)
+    throw Failure{kExitUsage, fmt::format("the batch {} does not split evenly over {} processes", global, dp.ranks)};
+  program.model.batch = global / dp.ranks;
+  auto split = load_split(program);
+  std::unique_ptr<rt::DataPreload> preload = rt::preload_data(data_source(args, cmd, *split.gradients));
+  CompiledModel c = compile_jit({{"forward", split.eval.get()}, {"gradients", split.gradients.get()}, {"update", split.update.get()}},
+                                {.profile = args.profile.enabled(), .passes = args.program.model.passes});
+  fmt::print("compiled {} (inference, gradients and update, {} kernels{}) in {:.0f} ms on each of {} processes\n",
+             split.eval->name, c.program.functions[1].kernels.size() + c.program.functions[2].kernels.size() +
+             c.program.functions[3].kernels.size(), cache_note(c.code->times()),
+             std::chrono::duration<double, std::milli>(Clock::now() - t0).count(), dp.ranks);
+  rt::TrainSettings settings = rt::settings_from_manifest(c.model->manifest());
+  rt::merge_given(cmd, args.given, settings);
+  record_start(args.program.model.file, settings);
+  // The machine's cores shared among its processes, unless --threads says otherwise.
+  if (cmd.get_option("--threads")->count() == 0)
+    settings.threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / dist::local_ranks());
+  return run_profiled(args.profile, *c.model, {"gradients", "update", "forward"},
+                      [&] { rt::train(*c.model, settings, preload.get(), &dp); });
+}
+
+// Under mpirun: rank 0 alone prints; an error on any process ends them all, naming its rank.
+int run_distributed(const TrainArgs& args, const CLI::App& cmd) {
+  if (find_gan(args.program.model)) throw Failure{kExitUsage, "training a GAN across processes is not supported"};
+  std::optional<dist::Session> session;
+  try {
+    session.emplace(args.dist_timeout);
+  } catch (const rt::Error& e) {
+    throw Failure{kExitUsage, e.what()};
+  }
+  const rt::Collective& dp = session->collective();
+  if (dp.rank != 0) silence_stdout();
+  try {
+    return train_parallel(args, cmd, dp);
+  } catch (const Failure& f) {
+    fmt::print(stderr, "stag: error: rank {}: {}\n", dp.rank, f.message.empty() ? "see above" : f.message);
+    session->abort(f.exit_code);
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "stag: error: rank {}: {}\n", dp.rank, e.what());
+    session->abort(kExitBadInput);
+  }
+}
+
 int run_train(const TrainArgs& args, const CLI::App& cmd) {
+  if (dist::launched_ranks() > 1) return run_distributed(args, cmd);
   if (auto gan = find_gan(args.program.model)) {
     if (gan->kind == fe::GanLookup::Member) refuse_member(args.program.model, gan->spec);
     return run_gan_train(args, cmd, gan->spec);
@@ -257,6 +357,10 @@ Command add_train_command(CLI::App& app) {
   rt::add_train_flags(*cmd, args->given);
   args->profile.add_to(*cmd);
   args->score.add_to(*cmd);
+  cmd->add_option("--dist-timeout", args->dist_timeout,
+                  "Under mpirun: seconds a process waits for the others before ending the job")->check(CLI::PositiveNumber);
+  cmd->add_flag("--separate-steps", args->separate_steps,
+                "GANs: compile the discriminator's and the generator's steps apart, not as one pair step (same results)");
   return {cmd, [args, cmd] { return run_train(*args, *cmd); }};
 }
 

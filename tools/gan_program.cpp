@@ -94,10 +94,22 @@ GanGraphs gan_graphs(const TrainProgramArgs& program, const fe::GanSpec& spec) {
   return std::move(*graphs);
 }
 
-CompiledModel compile_gan(const TrainProgramArgs& program, const fe::GanSpec& spec, bool profile) {
+std::vector<std::pair<std::string, const Graph*>> gan_functions(GanGraphs& g, const fe::GanSpec& spec, bool separate) {
+  if (spec.d_steps != 1 || separate) return {{"forward", g.sample.get()}, {"d_step", g.d_step.get()}, {"g_step", g.g_step.get()}};
+  g.pair_step = build_pair_step(*g.d_step, *g.g_step);
+  return {{"forward", g.sample.get()}, {"pair_step", g.pair_step.get()}};
+}
+
+size_t gan_step_kernels(const kir::Program& p) {
+  size_t n = 0;
+  for (const auto& f : p.functions)
+    if (f.name.ends_with("_step")) n += f.kernels.size();
+  return n;
+}
+
+CompiledModel compile_gan(const TrainProgramArgs& program, const fe::GanSpec& spec, bool profile, bool separate) {
   GanGraphs g = gan_graphs(program, spec);
-  return compile_jit({{"forward", g.sample.get()}, {"d_step", g.d_step.get()}, {"g_step", g.g_step.get()}},
-                     {.profile = profile, .passes = program.model.passes});
+  return compile_jit(gan_functions(g, spec, separate), {.profile = profile, .passes = program.model.passes});
 }
 
 CompiledModel compile_gan_sampler(const ModelArgs& model, const fe::GanSpec& spec) {

@@ -23,9 +23,17 @@ std::optional<fe::GanLookup> find_gan(const ModelArgs& args);
 /// runtime reads (gan.*, train.epochs, train.data). Prints diagnostics and throws Failure on error.
 GanGraphs gan_graphs(const TrainProgramArgs& program, const fe::GanSpec& spec);
 
-/// Builds and compiles the GAN's functions: `forward` (sampling), `d_step` and `g_step`. The
-/// optimizer flags of `program` apply to both models.
-CompiledModel compile_gan(const TrainProgramArgs& program, const fe::GanSpec& spec, bool profile);
+/// The functions a GAN program compiles: `forward` (sampling) and, when the discriminator steps
+/// once per generator step, `pair_step` (both steps in one function, G(z) computed once; built
+/// into `g`), else or when `separate` `d_step` and `g_step`.
+std::vector<std::pair<std::string, const Graph*>> gan_functions(GanGraphs& g, const fe::GanSpec& spec, bool separate);
+
+/// The kernels of a GAN program's steps (not sampling's).
+size_t gan_step_kernels(const kir::Program& p);
+
+/// Builds and compiles the GAN's functions (gan_functions). The optimizer flags of `program`
+/// apply to both models.
+CompiledModel compile_gan(const TrainProgramArgs& program, const fe::GanSpec& spec, bool profile, bool separate = false);
 
 /// The GAN's sampling function alone (`forward`: noise to images), for commands that only draw.
 CompiledModel compile_gan_sampler(const ModelArgs& model, const fe::GanSpec& spec);

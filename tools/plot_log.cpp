@@ -18,8 +18,8 @@ namespace {
 using json = nlohmann::ordered_json;
 
 // Keys that place a line rather than measure anything.
-const std::set<std::string> kStepSkip = {"event", "step", "epoch", "seconds", "lr"};
-const std::set<std::string> kEpochSkip = {"event", "epoch", "step", "seconds"};
+const std::set<std::string> kStepSkip = {"event", "step", "epoch", "seconds", "lr", "ranks"};
+const std::set<std::string> kEpochSkip = {"event", "epoch", "step", "seconds", "ranks"};
 // First words naming a data split: val_accuracy and val_auc are different quantities.
 const std::set<std::string> kSplits = {"train", "val", "valid", "validation", "test"};
 

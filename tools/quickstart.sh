@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 
 packages=(g++ cmake ninja-build ccache llvm-19-dev libfmt-dev catch2 zlib1g-dev
           nlohmann-json3-dev libcli11-dev libpng-dev libsentencepiece-dev librsvg2-bin graphviz dataset-fashion-mnist fortunes
-          libonnx-dev libprotobuf-dev protobuf-compiler libonnx-testdata)
+          libonnx-dev libprotobuf-dev protobuf-compiler libonnx-testdata
+          libopenmpi-dev openmpi-bin)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

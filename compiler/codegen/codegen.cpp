@@ -497,6 +497,7 @@ class Codegen {
       case Bin::xor_: return b_.CreateXor(a, b);
       case Bin::shl: return b_.CreateShl(a, b);
       case Bin::lshr: return b_.CreateLShr(a, b);
+      case Bin::bf16_pair: return b_.CreateOr(bf16_bits(b_, b), b_.CreateLShr(bf16_bits(b_, a), 16));
     }
     throw std::logic_error("bad binary op");
   }
@@ -512,7 +513,42 @@ class Codegen {
 
   // ---------------------------------------------------------------- entry functions
 
+  // The loop an entry function is in while its calls are emitted: one basic block, so that
+  // every address computed in it dominates the code after it.
+  struct LoopState {
+    llvm::Function* f;
+    const Loop* open = nullptr;
+    llvm::PHINode* iter = nullptr;
+    llvm::Value* step = nullptr;  ///< the step t of kernel_ir.h, null outside loops
+
+    void enter(Codegen& cg, int kernel) {
+      const Function& fn = cg.p_.functions[cg.fn_];
+      for (const auto& l : fn.loops)
+        if (l.first == kernel) open = &l;
+      if (!open || open->first != kernel) return;
+      auto& b = cg.b_;
+      llvm::BasicBlock* before = b.GetInsertBlock();
+      auto* body = llvm::BasicBlock::Create(cg.ctx_, "loop", f);
+      b.CreateBr(body);
+      b.SetInsertPoint(body);
+      iter = b.CreatePHI(cg.i64_, 2, "iter");
+      iter->addIncoming(b.getInt64(0), before);
+      step = open->reverse ? b.CreateSub(b.getInt64(open->trips - 1), iter, "t") : iter;
+    }
+    void leave(Codegen& cg, int kernel) {
+      if (!open || open->last != kernel + 1) return;
+      auto& b = cg.b_;
+      llvm::Value* next = b.CreateAdd(iter, b.getInt64(1));
+      iter->addIncoming(next, b.GetInsertBlock());
+      auto* after = llvm::BasicBlock::Create(cg.ctx_, "after_loop", f);
+      b.CreateCondBr(b.CreateICmpSLT(next, b.getInt64(open->trips)), iter->getParent(), after);
+      b.SetInsertPoint(after);
+      open = nullptr, iter = nullptr, step = nullptr;
+    }
+  };
+
   void entry(int fn, const std::vector<Call>& calls) {
+    fn_ = fn;
     auto* ty = llvm::FunctionType::get(b_.getVoidTy(), {ptr_, ptr_, ptr_, ptr_}, false);
     auto* f = llvm::Function::Create(ty, llvm::GlobalValue::ExternalLinkage, entry_symbol(p_, p_.functions[fn].name), m_.get());
     // The thread pool rethrows a worker's exception in the caller: it unwinds through here.
@@ -540,10 +576,20 @@ class Codegen {
     int64_t first_id = 0;
     for (int g = 0; g < fn; ++g) first_id += static_cast<int64_t>(p_.functions[g].kernels.size());
     if (options_.profile) b_.CreateCall(profile_enter_, {b_.getInt64(fn)});
+    LoopState loop{f};
+    // A view's address moves with the step of its loop (buffer.alias: kernel_ir.h).
+    std::function<llvm::Value*(int)> view = [&](int id) -> llvm::Value* {
+      const Buffer& buf = p_.buffers[id];
+      if (buf.alias < 0) return address(id);
+      llvm::Value* at = b_.getInt64(buf.alias_first);
+      if (buf.alias_step != 0 && loop.step) at = b_.CreateAdd(at, b_.CreateMul(loop.step, b_.getInt64(buf.alias_step)));
+      return b_.CreateInBoundsGEP(memory_type(p_.buffers[buf.alias].type.dtype), view(buf.alias), at, buf.name);
+    };
     for (size_t i = 0; i < calls.size(); ++i) {
+      loop.enter(*this, static_cast<int>(i));
       for (size_t j = 0; j < calls[i].buffers.size(); ++j) {
         int id = calls[i].buffers[j];
-        llvm::Value* ptr = address(id);
+        llvm::Value* ptr = view(id);
         for (const auto& [buffer, first] : ks[i].views)  // the kernel sees the buffer from `first` on
           if (buffer == id && first != 0)
             ptr = b_.CreateConstInBoundsGEP1_64(memory_type(p_.buffers[id].type.dtype), ptr, static_cast<uint64_t>(first));
@@ -556,6 +602,7 @@ class Codegen {
       else
         b_.CreateCall(calls[i].fn, {ctx, b_.getInt64(0), b_.getInt64(ks[i].extent)});
       if (options_.profile) b_.CreateCall(profile_end_, {b_.getInt64(first_id + static_cast<int64_t>(i))});
+      loop.leave(*this, static_cast<int>(i));
     }
     if (options_.profile) b_.CreateCall(profile_leave_, {b_.getInt64(fn)});
     b_.CreateRetVoid();
@@ -587,6 +634,7 @@ class Codegen {
   std::unordered_map<int, llvm::GlobalVariable*> const_globals_;
   std::unordered_map<int, llvm::Value*> buf_ptrs_;
   std::vector<llvm::AllocaInst*> vars_;
+  int fn_ = 0;  ///< the function whose entry is being emitted
   std::unordered_map<const Expr*, llvm::Value*> memo_;
 };
 

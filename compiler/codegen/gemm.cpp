@@ -67,6 +67,8 @@ uint64_t fnv(const std::vector<int64_t>& v) {
 class GemmEmitter {
  public:
   static constexpr int64_t kDirectRows = 64;
+  /// Reads vector v of B's row k for a panel (zeros unless `valid`).
+  using RowRead = std::function<llvm::Value*(llvm::Value* k, int v, llvm::Value* valid)>;
 
   GemmEmitter(llvm::Module& m, const kir::Gemm& g, const GemmTile& t) : m_(m), g_(g), t_(t), b_(m.getContext()) {
     llvm::FastMathFlags fmf;
@@ -97,15 +99,19 @@ class GemmEmitter {
     bool bf16 = g_.precision == kir::Gemm::Precision::bf16;
     pairs_ = bf16 && t_.bf16_dot;
     round_ = bf16 && !pairs_;
+    if (g_.pairs && !pairs_) throw std::logic_error("a product of bf16 pairs on a micro-kernel without VDPBF16PS");
+    // A pair of bf16 takes the bytes of one f32: the same panels in cache hold twice the depth.
+    if (pairs_) t_.depth *= 2;
     const int NR = t_.columns(), MR = t_.rows, KC = t_.depth;
     const int NP = t_.panels, NC = NP * NR;
     // B's block: NP panels of KC x NR (L2), and A's micro-panel: MR x KC (L1), both packed so
     // the micro-kernel reads them contiguously (A rows 4 KiB apart would fight over cache sets).
-    panel_ = b_.CreateAlloca(llvm::ArrayType::get(f32_, static_cast<uint64_t>(KC * NC)), nullptr, "panel");
-    panel_->setAlignment(llvm::Align(64));
-    apanel_ = b_.CreateAlloca(llvm::ArrayType::get(f32_, static_cast<uint64_t>(KC * MR)), nullptr, "apanel");
-    apanel_->setAlignment(llvm::Align(64));
-    if (pairs_) {
+    if (!pairs_) {
+      panel_ = b_.CreateAlloca(llvm::ArrayType::get(f32_, static_cast<uint64_t>(KC * NC)), nullptr, "panel");
+      panel_->setAlignment(llvm::Align(64));
+      apanel_ = b_.CreateAlloca(llvm::ArrayType::get(f32_, static_cast<uint64_t>(KC * MR)), nullptr, "apanel");
+      apanel_->setAlignment(llvm::Align(64));
+    } else {
       // The same panels as pairs of bf16 in 32-bit lanes: VDPBF16PS's operands.
       ppanel_ = b_.CreateAlloca(llvm::ArrayType::get(b_.getInt32Ty(), static_cast<uint64_t>(KC / 2 * NC)), nullptr, "pair_panel");
       ppanel_->setAlignment(llvm::Align(64));
@@ -133,7 +139,8 @@ class GemmEmitter {
       // its own): the micro-kernel then reads row-major B in place, and only a partial last
       // panel is packed (for its zero padding).
       // bf16 operands are rounded as they are packed, so B is always packed.
-      bool can_read_b = b_rows_contiguous && g_.b_read != kir::Gemm::BRead::patches && !bf16;
+      // So are pairs, unless B holds them already (kir::Gemm::pairs).
+      bool can_read_b = b_rows_contiguous && g_.b_read != kir::Gemm::BRead::patches && (!bf16 || g_.pairs);
       llvm::Value* direct = can_read_b ? b_.CreateICmpSLE(b_.CreateSub(r1, r0), c(kDirectRows)) : b_.getFalse();
       loop(col_lo, col_hi, c(NC), [&](llvm::Value* jc) {
         llvm::Value* jend = smin(b_.CreateAdd(jc, c(NC)), col_hi);
@@ -143,15 +150,29 @@ class GemmEmitter {
             llvm::Value* nr = smin(b_.CreateSub(N, jr), c(NR));
             when(b_.CreateOr(b_.CreateNot(direct), b_.CreateICmpSLT(nr, c(NR))),
                  [&] {
+                   if (g_.pairs) return copy_pairs(Bb, pair_panel_at(jc, jr), pc, jr, kc, nr, sb_k);
+                   if (pairs_) return pack_pairs(Bb, pair_panel_at(jc, jr), pc, jr, kc, nr, sb_k, sb_j, b_rows_contiguous);
                    pack(Bb, panel_at(jc, jr), pc, jr, kc, nr, sb_k, sb_j, b_rows_contiguous);
-                   if (bf16) to_bf16_b(jc, jr, kc);
+                   if (round_) to_bf16_b(jc, jr, kc);
                  });
           });
           loop(r0, r1, c(MR), [&](llvm::Value* i) {
-            pack_a(Ab, i, r1, pc, kc, sa_i, sa_k);
-            if (bf16) to_bf16_a(kc);
+            if (pairs_) pack_a_pairs(Ab, i, r1, pc, kc, sa_i, sa_k);
+            else pack_a(Ab, i, r1, pc, kc, sa_i, sa_k);
+            if (round_) to_bf16_a(kc);
             loop(jc, jend, c(NR), [&](llvm::Value* jr) {
               llvm::Value* nr = smin(b_.CreateSub(N, jr), c(NR));
+              if (pairs_) {
+                llvm::Value* packed = pair_panel_at(jc, jr);
+                llvm::Value* in_place = b_.CreateAnd(direct, b_.CreateICmpEQ(nr, c(NR)));
+                tile_pairs([&](llvm::Value* p) -> llvm::Value* {
+                  llvm::Value* at = b_.CreateInBoundsGEP(b_.getInt32Ty(), packed, b_.CreateMul(p, c(NR)));
+                  if (!g_.pairs) return at;
+                  llvm::Value* own = b_.CreateAdd(line(b_.CreateAdd(b_.CreateUDiv(pc, c(2)), p), sb_k), jr);
+                  return b_.CreateSelect(in_place, b_.CreateInBoundsGEP(b_.getInt32Ty(), Bb, own), at);
+                }, kc);
+                return store_tile(Cb, i, r1, pc, jr, nr);
+              }
               llvm::Value* in_place = b_.CreateAnd(direct, b_.CreateICmpEQ(nr, c(NR)));
               llvm::Value* panel = panel_at(jc, jr);
               // Row k of the panel, or of B itself where it is read in place: evenly spaced rows
@@ -164,8 +185,7 @@ class GemmEmitter {
                 llvm::Value* own = b_.CreateInBoundsGEP(f32_, Bb, b_.CreateAdd(line(b_.CreateAdd(pc, k), sb_k), jr));
                 return b_.CreateSelect(in_place, own, packed);
               };
-              if (pairs_) tile_pairs(pair_panel_at(jc, jr), kc);
-              else tile(row_at, kc);
+              tile(row_at, kc);
               store_tile(Cb, i, r1, pc, jr, nr);
             });
           });
@@ -252,67 +272,187 @@ class GemmEmitter {
 
   llvm::Value* bf16_bits(llvm::Value* x) { return stag::bf16_bits(b_, x); }
 
-  // The packed panel of B for a bf16 product: rounded in place, or as pairs of rows k, k + 1
-  // (zero past kc) in the pair panel.
+  // The packed panel of B for a bf16 product on the f32 micro-kernel, rounded in place.
   void to_bf16_b(llvm::Value* jc, llvm::Value* jr, llvm::Value* kc) {
     const int NR = t_.columns(), NV = t_.vectors, VW = t_.lanes;
     llvm::Value* panel = panel_at(jc, jr);
     auto row = [&](llvm::Value* k, int v) { return b_.CreateInBoundsGEP(f32_, panel, b_.CreateAdd(b_.CreateMul(k, c(NR)), c(v * VW))); };
-    if (round_) {
-      loop(c(0), kc, c(1), [&](llvm::Value* k) {
-        for (int v = 0; v < NV; ++v) b_.CreateStore(b_.CreateBitCast(bf16_bits(b_.CreateLoad(vt_, row(k, v))), vt_), row(k, v));
-      });
-      return;
-    }
-    llvm::Value* pairs = pair_panel_at(jc, jr);
-    loop(c(0), kc, c(2), [&](llvm::Value* k) {
-      llvm::Value* k1 = b_.CreateAdd(k, c(1));
-      for (int v = 0; v < NV; ++v) {
-        llvm::Value* low = b_.CreateLShr(bf16_bits(b_.CreateLoad(vt_, row(k, v))), 16);
-        llvm::Value* high = bf16_bits(b_.CreateLoad(vt_, row(k1, v)));
-        high = b_.CreateSelect(b_.CreateICmpSLT(k1, kc), high, llvm::Constant::getNullValue(high->getType()));
-        llvm::Value* at = b_.CreateInBoundsGEP(b_.getInt32Ty(), pairs, b_.CreateAdd(b_.CreateMul(b_.CreateUDiv(k, c(2)), c(NR)), c(v * VW)));
-        b_.CreateStore(b_.CreateOr(high, low), at);
-      }
+    loop(c(0), kc, c(1), [&](llvm::Value* k) {
+      for (int v = 0; v < NV; ++v) b_.CreateStore(b_.CreateBitCast(bf16_bits(b_.CreateLoad(vt_, row(k, v))), vt_), row(k, v));
     });
   }
 
   // The same for A's micro-panel (MR values a k).
   void to_bf16_a(llvm::Value* kc) {
-    const int MR = t_.rows;
-    auto* one = llvm::FixedVectorType::get(f32_, 1);
-    auto bits = [&](llvm::Value* k, llvm::Value* r) {
-      llvm::Value* x = b_.CreateLoad(one, b_.CreateInBoundsGEP(f32_, apanel_, b_.CreateAdd(b_.CreateMul(k, c(MR)), r)));
-      return b_.CreateExtractElement(bf16_bits(x), uint64_t{0});
-    };
-    if (round_) {
-      loop(c(0), b_.CreateMul(kc, c(MR)), c(1), [&](llvm::Value* e) {
-        b_.CreateStore(b_.CreateBitCast(bits(c(0), e), f32_), b_.CreateInBoundsGEP(f32_, apanel_, e));
-      });
-      return;
-    }
-    loop(c(0), kc, c(2), [&](llvm::Value* k) {
-      llvm::Value* k1 = b_.CreateAdd(k, c(1));
-      loop(c(0), c(MR), c(1), [&](llvm::Value* r) {
-        llvm::Value* high = b_.CreateSelect(b_.CreateICmpSLT(k1, kc), bits(k1, r), b_.getInt32(0));
-        llvm::Value* pair = b_.CreateOr(high, b_.CreateLShr(bits(k, r), 16));
-        b_.CreateStore(pair, b_.CreateInBoundsGEP(b_.getInt32Ty(), apairs_, b_.CreateAdd(b_.CreateMul(b_.CreateUDiv(k, c(2)), c(MR)), r)));
-      });
+    loop(c(0), b_.CreateMul(kc, c(t_.rows)), c(1), [&](llvm::Value* e) {
+      llvm::Value* at = b_.CreateInBoundsGEP(f32_, apanel_, e);
+      b_.CreateStore(round_to_bf16(b_, b_.CreateLoad(f32_, at)), at);
     });
   }
 
-  // acc = apairs x pair panel over kc: one VDPBF16PS per register per pair of k.
-  void tile_pairs(llvm::Value* pairs, llvm::Value* kc) {
-    const int MR = t_.rows, NV = t_.vectors, VW = t_.lanes, NR = t_.columns();
+  // Pairs of bf16 in 32-bit lanes, VDPBF16PS's operands: lane l holds lo[l] rounded in its low
+  // half and hi[l] in its high half (the products of k and k + 1 of one column).
+  llvm::Value* stacked_pairs(llvm::Value* lo, llvm::Value* hi) { return b_.CreateOr(bf16_bits(hi), b_.CreateLShr(bf16_bits(lo), 16)); }
+
+  // Neighbours as pairs: lane l holds x[2l] and x[2l + 1] of the values first, then second (k
+  // and k + 1 of a row): the high halves of the rounded values, in order.
+  llvm::Value* adjacent_pairs(llvm::Value* first, llvm::Value* second) {
+    unsigned n = static_cast<unsigned>(llvm::cast<llvm::FixedVectorType>(first->getType())->getNumElements());
+    auto* halves = llvm::FixedVectorType::get(b_.getInt16Ty(), 2 * n);
+    std::vector<int> high;
+    for (unsigned j = 0; j < 2 * n; ++j) high.push_back(static_cast<int>(2 * j + 1));
+    llvm::Value* both = b_.CreateShuffleVector(b_.CreateBitCast(bf16_bits(first), halves), b_.CreateBitCast(bf16_bits(second), halves), high);
+    return b_.CreateBitCast(both, llvm::FixedVectorType::get(b_.getInt32Ty(), n));
+  }
+
+  // B's panel as pairs of rows (2q, 2q + 1), zero past kc, read straight from B as pack() reads
+  // it (no f32 panel in between).
+  void pack_pairs(llvm::Value* B, llvm::Value* dst, llvm::Value* pc, llvm::Value* jr, llvm::Value* kc, llvm::Value* nr, llvm::Value* sb_k,
+                  llvm::Value* sb_j, bool rows_contiguous) {
+    const int NV = t_.vectors, VW = t_.lanes;
+    std::vector<llvm::Value*> masks;
+    for (int v = 0; v < NV; ++v) masks.push_back(b_.CreateICmpSLT(lane_ids(), splat64(b_.CreateSub(nr, c(v * VW)))));
+    if (g_.b_read == kir::Gemm::BRead::patches) return pack_pairs_of_rows(dst, kc, patch_rows(B, pc, jr, masks));
+    if (!rows_contiguous) return pack_pairs_transposed(B, dst, pc, jr, kc, nr, sb_j);
+    pack_pairs_of_rows(dst, kc, [&](llvm::Value* k, int v, llvm::Value* valid) {
+      llvm::Value* at = b_.CreateInBoundsGEP(f32_, B, b_.CreateAdd(line(b_.CreateAdd(pc, k), sb_k), b_.CreateAdd(jr, c(v * VW))));
+      return b_.CreateMaskedLoad(vt_, at, llvm::Align(4), b_.CreateAnd(masks[static_cast<size_t>(v)], splat1(valid)), zeros());
+    });
+  }
+
+  // Pair row q of the panel from rows 2q and 2q + 1 (`row` reads vector v of a row, zero
+  // unless `valid`; the row past an odd kc is not valid and is read as row kc - 1).
+  void pack_pairs_of_rows(llvm::Value* dst, llvm::Value* kc, const RowRead& row) {
+    const int NR = t_.columns(), NV = t_.vectors, VW = t_.lanes;
+    loop(c(0), kc, c(2), [&](llvm::Value* k) {
+      llvm::Value* k1 = b_.CreateAdd(k, c(1));
+      llvm::Value* has_k1 = b_.CreateICmpSLT(k1, kc);
+      for (int v = 0; v < NV; ++v) {
+        llvm::Value* pair = stacked_pairs(row(k, v, b_.getTrue()), row(b_.CreateSelect(has_k1, k1, k), v, has_k1));
+        llvm::Value* at = b_.CreateInBoundsGEP(b_.getInt32Ty(), dst, b_.CreateAdd(b_.CreateMul(b_.CreateUDiv(k, c(2)), c(NR)), c(v * VW)));
+        b_.CreateAlignedStore(pair, at, llvm::Align(64));
+      }
+    });
+  }
+
+  // Transposed B (column j contiguous in k): 2VW k's of VW columns become VW pairs per column,
+  // transposed in registers into VW pair rows. Past kc they are zeros, within the panel (its
+  // depth is a multiple of 2VW).
+  void pack_pairs_transposed(llvm::Value* B, llvm::Value* dst, llvm::Value* pc, llvm::Value* jr, llvm::Value* kc, llvm::Value* nr,
+                             llvm::Value* sb_j) {
+    const int NR = t_.columns(), NV = t_.vectors, VW = t_.lanes;
+    loop(c(0), kc, c(2 * VW), [&](llvm::Value* k0) {
+      llvm::Value* left = b_.CreateSub(kc, k0);
+      llvm::Value* first = b_.CreateICmpSLT(lane_ids(), splat64(left));
+      llvm::Value* second = b_.CreateICmpSLT(lane_ids(), splat64(b_.CreateSub(left, c(VW))));
+      for (int v = 0; v < NV; ++v) {
+        std::vector<llvm::Value*> block;
+        for (int l = 0; l < VW; ++l) {
+          llvm::Value* j = smin(b_.CreateAdd(jr, c(v * VW + l)), b_.CreateSub(N_, c(1)));
+          llvm::Value* column = splat1(b_.CreateICmpSLT(c(v * VW + l), nr));
+          llvm::Value* at = b_.CreateInBoundsGEP(f32_, B, b_.CreateAdd(line(j, sb_j), b_.CreateAdd(pc, k0)));
+          llvm::Value* lo = b_.CreateMaskedLoad(vt_, at, llvm::Align(4), b_.CreateAnd(first, column), zeros());
+          llvm::Value* hi = b_.CreateMaskedLoad(vt_, b_.CreateInBoundsGEP(f32_, at, c(VW)), llvm::Align(4), b_.CreateAnd(second, column), zeros());
+          block.push_back(adjacent_pairs(lo, hi));
+        }
+        transpose(block);
+        llvm::Value* q0 = b_.CreateUDiv(k0, c(2));
+        for (int l = 0; l < VW; ++l) {
+          llvm::Value* at = b_.CreateInBoundsGEP(b_.getInt32Ty(), dst, b_.CreateAdd(b_.CreateMul(b_.CreateAdd(q0, c(l)), c(NR)), c(v * VW)));
+          b_.CreateAlignedStore(block[static_cast<size_t>(l)], at, llvm::Align(64));
+        }
+      }
+    });
+  }
+
+  // A's micro-panel as pairs of k straight from A: apairs[q][r] = A(i + r, pc + 2q) and
+  // A(i + r, pc + 2q + 1), zero past kc; rows past the edge repeat the last (not stored).
+  void pack_a_pairs(llvm::Value* A, llvm::Value* i, llvm::Value* r1, llvm::Value* pc, llvm::Value* kc, llvm::Value* sa_i, llvm::Value* sa_k) {
+    if (g_.ta) return pack_a_pairs_by_k(A, i, r1, pc, kc, sa_k);
+    const int MR = t_.rows, VW = t_.lanes;
+    llvm::Value* last = b_.CreateSub(r1, c(1));
+    std::vector<int> prefix;
+    for (int r = 0; r < MR; ++r) prefix.push_back(r);
+    // A row's 2VW k's are VW pairs; VW rows (MR of them real) transposed give VW pair rows.
+    loop(c(0), kc, c(2 * VW), [&](llvm::Value* k0) {
+      llvm::Value* left = b_.CreateSub(kc, k0);
+      llvm::Value* first = b_.CreateICmpSLT(lane_ids(), splat64(left));
+      llvm::Value* second = b_.CreateICmpSLT(lane_ids(), splat64(b_.CreateSub(left, c(VW))));
+      std::vector<llvm::Value*> block;
+      for (int r = 0; r < VW; ++r) {
+        if (r >= MR) {
+          block.push_back(llvm::Constant::getNullValue(block[0]->getType()));
+          continue;
+        }
+        llvm::Value* row = smin(b_.CreateAdd(i, c(r)), last);
+        llvm::Value* at = b_.CreateInBoundsGEP(f32_, A, b_.CreateAdd(b_.CreateMul(row, sa_i), b_.CreateAdd(pc, k0)));
+        llvm::Value* lo = b_.CreateMaskedLoad(vt_, at, llvm::Align(4), first, zeros());
+        llvm::Value* hi = b_.CreateMaskedLoad(vt_, b_.CreateInBoundsGEP(f32_, at, c(VW)), llvm::Align(4), second, zeros());
+        block.push_back(adjacent_pairs(lo, hi));
+      }
+      transpose(block);
+      llvm::Value* q0 = b_.CreateUDiv(k0, c(2));
+      for (int q = 0; q < VW; ++q) {
+        llvm::Value* at = b_.CreateInBoundsGEP(b_.getInt32Ty(), apairs_, b_.CreateMul(b_.CreateAdd(q0, c(q)), c(MR)));
+        b_.CreateAlignedStore(b_.CreateShuffleVector(block[static_cast<size_t>(q)], prefix), at, llvm::Align(4));
+      }
+    });
+  }
+
+  // Transposed A (a k's rows contiguous): rows k and k + 1 of MR lanes each, stacked.
+  void pack_a_pairs_by_k(llvm::Value* A, llvm::Value* i, llvm::Value* r1, llvm::Value* pc, llvm::Value* kc, llvm::Value* sa_k) {
+    const int MR = t_.rows;
+    auto* rt = llvm::FixedVectorType::get(f32_, static_cast<unsigned>(MR));
+    std::vector<llvm::Constant*> ids;
+    for (int r = 0; r < MR; ++r) ids.push_back(llvm::ConstantInt::get(i64_, static_cast<uint64_t>(r)));
+    llvm::Value* rows = b_.CreateICmpSLT(llvm::ConstantVector::get(ids), b_.CreateVectorSplat(static_cast<unsigned>(MR), b_.CreateSub(r1, i)));
+    auto row = [&](llvm::Value* k, llvm::Value* valid) {
+      llvm::Value* at = b_.CreateInBoundsGEP(f32_, A, b_.CreateAdd(i, b_.CreateMul(b_.CreateAdd(pc, k), sa_k)));
+      return b_.CreateMaskedLoad(rt, at, llvm::Align(4), b_.CreateAnd(rows, b_.CreateVectorSplat(static_cast<unsigned>(MR), valid)),
+                                 llvm::Constant::getNullValue(rt));
+    };
+    loop(c(0), kc, c(2), [&](llvm::Value* k) {
+      llvm::Value* k1 = b_.CreateAdd(k, c(1));
+      llvm::Value* has_k1 = b_.CreateICmpSLT(k1, kc);
+      llvm::Value* pair = stacked_pairs(row(k, b_.getTrue()), row(b_.CreateSelect(has_k1, k1, k), has_k1));
+      b_.CreateAlignedStore(pair, b_.CreateInBoundsGEP(b_.getInt32Ty(), apairs_, b_.CreateMul(b_.CreateUDiv(k, c(2)), c(MR))), llvm::Align(4));
+    });
+  }
+
+  llvm::Value* splat64(llvm::Value* x) { return b_.CreateVectorSplat(static_cast<unsigned>(t_.lanes), x); }
+  llvm::Value* splat1(llvm::Value* bit) { return b_.CreateVectorSplat(static_cast<unsigned>(t_.lanes), bit); }
+  llvm::Value* zeros() { return llvm::Constant::getNullValue(vt_); }
+
+  // B's panel copied from B's own pair rows (kir::Gemm::pairs; kc is even), masked at column nr.
+  void copy_pairs(llvm::Value* B, llvm::Value* dst, llvm::Value* pc, llvm::Value* jr, llvm::Value* kc, llvm::Value* nr, llvm::Value* sb_k) {
+    const int NR = t_.columns(), NV = t_.vectors, VW = t_.lanes;
+    auto* iv = llvm::FixedVectorType::get(b_.getInt32Ty(), static_cast<unsigned>(VW));
+    std::vector<llvm::Value*> masks;
+    for (int v = 0; v < NV; ++v) masks.push_back(b_.CreateICmpSLT(lane_ids(), splat64(b_.CreateSub(nr, c(v * VW)))));
+    loop(c(0), b_.CreateUDiv(kc, c(2)), c(1), [&](llvm::Value* q) {
+      llvm::Value* row = line(b_.CreateAdd(b_.CreateUDiv(pc, c(2)), q), sb_k);
+      for (int v = 0; v < NV; ++v) {
+        llvm::Value* at = b_.CreateInBoundsGEP(b_.getInt32Ty(), B, b_.CreateAdd(row, b_.CreateAdd(jr, c(v * VW))));
+        llvm::Value* pair = b_.CreateMaskedLoad(iv, at, llvm::Align(4), masks[static_cast<size_t>(v)], llvm::Constant::getNullValue(iv));
+        b_.CreateAlignedStore(pair, b_.CreateInBoundsGEP(b_.getInt32Ty(), dst, b_.CreateAdd(b_.CreateMul(q, c(NR)), c(v * VW))), llvm::Align(64));
+      }
+    });
+  }
+
+  // acc = apairs x B's pair rows over kc (`pair_row`: where pair row p starts): one VDPBF16PS
+  // per register per pair of k.
+  void tile_pairs(const std::function<llvm::Value*(llvm::Value*)>& pair_row, llvm::Value* kc) {
+    const int MR = t_.rows, NV = t_.vectors, VW = t_.lanes;
     auto* iv = llvm::FixedVectorType::get(b_.getInt32Ty(), static_cast<unsigned>(VW));
     auto* bv_t = llvm::FixedVectorType::get(b_.getBFloatTy(), static_cast<unsigned>(2 * VW));
     for (auto* a : acc_) b_.CreateStore(llvm::Constant::getNullValue(vt_), a);
     llvm::Value* npairs = b_.CreateUDiv(b_.CreateAdd(kc, c(1)), c(2));
     loop(c(0), npairs, c(1), [&](llvm::Value* p) {
+      llvm::Value* row = pair_row(p);
       std::vector<llvm::Value*> bv;
       for (int v = 0; v < NV; ++v) {
-        llvm::Value* at = b_.CreateInBoundsGEP(b_.getInt32Ty(), pairs, b_.CreateAdd(b_.CreateMul(p, c(NR)), c(v * VW)));
-        bv.push_back(b_.CreateBitCast(b_.CreateAlignedLoad(iv, at, llvm::Align(64)), bv_t));
+        llvm::Value* at = b_.CreateInBoundsGEP(b_.getInt32Ty(), row, c(v * VW));
+        bv.push_back(b_.CreateBitCast(b_.CreateAlignedLoad(iv, at, llvm::Align(g_.pairs ? 4 : 64)), bv_t));
       }
       llvm::Value* a_p = b_.CreateInBoundsGEP(b_.getInt32Ty(), apairs_, b_.CreateMul(p, c(MR)));
       for (int r = 0; r < MR; ++r) {
@@ -414,24 +554,34 @@ class GemmEmitter {
       });
       return;
     }
-    // Image patches: k = (c, kh, kw), j = (oh, ow); element (k, j) is the pixel under the
-    // kernel tap, or zero in the padding. The j-dependent part is computed once a panel, then
-    // each k is one offset added to it and a masked gather. Offsets are 32-bit when the image
-    // allows: the gathers then take 16 lanes at once and the multiplies are cheap.
-    const auto& cv = g_.im2col;
+    std::vector<llvm::Value*> masks;
+    for (int v = 0; v < NV; ++v) masks.push_back(b_.CreateICmpSLT(lanes, splat(b_.CreateSub(nr, c(v * VW)))));
+    RowRead row = patch_rows(B, pc, jr, masks);
+    loop(c(0), kc, c(1), [&](llvm::Value* k) {
+      for (int v = 0; v < NV; ++v) store_row(row(k, v, b_.getTrue()), k, v * VW);
+    });
+  }
+
+  // Image patches: k = (c, kh, kw), j = (oh, ow); element (k, j) is the pixel under the
+  // kernel tap, or zero in the padding. The j-dependent part is computed once a panel, then
+  // each k is one offset added to it and a masked gather (`masks`: the panel's columns).
+  // Offsets are 32-bit when the image allows: the gathers then take 16 lanes at once and the
+  // multiplies are cheap.
+  RowRead patch_rows(llvm::Value* B, llvm::Value* pc, llvm::Value* jr, const std::vector<llvm::Value*>& masks) {
+    const int NV = t_.vectors, VW = t_.lanes;
+    const auto cv = g_.im2col;
     llvm::Type* it = cv.C * cv.H * cv.W < (int64_t{1} << 31) ? b_.getInt32Ty() : i64_;
-    auto ci = [&](int64_t x) { return llvm::ConstantInt::get(it, static_cast<uint64_t>(x)); };
-    auto vi = [&](int64_t x) { return b_.CreateVectorSplat(static_cast<unsigned>(VW), ci(x)); };
-    llvm::Value* lanes_it = b_.CreateTrunc(lanes, llvm::FixedVectorType::get(it, static_cast<unsigned>(VW)));
-    std::vector<llvm::Value*> rows, cols, bases, masks;
+    auto ci = [this, it](int64_t x) { return llvm::ConstantInt::get(it, static_cast<uint64_t>(x)); };
+    auto vi = [this, ci, VW](int64_t x) { return b_.CreateVectorSplat(static_cast<unsigned>(VW), ci(x)); };
+    llvm::Value* lanes_it = b_.CreateTrunc(lane_ids(), llvm::FixedVectorType::get(it, static_cast<unsigned>(VW)));
+    std::vector<llvm::Value*> rows, cols, bases;
     for (int v = 0; v < NV; ++v) {
       llvm::Value* j = b_.CreateAdd(b_.CreateVectorSplat(static_cast<unsigned>(VW), b_.CreateTrunc(b_.CreateAdd(jr, c(v * VW)), it)), lanes_it);
       rows.push_back(b_.CreateSub(b_.CreateMul(b_.CreateUDiv(j, vi(cv.OW)), vi(cv.stride[0])), vi(cv.padding[0])));
       cols.push_back(b_.CreateSub(b_.CreateMul(b_.CreateURem(j, vi(cv.OW)), vi(cv.stride[1])), vi(cv.padding[1])));
       bases.push_back(b_.CreateAdd(b_.CreateMul(rows.back(), vi(cv.W)), cols.back()));
-      masks.push_back(b_.CreateICmpSLT(lanes, splat(b_.CreateSub(nr, c(v * VW)))));
     }
-    loop(c(0), kc, c(1), [&](llvm::Value* k) {
+    return [=, this](llvm::Value* k, int v, llvm::Value* valid) -> llvm::Value* {
       llvm::Value* kk = b_.CreateTrunc(b_.CreateAdd(pc, k), it);
       llvm::Value* ch = b_.CreateUDiv(kk, ci(cv.KH * cv.KW));
       llvm::Value* tap = b_.CreateURem(kk, ci(cv.KH * cv.KW));
@@ -439,16 +589,14 @@ class GemmEmitter {
       llvm::Value* dw = b_.CreateMul(b_.CreateURem(tap, ci(cv.KW)), ci(cv.dilation[1]));
       llvm::Value* shift = b_.CreateAdd(b_.CreateMul(b_.CreateAdd(b_.CreateMul(ch, ci(cv.H)), dh), ci(cv.W)), dw);
       llvm::Value *dh_v = b_.CreateVectorSplat(static_cast<unsigned>(VW), dh), *dw_v = b_.CreateVectorSplat(static_cast<unsigned>(VW), dw);
-      llvm::Value* shift_v = b_.CreateVectorSplat(static_cast<unsigned>(VW), shift);
-      for (int v = 0; v < NV; ++v) {
-        size_t x = static_cast<size_t>(v);
-        // Unsigned compares reject negative rows and columns too.
-        llvm::Value* inside = b_.CreateAnd(masks[x], b_.CreateAnd(b_.CreateICmpULT(b_.CreateAdd(rows[x], dh_v), vi(cv.H)),
-                                                                  b_.CreateICmpULT(b_.CreateAdd(cols[x], dw_v), vi(cv.W))));
-        llvm::Value* at = b_.CreateAdd(bases[x], shift_v);
-        store_row(b_.CreateMaskedGather(vt_, b_.CreateInBoundsGEP(f32_, B, at), llvm::Align(4), inside, zero), k, v * VW);
-      }
-    });
+      size_t x = static_cast<size_t>(v);
+      // Unsigned compares reject negative rows and columns too.
+      llvm::Value* inside = b_.CreateAnd(b_.CreateAnd(masks[x], splat1(valid)),
+                                         b_.CreateAnd(b_.CreateICmpULT(b_.CreateAdd(rows[x], dh_v), vi(cv.H)),
+                                                      b_.CreateICmpULT(b_.CreateAdd(cols[x], dw_v), vi(cv.W))));
+      llvm::Value* at = b_.CreateAdd(bases[x], b_.CreateVectorSplat(static_cast<unsigned>(VW), shift));
+      return b_.CreateMaskedGather(vt_, b_.CreateInBoundsGEP(f32_, B, at), llvm::Align(4), inside, zeros());
+    };
   }
 
   // acc = apanel x panel over kc.
@@ -550,7 +698,7 @@ std::string gemm_layout_name(const kir::Gemm& g, const GemmTile& host) {
   std::string name = fmt::format("stag.gemm.{}{}{}{}{}", g.ta ? "t" : "n", g.tb ? "t" : "n", patches ? fmt::format(".conv{:x}", fnv(conv)) : "",
                      !lines ? "" : fmt::format(".lines{:x}.{}", fnv(g.b_lines), g.b_lines.size()),
                      t.rows == host.rows ? "" : fmt::format(".r{}", t.rows));
-  if (g.precision == kir::Gemm::Precision::bf16) name += ".bf16";
+  if (g.precision == kir::Gemm::Precision::bf16) name += g.pairs ? ".bf16pairs" : ".bf16";
   return name;
 }
 

@@ -47,10 +47,17 @@ int LowerContext::new_buffer(const std::string& name, const Type& t, BufKind kin
   return prog.add_buffer(std::move(b));
 }
 
+int LowerContext::view_buffer(const std::string& name, const Type& t, int root, int64_t first, int64_t step) {
+  Buffer b = make_buffer(name, t, BufKind::Temp);
+  b.function = fn;
+  b.alias = root, b.alias_first = first, b.alias_step = step;
+  return prog.add_buffer(std::move(b));
+}
+
 E LowerContext::ld(int id, E index) { return id < 0 ? read(id, nullptr, std::move(index)) : load(id, B(id).type.dtype, std::move(index)); }
 
 void LowerContext::begin_function(const std::string& name) {
-  prog.functions.push_back({name, {}});
+  prog.functions.push_back({name, {}, {}});
   fn = static_cast<int>(prog.functions.size()) - 1;
   input_count = output_count = 0;
   workspace = 0;

@@ -28,16 +28,17 @@ static int64_t ceil_div(int64_t a, int64_t b) { return a >= 0 ? (a + b - 1) / b 
 // every row is a plain loop LLVM vectorizes (one loop with a bounds test per element was a
 // gather).
 std::vector<Stmt> strided_plane(LowerContext& cx, KernelBuilder& kb, int dst, E dst_at, int64_t Hd, int64_t Wd, int src, E src_at, int64_t H,
-                                int64_t W, std::array<int64_t, 2> step, std::array<int64_t, 2> first, E valid) {
+                                int64_t W, std::array<int64_t, 2> step, std::array<int64_t, 2> first, E valid, const std::function<E(E)>& read) {
   int h = kb.new_var("h"), w = kb.new_var("w");
-  E zero = zero_of(DType::f32);
+  E zero = zero_of(cx.B(dst).type.dtype);
+  auto load = [&](E i) { return read ? read(std::move(i)) : cx.ld(src, std::move(i)); };
   E at = add(dst_at, add(mul(kb.v(h), int_(Wd)), kb.v(w)));
   int64_t top = std::clamp<int64_t>(ceil_div(-first[0], step[0]), 0, Hd), left = std::clamp<int64_t>(ceil_div(-first[1], step[1]), 0, Wd);
   int64_t bottom = std::clamp<int64_t>(ceil_div(H - first[0], step[0]), top, Hd);
   int64_t right = std::clamp<int64_t>(ceil_div(W - first[1], step[1]), left, Wd);
   E row_of = add(mul(kb.v(h), int_(step[0])), int_(first[0])), col_of = add(mul(kb.v(w), int_(step[1])), int_(first[1]));
   E from = add(src_at, add(mul(row_of, int_(W)), col_of));
-  E v = valid ? select(valid, cx.ld(src, select(valid, from, int_(0))), zero) : cx.ld(src, from);
+  E v = valid ? select(valid, load(select(valid, from, int_(0))), zero) : load(from);
   std::vector<Stmt> row;
   if (left > 0) row.push_back(for_(w, 0, left, {store(dst, at, zero)}));
   row.push_back(for_(w, left, right, {store(dst, at, v)}));
@@ -65,7 +66,8 @@ ConvShape conv_shape(const Node& n, const Type& x, const Type& y, int64_t KH, in
 ConvOperands conv_operands(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out) {
   return {.f32 = cx.B(out).type.dtype == DType::f32,
           .in_buffers = cx.materialized(xs[0]) >= 0 && cx.materialized(xs[1]) >= 0,
-          .plain_store = xs.size() == 2 && !cx.has_epilogue(n)};
+          .plain_store = xs.size() == 2 && !cx.has_epilogue(n),
+          .bf16 = n.in_bf16()};
 }
 
 ConvPlan take(LowerContext& cx, ConvPlan plan) {
@@ -135,20 +137,35 @@ static void conv2d_im2col(LowerContext& cx, const Node& n, const std::vector<int
   cx.emit(std::move(kb));
 }
 
+// The channels of the image buffer of a convolution on lines: pairs of channels with `pairs`.
+static int64_t image_channels(const ConvShape& c, bool pairs) { return pairs ? (c.C + 1) / 2 : c.C; }
+
 // Every image's phase planes (Phases) in one buffer: image by image ([Bn, C, phases, plane]),
 // or `merged`, each channel's phase of every image side by side ([C, phases, Bn, plane]);
-// then `slack` zeros that the last lines run into.
-static int phase_images(LowerContext& cx, const Node& n, const ConvShape& c, const Phases& ph, int src, bool merged, int64_t slack) {
-  int64_t P = ph.count(), plane = ph.plane(), total = c.Bn * c.C * P * plane;
-  int dst = cx.new_buffer(n.result()->name + ".phases", {DType::f32, {total + slack}}, BufKind::Temp);
-  KernelBuilder kp("conv_phases", cx.origin(n));
-  loop_nest(kp, {c.Bn, c.C}, [&](const std::vector<E>& i) {
+// then `slack` zeros that the last lines run into. With `pairs`, an element holds a pixel of
+// channels 2q and 2q + 1 as a bf16 pair (Bin::bf16_pair; zero past the last channel), and
+// the buffer has half the channels.
+static int phase_images(LowerContext& cx, const Node& n, const ConvShape& c, const Phases& ph, int src, bool merged, int64_t slack,
+                        bool pairs = false) {
+  int64_t P = ph.count(), plane = ph.plane(), Cb = image_channels(c, pairs), total = c.Bn * Cb * P * plane, HW = c.H * c.W;
+  int dst = cx.new_buffer(n.result()->name + (pairs ? ".pairs" : ".phases"), {pairs ? DType::i32 : DType::f32, {total + slack}}, BufKind::Temp);
+  KernelBuilder kp(pairs ? "conv_phase_pairs" : "conv_phases", cx.origin(n));
+  loop_nest(kp, {c.Bn, Cb}, [&](const std::vector<E>& i) {
     std::vector<Stmt> body;
-    E from = offset({i[0], i[1]}, {c.Bn, c.C, c.H * c.W});
+    E from = offset({i[0], pairs ? mul(i[1], int_(2)) : i[1]}, {c.Bn, c.C, HW});
+    E second = lt(add(mul(i[1], int_(2)), int_(1)), int_(c.C));
+    auto pair = [&](E at) {
+      E hi = c.C % 2 == 0 ? cx.ld(src, add(at, int_(HW)))
+                          : select(second, cx.ld(src, select(second, add(at, int_(HW)), at)), zero_of(DType::f32));
+      return bin(Bin::bf16_pair, cx.ld(src, at), hi);
+    };
     for (int64_t r = 0; r < P; ++r) {
-      E at = merged ? offset({i[1], int_(r), i[0]}, {c.C, P, c.Bn, plane}) : offset({i[0], i[1], int_(r)}, {c.Bn, c.C, P, plane});
+      E at = merged ? offset({i[1], int_(r), i[0]}, {Cb, P, c.Bn, plane}) : offset({i[0], i[1], int_(r)}, {c.Bn, Cb, P, plane});
       std::array<int64_t, 2> first = {r / c.s[1] - c.p[0], r % c.s[1] - c.p[1]};
-      for (Stmt& st : strided_plane(cx, kp, dst, at, ph.rows, ph.cols, src, from, c.H, c.W, {c.s[0], c.s[1]}, first)) body.push_back(std::move(st));
+      std::function<E(E)> read;
+      if (pairs) read = pair;
+      for (Stmt& st : strided_plane(cx, kp, dst, at, ph.rows, ph.cols, src, from, c.H, c.W, {c.s[0], c.s[1]}, first, nullptr, read))
+        body.push_back(std::move(st));
     }
     return body;
   }, grain_of(kGrainElements, P * plane));
@@ -160,15 +177,35 @@ static int phase_images(LowerContext& cx, const Node& n, const ConvShape& c, con
 static void zero_run(LowerContext& cx, const Node& n, int buf, int64_t from, int64_t count) {
   KernelBuilder kt("conv_slack", cx.origin(n));
   int q = kt.new_var("q");
-  loop_nest(kt, {1}, [&](const std::vector<E>&) { return std::vector<Stmt>{for_(q, from, from + count, {store(buf, kt.v(q), zero_of(DType::f32))})}; });
+  E zero = zero_of(cx.B(buf).type.dtype);
+  loop_nest(kt, {1}, [&](const std::vector<E>&) { return std::vector<Stmt>{for_(q, from, from + count, {store(buf, kt.v(q), zero)})}; });
   cx.emit(std::move(kt));
 }
 
+// The weight [O, C, KH, KW] with its columns in the order of the image's channel pairs: element
+// (o, (q, tap, h)) is w[o, 2q + h, tap], zero past the last channel, so A's neighbours k and
+// k + 1 are the two channels of one pair at one tap, as B's pair elements are.
+static int paired_weight(LowerContext& cx, const Node& n, int w, const ConvShape& c) {
+  int64_t T = c.KH * c.KW, Q = image_channels(c, true);
+  int wp = cx.new_buffer(n.result()->name + ".weight_pairs", {DType::f32, {c.O * Q * T * 2}}, BufKind::Temp);
+  KernelBuilder kw("conv_weight_pairs", cx.origin(n));
+  int h = kw.new_var("h");
+  loop_nest(kw, {c.O, Q, T}, [&](const std::vector<E>& i) {
+    E ch = add(mul(i[1], int_(2)), kw.v(h)), real = lt(ch, int_(c.C));
+    E from = add(mul(add(mul(i[0], int_(c.C)), c.C % 2 == 0 ? ch : select(real, ch, int_(0))), int_(T)), i[2]);
+    E v = c.C % 2 == 0 ? cx.ld(w, from) : select(real, cx.ld(w, from), zero_of(DType::f32));
+    return std::vector<Stmt>{for_(h, 0, 2, {store(wp, add(mul(offset(i, {c.O, Q, T}), int_(2)), kw.v(h)), v)})};
+  });
+  cx.emit(std::move(kw));
+  return wp;
+}
+
 // Where tap (c, kh, kw)'s line starts: in channel c's phase planes (`channel` elements
-// apart, `plane` from one phase to the next), from the tap's shift on.
-static std::vector<int64_t> tap_lines(const ConvShape& c, const Phases& ph, int64_t channel, int64_t plane) {
+// apart, `plane` from one phase to the next), from the tap's shift on; for `channels` of the
+// image buffer (the channel pairs', or c.C).
+static std::vector<int64_t> tap_lines(const ConvShape& c, const Phases& ph, int64_t channel, int64_t plane, int64_t channels) {
   std::vector<int64_t> lines;
-  for (int64_t ci = 0; ci < c.C; ++ci)
+  for (int64_t ci = 0; ci < channels; ++ci)
     for (int64_t kh = 0; kh < c.KH; ++kh)
       for (int64_t kw = 0; kw < c.KW; ++kw) lines.push_back(ci * channel + ph.phase(c, kh, kw) * plane + ph.shift(c, kh, kw));
   return lines;
@@ -181,18 +218,22 @@ static std::vector<int64_t> tap_lines(const ConvShape& c, const Phases& ph, int6
 // nothing, and few-row products read B in place. One product per image, or `merged`, one
 // over every image's planes side by side (each image's part of the grid a whole plane).
 // `exact` (ConvPlan::grid_is_output): the grid has no extra columns and is the output itself.
+// With channel_pairs (conv_plan.h), the phase copy stores channel pairs (always made then),
+// the weight is copied in their order (paired_weight) and the product multiplies pairs.
 void conv2d_lines(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out, const ConvShape& c, bool merged, bool exact) {
   Phases ph(c);
-  int64_t P = ph.count(), plane = ph.plane(), K = c.C * c.KH * c.KW;
+  bool pairs = channel_pairs(c, conv_operands(cx, n, xs, out));
+  int64_t P = ph.count(), plane = ph.plane(), Cb = image_channels(c, pairs), K = (pairs ? 2 * Cb : c.C) * c.KH * c.KW;
   int64_t N = (merged ? (c.Bn - 1) * plane : 0) + (c.OH - 1) * ph.cols + c.OW, per_image = merged ? plane : N;
-  bool copy = merged || P > 1 || c.p[0] || c.p[1];
-  int x_buf = cx.materialized(xs[0]), image = copy ? phase_images(cx, n, c, ph, x_buf, merged, 0) : x_buf;
+  bool copy = pairs || merged || P > 1 || c.p[0] || c.p[1];
+  int x_buf = cx.materialized(xs[0]), image = copy ? phase_images(cx, n, c, ph, x_buf, merged, 0, pairs) : x_buf;
   int grid = exact ? out : cx.new_buffer(n.result()->name + ".grid", {DType::f32, {c.Bn * c.O * per_image}}, BufKind::Temp);
   Gemm gm;
-  gm.a = cx.materialized(xs[1]), gm.b = image, gm.c = grid, gm.M = c.O, gm.N = N, gm.K = K;
+  gm.a = pairs ? paired_weight(cx, n, cx.materialized(xs[1]), c) : cx.materialized(xs[1]), gm.b = image, gm.c = grid, gm.M = c.O, gm.N = N, gm.K = K;
+  gm.pairs = pairs;
   if (!merged) gm.a_offsets.assign(static_cast<size_t>(c.Bn), 0);
-  for (int64_t b = 0; b < c.Bn && !merged; ++b) gm.b_offsets.push_back(b * c.C * P * plane);
-  gm.read_lines(merged ? tap_lines(c, ph, P * c.Bn * plane, c.Bn * plane) : tap_lines(c, ph, P * plane, plane));
+  for (int64_t b = 0; b < c.Bn && !merged; ++b) gm.b_offsets.push_back(b * Cb * P * plane);
+  gm.read_lines(merged ? tap_lines(c, ph, P * c.Bn * plane, c.Bn * plane, Cb) : tap_lines(c, ph, P * plane, plane, Cb));
   KernelBuilder kb("conv2d", cx.origin(n));
   kb.k.gemm = gm;
   int b = kb.new_var("b"), oh = kb.new_var("oh"), ow = kb.new_var("ow");
@@ -280,7 +321,7 @@ static void weight_grad_lines(LowerContext& cx, const Node& n, const std::vector
   gm.K = merged ? c.Bn * plane : c.OH * ph.cols;
   if (!merged)
     for (int64_t b = 0; b < c.Bn; ++b) gm.a_offsets.push_back(b * c.O * gm.K), gm.b_offsets.push_back(b * c.C * P * plane);
-  gm.read_lines(merged ? tap_lines(c, ph, P * c.Bn * plane, c.Bn * plane) : tap_lines(c, ph, P * plane, plane));
+  gm.read_lines(merged ? tap_lines(c, ph, P * c.Bn * plane, c.Bn * plane, c.C) : tap_lines(c, ph, P * plane, plane, c.C));
   if (merged) return emit_product(cx, n, "conv2d_weight_grad", gm);
   emit_product(cx, n, "conv2d_weight_grad", gm, c.O);  // whole images to a thread
   if (partials) sum_partials(cx, n, partial, out, c.Bn, c.O * N);

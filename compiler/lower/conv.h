@@ -2,6 +2,7 @@
 /// Helpers shared by the convolution and transposed-convolution lowerings.
 
 #include <array>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -13,9 +14,10 @@ namespace stag::lowering {
 /// Writes the Hd x Wd plane of dst at dst_at: element (h, w) is element (h*step[0] + first[0],
 /// w*step[1] + first[1]) of the H x W plane of src at src_at, zero where that lies outside it
 /// (and everywhere where `valid`, when given, is false).
+/// `read`, when given, reads the source at an index in place of src (the zeros are of dst's type).
 std::vector<kir::Stmt> strided_plane(LowerContext& cx, kir::KernelBuilder& kb, int dst, E dst_at, int64_t Hd, int64_t Wd, int src,
                                      E src_at, int64_t H, int64_t W, std::array<int64_t, 2> step, std::array<int64_t, 2> first,
-                                     E valid = nullptr);
+                                     E valid = nullptr, const std::function<E(E)>& read = {});
 /// The H x W plane placed at (top, left) of the Hd x Wd plane, zeros around it.
 std::vector<kir::Stmt> padded_plane(LowerContext& cx, kir::KernelBuilder& kb, int dst, E dst_at, int64_t Hd, int64_t Wd, int src,
                                     E src_at, int64_t H, int64_t W, int64_t top, int64_t left, E valid = nullptr);

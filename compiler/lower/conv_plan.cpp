@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "compiler/lower/kernel_ir.h"
+#include "compiler/target/host.h"
 
 namespace stag::kir {
 
@@ -86,6 +87,16 @@ ConvPlan weight_grad_path(const ConvShape& c, const ConvOperands& x) {
   if (c.OW * 2 < Phases(c).cols) return {ConvPath::loops};  // the grid would be mostly zeros
   if (c.Bn == 1 || c.Bn * c.O * c.C * c.KH * c.KW * 4 <= kPartialBytes) return {.path = ConvPath::lines, .partial_sums = c.Bn > 1};
   return {ConvPath::lines_merged};
+}
+
+// A bf16 product on VDPBF16PS multiplies two k's a lane. On lines, the copy of the image into
+// its phase planes (made anyway where there is padding or a stride) can store each pixel of
+// two channels as one such pair, so the micro-kernel reads the image in place as it does in
+// f32, instead of pairing every tap's line again while packing (nine times the pixels for a
+// 3 x 3 kernel). An odd channel count pairs its last channel with zeros: worth it only when the
+// wasted channel is a small part.
+bool channel_pairs(const ConvShape& c, const ConvOperands& x) {
+  return x.bf16 && host_isa() >= Isa::avx512bf16 && c.groups == 1 && (c.C % 2 == 0 || c.C >= 9);
 }
 
 // Here `c` is the convolution this one transposes: its input is our output. Sub-pixel needs

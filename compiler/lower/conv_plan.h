@@ -21,6 +21,7 @@ struct ConvOperands {
   bool f32 = false;         ///< the result (so the operands) is f32
   bool in_buffers = false;  ///< both operands are buffers in row-major order, not computed where read
   bool plain_store = false;  ///< no bias and no epilogue ride in the result's store
+  bool bf16 = false;         ///< the product multiplies bf16-rounded factors (autocast)
 };
 
 /// The padded image as s[0] x s[1] phase planes: phase (rh, rw) holds padded pixel
@@ -86,5 +87,7 @@ struct ConvPlan {
 ConvPlan conv2d_path(const ConvShape& c, const ConvOperands& x);
 ConvPlan weight_grad_path(const ConvShape& c, const ConvOperands& x);
 ConvPlan conv_transpose2d_path(const ConvShape& c, const ConvOperands& x);
+/// Whether a convolution on lines reads its image as bf16 channel pairs (kir::Gemm::pairs).
+bool channel_pairs(const ConvShape& c, const ConvOperands& x);
 
 }  // namespace stag::kir

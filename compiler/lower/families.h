@@ -23,6 +23,9 @@ void elementwise(LowerContext& cx, const Node& n, const std::vector<int>& xs, in
 
 // reduce.cpp
 void reduce(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out);
+/// Whether a sum, mean or max runs as loops over its output (not over leading axes), where a
+/// sibling reduction of the same input shape and axes can share its pass (fusion.cpp).
+bool reduces_in_loops(const Node& n);
 
 // matmul.cpp
 void matmul(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out);
@@ -57,6 +60,12 @@ void concat(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out
 void slice(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out);
 void pad(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out);
 void split(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out);
+
+// scan.cpp: the body's kernels once, in a loop
+void scan(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out);
+
+// lower.cpp: the kernels of a graph's nodes, in order (a function's, or a scan body's)
+void lower_nodes(LowerContext& cx, const Graph& graph);
 
 // loss.cpp
 void regression_loss(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out);

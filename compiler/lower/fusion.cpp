@@ -47,6 +47,43 @@ bool reads_once(const Node& consumer, const Value* v) {
   return false;
 }
 
+// The fused tree under `v` were it computed where read: its ops, and the distinct buffers of
+// v's size it reads (per-channel or scalar operands are a rounding error beside them).
+void fused_tree(const Value* v, const FusionPlan& plan, int& ops, std::unordered_set<const Value*>& big) {
+  ++ops;
+  for (const Value* x : v->def->operands) {
+    if (plan.fused_away.count(x) && !plan.carriers.count(x)) fused_tree(x, plan, ops, big);
+    else if (numel(x->type) >= numel(v->type)) big.insert(x);
+  }
+}
+
+// Ops of a few instructions an element (no exp, log, division or square root): values of
+// them are worth computing again in each of a few readers. (A table here rather than an op
+// trait, so that changing it rebuilds the lowering alone.)
+bool cheap(Op op) {
+  static const std::unordered_set<Op> ops = {Op::neg, Op::abs, Op::square, Op::relu, Op::leaky_relu, Op::sign, Op::cast,
+                                             Op::add, Op::sub, Op::mul, Op::maximum, Op::minimum, Op::gt, Op::ge,
+                                             Op::lt, Op::le, Op::eq, Op::select};
+  return ops.count(op) > 0;
+}
+
+// A cheap value read by k = 2..4 kernels, each reading every element once: stored, it costs
+// reading its L operand buffers, one write and k reads, L + 1 + k passes over memory; computed
+// in each reader, k L. Recompute when that is no more (L = 1 always; L = 2 up to k = 3), which
+// also saves a kernel launch; a batch norm's normalised input and ReLU gradient are read by
+// two reductions and the input gradient. The tree is kept small, since each reader repeats it.
+bool pays_to_recompute(const Node& n, Uses& uses, const FusionPlan& plan) {
+  constexpr int kMaxReaders = 4, kMaxTreeOps = 6;
+  const Value* v = n.result();
+  int k = static_cast<int>(uses.users[v].size());
+  if (!cheap(n.op) || k < 2 || k > kMaxReaders || uses.count[v] != k) return false;
+  int ops = 0;
+  std::unordered_set<const Value*> big;
+  fused_tree(v, plan, ops, big);
+  int L = static_cast<int>(big.size());
+  return ops <= kMaxTreeOps && k * L <= L + 1 + k;
+}
+
 // Elementwise values, broadcasts and reshapes computed inside the kernels that read them.
 void plan_inlining(const Graph& graph, Uses& uses, FusionPlan& plan) {
   for (const auto& n : graph.nodes) {
@@ -64,7 +101,7 @@ void plan_inlining(const Graph& graph, Uses& uses, FusionPlan& plan) {
     }
     // A broadcast is only an index map: any number of readers may do it themselves.
     bool ok = n->op == Op::broadcast_to ? once && (!us.empty() || by_update) : uses.count[v] == 1 && (by_update ? us.empty() : once);
-    if (ok) plan.fused_away.insert(v);
+    if (ok || (once && !by_update && pays_to_recompute(*n, uses, plan))) plan.fused_away.insert(v);
   }
 
   // An update computed in its copy must not read a parameter that an earlier update has
@@ -136,6 +173,46 @@ void plan_epilogues(const Graph& graph, Uses& uses, FusionPlan& plan, LowerStats
   }
 }
 
+// The buffers `v` reads, as plan.leaves, without duplicates.
+std::unordered_set<const Value*> leaf_set(const Value* v, const FusionPlan& plan) {
+  std::vector<const Value*> ls;
+  plan.leaves(v, ls);
+  return {ls.begin(), ls.end()};
+}
+
+// Whether reduction `b` can run in `a`'s pass and gains by it: the same input shape, axes and
+// loop strategy, a buffer of the input's size read by both, and all b reads computed before
+// `a` runs (b then moves up to a, which its readers, all after b, do not mind).
+bool siblings(const Node& a, const Node& b, const Uses& uses, const FusionPlan& plan) {
+  const Value *x = a.operands[0], *y = b.operands[0];
+  if (x->type.dims != y->type.dims || a.ints("axes") != b.ints("axes") || !reduces_in_loops(b)) return false;
+  std::unordered_set<const Value*> la = leaf_set(x, plan), lb = leaf_set(y, plan);
+  bool shared = std::any_of(lb.begin(), lb.end(), [&](const Value* l) { return la.count(l) && numel(l->type) >= numel(x->type); });
+  auto ready = [&](const Value* l) {
+    return l->def->op == Op::parameter || l->def->op == Op::input || l->def->op == Op::constant || uses.position.at(l->def) < uses.position.at(&a);
+  };
+  return shared && std::all_of(lb.begin(), lb.end(), ready);
+}
+
+// Pairs of reductions over the same elements, each pair one kernel (reduce.cpp).
+void plan_siblings(const Graph& graph, const Uses& uses, FusionPlan& plan, LowerStats& stats) {
+  std::vector<const Node*> reductions;
+  for (const auto& n : graph.nodes)
+    if (reduces_in_loops(*n)) reductions.push_back(n.get());
+  for (size_t i = 0; i < reductions.size(); ++i) {
+    const Node* a = reductions[i];
+    if (plan.absorbed.count(a) || plan.sibling.count(a)) continue;
+    for (size_t j = i + 1; j < reductions.size(); ++j) {
+      const Node* b = reductions[j];
+      if (plan.absorbed.count(b) || plan.sibling.count(b) || !siblings(*a, *b, uses, plan)) continue;
+      plan.sibling[a] = b;
+      plan.absorbed.insert(b);
+      ++stats.sibling_reductions;
+      break;
+    }
+  }
+}
+
 }  // namespace
 
 FusionPlan plan_fusion(const Graph& graph, LowerStats& stats) {
@@ -143,6 +220,7 @@ FusionPlan plan_fusion(const Graph& graph, LowerStats& stats) {
   Uses uses = uses_of(graph);
   plan_inlining(graph, uses, plan);
   plan_epilogues(graph, uses, plan, stats);
+  plan_siblings(graph, uses, plan, stats);
   for (const Value* v : plan.fused_away)
     if (!plan.carriers.count(v)) ++stats.inlined;
   return plan;

@@ -19,7 +19,7 @@ std::string_view name(Un op) {
 
 std::string_view name(Bin op) {
   static constexpr std::string_view n[] = {"+",   "-",   "*",  "/",  "%",  "min", "max", "pow", "<",   "<=",
-                                           ">",   ">=",  "==", "!=", "&&", "||",  "^",   "<<",  ">>"};
+                                           ">",   ">=",  "==", "!=", "&&", "||",  "^",   "<<",  ">>",  "bf16_pair"};
   return n[static_cast<int>(op)];
 }
 
@@ -64,7 +64,7 @@ E bin(Bin op, E a, E b) {
     if (op == Bin::rem && is_int_const(b, 1)) return int_(0);
   }
   bool compare = op >= Bin::lt && op <= Bin::ne;
-  DType t = compare ? DType::b8 : a->type;
+  DType t = compare ? DType::b8 : op == Bin::bf16_pair ? DType::i32 : a->type;
   return make({.kind = EK::Binary, .type = t, .op = static_cast<uint8_t>(op), .args = {std::move(a), std::move(b)}});
 }
 
@@ -158,7 +158,7 @@ struct Printer {
       case EK::Unary: return fmt::format("{}({})", name(static_cast<Un>(e->op)), expr(e->args[0]));
       case EK::Binary: {
         auto op = static_cast<Bin>(e->op);
-        if (op == Bin::min || op == Bin::max || op == Bin::pow)
+        if (op == Bin::min || op == Bin::max || op == Bin::pow || op == Bin::bf16_pair)
           return fmt::format("{}({}, {})", name(op), expr(e->args[0]), expr(e->args[1]));
         std::string_view sym = name(op);
         if (e->args[0]->type != DType::b8 && (op == Bin::and_ || op == Bin::or_)) sym = sym.substr(0, 1);  // bitwise
@@ -218,7 +218,7 @@ std::string print(const Program& p, const Kernel& k) {
   if (k.gemm) {
     const Gemm& g = *k.gemm;
     out += fmt::format("      gemm{} %{}[{}x{}] = %{}{} x %{}{}{} (K {}, {} batch{}), {}\n",
-                       g.precision == Gemm::Precision::bf16 ? " bf16" : "", p.buffers[g.c].name, g.M, g.N,
+                       g.precision == Gemm::Precision::bf16 ? (g.pairs ? " bf16 pairs" : " bf16") : "", p.buffers[g.c].name, g.M, g.N,
                        p.buffers[g.a].name, g.ta ? "^T" : "", p.buffers[g.b].name, g.tb ? "^T" : "",
                        g.b_read == Gemm::BRead::lines ? lines_text(g.b_lines) : "", g.K, g.batches(),
                        g.batches() == 1 ? "" : "es", g.split == Gemm::Split::columns      ? fmt::format("columns p*{}", g.block)
@@ -272,20 +272,38 @@ Access accesses(const Kernel& k) {
   return a;
 }
 
+int storage_of(const Program& p, int id) {
+  while (p.buffers[id].alias >= 0) id = p.buffers[id].alias;
+  return id;
+}
+
+namespace {
+
+// The loop around kernel k, as the kernels [first, last] it spans; k alone outside loops.
+std::pair<int, int> loop_span(const Function& f, int k) {
+  for (const auto& l : f.loops)
+    if (l.first <= k && k < l.last) return {l.first, l.last - 1};
+  return {k, k};
+}
+
+}  // namespace
+
 std::vector<Interval> live_intervals(const Program& p, int function) {
   std::vector<Interval> out;
   std::unordered_map<int, size_t> at;
-  const auto& kernels = p.functions[function].kernels;
-  for (size_t k = 0; k < kernels.size(); ++k) {
-    Access a = accesses(kernels[k]);
+  const Function& f = p.functions[function];
+  for (size_t k = 0; k < f.kernels.size(); ++k) {
+    Access a = accesses(f.kernels[k]);
+    auto [first, last] = loop_span(f, static_cast<int>(k));
     for (const auto* list : {&a.reads, &a.writes})
       for (int b : *list) {
+        b = storage_of(p, b);
         if (p.buffers[b].kind != BufKind::Temp) continue;
         auto [it, fresh] = at.emplace(b, out.size());
-        if (fresh) out.push_back({b, static_cast<int>(k), static_cast<int>(k)});
+        if (fresh) out.push_back({b, first, last});
         Interval& iv = out[it->second];
-        iv.first = std::min(iv.first, static_cast<int>(k));
-        iv.last = std::max(iv.last, static_cast<int>(k));
+        iv.first = std::min(iv.first, first);
+        iv.last = std::max(iv.last, last);
       }
   }
   return out;
@@ -335,7 +353,9 @@ std::string print(const Program& p) {
   std::string out = fmt::format("program {} {{\n", p.name);
   for (const auto& b : p.buffers) {
     out += fmt::format("  {} %{}: {}", kind_name(b.kind), b.name, to_string(b.type));
-    if (b.kind == BufKind::Temp) out += fmt::format(" at {}", b.offset);
+    if (b.alias >= 0)
+      out += fmt::format(" view of %{} from element {} + {} t", p.buffers[b.alias].name, b.alias_first, b.alias_step);
+    else if (b.kind == BufKind::Temp) out += fmt::format(" at {}", b.offset);
     else if (b.kind != BufKind::Const) out += fmt::format(" #{}", b.index);
     out += "\n";
   }
@@ -347,7 +367,14 @@ std::string print(const Program& p) {
                      rt::format_bytes(need.total()));
   for (const auto& f : p.functions) {
     out += fmt::format("  func {} {{\n", f.name);
-    for (const auto& k : f.kernels) out += print(p, k);
+    for (size_t i = 0; i < f.kernels.size(); ++i) {
+      for (const auto& l : f.loops)
+        if (l.first == static_cast<int>(i))
+          out += fmt::format("  loop t in {}{} steps {{\n", l.reverse ? "reversed " : "", l.trips);
+      out += print(p, f.kernels[i]);
+      for (const auto& l : f.loops)
+        if (l.last == static_cast<int>(i) + 1) out += "  }\n";
+    }
     out += "  }\n";
   }
   return out + "}\n";

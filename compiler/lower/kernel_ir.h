@@ -17,7 +17,9 @@ namespace stag::kir {
 /// counter-based generator); compares give bool; float min and max propagate NaN.
 /// round_bf16: an f32 rounded to the nearest bf16 (ties to even), still an f32.
 enum class Un : uint8_t { neg, abs, exp, log, sqrt, tanh, erf, floor, cos, not_, round_bf16 };
-enum class Bin : uint8_t { add, sub, mul, div, rem, min, max, pow, lt, le, gt, ge, eq, ne, and_, or_, xor_, shl, lshr };
+/// bf16_pair: two f32s rounded to bf16 as one i32, the first in the low half (VDPBF16PS's
+/// operand: k and k + 1 of one lane).
+enum class Bin : uint8_t { add, sub, mul, div, rem, min, max, pow, lt, le, gt, ge, eq, ne, and_, or_, xor_, shl, lshr, bf16_pair };
 
 std::string_view name(Un op);
 std::string_view name(Bin op);
@@ -137,6 +139,10 @@ struct Gemm {
   /// to even) as they are packed, products exact and sums in f32: PyTorch's CPU autocast.
   enum class Precision : uint8_t { f32, bf16 };
   Precision precision = Precision::f32;
+  /// bf16 only, on hosts with VDPBF16PS: B holds bf16 pairs (i32 elements, Bin::bf16_pair),
+  /// its row q being k = 2q and 2q + 1 (b_lines and b_offsets count pairs); A is f32 with its
+  /// columns in that order, K even. B's rows are then read in place like an f32 B's.
+  bool pairs = false;
   void read_patches(const Im2col& c) { b_read = BRead::patches, im2col = c; }
   void read_lines(std::vector<int64_t> lines) { b_read = BRead::lines, b_lines = std::move(lines); }
   void split_by(Split s, int64_t size) { split = s, block = size; }
@@ -183,14 +189,28 @@ struct Buffer {
   int64_t offset = 0;
   bool trainable = false;    ///< Param
   std::vector<double> data;  ///< Const
+  /// A view (a Temp that takes no workspace): buffer `alias` from element
+  /// `alias_first + t * alias_step` on, where t is the step of the loop around the kernel
+  /// (a scan's slice of a stacked per-step input or output; t is 0 outside loops).
+  int alias = -1;
+  int64_t alias_first = 0, alias_step = 0;
   int64_t numel() const { return *checked_numel(type.dims); }
   int64_t bytes() const { return numel() * dtype_size(type.dtype); }
+};
+
+/// Kernels [first, last) of a function run `trips` times (a scan's body, compiled once); the
+/// step t counts 0, 1, ... or, `reverse`, down from trips - 1. Loops do not nest.
+struct Loop {
+  int first = 0, last = 0;
+  int64_t trips = 1;
+  bool reverse = false;
 };
 
 /// A compiled function: kernels run in order.
 struct Function {
   std::string name;
   std::vector<Kernel> kernels;
+  std::vector<Loop> loops;  ///< in order, disjoint
 };
 
 struct Program {
@@ -216,7 +236,11 @@ struct Access {
 };
 Access accesses(const Kernel& k);
 
-/// The kernels (by position in the function) from the first to the last that touch a temp.
+/// The buffer whose memory `id` is: itself, or the root of its views.
+int storage_of(const Program& p, int id);
+
+/// The kernels (by position in the function) from the first to the last that touch a temp
+/// (through its views too); a temp touched inside a loop is live for the whole loop.
 struct Interval {
   int buffer, first, last;
 };

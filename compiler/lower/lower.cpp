@@ -49,7 +49,7 @@ const Entry kLowerings[] = {
     {Op::slice, slice}, {Op::pad, pad}, {Op::flatten, reshape}, {Op::split, split},
     {Op::mse, regression_loss}, {Op::huber, regression_loss}, {Op::bce_with_logits, regression_loss},
     {Op::cross_entropy, classification_loss}, {Op::nll, classification_loss},
-    {Op::l1_penalty, penalty}, {Op::l2_penalty, penalty},
+    {Op::l1_penalty, penalty}, {Op::l2_penalty, penalty}, {Op::scan, scan},
 };
 
 void lower_node(LowerContext& cx, const Node& n) {
@@ -100,17 +100,7 @@ void lower_function(LowerContext& cx, const std::string& name, const Graph& grap
   cx.plan = cx.options.fuse ? plan_fusion(graph, cx.stats) : FusionPlan{};
   place_buffers(cx, graph);
   if (cx.options.check_numerics && name != "init") check_entry(cx);
-  for (const auto& n : graph.nodes) {
-    if (n->op == Op::parameter || n->op == Op::input || n->op == Op::constant) continue;
-    if ((cx.plan.fused_away.count(n->result()) && !cx.plan.carriers.count(n->result())) || cx.plan.absorbed.count(n.get())) continue;
-    cx.group = {n->result()->name};
-    if (auto it = cx.plan.epilogue.find(n.get()); it != cx.plan.epilogue.end())
-      for (const Node* u : it->second) cx.group.push_back(u->result()->name);
-    cx.node = n.get();
-    lower_node(cx, *n);
-    cx.node = nullptr;
-    cx.strategy.clear();
-  }
+  lower_nodes(cx, graph);
   // Outputs that are inputs, parameters, constants or a second name for a value get a copy.
   for (const auto& o : graph.outputs) {
     int src = cx.in(o.value);
@@ -128,6 +118,21 @@ void lower_function(LowerContext& cx, const std::string& name, const Graph& grap
 }
 
 }  // namespace
+
+void lower_nodes(LowerContext& cx, const Graph& graph) {
+  for (const auto& n : graph.nodes) {
+    if (n->op == Op::parameter || n->op == Op::input || n->op == Op::constant) continue;
+    if ((cx.plan.fused_away.count(n->result()) && !cx.plan.carriers.count(n->result())) || cx.plan.absorbed.count(n.get())) continue;
+    cx.group = {n->result()->name};
+    if (auto it = cx.plan.epilogue.find(n.get()); it != cx.plan.epilogue.end())
+      for (const Node* u : it->second) cx.group.push_back(u->result()->name);
+    cx.node = n.get();
+    lower_node(cx, *n);
+    cx.node = nullptr;
+    cx.strategy.clear();
+  }
+}
+
 }  // namespace lowering
 
 kir::Program lower(const Graph& g) { return lower({{"forward", &g}}); }

@@ -34,6 +34,7 @@ struct LowerStats {
   int64_t kernels = 0;       ///< in every function but init
   int64_t inlined = 0;       ///< values computed inside the kernels that read them
   int64_t epilogue_ops = 0;  ///< elementwise nodes applied in a matmul's or convolution's store
+  int64_t sibling_reductions = 0;  ///< reductions computed in another's pass over the same input
 };
 
 /// The program has two functions: "init" (inputs: `seed`, an i64 scalar; fills every

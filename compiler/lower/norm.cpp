@@ -18,6 +18,34 @@ static std::vector<E> plane_index(const Dims& dims, E b, E c, E q) {
   return idx;
 }
 
+// A channel's mean and variance in one pass over its N x inner elements: the sums of d and d^2
+// for d = x - K, K the channel's first element. The shift keeps the variance's cancellation as
+// small as the spread of the data around K (not around 0): var = (S2 - S1^2/n) / n exactly in
+// real arithmetic for any K, and K is a sample of the channel, so |x - K| is of the order of
+// the standard deviation for data that is not wildly skewed (the reference's two passes are
+// the oracle, tests/compiler/test_ops.cpp).
+static void batch_norm_stats(LowerContext& cx, int x, int mean, int var, const std::string& from) {
+  const Type xt = cx.B(x).type;
+  int64_t N = xt.dims[0], C = xt.dims[1], inner = numel(xt) / (N * C);
+  DType dt = xt.dtype;
+  KernelBuilder kb("batch_norm_stats", from);
+  int b = kb.new_var("b"), i = kb.new_var("i"), s1 = kb.new_var("s1", dt), s2 = kb.new_var("s2", dt), k = kb.new_var("k", dt);
+  loop_nest(kb, {C}, [&](const std::vector<E>& c) {
+    E d = sub(cx.ld(x, offset({kb.v(b), c[0], kb.v(i)}, {N, C, inner})), kb.v(k));
+    E count = fconst(static_cast<double>(N * inner), dt);
+    E m1 = div(kb.v(s1), count);
+    return std::vector<Stmt>{
+        assign(k, cx.ld(x, mul(c[0], int_(inner)))),
+        assign(s1, zero_of(dt)),
+        assign(s2, zero_of(dt)),
+        for_(b, 0, N, {for_(i, 0, inner, {assign(s1, add(kb.v(s1), d)), assign(s2, add(kb.v(s2), mul(d, d)))})}),
+        store(mean, c[0], add(kb.v(k), m1)),
+        store(var, c[0], bin(Bin::max, sub(div(kb.v(s2), count), mul(m1, m1)), zero_of(dt))),
+    };
+  }, 1);
+  cx.emit(std::move(kb));
+}
+
 // `out`: where y is stored (through its epilogue, the ReLU and residual add after it).
 void batch_norm(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out) {
   const Type xt = cx.B(xs[0]).type;
@@ -26,24 +54,7 @@ void batch_norm(LowerContext& cx, const Node& n, const std::vector<int>& xs, int
   DType dt = xt.dtype;
   std::string from = cx.origin(n);
   if (n.b("training")) {
-    // Two passes per channel (mean, then the centred sum of squares), as the reference does.
-    KernelBuilder kb("batch_norm_stats", from);
-    int b = kb.new_var("b"), i = kb.new_var("i"), s = kb.new_var("s", dt), m = kb.new_var("m", dt);
-    loop_nest(kb, {C}, [&](const std::vector<E>& c) {
-      E at = offset({kb.v(b), c[0], kb.v(i)}, {N, C, inner});
-      E count = fconst(static_cast<double>(N * inner), dt);
-      E dv = sub(cx.ld(xs[0], at), kb.v(m));
-      return std::vector<Stmt>{
-          assign(s, zero_of(dt)),
-          for_(b, 0, N, {for_(i, 0, inner, {assign(s, add(kb.v(s), cx.ld(xs[0], at)))})}),
-          assign(m, div(kb.v(s), count)),
-          assign(s, zero_of(dt)),
-          for_(b, 0, N, {for_(i, 0, inner, {assign(s, add(kb.v(s), mul(dv, dv)))})}),
-          store(mean, c[0], kb.v(m)),
-          store(var, c[0], div(kb.v(s), count)),
-      };
-    }, 1);
-    cx.emit(std::move(kb));
+    batch_norm_stats(cx, xs[0], mean, var, from);
   } else {
     cx.copy_kernel(from, mean, xs[3]);
     cx.copy_kernel(from, var, xs[4]);

@@ -29,68 +29,108 @@ static void split_dims(const Dims& dims, const std::vector<bool>& red, Dims& kep
 
 // Neighbouring axes both reduced (or both kept) are one axis of the row-major input: the
 // inner loop then runs over all of them (a bias gradient's 28 x 28 plane is one loop of
-// 784, which LLVM vectorizes; two loops of 28 it left scalar).
-static void merge_axes(Dims& dims, std::vector<bool>& red) {
+// 784, which LLVM vectorizes; two loops of 28 it left scalar). `group[d]`: the merged axis
+// that input axis d became.
+static void merge_axes(Dims& dims, std::vector<bool>& red, std::vector<size_t>& group) {
   Dims merged;
   std::vector<bool> merged_red;
+  group.clear();
   for (size_t d = 0; d < dims.size(); ++d) {
     if (!merged.empty() && merged_red.back() == red[d]) merged.back() *= dims[d];
     else merged.push_back(dims[d]), merged_red.push_back(red[d]);
+    group.push_back(merged.size() - 1);
   }
   dims = merged, red = merged_red;
 }
 
-// One output element a loop iteration, the reduced axes in inner loops.
-static void reduce_loops(LowerContext& cx, const Node& n, int x, int out, const Dims& in_dims, const std::vector<bool>& red, DType dt) {
-  size_t rank = in_dims.size();
-  Dims kept, reduced;
-  split_dims(in_dims, red, kept, reduced);
-  KernelBuilder kb(std::string(n.info().name), cx.origin(n));
-  int acc = kb.new_var("acc", dt);
-  int best = n.op == Op::argmax ? kb.new_var("best", DType::i64) : -1;
+// The input's index on its own axes from the index `full` on the merged ones. A value fused
+// into the reduction reads its broadcast operands by these (a per-channel mean by the channel's
+// loop variable); without them it would split the flat index by div and rem for every element,
+// which also keeps the loop from vectorizing. Axes no read asks for cost nothing.
+static std::vector<E> unmerged_index(const std::vector<E>& full, const Dims& dims, const std::vector<size_t>& group) {
+  std::vector<E> idx(dims.size());
+  int64_t below = 1;
+  for (size_t d = dims.size(); d-- > 0;) {
+    bool first = d == 0 || group[d - 1] != group[d];
+    bool last = d + 1 == dims.size() || group[d + 1] != group[d];
+    if (last) below = 1;
+    E q = below == 1 ? full[group[d]] : bin(Bin::div, full[group[d]], int_(below));
+    idx[d] = first ? q : bin(Bin::rem, q, int_(dims[d]));
+    below *= dims[d];
+  }
+  return idx;
+}
+
+// A reduction computed by reduce_loops: one accumulator of its own. Sibling reductions
+// (fusion.cpp) share the loops: one pass over the input elements they both read.
+struct Lane {
+  const Node* n;
+  int x, out, acc;
+  DType dt;
+};
+
+// The loops of a reduction kernel: the kept axes over threads, the reduced axes inner. The
+// index of an element on the merged axes `full` and on the input's own axes (for fused reads).
+struct ReduceLoops {
+  Dims in_dims, kept, reduced;
+  std::vector<bool> red;
+  std::vector<size_t> group;  ///< the input's own axes to in_dims' (merge_axes)
   std::vector<int> rvars;
-  for (size_t d = 0; d < reduced.size(); ++d) rvars.push_back(kb.new_var("r" + std::to_string(d)));
-  loop_nest(kb, kept, [&](const std::vector<E>& kidx) {
-    // Rebuild the input index from kept and reduced loop variables.
-    std::vector<E> full;
+  std::vector<E> full;
+};
+
+static E lane_value(LowerContext& cx, const Lane& l, const ReduceLoops& r) {
+  std::vector<E> own = unmerged_index(r.full, cx.B(l.x).type.dims, r.group);
+  return cast(cx.read(l.x, &own, offset(r.full, r.in_dims)), l.dt);
+}
+
+static E lane_init(const Lane& l) { return l.n->op == Op::max ? lowest(l.dt) : zero_of(l.dt); }
+
+static Stmt lane_update(KernelBuilder& kb, const Lane& l, E value) {
+  return assign(l.acc, l.n->op == Op::max ? nan_max(kb.v(l.acc), value) : add(kb.v(l.acc), value));
+}
+
+static E lane_result(KernelBuilder& kb, const Lane& l, const ReduceLoops& r) {
+  E result = kb.v(l.acc);
+  if (l.n->op == Op::mean) result = div(result, fconst(static_cast<double>(*checked_numel(r.reduced)), l.dt));
+  return result;
+}
+
+// argmax: first maximum wins; once a NaN is best, it stays.
+static std::vector<Stmt> argmax_body(LowerContext& cx, KernelBuilder& kb, const Lane& l, const ReduceLoops& r, int best, E at) {
+  E value = lane_value(cx, l, r), acc_v = kb.v(l.acc);
+  E better = is_float(l.dt) ? and_(bin(Bin::eq, acc_v, acc_v), bin(Bin::or_, gt(value, acc_v), bin(Bin::ne, value, value)))
+                            : gt(value, acc_v);
+  E take = bin(Bin::or_, bin(Bin::eq, kb.v(r.rvars[0]), int_(0)), better);
+  std::vector<Stmt> loop = {assign(best, select(take, kb.v(r.rvars[0]), kb.v(best))), assign(l.acc, select(take, value, acc_v))};
+  return {assign(l.acc, lowest(l.dt)), assign(best, int_(0)), for_(r.rvars[0], 0, r.reduced[0], loop), store(l.out, at, kb.v(best))};
+}
+
+// One output element a loop iteration (of each lane), the reduced axes in inner loops.
+static void reduce_loops(LowerContext& cx, std::vector<Lane> lanes, ReduceLoops r) {
+  const Node& n = *lanes[0].n;
+  split_dims(r.in_dims, r.red, r.kept, r.reduced);
+  KernelBuilder kb(std::string(n.info().name), cx.origin(n));
+  for (size_t i = 0; i < lanes.size(); ++i) lanes[i].acc = kb.new_var(i == 0 ? "acc" : fmt::format("acc{}", i), lanes[i].dt);
+  int best = n.op == Op::argmax ? kb.new_var("best", DType::i64) : -1;
+  for (size_t d = 0; d < r.reduced.size(); ++d) r.rvars.push_back(kb.new_var("r" + std::to_string(d)));
+  loop_nest(kb, r.kept, [&](const std::vector<E>& kidx) {
+    r.full.clear();
     size_t ki = 0, ri = 0;
-    for (size_t d = 0; d < rank; ++d) full.push_back(red[d] ? kb.v(rvars[ri++]) : kidx[ki++]);
-    E value = cast(cx.ld(x, offset(full, in_dims)), dt);
-    Stmt update;
-    E init;
-    if (n.op == Op::sum || n.op == Op::mean) {
-      init = zero_of(dt);
-      update = assign(acc, add(kb.v(acc), value));
-    } else if (n.op == Op::max) {
-      init = lowest(dt);
-      update = assign(acc, nan_max(kb.v(acc), value));
-    } else {
-      init = lowest(dt);
-      // First maximum wins; once a NaN is best, it stays.
-      E acc_v = kb.v(acc);
-      E better = is_float(dt) ? and_(bin(Bin::eq, acc_v, acc_v), bin(Bin::or_, gt(value, acc_v), bin(Bin::ne, value, value)))
-                              : gt(value, acc_v);
-      E first = bin(Bin::eq, kb.v(rvars[0]), int_(0));
-      E take = bin(Bin::or_, first, better);
-      update = assign(acc, select(take, value, acc_v));
-      Stmt upd_best = assign(best, select(take, kb.v(rvars[0]), kb.v(best)));
-      std::vector<Stmt> loop = {upd_best, update};
-      std::vector<Stmt> stmts = {assign(acc, init), assign(best, int_(0)), for_(rvars[0], 0, reduced[0], loop)};
-      stmts.push_back(store(out, offset(kidx, kept), kb.v(best)));
-      return stmts;
-    }
-    std::vector<Stmt> loop = {update};
-    for (size_t d = reduced.size(); d-- > 0;) loop = {for_(rvars[d], 0, reduced[d], std::move(loop))};
-    E result = kb.v(acc);
-    if (n.op == Op::mean) result = div(result, fconst(static_cast<double>(*checked_numel(reduced)), dt));
-    std::vector<Stmt> stmts = {assign(acc, init)};
+    for (size_t d = 0; d < r.in_dims.size(); ++d) r.full.push_back(r.red[d] ? kb.v(r.rvars[ri++]) : kidx[ki++]);
+    E at = offset(kidx, r.kept);
+    if (n.op == Op::argmax) return argmax_body(cx, kb, lanes[0], r, best, at);
+    std::vector<Stmt> loop, stmts;
+    for (const Lane& l : lanes) loop.push_back(lane_update(kb, l, lane_value(cx, l, r)));
+    for (size_t d = r.reduced.size(); d-- > 0;) loop = {for_(r.rvars[d], 0, r.reduced[d], std::move(loop))};
+    for (const Lane& l : lanes) stmts.push_back(assign(l.acc, lane_init(l)));
     for (auto& s : loop) stmts.push_back(std::move(s));
-    stmts.push_back(store(out, offset(kidx, kept), result));
+    for (const Lane& l : lanes) stmts.push_back(store(l.out, at, lane_result(kb, l, r)));
     return stmts;
   });
   // Each output element reads all of its reduced elements: a thread's share counts them.
-  int64_t inner = *checked_numel(kept) / std::max<int64_t>(1, kept.empty() ? 1 : kept[0]);
-  kb.k.grain = grain_of(kGrainElements, inner * *checked_numel(reduced));
+  int64_t inner = *checked_numel(r.kept) / std::max<int64_t>(1, r.kept.empty() ? 1 : r.kept[0]);
+  kb.k.grain = grain_of(kGrainElements, inner * *checked_numel(r.reduced) * static_cast<int64_t>(lanes.size()));
   kb.k.parallel = kb.k.extent > kb.k.grain;
   cx.emit(std::move(kb));
 }
@@ -100,17 +140,33 @@ void reduce(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out
   const Type xt = cx.B(x).type;
   size_t rank = xt.rank();
   std::vector<bool> red = reduced_axes(n, rank);
-  Dims kept, reduced;
-  split_dims(xt.dims, red, kept, reduced);
   // The accumulator has the result's type (a sum of bools or i32 is i64), argmax's the input's.
   DType dt = n.op == Op::argmax ? xt.dtype : cx.B(out).type.dtype;
+  if (n.op != Op::argmax && !reduces_in_loops(n)) {
+    Dims kept, reduced;
+    split_dims(xt.dims, red, kept, reduced);
+    return reduce_leading(cx, n, x, out, *checked_numel(reduced), *checked_numel(kept), dt);
+  }
+  ReduceLoops r{xt.dims, {}, {}, red, std::vector<size_t>(rank), {}, {}};
+  for (size_t d = 0; d < rank; ++d) r.group[d] = d;
+  if (n.op != Op::argmax) merge_axes(r.in_dims, r.red, r.group);
+  std::vector<Lane> lanes = {{&n, x, out, -1, dt}};
+  if (auto it = cx.plan.sibling.find(&n); it != cx.plan.sibling.end()) {
+    const Node& s = *it->second;
+    lanes.push_back({&s, cx.in(s.operands[0]), cx.in(s.result()), -1, cx.B(cx.in(s.result())).type.dtype});
+    cx.group.push_back(s.result()->name);
+  }
+  reduce_loops(cx, std::move(lanes), std::move(r));
+}
+
+// Whether reduce() runs `n` in reduce_loops, where a sibling reduction can share its pass.
+bool reduces_in_loops(const Node& n) {
+  if (n.op != Op::sum && n.op != Op::mean && n.op != Op::max) return false;
+  std::vector<bool> red = reduced_axes(n, n.operands[0]->type.rank());
   size_t lead = 0;
-  while (lead < rank && red[lead]) ++lead;
+  while (lead < red.size() && red[lead]) ++lead;
   bool leading_only = lead > 0 && std::none_of(red.begin() + static_cast<long>(lead), red.end(), [](bool r) { return r; });
-  if (n.op != Op::argmax && leading_only && !kept.empty()) return reduce_leading(cx, n, x, out, *checked_numel(reduced), *checked_numel(kept), dt);
-  Dims in_dims = xt.dims;
-  if (n.op != Op::argmax) merge_axes(in_dims, red);
-  reduce_loops(cx, n, x, out, in_dims, red, dt);
+  return !(leading_only && lead < red.size());
 }
 
 // A reduction over leading axes (a bias gradient: sum over batch and sequence) reads the

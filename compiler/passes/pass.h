@@ -56,6 +56,9 @@ struct PassOptions {
   std::string precision;
   /// --check-numerics: lowering adds a finiteness check after every kernel (LowerOptions).
   bool check_numerics = false;
+  /// --scan-unroll N: every scan's body N steps a loop iteration (unroll-scan), set as every
+  /// graph's `scan_unroll` attribute; 0: the graphs' own (none: 1).
+  int64_t scan_unroll = 0;
 };
 
 /// A bad pipeline (unknown pass, graph pass after lowering) or a pass that broke the IR.
@@ -82,6 +85,9 @@ bool cse(Graph& g, PassCounters& c);
 bool concat_pads(Graph& g, PassCounters& c);
 bool merge_matmuls(Graph& g, PassCounters& c);
 bool dce(Graph& g, PassCounters& c);
+bool merge_scans(Graph& g, PassCounters& c);
+bool hoist_scan(Graph& g, PassCounters& c);
+bool unroll_scan(Graph& g, PassCounters& c);
 bool plan_memory(kir::Program& p, PassCounters& c);
 
 }  // namespace stag

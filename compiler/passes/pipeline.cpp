@@ -23,6 +23,9 @@ const std::vector<PassInfo>& all_passes() {
       {"fold-transpose", "transposes of the last two dims folded into matmul flags", PassLevel::Graph, fold_transpose},
       {"const-fold", "nodes of constants evaluated at compile time by the reference interpreter", PassLevel::Graph, const_fold},
       {"cse", "identical nodes on identical operands computed once", PassLevel::Graph, cse},
+      {"merge-scans", "scans over the same operands whose carries agree run as one loop (a gradient's re-run of the forward)", PassLevel::Graph, merge_scans},
+      {"hoist-scan", "a scan's accumulating carries summed after its loop, products of stacked steps as one product", PassLevel::Graph, hoist_scan},
+      {"unroll-scan", "with --scan-unroll N, a scan's body N steps a loop iteration", PassLevel::Graph, unroll_scan},
       {"concat-pads", "a sum of zero pads placing pieces side by side along one axis turned into their concat", PassLevel::Graph, concat_pads},
       {"merge-matmuls", "a sum of matmuls, or of a batched matmul over its batch, merged into one matmul", PassLevel::Graph, merge_matmuls},
       {"dce", "nodes nothing reads removed", PassLevel::Graph, dce},
@@ -36,7 +39,7 @@ const std::vector<std::string>& default_pipeline() {
   // merge-matmuls is left out: the products it merges read A transposed, the GEMM's slower
   // layout, so it gains nothing yet (docs/optimizer.md, Measurements). After concat-pads is
   // its place when that layout catches up.
-  static const std::vector<std::string> names = {"autocast-bf16", "simplify", "fold-transpose", "const-fold", "cse", "concat-pads",
+  static const std::vector<std::string> names = {"autocast-bf16", "simplify", "fold-transpose", "const-fold", "cse", "merge-scans", "hoist-scan", "unroll-scan", "concat-pads",
                                                  "simplify",      "dce",      "fuse",           "plan-memory"};
   return names;
 }
@@ -47,6 +50,15 @@ const PassInfo* find_pass(const std::string& name) {
   for (const auto& p : all_passes())
     if (p.name == name) return &p;
   return nullptr;
+}
+
+// A graph pass over a graph and, first, over the bodies of its loops (their inputs and outputs
+// are the loop's interface, which no pass removes).
+bool run_graph_pass(GraphPassFn pass, Graph& g, PassCounters& c) {
+  bool changed = false;
+  for (auto& n : g.nodes)
+    if (n->body) changed |= run_graph_pass(pass, *n->body, c);
+  return pass(g, c) || changed;
 }
 
 std::vector<std::string> pipeline_of(const PassOptions& o) { return o.passes ? *o.passes : default_pipeline(); }
@@ -90,6 +102,8 @@ kir::Program compile_program(const std::vector<std::pair<std::string, const Grap
   for (const auto& f : functions) graphs.push_back(f.second->clone());
   if (!o.precision.empty())
     for (auto& g : graphs) g->set_attr("precision", o.precision);
+  if (o.scan_unroll > 0)
+    for (auto& g : graphs) g->set_attr("scan_unroll", o.scan_unroll);
 
   struct Stat {
     std::string pass;
@@ -118,7 +132,7 @@ kir::Program compile_program(const std::vector<std::pair<std::string, const Grap
     bool changed = false;
     for (size_t f = 0; f < graphs.size(); ++f) {
       PassCounters c;
-      changed |= p.graph(*graphs[f], c);
+      changed |= run_graph_pass(p.graph, *graphs[f], c);
       for (const auto& [k, v] : c.counts) s.counts[k] += v;
       if (verify_each) {
         Diagnostics diags;
@@ -154,11 +168,12 @@ kir::Program compile_program(const std::vector<std::pair<std::string, const Grap
   if (lo.fuse) {
     low.counts["values computed inside their consumers"] = ls.inlined;
     low.counts["ops fused into matmul/conv epilogues"] = ls.epilogue_ops;
+    low.counts["reductions sharing another's pass"] = ls.sibling_reductions;
     ++i;
   }
   low.counts["workspace bytes"] = program.workspace_bytes;
   stats.push_back(std::move(low));
-  if (lo.fuse && wants_print("fuse", true) && (!o.print_changed || ls.inlined + ls.epilogue_ops > 0))
+  if (lo.fuse && wants_print("fuse", true) && (!o.print_changed || ls.inlined + ls.epilogue_ops + ls.sibling_reductions > 0))
     dump_kernels("After", "fuse", program);
 
   for (; i < names.size(); ++i) {

@@ -1,5 +1,6 @@
 // Builds a GAN's sample, discriminator-step and generator-step graphs by copying its two models'
-// graphs into each, then differentiating and appending each model's optimizer.
+// graphs into each, then differentiating and appending each model's optimizer; and the pair step,
+// both steps' graphs copied into one.
 
 #include "compiler/train/gan.h"
 
@@ -34,15 +35,24 @@ struct Inliner {
     bool trainable;               ///< false: the copy's parameters get no gradient
     bool keep_updates;            ///< false: running statistics are read, not updated
     std::map<std::string, Value*> inputs;
+    /// Record: remember the copy's random draws; Reuse: a draw equal to a remembered one (same
+    /// op, operands and attributes) is that one, as the steps run apart draw the same numbers.
+    enum { Own, Record, Reuse } draws = Own;
   };
+
+  /// Random draws of a Record copy, by their key, in order; a Reuse copy takes each once.
+  std::map<std::string, std::vector<Node*>> recorded;
 
   Value* parameter(const Node& n, const Copy& c) {
     std::string name = c.prefix + n.result()->name;
+    size_t t = static_cast<size_t>(n.info().attr_index("trainable"));
+    bool trainable = std::get<bool>(n.attrs[t]) && c.trainable;
+    // A parameter one copy trains and another only reads is trainable.
+    if (Value* v = dst.find(name); v && trainable) v->def->attrs[t] = true;
     if (auto it = latest.find(name); it != latest.end()) return it->second;
     if (Value* v = dst.find(name)) return v;
     std::vector<Attr> attrs = n.attrs;
-    size_t t = static_cast<size_t>(n.info().attr_index("trainable"));
-    attrs[t] = std::get<bool>(attrs[t]) && c.trainable;
+    attrs[t] = trainable;
     return dst.append(Op::parameter, {}, std::move(attrs), {n.result()->type}, {name}, n.loc)->result();
   }
 
@@ -58,17 +68,38 @@ struct Inliner {
     return it->second;
   }
 
-  Node* node(const Node& n, const std::unordered_map<const Value*, Value*>& map) {
+  static std::string draw_key(const Node& n, const std::vector<Value*>& ops) {
+    std::string key = fmt::format("{}", static_cast<int>(n.op));
+    for (const Value* v : ops) key += fmt::format(" {}", static_cast<const void*>(v));
+    for (const Attr& a : n.attrs) key += " " + to_string(a);
+    for (const auto& r : n.results) key += " " + to_string(r->type);
+    return key;
+  }
+
+  /// The remembered draw `n` repeats, or null.
+  Node* shared_draw(const Node& n, const std::vector<Value*>& ops, const Copy& c) {
+    if (c.draws != Copy::Reuse || !n.info().has(Stochastic) || n.body) return nullptr;
+    auto it = recorded.find(draw_key(n, ops));
+    if (it == recorded.end() || it->second.empty()) return nullptr;
+    Node* d = it->second.front();
+    it->second.erase(it->second.begin());
+    return d;
+  }
+
+  Node* node(const Node& n, const std::unordered_map<const Value*, Value*>& map, const Copy& c) {
     std::vector<Value*> ops;
     for (Value* v : n.operands) ops.push_back(map.at(v));
+    if (Node* d = shared_draw(n, ops, c)) return d;
     std::vector<Type> types;
     std::vector<std::string> names;
     for (const auto& r : n.results) {
       types.push_back(r->type);
       names.push_back(dst.fresh_name());
     }
+    std::string key = c.draws == Copy::Record && n.info().has(Stochastic) && !n.body ? draw_key(n, ops) : "";
     Node* copy = dst.append(n.op, std::move(ops), n.attrs, types, names, n.loc);
     copy->body = n.body;
+    if (!key.empty()) recorded[key].push_back(copy);
     return copy;
   }
 
@@ -79,7 +110,7 @@ struct Inliner {
       if (n->op == Op::parameter) map[n->result()] = parameter(*n, c);
       else if (n->op == Op::input) map[n->result()] = input(*n, c);
       else {
-        Node* copy = node(*n, map);
+        Node* copy = node(*n, map, c);
         for (size_t i = 0; i < n->results.size(); ++i) map[n->result(i)] = copy->result(i);
       }
     }
@@ -152,7 +183,7 @@ struct StepBuilder {
   Value* key = nullptr;
 
   StepBuilder(const Pair& p, const GanOptions& o, const std::string& name)
-      : pair(p), opt(o), g(std::make_unique<Graph>(name)), b(*g), in{*g, {}} {}
+      : pair(p), opt(o), g(std::make_unique<Graph>(name)), b(*g), in{*g, {}, {}} {}
 
   Value* noise() {
     key = b.input("key", {DType::i64, {}});
@@ -235,7 +266,38 @@ std::unique_ptr<Graph> sample(const Pair& p, const GanOptions& o) {
   return std::move(s.g);
 }
 
+/// The generator step's updates take effect only when the discriminator step's did: a pair whose
+/// D half was not finite changes nothing the D step would not have (the trainer stops there).
+void gate_generator_updates(Builder& b, Inliner& in, const std::map<std::string, Value*>& after_d, Value* d_flags) {
+  Value* ok = b.eq({b.max({d_flags}), b.scalar(0)});
+  for (auto& [name, v] : in.latest) {
+    auto it = after_d.find(name);
+    Value* before = it != after_d.end() ? it->second : in.dst.find(name);
+    if (v != before) v = b.select({ok, v, before});
+  }
+}
+
 }  // namespace
+
+std::unique_ptr<Graph> build_pair_step(const Graph& d_step, const Graph& g_step) {
+  auto g = std::make_unique<Graph>(d_step.name.substr(0, d_step.name.rfind('.')) + ".pair_step");
+  Builder b(*g);
+  Inliner in{*g, {}, {}};
+  std::map<std::string, Value*> d_inputs, g_inputs;
+  for (const auto& n : d_step.nodes)
+    if (n->op == Op::input) d_inputs[n->result()->name] = b.input(n->result()->name, n->result()->type);
+  g_inputs["key"] = d_inputs.at("key");
+  g_inputs["lr"] = b.input("lr_g", d_inputs.at("lr")->type);
+  auto d_out = in.copy({&d_step, "", true, true, d_inputs, Inliner::Copy::Record});
+  auto after_d = in.latest;
+  auto g_out = in.copy({&g_step, "", true, true, g_inputs, Inliner::Copy::Reuse});
+  if (d_out.count("nonfinite")) gate_generator_updates(b, in, after_d, d_out.at("nonfinite"));
+  for (const auto& o : d_step.outputs) b.output(o.name, d_out.at(o.name));
+  for (const auto& o : g_step.outputs) b.output(o.name + "_g", g_out.at(o.name));
+  in.finish();
+  g->attrs = d_step.attrs;
+  return g;
+}
 
 std::optional<GanGraphs> build_gan(const Graph& generator, const Graph& discriminator, const GanOptions& options,
                                    const Loc& loc, Diagnostics& diags) {
@@ -244,7 +306,7 @@ std::optional<GanGraphs> build_gan(const Graph& generator, const Graph& discrimi
     GanOptions o = options;
     o.generator_optimizer.step_state = "optim.generator.step";
     o.discriminator_optimizer.step_state = "optim.discriminator.step";
-    GanGraphs out{sample(p, o), d_step(p, o, diags), g_step(p, o, diags)};
+    GanGraphs out{sample(p, o), d_step(p, o, diags), g_step(p, o, diags), nullptr};
     if (!verify(*out.sample, diags)) return std::nullopt;
     return out;
   } catch (const GanError& e) {

@@ -36,11 +36,19 @@ struct GanOptions {
 /// The same key draws the same z in both steps.
 struct GanGraphs {
   std::unique_ptr<Graph> sample, d_step, g_step;
+  std::unique_ptr<Graph> pair_step;  ///< build_pair_step's, when built
 };
 
 /// Builds the three graphs from the training-mode graphs of the generator (one input, the noise;
 /// its first output the images) and the discriminator (one input, the images; its first output
 /// one logit an image). A pair that does not fit is reported to `diags` at the GAN's `loc`.
+/// The discriminator's step then the generator's, as one function of d_step's inputs (x, key,
+/// lr) and the generator's rate `lr_g`, for one D step per G step. Same results bit for bit as
+/// running them one after the other with the same key: the draws of z are one draw, so G(z) is
+/// computed once (CSE) and feeds D's fake pass and the generator's step. Outputs d_step's, then
+/// g_step's with the suffix `_g`. The generator's updates are kept only when D's were.
+std::unique_ptr<Graph> build_pair_step(const Graph& d_step, const Graph& g_step);
+
 std::optional<GanGraphs> build_gan(const Graph& generator, const Graph& discriminator, const GanOptions& options,
                                    const Loc& loc, Diagnostics& diags);
 

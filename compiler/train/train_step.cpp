@@ -52,6 +52,36 @@ void guard_updates(Graph& g, Value* loss, const std::vector<std::pair<Value*, Va
   g.set_attr(kNonfiniteAttr, names);
 }
 
+// A parameter node's attributes by name, to declare the same parameter in another function.
+NamedAttrs named_attrs(const Node& n) {
+  NamedAttrs out;
+  for (size_t i = 0; i < n.attrs.size(); ++i) out.emplace_back(n.info().attrs[i].name, n.attrs[i]);
+  return out;
+}
+
+// The optimizer's half of a split step: each trainable parameter again, its averaged gradient
+// and the loss as inputs, then the same update and guard as the fused step's.
+std::unique_ptr<Graph> update_graph(const Graph& grads_graph, const std::vector<std::pair<Value*, Value*>>& grads,
+                                    const OptimizerConfig& optimizer, Diagnostics& diags) {
+  auto g = std::make_unique<Graph>(grads_graph.name);
+  g->attrs = grads_graph.attrs;
+  Builder b(*g);
+  std::vector<std::pair<Value*, Value*>> pairs;
+  for (const auto& [param, grad] : grads) {
+    Value* p = b.parameter(param->name, param->type, named_attrs(*param->def));
+    pairs.emplace_back(p, b.input("grad." + param->name, grad->type));
+  }
+  const Output* loss = nullptr;
+  for (const auto& o : grads_graph.outputs) if (o.name == "loss") loss = &o;
+  Value* loss_in = b.input("loss", loss->value->type);
+  if (auto err = append_optimizer(*g, pairs, optimizer); !err.empty()) {
+    diags.error({}, fmt::format("optimizer: {}", err), "train");
+    return nullptr;
+  }
+  guard_updates(*g, loss_in, pairs);
+  return g;
+}
+
 }  // namespace
 
 OptimizerConfig optimizer_from_attrs(const Graph& g) { return train_config(g).optimizer; }
@@ -82,6 +112,20 @@ std::unique_ptr<Graph> build_train_step(const Graph& training_graph, const Optim
   if (const Attr* precision = g->attr("train.precision"); precision && !g->attr("precision")) g->set_attr("precision", *precision);
   if (!verify(*g, diags)) return nullptr;
   return g;
+}
+
+std::pair<std::unique_ptr<Graph>, std::unique_ptr<Graph>> build_split_train_step(const Graph& training_graph,
+                                                                                 const OptimizerConfig& optimizer,
+                                                                                 Diagnostics& diags) {
+  auto g = differentiate(training_graph, "loss", diags);
+  if (!g) return {};
+  if (const Attr* precision = g->attr("train.precision"); precision && !g->attr("precision")) g->set_attr("precision", *precision);
+  std::vector<std::pair<Value*, Value*>> grads;
+  for (const auto& o : g->outputs)
+    if (Value* param = o.name.starts_with("grad.") ? g->find(o.name.substr(5)) : nullptr) grads.emplace_back(param, o.value);
+  auto update = update_graph(*g, grads, optimizer, diags);
+  if (!update || !verify(*g, diags) || !verify(*update, diags)) return {};
+  return {std::move(g), std::move(update)};
 }
 
 }  // namespace stag

@@ -28,4 +28,13 @@ OptimizerConfig optimizer_from_attrs(const Graph& g);
 std::unique_ptr<Graph> build_train_step(const Graph& training_graph, const OptimizerConfig& optimizer,
                                         Diagnostics& diags);
 
+/// The train step in two functions, for data-parallel training: "gradients" (the forward's
+/// outputs and `grad.P` for every trainable parameter; running statistics still update) and
+/// "update" (inputs `grad.P`, `loss` and `lr`; the optimizer's updates, guarded as
+/// build_train_step's; output `nonfinite`), so that the gradients can be averaged across
+/// processes between the two. Both read the same parameters by name. {nullptr, nullptr} on error.
+std::pair<std::unique_ptr<Graph>, std::unique_ptr<Graph>> build_split_train_step(const Graph& training_graph,
+                                                                                 const OptimizerConfig& optimizer,
+                                                                                 Diagnostics& diags);
+
 }  // namespace stag

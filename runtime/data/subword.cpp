@@ -2,42 +2,30 @@
 #include "runtime/data/subword.h"
 
 #include <fmt/format.h>
-#include <sentencepiece_processor.h>
-#include <sentencepiece_trainer.h>
 
 #include <algorithm>
+#include <cstdlib>
 
+#include "runtime/data/sentencepiece_abi.h"
 #include "runtime/error.h"
 
 namespace stag::rt {
 
 namespace {
 
-// The training texts one at a time, newlines as spaces (SentencePiece reads a sentence a line).
-class Sentences : public sentencepiece::SentenceIterator {
- public:
-  Sentences(const std::vector<std::string>& texts, const std::vector<int64_t>& indices) : texts_(texts), indices_(indices) {
-    load();
-  }
-  bool done() const override { return at_ >= indices_.size(); }
-  void Next() override {
-    ++at_;
-    load();
-  }
-  const std::string& value() const override { return value_; }
-  sentencepiece::util::Status status() const override { return {}; }
+// Throws the module's error message (and frees it), prefixed by what failed.
+void check(char* error, std::string_view what) {
+  if (!error) return;
+  std::string text(error);
+  std::free(error);
+  throw Error(fmt::format("{}: {}", what, text));
+}
 
- private:
-  void load() {
-    if (done()) return;
-    value_ = texts_[static_cast<size_t>(indices_[at_])];
-    std::replace(value_.begin(), value_.end(), '\n', ' ');
-  }
-  const std::vector<std::string>& texts_;
-  const std::vector<int64_t>& indices_;
-  size_t at_ = 0;
-  std::string value_;
-};
+// Takes ownership of a malloc'ed buffer from the module.
+template <typename T>
+std::unique_ptr<T, decltype(&std::free)> owned(T* data) {
+  return {data, &std::free};
+}
 
 constexpr std::string_view kAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
@@ -49,23 +37,26 @@ int64_t setting_size(const std::string& setting, size_t colon) {
 
 SubwordTable SubwordTable::train(const std::vector<std::string>& texts, const std::vector<int64_t>& indices, int64_t vocab,
                                  uint64_t seed) {
-  // One thread and a fixed seed: SentencePiece's unigram trainer is then deterministic.
-  sentencepiece::SetRandomGeneratorSeed(static_cast<unsigned>(seed));
-  std::unordered_map<std::string, std::string> args = {
-      {"model_type", "unigram"}, {"vocab_size", std::to_string(vocab)}, {"pad_id", "0"}, {"bos_id", "1"},
-      {"unk_id", "2"}, {"eos_id", "-1"}, {"num_threads", "1"}, {"minloglevel", "2"}, {"hard_vocab_limit", "true"}};
-  Sentences sentences(texts, indices);
-  std::string proto;
-  auto status = sentencepiece::SentencePieceTrainer::Train(args, &sentences, &proto);
-  if (!status.ok()) throw Error(fmt::format("sentencepiece:{}: {}", vocab, status.ToString()));
-  return from_proto(std::move(proto));
+  std::vector<const char*> chosen;
+  std::vector<size_t> lengths;
+  for (int64_t i : indices) {
+    chosen.push_back(texts[static_cast<size_t>(i)].data());
+    lengths.push_back(texts[static_cast<size_t>(i)].size());
+  }
+  char* model = nullptr;
+  size_t len = 0;
+  check(sentencepiece_api().train(chosen.data(), lengths.data(), chosen.size(), vocab, static_cast<unsigned>(seed), &model,
+                                  &len),
+        fmt::format("sentencepiece:{}", vocab));
+  return from_proto(std::string(owned(model).get(), len));
 }
 
 SubwordTable SubwordTable::from_proto(std::string proto) {
+  const auto& api = sentencepiece_api();
+  void* handle = nullptr;
+  check(api.load(proto.data(), proto.size(), &handle), "the sentencepiece model does not load");
   SubwordTable t;
-  t.sp_ = std::make_shared<sentencepiece::SentencePieceProcessor>();
-  auto status = t.sp_->LoadFromSerializedProto(proto);
-  if (!status.ok()) throw Error(fmt::format("the sentencepiece model does not load: {}", status.ToString()));
+  t.sp_ = std::shared_ptr<void>(handle, api.release);
   t.proto_ = std::move(proto);
   return t;
 }
@@ -74,20 +65,22 @@ SubwordTable SubwordTable::restore(const StateMap& state) {
   return from_proto(base64_decode(state_get(state, "tokenizer.model")));
 }
 
-int64_t SubwordTable::vocab() const { return sp_->GetPieceSize(); }
+int64_t SubwordTable::vocab() const { return sentencepiece_api().piece_size(sp_.get()); }
 
 std::vector<int64_t> SubwordTable::pieces(std::string_view text) const {
-  std::vector<int> ids;
-  auto status = sp_->Encode(text, &ids);
-  if (!status.ok()) throw Error(fmt::format("sentencepiece: {}", status.ToString()));
-  return {ids.begin(), ids.end()};
+  int* ids = nullptr;
+  size_t n = 0;
+  check(sentencepiece_api().encode(sp_.get(), text.data(), text.size(), &ids, &n), "sentencepiece");
+  auto held = owned(ids);
+  return {ids, ids + n};
 }
 
 std::string SubwordTable::decode(const std::vector<int64_t>& ids) const {
-  std::string out;
-  auto status = sp_->Decode(std::vector<int>(ids.begin(), ids.end()), &out);
-  if (!status.ok()) throw Error(fmt::format("sentencepiece: {}", status.ToString()));
-  return out;
+  std::vector<int> narrow(ids.begin(), ids.end());
+  char* text = nullptr;
+  size_t len = 0;
+  check(sentencepiece_api().decode(sp_.get(), narrow.data(), narrow.size(), &text, &len), "sentencepiece");
+  return std::string(owned(text).get(), len);
 }
 
 std::vector<int64_t> SubwordTable::encode(std::string_view text, int64_t T) const {

@@ -11,10 +11,6 @@
 
 #include "runtime/data/topics.h"
 
-namespace sentencepiece {
-class SentencePieceProcessor;
-}
-
 namespace stag::rt {
 
 /// A unigram SentencePiece model whose ids are 0 padding, 1 [CLS] (SentencePiece's BOS), 2
@@ -41,7 +37,7 @@ class SubwordTable : public TextTokenizer {
 
  private:
   std::string proto_;
-  std::shared_ptr<sentencepiece::SentencePieceProcessor> sp_;
+  std::shared_ptr<void> sp_;  // a model of the SentencePiece module (sentencepiece_abi.h)
 };
 
 /// The tokenizer a setting names — "words:VOCAB" (WordTable) or "sentencepiece:VOCAB" — built on

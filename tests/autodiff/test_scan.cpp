@@ -1,6 +1,7 @@
 // Autodiff through scan: RNN, LSTM and GRU cells as scan bodies, forward and reversed, along
 // axis 0 and axis 1, with loop invariants. The gradient graph is checked against central
-// finite differences (f64 reference) and against the gradient of the unrolled form.
+// finite differences (f64 reference) and against the gradient of the unrolled form; compiled
+// (the body's kernels in one loop), forward and gradient are checked against the reference.
 
 #include <catch2/catch.hpp>
 #include <fmt/format.h>
@@ -8,6 +9,8 @@
 #include "ir/parser.h"
 #include "ir/printer.h"
 #include "ir/scan.h"
+#include "compiler/jit/jit_model.h"
+#include "compiler/lower/lower.h"
 #include "tests/autodiff/check.h"
 
 using namespace stag;
@@ -15,7 +18,7 @@ using namespace stag::test;
 
 namespace {
 
-constexpr int64_t B = 2, I = 3, H = 4, T = 5;
+constexpr int64_t B = 2, I = 3, H = 4, kT = 5;
 
 struct Cell {
   std::string name;
@@ -75,7 +78,7 @@ std::string dims(std::initializer_list<int64_t> d) { return fmt::format("f64[{}]
 
 // The whole graph: parameters (initial carries, the sequence, W, U, b), the scan, and a loss
 // reading the final carries and every step's h.
-std::string graph_text(const Cell& cell, bool reverse, int64_t axis) {
+std::string graph_text(const Cell& cell, bool reverse, int64_t axis, int64_t T = kT) {
   std::string xs = axis == 0 ? dims({T, B, I}) : dims({B, T, I}), ys = axis == 0 ? dims({T, B, H}) : dims({B, T, H});
   std::string w = dims({I, cell.gates}), u = dims({H, cell.gates}), b = dims({cell.gates}), h = dims({B, H});
   std::string out = "graph g {\n", carry_ops, carry_results, carry_inputs, carry_outputs;
@@ -190,4 +193,86 @@ TEST_CASE("a scan whose body reads no invariant and no per-step input still diff
   auto feeds = random_feeds(*g, 7);
   check_fd(*g, *ad, feeds, {"h0"}, "carry only");
   check_equal(interpret(*ad, feeds), interpret(*differentiate_ok(*unroll_scans(*g)), feeds), "carry only");
+}
+
+TEST_CASE("compiled scans and their gradients match the reference, forward and reversed, along both axes", "[autodiff][scan][codegen]") {
+  for (const Cell* cell : {&kRnn, &kLstm, &kGru})
+    for (bool reverse : {false, true})
+      for (int64_t axis : {0, 1}) {
+        std::string label = fmt::format("{} reverse={} axis={} compiled", cell->name, reverse, axis);
+        INFO(label);
+        auto g = parse_ok(graph_text(*cell, reverse, axis));
+        auto feeds = random_feeds(*g, 29 + static_cast<uint64_t>(axis) + 2 * reverse);
+        check_compiled(*g, feeds, label + " forward");
+        check_compiled(*differentiate_ok(*g), feeds, label + " gradients");
+      }
+}
+
+TEST_CASE("a compiled scan is one loop: its kernel count does not grow with the length", "[autodiff][scan][codegen]") {
+  for (const Cell* cell : {&kRnn, &kLstm, &kGru}) {
+    INFO(cell->name);
+    auto count = [&](int64_t T) {
+      auto ad = differentiate_ok(*parse_ok(graph_text(*cell, false, 0, T)));
+      CompiledModel c = compile_jit(*ad, {.opt_level = 1, .profile = false, .passes = {}});
+      const auto& f = c.program.functions.back();
+      CHECK(f.loops.size() == 2);  // the forward stacking its carries (merge-scans), the backward
+      for (const auto& l : f.loops) CHECK(l.trips == T);
+      return f.kernels.size();
+    };
+    CHECK(count(3) == count(40));
+  }
+}
+
+TEST_CASE("compiled scan: carries that swap, a carry as a per-step output, an input passed through", "[autodiff][scan][codegen]") {
+  auto g = parse_ok(R"(graph g {
+  %a0: f64[3] = parameter()
+  %b0: f64[3] = parameter()
+  %xs: f64[4,3] = parameter()
+  %aT: f64[3], %bT: f64[3], %ya: f64[4,3], %yx: f64[4,3], %ys: f64[4,3] = scan(%a0, %b0, %xs, num_carries=2, num_xs=1, length=4) {
+    %a: f64[3] = input()
+    %b: f64[3] = input()
+    %x: f64[3] = input()
+    %s: f64[3] = add(%a, %x)
+    output a = %b
+    output b = %s
+    output ya = %a
+    output yx = %x
+    output ys = %s
+  }
+  %l1: f64[] = sum(%ya)
+  %l2: f64[] = sum(%yx)
+  %l3: f64[] = sum(%ys)
+  %l4: f64[] = sum(%aT)
+  %l12: f64[] = add(%l1, %l2)
+  %l34: f64[] = add(%l3, %l4)
+  %loss: f64[] = add(%l12, %l34)
+  output loss = %loss
+  output aT = %aT
+  output bT = %bT
+  output ya = %ya
+  output yx = %yx
+  output ys = %ys
+}
+)");
+  auto feeds = random_feeds(*g, 41);
+  check_compiled(*g, feeds, "swap forward");
+  check_compiled(*differentiate_ok(*g), feeds, "swap gradients");
+}
+
+TEST_CASE("a scan nested in a scan's body is a located error when compiled", "[autodiff][scan][codegen]") {
+  auto g = parse_ok(R"(graph g {
+  %h0: f64[3] = parameter()
+  %hT: f64[3] = scan(%h0, num_carries=1, num_xs=0, length=2) {
+    %h: f64[3] = input()
+    %i: f64[3] = scan(%h, num_carries=1, num_xs=0, length=3) {
+      %k: f64[3] = input()
+      %t: f64[3] = tanh(%k)
+      output k = %t
+    }
+    output h = %i
+  }
+  output hT = %hT
+}
+)");
+  CHECK_THROWS_AS(compile_jit(*g), NoLowering);
 }

@@ -129,6 +129,69 @@ TEST_CASE("bf16 convolutions and their gradients multiply the rounded operands",
   }
 }
 
+namespace {
+
+// The products of a compiled forward that multiply the image's channel pairs in place
+// (kir::Gemm::pairs).
+int pair_products(const CompiledModel& compiled) {
+  int n = 0;
+  for (const auto& k : compiled.program.functions.back().kernels) n += k.gemm && k.gemm->pairs;
+  return n;
+}
+
+}  // namespace
+
+// Every class of convolution on lines, forward and as the transposed convolution's stride-1
+// data gradient: with channel pairs (even channels, or odd and many: the last pairs with
+// zeros), and without (a few odd channels pair taps while packing). Checked against the
+// reference at f32's tolerance (both round the same factors), on every path the host has;
+// only VDPBF16PS hosts pair channels.
+TEST_CASE("bf16 convolutions read channel pairs in place where the host multiplies pairs", "[bf16][conv][pairs]") {
+  struct Case { Dims x, w; Ints stride, padding; bool pairs; const char* what; };
+  const std::vector<Case> cases = {
+      {{2, 16, 10, 9}, {24, 16, 3, 3}, {1, 1}, {1, 1}, true, "stride 1, padding"},
+      {{2, 6, 9, 9}, {8, 6, 3, 3}, {1, 1}, {0, 0}, true, "stride 1, no padding (a copy made for the pairs)"},
+      {{3, 8, 11, 10}, {12, 8, 3, 3}, {2, 2}, {1, 1}, true, "stride 2, phase planes"},
+      {{2, 10, 8, 8}, {20, 10, 1, 1}, {2, 2}, {0, 0}, true, "1 x 1, stride 2"},
+      {{2, 32, 6, 6}, {16, 32, 1, 1}, {1, 1}, {0, 0}, true, "1 x 1, stride 1"},
+      {{2, 9, 7, 8}, {10, 9, 3, 3}, {1, 1}, {1, 1}, true, "9 channels: the last pairs with zeros"},
+      {{2, 3, 8, 7}, {5, 3, 3, 3}, {1, 1}, {1, 1}, false, "3 channels: taps paired while packing"},
+      {{4, 8, 6, 6}, {72, 8, 3, 3}, {1, 1}, {1, 1}, true, "merged images (many output channels, a narrow grid)"},
+  };
+  for (Isa isa : host_paths()) {
+    ForcedIsa forced(isa);
+    for (const Case& c : cases) {
+      Graph g("bf16_conv_pairs");
+      Builder b(g);
+      Value* x = b.input("x", {DType::f32, c.x});
+      Value* w = b.input("w", {DType::f32, c.w});
+      NamedAttrs attrs = kBf16;
+      attrs.push_back({"stride", c.stride});
+      attrs.push_back({"padding", c.padding});
+      Value* y = b.conv2d({x, w}, attrs);
+      b.output("y", y);
+      CompiledModel compiled = compile_jit(g);
+      bool expect = c.pairs && isa >= Isa::avx512bf16;
+      INFO(c.what << " on " << isa_name(isa));
+      CHECK(pair_products(compiled) == (expect ? 1 : 0));
+      test::check_against_reference(g, compiled, 29, static_cast<double>(c.w[1] * c.w[2] * c.w[3]), 2, c.what);
+      if (c.stride[0] != 1) continue;
+      // The data gradient at stride 1: a convolution by the flipped weight, on the same lines.
+      Graph gt("bf16_conv_transpose_pairs");
+      Builder bt(gt);
+      Value* dy = bt.input("dy", y->type);
+      Value* wt = bt.input("w", {DType::f32, c.w});
+      bt.output("dx", bt.conv_transpose2d({dy, wt}, attrs));
+      CompiledModel ct = compile_jit(gt);
+      // Flipped where the transposed convolution has at least 8 outputs (conv_plan.cpp's
+      // kSubpixelChannels); the flipped convolution's channels are w's outputs.
+      bool flips = c.x[1] >= 8 && (c.w[0] % 2 == 0 || c.w[0] >= 9);
+      CHECK(pair_products(ct) == (flips && isa >= Isa::avx512bf16 ? 1 : 0));
+      test::check_against_reference(gt, ct, 31, static_cast<double>(c.w[0] * c.w[2] * c.w[3]), 1, std::string("transposed, ") + c.what);
+    }
+  }
+}
+
 TEST_CASE("a bad STAG_ISA is an error naming the choices", "[bf16]") {
   setenv("STAG_ISA", "avx9", 1);
   CHECK_THROWS_WITH(host_isa(), Catch::Contains("expected one of generic, avx2, avx512, avx512bf16, amx"));

@@ -1,13 +1,16 @@
 // The GAN program of models/dcgan.stag: its compiled discriminator and generator steps equal the
-// reference interpreter's, each step changes only what it owns, and a step repeats bit for bit.
+// reference interpreter's, each step changes only what it owns, a step repeats bit for bit, and
+// the pair step is the two steps one after the other, bit for bit.
 
 #include <catch2/catch.hpp>
 #include <fmt/format.h>
 
 #include <cmath>
+#include <cstring>
 
 #include "compiler/jit/jit_model.h"
 #include "compiler/train/gan.h"
+#include "compiler/train/train_step.h"
 #include "frontend/load.h"
 #include "ir/reference.h"
 
@@ -46,6 +49,23 @@ Gan compile_dcgan(int64_t batch, const std::string& loss) {
   INFO(diags.render());
   REQUIRE(graphs);
   auto c = compile_jit({{"forward", graphs->sample.get()}, {"d_step", graphs->d_step.get()}, {"g_step", graphs->g_step.get()}});
+  return {std::move(*graphs), std::move(c)};
+}
+
+/// The program with the pair step too, both models with Adam as in the model file.
+Gan compile_dcgan_pair(int64_t batch) {
+  auto gen = load_member("generator", batch), disc = load_member("discriminator", batch);
+  GanOptions o;
+  o.generator_optimizer = optimizer_from_attrs(*gen);
+  o.discriminator_optimizer = optimizer_from_attrs(*disc);
+  REQUIRE(o.generator_optimizer.kind == "adam");
+  Diagnostics diags;
+  auto graphs = build_gan(*gen, *disc, o, {}, diags);
+  INFO(diags.render());
+  REQUIRE(graphs);
+  graphs->pair_step = build_pair_step(*graphs->d_step, *graphs->g_step);
+  auto c = compile_jit({{"forward", graphs->sample.get()}, {"d_step", graphs->d_step.get()}, {"g_step", graphs->g_step.get()},
+                        {"pair_step", graphs->pair_step.get()}});
   return {std::move(*graphs), std::move(c)};
 }
 
@@ -94,6 +114,17 @@ void check_step(Gan& gan, const Graph& g, const std::string& function, const std
   auto out = run(m, function, inputs);
   for (size_t i = 0; i < spec.outputs.size(); ++i) check_close(out[i], ref.outputs.at(spec.outputs[i].name), spec.outputs[i].name);
   for (const auto& [name, value] : ref.updates) check_close(m.param(name), value, "update of " + name);
+}
+
+/// The bytes of every parameter and optimizer state whose name starts with `prefix`.
+std::vector<std::byte> state_bytes(rt::Model& m, const std::string& prefix) {
+  std::vector<std::byte> all;
+  for (size_t i = 0; i < m.params().size(); ++i)
+    if (m.manifest().params[i].name.starts_with(prefix)) {
+      auto b = m.params()[i].bytes();
+      all.insert(all.end(), b.begin(), b.end());
+    }
+  return all;
 }
 
 std::vector<float> snapshot(rt::Model& m, const std::string& prefix) {
@@ -160,4 +191,59 @@ TEST_CASE("gan: a generator whose images do not fit the discriminator is reporte
   CHECK_FALSE(build_gan(*gen, *disc, {}, {"dcgan.stag", 8, 1}, diags));
   CHECK_THAT(diags.render(), Catch::Contains("dcgan.stag:8:1") && Catch::Contains("makes f32[4,1,28,28]") &&
                                  Catch::Contains("takes f32[8,1,28,28]"));
+}
+
+TEST_CASE("gan: the pair step is the discriminator step then the generator step, bit for bit", "[gan]") {
+  Gan gan = compile_dcgan_pair(8);
+  rt::Model& m = *gan.compiled.model;
+  rt::Tensor lr_d = rt::Tensor::from<float>({}, {2e-3f}), lr_g = rt::Tensor::from<float>({}, {1e-3f});
+  std::vector<rt::Tensor> xs;
+  for (int s = 0; s < 4; ++s) {
+    xs.push_back(images(8));
+    for (float& v : xs.back().values<float>()) v = std::fmod(v + 0.3f * static_cast<float>(s), 1.f);
+  }
+  // Every output of every step (the pair's are d_step's, then g_step's), in order.
+  auto train = [&](bool pair) {
+    m.init(11);
+    std::vector<float> outputs;
+    auto keep = [&](const std::vector<rt::Tensor>& out) {
+      for (const auto& t : out) outputs.insert(outputs.end(), t.values<float>().begin(), t.values<float>().end());
+    };
+    for (size_t s = 0; s < xs.size(); ++s) {
+      rt::Tensor key = rt::Tensor::from<int64_t>({}, {static_cast<int64_t>(40 + s)});
+      if (pair) {
+        keep(run(m, "pair_step", {{"x", &xs[s]}, {"key", &key}, {"lr", &lr_d}, {"lr_g", &lr_g}}));
+      } else {
+        keep(run(m, "d_step", {{"x", &xs[s]}, {"key", &key}, {"lr", &lr_d}}));
+        keep(run(m, "g_step", {{"key", &key}, {"lr", &lr_g}}));
+      }
+    }
+    return std::pair{outputs, state_bytes(m, "")};
+  };
+  auto [apart_out, apart_state] = train(false);
+  auto [pair_out, pair_state] = train(true);
+  auto moved_g = state_bytes(m, "generator."), moved_d = state_bytes(m, "discriminator.");
+  REQUIRE(apart_out.size() == pair_out.size());
+  CHECK(std::memcmp(apart_out.data(), pair_out.data(), apart_out.size() * sizeof(float)) == 0);
+  CHECK(apart_state == pair_state);
+  // Both models trained: equal states are not two unchanged ones.
+  m.init(11);
+  CHECK(state_bytes(m, "generator.") != moved_g);
+  CHECK(state_bytes(m, "discriminator.") != moved_d);
+}
+
+
+
+TEST_CASE("gan: a pair step whose discriminator half is not finite changes nothing", "[gan]") {
+  Gan gan = compile_dcgan_pair(8);
+  rt::Model& m = *gan.compiled.model;
+  m.init(2);
+  rt::Tensor x = images(8), key = rt::Tensor::from<int64_t>({}, {3}), lr = rt::Tensor::from<float>({}, {1e-3f});
+  x.values<float>()[5] = NAN;
+  auto before = state_bytes(m, "");
+  auto out = run(m, "pair_step", {{"x", &x}, {"key", &key}, {"lr", &lr}, {"lr_g", &lr}});
+  const auto& spec = m.manifest().function("pair_step");
+  for (size_t i = 0; i < spec.outputs.size(); ++i)
+    if (spec.outputs[i].name == "nonfinite") CHECK(out[i].values<float>()[0] == 1.f);
+  CHECK(state_bytes(m, "") == before);
 }

@@ -71,8 +71,7 @@ void compare_compiled_with_reference(const Graph& g, Tolerance tol) {
 std::vector<std::filesystem::path> reference_cases() {
   std::vector<std::filesystem::path> files;
   for (const auto& e : std::filesystem::directory_iterator(std::filesystem::path(STAG_TESTS_DIR) / "ir/reference_cases"))
-    // Scans have no compiled lowering yet: tests/ir checks their reference against PyTorch.
-    if (e.path().extension() == ".ir" && !e.path().filename().string().starts_with("scan_")) files.push_back(e.path());
+    if (e.path().extension() == ".ir") files.push_back(e.path());
   std::sort(files.begin(), files.end());
   return files;
 }

@@ -85,7 +85,7 @@ TEST_CASE("batch norm in training mode follows PyTorch's momentum and unbiased v
   CHECK(compile(model("  layer bn = BatchNorm1d(8)\n", "    output o = bn(bn(x))\n")).graph);  // fine in inference
 }
 
-TEST_CASE("LSTM, GRU and RNN have PyTorch's parameters and unroll over the sequence", "[language]") {
+TEST_CASE("LSTM, GRU and RNN have PyTorch's parameters and scan (or unroll) over the sequence", "[language]") {
   std::string head = "model m {\n  batch 2\n  input x: f32[B, 5, 3]\n";
   auto lstm = ok(head + "  layer r = LSTM(3, 4, num_layers=2, batch_first=true)\n  forward {\n    out, h, c = r(x)\n"
                         "    output out\n    output h\n    output c\n  }\n}\n");
@@ -95,13 +95,23 @@ TEST_CASE("LSTM, GRU and RNN have PyTorch's parameters and unroll over the seque
   CHECK(lstm.graph->find("r.weight_ih_l0")->def->f("high") == Approx(0.5));
   CHECK(lstm.graph->outputs[0].value->type == Type{DType::f32, {2, 5, 4}});
   CHECK(lstm.graph->outputs[1].value->type == Type{DType::f32, {2, 2, 4}});
-  CHECK(count_op(*lstm.graph, Op::split) == 10);  // one gate split a step a layer
+  CHECK(count_op(*lstm.graph, Op::scan) == 2);  // one scan a layer, the gate split in its body
+  CHECK(count_op(*lstm.graph, Op::split) == 0);
+  LoadOptions unrolled;
+  unrolled.unroll = true;
+  auto lstm_unrolled = ok(head + "  layer r = LSTM(3, 4, num_layers=2, batch_first=true)\n  forward {\n    out, h, c = r(x)\n"
+                                 "    output out\n    output h\n    output c\n  }\n}\n", unrolled);
+  CHECK(count_op(*lstm_unrolled.graph, Op::split) == 10);  // one gate split a step a layer
+  CHECK(count_op(*lstm_unrolled.graph, Op::scan) == 0);
   auto gru = ok(head + "  layer r = GRU(3, 6, batch_first=true)\n  forward {\n    out, h = r(x)\n    output out\n  }\n}\n");
   CHECK(gru.graph->find("r.weight_ih_l0")->type == Type{DType::f32, {18, 3}});
   // Sequence-first by default, as in PyTorch: x is [seq=2, batch=5, 3].
   auto rnn = ok(head + "  layer r = RNN(3, 7, nonlinearity=\"relu\")\n  forward {\n    out, h = r(x)\n    output out\n  }\n}\n");
   CHECK(rnn.graph->outputs[0].value->type == Type{DType::f32, {2, 5, 7}});
-  CHECK(count_op(*rnn.graph, Op::relu) == 2);
+  CHECK(count_op(*rnn.graph, Op::scan) == 1);
+  const Node* scan = find_op(*rnn.graph, Op::scan);
+  REQUIRE(scan);
+  CHECK(count_op(*scan->body, Op::relu) == 1);  // the cell, once
 }
 
 TEST_CASE("causal attention masks with iota, compare and select", "[language]") {

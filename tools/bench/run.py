@@ -74,7 +74,8 @@ TRAIN = [
     train_row("vit-tiny-b64", "models/vit_tiny.stag", 64, "vit-tiny", (3, 20), None, "vit_tiny", params=139_018),
     train_row("dcgan-d-b64", "tools/bench/models/dcgan_d.stag", 64, "dcgan-d", (3, 20), None, "dcgan", params=138_624),
     train_row("dcgan-g-b64", "tools/bench/models/dcgan_g.stag", 64, "dcgan-g", (3, 20), None, "dcgan", params=759_680),
-    # The GAN's whole iteration: `stag bench` on a file with a `gan` times both steps as a pair.
+    # The GAN's whole iteration: `stag bench` on a file with a `gan` times D step + G step, compiled as one
+    # pair_step (G(z) computed once) when d_steps = 1; `--separate-steps` times them compiled apart.
     train_row("dcgan-pair-b64", "models/dcgan.stag", 64, "dcgan-pair", (3, 20), None, "dcgan",
               models=["generator", "discriminator"], params=898_304),
 ]

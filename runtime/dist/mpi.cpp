@@ -1,0 +1,105 @@
+// rt::Collective over MPI: the averaged gradients (an all-reduce), rank 0's decisions (a
+// broadcast) and the replica hashes (an all-gather), each non-blocking and waited for with a
+// deadline, since a blocking MPI call waits forever for a process that stopped answering.
+
+#include <mpi.h>
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdint>
+#include <thread>
+
+#include "runtime/dist/dist.h"
+#include "runtime/error.h"
+
+namespace stag::dist {
+
+namespace {
+
+int world_rank() {
+  int r = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &r);
+  return r;
+}
+
+// Polls `req` until it completes or `timeout` seconds pass; then ends the job. Polling drives
+// MPI's progress, so it spins first (a step's all-reduce takes microseconds to milliseconds) and
+// only then sleeps, to leave the core to a rank 0 that is busy validating.
+void wait_for(MPI_Request& req, double timeout, const char* what) {
+  using Clock = std::chrono::steady_clock;
+  auto start = Clock::now();
+  for (int done = 0;;) {
+    MPI_Test(&req, &done, MPI_STATUS_IGNORE);
+    if (done) return;
+    double waited = std::chrono::duration<double>(Clock::now() - start).count();
+    if (waited > timeout) {
+      fmt::print(stderr, "stag: error: rank {}: no answer from the other processes for {:.0f} s during {} (a process died "
+                         "or stopped answering; --dist-timeout sets the limit); ending the job\n", world_rank(), waited, what);
+      std::fflush(stderr);
+      MPI_Abort(MPI_COMM_WORLD, 1);
+    }
+    if (waited > 0.01) std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+}
+
+// In pieces of at most 2^30 elements: MPI counts are int.
+void average(std::span<float> values, int ranks, double timeout) {
+  constexpr size_t kPiece = size_t{1} << 30;
+  for (size_t at = 0; at < values.size(); at += kPiece) {
+    int n = static_cast<int>(std::min(kPiece, values.size() - at));
+    MPI_Request req;
+    MPI_Iallreduce(MPI_IN_PLACE, values.data() + at, n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, &req);
+    wait_for(req, timeout, "the gradients' all-reduce");
+  }
+  float scale = 1.0f / static_cast<float>(ranks);
+  for (float& v : values) v *= scale;
+}
+
+void broadcast(std::string& text, double timeout) {
+  auto size = static_cast<int64_t>(text.size());
+  MPI_Request req;
+  MPI_Ibcast(&size, 1, MPI_INT64_T, 0, MPI_COMM_WORLD, &req);
+  wait_for(req, timeout, "rank 0's broadcast of its decisions");
+  text.resize(static_cast<size_t>(size));
+  MPI_Ibcast(text.data(), static_cast<int>(size), MPI_CHAR, 0, MPI_COMM_WORLD, &req);
+  wait_for(req, timeout, "rank 0's broadcast of its decisions");
+}
+
+std::vector<uint64_t> gather(uint64_t value, int ranks, double timeout) {
+  std::vector<uint64_t> all(static_cast<size_t>(ranks));
+  MPI_Request req;
+  MPI_Iallgather(&value, 1, MPI_UINT64_T, all.data(), 1, MPI_UINT64_T, MPI_COMM_WORLD, &req);
+  wait_for(req, timeout, "the replicas' hash comparison");
+  return all;
+}
+
+}  // namespace
+
+bool available() { return true; }
+
+Session::Session(double timeout_seconds) : timeout_(timeout_seconds) {
+  int provided = 0;
+  // Only the main thread calls MPI; the data loader's and the kernels' threads never do.
+  MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided);
+  MPI_Comm_rank(MPI_COMM_WORLD, &collective_.rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &collective_.ranks);
+  int ranks = collective_.ranks;
+  double t = timeout_;
+  collective_.average = [ranks, t](std::span<float> v) { average(v, ranks, t); };
+  collective_.broadcast = [t](std::string& text) { broadcast(text, t); };
+  collective_.gather = [ranks, t](uint64_t v) { return gather(v, ranks, t); };
+}
+
+Session::~Session() { MPI_Finalize(); }
+
+void Session::abort(int code) const {
+  std::fflush(stdout);
+  std::fflush(stderr);
+  MPI_Abort(MPI_COMM_WORLD, code);
+  std::_Exit(code);  // MPI_Abort does not return; this says so to the compiler
+}
+
+}  // namespace stag::dist

@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# Data-parallel training over MPI on loopback: 2 processes at global batch 64 repeat the
+# single-process batch-64 losses of LeNet-5 (no dropout), also with gradient clipping by the
+# global norm; the replicas stay equal and a mismatch is caught; a killed or a stopped process
+# ends the job with an error in bounded time; a 2-process run resumes exactly, and its
+# checkpoint resumes a single-process run.
+# Usage: mpi_train.sh STAG MODELS_DIR   (needs mpirun and the dataset-fashion-mnist package)
+set -u
+stag=$1 models=$2
+tmp=$(mktemp -d)
+cd "$tmp"
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill -CONT "$p" 2>/dev/null; kill -9 "$p" 2>/dev/null; done; rm -rf "$tmp"; }
+trap cleanup EXIT
+fail() { echo "FAIL: $*"; exit 1; }
+mpi=(mpirun -np 2 --oversubscribe --allow-run-as-root --bind-to none)
+
+# Losses within 1e-5 relative, step by step, of `parity MODEL`'s two runs; every record says how
+# many processes made it.
+compare() {
+  python3 - "$1" "$2" <<'PY'
+import json, sys
+def steps(path):
+    recs = [json.loads(l) for l in open(path)]
+    return recs, [r["loss"] for r in recs if r["event"] == "step"]
+one, a = steps(sys.argv[1])
+two, b = steps(sys.argv[2])
+assert len(a) == len(b) == 50, (len(a), len(b))
+worst = max(abs(x - y) / abs(x) for x, y in zip(a, b))
+print(f"{sys.argv[1]}: 50 steps, worst relative loss difference {worst:.2e}")
+assert worst < 1e-5, worst
+assert all(r["ranks"] == 2 for r in two) and all(r["ranks"] == 1 for r in one)
+PY
+}
+# MODEL trained 50 steps at batch 64 by one process and by two (checking the replicas every 5);
+# `parity NAME MODEL FLAGS...` adds flags.
+parity() {
+  local m=$1 run=(train "$models/$2.stag" --batch 64 --epochs 1 --validation 0.02 --no-test --seed 3 --threads 1 --no-save --max-steps 50 "${@:3}")
+  "$stag" "${run[@]}" --log $m-one.jsonl --checkpoint $m-one.ckpt >$m-one.out 2>&1 || { cat $m-one.out; fail "$m: the single-process run failed"; }
+  timeout 300 "${mpi[@]}" "$stag" "${run[@]}" --check-replicas 5 --log $m-two.jsonl --checkpoint $m-two.ckpt \
+    >$m-two.out 2>&1 || { cat $m-two.out; fail "$m: the 2-process run failed"; }
+  grep -q "batch 64, .* 2 processes of 32 examples each" $m-two.out || { cat $m-two.out; fail "$m: the 2-process run did not say how it splits the batch"; }
+  [ "$(grep -c "^training $2" $m-two.out)" -eq 1 ] || fail "$m: more than rank 0 printed"
+  compare $m-one.jsonl $m-two.jsonl || fail "$m: the 2-process losses differ from the single-process ones"
+}
+parity lenet5 lenet5
+# Clipping by the global norm: the update sees the averaged gradients (a low threshold clips every step).
+parity clipped lenet5 --grad-clip 0.05
+cp lenet5-two.jsonl two.jsonl
+cp lenet5-two.ckpt two.ckpt
+unseeded=(train "$models/lenet5.stag" --batch 64 --epochs 1 --validation 0.02 --no-test --threads 1 --no-save)
+common=("${unseeded[@]}" --seed 3)
+
+# Replicas that differ (each process initialised from another seed) are caught at the first check.
+timeout 300 mpirun --oversubscribe --allow-run-as-root --bind-to none \
+  -np 1 "$stag" "${unseeded[@]}" --max-steps 20 --check-replicas 4 --seed 1 : \
+  -np 1 "$stag" "${unseeded[@]}" --max-steps 20 --check-replicas 4 --seed 2 >bad.out 2>&1 && fail "differing replicas went unnoticed"
+grep -q "step 4: the replicas differ (--check-replicas)" bad.out || { cat bad.out; fail "no replica error at step 4"; }
+
+# The process of the given rank among mpirun's children.
+rank_pid() {
+  for p in $(pgrep -P "$1"); do
+    tr '\0' '\n' < /proc/$p/environ 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$2" && { echo "$p"; return; }
+  done
+}
+# Starts a long 2-process run logging to $1; waits for 20 logged steps; sets `job` and `victim` (rank 1).
+start_long() {
+  "${mpi[@]}" "$stag" "${common[@]}" --max-steps 100000 --log "$1" --dist-timeout "$2" >"$1.out" 2>&1 &
+  job=$!
+  pids+=("$job")
+  for _ in $(seq 600); do
+    n=$(grep -c '"event":"step"' "$1" 2>/dev/null)
+    [ "${n:-0}" -ge 20 ] && break
+    kill -0 $job 2>/dev/null || { cat "$1.out"; fail "the long run ended early"; }
+    sleep 0.1
+  done
+  victim=$(rank_pid $job 1)
+  [ -n "$victim" ] || fail "found no rank 1 process"
+  pids+=("$victim")
+}
+# Waits at most $2 seconds for the job to end; it must end with an error.
+expect_failure() {
+  for _ in $(seq $(($2 * 10))); do kill -0 $job 2>/dev/null || break; sleep 0.1; done
+  kill -0 $job 2>/dev/null && fail "$1: the job still runs after $2 s"
+  wait $job && fail "$1: the job exited 0"
+  return 0
+}
+
+start_long kill.jsonl 300
+kill -9 "$victim"
+expect_failure "a killed rank" 60
+grep -qi "rank 1\|signal 9\|killed" kill.jsonl.out || { cat kill.jsonl.out; fail "no error named the killed process"; }
+
+start_long stop.jsonl 5
+kill -STOP "$victim"
+expect_failure "a stopped rank" 60
+grep -q "rank 0: no answer from the other processes" stop.jsonl.out || { cat stop.jsonl.out; fail "no error said rank 0 waited in vain"; }
+
+# Resume: 30 steps, then on to 50 from the checkpoint, repeat the uninterrupted 50 bit for bit.
+timeout 300 "${mpi[@]}" "$stag" "${common[@]}" --max-steps 30 --log res.jsonl --checkpoint res.ckpt >res1.out 2>&1 || { cat res1.out; fail "the first half failed"; }
+timeout 300 "${mpi[@]}" "$stag" "${common[@]}" --max-steps 50 --log res.jsonl --checkpoint res.ckpt --resume res.ckpt --check-replicas 5 \
+  >res2.out 2>&1 || { cat res2.out; fail "the resumed 2-process run failed"; }
+grep -q "resumed from" res2.out || fail "the 2-process run did not say it resumed"
+cmp -s two.ckpt res.ckpt || fail "the resumed 2-process run ends with other parameters"
+steps() { grep '"event":"step"' "$1" | tail -20; }
+cmp -s <(steps two.jsonl) <(steps res.jsonl) || fail "the resumed losses differ"
+# A 2-process checkpoint resumes a single-process run.
+"$stag" "${common[@]}" --max-steps 60 --resume res.ckpt --checkpoint one60.ckpt >one60.out 2>&1 || { cat one60.out; fail "a single process could not resume a 2-process checkpoint"; }
+grep -q "resumed from .* step 50" one60.out || { cat one60.out; fail "the single-process run did not resume at step 50"; }
+echo "mpi_train: parity, replicas, killed and stopped ranks, resume: 1 passed, 0 failed"
