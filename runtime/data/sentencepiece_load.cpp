@@ -16,6 +16,8 @@ namespace {
 
 constexpr const char* kModuleName = "libstag_sentencepiece.so";
 
+#if !STAG_SANITIZED
+
 // Where to look, in order: the build's own path, then beside the running executable (an
 // installed or copied stag or trainer).
 std::vector<std::string> module_paths() {
@@ -45,6 +47,8 @@ const StagSentencePieceApi* open_module(const std::string& path, std::string& er
   dlclose(handle);
   return nullptr;
 }
+
+#endif
 
 const StagSentencePieceApi& load_api() {
 #if STAG_SANITIZED
