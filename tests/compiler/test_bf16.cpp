@@ -69,6 +69,28 @@ std::unique_ptr<Graph> matmul_graph(int64_t M, int64_t N, int64_t K, bool ta, bo
   return g;
 }
 
+// A bf16 convolution's attributes, which its gradients' graphs take too.
+NamedAttrs conv_attrs(const Ints& stride, const Ints& padding) {
+  NamedAttrs attrs = kBf16;
+  attrs.push_back({"stride", stride});
+  attrs.push_back({"padding", padding});
+  return attrs;
+}
+
+// g: y = conv2d(x, w); returns y.
+Value* conv_graph(Graph& g, const Dims& x, const Dims& w, const NamedAttrs& attrs) {
+  Builder b(g);
+  Value* y = b.conv2d({b.input("x", {DType::f32, x}), b.input("w", {DType::f32, w})}, attrs);
+  b.output("y", y);
+  return y;
+}
+
+// g: dx = conv_transpose2d(dy, w), the convolution's data gradient.
+void conv_transpose_graph(Graph& g, const Type& dy, const Dims& w, const NamedAttrs& attrs) {
+  Builder b(g);
+  b.output("dx", b.conv_transpose2d({b.input("dy", dy), b.input("w", {DType::f32, w})}, attrs));
+}
+
 }  // namespace
 
 TEST_CASE("bf16 matrix products multiply the rounded operands on every path the host has", "[bf16][gemm]") {
@@ -99,22 +121,13 @@ TEST_CASE("bf16 convolutions and their gradients multiply the rounded operands",
     for (const Case& c : {Case{{3, 5, 9, 11}, {70, 5, 3, 3}, {2, 2}, {1, 1}, 1}, Case{{2, 3, 8, 7}, {16, 3, 5, 3}, {1, 1}, {2, 1}, 1},
                           Case{{2, 2, 12, 12}, {4, 2, 10, 10}, {1, 1}, {0, 0}, 0}}) {
       Graph g("bf16_conv");
-      Builder b(g);
-      Value* x = b.input("x", {DType::f32, c.x});
-      Value* w = b.input("w", {DType::f32, c.w});
-      NamedAttrs attrs = kBf16;
-      attrs.push_back({"stride", c.stride});
-      attrs.push_back({"padding", c.padding});
-      Value* y = b.conv2d({x, w}, attrs);
-      b.output("y", y);
+      NamedAttrs attrs = conv_attrs(c.stride, c.padding);
+      Value* y = conv_graph(g, c.x, c.w, attrs);
       double K = static_cast<double>(c.w[1] * c.w[2] * c.w[3]);
       CHECK(check_against_reference(g, K, 2, "conv2d " + dims_to_string(c.x)) >= 1);
 
       Graph gt("bf16_conv_transpose");
-      Builder bt(gt);
-      Value* dy = bt.input("dy", y->type);
-      Value* wt = bt.input("w", {DType::f32, c.w});
-      bt.output("dx", bt.conv_transpose2d({dy, wt}, attrs));
+      conv_transpose_graph(gt, y->type, c.w, attrs);
       CHECK(check_against_reference(gt, static_cast<double>(c.w[0] * c.w[2] * c.w[3]), 1, "conv_transpose2d " + dims_to_string(c.x)) >= 1);
 
       Graph gw("bf16_weight_grad");
@@ -162,14 +175,8 @@ TEST_CASE("bf16 convolutions read channel pairs in place where the host multipli
     ForcedIsa forced(isa);
     for (const Case& c : cases) {
       Graph g("bf16_conv_pairs");
-      Builder b(g);
-      Value* x = b.input("x", {DType::f32, c.x});
-      Value* w = b.input("w", {DType::f32, c.w});
-      NamedAttrs attrs = kBf16;
-      attrs.push_back({"stride", c.stride});
-      attrs.push_back({"padding", c.padding});
-      Value* y = b.conv2d({x, w}, attrs);
-      b.output("y", y);
+      NamedAttrs attrs = conv_attrs(c.stride, c.padding);
+      Value* y = conv_graph(g, c.x, c.w, attrs);
       CompiledModel compiled = compile_jit(g);
       bool expect = c.pairs && isa >= Isa::avx512bf16;
       INFO(c.what << " on " << isa_name(isa));
@@ -178,10 +185,7 @@ TEST_CASE("bf16 convolutions read channel pairs in place where the host multipli
       if (c.stride[0] != 1) continue;
       // The data gradient at stride 1: a convolution by the flipped weight, on the same lines.
       Graph gt("bf16_conv_transpose_pairs");
-      Builder bt(gt);
-      Value* dy = bt.input("dy", y->type);
-      Value* wt = bt.input("w", {DType::f32, c.w});
-      bt.output("dx", bt.conv_transpose2d({dy, wt}, attrs));
+      conv_transpose_graph(gt, y->type, c.w, attrs);
       CompiledModel ct = compile_jit(gt);
       // Flipped where the transposed convolution has at least 8 outputs (conv_plan.cpp's
       // kSubpixelChannels); the flipped convolution's channels are w's outputs.
