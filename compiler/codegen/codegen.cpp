@@ -3,6 +3,7 @@
 
 #include "compiler/codegen/codegen.h"
 
+#include <llvm/ADT/SetVector.h>
 #include <llvm/IR/IRBuilder.h>
 #include <llvm/IR/Intrinsics.h>
 #include <llvm/IR/LLVMContext.h>
@@ -422,7 +423,7 @@ class Codegen {
       std::string vname = fmt::format("_ZGV{}N{}v_{}", isa, lanes, name);
       auto* vty = llvm::FixedVectorType::get(x->getType(), lanes);
       auto vfn = m_->getOrInsertFunction(vname, llvm::FunctionType::get(vty, {vty}, false));
-      if (auto* f = llvm::dyn_cast<llvm::Function>(vfn.getCallee()); f && used_vector_fns_.insert(f).second) {
+      if (auto* f = llvm::dyn_cast<llvm::Function>(vfn.getCallee()); f && used_vector_fns_.insert(f)) {
         f->setDoesNotAccessMemory();
         f->setDoesNotThrow();
       }
@@ -620,7 +621,9 @@ class Codegen {
     return out;
   }
   std::vector<std::pair<char, unsigned>> vector_isas_ = host_vector_isas();
-  std::set<llvm::Function*> used_vector_fns_;
+  // In first-use order: a pointer order would differ from run to run, and so would the module's
+  // bitcode, the JIT cache's key.
+  llvm::SetVector<llvm::Function*> used_vector_fns_;
   GemmTile tile_ = host_gemm_tile();
   const Program& p_;
   CodegenOptions options_;
