@@ -11,6 +11,7 @@
 #include <set>
 
 #include "compiler/passes/pass.h"
+#include "compiler/passes/splice.h"
 #include "ir/builder.h"
 #include "ir/scan.h"
 
@@ -130,12 +131,6 @@ void rebuild_body(Scan& L, const std::set<size_t>& hoisted) {
   L.body.erase_nodes([&](const Node& m) { return gone.count(&m) > 0; });
 }
 
-// Moves the nodes appended from position `from` on to just after node `at`.
-void place_after(Graph& g, const Node* at, size_t from) {
-  auto pos = std::find_if(g.nodes.begin(), g.nodes.end(), [&](const auto& m) { return m.get() == at; });
-  std::rotate(pos + 1, g.nodes.begin() + static_cast<long>(from), g.nodes.end());
-}
-
 bool hoist(Graph& g, Node& n, PassCounters& c) {
   Scan L{n, *n.body, ScanShape(n), n.body->inputs(), {}};
   if (L.s.axis != 0) return false;
@@ -163,9 +158,7 @@ bool hoist(Graph& g, Node& n, PassCounters& c) {
   for (size_t k = 0; k < old_ys; ++k) replace[static_cast<size_t>(L.s.carries) + k] = results[at++];
   for (const Recipe& r : recipes)
     replace[r.carry] = b.add({n.operands[r.carry], summed(b, L, r, results, static_cast<size_t>(carries), old_ys)});
-  place_after(g, &n, from);
-  for (size_t i = 0; i < replace.size(); ++i) g.replace_uses(n.result(i), replace[i]);
-  g.erase_nodes([&](const Node& m) { return &m == &n; });
+  splice(g, n, from, replace);
   c.add("accumulating carries hoisted out of scans", static_cast<int64_t>(recipes.size()));
   return true;
 }
@@ -206,9 +199,7 @@ bool hoist_product(Graph& g, Node& n, PassCounters& c) {
   operands.insert(operands.begin() + static_cast<long>(at), b.matmul({n.operands[x], n.operands[w]}, mattrs));
   NamedAttrs attrs{{"num_carries", L.s.carries}, {"num_xs", L.s.xs + 1}, {"length", L.s.length}, {"reverse", L.s.reverse}};
   auto results = b.create(Op::scan, operands, attrs, {}, {}, n.body);
-  place_after(g, &n, from);
-  for (size_t i = 0; i < results.size(); ++i) g.replace_uses(n.result(i), results[i]);
-  g.erase_nodes([&](const Node& q) { return &q == &n; });
+  splice(g, n, from, results);
   c.add("per-step products hoisted before scans");
   return true;
 }

@@ -9,6 +9,7 @@
 #include <set>
 
 #include "compiler/passes/pass.h"
+#include "compiler/passes/splice.h"
 #include "ir/builder.h"
 #include "ir/printer.h"
 #include "ir/scan.h"
@@ -74,8 +75,7 @@ void merge(Graph& g, Node& a, Node& b, const std::map<const Value*, Value*>& map
   NamedAttrs attrs;
   for (size_t i = 0; i < a.attrs.size(); ++i) attrs.emplace_back(a.info().attrs[i].name, a.attrs[i]);
   auto results = bld.create(Op::scan, a.operands, attrs, {}, {}, a.body);
-  auto pos = std::find_if(g.nodes.begin(), g.nodes.end(), [&](const auto& m) { return m.get() == &a; });
-  std::rotate(pos + 1, g.nodes.begin() + static_cast<long>(from), g.nodes.end());
+  place_after(g, a, from);
   for (size_t i = 0; i < a.results.size(); ++i) g.replace_uses(a.result(i), results[i]);
   for (size_t i = 0; i < nc; ++i) g.replace_uses(b.result(i), results[i]);
   for (size_t k = nc; k < b.results.size(); ++k) g.replace_uses(b.result(k), results[a.results.size() + k - nc]);

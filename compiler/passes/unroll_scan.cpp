@@ -8,6 +8,7 @@
 #include <algorithm>
 
 #include "compiler/passes/pass.h"
+#include "compiler/passes/splice.h"
 #include "ir/builder.h"
 #include "ir/scan.h"
 
@@ -80,10 +81,7 @@ bool unroll(Graph& g, Node& n, int64_t wanted, PassCounters& c) {
   auto results = b.create(Op::scan, operands, attrs, {}, {}, group_body(n, s, u));
   for (size_t k = static_cast<size_t>(s.carries); k < results.size(); ++k)
     results[k] = b.reshape({results[k]}, {{"shape", Ints(n.result(k)->type.dims)}});
-  auto pos = std::find_if(g.nodes.begin(), g.nodes.end(), [&](const auto& m) { return m.get() == &n; });
-  std::rotate(pos + 1, g.nodes.begin() + static_cast<long>(from), g.nodes.end());
-  for (size_t i = 0; i < results.size(); ++i) g.replace_uses(n.result(i), results[i]);
-  g.erase_nodes([&](const Node& m) { return &m == &n; });
+  splice(g, n, from, results);
   c.add("scans unrolled");
   return true;
 }
