@@ -39,6 +39,9 @@ enum Trait : uint32_t {
   /// Holds a body subgraph (`Node::body`), printed nested in braces after the op: its inputs
   /// are the body's parameters, its outputs what one iteration gives (see docs/ir.md, scan).
   HasBody = 1u << 9,
+  /// A few instructions an element (no exp, log, division or square root): a value of it is
+  /// worth computing again in each of a few readers rather than stored (fusion's recompute rule).
+  Cheap = 1u << 10,
 };
 
 class Graph;

@@ -57,16 +57,6 @@ void fused_tree(const Value* v, const FusionPlan& plan, int& ops, std::unordered
   }
 }
 
-// Ops of a few instructions an element (no exp, log, division or square root): values of
-// them are worth computing again in each of a few readers. (A table here rather than an op
-// trait, so that changing it rebuilds the lowering alone.)
-bool cheap(Op op) {
-  static const std::unordered_set<Op> ops = {Op::neg, Op::abs, Op::square, Op::relu, Op::leaky_relu, Op::sign, Op::cast,
-                                             Op::add, Op::sub, Op::mul, Op::maximum, Op::minimum, Op::gt, Op::ge,
-                                             Op::lt, Op::le, Op::eq, Op::select};
-  return ops.count(op) > 0;
-}
-
 // A cheap value read by k = 2..4 kernels, each reading every element once: stored, it costs
 // reading its L operand buffers, one write and k reads, L + 1 + k passes over memory; computed
 // in each reader, k L. Recompute when that is no more (L = 1 always; L = 2 up to k = 3), which
@@ -76,7 +66,7 @@ bool pays_to_recompute(const Node& n, Uses& uses, const FusionPlan& plan) {
   constexpr int kMaxReaders = 4, kMaxTreeOps = 6;
   const Value* v = n.result();
   int k = static_cast<int>(uses.users[v].size());
-  if (!cheap(n.op) || k < 2 || k > kMaxReaders || uses.count[v] != k) return false;
+  if (!n.info().has(Cheap) || k < 2 || k > kMaxReaders || uses.count[v] != k) return false;
   int ops = 0;
   std::unordered_set<const Value*> big;
   fused_tree(v, plan, ops, big);
