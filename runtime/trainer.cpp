@@ -86,9 +86,10 @@ bool is_examples_source(const std::string& source) {
 }
 
 // How the model's functions take their inputs: the data (features, then labels), the step
-// number that keys dropout, and the learning rate.
+// number that keys dropout, the learning rate, and under data parallelism the process's rank
+// (dropout's part: kRankInput of compiler/train/train_step.h).
 struct Inputs {
-  int features = -1, labels = -1, step = -1, lr = -1;
+  int features = -1, labels = -1, step = -1, lr = -1, rank = -1;
 };
 
 Inputs map_inputs(const FunctionSpec& f) {
@@ -98,6 +99,7 @@ Inputs map_inputs(const FunctionSpec& f) {
     int idx = static_cast<int>(i);
     if (n == "lr") in.lr = idx;
     else if (n == "step") in.step = idx;
+    else if (n == "dp.rank") in.rank = idx;
     else if (in.features < 0) in.features = idx;
     else if (in.labels < 0) in.labels = idx;
     else throw Error(fmt::format("{}: input '{}': the training loop feeds two data inputs (features and labels)", f.name, n));
@@ -907,10 +909,10 @@ std::vector<Tensor> TrainingRun::parallel_step(const Batch& b) {
   std::vector<const Tensor*> args(step_fn_.inputs.size(), nullptr);
   args[in_.features] = &x;
   if (in_.labels >= 0) args[in_.labels] = &y;
-  // Dropout draws by element index within the compiled (local) batch, so each process takes its
-  // own key, step * ranks + rank: masks independent across processes (not the single-process ones).
-  Tensor key = Tensor::from<int64_t>({}, {step_ * dp_->ranks + dp_->rank});
-  if (in_.step >= 0) args[in_.step] = &key;
+  // Dropout: the single-process key, and the rank, so that these rows get the global batch's masks.
+  if (in_.step >= 0) args[in_.step] = &step_t_;
+  Tensor rank = Tensor::from<int64_t>({}, {dp_->rank});
+  if (in_.rank >= 0) args[in_.rank] = &rank;
   auto out = model_.run("gradients", args);
   average(out);
   const FunctionSpec& update = model_.manifest().function("update");

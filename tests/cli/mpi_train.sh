@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Data-parallel training over MPI on loopback: 2 processes at global batch 64 repeat the
-# single-process batch-64 losses of LeNet-5 (no dropout), also with gradient clipping by the
-# global norm; the replicas stay equal and a mismatch is caught; a killed or a stopped process
+# single-process batch-64 losses of LeNet-5, also with gradient clipping by the global norm, and
+# of the MLP, whose dropout draws the single-process masks; the replicas stay equal and a mismatch is caught; a killed or a stopped process
 # ends the job with an error in bounded time; a 2-process run resumes exactly, and its
 # checkpoint resumes a single-process run.
 # Usage: mpi_train.sh STAG MODELS_DIR   (needs mpirun and the dataset-fashion-mnist package)
@@ -44,6 +44,8 @@ parity() {
   compare $m-one.jsonl $m-two.jsonl || fail "$m: the 2-process losses differ from the single-process ones"
 }
 parity lenet5 lenet5
+# Dropout: each process draws its rows' share of the global batch's masks.
+parity mlp mlp
 # Clipping by the global norm: the update sees the averaged gradients (a low threshold clips every step).
 parity clipped lenet5 --grad-clip 0.05
 cp lenet5-two.jsonl two.jsonl
