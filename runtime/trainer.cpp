@@ -677,6 +677,7 @@ class TrainingRun {
   void average(std::vector<Tensor>& out);
   void check_replicas() const;
   void share_decisions();
+  bool stopping() const { return dp_ ? stop_agreed_ != 0 : stop_requested(); }
   bool lead() const { return !dp_ || dp_->rank == 0; }
   std::string nonfinite_cause(const std::vector<Tensor>& out, double loss) const;
   void not_applied(const std::string& cause, int64_t epoch);
@@ -705,6 +706,9 @@ class TrainingRun {
   int64_t local_batch_;  // the compiled functions' batch: this process's share
   int64_t batch_;        // the global batch: every process's share
   std::vector<float> reduce_buf_;
+  // Data parallelism: the signal some process was stopped by, as all agreed at the last step
+  // (0: none). Each process's own signal is not enough: they would stop at different steps.
+  int stop_agreed_ = 0;
   Data data_;
   int64_t num_classes_;
   Split split_;
@@ -780,10 +784,10 @@ double TrainingRun::run() {
   for (int64_t epoch = loader_.state().epoch; epoch < s_.epochs && !done_; ++epoch) run_epoch(epoch);
   if (s_.patience > 0 && !best_.empty()) restore_best();
   if (saved_step_ != step_) checkpoint();
-  if (stop_requested()) stop();
+  if (stopping()) stop();
   double accuracy = s_.test && data_.has_test && lead() ? test() : last_val_accuracy_;
   report();
-  if (stop_requested()) stop();
+  if (stopping()) stop();
   return accuracy;
 }
 
@@ -870,7 +874,7 @@ void TrainingRun::run_epoch(int64_t epoch) {
     }
     examples += b->size;
     bar.update(examples, loss_sum / static_cast<double>(losses));
-    if (stop_requested()) {
+    if (stopping()) {
       bar.finish("(stopping)");
       stop();
     }
@@ -923,7 +927,18 @@ std::vector<Tensor> TrainingRun::parallel_step(const Batch& b) {
   return out;
 }
 
-// The loss and every gradient, averaged over the ranks through one buffer.
+// A stop request rides on the gradients' all-reduce as one more element, so that every process
+// learns of any process's signal at the same step. SIGTERM (what mpirun sends every process on
+// Ctrl-C) counts 1024 and SIGINT 1: the mean times the processes tells whether any saw SIGTERM
+// (exact in f32 for up to 1023 processes).
+float stop_vote(int signal) { return signal == SIGTERM ? 1024.f : signal != 0 ? 1.f : 0.f; }
+
+int agreed_stop(float mean, int ranks) {
+  long votes = std::lround(static_cast<double>(mean) * ranks);
+  return votes >= 1024 ? SIGTERM : votes > 0 ? SIGINT : 0;
+}
+
+// The loss and every gradient, averaged over the ranks through one buffer, with the stop votes.
 void TrainingRun::average(std::vector<Tensor>& out) {
   std::vector<Tensor*> shared;
   for (size_t i = 0; i < out.size(); ++i)
@@ -933,10 +948,12 @@ void TrainingRun::average(std::vector<Tensor>& out) {
     if (t->dtype() != DType::f32) throw Error(fmt::format("data parallelism averages f32 gradients; one is {}", t->type_string()));
     n += static_cast<size_t>(t->numel());
   }
-  reduce_buf_.resize(n);
+  reduce_buf_.resize(n + 1);
   float* at = reduce_buf_.data();
   for (Tensor* t : shared) at = std::copy(t->values<float>().begin(), t->values<float>().end(), at);
+  *at = stop_vote(stop_signal());
   dp_->average(reduce_buf_);
+  stop_agreed_ = agreed_stop(reduce_buf_.back(), dp_->ranks);
   at = reduce_buf_.data();
   for (Tensor* t : shared) {
     auto v = t->values<float>();
@@ -1020,7 +1037,7 @@ void TrainingRun::end_epoch(int64_t epoch, ProgressBar& bar, double train_loss, 
   // After early stopping the last checkpoint holds the restored best weights instead.
   if (!early_stopped_) checkpoint();
   if (improved_) save_best();
-  if (stop_requested()) stop();
+  if (stopping()) stop();
 }
 
 // Adds the validation metrics to the epoch's summary and record, and steps what they drive:
@@ -1116,9 +1133,12 @@ void TrainingRun::save_best() {
   if (folder_ && lead()) save_checkpoint(model_, folder_->best().string(), state_now());
 }
 
+// Under data parallelism every process stops after the same step, rank 0 saving; a process the
+// signal has not reached yet stops by the others'.
 void TrainingRun::stop() {
   if (saved_step_ != step_) checkpoint();
-  throw_stop(step_, saved_where());
+  int signal = stop_signal() != 0 ? stop_signal() : stop_agreed_;
+  throw_stop(step_, lead() ? saved_where() : "rank 0 saves the checkpoint", signal);
 }
 
 std::string TrainingRun::saved_where() const {
