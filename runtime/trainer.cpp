@@ -493,6 +493,8 @@ void add_train_flags(CLI::App& app, TrainSettings& s) {
   app.add_option("--check-replicas", s.check_replicas,
                  "Under mpirun: compare a hash of the parameters across processes every N steps; stop if they differ")
       ->check(CLI::NonNegativeNumber);
+  app.add_option("--dist-timeout", s.dist_timeout, "Under mpirun: seconds a process waits for the others before ending the job")
+      ->check(CLI::PositiveNumber);
 }
 
 void merge_given(const CLI::App& app, const TrainSettings& given, TrainSettings& out) {
@@ -528,6 +530,7 @@ void merge_given(const CLI::App& app, const TrainSettings& given, TrainSettings&
   set("--on-nonfinite", &TrainSettings::on_nonfinite);
   set("--no-test", &TrainSettings::test);
   set("--check-replicas", &TrainSettings::check_replicas);
+  set("--dist-timeout", &TrainSettings::dist_timeout);
 }
 
 namespace {
