@@ -452,9 +452,9 @@ RefTensor dropout(const Node& n, const Operands& xs) {
   double p = n.f("p");
   if (!n.b("training") || p == 0) return x;
   RefTensor y = x;
-  int64_t key = step_key(xs, 1), seed = n.i("seed");
+  int64_t key = step_key(xs, 1), seed = n.i("seed"), first = step_key(xs, 2) * x.numel();
   for (int64_t i = 0; i < x.numel(); ++i)
-    y.data[i] = random_uniform01(seed, key, i) < p ? 0 : x.data[i] / (1 - p);
+    y.data[i] = random_uniform01(seed, key, first + i) < p ? 0 : x.data[i] / (1 - p);
   return y;
 }
 

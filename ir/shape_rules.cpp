@@ -510,6 +510,8 @@ std::string dropout(ShapeCtx& c) {
   double p = c.f("p");
   if (!(p >= 0 && p < 1)) return fmt::format("p must be in [0, 1), got {}", format_float(p));
   if (auto e = scalar_key(c, 1); !e.empty()) return e;
+  if (c.operands.size() > 2 && (c.operands[2].dtype != DType::i64 || c.operands[2].rank() != 0))
+    return fmt::format("the part must be i64[], got {}", t(c.operands[2]));
   c.results.push_back(c.operands[0]);
   return {};
 }

@@ -59,8 +59,7 @@ void request_stop(int signal) { g_signal = signal; }
 StopRequested::StopRequested(int sig, const std::string& message)
     : std::runtime_error(message), signal(sig), exit_code(128 + sig) {}
 
-void throw_stop(int64_t step, const std::string& message) {
-  int sig = stop_signal();
+void throw_stop(int64_t step, const std::string& message, int sig) {
   const char* name = sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "a signal";
   throw StopRequested(sig, fmt::format("stopped by {} after step {}; {}", name, step, message));
 }

@@ -43,7 +43,8 @@ struct StopRequested : std::runtime_error {
   int exit_code;
 };
 
-/// Throws StopRequested for the pending stop: "stopped by SIGINT after step STEP; " + `message`.
-[[noreturn]] void throw_stop(int64_t step, const std::string& message);
+/// Throws StopRequested for a stop by `signal` (the pending one unless given): "stopped by
+/// SIGINT after step STEP; " + `message`.
+[[noreturn]] void throw_stop(int64_t step, const std::string& message, int signal = stop_signal());
 
 }  // namespace stag::rt

@@ -86,9 +86,10 @@ bool is_examples_source(const std::string& source) {
 }
 
 // How the model's functions take their inputs: the data (features, then labels), the step
-// number that keys dropout, and the learning rate.
+// number that keys dropout, the learning rate, and under data parallelism the process's rank
+// (dropout's part: kRankInput of compiler/train/train_step.h).
 struct Inputs {
-  int features = -1, labels = -1, step = -1, lr = -1;
+  int features = -1, labels = -1, step = -1, lr = -1, rank = -1;
 };
 
 Inputs map_inputs(const FunctionSpec& f) {
@@ -98,6 +99,7 @@ Inputs map_inputs(const FunctionSpec& f) {
     int idx = static_cast<int>(i);
     if (n == "lr") in.lr = idx;
     else if (n == "step") in.step = idx;
+    else if (n == "dp.rank") in.rank = idx;
     else if (in.features < 0) in.features = idx;
     else if (in.labels < 0) in.labels = idx;
     else throw Error(fmt::format("{}: input '{}': the training loop feeds two data inputs (features and labels)", f.name, n));
@@ -491,6 +493,8 @@ void add_train_flags(CLI::App& app, TrainSettings& s) {
   app.add_option("--check-replicas", s.check_replicas,
                  "Under mpirun: compare a hash of the parameters across processes every N steps; stop if they differ")
       ->check(CLI::NonNegativeNumber);
+  app.add_option("--dist-timeout", s.dist_timeout, "Under mpirun: seconds a process waits for the others before ending the job")
+      ->check(CLI::PositiveNumber);
 }
 
 void merge_given(const CLI::App& app, const TrainSettings& given, TrainSettings& out) {
@@ -526,6 +530,7 @@ void merge_given(const CLI::App& app, const TrainSettings& given, TrainSettings&
   set("--on-nonfinite", &TrainSettings::on_nonfinite);
   set("--no-test", &TrainSettings::test);
   set("--check-replicas", &TrainSettings::check_replicas);
+  set("--dist-timeout", &TrainSettings::dist_timeout);
 }
 
 namespace {
@@ -675,6 +680,7 @@ class TrainingRun {
   void average(std::vector<Tensor>& out);
   void check_replicas() const;
   void share_decisions();
+  bool stopping() const { return dp_ ? stop_agreed_ != 0 : stop_requested(); }
   bool lead() const { return !dp_ || dp_->rank == 0; }
   std::string nonfinite_cause(const std::vector<Tensor>& out, double loss) const;
   void not_applied(const std::string& cause, int64_t epoch);
@@ -703,6 +709,9 @@ class TrainingRun {
   int64_t local_batch_;  // the compiled functions' batch: this process's share
   int64_t batch_;        // the global batch: every process's share
   std::vector<float> reduce_buf_;
+  // Data parallelism: the signal some process was stopped by, as all agreed at the last step
+  // (0: none). Each process's own signal is not enough: they would stop at different steps.
+  int stop_agreed_ = 0;
   Data data_;
   int64_t num_classes_;
   Split split_;
@@ -778,10 +787,10 @@ double TrainingRun::run() {
   for (int64_t epoch = loader_.state().epoch; epoch < s_.epochs && !done_; ++epoch) run_epoch(epoch);
   if (s_.patience > 0 && !best_.empty()) restore_best();
   if (saved_step_ != step_) checkpoint();
-  if (stop_requested()) stop();
+  if (stopping()) stop();
   double accuracy = s_.test && data_.has_test && lead() ? test() : last_val_accuracy_;
   report();
-  if (stop_requested()) stop();
+  if (stopping()) stop();
   return accuracy;
 }
 
@@ -868,7 +877,7 @@ void TrainingRun::run_epoch(int64_t epoch) {
     }
     examples += b->size;
     bar.update(examples, loss_sum / static_cast<double>(losses));
-    if (stop_requested()) {
+    if (stopping()) {
       bar.finish("(stopping)");
       stop();
     }
@@ -907,10 +916,10 @@ std::vector<Tensor> TrainingRun::parallel_step(const Batch& b) {
   std::vector<const Tensor*> args(step_fn_.inputs.size(), nullptr);
   args[in_.features] = &x;
   if (in_.labels >= 0) args[in_.labels] = &y;
-  // Dropout draws by element index within the compiled (local) batch, so each process takes its
-  // own key, step * ranks + rank: masks independent across processes (not the single-process ones).
-  Tensor key = Tensor::from<int64_t>({}, {step_ * dp_->ranks + dp_->rank});
-  if (in_.step >= 0) args[in_.step] = &key;
+  // Dropout: the single-process key, and the rank, so that these rows get the global batch's masks.
+  if (in_.step >= 0) args[in_.step] = &step_t_;
+  Tensor rank = Tensor::from<int64_t>({}, {dp_->rank});
+  if (in_.rank >= 0) args[in_.rank] = &rank;
   auto out = model_.run("gradients", args);
   average(out);
   const FunctionSpec& update = model_.manifest().function("update");
@@ -921,7 +930,18 @@ std::vector<Tensor> TrainingRun::parallel_step(const Batch& b) {
   return out;
 }
 
-// The loss and every gradient, averaged over the ranks through one buffer.
+// A stop request rides on the gradients' all-reduce as one more element, so that every process
+// learns of any process's signal at the same step. SIGTERM (what mpirun sends every process on
+// Ctrl-C) counts 1024 and SIGINT 1: the mean times the processes tells whether any saw SIGTERM
+// (exact in f32 for up to 1023 processes).
+float stop_vote(int signal) { return signal == SIGTERM ? 1024.f : signal != 0 ? 1.f : 0.f; }
+
+int agreed_stop(float mean, int ranks) {
+  long votes = std::lround(static_cast<double>(mean) * ranks);
+  return votes >= 1024 ? SIGTERM : votes > 0 ? SIGINT : 0;
+}
+
+// The loss and every gradient, averaged over the ranks through one buffer, with the stop votes.
 void TrainingRun::average(std::vector<Tensor>& out) {
   std::vector<Tensor*> shared;
   for (size_t i = 0; i < out.size(); ++i)
@@ -931,10 +951,12 @@ void TrainingRun::average(std::vector<Tensor>& out) {
     if (t->dtype() != DType::f32) throw Error(fmt::format("data parallelism averages f32 gradients; one is {}", t->type_string()));
     n += static_cast<size_t>(t->numel());
   }
-  reduce_buf_.resize(n);
+  reduce_buf_.resize(n + 1);
   float* at = reduce_buf_.data();
   for (Tensor* t : shared) at = std::copy(t->values<float>().begin(), t->values<float>().end(), at);
+  *at = stop_vote(stop_signal());
   dp_->average(reduce_buf_);
+  stop_agreed_ = agreed_stop(reduce_buf_.back(), dp_->ranks);
   at = reduce_buf_.data();
   for (Tensor* t : shared) {
     auto v = t->values<float>();
@@ -1018,7 +1040,7 @@ void TrainingRun::end_epoch(int64_t epoch, ProgressBar& bar, double train_loss, 
   // After early stopping the last checkpoint holds the restored best weights instead.
   if (!early_stopped_) checkpoint();
   if (improved_) save_best();
-  if (stop_requested()) stop();
+  if (stopping()) stop();
 }
 
 // Adds the validation metrics to the epoch's summary and record, and steps what they drive:
@@ -1114,9 +1136,12 @@ void TrainingRun::save_best() {
   if (folder_ && lead()) save_checkpoint(model_, folder_->best().string(), state_now());
 }
 
+// Under data parallelism every process stops after the same step, rank 0 saving; a process the
+// signal has not reached yet stops by the others'.
 void TrainingRun::stop() {
   if (saved_step_ != step_) checkpoint();
-  throw_stop(step_, saved_where());
+  int signal = stop_signal() != 0 ? stop_signal() : stop_agreed_;
+  throw_stop(step_, lead() ? saved_where() : "rank 0 saves the checkpoint", signal);
 }
 
 std::string TrainingRun::saved_where() const {

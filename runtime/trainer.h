@@ -65,6 +65,8 @@ struct TrainSettings {
   /// Data parallelism: compare a hash of the parameters across processes every N steps and
   /// stop with an error when they differ (0: never).
   int64_t check_replicas = 0;
+  /// Data parallelism: seconds a process waits for the others before ending the job.
+  double dist_timeout = 300;
 
   /// How the run was started, for run.json; set by the command, not by flags.
   std::vector<std::string> command;

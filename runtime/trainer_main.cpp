@@ -7,6 +7,7 @@
 
 #include <string>
 
+#include "runtime/dist/dist.h"
 #include "runtime/error.h"
 #include "runtime/gan_trainer.h"
 #include "runtime/run_dir.h"
@@ -20,8 +21,34 @@ extern const stag::rt::Entry stag_trainer_function_entries[];
 extern const int64_t stag_trainer_function_count;
 }
 
+namespace {
+
+using namespace stag::rt;
+
+// Under mpirun: one process of a data-parallel run, if this trainer was built for as many
+// processes (`stag build --processes N`: its gradients and update take B/N examples).
+int train_in_job(Model& model, TrainSettings& settings, const CLI::App& app) {
+  const auto& attrs = model.manifest().attrs;
+  int built = attrs.contains("dp.processes") ? std::stoi(attrs.at("dp.processes")) : 1;  // JSON text of an integer
+  int ranks = stag::dist::launched_ranks();
+  if (built != ranks)
+    throw Error(fmt::format("this trainer was built for {} process{}, and mpirun started {}: build it with `stag build "
+                            "--processes {}`", built, built == 1 ? "" : "es", ranks, ranks));
+  if (app.get_option("--threads")->count() == 0) settings.threads = stag::dist::threads_per_process();
+  return stag::dist::run_job(settings.dist_timeout, 1, [&](const Collective& dp) {
+    try {
+      train(model, settings, nullptr, &dp);
+    } catch (const StopRequested& stop) {
+      fmt::print(stderr, "{}\n", stop.what());
+      return stop.exit_code;
+    }
+    return 0;
+  });
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
-  using namespace stag::rt;
   try {
     Manifest manifest = Manifest::parse(stag_trainer_manifest);
     TrainSettings settings = settings_from_manifest(manifest);
@@ -36,6 +63,9 @@ int main(int argc, char** argv) {
         if (name == stag_trainer_function_names[i]) return stag_trainer_function_entries[i];
       return nullptr;
     });
+    if (stag::dist::launched_ranks() > 1) return train_in_job(model, settings, app);
+    if (model.manifest().attrs.contains("dp.processes"))
+      throw Error("this trainer was built for several processes (stag build --processes): start it with mpirun");
     if (is_gan(model.manifest())) train_gan(model, settings, gan_settings_from_manifest(model.manifest()));
     else train(model, settings);
   } catch (const StopRequested& stop) {

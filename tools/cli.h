@@ -57,6 +57,12 @@ void add_pass_options(CLI::App& app, PassOptions& o);
 
 /// A model's training program: the inference graph and the train step (autodiff and the
 /// optimizer), from the model's train section and the flags that change the compiled code.
+/// Data parallelism: the inference graph and the train step split into gradients and update
+/// (build_split_train_step), for one process's share of the batch.
+struct SplitProgram {
+  std::unique_ptr<Graph> eval, gradients, update;
+};
+
 struct TrainProgramArgs {
   ModelArgs model;
   std::string optimizer;
@@ -66,6 +72,10 @@ struct TrainProgramArgs {
   void add_to(CLI::App& app);
   /// (inference graph, train step graph); prints diagnostics and throws Failure on error.
   std::pair<std::unique_ptr<Graph>, std::unique_ptr<Graph>> load() const;
+  /// The program of one of `processes` data-parallel processes: the batch (--batch, else the
+  /// model's) is the global one, each process's graphs take its share; gradients carries the
+  /// attribute dp.processes. Throws Failure when the batch does not split evenly.
+  SplitProgram load_split(int processes) const;
 };
 
 /// `--profile`, `--profile-out FILE.json`, `--profile-top N`: compile with instrumented kernels

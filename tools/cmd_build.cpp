@@ -1,11 +1,13 @@
 // `stag build`: a standalone trainer. The model's inference pass and train step are compiled
 // ahead of time and linked with the runtime's trainer main: the program trains with the same
-// flags as `stag train` and needs no LLVM.
+// flags as `stag train` and needs no LLVM. With --processes N it is the trainer of one of N
+// processes that mpirun starts (data parallelism, runtime/dist), and links MPI.
 
 #include <fmt/format.h>
 
 #include <filesystem>
 #include <iostream>
+#include <sstream>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -22,6 +24,7 @@ namespace {
 struct BuildArgs {
   TrainProgramArgs program;
   std::string out;
+  int processes = 1;
 };
 
 // Runs a program with arguments (no shell), returning its exit status.
@@ -40,8 +43,19 @@ int run_program(const std::vector<std::string>& argv) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
+// A data-parallel trainer's functions: inference, gradients and update at B/N examples.
+kir::Program parallel_program(const TrainProgramArgs& args, int processes, std::string& name) {
+  if (!STAG_HAVE_MPI) throw Failure{kExitUsage, "this stag was built without MPI, so --processes is unavailable"};
+  if (find_gan(args.model)) throw Failure{kExitUsage, "training a GAN across processes is not supported"};
+  SplitProgram split = args.load_split(processes);
+  name = split.eval->name;
+  return compile_program({{"forward", split.eval.get()}, {"gradients", split.gradients.get()}, {"update", split.update.get()}},
+                         args.model.passes, std::cerr);
+}
+
 // The functions a trainer runs: a model's inference pass and train step, or a GAN's three.
-kir::Program trainer_program(const TrainProgramArgs& args, std::string& name) {
+kir::Program trainer_program(const TrainProgramArgs& args, int processes, std::string& name) {
+  if (processes > 1) return parallel_program(args, processes, name);
   if (auto gan = find_gan(args.model)) {
     if (gan->kind == fe::GanLookup::Member) refuse_member(args.model, gan->spec);
     GanGraphs g = gan_graphs(args, gan->spec);
@@ -53,9 +67,21 @@ kir::Program trainer_program(const TrainProgramArgs& args, std::string& name) {
   return compile_program({{"forward", eval.get()}, {"train_step", step.get()}}, args.model.passes, std::cerr);
 }
 
+// The link command: the runtime as this stag was built with it (same compiler, same libraries),
+// with MPI for a data-parallel trainer only, so that the others run without it.
+std::vector<std::string> link_command(const BuildArgs& args, const std::string& object) {
+  bool mpi = args.processes > 1;
+  std::vector<std::string> link = {STAG_CXX, "-o", args.out, object, STAG_TRAINER_MAIN, mpi ? STAG_DIST_LIB : STAG_DIST_NONE_LIB,
+                                   STAG_RUNTIME_LIB, STAG_FMT_LIB};
+  std::istringstream mpi_libs(mpi ? STAG_MPI_LINK : "");  // comma-separated
+  for (std::string lib; std::getline(mpi_libs, lib, ',');) link.push_back(lib);
+  for (const char* lib : {"-lz", "-lpng", "-ldl", "-lmvec", "-lm", "-pthread"}) link.push_back(lib);
+  return link;
+}
+
 int run_build(const BuildArgs& args) {
   std::string name;
-  kir::Program program = trainer_program(args.program, name);
+  kir::Program program = trainer_program(args.program, args.processes, name);
   std::string object = args.out + ".o";
   CompileTimes t;
   try {
@@ -63,15 +89,14 @@ int run_build(const BuildArgs& args) {
   } catch (const std::runtime_error& e) {
     throw Failure{kExitUsage, e.what()};
   }
-  // The runtime as this stag was built with it: same compiler, same libraries.
-  std::vector<std::string> link = {STAG_CXX, "-o", args.out, object, STAG_TRAINER_MAIN, STAG_RUNTIME_LIB,
-                                   STAG_FMT_LIB, "-lz", "-lpng", "-ldl", "-lmvec", "-lm", "-pthread"};
+  std::vector<std::string> link = link_command(args, object);
   int rc = run_program(link);
   std::filesystem::remove(object);
   if (rc != 0)
     throw Failure{kExitUsage, fmt::format("linking {} failed ({}): {}", args.out, rc, fmt::join(link, " "))};
-  fmt::print("wrote {}: {} trains with the flags of `stag train` (compiled in {:.0f} ms, no LLVM needed to run it)\n",
-             args.out, name, t.total_ms());
+  std::string how = args.processes > 1 ? fmt::format(" under `mpirun -np {}`", args.processes) : "";
+  fmt::print("wrote {}: {} trains{} with the flags of `stag train` (compiled in {:.0f} ms, no LLVM needed to run it)\n",
+             args.out, name, how, t.total_ms());
   return kExitOk;
 }
 
@@ -82,6 +107,9 @@ Command add_build_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("build", "Build a standalone trainer executable (AOT; no LLVM at run time)");
   args->program.add_to(*cmd);
   cmd->add_option("-o,--output", args->out, "The executable to write")->required();
+  cmd->add_option("--processes", args->processes,
+                  "Data parallelism: a trainer for `mpirun -np N`, each process computing 1/N of the batch (--batch: the global one)")
+      ->check(CLI::Range(1, 65536));
   return {cmd, [args] { return run_build(*args); }};
 }
 

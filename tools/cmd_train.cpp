@@ -10,10 +10,6 @@
 #include <iterator>
 #include <optional>
 #include <regex>
-#include <thread>
-
-#include <fcntl.h>
-#include <unistd.h>
 
 #include "compiler/jit/jit_model.h"
 #include "compiler/train/train_step.h"
@@ -75,13 +71,6 @@ std::pair<std::unique_ptr<Graph>, OptimizerConfig> training_program(const TrainP
   return {std::move(training), opt};
 }
 
-// Every process but rank 0 trains silently: one progress, one report.
-void silence_stdout() {
-  std::fflush(stdout);
-  int null = open("/dev/null", O_WRONLY);
-  if (null >= 0) dup2(null, STDOUT_FILENO);
-}
-
 }  // namespace
 
 void TrainProgramArgs::add_to(CLI::App& app) {
@@ -110,32 +99,43 @@ std::pair<std::unique_ptr<Graph>, std::unique_ptr<Graph>> TrainProgramArgs::load
 
 namespace {
 
-// Data parallelism: the inference graph and the train step split into gradients and update
-// (build_split_train_step).
-struct SplitProgram {
-  std::unique_ptr<Graph> eval, gradients, update;
-};
+// The global batch a data-parallel run splits: --batch, else the model's own.
+int64_t global_batch(const ModelArgs& model) {
+  if (model.batch > 0) return model.batch;
+  const Attr* batch = model.load()->attr("batch");
+  if (!batch) throw Failure{kExitUsage, "training across processes splits the batch: give --batch or a `batch` in the model"};
+  return std::get<int64_t>(*batch);
+}
 
-SplitProgram load_split(const TrainProgramArgs& args) {
-  ModelArgs eval_args = args.model;
+}  // namespace
+
+SplitProgram TrainProgramArgs::load_split(int processes) const {
+  TrainProgramArgs program = *this;
+  int64_t global = global_batch(model);
+  if (global % processes != 0)
+    throw Failure{kExitUsage, fmt::format("the batch {} does not split evenly over {} processes", global, processes)};
+  program.model.batch = global / processes;
+  ModelArgs eval_args = program.model;
   eval_args.train = false;
   SplitProgram split{eval_args.load(), nullptr, nullptr};
-  auto [training, opt] = training_program(args);
+  auto [training, opt] = training_program(program);
   Diagnostics diags;
   std::tie(split.gradients, split.update) = build_split_train_step(*training, opt, diags);
   if (!split.gradients) {
     fmt::print(stderr, "{}", diags.render());
     throw Failure{kExitBadInput, {}};
   }
+  split.gradients->set_attr("dp.processes", int64_t{processes});
   return split;
 }
+
+namespace {
 
 struct TrainArgs {
   TrainProgramArgs program;
   rt::TrainSettings given;
   ProfileArgs profile;
   ScoreArgs score;  ///< GANs only
-  double dist_timeout = 300;  ///< under mpirun: how long a process waits for the others
   bool separate_steps = false;  ///< GANs only: d_step and g_step even when one pair_step would do
 };
 
@@ -199,25 +199,12 @@ int run_gan_train(const TrainArgs& args, const CLI::App& cmd, const fe::GanSpec&
   }
 }
 
-// The global batch a data-parallel run splits: --batch, else the model's own.
-int64_t global_batch(const ModelArgs& model) {
-  if (model.batch > 0) return model.batch;
-  const Attr* batch = model.load()->attr("batch");
-  if (!batch) throw Failure{kExitUsage, "training across processes splits the batch: give --batch or a `batch` in the model"};
-  return std::get<int64_t>(*batch);
-}
-
 // One process of a data-parallel run: its share of every global batch, compiled as gradients
 // and update, trained with the others (runtime/dist).
 int train_parallel(const TrainArgs& args, const CLI::App& cmd, const rt::Collective& dp) {
   using Clock = std::chrono::steady_clock;
   auto t0 = Clock::now();
-  TrainProgramArgs program = args.program;
-  int64_t global = global_batch(program.model);
-  if (global % dp.ranks != 0)
-    throw Failure{kExitUsage, fmt::format("the batch {} does not split evenly over {} processes", global, dp.ranks)};
-  program.model.batch = global / dp.ranks;
-  auto split = load_split(program);
+  auto split = args.program.load_split(dp.ranks);
   std::unique_ptr<rt::DataPreload> preload = rt::preload_data(data_source(args, cmd, *split.gradients));
   CompiledModel c = compile_jit({{"forward", split.eval.get()}, {"gradients", split.gradients.get()}, {"update", split.update.get()}},
                                 {.profile = args.profile.enabled(), .passes = args.program.model.passes});
@@ -229,8 +216,7 @@ int train_parallel(const TrainArgs& args, const CLI::App& cmd, const rt::Collect
   rt::merge_given(cmd, args.given, settings);
   record_start(args.program.model.file, settings);
   // The machine's cores shared among its processes, unless --threads says otherwise.
-  if (cmd.get_option("--threads")->count() == 0)
-    settings.threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / dist::local_ranks());
+  if (cmd.get_option("--threads")->count() == 0) settings.threads = dist::threads_per_process();
   return run_profiled(args.profile, *c.model, {"gradients", "update", "forward"},
                       [&] { rt::train(*c.model, settings, preload.get(), &dp); });
 }
@@ -238,22 +224,16 @@ int train_parallel(const TrainArgs& args, const CLI::App& cmd, const rt::Collect
 // Under mpirun: rank 0 alone prints; an error on any process ends them all, naming its rank.
 int run_distributed(const TrainArgs& args, const CLI::App& cmd) {
   if (find_gan(args.program.model)) throw Failure{kExitUsage, "training a GAN across processes is not supported"};
-  std::optional<dist::Session> session;
   try {
-    session.emplace(args.dist_timeout);
-  } catch (const rt::Error& e) {
+    return dist::run_job(args.given.dist_timeout, kExitBadInput, [&](const rt::Collective& dp) {
+      try {
+        return train_parallel(args, cmd, dp);
+      } catch (const Failure& f) {
+        throw dist::JobError(f.exit_code, f.message.empty() ? "see above" : f.message);
+      }
+    });
+  } catch (const rt::Error& e) {  // this stag has no MPI (run_job ends the job on the body's errors)
     throw Failure{kExitUsage, e.what()};
-  }
-  const rt::Collective& dp = session->collective();
-  if (dp.rank != 0) silence_stdout();
-  try {
-    return train_parallel(args, cmd, dp);
-  } catch (const Failure& f) {
-    fmt::print(stderr, "stag: error: rank {}: {}\n", dp.rank, f.message.empty() ? "see above" : f.message);
-    session->abort(f.exit_code);
-  } catch (const std::exception& e) {
-    fmt::print(stderr, "stag: error: rank {}: {}\n", dp.rank, e.what());
-    session->abort(kExitBadInput);
   }
 }
 
@@ -357,8 +337,6 @@ Command add_train_command(CLI::App& app) {
   rt::add_train_flags(*cmd, args->given);
   args->profile.add_to(*cmd);
   args->score.add_to(*cmd);
-  cmd->add_option("--dist-timeout", args->dist_timeout,
-                  "Under mpirun: seconds a process waits for the others before ending the job")->check(CLI::PositiveNumber);
   cmd->add_flag("--separate-steps", args->separate_steps,
                 "GANs: compile the discriminator's and the generator's steps apart, not as one pair step (same results)");
   return {cmd, [args, cmd] { return run_train(*args, *cmd); }};

@@ -485,11 +485,11 @@ Grads layer_norm_(GradCtx& c) {
   if (affine && c.wants[2]) r[2] = unbroadcast(c, gy, c.x(2)->type);
   return r;
 }
-// Dropout is linear in its input for a fixed mask: the same op (same seed and step key) on
-// the gradient draws the same mask.
+// Dropout is linear in its input for a fixed mask: the same op (same seed, step key and part)
+// on the gradient draws the same mask.
 Grads dropout_(GradCtx& c) {
   std::vector<Value*> ops{c.dy[0]};
-  if (c.n.operands.size() == 2) ops.push_back(c.x(1));
+  for (size_t i = 1; i < c.n.operands.size(); ++i) ops.push_back(c.x(i));
   return {c.b.dropout(ops, same_attrs(c.n)), nullptr};
 }
 Grads softmax_(GradCtx& c) {

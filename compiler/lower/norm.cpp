@@ -117,7 +117,8 @@ void dropout(LowerContext& cx, const Node& n, const std::vector<int>& xs, int ou
   DType dt = xt.dtype;
   cx.map_kernel("dropout", cx.origin(n), out, {numel(xt)}, [&](const std::vector<E>& idx) {
     E key = xs.size() > 1 ? cx.ld(xs[1], int_(0)) : int_(0);
-    E u = philox_uniform(int_(n.i("seed")), key, idx[0]);
+    E first = xs.size() > 2 ? mul(cx.ld(xs[2], int_(0)), int_(numel(xt))) : int_(0);  // ops.def: the part's
+    E u = philox_uniform(int_(n.i("seed")), key, add(first, idx[0]));
     return select(lt(u, fconst(p, DType::f64)), zero_of(dt), mul(cx.ld(xs[0], idx[0]), fconst(1 / (1 - p), dt)));
   });
 }

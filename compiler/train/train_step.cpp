@@ -82,6 +82,30 @@ std::unique_ptr<Graph> update_graph(const Graph& grads_graph, const std::vector<
   return g;
 }
 
+// Data parallelism: every keyed dropout takes the input `dp.rank` as its part (ops.def), so the
+// process of rank r draws the masks of rows [r*b, (r+1)*b) of the global batch wherever the batch
+// is the outermost factor of dropout's first axis, as in every catalog model (the test of
+// tests/frontend/test_catalog.cpp checks it). A runtime input, not an attribute: one compiled
+// step serves every rank (a `stag build` trainer, the JIT cache). The gradient's dropouts are
+// the forward's with the same operands, so they draw the same masks. Dropouts inside scan
+// bodies keep their masks (bodies read only their own inputs); none is built there today.
+bool give_dropout_rank(Graph& g, Diagnostics& diags) {
+  auto keyed = [](const Node& n) { return n.op == Op::dropout && n.operands.size() == 2; };
+  auto first = std::find_if(g.nodes.begin(), g.nodes.end(), [&](const auto& n) { return keyed(*n); });
+  if (first == g.nodes.end()) return true;
+  if (g.has_name(kRankInput)) {
+    diags.error({}, fmt::format("the name '{}' is reserved for the process's rank in data-parallel training", kRankInput), "train");
+    return false;
+  }
+  size_t at = static_cast<size_t>(first - g.nodes.begin());
+  Value* rank = Builder(g).input(kRankInput, {DType::i64, {}});
+  // The input node goes before the first dropout (nodes stay in execution order).
+  std::rotate(g.nodes.begin() + static_cast<long>(at), g.nodes.end() - 1, g.nodes.end());
+  for (auto& n : g.nodes)
+    if (keyed(*n)) n->operands.push_back(rank);
+  return true;
+}
+
 }  // namespace
 
 OptimizerConfig optimizer_from_attrs(const Graph& g) { return train_config(g).optimizer; }
@@ -118,7 +142,7 @@ std::pair<std::unique_ptr<Graph>, std::unique_ptr<Graph>> build_split_train_step
                                                                                  const OptimizerConfig& optimizer,
                                                                                  Diagnostics& diags) {
   auto g = differentiate(training_graph, "loss", diags);
-  if (!g) return {};
+  if (!g || !give_dropout_rank(*g, diags)) return {};
   if (const Attr* precision = g->attr("train.precision"); precision && !g->attr("precision")) g->set_attr("precision", *precision);
   std::vector<std::pair<Value*, Value*>> grads;
   for (const auto& o : g->outputs)

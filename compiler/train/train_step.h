@@ -17,6 +17,9 @@ namespace stag {
 /// new, old)).
 inline constexpr const char* kNonfiniteAttr = "step.nonfinite";
 
+/// The input of a data-parallel gradients function that says which process runs it.
+inline constexpr const char* kRankInput = "dp.rank";
+
 /// The optimizer a model's `train { ... }` section asks for (graph attributes train.*), with
 /// torch.optim's defaults for what it leaves out.
 OptimizerConfig optimizer_from_attrs(const Graph& g);
@@ -33,6 +36,8 @@ std::unique_ptr<Graph> build_train_step(const Graph& training_graph, const Optim
 /// "update" (inputs `grad.P`, `loss` and `lr`; the optimizer's updates, guarded as
 /// build_train_step's; output `nonfinite`), so that the gradients can be averaged across
 /// processes between the two. Both read the same parameters by name. {nullptr, nullptr} on error.
+/// Where dropout draws, gradients also takes the input kRankInput (i64[], the process's rank):
+/// its masks are those one process draws for the same rows of the global batch.
 std::pair<std::unique_ptr<Graph>, std::unique_ptr<Graph>> build_split_train_step(const Graph& training_graph,
                                                                                  const OptimizerConfig& optimizer,
                                                                                  Diagnostics& diags);

@@ -3,7 +3,9 @@
 /// stag is built with it (find_package(MPI)); without it every entry point but the launcher
 /// check says the feature is unavailable. The trainer sees only rt::Collective.
 
+#include <functional>
 #include <memory>
+#include <stdexcept>
 #include <string>
 
 #include "runtime/trainer.h"
@@ -19,6 +21,10 @@ int launched_ranks();
 
 /// The processes of this job on this machine (OMPI_COMM_WORLD_LOCAL_SIZE), for thread counts.
 int local_ranks();
+
+/// The machine's cores shared among this job's processes on it (at least 1): the default
+/// --threads of a process.
+int threads_per_process();
 
 /// MPI for the life of the object. Each collective waits at most `timeout_seconds` for the
 /// other processes; then it prints which rank gave up waiting on what and ends the whole job
@@ -37,5 +43,18 @@ class Session {
   rt::Collective collective_;
   double timeout_;
 };
+
+/// An error that ends the whole job with its own exit status.
+struct JobError : std::runtime_error {
+  JobError(int code, const std::string& message) : std::runtime_error(message), exit_code(code) {}
+  int exit_code;
+};
+
+/// Runs `body` as one process of a job mpirun started, with MPI alive throughout: every rank but
+/// 0 prints nothing on stdout, and an exception out of `body` prints `stag: error: rank R: ...`
+/// and ends every process of the job (exit status: a JobError's, else `error_exit`), so that
+/// none waits for it. Returns what `body` returns. Throws rt::Error, before anything runs, when
+/// this build has no MPI. `stag train` and the trainers `stag build --processes` writes run so.
+int run_job(double timeout_seconds, int error_exit, const std::function<int(const rt::Collective&)>& body);
 
 }  // namespace stag::dist

@@ -1,7 +1,9 @@
 // What the launcher's environment says about the job, with or without MPI in the build.
 
+#include <algorithm>
 #include <cstdlib>
 #include <string>
+#include <thread>
 
 #include "runtime/dist/dist.h"
 
@@ -26,5 +28,7 @@ int local_ranks() {
   int n = env_int("OMPI_COMM_WORLD_LOCAL_SIZE");
   return n > 0 ? n : launched_ranks();
 }
+
+int threads_per_process() { return std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / local_ranks()); }
 
 }  // namespace stag::dist

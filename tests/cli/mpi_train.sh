@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Data-parallel training over MPI on loopback: 2 processes at global batch 64 repeat the
-# single-process batch-64 losses of LeNet-5 (no dropout), also with gradient clipping by the
-# global norm; the replicas stay equal and a mismatch is caught; a killed or a stopped process
+# single-process batch-64 losses of LeNet-5, also with gradient clipping by the global norm, and
+# of the MLP, whose dropout draws the single-process masks; so does a `stag build --processes 2`
+# trainer, bit for bit as `stag train`; the replicas stay equal and a mismatch is caught; a killed or a stopped process
 # ends the job with an error in bounded time; a 2-process run resumes exactly, and its
 # checkpoint resumes a single-process run.
 # Usage: mpi_train.sh STAG MODELS_DIR   (needs mpirun and the dataset-fashion-mnist package)
@@ -44,6 +45,17 @@ parity() {
   compare $m-one.jsonl $m-two.jsonl || fail "$m: the 2-process losses differ from the single-process ones"
 }
 parity lenet5 lenet5
+# Dropout: each process draws its rows' share of the global batch's masks.
+parity mlp mlp
+# A trainer built for 2 processes repeats `stag train`'s 2-process run bit for bit; it refuses
+# another number of processes.
+"$stag" build "$models/mlp.stag" --batch 64 --processes 2 -o trainer2 >build2.out 2>&1 || { cat build2.out; fail "stag build --processes 2 failed"; }
+timeout 300 "${mpi[@]}" ./trainer2 --epochs 1 --validation 0.02 --no-test --seed 3 --threads 1 --no-save --max-steps 50 \
+  --log aot.jsonl --checkpoint aot.ckpt >aot.out 2>&1 || { cat aot.out; fail "the built trainer failed under mpirun"; }
+cmp -s <(grep '"event":"step"' aot.jsonl) <(grep '"event":"step"' mlp-two.jsonl) || fail "the built trainer's losses differ from stag train's"
+cmp -s aot.ckpt mlp-two.ckpt || fail "the built trainer's checkpoint differs from stag train's"
+timeout 60 mpirun -np 3 --oversubscribe --allow-run-as-root --bind-to none ./trainer2 --max-steps 1 >np3.out 2>&1 && fail "3 processes ran a 2-process trainer"
+grep -q "built for 2 processes, and mpirun started 3: build it with \`stag build --processes 3\`" np3.out || { cat np3.out; fail "no error about the process count"; }
 # Clipping by the global norm: the update sees the averaged gradients (a low threshold clips every step).
 parity clipped lenet5 --grad-clip 0.05
 cp lenet5-two.jsonl two.jsonl
@@ -107,4 +119,4 @@ cmp -s <(steps two.jsonl) <(steps res.jsonl) || fail "the resumed losses differ"
 # A 2-process checkpoint resumes a single-process run.
 "$stag" "${common[@]}" --max-steps 60 --resume res.ckpt --checkpoint one60.ckpt >one60.out 2>&1 || { cat one60.out; fail "a single process could not resume a 2-process checkpoint"; }
 grep -q "resumed from .* step 50" one60.out || { cat one60.out; fail "the single-process run did not resume at step 50"; }
-echo "mpi_train: parity, replicas, killed and stopped ranks, resume: 1 passed, 0 failed"
+echo "mpi_train: parity, built trainer, replicas, killed and stopped ranks, resume: 1 passed, 0 failed"

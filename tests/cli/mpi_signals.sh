@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Stopping a data-parallel run with a signal: Ctrl-C (SIGINT to mpirun, which sends SIGTERM to
+# every process), or SIGTERM to one process alone; either way every process stops after the same
+# step, rank 0 writes the checkpoint, every process exits 143 in bounded time, and the run resumed
+# from the checkpoint ends bit for bit where the uninterrupted one does.
+# Usage: mpi_signals.sh STAG MODELS_DIR TESTS_DIR   (needs mpirun and dataset-fashion-mnist)
+set -u
+stag=$1 models=$2 tests=$3
+source "$tests/cli/run_lib.sh"
+tmp=$(mktemp -d)
+job=
+cleanup() {
+  if [ -n "$job" ]; then for p in $(pgrep -P $job); do kill -9 $p; done; kill -9 $job; fi 2>/dev/null
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+cd "$tmp"
+mpi=(mpirun -np 2 --oversubscribe --allow-run-as-root --bind-to none)
+run=(train "$models/mlp.stag" --batch 64 --epochs 1 --validation 0.02 --no-test --seed 3 --threads 1 --no-save --max-steps 150)
+
+timeout 300 "${mpi[@]}" "$stag" "${run[@]}" --log ref.jsonl --checkpoint ref.ckpt >ref.out 2>&1 || { cat ref.out; fail "the uninterrupted run failed"; }
+
+# The process of rank $2 among mpirun $1's children.
+rank_pid() {
+  for p in $(pgrep -P "$1"); do
+    tr '\0' '\n' < /proc/$p/environ 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$2" && { echo "$p"; return; }
+  done
+}
+
+# Run $1: started in a session of its own (as from a terminal: mpirun's process group, each
+# process in its own), stopped past step 20 by `kill -$2 TARGET` where $3 is "mpirun" or a rank.
+interrupt() {
+  setsid "${mpi[@]}" "$stag" "${run[@]}" --log $1.jsonl --checkpoint $1.ckpt >$1.out 2>$1.err &
+  job=$!
+  wait_steps $1.jsonl 20 $job || { cat $1.out $1.err; fail "$1: the run ended before it could be stopped"; }
+  local target=$job
+  [ "$3" = mpirun ] || target=$(rank_pid $job $3)
+  [ -n "$target" ] || fail "$1: found no rank $3 process"
+  kill -$2 $target
+  for _ in $(seq 300); do kill -0 $job 2>/dev/null || break; sleep 0.1; done
+  kill -0 $job 2>/dev/null && fail "$1: the job still runs 30 s after the signal"
+  wait $job && fail "$1: the job exited 0"
+  job=
+  # Both processes stopped after the same step, the one rank 0 saved and the log ends with.
+  mapfile -t stops < <(grep -o "stopped by SIGTERM after step [0-9]*" $1.err | sort -u)
+  [ "${#stops[@]}" -eq 1 ] && [ "$(grep -c "stopped by SIGTERM" $1.err)" -eq 2 ] ||
+    { cat $1.err; fail "$1: the processes did not both stop after one step"; }
+  local step=${stops[0]##* }
+  grep -q "after step $step; checkpoint: $1.ckpt; continue with --resume $1.ckpt" $1.err || { cat $1.err; fail "$1: rank 0 did not say it saved"; }
+  grep -q "after step $step; rank 0 saves the checkpoint" $1.err || { cat $1.err; fail "$1: rank 1 did not say rank 0 saves"; }
+  [ "$(steps $1.jsonl | tail -1 | grep -o '"step":[0-9]*')" = "\"step\":$step" ] || fail "$1: the log does not end at step $step"
+  [ "$step" -lt 150 ] || fail "$1: the run ended before the signal stopped it"
+  # On to step 150 from the checkpoint: the uninterrupted run's parameters and losses.
+  timeout 300 "${mpi[@]}" "$stag" "${run[@]}" --log $1.jsonl --checkpoint $1.ckpt --resume $1.ckpt >$1.resume 2>&1 ||
+    { cat $1.resume; fail "$1: the resumed run failed"; }
+  grep -q "resumed from $1.ckpt at epoch 1, step $step" $1.resume || { cat $1.resume; fail "$1: did not resume at step $step"; }
+  cmp -s ref.ckpt $1.ckpt || fail "$1: the resumed run ends with other parameters than the uninterrupted one"
+  cmp -s <(steps ref.jsonl) <(steps $1.jsonl) || fail "$1: the interrupted and resumed losses differ from the uninterrupted ones"
+  echo "$1: stopped after step $step, resumed to 150 bit for bit"
+}
+
+interrupt ctrl_c INT mpirun
+interrupt rank1 TERM 1
+echo "mpi_signals: Ctrl-C to mpirun, SIGTERM to one process: 1 passed, 0 failed"
