@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <filesystem>
+#include <functional>
 #include <fstream>
 
 #include "frontend/onnx/onnx.h"
@@ -138,12 +139,12 @@ TEST_CASE("every unsupported op is listed in one error with its nodes and the op
 TEST_CASE("unsupported ops the checker accepts are listed together") {
   auto m = relu_model();
   auto* g = m.mutable_graph();
-  add_node(g, "Erf", {"x"}, {"a"}, "erf1");
-  add_node(g, "Erf", {"x"}, {"b"}, "erf2");
+  add_node(g, "Round", {"x"}, {"a"}, "round1");
+  add_node(g, "Round", {"x"}, {"b"}, "round2");
   add_node(g, "Floor", {"x"}, {"c"}, "floor");
   auto r = import_model(m);
   CHECK(!r.graph);
-  CHECK_THAT(r.errors, Catch::Contains("unsupported ONNX ops (opset 13): Erf (nodes 'erf1', 'erf2'); Floor (node 'floor')"));
+  CHECK_THAT(r.errors, Catch::Contains("unsupported ONNX ops (opset 13): Floor (node 'floor'); Round (nodes 'round1', 'round2')"));
   CHECK(std::count(r.errors.begin(), r.errors.end(), '\n') == 1);
 }
 
@@ -243,4 +244,80 @@ TEST_CASE("a shape computed at run time, an unsupported element type, a wrong de
   u.mutable_graph()->mutable_input(0)->mutable_type()->mutable_tensor_type()->set_elem_type(onnx::TensorProto::UINT8);
   u.mutable_graph()->mutable_output(0)->mutable_type()->mutable_tensor_type()->set_elem_type(onnx::TensorProto::UINT8);
   CHECK_THAT(import_model(u).errors, Catch::Contains("element type UINT8 is not supported"));
+}
+
+namespace {
+
+// X [2, 1, 3] -> LSTM (hidden 2) -> Y [2, 1, 1, 2]; `edit` adds what a case is about.
+Imported import_lstm(const std::function<void(onnx::GraphProto*, onnx::NodeProto*)>& edit) {
+  auto m = base_model();
+  auto* g = m.mutable_graph();
+  add_value(g->add_input(), "x", {2, 1, 3});
+  set_floats(g->add_initializer(), "w", {1, 8, 3}, std::vector<float>(24, 0.1f));
+  set_floats(g->add_initializer(), "r", {1, 8, 2}, std::vector<float>(16, -0.2f));
+  auto* n = add_node(g, "LSTM", {"x", "w", "r"}, {"y"}, "lstm1");
+  auto* a = n->add_attribute();
+  a->set_name("hidden_size");
+  a->set_type(onnx::AttributeProto::INT);
+  a->set_i(2);
+  edit(g, n);
+  add_value(g->add_output(), "y", {2, 1, 1, 2});
+  return import_model(m);
+}
+
+onnx::AttributeProto* attribute(onnx::NodeProto* n, const std::string& name, onnx::AttributeProto::AttributeType type) {
+  auto* a = n->add_attribute();
+  a->set_name(name);
+  a->set_type(type);
+  return a;
+}
+
+// sequence_lens [1] as an initializer: known at import time.
+void lengths(onnx::GraphProto* g, onnx::NodeProto* n, int32_t len) {
+  auto* t = g->add_initializer();
+  t->set_name("lens");
+  t->set_data_type(onnx::TensorProto::INT32);
+  t->add_dims(1);
+  t->add_int32_data(len);
+  n->add_input("");
+  n->add_input("lens");
+}
+
+}  // namespace
+
+TEST_CASE("recurrent nodes: what stag cannot honour is an error naming the node and the reason") {
+  using A = onnx::AttributeProto;
+  auto ok = import_lstm([](onnx::GraphProto* g, onnx::NodeProto* n) { lengths(g, n, 2); });
+  INFO(ok.errors);
+  CHECK(ok.graph);
+  struct Case {
+    const char* what;
+    std::function<void(onnx::GraphProto*, onnx::NodeProto*)> edit;
+    const char* error;
+  };
+  std::vector<Case> cases = {
+      {"clip", [](auto*, auto* n) { attribute(n, "clip", A::FLOAT)->set_f(3); }, "the clip attribute is not supported"},
+      {"activations",
+       [](auto*, auto* n) {
+         auto* a = attribute(n, "activations", A::STRINGS);
+         for (const char* s : {"Relu", "Tanh", "Tanh"}) a->add_strings(s);
+       },
+       "activations [Relu, Tanh, Tanh] are not supported (only the defaults [sigmoid, tanh, tanh])"},
+      {"input_forget", [](auto*, auto* n) { attribute(n, "input_forget", A::INT)->set_i(1); }, "input_forget=1 is not supported"},
+      {"peepholes",
+       [](onnx::GraphProto* g, onnx::NodeProto* n) {
+         set_floats(g->add_initializer(), "p", {1, 6}, std::vector<float>(6, 0.5f));
+         for (const char* s : {"", "", "", "", "p"}) n->add_input(s);
+       },
+       "peephole weights (input P) are not supported"},
+      {"shorter sequences", [](auto* g, auto* n) { lengths(g, n, 1); },
+       "sequence_lens [1] is not supported: every sequence must have the full length 2"},
+      {"direction", [](auto*, auto* n) { attribute(n, "direction", A::STRING)->set_s("sideways"); }, "unknown direction 'sideways'"},
+  };
+  for (const Case& c : cases) {
+    auto r = import_lstm(c.edit);
+    INFO(c.what << ": " << r.errors);
+    CHECK(!r.graph);
+    CHECK_THAT(r.errors, Catch::Contains("'lstm1'") && Catch::Contains("(LSTM, opset 13)") && Catch::Contains(c.error));
+  }
 }
