@@ -159,10 +159,10 @@ std::vector<Val> fwd_scanned(Ctx& c, Instance& in, Value* x, const Loc& loc) {
     // Transpose whichever of the input and its projection is smaller into time-major order.
     bool before = !time_major && x->type.dims[2] <= g * hidden;
     if (before) x = swap01(s, x);
+    c.b.set_loc(c.scoped(loc));  // the shared builders' nodes are the layer's
     Value* xw = x ? rnn::projection(c.b, x, w.wih, w.bih) : nullptr;
     if (xw && !time_major && !before) xw = swap01(s, xw);
     if (!xw) return {};
-    c.b.set_loc(c.scoped(loc));
     auto r = rnn::layer_scan(c.b, s.cell(), {xw, w.whh, w.bhh});
     int64_t batch = xw->type.dims[1];
     h_last.push_back(s.op(Op::reshape, {r[0]}, {{"shape", Ints{1, batch, hidden}}}));
