@@ -68,7 +68,14 @@ Value* projection(Builder& b, Value* x, Value* wih, Value* bih) {
 
 namespace {
 
-// The body: (h, [c,] x_t, whh, [bhh, whn, bhn]) -> (h', [c',] y_t = h').
+// Past a sequence's end (mask false) its state holds and its output is 0.
+void hold(Builder& b, Value* m, Value* h, Value* c0, Value*& h1, Value*& c1, Value*& y) {
+  y = b.select({m, h1, b.scalar(0, h1->type.dtype)});
+  h1 = b.select({m, h1, h});
+  if (c1) c1 = b.select({m, c1, c0});
+}
+
+// The body: (h, [c,] x_t, [mask_t,] whh, [bhh, whn, bhn]) -> (h', [c',] y_t = h').
 std::shared_ptr<Graph> body(const Builder& outer, const Cell& cell, const Layer& l, const Recurrent& w, const Type& state) {
   auto g = std::make_shared<Graph>("body");
   Builder b(*g);
@@ -77,12 +84,14 @@ std::shared_ptr<Graph> body(const Builder& outer, const Cell& cell, const Layer&
   Value* h = b.input("h", state);
   Value* c = lstm ? b.input("c", state) : nullptr;
   Value* xt = b.input("x", {state.dtype, {state.dims[0], l.xw->type.dims[2]}});
+  Value* m = l.mask ? b.input("mask", {DType::b8, {state.dims[0], 1}}) : nullptr;
   auto in = [&](const char* name, Value* v) { return v ? b.input(name, v->type) : nullptr; };
   Recurrent bw{in("weight_hh", w.whh), in("bias_hh", w.bhh), in("weight_hn", w.whn), in("bias_hn", w.bhn)};
-  Value* h1 = step(b, cell, xt, h, c, bw);
+  Value *c1 = c, *h1 = step(b, cell, xt, h, c1, bw), *y = h1;
+  if (m) hold(b, m, h, c, h1, c1, y);
   b.output("h", h1);
-  if (lstm) b.output("c", c);
-  b.output("y", h1);
+  if (lstm) b.output("c", c1);
+  b.output("y", y);
   return g;
 }
 
@@ -98,9 +107,10 @@ std::vector<Value*> layer_scan(Builder& b, const Cell& cell, const Layer& l) {
   std::vector<Value*> operands{l.h0 ? l.h0 : zeros()};
   if (lstm) operands.push_back(l.c0 ? l.c0 : zeros());
   operands.push_back(l.xw);
+  if (l.mask) operands.push_back(l.mask);
   for (Value* v : {w.whh, w.bhh, w.whn, w.bhn})
     if (v) operands.push_back(v);
-  NamedAttrs attrs{{"num_carries", int64_t{lstm ? 2 : 1}}, {"num_xs", int64_t{1}}, {"length", seq}};
+  NamedAttrs attrs{{"num_carries", int64_t{lstm ? 2 : 1}}, {"num_xs", int64_t{l.mask ? 2 : 1}}, {"length", seq}};
   if (l.reverse) attrs.emplace_back("reverse", true);
   return b.create(Op::scan, operands, attrs, {}, {}, g);
 }

@@ -63,6 +63,10 @@ struct Layer {
   Value* h0 = nullptr;    ///< [batch, hidden]; null: zeros
   Value* c0 = nullptr;    ///< LSTM: [batch, hidden]; null: zeros
   bool reverse = false;   ///< from the last step to the first; outputs still in time order
+  /// Sequences of their own lengths: bool [seq, batch, 1], true where step t is within sequence
+  /// b. Past its end a sequence's state holds and its output is 0 (reversed, it starts from its
+  /// own last step). Null: every sequence is full.
+  Value* mask = nullptr;
 };
 
 /// The layer as one scan: its results are the last h, (an LSTM's last c,) then the h of every

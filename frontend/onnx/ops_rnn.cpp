@@ -3,8 +3,9 @@
 // weights W [dirs, gates*hidden, input], R [dirs, gates*hidden, hidden], B = [Wb, Rb], and its
 // layouts. Supported: directions forward, reverse and bidirectional; initial_h, initial_c;
 // GRU's linear_before_reset; layout 0 and 1; the default activations (and Relu for RNN);
-// sequence_lens when known and every length is the full sequence. Not supported, each named in
-// the error: clip, other activations, input_forget, LSTM's peepholes P, shorter sequences.
+// sequence_lens (past its length a sequence's state holds and Y is 0, as onnxruntime does).
+// Not supported, each named in the error: clip, other activations, input_forget, LSTM's
+// peepholes P.
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
@@ -102,12 +103,16 @@ Value* initial_state(Ctx& c, size_t i, const Dims& time_major, bool batch_first,
   return batch_first ? transpose(c, v, {1, 0, 2}) : v;
 }
 
-void check_lengths(Ctx& c, int64_t seq, int64_t batch) {
-  if (!c.has(4)) return;
-  Ints lens = c.known_ints(c.in(4), "sequence_lens");
-  if (static_cast<int64_t>(lens.size()) != batch) fail(fmt::format("sequence_lens has {} lengths for a batch of {}", lens.size(), batch));
-  for (int64_t l : lens)
-    if (l != seq) fail(fmt::format("sequence_lens [{}] is not supported: every sequence must have the full length {}", fmt::join(lens, ", "), seq));
+// sequence_lens as the steps' mask [seq, batch, 1] (t < length of b), or null when every
+// sequence is known to be full. The lengths may be computed at run time.
+Value* step_mask(Ctx& c, int64_t seq, int64_t batch) {
+  if (!c.has(4)) return nullptr;
+  Value* lens = c.in(4);
+  expect(lens, {batch}, "sequence_lens");
+  if (auto it = c.known.find(lens); it != c.known.end() && std::all_of(it->second.data.begin(), it->second.data.end(), [&](double l) { return l == seq; }))
+    return nullptr;
+  Value* t = c.b.create(Op::iota, {}, {{"axis", int64_t{0}}}, {{DType::i64, {seq, batch, 1}}})[0];
+  return c.op(Op::lt, {t, c.reshape(c.cast(lens, DType::i64), {1, batch, 1})});
 }
 
 struct Weights {
@@ -147,7 +152,7 @@ Vals recurrent(Ctx& c) {
   int64_t hidden = c.ai("hidden_size", r_in->type.rank() == 3 ? r_in->type.dims[2] : 0);
   if (hidden < 1) fail(fmt::format("hidden_size must be positive, got {}", hidden));
   Weights w = weights(c, K, dirs, hidden, x->type.dims[2]);
-  check_lengths(c, seq, batch);
+  Value* mask = step_mask(c, seq, batch);
   Value* h0 = initial_state(c, 5, {dirs, batch, hidden}, batch_first, "initial_h");
   Value* c0 = K == Kind::lstm ? initial_state(c, 6, {dirs, batch, hidden}, batch_first, "initial_c") : nullptr;
   rnn::Cell cell = cell_of(c, K, hidden, dirs);
@@ -155,7 +160,7 @@ Vals recurrent(Ctx& c) {
   Vals ys, hs, cs;
   for (int64_t d = 0; d < dirs; ++d) {
     Value* xw = rnn::projection(c.b, x, direction(c, w.w, d), direction(c, w.wb, d));
-    rnn::Layer layer{xw, direction(c, w.r, d), direction(c, w.rb, d), direction(c, h0, d), direction(c, c0, d), reverse || d == 1};
+    rnn::Layer layer{xw, direction(c, w.r, d), direction(c, w.rb, d), direction(c, h0, d), direction(c, c0, d), reverse || d == 1, mask};
     Vals r = rnn::layer_scan(c.b, cell, layer);
     hs.push_back(r[0]);
     if (K == Kind::lstm) cs.push_back(r[1]);
