@@ -8,12 +8,14 @@
 #include <cmath>
 
 #include "frontend/lowering.h"
+#include "ir/recurrent.h"
 
 namespace stag::fe {
 
 namespace {
 
-int gates(const Instance& in) { return in.kind == "LSTM" ? 4 : in.kind == "GRU" ? 3 : 1; }
+rnn::Kind kind_of(const Instance& in) { return in.kind == "LSTM" ? rnn::Kind::lstm : in.kind == "GRU" ? rnn::Kind::gru : rnn::Kind::rnn; }
+int gates(const Instance& in) { return rnn::gates(kind_of(in)); }
 
 bool make_rnn(Ctx& c, Instance& in) {
   int64_t hidden = in.i("hidden_size"), layers = in.i("num_layers");
@@ -53,41 +55,19 @@ struct Step {
   int64_t hidden;
 
   Value* op(Op o, std::vector<Value*> xs, NamedAttrs a = {}) { return c.op(o, xs, a, loc, ctx); }
-  std::vector<Value*> split(Value* x, int n) {
-    auto r = c.ops(Op::split, {x}, {{"axis", int64_t{1}}, {"sizes", Ints(static_cast<size_t>(n), hidden)}}, loc, ctx);
-    if (r.size() != static_cast<size_t>(n)) return std::vector<Value*>(static_cast<size_t>(n), nullptr);
-    return r;
-  }
   // The state layer l starts from: zeros, or in a decode step its row of the carried state.
   Value* initial(Value* carried, int64_t l, int64_t batch) {
     if (!carried) return c.fill(0, {DType::f32, {batch, hidden}}, loc);
     Value* row = op(Op::slice, {carried}, {{"axes", Ints{0}}, {"starts", Ints{l}}, {"ends", Ints{l + 1}}});
     return op(Op::reshape, {row}, {{"shape", Ints{batch, hidden}}});
   }
+  // The layer's cell, its gate math in ir/recurrent.cpp; its nodes are made at loc.
+  rnn::Cell cell() {
+    c.b.set_loc(c.scoped(loc));
+    bool relu = in.kind == "RNN" && in.arg("nonlinearity").s == "relu";
+    return {kind_of(in), hidden, rnn::kPyTorchRows, true, relu};
+  }
 };
-
-// One step of the cell: the new h (and, for an LSTM, the new cell state) from the step's input
-// projection xt [batch, gates * hidden] and the previous h.
-Value* cell_step(Step& s, int g, Value* xt, Value* h, Value*& cell, Value* whh, Value* bhh) {
-  Value* hw = linear(s.c, h, whh, bhh, s.loc, s.ctx);
-  if (!xt || !hw) return nullptr;
-  if (g == 4) {
-    auto q = s.split(s.op(Op::add, {xt, hw}), 4);
-    Value *ig = s.op(Op::sigmoid, {q[0]}), *fg = s.op(Op::sigmoid, {q[1]});
-    Value *gg = s.op(Op::tanh, {q[2]}), *og = s.op(Op::sigmoid, {q[3]});
-    cell = s.op(Op::add, {s.op(Op::mul, {fg, cell}), s.op(Op::mul, {ig, gg})});
-    return s.op(Op::mul, {og, s.op(Op::tanh, {cell})});
-  }
-  if (g == 3) {
-    auto xs = s.split(xt, 3), hs = s.split(hw, 3);
-    Value* r = s.op(Op::sigmoid, {s.op(Op::add, {xs[0], hs[0]})});
-    Value* z = s.op(Op::sigmoid, {s.op(Op::add, {xs[1], hs[1]})});
-    Value* n = s.op(Op::tanh, {s.op(Op::add, {xs[2], s.op(Op::mul, {r, hs[2]})})});
-    return s.op(Op::add, {n, s.op(Op::mul, {z, s.op(Op::sub, {h, n})})});  // (1 - z) * n + z * h
-  }
-  bool relu = s.in.arg("nonlinearity").s == "relu";
-  return s.op(relu ? Op::relu : Op::tanh, {s.op(Op::add, {xt, hw})});
-}
 
 std::vector<Val> fwd_unrolled(Ctx& c, Instance& in, Value* x, const Loc& loc) {
   int64_t hidden = in.i("hidden_size");
@@ -121,8 +101,8 @@ std::vector<Val> fwd_unrolled(Ctx& c, Instance& in, Value* x, const Loc& loc) {
     for (int64_t t = 0; t < seq && xw; ++t) {
       Value* xt = s.op(Op::slice, {xw}, {{"axes", Ints{1}}, {"starts", Ints{t}}, {"ends", Ints{t + 1}}});
       xt = s.op(Op::reshape, {xt}, {{"shape", Ints{batch, g * hidden}}});
-      h = cell_step(s, g, xt, h, cell, p("weight_hh"), p("bias_hh"));
-      if (!h) return {};
+      if (!xt || !h || (g == 4 && !cell)) return {};
+      h = rnn::step(c.b, s.cell(), xt, h, cell, {p("weight_hh"), p("bias_hh")});
       outs.push_back(s.op(Op::reshape, {h}, {{"shape", Ints{batch, 1, hidden}}}));
     }
     x = outs.size() == 1 ? outs[0] : s.op(Op::concat, outs, {{"axis", int64_t{1}}});
@@ -161,47 +141,6 @@ LayerParams layer_params(Instance& in, int64_t l) {
   return {p("weight_ih"), p("weight_hh"), p("bias_ih"), p("bias_hh")};
 }
 
-// The scan of one layer over xw [seq, batch, gates * hidden] (time major) from zero state: its
-// carries h (and c), then the stacked h of every step [seq, batch, hidden]. The body is the cell.
-std::vector<Value*> layer_scan(Step& s, int g, Value* xw, const LayerParams& w) {
-  Ctx& c = s.c;
-  int64_t seq = xw->type.dims[0], batch = xw->type.dims[1];
-  Type state{DType::f32, {batch, s.hidden}};
-  auto body = std::make_shared<Graph>("body");
-  Ctx bc(*body, c.diags, c.opts);
-  bc.scope = c.scope;
-  bc.b.set_loc(c.scoped(s.loc));
-  Value* h = bc.b.input("h", state);
-  Value* cell = g == 4 ? bc.b.input("c", state) : nullptr;
-  Value* xt = bc.b.input("x", {DType::f32, {batch, g * s.hidden}});
-  Value* whh = bc.b.input("weight_hh", w.whh->type);
-  Value* bhh = w.bhh ? bc.b.input("bias_hh", w.bhh->type) : nullptr;
-  Step bs{bc, s.in, s.loc, s.ctx, s.hidden};
-  Value* h1 = cell_step(bs, g, xt, h, cell, whh, bhh);
-  if (!h1) return {};
-  bc.b.output("h", h1);
-  if (cell) bc.b.output("c", cell);
-  bc.b.output("y", h1);
-  std::vector<Value*> operands{s.initial(nullptr, 0, batch)};
-  if (g == 4) operands.push_back(s.initial(nullptr, 0, batch));
-  operands.insert(operands.end(), {xw, w.whh});
-  if (w.bhh) operands.push_back(w.bhh);
-  NamedAttrs attrs{{"num_carries", int64_t{g == 4 ? 2 : 1}}, {"num_xs", int64_t{1}}, {"length", seq}};
-  c.b.set_loc(c.scoped(s.loc));
-  auto r = c.b.try_create(Op::scan, operands, attrs, {}, {}, body);
-  if (!r.error.empty()) c.error(s.loc, fmt::format("{}: {}", s.ctx, r.error));
-  return r.values;
-}
-
-// The input projection of every step, x [a, b, in] -> [a, b, gates * hidden], as one 2-D product
-// over a*b rows, so that its weight gradient is one product too (not a product per step summed).
-Value* projection(Step& s, Value* x, const LayerParams& w) {
-  Dims d = x->type.dims;
-  Value* rows = s.op(Op::reshape, {x}, {{"shape", Ints{d[0] * d[1], d[2]}}});
-  Value* y = rows ? linear(s.c, rows, w.wih, w.bih, s.loc, s.ctx) : nullptr;
-  return y ? s.op(Op::reshape, {y}, {{"shape", Ints{d[0], d[1], y->type.dims[1]}}}) : nullptr;
-}
-
 // [a, b, f] <-> [b, a, f]: batch first and time major.
 Value* swap01(Step& s, Value* x) { return s.op(Op::transpose, {x}, {{"perm", Ints{1, 0, 2}}}); }
 
@@ -220,11 +159,11 @@ std::vector<Val> fwd_scanned(Ctx& c, Instance& in, Value* x, const Loc& loc) {
     // Transpose whichever of the input and its projection is smaller into time-major order.
     bool before = !time_major && x->type.dims[2] <= g * hidden;
     if (before) x = swap01(s, x);
-    Value* xw = x ? projection(s, x, w) : nullptr;
+    c.b.set_loc(c.scoped(loc));  // the shared builders' nodes are the layer's
+    Value* xw = x ? rnn::projection(c.b, x, w.wih, w.bih) : nullptr;
     if (xw && !time_major && !before) xw = swap01(s, xw);
     if (!xw) return {};
-    auto r = layer_scan(s, g, xw, w);
-    if (r.empty()) return {};
+    auto r = rnn::layer_scan(c.b, s.cell(), {xw, w.whh, w.bhh});
     int64_t batch = xw->type.dims[1];
     h_last.push_back(s.op(Op::reshape, {r[0]}, {{"shape", Ints{1, batch, hidden}}}));
     if (g == 4) c_last.push_back(s.op(Op::reshape, {r[1]}, {{"shape", Ints{1, batch, hidden}}}));
@@ -257,8 +196,13 @@ std::vector<Val> fwd_rnn(Ctx& c, Instance& in, const std::vector<Val>& args, con
     return {};
   }
   // A decode step is one step long, and carries its state in and out.
-  if (c.opts.unroll || c.opts.decode) return fwd_unrolled(c, in, x, loc);
-  return fwd_scanned(c, in, x, loc);
+  try {
+    if (c.opts.unroll || c.opts.decode) return fwd_unrolled(c, in, x, loc);
+    return fwd_scanned(c, in, x, loc);
+  } catch (const BuildError& e) {  // from the cells' shared construction
+    c.error(loc, fmt::format("{}: {}", in.label(), e.what()));
+    return {};
+  }
 }
 
 }  // namespace

@@ -105,6 +105,7 @@ double unary(Op op, double x, const Node& n) {
     case Op::relu: return x > 0 ? x : 0;
     case Op::leaky_relu: return x > 0 ? x : n.f("alpha") * x;
     case Op::gelu: return gelu(x, n.s("approximate") == "tanh");
+    case Op::erf: return std::erf(x);
     case Op::sign: return (x > 0) - (x < 0);
     default: break;
   }

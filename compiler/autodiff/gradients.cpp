@@ -122,7 +122,8 @@ Grads gelu_(GradCtx& c) {
     Value* right = mul(c, mul(c, mul(c, x, sub(c, k(c, 1, x), c.b.square({t}))), du), 0.5);
     d = add(c, left, right);
   } else {
-    // y = x Phi(x), y' = Phi(x) + x phi(x); Phi = y/x (1/2 at 0) since the op set has no erf.
+    // y = x Phi(x), y' = Phi(x) + x phi(x); Phi = y/x (1/2 at 0), read from the
+    // forward's result rather than computed again.
     Value* zero = c.b.eq({x, k(c, 0, x)});
     Value* cdf = c.b.select({zero, k(c, 0.5, x), div(c, c.y(), c.b.select({zero, k(c, 1, x), x}))});
     Value* pdf = mul(c, c.b.exp({mul(c, c.b.square({x}), -0.5)}), 1 / std::sqrt(2 * M_PI));
@@ -130,6 +131,8 @@ Grads gelu_(GradCtx& c) {
   }
   return {mul(c, c.dy[0], d)};
 }
+// erf'(x) = 2/sqrt(pi) exp(-x^2).
+Grads erf_(GradCtx& c) { return {mul(c, c.dy[0], mul(c, c.b.exp({c.b.neg({c.b.square({c.x()})})}), 2 / std::sqrt(M_PI)))}; }
 // Between float types the gradient casts back; casts to integers carry none.
 Grads cast_(GradCtx& c) {
   if (!is_float(dt(c.x())) || !is_float(dt(c.y()))) return {nullptr};
@@ -622,7 +625,7 @@ struct Entry {
 const Entry kRules[] = {
     {Op::neg, neg_}, {Op::abs, abs_}, {Op::exp, exp_}, {Op::log, log_}, {Op::sqrt, sqrt_},
     {Op::rsqrt, rsqrt_}, {Op::square, square_}, {Op::tanh, tanh_}, {Op::sigmoid, sigmoid_},
-    {Op::relu, relu_}, {Op::leaky_relu, leaky_relu_}, {Op::gelu, gelu_}, {Op::cast, cast_},
+    {Op::relu, relu_}, {Op::leaky_relu, leaky_relu_}, {Op::gelu, gelu_}, {Op::erf, erf_}, {Op::cast, cast_},
     {Op::add, add_}, {Op::sub, sub_}, {Op::mul, mul_}, {Op::div, div_}, {Op::pow, pow_},
     {Op::maximum, maximum_}, {Op::minimum, minimum_}, {Op::select, select_},
     {Op::sum, sum_}, {Op::mean, mean_}, {Op::max, max_},

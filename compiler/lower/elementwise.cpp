@@ -32,6 +32,7 @@ E scalar(const Node& n, const std::vector<E>& x, DType out) {
         return mul(mul(c(0.5), x[0]), add(c(1), un(Un::tanh, inner)));
       }
       return mul(mul(c(0.5), x[0]), add(c(1), un(Un::erf, mul(x[0], c(M_SQRT1_2)))));
+    case Op::erf: return un(Un::erf, x[0]);
     case Op::sign: return select(gt(x[0], c(0)), c(1), select(lt(x[0], c(0)), c(-1), c(0)));
     case Op::cast:
       if (out == DType::b8) return bin(Bin::ne, x[0], c(0));

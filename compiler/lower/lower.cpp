@@ -33,7 +33,7 @@ const Entry kLowerings[] = {
     {Op::neg, elementwise}, {Op::abs, elementwise}, {Op::exp, elementwise}, {Op::log, elementwise},
     {Op::sqrt, elementwise}, {Op::rsqrt, elementwise}, {Op::square, elementwise}, {Op::tanh, elementwise},
     {Op::sigmoid, elementwise}, {Op::relu, elementwise}, {Op::leaky_relu, elementwise}, {Op::gelu, elementwise},
-    {Op::sign, elementwise}, {Op::cast, elementwise},
+    {Op::erf, elementwise}, {Op::sign, elementwise}, {Op::cast, elementwise},
     {Op::add, elementwise}, {Op::sub, elementwise}, {Op::mul, elementwise}, {Op::div, elementwise},
     {Op::pow, elementwise}, {Op::maximum, elementwise}, {Op::minimum, elementwise},
     {Op::gt, elementwise}, {Op::ge, elementwise}, {Op::lt, elementwise}, {Op::le, elementwise},

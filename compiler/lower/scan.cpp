@@ -37,8 +37,10 @@ struct ScanLowering {
 };
 
 // The operand's elements in a buffer of their own: a value computed where it is read is stored first.
+// A reshape fused away leaves its operand's buffer, of another shape: the body, whose lowerings
+// index by the operand's shape (a slice's axes), reads it through a view of the operand's type.
 int stored(LowerContext& cx, int id, const Value* v) {
-  if (int m = cx.materialized(id); m >= 0) return m;
+  if (int m = cx.materialized(id); m >= 0) return cx.B(m).type.dims == v->type.dims ? m : cx.view_buffer(v->name, v->type, m, 0, 0);
   int b = cx.new_buffer(v->name, v->type, BufKind::Temp);
   cx.copy_kernel(fmt::format("scan operand %{}", v->name), b, id);
   return b;

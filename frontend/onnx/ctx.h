@@ -79,9 +79,10 @@ struct OpEntry {
   Converter convert;
 };
 
-/// The converters of each group of ops (ops_math.cpp, ops_nn.cpp, ops_shape.cpp).
+/// The converters of each group of ops (ops_math.cpp, ops_nn.cpp, ops_rnn.cpp, ops_shape.cpp).
 const std::vector<OpEntry>& math_ops();
 const std::vector<OpEntry>& nn_ops();
+const std::vector<OpEntry>& rnn_ops();
 const std::vector<OpEntry>& shape_ops();
 /// The converter of an op of the default domain, or nullptr.
 Converter find_converter(std::string_view op_type);

@@ -30,9 +30,12 @@ std::map<std::string, std::map<std::string, RefTensor>>& weights_by_path() {
 
 bool ident_char(char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.'; }
 
+// An unnamed node by its index and its first output that is not left out (an LSTM's Y may be).
 std::string node_label(const onnx::NodeProto& n, int index) {
   if (!n.name().empty()) return fmt::format("'{}'", n.name());
-  return n.output_size() > 0 ? fmt::format("#{} (output '{}')", index, n.output(0)) : fmt::format("#{}", index);
+  for (const auto& out : n.output())
+    if (!out.empty()) return fmt::format("#{} (output '{}')", index, out);
+  return fmt::format("#{}", index);
 }
 
 struct Importer {

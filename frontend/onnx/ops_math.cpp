@@ -222,7 +222,7 @@ const std::vector<OpEntry>& math_ops() {
   static const std::vector<OpEntry> table = {
       {"Abs", unary<Op::abs>}, {"Neg", unary<Op::neg>}, {"Exp", unary<Op::exp>}, {"Log", unary<Op::log>},
       {"Sqrt", unary<Op::sqrt>}, {"Tanh", unary<Op::tanh>}, {"Sigmoid", unary<Op::sigmoid>}, {"Relu", unary<Op::relu>},
-      {"Sign", unary<Op::sign>}, {"Identity", identity}, {"Reciprocal", reciprocal}, {"Softplus", softplus_op},
+      {"Sign", unary<Op::sign>}, {"Erf", unary<Op::erf>}, {"Identity", identity}, {"Reciprocal", reciprocal}, {"Softplus", softplus_op},
       {"Softsign", softsign}, {"Mish", mish}, {"Elu", elu_op}, {"Selu", selu}, {"Celu", celu},
       {"LeakyRelu", leaky_relu}, {"ThresholdedRelu", thresholded_relu}, {"HardSigmoid", hard_sigmoid_op},
       {"HardSwish", hard_swish}, {"PRelu", prelu},

@@ -317,7 +317,7 @@ const std::vector<OpEntry>& shape_ops() {
 }
 
 Converter find_converter(std::string_view op_type) {
-  for (const auto* table : {&math_ops(), &nn_ops(), &shape_ops()})
+  for (const auto* table : {&math_ops(), &nn_ops(), &rnn_ops(), &shape_ops()})
     for (const OpEntry& e : *table)
       if (e.name == op_type) return e.convert;
   return nullptr;

@@ -259,6 +259,35 @@ TEST_CASE("compiled scan: carries that swap, a carry as a per-step output, an in
   check_compiled(*differentiate_ok(*g), feeds, "swap gradients");
 }
 
+// A reshape of the invariant fuses away; the body still sees the invariant's own shape (this
+// slice once read the [1, 8, 4] buffer with [8, 4]'s axes and crashed the lowering).
+TEST_CASE("compiled scan: an invariant that is a reshape, sliced in the body", "[autodiff][scan][codegen]") {
+  auto g = parse_ok(R"(graph g {
+  %h0: f64[2,4] = parameter()
+  %xs: f64[5,2,4] = parameter()
+  %u3: f64[1,8,4] = parameter()
+  %u: f64[8,4] = reshape(%u3, shape=[8,4])
+  %hT: f64[2,4], %hs: f64[5,2,4] = scan(%h0, %xs, %u, num_carries=1, num_xs=1, length=5) {
+    %h: f64[2,4] = input()
+    %x: f64[2,4] = input()
+    %w: f64[8,4] = input()
+    %top: f64[4,4] = slice(%w, axes=[0], starts=[4], ends=[8])
+    %hw: f64[2,4] = matmul(%h, %top, transpose_b=true)
+    %s: f64[2,4] = add(%x, %hw)
+    %h1: f64[2,4] = tanh(%s)
+    output h = %h1
+    output y = %h1
+  }
+  %loss: f64[] = sum(%hs)
+  output loss = %loss
+  output hT = %hT
+}
+)");
+  auto feeds = random_feeds(*g, 43);
+  check_compiled(*g, feeds, "sliced reshape forward");
+  check_compiled(*differentiate_ok(*g), feeds, "sliced reshape gradients");
+}
+
 TEST_CASE("a scan nested in a scan's body is a located error when compiled", "[autodiff][scan][codegen]") {
   auto g = parse_ok(R"(graph g {
   %h0: f64[3] = parameter()

@@ -243,7 +243,7 @@ TEST_CASE("every op of the op set can be called by name", "[language][ops]") {
       {"neg", "neg(x)"}, {"abs", "abs(x)"}, {"exp", "exp(x)"}, {"log", "log(x)"}, {"sqrt", "sqrt(x)"},
       {"rsqrt", "rsqrt(x)"}, {"square", "square(x)"}, {"tanh", "tanh(x)"}, {"sigmoid", "sigmoid(x)"},
       {"relu", "relu(x)"}, {"leaky_relu", "leaky_relu(x, alpha=0.2)"}, {"gelu", "gelu(x, approximate=\"tanh\")"},
-      {"sign", "sign(x)"}, {"cast", "cast(x, to=f64)"},
+      {"erf", "erf(x)"},       {"sign", "sign(x)"}, {"cast", "cast(x, to=f64)"},
       {"add", "add(x, x)"}, {"sub", "sub(x, 1.0)"}, {"mul", "mul(x, x)"}, {"div", "div(x, 2)"}, {"pow", "pow(x, 2.0)"},
       {"maximum", "maximum(x, 0.0)"}, {"minimum", "minimum(x, 0.0)"}, {"gt", "gt(x, 0.0)"}, {"ge", "ge(x, 0.0)"},
       {"lt", "lt(x, 0.0)"}, {"le", "le(x, 0.0)"}, {"eq", "eq(y, y)"}, {"select", "select(x > 0.0, x, 0.0)"},

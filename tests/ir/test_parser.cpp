@@ -415,6 +415,7 @@ class RandomGraph {
     Value* w = numeric_value();
     auto body = std::make_shared<Graph>("body");
     RandomGraph inner(*body, rng_());
+    inner.counter_ = counter_;  // the body's names must not repeat the carry's, which it takes as an input's
     Value* h = inner.b_.input(carry->name, carry->type);
     Value* x = inner.b_.input(carry->name + "_x", slice);
     inner.b_.input(carry->name + "_w", w->type);

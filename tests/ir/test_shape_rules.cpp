@@ -52,7 +52,7 @@ const Type kImage = f32({1, 3, 32, 32});
 
 std::vector<Case> unary_cases() {
   std::vector<Case> cases;
-  for (Op op : {Op::exp, Op::log, Op::sqrt, Op::rsqrt, Op::tanh, Op::sigmoid, Op::leaky_relu, Op::gelu}) {
+  for (Op op : {Op::exp, Op::log, Op::sqrt, Op::rsqrt, Op::tanh, Op::sigmoid, Op::leaky_relu, Op::gelu, Op::erf}) {
     std::string name(op_info(op).name);
     cases.push_back(ok(name + " keeps a float type", op, {f32({2, 3})}, {}, {f32({2, 3})}));
     cases.push_back(ok(name + " of an f64 scalar", op, {f64({})}, {}, {f64({})}));

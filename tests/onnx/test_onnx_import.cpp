@@ -3,9 +3,12 @@
 #include <catch2/catch.hpp>
 #include <fmt/format.h>
 
+#include <cmath>
 #include <filesystem>
+#include <functional>
 #include <fstream>
 
+#include "compiler/jit/jit_model.h"
 #include "frontend/onnx/onnx.h"
 #include "frontend/onnx/proto.h"
 #include "ir/reference.h"
@@ -138,12 +141,12 @@ TEST_CASE("every unsupported op is listed in one error with its nodes and the op
 TEST_CASE("unsupported ops the checker accepts are listed together") {
   auto m = relu_model();
   auto* g = m.mutable_graph();
-  add_node(g, "Erf", {"x"}, {"a"}, "erf1");
-  add_node(g, "Erf", {"x"}, {"b"}, "erf2");
+  add_node(g, "Round", {"x"}, {"a"}, "round1");
+  add_node(g, "Round", {"x"}, {"b"}, "round2");
   add_node(g, "Floor", {"x"}, {"c"}, "floor");
   auto r = import_model(m);
   CHECK(!r.graph);
-  CHECK_THAT(r.errors, Catch::Contains("unsupported ONNX ops (opset 13): Erf (nodes 'erf1', 'erf2'); Floor (node 'floor')"));
+  CHECK_THAT(r.errors, Catch::Contains("unsupported ONNX ops (opset 13): Floor (node 'floor'); Round (nodes 'round1', 'round2')"));
   CHECK(std::count(r.errors.begin(), r.errors.end(), '\n') == 1);
 }
 
@@ -243,4 +246,183 @@ TEST_CASE("a shape computed at run time, an unsupported element type, a wrong de
   u.mutable_graph()->mutable_input(0)->mutable_type()->mutable_tensor_type()->set_elem_type(onnx::TensorProto::UINT8);
   u.mutable_graph()->mutable_output(0)->mutable_type()->mutable_tensor_type()->set_elem_type(onnx::TensorProto::UINT8);
   CHECK_THAT(import_model(u).errors, Catch::Contains("element type UINT8 is not supported"));
+}
+
+namespace {
+
+// X [2, 1, 3] -> LSTM (hidden 2) -> Y [2, 1, 1, 2]; `edit` adds what a case is about.
+Imported import_lstm(const std::function<void(onnx::GraphProto*, onnx::NodeProto*)>& edit) {
+  auto m = base_model();
+  auto* g = m.mutable_graph();
+  add_value(g->add_input(), "x", {2, 1, 3});
+  set_floats(g->add_initializer(), "w", {1, 8, 3}, std::vector<float>(24, 0.1f));
+  set_floats(g->add_initializer(), "r", {1, 8, 2}, std::vector<float>(16, -0.2f));
+  auto* n = add_node(g, "LSTM", {"x", "w", "r"}, {"y"}, "lstm1");
+  auto* a = n->add_attribute();
+  a->set_name("hidden_size");
+  a->set_type(onnx::AttributeProto::INT);
+  a->set_i(2);
+  edit(g, n);
+  add_value(g->add_output(), "y", {2, 1, 1, 2});
+  return import_model(m);
+}
+
+onnx::AttributeProto* attribute(onnx::NodeProto* n, const std::string& name, onnx::AttributeProto::AttributeType type) {
+  auto* a = n->add_attribute();
+  a->set_name(name);
+  a->set_type(type);
+  return a;
+}
+
+// sequence_lens [1] as an initializer: known at import time.
+void lengths(onnx::GraphProto* g, onnx::NodeProto* n, int32_t len) {
+  auto* t = g->add_initializer();
+  t->set_name("lens");
+  t->set_data_type(onnx::TensorProto::INT32);
+  t->add_dims(1);
+  t->add_int32_data(len);
+  n->add_input("");
+  n->add_input("lens");
+}
+
+}  // namespace
+
+TEST_CASE("recurrent nodes: what stag cannot honour is an error naming the node and the reason") {
+  using A = onnx::AttributeProto;
+  auto ok = import_lstm([](onnx::GraphProto* g, onnx::NodeProto* n) { lengths(g, n, 2); });
+  INFO(ok.errors);
+  CHECK(ok.graph);
+  struct Case {
+    const char* what;
+    std::function<void(onnx::GraphProto*, onnx::NodeProto*)> edit;
+    const char* error;
+  };
+  std::vector<Case> cases = {
+      {"clip", [](auto*, auto* n) { attribute(n, "clip", A::FLOAT)->set_f(3); }, "the clip attribute is not supported"},
+      {"activations",
+       [](auto*, auto* n) {
+         auto* a = attribute(n, "activations", A::STRINGS);
+         for (const char* s : {"Relu", "Tanh", "Tanh"}) a->add_strings(s);
+       },
+       "activations [Relu, Tanh, Tanh] are not supported (only the defaults [sigmoid, tanh, tanh])"},
+      {"input_forget", [](auto*, auto* n) { attribute(n, "input_forget", A::INT)->set_i(1); }, "input_forget=1 is not supported"},
+      {"peepholes",
+       [](onnx::GraphProto* g, onnx::NodeProto* n) {
+         set_floats(g->add_initializer(), "p", {1, 6}, std::vector<float>(6, 0.5f));
+         for (const char* s : {"", "", "", "", "p"}) n->add_input(s);
+       },
+       "peephole weights (input P) are not supported"},
+      {"direction", [](auto*, auto* n) { attribute(n, "direction", A::STRING)->set_s("sideways"); }, "unknown direction 'sideways'"},
+  };
+  for (const Case& c : cases) {
+    auto r = import_lstm(c.edit);
+    INFO(c.what << ": " << r.errors);
+    CHECK(!r.graph);
+    CHECK_THAT(r.errors, Catch::Contains("'lstm1'") && Catch::Contains("(LSTM, opset 13)") && Catch::Contains(c.error));
+  }
+}
+
+namespace {
+
+std::vector<float> wave(size_t n, double phase) {
+  std::vector<float> v;
+  for (size_t i = 0; i < n; ++i) v.push_back(static_cast<float>(0.6 * std::sin(1.7 * static_cast<double>(i) + phase)));
+  return v;
+}
+
+// X [seq, batch, 2] -> bidirectional OP (LSTM or GRU, hidden 3) -> Y, Y_h; with sequence_lens
+// when `lens` is not empty. The weights are the same for every seq and batch.
+onnx::ModelProto bidirectional(const std::string& op, int64_t seq, int64_t batch, const std::vector<int32_t>& lens) {
+  auto m = base_model();
+  auto* g = m.mutable_graph();
+  int64_t gates = (op == "LSTM" ? 4 : 3) * 3;
+  add_value(g->add_input(), "x", {seq, batch, 2});
+  set_floats(g->add_initializer(), "w", {2, gates, 2}, wave(static_cast<size_t>(4 * gates), 0.3));
+  set_floats(g->add_initializer(), "r", {2, gates, 3}, wave(static_cast<size_t>(6 * gates), 1.1));
+  set_floats(g->add_initializer(), "b", {2, 2 * gates}, wave(static_cast<size_t>(4 * gates), 2.3));
+  std::vector<std::string> in{"x", "w", "r", "b"};
+  if (!lens.empty()) {
+    auto* t = g->add_initializer();
+    t->set_name("lens");
+    t->set_data_type(onnx::TensorProto::INT32);
+    t->add_dims(batch);
+    for (int32_t l : lens) t->add_int32_data(l);
+    in.push_back("lens");
+  }
+  auto* n = add_node(g, op, in, {"y", "y_h"}, "rnn");
+  attribute(n, "hidden_size", onnx::AttributeProto::INT)->set_i(3);
+  attribute(n, "direction", onnx::AttributeProto::STRING)->set_s("bidirectional");
+  add_value(g->add_output(), "y", {seq, 2, batch, 3});
+  add_value(g->add_output(), "y_h", {2, batch, 3});
+  return m;
+}
+
+std::vector<float> f32s(const std::vector<double>& v) { return {v.begin(), v.end()}; }
+
+// The graph compiled, from the initializers' values; each output against the reference's.
+void check_compiled(const Graph& g, const std::map<std::string, RefTensor>& feeds, const std::map<std::string, RefTensor>& want) {
+  CompiledModel c = compile_jit(g);
+  rt::Model& m = *c.model;
+  for (const auto& p : m.manifest().params) {
+    auto v = f32s(feeds.at(p.name).data);
+    std::copy(v.begin(), v.end(), m.param(p.name).values<float>().begin());
+  }
+  const RefTensor& x = feeds.at("x");
+  rt::Tensor xt(rt::DType::f32, rt::Shape(x.type.dims.begin(), x.type.dims.end()));
+  auto xv = f32s(x.data);
+  std::copy(xv.begin(), xv.end(), xt.values<float>().begin());
+  auto outs = m.run("forward", {&xt});
+  const auto& spec = m.manifest().function("forward");
+  for (size_t i = 0; i < outs.size(); ++i) {
+    auto got = outs[i].values<float>();
+    const auto& ref = want.at(spec.outputs[i].name).data;
+    REQUIRE(got.size() == ref.size());
+    for (size_t k = 0; k < ref.size(); ++k) CHECK(got[k] == Approx(ref[k]).margin(1e-5));
+  }
+}
+
+std::map<std::string, RefTensor> run_reference(const onnx::ModelProto& m, const RefTensor& x, const std::string& path, bool compiled = false) {
+  auto r = import_model(m, {}, path);
+  INFO(r.errors);
+  REQUIRE(r.graph);
+  auto feeds = onnx_import::initializers(path);
+  feeds["x"] = x;
+  auto outputs = interpret(*r.graph, feeds).outputs;
+  if (compiled) check_compiled(*r.graph, feeds, outputs);
+  return outputs;
+}
+
+// Element [i0, i1, i2, i3] of a tensor of dims d (rank 3 or 4).
+double at(const RefTensor& t, std::initializer_list<int64_t> idx) {
+  int64_t flat = 0;
+  size_t k = 0;
+  for (int64_t i : idx) flat = flat * t.type.dims[k++] + i;
+  return t.data[static_cast<size_t>(flat)];
+}
+
+}  // namespace
+
+// The oracle of sequence_lens: each sequence alone, cut to its length, without sequence_lens.
+TEST_CASE("recurrent nodes with sequence_lens: each sequence as if alone, cut to its length; Y is 0 past it; compiled as the reference") {
+  const int64_t seq = 4, batch = 3;
+  const std::vector<int32_t> lens{4, 1, 2};
+  RefTensor x({DType::f32, {seq, batch, 2}}, {});
+  for (double v : wave(static_cast<size_t>(seq * batch * 2), 0.7)) x.data.push_back(v);
+  for (const char* op : {"LSTM", "GRU"}) {
+    INFO(op);
+    auto got = run_reference(bidirectional(op, seq, batch, lens), x, fmt::format("lens_{}.onnx", op), true);
+    for (int64_t b = 0; b < batch; ++b) {
+      int64_t len = lens[static_cast<size_t>(b)];
+      RefTensor xb({DType::f32, {len, 1, 2}}, {});
+      for (int64_t t = 0; t < len; ++t)
+        for (int64_t f = 0; f < 2; ++f) xb.data.push_back(at(x, {t, b, f}));
+      auto want = run_reference(bidirectional(op, len, 1, {}), xb, fmt::format("alone_{}_{}.onnx", op, b));
+      for (int64_t d = 0; d < 2; ++d)
+        for (int64_t h = 0; h < 3; ++h) {
+          CHECK(at(got.at("y_h"), {d, b, h}) == Approx(at(want.at("y_h"), {d, 0, h})).margin(1e-12));
+          for (int64_t t = 0; t < seq; ++t)
+            CHECK(at(got.at("y"), {t, d, b, h}) == Approx(t < len ? at(want.at("y"), {t, d, 0, h}) : 0.0).margin(1e-12));
+        }
+    }
+  }
 }

@@ -10,6 +10,7 @@
 #include "compiler/jit/jit_model.h"
 #include "frontend/load.h"
 #include "frontend/onnx/onnx.h"
+#include "frontend/onnx/proto.h"
 #include "runtime/safetensors.h"
 #include "tests/util.h"
 
@@ -68,14 +69,18 @@ std::map<std::string, rt::Tensor> run_grads(const Graph& g, std::map<std::string
   return by_name;
 }
 
-void check_fixture(const std::string& name, size_t min_grads, bool grads = true) {
+struct Run {
+  std::map<std::string, rt::Tensor> got, expected;
+};
+
+Run check_fixture(const std::string& name, size_t min_grads, bool grads = true) {
   auto g = import_fixture(name);
   auto expected = rt::read_safetensors(kDir / (name + ".expected.safetensors")).tensors;
   auto got = run_grads(*g, expected);
   check_close(name + " logits", got.at("logits"), expected.at("logits"));
   check_close(name + " loss", got.at("loss"), expected.at("loss"));
   size_t compared = 0;
-  if (!grads) return;
+  if (!grads) return {std::move(got), std::move(expected)};
   for (const auto& [key, t] : got) {
     if (!key.starts_with("grad.") || !expected.count(key)) continue;
     check_close(name + " " + key, t, expected.at(key));
@@ -84,6 +89,28 @@ void check_fixture(const std::string& name, size_t min_grads, bool grads = true)
   // PyTorch names most initializers after their parameters; the few it renames (a weight it
   // transposed for MatMul) are compared through the outputs only.
   CHECK(compared >= min_grads);
+  return {std::move(got), std::move(expected)};
+}
+
+// The exporter stores the recurrent weights reordered (ONNX's gate order) under names of its own;
+// the fixture holds their expected gradients as onnx.W.LAYER, onnx.R.LAYER and onnx.B.LAYER, one
+// layer per recurrent node in the graph's order. Returns how many were compared.
+size_t check_recurrent_grads(const std::string& name, const Run& run) {
+  std::string error;
+  auto bytes = read_source((kDir / (name + ".onnx")).string(), error);
+  onnx::ModelProto model;
+  REQUIRE((bytes && model.ParseFromString(*bytes)));
+  size_t compared = 0, layer = 0;
+  for (const auto& n : model.graph().node()) {
+    if (n.op_type() != "LSTM" && n.op_type() != "GRU") continue;
+    for (auto [input, what] : {std::pair{1, "W"}, {2, "R"}, {3, "B"}}) {
+      std::string key = fmt::format("onnx.{}.{}", what, layer);
+      check_close(fmt::format("{} grad of {} ({})", name, key, n.input(input)), run.got.at("grad." + onnx_import::ir_name(n.input(input))), run.expected.at(key));
+      ++compared;
+    }
+    ++layer;
+  }
+  return compared;
 }
 
 }  // namespace
@@ -94,6 +121,18 @@ TEST_CASE("PyTorch-exported LeNet-5: outputs and gradients") { check_fixture("le
 // into one initializer, whose gradient would be the sum of the layers').
 TEST_CASE("PyTorch-exported ResNet basic block with BatchNorm: outputs and gradients") { check_fixture("resblock", 9); }
 TEST_CASE("PyTorch-exported GPT block (opset 17 LayerNormalization): outputs and gradients") { check_fixture("gpt_block", 10); }
+
+// Two layers, both directions: Y, Y_h and Y_c all feed the classifier.
+TEST_CASE("PyTorch-exported bidirectional two-layer LSTM: outputs and gradients") {
+  Run run = check_fixture("lstm", 2);
+  CHECK(check_recurrent_grads("lstm", run) == 6);
+}
+// PyTorch's GRU is ONNX's linear_before_reset=1; its learned initial state is initial_h.
+TEST_CASE("PyTorch-exported GRU from a learned initial state: outputs and gradients") {
+  Run run = check_fixture("gru", 3);
+  CHECK(run.got.count("grad.h0"));
+  CHECK(check_recurrent_grads("gru", run) == 3);
+}
 
 TEST_CASE("BatchNorm's running statistics are imported frozen") {
   auto g = import_fixture("resblock");

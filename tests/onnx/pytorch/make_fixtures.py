@@ -2,7 +2,9 @@
 """Writes the PyTorch parity fixtures of tests/onnx (run with Debian's python3-torch; the tests
 themselves need no torch): for each small model, NAME.onnx from torch.onnx.export (opset 13, or
 17 for LayerNormalization), and NAME.expected.safetensors holding the input x, the labels y, the
-logits, the cross-entropy loss and every parameter's gradient (grad.PARAM) for that input.
+logits, the cross-entropy loss and every parameter's gradient (grad.PARAM) for that input; for
+the recurrent models also the recurrent weights' gradients in ONNX's layout (onnx.W.LAYER, ...),
+since the exporter stores those weights reordered under names of its own.
 
     /usr/bin/python3 tests/onnx/pytorch/make_fixtures.py tests/onnx/pytorch
 """
@@ -72,6 +74,48 @@ class GPTBlock(nn.Module):
         return self.head(x.flatten(1))
 
 
+class LSTMNet(nn.Module):
+    """A two-layer bidirectional LSTM over 5 steps, then a classifier of its outputs and its last
+    h and c (so that all three of ONNX's outputs carry gradient)."""
+    def __init__(self, features=6, hidden=8, t=5):
+        super().__init__()
+        self.rnn = nn.LSTM(features, hidden, num_layers=2, batch_first=True, bidirectional=True)
+        self.head = nn.Linear(2 * hidden * t + 2 * 4 * hidden, 10)
+
+    def forward(self, x):
+        y, (h, c) = self.rnn(x)
+        return self.head(torch.cat([y.flatten(1), h.transpose(0, 1).flatten(1), c.transpose(0, 1).flatten(1)], 1))
+
+
+class GRUNet(nn.Module):
+    """A GRU (time major) from a learned initial state, then a classifier of its last output."""
+    def __init__(self, features=6, hidden=8, batch=3):
+        super().__init__()
+        self.rnn = nn.GRU(features, hidden)
+        self.h0 = nn.Parameter(torch.randn(1, batch, hidden) * 0.5)
+        self.head = nn.Linear(hidden, 10)
+
+    def forward(self, x):
+        y, _ = self.rnn(x.transpose(0, 1), self.h0)
+        return self.head(y[-1])
+
+
+def onnx_rnn_grads(rnn, gate_order):
+    """PyTorch's recurrent weights' gradients in ONNX's layout, one set per layer (one ONNX node a
+    layer): W [dirs, gates*hidden, in], R [dirs, gates*hidden, hidden], B [dirs, 2*gates*hidden],
+    the gate blocks reordered (PyTorch's i,f,g,o to ONNX's i,o,f,c; r,z,n to z,r,h)."""
+    def reorder(g):
+        return torch.cat([g.chunk(len(gate_order))[i] for i in gate_order])
+    dirs = ["", "_reverse"] if rnn.bidirectional else [""]
+    out = {}
+    for layer in range(rnn.num_layers):
+        grad = lambda name, d: reorder(getattr(rnn, f"{name}_l{layer}{d}").grad)
+        out[f"onnx.W.{layer}"] = torch.stack([grad("weight_ih", d) for d in dirs])
+        out[f"onnx.R.{layer}"] = torch.stack([grad("weight_hh", d) for d in dirs])
+        out[f"onnx.B.{layer}"] = torch.stack([torch.cat([grad("bias_ih", d), grad("bias_hh", d)]) for d in dirs])
+    return out
+
+
 def safetensors(tensors):
     header, blob = {}, b""
     for name, t in tensors.items():
@@ -94,7 +138,7 @@ def distinct_affine(*norms):
             norm.bias.uniform_(-0.5, 0.5)
 
 
-def export(name, model, x, out, opset=13):
+def export(name, model, x, out, opset=13, extra=lambda model: {}):
     model.eval()
     y = torch.arange(x.shape[0]) * 3 % 10
     # PRESERVE keeps BatchNormalization a node of its own instead of folding it into the conv.
@@ -106,6 +150,7 @@ def export(name, model, x, out, opset=13):
     loss.backward()
     tensors = {"x": x, "y": y, "logits": logits, "loss": loss}
     tensors.update({f"grad.{n}": p.grad for n, p in model.named_parameters()})
+    tensors.update(extra(model))
     (out / f"{name}.expected.safetensors").write_bytes(safetensors(tensors))
     print(name, sum(p.numel() for p in model.parameters()), "parameters")
 
@@ -124,6 +169,8 @@ def main():
     gpt = GPTBlock()
     distinct_affine(gpt.ln1, gpt.ln2)
     export("gpt_block", gpt, torch.randn(2, 8, 16), out, opset=17)
+    export("lstm", LSTMNet(), torch.randn(3, 5, 6), out, extra=lambda m: onnx_rnn_grads(m.rnn, [0, 3, 1, 2]))
+    export("gru", GRUNet(), torch.randn(3, 4, 6), out, extra=lambda m: onnx_rnn_grads(m.rnn, [1, 0, 2]))
 
 
 if __name__ == "__main__":
