@@ -31,7 +31,7 @@ onnx_export::Weights weights_of(const Graph& g, const ExportArgs& args) {
   try {
     if (!args.weights.empty()) {
       std::string file = rt::resolve_checkpoint(args.weights, rt::Prefer::best).string();
-      if (file != args.weights) fmt::print("weights: {}\n", file);
+      if (file != args.weights && args.output != "-") fmt::print("weights: {}\n", file);  // stdout may be the model
       auto tensors = rt::read_safetensors(file).tensors;
       model.load_model_params(tensors, file);
     } else {

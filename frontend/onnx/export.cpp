@@ -67,26 +67,6 @@ void set_type(onnx::ValueInfoProto& v, const std::string& name, const Type& t) {
   for (int64_t d : t.dims) shape->add_dim()->set_dim_value(d);
 }
 
-void copy_attr(onnx::NodeProto& n, std::string_view name, const Attr& a) {
-  auto* p = n.add_attribute();
-  p->set_name(std::string(name));
-  switch (kind_of(a)) {
-    case AttrKind::Int: p->set_type(onnx::AttributeProto::INT), p->set_i(std::get<int64_t>(a)); break;
-    case AttrKind::Bool: p->set_type(onnx::AttributeProto::INT), p->set_i(std::get<bool>(a)); break;
-    case AttrKind::Float: p->set_type(onnx::AttributeProto::FLOAT), p->set_f(static_cast<float>(std::get<double>(a))); break;
-    case AttrKind::Str: p->set_type(onnx::AttributeProto::STRING), p->set_s(std::get<std::string>(a)); break;
-    case AttrKind::DTypeK: p->set_type(onnx::AttributeProto::INT), p->set_i(onnx_import::to_elem_type(std::get<DType>(a))); break;
-    case AttrKind::Ints:
-      p->set_type(onnx::AttributeProto::INTS);
-      for (int64_t v : std::get<Ints>(a)) p->add_ints(v);
-      break;
-    case AttrKind::Floats:
-      p->set_type(onnx::AttributeProto::FLOATS);
-      for (double v : std::get<Floats>(a)) p->add_floats(static_cast<float>(v));
-      break;
-  }
-}
-
 bool empty_list(const Attr& a) {
   return (kind_of(a) == AttrKind::Ints && std::get<Ints>(a).empty()) || (kind_of(a) == AttrKind::Floats && std::get<Floats>(a).empty());
 }
@@ -110,13 +90,19 @@ struct Exporter {
   void finish();
 };
 
+// Output names are ONNX value names: another value of that name is renamed (`c/value`; no stag
+// name has a '/'), unless it is an input or a parameter, whose names are the model's interface.
 // An output computed by a node gives that node's result its name; one that is an input, a
 // parameter or an output already named is an Identity.
 void Exporter::name_outputs() {
   std::set<const Value*> renamed;
   for (const Output* o : part.outputs) {
     const Value* v = o->value;
-    if (o->name == v->name || renamed.count(v) || is_source(*v->def) || g.find(o->name)) continue;
+    const Value* other = g.find(o->name);
+    if (other && other != v && is_source(*other->def))
+      throw ExportError(fmt::format("output '{}' has the name of {} '{}'", o->name, op_info(other->def->op).name, o->name));
+    if (other && other != v) names[other] = o->name + "/value";
+    if (o->name == v->name || renamed.count(v) || is_source(*v->def)) continue;
     names[v] = o->name;
     renamed.insert(v);
   }
@@ -149,7 +135,7 @@ void Exporter::add_node(const Node& n) {
   if (m.write) return m.write(e);
   auto& node = e.add(std::string(m.onnx), e.in, e.out);
   for (const auto& [from, to] : m.attrs)
-    if (!empty_list(n.attr(from))) copy_attr(node, to, n.attr(from));
+    if (!empty_list(n.attr(from))) set_attr(node, to, n.attr(from));
 }
 
 void Exporter::add_outputs() {
@@ -157,7 +143,6 @@ void Exporter::add_outputs() {
   for (const Output* o : part.outputs) {
     const std::string& have = name(o->value);
     if (have != o->name) {
-      if (g.find(o->name)) throw ExportError(fmt::format("output '{}' has the name of another value of the graph", o->name));
       auto* id = graph.add_node();
       id->set_op_type("Identity");
       id->set_name(o->name);

@@ -15,34 +15,11 @@ namespace stag::onnx_export {
 
 namespace {
 
-void set_int(onnx::NodeProto& n, const std::string& name, int64_t v) {
-  auto* a = n.add_attribute();
-  a->set_name(name);
-  a->set_type(onnx::AttributeProto::INT);
-  a->set_i(v);
-}
-
-void set_float(onnx::NodeProto& n, const std::string& name, double v) {
-  auto* a = n.add_attribute();
-  a->set_name(name);
-  a->set_type(onnx::AttributeProto::FLOAT);
-  a->set_f(static_cast<float>(v));
-}
-
-void set_ints(onnx::NodeProto& n, const std::string& name, const Ints& v) {
-  auto* a = n.add_attribute();
-  a->set_name(name);
-  a->set_type(onnx::AttributeProto::INTS);
-  for (int64_t x : v) a->add_ints(x);
-}
-
 Ints twice(const Ints& v) {
   Ints out = v;
   out.insert(out.end(), v.begin(), v.end());
   return out;
 }
-
-Ints dims_of(const Value* v) { return v->type.dims; }
 
 // ---- writers
 
@@ -53,8 +30,8 @@ void matmul(Emit& e) {
   Value *a = n.operands[0], *b = n.operands[1];
   if (a->type.rank() == 2 && b->type.rank() == 2) {
     auto& g = e.add("Gemm", {e.in[0], e.in[1]}, {e.out[0]});
-    if (n.b("transpose_a")) set_int(g, "transA", 1);
-    if (n.b("transpose_b")) set_int(g, "transB", 1);
+    if (n.b("transpose_a")) set_attr(g, "transA", int64_t{1});
+    if (n.b("transpose_b")) set_attr(g, "transB", int64_t{1});
     return;
   }
   std::vector<std::string> ins = e.in;
@@ -64,7 +41,7 @@ void matmul(Emit& e) {
     for (size_t d = 0; d < n.operands[i]->type.rank(); ++d) perm.push_back(static_cast<int64_t>(d));
     std::swap(perm[perm.size() - 1], perm[perm.size() - 2]);
     std::string t = e.temp(i == 0 ? "a_t" : "b_t");
-    set_ints(e.add("Transpose", {ins[i]}, {t}), "perm", perm);
+    set_attr(e.add("Transpose", {ins[i]}, {t}), "perm", perm);
     ins[i] = t;
   }
   e.add("MatMul", ins, {e.out[0]});
@@ -72,11 +49,11 @@ void matmul(Emit& e) {
 
 void conv_window(onnx::NodeProto& c, const Node& n) {
   Value* w = n.operands[1];
-  set_ints(c, "kernel_shape", Ints(w->type.dims.begin() + 2, w->type.dims.end()));
-  set_ints(c, "strides", n.ints("stride"));
-  set_ints(c, "pads", twice(n.ints("padding")));
-  set_ints(c, "dilations", n.ints("dilation"));
-  set_int(c, "group", n.i("groups"));
+  set_attr(c, "kernel_shape", Ints(w->type.dims.begin() + 2, w->type.dims.end()));
+  set_attr(c, "strides", n.ints("stride"));
+  set_attr(c, "pads", twice(n.ints("padding")));
+  set_attr(c, "dilations", n.ints("dilation"));
+  set_attr(c, "group", n.i("groups"));
 }
 
 void conv2d(Emit& e) { conv_window(e.add("Conv", e.in, e.out), e.node); }
@@ -84,7 +61,7 @@ void conv2d(Emit& e) { conv_window(e.add("Conv", e.in, e.out), e.node); }
 void conv_transpose2d(Emit& e) {
   auto& c = e.add("ConvTranspose", e.in, e.out);
   conv_window(c, e.node);
-  set_ints(c, "output_padding", e.node.ints("output_padding"));
+  set_attr(c, "output_padding", e.node.ints("output_padding"));
 }
 
 // stag's empty stride means the kernel's, as PyTorch's.
@@ -92,15 +69,15 @@ template <bool Max>
 void pool2d(Emit& e) {
   const Node& n = e.node;
   auto& p = e.add(Max ? "MaxPool" : "AveragePool", e.in, e.out);
-  set_ints(p, "kernel_shape", n.ints("kernel"));
-  set_ints(p, "strides", n.ints("stride").empty() ? n.ints("kernel") : n.ints("stride"));
-  set_ints(p, "pads", twice(n.ints("padding")));
-  set_int(p, "ceil_mode", n.b("ceil_mode"));
-  if (Max) set_ints(p, "dilations", n.ints("dilation"));
-  else set_int(p, "count_include_pad", n.b("count_include_pad"));
+  set_attr(p, "kernel_shape", n.ints("kernel"));
+  set_attr(p, "strides", n.ints("stride").empty() ? n.ints("kernel") : n.ints("stride"));
+  set_attr(p, "pads", twice(n.ints("padding")));
+  set_attr(p, "ceil_mode", n.b("ceil_mode"));
+  if (Max) set_attr(p, "dilations", n.ints("dilation"));
+  else set_attr(p, "count_include_pad", n.b("count_include_pad"));
 }
 
-void batch_norm(Emit& e) { set_float(e.add("BatchNormalization", e.in, {e.out[0]}), "epsilon", e.node.f("eps")); }
+void batch_norm(Emit& e) { set_attr(e.add("BatchNormalization", e.in, {e.out[0]}), "epsilon", e.node.f("eps")); }
 
 // ONNX wants the scale; a layer norm without one scales by ones (and shifts by zeros).
 void layer_norm(Emit& e) {
@@ -114,12 +91,12 @@ void layer_norm(Emit& e) {
     ins.push_back(e.constant(norm, {0.0}, "bias"));
   }
   auto& ln = e.add("LayerNormalization", ins, {e.out[0]});
-  set_int(ln, "axis", -k);
-  set_float(ln, "epsilon", n.f("eps"));
+  set_attr(ln, "axis", -k);
+  set_attr(ln, "epsilon", n.f("eps"));
 }
 
 // Shapes are static: a reshape or flatten is a Reshape to the result's dims.
-void reshape(Emit& e) { e.add("Reshape", {e.in[0], e.ints(dims_of(e.node.result()), "shape")}, e.out); }
+void reshape(Emit& e) { e.add("Reshape", {e.in[0], e.ints(e.node.result()->type.dims, "shape")}, e.out); }
 
 void broadcast_to(Emit& e) { e.add("Expand", {e.in[0], e.ints(e.node.ints("shape"), "shape")}, e.out); }
 
@@ -141,7 +118,7 @@ void pad(Emit& e) {
   e.add("Pad", {e.in[0], e.ints(pads, "pads"), value}, e.out);
 }
 
-void split(Emit& e) { set_int(e.add("Split", {e.in[0], e.ints(e.node.ints("sizes"), "sizes")}, e.out), "axis", e.node.i("axis")); }
+void split(Emit& e) { set_attr(e.add("Split", {e.in[0], e.ints(e.node.ints("sizes"), "sizes")}, e.out), "axis", e.node.i("axis")); }
 
 // stag sums integers as i64 (ONNX keeps the type): the cast comes first. Opset 13 takes the
 // axes as an input; none means every axis.
@@ -150,11 +127,11 @@ void sum(Emit& e) {
   std::string x = e.in[0];
   if (n.operands[0]->type.dtype != n.result()->type.dtype) {
     x = e.temp("wide");
-    set_int(e.add("Cast", {e.in[0]}, {x}), "to", onnx_import::to_elem_type(n.result()->type.dtype));
+    set_attr(e.add("Cast", {e.in[0]}, {x}), "to", n.result()->type.dtype);
   }
   std::vector<std::string> ins = {x};
   if (!n.ints("axes").empty()) ins.push_back(e.ints(n.ints("axes"), "axes"));
-  set_int(e.add("ReduceSum", ins, e.out), "keepdims", n.b("keepdims"));
+  set_attr(e.add("ReduceSum", ins, e.out), "keepdims", n.b("keepdims"));
 }
 
 void rsqrt(Emit& e) {
@@ -173,7 +150,7 @@ void gelu(Emit& e) {
 
 void identity(Emit& e) { e.add("Identity", {e.in[0]}, e.out); }
 
-void cast(Emit& e) { set_int(e.add("Cast", e.in, e.out), "to", onnx_import::to_elem_type(e.node.dtype("to"))); }
+void cast(Emit& e) { set_attr(e.add("Cast", e.in, e.out), "to", e.node.dtype("to")); }
 
 void constant_node(Emit& e, const std::string& name, const Type& type, std::vector<double> data) {
   if (data.size() == 1) data.assign(static_cast<size_t>(*checked_numel(type.dims)), data[0]);
@@ -237,6 +214,26 @@ const std::vector<OpMapping>& table() {
 }
 
 }  // namespace
+
+void set_attr(onnx::NodeProto& n, std::string_view name, const Attr& a) {
+  auto* p = n.add_attribute();
+  p->set_name(std::string(name));
+  switch (kind_of(a)) {
+    case AttrKind::Int: p->set_type(onnx::AttributeProto::INT), p->set_i(std::get<int64_t>(a)); break;
+    case AttrKind::Bool: p->set_type(onnx::AttributeProto::INT), p->set_i(std::get<bool>(a)); break;
+    case AttrKind::Float: p->set_type(onnx::AttributeProto::FLOAT), p->set_f(static_cast<float>(std::get<double>(a))); break;
+    case AttrKind::Str: p->set_type(onnx::AttributeProto::STRING), p->set_s(std::get<std::string>(a)); break;
+    case AttrKind::DTypeK: p->set_type(onnx::AttributeProto::INT), p->set_i(onnx_import::to_elem_type(std::get<DType>(a))); break;
+    case AttrKind::Ints:
+      p->set_type(onnx::AttributeProto::INTS);
+      for (int64_t v : std::get<Ints>(a)) p->add_ints(v);
+      break;
+    case AttrKind::Floats:
+      p->set_type(onnx::AttributeProto::FLOATS);
+      for (double v : std::get<Floats>(a)) p->add_floats(static_cast<float>(v));
+      break;
+  }
+}
 
 const OpMapping* find_mapping(Op op) {
   for (const OpMapping& m : table())

@@ -52,6 +52,8 @@ struct OpMapping {
 /// The row of `op`, or nullptr when ONNX has no counterpart.
 const OpMapping* find_mapping(Op op);
 
+/// Adds attribute `name` of `a`'s kind (bools and dtypes as ONNX ints, floats as f32).
+void set_attr(onnx::NodeProto& n, std::string_view name, const Attr& a);
 /// Fills `t`'s type and raw little-endian data from `data` (converted to `type`'s dtype).
 void fill_tensor(onnx::TensorProto& t, const Type& type, const std::vector<double>& data);
 
