@@ -51,17 +51,16 @@ onnx_export::Weights weights_of(const Graph& g, const ExportArgs& args) {
 int run_export(const ExportArgs& args) {
   auto graph = args.model.load();
   if (!args.weights.empty() && !std::filesystem::exists(args.weights)) throw Failure{kExitUsage, fmt::format("cannot open '{}'", args.weights)};
-  std::string bytes;
+  onnx_export::Exported model;
   try {
     onnx_export::check_exportable(*graph);  // before compiling: an unsupported op fails fast
-    bytes = onnx_export::export_model(*graph, weights_of(*graph, args));
+    model = onnx_export::export_model(*graph, weights_of(*graph, args));
   } catch (const onnx_export::ExportError& e) {
     throw Failure{kExitBadInput, e.what()};
   }
-  write_output(args.output, bytes);
+  write_output(args.output, model.bytes);
   if (args.output != "-")
-    fmt::print("wrote {}: ONNX opset {}, {} bytes, batch {} (fixed)\n", args.output, onnx_export::kOpset, bytes.size(),
-               graph->attr("batch") ? to_string(*graph->attr("batch")) : "as declared");
+    fmt::print("wrote {} (ONNX opset {}, {} bytes): {}\n", args.output, onnx_export::kOpset, model.bytes.size(), model.summary);
   return kExitOk;
 }
 

@@ -88,6 +88,7 @@ struct Exporter {
   void add_node(const Node& n);
   void add_outputs();
   void finish();
+  std::string summary() const;
 };
 
 // Output names are ONNX value names: another value of that name is renamed (`c/value`; no stag
@@ -169,11 +170,20 @@ void Exporter::finish() {
   for (const auto& f : functions) *model.add_functions() = stag_function(f);
 }
 
+std::string Exporter::summary() const {
+  std::vector<std::string> ins, outs;
+  for (const Node* n : part.nodes)
+    if (n->op == Op::input) ins.push_back(fmt::format("{} {}", n->result()->name, to_string(n->result()->type)));
+  for (const Output* o : part.outputs) outs.push_back(fmt::format("{} {}", o->name, to_string(o->value->type)));
+  return fmt::format("inputs {}; outputs {}; {} nodes, {} initializers", fmt::join(ins, ", "), fmt::join(outs, ", "), graph.node_size(),
+                     graph.initializer_size());
+}
+
 }  // namespace
 
 void check_exportable(const Graph& g) { check_part(g, part_of(g)); }
 
-std::string export_model(const Graph& g, const Weights& weights) {
+Exported export_model(const Graph& g, const Weights& weights) {
   Exporter w(g, weights);
   check_part(g, w.part);
   w.name_outputs();
@@ -185,9 +195,10 @@ std::string export_model(const Graph& g, const Weights& weights) {
   } catch (const std::exception& e) {
     throw ExportError(fmt::format("ONNX's checker rejects the exported model (a bug in stag's exporter): {}", e.what()));
   }
-  std::string bytes;
-  if (!w.model.SerializeToString(&bytes)) throw ExportError("the model does not serialize: protobuf holds at most 2 GB");
-  return bytes;
+  Exported out;
+  if (!w.model.SerializeToString(&out.bytes)) throw ExportError("the model does not serialize: protobuf holds at most 2 GB");
+  out.summary = w.summary();
+  return out;
 }
 
 }  // namespace stag::onnx_export

@@ -33,9 +33,14 @@ using Weights = std::map<std::string, std::string>;
 /// Throws ExportError naming every node of the inference part that ONNX cannot express.
 void check_exportable(const Graph& g);
 
-/// The serialized ONNX ModelProto of `g`'s inference part with `weights` as its initializers;
-/// checked by onnx::checker::check_model. Throws ExportError (unsupported ops, a missing or
-/// mis-sized weight).
-std::string export_model(const Graph& g, const Weights& weights);
+struct Exported {
+  std::string bytes;    ///< the serialized ModelProto
+  std::string summary;  ///< "inputs x f32[4,784]; outputs logits f32[4,10]; 12 nodes, 6 initializers"
+};
+
+/// The ONNX model of `g`'s inference part with `weights` as its initializers, checked by
+/// onnx::checker::check_model. Throws ExportError (unsupported ops, a missing or mis-sized
+/// weight).
+Exported export_model(const Graph& g, const Weights& weights);
 
 }  // namespace stag::onnx_export
