@@ -123,9 +123,9 @@ bool Importer::check_supported(int64_t opset) {
   const auto& nodes = model.graph().node();
   for (int i = 0; i < nodes.size(); ++i) {
     const auto& n = nodes[i];
-    bool ours = n.domain().empty() || n.domain() == "ai.onnx" || n.domain() == kStagDomain;
-    if (!ours || !find_converter(n))
-      missing[ours ? n.op_type() : n.domain() + "." + n.op_type()].push_back(node_label(n, i));
+    if (find_converter(n)) continue;
+    bool default_domain = n.domain().empty() || n.domain() == "ai.onnx";
+    missing[default_domain ? n.op_type() : n.domain() + "." + n.op_type()].push_back(node_label(n, i));
   }
   if (missing.empty()) return true;
   std::vector<std::string> parts;

@@ -208,6 +208,24 @@ TEST_CASE("export: every op without an ONNX mapping is named with its nodes") {
                     Catch::Contains("no ONNX mapping for scan (node %"));
 }
 
+// The importer reads stag's own domain by op, and names an op of it that it does not know with
+// its domain, as any other domain's.
+TEST_CASE("import: an unknown op of stag's domain is named with the domain") {
+  LoadOptions options;
+  options.batch = 2;
+  auto g = load_file(kModels / "gpt.stag", options);
+  CompiledModel c = compile_jit(*g);
+  onnx::ModelProto model;
+  REQUIRE(model.ParseFromString(onnx_export::export_model(*g, weights_of(*c.model)).bytes));
+  int renamed = 0;
+  for (auto& n : *model.mutable_graph()->mutable_node())
+    if (n.domain() == onnx_import::kStagDomain) n.set_op_type("Gelu2"), ++renamed;
+  REQUIRE(renamed == 4);
+  Diagnostics diags;
+  CHECK(!load_model("gpt.onnx", model.SerializeAsString(), {}, diags));
+  CHECK_THAT(diags.render(), Catch::Contains("unsupported ONNX op (opset 17): ai.stag.Gelu2 (nodes '"));
+}
+
 TEST_CASE("export: a graph whose only outputs are loss and metrics has nothing to export") {
   const char* text = R"(graph lossy {
   %x: f32[4] = input()
