@@ -124,5 +124,6 @@ Command add_step_command(CLI::App& app);
 Command add_bench_command(CLI::App& app);
 Command add_sample_command(CLI::App& app);
 Command add_plot_command(CLI::App& app);
+Command add_export_command(CLI::App& app);
 
 }  // namespace stag::cli

@@ -30,7 +30,8 @@ int run(int argc, char** argv) {
                                    add_compile_command(app), add_train_command(app), add_eval_command(app),
                                    add_build_command(app),   add_grad_command(app),  add_step_command(app),
                                    add_predict_command(app), add_bench_command(app),
-                                   add_plot_command(app),    add_sample_command(app)};
+                                   add_plot_command(app),    add_sample_command(app),
+                                   add_export_command(app)};
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -86,6 +86,10 @@ const std::vector<OpEntry>& rnn_ops();
 const std::vector<OpEntry>& shape_ops();
 /// The converter of an op of the default domain, or nullptr.
 Converter find_converter(std::string_view op_type);
+/// stag's own ops (domain kStagDomain), as `stag export` writes them.
+const std::vector<OpEntry>& stag_ops();
+/// The converter of a node of the default domain or stag's, or nullptr.
+Converter find_converter(const onnx::NodeProto& n);
 
 /// Axis `a` of a rank-`rank` tensor counted from 0 (ONNX allows negative axes).
 int64_t norm_axis(int64_t a, size_t rank);

@@ -126,9 +126,9 @@ bool Importer::check_supported(int64_t opset) {
   const auto& nodes = model.graph().node();
   for (int i = 0; i < nodes.size(); ++i) {
     const auto& n = nodes[i];
-    bool ours = n.domain().empty() || n.domain() == "ai.onnx";
-    if (!ours || !find_converter(n.op_type()))
-      missing[ours ? n.op_type() : n.domain() + "." + n.op_type()].push_back(node_label(n, i));
+    if (find_converter(n)) continue;
+    bool default_domain = n.domain().empty() || n.domain() == "ai.onnx";
+    missing[default_domain ? n.op_type() : n.domain() + "." + n.op_type()].push_back(node_label(n, i));
   }
   if (missing.empty()) return true;
   std::vector<std::string> parts;
@@ -230,7 +230,7 @@ void Importer::add_initializers(Ctx& c) {
 bool Importer::convert_node(Ctx& c, const onnx::NodeProto& n, int index) {
   c.node = &n;
   try {
-    std::vector<Value*> results = find_converter(n.op_type())(c);
+    std::vector<Value*> results = find_converter(n)(c);
     for (int i = 0; i < n.output_size(); ++i) {
       if (n.output(i).empty()) continue;
       if (static_cast<size_t>(i) >= results.size() || !results[i])

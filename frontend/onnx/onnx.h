@@ -35,6 +35,11 @@ struct Options {
 /// initial parameter values from it (initializers()).
 inline constexpr const char* kSourceAttr = "onnx";
 
+/// The domain of stag's own ops that ONNX 1.12 lacks (GELU): `stag export` writes them as
+/// model-local functions of this domain, whose bodies other runtimes run; the importer reads
+/// the op itself.
+inline constexpr const char* kStagDomain = "ai.stag";
+
 /// Imports `bytes` (the contents of `path`; external data is looked up beside it). User errors
 /// (bad protobuf, unsupported ops, bad shapes) go to `diags` and give nullptr.
 std::unique_ptr<Graph> import(const std::string& path, const std::string& bytes, const Options& options,
