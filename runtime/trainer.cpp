@@ -464,7 +464,7 @@ void add_train_flags(CLI::App& app, TrainSettings& s) {
   app.add_option("--checkpoint", s.checkpoint, "Also write every checkpoint (safetensors) to this file");
   app.add_option("--checkpoint-every", s.checkpoint_every, "Also checkpoint every N steps")->check(CLI::NonNegativeNumber);
   app.add_option("--resume", s.resume, "Continue exactly from a checkpoint, or a run folder's last.safetensors (and keep writing there)");
-  app.add_option("--init-from", s.init_from, "Take matching parameters by name from a safetensors file (PyTorch state_dict)");
+  app.add_option("--init-from", s.init_from, "Take the parameters of the same names from a safetensors file (a PyTorch state_dict) or, in stag train, an ONNX file's initializers; one of another shape is an error");
   app.add_option("--log", s.log, "Append one JSON object per epoch to this file");
   app.add_option("--early-stopping", s.patience, "Stop after N epochs without improvement of --monitor; keep the best weights")
       ->check(CLI::NonNegativeNumber);

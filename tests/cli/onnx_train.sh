@@ -83,4 +83,5 @@ expect 1 "no parameter of model torch_jit is there by name" "${train[@]}" --max-
 expect 1 "--freeze 'bn*' matches no parameter of torch_jit (its parameters: conv.weight, conv.bias" "${train[@]}" --freeze 'bn*'
 expect 1 "--batch 64: the model's batch was fixed at export ('x' is f32[4,1,28,28])" \
   train "$tests/onnx/pytorch/mlp.onnx" --batch 64 --data fashion-mnist --loss cross_entropy:logits:y
+expect 2 "a built trainer cannot start from an ONNX model's initializers" build "$onnx/classifier.onnx" "${loss[@]}" --batch 64 -o trainer
 echo "onnx_train: loss $first -> $last in 40 steps, $want; 1 passed, 0 failed"
