@@ -466,7 +466,7 @@ void add_train_flags(CLI::App& app, TrainSettings& s) {
   app.add_option("--checkpoint", s.checkpoint, "Also write every checkpoint (safetensors) to this file");
   app.add_option("--checkpoint-every", s.checkpoint_every, "Also checkpoint every N steps")->check(CLI::NonNegativeNumber);
   app.add_option("--resume", s.resume, "Continue exactly from a checkpoint, or a run folder's last.safetensors (and keep writing there)");
-  app.add_option("--init-from", s.init_from, "Take matching parameters by name from a safetensors file (PyTorch state_dict)");
+  app.add_option("--init-from", s.init_from, "Take the parameters of the same names from a safetensors file (a PyTorch state_dict) or, in stag train, an ONNX file's initializers; one of another shape is an error");
   app.add_option("--log", s.log, "Append one JSON object per epoch to this file");
   app.add_option("--early-stopping", s.patience, "Stop after N epochs without improvement of --monitor; keep the best weights")
       ->check(CLI::NonNegativeNumber);
@@ -623,24 +623,6 @@ EarlyStopping make_early_stopping(const TrainSettings& s) {
   eo.mode = maximizes(s) ? EarlyStopping::Mode::max : EarlyStopping::Mode::min;
   eo.min_delta = s.min_delta;
   return EarlyStopping(eo);
-}
-
-// Transfer learning: take what matches by name and type; report what was taken.
-void init_from(Model& model, const std::string& path) {
-  auto file = read_safetensors(path);
-  int64_t taken = 0;
-  for (size_t i = 0; i < model.params().size(); ++i) {
-    // The model's weights only: a fresh run starts its own optimizer state.
-    if (model.manifest().params[i].name.starts_with("optim.")) continue;
-    auto it = file.tensors.find(model.manifest().params[i].name);
-    if (it == file.tensors.end() || it->second.dtype() != model.params()[i].dtype() || it->second.shape() != model.params()[i].shape())
-      continue;
-    model.params()[i] = std::move(it->second);
-    ++taken;
-  }
-  auto weights = std::count_if(model.manifest().params.begin(), model.manifest().params.end(),
-                               [](const BufferSpec& p) { return !p.name.starts_with("optim."); });
-  fmt::print("initialised {} of {} parameters from {}\n", taken, weights, path);
 }
 
 // The settings as run.json records them, by flag name.
@@ -823,7 +805,8 @@ void TrainingRun::print_majority_baseline() const {
 
 void TrainingRun::start() {
   model_.init(static_cast<int64_t>(s_.seed));
-  if (!s_.init_from.empty()) init_from(model_, s_.init_from);
+  if (s_.initialize) s_.initialize(model_);
+  else if (!s_.init_from.empty()) init_from(model_, read_safetensors(s_.init_from).tensors, s_.init_from);
   if (!s_.resume.empty()) resume();
   open_folder();
   // A resumed run continues its logs; a fresh one starts them afresh.
@@ -1182,6 +1165,51 @@ StateMap TrainingRun::state_now() const {
 }
 
 }  // namespace
+
+namespace {
+
+// "; NOTE: a, b, c and 4 more" for a list of names, "" for none.
+std::string names_note(const char* note, const std::vector<std::string>& names) {
+  if (names.empty()) return "";
+  constexpr size_t kShown = 6;
+  std::vector<std::string> shown(names.begin(), names.begin() + static_cast<std::ptrdiff_t>(std::min(names.size(), kShown)));
+  std::string more = names.size() > kShown ? fmt::format(" and {} more", names.size() - kShown) : "";
+  return fmt::format("; {}: {}{}", note, fmt::join(shown, ", "), more);
+}
+
+}  // namespace
+
+// Transfer learning as PyTorch's load_state_dict(strict=False): what matches by name is taken,
+// but a tensor of another shape is an error, since a silently skipped layer trains from scratch.
+void init_from(Model& model, std::map<std::string, Tensor> tensors, const std::string& source) {
+  std::vector<std::string> kept;
+  int64_t taken = 0, weights = 0;
+  for (size_t i = 0; i < model.params().size(); ++i) {
+    const BufferSpec& p = model.manifest().params[i];
+    // The model's weights only: a fresh run starts its own optimizer state.
+    if (p.name.starts_with("optim.")) continue;
+    ++weights;
+    auto it = tensors.find(p.name);
+    if (it == tensors.end()) {
+      kept.push_back(p.name);
+      continue;
+    }
+    if (it->second.dtype() != p.dtype || it->second.shape() != p.shape)
+      throw Error(fmt::format("--init-from {}: parameter '{}' is {} there, but {}{} in model {}", source, p.name,
+                              it->second.type_string(), dtype_name(p.dtype), shape_to_string(p.shape), model.manifest().model));
+    model.params()[i] = std::move(it->second);
+    tensors.erase(it);
+    ++taken;
+  }
+  std::vector<std::string> unused;
+  for (const auto& [name, t] : tensors)
+    if (!name.starts_with("optim.")) unused.push_back(name);
+  if (taken == 0)
+    throw Error(fmt::format("--init-from {}: no parameter of model {} is there by name{}{}", source, model.manifest().model,
+                            names_note("the model's", kept), names_note("the file's", unused)));
+  fmt::print("initialised {} of {} parameters from {}{}{}\n", taken, weights, source,
+             names_note("kept their initial values", kept), names_note("not in the model, unused", unused));
+}
 
 double train(Model& model, const TrainSettings& s, DataPreload* preload, const Collective* collective) {
   StopSignalScope signals;

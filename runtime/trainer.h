@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <span>
 #include <string>
@@ -67,6 +68,11 @@ struct TrainSettings {
   int64_t check_replicas = 0;
   /// Data parallelism: seconds a process waits for the others before ending the job.
   double dist_timeout = 300;
+
+  /// Set by the command, not by a flag: gives the parameters their starting values after
+  /// init(seed), in place of reading --init-from as safetensors (`stag train model.onnx`: the
+  /// model's initializers, then --init-from, which may be ONNX).
+  std::function<void(Model&)> initialize;
 
   /// How the run was started, for run.json; set by the command, not by flags.
   std::vector<std::string> command;
@@ -134,6 +140,12 @@ struct Collective {
 /// through gradients, averages the gradients and the loss with the others and applies update.
 /// Rank 0 alone validates, prints, logs and checkpoints, and tells the others what it decided.
 double train(Model& model, const TrainSettings& s, DataPreload* preload = nullptr, const Collective* collective = nullptr);
+
+/// --init-from: every parameter (not the optimizer state) named in `tensors` takes its value, as
+/// PyTorch's load_state_dict(strict=False); one of another shape or element type, or no match
+/// at all, is an Error naming `source`. Prints how many were taken, the parameters that kept
+/// their initial values and the tensors the model has no use for.
+void init_from(Model& model, std::map<std::string, Tensor> tensors, const std::string& source);
 
 /// Every setting of a run by its flag's name, as run.json records it.
 LogRecord train_settings_record(const TrainSettings& s);

@@ -13,6 +13,9 @@
 #include "frontend/onnx/onnx.h"
 #include "ir/analysis.h"
 #include "ir/random.h"
+#include "runtime/error.h"
+#include "runtime/safetensors.h"
+#include "runtime/trainer.h"
 
 namespace stag::cli {
 
@@ -119,18 +122,51 @@ rt::Tensor to_tensor(const RefTensor& t) {
   return out;
 }
 
+std::map<std::string, rt::Tensor> to_tensors(const std::map<std::string, RefTensor>& refs) {
+  std::map<std::string, rt::Tensor> out;
+  for (const auto& [name, t] : refs) out.emplace(name, to_tensor(t));
+  return out;
+}
+
 }  // namespace
+
+std::optional<std::string> onnx_source(const rt::Model& model) {
+  auto it = model.manifest().attrs.find(onnx_import::kSourceAttr);
+  if (it == model.manifest().attrs.end()) return std::nullopt;
+  return nlohmann::json::parse(it->second).get<std::string>();
+}
 
 void init_params(rt::Model& model, int64_t seed) {
   model.init(seed);
-  auto it = model.manifest().attrs.find(onnx_import::kSourceAttr);
-  if (it == model.manifest().attrs.end()) return;
-  for (const auto& [name, t] : onnx_import::initializers(nlohmann::json::parse(it->second).get<std::string>())) {
+  auto source = onnx_source(model);
+  if (!source) return;
+  for (auto& [name, t] : to_tensors(onnx_import::initializers(*source))) {
     if (model.param_index(name) < 0) continue;
-    rt::Tensor src = to_tensor(t);
     rt::Tensor& dst = model.param(name);
-    if (dst.dtype() == src.dtype() && dst.shape() == src.shape()) std::memcpy(dst.data(), src.data(), static_cast<size_t>(src.nbytes()));
+    if (dst.dtype() == t.dtype() && dst.shape() == t.shape()) dst = std::move(t);
   }
+}
+
+void init_from_file(rt::Model& model, const std::string& path) {
+  if (!path.ends_with(".onnx")) {
+    rt::init_from(model, rt::read_safetensors(path).tensors, path);
+    return;
+  }
+  std::string error;
+  auto bytes = read_source(path, error);
+  if (!bytes) throw rt::Error(fmt::format("--init-from: {}", error));
+  try {
+    rt::init_from(model, to_tensors(onnx_import::read_initializers(path, *bytes)), path);
+  } catch (const rt::Error&) {
+    throw;
+  } catch (const std::runtime_error& e) {
+    throw rt::Error(fmt::format("--init-from {}", e.what()));
+  }
+}
+
+void init_training(rt::Model& model, const std::string& init_from) {
+  if (auto source = onnx_source(model)) rt::init_from(model, to_tensors(onnx_import::initializers(*source)), *source);
+  if (!init_from.empty()) init_from_file(model, init_from);
 }
 
 rt::Tensor random_input(const Graph& g, const Value* v, const rt::BufferSpec& spec, int64_t seed, int64_t stream) {

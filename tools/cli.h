@@ -6,6 +6,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -51,6 +52,17 @@ struct ModelArgs {
 /// Fills the parameters by their init schemes from `seed`, then, for a model imported from
 /// ONNX (the manifest's `onnx` attribute), takes every parameter its initializers hold.
 void init_params(rt::Model& model, int64_t seed);
+
+/// The ONNX file a model was imported from (the manifest's `onnx` attribute), if it was.
+std::optional<std::string> onnx_source(const rt::Model& model);
+
+/// `--init-from FILE`: the float initializers of an ONNX file (FILE.onnx), else the tensors of a
+/// safetensors file, by name (rt::init_from's rule). Throws rt::Error.
+void init_from_file(rt::Model& model, const std::string& path);
+
+/// A training run's starting weights after the seed's init: an ONNX model's own initializers,
+/// then `--init-from` (empty: none), each reported. Throws rt::Error.
+void init_training(rt::Model& model, const std::string& init_from);
 
 /// The optimizer's flags (--passes, --print-after-all, ...), for commands that compile.
 void add_pass_options(CLI::App& app, PassOptions& o);

@@ -62,6 +62,11 @@ kir::Program trainer_program(const TrainProgramArgs& args, int processes, std::s
     name = gan->spec.name;
     return compile_program(gan_functions(g, gan->spec, false), args.model.passes, std::cerr);
   }
+  // A built trainer reads safetensors only: it would start an ONNX model from random values
+  // instead of its initializers, without a word.
+  if (args.model.file.ends_with(".onnx"))
+    throw Failure{kExitUsage, fmt::format("{}: a built trainer cannot start from an ONNX model's initializers; train it "
+                                          "with stag train", args.model.file)};
   auto [eval, step] = args.load();
   name = eval->name;
   return compile_program({{"forward", eval.get()}, {"train_step", step.get()}}, args.model.passes, std::cerr);

@@ -13,6 +13,7 @@
 
 #include "compiler/jit/jit_model.h"
 #include "compiler/train/train_step.h"
+#include "frontend/onnx/onnx.h"
 #include "ir/ops.h"
 #include "ir/train_config.h"
 #include "runtime/error.h"
@@ -43,16 +44,33 @@ std::regex glob_regex(const std::string& glob) {
   return std::regex(re);
 }
 
+// An imported ONNX model's parameters have IR names (`onnx::MatMul_12` is `onnx__MatMul_12`):
+// its patterns may spell the ONNX names.
+std::string ir_glob(const Graph& g, const std::string& glob) {
+  if (!g.attr(onnx_import::kSourceAttr)) return glob;
+  std::string out;
+  for (char c : glob) out += c == '*' || c == '?' ? c : onnx_import::ir_name(std::string(1, c)).back();
+  return !out.empty() && std::isdigit(static_cast<unsigned char>(out[0])) ? "_" + out : out;
+}
+
 void freeze_params(Graph& g, const std::vector<std::string>& patterns) {
   for (const auto& pattern : patterns) {
-    std::regex re = glob_regex(pattern);
+    std::regex re = glob_regex(ir_glob(g, pattern));
+    std::vector<std::string> names;
     int matched = 0;
     for (auto& n : g.nodes) {
-      if (n->op != Op::parameter || !std::regex_match(n->result()->name, re)) continue;
+      if (n->op != Op::parameter) continue;
+      names.push_back(n->result()->name);
+      if (!std::regex_match(n->result()->name, re)) continue;
       n->attrs[static_cast<size_t>(n->info().attr_index("trainable"))] = false;
       ++matched;
     }
-    if (matched == 0) throw Failure{kExitBadInput, fmt::format("--freeze '{}' matches no parameter of {}", pattern, g.name)};
+    constexpr size_t kShown = 12;
+    std::string more = names.size() > kShown ? fmt::format(" and {} more", names.size() - kShown) : "";
+    names.resize(std::min(names.size(), kShown));
+    if (matched == 0)
+      throw Failure{kExitBadInput, fmt::format("--freeze '{}' matches no parameter of {} (its parameters: {}{})", pattern, g.name,
+                                               fmt::join(names, ", "), more)};
   }
 }
 
@@ -172,6 +190,56 @@ int run_profiled(const ProfileArgs& profile, rt::Model& model, std::vector<std::
   return kExitOk;
 }
 
+// "logits f32[4,10], loss f32[]": values with their types, for errors that list what a model has.
+std::string typed_names(const std::vector<std::pair<std::string, const Value*>>& values) {
+  std::vector<std::string> parts;
+  for (const auto& [name, v] : values) parts.push_back(fmt::format("{} {}", name, to_string(v->type)));
+  return fmt::format("{}", fmt::join(parts, ", "));
+}
+
+bool is_onnx(const ModelArgs& model) { return model.file.ends_with(".onnx"); }
+
+// An ONNX file holds no loss: training, scoring and predicting need the output --loss names,
+// and its label input.
+void require_onnx_loss(const ModelArgs& model) {
+  if (!is_onnx(model) || !model.loss.empty()) return;
+  auto g = model.load();
+  std::vector<std::pair<std::string, const Value*>> outputs;
+  for (const auto& o : g->outputs) outputs.emplace_back(o.name, o.value);
+  throw Failure{kExitUsage, fmt::format("{} has no loss: give --loss KIND:OUTPUT:LABEL, as --loss cross_entropy:{}:y "
+                                        "(KIND cross_entropy, mse, huber or bce_with_logits; the model's outputs: {})",
+                                        model.file, outputs.at(0).first, typed_names(outputs))};
+}
+
+// Nor a data set: without --data an ONNX model would train on whatever the default is.
+void require_onnx_flags(const TrainArgs& args, const CLI::App& cmd) {
+  require_onnx_loss(args.program.model);
+  if (is_onnx(args.program.model) && cmd.get_option("--data")->count() == 0)
+    throw Failure{kExitUsage, fmt::format("{} names no data set: give --data fashion-mnist, a directory of IDX files, "
+                                          "FEATURES.npy,LABELS.npy or a .csv file", args.program.model.file)};
+}
+
+// The training loop feeds one input the examples and one their labels. In an imported model the
+// label is the input --loss added last; the data input is the one the ONNX graph has.
+void check_onnx_feed(const TrainArgs& args, const Graph& g) {
+  if (!is_onnx(args.program.model)) return;
+  std::vector<std::pair<std::string, const Value*>> inputs;
+  for (Value* v : g.inputs()) inputs.emplace_back(v->name, v);
+  if (inputs.size() != 2)
+    throw Failure{kExitBadInput, fmt::format("{}: stag train feeds an ONNX model one data input (the examples of --data) and "
+                                             "the label input of --loss; the model has {} input{} beside the label: {}",
+                                             args.program.model.file, inputs.size() - 1, inputs.size() == 2 ? "" : "s",
+                                             typed_names({inputs.begin(), inputs.end() - 1}))};
+  fmt::print("onnx: input {} takes the examples of {}, input {} their labels\n", typed_names({inputs[0]}), args.given.data,
+             typed_names({inputs[1]}));
+}
+
+// The parameters start from an ONNX model's initializers (not the seed's random values), then
+// take --init-from, which may be an ONNX file too.
+void set_starting_weights(rt::TrainSettings& s) {
+  s.initialize = [from = s.init_from](rt::Model& m) { init_training(m, from); };
+}
+
 int run_gan_train(const TrainArgs& args, const CLI::App& cmd, const fe::GanSpec& spec) {
   using Clock = std::chrono::steady_clock;
   auto t0 = Clock::now();
@@ -204,7 +272,9 @@ int run_gan_train(const TrainArgs& args, const CLI::App& cmd, const fe::GanSpec&
 int train_parallel(const TrainArgs& args, const CLI::App& cmd, const rt::Collective& dp) {
   using Clock = std::chrono::steady_clock;
   auto t0 = Clock::now();
+  require_onnx_flags(args, cmd);
   auto split = args.program.load_split(dp.ranks);
+  check_onnx_feed(args, *split.eval);
   std::unique_ptr<rt::DataPreload> preload = rt::preload_data(data_source(args, cmd, *split.gradients));
   CompiledModel c = compile_jit({{"forward", split.eval.get()}, {"gradients", split.gradients.get()}, {"update", split.update.get()}},
                                 {.profile = args.profile.enabled(), .passes = args.program.model.passes});
@@ -215,6 +285,7 @@ int train_parallel(const TrainArgs& args, const CLI::App& cmd, const rt::Collect
   rt::TrainSettings settings = rt::settings_from_manifest(c.model->manifest());
   rt::merge_given(cmd, args.given, settings);
   record_start(args.program.model.file, settings);
+  set_starting_weights(settings);
   // The machine's cores shared among its processes, unless --threads says otherwise.
   if (cmd.get_option("--threads")->count() == 0) settings.threads = dist::threads_per_process();
   return run_profiled(args.profile, *c.model, {"gradients", "update", "forward"},
@@ -244,9 +315,11 @@ int run_train(const TrainArgs& args, const CLI::App& cmd) {
     return run_gan_train(args, cmd, gan->spec);
   }
   if (args.score.enabled()) throw Failure{kExitUsage, "--classifier scores the images of a GAN; this model is not one"};
+  require_onnx_flags(args, cmd);
   using Clock = std::chrono::steady_clock;
   auto t0 = Clock::now();
   auto [eval, step] = args.program.load();
+  check_onnx_feed(args, *eval);
   // Reading the data set (gunzip, page faults) takes the other core while this one compiles.
   std::unique_ptr<rt::DataPreload> preload = rt::preload_data(data_source(args, cmd, *step));
   CompiledModel c = compile_jit({{"forward", eval.get()}, {"train_step", step.get()}}, {.profile = args.profile.enabled(), .passes = args.program.model.passes});
@@ -256,6 +329,7 @@ int run_train(const TrainArgs& args, const CLI::App& cmd) {
   rt::TrainSettings settings = rt::settings_from_manifest(c.model->manifest());
   rt::merge_given(cmd, args.given, settings);
   record_start(args.program.model.file, settings);
+  set_starting_weights(settings);
   // Validation and test passes run the forward function: it gets a table of its own.
   return run_profiled(args.profile, *c.model, {"train_step", "forward"}, [&] { rt::train(*c.model, settings, preload.get()); });
 }
@@ -281,6 +355,7 @@ int run_eval(const EvalArgs& args) {
       throw Failure{kExitUsage, "--plots draws a classifier's ROC and confusion pictures; this model is a GAN"};
     if (gan->kind == fe::GanLookup::Pair) return run_gan_eval(args.model, args.weights, args.data, args.score, gan->spec);
   }
+  require_onnx_loss(args.model);
   auto graph = args.model.load();
   CompiledModel c = compile_jit(*graph, {.passes = args.model.passes});
   try {
@@ -301,6 +376,7 @@ struct PredictArgs {
 };
 
 int run_predict(const PredictArgs& args) {
+  require_onnx_loss(args.model);
   auto graph = args.model.load();
   CompiledModel c = compile_jit(*graph, {.passes = args.model.passes});
   try {

@@ -191,7 +191,7 @@ const std::vector<OpMapping>& table() {
       {Op::neg, "Neg"}, {Op::abs, "Abs"}, {Op::exp, "Exp"}, {Op::log, "Log"}, {Op::sqrt, "Sqrt"},
       {Op::rsqrt, "Reciprocal", rsqrt}, {Op::square, "Mul", square}, {Op::tanh, "Tanh"}, {Op::sigmoid, "Sigmoid"},
       {Op::relu, "Relu"}, {Op::leaky_relu, "LeakyRelu", nullptr, A{{"alpha", "alpha"}}},
-      {Op::gelu, "ai.stag.Gelu", gelu}, {Op::sign, "Sign"}, {Op::cast, "Cast", cast},
+      {Op::gelu, "ai.stag.Gelu", gelu}, {Op::erf, "Erf"}, {Op::sign, "Sign"}, {Op::cast, "Cast", cast},
       {Op::add, "Add"}, {Op::sub, "Sub"}, {Op::mul, "Mul"}, {Op::div, "Div"}, {Op::pow, "Pow"},
       {Op::maximum, "Max"}, {Op::minimum, "Min"}, {Op::gt, "Greater"}, {Op::ge, "GreaterOrEqual"},
       {Op::lt, "Less"}, {Op::le, "LessOrEqual"}, {Op::eq, "Equal"}, {Op::select, "Where"},

@@ -47,6 +47,7 @@ struct Importer {
   std::unique_ptr<Graph> graph;
   std::map<std::string, RefTensor> weights;
   std::map<std::string, std::string> names;  // IR name -> the ONNX name it came from
+  bool batch_bound = false;                  // --batch bound a symbolic dimension
 
   std::string unique_name(const std::string& onnx_name);
 
@@ -57,6 +58,7 @@ struct Importer {
   std::vector<int> dependency_order();
   Dims bind_dims(const onnx::ValueInfoProto& v);
   void add_inputs(Ctx& c);
+  void check_batch_used(const Graph& g);
   void add_initializers(Ctx& c);
   bool convert_nodes(Ctx& c, const std::vector<int>& order);
   bool convert_node(Ctx& c, const onnx::NodeProto& n, int index);
@@ -182,7 +184,7 @@ Dims Importer::bind_dims(const onnx::ValueInfoProto& v) {
     }
     auto it = options.dims.find(d.dim_param());
     if (it != options.dims.end()) dims.push_back(it->second);
-    else if (options.batch) dims.push_back(*options.batch);
+    else if (options.batch) dims.push_back(*options.batch), batch_bound = true;
     else fail(fmt::format("dimension {} '{}' of input '{}' is symbolic: bind it with --dim {}=N or --batch N", dims.size(),
                           d.dim_param(), v.name(), d.dim_param().empty() ? "NAME" : d.dim_param()));
   }
@@ -210,6 +212,20 @@ void Importer::add_inputs(Ctx& c) {
     }
     c.values[v.name()] = c.b.input(unique_name(v.name()), type);
   }
+}
+
+// A model exported with a fixed batch keeps it: `--batch 64` on one of batch 4 would otherwise
+// be ignored without a word (the batch that trains would not be the one asked for).
+void Importer::check_batch_used(const Graph& g) {
+  if (!options.batch || batch_bound) return;
+  std::vector<std::string> fixed;
+  for (Value* v : g.inputs()) {
+    if (!v->type.dims.empty() && v->type.dims[0] == *options.batch) return;
+    fixed.push_back(fmt::format("'{}' is {}", names.count(v->name) ? names.at(v->name) : v->name, to_string(v->type)));
+  }
+  fail(fmt::format("--batch {}: the model's batch was fixed at export ({}): export it with torch.onnx.export(..., "
+                   "dynamic_axes={{NAME: {{0: 'batch'}}}}) to choose the batch here, or leave --batch out",
+                   *options.batch, fmt::join(fixed, ", ")));
 }
 
 // Float initializers are the model's weights (parameters, starting from their values); the
@@ -288,11 +304,21 @@ void Importer::add_loss(Ctx& c) {
   if (!op || !op_info(*op).has(Loss) || kind == "l1_penalty" || kind == "l2_penalty" || kind == "nll")
     fail(fmt::format("--loss '{}': the kind must be cross_entropy, mse, huber or bce_with_logits", options.loss));
   auto out = std::find_if(graph->outputs.begin(), graph->outputs.end(), [&](const Output& o) { return o.name == output || (names.count(o.name) && names.at(o.name) == output); });
-  if (out == graph->outputs.end()) fail(fmt::format("--loss '{}': the model has no output '{}'", options.loss, output));
-  Type label_type = out->value->type;
+  if (out == graph->outputs.end()) {
+    std::vector<std::string> have;
+    for (const auto& o : model.graph().output()) have.push_back(fmt::format("'{}'", o.name()));
+    fail(fmt::format("--loss '{}': the model has no output '{}'; its outputs: {}", options.loss, output, fmt::join(have, ", ")));
+  }
+  if (c.values.count(label) || names.count(ir_name(label)))
+    fail(fmt::format("--loss '{}': the label '{}' must be a new input, but the model already has a value of that name", options.loss, label));
+  Value* scores = out->value;
+  Type label_type = scores->type;
   if (*op == Op::cross_entropy) label_type = {DType::i64, {label_type.dims.at(0)}};
   Value* y = c.b.input(unique_name(label), label_type);
-  c.b.output("loss", c.op(*op, {out->value, y}));
+  c.b.output("loss", c.op(*op, {scores, y}));
+  // The trainer, `stag eval` and `stag predict` score a classifier's `logits` output.
+  bool has_logits = std::any_of(graph->outputs.begin(), graph->outputs.end(), [](const Output& o) { return o.name == "logits"; });
+  if (*op == Op::cross_entropy && !has_logits) c.b.output("logits", scores);
 }
 
 std::unique_ptr<Graph> Importer::run(const std::string& bytes) {
@@ -307,6 +333,7 @@ std::unique_ptr<Graph> Importer::run(const std::string& bytes) {
   c.dir = dir;
   try {
     add_inputs(c);
+    check_batch_used(*graph);
     add_initializers(c);
   } catch (const std::exception& e) {
     error(e.what());

@@ -49,6 +49,11 @@ std::unique_ptr<Graph> import(const std::string& path, const std::string& bytes,
 /// from), by ONNX name. Kept from the last import of that path; empty if there was none.
 const std::map<std::string, RefTensor>& initializers(const std::string& path);
 
+/// The float initializers of the ONNX model `bytes` (read from `path`; external data is looked
+/// up beside it, never outside its directory) by their IR names, without importing its graph:
+/// what `--init-from FILE.onnx` takes. Throws std::runtime_error naming the file and the problem.
+std::map<std::string, RefTensor> read_initializers(const std::string& path, const std::string& bytes);
+
 /// The name an ONNX value (input, initializer, output) or graph has in stag's IR: characters
 /// the IR text cannot spell become '_', and a name that does not start with a letter or '_'
 /// gains a leading '_' (`onnx::Conv_12` -> `onnx__Conv_12`, `13` -> `_13`). PyTorch's parameter
