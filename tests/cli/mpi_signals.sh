@@ -16,7 +16,9 @@ cleanup() {
 trap cleanup EXIT
 cd "$tmp"
 mpi=(mpirun -np 2 --oversubscribe --allow-run-as-root --bind-to none)
-run=(train "$models/mlp.stag" --batch 64 --epochs 1 --validation 0.02 --no-test --seed 3 --threads 1 --no-save --max-steps 150)
+# Enough steps that a run taking its code from the JIT cache is still going when the signal comes.
+steps=600
+run=(train "$models/mlp.stag" --batch 64 --epochs 1 --validation 0.02 --no-test --seed 3 --threads 1 --no-save --max-steps $steps)
 
 timeout 300 "${mpi[@]}" "$stag" "${run[@]}" --log ref.jsonl --checkpoint ref.ckpt >ref.out 2>&1 || { cat ref.out; fail "the uninterrupted run failed"; }
 
@@ -49,14 +51,14 @@ interrupt() {
   grep -q "after step $step; checkpoint: $1.ckpt; continue with --resume $1.ckpt" $1.err || { cat $1.err; fail "$1: rank 0 did not say it saved"; }
   grep -q "after step $step; rank 0 saves the checkpoint" $1.err || { cat $1.err; fail "$1: rank 1 did not say rank 0 saves"; }
   [ "$(steps $1.jsonl | tail -1 | grep -o '"step":[0-9]*')" = "\"step\":$step" ] || fail "$1: the log does not end at step $step"
-  [ "$step" -lt 150 ] || fail "$1: the run ended before the signal stopped it"
-  # On to step 150 from the checkpoint: the uninterrupted run's parameters and losses.
+  [ "$step" -lt $steps ] || fail "$1: the run ended before the signal stopped it"
+  # On to the last step from the checkpoint: the uninterrupted run's parameters and losses.
   timeout 300 "${mpi[@]}" "$stag" "${run[@]}" --log $1.jsonl --checkpoint $1.ckpt --resume $1.ckpt >$1.resume 2>&1 ||
     { cat $1.resume; fail "$1: the resumed run failed"; }
   grep -q "resumed from $1.ckpt at epoch 1, step $step" $1.resume || { cat $1.resume; fail "$1: did not resume at step $step"; }
   cmp -s ref.ckpt $1.ckpt || fail "$1: the resumed run ends with other parameters than the uninterrupted one"
   cmp -s <(steps ref.jsonl) <(steps $1.jsonl) || fail "$1: the interrupted and resumed losses differ from the uninterrupted ones"
-  echo "$1: stopped after step $step, resumed to 150 bit for bit"
+  echo "$1: stopped after step $step, resumed to $steps bit for bit"
 }
 
 interrupt ctrl_c INT mpirun

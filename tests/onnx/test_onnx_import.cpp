@@ -403,7 +403,7 @@ double at(const RefTensor& t, std::initializer_list<int64_t> idx) {
 }  // namespace
 
 // The oracle of sequence_lens: each sequence alone, cut to its length, without sequence_lens.
-TEST_CASE("recurrent nodes with sequence_lens: each sequence as if alone, cut to its length; Y is 0 past it; compiled as the reference") {
+TEST_CASE("recurrent nodes with sequence_lens: each sequence as if alone and cut to its length (Y is 0 past it), compiled as the reference") {
   const int64_t seq = 4, batch = 3;
   const std::vector<int32_t> lens{4, 1, 2};
   RefTensor x({DType::f32, {seq, batch, 2}}, {});
