@@ -34,10 +34,7 @@ constexpr double kRtol = 1e-3, kAtol = 1e-5;
 // Tests whose reference run matches but whose compiled code does not: a compiler bug the
 // importer cannot work around, reported as KNOWN and kept out of the pass count. A known
 // failure that starts passing fails the run, so the list cannot go stale.
-const std::set<std::string> kKnownCompilerFailures = {
-    "test_layer_normalization_2d_axis1_expanded",           // ReduceMean/Sub/Pow/Sqrt/Div chain
-    "test_layer_normalization_2d_axis_negative_1_expanded",  // on [3,4] fuses wrongly
-};
+const std::set<std::string> kKnownCompilerFailures = {};
 
 enum class Status { pass, unsupported, fail, known };
 
