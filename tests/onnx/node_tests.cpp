@@ -23,6 +23,7 @@
 #include "frontend/onnx/onnx.h"
 #include "frontend/onnx/proto.h"
 #include "ir/reference.h"
+#include "tests/util.h"
 
 namespace fs = std::filesystem;
 using namespace stag;
@@ -102,17 +103,7 @@ rt::Tensor to_rt(const RefTensor& t) {
   return out;
 }
 
-RefTensor from_rt(const rt::Tensor& t, const Type& type) {
-  std::vector<double> v;
-  switch (t.dtype()) {
-    case rt::DType::f32: for (float x : t.values<float>()) v.push_back(x); break;
-    case rt::DType::f64: for (double x : t.values<double>()) v.push_back(x); break;
-    case rt::DType::i32: for (int32_t x : t.values<int32_t>()) v.push_back(x); break;
-    case rt::DType::i64: for (int64_t x : t.values<int64_t>()) v.push_back(static_cast<double>(x)); break;
-    case rt::DType::b8: for (bool x : t.values<bool>()) v.push_back(x); break;
-  }
-  return RefTensor(type, std::move(v));
-}
+RefTensor from_rt(const rt::Tensor& t, const Type& type) { return RefTensor(type, test::to_doubles(t)); }
 
 // The graph inputs in the model's order (constants bound at import are not inputs any more).
 std::vector<std::string> model_inputs(const std::string& bytes) {
