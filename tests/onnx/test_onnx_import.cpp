@@ -121,6 +121,40 @@ TEST_CASE("a valid model imports, runs and keeps the ONNX names") {
   CHECK(interpret(*r.graph, feeds).outputs.at("y").data == std::vector<double>{0, 10, 17});
 }
 
+// A language model's logits [B, T, V]: the classes are the last axis, one label a position.
+TEST_CASE("cross_entropy --loss on scores of rank 3 takes the last axis as the classes") {
+  auto m = base_model();
+  auto* g = m.mutable_graph();
+  add_value(g->add_input(), "x", {2, 3, 4});
+  add_node(g, "Identity", {"x"}, {"scores"});
+  add_value(g->add_output(), "scores", {2, 3, 4});
+  onnx_import::Options options;
+  options.loss = "cross_entropy:scores:next";
+  auto r = import_model(m, options);
+  INFO(r.errors);
+  REQUIRE(r.graph);
+  REQUIRE(r.graph->find("next"));
+  CHECK(r.graph->find("next")->type == Type{DType::i64, {2, 3}});
+  std::vector<double> x(24), labels = {0, 1, 2, 3, 2, 1};
+  for (size_t i = 0; i < x.size(); ++i) x[i] = std::sin(static_cast<double>(i));
+  double want = 0;
+  for (size_t row = 0; row < 6; ++row) {
+    double sum = 0;
+    for (size_t k = 0; k < 4; ++k) sum += std::exp(x[row * 4 + k]);
+    want += (std::log(sum) - x[row * 4 + static_cast<size_t>(labels[row])]) / 6;
+  }
+  auto out = interpret(*r.graph, {{"x", RefTensor({DType::f32, {2, 3, 4}}, x)}, {"next", RefTensor({DType::i64, {2, 3}}, labels)}});
+  CHECK(out.outputs.at("loss").data[0] == Approx(want).epsilon(1e-12));
+
+  auto flat = relu_model();
+  flat.mutable_graph()->mutable_input(0)->mutable_type()->mutable_tensor_type()->mutable_shape()->mutable_dim()->RemoveLast();
+  flat.mutable_graph()->mutable_output(0)->mutable_type()->mutable_tensor_type()->mutable_shape()->mutable_dim()->RemoveLast();
+  options.loss = "cross_entropy:y:label";
+  auto bad = import_model(flat, options);
+  CHECK_FALSE(bad.graph);
+  CHECK_THAT(bad.errors, Catch::Contains("cross_entropy needs scores of rank 2 or more, got f32[2]"));
+}
+
 TEST_CASE("every unsupported op is listed in one error with its nodes and the opset") {
   auto m = relu_model();
   auto* g = m.mutable_graph();
