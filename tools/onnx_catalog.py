@@ -41,7 +41,7 @@ class Exported(torch.nn.Module):
 
     def forward(self, x):
         out = self.model(x)
-        return out.reshape(-1) if self.flat else out
+        return out.flatten() if self.flat else out
 
 
 def loss_of(name, out, y):

@@ -251,7 +251,8 @@ bool Importer::convert_node(Ctx& c, const onnx::NodeProto& n, int index) {
       if (n.output(i).empty()) continue;
       if (static_cast<size_t>(i) >= results.size() || !results[i])
         fail(fmt::format("output {} ('{}') is not supported", i, n.output(i)));
-      c.values[n.output(i)] = results[i];
+      if (results[i] == Ctx::empty_result()) c.empty.insert(n.output(i));
+      else c.values[n.output(i)] = results[i];
     }
     return true;
   } catch (const std::exception& e) {  // ConvertError, and BuildError from the builder
@@ -273,6 +274,10 @@ bool Importer::convert_nodes(Ctx& c, const std::vector<int>& order) {
 // silently different result.
 bool Importer::add_outputs(Ctx& c) {
   for (const auto& o : model.graph().output()) {
+    if (c.empty.count(o.name())) {
+      error(fmt::format("output '{}' is an empty tensor; stag's tensors are never empty", o.name()));
+      return false;
+    }
     auto it = c.values.find(o.name());
     if (it == c.values.end()) {
       error(fmt::format("output '{}' is not computed by any node", o.name()));

@@ -224,6 +224,46 @@ TEST_CASE("symbolic dimensions are bound by --dim or --batch") {
   CHECK(import_model(m, b).graph->find("x")->type.dims == Dims{7, 3});
 }
 
+void set_ints(onnx::TensorProto* t, const std::string& name, const std::vector<int64_t>& v) {
+  t->set_name(name);
+  t->set_data_type(onnx::TensorProto::INT64);
+  t->add_dims(static_cast<int64_t>(v.size()));
+  for (int64_t i : v) t->add_int64_data(i);
+}
+
+// x [2, 3, 4] -> Reshape(x, Concat(Shape(x)[0:0], [-1])), as PyTorch exports x.flatten();
+// `reader` then reads the empty slice alone.
+onnx::ModelProto flatten_model(const std::string& reader) {
+  auto m = base_model();
+  auto* g = m.mutable_graph();
+  add_value(g->add_input(), "x", {2, 3, 4});
+  set_ints(g->add_initializer(), "zero", {0});
+  set_ints(g->add_initializer(), "minus_one", {-1});
+  add_node(g, "Shape", {"x"}, {"shape"});
+  add_node(g, "Slice", {"shape", "zero", "zero"}, {"none"}, "leading");
+  auto* axis = add_node(g, "Concat", {"none", "minus_one"}, {"flat_shape"})->add_attribute();
+  axis->set_name("axis");
+  axis->set_type(onnx::AttributeProto::INT);
+  axis->set_i(0);
+  add_node(g, "Reshape", {"x", reader == "Reshape" ? "flat_shape" : "none"}, {"y"}, "flatten");
+  add_value(g->add_output(), "y", {24});
+  return m;
+}
+
+TEST_CASE("an empty slice of a shape is left out of the Concat that reads it and an error anywhere else") {
+  auto r = import_model(flatten_model("Reshape"));
+  INFO(r.errors);
+  REQUIRE(r.graph);
+  std::vector<double> x(24);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<double>(i);
+  auto out = interpret(*r.graph, {{"x", RefTensor({DType::f32, {2, 3, 4}}, x)}}).outputs.at("y");
+  CHECK(out.type == Type{DType::f32, {24}});
+  CHECK(out.data == x);
+  auto bad = import_model(flatten_model("alone"));
+  CHECK_FALSE(bad.graph);
+  CHECK_THAT(bad.errors, Catch::Contains("node 'flatten' (Reshape, opset 13): input 'none' is an empty tensor; stag's tensors are never empty"));
+}
+
 TEST_CASE("external data never leaves the model's directory") {
   namespace fs = std::filesystem;
   fs::path dir = fs::temp_directory_path() / fmt::format("stag_onnx_ext_{}", ::getpid());
