@@ -346,7 +346,10 @@ std::unique_ptr<Graph> Importer::run(const std::string& bytes) {
   if (!parse(bytes) || !read_opset(opset) || !check_supported(opset)) return nullptr;
   std::vector<int> order = dependency_order();
   if (diags.has_errors()) return nullptr;
-  std::string name = model.graph().name().empty() ? "onnx" : ir_name(model.graph().name());
+  // Named as its file, not its graph: exporters give every graph one name (PyTorch's torch_jit,
+  // main_graph), and run folders and checkpoints are named by the model.
+  std::string stem = std::filesystem::path(path).stem().string();
+  std::string name = ir_name(stem.empty() ? "onnx" : stem);
   graph = std::make_unique<Graph>(name);
   Ctx c(*graph);
   c.opset = opset;

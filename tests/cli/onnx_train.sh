@@ -79,8 +79,8 @@ expect 1 "the model has no output 'logits'; its outputs: 'scores'" \
 expect 1 "the label 'image' must be a new input" train "$onnx/classifier.onnx" --batch 64 --data fashion-mnist --loss cross_entropy:scores:image
 expect 1 "--init-from $tests/onnx/pytorch/mlp.onnx: parameter 'fc1.weight' is f32[32,784] there, but f32[32,392] in model" \
   "${train[@]}" --max-steps 1 --init-from "$tests/onnx/pytorch/mlp.onnx"
-expect 1 "no parameter of model torch_jit is there by name" "${train[@]}" --max-steps 1 --init-from "$tests/onnx/pytorch/resblock.onnx"
-expect 1 "--freeze 'bn*' matches no parameter of torch_jit (its parameters: conv.weight, conv.bias" "${train[@]}" --freeze 'bn*'
+expect 1 "no parameter of model classifier is there by name" "${train[@]}" --max-steps 1 --init-from "$tests/onnx/pytorch/resblock.onnx"
+expect 1 "--freeze 'bn*' matches no parameter of classifier (its parameters: conv.weight, conv.bias" "${train[@]}" --freeze 'bn*'
 expect 1 "--batch 64: the model's batch was fixed at export ('x' is f32[4,1,28,28])" \
   train "$tests/onnx/pytorch/mlp.onnx" --batch 64 --data fashion-mnist --loss cross_entropy:logits:y
 expect 2 "a built trainer cannot start from an ONNX model's initializers" build "$onnx/classifier.onnx" "${loss[@]}" --batch 64 -o trainer
