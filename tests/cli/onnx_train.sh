@@ -3,7 +3,7 @@
 # models): a CNN fine-tunes on Fashion-MNIST from its initializers and its loss falls; `stag eval`
 # of the checkpoint repeats the run's test scores; --freeze keeps ONNX-named parameters bit for
 # bit; --init-from takes an ONNX file's initializers by name into an ONNX model and into a stag
-# model; the flags' errors.
+# model; a resumed run starts from its checkpoint; the flags' errors.
 # Usage: onnx_train.sh STAG TESTS_DIR   (needs the dataset-fashion-mnist package)
 set -u
 stag=$1 tests=$2
@@ -40,6 +40,11 @@ awk -v f="$first" -v l="$last" 'BEGIN { exit !(f > 2.2 && l < f - 0.3) }' || { c
 for p in conv.weight conv.bias; do bytes_in a.st $p "$onnx/classifier.onnx" || fail "frozen $p changed"; done
 for p in fc1.weight fc2.weight; do bytes_in a.st $p "$onnx/classifier.onnx" && fail "$p did not train"; done
 test_line=$(grep '^test:' a.out) || { cat a.out; fail "no test scores"; }
+
+# Resumed from that checkpoint: its weights, not the initializers again (nor a line saying so).
+"$stag" "${train[@]}" --max-steps 42 --no-test --freeze 'conv.*' --resume a.st >r.out 2>&1 || { cat r.out; fail "resuming failed"; }
+grep -q "initialised" r.out && { cat r.out; fail "a resumed run says it took the initializers"; }
+grep -q "resum" r.out || { cat r.out; fail "the resumed run does not say it resumed"; }
 
 # `stag eval` of the checkpoint: the same test scores.
 "$stag" eval "$onnx/classifier.onnx" "${loss[@]}" --batch 64 --weights a.st >e.out 2>&1 || { cat e.out; fail "stag eval failed"; }
