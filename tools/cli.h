@@ -80,6 +80,7 @@ struct TrainProgramArgs {
   std::string optimizer;
   double weight_decay = -1, momentum = -1, grad_clip = -1;
   std::vector<std::string> freeze;
+  double bucket_mb = 25;  ///< data parallelism: the gradients' bucket size (bucket-gradients)
 
   void add_to(CLI::App& app);
   /// (inference graph, train step graph); prints diagnostics and throws Failure on error.

@@ -10,6 +10,8 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdint>
+#include <map>
+#include <memory>
 #include <thread>
 
 #include "runtime/dist/dist.h"
@@ -58,6 +60,36 @@ void average(std::span<float> values, int ranks, double timeout) {
   for (float& v : values) v *= scale;
 }
 
+// The sums start_sum began and finish_sum has not ended, by id: each in pieces of at most 2^30
+// elements (MPI counts are int).
+using Pending = std::map<int, std::vector<MPI_Request>>;
+
+// Tests every pending sum once: Open MPI moves a non-blocking collective on only inside MPI
+// calls, so each split point of the backward drives the buckets already under way.
+void progress(Pending& pending) {
+  int done = 0;
+  for (auto& [id, reqs] : pending)
+    for (MPI_Request& r : reqs) MPI_Test(&r, &done, MPI_STATUS_IGNORE);
+}
+
+void start_sum(Pending& pending, int id, std::span<float> values) {
+  constexpr size_t kPiece = size_t{1} << 30;
+  progress(pending);
+  std::vector<MPI_Request>& reqs = pending[id];
+  for (size_t at = 0; at < values.size(); at += kPiece) {
+    int n = static_cast<int>(std::min(kPiece, values.size() - at));
+    reqs.emplace_back();
+    MPI_Iallreduce(MPI_IN_PLACE, values.data() + at, n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, &reqs.back());
+  }
+}
+
+void finish_sum(Pending& pending, int id, double timeout) {
+  auto it = pending.find(id);
+  if (it == pending.end()) return;
+  for (MPI_Request& r : it->second) wait_for(r, timeout, "a bucket of gradients' all-reduce");
+  pending.erase(it);
+}
+
 void broadcast(std::string& text, double timeout) {
   auto size = static_cast<int64_t>(text.size());
   MPI_Request req;
@@ -91,6 +123,9 @@ Session::Session(double timeout_seconds) : timeout_(timeout_seconds) {
   collective_.average = [ranks, t](std::span<float> v) { average(v, ranks, t); };
   collective_.broadcast = [t](std::string& text) { broadcast(text, t); };
   collective_.gather = [ranks, t](uint64_t v) { return gather(v, ranks, t); };
+  auto pending = std::make_shared<Pending>();
+  collective_.start_sum = [pending](int id, std::span<float> v) { start_sum(*pending, id, v); };
+  collective_.finish_sum = [pending, t](int id) { finish_sum(*pending, id, t); };
 }
 
 Session::~Session() { MPI_Finalize(); }
