@@ -33,26 +33,32 @@ BucketExchange::~BucketExchange() { g_active = nullptr; }
 
 void BucketExchange::start(int bucket, std::span<float* const> buffers, std::span<const int64_t> counts) {
   if (static_cast<size_t>(bucket) >= staged_.size()) staged_.resize(static_cast<size_t>(bucket) + 1);
-  std::vector<float>& v = staged_[static_cast<size_t>(bucket)];
-  v.clear();
-  for (size_t i = 0; i < buffers.size(); ++i) v.insert(v.end(), buffers[i], buffers[i] + counts[i]);
-  if (bucket == 0) v.push_back(rider);
-  dp_.start_sum(bucket, v);
+  Staged& st = staged_[static_cast<size_t>(bucket)];
+  std::span<const float> send;
+  if (buffers.size() == 1 && bucket != 0) {
+    send = {buffers[0], static_cast<size_t>(counts[0])};
+  } else {
+    st.values.clear();
+    for (size_t i = 0; i < buffers.size(); ++i) st.values.insert(st.values.end(), buffers[i], buffers[i] + counts[i]);
+    if (bucket == 0) st.values.push_back(rider);
+    send = st.values;
+  }
+  st.sum.resize(send.size());
+  dp_.start_sum(bucket, send, st.sum);
 }
 
 void BucketExchange::wait(int bucket, std::span<float* const> buffers, std::span<const int64_t> counts) {
   if (static_cast<size_t>(bucket) >= staged_.size()) throw Error(fmt::format("bucket {} was waited for but never started", bucket));
   dp_.finish_sum(bucket);
-  std::vector<float>& v = staged_[static_cast<size_t>(bucket)];
+  const std::vector<float>& sum = staged_[static_cast<size_t>(bucket)].sum;
   // As Collective::average: the sum times 1/ranks, so that both forms agree bit for bit.
   float scale = 1.0f / static_cast<float>(dp_.ranks);
-  for (float& x : v) x *= scale;
-  const float* at = v.data();
+  const float* at = sum.data();
   for (size_t i = 0; i < buffers.size(); ++i) {
-    std::copy_n(at, counts[i], buffers[i]);
+    std::transform(at, at + counts[i], buffers[i], [scale](float x) { return x * scale; });
     at += counts[i];
   }
-  if (bucket == 0) rider = v.back();
+  if (bucket == 0) rider = sum.back() * scale;
 }
 
 }  // namespace stag::rt

@@ -19,10 +19,11 @@ namespace stag::rt {
 
 struct Collective;
 
-/// The buckets of data-parallel steps, active for the object's life. A start copies the bucket's
-/// values into one buffer (small gradients travel together) and starts summing it over the
-/// ranks; a wait finishes the sum, scales it by 1/ranks and copies it back: every rank then
-/// holds the mean, bit for bit what one all-reduce of all values after the backward gives.
+/// The buckets of data-parallel steps, active for the object's life. A start copies a bucket of
+/// several values into one buffer (small gradients travel together; a bucket of one tensor is
+/// sent from where it is) and starts summing it over the ranks; a wait finishes the sum and
+/// writes it times 1/ranks back: every rank then holds the mean, bit for bit what one
+/// all-reduce of all values after the backward gives.
 class BucketExchange {
  public:
   explicit BucketExchange(const Collective& dp);
@@ -38,8 +39,12 @@ class BucketExchange {
   void wait(int bucket, std::span<float* const> buffers, std::span<const int64_t> counts);
 
  private:
+  struct Staged {
+    std::vector<float> values;  ///< a bucket of several tensors, then (bucket 0) the rider
+    std::vector<float> sum;
+  };
   const Collective& dp_;
-  std::vector<std::vector<float>> staged_;  ///< per bucket: its values, then (bucket 0) the rider
+  std::vector<Staged> staged_;  ///< by bucket
 };
 
 }  // namespace stag::rt

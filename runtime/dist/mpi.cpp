@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -28,8 +29,10 @@ int world_rank() {
 }
 
 // Polls `req` until it completes or `timeout` seconds pass; then ends the job. Polling drives
-// MPI's progress, so it spins first (a step's all-reduce takes microseconds to milliseconds) and
-// only then sleeps, to leave the core to a rank 0 that is busy validating.
+// MPI's progress: a non-blocking all-reduce of megabytes takes many rounds, each posted by a test,
+// so a sleep between tests would stretch every round (4 MB ran 9x slower than MPI_Allreduce
+// with 200 us sleeps). It yields the core between tests for a second (a step's all-reduce takes
+// microseconds to milliseconds), then sleeps, to leave the core to a rank 0 busy validating.
 void wait_for(MPI_Request& req, double timeout, const char* what) {
   using Clock = std::chrono::steady_clock;
   auto start = Clock::now();
@@ -43,7 +46,8 @@ void wait_for(MPI_Request& req, double timeout, const char* what) {
       std::fflush(stderr);
       MPI_Abort(MPI_COMM_WORLD, 1);
     }
-    if (waited > 0.01) std::this_thread::sleep_for(std::chrono::microseconds(200));
+    if (waited > 1.0) std::this_thread::sleep_for(std::chrono::microseconds(200));
+    else std::this_thread::yield();
   }
 }
 
@@ -72,14 +76,15 @@ void progress(Pending& pending) {
     for (MPI_Request& r : reqs) MPI_Test(&r, &done, MPI_STATUS_IGNORE);
 }
 
-void start_sum(Pending& pending, int id, std::span<float> values) {
+// Not in place: Open MPI's non-blocking all-reduce then may take its ring (below).
+void start_sum(Pending& pending, int id, std::span<const float> values, std::span<float> sum) {
   constexpr size_t kPiece = size_t{1} << 30;
   progress(pending);
   std::vector<MPI_Request>& reqs = pending[id];
   for (size_t at = 0; at < values.size(); at += kPiece) {
     int n = static_cast<int>(std::min(kPiece, values.size() - at));
     reqs.emplace_back();
-    MPI_Iallreduce(MPI_IN_PLACE, values.data() + at, n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, &reqs.back());
+    MPI_Iallreduce(values.data() + at, sum.data() + at, n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, &reqs.back());
   }
 }
 
@@ -114,6 +119,10 @@ bool available() { return true; }
 
 Session::Session(double timeout_seconds) : timeout_(timeout_seconds) {
   int provided = 0;
+  // Open MPI's non-blocking all-reduce (libnbc) sends everything to one rank and back under 4
+  // processes; its ring (a reduce-scatter, then an all-gather) moves half as much through each
+  // link: 1.5-2x the bandwidth of 2 processes on loopback (tools/bench/mpi). A user's choice stays.
+  setenv("OMPI_MCA_coll_libnbc_iallreduce_algorithm", "1", 0);
   // Only the main thread calls MPI; the data loader's and the kernels' threads never do.
   MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided);
   MPI_Comm_rank(MPI_COMM_WORLD, &collective_.rank);
@@ -124,7 +133,7 @@ Session::Session(double timeout_seconds) : timeout_(timeout_seconds) {
   collective_.broadcast = [t](std::string& text) { broadcast(text, t); };
   collective_.gather = [ranks, t](uint64_t v) { return gather(v, ranks, t); };
   auto pending = std::make_shared<Pending>();
-  collective_.start_sum = [pending](int id, std::span<float> v) { start_sum(*pending, id, v); };
+  collective_.start_sum = [pending](int id, std::span<const float> v, std::span<float> sum) { start_sum(*pending, id, v, sum); };
   collective_.finish_sum = [pending, t](int id) { finish_sum(*pending, id, t); };
 }
 

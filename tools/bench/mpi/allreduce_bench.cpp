@@ -4,7 +4,8 @@
 // Ping-pong: rank 0 sends B bytes to rank 1, which sends them back; bandwidth B / (round trip / 2).
 // All-reduce: one bucket of B bytes through BucketExchange (the staging copy, the collective's
 // MPI_Iallreduce, the 1/N scale and the copy back: what a step's split points do); its bus
-// bandwidth is 2(N-1)/N * B / time, the rate each link carries in a ring (NCCL's busbw).
+// bandwidth is 2(N-1)/N * B / time, the rate each link carries in a ring (NCCL's busbw). Open
+// MPI's blocking MPI_Allreduce of the same buffer is printed beside it.
 
 #include <mpi.h>
 
@@ -63,6 +64,14 @@ double bucket_all_reduce(const stag::rt::Collective& dp, std::vector<float>& gra
   return 2.0 * (dp.ranks - 1) / dp.ranks * bytes / t;
 }
 
+// Open MPI's own blocking all-reduce of the same buffer, for reference.
+double plain_all_reduce(int ranks, std::vector<float>& grads, int reps) {
+  double t = best_seconds(reps, [&] {
+    MPI_Allreduce(MPI_IN_PLACE, grads.data(), static_cast<int>(grads.size()), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+  });
+  return 2.0 * (ranks - 1) / ranks * static_cast<double>(grads.size() * sizeof(float)) / t;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -73,14 +82,16 @@ int main(int argc, char** argv) {
     fmt::print(stderr, "run under mpirun -np 2 (or more)\n");
     return 2;
   }
-  if (dp.rank == 0) fmt::print("{:>10}  {:>16}  {:>22}  {:>6}\n", "bytes", "ping-pong GB/s", "all-reduce busbw GB/s", "ratio");
+  if (dp.rank == 0)
+    fmt::print("{:>10}  {:>14}  {:>20}  {:>6}  {:>22}\n", "bytes", "ping-pong GB/s", "stag all-reduce GB/s", "ratio", "MPI_Allreduce GB/s");
   for (size_t bytes = 64 << 10; bytes <= static_cast<size_t>(max_mb * (1 << 20)); bytes *= 4) {
     int reps = bytes < (4 << 20) ? 50 : 10;
     std::vector<char> msg(bytes, 1);
     std::vector<float> grads(bytes / sizeof(float), 1.0f);
     double pp = ping_pong(msg, dp.rank, reps);
     double ar = bucket_all_reduce(dp, grads, reps);
-    if (dp.rank == 0) fmt::print("{:>10}  {:>16.2f}  {:>22.2f}  {:>6.2f}\n", bytes, pp / 1e9, ar / 1e9, ar / pp);
+    double plain = plain_all_reduce(dp.ranks, grads, reps);
+    if (dp.rank == 0) fmt::print("{:>10}  {:>14.2f}  {:>20.2f}  {:>6.2f}  {:>22.2f}\n", bytes, pp / 1e9, ar / 1e9, ar / pp, plain / 1e9);
   }
   return 0;
 }
