@@ -82,6 +82,10 @@ struct Bucket {
   int ready = 0;                   ///< the gradients' kernel position after the last of them
 };
 
+// The first bucket's limit, as DDP's: the last layers' gradients start their all-reduce early
+// even when the whole model fits in one bucket of `limit`.
+constexpr int64_t kFirstBucketBytes = 1 << 20;
+
 // Buckets of at most `limit` bytes (a larger gradient alone), filled in production order.
 std::vector<Bucket> fill_buckets(const kir::Program& p, const std::map<std::string, int>& outs, const kir::Function& fn, int64_t limit) {
   std::vector<std::string> names;
@@ -98,7 +102,8 @@ std::vector<Bucket> fill_buckets(const kir::Program& p, const std::map<std::stri
   int64_t bytes = 0;
   for (size_t i : order) {
     int64_t size = p.buffers[static_cast<size_t>(ids[i])].bytes();
-    if (buckets.empty() || (bytes > 0 && bytes + size > limit)) buckets.emplace_back(), bytes = 0;
+    int64_t room = buckets.size() == 1 ? std::min(limit, kFirstBucketBytes) : limit;
+    if (buckets.empty() || (bytes > 0 && bytes + size > room)) buckets.emplace_back(), bytes = 0;
     buckets.back().names.push_back(names[i]);
     buckets.back().ready = std::max(buckets.back().ready, ready[i]);
     bytes += size;

@@ -48,9 +48,10 @@ parity() {
 parity lenet5 lenet5
 # Dropout: each process draws its rows' share of the global batch's masks.
 parity mlp mlp
-# Buckets: the gradients all-reduced in 4 buckets, each started during the backward (the default
-# 25 MB makes one), or in one piece after the backward (--bucket-mb 0), give the same losses and
-# parameters bit for bit; the split points show in the kernel IR.
+# Buckets: the gradients all-reduced in 4 buckets, each started during the backward (the default,
+# 1 MB for the first bucket and 25 MB after, makes two), or in one piece after the backward
+# (--bucket-mb 0), give the same losses and parameters bit for bit; the split points show in the
+# kernel IR.
 for b in 0 0.3; do
   timeout 300 "${mpi[@]}" "$stag" train "$models/mlp.stag" --batch 64 --epochs 1 --validation 0.02 --no-test --seed 3 --threads 1 \
     --no-save --max-steps 50 --bucket-mb $b --log bucket$b.jsonl --checkpoint bucket$b.ckpt >bucket$b.out 2>&1 || { cat bucket$b.out; fail "--bucket-mb $b failed"; }

@@ -73,7 +73,7 @@ def tables(data):
                 # during the backward; what does not fit in it is exposed (at best; the last bucket's
                 # latency is always exposed).
                 exposed = max(comm - backward, 2 * (n - 1) * HOP_LATENCY_S)
-                out.append(f"| {n} | {g} | {comm * 1e3:.2f} | {step / (step + comm):.0%} | {step / (step + exposed):.0%} |")
+                out.append(f"| {n} | {g} | {comm * 1e3:.2f} | {step / (step + comm):.1%} | {step / (step + exposed):.1%} |")
     return "\n".join(out)
 
 

@@ -19,10 +19,11 @@ batch_of() { grep -m1 -oP '^\s*batch\s+\K\d+' "models/$1.stag"; }
 echo "# $(date -u +%FT%TZ), load average $(cut -d' ' -f1-3 /proc/loadavg), $(nproc) cores, $steps steps a run"
 for m in "${models[@]}"; do
   b=$(batch_of "$m")
-  run=(train "models/$m.stag" --epochs 1 --max-steps "$steps" --validation 0.01 --no-test --no-save --seed 1)
+  base=(train "models/$m.stag" --epochs 1 --validation 0.01 --no-test --no-save --seed 1)
+  run=("${base[@]}" --max-steps "$steps")
   # Compile once each way first (the JIT cache then serves the timed runs).
-  "$stag" "${run[@]}" --max-steps 2 --threads 2 >/dev/null 2>&1
-  "${mpi[@]}" "$stag" "${run[@]}" --max-steps 2 --threads 1 >/dev/null 2>&1
+  "$stag" "${base[@]}" --max-steps 2 --threads 2 >/dev/null 2>&1
+  "${mpi[@]}" "$stag" "${base[@]}" --max-steps 2 --threads 1 >/dev/null 2>&1
   one=() two=()
   for r in $(seq "$rounds"); do
     "$stag" "${run[@]}" --threads 2 --log "$tmp/one.jsonl" >/dev/null 2>&1
