@@ -85,7 +85,7 @@ int main(int argc, char** argv) {
   if (dp.rank == 0)
     fmt::print("{:>10}  {:>14}  {:>20}  {:>6}  {:>22}\n", "bytes", "ping-pong GB/s", "stag all-reduce GB/s", "ratio", "MPI_Allreduce GB/s");
   for (size_t bytes = 64 << 10; bytes <= static_cast<size_t>(max_mb * (1 << 20)); bytes *= 4) {
-    int reps = bytes < (4 << 20) ? 50 : 10;
+    int reps = bytes < (4 << 20) ? 50 : 20;
     std::vector<char> msg(bytes, 1);
     std::vector<float> grads(bytes / sizeof(float), 1.0f);
     double pp = ping_pong(msg, dp.rank, reps);
