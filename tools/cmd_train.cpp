@@ -98,9 +98,12 @@ void TrainProgramArgs::add_to(CLI::App& app) {
   app.add_option("--momentum", momentum, "Momentum (sgd, rmsprop)")->check(CLI::NonNegativeNumber);
   app.add_option("--grad-clip", grad_clip, "Clip gradients to this global norm")->check(CLI::NonNegativeNumber);
   app.add_option("--freeze", freeze, "Freeze parameters whose names match (e.g. 'conv*'): no gradient, no update");
+}
+
+void TrainProgramArgs::add_bucket_option(CLI::App& app) {
   app.add_option("--bucket-mb", bucket_mb,
-                 "Under mpirun: gradients all-reduced in buckets of at most this many MB, each started while the backward "
-                 "runs on (0: all at once after the backward)")
+                 "Across processes: gradients all-reduced in buckets of at most this many MB (the first at most 1), each "
+                 "started while the backward runs on (0: all at once after the backward)")
       ->check(CLI::NonNegativeNumber);
 }
 
@@ -414,6 +417,7 @@ Command add_train_command(CLI::App& app) {
   auto args = std::make_shared<TrainArgs>();
   auto* cmd = app.add_subcommand("train", "Compile a model's training step and train it (defaults: the model's train section)");
   args->program.add_to(*cmd);
+  args->program.add_bucket_option(*cmd);
   rt::add_train_flags(*cmd, args->given);
   args->profile.add_to(*cmd);
   args->score.add_to(*cmd);
