@@ -5,6 +5,8 @@
 
 #include "runtime/trainer.h"
 
+#include "runtime/exchange.h"
+
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -691,6 +693,8 @@ class TrainingRun {
   int64_t local_batch_;  // the compiled functions' batch: this process's share
   int64_t batch_;        // the global batch: every process's share
   std::vector<float> reduce_buf_;
+  // Data parallelism with split points in the compiled code (dp.buckets): the buckets' all-reduces.
+  std::optional<BucketExchange> buckets_;
   // Data parallelism: the signal some process was stopped by, as all agreed at the last step
   // (0: none). Each process's own signal is not enough: they would stop at different steps.
   int stop_agreed_ = 0;
@@ -761,6 +765,7 @@ TrainingRun::TrainingRun(Model& model, const TrainSettings& s, Data data, LrPlan
       early_(make_early_stopping(s)) {
   if (steps_per_epoch_ == 0)
     throw Error(fmt::format("the training split has {} examples, fewer than one batch of {}", split_.train.size(), batch_));
+  if (dp_ && attr(model.manifest(), "dp.buckets")) buckets_.emplace(*dp_);
 }
 
 double TrainingRun::run() {
@@ -817,6 +822,7 @@ void TrainingRun::start() {
   // How examples are drawn changes what the scores mean, so the first line says it.
   std::string order = s_.balance_classes ? ", classes balanced by sampling" : s_.shuffle ? "" : ", in the data's order";
   if (dp_) order += fmt::format(", {} processes of {} examples each", dp_->ranks, local_batch_);
+  if (auto n = attr(model_.manifest(), "dp.buckets")) order += fmt::format(", gradients all-reduced in {} buckets during the backward", n->dump());
   fmt::print("training {} on {}: {} train / {} validation examples, batch {}, {} steps an epoch, {} threads{}\n",
              model_.manifest().model, s_.data, split_.train.size(), split_.validation.size(), batch_, steps_per_epoch_,
              stag_get_num_threads(), order);
@@ -892,6 +898,17 @@ Tensor rows_of(const Tensor& t, int64_t start, int64_t count) {
   return out;
 }
 
+// A stop request rides on the gradients' all-reduce as one more element, so that every process
+// learns of any process's signal at the same step. SIGTERM (what mpirun sends every process on
+// Ctrl-C) counts 1024 and SIGINT 1: the mean times the processes tells whether any saw SIGTERM
+// (exact in f32 for up to 1023 processes).
+float stop_vote(int signal) { return signal == SIGTERM ? 1024.f : signal != 0 ? 1.f : 0.f; }
+
+int agreed_stop(float mean, int ranks) {
+  long votes = std::lround(static_cast<double>(mean) * ranks);
+  return votes >= 1024 ? SIGTERM : votes > 0 ? SIGINT : 0;
+}
+
 // This rank's rows of the global batch through gradients; the gradients and the loss averaged
 // over the ranks; update applies the average, so every rank takes the same step. The update's
 // `nonfinite` joins the outputs last.
@@ -905,25 +922,17 @@ std::vector<Tensor> TrainingRun::parallel_step(const Batch& b) {
   if (in_.step >= 0) args[in_.step] = &step_t_;
   Tensor rank = Tensor::from<int64_t>({}, {dp_->rank});
   if (in_.rank >= 0) args[in_.rank] = &rank;
+  if (buckets_) buckets_->rider = stop_vote(stop_signal());
   auto out = model_.run("gradients", args);
-  average(out);
+  if (!buckets_) average(out);
   const FunctionSpec& update = model_.manifest().function("update");
   std::vector<const Tensor*> uargs;
   for (const auto& input : update.inputs)
     uargs.push_back(input.name == "lr" ? &lr_t_ : &out[static_cast<size_t>(output_index(step_fn_, input.name))]);
+  // With buckets, update's split points write the means into its inputs: `out`'s loss and gradients.
   out.push_back(std::move(model_.run("update", uargs)[0]));
+  if (buckets_) stop_agreed_ = agreed_stop(buckets_->rider, dp_->ranks);
   return out;
-}
-
-// A stop request rides on the gradients' all-reduce as one more element, so that every process
-// learns of any process's signal at the same step. SIGTERM (what mpirun sends every process on
-// Ctrl-C) counts 1024 and SIGINT 1: the mean times the processes tells whether any saw SIGTERM
-// (exact in f32 for up to 1023 processes).
-float stop_vote(int signal) { return signal == SIGTERM ? 1024.f : signal != 0 ? 1.f : 0.f; }
-
-int agreed_stop(float mean, int ranks) {
-  long votes = std::lround(static_cast<double>(mean) * ranks);
-  return votes >= 1024 ? SIGTERM : votes > 0 ? SIGINT : 0;
 }
 
 // The loss and every gradient, averaged over the ranks through one buffer, with the stop votes.

@@ -34,7 +34,7 @@ void ModelArgs::add_to(CLI::App& app) {
 
 void add_pass_options(CLI::App& app, PassOptions& o) {
   std::string names;
-  for (const auto& p : all_passes()) names += fmt::format("\n  {:<15} {}", p.name, p.summary);
+  for (const auto& p : all_passes()) names += fmt::format("\n  {:<16} {}", p.name, p.summary);
   app.add_option_function<std::string>(
          "--passes",
          [&o](const std::string& list) {

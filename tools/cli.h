@@ -80,8 +80,11 @@ struct TrainProgramArgs {
   std::string optimizer;
   double weight_decay = -1, momentum = -1, grad_clip = -1;
   std::vector<std::string> freeze;
+  double bucket_mb = 25;  ///< data parallelism: the gradients' bucket size (bucket-gradients)
 
   void add_to(CLI::App& app);
+  /// --bucket-mb, for the commands that compile a data-parallel step (train, build).
+  void add_bucket_option(CLI::App& app);
   /// (inference graph, train step graph); prints diagnostics and throws Failure on error.
   std::pair<std::unique_ptr<Graph>, std::unique_ptr<Graph>> load() const;
   /// The program of one of `processes` data-parallel processes: the batch (--batch, else the

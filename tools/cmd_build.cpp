@@ -125,6 +125,7 @@ Command add_build_command(CLI::App& app) {
   auto args = std::make_shared<BuildArgs>();
   auto* cmd = app.add_subcommand("build", "Build a standalone trainer executable (AOT; no LLVM at run time)");
   args->program.add_to(*cmd);
+  args->program.add_bucket_option(*cmd);
   cmd->add_option("-o,--output", args->out, "The executable to write")->required();
   cmd->add_option("--processes", args->processes,
                   "Data parallelism: a trainer for `mpirun -np N`, each process computing 1/N of the batch (--batch: the global one)")

@@ -31,6 +31,8 @@ struct IrArgs {
   std::string dot_scope;  ///< one layer in full
   bool step = false;    ///< the training step instead of inference
   std::string profile;  ///< a Chrome trace (--profile-out) giving the kernels' shares
+  int processes = 1;    ///< above 1: the data-parallel step, gradients and update
+  double bucket_mb = 25;
 };
 
 // The graph with the gradient of its `loss` output for every trainable parameter.
@@ -135,7 +137,22 @@ std::string dot_text(const IrArgs& args, const Graph& g, const std::vector<DotCl
   return to_dot_layers(g, clusters);
 }
 
+// One process's step of an N-process run: gradients and update, with their split points.
+int run_parallel_ir(const IrArgs& args) {
+  if (args.dot || (args.stage != "kernels" && args.stage != "llvm" && args.stage != "llvm-unoptimized" && args.stage != "asm"))
+    throw Failure{kExitUsage, "--processes shows a compiled stage (kernels, llvm, llvm-unoptimized or asm), as text"};
+  TrainProgramArgs program;
+  program.model = args.model;
+  program.bucket_mb = args.bucket_mb;
+  SplitProgram split = program.load_split(args.processes);
+  kir::Program compiled =
+      compile_program({{"gradients", split.gradients.get()}, {"update", split.update.get()}}, args.model.passes, std::cerr);
+  write_output(args.out, compiled_text(args, compiled));
+  return kExitOk;
+}
+
 int run_ir(const IrArgs& args) {
+  if (args.processes > 1) return run_parallel_ir(args);
   if (!args.profile.empty() && !(args.dot && args.stage == "kernels"))
     throw Failure{kExitUsage, "--profile labels the kernels of --stage kernels --dot"};
   if (args.step && args.stage == "autodiff") throw Failure{kExitUsage, "--step already holds the gradient; use --stage graph"};
@@ -205,6 +222,12 @@ Command add_ir_command(CLI::App& app) {
   cmd->add_flag("--step", args->step,
                 "The training step (forward, gradients and the optimizer update of the model's train section) instead of "
                 "inference");
+  cmd->add_option("--processes", args->processes,
+                  "The step of one of N data-parallel processes (mpirun -np N stag train): its gradients and update "
+                  "functions at 1/N of the batch, with the buckets' all-reduce split points (exchange start/wait)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--bucket-mb", args->bucket_mb, "With --processes: the gradients' bucket size in MB (0: one all-reduce after the backward)")
+      ->check(CLI::NonNegativeNumber);
   cmd->add_option("--profile", args->profile,
                   "With --stage kernels --dot: a trace written by --profile-out (stag run, step or train); each kernel's "
                   "cluster gives its share of the function's time");

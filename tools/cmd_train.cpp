@@ -76,16 +76,15 @@ void freeze_params(Graph& g, const std::vector<std::string>& patterns) {
 
 // The training-mode graph (--freeze applied) and the optimizer the flags and the model ask for.
 std::pair<std::unique_ptr<Graph>, OptimizerConfig> training_program(const TrainProgramArgs& args) {
-  const auto& [model, optimizer, weight_decay, momentum, grad_clip, freeze] = args;
-  ModelArgs train_args = model;
+  ModelArgs train_args = args.model;
   train_args.train = true;
   auto training = train_args.load();
-  freeze_params(*training, freeze);
+  freeze_params(*training, args.freeze);
   OptimizerConfig opt = optimizer_from_attrs(*training);
-  if (!optimizer.empty()) opt.kind = optimizer;
-  if (weight_decay >= 0) opt.weight_decay = weight_decay;
-  if (momentum >= 0) opt.momentum = momentum;
-  if (grad_clip >= 0) opt.clip_norm = grad_clip;
+  if (!args.optimizer.empty()) opt.kind = args.optimizer;
+  if (args.weight_decay >= 0) opt.weight_decay = args.weight_decay;
+  if (args.momentum >= 0) opt.momentum = args.momentum;
+  if (args.grad_clip >= 0) opt.clip_norm = args.grad_clip;
   return {std::move(training), opt};
 }
 
@@ -99,6 +98,13 @@ void TrainProgramArgs::add_to(CLI::App& app) {
   app.add_option("--momentum", momentum, "Momentum (sgd, rmsprop)")->check(CLI::NonNegativeNumber);
   app.add_option("--grad-clip", grad_clip, "Clip gradients to this global norm")->check(CLI::NonNegativeNumber);
   app.add_option("--freeze", freeze, "Freeze parameters whose names match (e.g. 'conv*'): no gradient, no update");
+}
+
+void TrainProgramArgs::add_bucket_option(CLI::App& app) {
+  app.add_option("--bucket-mb", bucket_mb,
+                 "Across processes: gradients all-reduced in buckets of at most this many MB (the first at most 1), each "
+                 "started while the backward runs on (0: all at once after the backward)")
+      ->check(CLI::NonNegativeNumber);
 }
 
 std::pair<std::unique_ptr<Graph>, std::unique_ptr<Graph>> TrainProgramArgs::load() const {
@@ -144,6 +150,7 @@ SplitProgram TrainProgramArgs::load_split(int processes) const {
     throw Failure{kExitBadInput, {}};
   }
   split.gradients->set_attr("dp.processes", int64_t{processes});
+  split.gradients->set_attr("dp.bucket_bytes", static_cast<int64_t>(bucket_mb * 1024 * 1024));
   return split;
 }
 
@@ -410,6 +417,7 @@ Command add_train_command(CLI::App& app) {
   auto args = std::make_shared<TrainArgs>();
   auto* cmd = app.add_subcommand("train", "Compile a model's training step and train it (defaults: the model's train section)");
   args->program.add_to(*cmd);
+  args->program.add_bucket_option(*cmd);
   rt::add_train_flags(*cmd, args->given);
   args->profile.add_to(*cmd);
   args->score.add_to(*cmd);

@@ -57,6 +57,7 @@ class Codegen {
     parallel_for_ = m_->getOrInsertFunction("stag_parallel_for",
                                             llvm::FunctionType::get(b_.getVoidTy(), {i64_, i64_, i64_, ptr_, ptr_}, false));
     check_failed_ = m_->getOrInsertFunction("stag_check_failed", llvm::FunctionType::get(b_.getVoidTy(), {i64_, i64_}, false));
+    exchange_ = m_->getOrInsertFunction("stag_exchange", llvm::FunctionType::get(b_.getVoidTy(), {i64_, i64_, ptr_, ptr_, i64_}, false));
     if (options_.profile) {
       auto* event = llvm::FunctionType::get(b_.getVoidTy(), {i64_}, false);
       profile_enter_ = m_->getOrInsertFunction("stag_profile_enter", event);
@@ -78,6 +79,10 @@ class Codegen {
       std::vector<Call> calls;
       for (size_t i = 0; i < p_.functions[f].kernels.size(); ++i, ++flat) {
         int u = sharing.unique_of[flat];
+        if (u < 0) {  // a split point: a call into the runtime, no kernel function
+          calls.push_back(Call{nullptr, sharing.buffers[flat]});
+          continue;
+        }
         if (!fns[u]) fns[u] = kernel(*sharing.unique[u], sharing.buffers[flat], body_ty, static_cast<int>(f), u, part_of[u] == options_.part);
         calls.push_back(Call{fns[u], sharing.buffers[flat]});
       }
@@ -142,6 +147,7 @@ class Codegen {
     for (const auto& b : s.body) collect(b, out);
   }
   static std::vector<int> buffers_of(const Kernel& k) {
+    if (k.exchange) return k.exchange->buffers;
     std::vector<int> out;
     if (k.gemm)
       for (int b : {k.gemm->a, k.gemm->b, k.gemm->c})
@@ -207,6 +213,10 @@ class Codegen {
     for (const auto& fn : p_.functions)
       for (const auto& k : fn.kernels) {
         s.buffers.push_back(buffers_of(k));
+        if (k.exchange) {
+          s.unique_of.push_back(-1);
+          continue;
+        }
         auto [it, fresh] = by_shape.try_emplace(canonical(k, s.buffers.back()), static_cast<int>(s.unique.size()));
         if (fresh) s.unique.push_back(&k);
         s.unique_of.push_back(it->second);
@@ -599,7 +609,9 @@ class Codegen {
       }
       // After the slot stores, so that the time is the kernel's own.
       if (options_.profile) b_.CreateCall(profile_begin_, {b_.getInt64(first_id + static_cast<int64_t>(i))});
-      if (ks[i].parallel)
+      if (ks[i].exchange)
+        call_exchange(*ks[i].exchange, ctx);
+      else if (ks[i].parallel)
         b_.CreateCall(parallel_for_, {b_.getInt64(0), b_.getInt64(ks[i].extent), b_.getInt64(ks[i].grain), calls[i].fn, ctx});
       else
         b_.CreateCall(calls[i].fn, {ctx, b_.getInt64(0), b_.getInt64(ks[i].extent)});
@@ -608,6 +620,17 @@ class Codegen {
     }
     if (options_.profile) b_.CreateCall(profile_leave_, {b_.getInt64(fn)});
     b_.CreateRetVoid();
+  }
+
+  // stag_exchange(op, bucket, the buffers' pointers from the call's slots, their sizes, count).
+  void call_exchange(const Exchange& x, llvm::Value* slots) {
+    std::vector<llvm::Constant*> counts;
+    for (int b : x.buffers) counts.push_back(b_.getInt64(static_cast<uint64_t>(p_.buffers[b].numel())));
+    auto* at = llvm::ArrayType::get(i64_, counts.size());
+    auto* table = new llvm::GlobalVariable(*m_, at, true, llvm::GlobalValue::PrivateLinkage, llvm::ConstantArray::get(at, counts),
+                                           fmt::format("exchange.b{}.counts", x.bucket));
+    b_.CreateCall(exchange_, {b_.getInt64(x.op == Exchange::Op::start ? 0 : 1), b_.getInt64(static_cast<uint64_t>(x.bucket)), slots,
+                              table, b_.getInt64(x.buffers.size())});
   }
 
   // glibc's vector function ISAs this host runs (x86: b = SSE, d = AVX2, e = AVX-512), with
@@ -633,7 +656,7 @@ class Codegen {
   llvm::IRBuilder<> b_;
   llvm::PointerType* ptr_ = nullptr;
   llvm::IntegerType* i64_ = nullptr;
-  llvm::FunctionCallee parallel_for_, check_failed_;
+  llvm::FunctionCallee parallel_for_, check_failed_, exchange_;
   llvm::FunctionCallee profile_enter_, profile_leave_, profile_begin_, profile_end_;
   std::unordered_map<int, llvm::GlobalVariable*> const_globals_;
   std::unordered_map<int, llvm::Value*> buf_ptrs_;

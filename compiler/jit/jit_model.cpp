@@ -5,6 +5,7 @@
 #include "compiler/codegen/manifest.h"
 #include "compiler/lower/lower.h"
 #include "runtime/checks.h"
+#include "runtime/exchange.h"
 #include "runtime/profile.h"
 #include "runtime/thread_pool.h"
 
@@ -19,7 +20,8 @@ CompiledModel compile_jit(const std::vector<std::pair<std::string, const Graph*>
   jit.opt_level = options.opt_level;
   jit.profile = options.profile;
   jit.symbols = {{"stag_parallel_for", reinterpret_cast<void*>(&stag_parallel_for)},
-                 {"stag_check_failed", reinterpret_cast<void*>(&stag_check_failed)}};
+                 {"stag_check_failed", reinterpret_cast<void*>(&stag_check_failed)},
+                 {"stag_exchange", reinterpret_cast<void*>(&stag_exchange)}};
   if (options.profile) {
     jit.symbols.emplace_back("stag_profile_enter", reinterpret_cast<void*>(&stag_profile_enter));
     jit.symbols.emplace_back("stag_profile_leave", reinterpret_cast<void*>(&stag_profile_leave));

@@ -208,7 +208,25 @@ std::string lines_text(const std::vector<int64_t>& lines) {
 }
 }  // namespace
 
+namespace {
+
+// A split point's line: `exchange start bucket 0 (%grad.fc3.bias, %loss)  # 1 KB`.
+std::string print_exchange(const Program& p, const Kernel& k) {
+  const Exchange& x = *k.exchange;
+  std::vector<std::string> names;
+  int64_t bytes = 0;
+  for (int b : x.buffers) {
+    names.push_back("%" + p.buffers[b].name);
+    bytes += p.buffers[b].bytes();
+  }
+  return fmt::format("    exchange {} bucket {} ({})  # {} bytes, {}\n", x.op == Exchange::Op::start ? "start" : "wait", x.bucket,
+                     fmt::join(names, ", "), bytes, k.origin);
+}
+
+}  // namespace
+
 std::string print(const Program& p, const Kernel& k) {
+  if (k.exchange) return print_exchange(p, k);
   Printer pr{p, k, {}};
   std::string out = fmt::format("    kernel {} {}{}..{}{} {{  # {}\n", k.name, k.parallel ? "parallel " : "",
                                 k.vars.empty() ? "p" : k.vars[0].name, k.extent,
@@ -264,6 +282,10 @@ Access accesses(const Kernel& k) {
     a.reads = {k.gemm->a, k.gemm->b};
     a.writes = {k.gemm->c};
     if (k.gemm->a == k.gemm->c || k.gemm->b == k.gemm->c) a.reads.push_back(k.gemm->c);
+  }
+  if (k.exchange) {
+    a.reads = k.exchange->buffers;
+    if (k.exchange->op == Exchange::Op::wait) a.writes = k.exchange->buffers;
   }
   std::unordered_set<const Expr*> seen;
   collect(k.body, seen, a);

@@ -153,6 +153,17 @@ struct Gemm {
 /// the code).
 constexpr int64_t kMaxGemmBatches = 1 << 16;
 
+/// A split point of data-parallel training (compiler/lower/buckets.h): the runtime's
+/// stag_exchange starts the all-reduce of a bucket of gradients (in `gradients`, once the last
+/// of them is computed) or waits for it (in `update`, before they are first read), over the
+/// f32 `buffers` in this order. It runs on the calling thread, between kernels.
+struct Exchange {
+  enum class Op : uint8_t { start, wait };
+  Op op = Op::start;
+  int bucket = 0;
+  std::vector<int> buffers;
+};
+
 /// One kernel: `for p in [lo, hi): body`, where p is variable 0 and the runtime may split
 /// [0, extent) across threads (grain: the smallest chunk worth a thread).
 struct Kernel {
@@ -173,6 +184,8 @@ struct Kernel {
   /// share one compiled function.
   std::vector<std::pair<int, int64_t>> views;
   std::vector<Stmt> body;
+  /// When set, the kernel is this split point instead of a loop (no body, no product).
+  std::optional<Exchange> exchange;
 };
 
 enum class BufKind : uint8_t { Param, Input, Output, Temp, Const };

@@ -89,5 +89,6 @@ bool merge_scans(Graph& g, PassCounters& c);
 bool hoist_scan(Graph& g, PassCounters& c);
 bool unroll_scan(Graph& g, PassCounters& c);
 bool plan_memory(kir::Program& p, PassCounters& c);
+bool bucket_gradients(kir::Program& p, PassCounters& c);
 
 }  // namespace stag

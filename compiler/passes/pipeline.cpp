@@ -31,6 +31,8 @@ const std::vector<PassInfo>& all_passes() {
       {"dce", "nodes nothing reads removed", PassLevel::Graph, dce},
       {"fuse", "elementwise chains, broadcasts and epilogues lowered into the kernels that use them", PassLevel::Lowering},
       {"plan-memory", "temporaries placed in one arena by liveness, reusing dead space", PassLevel::Kernels, nullptr, plan_memory},
+      {"bucket-gradients", "data parallelism: gradients all-reduced in buckets started during the backward, awaited by the update",
+       PassLevel::Kernels, nullptr, bucket_gradients},
   };
   return passes;
 }
@@ -40,7 +42,7 @@ const std::vector<std::string>& default_pipeline() {
   // layout, so it gains nothing yet (docs/optimizer.md, Measurements). After concat-pads is
   // its place when that layout catches up.
   static const std::vector<std::string> names = {"autocast-bf16", "simplify", "fold-transpose", "const-fold", "cse", "merge-scans", "hoist-scan", "unroll-scan", "concat-pads",
-                                                 "simplify",      "dce",      "fuse",           "plan-memory"};
+                                                 "simplify",      "dce",      "fuse",           "plan-memory", "bucket-gradients"};
   return names;
 }
 

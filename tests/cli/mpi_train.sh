@@ -2,7 +2,8 @@
 # Data-parallel training over MPI on loopback: 2 processes at global batch 64 repeat the
 # single-process batch-64 losses of LeNet-5, also with gradient clipping by the global norm, and
 # of the MLP, whose dropout draws the single-process masks; so does a `stag build --processes 2`
-# trainer, bit for bit as `stag train`; the replicas stay equal and a mismatch is caught; a killed or a stopped process
+# trainer, bit for bit as `stag train`; gradients in buckets overlapped with the backward give the
+# losses of one all-reduce after it, bit for bit; the replicas stay equal and a mismatch is caught; a killed or a stopped process
 # ends the job with an error in bounded time; a 2-process run resumes exactly, and its
 # checkpoint resumes a single-process run.
 # Usage: mpi_train.sh STAG MODELS_DIR   (needs mpirun and the dataset-fashion-mnist package)
@@ -47,6 +48,22 @@ parity() {
 parity lenet5 lenet5
 # Dropout: each process draws its rows' share of the global batch's masks.
 parity mlp mlp
+# Buckets: the gradients all-reduced in 4 buckets, each started during the backward (the default,
+# 1 MB for the first bucket and 25 MB after, makes two), or in one piece after the backward
+# (--bucket-mb 0), give the same losses and parameters bit for bit; the split points show in the
+# kernel IR.
+for b in 0 0.3; do
+  timeout 300 "${mpi[@]}" "$stag" train "$models/mlp.stag" --batch 64 --epochs 1 --validation 0.02 --no-test --seed 3 --threads 1 \
+    --no-save --max-steps 50 --bucket-mb $b --log bucket$b.jsonl --checkpoint bucket$b.ckpt >bucket$b.out 2>&1 || { cat bucket$b.out; fail "--bucket-mb $b failed"; }
+  cmp -s <(grep '"event":"step"' bucket$b.jsonl) <(grep '"event":"step"' mlp-two.jsonl) || fail "--bucket-mb $b changed the losses"
+  cmp -s bucket$b.ckpt mlp-two.ckpt || fail "--bucket-mb $b changed the parameters"
+done
+grep -q "gradients all-reduced in 4 buckets during the backward" bucket0.3.out || { cat bucket0.3.out; fail "no 4 buckets"; }
+grep -q "gradients all-reduced in" bucket0.out && fail "--bucket-mb 0 still made buckets"
+"$stag" ir "$models/mlp.stag" --processes 2 --bucket-mb 0.3 --stage kernels >buckets.ir || fail "stag ir --processes failed"
+[ "$(grep -c '^    exchange start bucket' buckets.ir)" -eq 4 ] && [ "$(grep -c '^    exchange wait bucket' buckets.ir)" -eq 4 ] ||
+  { grep exchange buckets.ir; fail "the kernel IR does not show 4 buckets' split points"; }
+grep -q "exchange start bucket 3 (%grad.fc1.weight)  # 1605632 bytes, all-reduce started after kernel" buckets.ir || fail "the last bucket is not fc1.weight's"
 # A trainer built for 2 processes repeats `stag train`'s 2-process run bit for bit; it refuses
 # another number of processes.
 "$stag" build "$models/mlp.stag" --batch 64 --processes 2 -o trainer2 >build2.out 2>&1 || { cat build2.out; fail "stag build --processes 2 failed"; }
