@@ -226,7 +226,7 @@ void conv2d_lines(LowerContext& cx, const Node& n, const std::vector<int>& xs, i
   int64_t P = ph.count(), plane = ph.plane(), Cb = image_channels(c, pairs), K = (pairs ? 2 * Cb : c.C) * c.KH * c.KW;
   int64_t N = (merged ? (c.Bn - 1) * plane : 0) + (c.OH - 1) * ph.cols + c.OW, per_image = merged ? plane : N;
   bool copy = pairs || merged || P > 1 || c.p[0] || c.p[1];
-  int x_buf = cx.materialized(xs[0]), image = copy ? phase_images(cx, n, c, ph, x_buf, merged, 0, pairs) : x_buf;
+  int x_buf = cx.materialized(xs[0]), image = copy ? phase_images(cx, n, c, ph, x_buf, merged, ph.spill(c), pairs) : x_buf;
   int grid = exact ? out : cx.new_buffer(n.result()->name + ".grid", {DType::f32, {c.Bn * c.O * per_image}}, BufKind::Temp);
   Gemm gm;
   gm.a = pairs ? paired_weight(cx, n, cx.materialized(xs[1]), c) : cx.materialized(xs[1]), gm.b = image, gm.c = grid, gm.M = c.O, gm.N = N, gm.K = K;

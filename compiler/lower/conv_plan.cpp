@@ -34,8 +34,18 @@ bool covers_image(const ConvShape& c) { return c.p[0] == 0 && c.p[1] == 0 && c.K
 
 }  // namespace
 
+// The padding in front is at most the kernel's reach, so the output is no larger than the
+// image plus it (the grid fits the plane), and the reads past the plane stay within the next
+// plane's leading padding.
+static bool shares_padding(int64_t s, int64_t p, int64_t k, int64_t d) { return s == 1 && p <= (k - 1) * d; }
+
 Phases::Phases(const ConvShape& c)
-    : s{c.s[0], c.s[1]}, rows(ceil_div(c.H + 2 * c.p[0], c.s[0])), cols(ceil_div(c.W + 2 * c.p[1], c.s[1])) {}
+    : s{c.s[0], c.s[1]}, shared{shares_padding(c.s[0], c.p[0], c.KH, c.d[0]), shares_padding(c.s[1], c.p[1], c.KW, c.d[1])} {
+  rows = shared[0] ? c.H + c.p[0] : ceil_div(c.H + 2 * c.p[0], c.s[0]);
+  cols = shared[1] ? c.W + c.p[1] : ceil_div(c.W + 2 * c.p[1], c.s[1]);
+}
+
+int64_t Phases::spill(const ConvShape& c) const { return std::max<int64_t>(0, max_shift(c) + (c.OH - 1) * cols + c.OW - plane()); }
 
 int64_t Phases::phase(const ConvShape& c, int64_t kh, int64_t kw) const {
   return (kh * c.d[0] % s[0]) * s[1] + kw * c.d[1] % s[1];

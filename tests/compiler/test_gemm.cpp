@@ -174,8 +174,35 @@ TEST_CASE("convolutions read their image's phase planes through lines, unless th
   CHECK_FALSE(check_conv({37, 2, 5, 5, 1, 5, 5, {1, 1}, {0, 0}, {1, 1}, false, false}, 1));
   // A stride past the kernel (phases no tap reads).
   CHECK(check_conv({2, 3, 17, 16, 5, 2, 2, {4, 4}, {0, 0}, {1, 1}, true, false}, 1));
+  // Stride-1 planes share their padding between rows and between images (Phases::shared): the
+  // AlexNet's 7x7 layers over every image's planes, per image, a stride-1 axis beside a strided
+  // one, and padding past the kernel's reach (that axis keeps its own).
+  for (int threads : {1, 2}) {
+    CHECK(check_conv({3, 8, 7, 7, 70, 3, 3, {1, 1}, {1, 1}, {1, 1}, true, true}, threads));
+    CHECK(check_conv({2, 5, 7, 6, 9, 3, 3, {1, 1}, {1, 1}, {1, 1}, false, false}, threads));
+    CHECK(check_conv({2, 3, 9, 10, 70, 3, 3, {1, 2}, {1, 1}, {1, 1}, true, false}, threads));
+    CHECK(check_conv({2, 3, 10, 9, 6, 3, 3, {2, 1}, {1, 1}, {1, 2}, false, true}, threads));
+    CHECK(check_conv({2, 3, 6, 5, 6, 3, 3, {1, 1}, {3, 2}, {1, 1}, true, false}, threads));
+  }
   // A kernel as wide as the image: the grid would waste most columns, so patches are gathered.
   CHECK_FALSE(check_conv({2, 2, 12, 12, 4, 10, 10, {1, 1}, {0, 0}, {1, 1}, false, false}, 2));
+}
+
+TEST_CASE("stride-1 phase planes share their padding between rows and planes", "[conv]") {
+  auto shape = [](int64_t H, int64_t K, int64_t s, int64_t p) {
+    int64_t OH = (H + 2 * p - K) / s + 1;
+    return kir::ConvShape{2, 3, H, H, 4, OH, OH, K, K, {s, s}, {p, p}, {1, 1}};
+  };
+  // The AlexNet's 7x7 layers: 8 x 8 planes, not 9 x 9; the last tap's line of the last plane
+  // reads one padded row and column past it.
+  kir::Phases same(shape(7, 3, 1, 1));
+  CHECK((same.rows == 8 && same.cols == 8 && same.shared[0] && same.shared[1]));
+  CHECK(same.spill(shape(7, 3, 1, 1)) == 8 + 1);
+  // Strided axes and padding past the kernel's reach keep every plane's own padding.
+  kir::Phases strided(shape(14, 4, 2, 1)), wide(shape(6, 3, 1, 3));
+  CHECK((strided.rows == 8 && strided.cols == 8 && !strided.shared[0]));
+  CHECK((wide.rows == 12 && wide.cols == 12 && !wide.shared[1]));
+  CHECK(wide.spill(shape(6, 3, 1, 3)) == 0);
 }
 
 TEST_CASE("each convolution op's strategy", "[conv]") {
@@ -186,6 +213,7 @@ TEST_CASE("each convolution op's strategy", "[conv]") {
     return kir::ConvShape{Bn, C, H, H, O, OH, OH, K, K, {s, s}, {p, p}, {1, 1}};
   };
   CHECK(kir::conv2d_path(shape(64, 64, 14, 128, 7, 4, 2, 1), kOnProduct).path == ConvPath::lines_merged);
+  CHECK(kir::conv2d_path(shape(64, 128, 7, 192, 7, 3, 1, 1), kOnProduct).path == ConvPath::lines_merged);
   CHECK(kir::conv2d_path(shape(1, 64, 14, 128, 7, 4, 2, 1), kOnProduct).path == ConvPath::lines);
   CHECK(kir::conv2d_path(shape(64, 1, 28, 6, 28, 5, 1, 2), kOnProduct).path == ConvPath::lines);
   CHECK(kir::conv2d_path(shape(2, 2, 12, 4, 3, 10, 1, 0), kOnProduct).path == ConvPath::im2col);
@@ -272,6 +300,10 @@ TEST_CASE("weight gradients are products over the images' phase planes", "[gemm]
     CHECK(check_weight_grad({64, 1, 28, 28, 64, 4, 4, {2, 2}, {1, 1}, {1, 1}, false, false}, threads));
     CHECK(check_weight_grad({8, 64, 14, 14, 128, 4, 4, {2, 2}, {1, 1}, {1, 1}, false, false}, threads));
     CHECK(check_weight_grad({9, 40, 15, 13, 70, 3, 4, {2, 3}, {1, 2}, {1, 1}, false, false}, threads));
+    // Stride-1 planes sharing their padding: the AlexNet's 7x7 layers over every image's planes,
+    // and a stride-1 axis beside a strided one.
+    CHECK(check_weight_grad({8, 64, 7, 7, 70, 3, 3, {1, 1}, {1, 1}, {1, 1}, false, false}, threads));
+    CHECK(check_weight_grad({3, 2, 9, 9, 4, 3, 3, {1, 2}, {1, 1}, {1, 1}, false, false}, threads));
   }
 }
 
