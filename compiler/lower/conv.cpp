@@ -153,17 +153,11 @@ static int phase_images(LowerContext& cx, const Node& n, const ConvShape& c, con
   loop_nest(kp, {c.Bn, Cb}, [&](const std::vector<E>& i) {
     std::vector<Stmt> body;
     E from = offset({i[0], pairs ? mul(i[1], int_(2)) : i[1]}, {c.Bn, c.C, HW});
-    E second = lt(add(mul(i[1], int_(2)), int_(1)), int_(c.C));
-    auto pair = [&](E at) {
-      E hi = c.C % 2 == 0 ? cx.ld(src, add(at, int_(HW)))
-                          : select(second, cx.ld(src, select(second, add(at, int_(HW)), at)), zero_of(DType::f32));
-      return bin(Bin::bf16_pair, cx.ld(src, at), hi);
-    };
+    std::function<E(E)> read;
+    if (pairs) read = channel_pair_read(cx, src, i[1], c.C, HW);
     for (int64_t r = 0; r < P; ++r) {
       E at = merged ? offset({i[1], int_(r), i[0]}, {Cb, P, c.Bn, plane}) : offset({i[0], i[1], int_(r)}, {c.Bn, Cb, P, plane});
       std::array<int64_t, 2> first = {r / c.s[1] - c.p[0], r % c.s[1] - c.p[1]};
-      std::function<E(E)> read;
-      if (pairs) read = pair;
       for (Stmt& st : strided_plane(cx, kp, dst, at, ph.rows, ph.cols, src, from, c.H, c.W, {c.s[0], c.s[1]}, first, nullptr, read))
         body.push_back(std::move(st));
     }
@@ -172,6 +166,14 @@ static int phase_images(LowerContext& cx, const Node& n, const ConvShape& c, con
   cx.emit(std::move(kp));
   if (slack) zero_run(cx, n, dst, total, slack);
   return dst;
+}
+
+std::function<E(E)> channel_pair_read(LowerContext& cx, int src, E pair, int64_t C, int64_t HW) {
+  E second = lt(add(mul(pair, int_(2)), int_(1)), int_(C));
+  return [&cx, src, second, C, HW](E at) {
+    E hi = C % 2 == 0 ? cx.ld(src, add(at, int_(HW))) : select(second, cx.ld(src, select(second, add(at, int_(HW)), at)), zero_of(DType::f32));
+    return bin(Bin::bf16_pair, cx.ld(src, at), hi);
+  };
 }
 
 static void zero_run(LowerContext& cx, const Node& n, int buf, int64_t from, int64_t count) {
@@ -222,7 +224,7 @@ static std::vector<int64_t> tap_lines(const ConvShape& c, const Phases& ph, int6
 // the weight is copied in their order (paired_weight) and the product multiplies pairs.
 void conv2d_lines(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out, const ConvShape& c, bool merged, bool exact) {
   Phases ph(c);
-  bool pairs = channel_pairs(c, conv_operands(cx, n, xs, out));
+  bool pairs = channel_pairs(c.C, c, conv_operands(cx, n, xs, out));
   int64_t P = ph.count(), plane = ph.plane(), Cb = image_channels(c, pairs), K = (pairs ? 2 * Cb : c.C) * c.KH * c.KW;
   int64_t N = (merged ? (c.Bn - 1) * plane : 0) + (c.OH - 1) * ph.cols + c.OW, per_image = merged ? plane : N;
   bool copy = pairs || merged || P > 1 || c.p[0] || c.p[1];

@@ -104,9 +104,10 @@ ConvPlan weight_grad_path(const ConvShape& c, const ConvOperands& x) {
 // two channels as one such pair, so the micro-kernel reads the image in place as it does in
 // f32, instead of pairing every tap's line again while packing (nine times the pixels for a
 // 3 x 3 kernel). An odd channel count pairs its last channel with zeros: worth it only when the
-// wasted channel is a small part.
-bool channel_pairs(const ConvShape& c, const ConvOperands& x) {
-  return x.bf16 && host_isa() >= Isa::avx512bf16 && c.groups == 1 && (c.C % 2 == 0 || c.C >= 9);
+// wasted channel is a small part. The same holds for a sub-pixel transposed convolution's
+// padded input (its channels are those of the convolution's output).
+bool channel_pairs(int64_t channels, const ConvShape& c, const ConvOperands& x) {
+  return x.bf16 && host_isa() >= Isa::avx512bf16 && c.groups == 1 && (channels % 2 == 0 || channels >= 9);
 }
 
 // Here `c` is the convolution this one transposes: its input is our output. Sub-pixel needs

@@ -94,7 +94,8 @@ struct ConvPlan {
 ConvPlan conv2d_path(const ConvShape& c, const ConvOperands& x);
 ConvPlan weight_grad_path(const ConvShape& c, const ConvOperands& x);
 ConvPlan conv_transpose2d_path(const ConvShape& c, const ConvOperands& x);
-/// Whether a convolution on lines reads its image as bf16 channel pairs (kir::Gemm::pairs).
-bool channel_pairs(const ConvShape& c, const ConvOperands& x);
+/// Whether a product on lines reads its image of `channels` channels (a convolution's input,
+/// or a sub-pixel transposed convolution's) as bf16 channel pairs (kir::Gemm::pairs).
+bool channel_pairs(int64_t channels, const ConvShape& c, const ConvOperands& x);
 
 }  // namespace stag::kir
