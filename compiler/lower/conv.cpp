@@ -144,9 +144,11 @@ static int64_t image_channels(const ConvShape& c, bool pairs) { return pairs ? (
 // or `merged`, each channel's phase of every image side by side ([C, phases, Bn, plane]);
 // then `slack` zeros that the last lines run into. With `pairs`, an element holds a pixel of
 // channels 2q and 2q + 1 as a bf16 pair (Bin::bf16_pair; zero past the last channel), and
-// the buffer has half the channels.
+// the buffer has half the channels. `only_read`: the phases no tap reads (a 1 x 1 kernel at
+// stride 2 reads one of four) are left unwritten, for a product whose lines never run past
+// their own plane (Phases::spill() is 0).
 static int phase_images(LowerContext& cx, const Node& n, const ConvShape& c, const Phases& ph, int src, bool merged, int64_t slack,
-                        bool pairs = false) {
+                        bool pairs = false, bool only_read = false) {
   int64_t P = ph.count(), plane = ph.plane(), Cb = image_channels(c, pairs), total = c.Bn * Cb * P * plane, HW = c.H * c.W;
   int dst = cx.new_buffer(n.result()->name + (pairs ? ".pairs" : ".phases"), {pairs ? DType::i32 : DType::f32, {total + slack}}, BufKind::Temp);
   KernelBuilder kp(pairs ? "conv_phase_pairs" : "conv_phases", cx.origin(n));
@@ -156,6 +158,7 @@ static int phase_images(LowerContext& cx, const Node& n, const ConvShape& c, con
     std::function<E(E)> read;
     if (pairs) read = channel_pair_read(cx, src, i[1], c.C, HW);
     for (int64_t r = 0; r < P; ++r) {
+      if (only_read && !ph.read(c, r)) continue;
       E at = merged ? offset({i[1], int_(r), i[0]}, {Cb, P, c.Bn, plane}) : offset({i[0], i[1], int_(r)}, {c.Bn, Cb, P, plane});
       std::array<int64_t, 2> first = {r / c.s[1] - c.p[0], r % c.s[1] - c.p[1]};
       for (Stmt& st : strided_plane(cx, kp, dst, at, ph.rows, ph.cols, src, from, c.H, c.W, {c.s[0], c.s[1]}, first, nullptr, read))
@@ -228,7 +231,7 @@ void conv2d_lines(LowerContext& cx, const Node& n, const std::vector<int>& xs, i
   int64_t P = ph.count(), plane = ph.plane(), Cb = image_channels(c, pairs), K = (pairs ? 2 * Cb : c.C) * c.KH * c.KW;
   int64_t N = (merged ? (c.Bn - 1) * plane : 0) + (c.OH - 1) * ph.cols + c.OW, per_image = merged ? plane : N;
   bool copy = pairs || merged || P > 1 || c.p[0] || c.p[1];
-  int x_buf = cx.materialized(xs[0]), image = copy ? phase_images(cx, n, c, ph, x_buf, merged, ph.spill(c), pairs) : x_buf;
+  int x_buf = cx.materialized(xs[0]), image = copy ? phase_images(cx, n, c, ph, x_buf, merged, ph.spill(c), pairs, ph.spill(c) == 0) : x_buf;
   int grid = exact ? out : cx.new_buffer(n.result()->name + ".grid", {DType::f32, {c.Bn * c.O * per_image}}, BufKind::Temp);
   Gemm gm;
   gm.a = pairs ? paired_weight(cx, n, cx.materialized(xs[1]), c) : cx.materialized(xs[1]), gm.b = image, gm.c = grid, gm.M = c.O, gm.N = N, gm.K = K;

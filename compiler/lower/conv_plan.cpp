@@ -47,6 +47,13 @@ Phases::Phases(const ConvShape& c)
 
 int64_t Phases::spill(const ConvShape& c) const { return std::max<int64_t>(0, max_shift(c) + (c.OH - 1) * cols + c.OW - plane()); }
 
+bool Phases::read(const ConvShape& c, int64_t r) const {
+  for (int64_t kh = 0; kh < c.KH; ++kh)
+    for (int64_t kw = 0; kw < c.KW; ++kw)
+      if (phase(c, kh, kw) == r) return true;
+  return false;
+}
+
 int64_t Phases::phase(const ConvShape& c, int64_t kh, int64_t kw) const {
   return (kh * c.d[0] % s[0]) * s[1] + kw * c.d[1] % s[1];
 }

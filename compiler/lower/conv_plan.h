@@ -44,6 +44,8 @@ struct Phases {
   int64_t max_shift(const ConvShape& c) const { return shift(c, c.KH - 1, c.KW - 1); }
   /// How far the lines of the output's grid (OH rows of `cols`) read past the last plane.
   int64_t spill(const ConvShape& c) const;
+  /// Whether any tap reads phase r.
+  bool read(const ConvShape& c, int64_t r) const;
 };
 
 /// One axis of a strided transposed convolution (dilation 1) split by output phase: output

@@ -172,8 +172,9 @@ TEST_CASE("convolutions read their image's phase planes through lines, unless th
   // One output channel: the product's one row holds every image (bias and epilogue still ride).
   CHECK_FALSE(check_conv({5, 3, 4, 3, 1, 4, 3, {2, 3}, {0, 0}, {1, 1}, true, true}, 2));
   CHECK_FALSE(check_conv({37, 2, 5, 5, 1, 5, 5, {1, 1}, {0, 0}, {1, 1}, false, false}, 1));
-  // A stride past the kernel (phases no tap reads).
+  // A stride past the kernel (phases no tap reads, not copied): the ResNet's downsampling too.
   CHECK(check_conv({2, 3, 17, 16, 5, 2, 2, {4, 4}, {0, 0}, {1, 1}, true, false}, 1));
+  CHECK(check_conv({3, 16, 28, 28, 32, 1, 1, {2, 2}, {0, 0}, {1, 1}, false, false}, 2));
   // Stride-1 planes share their padding between rows and between images (Phases::shared): the
   // AlexNet's 7x7 layers over every image's planes, per image, a stride-1 axis beside a strided
   // one, and padding past the kernel's reach (that axis keeps its own).
@@ -203,6 +204,11 @@ TEST_CASE("stride-1 phase planes share their padding between rows and planes", "
   CHECK((strided.rows == 8 && strided.cols == 8 && !strided.shared[0]));
   CHECK((wide.rows == 12 && wide.cols == 12 && !wide.shared[1]));
   CHECK(wide.spill(shape(6, 3, 1, 3)) == 0);
+  // A ResNet's 1 x 1 downsampling at stride 2 reads one phase of four (the copy writes no other).
+  kir::Phases down(shape(28, 1, 2, 0));
+  CHECK((down.read(shape(28, 1, 2, 0), 0) && !down.read(shape(28, 1, 2, 0), 1) && !down.read(shape(28, 1, 2, 0), 3)));
+  CHECK(down.spill(shape(28, 1, 2, 0)) == 0);
+  CHECK((strided.read(shape(14, 4, 2, 1), 1) && strided.read(shape(14, 4, 2, 1), 3)));
 }
 
 TEST_CASE("each convolution op's strategy", "[conv]") {
