@@ -239,21 +239,29 @@ void conv2d_lines(LowerContext& cx, const Node& n, const std::vector<int>& xs, i
   if (!merged) gm.a_offsets.assign(static_cast<size_t>(c.Bn), 0);
   for (int64_t b = 0; b < c.Bn && !merged; ++b) gm.b_offsets.push_back(b * Cb * P * plane);
   gm.read_lines(merged ? tap_lines(c, ph, P * c.Bn * plane, c.Bn * plane, Cb) : tap_lines(c, ph, P * plane, plane, Cb));
+  // Per image, the store runs over each image's grid as soon as its product is done, while the
+  // grid is in cache (Gemm::Split::row_blocks: a thread's images' grids would not stay there).
+  bool by_image = !merged && !exact;
+  if (by_image) gm.split_by(Gemm::Split::row_blocks, c.O);
   KernelBuilder kb("conv2d", cx.origin(n));
   kb.k.gemm = gm;
-  int b = kb.new_var("b"), oh = kb.new_var("oh"), ow = kb.new_var("ow");
-  // A row of the grid: an (image, channel) pair, or merged, a channel of every image.
-  loop_nest(kb, {merged ? c.O : c.Bn * c.O}, [&](const std::vector<E>& row) {
+  int b = kb.new_var("b"), o_var = kb.new_var("o"), oh = kb.new_var("oh"), ow = kb.new_var("ow");
+  // A row of the grid: an (image, channel) pair, or merged, a channel of every image; p an
+  // image by_image, else a row.
+  loop_nest(kb, {by_image ? c.Bn : merged ? c.O : c.Bn * c.O}, [&](const std::vector<E>& p) {
     if (exact) return std::vector<Stmt>{};
-    E o = merged ? row[0] : bin(Bin::rem, row[0], int_(c.O)), img = merged ? kb.v(b) : bin(Bin::div, row[0], int_(c.O));
-    E from = add(mul(row[0], int_(N)), merged ? mul(img, int_(plane)) : int_(0));
+    E row = by_image ? add(mul(p[0], int_(c.O)), kb.v(o_var)) : p[0];
+    E o = merged ? row : by_image ? kb.v(o_var) : bin(Bin::rem, row, int_(c.O));
+    E img = merged ? kb.v(b) : by_image ? p[0] : bin(Bin::div, row, int_(c.O));
+    E from = add(mul(row, int_(N)), merged ? mul(img, int_(plane)) : int_(0));
     E v = cx.ld(grid, add(from, add(mul(kb.v(oh), int_(ph.cols)), kb.v(ow))));
     if (xs.size() == 3) v = add(v, cx.ld(xs[2], o));
     E at = offset({img, o, kb.v(oh), kb.v(ow)}, {c.Bn, c.O, c.OH, c.OW});
     Stmt plane_store = for_(oh, 0, c.OH, {for_(ow, 0, c.OW, {store(out, at, cx.epilogue(n, v, {img, o, kb.v(oh), kb.v(ow)}))})});
+    if (by_image) return std::vector<Stmt>{for_(o_var, 0, c.O, {plane_store})};
     return std::vector<Stmt>{merged ? for_(b, 0, c.Bn, {plane_store}) : plane_store};
   }, 1);
-  kb.k.grain = grain_of(kGrainFlops, N * K);
+  kb.k.grain = grain_of(kGrainFlops, (by_image ? c.O : 1) * N * K);
   kb.k.parallel = kb.k.extent > kb.k.grain;
   cx.emit(std::move(kb));
 }

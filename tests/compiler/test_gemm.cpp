@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include <cmath>
+#include <tuple>
 
 #include "compiler/codegen/gemm.h"
 #include "compiler/jit/jit_model.h"
@@ -209,6 +210,27 @@ TEST_CASE("stride-1 phase planes share their padding between rows and planes", "
   CHECK((down.read(shape(28, 1, 2, 0), 0) && !down.read(shape(28, 1, 2, 0), 1) && !down.read(shape(28, 1, 2, 0), 3)));
   CHECK(down.spill(shape(28, 1, 2, 0)) == 0);
   CHECK((strided.read(shape(14, 4, 2, 1), 1) && strided.read(shape(14, 4, 2, 1), 3)));
+}
+
+TEST_CASE("a convolution per image stores each image's grid as soon as its product is done", "[gemm][conv]") {
+  // The ResNet's 16-channel layers and the AlexNet's first: a grid past the output's columns,
+  // bias and ReLU in the store. The product runs an image (O rows) a p, then the store for it.
+  for (auto [C, O, K] : {std::tuple<int64_t, int64_t, int64_t>{16, 16, 3}, {1, 64, 5}}) {
+    Graph g("conv_by_image");
+    Builder b(g);
+    Value* x = b.input("x", {DType::f32, {3, C, 12, 12}});
+    Value* w = b.input("w", {DType::f32, {O, C, K, K}});
+    b.output("y", b.relu({b.conv2d({x, w, b.input("bias", {DType::f32, {O}})}, {{"padding", Ints{K / 2, K / 2}}})}));
+    CompiledModel compiled = compile_jit(g);
+    int products = 0;
+    for (const auto& k : compiled.program.functions.back().kernels)
+      if (k.gemm) {
+        ++products;
+        CHECK((k.gemm->split == kir::Gemm::Split::row_blocks && k.gemm->block == O && k.extent == 3));
+      }
+    CHECK(products == 1);
+    for (int threads : {1, 2}) check_against_reference(g, compiled, 31, static_cast<double>(C * K * K), threads, fmt::format("{} channels", C));
+  }
 }
 
 TEST_CASE("each convolution op's strategy", "[conv]") {
