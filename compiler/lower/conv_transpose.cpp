@@ -208,21 +208,40 @@ static SubpixelPlanes subpixel_planes(const ConvShape& c, const SubpixelAxis& ah
   return {rows, cols, rows * cols, c.Bn * rows * cols, channels * c.Bn * rows * cols, pairs};
 }
 
+// The image [Bn, C, HW] as bf16 channel pairs [Bn, (C + 1) / 2, HW] (channel_pair_read), each
+// pixel rounded once: a contiguous loop, for copies that would otherwise pair it again each.
+static int channel_pair_image(LowerContext& cx, const Node& n, int src, int64_t Bn, int64_t C, int64_t HW) {
+  int64_t Q = (C + 1) / 2;
+  int dst = cx.new_buffer(n.result()->name + ".pairs", {DType::i32, {Bn * Q * HW}}, BufKind::Temp);
+  KernelBuilder kp("conv_channel_pairs", cx.origin(n));
+  int j = kp.new_var("j");
+  loop_nest(kp, {Bn, Q}, [&](const std::vector<E>& i) {
+    std::function<E(E)> read = channel_pair_read(cx, src, i[1], C, HW);
+    E from = add(offset({i[0], mul(i[1], int_(2))}, {Bn, C, HW}), kp.v(j));
+    return std::vector<Stmt>{for_(j, 0, HW, {store(dst, add(offset(i, {Bn, Q, HW}), kp.v(j)), read(from))})};
+  }, grain_of(kGrainElements, HW));
+  cx.emit(std::move(kp));
+  return dst;
+}
+
+// With pairs, the copies of a merged input (one a phase) read the pixels paired once.
 static int subpixel_input(LowerContext& cx, const Node& n, int x_buf, const ConvShape& c, const SubpixelAxis& ah, const SubpixelAxis& aw, const SubpixelPlanes& L,
                    bool merged) {
   int64_t Ci = c.O, channels = L.pairs ? (Ci + 1) / 2 : Ci, copies = merged ? ah.s * aw.s : 1, HW = c.OH * c.OW;
+  bool paired_first = L.pairs && copies > 1;
+  int src = paired_first ? channel_pair_image(cx, n, x_buf, c.Bn, Ci, HW) : x_buf;
   int image = cx.new_buffer(n.result()->name + (L.pairs ? ".padded_pairs" : ".padded"),
                             {L.pairs ? DType::i32 : DType::f32, {copies * c.Bn * channels * L.plane()}}, BufKind::Temp);
   KernelBuilder kp(L.pairs ? "conv_transpose2d_pad_pairs" : "conv_transpose2d_pad", cx.origin(n));
   loop_nest(kp, {c.Bn, channels}, [&](const std::vector<E>& i) {
     std::vector<Stmt> body;
     std::function<E(E)> read;
-    if (L.pairs) read = channel_pair_read(cx, x_buf, i[1], Ci, HW);
+    if (L.pairs && !paired_first) read = channel_pair_read(cx, x_buf, i[1], Ci, HW);
     for (int64_t r = 0; r < copies; ++r) {
       std::array<int64_t, 2> first = {(merged ? ah.first(r / aw.s) : 0) - (ah.taps - 1), (merged ? aw.first(r % aw.s) : 0) - (aw.taps - 1)};
       E at = add(int_(r * L.phase_stride), add(mul(i[0], int_(L.image_stride)), mul(i[1], int_(L.channel_stride))));
-      E from = offset({i[0], L.pairs ? mul(i[1], int_(2)) : i[1]}, {c.Bn, Ci, HW});
-      for (Stmt& st : strided_plane(cx, kp, image, at, L.rows, L.cols, x_buf, from, c.OH, c.OW, {1, 1}, first, nullptr, read))
+      E from = paired_first ? offset(i, {c.Bn, channels, HW}) : offset({i[0], L.pairs ? mul(i[1], int_(2)) : i[1]}, {c.Bn, Ci, HW});
+      for (Stmt& st : strided_plane(cx, kp, image, at, L.rows, L.cols, src, from, c.OH, c.OW, {1, 1}, first, nullptr, read))
         body.push_back(std::move(st));
     }
     return body;
