@@ -17,6 +17,7 @@ static void weight_grad_dense(LowerContext& cx, const Node& n, const std::vector
 static void weight_grad_lines(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out, const ConvShape& c, bool merged,
                               bool partials);
 static void sum_partials(LowerContext& cx, const Node& n, int partial, int out, int64_t count, int64_t size);
+static int sliding_pair_copy(LowerContext& cx, const Node& n, int src, int64_t planes, int64_t plane, int64_t slack);
 static void weight_grad_loops(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out);
 static void conv2d_loops(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out);
 
@@ -326,11 +327,15 @@ static void weight_grad_lines(LowerContext& cx, const Node& n, const std::vector
                               bool partials) {
   Phases ph(c);
   int64_t P = ph.count(), plane = ph.plane(), N = c.C * c.KH * c.KW;
-  int image = phase_images(cx, n, c, ph, cx.materialized(xs[0]), merged, ph.max_shift(c));
+  bool slide = sliding_pairs(c, conv_operands(cx, n, xs, out));
+  // Sliding pairs read each element's neighbour: one slack element at least.
+  int64_t slack = std::max<int64_t>(ph.max_shift(c), slide ? 1 : 0);
+  int image = phase_images(cx, n, c, ph, cx.materialized(xs[0]), merged, slack);
+  if (slide) image = sliding_pair_copy(cx, n, image, c.Bn * c.C * P, plane, slack);
   int grid = dy_grid(cx, n, cx.materialized(xs[1]), c, ph, merged);
   int partial = partials ? cx.new_buffer(n.result()->name + ".partial", {DType::f32, {c.Bn, c.O, N}}, BufKind::Temp) : out;
   Gemm gm;
-  gm.a = grid, gm.b = image, gm.c = partial, gm.M = c.O, gm.N = N, gm.tb = true;
+  gm.a = grid, gm.b = image, gm.c = partial, gm.M = c.O, gm.N = N, gm.tb = true, gm.pairs = slide;
   gm.K = merged ? c.Bn * plane : c.OH * ph.cols;
   if (!merged)
     for (int64_t b = 0; b < c.Bn; ++b) gm.a_offsets.push_back(b * c.O * gm.K), gm.b_offsets.push_back(b * c.C * P * plane);
@@ -338,6 +343,21 @@ static void weight_grad_lines(LowerContext& cx, const Node& n, const std::vector
   if (merged) return emit_product(cx, n, "conv2d_weight_grad", gm);
   emit_product(cx, n, "conv2d_weight_grad", gm, c.O);  // whole images to a thread
   if (partials) sum_partials(cx, n, partial, out, c.Bn, c.O * N);
+}
+
+// The `planes` planes of `plane` f32 elements (then `slack` zeros) as sliding bf16 pairs
+// (kir::Gemm::pairs with a transposed B): element j pairs element j with element j + 1.
+static int sliding_pair_copy(LowerContext& cx, const Node& n, int src, int64_t planes, int64_t plane, int64_t slack) {
+  int dst = cx.new_buffer(n.result()->name + ".sliding_pairs", {DType::i32, {planes * plane + slack}}, BufKind::Temp);
+  KernelBuilder kp("conv_sliding_pairs", cx.origin(n));
+  int j = kp.new_var("j");
+  loop_nest(kp, {planes}, [&](const std::vector<E>& i) {
+    E at = add(mul(i[0], int_(plane)), kp.v(j));
+    return std::vector<Stmt>{for_(j, 0, plane, {store(dst, at, bin(Bin::bf16_pair, cx.ld(src, at), cx.ld(src, add(at, int_(1)))))})};
+  }, grain_of(kGrainElements, plane));
+  cx.emit(std::move(kp));
+  zero_run(cx, n, dst, planes * plane, slack);
+  return dst;
 }
 
 // out[i] = the sum over t of partial[t][i].

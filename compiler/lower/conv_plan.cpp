@@ -117,6 +117,19 @@ bool channel_pairs(int64_t channels, const ConvShape& c, const ConvOperands& x) 
   return x.bf16 && host_isa() >= Isa::avx512bf16 && c.groups == 1 && (channels % 2 == 0 || channels >= 9);
 }
 
+// A weight gradient's depth is the pixels, and each tap's line of the image is a column of B:
+// a VDPBF16PS product pairs neighbouring pixels. Paired while packing, every pixel is rounded
+// and paired again for each of the KH x KW lines that read it. A copy of the phase planes in
+// which each element pairs a pixel with the next serves every line at once (the packing then
+// only transposes), but is one more pass over the image: it pays where the packing, not the
+// product, holds the time, with few output channels (each packed element multiplies only O
+// rows; measured: 5-25% less time at 16 and 32 on the ResNet, none at 64, a loss on the
+// AlexNet's 64-192) and more than one tap.
+constexpr int64_t kSlidingPairsRows = 32;
+bool sliding_pairs(const ConvShape& c, const ConvOperands& x) {
+  return x.bf16 && host_isa() >= Isa::avx512bf16 && c.groups == 1 && c.O <= kSlidingPairsRows && c.KH * c.KW > 1;
+}
+
 // Here `c` is the convolution this one transposes: its input is our output. Sub-pixel needs
 // dilation 1 and enough output channels (each phase's product has that many rows). At stride
 // 1 it is a plain convolution by the flipped weight when the padding is within the kernel's

@@ -99,5 +99,8 @@ ConvPlan conv_transpose2d_path(const ConvShape& c, const ConvOperands& x);
 /// Whether a product on lines reads its image of `channels` channels (a convolution's input,
 /// or a sub-pixel transposed convolution's) as bf16 channel pairs (kir::Gemm::pairs).
 bool channel_pairs(int64_t channels, const ConvShape& c, const ConvOperands& x);
+/// Whether a weight gradient on lines reads its image as sliding bf16 pixel pairs (kir::Gemm::pairs
+/// with a transposed B).
+bool sliding_pairs(const ConvShape& c, const ConvOperands& x);
 
 }  // namespace stag::kir

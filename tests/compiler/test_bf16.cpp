@@ -195,6 +195,17 @@ TEST_CASE("bf16 convolutions read channel pairs in place where the host multipli
       bool on_lines = c.x[1] >= 8 && (c.w[0] % 2 == 0 || c.w[0] >= 9);
       CHECK(pair_products(ct) == (on_lines && isa >= Isa::avx512bf16 ? 1 : 0));
       test::check_against_reference(gt, ct, 31, static_cast<double>(c.w[0] * c.w[2] * c.w[3]), 1, std::string("transposed, ") + c.what);
+      // The weight gradient reads the image as sliding pixel pairs (sliding_pairs) with up to
+      // 32 output channels and more than one tap, whatever its input channels.
+      Graph gw("bf16_weight_grad_pairs");
+      Builder bw(gw);
+      NamedAttrs wattrs = attrs;
+      wattrs.push_back({"kernel", Ints{c.w[2], c.w[3]}});
+      bw.output("dw", bw.conv2d_weight_grad({bw.input("x", {DType::f32, c.x}), bw.input("dy", y->type)}, wattrs));
+      CompiledModel cw = compile_jit(gw);
+      CHECK(pair_products(cw) == (isa >= Isa::avx512bf16 && c.w[0] <= 32 && c.w[2] * c.w[3] > 1 ? 1 : 0));
+      double Kw = static_cast<double>(c.x[0] * y->type.dims[2] * y->type.dims[3]);
+      test::check_against_reference(gw, cw, 37, Kw, 2, std::string("weight gradient, ") + c.what);
     }
   }
 }
