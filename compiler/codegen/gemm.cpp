@@ -150,6 +150,7 @@ class GemmEmitter {
             llvm::Value* nr = smin(b_.CreateSub(N, jr), c(NR));
             when(b_.CreateOr(b_.CreateNot(direct), b_.CreateICmpSLT(nr, c(NR))),
                  [&] {
+                   if (g_.pairs && g_.tb) return pack_sliding_pairs(Bb, pair_panel_at(jc, jr), pc, jr, kc, nr, sb_j);
                    if (g_.pairs) return copy_pairs(Bb, pair_panel_at(jc, jr), pc, jr, kc, nr, sb_k);
                    if (pairs_) return pack_pairs(Bb, pair_panel_at(jc, jr), pc, jr, kc, nr, sb_k, sb_j, b_rows_contiguous);
                    pack(Bb, panel_at(jc, jr), pc, jr, kc, nr, sb_k, sb_j, b_rows_contiguous);
@@ -167,7 +168,7 @@ class GemmEmitter {
                 llvm::Value* in_place = b_.CreateAnd(direct, b_.CreateICmpEQ(nr, c(NR)));
                 tile_pairs([&](llvm::Value* p) -> llvm::Value* {
                   llvm::Value* at = b_.CreateInBoundsGEP(b_.getInt32Ty(), packed, b_.CreateMul(p, c(NR)));
-                  if (!g_.pairs) return at;
+                  if (!g_.pairs || g_.tb) return at;
                   llvm::Value* own = b_.CreateAdd(line(b_.CreateAdd(b_.CreateUDiv(pc, c(2)), p), sb_k), jr);
                   return b_.CreateSelect(in_place, b_.CreateInBoundsGEP(b_.getInt32Ty(), Bb, own), at);
                 }, kc);
@@ -354,6 +355,39 @@ class GemmEmitter {
           llvm::Value* lo = b_.CreateMaskedLoad(vt_, at, llvm::Align(4), b_.CreateAnd(first, column), zeros());
           llvm::Value* hi = b_.CreateMaskedLoad(vt_, b_.CreateInBoundsGEP(f32_, at, c(VW)), llvm::Align(4), b_.CreateAnd(second, column), zeros());
           block.push_back(adjacent_pairs(lo, hi));
+        }
+        transpose(block);
+        llvm::Value* q0 = b_.CreateUDiv(k0, c(2));
+        for (int l = 0; l < VW; ++l) {
+          llvm::Value* at = b_.CreateInBoundsGEP(b_.getInt32Ty(), dst, b_.CreateAdd(b_.CreateMul(b_.CreateAdd(q0, c(l)), c(NR)), c(v * VW)));
+          b_.CreateAlignedStore(block[static_cast<size_t>(l)], at, llvm::Align(64));
+        }
+      }
+    });
+  }
+
+  // Transposed B of sliding pairs (kir::Gemm::pairs): column j's pair of k and k + 1 is element
+  // line(j) + k, so 2VW elements from an even k hold VW pairs in their even lanes; VW columns of
+  // those transposed give VW pair rows. Pairs from kc on are zeros.
+  void pack_sliding_pairs(llvm::Value* B, llvm::Value* dst, llvm::Value* pc, llvm::Value* jr, llvm::Value* kc, llvm::Value* nr,
+                          llvm::Value* sb_j) {
+    const int NR = t_.columns(), NV = t_.vectors, VW = t_.lanes;
+    auto* wide = llvm::FixedVectorType::get(b_.getInt32Ty(), static_cast<unsigned>(2 * VW));
+    std::vector<llvm::Constant*> ids;
+    std::vector<int> even;
+    for (int l = 0; l < 2 * VW; ++l) ids.push_back(llvm::ConstantInt::get(i64_, static_cast<uint64_t>(l)));
+    for (int l = 0; l < VW; ++l) even.push_back(2 * l);
+    llvm::Value* lanes = llvm::ConstantVector::get(ids);
+    loop(c(0), kc, c(2 * VW), [&](llvm::Value* k0) {
+      llvm::Value* in_k = b_.CreateICmpSLT(lanes, b_.CreateVectorSplat(static_cast<unsigned>(2 * VW), b_.CreateSub(kc, k0)));
+      for (int v = 0; v < NV; ++v) {
+        std::vector<llvm::Value*> block;
+        for (int l = 0; l < VW; ++l) {
+          llvm::Value* j = smin(b_.CreateAdd(jr, c(v * VW + l)), b_.CreateSub(N_, c(1)));
+          llvm::Value* column = b_.CreateVectorSplat(static_cast<unsigned>(2 * VW), b_.CreateICmpSLT(c(v * VW + l), nr));
+          llvm::Value* at = b_.CreateInBoundsGEP(b_.getInt32Ty(), B, b_.CreateAdd(line(j, sb_j), b_.CreateAdd(pc, k0)));
+          llvm::Value* both = b_.CreateMaskedLoad(wide, at, llvm::Align(4), b_.CreateAnd(in_k, column), llvm::Constant::getNullValue(wide));
+          block.push_back(b_.CreateShuffleVector(both, even));
         }
         transpose(block);
         llvm::Value* q0 = b_.CreateUDiv(k0, c(2));

@@ -17,6 +17,7 @@ static void weight_grad_dense(LowerContext& cx, const Node& n, const std::vector
 static void weight_grad_lines(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out, const ConvShape& c, bool merged,
                               bool partials);
 static void sum_partials(LowerContext& cx, const Node& n, int partial, int out, int64_t count, int64_t size);
+static int sliding_pair_copy(LowerContext& cx, const Node& n, int src, int64_t planes, int64_t plane, int64_t slack);
 static void weight_grad_loops(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out);
 static void conv2d_loops(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out);
 
@@ -144,26 +145,23 @@ static int64_t image_channels(const ConvShape& c, bool pairs) { return pairs ? (
 // or `merged`, each channel's phase of every image side by side ([C, phases, Bn, plane]);
 // then `slack` zeros that the last lines run into. With `pairs`, an element holds a pixel of
 // channels 2q and 2q + 1 as a bf16 pair (Bin::bf16_pair; zero past the last channel), and
-// the buffer has half the channels.
+// the buffer has half the channels. `only_read`: the phases no tap reads (a 1 x 1 kernel at
+// stride 2 reads one of four) are left unwritten, for a product whose lines never run past
+// their own plane (Phases::spill() is 0).
 static int phase_images(LowerContext& cx, const Node& n, const ConvShape& c, const Phases& ph, int src, bool merged, int64_t slack,
-                        bool pairs = false) {
+                        bool pairs = false, bool only_read = false) {
   int64_t P = ph.count(), plane = ph.plane(), Cb = image_channels(c, pairs), total = c.Bn * Cb * P * plane, HW = c.H * c.W;
   int dst = cx.new_buffer(n.result()->name + (pairs ? ".pairs" : ".phases"), {pairs ? DType::i32 : DType::f32, {total + slack}}, BufKind::Temp);
   KernelBuilder kp(pairs ? "conv_phase_pairs" : "conv_phases", cx.origin(n));
   loop_nest(kp, {c.Bn, Cb}, [&](const std::vector<E>& i) {
     std::vector<Stmt> body;
     E from = offset({i[0], pairs ? mul(i[1], int_(2)) : i[1]}, {c.Bn, c.C, HW});
-    E second = lt(add(mul(i[1], int_(2)), int_(1)), int_(c.C));
-    auto pair = [&](E at) {
-      E hi = c.C % 2 == 0 ? cx.ld(src, add(at, int_(HW)))
-                          : select(second, cx.ld(src, select(second, add(at, int_(HW)), at)), zero_of(DType::f32));
-      return bin(Bin::bf16_pair, cx.ld(src, at), hi);
-    };
+    std::function<E(E)> read;
+    if (pairs) read = channel_pair_read(cx, src, i[1], c.C, HW);
     for (int64_t r = 0; r < P; ++r) {
+      if (only_read && !ph.read(c, r)) continue;
       E at = merged ? offset({i[1], int_(r), i[0]}, {Cb, P, c.Bn, plane}) : offset({i[0], i[1], int_(r)}, {c.Bn, Cb, P, plane});
       std::array<int64_t, 2> first = {r / c.s[1] - c.p[0], r % c.s[1] - c.p[1]};
-      std::function<E(E)> read;
-      if (pairs) read = pair;
       for (Stmt& st : strided_plane(cx, kp, dst, at, ph.rows, ph.cols, src, from, c.H, c.W, {c.s[0], c.s[1]}, first, nullptr, read))
         body.push_back(std::move(st));
     }
@@ -172,6 +170,14 @@ static int phase_images(LowerContext& cx, const Node& n, const ConvShape& c, con
   cx.emit(std::move(kp));
   if (slack) zero_run(cx, n, dst, total, slack);
   return dst;
+}
+
+std::function<E(E)> channel_pair_read(LowerContext& cx, int src, E pair, int64_t C, int64_t HW) {
+  E second = lt(add(mul(pair, int_(2)), int_(1)), int_(C));
+  return [&cx, src, second, C, HW](E at) {
+    E hi = C % 2 == 0 ? cx.ld(src, add(at, int_(HW))) : select(second, cx.ld(src, select(second, add(at, int_(HW)), at)), zero_of(DType::f32));
+    return bin(Bin::bf16_pair, cx.ld(src, at), hi);
+  };
 }
 
 static void zero_run(LowerContext& cx, const Node& n, int buf, int64_t from, int64_t count) {
@@ -222,11 +228,11 @@ static std::vector<int64_t> tap_lines(const ConvShape& c, const Phases& ph, int6
 // the weight is copied in their order (paired_weight) and the product multiplies pairs.
 void conv2d_lines(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out, const ConvShape& c, bool merged, bool exact) {
   Phases ph(c);
-  bool pairs = channel_pairs(c, conv_operands(cx, n, xs, out));
+  bool pairs = channel_pairs(c.C, c, conv_operands(cx, n, xs, out));
   int64_t P = ph.count(), plane = ph.plane(), Cb = image_channels(c, pairs), K = (pairs ? 2 * Cb : c.C) * c.KH * c.KW;
   int64_t N = (merged ? (c.Bn - 1) * plane : 0) + (c.OH - 1) * ph.cols + c.OW, per_image = merged ? plane : N;
   bool copy = pairs || merged || P > 1 || c.p[0] || c.p[1];
-  int x_buf = cx.materialized(xs[0]), image = copy ? phase_images(cx, n, c, ph, x_buf, merged, 0, pairs) : x_buf;
+  int x_buf = cx.materialized(xs[0]), image = copy ? phase_images(cx, n, c, ph, x_buf, merged, ph.spill(c), pairs, ph.spill(c) == 0) : x_buf;
   int grid = exact ? out : cx.new_buffer(n.result()->name + ".grid", {DType::f32, {c.Bn * c.O * per_image}}, BufKind::Temp);
   Gemm gm;
   gm.a = pairs ? paired_weight(cx, n, cx.materialized(xs[1]), c) : cx.materialized(xs[1]), gm.b = image, gm.c = grid, gm.M = c.O, gm.N = N, gm.K = K;
@@ -234,21 +240,29 @@ void conv2d_lines(LowerContext& cx, const Node& n, const std::vector<int>& xs, i
   if (!merged) gm.a_offsets.assign(static_cast<size_t>(c.Bn), 0);
   for (int64_t b = 0; b < c.Bn && !merged; ++b) gm.b_offsets.push_back(b * Cb * P * plane);
   gm.read_lines(merged ? tap_lines(c, ph, P * c.Bn * plane, c.Bn * plane, Cb) : tap_lines(c, ph, P * plane, plane, Cb));
+  // Per image, the store runs over each image's grid as soon as its product is done, while the
+  // grid is in cache (Gemm::Split::row_blocks: a thread's images' grids would not stay there).
+  bool by_image = !merged && !exact;
+  if (by_image) gm.split_by(Gemm::Split::row_blocks, c.O);
   KernelBuilder kb("conv2d", cx.origin(n));
   kb.k.gemm = gm;
-  int b = kb.new_var("b"), oh = kb.new_var("oh"), ow = kb.new_var("ow");
-  // A row of the grid: an (image, channel) pair, or merged, a channel of every image.
-  loop_nest(kb, {merged ? c.O : c.Bn * c.O}, [&](const std::vector<E>& row) {
+  int b = kb.new_var("b"), o_var = kb.new_var("o"), oh = kb.new_var("oh"), ow = kb.new_var("ow");
+  // A row of the grid: an (image, channel) pair, or merged, a channel of every image; p an
+  // image by_image, else a row.
+  loop_nest(kb, {by_image ? c.Bn : merged ? c.O : c.Bn * c.O}, [&](const std::vector<E>& p) {
     if (exact) return std::vector<Stmt>{};
-    E o = merged ? row[0] : bin(Bin::rem, row[0], int_(c.O)), img = merged ? kb.v(b) : bin(Bin::div, row[0], int_(c.O));
-    E from = add(mul(row[0], int_(N)), merged ? mul(img, int_(plane)) : int_(0));
+    E row = by_image ? add(mul(p[0], int_(c.O)), kb.v(o_var)) : p[0];
+    E o = merged ? row : by_image ? kb.v(o_var) : bin(Bin::rem, row, int_(c.O));
+    E img = merged ? kb.v(b) : by_image ? p[0] : bin(Bin::div, row, int_(c.O));
+    E from = add(mul(row, int_(N)), merged ? mul(img, int_(plane)) : int_(0));
     E v = cx.ld(grid, add(from, add(mul(kb.v(oh), int_(ph.cols)), kb.v(ow))));
     if (xs.size() == 3) v = add(v, cx.ld(xs[2], o));
     E at = offset({img, o, kb.v(oh), kb.v(ow)}, {c.Bn, c.O, c.OH, c.OW});
     Stmt plane_store = for_(oh, 0, c.OH, {for_(ow, 0, c.OW, {store(out, at, cx.epilogue(n, v, {img, o, kb.v(oh), kb.v(ow)}))})});
+    if (by_image) return std::vector<Stmt>{for_(o_var, 0, c.O, {plane_store})};
     return std::vector<Stmt>{merged ? for_(b, 0, c.Bn, {plane_store}) : plane_store};
   }, 1);
-  kb.k.grain = grain_of(kGrainFlops, N * K);
+  kb.k.grain = grain_of(kGrainFlops, (by_image ? c.O : 1) * N * K);
   kb.k.parallel = kb.k.extent > kb.k.grain;
   cx.emit(std::move(kb));
 }
@@ -313,11 +327,15 @@ static void weight_grad_lines(LowerContext& cx, const Node& n, const std::vector
                               bool partials) {
   Phases ph(c);
   int64_t P = ph.count(), plane = ph.plane(), N = c.C * c.KH * c.KW;
-  int image = phase_images(cx, n, c, ph, cx.materialized(xs[0]), merged, ph.max_shift(c));
+  bool slide = sliding_pairs(c, conv_operands(cx, n, xs, out));
+  // Sliding pairs read each element's neighbour: one slack element at least.
+  int64_t slack = std::max<int64_t>(ph.max_shift(c), slide ? 1 : 0);
+  int image = phase_images(cx, n, c, ph, cx.materialized(xs[0]), merged, slack);
+  if (slide) image = sliding_pair_copy(cx, n, image, c.Bn * c.C * P, plane, slack);
   int grid = dy_grid(cx, n, cx.materialized(xs[1]), c, ph, merged);
   int partial = partials ? cx.new_buffer(n.result()->name + ".partial", {DType::f32, {c.Bn, c.O, N}}, BufKind::Temp) : out;
   Gemm gm;
-  gm.a = grid, gm.b = image, gm.c = partial, gm.M = c.O, gm.N = N, gm.tb = true;
+  gm.a = grid, gm.b = image, gm.c = partial, gm.M = c.O, gm.N = N, gm.tb = true, gm.pairs = slide;
   gm.K = merged ? c.Bn * plane : c.OH * ph.cols;
   if (!merged)
     for (int64_t b = 0; b < c.Bn; ++b) gm.a_offsets.push_back(b * c.O * gm.K), gm.b_offsets.push_back(b * c.C * P * plane);
@@ -325,6 +343,21 @@ static void weight_grad_lines(LowerContext& cx, const Node& n, const std::vector
   if (merged) return emit_product(cx, n, "conv2d_weight_grad", gm);
   emit_product(cx, n, "conv2d_weight_grad", gm, c.O);  // whole images to a thread
   if (partials) sum_partials(cx, n, partial, out, c.Bn, c.O * N);
+}
+
+// The `planes` planes of `plane` f32 elements (then `slack` zeros) as sliding bf16 pairs
+// (kir::Gemm::pairs with a transposed B): element j pairs element j with element j + 1.
+static int sliding_pair_copy(LowerContext& cx, const Node& n, int src, int64_t planes, int64_t plane, int64_t slack) {
+  int dst = cx.new_buffer(n.result()->name + ".sliding_pairs", {DType::i32, {planes * plane + slack}}, BufKind::Temp);
+  KernelBuilder kp("conv_sliding_pairs", cx.origin(n));
+  int j = kp.new_var("j");
+  loop_nest(kp, {planes}, [&](const std::vector<E>& i) {
+    E at = add(mul(i[0], int_(plane)), kp.v(j));
+    return std::vector<Stmt>{for_(j, 0, plane, {store(dst, at, bin(Bin::bf16_pair, cx.ld(src, at), cx.ld(src, add(at, int_(1)))))})};
+  }, grain_of(kGrainElements, plane));
+  cx.emit(std::move(kp));
+  zero_run(cx, n, dst, planes * plane, slack);
+  return dst;
 }
 
 // out[i] = the sum over t of partial[t][i].

@@ -21,6 +21,9 @@ std::vector<kir::Stmt> strided_plane(LowerContext& cx, kir::KernelBuilder& kb, i
 /// The H x W plane placed at (top, left) of the Hd x Wd plane, zeros around it.
 std::vector<kir::Stmt> padded_plane(LowerContext& cx, kir::KernelBuilder& kb, int dst, E dst_at, int64_t Hd, int64_t Wd, int src,
                                     E src_at, int64_t H, int64_t W, int64_t top, int64_t left, E valid = nullptr);
+/// Reads pixel `at` of an f32 image of C channels of HW pixels, channel 2 * pair, with the same
+/// pixel of the next channel as a bf16 pair (Bin::bf16_pair; zero past the last channel).
+std::function<E(E)> channel_pair_read(LowerContext& cx, int src, E pair, int64_t C, int64_t HW);
 /// The sizes of a convolution from input x to output y with a KH x KW kernel.
 kir::ConvShape conv_shape(const Node& n, const Type& x, const Type& y, int64_t KH, int64_t KW);
 /// What the strategy needs to know of the operands (conv_plan.h's ConvOperands).

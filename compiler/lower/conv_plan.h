@@ -26,9 +26,14 @@ struct ConvOperands {
 
 /// The padded image as s[0] x s[1] phase planes: phase (rh, rw) holds padded pixel
 /// (i*s[0] + rh, j*s[1] + rw) at (i, j), zeros past the image. Tap (kh, kw) of the strided
-/// convolution then reads one phase at stride 1, from the tap's shift on.
+/// convolution then reads one phase at stride 1, from the tap's shift on. On a stride-1 axis
+/// whose padding is within the kernel's reach, the plane stops where the image does (`shared`):
+/// a read past a row's end lands on the next row's leading zeros, one past the last row on the
+/// next plane's top zero rows (past the buffer's last plane, on its slack: spill()), so the
+/// padding between two rows or two images is stored and multiplied once.
 struct Phases {
   int64_t s[2], rows, cols;
+  bool shared[2];
   explicit Phases(const ConvShape& c);
   int64_t count() const { return s[0] * s[1]; }
   int64_t plane() const { return rows * cols; }
@@ -37,6 +42,10 @@ struct Phases {
   int64_t shift(const ConvShape& c, int64_t kh, int64_t kw) const;
   /// The largest shift: how far a stride-1 run over `cols`-wide rows reads past a plane.
   int64_t max_shift(const ConvShape& c) const { return shift(c, c.KH - 1, c.KW - 1); }
+  /// How far the lines of the output's grid (OH rows of `cols`) read past the last plane.
+  int64_t spill(const ConvShape& c) const;
+  /// Whether any tap reads phase r.
+  bool read(const ConvShape& c, int64_t r) const;
 };
 
 /// One axis of a strided transposed convolution (dilation 1) split by output phase: output
@@ -87,7 +96,11 @@ struct ConvPlan {
 ConvPlan conv2d_path(const ConvShape& c, const ConvOperands& x);
 ConvPlan weight_grad_path(const ConvShape& c, const ConvOperands& x);
 ConvPlan conv_transpose2d_path(const ConvShape& c, const ConvOperands& x);
-/// Whether a convolution on lines reads its image as bf16 channel pairs (kir::Gemm::pairs).
-bool channel_pairs(const ConvShape& c, const ConvOperands& x);
+/// Whether a product on lines reads its image of `channels` channels (a convolution's input,
+/// or a sub-pixel transposed convolution's) as bf16 channel pairs (kir::Gemm::pairs).
+bool channel_pairs(int64_t channels, const ConvShape& c, const ConvOperands& x);
+/// Whether a weight gradient on lines reads its image as sliding bf16 pixel pairs (kir::Gemm::pairs
+/// with a transposed B).
+bool sliding_pairs(const ConvShape& c, const ConvOperands& x);
 
 }  // namespace stag::kir

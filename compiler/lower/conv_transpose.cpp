@@ -14,7 +14,7 @@ using namespace kir;
 static void conv_transpose2d_dense(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out, const ConvShape& c);
 static void add_channel_bias(LowerContext& cx, const Node& n, int out, int bias, int64_t planes, int64_t size, int64_t channels);
 static void conv_transpose2d_subpixel(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out, const ConvShape& c, bool merged);
-static int phase_weights(LowerContext& cx, const Node& n, int w_buf, const ConvShape& c, const SubpixelAxis& ah, const SubpixelAxis& aw);
+static int phase_weights(LowerContext& cx, const Node& n, int w_buf, const ConvShape& c, const SubpixelAxis& ah, const SubpixelAxis& aw, bool pairs);
 static void interleave_phases(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out, int grid, const ConvShape& c, const SubpixelAxis& ah,
                        const SubpixelAxis& aw, int64_t cols, bool channel_major, const std::function<E(E, int64_t, E)>& grid_at);
 static void conv_transpose2d_loops(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out);
@@ -194,28 +194,55 @@ static void add_channel_bias(LowerContext& cx, const Node& n, int out, int bias,
 // plane]), one copy that every phase reads from its first row and column on; or merged,
 // channel by channel with a copy a phase ([phases, Ci, Bn, plane]), each only the window its
 // phase reads, so no image's part of the grid holds columns only another phase reaches.
+// With `pairs` (channel_pairs), an element holds a pixel of channels 2q and 2q + 1 as a bf16
+// pair, and there are half the channels.
 struct SubpixelPlanes {
   int64_t rows, cols, image_stride, channel_stride, phase_stride;
+  bool pairs;
   int64_t plane() const { return rows * cols; }
 };
-static SubpixelPlanes subpixel_planes(const ConvShape& c, const SubpixelAxis& ah, const SubpixelAxis& aw, bool merged) {
-  if (!merged) return {ah.padded(), aw.padded(), c.O * ah.padded() * aw.padded(), ah.padded() * aw.padded(), 0};
+static SubpixelPlanes subpixel_planes(const ConvShape& c, const SubpixelAxis& ah, const SubpixelAxis& aw, bool merged, bool pairs) {
+  int64_t channels = pairs ? (c.O + 1) / 2 : c.O;
+  if (!merged) return {ah.padded(), aw.padded(), channels * ah.padded() * aw.padded(), ah.padded() * aw.padded(), 0, pairs};
   int64_t rows = ah.outputs(0) + ah.taps - 1, cols = aw.outputs(0) + aw.taps - 1;
-  return {rows, cols, rows * cols, c.Bn * rows * cols, c.O * c.Bn * rows * cols};
+  return {rows, cols, rows * cols, c.Bn * rows * cols, channels * c.Bn * rows * cols, pairs};
 }
 
+// The image [Bn, C, HW] as bf16 channel pairs [Bn, (C + 1) / 2, HW] (channel_pair_read), each
+// pixel rounded once: a contiguous loop, for copies that would otherwise pair it again each.
+static int channel_pair_image(LowerContext& cx, const Node& n, int src, int64_t Bn, int64_t C, int64_t HW) {
+  int64_t Q = (C + 1) / 2;
+  int dst = cx.new_buffer(n.result()->name + ".pairs", {DType::i32, {Bn * Q * HW}}, BufKind::Temp);
+  KernelBuilder kp("conv_channel_pairs", cx.origin(n));
+  int j = kp.new_var("j");
+  loop_nest(kp, {Bn, Q}, [&](const std::vector<E>& i) {
+    std::function<E(E)> read = channel_pair_read(cx, src, i[1], C, HW);
+    E from = add(offset({i[0], mul(i[1], int_(2))}, {Bn, C, HW}), kp.v(j));
+    return std::vector<Stmt>{for_(j, 0, HW, {store(dst, add(offset(i, {Bn, Q, HW}), kp.v(j)), read(from))})};
+  }, grain_of(kGrainElements, HW));
+  cx.emit(std::move(kp));
+  return dst;
+}
+
+// With pairs, the copies of a merged input (one a phase) read the pixels paired once.
 static int subpixel_input(LowerContext& cx, const Node& n, int x_buf, const ConvShape& c, const SubpixelAxis& ah, const SubpixelAxis& aw, const SubpixelPlanes& L,
                    bool merged) {
-  int64_t Ci = c.O, copies = merged ? ah.s * aw.s : 1;
-  int image = cx.new_buffer(n.result()->name + ".padded", {DType::f32, {copies * c.Bn * Ci * L.plane()}}, BufKind::Temp);
-  KernelBuilder kp("conv_transpose2d_pad", cx.origin(n));
-  loop_nest(kp, {c.Bn, Ci}, [&](const std::vector<E>& i) {
+  int64_t Ci = c.O, channels = L.pairs ? (Ci + 1) / 2 : Ci, copies = merged ? ah.s * aw.s : 1, HW = c.OH * c.OW;
+  bool paired_first = L.pairs && copies > 1;
+  int src = paired_first ? channel_pair_image(cx, n, x_buf, c.Bn, Ci, HW) : x_buf;
+  int image = cx.new_buffer(n.result()->name + (L.pairs ? ".padded_pairs" : ".padded"),
+                            {L.pairs ? DType::i32 : DType::f32, {copies * c.Bn * channels * L.plane()}}, BufKind::Temp);
+  KernelBuilder kp(L.pairs ? "conv_transpose2d_pad_pairs" : "conv_transpose2d_pad", cx.origin(n));
+  loop_nest(kp, {c.Bn, channels}, [&](const std::vector<E>& i) {
     std::vector<Stmt> body;
+    std::function<E(E)> read;
+    if (L.pairs && !paired_first) read = channel_pair_read(cx, x_buf, i[1], Ci, HW);
     for (int64_t r = 0; r < copies; ++r) {
       std::array<int64_t, 2> first = {(merged ? ah.first(r / aw.s) : 0) - (ah.taps - 1), (merged ? aw.first(r % aw.s) : 0) - (aw.taps - 1)};
       E at = add(int_(r * L.phase_stride), add(mul(i[0], int_(L.image_stride)), mul(i[1], int_(L.channel_stride))));
-      E from = offset({i[0], i[1]}, {c.Bn, Ci, c.OH * c.OW});
-      for (Stmt& st : strided_plane(cx, kp, image, at, L.rows, L.cols, x_buf, from, c.OH, c.OW, {1, 1}, first)) body.push_back(std::move(st));
+      E from = paired_first ? offset(i, {c.Bn, channels, HW}) : offset({i[0], L.pairs ? mul(i[1], int_(2)) : i[1]}, {c.Bn, Ci, HW});
+      for (Stmt& st : strided_plane(cx, kp, image, at, L.rows, L.cols, src, from, c.OH, c.OW, {1, 1}, first, nullptr, read))
+        body.push_back(std::move(st));
     }
     return body;
   }, grain_of(kGrainElements, copies * L.plane()));
@@ -225,11 +252,13 @@ static int subpixel_input(LowerContext& cx, const Node& n, int x_buf, const Conv
 
 static void conv_transpose2d_subpixel(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out, const ConvShape& c, bool merged) {
   SubpixelAxis ah(c.s[0], c.p[0], c.KH, c.OH, c.H), aw(c.s[1], c.p[1], c.KW, c.OW, c.W);
-  SubpixelPlanes L = subpixel_planes(c, ah, aw, merged);
-  int64_t Ci = c.O, Co = c.C, P = ah.s * aw.s;
+  bool pairs = channel_pairs(c.O, c, conv_operands(cx, n, xs, out));
+  SubpixelPlanes L = subpixel_planes(c, ah, aw, merged, pairs);
+  int64_t Ci = pairs ? (c.O + 1) / 2 : c.O, Co = c.C, P = ah.s * aw.s;
   Gemm gm;
   gm.b = subpixel_input(cx, n, cx.materialized(xs[0]), c, ah, aw, L, merged);
-  gm.a = phase_weights(cx, n, cx.materialized(xs[1]), c, ah, aw), gm.M = Co, gm.K = Ci * ah.taps * aw.taps;
+  gm.a = phase_weights(cx, n, cx.materialized(xs[1]), c, ah, aw, pairs), gm.M = Co, gm.K = (pairs ? 2 * Ci : Ci) * ah.taps * aw.taps;
+  gm.pairs = pairs;
   gm.N = (merged ? (c.Bn - 1) * L.plane() : 0) + (ah.outputs(0) - 1) * L.cols + aw.outputs(0);
   for (int64_t b = 0; b < (merged ? 1 : c.Bn); ++b)
     for (int64_t r = 0; r < P; ++r) {
@@ -254,21 +283,26 @@ static void conv_transpose2d_subpixel(LowerContext& cx, const Node& n, const std
 // wp[phase (rh, rw)][co][(ci, jh, jw)] = w[ci, co, ah.tap(rh, jh), aw.tap(rw, jw)], zero past
 // the kernel. An input channel's taps are read together (one cache line): a loop over the
 // input channels for each tap read lines Co * KH * KW floats apart, which share cache sets.
-static int phase_weights(LowerContext& cx, const Node& n, int w_buf, const ConvShape& c, const SubpixelAxis& ah, const SubpixelAxis& aw) {
-  int64_t Ci = c.O, Co = c.C, taps = ah.taps * aw.taps, K = Ci * taps;
+// With `pairs`, the columns follow the input's channel pairs: (q, jh, jw, h) for ci = 2q + h,
+// zero past the last channel (as paired_weight does for a convolution).
+static int phase_weights(LowerContext& cx, const Node& n, int w_buf, const ConvShape& c, const SubpixelAxis& ah, const SubpixelAxis& aw, bool pairs) {
+  int64_t Ci = c.O, Co = c.C, taps = ah.taps * aw.taps, Cp = pairs ? (Ci + 1) / 2 * 2 : Ci, K = Cp * taps;
   int wp = cx.new_buffer(n.result()->name + ".phase_weights", {DType::f32, {ah.s * aw.s, Co, K}}, BufKind::Temp);
   KernelBuilder kw("conv_transpose2d_weights", cx.origin(n));
   int ci = kw.new_var("ci");
+  E real = lt(kw.v(ci), int_(Ci));
   loop_nest(kw, {Co}, [&](const std::vector<E>& co) {
     std::vector<Stmt> taps_of_ci;
     for (int64_t r = 0; r < ah.s * aw.s; ++r)
       for (int64_t j = 0; j < taps; ++j) {
         int64_t th = ah.tap(r / aw.s, j / aw.taps), tw = aw.tap(r % aw.s, j % aw.taps);
-        E at = offset({int_(r), co[0], kw.v(ci), int_(j)}, {ah.s * aw.s, Co, Ci, taps});
-        E from = offset({kw.v(ci), co[0], int_(th * c.KW + tw)}, {Ci, Co, c.KH * c.KW});
-        taps_of_ci.push_back(store(wp, at, th < c.KH && tw < c.KW ? cx.ld(w_buf, from) : zero_of(DType::f32)));
+        E at = pairs ? offset({int_(r), co[0], bin(Bin::div, kw.v(ci), int_(2)), int_(j), bin(Bin::rem, kw.v(ci), int_(2))}, {ah.s * aw.s, Co, Cp / 2, taps, 2})
+                     : offset({int_(r), co[0], kw.v(ci), int_(j)}, {ah.s * aw.s, Co, Ci, taps});
+        E from = offset({Cp == Ci ? kw.v(ci) : select(real, kw.v(ci), int_(0)), co[0], int_(th * c.KW + tw)}, {Ci, Co, c.KH * c.KW});
+        E v = th < c.KH && tw < c.KW ? cx.ld(w_buf, from) : zero_of(DType::f32);
+        taps_of_ci.push_back(store(wp, at, Cp == Ci ? v : select(real, v, zero_of(DType::f32))));
       }
-    return std::vector<Stmt>{for_(ci, 0, Ci, taps_of_ci)};
+    return std::vector<Stmt>{for_(ci, 0, Cp, taps_of_ci)};
   }, std::max<int64_t>(1, 16384 / (ah.s * aw.s * K)));
   cx.emit(std::move(kw));
   return wp;

@@ -142,6 +142,9 @@ struct Gemm {
   /// bf16 only, on hosts with VDPBF16PS: B holds bf16 pairs (i32 elements, Bin::bf16_pair),
   /// its row q being k = 2q and 2q + 1 (b_lines and b_offsets count pairs); A is f32 with its
   /// columns in that order, K even. B's rows are then read in place like an f32 B's.
+  /// With tb (B's column j a line, contiguous in k): element line(j) + k holds k and k + 1 of
+  /// that column (sliding pairs: every element pairs a pixel with the next), read at even k;
+  /// K need not be even (A's pair past K is zero).
   bool pairs = false;
   void read_patches(const Im2col& c) { b_read = BRead::patches, im2col = c; }
   void read_lines(std::vector<int64_t> lines) { b_read = BRead::lines, b_lines = std::move(lines); }

@@ -170,6 +170,9 @@ TEST_CASE("bf16 convolutions read channel pairs in place where the host multipli
       {{2, 9, 7, 8}, {10, 9, 3, 3}, {1, 1}, {1, 1}, true, "9 channels: the last pairs with zeros"},
       {{2, 3, 8, 7}, {5, 3, 3, 3}, {1, 1}, {1, 1}, false, "3 channels: taps paired while packing"},
       {{4, 8, 6, 6}, {72, 8, 3, 3}, {1, 1}, {1, 1}, true, "merged images (many output channels, a narrow grid)"},
+      {{1, 8, 14, 14}, {16, 8, 4, 4}, {2, 2}, {1, 1}, true, "the DCGAN's stride 2, one image (its data gradient per phase)"},
+      {{4, 12, 14, 14}, {72, 12, 4, 4}, {2, 2}, {1, 1}, true, "stride 2, many outputs (its data gradient merged)"},
+      {{2, 10, 9, 11}, {9, 10, 3, 3}, {2, 2}, {1, 1}, true, "stride 2, 9 outputs (its data gradient's last pair with zeros)"},
   };
   for (Isa isa : host_paths()) {
     ForcedIsa forced(isa);
@@ -182,16 +185,27 @@ TEST_CASE("bf16 convolutions read channel pairs in place where the host multipli
       INFO(c.what << " on " << isa_name(isa));
       CHECK(pair_products(compiled) == (expect ? 1 : 0));
       test::check_against_reference(g, compiled, 29, static_cast<double>(c.w[1] * c.w[2] * c.w[3]), 2, c.what);
-      if (c.stride[0] != 1) continue;
-      // The data gradient at stride 1: a convolution by the flipped weight, on the same lines.
+      // The data gradient: at stride 1 a convolution by the flipped weight, on the same lines;
+      // strided, a stride-1 convolution per output phase over the padded input (sub-pixel).
+      // Either where the transposed convolution has at least 8 outputs (conv_plan.cpp's
+      // kSubpixelChannels, else columns); their products' channels are w's outputs.
       Graph gt("bf16_conv_transpose_pairs");
       conv_transpose_graph(gt, y->type, c.w, attrs);
       CompiledModel ct = compile_jit(gt);
-      // Flipped where the transposed convolution has at least 8 outputs (conv_plan.cpp's
-      // kSubpixelChannels); the flipped convolution's channels are w's outputs.
-      bool flips = c.x[1] >= 8 && (c.w[0] % 2 == 0 || c.w[0] >= 9);
-      CHECK(pair_products(ct) == (flips && isa >= Isa::avx512bf16 ? 1 : 0));
+      bool on_lines = c.x[1] >= 8 && (c.w[0] % 2 == 0 || c.w[0] >= 9);
+      CHECK(pair_products(ct) == (on_lines && isa >= Isa::avx512bf16 ? 1 : 0));
       test::check_against_reference(gt, ct, 31, static_cast<double>(c.w[0] * c.w[2] * c.w[3]), 1, std::string("transposed, ") + c.what);
+      // The weight gradient reads the image as sliding pixel pairs (sliding_pairs) with up to
+      // 32 output channels and more than one tap, whatever its input channels.
+      Graph gw("bf16_weight_grad_pairs");
+      Builder bw(gw);
+      NamedAttrs wattrs = attrs;
+      wattrs.push_back({"kernel", Ints{c.w[2], c.w[3]}});
+      bw.output("dw", bw.conv2d_weight_grad({bw.input("x", {DType::f32, c.x}), bw.input("dy", y->type)}, wattrs));
+      CompiledModel cw = compile_jit(gw);
+      CHECK(pair_products(cw) == (isa >= Isa::avx512bf16 && c.w[0] <= 32 && c.w[2] * c.w[3] > 1 ? 1 : 0));
+      double Kw = static_cast<double>(c.x[0] * y->type.dims[2] * y->type.dims[3]);
+      test::check_against_reference(gw, cw, 37, Kw, 2, std::string("weight gradient, ") + c.what);
     }
   }
 }

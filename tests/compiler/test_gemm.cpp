@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include <cmath>
+#include <tuple>
 
 #include "compiler/codegen/gemm.h"
 #include "compiler/jit/jit_model.h"
@@ -172,10 +173,64 @@ TEST_CASE("convolutions read their image's phase planes through lines, unless th
   // One output channel: the product's one row holds every image (bias and epilogue still ride).
   CHECK_FALSE(check_conv({5, 3, 4, 3, 1, 4, 3, {2, 3}, {0, 0}, {1, 1}, true, true}, 2));
   CHECK_FALSE(check_conv({37, 2, 5, 5, 1, 5, 5, {1, 1}, {0, 0}, {1, 1}, false, false}, 1));
-  // A stride past the kernel (phases no tap reads).
+  // A stride past the kernel (phases no tap reads, not copied): the ResNet's downsampling too.
   CHECK(check_conv({2, 3, 17, 16, 5, 2, 2, {4, 4}, {0, 0}, {1, 1}, true, false}, 1));
+  CHECK(check_conv({3, 16, 28, 28, 32, 1, 1, {2, 2}, {0, 0}, {1, 1}, false, false}, 2));
+  // Stride-1 planes share their padding between rows and between images (Phases::shared): the
+  // AlexNet's 7x7 layers over every image's planes, per image, a stride-1 axis beside a strided
+  // one, and padding past the kernel's reach (that axis keeps its own).
+  for (int threads : {1, 2}) {
+    CHECK(check_conv({3, 8, 7, 7, 70, 3, 3, {1, 1}, {1, 1}, {1, 1}, true, true}, threads));
+    CHECK(check_conv({2, 5, 7, 6, 9, 3, 3, {1, 1}, {1, 1}, {1, 1}, false, false}, threads));
+    CHECK(check_conv({2, 3, 9, 10, 70, 3, 3, {1, 2}, {1, 1}, {1, 1}, true, false}, threads));
+    CHECK(check_conv({2, 3, 10, 9, 6, 3, 3, {2, 1}, {1, 1}, {1, 2}, false, true}, threads));
+    CHECK(check_conv({2, 3, 6, 5, 6, 3, 3, {1, 1}, {3, 2}, {1, 1}, true, false}, threads));
+  }
   // A kernel as wide as the image: the grid would waste most columns, so patches are gathered.
   CHECK_FALSE(check_conv({2, 2, 12, 12, 4, 10, 10, {1, 1}, {0, 0}, {1, 1}, false, false}, 2));
+}
+
+TEST_CASE("stride-1 phase planes share their padding between rows and planes", "[conv]") {
+  auto shape = [](int64_t H, int64_t K, int64_t s, int64_t p) {
+    int64_t OH = (H + 2 * p - K) / s + 1;
+    return kir::ConvShape{2, 3, H, H, 4, OH, OH, K, K, {s, s}, {p, p}, {1, 1}};
+  };
+  // The AlexNet's 7x7 layers: 8 x 8 planes, not 9 x 9; the last tap's line of the last plane
+  // reads one padded row and column past it.
+  kir::Phases same(shape(7, 3, 1, 1));
+  CHECK((same.rows == 8 && same.cols == 8 && same.shared[0] && same.shared[1]));
+  CHECK(same.spill(shape(7, 3, 1, 1)) == 8 + 1);
+  // Strided axes and padding past the kernel's reach keep every plane's own padding.
+  kir::Phases strided(shape(14, 4, 2, 1)), wide(shape(6, 3, 1, 3));
+  CHECK((strided.rows == 8 && strided.cols == 8 && !strided.shared[0]));
+  CHECK((wide.rows == 12 && wide.cols == 12 && !wide.shared[1]));
+  CHECK(wide.spill(shape(6, 3, 1, 3)) == 0);
+  // A ResNet's 1 x 1 downsampling at stride 2 reads one phase of four (the copy writes no other).
+  kir::Phases down(shape(28, 1, 2, 0));
+  CHECK((down.read(shape(28, 1, 2, 0), 0) && !down.read(shape(28, 1, 2, 0), 1) && !down.read(shape(28, 1, 2, 0), 3)));
+  CHECK(down.spill(shape(28, 1, 2, 0)) == 0);
+  CHECK((strided.read(shape(14, 4, 2, 1), 1) && strided.read(shape(14, 4, 2, 1), 3)));
+}
+
+TEST_CASE("a convolution per image stores each image's grid as soon as its product is done", "[gemm][conv]") {
+  // The ResNet's 16-channel layers and the AlexNet's first: a grid past the output's columns,
+  // bias and ReLU in the store. The product runs an image (O rows) a p, then the store for it.
+  for (auto [C, O, K] : {std::tuple<int64_t, int64_t, int64_t>{16, 16, 3}, {1, 64, 5}}) {
+    Graph g("conv_by_image");
+    Builder b(g);
+    Value* x = b.input("x", {DType::f32, {3, C, 12, 12}});
+    Value* w = b.input("w", {DType::f32, {O, C, K, K}});
+    b.output("y", b.relu({b.conv2d({x, w, b.input("bias", {DType::f32, {O}})}, {{"padding", Ints{K / 2, K / 2}}})}));
+    CompiledModel compiled = compile_jit(g);
+    int products = 0;
+    for (const auto& k : compiled.program.functions.back().kernels)
+      if (k.gemm) {
+        ++products;
+        CHECK((k.gemm->split == kir::Gemm::Split::row_blocks && k.gemm->block == O && k.extent == 3));
+      }
+    CHECK(products == 1);
+    for (int threads : {1, 2}) check_against_reference(g, compiled, 31, static_cast<double>(C * K * K), threads, fmt::format("{} channels", C));
+  }
 }
 
 TEST_CASE("each convolution op's strategy", "[conv]") {
@@ -186,6 +241,7 @@ TEST_CASE("each convolution op's strategy", "[conv]") {
     return kir::ConvShape{Bn, C, H, H, O, OH, OH, K, K, {s, s}, {p, p}, {1, 1}};
   };
   CHECK(kir::conv2d_path(shape(64, 64, 14, 128, 7, 4, 2, 1), kOnProduct).path == ConvPath::lines_merged);
+  CHECK(kir::conv2d_path(shape(64, 128, 7, 192, 7, 3, 1, 1), kOnProduct).path == ConvPath::lines_merged);
   CHECK(kir::conv2d_path(shape(1, 64, 14, 128, 7, 4, 2, 1), kOnProduct).path == ConvPath::lines);
   CHECK(kir::conv2d_path(shape(64, 1, 28, 6, 28, 5, 1, 2), kOnProduct).path == ConvPath::lines);
   CHECK(kir::conv2d_path(shape(2, 2, 12, 4, 3, 10, 1, 0), kOnProduct).path == ConvPath::im2col);
@@ -272,6 +328,10 @@ TEST_CASE("weight gradients are products over the images' phase planes", "[gemm]
     CHECK(check_weight_grad({64, 1, 28, 28, 64, 4, 4, {2, 2}, {1, 1}, {1, 1}, false, false}, threads));
     CHECK(check_weight_grad({8, 64, 14, 14, 128, 4, 4, {2, 2}, {1, 1}, {1, 1}, false, false}, threads));
     CHECK(check_weight_grad({9, 40, 15, 13, 70, 3, 4, {2, 3}, {1, 2}, {1, 1}, false, false}, threads));
+    // Stride-1 planes sharing their padding: the AlexNet's 7x7 layers over every image's planes,
+    // and a stride-1 axis beside a strided one.
+    CHECK(check_weight_grad({8, 64, 7, 7, 70, 3, 3, {1, 1}, {1, 1}, {1, 1}, false, false}, threads));
+    CHECK(check_weight_grad({3, 2, 9, 9, 4, 3, 3, {1, 2}, {1, 1}, {1, 1}, false, false}, threads));
   }
 }
 
