@@ -223,7 +223,10 @@ TEST_CASE("attention and its gradient compile to the reference's values on every
   int turn = 0;
   for (Isa isa : test::host_paths()) {
     test::ForcedIsa forced(isa);
-    for (const Sizes& z : kSizes)
+    // the host's own path on every size; the others on the odd sizes and GPT's
+    std::vector<Sizes> sizes = kSizes;
+    if (isa != detected_isa()) sizes = {kSizes.front(), kSizes.back()};
+    for (const Sizes& z : sizes)
       for (bool bf16 : {false, true}) {
         int threads = 1 + turn++ % 2;
         double n = static_cast<double>(std::max({z.S, z.D, z.Dv}));
