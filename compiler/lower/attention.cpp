@@ -82,15 +82,15 @@ void attention(LowerContext& cx, const Node& n, const std::vector<int>& xs, int 
   int probs = cx.new_buffer(n.result()->name + ".p", {dt, {s.batch * s.T, s.S}}, BufKind::Temp);
   scores_kernel(cx, n, s, x, probs, [&](KernelBuilder& kb, E row) {
     int j = kb.new_var("j"), mx = kb.new_var("mx", dt), l = kb.new_var("l", dt), e = kb.new_var("e", dt);
-    E at = add(mul(row, int_(s.S)), kb.v(j)), p = load(probs, dt, at);
+    E at = add(mul(row, int_(s.S)), kb.v(j)), score = masked_score(s, load(probs, dt, at), row, kb.v(j), dt);
     return std::vector<Stmt>{
         assign(mx, fconst(-kInf, dt)),
-        for_(j, 0, s.S, {assign(e, masked_score(s, p, row, kb.v(j), dt)), store(probs, at, kb.v(e)), assign(mx, nan_max(kb.v(mx), kb.v(e)))}),
+        vectorized_for(j, 0, s.S, {assign(mx, nan_max(kb.v(mx), score))}),
         assign(l, zero_of(dt)),
-        for_(j, 0, s.S, {assign(e, exp_masked(sub(p, kb.v(mx)))), store(probs, at, kb.v(e)), assign(l, add(kb.v(l), kb.v(e)))}),
+        vectorized_for(j, 0, s.S, {assign(e, exp_masked(sub(score, kb.v(mx)))), store(probs, at, kb.v(e)), assign(l, add(kb.v(l), kb.v(e)))}),
         store(lse, row, add(kb.v(mx), un(Un::log, kb.v(l)))),
         assign(l, div(fconst(1, dt), kb.v(l))),
-        for_(j, 0, s.S, {store(probs, at, mul(p, kb.v(l)))}),
+        vectorized_for(j, 0, s.S, {store(probs, at, mul(load(probs, dt, at), kb.v(l)))}),
     };
   });
   emit_product(cx, n, "attention_values", batched(probs, x.v, out, s.batch, s.T, s.Dv, s.S, false, false));
@@ -108,7 +108,7 @@ void attention_grad(LowerContext& cx, const Node& n, const std::vector<int>& xs,
   scores_kernel(cx, n, s, x, probs, [&](KernelBuilder& kb, E row) {
     int j = kb.new_var("j");
     E at = add(mul(row, int_(s.S)), kb.v(j));
-    return std::vector<Stmt>{for_(j, 0, s.S, {store(probs, at, exp_masked(sub(masked_score(s, load(probs, dt, at), row, kb.v(j), dt), cx.ld(xs[3], row))))})};
+    return std::vector<Stmt>{vectorized_for(j, 0, s.S, {store(probs, at, exp_masked(sub(masked_score(s, load(probs, dt, at), row, kb.v(j), dt), cx.ld(xs[3], row))))})};
   });
   emit_product(cx, n, "attention_grad_scores", batched(dy, x.v, ds, s.batch, s.T, s.S, s.Dv, false, true), [&](KernelBuilder& kb, E row) {
     int j = kb.new_var("j"), sum = kb.new_var("sum", dt);
@@ -116,8 +116,8 @@ void attention_grad(LowerContext& cx, const Node& n, const std::vector<int>& xs,
     E shift = xs.size() > 5 ? sub(kb.v(sum), cx.ld(xs[5], row)) : kb.v(sum);
     return std::vector<Stmt>{
         assign(sum, zero_of(dt)),
-        for_(j, 0, s.S, {assign(sum, add(kb.v(sum), mul(p, dp)))}),
-        for_(j, 0, s.S, {store(ds, at, mul(fconst(s.scale, dt), mul(p, sub(dp, shift))))}),
+        vectorized_for(j, 0, s.S, {assign(sum, add(kb.v(sum), mul(p, dp)))}),
+        vectorized_for(j, 0, s.S, {store(ds, at, mul(fconst(s.scale, dt), mul(p, sub(dp, shift))))}),
     };
   });
   emit_product(cx, n, "attention_grad_q", batched(ds, x.k, out, s.batch, s.T, s.D, s.S, false, false));
