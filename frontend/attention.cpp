@@ -115,13 +115,13 @@ std::vector<Val> fwd_mha(Ctx& c, Instance& in, const std::vector<Val>& args, con
     return {Val::tensor(y)};
   }
   int64_t b = x->type.dims[0], t = x->type.dims[1];
-  auto qkv = c.ops(Op::split, {linear(c, x, param("in_proj_weight"), param("in_proj_bias"), loc, ctx)},
-                   {{"axis", int64_t{2}}, {"sizes", Ints{e, e, e}}}, loc, ctx);
+  // [b, t, 3e] -> [3, b, heads, t, d] in one transpose, then q, k and v [b, heads, t, d] as
+  // contiguous pieces of it (views, not copies)
+  Value* packed = op(Op::reshape, {linear(c, x, param("in_proj_weight"), param("in_proj_bias"), loc, ctx)}, {{"shape", Ints{b, t, 3, heads, d}}});
+  auto qkv = c.ops(Op::split, {op(Op::transpose, {packed}, {{"perm", Ints{2, 0, 3, 1, 4}}})},
+                   {{"axis", int64_t{0}}, {"sizes", Ints{1, 1, 1}}}, loc, ctx);
   if (qkv.size() != 3) return {};
-  // [b, t, e] -> [b, heads, t, d]
-  auto heads_first = [&](Value* v) {
-    return op(Op::transpose, {op(Op::reshape, {v}, {{"shape", Ints{b, t, heads, d}}})}, {{"perm", Ints{0, 2, 1, 3}}});
-  };
+  auto heads_first = [&](Value* v) { return op(Op::reshape, {v}, {{"shape", Ints{b, heads, t, d}}}); };
   Value *q = heads_first(qkv[0]), *k = heads_first(qkv[1]), *v = heads_first(qkv[2]);
   if (c.opts.prefill && in.b("causal")) {
     c.cache_output(in.path + ".k", k, loc);

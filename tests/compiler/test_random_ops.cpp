@@ -273,12 +273,14 @@ Value* random_case(Gen& g, Builder& b, Op op, double& tol) {
       return b.pad({g.tensor(b, f, d)}, A({{"pads", Ints{g.pick(0, 2), g.pick(0, 2), g.pick(0, 2), g.pick(0, 2)}}, {"value", 0.5}}));
     }
     case Op::split: {
+      // along axis 0 the pieces are views of the input (read here by neg), along axis 1 copies
+      int64_t axis = g.pick(0, 1);
       Dims d = g.dims(2);
-      d[1] += 1;
-      int64_t first = g.pick(1, d[1] - 1);
-      auto r = b.create(op, {g.tensor(b, f, d)}, A({{"axis", int64_t{1}}, {"sizes", Ints{first, d[1] - first}}}));
-      b.output("second", r[1]);
-      return r[0];
+      d[axis] += 1;
+      int64_t first = g.pick(1, d[axis] - 1);
+      auto r = b.create(op, {g.tensor(b, f, d)}, A({{"axis", axis}, {"sizes", Ints{first, d[axis] - first}}}));
+      b.output("second", b.neg({r[1]}));
+      return b.neg({r[0]});
     }
     case Op::mse:
     case Op::huber:
