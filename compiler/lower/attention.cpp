@@ -66,6 +66,13 @@ struct Operands {
   int q, k, v;
 };
 
+// The micro-kernel multiplies f32; an f64 attention is the reference interpreter's alone.
+void require_f32(const Node& n) {
+  if (n.operands[0]->type.dtype != DType::f32)
+    throw NoLowering(fmt::format("{}: no compiled lowering for {} (the reference interpreter runs it)", n.info().name,
+                                 to_string(n.operands[0]->type)), n.loc, "%" + n.result()->name);
+}
+
 // scores = q k^T for every batch; `rows` then runs over each batch's rows.
 void scores_kernel(LowerContext& cx, const Node& n, const AttentionShape& s, const Operands& x, int scores, const RowBody& rows) {
   emit_product(cx, n, "attention_scores", batched(x.q, x.k, scores, s.batch, s.T, s.S, s.D, false, true), rows);
@@ -75,6 +82,7 @@ void scores_kernel(LowerContext& cx, const Node& n, const AttentionShape& s, con
 
 // Row r of the scores becomes p_rj = exp(s_rj - lse_r) in place, and lse_r is stored.
 void attention(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out) {
+  require_f32(n);
   AttentionShape s(n);
   DType dt = cx.B(xs[0]).type.dtype;
   Operands x{operand(cx, n, xs[0]), operand(cx, n, xs[1]), operand(cx, n, xs[2])};
@@ -99,6 +107,7 @@ void attention(LowerContext& cx, const Node& n, const std::vector<int>& xs, int 
 // p recomputed from q, k and lse; ds = scale p (dy v^T - sum_j p dy v^T + dlse) in place of
 // dy v^T; then dq = ds k, dk = ds^T q, dv = p^T dy.
 void attention_grad(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out) {
+  require_f32(n);
   AttentionShape s(n);
   DType dt = cx.B(xs[0]).type.dtype;
   Operands x{operand(cx, n, xs[0]), operand(cx, n, xs[1]), operand(cx, n, xs[2])};

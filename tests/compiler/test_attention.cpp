@@ -277,3 +277,12 @@ TEST_CASE("attention's second derivative is an error naming the op", "[attention
   CHECK(!differentiate(g, "loss", diags));
   CHECK_THAT(diags.render(), Catch::Contains("no gradient rule for op 'attention_grad'"));
 }
+
+TEST_CASE("f64 attention is the reference interpreter's: compiling it is an error naming the node", "[attention]") {
+  Graph g("f64");
+  Builder b(g);
+  Type t{DType::f64, {2, 3, 4}};
+  Value* q = b.input("q", t);
+  b.output("y", b.create(Op::attention, {q, q, q}, {{"scale", 0.5}})[0]);
+  CHECK_THROWS_WITH(compile_jit(g), Catch::Contains("attention: no compiled lowering for f64[2,3,4]"));
+}
