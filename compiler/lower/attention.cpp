@@ -23,18 +23,28 @@ Gemm batched(int a, int b, int c, int64_t batches, int64_t M, int64_t N, int64_t
   return g;
 }
 
-// Statements over the rows of batch b (given the row's flat index), after the batch's product.
-using RowBody = std::function<std::vector<Stmt>(KernelBuilder&, E row)>;
+// Statements for one row of a batch (given the row's flat index) after the batch's product;
+// `keys`: the row sees keys [0, keys) at most, and the rest of its row is zero.
+using RowBody = std::function<std::vector<Stmt>(KernelBuilder&, E row, int64_t keys)>;
 
-// A product kernel; `rows`, when given, runs over each batch's rows of C while they are in cache.
-void emit_product(LowerContext& cx, const Node& n, const std::string& name, Gemm g, const RowBody& rows = nullptr) {
+// Rows [first, last) of a batch and the keys they may see.
+struct RowRange {
+  int64_t first, last, keys;
+};
+
+// A product kernel; `rows`, when given, runs over each batch's rows of C while they are in cache,
+// range by range.
+void emit_product(LowerContext& cx, const Node& n, const std::string& name, Gemm g, const RowBody& rows = nullptr,
+                  const std::vector<RowRange>& ranges = {}) {
   KernelBuilder kb(name, cx.origin(n));
   int64_t flops = g.M * g.N * g.K;
   if (rows) {
     g.split_by(Gemm::Split::row_blocks, g.M);
     int r = kb.new_var("r");
     loop_nest(kb, {g.batches()}, [&](const std::vector<E>& b) {
-      return std::vector<Stmt>{for_(r, 0, g.M, rows(kb, add(mul(b[0], int_(g.M)), kb.v(r))))};
+      std::vector<Stmt> body;
+      for (const RowRange& rr : ranges) body.push_back(for_(r, rr.first, rr.last, rows(kb, add(mul(b[0], int_(g.M)), kb.v(r)), rr.keys)));
+      return body;
     }, 1);
     kb.k.grain = grain_of(kGrainFlops, flops);
   } else {
@@ -73,9 +83,25 @@ void require_f32(const Node& n) {
                                  to_string(n.operands[0]->type)), n.loc, "%" + n.result()->name);
 }
 
+// A causal query sees no key after it: rows in blocks (at most 8) whose loops over keys end
+// where the block's last row stops seeing, so about half a row's exps are skipped.
+std::vector<RowRange> row_ranges(const AttentionShape& s) {
+  if (!s.causal) return {{0, s.T, s.S}};
+  std::vector<RowRange> ranges;
+  int64_t step = std::max<int64_t>(16, (s.T + 7) / 8);
+  for (int64_t first = 0; first < s.T; first += step) ranges.push_back({first, std::min(s.T, first + step), std::min(s.S, first + step)});
+  return ranges;
+}
+
+// Zeros the rest of a row: [keys, S).
+std::vector<Stmt> zero_rest(const AttentionShape& s, int buf, E row, int j, int64_t keys, DType dt) {
+  if (keys >= s.S) return {};
+  return {vectorized_for(j, keys, s.S, {store(buf, add(mul(row, int_(s.S)), var(j, DType::i64)), zero_of(dt))})};
+}
+
 // scores = q k^T for every batch; `rows` then runs over each batch's rows.
 void scores_kernel(LowerContext& cx, const Node& n, const AttentionShape& s, const Operands& x, int scores, const RowBody& rows) {
-  emit_product(cx, n, "attention_scores", batched(x.q, x.k, scores, s.batch, s.T, s.S, s.D, false, true), rows);
+  emit_product(cx, n, "attention_scores", batched(x.q, x.k, scores, s.batch, s.T, s.S, s.D, false, true), rows, row_ranges(s));
 }
 
 }  // namespace
@@ -88,18 +114,20 @@ void attention(LowerContext& cx, const Node& n, const std::vector<int>& xs, int 
   Operands x{operand(cx, n, xs[0]), operand(cx, n, xs[1]), operand(cx, n, xs[2])};
   int lse = cx.in(n.result(1));
   int probs = cx.new_buffer(n.result()->name + ".p", {dt, {s.batch * s.T, s.S}}, BufKind::Temp);
-  scores_kernel(cx, n, s, x, probs, [&](KernelBuilder& kb, E row) {
+  scores_kernel(cx, n, s, x, probs, [&](KernelBuilder& kb, E row, int64_t keys) {
     int j = kb.new_var("j"), mx = kb.new_var("mx", dt), l = kb.new_var("l", dt), e = kb.new_var("e", dt);
     E at = add(mul(row, int_(s.S)), kb.v(j)), score = masked_score(s, load(probs, dt, at), row, kb.v(j), dt);
-    return std::vector<Stmt>{
+    std::vector<Stmt> body = {
         assign(mx, fconst(-kInf, dt)),
-        vectorized_for(j, 0, s.S, {assign(mx, nan_max(kb.v(mx), score))}),
+        vectorized_for(j, 0, keys, {assign(mx, nan_max(kb.v(mx), score))}),
         assign(l, zero_of(dt)),
-        vectorized_for(j, 0, s.S, {assign(e, exp_masked(sub(score, kb.v(mx)))), store(probs, at, kb.v(e)), assign(l, add(kb.v(l), kb.v(e)))}),
+        vectorized_for(j, 0, keys, {assign(e, exp_masked(sub(score, kb.v(mx)))), store(probs, at, kb.v(e)), assign(l, add(kb.v(l), kb.v(e)))}),
         store(lse, row, add(kb.v(mx), un(Un::log, kb.v(l)))),
         assign(l, div(fconst(1, dt), kb.v(l))),
-        vectorized_for(j, 0, s.S, {store(probs, at, mul(load(probs, dt, at), kb.v(l)))}),
+        vectorized_for(j, 0, keys, {store(probs, at, mul(load(probs, dt, at), kb.v(l)))}),
     };
+    for (Stmt& st : zero_rest(s, probs, row, j, keys, dt)) body.push_back(std::move(st));
+    return body;
   });
   emit_product(cx, n, "attention_values", batched(probs, x.v, out, s.batch, s.T, s.Dv, s.S, false, false));
 }
@@ -114,21 +142,25 @@ void attention_grad(LowerContext& cx, const Node& n, const std::vector<int>& xs,
   int dy = operand(cx, n, xs[4]);
   int probs = cx.new_buffer(n.result()->name + ".p", {dt, {s.batch * s.T, s.S}}, BufKind::Temp);
   int ds = cx.new_buffer(n.result()->name + ".ds", {dt, {s.batch * s.T, s.S}}, BufKind::Temp);
-  scores_kernel(cx, n, s, x, probs, [&](KernelBuilder& kb, E row) {
+  scores_kernel(cx, n, s, x, probs, [&](KernelBuilder& kb, E row, int64_t keys) {
     int j = kb.new_var("j");
     E at = add(mul(row, int_(s.S)), kb.v(j));
-    return std::vector<Stmt>{vectorized_for(j, 0, s.S, {store(probs, at, exp_masked(sub(masked_score(s, load(probs, dt, at), row, kb.v(j), dt), cx.ld(xs[3], row))))})};
+    std::vector<Stmt> body = {vectorized_for(j, 0, keys, {store(probs, at, exp_masked(sub(masked_score(s, load(probs, dt, at), row, kb.v(j), dt), cx.ld(xs[3], row))))})};
+    for (Stmt& st : zero_rest(s, probs, row, j, keys, dt)) body.push_back(std::move(st));
+    return body;
   });
-  emit_product(cx, n, "attention_grad_scores", batched(dy, x.v, ds, s.batch, s.T, s.S, s.Dv, false, true), [&](KernelBuilder& kb, E row) {
+  emit_product(cx, n, "attention_grad_scores", batched(dy, x.v, ds, s.batch, s.T, s.S, s.Dv, false, true), [&](KernelBuilder& kb, E row, int64_t keys) {
     int j = kb.new_var("j"), sum = kb.new_var("sum", dt);
     E at = add(mul(row, int_(s.S)), kb.v(j)), p = load(probs, dt, at), dp = load(ds, dt, at);
     E shift = xs.size() > 5 ? sub(kb.v(sum), cx.ld(xs[5], row)) : kb.v(sum);
-    return std::vector<Stmt>{
+    std::vector<Stmt> body = {
         assign(sum, zero_of(dt)),
-        vectorized_for(j, 0, s.S, {assign(sum, add(kb.v(sum), mul(p, dp)))}),
-        vectorized_for(j, 0, s.S, {store(ds, at, mul(fconst(s.scale, dt), mul(p, sub(dp, shift))))}),
+        vectorized_for(j, 0, keys, {assign(sum, add(kb.v(sum), mul(p, dp)))}),
+        vectorized_for(j, 0, keys, {store(ds, at, mul(fconst(s.scale, dt), mul(p, sub(dp, shift))))}),
     };
-  });
+    for (Stmt& st : zero_rest(s, ds, row, j, keys, dt)) body.push_back(std::move(st));
+    return body;
+  }, row_ranges(s));
   emit_product(cx, n, "attention_grad_q", batched(ds, x.k, out, s.batch, s.T, s.D, s.S, false, false));
   emit_product(cx, n, "attention_grad_k", batched(ds, x.q, cx.in(n.result(1)), s.batch, s.S, s.D, s.T, true, false));
   emit_product(cx, n, "attention_grad_v", batched(probs, dy, cx.in(n.result(2)), s.batch, s.S, s.Dv, s.T, true, false));
