@@ -58,6 +58,38 @@ Value* decode_mha(Ctx& c, Instance& in, Value* x, const Loc& loc) {
   return linear(c, reshape(y, {1, 1, e}), param_or_null(in, "out_proj.weight"), param_or_null(in, "out_proj.bias"), loc, ctx);
 }
 
+// softmax(q k^T / sqrt(d), masked when causal) v as matmuls, a mask and a softmax: the form that
+// can drop out attention weights (the probabilities are materialised).
+Value* attend_decomposed(Ctx& c, Instance& in, Value* q, Value* k, Value* v, const Loc& loc) {
+  std::string ctx = in.label();
+  auto op = [&](Op o, std::vector<Value*> xs, NamedAttrs a = {}) { return c.op(o, xs, a, loc, ctx); };
+  int64_t t = q->type.dims[2], d = q->type.dims[3];
+  Value* scores = op(Op::matmul, {q, k}, {{"transpose_b", true}});
+  scores = op(Op::mul, {scores, c.scalar(1.0 / std::sqrt(static_cast<double>(d)), DType::f32, loc)});
+  if (in.b("causal")) {
+    Type grid{DType::i64, {t, t}};
+    auto rows = c.ops(Op::iota, {}, {{"axis", int64_t{0}}}, loc, ctx, {grid});
+    auto cols = c.ops(Op::iota, {}, {{"axis", int64_t{1}}}, loc, ctx, {grid});
+    if (rows.empty() || cols.empty()) return nullptr;
+    Value* keep = op(Op::ge, {rows[0], cols[0]});  // a query attends to itself and earlier positions
+    Value* neg_inf = c.scalar(-std::numeric_limits<double>::infinity(), DType::f32, loc);
+    scores = op(Op::select, {keep, scores, neg_inf});
+  }
+  Value* att = op(Op::softmax, {scores}, {{"axis", int64_t{-1}}});
+  att = op(Op::dropout, {att, c.step_key(loc)}, {{"p", in.f("dropout")}, {"training", true}, {"seed", c.next_seed++}});
+  return op(Op::matmul, {att, v});
+}
+
+// q, k, v [b, heads, t, d] -> [b, heads, t, d]: the fused attention op (scores, mask, softmax and
+// weighted sum as row kernels), unless training drops out attention weights.
+Value* attend(Ctx& c, Instance& in, Value* q, Value* k, Value* v, const Loc& loc) {
+  if (!q || !k || !v) return nullptr;
+  if (in.f("dropout") > 0 && c.training()) return attend_decomposed(c, in, q, k, v, loc);
+  double scale = 1.0 / std::sqrt(static_cast<double>(q->type.dims[3]));
+  auto r = c.ops(Op::attention, {q, k, v}, {{"scale", scale}, {"causal", in.b("causal")}}, loc, in.label());
+  return r.empty() ? nullptr : r[0];
+}
+
 std::vector<Val> fwd_mha(Ctx& c, Instance& in, const std::vector<Val>& args, const Loc& loc) {
   Value* x = args[0].t;
   int64_t e = in.i("embed_dim"), heads = in.i("num_heads"), d = e / heads;
@@ -83,36 +115,19 @@ std::vector<Val> fwd_mha(Ctx& c, Instance& in, const std::vector<Val>& args, con
     return {Val::tensor(y)};
   }
   int64_t b = x->type.dims[0], t = x->type.dims[1];
-  auto qkv = c.ops(Op::split, {linear(c, x, param("in_proj_weight"), param("in_proj_bias"), loc, ctx)},
-                   {{"axis", int64_t{2}}, {"sizes", Ints{e, e, e}}}, loc, ctx);
+  // [b, t, 3e] -> [3, b, heads, t, d] in one transpose, then q, k and v [b, heads, t, d] as
+  // contiguous pieces of it (views, not copies)
+  Value* packed = op(Op::reshape, {linear(c, x, param("in_proj_weight"), param("in_proj_bias"), loc, ctx)}, {{"shape", Ints{b, t, 3, heads, d}}});
+  auto qkv = c.ops(Op::split, {op(Op::transpose, {packed}, {{"perm", Ints{2, 0, 3, 1, 4}}})},
+                   {{"axis", int64_t{0}}, {"sizes", Ints{1, 1, 1}}}, loc, ctx);
   if (qkv.size() != 3) return {};
-  // [b, t, e] -> [b, heads, t, d]
-  auto heads_first = [&](Value* v) {
-    return op(Op::transpose, {op(Op::reshape, {v}, {{"shape", Ints{b, t, heads, d}}})}, {{"perm", Ints{0, 2, 1, 3}}});
-  };
+  auto heads_first = [&](Value* v) { return op(Op::reshape, {v}, {{"shape", Ints{b, heads, t, d}}}); };
   Value *q = heads_first(qkv[0]), *k = heads_first(qkv[1]), *v = heads_first(qkv[2]);
   if (c.opts.prefill && in.b("causal")) {
     c.cache_output(in.path + ".k", k, loc);
     c.cache_output(in.path + ".v", v, loc);
   }
-  Value* scores = op(Op::matmul, {q, k}, {{"transpose_b", true}});
-  scores = op(Op::mul, {scores, c.scalar(1.0 / std::sqrt(static_cast<double>(d)), DType::f32, loc)});
-  if (in.b("causal")) {
-    Type grid{DType::i64, {t, t}};
-    auto rows = c.ops(Op::iota, {}, {{"axis", int64_t{0}}}, loc, ctx, {grid});
-    auto cols = c.ops(Op::iota, {}, {{"axis", int64_t{1}}}, loc, ctx, {grid});
-    if (rows.empty() || cols.empty()) return {};
-    Value* keep = op(Op::ge, {rows[0], cols[0]});  // a query attends to itself and earlier positions
-    Value* neg_inf = c.scalar(-std::numeric_limits<double>::infinity(), DType::f32, loc);
-    scores = op(Op::select, {keep, scores, neg_inf});
-  }
-  Value* att = op(Op::softmax, {scores}, {{"axis", int64_t{-1}}});
-  double p = in.f("dropout");
-  if (p > 0) {
-    if (c.training()) att = op(Op::dropout, {att, c.step_key(loc)}, {{"p", p}, {"training", true}, {"seed", c.next_seed++}});
-    else att = op(Op::dropout, {att}, {{"p", p}, {"training", false}});
-  }
-  Value* y = op(Op::matmul, {att, v});
+  Value* y = attend(c, in, q, k, v, loc);
   y = op(Op::reshape, {op(Op::transpose, {y}, {{"perm", Ints{0, 2, 1, 3}}})}, {{"shape", Ints{b, t, e}}});
   y = linear(c, y, param("out_proj.weight"), param("out_proj.bias"), loc, ctx);
   if (!bf) y = op(Op::transpose, {y}, {{"perm", Ints{1, 0, 2}}});

@@ -11,6 +11,7 @@
 #include <limits>
 #include <numeric>
 
+#include "ir/attention.h"
 #include "ir/geometry.h"
 #include "ir/random.h"
 #include "ir/scan.h"
@@ -705,7 +706,6 @@ RefTensor source(const Node& n, const Operands& xs) {
 
 }  // namespace
 
-// x as f32, then rounded to bf16 (to nearest, ties to even), as a bf16 product's operands are.
 double round_to_bf16(double x) {
   float f = static_cast<float>(x);
   if (std::isnan(f)) return x;
@@ -758,6 +758,8 @@ static std::vector<RefTensor> evaluate_op(const Node& n, const Operands& xs) {
     case Op::dropout: return {dropout(n, xs)};
     case Op::softmax:
     case Op::log_softmax: return {softmax(n, *x)};
+    case Op::attention: return evaluate_attention(n, xs);
+    case Op::attention_grad: return evaluate_attention_grad(n, xs);
     case Op::embedding: return {embedding(n, *xs[0], *xs[1])};
     case Op::embedding_grad: return {embedding_grad(n, *x, *xs[1])};
     case Op::one_hot: return {one_hot(n, *x)};

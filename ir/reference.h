@@ -41,6 +41,9 @@ struct RefResult {
 /// declared type. Throws RefError on a missing or mistyped feed or bad data.
 RefResult interpret(const Graph& g, const std::map<std::string, RefTensor>& feeds, bool keep_values = false);
 
+/// x as f32, then rounded to bf16 (to nearest, ties to even), as a bf16 product's factors are.
+double round_to_bf16(double x);
+
 /// Evaluates one node on operand tensors (constant folding uses this).
 std::vector<RefTensor> evaluate(const Node& n, const std::vector<const RefTensor*>& operands);
 

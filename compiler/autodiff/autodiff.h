@@ -59,5 +59,9 @@ std::unique_ptr<Graph> differentiate_with(const Graph& g, const std::string& los
 /// sign): their results are piecewise constant or not real-valued functions of operands.
 bool is_non_differentiable(Op op);
 
+/// Differentiable ops that have no gradient rule yet (attention_grad): differentiating through
+/// one is an error naming the op.
+bool lacks_gradient_rule(Op op);
+
 }  // namespace autodiff
 }  // namespace stag

@@ -504,6 +504,14 @@ Grads log_softmax_(GradCtx& c) {
   NamedAttrs a{{"axes", Ints{c.n.i("axis")}}, {"keepdims", true}};
   return {sub(c, c.dy[0], mul(c, c.b.exp({c.y()}), c.b.sum({c.dy[0]}, a)))};
 }
+// Flash attention's backward: one op that recomputes the probabilities from q, k and the
+// logsumexp instead of keeping them. Its own gradient (a second derivative) has no rule.
+Grads attention_(GradCtx& c) {
+  std::vector<Value*> ops{c.x(0), c.x(1), c.x(2), c.y(1), c.dy[0] ? c.dy[0] : zeros(c, c.y(0)->type)};
+  if (c.dy[1]) ops.push_back(c.dy[1]);
+  std::vector<Value*> g = c.b.create(Op::attention_grad, ops, same_attrs(c.n));
+  return {g[0], g[1], g[2]};
+}
 // The rows' gradients scatter-added by one op: as one_hot(ids)^T dy it would be a dense
 // product over the whole vocabulary.
 Grads embedding_(GradCtx& c) {
@@ -634,7 +642,7 @@ const Entry kRules[] = {
     {Op::max_pool2d, max_pool2d_}, {Op::max_pool2d_grad, max_pool2d_grad_}, {Op::avg_pool2d, avg_pool2d_},
     {Op::global_avg_pool, global_avg_pool_}, {Op::batch_norm, batch_norm_},
     {Op::layer_norm, layer_norm_}, {Op::dropout, dropout_}, {Op::softmax, softmax_},
-    {Op::log_softmax, log_softmax_}, {Op::embedding, embedding_}, {Op::embedding_grad, embedding_grad_},
+    {Op::log_softmax, log_softmax_}, {Op::attention, attention_}, {Op::embedding, embedding_}, {Op::embedding_grad, embedding_grad_},
     {Op::reshape, reshape_}, {Op::transpose, transpose_}, {Op::broadcast_to, broadcast_to_},
     {Op::concat, concat_}, {Op::slice, slice_}, {Op::pad, pad_}, {Op::flatten, reshape_}, {Op::split, split_},
     {Op::scan, scan_gradient},
@@ -650,6 +658,10 @@ const Op kNonDifferentiable[] = {
     Op::sign, Op::gt, Op::ge, Op::lt, Op::le, Op::eq, Op::argmax, Op::one_hot,
 };
 
+// Differentiable ops whose gradient is not built: differentiating through one is an error
+// naming it. attention_grad: attention's second derivatives.
+const Op kWithoutRule[] = {Op::attention_grad};
+
 }  // namespace
 
 GradRule gradient_rule(Op op) {
@@ -663,5 +675,7 @@ bool is_non_differentiable(Op op) {
     if (o == op) return true;
   return false;
 }
+
+bool lacks_gradient_rule(Op op) { return std::find(std::begin(kWithoutRule), std::end(kWithoutRule), op) != std::end(kWithoutRule); }
 
 }  // namespace stag::autodiff

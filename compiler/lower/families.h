@@ -48,6 +48,10 @@ void layer_norm(LowerContext& cx, const Node& n, const std::vector<int>& xs, int
 void dropout(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out);
 void softmax(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out);
 
+// attention.cpp: attention and its gradient as row kernels
+void attention(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out);
+void attention_grad(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out);
+
 // index.cpp
 void embedding(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out);
 void embedding_grad(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out);

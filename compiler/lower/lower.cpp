@@ -44,6 +44,7 @@ const Entry kLowerings[] = {
     {Op::max_pool2d, pool2d}, {Op::max_pool2d_grad, max_pool2d_grad}, {Op::avg_pool2d, pool2d},
     {Op::global_avg_pool, global_avg_pool}, {Op::batch_norm, batch_norm}, {Op::layer_norm, layer_norm},
     {Op::dropout, dropout}, {Op::softmax, softmax}, {Op::log_softmax, softmax},
+    {Op::attention, attention}, {Op::attention_grad, attention_grad},
     {Op::embedding, embedding}, {Op::embedding_grad, embedding_grad}, {Op::one_hot, one_hot},
     {Op::reshape, reshape}, {Op::transpose, transpose}, {Op::broadcast_to, elementwise}, {Op::concat, concat},
     {Op::slice, slice}, {Op::pad, pad}, {Op::flatten, reshape}, {Op::split, split},

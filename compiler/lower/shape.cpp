@@ -95,11 +95,17 @@ void split(LowerContext& cx, const Node& n, const std::vector<int>& xs, int /*ou
   const Dims xd = cx.B(x).type.dims;
   int64_t axis = norm_axis(n.i("axis"), xd.size()), at = 0;
   Dims xst = strides_of(xd);
+  // With only 1s before the axis, each piece is a contiguous run of the input: a view of it, no
+  // copy (a transformer's q, k and v, split from one transposed projection).
+  int root = cx.materialized(x);
+  bool runs = root >= 0 && !cx.in_loop && *checked_numel(Dims(xd.begin(), xd.begin() + axis)) == 1;
   for (const auto& r : n.results) {
     int out = cx.in(r.get());
     const Dims& od = r->type.dims;
     int64_t shift = at;
-    if (x >= 0) {
+    if (runs && cx.B(out).kind == BufKind::Temp) {
+      cx.buffer_of[r.get()] = cx.view_buffer(r->name, r->type, root, shift * xst[axis], 0);
+    } else if (x >= 0) {
       // The piece's place in the input is a view, so pieces of one shape share a function.
       KernelBuilder kb("split", cx.origin(n));
       kb.k.views.push_back({x, shift * xst[axis]});

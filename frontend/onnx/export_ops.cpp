@@ -148,6 +148,31 @@ void gelu(Emit& e) {
   e.add(name, e.in, e.out, kStagDomain);
 }
 
+// ONNX 17 has no attention op: MatMul(q, k^T), Mul by the scale, Where a causal mask keeps
+// the scores (-inf elsewhere), Softmax, MatMul with v.
+void attention(Emit& e) {
+  const Node& n = e.node;
+  const Type& q = n.operands[0]->type;
+  size_t r = q.rank();
+  int64_t t = q.dims[r - 2], s = n.operands[1]->type.dims[r - 2];
+  Ints perm;
+  for (size_t d = 0; d < r; ++d) perm.push_back(static_cast<int64_t>(d));
+  std::swap(perm[r - 1], perm[r - 2]);
+  std::string kt = e.temp("k_t"), scores = e.temp("scores"), scaled = e.temp("scaled"), probs = e.temp("probs");
+  set_attr(e.add("Transpose", {e.in[1]}, {kt}), "perm", perm);
+  e.add("MatMul", {e.in[0], kt}, {scores});
+  e.add("Mul", {scores, e.constant({q.dtype, {}}, {n.f("scale")}, "scale")}, {scaled});
+  if (n.b("causal")) {
+    std::vector<double> keep(static_cast<size_t>(t * s));
+    for (int64_t i = 0; i < t * s; ++i) keep[i] = i % s <= i / s;
+    std::string masked = e.temp("masked");
+    e.add("Where", {e.constant({DType::b8, {t, s}}, keep, "causal"), scaled, e.constant({q.dtype, {}}, {-INFINITY}, "neg_inf")}, {masked});
+    scaled = masked;
+  }
+  set_attr(e.add("Softmax", {scaled}, {probs}), "axis", int64_t{-1});
+  e.add("MatMul", {probs, e.in[2]}, {e.out[0]});
+}
+
 void identity(Emit& e) { e.add("Identity", {e.in[0]}, e.out); }
 
 void cast(Emit& e) { set_attr(e.add("Cast", e.in, e.out), "to", e.node.dtype("to")); }
@@ -185,6 +210,10 @@ const char* batch_norm_refusal(const Node& n, const std::set<const Value*>& used
 
 const char* bf16(const Node& n, const std::set<const Value*>&) { return n.in_bf16() ? "in bf16 precision" : nullptr; }
 
+const char* attention_refusal(const Node& n, const std::set<const Value*>& used) {
+  return used.count(n.result(1)) ? "with its logsumexp read" : bf16(n, used);
+}
+
 const std::vector<OpMapping>& table() {
   using A = std::vector<std::pair<std::string_view, std::string_view>>;
   static const std::vector<OpMapping> rows = {
@@ -204,6 +233,7 @@ const std::vector<OpMapping>& table() {
       {Op::global_avg_pool, "GlobalAveragePool"}, {Op::batch_norm, "BatchNormalization", batch_norm, {}, batch_norm_refusal},
       {Op::layer_norm, "LayerNormalization", layer_norm}, {Op::dropout, "Identity", identity, {}, training_mode},
       {Op::softmax, "Softmax", nullptr, A{{"axis", "axis"}}}, {Op::log_softmax, "LogSoftmax", nullptr, A{{"axis", "axis"}}},
+      {Op::attention, "MatMul", attention, {}, attention_refusal},
       {Op::embedding, "Gather"},
       {Op::reshape, "Reshape", reshape}, {Op::flatten, "Reshape", reshape}, {Op::transpose, "Transpose", nullptr, A{{"perm", "perm"}}},
       {Op::broadcast_to, "Expand", broadcast_to}, {Op::concat, "Concat", nullptr, A{{"axis", "axis"}}},

@@ -21,30 +21,17 @@
 #include "runtime/cpu.h"
 #include "runtime/error.h"
 #include "runtime/thread_pool.h"
+#include "tests/compiler/isa_paths.h"
 #include "tests/compiler/reference_check.h"
 #include "tests/util.h"
 
 using namespace stag;
+using test::ForcedIsa;
+using test::host_paths;
 
 namespace {
 
 const NamedAttrs kBf16 = {{"precision", std::string("bf16")}};
-
-// Every ISA the host supports, best first; the ones it lacks are named once as skipped.
-std::vector<Isa> host_paths() {
-  std::vector<Isa> paths;
-  for (int i = static_cast<int>(detected_isa()); i >= 0; --i) paths.push_back(static_cast<Isa>(i));
-  static bool said = false;
-  for (int i = static_cast<int>(detected_isa()) + 1; i <= static_cast<int>(Isa::amx) && !said; ++i)
-    WARN(fmt::format("SKIPPED: the bf16 products on {} (this host has only {})", isa_name(static_cast<Isa>(i)), isa_name(detected_isa())));
-  said = true;
-  return paths;
-}
-
-struct ForcedIsa {
-  explicit ForcedIsa(Isa isa) { setenv("STAG_ISA", isa_name(isa), 1); }
-  ~ForcedIsa() { unsetenv("STAG_ISA"); }
-};
 
 // Compiles g (one output) and checks it against the reference at `threads`; returns how many
 // of its kernels are bf16 products.

@@ -204,6 +204,22 @@ Value* random_case(Gen& g, Builder& b, Op op, double& tol) {
       Dims d = g.dims(3);
       return b.create(op, {g.tensor(b, f, d, -5, 5)}, A({{"axis", g.pick(-3, 2)}}))[0];
     }
+    case Op::attention:
+    case Op::attention_grad: {
+      // the gradient reads the forward's logsumexp, so both are in the graph
+      bool causal = g.coin();
+      int64_t t = g.dim(), s = causal ? t : g.dim(), d = g.dim();
+      Dims batch{g.pick(1, 3), g.pick(1, 3)}, q = batch, k = batch, v = batch;
+      q.insert(q.end(), {t, d}), k.insert(k.end(), {s, d}), v.insert(v.end(), {s, g.dim()});
+      NamedAttrs a = A({{"scale", 0.5}, {"causal", causal}});
+      std::vector<Value*> xs = {g.tensor(b, f, q), g.tensor(b, f, k), g.tensor(b, f, v)};
+      auto fwd = b.create(Op::attention, xs, a);
+      tol = 1e-4;
+      if (op == Op::attention) return fwd[g.pick(0, 1)];
+      xs.push_back(fwd[1]);
+      xs.push_back(g.tensor(b, f, fwd[0]->type.dims));
+      return b.create(op, xs, a)[g.pick(0, 2)];
+    }
     case Op::embedding: {
       int64_t v = g.dim();
       return b.embedding({g.tensor(b, f, {v, g.dim()}), g.tensor(b, DType::i64, g.dims(2), 0, static_cast<double>(v) - 0.01)});
@@ -257,12 +273,14 @@ Value* random_case(Gen& g, Builder& b, Op op, double& tol) {
       return b.pad({g.tensor(b, f, d)}, A({{"pads", Ints{g.pick(0, 2), g.pick(0, 2), g.pick(0, 2), g.pick(0, 2)}}, {"value", 0.5}}));
     }
     case Op::split: {
+      // along axis 0 the pieces are views of the input (read here by neg), along axis 1 copies
+      int64_t axis = g.pick(0, 1);
       Dims d = g.dims(2);
-      d[1] += 1;
-      int64_t first = g.pick(1, d[1] - 1);
-      auto r = b.create(op, {g.tensor(b, f, d)}, A({{"axis", int64_t{1}}, {"sizes", Ints{first, d[1] - first}}}));
-      b.output("second", r[1]);
-      return r[0];
+      d[axis] += 1;
+      int64_t first = g.pick(1, d[axis] - 1);
+      auto r = b.create(op, {g.tensor(b, f, d)}, A({{"axis", axis}, {"sizes", Ints{first, d[axis] - first}}}));
+      b.output("second", b.neg({r[1]}));
+      return b.neg({r[0]});
     }
     case Op::mse:
     case Op::huber:

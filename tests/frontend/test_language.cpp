@@ -114,18 +114,31 @@ TEST_CASE("LSTM, GRU and RNN have PyTorch's parameters and scan (or unroll) over
   CHECK(count_op(*scan->body, Op::relu) == 1);  // the cell, once
 }
 
-TEST_CASE("causal attention masks with iota, compare and select", "[language]") {
+TEST_CASE("attention is one attention op unless training drops out attention weights", "[language]") {
   std::string head = "model m {\n  batch 2\n  input x: f32[B, 6, 8]\n";
   auto causal = ok(head + "  layer a = MultiheadAttention(8, 2, batch_first=true, causal=true)\n  forward {\n    output o = a(x)\n  }\n}\n");
-  CHECK(count_op(*causal.graph, Op::iota) == 2);
-  const Node* sel = find_op(*causal.graph, Op::select);
-  REQUIRE(sel);
-  CHECK(sel->operands[0]->def->op == Op::ge);
-  CHECK(std::isinf(sel->operands[2]->def->floats("value")[0]));
+  const Node* att = find_op(*causal.graph, Op::attention);
+  REQUIRE(att);
+  CHECK(att->b("causal"));
+  CHECK(att->f("scale") == 0.5);  // 1/sqrt(8/2)
+  CHECK(att->operands[0]->type == Type{DType::f32, {2, 2, 6, 4}});
+  CHECK(count_op(*causal.graph, Op::softmax) == 0);
   CHECK(causal.graph->outputs[0].value->type == Type{DType::f32, {2, 6, 8}});
   CHECK(causal.graph->find("a.in_proj_weight")->type == Type{DType::f32, {24, 8}});
   auto plain = ok(head + "  layer a = MultiheadAttention(8, 2, batch_first=true)\n  forward {\n    output o = a(x)\n  }\n}\n");
-  CHECK(count_op(*plain.graph, Op::select) == 0);
+  REQUIRE(find_op(*plain.graph, Op::attention));
+  CHECK(!find_op(*plain.graph, Op::attention)->b("causal"));
+  // dropping out attention weights needs them: the causal mask is iota, compare and select
+  LoadOptions training;
+  training.training = true;
+  auto dropped = ok(head + "  layer a = MultiheadAttention(8, 2, dropout=0.1, batch_first=true, causal=true)\n  forward {\n    output o = a(x)\n  }\n}\n", training);
+  CHECK(count_op(*dropped.graph, Op::attention) == 0);
+  CHECK(count_op(*dropped.graph, Op::iota) == 2);
+  const Node* sel = find_op(*dropped.graph, Op::select);
+  REQUIRE(sel);
+  CHECK(sel->operands[0]->def->op == Op::ge);
+  CHECK(std::isinf(sel->operands[2]->def->floats("value")[0]));
+  CHECK(count_op(*dropped.graph, Op::dropout) == 1);
 }
 
 TEST_CASE("the train section becomes train.* graph attributes with defaults filled", "[language]") {
@@ -257,6 +270,8 @@ TEST_CASE("every op of the op set can be called by name", "[language][ops]") {
       {"global_avg_pool", "global_avg_pool(img)"},
       {"batch_norm", "r, mean, var = batch_norm(x, c8, c8, c8, c8)"}, {"layer_norm", "layer_norm(x, c8, c8)"},
       {"dropout", "dropout(x, p=0.1)"}, {"softmax", "softmax(x)"}, {"log_softmax", "log_softmax(x, axis=0)"},
+      {"attention", "a, lse = attention(img, img, img, scale=0.5, causal=true)"},
+      {"attention_grad", "dq, dk, dv = attention_grad(img, img, img, sum(img, axes=[3]), img, scale=0.5)"},
       {"embedding", "embedding(constant(f32[10, 6], value=[1]), ids)"}, {"one_hot", "one_hot(y, num_classes=8)"},
       {"embedding_grad", "embedding_grad(embedding(constant(f32[10, 6], value=[1]), ids), ids, num_embeddings=10)"},
       {"reshape", "reshape(x, shape=[2, -1])"}, {"transpose", "transpose(x, perm=[1, 0])"},
@@ -391,7 +406,8 @@ TEST_CASE("prefill mode gives the full forward's keys and values as the cache", 
   REQUIRE(output_named(*p.graph, "cache.attn.k.next"));
   CHECK(output_named(*p.graph, "cache.attn.v.next")->value->type == Type{DType::f32, {1, 2, 16, 4}});
   CHECK(!output_named(*p.graph, "cache.lstm.h.next"));  // a recurrent state past padding means nothing
-  CHECK(count_op(*p.graph, Op::iota) == 3);  // positions(idx) and the causal mask
+  CHECK(count_op(*p.graph, Op::iota) == 1);  // positions(idx); the causal mask is the attention op's
+  CHECK(find_op(*p.graph, Op::attention)->b("causal"));
 }
 
 TEST_CASE("decode mode needs causal attention and a token input", "[language]") {

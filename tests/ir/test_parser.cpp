@@ -397,7 +397,8 @@ class RandomGraph {
   }
   std::vector<Value*> make_node(Op op, std::vector<Value*> operands, NamedAttrs attrs, std::vector<Type> declared = {}) {
     std::vector<std::string> names;
-    if (std::string n = opt_name(); !n.empty() && declared.size() <= 1 && op != Op::split && op != Op::batch_norm)
+    if (std::string n = opt_name(); !n.empty() && declared.size() <= 1 && op != Op::split && op != Op::batch_norm &&
+        op != Op::attention && op != Op::attention_grad)  // several results
       names.push_back(n);
     auto r = b_.try_create(op, operands, attrs, declared, names);
     INFO(op_info(op).name);
@@ -569,6 +570,29 @@ class RandomGraph {
       }
       case Op::global_avg_pool: one(op, {float_value(4, 4)}); return;
       case Op::scan: scan(); return;
+      case Op::attention:
+      case Op::attention_grad: {
+        DType t = float_type();
+        Dims batch = dims(0, 2);
+        int64_t q = between(1, 5), k = between(1, 5), d = between(1, 4), dv = between(1, 4);
+        bool causal = coin();
+        if (causal) k = q;
+        auto rows = [&](int64_t n, int64_t w) {
+          Dims r = batch;
+          r.push_back(n), r.push_back(w);
+          return input({t, r});
+        };
+        NamedAttrs a{{"scale", std::abs(awkward_double()) + 0.1}, {"causal", causal}};
+        std::vector<Value*> xs{rows(q, d), rows(k, d), rows(k, dv)};
+        if (op == Op::attention_grad) {
+          Dims lse = batch;
+          lse.push_back(q);
+          xs.push_back(input({t, lse}));
+          xs.push_back(rows(q, dv));
+        }
+        make_node(op, xs, a);
+        return;
+      }
       case Op::batch_norm: {
         Value* x = float_value(2, 4);
         Type c{x->type.dtype, {x->type.dims[1]}};
