@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <regex>
 
@@ -57,10 +58,20 @@ rt::Tensor input_for(const Graph& g, const rt::BufferSpec& spec, int64_t stream)
 }
 
 // Every output of the gradient graph (loss, logits, grad.*) by name, from parameters initialised
-// with one seed and the same inputs.
-std::map<std::string, std::vector<double>> run(const Graph& g) {
+// with one seed (or taken by name from `like`, initialised so) and the same inputs.
+std::map<std::string, std::vector<double>> run(const Graph& g, const Graph* like = nullptr) {
   CompiledModel c = compile_jit(g);
   c.model->init(7);
+  if (like) {
+    CompiledModel source = compile_jit(*like);
+    source.model->init(7);
+    for (const auto& p : c.model->manifest().params) {
+      const rt::Tensor& from = source.model->param(p.name);
+      rt::Tensor& to = c.model->param(p.name);
+      REQUIRE(from.nbytes() == to.nbytes());
+      std::memcpy(to.data(), from.data(), static_cast<size_t>(to.nbytes()));
+    }
+  }
   const auto& fn = c.model->manifest().function("forward");
   std::vector<rt::Tensor> inputs;
   std::vector<const rt::Tensor*> ptrs;
@@ -97,6 +108,68 @@ TEST_CASE("RNN catalog models: scanned and unrolled train the same (outputs and 
       CHECK(bad == 0);
     }
   }
+}
+
+// PyTorch's GRU written by hand in the language: a block with the layer's parameter names whose
+// forward is a `for` loop over the sequence.
+const char* kUserGru = R"(
+block MyGRU(input_size, hidden_size) {
+  param weight_ih_l0: f32[3 * hidden_size, input_size]
+  param weight_hh_l0: f32[3 * hidden_size, hidden_size]
+  param bias_ih_l0: f32[3 * hidden_size]
+  param bias_hh_l0: f32[3 * hidden_size]
+  forward(x) {
+    H = hidden_size
+    h = constant(f32[B, H], value=[0])
+    for xt in x along 1 {
+      xr, xz, xn = split(xt @ transpose(weight_ih_l0, perm=[1, 0]) + bias_ih_l0, axis=1, sizes=[H, H, H])
+      hr, hz, hn = split(h @ transpose(weight_hh_l0, perm=[1, 0]) + bias_hh_l0, axis=1, sizes=[H, H, H])
+      r = sigmoid(xr + hr)
+      z = sigmoid(xz + hz)
+      n = tanh(xn + r * hn)
+      h = (1 - z) * n + z * h
+      stack out = h
+    }
+    return out
+  }
+}
+)";
+
+std::string gru_model(bool user) {
+  return fmt::format(R"({}
+model m {{
+  batch 2
+  input x: f32[B, 7, 5]
+  input y: i64[B, 7]
+  layer rnn = {}
+  layer head = Linear(6, 4)
+  forward {{
+    {}
+    logits = head(out)
+    output logits
+    loss = cross_entropy(flatten(logits, start_dim=0, end_dim=1), flatten(y, start_dim=0))
+  }}
+}}
+)", user ? kUserGru : "", user ? "MyGRU(5, 6)" : "GRU(5, 6, batch_first=true)", user ? "out = rnn(x)" : "out, h_n = rnn(x)");
+}
+
+TEST_CASE("a GRU written as a for loop trains like the built-in GRU layer (outputs and gradients)", "[scan][models][loops]") {
+  auto user = load("user_gru", false, gru_model(true)), builtin = load("builtin_gru", false, gru_model(false));
+  CHECK(scans(*user) >= 2);  // the forward loop and its gradient
+  auto a = run(*user, builtin.get()), b = run(*builtin);
+  for (const auto& [out, want] : b) {
+    if (!a.count(out)) continue;  // the built-in's h_n
+    const auto& got = a.at(out);
+    REQUIRE(got.size() == want.size());
+    double scale = 0;
+    for (double v : want) scale = std::max(scale, std::fabs(v));
+    size_t bad = 0;
+    for (size_t i = 0; i < got.size(); ++i) bad += !(std::fabs(got[i] - want[i]) <= 1e-5 * scale + 1e-5 * std::fabs(want[i]));
+    INFO(fmt::format("output {}: {} of {} differ (scale {})", out, bad, got.size(), scale));
+    CHECK(bad == 0);
+  }
+  for (const char* out : {"loss", "grad.rnn.weight_ih_l0", "grad.rnn.weight_hh_l0", "grad.rnn.bias_hh_l0", "grad.head.weight"})
+    CHECK(a.count(out));
 }
 
 TEST_CASE("a scanned GRU language model's kernel count does not grow with the sequence length", "[scan][models]") {
