@@ -172,6 +172,55 @@ TEST_CASE("a GRU written as a for loop trains like the built-in GRU layer (outpu
     CHECK(a.count(out));
 }
 
+// A tanh RNN over x's 4 x 3 elements of each example: as a loop over rows around a loop over a
+// row's elements, or as one loop over the flattened rows. Both stack every step's h.
+std::string rnn_over_elements(bool nested) {
+  std::string loops = nested ? R"(
+    for xt in x along 1 {
+      for v in xt along 1 {
+        h = tanh(inp(reshape(v, shape=[B, 1])) + h @ w)
+        stack row = h
+      }
+      stack rows = row along 1
+    }
+    hs = reshape(rows, shape=[B, 12, 5]))" : R"(
+    for v in reshape(x, shape=[B, 12]) along 1 {
+      h = tanh(inp(reshape(v, shape=[B, 1])) + h @ w)
+      stack hs = h
+    })";
+  return fmt::format(R"(
+model m {{
+  batch 2
+  input x: f32[B, 4, 3]
+  input y: i64[B]
+  param w: f32[5, 5] = normal(0, 0.4)
+  layer inp = Linear(1, 5)
+  layer head = Linear(5, 3)
+  forward {{
+    h = constant(f32[B, 5], value=[0]){}
+    logits = head(h)
+    output logits
+    loss = cross_entropy(logits, y) + mean(square(hs))
+  }}
+}}
+)", loops);
+}
+
+TEST_CASE("a loop inside a loop compiles: outputs and gradients as one loop over the flattened sequence", "[scan][models][loops]") {
+  auto nested = load("nested", false, rnn_over_elements(true)), flat = load("flat", false, rnn_over_elements(false));
+  const Node* outer = nullptr;
+  for (const auto& n : nested->nodes)
+    if (n->op == Op::scan && scans(*n->body) > 0) outer = n.get();
+  REQUIRE(outer);  // the forward's loop holds the inner one (the gradient's too)
+  auto a = run(*nested, flat.get()), b = run(*flat);
+  for (const char* out : {"loss", "logits", "grad.w", "grad.inp.weight", "grad.inp.bias", "grad.head.weight"}) {
+    INFO(out);
+    REQUIRE(a.count(out));
+    REQUIRE(a.at(out).size() == b.at(out).size());
+    for (size_t i = 0; i < a.at(out).size(); ++i) CHECK(a.at(out)[i] == Approx(b.at(out)[i]).epsilon(1e-4).margin(1e-6));
+  }
+}
+
 TEST_CASE("a scanned GRU language model's kernel count does not grow with the sequence length", "[scan][models]") {
   std::string error;
   auto text = read_source((std::filesystem::path(STAG_TESTS_DIR) / "../models/gru_lm.stag").string(), error);
