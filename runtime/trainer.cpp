@@ -805,9 +805,11 @@ void TrainingRun::print_majority_baseline() const {
 
 void TrainingRun::start() {
   model_.init(static_cast<int64_t>(s_.seed));
-  if (s_.initialize) s_.initialize(model_);
-  else if (!s_.init_from.empty()) init_from(model_, read_safetensors(s_.init_from).tensors, s_.init_from);
+  // A resumed run takes every parameter from its checkpoint: starting weights would only be
+  // overwritten (and their "initialised" line would say otherwise).
   if (!s_.resume.empty()) resume();
+  else if (s_.initialize) s_.initialize(model_);
+  else if (!s_.init_from.empty()) init_from(model_, read_safetensors(s_.init_from).tensors, s_.init_from);
   open_folder();
   // A resumed run continues its logs; a fresh one starts them afresh.
   if (!s_.log.empty() && lead()) user_log_.emplace(s_.log, s_.resume.empty());

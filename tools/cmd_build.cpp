@@ -72,12 +72,26 @@ kir::Program trainer_program(const TrainProgramArgs& args, int processes, std::s
   return compile_program({{"forward", eval.get()}, {"train_step", step.get()}}, args.model.passes, std::cerr);
 }
 
+// A file of the runtime a trainer links: installed beside this stag (PREFIX/lib/stag, by
+// `cmake --install`) when it is an installed one, else where stag's build made it.
+std::string runtime_file(const std::string& built) {
+  std::error_code ec;
+  auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  auto installed = exe.parent_path().parent_path() / "lib" / "stag" / std::filesystem::path(built).filename();
+  if (!ec && std::filesystem::exists(installed)) return installed.string();
+  if (std::filesystem::exists(built)) return built;
+  throw Failure{kExitUsage, fmt::format("stag build links trainers with {}, which is neither installed ({}) nor in stag's "
+                                        "build tree ({})", std::filesystem::path(built).filename().string(),
+                                        installed.string(), built)};
+}
+
 // The link command: the runtime as this stag was built with it (same compiler, same libraries),
 // with MPI for a data-parallel trainer only, so that the others run without it.
 std::vector<std::string> link_command(const BuildArgs& args, const std::string& object) {
   bool mpi = args.processes > 1;
-  std::vector<std::string> link = {STAG_CXX, "-o", args.out, object, STAG_TRAINER_MAIN, mpi ? STAG_DIST_LIB : STAG_DIST_NONE_LIB,
-                                   STAG_RUNTIME_LIB, STAG_FMT_LIB};
+  std::vector<std::string> link = {STAG_CXX, "-o", args.out, object, runtime_file(STAG_TRAINER_MAIN),
+                                   runtime_file(mpi ? STAG_DIST_LIB : STAG_DIST_NONE_LIB), runtime_file(STAG_RUNTIME_LIB),
+                                   STAG_FMT_LIB};
   std::istringstream mpi_libs(mpi ? STAG_MPI_LINK : "");  // comma-separated
   for (std::string lib; std::getline(mpi_libs, lib, ',');) link.push_back(lib);
   for (const char* lib : {"-lz", "-lpng", "-ldl", "-lmvec", "-lm", "-pthread"}) link.push_back(lib);

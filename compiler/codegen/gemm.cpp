@@ -82,7 +82,7 @@ class GemmEmitter {
     i64_ = b_.getInt64Ty();
     f32_ = b_.getFloatTy();
     vt_ = llvm::FixedVectorType::get(f32_, static_cast<unsigned>(t_.lanes));
-    auto* fty = llvm::FunctionType::get(b_.getVoidTy(), {ptr_, ptr_, ptr_, i64_, i64_, i64_, i64_, i64_, i64_, i64_, ptr_, ptr_}, false);
+    auto* fty = llvm::FunctionType::get(b_.getVoidTy(), {ptr_, ptr_, ptr_, i64_, i64_, i64_, i64_, i64_, i64_, i64_, ptr_, ptr_, ptr_}, false);
     f_ = llvm::Function::Create(fty, llvm::GlobalValue::InternalLinkage, name, m_);
     f_->addFnAttr(llvm::Attribute::NoUnwind);
     f_->addFnAttr(llvm::Attribute::NoInline);  // shared by every product of the layout
@@ -95,6 +95,8 @@ class GemmEmitter {
     // The sizes are arguments, so one function serves every product of a layout (compile time
     // grows with the kinds of products, not their number).
     llvm::Value *M = f_->getArg(7), *N = f_->getArg(8), *K = f_->getArg(9), *a_table = f_->getArg(10), *b_table = f_->getArg(11);
+    // B's line table too, so that the products of every convolution read by lines share one function.
+    if (g_.b_read == kir::Gemm::BRead::lines) lines_ = f_->getArg(12);
     N_ = N;
     bool bf16 = g_.precision == kir::Gemm::Precision::bf16;
     pairs_ = bf16 && t_.bf16_dot;
@@ -122,8 +124,6 @@ class GemmEmitter {
     // Element (i, k) of A is A[i * sa_i + k * sa_k]; element (k, j) of B is B[k * sb_k + j * sb_j].
     llvm::Value *sa_i = g_.ta ? c(1) : K, *sa_k = g_.ta ? M : c(1), *sb_k = g_.tb ? c(1) : N, *sb_j = g_.tb ? K : c(1);
     bool b_rows_contiguous = !g_.tb;
-    if (g_.b_read == kir::Gemm::BRead::lines)
-      lines_ = offsets_table(m_, g_.b_lines, fmt::format("stag.gemm.lines.{:x}.{}", fnv(g_.b_lines), g_.b_lines.size()));
     llvm::Value* first_batch = b_.CreateSDiv(lo, M);
     llvm::Value* end_batch = b_.CreateAdd(b_.CreateSDiv(b_.CreateSub(hi, c(1)), M), c(1));
     loop(first_batch, end_batch, c(1), [&](llvm::Value* bi) {
@@ -696,7 +696,7 @@ std::string gemm_layout_name(const kir::Gemm& g, const GemmTile& host) {
     conv = {c.C, c.H, c.W, c.KH, c.KW, c.OW, c.stride[0], c.stride[1], c.padding[0], c.padding[1], c.dilation[0], c.dilation[1]};
   }
   std::string name = fmt::format("stag.gemm.{}{}{}{}{}", g.ta ? "t" : "n", g.tb ? "t" : "n", patches ? fmt::format(".conv{:x}", fnv(conv)) : "",
-                     !lines ? "" : fmt::format(".lines{:x}.{}", fnv(g.b_lines), g.b_lines.size()),
+                     lines ? ".lines" : "",
                      t.rows == host.rows ? "" : fmt::format(".r{}", t.rows));
   if (g.precision == kir::Gemm::Precision::bf16) name += g.pairs ? ".bf16pairs" : ".bf16";
   return name;
@@ -706,6 +706,11 @@ llvm::Function* gemm_function(llvm::Module& m, const kir::Gemm& g, const GemmTil
   std::string name = gemm_layout_name(g, tile);
   if (auto* f = m.getFunction(name)) return f;
   return GemmEmitter(m, g, gemm_tile_for(g, tile)).emit(name);
+}
+
+llvm::Value* gemm_lines(llvm::Module& m, const kir::Gemm& g) {
+  if (g.b_read != kir::Gemm::BRead::lines) return llvm::ConstantPointerNull::get(llvm::PointerType::get(m.getContext(), 0));
+  return GemmEmitter::offsets_table(m, g.b_lines, fmt::format("stag.gemm.lines.{:x}.{}", fnv(g.b_lines), g.b_lines.size()));
 }
 
 llvm::Value* gemm_offsets(llvm::Module& m, const std::vector<int64_t>& offsets) {

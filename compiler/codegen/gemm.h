@@ -30,10 +30,11 @@ struct GemmTile {
 /// The tile for the micro-kernels' ISA (host_isa(): the host's best, or lower by STAG_ISA).
 GemmTile host_gemm_tile();
 
-/// The function `void(ptr A, ptr B, ptr C, i64 lo, i64 hi, i64 M, i64 N, i64 K, ptr a_offsets,
-/// ptr b_offsets)` that computes rows [lo, hi) of the batch-flattened C of a product laid out
-/// as `g` (transposes, convolution geometry); defined once per module for each layout. The
-/// offset tables hold each batch's element offset of A and of B.
+/// The function `void(ptr A, ptr B, ptr C, i64 lo, i64 hi, i64 col_lo, i64 col_hi, i64 M, i64 N,
+/// i64 K, ptr a_offsets, ptr b_offsets, ptr b_lines)` that computes rows [lo, hi) and columns
+/// [col_lo, col_hi) of the batch-flattened C of a product laid out as `g` (transposes,
+/// convolution geometry); defined once per module for each layout. The offset tables hold each
+/// batch's element offset of A and of B; b_lines is gemm_lines().
 llvm::Function* gemm_function(llvm::Module& m, const kir::Gemm& g, const GemmTile& tile);
 /// The register tile for g on a host with tile `host` (fewer rows for products of fewer rows).
 GemmTile gemm_tile_for(const kir::Gemm& g, const GemmTile& host);
@@ -44,6 +45,9 @@ std::string gemm_layout_name(const kir::Gemm& g, const GemmTile& host);
 llvm::Value* bf16_bits(llvm::IRBuilderBase& b, llvm::Value* x);
 /// The same as an f32.
 llvm::Value* round_to_bf16(llvm::IRBuilderBase& b, llvm::Value* x);
+/// The table of where each line of B starts (kir::Gemm::b_lines) for g's function, shared
+/// within the module; a null pointer for a product that does not read B by lines.
+llvm::Value* gemm_lines(llvm::Module& m, const kir::Gemm& g);
 /// A constant table of batch offsets (shared within the module); {0} for a single product.
 llvm::Value* gemm_offsets(llvm::Module& m, const std::vector<int64_t>& offsets);
 

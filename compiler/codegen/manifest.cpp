@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 #include <nlohmann/json.hpp>
 
 #include "compiler/lower/cost.h"
@@ -19,12 +21,17 @@ std::string manifest_json(const kir::Program& p) {
   json params = json::array(), functions = json::array();
   for (const auto* b : p.of_kind(kir::BufKind::Param)) params.push_back(spec(*b));
   for (size_t f = 0; f < p.functions.size(); ++f) {
-    json inputs = json::array(), outputs = json::array();
-    for (const auto& b : p.buffers) {
-      if (b.function != static_cast<int>(f)) continue;
-      if (b.kind == kir::BufKind::Input) inputs.push_back(spec(b));
-      if (b.kind == kir::BufKind::Output) outputs.push_back(spec(b));
-    }
+    // In argument order: the index the compiled function reads each pointer at.
+    auto args = [&](kir::BufKind kind) {
+      std::vector<const kir::Buffer*> of;
+      for (const auto& b : p.buffers)
+        if (b.function == static_cast<int>(f) && b.kind == kind) of.push_back(&b);
+      std::stable_sort(of.begin(), of.end(), [](auto* a, auto* b) { return a->index < b->index; });
+      json out = json::array();
+      for (const auto* b : of) out.push_back(spec(*b));
+      return out;
+    };
+    json inputs = args(kir::BufKind::Input), outputs = args(kir::BufKind::Output);
     // The kernel table a profiling build reports against (kernel ids count through the
     // functions in order), with the static cost that turns times into GFLOP/s and GB/s.
     json kernels = json::array();

@@ -92,6 +92,14 @@ void place_buffers(LowerContext& cx, const Graph& graph) {
   }
 }
 
+// Output buffers are made in node order; callers take the results in the graph's order.
+void number_outputs(LowerContext& cx, const Graph& graph) {
+  std::unordered_map<std::string, int> position;
+  for (size_t i = 0; i < graph.outputs.size(); ++i) position.emplace(graph.outputs[i].name, static_cast<int>(i));
+  for (auto& b : cx.prog.buffers)
+    if (b.kind == BufKind::Output && b.function == cx.fn) b.index = position.at(b.name);
+}
+
 void lower_function(LowerContext& cx, const std::string& name, const Graph& graph) {
   cx.begin_function(name);
   cx.g = &graph;
@@ -109,6 +117,7 @@ void lower_function(LowerContext& cx, const std::string& name, const Graph& grap
     cx.group.clear();
     cx.copy_kernel(fmt::format("output {}", o.name), dst, src);
   }
+  number_outputs(cx, graph);
   // Updates land last: other kernels may still read the old parameter values.
   for (const auto& u : graph.updates) {
     cx.group.clear();

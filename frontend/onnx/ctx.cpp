@@ -15,9 +15,15 @@ int64_t norm_axis(int64_t a, size_t rank) {
   return a < 0 ? a + r : a;
 }
 
+Value* Ctx::empty_result() {
+  static Value marker{.name = "(empty)", .type = {}, .def = nullptr, .result_index = 0};
+  return &marker;
+}
+
 Value* Ctx::in(size_t i) const {
   if (!has(i)) fail(fmt::format("input {} is required", i));
   const std::string& name = node->input(static_cast<int>(i));
+  if (empty.count(name)) fail(fmt::format("input '{}' is an empty tensor; stag's tensors are never empty (only Concat takes one, leaving it out)", name));
   auto it = values.find(name);
   if (it == values.end()) fail(fmt::format("input '{}' is not defined before this node", name));
   return it->second;

@@ -7,6 +7,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "frontend/onnx/proto.h"
@@ -38,10 +39,17 @@ class Ctx {
   std::unordered_map<const Value*, RefTensor> known;
   /// Graph inputs a converter needed as compile-time values (a Reshape's shape fed as an input).
   std::vector<std::string> wanted_constants;
+  /// ONNX values that are empty tensors (an empty Slice, as PyTorch exports `x.flatten()`'s
+  /// shape): stag's tensors are never empty, so they have no stag value and only Concat,
+  /// which leaves them out, may read them.
+  std::unordered_set<std::string> empty;
+  /// What a converter returns for an empty result.
+  static Value* empty_result();
 
   // ---- the node's inputs and attributes
   size_t inputs() const { return static_cast<size_t>(node->input_size()); }
   bool has(size_t i) const { return i < inputs() && !node->input(static_cast<int>(i)).empty(); }
+  bool is_empty(size_t i) const { return has(i) && empty.count(node->input(static_cast<int>(i))); }
   Value* in(size_t i) const;
   size_t outputs() const { return static_cast<size_t>(node->output_size()); }
   const onnx::AttributeProto* attr(std::string_view name) const;

@@ -251,7 +251,8 @@ bool Importer::convert_node(Ctx& c, const onnx::NodeProto& n, int index) {
       if (n.output(i).empty()) continue;
       if (static_cast<size_t>(i) >= results.size() || !results[i])
         fail(fmt::format("output {} ('{}') is not supported", i, n.output(i)));
-      c.values[n.output(i)] = results[i];
+      if (results[i] == Ctx::empty_result()) c.empty.insert(n.output(i));
+      else c.values[n.output(i)] = results[i];
     }
     return true;
   } catch (const std::exception& e) {  // ConvertError, and BuildError from the builder
@@ -273,6 +274,10 @@ bool Importer::convert_nodes(Ctx& c, const std::vector<int>& order) {
 // silently different result.
 bool Importer::add_outputs(Ctx& c) {
   for (const auto& o : model.graph().output()) {
+    if (c.empty.count(o.name())) {
+      error(fmt::format("output '{}' is an empty tensor; stag's tensors are never empty", o.name()));
+      return false;
+    }
     auto it = c.values.find(o.name());
     if (it == c.values.end()) {
       error(fmt::format("output '{}' is not computed by any node", o.name()));
@@ -296,6 +301,21 @@ bool Importer::add_outputs(Ctx& c) {
   return true;
 }
 
+// Cross-entropy's classes are the scores' last axis, as a language model's [B, T, V] logits
+// have them (PyTorch's loss would take axis 1): one label per row, the labels shaped as the
+// leading axes.
+Type cross_entropy_labels(const std::string& loss, const Type& scores) {
+  if (scores.rank() < 2) fail(fmt::format("--loss '{}': cross_entropy needs scores of rank 2 or more, got {}", loss, to_string(scores)));
+  return {DType::i64, Dims(scores.dims.begin(), scores.dims.end() - 1)};
+}
+
+// Scores [..., C] and labels [...] flattened to rows, as models/gpt.stag writes it.
+Value* sequence_cross_entropy(Ctx& c, Value* scores, Value* labels) {
+  if (scores->type.rank() == 2) return c.op(Op::cross_entropy, {scores, labels});
+  int64_t classes = scores->type.dims.back(), rows = *checked_numel(scores->type.dims) / classes;
+  return c.op(Op::cross_entropy, {c.reshape(scores, {rows, classes}), c.reshape(labels, {rows})});
+}
+
 void Importer::add_loss(Ctx& c) {
   size_t a = options.loss.find(':'), b = options.loss.find(':', a == std::string::npos ? a : a + 1);
   if (b == std::string::npos) fail(fmt::format("--loss '{}': expected KIND:OUTPUT:LABEL", options.loss));
@@ -313,9 +333,9 @@ void Importer::add_loss(Ctx& c) {
     fail(fmt::format("--loss '{}': the label '{}' must be a new input, but the model already has a value of that name", options.loss, label));
   Value* scores = out->value;
   Type label_type = scores->type;
-  if (*op == Op::cross_entropy) label_type = {DType::i64, {label_type.dims.at(0)}};
+  if (*op == Op::cross_entropy) label_type = cross_entropy_labels(options.loss, scores->type);
   Value* y = c.b.input(unique_name(label), label_type);
-  c.b.output("loss", c.op(*op, {scores, y}));
+  c.b.output("loss", *op == Op::cross_entropy ? sequence_cross_entropy(c, scores, y) : c.op(*op, {scores, y}));
   // The trainer, `stag eval` and `stag predict` score a classifier's `logits` output.
   bool has_logits = std::any_of(graph->outputs.begin(), graph->outputs.end(), [](const Output& o) { return o.name == "logits"; });
   if (*op == Op::cross_entropy && !has_logits) c.b.output("logits", scores);
@@ -326,7 +346,10 @@ std::unique_ptr<Graph> Importer::run(const std::string& bytes) {
   if (!parse(bytes) || !read_opset(opset) || !check_supported(opset)) return nullptr;
   std::vector<int> order = dependency_order();
   if (diags.has_errors()) return nullptr;
-  std::string name = model.graph().name().empty() ? "onnx" : ir_name(model.graph().name());
+  // Named as its file, not its graph: exporters give every graph one name (PyTorch's torch_jit,
+  // main_graph), and run folders and checkpoints are named by the model.
+  std::string stem = std::filesystem::path(path).stem().string();
+  std::string name = ir_name(stem.empty() ? "onnx" : stem);
   graph = std::make_unique<Graph>(name);
   Ctx c(*graph);
   c.opset = opset;

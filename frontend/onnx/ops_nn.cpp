@@ -201,6 +201,19 @@ Value* broadcast_to(Ctx& c, Value* v, const Dims& dims) {
   return v->type.dims == dims ? v : c.op(Op::broadcast_to, {v}, {{"shape", Ints(dims)}});
 }
 
+// LayerNormalization's optional outputs: the mean and 1 / sqrt(variance + eps) over the
+// normalized axes, kept as axes of 1. Only what is read is computed (dce drops the rest).
+Vals normalization_statistics(Ctx& c, Value* x, int64_t axis, double eps) {
+  Ints axes;
+  for (auto a = static_cast<size_t>(axis); a < x->type.rank(); ++a) axes.push_back(static_cast<int64_t>(a));
+  NamedAttrs over = {{"axes", axes}, {"keepdims", true}};
+  Value* mean = c.op(Op::mean, {x}, over);
+  Value* var = c.op(Op::mean, {c.op(Op::square, {c.op(Op::sub, {x, mean})})}, over);
+  return {mean, c.op(Op::rsqrt, {c.op(Op::add, {var, c.scalar(eps, x)})})};
+}
+
+void append(Vals& to, const Vals& more) { to.insert(to.end(), more.begin(), more.end()); }
+
 Vals layer_norm(Ctx& c) {
   Value* x = c.in(0);
   int64_t axis = norm_axis(c.ai("axis", -1), x->type.rank());
@@ -208,7 +221,10 @@ Vals layer_norm(Ctx& c) {
   Value* scale = broadcast_to(c, c.in(1), norm);
   Value* bias = c.has(2) ? broadcast_to(c, c.in(2), norm) : broadcast_to(c, c.scalar(0, x), norm);
   auto k = static_cast<int64_t>(x->type.rank()) - axis;
-  return {c.op(Op::layer_norm, {x, scale, bias}, {{"normalized_dims", k}, {"eps", c.af("epsilon", 1e-5)}})};
+  double eps = c.af("epsilon", 1e-5);
+  Vals out = {c.op(Op::layer_norm, {x, scale, bias}, {{"normalized_dims", k}, {"eps", eps}})};
+  if (c.outputs() > 1) append(out, normalization_statistics(c, x, axis, eps));
+  return out;
 }
 
 

@@ -43,7 +43,10 @@ Vals flatten(Ctx& c) {
 
 Vals concat(Ctx& c) {
   Vals operands;
-  for (size_t i = 0; i < c.inputs(); ++i) operands.push_back(c.in(i));
+  for (size_t i = 0; i < c.inputs(); ++i)
+    if (!c.is_empty(i)) operands.push_back(c.in(i));
+  if (operands.empty()) return {Ctx::empty_result()};
+  if (operands.size() == 1) return {operands[0]};
   return {c.op(Op::concat, operands, {{"axis", norm_axis(c.ai("axis", 0), operands[0]->type.rank())}})};
 }
 
@@ -59,7 +62,8 @@ Vals split(Ctx& c) {
   return c.ops(Op::split, {x}, {{"axis", axis}, {"sizes", sizes}});
 }
 
-// ONNX clamps slice bounds to the axis; stag's slice takes exact, non-empty ranges.
+// ONNX clamps slice bounds to the axis; stag's slice takes exact, non-empty ranges (an empty
+// one is an empty result, which only Concat reads).
 int64_t clamp_index(int64_t i, int64_t dim) {
   if (i < 0) i += dim;
   return std::clamp<int64_t>(i, 0, dim);
@@ -80,7 +84,7 @@ Vals slice(Ctx& c) {
     int64_t axis = norm_axis(axes[i], x->type.rank()), dim = x->type.dims[axis];
     if (steps[i] < 1) fail("negative or zero steps are not supported");
     int64_t s = clamp_index(starts[i], dim), e = clamp_index(ends[i], dim);
-    if (s >= e) fail(fmt::format("the slice [{}:{}] of axis {} is empty; stag's tensors are never empty", starts[i], ends[i], axis));
+    if (s >= e) return {Ctx::empty_result()};
     if (s == 0 && e == dim && steps[i] == 1) continue;
     a2.push_back(axis), s2.push_back(s), e2.push_back(e), st2.push_back(steps[i]);
   }

@@ -18,16 +18,23 @@ constexpr const char* kModuleName = "libstag_sentencepiece.so";
 
 #if !STAG_SANITIZED
 
-// Where to look, in order: the build's own path, then beside the running executable (an
-// installed or copied stag or trainer).
+// Where to look, in order: installed beside the running executable (PREFIX/bin/stag finds
+// PREFIX/lib/stag), next to it (a copied trainer), where `cmake --install` was told to put it
+// (a trainer an installed stag built), and the build's own path.
 std::vector<std::string> module_paths() {
   std::vector<std::string> paths;
+  std::error_code ec;
+  auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    paths.push_back((exe.parent_path().parent_path() / "lib" / "stag" / kModuleName).string());
+    paths.push_back((exe.parent_path() / kModuleName).string());
+  }
+#ifdef STAG_INSTALLED_MODULE_DIR
+  paths.push_back(std::string(STAG_INSTALLED_MODULE_DIR) + "/" + kModuleName);
+#endif
 #ifdef STAG_SENTENCEPIECE_MODULE
   paths.push_back(STAG_SENTENCEPIECE_MODULE);
 #endif
-  std::error_code ec;
-  auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
-  if (!ec) paths.push_back((exe.parent_path() / kModuleName).string());
   return paths;
 }
 

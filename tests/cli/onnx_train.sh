@@ -3,7 +3,7 @@
 # models): a CNN fine-tunes on Fashion-MNIST from its initializers and its loss falls; `stag eval`
 # of the checkpoint repeats the run's test scores; --freeze keeps ONNX-named parameters bit for
 # bit; --init-from takes an ONNX file's initializers by name into an ONNX model and into a stag
-# model; the flags' errors.
+# model; a resumed run starts from its checkpoint; the flags' errors.
 # Usage: onnx_train.sh STAG TESTS_DIR   (needs the dataset-fashion-mnist package)
 set -u
 stag=$1 tests=$2
@@ -40,6 +40,11 @@ awk -v f="$first" -v l="$last" 'BEGIN { exit !(f > 2.2 && l < f - 0.3) }' || { c
 for p in conv.weight conv.bias; do bytes_in a.st $p "$onnx/classifier.onnx" || fail "frozen $p changed"; done
 for p in fc1.weight fc2.weight; do bytes_in a.st $p "$onnx/classifier.onnx" && fail "$p did not train"; done
 test_line=$(grep '^test:' a.out) || { cat a.out; fail "no test scores"; }
+
+# Resumed from that checkpoint: its weights, not the initializers again (nor a line saying so).
+"$stag" "${train[@]}" --max-steps 42 --no-test --freeze 'conv.*' --resume a.st >r.out 2>&1 || { cat r.out; fail "resuming failed"; }
+grep -q "initialised" r.out && { cat r.out; fail "a resumed run says it took the initializers"; }
+grep -q "resum" r.out || { cat r.out; fail "the resumed run does not say it resumed"; }
 
 # `stag eval` of the checkpoint: the same test scores.
 "$stag" eval "$onnx/classifier.onnx" "${loss[@]}" --batch 64 --weights a.st >e.out 2>&1 || { cat e.out; fail "stag eval failed"; }
@@ -79,8 +84,8 @@ expect 1 "the model has no output 'logits'; its outputs: 'scores'" \
 expect 1 "the label 'image' must be a new input" train "$onnx/classifier.onnx" --batch 64 --data fashion-mnist --loss cross_entropy:scores:image
 expect 1 "--init-from $tests/onnx/pytorch/mlp.onnx: parameter 'fc1.weight' is f32[32,784] there, but f32[32,392] in model" \
   "${train[@]}" --max-steps 1 --init-from "$tests/onnx/pytorch/mlp.onnx"
-expect 1 "no parameter of model torch_jit is there by name" "${train[@]}" --max-steps 1 --init-from "$tests/onnx/pytorch/resblock.onnx"
-expect 1 "--freeze 'bn*' matches no parameter of torch_jit (its parameters: conv.weight, conv.bias" "${train[@]}" --freeze 'bn*'
+expect 1 "no parameter of model classifier is there by name" "${train[@]}" --max-steps 1 --init-from "$tests/onnx/pytorch/resblock.onnx"
+expect 1 "--freeze 'bn*' matches no parameter of classifier (its parameters: conv.weight, conv.bias" "${train[@]}" --freeze 'bn*'
 expect 1 "--batch 64: the model's batch was fixed at export ('x' is f32[4,1,28,28])" \
   train "$tests/onnx/pytorch/mlp.onnx" --batch 64 --data fashion-mnist --loss cross_entropy:logits:y
 expect 2 "a built trainer cannot start from an ONNX model's initializers" build "$onnx/classifier.onnx" "${loss[@]}" --batch 64 -o trainer

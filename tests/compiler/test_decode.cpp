@@ -8,27 +8,20 @@
 #include <algorithm>
 
 #include "compiler/jit/jit_model.h"
-#include "frontend/load.h"
 #include "ir/random.h"
 #include "runtime/sample.h"
+#include "tests/compiler/catalog.h"
 
 using namespace stag;
 
 namespace {
 
 std::unique_ptr<Graph> load(const std::string& model, bool decode, bool prefill = false) {
-  std::string path = std::string(STAG_TESTS_DIR) + "/../models/" + model + ".stag", error;
-  auto text = read_source(path, error);
-  REQUIRE(text);
-  Diagnostics diags;
   LoadOptions options;
   options.batch = 1;
   options.decode = decode;
   options.prefill = prefill;
-  auto g = load_model(path, *text, options, diags);
-  INFO(diags.render());
-  REQUIRE(g);
-  return g;
+  return test::load_model_file(test::catalog_path(model), options);
 }
 
 // The decode step, the prefill and the full forward in one program, sharing randomly

@@ -9,9 +9,7 @@
 #include <regex>
 
 #include "compiler/jit/jit_model.h"
-#include "frontend/load.h"
-#include "ir/analysis.h"
-#include "ir/random.h"
+#include "tests/compiler/catalog.h"
 #include "ir/reference.h"
 #include "tests/util.h"
 
@@ -22,28 +20,12 @@ namespace {
 
 RefTensor to_ref(const rt::Tensor& t, const Type& type) { return RefTensor(type, test::to_doubles(t)); }
 
-rt::Tensor random_input(const Graph& g, const rt::BufferSpec& spec, int64_t stream) {
-  rt::Tensor t(spec.dtype, spec.shape);
-  int64_t bound = index_bound(g, g.find(spec.name), 10);
-  for (int64_t i = 0; i < t.numel(); ++i) {
-    if (spec.dtype == rt::DType::f32) t.values<float>()[i] = static_cast<float>(random_standard_normal(3, stream, i));
-    else t.values<int64_t>()[i] = static_cast<int64_t>(random_uniform01(3, stream, i) * static_cast<double>(bound));
-  }
-  return t;
-}
-
 void check_model(const std::string& path, const std::string& name, bool training) {
-  std::string error;
-  auto text = read_source(path, error);
-  REQUIRE(text);
-  Diagnostics diags;
   LoadOptions options;
   options.batch = 2;
   options.training = training;
   options.model = name;
-  auto g = load_model(path, *text, options, diags);
-  INFO(diags.render());
-  REQUIRE(g);
+  auto g = test::load_model_file(path, options);
   CompiledModel c = compile_jit(*g);
   rt::Model& model = *c.model;
   model.init(11);
@@ -56,7 +38,7 @@ void check_model(const std::string& path, const std::string& name, bool training
   std::vector<const rt::Tensor*> ptrs;
   const auto& fspec = model.manifest().function("forward");
   for (size_t i = 0; i < fspec.inputs.size(); ++i) {
-    inputs.push_back(random_input(*g, fspec.inputs[i], static_cast<int64_t>(i)));
+    inputs.push_back(test::random_input(*g, fspec.inputs[i], 3, static_cast<int64_t>(i)));
     feeds[fspec.inputs[i].name] = to_ref(inputs.back(), g->find(fspec.inputs[i].name)->type);
   }
   for (const auto& t : inputs) ptrs.push_back(&t);
@@ -88,12 +70,10 @@ TEST_CASE("every catalog model's compiled forward matches the reference interpre
   int models = 0;
   for (const auto& e : fs::directory_iterator(dir)) {
     if (e.path().extension() != ".stag") continue;
-    std::string error;
-    auto text = read_source(e.path().string(), error);
-    REQUIRE(text);
+    std::string text = test::slurp(e.path());
     // A file may hold several models (a GAN's generator and discriminator).
     std::regex model_line(R"(^model\s+([A-Za-z_][A-Za-z0-9_]*))");
-    std::istringstream lines(*text);
+    std::istringstream lines(text);
     for (std::string line; std::getline(lines, line);) {
       std::smatch m;
       if (!std::regex_search(line, m, model_line)) continue;

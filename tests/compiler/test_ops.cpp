@@ -123,6 +123,30 @@ TEST_CASE("an out-of-range id of embedding_grad is an error naming the node", "[
   CHECK_THROWS_WITH(c.model->run("forward", {}), "bad_grad_ids: embedding_grad %dw: index -1 is out of range [0, 4)");
 }
 
+// The ONNX layer-norm expansion declares Y before Mean, which is computed first.
+TEST_CASE("compiled outputs come in the graph's declared order, not the order they are computed", "[codegen]") {
+  auto g = parse_verified(R"(graph late_first {
+  %x: f32[2,3] = constant(value=[1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+  %m: f32[2,1] = mean(%x, axes=[1], keepdims=true)
+  %y: f32[2,3] = sub(%x, %m)
+  %z: f32[2,1] = reshape(%m, shape=[2, 1])
+  output y = %y
+  output m = %z
+  output again = %m
+}
+)", "late_first.ir");
+  CompiledModel c = compile_jit(*g);
+  const auto& spec = c.model->manifest().function("forward").outputs;
+  REQUIRE(spec.size() == 3);
+  CHECK(spec[0].name == "y");
+  CHECK(spec[1].name == "m");
+  CHECK(spec[2].name == "again");
+  auto outs = c.model->run("forward", {});
+  CHECK(to_doubles(outs[0]) == std::vector<double>{-1, 0, 1, -1, 0, 1});
+  CHECK(to_doubles(outs[1]) == std::vector<double>{2, 5});
+  CHECK(to_doubles(outs[2]) == std::vector<double>{2, 5});
+}
+
 // embedding_grad of 300 ids into 13 rows (each row about 23 of dy's rows), on `threads`.
 std::vector<float> run_embedding_grad(const CompiledModel& c, const rt::Tensor& dy, int threads) {
   stag_set_num_threads(threads);

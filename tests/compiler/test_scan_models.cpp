@@ -13,9 +13,7 @@
 
 #include "compiler/autodiff/autodiff.h"
 #include "compiler/jit/jit_model.h"
-#include "frontend/load.h"
-#include "ir/analysis.h"
-#include "ir/random.h"
+#include "tests/compiler/catalog.h"
 #include "tests/util.h"
 
 using namespace stag;
@@ -23,18 +21,12 @@ using namespace stag;
 namespace {
 
 std::unique_ptr<Graph> load(const std::string& name, bool unroll, std::optional<std::string> text = std::nullopt) {
-  auto path = std::filesystem::path(STAG_TESTS_DIR) / "../models" / (name + ".stag");
-  std::string error;
-  if (!text) text = read_source(path.string(), error);
-  REQUIRE(text);
-  Diagnostics diags;
   LoadOptions options;
   options.batch = 2;
   options.training = true;
   options.unroll = unroll;
-  auto g = load_model(path.string(), *text, options, diags);
-  INFO(diags.render());
-  REQUIRE(g);
+  auto g = test::load_model_file(test::catalog_path(name), options, std::move(text));
+  Diagnostics diags;
   auto ad = differentiate(*g, "loss", diags);
   INFO(diags.render());
   REQUIRE(ad);
@@ -45,16 +37,6 @@ int scans(const Graph& g) {
   int n = 0;
   for (const auto& node : g.nodes) n += node->op == Op::scan;
   return n;
-}
-
-rt::Tensor input_for(const Graph& g, const rt::BufferSpec& spec, int64_t stream) {
-  rt::Tensor t(spec.dtype, spec.shape);
-  int64_t bound = index_bound(g, g.find(spec.name), 10);
-  for (int64_t i = 0; i < t.numel(); ++i) {
-    if (spec.dtype == rt::DType::f32) t.values<float>()[i] = static_cast<float>(random_standard_normal(5, stream, i));
-    else t.values<int64_t>()[i] = static_cast<int64_t>(random_uniform01(5, stream, i) * static_cast<double>(bound));
-  }
-  return t;
 }
 
 // Every output of the gradient graph (loss, logits, grad.*) by name, from parameters initialised
@@ -75,7 +57,7 @@ std::map<std::string, std::vector<double>> run(const Graph& g, const Graph* like
   const auto& fn = c.model->manifest().function("forward");
   std::vector<rt::Tensor> inputs;
   std::vector<const rt::Tensor*> ptrs;
-  for (size_t i = 0; i < fn.inputs.size(); ++i) inputs.push_back(input_for(g, fn.inputs[i], static_cast<int64_t>(i)));
+  for (size_t i = 0; i < fn.inputs.size(); ++i) inputs.push_back(test::random_input(g, fn.inputs[i], 5, static_cast<int64_t>(i)));
   for (const auto& t : inputs) ptrs.push_back(&t);
   auto outs = c.model->run("forward", ptrs);
   std::map<std::string, std::vector<double>> by_name;
@@ -222,11 +204,9 @@ TEST_CASE("a loop inside a loop compiles: outputs and gradients as one loop over
 }
 
 TEST_CASE("a scanned GRU language model's kernel count does not grow with the sequence length", "[scan][models]") {
-  std::string error;
-  auto text = read_source((std::filesystem::path(STAG_TESTS_DIR) / "../models/gru_lm.stag").string(), error);
-  REQUIRE(text);
+  std::string text = test::slurp(test::catalog_path("gru_lm"));
   auto kernels = [&](int64_t T) {
-    std::string t = std::regex_replace(*text, std::regex(R"(const T = \d+)"), fmt::format("const T = {}", T));
+    std::string t = std::regex_replace(text, std::regex(R"(const T = \d+)"), fmt::format("const T = {}", T));
     CompiledModel c = compile_jit(*load("gru_lm", false, t), {.opt_level = 1, .profile = false, .passes = {}});
     return c.program.functions.back().kernels.size();
   };

@@ -121,6 +121,40 @@ TEST_CASE("a valid model imports, runs and keeps the ONNX names") {
   CHECK(interpret(*r.graph, feeds).outputs.at("y").data == std::vector<double>{0, 10, 17});
 }
 
+// A language model's logits [B, T, V]: the classes are the last axis, one label a position.
+TEST_CASE("cross_entropy --loss on scores of rank 3 takes the last axis as the classes") {
+  auto m = base_model();
+  auto* g = m.mutable_graph();
+  add_value(g->add_input(), "x", {2, 3, 4});
+  add_node(g, "Identity", {"x"}, {"scores"});
+  add_value(g->add_output(), "scores", {2, 3, 4});
+  onnx_import::Options options;
+  options.loss = "cross_entropy:scores:next";
+  auto r = import_model(m, options);
+  INFO(r.errors);
+  REQUIRE(r.graph);
+  REQUIRE(r.graph->find("next"));
+  CHECK(r.graph->find("next")->type == Type{DType::i64, {2, 3}});
+  std::vector<double> x(24), labels = {0, 1, 2, 3, 2, 1};
+  for (size_t i = 0; i < x.size(); ++i) x[i] = std::sin(static_cast<double>(i));
+  double want = 0;
+  for (size_t row = 0; row < 6; ++row) {
+    double sum = 0;
+    for (size_t k = 0; k < 4; ++k) sum += std::exp(x[row * 4 + k]);
+    want += (std::log(sum) - x[row * 4 + static_cast<size_t>(labels[row])]) / 6;
+  }
+  auto out = interpret(*r.graph, {{"x", RefTensor({DType::f32, {2, 3, 4}}, x)}, {"next", RefTensor({DType::i64, {2, 3}}, labels)}});
+  CHECK(out.outputs.at("loss").data[0] == Approx(want).epsilon(1e-12));
+
+  auto flat = relu_model();
+  flat.mutable_graph()->mutable_input(0)->mutable_type()->mutable_tensor_type()->mutable_shape()->mutable_dim()->RemoveLast();
+  flat.mutable_graph()->mutable_output(0)->mutable_type()->mutable_tensor_type()->mutable_shape()->mutable_dim()->RemoveLast();
+  options.loss = "cross_entropy:y:label";
+  auto bad = import_model(flat, options);
+  CHECK_FALSE(bad.graph);
+  CHECK_THAT(bad.errors, Catch::Contains("cross_entropy needs scores of rank 2 or more, got f32[2]"));
+}
+
 TEST_CASE("every unsupported op is listed in one error with its nodes and the opset") {
   auto m = relu_model();
   auto* g = m.mutable_graph();
@@ -188,6 +222,46 @@ TEST_CASE("symbolic dimensions are bound by --dim or --batch") {
   onnx_import::Options b;
   b.batch = 7;
   CHECK(import_model(m, b).graph->find("x")->type.dims == Dims{7, 3});
+}
+
+void set_ints(onnx::TensorProto* t, const std::string& name, const std::vector<int64_t>& v) {
+  t->set_name(name);
+  t->set_data_type(onnx::TensorProto::INT64);
+  t->add_dims(static_cast<int64_t>(v.size()));
+  for (int64_t i : v) t->add_int64_data(i);
+}
+
+// x [2, 3, 4] -> Reshape(x, Concat(Shape(x)[0:0], [-1])), as PyTorch exports x.flatten();
+// `reader` then reads the empty slice alone.
+onnx::ModelProto flatten_model(const std::string& reader) {
+  auto m = base_model();
+  auto* g = m.mutable_graph();
+  add_value(g->add_input(), "x", {2, 3, 4});
+  set_ints(g->add_initializer(), "zero", {0});
+  set_ints(g->add_initializer(), "minus_one", {-1});
+  add_node(g, "Shape", {"x"}, {"shape"});
+  add_node(g, "Slice", {"shape", "zero", "zero"}, {"none"}, "leading");
+  auto* axis = add_node(g, "Concat", {"none", "minus_one"}, {"flat_shape"})->add_attribute();
+  axis->set_name("axis");
+  axis->set_type(onnx::AttributeProto::INT);
+  axis->set_i(0);
+  add_node(g, "Reshape", {"x", reader == "Reshape" ? "flat_shape" : "none"}, {"y"}, "flatten");
+  add_value(g->add_output(), "y", {24});
+  return m;
+}
+
+TEST_CASE("an empty slice of a shape is left out of the Concat that reads it and an error anywhere else") {
+  auto r = import_model(flatten_model("Reshape"));
+  INFO(r.errors);
+  REQUIRE(r.graph);
+  std::vector<double> x(24);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<double>(i);
+  auto out = interpret(*r.graph, {{"x", RefTensor({DType::f32, {2, 3, 4}}, x)}}).outputs.at("y");
+  CHECK(out.type == Type{DType::f32, {24}});
+  CHECK(out.data == x);
+  auto bad = import_model(flatten_model("alone"));
+  CHECK_FALSE(bad.graph);
+  CHECK_THAT(bad.errors, Catch::Contains("node 'flatten' (Reshape, opset 13): input 'none' is an empty tensor; stag's tensors are never empty"));
 }
 
 TEST_CASE("external data never leaves the model's directory") {

@@ -12,7 +12,9 @@ CPU has bf16 units (/proc/cpuinfo's avx512_bf16 or amx_bf16) also with bf16 auto
 2+2, reporting PyTorch at its fastest setting and naming it. OpenBLAS reads its thread count
 when it loads, hence one process per setting. Before timing a workload the mirror's parameter
 names and shapes are compared with `stag ir`'s; a difference is an error (exit 1). sgemm compares stag's matmul with numpy's (OpenBLAS) at
-the same thread count. Timings are medians of separately timed steps after warm-up.
+the same thread count; on CPUs with bf16 units bgemm compares stag's bf16 GEMM with PyTorch's bf16 matmul, and
+the table opens with the host's f32 FMA and bf16 peaks by stag's own loops (`stag bench --peak`). Timings are
+medians of separately timed steps after warm-up.
 
 Debian's PyTorch and numpy do their GEMMs in whatever libblas.so.3 the system selects; without
 OpenBLAS installed that is the slow reference BLAS, which the table then says. `--blas-dir DIR`
@@ -84,6 +86,8 @@ TRAIN = [
 # a few slow steps make the median of five meaningless.
 SGEMM = [(128, (5, 30), (1, 3)), (256, (3, 20), (1, 3)), (512, (3, 15), None),
          (1024, (3, 15), None), (2048, (2, 9), None)]
+# bf16 GEMM sizes, on CPUs with bf16 units only (issue 17: at least 2,000 GFLOP/s a core at 1024 on AMX).
+BGEMM = [(256, (3, 20), (1, 3)), (512, (3, 15), None), (1024, (3, 15), None), (2048, (2, 9), None)]
 STAG_THREADS = [1, 2]
 # (torch.set_num_threads, OPENBLAS_NUM_THREADS, autocast): f32 at every thread setting; where the
 # CPU has bf16 units (cpu_info()), also forward and loss under torch.autocast("cpu", bfloat16).
@@ -191,6 +195,45 @@ def bench_sgemm(args, torch, errors):
                     errors.append(err)
             rows.append((n, t, s, b))
     return rows
+
+
+def bench_bgemm(args, torch, errors):
+    """bf16 GEMM (bf16 operands, f32 accumulation) against PyTorch's bf16 matmul, on CPUs with bf16 units."""
+    rows = []
+    for n, full, quick in BGEMM:
+        if not selected(f"bgemm-{n}", args.only) or (args.quick and quick is None):
+            continue
+        warmup, steps = quick if args.quick else full
+        for t in STAG_THREADS:
+            log(f"bgemm {n}: stag on {t} thread(s) ...")
+            s, err = stag_bench(args.stag, ["--matmul", str(n), "--precision", "bf16", "--threads", str(t), "--warmup", str(warmup),
+                                            "--steps", str(steps)])
+            if err:
+                errors.append(err)
+            b = None
+            if torch.available:
+                log(f"bgemm {n}: PyTorch on {t} thread(s) ...")
+                b, err = torch.run(["bgemm", "--size", str(n), "--torch-threads", str(t), "--warmup", str(warmup), "--steps", str(steps)], t)
+                if err:
+                    errors.append(err)
+            rows.append((n, t, s, b))
+    return rows
+
+
+PEAK_LINE = re.compile(r"^peak (.+) on (\d+) threads?: ([0-9.]+) GFLOP/s$", re.M)
+
+
+def bench_peaks(args, errors):
+    """The host's peaks by stag's built-in loops (`stag bench --peak`): [(what, threads, GFLOP/s)]."""
+    log("peaks: stag bench --peak ...")
+    try:
+        p = subprocess.run([args.stag, "bench", "--peak", "--threads", str(max(STAG_THREADS))], capture_output=True, text=True, timeout=600)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        errors.append(f"stag bench --peak: {e}")
+        return []
+    if p.returncode != 0:
+        errors.append(f"stag bench --peak: exit {p.returncode}: {p.stderr.strip()[-500:]}")
+    return [(what, int(t), float(g)) for what, t, g in PEAK_LINE.findall(p.stdout)]
 
 
 def stag_params(stag, file, models):
@@ -336,7 +379,18 @@ def bench_epoch(args, torch, errors):
     return stag_s, cached_s, runs
 
 
-def render(args, torch, sgemm_rows, train_rows, blas_name, epoch_row=None, cpu=None):
+def render_gemm(title, other, rows):
+    out = [title, "", f"| size | threads | stag ms | stag GFLOP/s | {other} ms | {other} GFLOP/s | ratio | stag compile s |",
+           "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for n, t, s, b in rows:
+        sm, bm = (s["median_ms"] if s else None), (b["median_ms"] if b else None)
+        cells = [fmt_ms(sm) if s else "error", f"{s['gflops']:.2f}" if s else "n/a", fmt_ms(bm),
+                 f"{b['gflops']:.2f}" if b else "n/a", fmt_ratio(bm, sm), f"{s['compile_s']:.2f}" if s else "n/a"]
+        out.append("| " + " | ".join([str(n), str(t)] + cells) + " |")
+    return out + [""]
+
+
+def render(args, torch, sgemm_rows, train_rows, blas_name, epoch_row=None, cpu=None, bgemm_rows=(), peaks=()):
     name, flags = cpu or cpu_info()
     have = " ".join(f for f, on in flags.items() if on) or "none"
     lack = " ".join(f for f, on in flags.items() if not on)
@@ -381,16 +435,16 @@ def render(args, torch, sgemm_rows, train_rows, blas_name, epoch_row=None, cpu=N
                 label, f"{sec:.2f}" if sec else "error", f"{best[1]:.2f}" if best else "n/a",
                 f"{best[1] / sec:.2f}" if best and sec else "n/a", f"{best[0][0]}+{best[0][1]}" if best else "n/a"))
         out.append("")
+    if peaks:
+        out += ["Peaks of this host by stag's built-in loops (`stag bench --peak`): " +
+                "; ".join(f"{what} on {t} thread{'s' if t > 1 else ''} {g:.1f} GFLOP/s" for what, t, g in peaks) + ".", ""]
     if sgemm_rows:
-        out += ["sgemm (N x N x N, f32); the comparison is numpy's matmul on the same BLAS at the same thread count.", "",
-                "| size | threads | stag ms | stag GFLOP/s | BLAS ms | BLAS GFLOP/s | ratio | stag compile s |",
-                "|---:|---:|---:|---:|---:|---:|---:|---:|"]
-        for n, t, s, b in sgemm_rows:
-            sm, bm = (s["median_ms"] if s else None), (b["median_ms"] if b else None)
-            cells = [fmt_ms(sm) if s else "error", f"{s['gflops']:.2f}" if s else "n/a", fmt_ms(bm),
-                     f"{b['gflops']:.2f}" if b else "n/a", fmt_ratio(bm, sm), f"{s['compile_s']:.2f}" if s else "n/a"]
-            out.append("| " + " | ".join([str(n), str(t)] + cells) + " |")
-        out.append("")
+        out += render_gemm("sgemm (N x N x N, f32); the comparison is numpy's matmul on the same BLAS at the same thread count.",
+                           "BLAS", sgemm_rows)
+    if bgemm_rows:
+        out += render_gemm("bgemm (N x N x N, bf16 operands, f32 accumulation: `stag bench --matmul N --precision bf16`); the "
+                           "comparison is PyTorch's bf16 matmul (torch.matmul on bfloat16 tensors) at the same thread count.",
+                           "PyTorch", bgemm_rows)
     return "\n".join(out)
 
 
@@ -414,7 +468,7 @@ def main():
     args.only = [o for o in args.only.split(",") if o]
     if not os.access(args.stag, os.X_OK):
         p.error(f"--stag {args.stag}: not an executable")
-    known = [w.name for w in TRAIN] + ["mlp-epoch"] + [f"sgemm-{n}" for n, _, _ in SGEMM]
+    known = [w.name for w in TRAIN] + ["mlp-epoch"] + [f"sgemm-{n}" for n, _, _ in SGEMM] + [f"bgemm-{n}" for n, _, _ in BGEMM]
     for o in args.only:
         if not any(selected(k, [o]) for k in known):
             p.error(f"--only {o}: no such workload; workloads: {', '.join(known)}")
@@ -448,7 +502,9 @@ def main():
     train_rows = bench_train(args, torch, errors, bf16)
     epoch_row = bench_epoch(args, torch, errors)
     sgemm_rows = bench_sgemm(args, torch, errors)
-    table = render(args, torch, sgemm_rows, train_rows, blas_name, epoch_row, cpu)
+    bgemm_rows = bench_bgemm(args, torch, errors) if bf16 else []
+    peaks = bench_peaks(args, errors) if sgemm_rows or bgemm_rows else []
+    table = render(args, torch, sgemm_rows, train_rows, blas_name, epoch_row, cpu, bgemm_rows, peaks)
     print(table)
     if args.out:
         with open(args.out, "w") as f:

@@ -46,6 +46,21 @@ def time_steps(step, warmup, steps):
     return times
 
 
+def bgemm(args):
+    """PyTorch's bf16 matmul (oneDNN on CPUs with bf16 units), the bar for stag's bf16 GEMM."""
+    import torch
+
+    torch.set_num_threads(args.torch_threads)
+    n = args.size
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(n, n, generator=gen).to(torch.bfloat16)
+    b = torch.randn(n, n, generator=gen).to(torch.bfloat16)
+    c = torch.empty(n, n, dtype=torch.bfloat16)
+    times = time_steps(lambda: torch.matmul(a, b, out=c), args.warmup, args.steps)
+    med = statistics.median(times)
+    return {"gflops": 2.0 * n ** 3 / (med * 1e6), "median_ms": med, "min_ms": min(times), "torch_threads": torch.get_num_threads()}
+
+
 def sgemm(args):
     import numpy as np
 
@@ -590,9 +605,9 @@ def dcgan_pair(args):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("workload", choices=TRAIN_WORKLOADS + ["dcgan-pair", "sgemm", "mlp-epoch"])
+    p.add_argument("workload", choices=TRAIN_WORKLOADS + ["dcgan-pair", "sgemm", "bgemm", "mlp-epoch"])
     p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--size", type=int, default=1024, help="sgemm: N")
+    p.add_argument("--size", type=int, default=1024, help="sgemm, bgemm: N")
     p.add_argument("--torch-threads", type=int, default=1)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--steps", type=int, default=20)
@@ -604,16 +619,17 @@ def main():
     args = p.parse_args()
     if args.steps < 1 or args.warmup < 0:
         p.error("--steps must be >= 1 and --warmup >= 0")
-    if (args.autocast or args.params) and args.workload in ("sgemm", "mlp-epoch"):
+    if (args.autocast or args.params) and args.workload in ("sgemm", "bgemm", "mlp-epoch"):
         p.error("--autocast and --params are for train workloads")
     if args.params:
         print(json.dumps(dict(params(args), workload=args.workload)))
         return 0
-    result = (sgemm(args) if args.workload == "sgemm" else epoch(args) if args.workload == "mlp-epoch"
+    result = (sgemm(args) if args.workload == "sgemm" else bgemm(args) if args.workload == "bgemm"
+              else epoch(args) if args.workload == "mlp-epoch"
               else dcgan_pair(args) if args.workload == "dcgan-pair" else train(args))
     result["autocast"] = bool(args.autocast)
-    result.update({"workload": args.workload, ("size" if args.workload == "sgemm" else "batch"):
-                   args.size if args.workload == "sgemm" else args.batch, "openblas_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
+    gemm = args.workload in ("sgemm", "bgemm")
+    result.update({"workload": args.workload, ("size" if gemm else "batch"): args.size if gemm else args.batch, "openblas_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
                    "warmup": args.warmup, "steps": args.steps, "peak_rss_mb": peak_rss_mb(), "blas": blas_library()})
     print(json.dumps(result))
 
