@@ -50,9 +50,20 @@ struct Stmt {
     Metric,  ///< `metric name = e`
     Return,  ///< `return e` (blocks)
     If,      ///< `if cond { body } else { orelse }`: cond in value, decided at compile time
+    Loop,    ///< `for x in xs along 1, ... { body }`: a scan; clauses in loop
+    Stack,   ///< `stack ys = e along 1` (in a loop): target ys, value e, axis in along
   } kind;
   Loc loc;
   Stmt(Kind k, Loc l) : kind(k), loc(std::move(l)) {}
+  /// One `NAME in SEQUENCE [along AXIS]` of a loop's header.
+  struct Clause {
+    std::string name;
+    Loc loc;
+    ExprPtr sequence;  ///< a tensor, `range(...)`, or either in `reversed(...)`
+    ExprPtr along;     ///< may be null
+  };
+  std::vector<Clause> clauses;  ///< Loop's header
+  ExprPtr along;                ///< Stack's axis; may be null
   std::vector<std::string> targets;
   std::vector<Loc> target_locs;
   ExprPtr value;  ///< may be null for `output name`

@@ -27,7 +27,8 @@ std::string describe(const Val& v) {
 }
 
 std::vector<Value*> Ctx::ops(Op op, const std::vector<Value*>& operands, const NamedAttrs& attrs,
-                             const Loc& loc, const std::string& context, const std::vector<Type>& declared) {
+                             const Loc& loc, const std::string& context, const std::vector<Type>& declared,
+                             std::shared_ptr<Graph> body) {
   for (Value* v : operands)
     if (!v) return {};  // an earlier error; do not report again
   if (g.nodes.size() >= kMaxNodes) {
@@ -36,7 +37,7 @@ std::vector<Value*> Ctx::ops(Op op, const std::vector<Value*>& operands, const N
     return {};
   }
   b.set_loc(scoped(loc));
-  auto r = b.try_create(op, operands, attrs, declared);
+  auto r = b.try_create(op, operands, attrs, declared, {}, std::move(body));
   if (!r.error.empty()) {
     error(loc, context.empty() ? r.error : fmt::format("{}: {}", context, r.error));
     return {};

@@ -38,6 +38,16 @@ std::optional<Val> Lowering::exec(Scope& s, const std::vector<Stmt>& body, bool 
       if (r) return r;
       continue;
     }
+    if (loop_ && st.kind != Stmt::Assign && st.kind != Stmt::Loop && st.kind != Stmt::Stack) {
+      const char* what = st.kind == Stmt::Output ? "output" : st.kind == Stmt::Loss ? "loss" : st.kind == Stmt::Metric ? "metric" : "return";
+      fail(st.loc, fmt::format("`{}` cannot be inside a loop: a loop's body binds names and stacks values (`stack NAME = "
+                               "...`), and what comes after the loop uses them", what));
+      continue;
+    }
+    if (st.kind == Stmt::Loop) {
+      loop(s, st, is_model);
+      continue;
+    }
     if (st.kind == Stmt::Return) {
       if (is_model) {
         fail(st.loc, "`return` belongs in a block's forward; a model names its results with `output`, `loss` and `metric`");
@@ -51,7 +61,7 @@ std::optional<Val> Lowering::exec(Scope& s, const std::vector<Stmt>& body, bool 
       }
       return v;
     }
-    if (!is_model && st.kind != Stmt::Assign) {
+    if (!is_model && st.kind != Stmt::Assign && st.kind != Stmt::Stack) {
       fail(st.loc, "`output`, `loss` and `metric` belong in the model's forward, not in a block");
       continue;
     }
@@ -107,7 +117,9 @@ void Lowering::statement(Scope& s, const Stmt& st) {
       if (st.kind == Stmt::Output) s.locals[name] = v;
       return;
     }
+    case Stmt::Stack: return stack(s, st);
     case Stmt::Return:
+    case Stmt::Loop:
     case Stmt::If: return;  // handled by exec
   }
 }

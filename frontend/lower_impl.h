@@ -5,6 +5,7 @@
 
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -98,8 +99,57 @@ class Lowering {
   std::optional<Val> exec(Scope& s, const std::vector<Stmt>& body, bool is_model);
   void statement(Scope& s, const Stmt& st);
 
+  // ---- loops (loops.cpp)
+  /// One `NAME in SEQUENCE` of a loop's header.
+  struct Sequence {
+    std::string name;
+    Loc loc;
+    Value* steps = nullptr;  ///< the slices stacked along axis 0; null for `_ in range(...)`
+    bool reversed = false;
+    bool is_range = false;
+    int64_t length = 0;
+    int64_t axis = 0;        ///< the axis the user's tensor is sliced along
+  };
+  /// A value the loop carries: an outer local its body rebinds.
+  struct Carry {
+    std::string name;
+    Loc loc;
+    Value* init;
+    Value* param;  ///< its placeholder in the body
+  };
+  /// A `stack NAME = e along AXIS` of the loop being lowered.
+  struct Stacked {
+    std::string name;
+    Loc loc;
+    Value* value;
+    int64_t axis;
+  };
+  /// What the statements of a loop's body see of the loop.
+  struct LoopFrame {
+    int64_t axis = 0;  ///< `stack`'s default axis: that of the loop's first tensor
+    std::set<std::string> carries;
+    std::vector<Stacked> stacks;
+  };
+  struct LoopParts {
+    std::vector<Sequence> seqs;
+    std::vector<Carry> carries;
+    std::vector<Value*> params;  ///< the placeholders: carries, then slices
+    std::vector<std::string> names;
+    size_t first;  ///< the body's first node
+  };
+  void loop(Scope& s, const Stmt& st, bool is_model);
+  std::optional<Sequence> sequence(Scope& s, const Stmt::Clause& c);
+  std::optional<Sequence> range_sequence(Scope& s, const Stmt::Clause& c, const Expr& e, Sequence q);
+  bool sequences(Scope& s, const Stmt& st, std::vector<Sequence>& out);
+  std::vector<Carry> carries(Scope& s, const Stmt& st, bool& ok);
+  void finish_loop(Scope& s, const Stmt& st, LoopParts p, Scope& inner, LoopFrame& frame);
+  /// After a loop that failed (reported), the names it would bind hold no value.
+  void poison_loop_results(Scope& s, const Stmt& st);
+  void stack(Scope& s, const Stmt& st);
+
   Ctx& c_;
   const File& file_;
+  LoopFrame* loop_ = nullptr;  ///< the innermost loop being lowered
   std::optional<int64_t> batch_;
   bool batch_failed_ = false;
   std::map<std::string, Val> inputs_;

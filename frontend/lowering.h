@@ -83,6 +83,7 @@ inline constexpr int kMaxBlockDepth = 32;
 inline constexpr int64_t kMaxRepeat = 1024;
 inline constexpr int64_t kMaxFeatures = int64_t{1} << 24;
 inline constexpr int64_t kMaxUnroll = 4096;
+inline constexpr int64_t kMaxLoopSteps = int64_t{1} << 24;  ///< a `for` loop's steps
 
 /// Everything lowering needs: the graph under construction and the user's options.
 struct Ctx {
@@ -111,7 +112,8 @@ struct Ctx {
   bool training() const { return opts.training; }
   /// Makes a checked node; on a user error reports `context: message` at loc and returns nullptr.
   std::vector<Value*> ops(Op op, const std::vector<Value*>& operands, const NamedAttrs& attrs, const Loc& loc,
-                          const std::string& context = {}, const std::vector<Type>& declared = {});
+                          const std::string& context = {}, const std::vector<Type>& declared = {},
+                          std::shared_ptr<Graph> body = nullptr);
   Value* op(Op op, const std::vector<Value*>& operands, const NamedAttrs& attrs, const Loc& loc,
             const std::string& context = {});
   /// A scalar constant (rank 0) of the given dtype.

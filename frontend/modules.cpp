@@ -90,7 +90,9 @@ std::vector<Val> Lowering::call_block(Instance& in, const std::vector<Val>& ins,
   Scope s{&in, {}, true};
   for (size_t i = 0; i < ins.size(); ++i) s.locals[b.inputs[i]] = ins[i];
   size_t before = c_.diags.error_count();
+  LoopFrame* caller_loop = std::exchange(loop_, nullptr);  // the block's own statements are not the loop's
   std::optional<Val> result = run(s, b.body, false);
+  loop_ = caller_loop;
   // Errors point into the block's text; say which instance was running and who called it.
   if (c_.diags.error_count() != before) c_.diags.note(loc, fmt::format("in {}, called here", in.label()));
   if (!result) {

@@ -297,6 +297,18 @@ class Parser {
       }
       return s;
     }
+    if (is_kw("for") && peek(1).kind != Tok::Assign && peek(1).kind != Tok::Comma) return loop();
+    if (is_kw("stack") && peek(1).kind == Tok::Ident && peek(2).kind == Tok::Assign) {
+      take();
+      Stmt s{Stmt::Stack, loc};
+      Token n = simple_ident("the stacked value's name");
+      s.targets.push_back(n.text);
+      s.target_locs.push_back(n.loc);
+      take();
+      s.value = expr();
+      s.along = along();
+      return s;
+    }
     if (is_kw("return")) {
       take();
       Stmt s{Stmt::Return, loc};
@@ -333,6 +345,29 @@ class Parser {
     expect(Tok::Assign, "'=' after the name");
     s.value = expr();
     return s;
+  }
+
+  // `for NAME in SEQUENCE [along AXIS], ... { stmts }`
+  Stmt loop() {
+    Stmt s{Stmt::Loop, take().loc};
+    for (;;) {
+      Token n = simple_ident("the loop variable's name");
+      if (!is_kw("in")) fail(fmt::format("expected 'in' after the loop variable '{}'", n.text));
+      take();
+      Stmt::Clause c{n.text, n.loc, expr(), nullptr};
+      c.along = along();
+      s.clauses.push_back(std::move(c));
+      if (!at(Tok::Comma)) break;
+      take();
+    }
+    if (!at(Tok::LBrace)) fail("expected ',' and another 'NAME in SEQUENCE', or '{' to open the loop's body");
+    s.body = stmts();
+    return s;
+  }
+  ExprPtr along() {
+    if (!is_kw("along")) return nullptr;
+    take();
+    return expr();
   }
 
   // Operator chains are built by loops, not recursion, so nesting depth alone does not bound

@@ -76,4 +76,12 @@ bool coerce(Attr& a, AttrKind want) {
   return false;
 }
 
+Ints move_axis(size_t rank, size_t from, size_t to) {
+  Ints perm;
+  for (size_t i = 0; i < rank; ++i)
+    if (i != from) perm.push_back(static_cast<int64_t>(i));
+  perm.insert(perm.begin() + static_cast<long>(to), static_cast<int64_t>(from));
+  return perm;
+}
+
 }  // namespace stag

@@ -32,6 +32,10 @@ std::string format_float(double v);
 /// the literal cannot be that kind.
 bool coerce(Attr& a, AttrKind want);
 
+/// transpose's `perm` that moves axis `from` of a rank-`rank` tensor to position `to`, the
+/// other axes keeping their order.
+Ints move_axis(size_t rank, size_t from, size_t to);
+
 /// An ordered list of named attributes; the order is kept for printing.
 using NamedAttrs = std::vector<std::pair<std::string, Attr>>;
 

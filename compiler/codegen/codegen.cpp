@@ -525,37 +525,52 @@ class Codegen {
 
   // ---------------------------------------------------------------- entry functions
 
-  // The loop an entry function is in while its calls are emitted: one basic block, so that
-  // every address computed in it dominates the code after it.
+  // The loops an entry function is in while its calls are emitted, outermost first. A loop's
+  // kernels between the loops inside it are one basic block each, entered in program order, so
+  // that every address computed in one dominates the code after it.
   struct LoopState {
+    struct Open {
+      int loop;
+      llvm::PHINode* iter;
+      llvm::BasicBlock* head;
+      llvm::Value* step;  ///< the step t of kernel_ir.h
+    };
     llvm::Function* f;
-    const Loop* open = nullptr;
-    llvm::PHINode* iter = nullptr;
-    llvm::Value* step = nullptr;  ///< the step t of kernel_ir.h, null outside loops
+    std::vector<Open> open;
 
     void enter(Codegen& cg, int kernel) {
       const Function& fn = cg.p_.functions[cg.fn_];
-      for (const auto& l : fn.loops)
-        if (l.first == kernel) open = &l;
-      if (!open || open->first != kernel) return;
-      auto& b = cg.b_;
-      llvm::BasicBlock* before = b.GetInsertBlock();
-      auto* body = llvm::BasicBlock::Create(cg.ctx_, "loop", f);
-      b.CreateBr(body);
-      b.SetInsertPoint(body);
-      iter = b.CreatePHI(cg.i64_, 2, "iter");
-      iter->addIncoming(b.getInt64(0), before);
-      step = open->reverse ? b.CreateSub(b.getInt64(open->trips - 1), iter, "t") : iter;
+      for (size_t l = 0; l < fn.loops.size(); ++l) {
+        if (fn.loops[l].first != kernel) continue;
+        auto& b = cg.b_;
+        llvm::BasicBlock* before = b.GetInsertBlock();
+        auto* body = llvm::BasicBlock::Create(cg.ctx_, "loop", f);
+        b.CreateBr(body);
+        b.SetInsertPoint(body);
+        llvm::PHINode* iter = b.CreatePHI(cg.i64_, 2, "iter");
+        iter->addIncoming(b.getInt64(0), before);
+        const Loop& loop = fn.loops[l];
+        open.push_back({static_cast<int>(l), iter, body, loop.reverse ? b.CreateSub(b.getInt64(loop.trips - 1), iter, "t") : iter});
+      }
     }
     void leave(Codegen& cg, int kernel) {
-      if (!open || open->last != kernel + 1) return;
-      auto& b = cg.b_;
-      llvm::Value* next = b.CreateAdd(iter, b.getInt64(1));
-      iter->addIncoming(next, b.GetInsertBlock());
-      auto* after = llvm::BasicBlock::Create(cg.ctx_, "after_loop", f);
-      b.CreateCondBr(b.CreateICmpSLT(next, b.getInt64(open->trips)), iter->getParent(), after);
-      b.SetInsertPoint(after);
-      open = nullptr, iter = nullptr, step = nullptr;
+      const Function& fn = cg.p_.functions[cg.fn_];
+      while (!open.empty() && fn.loops[static_cast<size_t>(open.back().loop)].last == kernel + 1) {
+        auto& b = cg.b_;
+        const Open& o = open.back();
+        llvm::Value* next = b.CreateAdd(o.iter, b.getInt64(1));
+        o.iter->addIncoming(next, b.GetInsertBlock());
+        auto* after = llvm::BasicBlock::Create(cg.ctx_, "after_loop", f);
+        b.CreateCondBr(b.CreateICmpSLT(next, b.getInt64(fn.loops[static_cast<size_t>(o.loop)].trips)), o.head, after);
+        b.SetInsertPoint(after);
+        open.pop_back();
+      }
+    }
+    // The step of loop `loop` if the code being emitted is in it, else null (t = 0).
+    llvm::Value* step(int loop) const {
+      for (const auto& o : open)
+        if (o.loop == loop) return o.step;
+      return nullptr;
     }
   };
 
@@ -594,7 +609,8 @@ class Codegen {
       const Buffer& buf = p_.buffers[id];
       if (buf.alias < 0) return address(id);
       llvm::Value* at = b_.getInt64(buf.alias_first);
-      if (buf.alias_step != 0 && loop.step) at = b_.CreateAdd(at, b_.CreateMul(loop.step, b_.getInt64(buf.alias_step)));
+      if (llvm::Value* t = buf.alias_step != 0 ? loop.step(buf.alias_loop) : nullptr)
+        at = b_.CreateAdd(at, b_.CreateMul(t, b_.getInt64(buf.alias_step)));
       return b_.CreateInBoundsGEP(memory_type(p_.buffers[buf.alias].type.dtype), view(buf.alias), at, buf.name);
     };
     for (size_t i = 0; i < calls.size(); ++i) {

@@ -51,6 +51,7 @@ int LowerContext::view_buffer(const std::string& name, const Type& t, int root, 
   Buffer b = make_buffer(name, t, BufKind::Temp);
   b.function = fn;
   b.alias = root, b.alias_first = first, b.alias_step = step;
+  b.alias_loop = step != 0 ? loop : -1;
   return prog.add_buffer(std::move(b));
 }
 

@@ -58,7 +58,8 @@ struct LowerContext {
   /// The shared buffer of a parameter, made on its first definition.
   void param_buffer(const Node& n);
   int new_buffer(const std::string& name, const Type& t, kir::BufKind kind);
-  /// A view of `root` (kir::Buffer::alias): no memory of its own.
+  /// A view of `root` (kir::Buffer::alias): no memory of its own; one with a step moves with
+  /// the loop being lowered.
   int view_buffer(const std::string& name, const Type& t, int root, int64_t first, int64_t step);
   /// Lowerings copy the types they keep: adding a buffer may move every Buffer.
   const kir::Buffer& B(int id) const { return id < 0 ? pseudo[-id - 1] : prog.buffers[id]; }
@@ -114,7 +115,7 @@ struct LowerContext {
   int fn = -1;
   int param_count = 0, input_count = 0, output_count = 0;
   int64_t workspace = 0;
-  bool in_loop = false;                      ///< lowering a scan's body
+  int loop = -1;                             ///< the loop (of fn's) whose body is being lowered
   std::set<int> may_hold_infinity;           ///< --check-numerics: buffers a mask's -inf may be in
 };
 

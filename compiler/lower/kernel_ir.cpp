@@ -301,7 +301,8 @@ int storage_of(const Program& p, int id) {
 
 namespace {
 
-// The loop around kernel k, as the kernels [first, last] it spans; k alone outside loops.
+// The outermost loop around kernel k, as the kernels [first, last] it spans; k alone outside
+// loops (an enclosing loop comes before the loops inside it).
 std::pair<int, int> loop_span(const Function& f, int k) {
   for (const auto& l : f.loops)
     if (l.first <= k && k < l.last) return {l.first, l.last - 1};
@@ -369,6 +370,14 @@ rt::MemoryNeed memory_need(const Program& p) {
   return need;
 }
 
+// A loop's step as printed: t, and t1, t2, ... for the loops inside loops.
+std::string step_name(const Function& f, int loop) {
+  if (loop >= static_cast<int>(f.loops.size())) return "t";  // a loop left out for having no kernels
+  int depth = 0;
+  for (int i = 0; i < loop; ++i) depth += f.loops[i].first <= f.loops[loop].first && f.loops[loop].last <= f.loops[i].last;
+  return depth == 0 ? "t" : fmt::format("t{}", depth);
+}
+
 }  // namespace
 
 std::string print(const Program& p) {
@@ -376,7 +385,8 @@ std::string print(const Program& p) {
   for (const auto& b : p.buffers) {
     out += fmt::format("  {} %{}: {}", kind_name(b.kind), b.name, to_string(b.type));
     if (b.alias >= 0)
-      out += fmt::format(" view of %{} from element {} + {} t", p.buffers[b.alias].name, b.alias_first, b.alias_step);
+      out += fmt::format(" view of %{} from element {} + {} {}", p.buffers[b.alias].name, b.alias_first, b.alias_step,
+                         b.alias_loop >= 0 && b.function >= 0 ? step_name(p.functions[b.function], b.alias_loop) : "t");
     else if (b.kind == BufKind::Temp) out += fmt::format(" at {}", b.offset);
     else if (b.kind != BufKind::Const) out += fmt::format(" #{}", b.index);
     out += "\n";
@@ -390,9 +400,10 @@ std::string print(const Program& p) {
   for (const auto& f : p.functions) {
     out += fmt::format("  func {} {{\n", f.name);
     for (size_t i = 0; i < f.kernels.size(); ++i) {
-      for (const auto& l : f.loops)
-        if (l.first == static_cast<int>(i))
-          out += fmt::format("  loop t in {}{} steps {{\n", l.reverse ? "reversed " : "", l.trips);
+      for (size_t l = 0; l < f.loops.size(); ++l)
+        if (f.loops[l].first == static_cast<int>(i))
+          out += fmt::format("  loop {} in {}{} steps {{\n", step_name(f, static_cast<int>(l)), f.loops[l].reverse ? "reversed " : "",
+                             f.loops[l].trips);
       out += print(p, f.kernels[i]);
       for (const auto& l : f.loops)
         if (l.last == static_cast<int>(i) + 1) out += "  }\n";

@@ -206,16 +206,18 @@ struct Buffer {
   bool trainable = false;    ///< Param
   std::vector<double> data;  ///< Const
   /// A view (a Temp that takes no workspace): buffer `alias` from element
-  /// `alias_first + t * alias_step` on, where t is the step of the loop around the kernel
-  /// (a scan's slice of a stacked per-step input or output; t is 0 outside loops).
+  /// `alias_first + t * alias_step` on, where t is the step of loop `alias_loop` of the
+  /// function (a scan's slice of a stacked per-step input or output; t is 0 outside that loop).
   int alias = -1;
   int64_t alias_first = 0, alias_step = 0;
+  int alias_loop = -1;
   int64_t numel() const { return *checked_numel(type.dims); }
   int64_t bytes() const { return numel() * dtype_size(type.dtype); }
 };
 
 /// Kernels [first, last) of a function run `trips` times (a scan's body, compiled once); the
-/// step t counts 0, 1, ... or, `reverse`, down from trips - 1. Loops do not nest.
+/// step t counts 0, 1, ... or, `reverse`, down from trips - 1. A loop may lie inside another
+/// (a scan in a scan's body): then all of its kernels are the other's.
 struct Loop {
   int first = 0, last = 0;
   int64_t trips = 1;
@@ -226,7 +228,7 @@ struct Loop {
 struct Function {
   std::string name;
   std::vector<Kernel> kernels;
-  std::vector<Loop> loops;  ///< in order, disjoint
+  std::vector<Loop> loops;  ///< by first kernel, an enclosing loop before the loops inside it
 };
 
 struct Program {

@@ -196,21 +196,25 @@ void lower_body(ScanLowering& L) {
 
 }  // namespace
 
+// A scan in a scan's body is a loop inside the other's: its views move with its own step, and
+// its carries start again from their initial values at every step of the enclosing loop.
 void scan(LowerContext& cx, const Node& n, const std::vector<int>& xs, int /*out*/) {
-  if (cx.in_loop)
-    throw NoLowering("scan: a scan inside a scan's body has no compiled lowering yet (the reference interpreter runs it)",
-                     n.loc, "%" + n.result()->name);
   ScanLowering L{cx, n, ScanShape(n), n.body->inputs(), {}, {}};
   for (size_t k = static_cast<size_t>(L.s.carries); k < n.results.size(); ++k) L.ys.push_back(cx.in(n.result(k)));
   Saved saved{cx.g, cx.plan, cx.group, cx.node, cx.strategy};
+  int enclosing = cx.loop;
+  Function& f = cx.prog.functions[static_cast<size_t>(cx.fn)];
+  // The per-step views bind_operands makes move with this loop, placed before the body is
+  // lowered so that the loops inside it come after it; the carries' first copies precede it.
+  cx.loop = static_cast<int>(f.loops.size());
   bind_operands(L, xs);
-  auto& kernels = cx.prog.functions[static_cast<size_t>(cx.fn)].kernels;
-  Loop loop{static_cast<int>(kernels.size()), 0, L.s.length, L.s.reverse};
-  cx.in_loop = true;
+  f.loops.push_back({static_cast<int>(f.kernels.size()), 0, L.s.length, L.s.reverse});
   lower_body(L);
-  cx.in_loop = false;
-  loop.last = static_cast<int>(kernels.size());
-  if (loop.last > loop.first) cx.prog.functions[static_cast<size_t>(cx.fn)].loops.push_back(loop);
+  Function& done = cx.prog.functions[static_cast<size_t>(cx.fn)];
+  done.loops[static_cast<size_t>(cx.loop)].last = static_cast<int>(done.kernels.size());
+  if (done.loops[static_cast<size_t>(cx.loop)].last == done.loops[static_cast<size_t>(cx.loop)].first)
+    done.loops.resize(static_cast<size_t>(cx.loop));  // no kernels: no loop, nor any inside it
+  cx.loop = enclosing;
   cx.g = saved.g, cx.plan = std::move(saved.plan), cx.group = std::move(saved.group);
   cx.node = saved.node, cx.strategy = std::move(saved.strategy);
 }

@@ -3,6 +3,8 @@
 
 #include <fmt/format.h>
 
+#include <unordered_set>
+
 namespace stag::onnx_import {
 
 void fail(const std::string& message) { throw ConvertError(message); }
@@ -108,10 +110,26 @@ void Ctx::fold(Node* n) {
   }
 }
 
+Value* transpose_if(Ctx& c, Value* x, const Ints& perm) {
+  for (size_t i = 0; i < perm.size(); ++i)
+    if (perm[i] != static_cast<int64_t>(i)) return c.op(Op::transpose, {x}, {{"perm", perm}});
+  return x;
+}
+
 const RefTensor& Ctx::need_known(const Value* v, std::string_view what) {
   auto it = known.find(v);
   if (it != known.end()) return it->second;
-  if (v->def && v->def->op == Op::input) wanted_constants.push_back(v->name);
+  // The inputs it is computed from (a Loop's trip count from a Range's start, limit and delta).
+  std::vector<const Value*> todo{v};
+  std::unordered_set<const Value*> seen{v};
+  while (!todo.empty()) {
+    const Value* u = todo.back();
+    todo.pop_back();
+    if (!u->def || known.count(u)) continue;
+    if (u->def->op == Op::input) wanted_constants.push_back(u->name);
+    for (const Value* w : u->def->operands)
+      if (seen.insert(w).second) todo.push_back(w);
+  }
   fail(fmt::format("{} must be known at compile time (stag's shapes are static), but '%{}' is computed at run time", what, v->name));
 }
 

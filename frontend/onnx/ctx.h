@@ -69,6 +69,7 @@ class Ctx {
   Value* cast(Value* x, DType to) { return x->type.dtype == to ? x : op(Op::cast, {x}, {{"to", to}}); }
 
   /// The value of `v` at import time; fails naming `what` when it is computed at run time.
+  /// Asks for the graph inputs `v` is computed from as compile-time values (wanted_constants).
   const RefTensor& need_known(const Value* v, std::string_view what);
   Ints known_ints(const Value* v, std::string_view what);
   /// Input i's integers if it is present, else `def` (optional attribute-like inputs).
@@ -87,11 +88,13 @@ struct OpEntry {
   Converter convert;
 };
 
-/// The converters of each group of ops (ops_math.cpp, ops_nn.cpp, ops_rnn.cpp, ops_shape.cpp).
+/// The converters of each group of ops (ops_math.cpp, ops_nn.cpp, ops_rnn.cpp, ops_shape.cpp,
+/// ops_loop.cpp).
 const std::vector<OpEntry>& math_ops();
 const std::vector<OpEntry>& nn_ops();
 const std::vector<OpEntry>& rnn_ops();
 const std::vector<OpEntry>& shape_ops();
+const std::vector<OpEntry>& loop_ops();  ///< Scan and Loop (ops_loop.cpp)
 /// The converter of an op of the default domain, or nullptr.
 Converter find_converter(std::string_view op_type);
 /// stag's own ops (domain kStagDomain), as `stag export` writes them.
@@ -101,5 +104,8 @@ Converter find_converter(const onnx::NodeProto& n);
 
 /// Axis `a` of a rank-`rank` tensor counted from 0 (ONNX allows negative axes).
 int64_t norm_axis(int64_t a, size_t rank);
+
+/// x transposed by perm, or x itself when perm keeps every axis in place.
+Value* transpose_if(Ctx& c, Value* x, const Ints& perm);
 
 }  // namespace stag::onnx_import

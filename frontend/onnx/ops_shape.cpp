@@ -188,20 +188,6 @@ Value* wrap_indices(Ctx& c, Value* idx, int64_t dim) {
   return c.op(Op::select, {c.op(Op::lt, {idx, c.scalar(0, idx)}), wrapped, idx});
 }
 
-Ints move_axis(size_t rank, size_t from, size_t to) {
-  Ints perm;
-  for (size_t i = 0; i < rank; ++i)
-    if (i != from) perm.push_back(static_cast<int64_t>(i));
-  perm.insert(perm.begin() + static_cast<long>(to), static_cast<int64_t>(from));
-  return perm;
-}
-
-Value* transpose_if(Ctx& c, Value* x, const Ints& perm) {
-  for (size_t i = 0; i < perm.size(); ++i)
-    if (perm[i] != static_cast<int64_t>(i)) return c.op(Op::transpose, {x}, {{"perm", perm}});
-  return x;
-}
-
 // Gather at run time: the gathered axis moved first, rows looked up as an embedding's.
 Vals gather(Ctx& c) {
   Value *data = c.in(0), *idx = c.in(1);
@@ -321,7 +307,7 @@ const std::vector<OpEntry>& shape_ops() {
 }
 
 Converter find_converter(std::string_view op_type) {
-  for (const auto* table : {&math_ops(), &nn_ops(), &rnn_ops(), &shape_ops()})
+  for (const auto* table : {&math_ops(), &nn_ops(), &rnn_ops(), &shape_ops(), &loop_ops()})
     for (const OpEntry& e : *table)
       if (e.name == op_type) return e.convert;
   return nullptr;

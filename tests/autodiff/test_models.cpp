@@ -186,7 +186,7 @@ const std::vector<ModelCase>& checked_models() {
       catalog_case("dcgan.stag", "generator"), catalog_case("gpt.stag"), catalog_case("gru_lm.stag"),
       catalog_case("lenet5.stag"), catalog_case("lstm_lm.stag"), catalog_case("mlp.stag"),
       catalog_case("resnet.stag"), catalog_case("vgg.stag"), catalog_case("vit_tiny.stag"),
-      catalog_case("bow_logreg.stag")};
+      catalog_case("bow_logreg.stag"), catalog_case("row_rnn.stag")};
   return all;
 }
 
@@ -216,6 +216,7 @@ MODEL_TEST("resnet", 11)
 MODEL_TEST("vgg", 12)
 MODEL_TEST("vit_tiny", 13)
 MODEL_TEST("bow_logreg", 14)
+MODEL_TEST("row_rnn", 15)
 
 // Inference mode too, where batch norm uses its running statistics and dropout is the identity.
 TEST_CASE("catalog resnet and mlp in inference mode: directional derivative equals autodiff", "[autodiff][models]") {

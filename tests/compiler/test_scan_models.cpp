@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <regex>
 
@@ -39,10 +40,20 @@ int scans(const Graph& g) {
 }
 
 // Every output of the gradient graph (loss, logits, grad.*) by name, from parameters initialised
-// with one seed and the same inputs.
-std::map<std::string, std::vector<double>> run(const Graph& g) {
+// with one seed (or taken by name from `like`, initialised so) and the same inputs.
+std::map<std::string, std::vector<double>> run(const Graph& g, const Graph* like = nullptr) {
   CompiledModel c = compile_jit(g);
   c.model->init(7);
+  if (like) {
+    CompiledModel source = compile_jit(*like);
+    source.model->init(7);
+    for (const auto& p : c.model->manifest().params) {
+      const rt::Tensor& from = source.model->param(p.name);
+      rt::Tensor& to = c.model->param(p.name);
+      REQUIRE(from.nbytes() == to.nbytes());
+      std::memcpy(to.data(), from.data(), static_cast<size_t>(to.nbytes()));
+    }
+  }
   const auto& fn = c.model->manifest().function("forward");
   std::vector<rt::Tensor> inputs;
   std::vector<const rt::Tensor*> ptrs;
@@ -78,6 +89,117 @@ TEST_CASE("RNN catalog models: scanned and unrolled train the same (outputs and 
       INFO(fmt::format("{} output {}: {} of {} differ (scale {}); first {}", name, out, bad, got.size(), scale, first));
       CHECK(bad == 0);
     }
+  }
+}
+
+// PyTorch's GRU written by hand in the language: a block with the layer's parameter names whose
+// forward is a `for` loop over the sequence.
+const char* kUserGru = R"(
+block MyGRU(input_size, hidden_size) {
+  param weight_ih_l0: f32[3 * hidden_size, input_size]
+  param weight_hh_l0: f32[3 * hidden_size, hidden_size]
+  param bias_ih_l0: f32[3 * hidden_size]
+  param bias_hh_l0: f32[3 * hidden_size]
+  forward(x) {
+    H = hidden_size
+    h = constant(f32[B, H], value=[0])
+    for xt in x along 1 {
+      xr, xz, xn = split(xt @ transpose(weight_ih_l0, perm=[1, 0]) + bias_ih_l0, axis=1, sizes=[H, H, H])
+      hr, hz, hn = split(h @ transpose(weight_hh_l0, perm=[1, 0]) + bias_hh_l0, axis=1, sizes=[H, H, H])
+      r = sigmoid(xr + hr)
+      z = sigmoid(xz + hz)
+      n = tanh(xn + r * hn)
+      h = (1 - z) * n + z * h
+      stack out = h
+    }
+    return out
+  }
+}
+)";
+
+std::string gru_model(bool user) {
+  return fmt::format(R"({}
+model m {{
+  batch 2
+  input x: f32[B, 7, 5]
+  input y: i64[B, 7]
+  layer rnn = {}
+  layer head = Linear(6, 4)
+  forward {{
+    {}
+    logits = head(out)
+    output logits
+    loss = cross_entropy(flatten(logits, start_dim=0, end_dim=1), flatten(y, start_dim=0))
+  }}
+}}
+)", user ? kUserGru : "", user ? "MyGRU(5, 6)" : "GRU(5, 6, batch_first=true)", user ? "out = rnn(x)" : "out, h_n = rnn(x)");
+}
+
+TEST_CASE("a GRU written as a for loop trains like the built-in GRU layer (outputs and gradients)", "[scan][models][loops]") {
+  auto user = load("user_gru", false, gru_model(true)), builtin = load("builtin_gru", false, gru_model(false));
+  CHECK(scans(*user) >= 2);  // the forward loop and its gradient
+  auto a = run(*user, builtin.get()), b = run(*builtin);
+  for (const auto& [out, want] : b) {
+    if (!a.count(out)) continue;  // the built-in's h_n
+    const auto& got = a.at(out);
+    REQUIRE(got.size() == want.size());
+    double scale = 0;
+    for (double v : want) scale = std::max(scale, std::fabs(v));
+    size_t bad = 0;
+    for (size_t i = 0; i < got.size(); ++i) bad += !(std::fabs(got[i] - want[i]) <= 1e-5 * scale + 1e-5 * std::fabs(want[i]));
+    INFO(fmt::format("output {}: {} of {} differ (scale {})", out, bad, got.size(), scale));
+    CHECK(bad == 0);
+  }
+  for (const char* out : {"loss", "grad.rnn.weight_ih_l0", "grad.rnn.weight_hh_l0", "grad.rnn.bias_hh_l0", "grad.head.weight"})
+    CHECK(a.count(out));
+}
+
+// A tanh RNN over x's 4 x 3 elements of each example: as a loop over rows around a loop over a
+// row's elements, or as one loop over the flattened rows. Both stack every step's h.
+std::string rnn_over_elements(bool nested) {
+  std::string loops = nested ? R"(
+    for xt in x along 1 {
+      for v in xt along 1 {
+        h = tanh(inp(reshape(v, shape=[B, 1])) + h @ w)
+        stack row = h
+      }
+      stack rows = row along 1
+    }
+    hs = reshape(rows, shape=[B, 12, 5]))" : R"(
+    for v in reshape(x, shape=[B, 12]) along 1 {
+      h = tanh(inp(reshape(v, shape=[B, 1])) + h @ w)
+      stack hs = h
+    })";
+  return fmt::format(R"(
+model m {{
+  batch 2
+  input x: f32[B, 4, 3]
+  input y: i64[B]
+  param w: f32[5, 5] = normal(0, 0.4)
+  layer inp = Linear(1, 5)
+  layer head = Linear(5, 3)
+  forward {{
+    h = constant(f32[B, 5], value=[0]){}
+    logits = head(h)
+    output logits
+    loss = cross_entropy(logits, y) + mean(square(hs))
+  }}
+}}
+)", loops);
+}
+
+TEST_CASE("a loop inside a loop compiles: outputs and gradients as one loop over the flattened sequence", "[scan][models][loops]") {
+  auto nested = load("nested", false, rnn_over_elements(true)), flat = load("flat", false, rnn_over_elements(false));
+  const Node* outer = nullptr;
+  for (const auto& n : nested->nodes)
+    if (n->op == Op::scan && scans(*n->body) > 0) outer = n.get();
+  REQUIRE(outer);  // the forward's loop holds the inner one (the gradient's too)
+  auto a = run(*nested, flat.get()), b = run(*flat);
+  for (const char* out : {"loss", "logits", "grad.w", "grad.inp.weight", "grad.inp.bias", "grad.head.weight"}) {
+    INFO(out);
+    REQUIRE(a.count(out));
+    REQUIRE(a.at(out).size() == b.at(out).size());
+    for (size_t i = 0; i < a.at(out).size(); ++i) CHECK(a.at(out)[i] == Approx(b.at(out)[i]).epsilon(1e-4).margin(1e-6));
   }
 }
 

@@ -500,3 +500,64 @@ TEST_CASE("recurrent nodes with sequence_lens: each sequence as if alone and cut
     }
   }
 }
+
+namespace {
+
+// Loop(M=4, cond=true, acc=x) whose body adds x and the iteration number: acc_i = acc_{i-1} + x
+// + i; outputs the last acc and every step's. `cond_op` computes the body's condition.
+onnx::ModelProto loop_model(const std::string& cond_op) {
+  auto m = base_model();
+  auto* g = m.mutable_graph();
+  add_value(g->add_input(), "x", {3});
+  auto* trips = g->add_initializer();
+  trips->set_name("M"), trips->set_data_type(onnx::TensorProto::INT64), trips->add_int64_data(4);
+  auto* cond = g->add_initializer();
+  cond->set_name("cond"), cond->set_data_type(onnx::TensorProto::BOOL), cond->add_int32_data(1);
+  auto* loop = add_node(g, "Loop", {"M", "cond", "x"}, {"acc_final", "accs"}, "loop");
+  auto* a = loop->add_attribute();
+  a->set_name("body"), a->set_type(onnx::AttributeProto::GRAPH);
+  auto* body = a->mutable_g();
+  body->set_name("body");
+  add_value(body->add_input(), "i", {}, onnx::TensorProto::INT64);
+  add_value(body->add_input(), "cond_in", {}, onnx::TensorProto::BOOL);
+  add_value(body->add_input(), "acc", {3});
+  if (cond_op == "Identity") add_node(body, "Identity", {"cond_in"}, {"cond_out"});
+  else add_node(body, cond_op, {"i", "M"}, {"cond_out"});  // true in every step, but known only at run time
+  auto* cast = add_node(body, "Cast", {"i"}, {"i_f"});
+  auto* to = cast->add_attribute();
+  to->set_name("to"), to->set_type(onnx::AttributeProto::INT), to->set_i(onnx::TensorProto::FLOAT);
+  add_node(body, "Add", {"acc", "x"}, {"acc_x"});
+  add_node(body, "Add", {"acc_x", "i_f"}, {"acc_out"});
+  add_node(body, "Identity", {"acc_out"}, {"acc_step"});
+  add_value(body->add_output(), "cond_out", {}, onnx::TensorProto::BOOL);
+  add_value(body->add_output(), "acc_out", {3});
+  add_value(body->add_output(), "acc_step", {3});
+  add_value(g->add_output(), "acc_final", {3});
+  add_value(g->add_output(), "accs", {4, 3});
+  return m;
+}
+
+}  // namespace
+
+TEST_CASE("Loop with a static trip count is one scan; the outer values its body reads are invariants") {
+  RefTensor x({DType::f32, {3}}, {1, -2, 0.5});
+  auto r = import_model(loop_model("Identity"));
+  INFO(r.errors);
+  REQUIRE(r.graph);
+  size_t scans = 0;
+  for (const auto& n : r.graph->nodes) scans += n->op == Op::scan;
+  CHECK(scans == 1);
+  auto out = run_reference(loop_model("Identity"), x, "loop.onnx", true);
+  for (int64_t i = 0; i < 4; ++i)
+    for (int64_t k = 0; k < 3; ++k)  // acc_i = x + (i + 1) x + (0 + 1 + ... + i)
+      CHECK(out.at("accs").data[static_cast<size_t>(i * 3 + k)] == Approx((i + 2) * x.data[static_cast<size_t>(k)] + i * (i + 1) / 2.0));
+  CHECK(out.at("acc_final").data[1] == Approx(5 * -2.0 + 6));
+}
+
+TEST_CASE("Loop whose body may turn its condition false is a clear error") {
+  auto r = import_model(loop_model("Less"));
+  INFO(r.errors);
+  CHECK_FALSE(r.graph);
+  CHECK(r.errors.find("node 'loop' (Loop, opset 13)") != std::string::npos);
+  CHECK(r.errors.find("the body's condition must stay true") != std::string::npos);
+}

@@ -1,0 +1,263 @@
+// `for` loops in the model language: one scan op each, carries inferred from the outer locals
+// the body rebinds, per-step slices along an axis, `stack` along an axis, reversed loops and
+// range indices; the numbers checked with the reference interpreter against sums written out by
+// hand; errors with file, line and column.
+
+#include <catch2/catch.hpp>
+
+#include <cmath>
+
+#include "helpers.h"
+#include "ir/reference.h"
+#include "ir/scan.h"
+
+using namespace stag;
+using namespace stag::test;
+
+namespace {
+
+// x: [B=2, T=5, F=3]
+const std::string kHead = "model m {\n  batch 2\n  input x: f32[B, 5, 3]\n";
+
+std::string model(const std::string& decls, const std::string& forward) {
+  return kHead + decls + "  forward {\n" + forward + "  }\n}\n";
+}
+
+Compiled ok(const std::string& text, LoadOptions opts = {}) {
+  auto c = compile(text, opts);
+  INFO(c.errors);
+  REQUIRE(c.graph);
+  return c;
+}
+
+void fails_with(const std::string& text, const std::string& message) {
+  auto c = compile(text);
+  INFO(c.errors);
+  CHECK_FALSE(c.graph);
+  CHECK(c.errors.find(message) != std::string::npos);
+}
+
+// x[b, t, f] = 1 + b + 10 t + 100 f: every element tells where it is.
+RefTensor x_feed() {
+  RefTensor x = RefTensor::filled({DType::f32, {2, 5, 3}}, 0);
+  for (int b = 0; b < 2; ++b)
+    for (int t = 0; t < 5; ++t)
+      for (int f = 0; f < 3; ++f) x.data[static_cast<size_t>((b * 5 + t) * 3 + f)] = 1 + b + 10 * t + 100 * f;
+  return x;
+}
+
+std::map<std::string, RefTensor> run(const Graph& g) {
+  RefResult r = interpret(g, {{"x", x_feed()}});
+  return r.outputs;
+}
+
+double at(const RefTensor& t, std::initializer_list<int64_t> idx) {
+  int64_t flat = 0;
+  size_t d = 0;
+  for (int64_t i : idx) flat = flat * t.type.dims[d++] + i;
+  return t.data[static_cast<size_t>(flat)];
+}
+
+}  // namespace
+
+TEST_CASE("a for loop is one scan: carries, per-step slices, stacked outputs", "[language][loops]") {
+  auto c = ok(model("", R"(
+    s = constant(f32[B, 3], value=[0])
+    for xt in x along 1 {
+      s = s + xt
+      stack sums = s
+    }
+    output total = s
+    output sums
+)"));
+  REQUIRE(count_op(*c.graph, Op::scan) == 1);
+  const Node* scan = find_op(*c.graph, Op::scan);
+  CHECK(scan->i("num_carries") == 1);
+  CHECK(scan->i("num_xs") == 1);
+  CHECK(scan->i("length") == 5);
+  CHECK(scan->body->inputs()[0]->name == "s");
+  CHECK(scan->body->inputs()[1]->name == "xt");
+  // The per-step input is sliced along axis 1; `stack` defaults to the loop's axis.
+  CHECK(c.graph->outputs[1].value->type == Type{DType::f32, {2, 5, 3}});
+  auto out = run(*c.graph);
+  const RefTensor& sums = out.at("sums");
+  for (int b = 0; b < 2; ++b)
+    for (int t = 0; t < 5; ++t)
+      for (int f = 0; f < 3; ++f) {
+        double want = 0;
+        for (int u = 0; u <= t; ++u) want += 1 + b + 10 * u + 100 * f;
+        CHECK(at(sums, {b, t, f}) == want);
+      }
+  CHECK(at(out.at("total"), {1, 2}) == at(sums, {1, 4, 2}));
+}
+
+TEST_CASE("reversed loops run from the last step; stacked values line up with their steps", "[language][loops]") {
+  auto c = ok(model("", R"(
+    s = constant(f32[B, 3], value=[0])
+    for xt in reversed(x) along 1, t in reversed(range(5)) {
+      s = s + xt * cast(t, to=f32)
+      stack suffix = s along 0
+    }
+    output suffix
+)"));
+  const Node* scan = find_op(*c.graph, Op::scan);
+  CHECK(scan->b("reverse"));
+  CHECK(scan->i("num_xs") == 2);
+  const RefTensor suffix = run(*c.graph).at("suffix");
+  REQUIRE(suffix.type == Type{DType::f32, {5, 2, 3}});
+  for (int t = 0; t < 5; ++t) {
+    double want = 0;
+    for (int u = t; u < 5; ++u) want += (1 + 1 + 10 * u + 100 * 2) * u;
+    CHECK(at(suffix, {t, 1, 2}) == want);
+  }
+}
+
+TEST_CASE("a loop reads outer values whole and leaves loop-invariant work outside", "[language][loops]") {
+  auto c = ok(model("  layer fc = Linear(3, 4)\n", R"(
+    h = constant(f32[B, 4], value=[0])
+    w2 = fc.weight @ transpose(fc.weight, perm=[1, 0])
+    for xt in x along 1 {
+      h = tanh(fc(xt) + h @ w2 / 10)
+    }
+    output h
+)"));
+  const Node* scan = find_op(*c.graph, Op::scan);
+  REQUIRE(scan);
+  // w2's product and transpose do not depend on a step: computed once, read as an invariant.
+  CHECK(count_op(*scan->body, Op::transpose) == 0);
+  CHECK(count_op(*c.graph, Op::transpose) >= 2);  // x to time-major, and w2's
+  for (const auto& n : scan->body->nodes) CHECK(n->op != Op::parameter);
+  CHECK(scan->operands.size() > 2);  // h, x's steps, then the weights it reads
+}
+
+TEST_CASE("an index loop over range, without sequences", "[language][loops]") {
+  auto c = ok(model("", R"(
+    p = constant(f32[B, 3], value=[1])
+    for _ in range(4) {
+      p = p * 2
+    }
+    n = constant(f32[B, 3], value=[0])
+    for t in range(2, 6) {
+      n = n + cast(t, to=f32)
+    }
+    output p
+    output n
+)"));
+  CHECK(count_op(*c.graph, Op::scan) == 2);
+  auto out = run(*c.graph);
+  CHECK(at(out.at("p"), {1, 2}) == 16);
+  CHECK(at(out.at("n"), {0, 0}) == 2 + 3 + 4 + 5);
+}
+
+TEST_CASE("loops nest: a scan in a scan's body, run by the reference", "[language][loops]") {
+  auto c = ok(model("", R"(
+    s = constant(f32[B], value=[0])
+    for xt in x along 1 {
+      for v in xt along 1 {
+        s = s + v
+      }
+    }
+    output s
+)"));
+  const Node* scan = find_op(*c.graph, Op::scan);
+  REQUIRE(scan);
+  CHECK(count_op(*scan->body, Op::scan) == 1);
+  double want = 0;
+  for (int t = 0; t < 5; ++t)
+    for (int f = 0; f < 3; ++f) want += 1 + 1 + 10 * t + 100 * f;
+  CHECK(at(run(*c.graph).at("s"), {1}) == want);
+}
+
+TEST_CASE("a loop in a block, and a block called in a loop", "[language][loops]") {
+  auto c = ok(R"(
+block Acc(n) {
+  forward(x) {
+    s = constant(f32[B, n], value=[0])
+    for xt in x along 1 {
+      s = s + xt
+    }
+    return s
+  }
+}
+block Twice() {
+  forward(v) {
+    return v * 2
+  }
+}
+model m {
+  batch 2
+  input x: f32[B, 5, 3]
+  layer acc = Acc(3)
+  layer twice = Twice()
+  forward {
+    a = acc(x)
+    for xt in x along 1 {
+      a = a + twice(xt)
+    }
+    output a
+  }
+}
+)");
+  CHECK(count_op(*c.graph, Op::scan) == 2);
+  CHECK(at(run(*c.graph).at("a"), {0, 0}) == 3 * (1 + 11 + 21 + 31 + 41));
+}
+
+TEST_CASE("the same loop unrolled computes the same", "[language][loops]") {
+  auto c = ok(model("  layer fc = Linear(3, 3)\n", R"(
+    h = constant(f32[B, 3], value=[0])
+    for xt in reversed(x) along 1 {
+      h = tanh(fc(xt) / 100 + h)
+      stack hs = h
+    }
+    output hs
+)"));
+  auto unrolled = unroll_scans(*c.graph);
+  CHECK(count_op(*unrolled, Op::scan) == 0);
+  RefTensor w = RefTensor::filled({DType::f32, {3, 3}}, 0.25), b = RefTensor::filled({DType::f32, {3}}, -0.5);
+  std::map<std::string, RefTensor> feeds{{"x", x_feed()}, {"fc.weight", w}, {"fc.bias", b}};
+  auto a = interpret(*c.graph, feeds).outputs.at("hs"), u = interpret(*unrolled, feeds).outputs.at("hs");
+  REQUIRE(a.data.size() == u.data.size());
+  for (size_t i = 0; i < a.data.size(); ++i) CHECK(a.data[i] == Approx(u.data[i]).margin(1e-12));
+}
+
+TEST_CASE("loop syntax errors name file, line and column", "[language][loops][errors]") {
+  fails_with(model("", "    for xt x along 1 {\n    }\n"), "test.stag:5:12: error: expected 'in' after the loop variable 'xt'");
+  fails_with(model("", "    for xt in x along 1\n    output o = x\n"),
+             "test.stag:6:5: error: expected ',' and another 'NAME in SEQUENCE', or '{' to open the loop's body, found 'output'");
+  fails_with(model("", "    for 3 in x {\n    }\n"), "test.stag:5:9: error: expected the loop variable's name, found number 3");
+  fails_with(model("", "    stack = x\n    stack s x\n"), "test.stag:6:11: error: expected '=' after the name, found 's'");
+}
+
+TEST_CASE("loop errors: lengths, directions, carries, statements", "[language][loops][errors]") {
+  const std::string h = "    h = constant(f32[B, 3], value=[0])\n";
+  fails_with(model("", h + "    for xt in x along 1, t in range(4) {\n      h = h + xt\n    }\n    output h\n"),
+             "6:26: error: 't' has 4 steps but 'xt' has 5: a loop's sequences are of one length");
+  fails_with(model("", h + "    for xt in x along 1, t in reversed(range(5)) {\n      h = h + xt\n    }\n    output h\n"),
+             "6:26: error: a loop's sequences run the same way");
+  fails_with(model("", h + "    for xt in x along 1 {\n      h = sum(xt, axes=[1])\n    }\n    output h\n"),
+             "error: 'h' is f32[2,3] before the loop but a tensor f32[2] after a step: a value the loop rebinds keeps its type");
+  fails_with(model("", h + "    for xt in x along 1 {\n      output o = xt\n    }\n    output h\n"),
+             "7:7: error: `output` cannot be inside a loop");
+  fails_with(model("", h + "    stack s = h\n    output h\n"), "error: `stack` collects a loop's values, one a step: it belongs in a `for` loop's body");
+  fails_with(model("", h + "    for xt in x along 1 {\n      y = xt * 2\n    }\n    output h\n"), "error: the loop changes nothing");
+  fails_with(model("", "    n = 3\n    for xt in x along 1 {\n      n = 4\n    }\n    output o = x\n"),
+             "7:7: error: 'n' is an integer (3) before the loop: a loop carries tensors only");
+  fails_with(model("", h + "    for xt in x along 3 {\n      h = h + xt\n    }\n    output h\n"),
+             "6:23: error: along: expected an axis of f32[2,5,3] from -3 to 2, got an integer (3)");
+  fails_with(model("", h + "    for t in range(0) {\n      h = h + 1\n    }\n    output h\n"), "error: range(0, 0): a loop runs from 1 to");
+  fails_with(model("", h + "    for t in 3 {\n      h = h + 1\n    }\n    output h\n"),
+             "6:14: error: a loop runs over the slices of a tensor of rank 1 or more, or over range(N); got an integer (3)");
+  fails_with(model("", h + "    for xt in x along 1 {\n      h = h + xt\n      stack h = xt\n    }\n    output h\n"),
+             "error: 'h' is a value the loop carries");
+  fails_with(model("", h + "    for xt in x along 1 {\n      stack s = xt along 3\n    }\n    output s\n"),
+             "error: stack: the stacked value has rank 3");
+}
+
+TEST_CASE("a loop cannot update running statistics", "[language][loops][errors]") {
+  LoadOptions train;
+  train.training = true;
+  auto c = compile(model("  layer bn = BatchNorm1d(3)\n", "    h = constant(f32[B, 3], value=[0])\n"
+                                                           "    for xt in x along 1 {\n      h = h + bn(xt)\n    }\n    output h\n"), train);
+  CHECK_FALSE(c.graph);
+  CHECK(c.errors.find("the loop's body updates state") != std::string::npos);
+}
