@@ -98,7 +98,7 @@ void split(LowerContext& cx, const Node& n, const std::vector<int>& xs, int /*ou
   // With only 1s before the axis, each piece is a contiguous run of the input: a view of it, no
   // copy (a transformer's q, k and v, split from one transposed projection).
   int root = cx.materialized(x);
-  bool runs = root >= 0 && !cx.in_loop && *checked_numel(Dims(xd.begin(), xd.begin() + axis)) == 1;
+  bool runs = root >= 0 && cx.loop < 0 && *checked_numel(Dims(xd.begin(), xd.begin() + axis)) == 1;
   for (const auto& r : n.results) {
     int out = cx.in(r.get());
     const Dims& od = r->type.dims;
