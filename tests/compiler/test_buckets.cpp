@@ -12,7 +12,7 @@
 
 #include "compiler/passes/pass.h"
 #include "compiler/train/train_step.h"
-#include "frontend/load.h"
+#include "tests/compiler/catalog.h"
 
 using namespace stag;
 namespace fs = std::filesystem;
@@ -20,18 +20,10 @@ namespace fs = std::filesystem;
 namespace {
 
 std::unique_ptr<Graph> training_graph(const std::string& model, int64_t batch) {
-  fs::path path = fs::path(STAG_TESTS_DIR) / "../models" / (model + ".stag");
-  std::string error;
-  auto text = read_source(path.string(), error);
-  REQUIRE(text);
-  Diagnostics diags;
   LoadOptions options;
   options.batch = batch;
   options.training = true;
-  auto g = load_model(path.string(), *text, options, diags);
-  INFO(diags.render());
-  REQUIRE(g);
-  return g;
+  return test::load_model_file(test::catalog_path(model), options);
 }
 
 kir::Program split_program(const std::string& model, int64_t bucket_bytes) {

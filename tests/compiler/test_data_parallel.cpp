@@ -13,7 +13,7 @@
 #include "compiler/autodiff/autodiff.h"
 #include "compiler/jit/jit_model.h"
 #include "compiler/train/train_step.h"
-#include "frontend/load.h"
+#include "tests/compiler/catalog.h"
 #include "ir/analysis.h"
 #include "ir/builder.h"
 #include "ir/random.h"
@@ -89,17 +89,10 @@ RefTensor rows(const RefTensor& t, const Type& local, int64_t r) {
 }
 
 std::unique_ptr<Graph> load(const fs::path& path, int64_t batch) {
-  std::string error;
-  auto text = read_source(path.string(), error);
-  REQUIRE(text);
-  Diagnostics diags;
   LoadOptions options;
   options.batch = batch;
   options.training = true;
-  auto g = load_model(path.string(), *text, options, diags);
-  INFO(diags.render());
-  REQUIRE(g);
-  return g;
+  return test::load_model_file(path, options);
 }
 
 bool has_dropout(const Graph& g) {

@@ -91,7 +91,7 @@ TEST_CASE("a for loop is one scan: carries, per-step slices, stacked outputs", "
   CHECK(at(out.at("total"), {1, 2}) == at(sums, {1, 4, 2}));
 }
 
-TEST_CASE("reversed loops run from the last step; stacked values line up with their steps", "[language][loops]") {
+TEST_CASE("reversed loops run from the last step and stacked values line up with their steps", "[language][loops]") {
   auto c = ok(model("", R"(
     s = constant(f32[B, 3], value=[0])
     for xt in reversed(x) along 1, t in reversed(range(5)) {

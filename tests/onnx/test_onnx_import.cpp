@@ -539,7 +539,7 @@ onnx::ModelProto loop_model(const std::string& cond_op) {
 
 }  // namespace
 
-TEST_CASE("Loop with a static trip count is one scan; the outer values its body reads are invariants") {
+TEST_CASE("Loop with a static trip count is one scan whose invariants are the outer values its body reads") {
   RefTensor x({DType::f32, {3}}, {1, -2, 0.5});
   auto r = import_model(loop_model("Identity"));
   INFO(r.errors);

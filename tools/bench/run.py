@@ -74,6 +74,7 @@ TRAIN = [
     train_row("resnet-b64", "models/resnet.stag", 64, "resnet", (3, 15), None, "resnet", params=174_970),
     train_row("vgg-b64", "models/vgg.stag", 64, "vgg", (3, 15), None, "vgg", params=584_618),
     train_row("vit-tiny-b64", "models/vit_tiny.stag", 64, "vit-tiny", (3, 20), None, "vit_tiny", params=139_018),
+    train_row("row-rnn-b64", "models/row_rnn.stag", 64, "row-rnn", (3, 20), (1, 2), "row_rnn", params=61_578),
     train_row("dcgan-d-b64", "tools/bench/models/dcgan_d.stag", 64, "dcgan-d", (3, 20), None, "dcgan", params=138_624),
     train_row("dcgan-g-b64", "tools/bench/models/dcgan_g.stag", 64, "dcgan-g", (3, 20), None, "dcgan", params=759_680),
     # The GAN's whole iteration: `stag bench` on a file with a `gan` times D step + G step, compiled as one
@@ -176,44 +177,25 @@ def selected(name, only):
     return not only or any(name.startswith(o) for o in only)
 
 
-def bench_sgemm(args, torch, errors):
+def bench_gemm(args, torch, errors, kind):
+    """sgemm: stag's f32 matmul against numpy's (the BLAS); bgemm: its bf16 GEMM (bf16 operands,
+    f32 accumulation) against PyTorch's bf16 matmul. [(N, threads, stag result, theirs)]."""
     rows = []
-    for n, full, quick in SGEMM:
-        if not selected(f"sgemm-{n}", args.only) or (args.quick and quick is None):
+    for n, full, quick in SGEMM if kind == "sgemm" else BGEMM:
+        if not selected(f"{kind}-{n}", args.only) or (args.quick and quick is None):
             continue
         warmup, steps = quick if args.quick else full
+        timing = ["--warmup", str(warmup), "--steps", str(steps)]
         for t in STAG_THREADS:
-            log(f"sgemm {n}: stag on {t} thread(s) ...")
-            s, err = stag_bench(args.stag, ["--matmul", str(n), "--threads", str(t), "--warmup", str(warmup), "--steps", str(steps)])
+            log(f"{kind} {n}: stag on {t} thread(s) ...")
+            precision = ["--precision", "bf16"] if kind == "bgemm" else []
+            s, err = stag_bench(args.stag, ["--matmul", str(n)] + precision + ["--threads", str(t)] + timing)
             if err:
                 errors.append(err)
             b = None
             if torch.available:
-                log(f"sgemm {n}: numpy/BLAS on {t} thread(s) ...")
-                b, err = torch.run(["sgemm", "--size", str(n), "--warmup", str(warmup), "--steps", str(steps)], t)
-                if err:
-                    errors.append(err)
-            rows.append((n, t, s, b))
-    return rows
-
-
-def bench_bgemm(args, torch, errors):
-    """bf16 GEMM (bf16 operands, f32 accumulation) against PyTorch's bf16 matmul, on CPUs with bf16 units."""
-    rows = []
-    for n, full, quick in BGEMM:
-        if not selected(f"bgemm-{n}", args.only) or (args.quick and quick is None):
-            continue
-        warmup, steps = quick if args.quick else full
-        for t in STAG_THREADS:
-            log(f"bgemm {n}: stag on {t} thread(s) ...")
-            s, err = stag_bench(args.stag, ["--matmul", str(n), "--precision", "bf16", "--threads", str(t), "--warmup", str(warmup),
-                                            "--steps", str(steps)])
-            if err:
-                errors.append(err)
-            b = None
-            if torch.available:
-                log(f"bgemm {n}: PyTorch on {t} thread(s) ...")
-                b, err = torch.run(["bgemm", "--size", str(n), "--torch-threads", str(t), "--warmup", str(warmup), "--steps", str(steps)], t)
+                log(f"{kind} {n}: {'numpy/BLAS' if kind == 'sgemm' else 'PyTorch'} on {t} thread(s) ...")
+                b, err = torch.run([kind, "--size", str(n), "--torch-threads", str(t)] + timing, t)
                 if err:
                     errors.append(err)
             rows.append((n, t, s, b))
@@ -454,7 +436,7 @@ def main():
     p.add_argument("--quick", action="store_true", help="a one-minute smoke run: few steps, small sizes")
     p.add_argument("--only", default="", help="comma-separated workloads or prefixes: sgemm, sgemm-512, mlp, mlp-b64, "
                                              "lenet5, gpt, lstm, char-rnn, gru-lm, alexnet, autoencoder, bow-logreg, "
-                                             "bert, resnet, vgg, vit-tiny, dcgan")
+                                             "bert, resnet, vgg, vit-tiny, row-rnn, dcgan")
     p.add_argument("--out", help="also write the table (markdown) to this file")
     p.add_argument("--check-mirrors", action="store_true",
                    help="only compare every selected workload's PyTorch mirror with its stag model (names, shapes, "
@@ -501,8 +483,8 @@ def main():
         return 1 if errors else 0
     train_rows = bench_train(args, torch, errors, bf16)
     epoch_row = bench_epoch(args, torch, errors)
-    sgemm_rows = bench_sgemm(args, torch, errors)
-    bgemm_rows = bench_bgemm(args, torch, errors) if bf16 else []
+    sgemm_rows = bench_gemm(args, torch, errors, "sgemm")
+    bgemm_rows = bench_gemm(args, torch, errors, "bgemm") if bf16 else []
     peaks = bench_peaks(args, errors) if sgemm_rows or bgemm_rows else []
     table = render(args, torch, sgemm_rows, train_rows, blas_name, epoch_row, cpu, bgemm_rows, peaks)
     print(table)

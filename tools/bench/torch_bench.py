@@ -76,7 +76,7 @@ def sgemm(args):
 
 # The train-step workloads: tools/bench/run.py's TRAIN table names one of these for every row.
 TRAIN_WORKLOADS = ["mlp", "lenet5", "gpt", "lstm", "char-rnn", "gru-lm", "alexnet", "autoencoder", "bow-logreg", "bert",
-                   "resnet", "vgg", "vit-tiny", "dcgan-d", "dcgan-g"]
+                   "resnet", "vgg", "vit-tiny", "dcgan-d", "dcgan-g", "row-rnn"]
 
 
 class Workload:
@@ -392,6 +392,25 @@ def mirror(name):
                 return self.head(h[:, 0])
         return ViT()
 
+    if name == "row-rnn":  # models/row_rnn.stag: a GRU written out by hand over an image's rows
+        class RowRNN(nn.Module):
+            def __init__(self, h=128):
+                super().__init__()
+                self.h = h
+                self.gates_x, self.gates_h = nn.Linear(28, 2 * h), nn.Linear(h, 2 * h, bias=False)
+                self.new_x, self.new_h = nn.Linear(28, h), nn.Linear(h, h, bias=False)
+                self.head = nn.Linear(h, 10)
+
+            def forward(self, x):
+                rows = x.reshape(x.shape[0], 28, 28)
+                gx, nx = self.gates_x(rows), self.new_x(rows)
+                h = torch.zeros(x.shape[0], self.h)
+                for t in range(28):
+                    z, r = torch.sigmoid(gx[:, t] + self.gates_h(h)).split(self.h, dim=1)
+                    h = (1 - z) * torch.tanh(nx[:, t] + self.new_h(r * h)) + z * h
+                return self.head(h)
+        return RowRNN()
+
     if name == "dcgan-d":  # models/dcgan.stag's discriminator
         return Holder(nn.Sequential(nn.Conv2d(1, 64, 4, 2, 1, bias=False), nn.LeakyReLU(0.2),
                                     nn.Conv2d(64, 128, 4, 2, 1, bias=False), nn.BatchNorm2d(128), nn.LeakyReLU(0.2),
@@ -443,6 +462,8 @@ def build(name, batch):
     if name == "vgg":
         opt = torch.optim.SGD(p, lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
         return Workload(m, opt, images(batch), classify(m), image_inputs=(0,))
+    if name == "row-rnn":
+        return Workload(m, torch.optim.Adam(p, lr=2e-3), images(batch), classify(m), image_inputs=(0,))
     if name == "vit-tiny":
         return Workload(m, torch.optim.AdamW(p, lr=1e-3, weight_decay=0.05), images(batch), classify(m, label_smoothing=0.1),
                         image_inputs=(0,))
