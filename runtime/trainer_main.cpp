@@ -5,12 +5,14 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include <span>
 #include <string>
 
 #include "runtime/dist/dist.h"
 #include "runtime/error.h"
 #include "runtime/gan_trainer.h"
 #include "runtime/run_dir.h"
+#include "runtime/safetensors.h"
 #include "runtime/stop_signal.h"
 #include "runtime/trainer.h"
 
@@ -19,6 +21,8 @@ extern const char stag_trainer_manifest[];
 extern const char* const stag_trainer_function_names[];
 extern const stag::rt::Entry stag_trainer_function_entries[];
 extern const int64_t stag_trainer_function_count;
+extern const unsigned char stag_trainer_initial_weights[];
+extern const int64_t stag_trainer_initial_weights_size;
 }
 
 namespace {
@@ -46,6 +50,17 @@ int train_in_job(Model& model, TrainSettings& settings, const CLI::App& app) {
   });
 }
 
+// An imported model's trainer starts from the initializers built into it, then --init-from.
+void start_from_built_in_weights(TrainSettings& s) {
+  if (stag_trainer_initial_weights_size == 0) return;
+  s.initialize = [from = s.init_from](Model& m) {
+    std::span<const std::byte> bytes(reinterpret_cast<const std::byte*>(stag_trainer_initial_weights),
+                                     static_cast<size_t>(stag_trainer_initial_weights_size));
+    init_from(m, decode_safetensors(bytes, "the built-in initializers").tensors, "the built-in initializers");
+    if (!from.empty()) init_from(m, read_safetensors(from).tensors, from);
+  };
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -58,6 +73,7 @@ int main(int argc, char** argv) {
     settings.command.assign(argv, argv + argc);
     settings.model_hash = "sha256:" + sha256_hex(stag_trainer_manifest);
     settings.model_hash_of = "manifest";
+    start_from_built_in_weights(settings);
     Model model(std::move(manifest), [](const std::string& name) -> Entry {
       for (int64_t i = 0; i < stag_trainer_function_count; ++i)
         if (name == stag_trainer_function_names[i]) return stag_trainer_function_entries[i];

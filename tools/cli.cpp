@@ -147,6 +147,14 @@ void init_params(rt::Model& model, int64_t seed) {
   }
 }
 
+std::string initializers_as_safetensors(const std::string& onnx_path) {
+  std::map<std::string, rt::Tensor> tensors = to_tensors(onnx_import::initializers(onnx_path));
+  std::vector<rt::NamedTensor> named;
+  for (const auto& [name, t] : tensors) named.push_back({name, &t});
+  std::vector<std::byte> bytes = rt::encode_safetensors(named);
+  return {reinterpret_cast<const char*>(bytes.data()), bytes.size()};
+}
+
 void init_from_file(rt::Model& model, const std::string& path) {
   if (!path.ends_with(".onnx")) {
     rt::init_from(model, rt::read_safetensors(path).tensors, path);

@@ -55,6 +55,8 @@ void init_params(rt::Model& model, int64_t seed);
 
 /// The ONNX file a model was imported from (the manifest's `onnx` attribute), if it was.
 std::optional<std::string> onnx_source(const rt::Model& model);
+/// An ONNX file's float initializers encoded as safetensors (what a built trainer starts from).
+std::string initializers_as_safetensors(const std::string& onnx_path);
 
 /// `--init-from FILE`: the float initializers of an ONNX file (FILE.onnx), else the tensors of a
 /// safetensors file, by name (rt::init_from's rule). Throws rt::Error.

@@ -62,11 +62,8 @@ kir::Program trainer_program(const TrainProgramArgs& args, int processes, std::s
     name = gan->spec.name;
     return compile_program(gan_functions(g, gan->spec, false), args.model.passes, std::cerr);
   }
-  // A built trainer reads safetensors only: it would start an ONNX model from random values
-  // instead of its initializers, without a word.
-  if (args.model.file.ends_with(".onnx"))
-    throw Failure{kExitUsage, fmt::format("{}: a built trainer cannot start from an ONNX model's initializers; train it "
-                                          "with stag train", args.model.file)};
+  if (args.model.file.ends_with(".onnx") && args.model.loss.empty())
+    throw Failure{kExitUsage, fmt::format("{} has no loss: give --loss KIND:OUTPUT:LABEL", args.model.file)};
   auto [eval, step] = args.load();
   name = eval->name;
   return compile_program({{"forward", eval.get()}, {"train_step", step.get()}}, args.model.passes, std::cerr);
@@ -104,7 +101,9 @@ int run_build(const BuildArgs& args) {
   std::string object = args.out + ".o";
   CompileTimes t;
   try {
-    t = emit_object(program, manifest_json(program), object, true);
+    // An ONNX model's trainer starts from its initializers, built into it.
+    std::string weights = args.program.model.file.ends_with(".onnx") ? initializers_as_safetensors(args.program.model.file) : "";
+    t = emit_object(program, manifest_json(program), object, true, weights);
   } catch (const std::runtime_error& e) {
     throw Failure{kExitUsage, e.what()};
   }

@@ -687,8 +687,15 @@ std::unique_ptr<llvm::Module> codegen(const Program& p, llvm::LLVMContext& ctx, 
   return Codegen(p, ctx, options).run();
 }
 
-void embed_trainer_table(llvm::Module& m, const Program& p, const std::string& json) {
+void embed_trainer_table(llvm::Module& m, const Program& p, const std::string& json, std::string_view initial_weights) {
   llvm::LLVMContext& ctx = m.getContext();
+  // One byte at least: an empty array would be a zero-sized object.
+  std::string bytes(initial_weights.empty() ? std::string_view("", 1) : initial_weights);
+  auto* weights = llvm::ConstantDataArray::getRaw(bytes, bytes.size(), llvm::Type::getInt8Ty(ctx));
+  new llvm::GlobalVariable(m, weights->getType(), true, llvm::GlobalValue::ExternalLinkage, weights, "stag_trainer_initial_weights");
+  new llvm::GlobalVariable(m, llvm::Type::getInt64Ty(ctx), true, llvm::GlobalValue::ExternalLinkage,
+                           llvm::ConstantInt::get(llvm::Type::getInt64Ty(ctx), initial_weights.size()),
+                           "stag_trainer_initial_weights_size");
   auto* ptr = llvm::PointerType::get(ctx, 0);
   auto* manifest = llvm::ConstantDataArray::getString(ctx, json, true);
   new llvm::GlobalVariable(m, manifest->getType(), true, llvm::GlobalValue::ExternalLinkage, manifest, "stag_trainer_manifest");

@@ -8,6 +8,7 @@
 
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "compiler/lower/kernel_ir.h"
 
@@ -40,7 +41,9 @@ void embed_manifest(llvm::Module& m, const kir::Program& p, const std::string& j
 
 /// Adds the fixed names a standalone trainer's main (runtime/trainer_main.cpp) links against:
 /// `stag_trainer_manifest`, `stag_trainer_function_names`, `stag_trainer_function_entries`
-/// and `stag_trainer_function_count`.
-void embed_trainer_table(llvm::Module& m, const kir::Program& p, const std::string& json);
+/// and `stag_trainer_function_count`; and `stag_trainer_initial_weights` (safetensors bytes the
+/// trainer starts from, an imported model's initializers) with `stag_trainer_initial_weights_size`
+/// (0: none, the model's own initialisation).
+void embed_trainer_table(llvm::Module& m, const kir::Program& p, const std::string& json, std::string_view initial_weights = {});
 
 }  // namespace stag

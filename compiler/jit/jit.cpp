@@ -271,12 +271,13 @@ std::string llvm_ir_text(const kir::Program& p, bool optimized) {
 }
 
 static void emit(const kir::Program& p, const std::string& manifest, llvm::raw_pwrite_stream& os,
-                 llvm::CodeGenFileType type, CompileTimes& times, bool trainer_table = false) {
+                 llvm::CodeGenFileType type, CompileTimes& times, bool trainer_table = false,
+                 std::string_view initial_weights = {}) {
   auto t0 = Clock::now();
   llvm::LLVMContext ctx;
   auto module = codegen(p, ctx);
   if (!manifest.empty()) embed_manifest(*module, p, manifest);
-  if (trainer_table) embed_trainer_table(*module, p, manifest);
+  if (trainer_table) embed_trainer_table(*module, p, manifest, initial_weights);
   times.codegen_ms = ms_since(t0);
   auto t1 = Clock::now();
   auto tm = host_machine();
@@ -298,12 +299,12 @@ std::string assembly_text(const kir::Program& p) {
 }
 
 CompileTimes emit_object(const kir::Program& p, const std::string& manifest_json, const std::string& path,
-                         bool trainer_table) {
+                         bool trainer_table, std::string_view initial_weights) {
   std::error_code ec;
   llvm::raw_fd_ostream os(path, ec, llvm::sys::fs::OF_None);
   if (ec) throw std::runtime_error("cannot write " + path + ": " + ec.message());
   CompileTimes times;
-  emit(p, manifest_json, os, llvm::CodeGenFileType::ObjectFile, times, trainer_table);
+  emit(p, manifest_json, os, llvm::CodeGenFileType::ObjectFile, times, trainer_table, initial_weights);
   return times;
 }
 

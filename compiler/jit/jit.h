@@ -4,6 +4,7 @@
 
 #include <memory>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -60,8 +61,9 @@ std::string llvm_ir_text(const kir::Program& p, bool optimized);
 /// The host assembly of the optimized program.
 std::string assembly_text(const kir::Program& p);
 /// Writes a relocatable, position-independent object file for the host, with the manifest
-/// embedded (see codegen.h). Returns the times.
+/// embedded (see codegen.h): with `trainer_table`, a trainer's fixed names and the initial
+/// weights it starts from (safetensors bytes; empty: the model's own initialisation). Returns the times.
 CompileTimes emit_object(const kir::Program& p, const std::string& manifest_json, const std::string& path,
-                         bool trainer_table = false);
+                         bool trainer_table = false, std::string_view initial_weights = {});
 
 }  // namespace stag
