@@ -10,6 +10,7 @@
 #include "frontend/lower.h"
 #include "frontend/onnx/onnx.h"
 #include "ir/parser.h"
+#include "ir/scan.h"
 #include "ir/verifier.h"
 
 namespace stag {
@@ -54,7 +55,8 @@ std::unique_ptr<Graph> load_model(const std::string& path, const std::string& te
     // The frontend checks every node as it builds it; the verifier re-checks the whole graph, so
     // a frontend bug shows up as an error instead of a bad graph downstream.
     if (!g || !verify(*g, diags)) return nullptr;
-    return g;
+    // --unroll: the user's `for` loops unrolled too (the recurrent layers already are).
+    return options.unroll ? unroll_scans(*g) : std::move(g);
   }
   if (path.ends_with(".onnx")) return onnx_import::import(path, text, {options.batch, options.dims, options.loss, {}, nullptr}, diags);
   SourceMap positions;

@@ -29,7 +29,7 @@ struct LoadOptions {
   /// decode step's cache after the window's tokens, in one call. `loss` and metrics are left out.
   bool prefill = false;
   /// Recurrent layers as today's unrolled steps, one copy of the cell a step, instead of a scan
-  /// whose body is the cell (for comparing against).
+  /// whose body is the cell, and `for` loops as copies of their body (for comparing against).
   bool unroll = false;
   /// Which model of a `.stag` file holding several (a GAN's generator and discriminator);
   /// empty: the first.

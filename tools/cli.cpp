@@ -28,7 +28,7 @@ void ModelArgs::add_to(CLI::App& app) {
   app.add_option("--dim", dims, "Bind an ONNX model's symbolic dimension: NAME=N (repeatable)");
   app.add_option("--loss", loss, "An ONNX model's loss: KIND:OUTPUT:LABEL (cross_entropy, mse, huber, bce_with_logits)");
   app.add_flag("--decode", decode, "Lower a language model's decode step: one token, its cache or state as inputs and outputs");
-  app.add_flag("--unroll", unroll, "Lower recurrent layers (RNN, LSTM, GRU) unrolled, a copy of the cell a step, instead of one scan");
+  app.add_flag("--unroll", unroll, "Lower recurrent layers (RNN, LSTM, GRU) and for loops unrolled, a copy of the cell or body a step, instead of one scan");
   add_pass_options(app, passes);
 }
 

@@ -91,6 +91,30 @@ TEST_CASE("a for loop is one scan: carries, per-step slices, stacked outputs", "
   CHECK(at(out.at("total"), {1, 2}) == at(sums, {1, 4, 2}));
 }
 
+TEST_CASE("a for loop under the unroll option is copies of its body with the same numbers", "[language][loops]") {
+  std::string text = model("", R"(
+    s = constant(f32[B, 3], value=[0])
+    for xt in x along 1 {
+      s = tanh(s + xt / 100)
+      stack states = s
+    }
+    output total = s
+    output states
+)");
+  LoadOptions unroll;
+  unroll.unroll = true;
+  auto looped = ok(text), unrolled = ok(text, unroll);
+  CHECK(count_op(*looped.graph, Op::scan) == 1);
+  CHECK(count_op(*unrolled.graph, Op::scan) == 0);
+  CHECK(count_op(*unrolled.graph, Op::tanh) == 5);
+  auto a = run(*looped.graph), b = run(*unrolled.graph);
+  for (const char* name : {"total", "states"}) {
+    INFO(name);
+    CHECK(a.at(name).type == b.at(name).type);
+    CHECK(a.at(name).data == b.at(name).data);
+  }
+}
+
 TEST_CASE("reversed loops run from the last step and stacked values line up with their steps", "[language][loops]") {
   auto c = ok(model("", R"(
     s = constant(f32[B, 3], value=[0])
