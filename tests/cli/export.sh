@@ -8,17 +8,7 @@ stag=$1 models=$2
 mlp=$models/mlp.stag
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-pass=0 fail=0
-
-# expect STATUS "TEXT" -- ARGS...: the command exits with STATUS and stderr contains TEXT.
-expect() {
-  local want=$1 text=$2; shift 3
-  "$stag" "$@" >"$tmp/out" 2>"$tmp/err"
-  local rc=$?
-  if [ $rc -eq "$want" ] && grep -qF -- "$text" "$tmp/err"; then pass=$((pass + 1)); else
-    echo "FAIL: stag $* -> exit $rc (want $want), stderr:"; cat "$tmp/err"; echo "(wanted: $text)"; fail=$((fail + 1))
-  fi
-}
+source "$(dirname "$0")/expect_lib.sh"
 check() { if "$@"; then pass=$((pass + 1)); else echo "FAIL: $*"; fail=$((fail + 1)); fi; }
 
 # A trained step's weights: exported, then run from the ONNX file on the same input.

@@ -7,17 +7,7 @@ stag=$1 tests=$2
 model=$tests/golden/ir/mlp.ir
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-pass=0 fail=0
-
-# expect STATUS "TEXT" -- ARGS...: the command exits with STATUS and stderr contains TEXT.
-expect() {
-  local want=$1 text=$2; shift 3
-  "$stag" "$@" >"$tmp/out" 2>"$tmp/err"
-  local rc=$?
-  if [ $rc -eq "$want" ] && grep -qF -- "$text" "$tmp/err"; then pass=$((pass + 1)); else
-    echo "FAIL: stag $* -> exit $rc (want $want), stderr:"; cat "$tmp/err"; echo "(wanted: $text)"; fail=$((fail + 1))
-  fi
-}
+source "$(dirname "$0")/expect_lib.sh"
 
 # Files to feed: outputs of a good run have known names, types and shapes.
 "$stag" run "$model" --seed 1 --out-dir "$tmp/good" >/dev/null || { echo "FAIL: the good run failed"; exit 1; }
