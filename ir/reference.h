@@ -3,6 +3,7 @@
 /// oracle that compiled kernels, passes and gradients are checked against, and the evaluator
 /// behind constant folding; it is never the user's execution path.
 
+#include <initializer_list>
 #include <map>
 #include <stdexcept>
 #include <string>
@@ -23,6 +24,13 @@ struct RefTensor {
   /// A tensor of the type, every element `fill`.
   static RefTensor filled(const Type& t, double fill);
   int64_t numel() const { return static_cast<int64_t>(data.size()); }
+  /// The element at a full index (row-major).
+  double at(std::initializer_list<int64_t> index) const {
+    int64_t flat = 0;
+    size_t d = 0;
+    for (int64_t i : index) flat = flat * type.dims[d++] + i;
+    return data[static_cast<size_t>(flat)];
+  }
 };
 
 /// A run-time error of the graph's data (an index out of range, a missing input), as opposed

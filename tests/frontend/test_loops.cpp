@@ -51,12 +51,6 @@ std::map<std::string, RefTensor> run(const Graph& g) {
   return r.outputs;
 }
 
-double at(const RefTensor& t, std::initializer_list<int64_t> idx) {
-  int64_t flat = 0;
-  size_t d = 0;
-  for (int64_t i : idx) flat = flat * t.type.dims[d++] + i;
-  return t.data[static_cast<size_t>(flat)];
-}
 
 }  // namespace
 
@@ -86,9 +80,9 @@ TEST_CASE("a for loop is one scan: carries, per-step slices, stacked outputs", "
       for (int f = 0; f < 3; ++f) {
         double want = 0;
         for (int u = 0; u <= t; ++u) want += 1 + b + 10 * u + 100 * f;
-        CHECK(at(sums, {b, t, f}) == want);
+        CHECK(sums.at({b, t, f}) == want);
       }
-  CHECK(at(out.at("total"), {1, 2}) == at(sums, {1, 4, 2}));
+  CHECK(out.at("total").at({1, 2}) == sums.at({1, 4, 2}));
 }
 
 TEST_CASE("a for loop under the unroll option is copies of its body with the same numbers", "[language][loops]") {
@@ -132,7 +126,7 @@ TEST_CASE("reversed loops run from the last step and stacked values line up with
   for (int t = 0; t < 5; ++t) {
     double want = 0;
     for (int u = t; u < 5; ++u) want += (1 + 1 + 10 * u + 100 * 2) * u;
-    CHECK(at(suffix, {t, 1, 2}) == want);
+    CHECK(suffix.at({t, 1, 2}) == want);
   }
 }
 
@@ -169,8 +163,8 @@ TEST_CASE("an index loop over range, without sequences", "[language][loops]") {
 )"));
   CHECK(count_op(*c.graph, Op::scan) == 2);
   auto out = run(*c.graph);
-  CHECK(at(out.at("p"), {1, 2}) == 16);
-  CHECK(at(out.at("n"), {0, 0}) == 2 + 3 + 4 + 5);
+  CHECK(out.at("p").at({1, 2}) == 16);
+  CHECK(out.at("n").at({0, 0}) == 2 + 3 + 4 + 5);
 }
 
 TEST_CASE("loops nest: a scan in a scan's body, run by the reference", "[language][loops]") {
@@ -189,7 +183,7 @@ TEST_CASE("loops nest: a scan in a scan's body, run by the reference", "[languag
   double want = 0;
   for (int t = 0; t < 5; ++t)
     for (int f = 0; f < 3; ++f) want += 1 + 1 + 10 * t + 100 * f;
-  CHECK(at(run(*c.graph).at("s"), {1}) == want);
+  CHECK(run(*c.graph).at("s").at({1}) == want);
 }
 
 TEST_CASE("a loop in a block, and a block called in a loop", "[language][loops]") {
@@ -223,7 +217,7 @@ model m {
 }
 )");
   CHECK(count_op(*c.graph, Op::scan) == 2);
-  CHECK(at(run(*c.graph).at("a"), {0, 0}) == 3 * (1 + 11 + 21 + 31 + 41));
+  CHECK(run(*c.graph).at("a").at({0, 0}) == 3 * (1 + 11 + 21 + 31 + 41));
 }
 
 TEST_CASE("the same loop unrolled computes the same", "[language][loops]") {

@@ -466,13 +466,6 @@ std::map<std::string, RefTensor> run_reference(const onnx::ModelProto& m, const 
   return outputs;
 }
 
-// Element [i0, i1, i2, i3] of a tensor of dims d (rank 3 or 4).
-double at(const RefTensor& t, std::initializer_list<int64_t> idx) {
-  int64_t flat = 0;
-  size_t k = 0;
-  for (int64_t i : idx) flat = flat * t.type.dims[k++] + i;
-  return t.data[static_cast<size_t>(flat)];
-}
 
 }  // namespace
 
@@ -489,13 +482,13 @@ TEST_CASE("recurrent nodes with sequence_lens: each sequence as if alone and cut
       int64_t len = lens[static_cast<size_t>(b)];
       RefTensor xb({DType::f32, {len, 1, 2}}, {});
       for (int64_t t = 0; t < len; ++t)
-        for (int64_t f = 0; f < 2; ++f) xb.data.push_back(at(x, {t, b, f}));
+        for (int64_t f = 0; f < 2; ++f) xb.data.push_back(x.at({t, b, f}));
       auto want = run_reference(bidirectional(op, len, 1, {}), xb, fmt::format("alone_{}_{}.onnx", op, b));
       for (int64_t d = 0; d < 2; ++d)
         for (int64_t h = 0; h < 3; ++h) {
-          CHECK(at(got.at("y_h"), {d, b, h}) == Approx(at(want.at("y_h"), {d, 0, h})).margin(1e-12));
+          CHECK(got.at("y_h").at({d, b, h}) == Approx(want.at("y_h").at({d, 0, h})).margin(1e-12));
           for (int64_t t = 0; t < seq; ++t)
-            CHECK(at(got.at("y"), {t, d, b, h}) == Approx(t < len ? at(want.at("y"), {t, d, 0, h}) : 0.0).margin(1e-12));
+            CHECK(got.at("y").at({t, d, b, h}) == Approx(t < len ? want.at("y").at({t, d, 0, h}) : 0.0).margin(1e-12));
         }
     }
   }
