@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds one libFuzzer target with clang-19 (ASan, UBSan, no recovery) in build-fuzz/ and runs it:
-#   tools/fuzz.sh TARGET [SECONDS]     TARGET: stag ir onnx checkpoint npy idx csv text (default 60 s)
-#   tools/fuzz.sh all [SECONDS]        each target in turn
+#   tools/fuzz.sh TARGET [SECONDS [RUNS]]   TARGET: stag ir onnx checkpoint npy idx csv text (default 60 s);
+#                                           stops after SECONDS or RUNS executions, whichever comes first
+#   tools/fuzz.sh all [SECONDS [RUNS]]      each target in turn
 # The corpus grows in build-fuzz/corpus/TARGET (seeded from the repository and small generated
 # files, tools/fuzz/seeds.py); a finding is written to build-fuzz/findings/TARGET/ — copy it to
 # tests/fuzz/TARGET/ so the ordinary test suite replays it once fixed.
@@ -9,9 +10,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # The targets tools/fuzz/CMakeLists.txt declares.
 read -ra targets <<< "$(sed -n 's/^set(STAG_FUZZ_TARGETS \(.*\))$/\1/p' tools/fuzz/CMakeLists.txt)"
-target=${1:?usage: tools/fuzz.sh TARGET|all [SECONDS]} seconds=${2:-60}
+target=${1:?usage: tools/fuzz.sh TARGET|all [SECONDS [RUNS]]} seconds=${2:-60} runs=${3:--1}
 if [ "$target" = all ]; then
-  for t in "${targets[@]}"; do "$0" "$t" "$seconds"; done
+  for t in "${targets[@]}"; do "$0" "$t" "$seconds" "$runs"; done
   exit 0
 fi
 [[ " ${targets[*]} " == *" $target "* ]] || { echo "fuzz.sh: no target '$target' (${targets[*]})" >&2; exit 2; }
@@ -37,8 +38,8 @@ if [ "$target" = stag ] || [ "$target" = ir ]; then
 fi
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:allocator_may_return_null=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
-echo "fuzz.sh: $target for $seconds s"
-build-fuzz/tools/fuzz/fuzz_$target "$corpus" build-fuzz/seeds/$target -dict="$dict" -max_total_time="$seconds" \
+echo "fuzz.sh: $target for $seconds s$([ "$runs" = -1 ] || echo " or $runs runs")"
+build-fuzz/tools/fuzz/fuzz_$target "$corpus" build-fuzz/seeds/$target -dict="$dict" -max_total_time="$seconds" -runs="$runs" \
   -rss_limit_mb=4096 -malloc_limit_mb=2048 -timeout=20 -artifact_prefix="$findings/" -print_final_stats=1 2>&1 |
   sed '/Recommended dictionary/,/End of recommended dictionary/d' | grep -v '^#[0-9]*.*\(NEW\|REDUCE\|pulse\)' || true
 ls "$findings" | grep -q . && { echo "fuzz.sh: findings in $findings:"; ls "$findings"; exit 1; }
