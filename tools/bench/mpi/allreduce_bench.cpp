@@ -1,6 +1,6 @@
 // The bandwidth of stag's gradient all-reduce against a plain MPI ping-pong, on whatever links
 // mpirun gives (loopback on one machine):
-//   mpirun -np 2 build/tools/bench/mpi/stag_allreduce_bench [MAX_MB]
+//   mpirun -np 2 build/tools/stag_allreduce_bench [MAX_MB]
 // Ping-pong: rank 0 sends B bytes to rank 1, which sends them back; bandwidth B / (round trip / 2).
 // All-reduce: one bucket of B bytes through BucketExchange (the staging copy, the collective's
 // MPI_Iallreduce, the 1/N scale and the copy back: what a step's split points do); its bus
