@@ -89,7 +89,28 @@ Value* Ctx::parameter(Instance& inst, const std::string& local, const Type& type
   return r.values[0];
 }
 
-Value* Ctx::step_key(const Loc& loc) {
+namespace {
+
+// The key of steps inside loops 0..depth-1: key_d = key_{d-1} * length_d + t_d, distinct for
+// every training step and loop step (t_d < length_d). The index is a placeholder the loop's
+// lowering binds to each step's position; the product stays outside the loop, computed once.
+Value* loop_key(Ctx& c, size_t depth, const Loc& loc) {
+  if (depth == 0) return c.step_key_outside(loc);
+  Ctx::LoopKey& k = c.loop_keys[depth - 1];
+  if (k.key) return k.key;
+  Value* outer = loop_key(c, depth - 1, loc);
+  if (!outer) return nullptr;
+  k.index = c.g.append(Op::input, {}, {}, {{DType::i64, {}}}, {c.g.fresh_name()}, c.scoped(loc))->result();
+  Value* scaled = c.op(Op::mul, {outer, c.scalar(static_cast<double>(k.length), DType::i64, loc)}, {}, loc, "loop step key");
+  k.key = scaled ? c.op(Op::add, {scaled, k.index}, {}, loc, "loop step key") : nullptr;
+  return k.key;
+}
+
+}  // namespace
+
+Value* Ctx::step_key(const Loc& loc) { return loop_key(*this, loop_keys.size(), loc); }
+
+Value* Ctx::step_key_outside(const Loc& loc) {
   if (step) return step;
   if (g.has_name("step")) {
     error(loc, "the name 'step' is reserved for the training step counter in training mode");

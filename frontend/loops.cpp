@@ -181,12 +181,22 @@ void Lowering::loop(Scope& s, const Stmt& st, bool is_model) {
   size_t outputs = c_.g.outputs.size(), updates = c_.g.updates.size();
   LoopFrame* outer = loop_;
   loop_ = &frame;
+  c_.loop_keys.push_back({seqs.empty() ? 0 : seqs[0].length});
   exec(inner, st.body, is_model);
+  Ctx::LoopKey key = c_.loop_keys.back();
+  c_.loop_keys.pop_back();
   loop_ = outer;
   if (c_.g.outputs.size() != outputs || c_.g.updates.size() != updates)
     fail(st.loc, "the loop's body updates state (a BatchNorm's running statistics in training mode, or a decode step's "
                  "cache): only computations without effects can run inside a loop");
   if (c_.diags.error_count() != errors) return poison_loop_results(s, st);
+  if (key.index) {  // the body draws random numbers: each step's index is one more per-step input
+    auto index = c_.ops(Op::iota, {}, {{"axis", int64_t{0}}}, st.loc, "for", {{DType::i64, {key.length}}});
+    if (index.empty()) return poison_loop_results(s, st);
+    seqs.push_back({"step_index", st.loc, index[0], seqs[0].reversed, true, key.length, 0});
+    params.push_back(key.index);
+    names.push_back("step_index");
+  }
   finish_loop(s, st, {std::move(seqs), std::move(carried), std::move(params), std::move(names), first}, inner, frame);
 }
 

@@ -100,6 +100,14 @@ struct Ctx {
   Value* pos = nullptr;                   ///< a decode step's `%pos` input, made on first use
   int64_t context = 0;                    ///< decode: the sequence length token inputs declare
   int64_t next_seed = 1;
+  /// The `for` loops being lowered, outermost first: each one's step index (a placeholder
+  /// made on first use) and its generator key, which step_key gives inside the loop.
+  struct LoopKey {
+    int64_t length = 0;
+    Value* index = nullptr;  ///< i64[]: the step's position in the sequence
+    Value* key = nullptr;    ///< the enclosing key * length + index
+  };
+  std::vector<LoopKey> loop_keys;
   bool too_big = false;
   std::string scope;  ///< the path of the layer being called, kept in its nodes' locations
 
@@ -123,8 +131,11 @@ struct Ctx {
   /// Creates the parameter `inst.full(local)`, applying a user's init override and frozen marker.
   Value* parameter(Instance& inst, const std::string& local, const Type& type, NamedAttrs init,
                    bool trainable = true);
-  /// The `%step: i64[]` input that keys the counter-based generator in training mode.
+  /// The `%step: i64[]` input that keys the counter-based generator in training mode; inside a
+  /// `for` loop, a key of the loop's step derived from it, so that every step draws anew.
   Value* step_key(const Loc& loc);
+  /// The `%step` input itself, made on first use.
+  Value* step_key_outside(const Loc& loc);
   /// A decode step's `pos: i64[]` input: where its one token stands in the sequence.
   Value* position(const Loc& loc);
   /// A decode step's carried state: the input `cache.NAME` of `type`...

@@ -157,9 +157,11 @@ class Codegen {
   }
 
   // A key equal for kernels that compute the same thing on different buffers: the kernel's
-  // structure with buffers numbered by slot (and typed), variables by index.
+  // structure with buffers numbered by slot (and typed), variables by index. Not its extent,
+  // grain or parallelism: its caller passes the range of p it runs, so one function serves
+  // every length (the optimizer's updates of parameters of many sizes).
   std::string canonical(const Kernel& k, const std::vector<int>& buffers) const {
-    std::string key = fmt::format("{}:{}:{}:{}|", k.extent, k.grain, k.parallel, k.vars.size());
+    std::string key = fmt::format("{}|", k.vars.size());
     for (const auto& v : k.vars) key += fmt::format("{},", static_cast<int>(v.type));
     for (int b : buffers) key += fmt::format("b{},", static_cast<int>(p_.buffers[b].type.dtype));
     std::unordered_map<const Expr*, int> ids;

@@ -54,14 +54,19 @@ static void init_param(LowerContext& cx, const Node& n, int seed_buf, int stream
   } else if (init == "kaiming_normal") normal = true, scale = gain_of(n) / std::sqrt(fan);
   else if (init == "orthogonal") normal = true, scale = 1;
   std::string from = fmt::format("init %{} {}", n.result()->name, init);
+  // A random init reads its shift, scale and stream from a constant of its own, so that every
+  // parameter drawn from one distribution shares one compiled kernel whatever its size.
+  int affine = -1;
+  if (scale != 0) {
+    Buffer b = make_buffer(n.result()->name + ".init", {DType::f64, {3}}, BufKind::Const);
+    b.data = {shift, scale, static_cast<double>(stream)};
+    affine = cx.prog.add_buffer(std::move(b));
+  }
   cx.map_kernel("init", from, out, {numel(t)}, [&](const std::vector<E>& idx) {
-    E value = fconst(shift, DType::f64);
-    if (scale != 0) {
-      E seed = load(seed_buf, DType::i64, int_(0));
-      E draw = normal ? philox_normal(seed, int_(stream), idx[0]) : philox_uniform(seed, int_(stream), idx[0]);
-      value = add(value, mul(fconst(scale, DType::f64), draw));
-    }
-    return cast(value, t.dtype);
+    if (affine < 0) return cast(fconst(shift, DType::f64), t.dtype);
+    E seed = load(seed_buf, DType::i64, int_(0)), at = cast(load(affine, DType::f64, int_(2)), DType::i64);
+    E draw = normal ? philox_normal(seed, at, idx[0]) : philox_uniform(seed, at, idx[0]);
+    return cast(add(load(affine, DType::f64, int_(0)), mul(load(affine, DType::f64, int_(1)), draw)), t.dtype);
   });
   if (init == "orthogonal") orthogonalize(cx, n, out);
 }

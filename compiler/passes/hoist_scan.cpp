@@ -1,9 +1,10 @@
 // Hoisting out of scans: a product of a per-step input and an invariant weight is computed for
-// every step before the loop, as one product, and read per step (a backward body's recomputed
-// h_t W); a carry that only accumulates, c' = c + G, becomes a per-step output G
-// summed once after the loop; a G that is a product A_t^T B_t is summed as one product of the
-// stacked operands, sum_t A_t^T B_t = [A_0; A_1; ...]^T [B_0; B_1; ...] (a weight's gradient
-// in a recurrent layer's backward: one [T*B, in]^T x [T*B, out] product instead of T small ones).
+// every step before the loop, as one product, and read per step (x_t W of a loop whose input
+// projection was written in its body); a carry that only accumulates, c' = c + G, becomes a
+// per-step output G summed once after the loop; a G that is a product A_t^T B_t is summed as one
+// product of the stacked operands, sum_t A_t^T B_t = [A_0; A_1; ...]^T [B_0; B_1; ...] (a weight's
+// gradient in a recurrent layer's backward: one [T*B, in]^T x [T*B, out] product instead of T
+// small ones).
 
 #include <fmt/format.h>
 

@@ -82,16 +82,39 @@ std::unique_ptr<Graph> update_graph(const Graph& grads_graph, const std::vector<
   return g;
 }
 
+bool keyed_dropout(const Node& n) { return n.op == Op::dropout && n.operands.size() == 2; }
+
+// Whether a keyed dropout draws in g or in a loop body inside it.
+bool draws(const Graph& g) {
+  return std::any_of(g.nodes.begin(), g.nodes.end(), [](const auto& n) { return keyed_dropout(*n) || (n->body && draws(*n->body)); });
+}
+
+// Every keyed dropout of g takes `rank` as its part; a loop whose body draws reads it as one
+// more invariant (its body copied first: bodies may be shared with the graph differentiated).
+void pass_rank(Graph& g, Value* rank) {
+  for (auto& n : g.nodes) {
+    if (keyed_dropout(*n)) n->operands.push_back(rank);
+    if (!n->body || !draws(*n->body)) continue;
+    std::shared_ptr<Graph> body = n->body->clone();
+    auto last_input = std::find_if(body->nodes.rbegin(), body->nodes.rend(), [](const auto& m) { return m->op == Op::input; });
+    auto at = static_cast<long>(body->nodes.rend() - last_input);
+    Value* inner = Builder(*body).input(body->fresh_name(), rank->type);
+    std::rotate(body->nodes.begin() + at, body->nodes.end() - 1, body->nodes.end());  // after the other inputs
+    pass_rank(*body, inner);
+    n->body = std::move(body);
+    n->operands.push_back(rank);
+  }
+}
+
 // Data parallelism: every keyed dropout takes the input `dp.rank` as its part (ops.def), so the
 // process of rank r draws the masks of rows [r*b, (r+1)*b) of the global batch wherever the batch
 // is the outermost factor of dropout's first axis, as in every catalog model (the test of
 // tests/frontend/test_catalog.cpp checks it). A runtime input, not an attribute: one compiled
 // step serves every rank (a `stag build` trainer, the JIT cache). The gradient's dropouts are
-// the forward's with the same operands, so they draw the same masks. Dropouts inside scan
-// bodies keep their masks (bodies read only their own inputs); none is built there today.
+// the forward's with the same operands, so they draw the same masks. Dropouts inside loop
+// bodies (a `for` loop's step, its gradient's) read the rank through their loops.
 bool give_dropout_rank(Graph& g, Diagnostics& diags) {
-  auto keyed = [](const Node& n) { return n.op == Op::dropout && n.operands.size() == 2; };
-  auto first = std::find_if(g.nodes.begin(), g.nodes.end(), [&](const auto& n) { return keyed(*n); });
+  auto first = std::find_if(g.nodes.begin(), g.nodes.end(), [&](const auto& n) { return keyed_dropout(*n) || (n->body && draws(*n->body)); });
   if (first == g.nodes.end()) return true;
   if (g.has_name(kRankInput)) {
     diags.error({}, fmt::format("the name '{}' is reserved for the process's rank in data-parallel training", kRankInput), "train");
@@ -101,8 +124,7 @@ bool give_dropout_rank(Graph& g, Diagnostics& diags) {
   Value* rank = Builder(g).input(kRankInput, {DType::i64, {}});
   // The input node goes before the first dropout (nodes stay in execution order).
   std::rotate(g.nodes.begin() + static_cast<long>(at), g.nodes.end() - 1, g.nodes.end());
-  for (auto& n : g.nodes)
-    if (keyed(*n)) n->operands.push_back(rank);
+  pass_rank(g, rank);
   return true;
 }
 

@@ -8,7 +8,10 @@
 
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <functional>
+
+#include <unistd.h>
 
 #include "compiler/autodiff/autodiff.h"
 #include "compiler/jit/jit_model.h"
@@ -186,4 +189,33 @@ TEST_CASE("every catalog model with dropout: two ranks' averaged gradients are o
   CHECK(models == 7);  // mlp, alexnet, gpt, bert, gru_lm, lstm_lm, vit_tiny
   // Both ranks drawing rank 0's masks: the test tells.
   CHECK(worst_difference(fs::path(STAG_TESTS_DIR) / "../models/mlp.stag", {0, 0}) > 1e-6);
+}
+
+// A loop's dropout draws per step (its key is the step's) and per rank (its part, passed into
+// the loop's body and its gradient's as an invariant).
+TEST_CASE("dropout in a loop: two ranks' averaged gradients are one process's", "[dropout][dp][loops]") {
+  fs::path path = fs::temp_directory_path() / fmt::format("stag_dp_loop_{}.stag", ::getpid());
+  {
+    std::ofstream f(path);
+    f << R"(
+model m {
+  batch 2
+  input x: f32[B, 4, 3]
+  param w: f32[3] = normal(1, 0.2)
+  forward {
+    h = constant(f32[B, 3], value=[0])
+    for xt in x along 1 {
+      h = tanh(h * w + dropout(xt, p=0.3))
+      stack hs = h
+    }
+    loss = mean(square(hs)) + mean(h)
+  }
+}
+)";
+  }
+  double worst = worst_difference(path), same_masks = worst_difference(path, {0, 0});
+  fs::remove(path);
+  INFO("worst relative difference " << worst);
+  CHECK(worst < 1e-12);
+  CHECK(same_masks > 1e-6);
 }

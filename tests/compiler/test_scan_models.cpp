@@ -214,3 +214,49 @@ TEST_CASE("a scanned GRU language model's kernel count does not grow with the se
   CHECK(short_ == long_);
   CHECK(long_ < 300);
 }
+
+// Dropout of each step's x * w in a loop: the loss sum(s) + sum(kept) with s the running sum of
+// the kept values, so that d loss / d w_f = 2 sum_{b,t} kept[b,t,f] / w_f through the carry and
+// the stacked output alike.
+const char* kDropoutLoop = R"(
+model m {
+  batch 2
+  input x: f32[B, 6, 3]
+  param w: f32[3] = normal(1, 0.2)
+  forward {
+    s = constant(f32[B, 3], value=[0])
+    for xt in x along 1 {
+      d = dropout(xt * w, p=0.4)
+      s = s + d
+      stack kept = d
+    }
+    output kept
+    loss = sum(s) + sum(kept)
+  }
+}
+)";
+
+TEST_CASE("dropout in a loop: the gradient draws the forward's masks; scanned and unrolled agree", "[scan][models][loops]") {
+  auto scanned = load("dropout_loop", false, kDropoutLoop), unrolled = load("dropout_loop", true, kDropoutLoop);
+  CHECK(scans(*scanned) >= 2);
+  CHECK(scans(*unrolled) == 0);
+  auto a = run(*scanned), b = run(*unrolled);
+  for (const char* out : {"loss", "kept", "grad.w"}) {
+    INFO(out);
+    REQUIRE(a.count(out));
+    REQUIRE(a.at(out).size() == b.at(out).size());
+    for (size_t i = 0; i < a.at(out).size(); ++i) CHECK(a.at(out)[i] == Approx(b.at(out)[i]).epsilon(1e-5).margin(1e-6));
+  }
+  CompiledModel c = compile_jit(*scanned);
+  c.model->init(7);
+  auto w = c.model->param("w").values<float>();
+  const auto& kept = a.at("kept");  // [2, 6, 3]
+  size_t zeros = 0;
+  for (size_t f = 0; f < 3; ++f) {
+    double sum = 0;
+    for (size_t bt = 0; bt < 12; ++bt) sum += kept[bt * 3 + f], zeros += kept[bt * 3 + f] == 0;
+    CHECK(a.at("grad.w")[f] * w[f] == Approx(2 * sum).epsilon(1e-4));
+  }
+  CHECK(zeros > 0);
+  CHECK(zeros < 36);
+}

@@ -6,8 +6,10 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <set>
 
 #include "helpers.h"
+#include "ir/random.h"
 #include "ir/reference.h"
 #include "ir/scan.h"
 
@@ -236,6 +238,100 @@ TEST_CASE("the same loop unrolled computes the same", "[language][loops]") {
   auto a = interpret(*c.graph, feeds).outputs.at("hs"), u = interpret(*unrolled, feeds).outputs.at("hs");
   REQUIRE(a.data.size() == u.data.size());
   for (size_t i = 0; i < a.data.size(); ++i) CHECK(a.data[i] == Approx(u.data[i]).margin(1e-12));
+}
+
+// Dropout in a loop's body, in training mode: its stacked output is 0 or 2 x.
+const std::string kDropoutLoop = R"(
+    s = constant(f32[B, 3], value=[0])
+    for xt in x along 1 {
+      d = dropout(xt, p=0.5)
+      s = s + d
+      stack kept = d
+    }
+    output kept
+    output s
+)";
+
+const Node* body_dropout(const Graph& g) {
+  const Node* scan = find_op(g, Op::scan);
+  return scan ? find_op(*scan->body, Op::dropout) : nullptr;
+}
+
+std::map<std::string, RefTensor> run_at_step(const Graph& g, int64_t step) {
+  return interpret(g, {{"x", x_feed()}, {"step", RefTensor::filled({DType::i64, {}}, static_cast<double>(step))}}).outputs;
+}
+
+TEST_CASE("dropout in a loop draws a mask per step keyed by the training step and the loop step", "[language][loops]") {
+  LoadOptions train;
+  train.training = true;
+  auto c = ok(model("", kDropoutLoop), train);
+  const Node* drop = body_dropout(*c.graph);
+  REQUIRE(drop);
+  CHECK(find_op(*c.graph, Op::scan)->i("num_xs") == 2);  // x's steps and the step index
+  // Step t of training step 3 draws the stream (seed, 3 * 5 + t): element i dropped where u < p.
+  const RefTensor kept = run_at_step(*c.graph, 3).at("kept");
+  const RefTensor x = x_feed();
+  std::set<std::vector<bool>> masks;
+  for (int t = 0; t < 5; ++t) {
+    std::vector<bool> mask;
+    for (int b = 0; b < 2; ++b)
+      for (int f = 0; f < 3; ++f) {
+        bool dropped = random_uniform01(drop->i("seed"), 3 * 5 + t, b * 3 + f) < 0.5;
+        CHECK(kept.at({b, t, f}) == (dropped ? 0 : 2 * x.at({b, t, f})));
+        mask.push_back(dropped);
+      }
+    masks.insert(mask);
+  }
+  CHECK(masks.size() > 1);  // not one mask repeated over the steps
+  // Reproducible for a step, different for another.
+  CHECK(run_at_step(*c.graph, 3).at("kept").data == kept.data);
+  CHECK(run_at_step(*c.graph, 4).at("kept").data != kept.data);
+}
+
+TEST_CASE("dropout in a loop draws the same masks unrolled and nested", "[language][loops]") {
+  LoadOptions train, unroll;
+  train.training = true;
+  unroll.training = true;
+  unroll.unroll = true;
+  auto looped = ok(model("", kDropoutLoop), train), unrolled = ok(model("", kDropoutLoop), unroll);
+  CHECK(count_op(*unrolled.graph, Op::scan) == 0);
+  CHECK(count_op(*unrolled.graph, Op::dropout) == 5);
+  for (const char* name : {"kept", "s"}) {
+    INFO(name);
+    CHECK(run_at_step(*looped.graph, 7).at(name).data == run_at_step(*unrolled.graph, 7).at(name).data);
+  }
+  // A loop in a loop: step (t, u) of training step k draws the stream (seed, (k * 5 + t) * 3 + u).
+  auto nested = ok(model("", R"(
+    s = constant(f32[B], value=[0])
+    for xt in x along 1 {
+      for v in xt along 1 {
+        d = dropout(v, p=0.5)
+        s = s + d
+        stack row = d
+      }
+      stack rows = row along 1
+    }
+    output rows
+)"), train);
+  const Node* inner = find_op(*find_op(*nested.graph, Op::scan)->body, Op::scan);
+  REQUIRE(inner);
+  const Node* drop = find_op(*inner->body, Op::dropout);
+  REQUIRE(drop);
+  const RefTensor rows = run_at_step(*nested.graph, 2).at("rows"), x = x_feed();
+  REQUIRE(rows.type == Type{DType::f32, {2, 5, 3}});
+  for (int t = 0; t < 5; ++t)
+    for (int u = 0; u < 3; ++u)
+      for (int b = 0; b < 2; ++b) {
+        bool dropped = random_uniform01(drop->i("seed"), (2 * 5 + t) * 3 + u, b) < 0.5;
+        CHECK(rows.at({b, t, u}) == (dropped ? 0 : 2 * x.at({b, t, u})));
+      }
+}
+
+TEST_CASE("a loop without random draws has no step index", "[language][loops]") {
+  LoadOptions train;
+  train.training = true;
+  auto c = ok(model("", "    s = constant(f32[B, 3], value=[0])\n    for xt in x along 1 {\n      s = s + xt\n    }\n    output s\n"), train);
+  CHECK(find_op(*c.graph, Op::scan)->i("num_xs") == 1);
 }
 
 TEST_CASE("loop syntax errors name file, line and column", "[language][loops][errors]") {
