@@ -8,6 +8,7 @@
 #include <limits>
 
 #include "compiler/autodiff/autodiff.h"
+#include "ir/attention.h"
 #include "ir/builder.h"
 #include "ir/train_config.h"
 #include "ir/verifier.h"
@@ -82,15 +83,23 @@ std::unique_ptr<Graph> update_graph(const Graph& grads_graph, const std::vector<
   return g;
 }
 
-// Data parallelism: every keyed dropout takes the input `dp.rank` as its part (ops.def), so the
-// process of rank r draws the masks of rows [r*b, (r+1)*b) of the global batch wherever the batch
-// is the outermost factor of dropout's first axis, as in every catalog model (the test of
-// tests/frontend/test_catalog.cpp checks it). A runtime input, not an attribute: one compiled
-// step serves every rank (a `stag build` trainer, the JIT cache). The gradient's dropouts are
-// the forward's with the same operands, so they draw the same masks. Dropouts inside scan
+// A keyed dropout, or an attention (or its gradient) keying its dropout, that has no part yet.
+bool keyed_without_part(const Node& n) {
+  if (n.op == Op::dropout) return n.operands.size() == 2;
+  if (n.op != Op::attention && n.op != Op::attention_grad) return false;
+  AttentionOperands at(n);
+  return at.key >= 0 && at.part < 0;
+}
+
+// Data parallelism: every keyed dropout (attention's too) takes the input `dp.rank` as its part
+// (ops.def), so the process of rank r draws the masks of rows [r*b, (r+1)*b) of the global batch
+// wherever the batch is the outermost factor of dropout's first axis, as in every catalog model
+// (the test of tests/frontend/test_catalog.cpp checks it). A runtime input, not an attribute: one
+// compiled step serves every rank (a `stag build` trainer, the JIT cache). The gradient's dropouts
+// are the forward's with the same operands, so they draw the same masks. Dropouts inside scan
 // bodies keep their masks (bodies read only their own inputs); none is built there today.
 bool give_dropout_rank(Graph& g, Diagnostics& diags) {
-  auto keyed = [](const Node& n) { return n.op == Op::dropout && n.operands.size() == 2; };
+  auto keyed = keyed_without_part;
   auto first = std::find_if(g.nodes.begin(), g.nodes.end(), [&](const auto& n) { return keyed(*n); });
   if (first == g.nodes.end()) return true;
   if (g.has_name(kRankInput)) {
