@@ -58,35 +58,19 @@ Value* decode_mha(Ctx& c, Instance& in, Value* x, const Loc& loc) {
   return linear(c, reshape(y, {1, 1, e}), param_or_null(in, "out_proj.weight"), param_or_null(in, "out_proj.bias"), loc, ctx);
 }
 
-// softmax(q k^T / sqrt(d), masked when causal) v as matmuls, a mask and a softmax: the form that
-// can drop out attention weights (the probabilities are materialised).
-Value* attend_decomposed(Ctx& c, Instance& in, Value* q, Value* k, Value* v, const Loc& loc) {
-  std::string ctx = in.label();
-  auto op = [&](Op o, std::vector<Value*> xs, NamedAttrs a = {}) { return c.op(o, xs, a, loc, ctx); };
-  int64_t t = q->type.dims[2], d = q->type.dims[3];
-  Value* scores = op(Op::matmul, {q, k}, {{"transpose_b", true}});
-  scores = op(Op::mul, {scores, c.scalar(1.0 / std::sqrt(static_cast<double>(d)), DType::f32, loc)});
-  if (in.b("causal")) {
-    Type grid{DType::i64, {t, t}};
-    auto rows = c.ops(Op::iota, {}, {{"axis", int64_t{0}}}, loc, ctx, {grid});
-    auto cols = c.ops(Op::iota, {}, {{"axis", int64_t{1}}}, loc, ctx, {grid});
-    if (rows.empty() || cols.empty()) return nullptr;
-    Value* keep = op(Op::ge, {rows[0], cols[0]});  // a query attends to itself and earlier positions
-    Value* neg_inf = c.scalar(-std::numeric_limits<double>::infinity(), DType::f32, loc);
-    scores = op(Op::select, {keep, scores, neg_inf});
-  }
-  Value* att = op(Op::softmax, {scores}, {{"axis", int64_t{-1}}});
-  att = op(Op::dropout, {att, c.step_key(loc)}, {{"p", in.f("dropout")}, {"training", true}, {"seed", c.next_seed++}});
-  return op(Op::matmul, {att, v});
-}
-
-// q, k, v [b, heads, t, d] -> [b, heads, t, d]: the fused attention op (scores, mask, softmax and
-// weighted sum as row kernels), unless training drops out attention weights.
+// q, k, v [b, heads, t, d] -> [b, heads, t, d]: the fused attention op (scores, mask, softmax,
+// dropout in training and weighted sum as row kernels).
 Value* attend(Ctx& c, Instance& in, Value* q, Value* k, Value* v, const Loc& loc) {
   if (!q || !k || !v) return nullptr;
-  if (in.f("dropout") > 0 && c.training()) return attend_decomposed(c, in, q, k, v, loc);
   double scale = 1.0 / std::sqrt(static_cast<double>(q->type.dims[3]));
-  auto r = c.ops(Op::attention, {q, k, v}, {{"scale", scale}, {"causal", in.b("causal")}}, loc, in.label());
+  NamedAttrs attrs{{"scale", scale}, {"causal", in.b("causal")}};
+  std::vector<Value*> operands{q, k, v};
+  if (in.f("dropout") > 0 && c.training()) {
+    operands.push_back(c.step_key(loc));
+    attrs.emplace_back("dropout", in.f("dropout"));
+    attrs.emplace_back("seed", c.next_seed++);
+  }
+  auto r = c.ops(Op::attention, operands, attrs, loc, in.label());
   return r.empty() ? nullptr : r[0];
 }
 

@@ -505,10 +505,12 @@ Grads log_softmax_(GradCtx& c) {
   return {sub(c, c.dy[0], mul(c, c.b.exp({c.y()}), c.b.sum({c.dy[0]}, a)))};
 }
 // Flash attention's backward: one op that recomputes the probabilities from q, k and the
-// logsumexp instead of keeping them. Its own gradient (a second derivative) has no rule.
+// logsumexp instead of keeping them, and the dropout mask from the same key and part. Its own
+// gradient (a second derivative) has no rule.
 Grads attention_(GradCtx& c) {
   std::vector<Value*> ops{c.x(0), c.x(1), c.x(2), c.y(1), c.dy[0] ? c.dy[0] : zeros(c, c.y(0)->type)};
   if (c.dy[1]) ops.push_back(c.dy[1]);
+  for (size_t i = 3; i < c.n.operands.size(); ++i) ops.push_back(c.x(i));
   std::vector<Value*> g = c.b.create(Op::attention_grad, ops, same_attrs(c.n));
   return {g[0], g[1], g[2]};
 }

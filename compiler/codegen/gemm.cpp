@@ -142,9 +142,16 @@ class GemmEmitter {
       // So are pairs, unless B holds them already (kir::Gemm::pairs).
       bool can_read_b = b_rows_contiguous && g_.b_read != kir::Gemm::BRead::patches && (!bf16 || g_.pairs);
       llvm::Value* direct = can_read_b ? b_.CreateICmpSLE(b_.CreateSub(r1, r0), c(kDirectRows)) : b_.getFalse();
-      loop(col_lo, col_hi, c(NC), [&](llvm::Value* jc) {
-        llvm::Value* jend = smin(b_.CreateAdd(jc, c(NC)), col_hi);
-        loop(c(0), K, c(KC), [&](llvm::Value* pc) {
+      using Causal = kir::Gemm::Causal;
+      Causal causal = g_.causal;
+      // Causal: columns and depths past the batch's last row (before its first, k_above) are
+      // never needed; slices stay aligned to KC, so a tile's first is where it stores.
+      llvm::Value* col_end = causal == Causal::columns ? smin(col_hi, r1) : col_hi;
+      llvm::Value* k_begin = causal == Causal::k_above ? b_.CreateMul(b_.CreateSDiv(r0, c(KC)), c(KC)) : c(0);
+      llvm::Value* k_end = causal == Causal::k_below ? smin(K, r1) : K;
+      loop(col_lo, col_end, c(NC), [&](llvm::Value* jc) {
+        llvm::Value* jend = smin(b_.CreateAdd(jc, c(NC)), col_end);
+        loop(k_begin, k_end, c(KC), [&](llvm::Value* pc) {
           llvm::Value* kc = smin(b_.CreateSub(K, pc), c(KC));
           loop(jc, jend, c(NR), [&](llvm::Value* jr) {
             llvm::Value* nr = smin(b_.CreateSub(N, jr), c(NR));
@@ -158,21 +165,32 @@ class GemmEmitter {
                  });
           });
           loop(r0, r1, c(MR), [&](llvm::Value* i) {
-            if (pairs_) pack_a_pairs(Ab, i, r1, pc, kc, sa_i, sa_k);
-            else pack_a(Ab, i, r1, pc, kc, sa_i, sa_k);
-            if (round_) to_bf16_a(kc);
-            loop(jc, jend, c(NR), [&](llvm::Value* jr) {
+           when(tile_needed(causal, i, jc, pc, kc), [&] {
+            // The tile's depths [pc + ks, pc + ke) of the slice (a pair's start stays even).
+            llvm::Value *ks = c(0), *ke = kc, *tile_end = b_.CreateAdd(i, c(MR));
+            if (causal == Causal::k_below) ke = smin(kc, b_.CreateSub(tile_end, pc));
+            if (causal == Causal::k_above) ks = b_.CreateAnd(smax(c(0), b_.CreateSub(i, pc)), c(pairs_ ? -2 : -1));
+            llvm::Value* depth = b_.CreateSub(ke, ks);
+            llvm::Value* first = b_.CreateAdd(pc, ks);
+            if (pairs_) pack_a_pairs(Ab, i, r1, first, depth, sa_i, sa_k);
+            else pack_a(Ab, i, r1, first, depth, sa_i, sa_k);
+            if (round_) to_bf16_a(depth);
+            // A tile of k_above starts storing at its first slice, not at the batch's.
+            llvm::Value* accumulate = causal == Causal::k_above ? b_.CreateICmpSGT(pc, i) : b_.CreateICmpSGT(pc, c(0));
+            llvm::Value* jtop = causal == Causal::columns ? smin(jend, tile_end) : jend;
+            loop(jc, jtop, c(NR), [&](llvm::Value* jr) {
               llvm::Value* nr = smin(b_.CreateSub(N, jr), c(NR));
               if (pairs_) {
                 llvm::Value* packed = pair_panel_at(jc, jr);
                 llvm::Value* in_place = b_.CreateAnd(direct, b_.CreateICmpEQ(nr, c(NR)));
-                tile_pairs([&](llvm::Value* p) -> llvm::Value* {
+                tile_pairs([&](llvm::Value* q) -> llvm::Value* {
+                  llvm::Value* p = b_.CreateAdd(q, b_.CreateUDiv(ks, c(2)));
                   llvm::Value* at = b_.CreateInBoundsGEP(b_.getInt32Ty(), packed, b_.CreateMul(p, c(NR)));
                   if (!g_.pairs || g_.tb) return at;
                   llvm::Value* own = b_.CreateAdd(line(b_.CreateAdd(b_.CreateUDiv(pc, c(2)), p), sb_k), jr);
                   return b_.CreateSelect(in_place, b_.CreateInBoundsGEP(b_.getInt32Ty(), Bb, own), at);
-                }, kc);
-                return store_tile(Cb, i, r1, pc, jr, nr);
+                }, depth);
+                return store_tile(Cb, i, r1, accumulate, jr, nr);
               }
               llvm::Value* in_place = b_.CreateAnd(direct, b_.CreateICmpEQ(nr, c(NR)));
               llvm::Value* panel = panel_at(jc, jr);
@@ -180,15 +198,17 @@ class GemmEmitter {
               // are one base and stride chosen per tile; only lines load each row's start.
               llvm::Value* base = b_.CreateSelect(in_place, b_.CreateInBoundsGEP(f32_, Bb, b_.CreateAdd(b_.CreateMul(pc, N), jr)), panel);
               llvm::Value* stride = b_.CreateSelect(in_place, N, c(NR));
-              auto row_at = [&](llvm::Value* k) -> llvm::Value* {
+              auto row_at = [&](llvm::Value* t) -> llvm::Value* {
+                llvm::Value* k = b_.CreateAdd(t, ks);
                 if (!lines_) return b_.CreateInBoundsGEP(f32_, base, b_.CreateMul(k, stride));
                 llvm::Value* packed = b_.CreateInBoundsGEP(f32_, panel, b_.CreateMul(k, c(NR)));
                 llvm::Value* own = b_.CreateInBoundsGEP(f32_, Bb, b_.CreateAdd(line(b_.CreateAdd(pc, k), sb_k), jr));
                 return b_.CreateSelect(in_place, own, packed);
               };
-              tile(row_at, kc);
-              store_tile(Cb, i, r1, pc, jr, nr);
+              tile(row_at, depth);
+              store_tile(Cb, i, r1, accumulate, jr, nr);
             });
+           });
           });
         });
       });
@@ -658,12 +678,23 @@ class GemmEmitter {
     });
   }
 
-  // C[i..i+MR, jr..jr+NR] (+)= acc, rows clipped at r1 and columns at nr: the first K slice
-  // stores, later ones add; a partial panel stores under a mask.
-  void store_tile(llvm::Value* C, llvm::Value* i, llvm::Value* r1, llvm::Value* pc, llvm::Value* jr, llvm::Value* nr) {
+  // Whether row tile i has work in column block jc and depth slice [pc, pc + kc) (kir::Gemm::Causal).
+  llvm::Value* tile_needed(kir::Gemm::Causal causal, llvm::Value* i, llvm::Value* jc, llvm::Value* pc, llvm::Value* kc) {
+    llvm::Value* tile_end = b_.CreateAdd(i, c(t_.rows));
+    switch (causal) {
+      case kir::Gemm::Causal::columns: return b_.CreateICmpSLT(jc, tile_end);
+      case kir::Gemm::Causal::k_below: return b_.CreateICmpSLT(pc, tile_end);
+      case kir::Gemm::Causal::k_above: return b_.CreateICmpSGT(b_.CreateAdd(pc, kc), i);
+      case kir::Gemm::Causal::none: break;
+    }
+    return b_.getTrue();
+  }
+
+  // C[i..i+MR, jr..jr+NR] (+)= acc, rows clipped at r1 and columns at nr: the tile's first K
+  // slice stores, later ones add (`accumulate`); a partial panel stores under a mask.
+  void store_tile(llvm::Value* C, llvm::Value* i, llvm::Value* r1, llvm::Value* accumulate, llvm::Value* jr, llvm::Value* nr) {
     const int MR = t_.rows, NV = t_.vectors, VW = t_.lanes, NR = t_.columns();
     llvm::Value* zero = llvm::Constant::getNullValue(vt_);
-    llvm::Value* accumulate = b_.CreateICmpSGT(pc, c(0));
     llvm::Value* full = b_.CreateICmpEQ(nr, c(NR));
     llvm::Value* lanes = lane_ids();
     for (int r = 0; r < MR; ++r) {
@@ -733,6 +764,7 @@ std::string gemm_layout_name(const kir::Gemm& g, const GemmTile& host) {
                      lines ? ".lines" : "",
                      t.rows == host.rows ? "" : fmt::format(".r{}", t.rows));
   if (g.precision == kir::Gemm::Precision::bf16) name += g.pairs ? ".bf16pairs" : ".bf16";
+  if (g.causal != kir::Gemm::Causal::none) name += fmt::format(".causal{}", static_cast<int>(g.causal));
   return name;
 }
 

@@ -146,6 +146,15 @@ struct Gemm {
   /// that column (sliding pairs: every element pairs a pixel with the next), read at even k;
   /// K need not be even (A's pair past K is zero).
   bool pairs = false;
+  /// Causal attention's products skip the blocks its mask zeroes (row i, column j and depth k
+  /// counted within a batch): a tile of rows [i0, i1) computes
+  enum class Causal : uint8_t {
+    none,
+    columns,  ///< columns j < i1 only: C(i, j) is read for j <= i alone (C past them is not written)
+    k_below,  ///< depths k < i1 only: A(i, k) is zero for k > i
+    k_above,  ///< depths k >= i0 only: A(i, k) is zero for k < i
+  };
+  Causal causal = Causal::none;
   void read_patches(const Im2col& c) { b_read = BRead::patches, im2col = c; }
   void read_lines(std::vector<int64_t> lines) { b_read = BRead::lines, b_lines = std::move(lines); }
   void split_by(Split s, int64_t size) { split = s, block = size; }

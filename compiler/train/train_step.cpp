@@ -8,6 +8,7 @@
 #include <limits>
 
 #include "compiler/autodiff/autodiff.h"
+#include "ir/attention.h"
 #include "ir/builder.h"
 #include "ir/train_config.h"
 #include "ir/verifier.h"
@@ -82,18 +83,24 @@ std::unique_ptr<Graph> update_graph(const Graph& grads_graph, const std::vector<
   return g;
 }
 
-bool keyed_dropout(const Node& n) { return n.op == Op::dropout && n.operands.size() == 2; }
+// A keyed dropout, or an attention (or its gradient) keying its dropout, that has no part yet.
+bool keyed_without_part(const Node& n) {
+  if (n.op == Op::dropout) return n.operands.size() == 2;
+  if (n.op != Op::attention && n.op != Op::attention_grad) return false;
+  AttentionOperands at(n);
+  return at.key >= 0 && at.part < 0;
+}
 
 // Whether a keyed dropout draws in g or in a loop body inside it.
 bool draws(const Graph& g) {
-  return std::any_of(g.nodes.begin(), g.nodes.end(), [](const auto& n) { return keyed_dropout(*n) || (n->body && draws(*n->body)); });
+  return std::any_of(g.nodes.begin(), g.nodes.end(), [](const auto& n) { return keyed_without_part(*n) || (n->body && draws(*n->body)); });
 }
 
 // Every keyed dropout of g takes `rank` as its part; a loop whose body draws reads it as one
 // more invariant (its body copied first: bodies may be shared with the graph differentiated).
 void pass_rank(Graph& g, Value* rank) {
   for (auto& n : g.nodes) {
-    if (keyed_dropout(*n)) n->operands.push_back(rank);
+    if (keyed_without_part(*n)) n->operands.push_back(rank);
     if (!n->body || !draws(*n->body)) continue;
     std::shared_ptr<Graph> body = n->body->clone();
     auto last_input = std::find_if(body->nodes.rbegin(), body->nodes.rend(), [](const auto& m) { return m->op == Op::input; });
@@ -106,15 +113,15 @@ void pass_rank(Graph& g, Value* rank) {
   }
 }
 
-// Data parallelism: every keyed dropout takes the input `dp.rank` as its part (ops.def), so the
-// process of rank r draws the masks of rows [r*b, (r+1)*b) of the global batch wherever the batch
-// is the outermost factor of dropout's first axis, as in every catalog model (the test of
-// tests/frontend/test_catalog.cpp checks it). A runtime input, not an attribute: one compiled
-// step serves every rank (a `stag build` trainer, the JIT cache). The gradient's dropouts are
-// the forward's with the same operands, so they draw the same masks. Dropouts inside loop
+// Data parallelism: every keyed dropout (attention's too) takes the input `dp.rank` as its part
+// (ops.def), so the process of rank r draws the masks of rows [r*b, (r+1)*b) of the global batch
+// wherever the batch is the outermost factor of dropout's first axis, as in every catalog model
+// (the test of tests/frontend/test_catalog.cpp checks it). A runtime input, not an attribute: one
+// compiled step serves every rank (a `stag build` trainer, the JIT cache). The gradient's dropouts
+// are the forward's with the same operands, so they draw the same masks. Dropouts inside loop
 // bodies (a `for` loop's step, its gradient's) read the rank through their loops.
 bool give_dropout_rank(Graph& g, Diagnostics& diags) {
-  auto first = std::find_if(g.nodes.begin(), g.nodes.end(), [&](const auto& n) { return keyed_dropout(*n) || (n->body && draws(*n->body)); });
+  auto first = std::find_if(g.nodes.begin(), g.nodes.end(), [](const auto& n) { return keyed_without_part(*n) || (n->body && draws(*n->body)); });
   if (first == g.nodes.end()) return true;
   if (g.has_name(kRankInput)) {
     diags.error({}, fmt::format("the name '{}' is reserved for the process's rank in data-parallel training", kRankInput), "train");

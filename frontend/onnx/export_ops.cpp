@@ -211,6 +211,7 @@ const char* batch_norm_refusal(const Node& n, const std::set<const Value*>& used
 const char* bf16(const Node& n, const std::set<const Value*>&) { return n.in_bf16() ? "in bf16 precision" : nullptr; }
 
 const char* attention_refusal(const Node& n, const std::set<const Value*>& used) {
+  if (n.f("dropout") > 0) return "with dropout, in training mode";
   return used.count(n.result(1)) ? "with its logsumexp read" : bf16(n, used);
 }
 

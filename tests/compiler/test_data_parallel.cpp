@@ -100,7 +100,7 @@ std::unique_ptr<Graph> load(const fs::path& path, int64_t batch) {
 
 bool has_dropout(const Graph& g) {
   for (const auto& n : g.nodes)
-    if (n->op == Op::dropout && n->b("training")) return true;
+    if ((n->op == Op::dropout && n->b("training")) || (n->op == Op::attention && n->f("dropout") > 0)) return true;
   return false;
 }
 
@@ -146,9 +146,12 @@ double worst_difference(const fs::path& path, std::array<int64_t, 2> ranks_given
   INFO(diags.render());
   REQUIRE(single);
   REQUIRE(grads);
-  // Every dropout of the split step (the forward's and the gradient's) takes the rank.
-  for (const auto& n : grads->nodes)
+  // Every dropout of the split step (the forward's and the gradient's, attention's too) takes the rank.
+  for (const auto& n : grads->nodes) {
     if (n->op == Op::dropout && n->b("training")) CHECK((n->operands.size() == 3 && n->operands[2]->name == kRankInput));
+    if ((n->op == Op::attention || n->op == Op::attention_grad) && n->f("dropout") > 0)
+      CHECK(n->operands.back()->name == kRankInput);
+  }
   auto feeds = global_feeds(*whole);
   RefResult want = interpret(*single, feeds);
   RefResult got[2] = {interpret(*grads, rank_feeds(*grads, feeds, 0, ranks_given[0])),

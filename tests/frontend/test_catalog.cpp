@@ -130,6 +130,10 @@ TEST_CASE("training mode: dropout is keyed by %step with a distinct seed per nod
         REQUIRE(n->operands.size() == 2);
         CHECK(n->operands[1] == step);
         CHECK(seeds.insert(n->i("seed")).second);
+      } else if (n->op == Op::attention && n->f("dropout") > 0) {  // attention's dropout draws from the same streams
+        REQUIRE(n->operands.size() == 4);
+        CHECK(n->operands[3] == step);
+        CHECK(seeds.insert(n->i("seed")).second);
       }
     CHECK(drops > 0);
     for (const auto& n : ev.graph->nodes)
