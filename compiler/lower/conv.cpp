@@ -17,6 +17,8 @@ static void weight_grad_dense(LowerContext& cx, const Node& n, const std::vector
 static void weight_grad_lines(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out, const ConvShape& c, bool merged,
                               bool partials);
 static void sum_partials(LowerContext& cx, const Node& n, int partial, int out, int64_t count, int64_t size);
+static std::string phase_key(const ConvShape& c, int src, bool merged, bool pairs, bool partial);
+static int earlier_copy(LowerContext& cx, const std::string& key, int src, int64_t slack);
 static int sliding_pair_copy(LowerContext& cx, const Node& n, int src, int64_t planes, int64_t plane, int64_t slack);
 static void weight_grad_loops(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out);
 static void conv2d_loops(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out);
@@ -147,10 +149,15 @@ static int64_t image_channels(const ConvShape& c, bool pairs) { return pairs ? (
 // channels 2q and 2q + 1 as a bf16 pair (Bin::bf16_pair; zero past the last channel), and
 // the buffer has half the channels. `only_read`: the phases no tap reads (a 1 x 1 kernel at
 // stride 2 reads one of four) are left unwritten, for a product whose lines never run past
-// their own plane (Phases::spill() is 0).
+// their own plane (Phases::spill() is 0). A copy of the same planes made earlier in the
+// function (a forward convolution's, for its weight gradient) is reused.
 static int phase_images(LowerContext& cx, const Node& n, const ConvShape& c, const Phases& ph, int src, bool merged, int64_t slack,
                         bool pairs = false, bool only_read = false) {
   int64_t P = ph.count(), plane = ph.plane(), Cb = image_channels(c, pairs), total = c.Bn * Cb * P * plane, HW = c.H * c.W;
+  bool partial = false;
+  for (int64_t r = 0; r < P; ++r) partial = partial || (only_read && !ph.read(c, r));
+  std::string key = phase_key(c, src, merged, pairs, partial);
+  if (int copy = earlier_copy(cx, key, src, slack); copy >= 0) return copy;
   int dst = cx.new_buffer(n.result()->name + (pairs ? ".pairs" : ".phases"), {pairs ? DType::i32 : DType::f32, {total + slack}}, BufKind::Temp);
   KernelBuilder kp(pairs ? "conv_phase_pairs" : "conv_phases", cx.origin(n));
   loop_nest(kp, {c.Bn, Cb}, [&](const std::vector<E>& i) {
@@ -169,7 +176,29 @@ static int phase_images(LowerContext& cx, const Node& n, const ConvShape& c, con
   }, grain_of(kGrainElements, P * plane));
   cx.emit(std::move(kp));
   if (slack) zero_run(cx, n, dst, total, slack);
+  if (cx.loop < 0) cx.phase_copies[key] = {dst, slack, cx.prog.functions[cx.fn].kernels.size() - 1};
   return dst;
+}
+
+// What an image's phase copy holds: the image buffer, the convolution's geometry, the layout,
+// and whether phases no tap reads were left out.
+static std::string phase_key(const ConvShape& c, int src, bool merged, bool pairs, bool partial) {
+  return fmt::format("{} {}x{}x{}x{} k{}x{} s{},{} p{},{} d{},{} {}{}{}", src, c.Bn, c.C, c.H, c.W, c.KH, c.KW, c.s[0], c.s[1], c.p[0],
+                     c.p[1], c.d[0], c.d[1], merged ? "merged" : "by_image", pairs ? " pairs" : "", partial ? " partial" : "");
+}
+
+// The buffer of a copy made earlier in this function that holds what `key` says, with at least
+// `slack` zeros after it, when no kernel since has written its image; else -1. Inside a loop's
+// body a copy holds one step's image: never reused.
+static int earlier_copy(LowerContext& cx, const std::string& key, int src, int64_t slack) {
+  auto it = cx.phase_copies.find(key);
+  if (cx.loop >= 0 || it == cx.phase_copies.end() || it->second.slack < slack) return -1;
+  const auto& kernels = cx.prog.functions[cx.fn].kernels;
+  int image = storage_of(cx.prog, src);
+  for (size_t k = it->second.kernel + 1; k < kernels.size(); ++k)
+    for (int w : accesses(kernels[k]).writes)
+      if (storage_of(cx.prog, w) == image) return -1;
+  return it->second.buffer;
 }
 
 std::function<E(E)> channel_pair_read(LowerContext& cx, int src, E pair, int64_t C, int64_t HW) {
@@ -226,20 +255,27 @@ static std::vector<int64_t> tap_lines(const ConvShape& c, const Phases& ph, int6
 // `exact` (ConvPlan::grid_is_output): the grid has no extra columns and is the output itself.
 // With channel_pairs (conv_plan.h), the phase copy stores channel pairs (always made then),
 // the weight is copied in their order (paired_weight) and the product multiplies pairs.
+// Otherwise the copy takes the layout the weight gradient's will (phase_images), which then
+// reads this one instead of copying the image again.
 void conv2d_lines(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out, const ConvShape& c, bool merged, bool exact) {
   Phases ph(c);
   bool pairs = channel_pairs(c.C, c, conv_operands(cx, n, xs, out));
   int64_t P = ph.count(), plane = ph.plane(), Cb = image_channels(c, pairs), K = (pairs ? 2 * Cb : c.C) * c.KH * c.KW;
   int64_t N = (merged ? (c.Bn - 1) * plane : 0) + (c.OH - 1) * ph.cols + c.OW, per_image = merged ? plane : N;
   bool copy = pairs || merged || P > 1 || c.p[0] || c.p[1];
-  int x_buf = cx.materialized(xs[0]), image = copy ? phase_images(cx, n, c, ph, x_buf, merged, ph.spill(c), pairs, ph.spill(c) == 0) : x_buf;
+  // The copy in the weight gradient's layout, with room for its lines (weight_grad_lines): its
+  // copy is then this one.
+  bool side_by_side = merged || (copy && !pairs && n.op == Op::conv2d && weight_grad_path(c, conv_operands(cx, n, xs, out)).path == ConvPath::lines_merged);
+  int64_t slack = pairs ? ph.spill(c) : std::max(ph.spill(c), ph.max_shift(c));
+  int x_buf = cx.materialized(xs[0]);
+  int image = copy ? phase_images(cx, n, c, ph, x_buf, side_by_side, slack, pairs, ph.spill(c) == 0) : x_buf;
   int grid = exact ? out : cx.new_buffer(n.result()->name + ".grid", {DType::f32, {c.Bn * c.O * per_image}}, BufKind::Temp);
   Gemm gm;
   gm.a = pairs ? paired_weight(cx, n, cx.materialized(xs[1]), c) : cx.materialized(xs[1]), gm.b = image, gm.c = grid, gm.M = c.O, gm.N = N, gm.K = K;
   gm.pairs = pairs;
   if (!merged) gm.a_offsets.assign(static_cast<size_t>(c.Bn), 0);
-  for (int64_t b = 0; b < c.Bn && !merged; ++b) gm.b_offsets.push_back(b * Cb * P * plane);
-  gm.read_lines(merged ? tap_lines(c, ph, P * c.Bn * plane, c.Bn * plane, Cb) : tap_lines(c, ph, P * plane, plane, Cb));
+  for (int64_t b = 0; b < c.Bn && !merged; ++b) gm.b_offsets.push_back(b * (side_by_side ? plane : Cb * P * plane));
+  gm.read_lines(side_by_side ? tap_lines(c, ph, P * c.Bn * plane, c.Bn * plane, Cb) : tap_lines(c, ph, P * plane, plane, Cb));
   // Per image, the store runs over each image's grid as soon as its product is done, while the
   // grid is in cache (Gemm::Split::row_blocks: a thread's images' grids would not stay there).
   bool by_image = !merged && !exact;
