@@ -63,6 +63,7 @@ void LowerContext::begin_function(const std::string& name) {
   input_count = output_count = 0;
   workspace = 0;
   phase_copies.clear();
+  plane_stats.clear();
 }
 
 void LowerContext::end_function() { prog.workspace_bytes = std::max(prog.workspace_bytes, workspace); }

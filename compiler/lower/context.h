@@ -128,6 +128,9 @@ struct LowerContext {
   /// By what they hold (image buffer, geometry, layout): a weight gradient reads the copy its
   /// forward convolution made.
   std::map<std::string, PhaseCopy> phase_copies;
+  /// A convolution's output whose planes' statistics it computed for the training batch norm
+  /// reading it (conv.h's PlaneStats): the buffer [2, Bn, C] of means and sums of squares.
+  std::unordered_map<const Value*, int> plane_stats;
 };
 
 kir::Buffer make_buffer(const std::string& name, const Type& type, kir::BufKind kind);

@@ -246,6 +246,43 @@ static std::vector<int64_t> tap_lines(const ConvShape& c, const Phases& ph, int6
   return lines;
 }
 
+// A training batch norm's statistics of a convolution's output, computed as each of its planes
+// is stored (while in cache) rather than in a pass of their own: each (image, channel) plane's
+// first element k, its mean less k and its sum of squared deviations (shifted by k, as
+// batch_norm_stats is by the channel's first element), which norm.cpp combines per channel. The
+// buffer [3, Bn, O] (the k, the means less k, the sums of squares), or -1 where no such batch
+// norm reads the output (or an epilogue stands between them, or the kernel is a loop body's).
+static int output_stats(LowerContext& cx, const Node& n, int out, const ConvShape& c) {
+  if (cx.loop >= 0 || cx.has_epilogue(n) || cx.B(out).type.dtype != DType::f32) return -1;
+  for (const auto& u : cx.g->nodes)
+    if (u->op == Op::batch_norm && u->b("training") && u->operands[0] == n.result()) {
+      int buf = cx.new_buffer(n.result()->name + ".plane_stats", {DType::f32, {3, c.Bn, c.O}}, BufKind::Temp);
+      cx.plane_stats[n.result()] = buf;
+      return buf;
+    }
+  return -1;
+}
+
+PlaneStats PlaneStats::vars(KernelBuilder& kb, int buffer, const ConvShape& c) {
+  return {buffer, c.Bn, c.O, c.OH * c.OW, kb.new_var("j"), kb.new_var("k", DType::f32), kb.new_var("s1", DType::f32),
+          kb.new_var("s2", DType::f32)};
+}
+
+// Plane (img, o) of `out`, just stored: its first element, its mean less that, and its sum of
+// squared deviations. Kept apart, the shift and the mean keep the digits a far-from-zero mean
+// would take from the deviations.
+std::vector<Stmt> PlaneStats::of(LowerContext& cx, KernelBuilder& kb, int out, E img, E o) const {
+  E first = mul(add(mul(img, int_(O)), o), int_(HW)), d = sub(cx.ld(out, add(first, kb.v(j))), kb.v(k));
+  E count = fconst(static_cast<double>(HW), DType::f32), at = add(mul(img, int_(O)), o);
+  return {assign(k, cx.ld(out, first)),
+          assign(s1, zero_of(DType::f32)),
+          assign(s2, zero_of(DType::f32)),
+          for_(j, 0, HW, {assign(s1, add(kb.v(s1), d)), assign(s2, add(kb.v(s2), mul(d, d)))}),
+          store(buffer, at, kb.v(k)),
+          store(buffer, add(at, int_(Bn * O)), div(kb.v(s1), count)),
+          store(buffer, add(at, int_(2 * Bn * O)), bin(Bin::max, sub(kb.v(s2), div(mul(kb.v(s1), kb.v(s1)), count)), zero_of(DType::f32)))};
+}
+
 // The convolution at stride 1 on the phase planes (at stride 1 without padding, the image
 // itself): tap (c, kh, kw)'s patch row is its phase plane from the tap's shift on
 // (kir::Gemm::b_lines). The product fills a grid as wide as a plane; the store keeps the
@@ -283,20 +320,24 @@ void conv2d_lines(LowerContext& cx, const Node& n, const std::vector<int>& xs, i
   KernelBuilder kb("conv2d", cx.origin(n));
   kb.k.gemm = gm;
   int b = kb.new_var("b"), o_var = kb.new_var("o"), oh = kb.new_var("oh"), ow = kb.new_var("ow");
+  int stats = output_stats(cx, n, out, c);
+  PlaneStats ps = stats >= 0 ? PlaneStats::vars(kb, stats, c) : PlaneStats{};
   // A row of the grid: an (image, channel) pair, or merged, a channel of every image; p an
   // image by_image, else a row.
   loop_nest(kb, {by_image ? c.Bn : merged ? c.O : c.Bn * c.O}, [&](const std::vector<E>& p) {
-    if (exact) return std::vector<Stmt>{};
     E row = by_image ? add(mul(p[0], int_(c.O)), kb.v(o_var)) : p[0];
     E o = merged ? row : by_image ? kb.v(o_var) : bin(Bin::rem, row, int_(c.O));
     E img = merged ? kb.v(b) : by_image ? p[0] : bin(Bin::div, row, int_(c.O));
+    std::vector<Stmt> plane_stats = stats >= 0 ? ps.of(cx, kb, out, img, o) : std::vector<Stmt>{};
+    if (exact) return plane_stats;
     E from = add(mul(row, int_(N)), merged ? mul(img, int_(plane)) : int_(0));
     E v = cx.ld(grid, add(from, add(mul(kb.v(oh), int_(ph.cols)), kb.v(ow))));
     if (xs.size() == 3) v = add(v, cx.ld(xs[2], o));
     E at = offset({img, o, kb.v(oh), kb.v(ow)}, {c.Bn, c.O, c.OH, c.OW});
-    Stmt plane_store = for_(oh, 0, c.OH, {for_(ow, 0, c.OW, {store(out, at, cx.epilogue(n, v, {img, o, kb.v(oh), kb.v(ow)}))})});
-    if (by_image) return std::vector<Stmt>{for_(o_var, 0, c.O, {plane_store})};
-    return std::vector<Stmt>{merged ? for_(b, 0, c.Bn, {plane_store}) : plane_store};
+    std::vector<Stmt> plane_store = {for_(oh, 0, c.OH, {for_(ow, 0, c.OW, {store(out, at, cx.epilogue(n, v, {img, o, kb.v(oh), kb.v(ow)}))})})};
+    for (Stmt& st : plane_stats) plane_store.push_back(std::move(st));
+    if (by_image) return std::vector<Stmt>{for_(o_var, 0, c.O, std::move(plane_store))};
+    return merged ? std::vector<Stmt>{for_(b, 0, c.Bn, std::move(plane_store))} : plane_store;
   }, 1);
   kb.k.grain = grain_of(kGrainFlops, (by_image ? c.O : 1) * N * K);
   kb.k.parallel = kb.k.extent > kb.k.grain;
