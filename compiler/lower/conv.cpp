@@ -292,27 +292,26 @@ std::vector<Stmt> PlaneStats::of(LowerContext& cx, KernelBuilder& kb, int out, E
 // `exact` (ConvPlan::grid_is_output): the grid has no extra columns and is the output itself.
 // With channel_pairs (conv_plan.h), the phase copy stores channel pairs (always made then),
 // the weight is copied in their order (paired_weight) and the product multiplies pairs.
-// Otherwise the copy takes the layout the weight gradient's will (phase_images), which then
-// reads this one instead of copying the image again.
+// A weight gradient with products image by image reads this copy instead of copying the image
+// again (phase_images).
 void conv2d_lines(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out, const ConvShape& c, bool merged, bool exact) {
   Phases ph(c);
   bool pairs = channel_pairs(c.C, c, conv_operands(cx, n, xs, out));
   int64_t P = ph.count(), plane = ph.plane(), Cb = image_channels(c, pairs), K = (pairs ? 2 * Cb : c.C) * c.KH * c.KW;
   int64_t N = (merged ? (c.Bn - 1) * plane : 0) + (c.OH - 1) * ph.cols + c.OW, per_image = merged ? plane : N;
   bool copy = pairs || merged || P > 1 || c.p[0] || c.p[1];
-  // The copy in the weight gradient's layout, with room for its lines (weight_grad_lines): its
-  // copy is then this one.
-  bool side_by_side = merged || (copy && !pairs && n.op == Op::conv2d && weight_grad_path(c, conv_operands(cx, n, xs, out)).path == ConvPath::lines_merged);
+  // Room for a weight gradient's lines too (weight_grad_lines): when its product is image by
+  // image, its copy is then this one. (Copied side by side for a merged weight gradient, the
+  // planes of one image's product would lie a channel's whole batch apart.)
   int64_t slack = pairs ? ph.spill(c) : std::max(ph.spill(c), ph.max_shift(c));
-  int x_buf = cx.materialized(xs[0]);
-  int image = copy ? phase_images(cx, n, c, ph, x_buf, side_by_side, slack, pairs, ph.spill(c) == 0) : x_buf;
+  int x_buf = cx.materialized(xs[0]), image = copy ? phase_images(cx, n, c, ph, x_buf, merged, slack, pairs, ph.spill(c) == 0) : x_buf;
   int grid = exact ? out : cx.new_buffer(n.result()->name + ".grid", {DType::f32, {c.Bn * c.O * per_image}}, BufKind::Temp);
   Gemm gm;
   gm.a = pairs ? paired_weight(cx, n, cx.materialized(xs[1]), c) : cx.materialized(xs[1]), gm.b = image, gm.c = grid, gm.M = c.O, gm.N = N, gm.K = K;
   gm.pairs = pairs;
   if (!merged) gm.a_offsets.assign(static_cast<size_t>(c.Bn), 0);
-  for (int64_t b = 0; b < c.Bn && !merged; ++b) gm.b_offsets.push_back(b * (side_by_side ? plane : Cb * P * plane));
-  gm.read_lines(side_by_side ? tap_lines(c, ph, P * c.Bn * plane, c.Bn * plane, Cb) : tap_lines(c, ph, P * plane, plane, Cb));
+  for (int64_t b = 0; b < c.Bn && !merged; ++b) gm.b_offsets.push_back(b * Cb * P * plane);
+  gm.read_lines(merged ? tap_lines(c, ph, P * c.Bn * plane, c.Bn * plane, Cb) : tap_lines(c, ph, P * plane, plane, Cb));
   // Per image, the store runs over each image's grid as soon as its product is done, while the
   // grid is in cache (Gemm::Split::row_blocks: a thread's images' grids would not stay there).
   bool by_image = !merged && !exact;
