@@ -62,6 +62,8 @@ void LowerContext::begin_function(const std::string& name) {
   fn = static_cast<int>(prog.functions.size()) - 1;
   input_count = output_count = 0;
   workspace = 0;
+  phase_copies.clear();
+  plane_stats.clear();
 }
 
 void LowerContext::end_function() { prog.workspace_bytes = std::max(prog.workspace_bytes, workspace); }

@@ -8,6 +8,7 @@
 #include <functional>
 #include <limits>
 #include <string>
+#include <map>
 #include <set>
 #include <unordered_map>
 #include <vector>
@@ -117,6 +118,19 @@ struct LowerContext {
   int64_t workspace = 0;
   int loop = -1;                             ///< the loop (of fn's) whose body is being lowered
   std::set<int> may_hold_infinity;           ///< --check-numerics: buffers a mask's -inf may be in
+  /// An image's phase planes copied in this function (conv.cpp's phase_images): the buffer,
+  /// the zeros after it, and the kernel that wrote it.
+  struct PhaseCopy {
+    int buffer;
+    int64_t slack;
+    size_t kernel;
+  };
+  /// By what they hold (image buffer, geometry, layout): a weight gradient reads the copy its
+  /// forward convolution made.
+  std::map<std::string, PhaseCopy> phase_copies;
+  /// A convolution's output whose planes' statistics it computed for the training batch norm
+  /// reading it (conv.h's PlaneStats): the buffer [2, Bn, C] of means and sums of squares.
+  std::unordered_map<const Value*, int> plane_stats;
 };
 
 kir::Buffer make_buffer(const std::string& name, const Type& type, kir::BufKind kind);

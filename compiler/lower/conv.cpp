@@ -17,6 +17,8 @@ static void weight_grad_dense(LowerContext& cx, const Node& n, const std::vector
 static void weight_grad_lines(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out, const ConvShape& c, bool merged,
                               bool partials);
 static void sum_partials(LowerContext& cx, const Node& n, int partial, int out, int64_t count, int64_t size);
+static std::string phase_key(const ConvShape& c, int src, bool merged, bool pairs, bool partial);
+static int earlier_copy(LowerContext& cx, const std::string& key, int src, int64_t slack);
 static int sliding_pair_copy(LowerContext& cx, const Node& n, int src, int64_t planes, int64_t plane, int64_t slack);
 static void weight_grad_loops(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out);
 static void conv2d_loops(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out);
@@ -147,10 +149,15 @@ static int64_t image_channels(const ConvShape& c, bool pairs) { return pairs ? (
 // channels 2q and 2q + 1 as a bf16 pair (Bin::bf16_pair; zero past the last channel), and
 // the buffer has half the channels. `only_read`: the phases no tap reads (a 1 x 1 kernel at
 // stride 2 reads one of four) are left unwritten, for a product whose lines never run past
-// their own plane (Phases::spill() is 0).
+// their own plane (Phases::spill() is 0). A copy of the same planes made earlier in the
+// function (a forward convolution's, for its weight gradient) is reused.
 static int phase_images(LowerContext& cx, const Node& n, const ConvShape& c, const Phases& ph, int src, bool merged, int64_t slack,
                         bool pairs = false, bool only_read = false) {
   int64_t P = ph.count(), plane = ph.plane(), Cb = image_channels(c, pairs), total = c.Bn * Cb * P * plane, HW = c.H * c.W;
+  bool partial = false;
+  for (int64_t r = 0; r < P; ++r) partial = partial || (only_read && !ph.read(c, r));
+  std::string key = phase_key(c, src, merged, pairs, partial);
+  if (int copy = earlier_copy(cx, key, src, slack); copy >= 0) return copy;
   int dst = cx.new_buffer(n.result()->name + (pairs ? ".pairs" : ".phases"), {pairs ? DType::i32 : DType::f32, {total + slack}}, BufKind::Temp);
   KernelBuilder kp(pairs ? "conv_phase_pairs" : "conv_phases", cx.origin(n));
   loop_nest(kp, {c.Bn, Cb}, [&](const std::vector<E>& i) {
@@ -169,7 +176,29 @@ static int phase_images(LowerContext& cx, const Node& n, const ConvShape& c, con
   }, grain_of(kGrainElements, P * plane));
   cx.emit(std::move(kp));
   if (slack) zero_run(cx, n, dst, total, slack);
+  if (cx.loop < 0) cx.phase_copies[key] = {dst, slack, cx.prog.functions[cx.fn].kernels.size() - 1};
   return dst;
+}
+
+// What an image's phase copy holds: the image buffer, the convolution's geometry, the layout,
+// and whether phases no tap reads were left out.
+static std::string phase_key(const ConvShape& c, int src, bool merged, bool pairs, bool partial) {
+  return fmt::format("{} {}x{}x{}x{} k{}x{} s{},{} p{},{} d{},{} {}{}{}", src, c.Bn, c.C, c.H, c.W, c.KH, c.KW, c.s[0], c.s[1], c.p[0],
+                     c.p[1], c.d[0], c.d[1], merged ? "merged" : "by_image", pairs ? " pairs" : "", partial ? " partial" : "");
+}
+
+// The buffer of a copy made earlier in this function that holds what `key` says, with at least
+// `slack` zeros after it, when no kernel since has written its image; else -1. Inside a loop's
+// body a copy holds one step's image: never reused.
+static int earlier_copy(LowerContext& cx, const std::string& key, int src, int64_t slack) {
+  auto it = cx.phase_copies.find(key);
+  if (cx.loop >= 0 || it == cx.phase_copies.end() || it->second.slack < slack) return -1;
+  const auto& kernels = cx.prog.functions[cx.fn].kernels;
+  int image = storage_of(cx.prog, src);
+  for (size_t k = it->second.kernel + 1; k < kernels.size(); ++k)
+    for (int w : accesses(kernels[k]).writes)
+      if (storage_of(cx.prog, w) == image) return -1;
+  return it->second.buffer;
 }
 
 std::function<E(E)> channel_pair_read(LowerContext& cx, int src, E pair, int64_t C, int64_t HW) {
@@ -217,6 +246,43 @@ static std::vector<int64_t> tap_lines(const ConvShape& c, const Phases& ph, int6
   return lines;
 }
 
+// A training batch norm's statistics of a convolution's output, computed as each of its planes
+// is stored (while in cache) rather than in a pass of their own: each (image, channel) plane's
+// first element k, its mean less k and its sum of squared deviations (shifted by k, as
+// batch_norm_stats is by the channel's first element), which norm.cpp combines per channel. The
+// buffer [3, Bn, O] (the k, the means less k, the sums of squares), or -1 where no such batch
+// norm reads the output (or an epilogue stands between them, or the kernel is a loop body's).
+static int output_stats(LowerContext& cx, const Node& n, int out, const ConvShape& c) {
+  if (cx.loop >= 0 || cx.has_epilogue(n) || cx.B(out).type.dtype != DType::f32) return -1;
+  for (const auto& u : cx.g->nodes)
+    if (u->op == Op::batch_norm && u->b("training") && u->operands[0] == n.result()) {
+      int buf = cx.new_buffer(n.result()->name + ".plane_stats", {DType::f32, {3, c.Bn, c.O}}, BufKind::Temp);
+      cx.plane_stats[n.result()] = buf;
+      return buf;
+    }
+  return -1;
+}
+
+PlaneStats PlaneStats::vars(KernelBuilder& kb, int buffer, const ConvShape& c) {
+  return {buffer, c.Bn, c.O, c.OH * c.OW, kb.new_var("j"), kb.new_var("k", DType::f32), kb.new_var("s1", DType::f32),
+          kb.new_var("s2", DType::f32)};
+}
+
+// Plane (img, o) of `out`, just stored: its first element, its mean less that, and its sum of
+// squared deviations. Kept apart, the shift and the mean keep the digits a far-from-zero mean
+// would take from the deviations.
+std::vector<Stmt> PlaneStats::of(LowerContext& cx, KernelBuilder& kb, int out, E img, E o) const {
+  E first = mul(add(mul(img, int_(O)), o), int_(HW)), d = sub(cx.ld(out, add(first, kb.v(j))), kb.v(k));
+  E count = fconst(static_cast<double>(HW), DType::f32), at = add(mul(img, int_(O)), o);
+  return {assign(k, cx.ld(out, first)),
+          assign(s1, zero_of(DType::f32)),
+          assign(s2, zero_of(DType::f32)),
+          for_(j, 0, HW, {assign(s1, add(kb.v(s1), d)), assign(s2, add(kb.v(s2), mul(d, d)))}),
+          store(buffer, at, kb.v(k)),
+          store(buffer, add(at, int_(Bn * O)), div(kb.v(s1), count)),
+          store(buffer, add(at, int_(2 * Bn * O)), bin(Bin::max, sub(kb.v(s2), div(mul(kb.v(s1), kb.v(s1)), count)), zero_of(DType::f32)))};
+}
+
 // The convolution at stride 1 on the phase planes (at stride 1 without padding, the image
 // itself): tap (c, kh, kw)'s patch row is its phase plane from the tap's shift on
 // (kir::Gemm::b_lines). The product fills a grid as wide as a plane; the store keeps the
@@ -226,13 +292,19 @@ static std::vector<int64_t> tap_lines(const ConvShape& c, const Phases& ph, int6
 // `exact` (ConvPlan::grid_is_output): the grid has no extra columns and is the output itself.
 // With channel_pairs (conv_plan.h), the phase copy stores channel pairs (always made then),
 // the weight is copied in their order (paired_weight) and the product multiplies pairs.
+// A weight gradient with products image by image reads this copy instead of copying the image
+// again (phase_images).
 void conv2d_lines(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out, const ConvShape& c, bool merged, bool exact) {
   Phases ph(c);
   bool pairs = channel_pairs(c.C, c, conv_operands(cx, n, xs, out));
   int64_t P = ph.count(), plane = ph.plane(), Cb = image_channels(c, pairs), K = (pairs ? 2 * Cb : c.C) * c.KH * c.KW;
   int64_t N = (merged ? (c.Bn - 1) * plane : 0) + (c.OH - 1) * ph.cols + c.OW, per_image = merged ? plane : N;
   bool copy = pairs || merged || P > 1 || c.p[0] || c.p[1];
-  int x_buf = cx.materialized(xs[0]), image = copy ? phase_images(cx, n, c, ph, x_buf, merged, ph.spill(c), pairs, ph.spill(c) == 0) : x_buf;
+  // Room for a weight gradient's lines too (weight_grad_lines): when its product is image by
+  // image, its copy is then this one. (Copied side by side for a merged weight gradient, the
+  // planes of one image's product would lie a channel's whole batch apart.)
+  int64_t slack = pairs ? ph.spill(c) : std::max(ph.spill(c), ph.max_shift(c));
+  int x_buf = cx.materialized(xs[0]), image = copy ? phase_images(cx, n, c, ph, x_buf, merged, slack, pairs, ph.spill(c) == 0) : x_buf;
   int grid = exact ? out : cx.new_buffer(n.result()->name + ".grid", {DType::f32, {c.Bn * c.O * per_image}}, BufKind::Temp);
   Gemm gm;
   gm.a = pairs ? paired_weight(cx, n, cx.materialized(xs[1]), c) : cx.materialized(xs[1]), gm.b = image, gm.c = grid, gm.M = c.O, gm.N = N, gm.K = K;
@@ -247,20 +319,24 @@ void conv2d_lines(LowerContext& cx, const Node& n, const std::vector<int>& xs, i
   KernelBuilder kb("conv2d", cx.origin(n));
   kb.k.gemm = gm;
   int b = kb.new_var("b"), o_var = kb.new_var("o"), oh = kb.new_var("oh"), ow = kb.new_var("ow");
+  int stats = output_stats(cx, n, out, c);
+  PlaneStats ps = stats >= 0 ? PlaneStats::vars(kb, stats, c) : PlaneStats{};
   // A row of the grid: an (image, channel) pair, or merged, a channel of every image; p an
   // image by_image, else a row.
   loop_nest(kb, {by_image ? c.Bn : merged ? c.O : c.Bn * c.O}, [&](const std::vector<E>& p) {
-    if (exact) return std::vector<Stmt>{};
     E row = by_image ? add(mul(p[0], int_(c.O)), kb.v(o_var)) : p[0];
     E o = merged ? row : by_image ? kb.v(o_var) : bin(Bin::rem, row, int_(c.O));
     E img = merged ? kb.v(b) : by_image ? p[0] : bin(Bin::div, row, int_(c.O));
+    std::vector<Stmt> plane_stats = stats >= 0 ? ps.of(cx, kb, out, img, o) : std::vector<Stmt>{};
+    if (exact) return plane_stats;
     E from = add(mul(row, int_(N)), merged ? mul(img, int_(plane)) : int_(0));
     E v = cx.ld(grid, add(from, add(mul(kb.v(oh), int_(ph.cols)), kb.v(ow))));
     if (xs.size() == 3) v = add(v, cx.ld(xs[2], o));
     E at = offset({img, o, kb.v(oh), kb.v(ow)}, {c.Bn, c.O, c.OH, c.OW});
-    Stmt plane_store = for_(oh, 0, c.OH, {for_(ow, 0, c.OW, {store(out, at, cx.epilogue(n, v, {img, o, kb.v(oh), kb.v(ow)}))})});
-    if (by_image) return std::vector<Stmt>{for_(o_var, 0, c.O, {plane_store})};
-    return std::vector<Stmt>{merged ? for_(b, 0, c.Bn, {plane_store}) : plane_store};
+    std::vector<Stmt> plane_store = {for_(oh, 0, c.OH, {for_(ow, 0, c.OW, {store(out, at, cx.epilogue(n, v, {img, o, kb.v(oh), kb.v(ow)}))})})};
+    for (Stmt& st : plane_stats) plane_store.push_back(std::move(st));
+    if (by_image) return std::vector<Stmt>{for_(o_var, 0, c.O, std::move(plane_store))};
+    return merged ? std::vector<Stmt>{for_(b, 0, c.Bn, std::move(plane_store))} : plane_store;
   }, 1);
   kb.k.grain = grain_of(kGrainFlops, (by_image ? c.O : 1) * N * K);
   kb.k.parallel = kb.k.extent > kb.k.grain;

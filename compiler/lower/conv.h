@@ -32,6 +32,17 @@ kir::ConvOperands conv_operands(LowerContext& cx, const Node& n, const std::vect
 /// lines_merged; ConvPlan::grid_is_output); xs are the input, the weight and the bias if any.
 void conv2d_lines(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out, const kir::ConvShape& c, bool merged,
                   bool grid_is_output);
+/// The statements that compute, after a convolution stored a plane of its output, that plane's
+/// first element, mean less that and sum of squared deviations into `buffer` [3, Bn, O], for the
+/// training batch norm
+/// that reads the output (LowerContext::plane_stats).
+struct PlaneStats {
+  int buffer = -1;
+  int64_t Bn = 0, O = 0, HW = 0;
+  int j = -1, k = -1, s1 = -1, s2 = -1;  ///< the kernel's variables
+  static PlaneStats vars(kir::KernelBuilder& kb, int buffer, const kir::ConvShape& c);
+  std::vector<kir::Stmt> of(LowerContext& cx, kir::KernelBuilder& kb, int out, E img, E o) const;
+};
 /// Names the plan's path on every kernel the node emits from here on, and returns the plan.
 kir::ConvPlan take(LowerContext& cx, kir::ConvPlan plan);
 /// A kernel that only runs `gm`, split over threads in blocks of rows (at least `min_rows`),

@@ -46,6 +46,34 @@ static void batch_norm_stats(LowerContext& cx, int x, int mean, int var, const s
   cx.emit(std::move(kb));
 }
 
+// A channel's mean and variance from its planes' (conv.h's PlaneStats, computed as the
+// convolution producing x stored them): relative to K, the first plane's first element, plane
+// b's mean is d_b = (k_b - K) + (its mean less k_b); the channel's is K + mean(d), and its sum of
+// squared deviations the planes' plus each plane's count times (d_b - mean(d))^2 (Chan et al.'s
+// pairwise update, exact in real arithmetic and free of a sum of squares' cancellation).
+static void combine_plane_stats(LowerContext& cx, int planes, int mean, int var, const Type& xt, const std::string& from) {
+  int64_t N = xt.dims[0], C = xt.dims[1], inner = numel(xt) / (N * C);
+  DType dt = xt.dtype;
+  KernelBuilder kb("batch_norm_combine", from);
+  int b = kb.new_var("b"), s = kb.new_var("s", dt), m = kb.new_var("m", dt), K = kb.new_var("K", dt);
+  loop_nest(kb, {C}, [&](const std::vector<E>& c) {
+    auto part = [&](int64_t q) { return cx.ld(planes, add(mul(add(kb.v(b), int_(q * N)), int_(C)), c[0])); };
+    E d = add(sub(part(0), kb.v(K)), part(1)), dev = sub(d, kb.v(m));
+    E M2 = add(kb.v(s), add(part(2), mul(fconst(static_cast<double>(inner), dt), mul(dev, dev))));
+    return std::vector<Stmt>{
+        assign(K, cx.ld(planes, c[0])),
+        assign(s, zero_of(dt)),
+        for_(b, 0, N, {assign(s, add(kb.v(s), d))}),
+        assign(m, div(kb.v(s), fconst(static_cast<double>(N), dt))),
+        assign(s, zero_of(dt)),
+        for_(b, 0, N, {assign(s, M2)}),
+        store(mean, c[0], add(kb.v(K), kb.v(m))),
+        store(var, c[0], div(kb.v(s), fconst(static_cast<double>(N * inner), dt))),
+    };
+  });
+  cx.emit(std::move(kb));
+}
+
 // `out`: where y is stored (through its epilogue, the ReLU and residual add after it).
 void batch_norm(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out) {
   const Type xt = cx.B(xs[0]).type;
@@ -53,7 +81,10 @@ void batch_norm(LowerContext& cx, const Node& n, const std::vector<int>& xs, int
   int y = out, mean = cx.in(n.result(1)), var = cx.in(n.result(2));
   DType dt = xt.dtype;
   std::string from = cx.origin(n);
-  if (n.b("training")) {
+  auto planes = cx.plane_stats.find(n.operands[0]);
+  if (n.b("training") && planes != cx.plane_stats.end()) {
+    combine_plane_stats(cx, planes->second, mean, var, xt, from);
+  } else if (n.b("training")) {
     batch_norm_stats(cx, xs[0], mean, var, from);
   } else {
     cx.copy_kernel(from, mean, xs[3]);

@@ -15,6 +15,7 @@
 #include "ir/random.h"
 #include "ir/reference.h"
 #include "runtime/thread_pool.h"
+#include "tests/compiler/isa_paths.h"
 #include "tests/util.h"
 
 using namespace stag;
@@ -144,6 +145,102 @@ TEST_CASE("a residual block's batch norm backward: fused, one pass for both sums
       // Each batch norm's sum(dy) and sum(dy * xhat) share one kernel; the loss's sum is alone.
       CHECK(kernels_with_sums(p, *step, 2) == 2);
       CHECK(kernels_with_sums(p, *step, 1) == 1);
+    }
+  }
+}
+
+namespace {
+
+// x -> batch_norm(conv2d(x, w)) in training, loss = sum(relu(bn) * k): the batch norm takes its
+// statistics from the convolution's planes (PlaneStats) on each of the convolution's store forms.
+struct ConvBn {
+  Dims x;
+  int64_t out_channels, kernel, padding;
+};
+
+std::unique_ptr<Graph> conv_batch_norm(const ConvBn& cb, bool differentiated) {
+  auto g = std::make_unique<Graph>("conv_bn");
+  Builder b(*g);
+  Value* x = b.parameter("x", {DType::f32, cb.x});
+  Value* w = b.parameter("w", {DType::f32, {cb.out_channels, cb.x[1], cb.kernel, cb.kernel}});
+  Value* y = b.create(Op::conv2d, {x, w}, {{"padding", Ints{cb.padding, cb.padding}}})[0];
+  Dims cd{cb.out_channels};
+  Value* stats = b.constant({DType::f32, cd}, Floats(static_cast<size_t>(cb.out_channels), 0.5));
+  auto r = b.create(Op::batch_norm, {y, b.parameter("g", {DType::f32, cd}), b.parameter("beta", {DType::f32, cd}), stats, stats},
+                    {{"training", true}});
+  if (!differentiated) {
+    b.output("y", y);
+    b.output("mean", r[1]);
+    b.output("var", r[2]);
+    return g;
+  }
+  Value* k = b.constant(y->type, normals(*checked_numel(y->type.dims), 8));
+  b.output("loss", b.sum({b.mul({b.relu({r[0]}), k})}));
+  Diagnostics diags;
+  auto step = differentiate(*g, "loss", diags);
+  INFO(diags.render());
+  REQUIRE(step);
+  return step;
+}
+
+int kernels_named(const kir::Program& p, const std::string& name) {
+  int n = 0;
+  for (const auto& k : p.functions.back().kernels) n += k.name.find(name) != std::string::npos;
+  return n;
+}
+
+// By image, the grid as the output (a 1 x 1 kernel), every image's planes side by side.
+const std::vector<ConvBn> kConvBnCases = {{{4, 3, 9, 11}, 5, 3, 0}, {{3, 4, 6, 5}, 6, 1, 0}, {{3, 8, 7, 7}, 72, 3, 1}};
+
+}  // namespace
+
+TEST_CASE("a batch norm after a convolution combines the statistics of its planes", "[norm][conv][codegen]") {
+  // Inputs near 1000 with deviation 0.01: the statistics must keep the variance's digits. The
+  // compiled convolution's own output in f64 is the oracle (its rounding is not the statistics').
+  for (const ConvBn& cb : kConvBnCases) {
+    auto g = conv_batch_norm(cb, false);
+    for (Isa isa : test::host_paths()) {
+      test::ForcedIsa forced(isa);
+      for (int threads : {1, 2}) {
+        CompiledModel c = compile_jit(*g, {.opt_level = 2, .profile = false, .passes = {}});
+        for (size_t k = 0; k < 2; ++k) {
+          rt::Tensor& t = c.model->params()[k];
+          std::vector<double> v = k == 0 ? normals(t.numel(), 4, 1000, 0.01) : normals(t.numel(), 5, 0, 0.3);
+          for (int64_t i = 0; i < t.numel(); ++i) t.values<float>()[i] = static_cast<float>(v[static_cast<size_t>(i)]);
+        }
+        stag_set_num_threads(threads);
+        auto got = c.model->run("forward", {});
+        stag_set_num_threads(0);
+        CHECK(kernels_named(c.program, "batch_norm_stats") == 0);
+        CHECK(kernels_named(c.program, "batch_norm_combine") == 1);
+        auto y = test::to_doubles(got[0]), mean = test::to_doubles(got[1]), var = test::to_doubles(got[2]);
+        int64_t C = cb.out_channels, inner = static_cast<int64_t>(y.size()) / (cb.x[0] * C);
+        for (int64_t ch = 0; ch < C; ++ch) {
+          double s = 0, s2 = 0, n = static_cast<double>(cb.x[0] * inner);
+          for (int64_t b = 0; b < cb.x[0]; ++b)
+            for (int64_t i = 0; i < inner; ++i) s += y[static_cast<size_t>((b * C + ch) * inner + i)];
+          for (int64_t b = 0; b < cb.x[0]; ++b)
+            for (int64_t i = 0; i < inner; ++i) s2 += std::pow(y[static_cast<size_t>((b * C + ch) * inner + i)] - s / n, 2);
+          INFO(fmt::format("{} channel {} on {}, {} threads: mean {} ({}) variance {} ({})", fmt::join(cb.x, "x"), ch, isa_name(isa), threads,
+                           mean[ch], s / n, var[ch], s2 / n));
+          REQUIRE(std::fabs(mean[ch] - s / n) <= 1e-6 * std::fabs(s / n) + 1e-4 * std::sqrt(s2 / n));
+          REQUIRE(std::fabs(var[ch] - s2 / n) <= 1e-3 * s2 / n + 1e-12);
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("a batch norm on a convolution's plane statistics: gradients equal the reference", "[norm][conv][grad]") {
+  for (const ConvBn& cb : kConvBnCases) {
+    auto step = conv_batch_norm(cb, true);
+    for (Isa isa : test::host_paths()) {
+      test::ForcedIsa forced(isa);
+      for (int threads : {1, 2}) {
+        INFO(fmt::format("{} on {}", fmt::join(cb.x, "x"), isa_name(isa)));
+        kir::Program p = check_outputs(*step, 0.3, 2e-4, threads);
+        CHECK(kernels_named(p, "batch_norm_combine") == 1);
+      }
     }
   }
 }
