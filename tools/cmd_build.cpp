@@ -92,6 +92,7 @@ std::vector<std::string> link_command(const BuildArgs& args, const std::string& 
   std::istringstream mpi_libs(mpi ? STAG_MPI_LINK : "");  // comma-separated
   for (std::string lib; std::getline(mpi_libs, lib, ',');) link.push_back(lib);
   for (const char* lib : {"-lz", "-lpng", "-ldl", "-lmvec", "-lm", "-pthread"}) link.push_back(lib);
+  if (*STAG_SANITIZE_LINK) link.push_back(STAG_SANITIZE_LINK);  // a sanitized stag's runtime needs ASan's
   return link;
 }
 

@@ -37,7 +37,6 @@ const StagSentencePieceApi* stag_sentencepiece_api();
 namespace stag::rt {
 /// The module's interface, loaded on first use: from the path this build put it at
 /// (STAG_SENTENCEPIECE_MODULE), else next to the executable. Throws Error naming both paths when
-/// neither loads. Sanitized builds link SentencePiece directly (ASan cannot run RTLD_DEEPBIND
-/// code) and must not link the ONNX importer with it.
+/// neither loads.
 const StagSentencePieceApi& sentencepiece_api();
 }  // namespace stag::rt
