@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The README's quick start: installs what a fresh Debian 12 machine lacks, builds, then
 #   quickstart.sh run    runs the main job (the default model)
-#   quickstart.sh test   runs the whole test suite through ctest, then the sanitizer job: the
-#                        project built again with ASan and UBSan in build-san/ and the whole
-#                        suite run there (what CI runs)
+#   quickstart.sh test   runs the whole test suite through ctest (what CI runs)
+#   quickstart.sh sanitize  the sanitizer job: the project built again with ASan and UBSan in
+#                        build-san/ and the whole suite run there (not yet in CI: its time on two
+#                        cores is still to be measured against CI's budget)
 # A second run installs nothing and rebuilds only what changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,12 +36,14 @@ case "${1:-run}" in
     ;;
   test)
     ctest --test-dir build --output-on-failure --parallel "$(nproc)"
+    ;;
+  sanitize)
     [ -f build-san/build.ninja ] || cmake -S . -B build-san -G Ninja -DCMAKE_BUILD_TYPE=Release -DSTAG_SANITIZE=ON
     cmake --build build-san --parallel "$(nproc)"
     ctest --test-dir build-san --output-on-failure --parallel "$(nproc)"
     ;;
   *)
-    echo "usage: $0 [run|test]" >&2
+    echo "usage: $0 [run|test|sanitize]" >&2
     exit 2
     ;;
 esac

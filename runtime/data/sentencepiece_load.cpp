@@ -16,6 +16,10 @@ namespace {
 
 constexpr const char* kModuleName = "libstag_sentencepiece.so";
 
+// tests/sanitized links the module into its sanitized copy of the runtime (the unsanitized module
+// the build makes would bring libc's malloc); everything else loads it.
+#if !STAG_SENTENCEPIECE_LINKED
+
 // Where to look, in order: installed beside the running executable (PREFIX/bin/stag finds
 // PREFIX/lib/stag), next to it (a copied trainer), where `cmake --install` was told to put it
 // (a trainer an installed stag built), and the build's own path.
@@ -79,11 +83,17 @@ const StagSentencePieceApi* open_module(const std::string& path, std::string& er
   return nullptr;
 }
 
+#endif
+
 const StagSentencePieceApi& load_api() {
+#if STAG_SENTENCEPIECE_LINKED
+  return *stag_sentencepiece_api();
+#else
   std::string errors;
   for (const auto& path : module_paths())
     if (const auto* api = open_module(path, errors)) return *api;
   throw Error(fmt::format("the SentencePiece module ({}) does not load:{}", kModuleName, errors));
+#endif
 }
 
 }  // namespace
