@@ -4,6 +4,7 @@
 #include "compiler/codegen/codegen.h"
 
 #include <llvm/ADT/SetVector.h>
+#include <llvm/IR/DiagnosticInfo.h>
 #include <llvm/IR/IRBuilder.h>
 #include <llvm/IR/Intrinsics.h>
 #include <llvm/IR/LLVMContext.h>
@@ -684,9 +685,16 @@ class Codegen {
   std::unordered_map<const Expr*, llvm::Value*> memo_;
 };
 
+// LLVM's warnings and remarks about its own optimizations (a loop marked vectorized that it could
+// not vectorize) say nothing a user of stag can act on, so they are not printed; errors are.
+struct OptimizerDiagnosticsQuiet : llvm::DiagnosticHandler {
+  bool handleDiagnostics(const llvm::DiagnosticInfo& d) override { return d.getSeverity() != llvm::DS_Error; }
+};
+
 }  // namespace
 
 std::unique_ptr<llvm::Module> codegen(const Program& p, llvm::LLVMContext& ctx, const CodegenOptions& options) {
+  ctx.setDiagnosticHandler(std::make_unique<OptimizerDiagnosticsQuiet>());
   return Codegen(p, ctx, options).run();
 }
 

@@ -7,6 +7,7 @@
 #include <map>
 
 #include "helpers.h"
+#include "ir/attention.h"
 
 using namespace stag;
 using namespace stag::test;
@@ -114,7 +115,7 @@ TEST_CASE("LSTM, GRU and RNN have PyTorch's parameters and scan (or unroll) over
   CHECK(count_op(*scan->body, Op::relu) == 1);  // the cell, once
 }
 
-TEST_CASE("attention is one attention op unless training drops out attention weights", "[language]") {
+TEST_CASE("attention is one attention op with or without attention dropout", "[language]") {
   std::string head = "model m {\n  batch 2\n  input x: f32[B, 6, 8]\n";
   auto causal = ok(head + "  layer a = MultiheadAttention(8, 2, batch_first=true, causal=true)\n  forward {\n    output o = a(x)\n  }\n}\n");
   const Node* att = find_op(*causal.graph, Op::attention);
@@ -128,17 +129,19 @@ TEST_CASE("attention is one attention op unless training drops out attention wei
   auto plain = ok(head + "  layer a = MultiheadAttention(8, 2, batch_first=true)\n  forward {\n    output o = a(x)\n  }\n}\n");
   REQUIRE(find_op(*plain.graph, Op::attention));
   CHECK(!find_op(*plain.graph, Op::attention)->b("causal"));
-  // dropping out attention weights needs them: the causal mask is iota, compare and select
+  // Dropping out attention weights happens inside the op: its mask is drawn from the step's key,
+  // so no probabilities, causal mask or separate dropout appear in the graph.
   LoadOptions training;
   training.training = true;
   auto dropped = ok(head + "  layer a = MultiheadAttention(8, 2, dropout=0.1, batch_first=true, causal=true)\n  forward {\n    output o = a(x)\n  }\n}\n", training);
-  CHECK(count_op(*dropped.graph, Op::attention) == 0);
-  CHECK(count_op(*dropped.graph, Op::iota) == 2);
-  const Node* sel = find_op(*dropped.graph, Op::select);
-  REQUIRE(sel);
-  CHECK(sel->operands[0]->def->op == Op::ge);
-  CHECK(std::isinf(sel->operands[2]->def->floats("value")[0]));
-  CHECK(count_op(*dropped.graph, Op::dropout) == 1);
+  const Node* fused = find_op(*dropped.graph, Op::attention);
+  REQUIRE(fused);
+  CHECK(fused->f("dropout") == 0.1);
+  CHECK(fused->b("causal"));
+  CHECK(AttentionOperands(*fused).key >= 0);
+  CHECK(count_op(*dropped.graph, Op::softmax) == 0);
+  CHECK(count_op(*dropped.graph, Op::select) == 0);
+  CHECK(count_op(*dropped.graph, Op::dropout) == 0);
 }
 
 TEST_CASE("the train section becomes train.* graph attributes with defaults filled", "[language]") {
