@@ -74,8 +74,7 @@ bool pays_to_recompute(const Node& n, Uses& uses, const FusionPlan& plan) {
   return ops <= kMaxTreeOps && k * L <= L + 1 + k;
 }
 
-}  // namespace
-
+// Updates of one size, in the order their sizes first appear (FusionPlan::update_groups).
 std::vector<std::vector<const Update*>> group_updates(const Graph& graph) {
   std::vector<std::vector<const Update*>> groups;
   std::map<int64_t, size_t> by_size;
@@ -86,8 +85,6 @@ std::vector<std::vector<const Update*>> group_updates(const Graph& graph) {
   }
   return groups;
 }
-
-namespace {
 
 // Elementwise values, broadcasts and reshapes computed inside the kernels that read them.
 void plan_inlining(const Graph& graph, Uses& uses, FusionPlan& plan) {

@@ -28,9 +28,6 @@ struct FusionPlan {
   void leaves(const Value* v, std::vector<const Value*>& out) const;
 };
 
-/// The graph's updates by size, in the order sizes first appear (FusionPlan::update_groups).
-std::vector<std::vector<const Update*>> group_updates(const Graph& g);
-
 /// Counts its inlined values, epilogue nodes and sibling reductions in `stats`.
 FusionPlan plan_fusion(const Graph& g, LowerStats& stats);
 

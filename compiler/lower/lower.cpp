@@ -129,7 +129,6 @@ void lower_function(LowerContext& cx, const std::string& name, const Graph& grap
   cx.pseudo.clear();
   cx.pseudo_node.clear();
   cx.plan = cx.options.fuse ? plan_fusion(graph, cx.stats) : FusionPlan{};
-  if (!cx.options.fuse) cx.plan.update_groups = group_updates(graph);  // unfused, the values are buffers
   place_buffers(cx, graph);
   if (cx.options.check_numerics && name != "init") check_entry(cx);
   lower_nodes(cx, graph);
