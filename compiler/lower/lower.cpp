@@ -101,28 +101,6 @@ void number_outputs(LowerContext& cx, const Graph& graph) {
     if (b.kind == BufKind::Output && b.function == cx.fn) b.index = position.at(b.name);
 }
 
-// One group of updates of a size (FusionPlan::update_groups) in one kernel: all new values of
-// an element, then their stores. An optimizer step of many small parameters is a few kernels,
-// and each element of a parameter and its moments is read and written once.
-void update_kernel(LowerContext& cx, const std::vector<const Update*>& group) {
-  const Value* first = group.front()->target;
-  std::string from = fmt::format("update %{}", first->name);
-  if (group.size() > 1) from += fmt::format(" and {} more", group.size() - 1);
-  cx.group.clear();
-  KernelBuilder kb("update", from);
-  loop_nest(kb, {numel(first->type)}, [&](const std::vector<E>& idx) {
-    std::vector<Stmt> body, stores;
-    for (const Update* u : group) {
-      int dst = cx.in(u->target), fresh = kb.new_var("new", cx.B(dst).type.dtype);
-      body.push_back(assign(fresh, cx.ld(cx.in(u->value), idx[0])));
-      stores.push_back(store(dst, idx[0], kb.v(fresh)));
-    }
-    body.insert(body.end(), stores.begin(), stores.end());
-    return body;
-  });
-  cx.emit(std::move(kb));
-}
-
 void lower_function(LowerContext& cx, const std::string& name, const Graph& graph) {
   cx.begin_function(name);
   cx.g = &graph;
@@ -142,7 +120,10 @@ void lower_function(LowerContext& cx, const std::string& name, const Graph& grap
   }
   number_outputs(cx, graph);
   // Updates land last: other kernels may still read the old parameter values.
-  for (const auto& group : cx.plan.update_groups) update_kernel(cx, group);
+  for (const auto& u : graph.updates) {
+    cx.group.clear();
+    cx.copy_kernel(fmt::format("update %{}", u.target->name), cx.in(u.target), cx.in(u.value));
+  }
   cx.end_function();
 }
 
