@@ -236,7 +236,7 @@ model m {
 }
 )";
 
-TEST_CASE("dropout in a loop: the gradient draws the forward's masks; scanned and unrolled agree", "[scan][models][loops]") {
+TEST_CASE("dropout in a loop: the gradient draws the forward masks and scanned equals unrolled", "[scan][models][loops]") {
   auto scanned = load("dropout_loop", false, kDropoutLoop), unrolled = load("dropout_loop", true, kDropoutLoop);
   CHECK(scans(*scanned) >= 2);
   CHECK(scans(*unrolled) == 0);
