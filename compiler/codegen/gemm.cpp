@@ -579,7 +579,7 @@ class GemmEmitter {
     llvm::Value* depth = b_.CreateMul(b_.CreateUDiv(b_.CreateAdd(K, c(2 * VW - 1)), c(2 * VW)), c(2 * VW));
     shared_tile_ = b_.CreateMul(pairs_ ? b_.CreateUDiv(depth, c(2)) : depth, c(MR));
     llvm::Value* tiles = b_.CreateUDiv(b_.CreateAdd(M, c(MR - 1)), c(MR));
-    llvm::Value* fits = b_.CreateICmpSLE(b_.CreateMul(tiles, b_.CreateMul(depth, c(MR))), c(kSharedA));
+    llvm::Value* fits = b_.CreateICmpSLE(b_.CreateMul(tiles, shared_tile_), c(kSharedA));
     llvm::Value* A0 = b_.CreateInBoundsGEP(f32_, A, b_.CreateLoad(i64_, a_table));
     when(fits, [&] {
       loop(c(0), M, c(MR), [&](llvm::Value* i) {
