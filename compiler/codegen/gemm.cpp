@@ -58,6 +58,14 @@ llvm::Value* round_to_bf16(llvm::IRBuilderBase& b, llvm::Value* x) { return b.Cr
 
 namespace {
 
+// Whether a product's A is the same for every batch and worth packing once a call
+// (GemmEmitter::pack_shared_a): not for causal products (their tiles' depths differ) nor for
+// bf16 rounded on the f32 micro-kernel (rounded after packing).
+bool shares_a(const kir::Gemm& g, const GemmTile& t) {
+  bool same = g.batches() > 1 && std::all_of(g.a_offsets.begin(), g.a_offsets.end(), [&](int64_t o) { return o == g.a_offsets[0]; });
+  return same && g.causal == kir::Gemm::Causal::none && (g.precision != kir::Gemm::Precision::bf16 || t.bf16_dot);
+}
+
 uint64_t fnv(const std::vector<int64_t>& v) {
   uint64_t h = 1469598103934665603ull;
   for (int64_t x : v) h = (h ^ static_cast<uint64_t>(x)) * 1099511628211ull;
@@ -111,19 +119,22 @@ class GemmEmitter {
     if (!pairs_) {
       panel_ = b_.CreateAlloca(llvm::ArrayType::get(f32_, static_cast<uint64_t>(KC * NC)), nullptr, "panel");
       panel_->setAlignment(llvm::Align(64));
-      apanel_ = b_.CreateAlloca(llvm::ArrayType::get(f32_, static_cast<uint64_t>(KC * MR)), nullptr, "apanel");
-      apanel_->setAlignment(llvm::Align(64));
+      auto* a = b_.CreateAlloca(llvm::ArrayType::get(f32_, static_cast<uint64_t>(KC * MR)), nullptr, "apanel");
+      a->setAlignment(llvm::Align(64));
+      apanel_ = own_apanel_ = a;
     } else {
       // The same panels as pairs of bf16 in 32-bit lanes: VDPBF16PS's operands.
       ppanel_ = b_.CreateAlloca(llvm::ArrayType::get(b_.getInt32Ty(), static_cast<uint64_t>(KC / 2 * NC)), nullptr, "pair_panel");
       ppanel_->setAlignment(llvm::Align(64));
-      apairs_ = b_.CreateAlloca(llvm::ArrayType::get(b_.getInt32Ty(), static_cast<uint64_t>(KC / 2 * MR)), nullptr, "apairs");
-      apairs_->setAlignment(llvm::Align(64));
+      auto* a = b_.CreateAlloca(llvm::ArrayType::get(b_.getInt32Ty(), static_cast<uint64_t>(KC / 2 * MR)), nullptr, "apairs");
+      a->setAlignment(llvm::Align(64));
+      apairs_ = own_apairs_ = a;
     }
     for (int i = 0; i < MR * t_.vectors; ++i) acc_.push_back(b_.CreateAlloca(vt_, nullptr, "acc"));
     // Element (i, k) of A is A[i * sa_i + k * sa_k]; element (k, j) of B is B[k * sb_k + j * sb_j].
     llvm::Value *sa_i = g_.ta ? c(1) : K, *sa_k = g_.ta ? M : c(1), *sb_k = g_.tb ? c(1) : N, *sb_j = g_.tb ? K : c(1);
     bool b_rows_contiguous = !g_.tb;
+    llvm::Value* shared = shares_a(g_, t_) ? pack_shared_a(A, a_table, M, K, sa_i, sa_k) : nullptr;
     llvm::Value* first_batch = b_.CreateSDiv(lo, M);
     llvm::Value* end_batch = b_.CreateAdd(b_.CreateSDiv(b_.CreateSub(hi, c(1)), M), c(1));
     loop(first_batch, end_batch, c(1), [&](llvm::Value* bi) {
@@ -172,9 +183,13 @@ class GemmEmitter {
             if (causal == Causal::k_above) ks = b_.CreateAnd(smax(c(0), b_.CreateSub(i, pc)), c(pairs_ ? -2 : -1));
             llvm::Value* depth = b_.CreateSub(ke, ks);
             llvm::Value* first = b_.CreateAdd(pc, ks);
-            if (pairs_) pack_a_pairs(Ab, i, r1, first, depth, sa_i, sa_k);
-            else pack_a(Ab, i, r1, first, depth, sa_i, sa_k);
-            if (round_) to_bf16_a(depth);
+            auto pack_tile = [&] {
+              if (pairs_) pack_a_pairs(Ab, i, r1, first, depth, sa_i, sa_k);
+              else pack_a(Ab, i, r1, first, depth, sa_i, sa_k);
+              if (round_) to_bf16_a(depth);
+            };
+            if (shared) read_shared_a(shared, i, first, pack_tile);
+            else pack_tile();
             // A tile of k_above starts storing at its first slice, not at the batch's.
             llvm::Value* accumulate = causal == Causal::k_above ? b_.CreateICmpSGT(pc, i) : b_.CreateICmpSGT(pc, c(0));
             llvm::Value* jtop = causal == Causal::columns ? smin(jend, tile_end) : jend;
@@ -208,6 +223,7 @@ class GemmEmitter {
               tile(row_at, depth);
               store_tile(Cb, i, r1, accumulate, jr, nr);
             });
+            apanel_ = own_apanel_, apairs_ = own_apairs_;
            });
           });
         });
@@ -548,18 +564,90 @@ class GemmEmitter {
     }
   }
 
-  // apanel[k][r] = A(i + r, pc + k); rows past the edge repeat the last row (their results are
-  // not stored), so the micro-kernel has no branches.
-  void pack_a(llvm::Value* A, llvm::Value* i, llvm::Value* r1, llvm::Value* pc, llvm::Value* kc, llvm::Value* sa_i, llvm::Value* sa_k) {
-    const int MR = t_.rows;
-    llvm::Value* last = b_.CreateSub(r1, c(1));
-    loop(c(0), c(MR), c(1), [&](llvm::Value* r) {
-      llvm::Value* row = smin(b_.CreateAdd(i, r), last);
-      llvm::Value* base = b_.CreateInBoundsGEP(f32_, A, b_.CreateAdd(b_.CreateMul(row, sa_i), b_.CreateMul(pc, sa_k)));
-      loop(c(0), kc, c(1), [&](llvm::Value* k) {
-        llvm::Value* v = b_.CreateLoad(f32_, b_.CreateInBoundsGEP(f32_, base, b_.CreateMul(k, sa_k)));
-        b_.CreateStore(v, b_.CreateInBoundsGEP(f32_, apanel_, b_.CreateAdd(b_.CreateMul(k, c(MR)), r)));
+  // A batch-invariant A (a convolution's weight, the same for every image) packed once a call:
+  // every tile of MR rows over the whole depth, side by side, when they fit kSharedA elements
+  // (the answer, at run time). Each image's product then reads its tiles there instead of
+  // packing them again (a 7 x 7 convolution's product per image has 55 columns: each packed
+  // tile served two panels).
+  static constexpr int64_t kSharedA = int64_t{1} << 16;
+  llvm::Value* pack_shared_a(llvm::Value* A, llvm::Value* a_table, llvm::Value* M, llvm::Value* K, llvm::Value* sa_i, llvm::Value* sa_k) {
+    const int MR = t_.rows, VW = t_.lanes;
+    auto* buf = b_.CreateAlloca(llvm::ArrayType::get(b_.getInt32Ty(), static_cast<uint64_t>(kSharedA)), nullptr, "shared_a");
+    buf->setAlignment(llvm::Align(64));
+    shared_a_ = buf;
+    // The packers write whole blocks of VW k's (2VW for pairs): a tile's depth rounded up to them.
+    llvm::Value* depth = b_.CreateMul(b_.CreateUDiv(b_.CreateAdd(K, c(2 * VW - 1)), c(2 * VW)), c(2 * VW));
+    shared_tile_ = b_.CreateMul(pairs_ ? b_.CreateUDiv(depth, c(2)) : depth, c(MR));
+    llvm::Value* tiles = b_.CreateUDiv(b_.CreateAdd(M, c(MR - 1)), c(MR));
+    llvm::Value* fits = b_.CreateICmpSLE(b_.CreateMul(tiles, shared_tile_), c(kSharedA));
+    llvm::Value* A0 = b_.CreateInBoundsGEP(f32_, A, b_.CreateLoad(i64_, a_table));
+    when(fits, [&] {
+      loop(c(0), M, c(MR), [&](llvm::Value* i) {
+        llvm::Value* at = b_.CreateInBoundsGEP(b_.getInt32Ty(), buf, b_.CreateMul(b_.CreateUDiv(i, c(MR)), shared_tile_));
+        if (pairs_) apairs_ = at, pack_a_pairs(A0, i, M, c(0), K, sa_i, sa_k);
+        else apanel_ = at, pack_a(A0, i, M, c(0), K, sa_i, sa_k);
       });
+    });
+    apanel_ = own_apanel_, apairs_ = own_apairs_;
+    return fits;
+  }
+
+  // Points the micro-kernel at tile i's depths from `first` on in the shared packing when it
+  // was made and the tile starts on one of its tiles (a call's first rows may not); else packs.
+  void read_shared_a(llvm::Value* shared, llvm::Value* i, llvm::Value* first, const std::function<void()>& pack_tile) {
+    const int MR = t_.rows;
+    llvm::Value* use = b_.CreateAnd(shared, b_.CreateICmpEQ(b_.CreateSRem(i, c(MR)), c(0)));
+    when(b_.CreateNot(use), pack_tile);
+    llvm::Value* k = pairs_ ? b_.CreateUDiv(first, c(2)) : first;
+    llvm::Value* at = b_.CreateInBoundsGEP(b_.getInt32Ty(), shared_a_,
+                                           b_.CreateAdd(b_.CreateMul(b_.CreateUDiv(i, c(MR)), shared_tile_), b_.CreateMul(k, c(MR))));
+    if (pairs_) apairs_ = b_.CreateSelect(use, at, own_apairs_);
+    else apanel_ = b_.CreateSelect(use, at, own_apanel_);
+  }
+
+  // apanel[k][r] = A(i + r, pc + k), zero past kc; rows past the edge repeat the last row
+  // (their results are not stored), so the micro-kernel has no branches. Row-major A: VW k's
+  // of each row in one load, VW rows (MR of them real) transposed in registers, as
+  // pack_a_pairs does (an element at a time, a 7 x 7 convolution's products per image took
+  // 1.4 times as long: each of their tiles packs a 576-deep weight row for two panels of B).
+  void pack_a(llvm::Value* A, llvm::Value* i, llvm::Value* r1, llvm::Value* pc, llvm::Value* kc, llvm::Value* sa_i, llvm::Value* sa_k) {
+    if (g_.ta) return pack_a_by_k(A, i, r1, pc, kc, sa_k);
+    const int MR = t_.rows, VW = t_.lanes;
+    llvm::Value* last = b_.CreateSub(r1, c(1));
+    std::vector<int> prefix;
+    for (int r = 0; r < MR; ++r) prefix.push_back(r);
+    // Past kc the panel's rows are zeros the micro-kernel never reads (the depth is a multiple of VW).
+    loop(c(0), kc, c(VW), [&](llvm::Value* k0) {
+      llvm::Value* mask = b_.CreateICmpSLT(lane_ids(), splat64(b_.CreateSub(kc, k0)));
+      std::vector<llvm::Value*> block;
+      for (int r = 0; r < VW; ++r) {
+        if (r >= MR) {
+          block.push_back(zeros());
+          continue;
+        }
+        llvm::Value* row = smin(b_.CreateAdd(i, c(r)), last);
+        llvm::Value* at = b_.CreateInBoundsGEP(f32_, A, b_.CreateAdd(b_.CreateMul(row, sa_i), b_.CreateAdd(pc, k0)));
+        block.push_back(b_.CreateMaskedLoad(vt_, at, llvm::Align(4), mask, zeros()));
+      }
+      transpose(block);
+      for (int k = 0; k < VW; ++k) {
+        llvm::Value* at = b_.CreateInBoundsGEP(f32_, apanel_, b_.CreateMul(b_.CreateAdd(k0, c(k)), c(MR)));
+        b_.CreateAlignedStore(b_.CreateShuffleVector(block[static_cast<size_t>(k)], prefix), at, llvm::Align(4));
+      }
+    });
+  }
+
+  // Transposed A (a k's rows contiguous): one load of MR lanes a k, rows past the edge zero.
+  void pack_a_by_k(llvm::Value* A, llvm::Value* i, llvm::Value* r1, llvm::Value* pc, llvm::Value* kc, llvm::Value* sa_k) {
+    const int MR = t_.rows;
+    auto* rt = llvm::FixedVectorType::get(f32_, static_cast<unsigned>(MR));
+    std::vector<llvm::Constant*> ids;
+    for (int r = 0; r < MR; ++r) ids.push_back(llvm::ConstantInt::get(i64_, static_cast<uint64_t>(r)));
+    llvm::Value* rows = b_.CreateICmpSLT(llvm::ConstantVector::get(ids), b_.CreateVectorSplat(static_cast<unsigned>(MR), b_.CreateSub(r1, i)));
+    loop(c(0), kc, c(1), [&](llvm::Value* k) {
+      llvm::Value* at = b_.CreateInBoundsGEP(f32_, A, b_.CreateAdd(i, b_.CreateMul(b_.CreateAdd(pc, k), sa_k)));
+      llvm::Value* v = b_.CreateMaskedLoad(rt, at, llvm::Align(4), rows, llvm::Constant::getNullValue(rt));
+      b_.CreateAlignedStore(v, b_.CreateInBoundsGEP(f32_, apanel_, b_.CreateMul(k, c(MR))), llvm::Align(4));
     });
   }
 
@@ -732,13 +820,15 @@ class GemmEmitter {
   llvm::Type *ptr_ = nullptr, *i64_ = nullptr, *f32_ = nullptr;
   llvm::FixedVectorType* vt_ = nullptr;
   llvm::AllocaInst* panel_ = nullptr;
-  llvm::AllocaInst* apanel_ = nullptr;
+  llvm::Value* apanel_ = nullptr;  ///< A's micro-panel the micro-kernel reads (own_apanel_, or the shared packing)
   llvm::Value* N_ = nullptr;
   llvm::Value* lines_ = nullptr;  ///< the table of B's lines, when they are not evenly spaced
   bool pairs_ = false;  ///< a bf16 product on VDPBF16PS
   bool round_ = false;  ///< a bf16 product on the f32 micro-kernel
   llvm::AllocaInst* ppanel_ = nullptr;  ///< pairs_: B's panels as pairs of bf16
-  llvm::AllocaInst* apairs_ = nullptr;  ///< pairs_: A's micro-panel as pairs of bf16
+  llvm::Value* apairs_ = nullptr;  ///< pairs_: A's micro-panel as pairs of bf16 (as apanel_)
+  llvm::Value *own_apanel_ = nullptr, *own_apairs_ = nullptr;
+  llvm::Value *shared_a_ = nullptr, *shared_tile_ = nullptr;  ///< pack_shared_a's buffer and a tile's elements in it
   std::vector<llvm::AllocaInst*> acc_;
 };
 
@@ -765,6 +855,7 @@ std::string gemm_layout_name(const kir::Gemm& g, const GemmTile& host) {
                      t.rows == host.rows ? "" : fmt::format(".r{}", t.rows));
   if (g.precision == kir::Gemm::Precision::bf16) name += g.pairs ? ".bf16pairs" : ".bf16";
   if (g.causal != kir::Gemm::Causal::none) name += fmt::format(".causal{}", static_cast<int>(g.causal));
+  if (shares_a(g, t)) name += ".shared_a";
   return name;
 }
 

@@ -79,8 +79,9 @@ int64_t SubpixelAxis::padded() const { return std::max(outputs(0) + first(s - 1)
 
 // Lines compute a grid as wide as a phase plane and drop the columns past the output's: worth
 // it while at most half the grid is dropped; otherwise patches are gathered. A product per
-// image of few columns packs A again for each image (and B when its rows are many), so then
-// the images' planes side by side make one wide product, at the cost of the rows and columns
+// image of few columns and many rows packs B again for each image (and A too when the weight
+// is past the room of the GEMM's packing shared by a call's images), so then the images'
+// planes side by side make one wide product, at the cost of the rows and columns
 // of each plane past the output's. A dense product of one output channel (a discriminator's
 // logit) is computed transposed: a tile of one row and every image's column, not one column
 // of the tile's width. A grid with no columns past the output's is the output itself.

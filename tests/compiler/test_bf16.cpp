@@ -160,6 +160,7 @@ TEST_CASE("bf16 convolutions read channel pairs in place where the host multipli
       {{1, 8, 14, 14}, {16, 8, 4, 4}, {2, 2}, {1, 1}, true, "the DCGAN's stride 2, one image (its data gradient per phase)"},
       {{4, 12, 14, 14}, {72, 12, 4, 4}, {2, 2}, {1, 1}, true, "stride 2, many outputs (its data gradient merged)"},
       {{2, 10, 9, 11}, {9, 10, 3, 3}, {2, 2}, {1, 1}, true, "stride 2, 9 outputs (its data gradient's last pair with zeros)"},
+      {{2, 288, 5, 5}, {64, 288, 3, 3}, {1, 1}, {1, 1}, true, "a weight past the room of its tiles packed once a call (packed per image)"},
   };
   for (Isa isa : host_paths()) {
     ForcedIsa forced(isa);

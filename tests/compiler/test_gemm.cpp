@@ -15,6 +15,7 @@
 #include "ir/random.h"
 #include "ir/reference.h"
 #include "runtime/thread_pool.h"
+#include "tests/compiler/isa_paths.h"
 #include "tests/compiler/reference_check.h"
 #include "tests/util.h"
 
@@ -399,5 +400,48 @@ TEST_CASE("a transposed convolution of a 1 x 1 input to the kernel's size is one
     CHECK_FALSE(check_conv({64, 100, 1, 1, 128, 7, 7, {1, 1}, {0, 0}, {1, 1}, false, false, true, 0}, threads));
     CHECK_FALSE(check_conv({64, 1, 1, 1, 128, 7, 7, {1, 1}, {0, 0}, {1, 1}, true, false, true, 0}, threads));
     CHECK_FALSE(check_conv({3, 4, 1, 1, 5, 3, 2, {2, 3}, {0, 0}, {1, 1}, true, false, true, 0}, threads));
+  }
+}
+
+namespace {
+
+// Whether the compiled function's products pack their batch-invariant A once a call.
+bool packs_shared_a(const CompiledModel& compiled) {
+  for (const auto& k : compiled.program.functions.back().kernels)
+    if (k.gemm && gemm_layout_name(*k.gemm, host_gemm_tile()).find(".shared_a") != std::string::npos) return true;
+  return false;
+}
+
+}  // namespace
+
+TEST_CASE("products whose A is the same for every batch pack it once a call", "[gemm][conv]") {
+  // A convolution per image packs its weight's tiles once for every image a thread runs
+  // (GemmEmitter::pack_shared_a), on every ISA path: 20 output channels end in a partial tile;
+  // a weight of 64 x 1296 is past the shared packing's room, so each image packs it again.
+  for (Isa isa : test::host_paths()) {
+    test::ForcedIsa forced(isa);
+    for (int64_t C : {7, 144}) {
+      Graph g("conv_shared_a");
+      Builder b(g);
+      int64_t O = C == 7 ? 20 : 64;
+      Value* x = b.input("x", {DType::f32, {C == 7 ? 5 : 2, C, 9, 8}});
+      b.output("y", b.conv2d({x, b.input("w", {DType::f32, {O, C, 3, 3}})}, {{"padding", Ints{1, 1}}}));
+      CompiledModel compiled = compile_jit(g);
+      CHECK(packs_shared_a(compiled));
+      for (int threads : {1, 2})
+        check_against_reference(g, compiled, 41, static_cast<double>(C * 9), threads, fmt::format("{} channels on {}", C, isa_name(isa)));
+    }
+    // A matrix broadcast over a batch: two threads split the 100 rows mid-tile (a call's first
+    // tile then packs its own rows).
+    for (bool ta : {false, true}) {
+      Graph g("matmul_shared_a");
+      Builder b(g);
+      Value* a = b.input("a", {DType::f32, ta ? Dims{1, 300, 20} : Dims{1, 20, 300}});
+      b.output("y", b.matmul({a, b.input("b", {DType::f32, {5, 300, 500}})}, {{"transpose_a", ta}}));
+      CompiledModel compiled = compile_jit(g);
+      CHECK(packs_shared_a(compiled));
+      for (int threads : {1, 2})
+        check_against_reference(g, compiled, 43, 300.0, threads, fmt::format("ta {} on {}", ta, isa_name(isa)));
+    }
   }
 }
