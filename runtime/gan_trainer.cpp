@@ -428,8 +428,10 @@ Tensor generate_images(Model& model, const Tensor& z) {
 void train_gan(Model& model, const TrainSettings& s, const GanSettings& g, const GanEpochHook& on_epoch, const Collective* dp) {
   StopSignalScope signals;
   if (s.threads > 0) stag_set_num_threads(s.threads);
-  if (dp && !find_function(model.manifest(), "d_gradients"))
+  bool split = find_function(model.manifest(), "d_gradients") != nullptr;
+  if (dp && !split)
     throw Error("training a GAN across processes needs its steps compiled as gradients and updates (d_gradients, g_gradients)");
+  if (!dp && split) throw Error("this GAN program's steps are split for data parallelism: start it with mpirun");
   GanRun run(model, s, g, on_epoch, dp);
   run.start();
   std::string processes = dp ? fmt::format(", {} processes of {} examples each", dp->ranks, run.local_batch) : "";

@@ -1,16 +1,22 @@
 #!/usr/bin/env bash
 # Data-parallel GAN training over MPI on loopback: 2 processes at global batch 64 repeat the
 # single-process losses of a GAN without batch norm (gan_tanh.stag), each process drawing its rows
-# of the global batch's noise; the replicas stay equal; a 2-process run resumes exactly, and its
-# checkpoint resumes a single-process run; a `stag build --processes 2` trainer repeats `stag
-# train`'s 2-process run; the catalog DCGAN trains under mpirun, rank 0 alone writing
-# the run folder and its sample grid; a batch that does not split is an error.
+# of the global batch's noise; the replicas stay equal; a 2-process run resumes exactly, and
+# checkpoints resume across 1 and 2 processes; a `stag build --processes 2` trainer repeats `stag
+# train`'s 2-process run; the catalog DCGAN trains under mpirun, rank 0 alone writing the run
+# folder and its sample grid; SIGTERM to one process stops both after one step; a batch that
+# does not split is an error.
 # Usage: mpi_gan.sh STAG MODELS_DIR TESTS_DIR   (needs mpirun and the dataset-fashion-mnist package)
 set -u
 stag=$1 models=$2 tests=$3
 source "$tests/cli/run_lib.sh"
 tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+job=
+cleanup() {
+  if [ -n "$job" ]; then for p in $(pgrep -P $job); do kill -9 $p; done; kill -9 $job; fi 2>/dev/null
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
 cd "$tmp"
 mpi=(timeout 300 mpirun -np 2 --oversubscribe --allow-run-as-root --bind-to none)
 gan=$tests/cli/gan_tanh.stag
@@ -71,7 +77,32 @@ grep -q "training GAN dcgan on fashion-mnist: .* batch 16, .* 2 processes of 8 e
 [ "$(steps runs/dcgan-1/log.jsonl | wc -l)" -eq 4 ] || fail "the run folder's log does not have 4 steps"
 [ -f runs/dcgan-1/last.safetensors ] || fail "no checkpoint"
 
+# SIGTERM to rank 1 alone: the vote rides on the steps' all-reduce, so both processes stop after
+# the same step and rank 0 writes the checkpoint.
+rank_pid() {
+  for p in $(pgrep -P "$1"); do
+    tr '\0' '\n' < /proc/$p/environ 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$2" && { echo "$p"; return; }
+  done
+}
+setsid mpirun -np 2 --oversubscribe --allow-run-as-root --bind-to none "$stag" "${common[@]}" --max-steps 900 --log sig.jsonl \
+  --checkpoint sig.ckpt >sig.out 2>sig.err &
+job=$!
+wait_steps sig.jsonl 10 $job || { cat sig.out sig.err; fail "the run ended before it could be stopped"; }
+victim=$(rank_pid $job 1)
+[ -n "$victim" ] || fail "found no rank 1 process"
+kill -TERM "$victim"
+for _ in $(seq 300); do kill -0 $job 2>/dev/null || break; sleep 0.1; done
+kill -0 $job 2>/dev/null && fail "the job still runs 30 s after SIGTERM"
+wait $job && fail "the job stopped by SIGTERM exited 0"
+job=
+mapfile -t stops < <(grep -o "stopped by SIGTERM after step [0-9]*" sig.err | sort -u)
+[ "${#stops[@]}" -eq 1 ] && [ "$(grep -c "stopped by SIGTERM" sig.err)" -eq 2 ] || { cat sig.err; fail "the processes did not both stop after one step"; }
+step=${stops[0]##* }
+grep -q "after step $step; checkpoint: sig.ckpt" sig.err || { cat sig.err; fail "rank 0 did not say it saved"; }
+grep -q "after step $step; rank 0 saves the checkpoint" sig.err || { cat sig.err; fail "rank 1 did not say rank 0 saves"; }
+[ "$step" -lt 900 ] || fail "the run ended before the signal stopped it"
+
 # A global batch the processes cannot share is an error that ends the job.
 "${mpi[@]}" "$stag" train "$gan" --batch 63 --max-steps 1 --no-save >odd.out 2>&1 && fail "batch 63 trained on 2 processes"
 grep -q "the batch 63 does not split evenly over 2 processes" odd.out || { cat odd.out; fail "no error about the batch"; }
-echo "mpi_gan: parity, resume, built trainer, dcgan: 1 passed, 0 failed"
+echo "mpi_gan: parity, resume, built trainer, dcgan, SIGTERM: 1 passed, 0 failed"
