@@ -49,10 +49,20 @@ float average_over_ranks(const Collective& dp, std::span<Tensor* const> shared, 
   return buffer.back();
 }
 
+namespace {
+
+// BatchNorm's running statistics: per process under data parallelism (as DDP's batch statistics
+// without SyncBatchNorm), so not part of what the replicas share.
+bool per_process(const std::string& name) { return name.ends_with(".running_mean") || name.ends_with(".running_var"); }
+
+}  // namespace
+
 uint64_t params_hash(Model& model) {
   uint64_t h = 0xcbf29ce484222325ULL;
-  for (const Tensor& p : model.params())
-    for (std::byte c : p.bytes()) h = (h ^ static_cast<uint64_t>(c)) * 0x100000001b3ULL;
+  for (size_t i = 0; i < model.params().size(); ++i) {
+    if (per_process(model.manifest().params[i].name)) continue;
+    for (std::byte c : model.params()[i].bytes()) h = (h ^ static_cast<uint64_t>(c)) * 0x100000001b3ULL;
+  }
   return h;
 }
 

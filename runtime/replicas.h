@@ -27,7 +27,8 @@ int agreed_stop(float mean, int ranks);
 /// for a tensor of another element type.
 float average_over_ranks(const Collective& dp, std::span<Tensor* const> shared, float rider, std::vector<float>& buffer);
 
-/// FNV-1a over every parameter's bytes: equal on every rank while the replicas agree.
+/// FNV-1a over the bytes of every parameter and optimizer state but BatchNorm's running
+/// statistics (per process): equal on every rank while the replicas agree.
 uint64_t params_hash(Model& model);
 
 /// --check-replicas: every rank compares all ranks' hashes, so all of them stop alike; throws
