@@ -115,10 +115,10 @@ void pass_rank(Graph& g, Value* rank) {
   }
 }
 
-// Data parallelism: every keyed dropout (attention's too) and random draw takes the input `dp.rank`
-// as its part (ops.def), so the process of rank r draws the masks (a GAN's noise) of rows
-// [r*b, (r+1)*b) of the global batch wherever the batch is the outermost factor of the first axis, as in every catalog model
-// (the test of tests/frontend/test_catalog.cpp checks it). A runtime input, not an attribute: one
+// Data parallelism: every keyed dropout (attention's too) and random draw takes the input
+// `dp.rank` as its part (ops.def), so the process of rank r draws the masks (and a GAN's noise) of
+// rows [r*b, (r+1)*b) of the global batch wherever the batch is the outermost factor of the first
+// axis, as in every catalog model (the test of tests/frontend/test_catalog.cpp checks it). A runtime input, not an attribute: one
 // compiled step serves every rank (a `stag build` trainer, the JIT cache). The gradient's dropouts
 // are the forward's with the same operands, so they draw the same masks. Dropouts inside loop
 // bodies (a `for` loop's step, its gradient's) read the rank through their loops.
