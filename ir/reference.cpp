@@ -679,6 +679,7 @@ RefTensor classification_loss(const Node& n, const RefTensor& x, const RefTensor
 RefTensor source(const Node& n, const Operands& xs) {
   const Type& t = n.result()->type;
   RefTensor r = RefTensor::filled(t, 0);
+  int64_t first = step_key(xs, 1) * r.numel();  // ops.def: the part's counters
   switch (n.op) {
     case Op::constant: {
       const Floats& v = n.floats("value");
@@ -693,11 +694,11 @@ RefTensor source(const Node& n, const Operands& xs) {
     }
     case Op::random_uniform:
       for (int64_t i = 0; i < r.numel(); ++i)
-        r.data[i] = n.f("low") + (n.f("high") - n.f("low")) * random_uniform01(n.i("seed"), step_key(xs, 0), i);
+        r.data[i] = n.f("low") + (n.f("high") - n.f("low")) * random_uniform01(n.i("seed"), step_key(xs, 0), first + i);
       break;
     case Op::random_normal:
       for (int64_t i = 0; i < r.numel(); ++i)
-        r.data[i] = n.f("mean") + n.f("std") * random_standard_normal(n.i("seed"), step_key(xs, 0), i);
+        r.data[i] = n.f("mean") + n.f("std") * random_standard_normal(n.i("seed"), step_key(xs, 0), first + i);
       break;
     default: throw std::logic_error("not a computed source");
   }

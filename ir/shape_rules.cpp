@@ -120,6 +120,13 @@ std::string scalar_key(ShapeCtx& c, size_t index) {
   return {};
 }
 
+std::string scalar_part(ShapeCtx& c, size_t index) {
+  if (c.operands.size() <= index) return {};
+  const Type& k = c.operands[index];
+  if (k.dtype != DType::i64 || k.rank() != 0) return fmt::format("the part must be i64[], got {}", t(k));
+  return {};
+}
+
 std::string loss_result(ShapeCtx& c, const Type& per_element) {
   const std::string& red = c.s("reduction");
   if (red == "none") c.results.push_back(per_element);
@@ -186,6 +193,7 @@ std::string source_random(ShapeCtx& c) {
   if (auto e = declared_one(c); !e.empty()) return e;
   if (auto e = need_float(c.declared[0], "type"); !e.empty()) return e;
   if (auto e = scalar_key(c, 0); !e.empty()) return e;
+  if (auto e = scalar_part(c, 1); !e.empty()) return e;
   if (c.info.attr_index("std") >= 0 && !(c.f("std") >= 0))
     return fmt::format("std must be >= 0, got {}", format_float(c.f("std")));
   if (c.info.attr_index("low") >= 0 && !(c.f("low") < c.f("high")))
@@ -510,8 +518,7 @@ std::string dropout(ShapeCtx& c) {
   double p = c.f("p");
   if (!(p >= 0 && p < 1)) return fmt::format("p must be in [0, 1), got {}", format_float(p));
   if (auto e = scalar_key(c, 1); !e.empty()) return e;
-  if (c.operands.size() > 2 && (c.operands[2].dtype != DType::i64 || c.operands[2].rank() != 0))
-    return fmt::format("the part must be i64[], got {}", t(c.operands[2]));
+  if (auto e = scalar_part(c, 2); !e.empty()) return e;
   c.results.push_back(c.operands[0]);
   return {};
 }

@@ -1,7 +1,9 @@
 // The GAN training loop. An iteration is d_steps discriminator steps, each on the next real
 // batch, then one generator step (with one D step, both are one compiled `pair_step` when the
 // program has it); the noise of each step is drawn inside the compiled code from an i64 key, a
-// pure function of the seed and the step number, so a resumed run draws the same.
+// pure function of the seed and the step number, so a resumed run draws the same. Under data
+// parallelism each step is its gradients, on this process's rows of the global batch (and of the
+// noise: the key, the rank), the average over the processes, then its update.
 
 #include "runtime/gan_trainer.h"
 
@@ -9,6 +11,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <numbers>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -18,6 +21,7 @@
 #include "runtime/error.h"
 #include "runtime/image.h"
 #include "runtime/progress.h"
+#include "runtime/replicas.h"
 #include "runtime/run_dir.h"
 #include "runtime/safetensors.h"
 #include "runtime/state_map.h"
@@ -70,20 +74,32 @@ struct Means {
   }
 };
 
+/// A step's outputs by name.
+using Outputs = std::map<std::string, Tensor>;
+
 /// One run: the model, its two steps' argument slots, the data and where the run stands.
 struct GanRun {
-  GanRun(Model& m, const TrainSettings& settings, const GanSettings& gan, GanEpochHook hook)
-      : model(m), s(settings), g(gan), on_epoch(std::move(hook)) {}
+  GanRun(Model& m, const TrainSettings& settings, const GanSettings& gan, GanEpochHook hook, const Collective* collective)
+      : model(m), s(settings), g(gan), on_epoch(std::move(hook)), dp(collective) {}
 
   Model& model;
   const TrainSettings& s;
   const GanSettings& g;
   GanEpochHook on_epoch;
-  /// The pair step when compiled, else the discriminator's step and the generator's.
+  const Collective* dp;  ///< data parallelism: this process's rank and the others; null alone
+  /// The pair step when compiled, else the discriminator's step and the generator's; split (data
+  /// parallelism), their gradients, each followed by its update (d_update, g_update).
   const FunctionSpec* pair_fn = find_function(model.manifest(), "pair_step");
-  const FunctionSpec& d_fn = pair_fn ? *pair_fn : model.manifest().function("d_step");
-  const FunctionSpec* g_fn = pair_fn ? nullptr : &model.manifest().function("g_step");
-  int64_t batch = d_fn.inputs[index_of(d_fn.inputs, "x", d_fn.name)].shape[0];
+  bool split = find_function(model.manifest(), "d_gradients") != nullptr;
+  const FunctionSpec& d_fn = pair_fn ? *pair_fn : model.manifest().function(split ? "d_gradients" : "d_step");
+  const FunctionSpec* g_fn = pair_fn ? nullptr : &model.manifest().function(split ? "g_gradients" : "g_step");
+  int64_t local_batch = d_fn.inputs[index_of(d_fn.inputs, "x", d_fn.name)].shape[0];  ///< the compiled steps'
+  int64_t batch = local_batch * (dp ? dp->ranks : 1);  ///< the global batch, every process's rows
+  Tensor rank = Tensor::from<int64_t>({}, {dp ? dp->rank : 0});
+  std::vector<float> reduce_buf;
+  /// Data parallelism: the signal some process was stopped by, as all agreed at the last
+  /// all-reduce (0: none), so that every process stops after the same step.
+  int stop_agreed = 0;
   Dataset data = load_example_split(s.data, false);
   std::optional<BatchIterator> loader;
   int64_t d_steps_done = 0;  ///< discriminator steps taken; the generator's are d_steps_done / d_steps
@@ -110,48 +126,79 @@ struct GanRun {
                               shape_to_string(x.shape), data.feature_type_string()));
   }
 
-  /// The tensor a step's input `name` takes: the real batch, the key, a model's learning rate.
+  /// The tensor a step's input `name` takes: the real batch, the key, the rank, a model's
+  /// learning rate.
   const Tensor* argument(const FunctionSpec& f, const std::string& name, const Tensor* x) {
     if (name == "x") return x;
     if (name == "key") return &key;
-    if (name == "lr_g" || (name == "lr" && f.name == "g_step")) return &lr_g;
+    if (name == "dp.rank") return &rank;
+    if (name == "lr_g" || (name == "lr" && f.name.starts_with("g_"))) return &lr_g;
     if (name == "lr") return &lr_d;
     throw Error(fmt::format("{} takes an input '{}' the GAN trainer does not know", f.name, name));
   }
 
-  std::vector<Tensor> run(const FunctionSpec& f, const Tensor* x) {
+  Outputs run(const FunctionSpec& f, const Tensor* x) {
     std::vector<const Tensor*> args;
     for (const auto& in : f.inputs) args.push_back(argument(f, in.name, x));
-    return model.run(f.name, args);
+    auto values = model.run(f.name, args);
+    Outputs out;
+    for (size_t i = 0; i < values.size(); ++i) out[f.outputs[i].name] = std::move(values[i]);
+    return out;
   }
 
-  // A step's `nonfinite` flags (compiler/train/train_step.h; `flags` names them in `f`): the
-  // compiled step kept the old state when one is set. A non-finite loss (the first flag) is left
-  // to scalar()'s message.
-  void check_applied(const FunctionSpec& f, const std::vector<Tensor>& out, const std::string& flags_name,
-                     const char* step_name) const {
-    for (size_t i = 0; i < f.outputs.size(); ++i) {
-      if (f.outputs[i].name != flags_name) continue;
-      auto flags = out[i].values<float>();
-      if (flags.empty() || flags[0] != 0) return;
-      if (std::any_of(flags.begin(), flags.end(), [](float v) { return v != 0; }))
-        throw Error(fmt::format("a gradient of {} was not finite at step {}; the step was not applied; lower the learning rate",
-                                step_name, d_steps_done));
+  /// A split step: `gradients` on this process's rows; the loss, the other scalars (D's
+  /// accuracies) and the gradients averaged over the processes, with the stop votes; then the
+  /// update, whose `nonfinite` joins the outputs.
+  Outputs run_split(const FunctionSpec& gradients, const std::string& update, const Tensor* x) {
+    Outputs out = run(gradients, x);
+    std::vector<Tensor*> shared;
+    for (auto& [name, t] : out)
+      if (name.starts_with("grad.") || (t.dtype() == DType::f32 && t.shape().empty())) shared.push_back(&t);
+    stop_agreed = agreed_stop(average_over_ranks(*dp, shared, stop_vote(stop_signal()), reduce_buf), dp->ranks);
+    const FunctionSpec& u = model.manifest().function(update);
+    std::vector<const Tensor*> args;
+    for (const auto& in : u.inputs) {
+      auto it = out.find(in.name);
+      args.push_back(it != out.end() ? &it->second : argument(u, in.name, x));
     }
+    out["nonfinite"] = std::move(model.run(update, args)[0]);
+    return out;
   }
 
-  double scalar(const FunctionSpec& f, const std::vector<Tensor>& out, const std::string& name) {
-    double v = out[index_of(f.outputs, name, f.name)].values<float>()[0];
+  Outputs run_step(const FunctionSpec& f, const Tensor* x) {
+    if (!split) return run(f, x);
+    return run_split(f, &f == &d_fn ? "d_update" : "g_update", x);
+  }
+
+  // A step's `nonfinite` flags (compiler/train/train_step.h; `flags` names them): the compiled
+  // step kept the old state when one is set. A non-finite loss (the first flag) is left to
+  // scalar()'s message.
+  void check_applied(const Outputs& out, const std::string& flags_name, const char* step_name) const {
+    auto it = out.find(flags_name);
+    if (it == out.end()) return;
+    auto flags = it->second.values<float>();
+    if (flags.empty() || flags[0] != 0) return;
+    if (std::any_of(flags.begin(), flags.end(), [](float v) { return v != 0; }))
+      throw Error(fmt::format("a gradient of {} was not finite at step {}; the step was not applied; lower the learning rate",
+                              step_name, d_steps_done));
+  }
+
+  double scalar(const FunctionSpec& f, const Outputs& out, const std::string& name) {
+    auto it = out.find(name);
+    if (it == out.end()) throw Error(fmt::format("{} has no '{}': not a GAN program", f.name, name));
+    double v = it->second.values<float>()[0];
     if (!std::isfinite(v))
       throw Error(fmt::format("the {} of {} became {} at step {}; lower the learning rate", name, f.name, v, d_steps_done));
     return v;
   }
 
-  /// A discriminator step on `real`, and the generator's step when an iteration is complete.
+  /// A discriminator step on `real` (this process's rows of it), and the generator's step when an
+  /// iteration is complete.
   void step(const Tensor& real, Means& m, LogRecord& rec) {
     key.values<int64_t>()[0] = key_of(d_steps_done);
-    auto d = run(d_fn, &real);
-    check_applied(d_fn, d, "nonfinite", "d_step");
+    Tensor rows = dp ? rows_of(real, dp->rank * local_batch, local_batch) : Tensor();
+    auto d = run_step(d_fn, dp ? &rows : &real);
+    check_applied(d, "nonfinite", "d_step");
     for (const char* name : {"loss", "d_real_accuracy", "d_fake_accuracy", "d_real", "d_fake"}) {
       double v = scalar(d_fn, d, name);
       std::string key_name = std::string(name) == "loss" ? "loss_d" : name;
@@ -160,16 +207,19 @@ struct GanRun {
     }
     ++d_steps_done;
     if (d_steps_done % g.d_steps != 0) return;
-    double loss_g = pair_fn ? generator_loss(*pair_fn, d, "_g") : generator_loss(*g_fn, run(*g_fn, nullptr), "");
+    double loss_g = pair_fn ? generator_loss(*pair_fn, d, "_g") : generator_loss(*g_fn, run_step(*g_fn, nullptr), "");
     m.add("loss_g", loss_g * static_cast<double>(g.d_steps));
     rec.push_back({"loss_g", loss_g});
   }
 
   /// The generator step's loss from the outputs of `f`, whose names carry `suffix`.
-  double generator_loss(const FunctionSpec& f, const std::vector<Tensor>& out, const std::string& suffix) {
-    check_applied(f, out, "nonfinite" + suffix, "g_step");
+  double generator_loss(const FunctionSpec& f, const Outputs& out, const std::string& suffix) {
+    check_applied(out, "nonfinite" + suffix, "g_step");
     return scalar(f, out, "loss" + suffix);
   }
+
+  bool lead() const { return !dp || dp->rank == 0; }
+  bool stopping() const { return dp ? stop_agreed != 0 : stop_requested(); }
 
   StateMap state() const {
     StateMap st = loader->state().save();
@@ -179,6 +229,8 @@ struct GanRun {
   }
 
   void checkpoint() {
+    saved_step = d_steps_done;
+    if (!lead()) return;
     std::vector<NamedTensor> tensors;
     for (size_t i = 0; i < model.params().size(); ++i) tensors.push_back({model.manifest().params[i].name, &model.params()[i]});
     StateMap st = state();
@@ -193,17 +245,21 @@ struct GanRun {
     return "nothing saved (--no-save and no --checkpoint)";
   }
 
+  // Under data parallelism every process stops after the same step, rank 0 saving; a process the
+  // signal has not reached yet stops by the others'.
   void stop() {
     if (saved_step != d_steps_done) checkpoint();
-    throw_stop(d_steps_done, saved_where());
+    int signal = stop_signal() != 0 ? stop_signal() : stop_agreed;
+    throw_stop(d_steps_done, lead() ? saved_where() : "rank 0 saves the checkpoint", signal);
   }
 
   void open_folder() {
-    if (!s.save) return;
+    if (!s.save || !lead()) return;
     if (!s.run_dir.empty()) folder = RunFolder::open(s.run_dir);
     else if (!s.resume.empty() && fs::is_directory(s.resume)) folder = RunFolder{s.resume};
     else folder = RunFolder::create_next("runs", model.manifest().model);
     LogRecord settings = train_settings_record(s);
+    settings.push_back({"ranks", int64_t{dp ? dp->ranks : 1}});
     settings.push_back({"d_steps", g.d_steps});
     settings.push_back({"lr_generator", g.lr_generator});
     settings.push_back({"lr_discriminator", g.lr_discriminator});
@@ -234,8 +290,9 @@ struct GanRun {
       bar.update(done, m.mean("loss_d"));
       log(rec);
       bool boundary = d_steps_done % g.d_steps == 0;
+      if (boundary && dp && s.check_replicas > 0 && d_steps_done % s.check_replicas == 0) check_replicas(*dp, model, d_steps_done);
       if (boundary && s.checkpoint_every > 0 && d_steps_done % s.checkpoint_every == 0) checkpoint();
-      if (boundary && stop_requested()) {
+      if (boundary && stopping()) {
         bar.finish("(stopping)");
         this->stop();
       }
@@ -276,7 +333,7 @@ struct GanRun {
   }
 
   void hook(int64_t e, LogRecord& rec, std::string& summary) {
-    if (on_epoch) on_epoch(e + 1, rec, summary);
+    if (on_epoch && lead()) on_epoch(e + 1, rec, summary);
   }
 
   void resume() {
@@ -305,7 +362,7 @@ struct GanRun {
       throw Error(fmt::format("the data has {} examples, fewer than {} batches of {}", data.size(), g.d_steps, batch));
     model.init(static_cast<int64_t>(s.seed));
     if (!s.resume.empty()) resume();
-    if (!s.log.empty()) user_log.emplace(s.log, s.resume.empty());
+    if (!s.log.empty() && lead()) user_log.emplace(s.log, s.resume.empty());
     open_folder();
     fixed_z = gan_noise(model.manifest(), g.grid_count, s.seed);
   }
@@ -316,6 +373,7 @@ struct GanRun {
 bool is_gan(const Manifest& m) {
   int found = 0;
   for (const auto& f : m.functions) found += f.name == "d_step" || f.name == "g_step";
+  for (const auto& f : m.functions) found += f.name == "d_gradients" || f.name == "g_gradients";
   return found == 2 || find_function(m, "pair_step");
 }
 
@@ -367,14 +425,19 @@ Tensor generate_images(Model& model, const Tensor& z) {
   return out;
 }
 
-void train_gan(Model& model, const TrainSettings& s, const GanSettings& g, const GanEpochHook& on_epoch) {
+void train_gan(Model& model, const TrainSettings& s, const GanSettings& g, const GanEpochHook& on_epoch, const Collective* dp) {
   StopSignalScope signals;
   if (s.threads > 0) stag_set_num_threads(s.threads);
-  GanRun run(model, s, g, on_epoch);
+  bool split = find_function(model.manifest(), "d_gradients") != nullptr;
+  if (dp && !split)
+    throw Error("training a GAN across processes needs its steps compiled as gradients and updates (d_gradients, g_gradients)");
+  if (!dp && split) throw Error("this GAN program's steps are split for data parallelism: start it with mpirun");
+  GanRun run(model, s, g, on_epoch, dp);
   run.start();
-  fmt::print("training GAN {} on {}: {} images, batch {}, {} discriminator step{} per generator step, {} threads\n",
+  std::string processes = dp ? fmt::format(", {} processes of {} examples each", dp->ranks, run.local_batch) : "";
+  fmt::print("training GAN {} on {}: {} images, batch {}, {} discriminator step{} per generator step, {} threads{}\n",
              model.manifest().model, s.data, run.data.size(), run.batch, g.d_steps, g.d_steps == 1 ? "" : "s",
-             stag_get_num_threads());
+             stag_get_num_threads(), processes);
   bool stopped = false;
   for (int64_t e = run.loader->state().epoch; e < s.epochs && !stopped; ++e) stopped = run.epoch(e);
   if (run.saved_step != run.d_steps_done) run.checkpoint();

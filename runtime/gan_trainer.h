@@ -27,7 +27,8 @@ using GanEpochHook = std::function<void(int64_t epoch, LogRecord& record, std::s
 
 GanSettings gan_settings_from_manifest(const Manifest& m);
 
-/// True for a GAN program (functions d_step and g_step, or pair_step).
+/// True for a GAN program (functions d_step and g_step, or pair_step, or split for data
+/// parallelism: d_gradients, d_update, g_gradients and g_update).
 bool is_gan(const Manifest& m);
 
 /// The noise a GAN program's `forward` takes, N(0, 1) from the seed alone: `rows` rows of the
@@ -41,6 +42,13 @@ Tensor generate_images(Model& model, const Tensor& z);
 /// images, examples/s). Keeps a run folder as train() does (run_dir.h), with a grid of the fixed
 /// noise's images after each epoch; writes a checkpoint however the run ends, and on SIGINT or
 /// SIGTERM throws StopRequested after it. Throws Error on bad data or settings.
-void train_gan(Model& model, const TrainSettings& s, const GanSettings& g, const GanEpochHook& on_epoch = {});
+///
+/// With `collective` (data parallelism), the program is split and compiled for this process's
+/// share of the batch: every process draws the same global batches, runs its rows (and its rows of
+/// the noise) through each step's gradients, averages them, the loss and D's accuracies with the
+/// others and applies the step's update, so all keep the same parameters. Rank 0 alone prints,
+/// logs, checkpoints and draws the grids; all stop after the same step.
+void train_gan(Model& model, const TrainSettings& s, const GanSettings& g, const GanEpochHook& on_epoch = {},
+               const Collective* collective = nullptr);
 
 }  // namespace stag::rt

@@ -6,6 +6,7 @@
 #include "runtime/trainer.h"
 
 #include "runtime/exchange.h"
+#include "runtime/replicas.h"
 
 #include <fmt/format.h>
 
@@ -662,7 +663,6 @@ class TrainingRun {
   std::vector<Tensor> run_step(const Batch& b);
   std::vector<Tensor> parallel_step(const Batch& b);
   void average(std::vector<Tensor>& out);
-  void check_replicas() const;
   void share_decisions();
   bool stopping() const { return dp_ ? stop_agreed_ != 0 : stop_requested(); }
   bool lead() const { return !dp_ || dp_->rank == 0; }
@@ -888,27 +888,6 @@ std::vector<Tensor> TrainingRun::run_step(const Batch& b) {
   return model_.run("train_step", args);
 }
 
-// Rows [start, start + count) of a batch tensor.
-Tensor rows_of(const Tensor& t, int64_t start, int64_t count) {
-  Shape shape = t.shape();
-  int64_t row = t.nbytes() / shape[0];
-  shape[0] = count;
-  Tensor out = Tensor::uninitialized(t.dtype(), shape);
-  std::copy_n(t.bytes().begin() + start * row, count * row, out.bytes().begin());
-  return out;
-}
-
-// A stop request rides on the gradients' all-reduce as one more element, so that every process
-// learns of any process's signal at the same step. SIGTERM (what mpirun sends every process on
-// Ctrl-C) counts 1024 and SIGINT 1: the mean times the processes tells whether any saw SIGTERM
-// (exact in f32 for up to 1023 processes).
-float stop_vote(int signal) { return signal == SIGTERM ? 1024.f : signal != 0 ? 1.f : 0.f; }
-
-int agreed_stop(float mean, int ranks) {
-  long votes = std::lround(static_cast<double>(mean) * ranks);
-  return votes >= 1024 ? SIGTERM : votes > 0 ? SIGINT : 0;
-}
-
 // This rank's rows of the global batch through gradients; the gradients and the loss averaged
 // over the ranks; update applies the average, so every rank takes the same step. The update's
 // `nonfinite` joins the outputs last.
@@ -940,40 +919,7 @@ void TrainingRun::average(std::vector<Tensor>& out) {
   std::vector<Tensor*> shared;
   for (size_t i = 0; i < out.size(); ++i)
     if (static_cast<int>(i) == loss_out_ || step_fn_.outputs[i].name.starts_with("grad.")) shared.push_back(&out[i]);
-  size_t n = 0;
-  for (Tensor* t : shared) {
-    if (t->dtype() != DType::f32) throw Error(fmt::format("data parallelism averages f32 gradients; one is {}", t->type_string()));
-    n += static_cast<size_t>(t->numel());
-  }
-  reduce_buf_.resize(n + 1);
-  float* at = reduce_buf_.data();
-  for (Tensor* t : shared) at = std::copy(t->values<float>().begin(), t->values<float>().end(), at);
-  *at = stop_vote(stop_signal());
-  dp_->average(reduce_buf_);
-  stop_agreed_ = agreed_stop(reduce_buf_.back(), dp_->ranks);
-  at = reduce_buf_.data();
-  for (Tensor* t : shared) {
-    auto v = t->values<float>();
-    std::copy_n(at, v.size(), v.begin());
-    at += v.size();
-  }
-}
-
-// FNV-1a over every parameter's bytes: equal on every rank while the replicas agree.
-uint64_t params_hash(Model& model) {
-  uint64_t h = 0xcbf29ce484222325ULL;
-  for (const Tensor& p : model.params())
-    for (std::byte c : p.bytes()) h = (h ^ static_cast<uint64_t>(c)) * 0x100000001b3ULL;
-  return h;
-}
-
-// --check-replicas: every rank compares all ranks' hashes, so all of them stop alike.
-void TrainingRun::check_replicas() const {
-  auto hashes = dp_->gather(params_hash(model_));
-  for (size_t r = 1; r < hashes.size(); ++r)
-    if (hashes[r] != hashes[0])
-      throw Error(fmt::format("step {}: the replicas differ (--check-replicas): rank 0's parameters hash to {:016x}, "
-                              "rank {}'s to {:016x}", step_, hashes[0], r, hashes[r]));
+  stop_agreed_ = agreed_stop(average_over_ranks(*dp_, shared, stop_vote(stop_signal()), reduce_buf_), dp_->ranks);
 }
 
 std::optional<double> TrainingRun::step(const Batch& b, int64_t epoch) {
@@ -986,7 +932,7 @@ std::optional<double> TrainingRun::step(const Batch& b, int64_t epoch) {
     return std::nullopt;
   }
   ++step_;
-  if (dp_ && s_.check_replicas > 0 && step_ % s_.check_replicas == 0) check_replicas();
+  if (dp_ && s_.check_replicas > 0 && step_ % s_.check_replicas == 0) check_replicas(*dp_, model_, step_);
   log({{"event", std::string("step")}, {"step", step_}, {"epoch", epoch + 1}, {"loss", loss}});
   if (s_.checkpoint_every > 0 && step_ % s_.checkpoint_every == 0) checkpoint();
   return loss;

@@ -41,7 +41,8 @@ int train_in_job(Model& model, TrainSettings& settings, const CLI::App& app) {
   if (app.get_option("--threads")->count() == 0) settings.threads = stag::dist::threads_per_process();
   return stag::dist::run_job(settings.dist_timeout, 1, [&](const Collective& dp) {
     try {
-      train(model, settings, nullptr, &dp);
+      if (is_gan(model.manifest())) train_gan(model, settings, gan_settings_from_manifest(model.manifest()), {}, &dp);
+      else train(model, settings, nullptr, &dp);
     } catch (const StopRequested& stop) {
       fmt::print(stderr, "{}\n", stop.what());
       return stop.exit_code;

@@ -43,10 +43,16 @@ int run_program(const std::vector<std::string>& argv) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
-// A data-parallel trainer's functions: inference, gradients and update at B/N examples.
+// A data-parallel trainer's functions: inference, gradients and update at B/N examples (a GAN's
+// sampling, and its two steps' gradients and updates).
 kir::Program parallel_program(const TrainProgramArgs& args, int processes, std::string& name) {
   if (!STAG_HAVE_MPI) throw Failure{kExitUsage, "this stag was built without MPI, so --processes is unavailable"};
-  if (find_gan(args.model)) throw Failure{kExitUsage, "training a GAN across processes is not supported"};
+  if (auto gan = find_gan(args.model)) {
+    if (gan->kind == fe::GanLookup::Member) refuse_member(args.model, gan->spec);
+    GanGraphs g = gan_split_graphs(args, gan->spec, processes);
+    name = gan->spec.name;
+    return compile_program(gan_split_functions(g), args.model.passes, std::cerr);
+  }
   SplitProgram split = args.load_split(processes);
   name = split.eval->name;
   return compile_program({{"forward", split.eval.get()}, {"gradients", split.gradients.get()}, {"update", split.update.get()}},

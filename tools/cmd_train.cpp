@@ -247,16 +247,26 @@ void set_starting_weights(rt::TrainSettings& s) {
   s.initialize = [from = s.init_from](rt::Model& m) { init_training(m, from); };
 }
 
-int run_gan_train(const TrainArgs& args, const CLI::App& cmd, const fe::GanSpec& spec) {
+// A GAN's training on one process, or (`dp`) on one of several: each step compiled as its
+// gradients and its update, with the processes' average between them.
+int run_gan_train(const TrainArgs& args, const CLI::App& cmd, const fe::GanSpec& spec, const rt::Collective* dp = nullptr) {
   using Clock = std::chrono::steady_clock;
   auto t0 = Clock::now();
-  CompiledModel c = compile_gan(args.program, spec, args.profile.enabled(), args.separate_steps);
-  fmt::print("compiled gan {} (sampling, discriminator and generator steps, {} kernels{}) in {:.0f} ms\n", spec.name,
+  CompiledModel c;
+  if (dp) {
+    GanGraphs g = gan_split_graphs(args.program, spec, dp->ranks);
+    c = compile_jit(gan_split_functions(g), {.profile = args.profile.enabled(), .passes = args.program.model.passes});
+  } else {
+    c = compile_gan(args.program, spec, args.profile.enabled(), args.separate_steps);
+  }
+  std::string where = dp ? fmt::format(" on each of {} processes", dp->ranks) : "";
+  fmt::print("compiled gan {} (sampling, discriminator and generator steps, {} kernels{}) in {:.0f} ms{}\n", spec.name,
              gan_step_kernels(c.program), cache_note(c.code->times()),
-             std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+             std::chrono::duration<double, std::milli>(Clock::now() - t0).count(), where);
   rt::TrainSettings settings = rt::settings_from_manifest(c.model->manifest());
   rt::merge_given(cmd, args.given, settings);
   record_start(args.program.model.file, settings);
+  if (dp && cmd.get_option("--threads")->count() == 0) settings.threads = dist::threads_per_process();
   rt::GanSettings gan = rt::gan_settings_from_manifest(c.model->manifest());
   try {
     std::optional<GanScorer> scorer;
@@ -268,7 +278,8 @@ int run_gan_train(const TrainArgs& args, const CLI::App& cmd, const fe::GanSpec&
       rec.push_back({"frechet_distance", sc.frechet_distance});
       summary += fmt::format("  classifier_score {:.3f}  frechet_distance {:.3f}", sc.classifier_score, sc.frechet_distance);
     };
-    return run_profiled(args.profile, *c.model, {"pair_step", "d_step", "g_step", "forward"}, [&] { rt::train_gan(*c.model, settings, gan, scores); });
+    return run_profiled(args.profile, *c.model, {"pair_step", "d_step", "g_step", "d_gradients", "d_update", "g_gradients", "g_update", "forward"},
+                        [&] { rt::train_gan(*c.model, settings, gan, scores, dp); });
   } catch (const rt::Error& e) {
     throw Failure{kExitBadInput, e.what()};
   }
@@ -301,11 +312,13 @@ int train_parallel(const TrainArgs& args, const CLI::App& cmd, const rt::Collect
 
 // Under mpirun: rank 0 alone prints; an error on any process ends them all, naming its rank.
 int run_distributed(const TrainArgs& args, const CLI::App& cmd) {
-  if (find_gan(args.program.model)) throw Failure{kExitUsage, "training a GAN across processes is not supported"};
+  auto gan = find_gan(args.program.model);
+  if (gan && gan->kind == fe::GanLookup::Member) refuse_member(args.program.model, gan->spec);
+  if (!gan && args.score.enabled()) throw Failure{kExitUsage, "--classifier scores the images of a GAN; this model is not one"};
   try {
     return dist::run_job(args.given.dist_timeout, kExitBadInput, [&](const rt::Collective& dp) {
       try {
-        return train_parallel(args, cmd, dp);
+        return gan ? run_gan_train(args, cmd, gan->spec, &dp) : train_parallel(args, cmd, dp);
       } catch (const Failure& f) {
         throw dist::JobError(f.exit_code, f.message.empty() ? "see above" : f.message);
       }

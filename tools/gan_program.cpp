@@ -80,10 +80,12 @@ void refuse_member(const ModelArgs& args, const fe::GanSpec& spec) {
   fail_with(diags);
 }
 
-GanGraphs gan_graphs(const TrainProgramArgs& program, const fe::GanSpec& spec) {
+namespace {
+
+GanGraphs build_graphs(const TrainProgramArgs& program, const fe::GanSpec& spec, bool split) {
   auto gen = load_member(program.model, spec.generator);
   auto disc = load_member(program.model, spec.discriminator);
-  GanOptions o{spec.name, spec.loss, spec.real_low, spec.real_high, optimizer_for(program, *gen), optimizer_for(program, *disc)};
+  GanOptions o{spec.name, spec.loss, spec.real_low, spec.real_high, optimizer_for(program, *gen), optimizer_for(program, *disc), split};
   Diagnostics diags;
   std::string error;
   if (auto text = read_source(program.model.file, error)) diags.add_source(program.model.file, *text);
@@ -92,6 +94,31 @@ GanGraphs gan_graphs(const TrainProgramArgs& program, const fe::GanSpec& spec) {
   set_run_attrs(*graphs->sample, *gen, *disc, spec);
   graphs->sample->name = spec.name;
   return std::move(*graphs);
+}
+
+}  // namespace
+
+GanGraphs gan_graphs(const TrainProgramArgs& program, const fe::GanSpec& spec) { return build_graphs(program, spec, false); }
+
+GanGraphs gan_split_graphs(const TrainProgramArgs& program, const fe::GanSpec& spec, int processes) {
+  TrainProgramArgs local = program;
+  int64_t global = program.model.batch;
+  if (global <= 0) {
+    const Attr* batch = load_member(program.model, spec.generator)->attr("batch");
+    if (!batch) throw Failure{kExitUsage, "training across processes splits the batch: give --batch or a `batch` in the generator"};
+    global = std::get<int64_t>(*batch);
+  }
+  if (global % processes != 0)
+    throw Failure{kExitUsage, fmt::format("the batch {} does not split evenly over {} processes", global, processes)};
+  local.model.batch = global / processes;
+  GanGraphs g = build_graphs(local, spec, true);
+  g.sample->set_attr("dp.processes", int64_t{processes});
+  return g;
+}
+
+std::vector<std::pair<std::string, const Graph*>> gan_split_functions(const GanGraphs& g) {
+  return {{"forward", g.sample.get()}, {"d_gradients", g.d_step.get()}, {"d_update", g.d_update.get()},
+          {"g_gradients", g.g_step.get()}, {"g_update", g.g_update.get()}};
 }
 
 std::vector<std::pair<std::string, const Graph*>> gan_functions(GanGraphs& g, const fe::GanSpec& spec, bool separate) {
@@ -103,7 +130,7 @@ std::vector<std::pair<std::string, const Graph*>> gan_functions(GanGraphs& g, co
 size_t gan_step_kernels(const kir::Program& p) {
   size_t n = 0;
   for (const auto& f : p.functions)
-    if (f.name.ends_with("_step")) n += f.kernels.size();
+    if (f.name != "forward") n += f.kernels.size();
   return n;
 }
 

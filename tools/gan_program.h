@@ -23,12 +23,21 @@ std::optional<fe::GanLookup> find_gan(const ModelArgs& args);
 /// runtime reads (gan.*, train.epochs, train.data). Prints diagnostics and throws Failure on error.
 GanGraphs gan_graphs(const TrainProgramArgs& program, const fe::GanSpec& spec);
 
+/// The GAN's graphs for one of `processes` data-parallel processes (GanOptions::split): the batch
+/// (--batch, else the generator's) is the global one and each process's steps take its share; the
+/// sampling graph carries the attribute dp.processes. Throws Failure when the batch does not split
+/// evenly.
+GanGraphs gan_split_graphs(const TrainProgramArgs& program, const fe::GanSpec& spec, int processes);
+
+/// A split GAN's functions: forward (sampling), d_gradients, d_update, g_gradients, g_update.
+std::vector<std::pair<std::string, const Graph*>> gan_split_functions(const GanGraphs& g);
+
 /// The functions a GAN program compiles: `forward` (sampling) and, when the discriminator steps
 /// once per generator step, `pair_step` (both steps in one function, G(z) computed once; built
 /// into `g`), else or when `separate` `d_step` and `g_step`.
 std::vector<std::pair<std::string, const Graph*>> gan_functions(GanGraphs& g, const fe::GanSpec& spec, bool separate);
 
-/// The kernels of a GAN program's steps (not sampling's).
+/// The kernels of a GAN program's steps (every function but sampling's).
 size_t gan_step_kernels(const kir::Program& p);
 
 /// Builds and compiles the GAN's functions (gan_functions). The optimizer flags of `program`

@@ -112,7 +112,8 @@ void random(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out
   double a = normal ? n.f("mean") : n.f("low"), b = normal ? n.f("std") : n.f("high") - n.f("low");
   cx.map_kernel(std::string(n.info().name), cx.origin(n), out, {numel(ot)}, [&](const std::vector<E>& idx) {
     E key = xs.empty() ? int_(0) : cx.ld(xs[0], int_(0));
-    E draw = normal ? philox_normal(int_(n.i("seed")), key, idx[0]) : philox_uniform(int_(n.i("seed")), key, idx[0]);
+    E at = xs.size() > 1 ? add(mul(cx.ld(xs[1], int_(0)), int_(numel(ot))), idx[0]) : idx[0];  // ops.def: the part's
+    E draw = normal ? philox_normal(int_(n.i("seed")), key, at) : philox_uniform(int_(n.i("seed")), key, at);
     return cast(add(fconst(a, DType::f64), mul(fconst(b, DType::f64), draw)), ot.dtype);
   });
 }

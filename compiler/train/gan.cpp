@@ -224,15 +224,18 @@ Value* generator_loss(StepBuilder& s, Value* fake) {
   return s.bce(fake, 1);
 }
 
-std::unique_ptr<Graph> finish_step(StepBuilder& s, const OptimizerConfig& optimizer, const char* role, Diagnostics& diags) {
+/// A step and, split, its update (else null).
+using Step = std::pair<std::unique_ptr<Graph>, std::unique_ptr<Graph>>;
+
+Step finish_step(StepBuilder& s, const OptimizerConfig& optimizer, const char* role, Diagnostics& diags) {
   s.in.finish();
   s.g->attrs = s.pair.gen.attrs;
-  auto step = build_train_step(*s.g, optimizer, diags);
-  if (!step) throw GanError(fmt::format("the {} step could not be built", role));
+  Step step = s.opt.split ? build_split_train_step(*s.g, optimizer, diags) : Step{build_train_step(*s.g, optimizer, diags), nullptr};
+  if (!step.first) throw GanError(fmt::format("the {} step could not be built", role));
   return step;
 }
 
-std::unique_ptr<Graph> d_step(const Pair& p, const GanOptions& o, Diagnostics& diags) {
+Step d_step(const Pair& p, const GanOptions& o, Diagnostics& diags) {
   StepBuilder s(p, o, o.name + ".d_step");
   Builder& b = s.b;
   Value* x01 = b.input("x", p.image);
@@ -250,7 +253,7 @@ std::unique_ptr<Graph> d_step(const Pair& p, const GanOptions& o, Diagnostics& d
   return finish_step(s, o.discriminator_optimizer, "discriminator", diags);
 }
 
-std::unique_ptr<Graph> g_step(const Pair& p, const GanOptions& o, Diagnostics& diags) {
+Step g_step(const Pair& p, const GanOptions& o, Diagnostics& diags) {
   StepBuilder s(p, o, o.name + ".g_step");
   Value* fake = s.generate(s.noise(), true, true);
   s.b.output("loss", generator_loss(s, s.discriminate(fake, false)));
@@ -306,7 +309,9 @@ std::optional<GanGraphs> build_gan(const Graph& generator, const Graph& discrimi
     GanOptions o = options;
     o.generator_optimizer.step_state = "optim.generator.step";
     o.discriminator_optimizer.step_state = "optim.discriminator.step";
-    GanGraphs out{sample(p, o), d_step(p, o, diags), g_step(p, o, diags), nullptr};
+    auto [d, d_update] = d_step(p, o, diags);
+    auto [g, g_update] = g_step(p, o, diags);
+    GanGraphs out{sample(p, o), std::move(d), std::move(g), nullptr, std::move(d_update), std::move(g_update)};
     if (!verify(*out.sample, diags)) return std::nullopt;
     return out;
   } catch (const GanError& e) {

@@ -20,6 +20,9 @@ struct GanOptions {
   /// Real images arrive in [0, 1] and are mapped to [real_low, real_high], the generator's range.
   double real_low = -1, real_high = 1;
   OptimizerConfig generator_optimizer, discriminator_optimizer;
+  /// Data parallelism: each step as its gradients and its update (build_split_train_step), so
+  /// that the processes average the gradients between the two.
+  bool split = false;
 };
 
 /// The functions of a GAN program. Parameters are the models' with the prefixes `generator.` and
@@ -34,9 +37,13 @@ struct GanOptions {
 ///  - g_step (inputs key, lr): D(G(z)) with label 1, the gradient through D (not updated) into G;
 ///    updates G and both models' running statistics. Output `loss`.
 /// The same key draws the same z in both steps.
+/// Split (GanOptions::split): d_step and g_step are the steps' gradients, with the input dp.rank
+/// where the noise or dropout draws (each process draws its rows of the global batch's noise);
+/// d_update and g_update apply a model's averaged gradients (inputs `grad.P`, `loss`, `lr`).
 struct GanGraphs {
   std::unique_ptr<Graph> sample, d_step, g_step;
   std::unique_ptr<Graph> pair_step;  ///< build_pair_step's, when built
+  std::unique_ptr<Graph> d_update, g_update;  ///< split only
 };
 
 /// Builds the three graphs from the training-mode graphs of the generator (one input, the noise;

@@ -83,9 +83,11 @@ std::unique_ptr<Graph> update_graph(const Graph& grads_graph, const std::vector<
   return g;
 }
 
-// A keyed dropout, or an attention (or its gradient) keying its dropout, that has no part yet.
+// A keyed dropout or random draw (a GAN's noise), or an attention (or its gradient) keying its
+// dropout, that has no part yet.
 bool keyed_without_part(const Node& n) {
   if (n.op == Op::dropout) return n.operands.size() == 2;
+  if (n.op == Op::random_normal || n.op == Op::random_uniform) return n.operands.size() == 1;
   if (n.op != Op::attention && n.op != Op::attention_grad) return false;
   AttentionOperands at(n);
   return at.key >= 0 && at.part < 0;
@@ -113,10 +115,10 @@ void pass_rank(Graph& g, Value* rank) {
   }
 }
 
-// Data parallelism: every keyed dropout (attention's too) takes the input `dp.rank` as its part
-// (ops.def), so the process of rank r draws the masks of rows [r*b, (r+1)*b) of the global batch
-// wherever the batch is the outermost factor of dropout's first axis, as in every catalog model
-// (the test of tests/frontend/test_catalog.cpp checks it). A runtime input, not an attribute: one
+// Data parallelism: every keyed dropout (attention's too) and random draw takes the input
+// `dp.rank` as its part (ops.def), so the process of rank r draws the masks (and a GAN's noise) of
+// rows [r*b, (r+1)*b) of the global batch wherever the batch is the outermost factor of the first
+// axis, as in every catalog model (the test of tests/frontend/test_catalog.cpp checks it). A runtime input, not an attribute: one
 // compiled step serves every rank (a `stag build` trainer, the JIT cache). The gradient's dropouts
 // are the forward's with the same operands, so they draw the same masks. Dropouts inside loop
 // bodies (a `for` loop's step, its gradient's) read the rank through their loops.

@@ -36,8 +36,9 @@ std::unique_ptr<Graph> build_train_step(const Graph& training_graph, const Optim
 /// "update" (inputs `grad.P`, `loss` and `lr`; the optimizer's updates, guarded as
 /// build_train_step's; output `nonfinite`), so that the gradients can be averaged across
 /// processes between the two. Both read the same parameters by name. {nullptr, nullptr} on error.
-/// Where dropout draws, gradients also takes the input kRankInput (i64[], the process's rank):
-/// its masks are those one process draws for the same rows of the global batch.
+/// Where dropout or a keyed random op draws, gradients also takes the input kRankInput (i64[],
+/// the process's rank): its masks and numbers are those one process draws for the same rows of
+/// the global batch.
 std::pair<std::unique_ptr<Graph>, std::unique_ptr<Graph>> build_split_train_step(const Graph& training_graph,
                                                                                  const OptimizerConfig& optimizer,
                                                                                  Diagnostics& diags);

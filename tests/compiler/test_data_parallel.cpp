@@ -1,7 +1,8 @@
-// Data parallelism's dropout: a process's share of the batch draws the masks one process draws
-// for those rows of the global batch. The op (dropout's part) in the reference interpreter and
-// compiled; then every catalog model with dropout, its split gradients per rank against the
-// single-process gradients, in the reference interpreter.
+// Data parallelism's dropout and noise: a process's share of the batch draws the masks (and a
+// GAN's noise) one process draws for those rows of the global batch. The ops (dropout's and the
+// random draws' part) in the reference interpreter and compiled; then every catalog model with
+// dropout, and a GAN's two steps, their split gradients per rank against the single-process
+// gradients, in the reference interpreter.
 
 #include <catch2/catch.hpp>
 #include <fmt/format.h>
@@ -15,7 +16,9 @@
 
 #include "compiler/autodiff/autodiff.h"
 #include "compiler/jit/jit_model.h"
+#include "compiler/train/gan.h"
 #include "compiler/train/train_step.h"
+#include "frontend/load.h"
 #include "tests/compiler/catalog.h"
 #include "ir/analysis.h"
 #include "ir/builder.h"
@@ -40,6 +43,16 @@ std::unique_ptr<Graph> dropout_graph(int64_t rows, bool with_part) {
   return g;
 }
 
+// random_normal(step[, part]) of f32[rows, kCols], scaled by 2 as dropout_graph's output is.
+std::unique_ptr<Graph> random_graph(int64_t rows, bool with_part) {
+  auto g = std::make_unique<Graph>("draw");
+  Builder b(*g);
+  std::vector<Value*> ops{b.input("step", {DType::i64, {}})};
+  if (with_part) ops.push_back(b.input("part", {DType::i64, {}}));
+  b.output("y", b.create(Op::random_normal, ops, {{"seed", int64_t{9}}}, {{DType::f32, {rows, kCols}}})[0]);
+  return g;
+}
+
 std::vector<double> reference(const Graph& g, int64_t step, int64_t part) {
   std::map<std::string, RefTensor> feeds{{"step", RefTensor({DType::i64, {}}, {static_cast<double>(step)})}};
   if (g.has_name("part")) feeds["part"] = RefTensor({DType::i64, {}}, {static_cast<double>(part)});
@@ -58,10 +71,12 @@ std::vector<double> compiled(const Graph& g, int64_t step, int64_t part) {
 
 using Runner = std::function<std::vector<double>(const Graph&, int64_t, int64_t)>;
 
+using GraphMaker = std::function<std::unique_ptr<Graph>(int64_t rows, bool with_part)>;
+
 // Each part's output is its rows of the whole tensor's, and the parts' masks differ.
-void check_parts(const Runner& run) {
-  auto whole = run(*dropout_graph(kRows * kParts, false), 5, 0);
-  auto part_graph = dropout_graph(kRows, true);
+void check_parts(const Runner& run, const GraphMaker& make = dropout_graph) {
+  auto whole = run(*make(kRows * kParts, false), 5, 0);
+  auto part_graph = make(kRows, true);
   const size_t n = static_cast<size_t>(kRows * kCols);
   for (int64_t r = 0; r < kParts; ++r) {
     INFO("part " << r);
@@ -176,6 +191,11 @@ TEST_CASE("dropout's part draws its rows of the whole tensor's mask, in the refe
   SECTION("compiled") { check_parts(compiled); }
 }
 
+TEST_CASE("a random draw's part draws its rows of the whole tensor's numbers, in the reference and compiled", "[random][dp]") {
+  SECTION("reference") { check_parts(reference, random_graph); }
+  SECTION("compiled") { check_parts(compiled, random_graph); }
+}
+
 // Batch norm's statistics are per process (as DDP's), so a model with both (vgg) is left out.
 TEST_CASE("every catalog model with dropout: two ranks' averaged gradients are one process's", "[dropout][dp][models]") {
   int models = 0;
@@ -221,4 +241,104 @@ model m {
   INFO("worst relative difference " << worst);
   CHECK(worst < 1e-12);
   CHECK(same_masks > 1e-6);
+}
+
+namespace {
+
+std::unique_ptr<Graph> gan_member(const std::string& name, int64_t batch) {
+  std::string path = fmt::format("{}/cli/gan_tanh.stag", STAG_TESTS_DIR), error;
+  auto text = read_source(path, error);
+  REQUIRE(text);
+  Diagnostics diags;
+  LoadOptions options;
+  options.batch = batch;
+  options.training = true;
+  options.model = name;
+  auto g = load_model(path, *text, options, diags);
+  INFO(diags.render());
+  REQUIRE(g);
+  return g;
+}
+
+// The GAN of tests/cli/gan_tanh.stag (no batch norm) with its steps split, at `batch`.
+GanGraphs split_gan(int64_t batch) {
+  auto gen = gan_member("gen", batch), disc = gan_member("disc", batch);
+  GanOptions o;
+  o.generator_optimizer = optimizer_from_attrs(*gen);
+  o.discriminator_optimizer = optimizer_from_attrs(*disc);
+  o.split = true;
+  Diagnostics diags;
+  auto graphs = build_gan(*gen, *disc, o, {}, diags);
+  INFO(diags.render());
+  REQUIRE(graphs);
+  REQUIRE(graphs->d_update);
+  REQUIRE(graphs->g_update);
+  return std::move(*graphs);
+}
+
+// A GAN step's feeds: the parameters (small normals), the real images `x` when the step takes them
+// (the given rows of a batch of `rows` drawn from stream 1), the key and the rank.
+std::map<std::string, RefTensor> gan_feeds(const Graph& step, int64_t first_row, int64_t rank) {
+  std::map<std::string, RefTensor> feeds;
+  for (const auto& n : step.nodes) {
+    const Value* v = n->result();
+    if (n->op == Op::parameter) {
+      RefTensor t = global_input(step, v, static_cast<int64_t>(std::hash<std::string>{}(v->name) & 0xffff));
+      for (double& x : t.data) x *= 0.1;
+      feeds[v->name] = t;
+    } else if (v->name == "x") {
+      std::vector<double> d(static_cast<size_t>(*checked_numel(v->type.dims)));
+      int64_t offset = first_row * static_cast<int64_t>(d.size()) / v->type.dims[0];
+      for (size_t i = 0; i < d.size(); ++i) d[i] = random_uniform01(7, 1, offset + static_cast<int64_t>(i));
+      feeds["x"] = ref_of(v->type, std::move(d));
+    }
+  }
+  feeds["key"] = ref_of({DType::i64, {}}, {5});
+  feeds[kRankInput] = ref_of({DType::i64, {}}, {static_cast<double>(rank)});
+  return feeds;
+}
+
+// Every output of a split GAN step (its loss, D's scalars, its gradients): two ranks' at batch 1,
+// averaged, against one process's at batch 2 (rank 0: its counters start where one process's
+// do). `ranks_given` says which rank each process claims.
+double gan_worst(const Graph& whole, const Graph& part, std::array<int64_t, 2> ranks_given = {0, 1}) {
+  RefResult want = interpret(whole, gan_feeds(whole, 0, 0));
+  RefResult got[2] = {interpret(part, gan_feeds(part, 0, ranks_given[0])), interpret(part, gan_feeds(part, 1, ranks_given[1]))};
+  double worst = 0;
+  for (const auto& [name, w] : want.outputs) {
+    const auto& a = got[0].outputs.at(name).data;
+    const auto& b = got[1].outputs.at(name).data;
+    double scale = 0;
+    for (double v : w.data) scale = std::max(scale, std::fabs(v));
+    for (size_t i = 0; i < w.data.size(); ++i)
+      worst = std::max(worst, std::fabs((a[i] + b[i]) / 2 - w.data[i]) / (scale + 1e-30));
+  }
+  return worst;
+}
+
+}  // namespace
+
+// Each rank draws its rows of the global batch's noise: its random_normal takes dp.rank as part.
+TEST_CASE("a GAN's split steps: two ranks' averaged gradients are one process's", "[gan][dp]") {
+  GanGraphs whole = split_gan(2), part = split_gan(1);
+  for (const Graph* step : {part.d_step.get(), part.g_step.get()}) {
+    INFO(step->name);
+    auto noise = std::find_if(step->nodes.begin(), step->nodes.end(), [](const auto& n) { return n->op == Op::random_normal; });
+    REQUIRE(noise != step->nodes.end());
+    CHECK(((*noise)->operands.size() == 2 && (*noise)->operands[1]->name == kRankInput));
+  }
+  double d = gan_worst(*whole.d_step, *part.d_step), g = gan_worst(*whole.g_step, *part.g_step);
+  INFO("worst relative difference: discriminator " << d << ", generator " << g);
+  CHECK(d < 1e-12);
+  CHECK(g < 1e-12);
+  // Both ranks drawing rank 0's noise: the test tells.
+  CHECK(gan_worst(*whole.d_step, *part.d_step, {0, 0}) > 1e-6);
+  CHECK(gan_worst(*whole.g_step, *part.g_step, {0, 0}) > 1e-6);
+  // Each update takes its step's averaged gradients and loss by name.
+  for (const auto& [grads, update] : {std::pair{part.d_step.get(), part.d_update.get()}, std::pair{part.g_step.get(), part.g_update.get()}})
+    for (const auto& n : update->nodes) {
+      if (n->op != Op::input || n->result()->name == "lr") continue;
+      INFO(n->result()->name);
+      CHECK(std::any_of(grads->outputs.begin(), grads->outputs.end(), [&](const Output& o) { return o.name == n->result()->name; }));
+    }
 }
