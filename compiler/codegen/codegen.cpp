@@ -372,7 +372,7 @@ class Codegen {
       auto call = [&](llvm::Value* lo, llvm::Value* hi) {
         b_.CreateCall(product, {buf_ptrs_.at(g.a), buf_ptrs_.at(g.b), buf_ptrs_.at(g.c), lo, hi, col_lo, col_hi, b_.getInt64(g.M),
                                 b_.getInt64(g.N), b_.getInt64(g.K), gemm_offsets(*m_, g.a_offsets), gemm_offsets(*m_, g.b_offsets),
-                                gemm_lines(*m_, g)});
+                                gemm_lines(*m_, g), b_.getInt64(static_cast<uint64_t>(gemm_transposes(g)))});
       };
       if (g.split == Gemm::Split::row_blocks) {
         // for p in [lo, hi): the block's rows, then the body for p (while they are in cache)
