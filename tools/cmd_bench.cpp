@@ -41,6 +41,14 @@ struct BenchArgs {
 using Clock = std::chrono::steady_clock;
 double ms_since(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
 
+// The process's CPU time (all threads, user and system) in seconds.
+double cpu_seconds() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  auto s = [](timeval t) { return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6; };
+  return s(u.ru_utime) + s(u.ru_stime);
+}
+
 // ru_maxrss is in kilobytes on Linux.
 double peak_rss_mb() {
   rusage u{};
@@ -155,6 +163,7 @@ int run_bench(const BenchArgs& args) {
 
   const std::string function = margs.train ? "train_step" : "forward";
   auto t0 = Clock::now();
+  double cpu0 = cpu_seconds();
   std::unique_ptr<Graph> graph;
   CompiledModel c;
   if (args.matmul > 0) {
@@ -167,7 +176,7 @@ int run_bench(const BenchArgs& args) {
     graph = margs.load();
     c = compile_jit(*graph, {.passes = margs.passes});
   }
-  double compile_s = ms_since(t0) / 1000.0;
+  double compile_s = ms_since(t0) / 1000.0, compile_cpu_s = cpu_seconds() - cpu0;
 
   rt::Model& model = *c.model;
   std::vector<double> times;
@@ -237,9 +246,9 @@ int run_bench(const BenchArgs& args) {
   }
   if (args.json) {
     fmt::print("{{\"model\": \"{}\", \"function\": \"{}\", \"batch\": {}, \"threads\": {}, \"warmup\": {}, \"steps\": {}, "
-               "\"compile_s\": {:.4f}, \"median_ms\": {:.4f}, \"min_ms\": {:.4f}, \"peak_rss_mb\": {:.1f}, "
+               "\"compile_s\": {:.4f}, \"compile_cpu_s\": {:.4f}, \"median_ms\": {:.4f}, \"min_ms\": {:.4f}, \"peak_rss_mb\": {:.1f}, "
                "\"kernels\": {}, \"workspace_bytes\": {}, \"compile_parts\": {}, \"cached_parts\": {}{}}}\n",
-               graph->name, function, batch, threads, args.warmup, args.steps, compile_s, med, best, peak_rss_mb(),
+               graph->name, function, batch, threads, args.warmup, args.steps, compile_s, compile_cpu_s, med, best, peak_rss_mb(),
                kernels, c.program.workspace_bytes, c.code->times().parts, c.code->times().cached_parts, extra);
   } else {
     fmt::print("{} {} (batch {}) on {} thread{}: median {:.3f} ms, min {:.3f} ms over {} steps after {} warm-up{}; "

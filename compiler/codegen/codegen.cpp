@@ -8,6 +8,7 @@
 #include <llvm/IR/IRBuilder.h>
 #include <llvm/IR/Intrinsics.h>
 #include <llvm/IR/LLVMContext.h>
+#include <llvm/IR/MDBuilder.h>
 #include <llvm/IR/Module.h>
 #include <llvm/IR/Verifier.h>
 #include <llvm/Support/raw_ostream.h>
@@ -18,6 +19,7 @@
 #include <algorithm>
 #include <bit>
 #include <functional>
+#include <map>
 #include <set>
 #include <stdexcept>
 #include <unordered_map>
@@ -163,6 +165,7 @@ class Codegen {
   // every length (the optimizer's updates of parameters of many sizes).
   std::string canonical(const Kernel& k, const std::vector<int>& buffers) const {
     std::string key = fmt::format("{}|", k.vars.size());
+    for (int c : memory_classes(buffers)) key += fmt::format("m{},", c);
     for (const auto& v : k.vars) key += fmt::format("{},", static_cast<int>(v.type));
     for (int b : buffers) key += fmt::format("b{},", static_cast<int>(p_.buffers[b].type.dtype));
     std::unordered_map<const Expr*, int> ids;
@@ -204,6 +207,52 @@ class Codegen {
       }
     }
     return key;
+  }
+
+  // Which of a kernel's buffers may share memory: the views of one buffer, and the caller's
+  // inputs and outputs. Others never do: plan-memory gives no two operands of a kernel the same
+  // bytes, and parameters and constants are allocations of their own. For each slot, the first
+  // slot whose memory it may share (itself when none before it).
+  std::vector<int> memory_classes(const std::vector<int>& buffers) const {
+    auto memory = [&](int b) {
+      int root = storage_of(p_, b);
+      BufKind kind = p_.buffers[static_cast<size_t>(root)].kind;
+      return kind == BufKind::Input || kind == BufKind::Output ? -1 : root;
+    };
+    std::vector<int> classes;
+    for (size_t i = 0; i < buffers.size(); ++i) {
+      size_t first = 0;
+      while (memory(buffers[first]) != memory(buffers[i])) ++first;
+      classes.push_back(static_cast<int>(first));
+    }
+    return classes;
+  }
+
+  // Alias scopes that tell LLVM which of a kernel's loads and stores touch memory apart
+  // (memory_classes()): without them the vectorizer checks at run time that no two buffers
+  // overlap and keeps a scalar copy of each loop for when they do.
+  void scope_buffers(const std::vector<int>& buffers) {
+    scopes_.clear();
+    std::vector<int> classes = memory_classes(buffers);
+    if (std::set<int>(classes.begin(), classes.end()).size() < 2) return;
+    llvm::MDBuilder md(ctx_);
+    llvm::MDNode* domain = md.createAnonymousAliasScopeDomain("buffers");
+    std::map<int, llvm::MDNode*> scope;  // ordered: the bitcode, the object cache's key, must not vary
+    for (int c : classes)
+      if (!scope.count(c)) scope[c] = md.createAnonymousAliasScope(domain, p_.buffers[static_cast<size_t>(buffers[static_cast<size_t>(c)])].name);
+    for (size_t i = 0; i < buffers.size(); ++i) {
+      std::vector<llvm::Metadata*> others;
+      for (const auto& [c, node] : scope)
+        if (c != classes[i]) others.push_back(node);
+      scopes_[buffers[i]] = {llvm::MDNode::get(ctx_, {scope[classes[i]]}), llvm::MDNode::get(ctx_, others)};
+    }
+  }
+  llvm::Instruction* scoped(llvm::Instruction* access, int buffer) {
+    if (auto it = scopes_.find(buffer); it != scopes_.end()) {
+      access->setMetadata(llvm::LLVMContext::MD_alias_scope, it->second.first);
+      access->setMetadata(llvm::LLVMContext::MD_noalias, it->second.second);
+    }
+    return access;
   }
 
   struct Sharing {
@@ -307,6 +356,7 @@ class Codegen {
       llvm::Value* slot = b_.CreateConstInBoundsGEP1_64(ptr_, f->getArg(0), i);
       buf_ptrs_[buffers[i]] = b_.CreateLoad(ptr_, slot, p_.buffers[buffers[i]].name);
     }
+    scope_buffers(buffers);
     vars_.clear();
     for (const auto& v : k.vars) vars_.push_back(b_.CreateAlloca(scalar_type(v.type), nullptr, v.name));
     if (k.gemm) {
@@ -322,7 +372,7 @@ class Codegen {
       auto call = [&](llvm::Value* lo, llvm::Value* hi) {
         b_.CreateCall(product, {buf_ptrs_.at(g.a), buf_ptrs_.at(g.b), buf_ptrs_.at(g.c), lo, hi, col_lo, col_hi, b_.getInt64(g.M),
                                 b_.getInt64(g.N), b_.getInt64(g.K), gemm_offsets(*m_, g.a_offsets), gemm_offsets(*m_, g.b_offsets),
-                                gemm_lines(*m_, g)});
+                                gemm_lines(*m_, g), b_.getInt64(static_cast<uint64_t>(gemm_transposes(g)))});
       };
       if (g.split == Gemm::Split::row_blocks) {
         // for p in [lo, hi): the block's rows, then the body for p (while they are in cache)
@@ -384,7 +434,7 @@ class Codegen {
         DType t = p_.buffers[s.buffer].type.dtype;
         llvm::Value* v = expr(s.value);
         if (t == DType::b8) v = b_.CreateZExt(v, b_.getInt8Ty());
-        b_.CreateStore(v, element(s.buffer, expr(s.index)));
+        scoped(b_.CreateStore(v, element(s.buffer, expr(s.index))), s.buffer);
         break;
       }
       case SK::Assign: b_.CreateStore(expr(s.value), vars_[s.var]); break;
@@ -455,7 +505,7 @@ class Codegen {
       case EK::Var: return b_.CreateLoad(scalar_type(e.type), vars_[e.var]);
       case EK::Load: {
         DType t = p_.buffers[e.buffer].type.dtype;
-        llvm::Value* v = b_.CreateLoad(memory_type(t), element(e.buffer, expr(e.args[0])));
+        llvm::Value* v = scoped(b_.CreateLoad(memory_type(t), element(e.buffer, expr(e.args[0]))), e.buffer);
         return t == DType::b8 ? b_.CreateICmpNE(v, b_.getInt8(0)) : v;
       }
       case EK::Unary: return unary(static_cast<Un>(e.op), expr(e.args[0]), e.args[0]->type);
@@ -680,6 +730,7 @@ class Codegen {
   llvm::FunctionCallee profile_enter_, profile_leave_, profile_begin_, profile_end_;
   std::unordered_map<int, llvm::GlobalVariable*> const_globals_;
   std::unordered_map<int, llvm::Value*> buf_ptrs_;
+  std::unordered_map<int, std::pair<llvm::MDNode*, llvm::MDNode*>> scopes_;  ///< buffer -> its alias scope and the others (scope_buffers())
   std::vector<llvm::AllocaInst*> vars_;
   int fn_ = 0;  ///< the function whose entry is being emitted
   std::unordered_map<const Expr*, llvm::Value*> memo_;

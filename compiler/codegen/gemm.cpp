@@ -90,7 +90,7 @@ class GemmEmitter {
     i64_ = b_.getInt64Ty();
     f32_ = b_.getFloatTy();
     vt_ = llvm::FixedVectorType::get(f32_, static_cast<unsigned>(t_.lanes));
-    auto* fty = llvm::FunctionType::get(b_.getVoidTy(), {ptr_, ptr_, ptr_, i64_, i64_, i64_, i64_, i64_, i64_, i64_, ptr_, ptr_, ptr_}, false);
+    auto* fty = llvm::FunctionType::get(b_.getVoidTy(), {ptr_, ptr_, ptr_, i64_, i64_, i64_, i64_, i64_, i64_, i64_, ptr_, ptr_, ptr_, i64_}, false);
     f_ = llvm::Function::Create(fty, llvm::GlobalValue::InternalLinkage, name, m_);
     f_->addFnAttr(llvm::Attribute::NoUnwind);
     f_->addFnAttr(llvm::Attribute::NoInline);  // shared by every product of the layout
@@ -106,6 +106,13 @@ class GemmEmitter {
     // B's line table too, so that the products of every convolution read by lines share one function.
     if (g_.b_read == kir::Gemm::BRead::lines) lines_ = f_->getArg(12);
     N_ = N;
+    // The transposes: arguments where one function serves every layout (gemm_transposes_vary()).
+    llvm::Value *ta = b_.getInt1(g_.ta), *tb = b_.getInt1(g_.tb);
+    if (gemm_transposes_vary(g_)) {
+      ta = b_.CreateTrunc(b_.CreateAnd(f_->getArg(13), c(1)), b_.getInt1Ty());
+      tb = b_.CreateICmpNE(b_.CreateAnd(f_->getArg(13), c(2)), c(0));
+    }
+    ta_ = ta;
     bool bf16 = g_.precision == kir::Gemm::Precision::bf16;
     pairs_ = bf16 && t_.bf16_dot;
     round_ = bf16 && !pairs_;
@@ -132,8 +139,9 @@ class GemmEmitter {
     }
     for (int i = 0; i < MR * t_.vectors; ++i) acc_.push_back(b_.CreateAlloca(vt_, nullptr, "acc"));
     // Element (i, k) of A is A[i * sa_i + k * sa_k]; element (k, j) of B is B[k * sb_k + j * sb_j].
-    llvm::Value *sa_i = g_.ta ? c(1) : K, *sa_k = g_.ta ? M : c(1), *sb_k = g_.tb ? c(1) : N, *sb_j = g_.tb ? K : c(1);
-    bool b_rows_contiguous = !g_.tb;
+    llvm::Value *sa_i = b_.CreateSelect(ta, c(1), K), *sa_k = b_.CreateSelect(ta, M, c(1));
+    llvm::Value *sb_k = b_.CreateSelect(tb, c(1), N), *sb_j = b_.CreateSelect(tb, K, c(1));
+    llvm::Value* b_rows_contiguous = b_.CreateNot(tb);
     llvm::Value* shared = shares_a(g_, t_) ? pack_shared_a(A, a_table, M, K, sa_i, sa_k) : nullptr;
     llvm::Value* first_batch = b_.CreateSDiv(lo, M);
     llvm::Value* end_batch = b_.CreateAdd(b_.CreateSDiv(b_.CreateSub(hi, c(1)), M), c(1));
@@ -151,8 +159,8 @@ class GemmEmitter {
       // panel is packed (for its zero padding).
       // bf16 operands are rounded as they are packed, so B is always packed.
       // So are pairs, unless B holds them already (kir::Gemm::pairs).
-      bool can_read_b = b_rows_contiguous && g_.b_read != kir::Gemm::BRead::patches && (!bf16 || g_.pairs);
-      llvm::Value* direct = can_read_b ? b_.CreateICmpSLE(b_.CreateSub(r1, r0), c(kDirectRows)) : b_.getFalse();
+      bool can_read_b = g_.b_read != kir::Gemm::BRead::patches && (!bf16 || g_.pairs);
+      llvm::Value* direct = can_read_b ? b_.CreateAnd(b_rows_contiguous, b_.CreateICmpSLE(b_.CreateSub(r1, r0), c(kDirectRows))) : b_.getFalse();
       using Causal = kir::Gemm::Causal;
       Causal causal = g_.causal;
       // Causal: columns and depths past the batch's last row (before its first, k_above) are
@@ -170,7 +178,7 @@ class GemmEmitter {
                  [&] {
                    if (g_.pairs && g_.tb) return pack_sliding_pairs(Bb, pair_panel_at(jc, jr), pc, jr, kc, nr, sb_j);
                    if (g_.pairs) return copy_pairs(Bb, pair_panel_at(jc, jr), pc, jr, kc, nr, sb_k);
-                   if (pairs_) return pack_pairs(Bb, pair_panel_at(jc, jr), pc, jr, kc, nr, sb_k, sb_j, b_rows_contiguous);
+                   if (pairs_) return pack_pairs(Bb, pair_panel_at(jc, jr), pc, jr, kc, nr, sb_k, sb_j, !g_.tb);
                    pack(Bb, panel_at(jc, jr), pc, jr, kc, nr, sb_k, sb_j, b_rows_contiguous);
                    if (round_) to_bf16_b(jc, jr, kc);
                  });
@@ -281,6 +289,23 @@ class GemmEmitter {
     id->replaceOperandWith(0, id);
     latch->setMetadata(llvm::LLVMContext::MD_loop, id);
     b_.SetInsertPoint(exit);
+  }
+
+  // if (cond) then() else otherwise(), only the one a constant condition picks.
+  void branch(llvm::Value* cond, const std::function<void()>& then, const std::function<void()>& otherwise) {
+    if (auto* known = llvm::dyn_cast<llvm::ConstantInt>(cond)) return known->isOne() ? then() : otherwise();
+    auto& ctx = m_.getContext();
+    auto* yes = llvm::BasicBlock::Create(ctx, "then", f_);
+    auto* no = llvm::BasicBlock::Create(ctx, "else", f_);
+    auto* done = llvm::BasicBlock::Create(ctx, "endif", f_);
+    b_.CreateCondBr(cond, yes, no);
+    b_.SetInsertPoint(yes);
+    then();
+    b_.CreateBr(done);
+    b_.SetInsertPoint(no);
+    otherwise();
+    b_.CreateBr(done);
+    b_.SetInsertPoint(done);
   }
 
   // if (cond) then()
@@ -611,7 +636,10 @@ class GemmEmitter {
   // pack_a_pairs does (an element at a time, a 7 x 7 convolution's products per image took
   // 1.4 times as long: each of their tiles packs a 576-deep weight row for two panels of B).
   void pack_a(llvm::Value* A, llvm::Value* i, llvm::Value* r1, llvm::Value* pc, llvm::Value* kc, llvm::Value* sa_i, llvm::Value* sa_k) {
-    if (g_.ta) return pack_a_by_k(A, i, r1, pc, kc, sa_k);
+    branch(ta_, [&] { pack_a_by_k(A, i, r1, pc, kc, sa_k); }, [&] { pack_a_by_rows(A, i, r1, pc, kc, sa_i); });
+  }
+
+  void pack_a_by_rows(llvm::Value* A, llvm::Value* i, llvm::Value* r1, llvm::Value* pc, llvm::Value* kc, llvm::Value* sa_i) {
     const int MR = t_.rows, VW = t_.lanes;
     llvm::Value* last = b_.CreateSub(r1, c(1));
     std::vector<int> prefix;
@@ -652,7 +680,7 @@ class GemmEmitter {
   }
 
   void pack(llvm::Value* B, llvm::Value* dst, llvm::Value* pc, llvm::Value* jr, llvm::Value* kc, llvm::Value* nr, llvm::Value* sb_k,
-            llvm::Value* sb_j, bool rows_contiguous) {
+            llvm::Value* sb_j, llvm::Value* rows_contiguous) {
     const int NR = t_.columns(), NV = t_.vectors, VW = t_.lanes;
     llvm::Value* zero = llvm::Constant::getNullValue(vt_);
     llvm::Value* lanes = lane_ids();
@@ -661,7 +689,7 @@ class GemmEmitter {
       b_.CreateAlignedStore(vec, b_.CreateInBoundsGEP(f32_, dst, b_.CreateAdd(b_.CreateMul(k, c(NR)), c(column))),
                             llvm::Align(static_cast<uint64_t>(std::min(64, VW * 4))));
     };
-    if (g_.b_read != kir::Gemm::BRead::patches && rows_contiguous) {
+    auto rows = [&] {
       // A k's NR columns are NV contiguous vectors of B's row (a scalar copy took as long as
       // the products when M is small); the mask stops at column nr.
       std::vector<llvm::Value*> masks;
@@ -673,9 +701,8 @@ class GemmEmitter {
           store_row(b_.CreateMaskedLoad(vt_, at, llvm::Align(4), masks[static_cast<size_t>(v)], zero), k, v * VW);
         }
       });
-      return;
-    }
-    if (g_.b_read != kir::Gemm::BRead::patches) {
+    };
+    auto columns = [&] {
       // Transposed B: column j is contiguous in k. Load VW columns x VW k's, transpose the
       // block in registers, store VW rows of the panel. Past kc the rows are zeros the
       // micro-kernel never reads (the depth is a multiple of VW).
@@ -694,8 +721,8 @@ class GemmEmitter {
           for (int l = 0; l < VW; ++l) store_row(block[static_cast<size_t>(l)], b_.CreateAdd(k0, c(l)), v * VW);
         }
       });
-      return;
-    }
+    };
+    if (g_.b_read != kir::Gemm::BRead::patches) return branch(rows_contiguous, rows, columns);
     std::vector<llvm::Value*> masks;
     for (int v = 0; v < NV; ++v) masks.push_back(b_.CreateICmpSLT(lanes, splat(b_.CreateSub(nr, c(v * VW)))));
     RowRead row = patch_rows(B, pc, jr, masks);
@@ -828,6 +855,7 @@ class GemmEmitter {
   llvm::AllocaInst* ppanel_ = nullptr;  ///< pairs_: B's panels as pairs of bf16
   llvm::Value* apairs_ = nullptr;  ///< pairs_: A's micro-panel as pairs of bf16 (as apanel_)
   llvm::Value *own_apanel_ = nullptr, *own_apairs_ = nullptr;
+  llvm::Value* ta_ = nullptr;  ///< whether A is transposed: a constant, or the function's argument (gemm_transposes_vary)
   llvm::Value *shared_a_ = nullptr, *shared_tile_ = nullptr;  ///< pack_shared_a's buffer and a tile's elements in it
   std::vector<llvm::AllocaInst*> acc_;
 };
@@ -842,6 +870,10 @@ GemmTile gemm_tile_for(const kir::Gemm& g, const GemmTile& host) {
   return t;
 }
 
+bool gemm_transposes_vary(const kir::Gemm& g) {
+  return g.precision == kir::Gemm::Precision::f32 && g.b_read != kir::Gemm::BRead::patches;
+}
+
 std::string gemm_layout_name(const kir::Gemm& g, const GemmTile& host) {
   GemmTile t = gemm_tile_for(g, host);
   std::vector<int64_t> conv;
@@ -850,7 +882,8 @@ std::string gemm_layout_name(const kir::Gemm& g, const GemmTile& host) {
     const auto& c = g.im2col;
     conv = {c.C, c.H, c.W, c.KH, c.KW, c.OW, c.stride[0], c.stride[1], c.padding[0], c.padding[1], c.dilation[0], c.dilation[1]};
   }
-  std::string name = fmt::format("stag.gemm.{}{}{}{}{}", g.ta ? "t" : "n", g.tb ? "t" : "n", patches ? fmt::format(".conv{:x}", fnv(conv)) : "",
+  std::string transposes = gemm_transposes_vary(g) ? "xx" : fmt::format("{}{}", g.ta ? "t" : "n", g.tb ? "t" : "n");
+  std::string name = fmt::format("stag.gemm.{}{}{}{}", transposes, patches ? fmt::format(".conv{:x}", fnv(conv)) : "",
                      lines ? ".lines" : "",
                      t.rows == host.rows ? "" : fmt::format(".r{}", t.rows));
   if (g.precision == kir::Gemm::Precision::bf16) name += g.pairs ? ".bf16pairs" : ".bf16";

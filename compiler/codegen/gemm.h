@@ -31,11 +31,18 @@ struct GemmTile {
 GemmTile host_gemm_tile();
 
 /// The function `void(ptr A, ptr B, ptr C, i64 lo, i64 hi, i64 col_lo, i64 col_hi, i64 M, i64 N,
-/// i64 K, ptr a_offsets, ptr b_offsets, ptr b_lines)` that computes rows [lo, hi) and columns
-/// [col_lo, col_hi) of the batch-flattened C of a product laid out as `g` (transposes,
-/// convolution geometry); defined once per module for each layout. The offset tables hold each
-/// batch's element offset of A and of B; b_lines is gemm_lines().
+/// i64 K, ptr a_offsets, ptr b_offsets, ptr b_lines, i64 transposes)` that computes rows [lo, hi)
+/// and columns [col_lo, col_hi) of the batch-flattened C of a product laid out as `g`
+/// (convolution geometry, transposes); defined once per module for each layout. The offset
+/// tables hold each batch's element offset of A and of B; b_lines is gemm_lines(); transposes is
+/// gemm_transposes(g).
 llvm::Function* gemm_function(llvm::Module& m, const kir::Gemm& g, const GemmTile& tile);
+/// Whether one function serves g's product whatever its transposes (they are then read from its
+/// argument): f32 products of matrices, whose layouts differ only in strides and in how B's
+/// panels are packed. Three functions (nn, nt, tn) took a third of a GRU step's compile.
+bool gemm_transposes_vary(const kir::Gemm& g);
+/// The transposes argument of g's function: 1 if A is transposed, plus 2 if B is.
+inline int64_t gemm_transposes(const kir::Gemm& g) { return (g.ta ? 1 : 0) | (g.tb ? 2 : 0); }
 /// The register tile for g on a host with tile `host` (fewer rows for products of fewer rows).
 GemmTile gemm_tile_for(const kir::Gemm& g, const GemmTile& host);
 /// The name of the GEMM function serving g: one per operand layout (image geometry, tile rows).
