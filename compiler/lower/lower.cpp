@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <numeric>
 #include <stdexcept>
 #include <unordered_map>
 
@@ -101,12 +102,65 @@ void number_outputs(LowerContext& cx, const Graph& graph) {
     if (b.kind == BufKind::Output && b.function == cx.fn) b.index = position.at(b.name);
 }
 
+// The updates of a group that must be computed together, each set one loop: an update that
+// reads another's target (a parameter's new value reads its moments' old ones) shares its loop.
+std::vector<std::vector<const Update*>> reading_together(LowerContext& cx, const std::vector<const Update*>& group) {
+  std::vector<size_t> root(group.size());
+  for (size_t i = 0; i < root.size(); ++i) root[i] = i;
+  auto find = [&](size_t i) {
+    while (root[i] != i) i = root[i] = root[root[i]];
+    return i;
+  };
+  for (size_t i = 0; i < group.size(); ++i) {
+    std::vector<const Value*> leaves;
+    cx.plan.leaves(group[i]->value, leaves);
+    for (size_t j = 0; j < group.size(); ++j)
+      if (std::find(leaves.begin(), leaves.end(), group[j]->target) != leaves.end()) root[find(i)] = find(j);
+  }
+  std::vector<std::vector<const Update*>> sets(group.size());
+  for (size_t i = 0; i < group.size(); ++i) sets[find(i)].push_back(group[i]);
+  std::erase_if(sets, [](const auto& set) { return set.empty(); });
+  return sets;
+}
+
+// One group of updates of a size (FusionPlan::update_groups) in one kernel over chunks of
+// elements: for each set that reads together, a vectorized loop computing all new values of an
+// element, then storing them (one loop over all of them had too many pointers to vectorize).
+// An optimizer step of many small parameters is a few kernels, and each element of a parameter
+// and its moments is read and written once.
+void update_kernel(LowerContext& cx, const std::vector<const Update*>& group) {
+  const Value* first = group.front()->target;
+  int64_t n = numel(first->type), chunk = std::gcd(n, int64_t{2048});
+  std::string from = fmt::format("update %{}", first->name);
+  if (group.size() > 1) from += fmt::format(" and {} more", group.size() - 1);
+  cx.group.clear();
+  KernelBuilder kb("update", from);
+  int e = kb.new_var("e");
+  loop_nest(kb, {n / chunk}, [&](const std::vector<E>& idx) {
+    E at = add(mul(idx[0], int_(chunk)), kb.v(e));
+    std::vector<Stmt> loops;
+    for (const auto& set : reading_together(cx, group)) {
+      std::vector<Stmt> body, stores;
+      for (const Update* u : set) {
+        int dst = cx.in(u->target), fresh = kb.new_var("new", cx.B(dst).type.dtype);
+        body.push_back(assign(fresh, cx.ld(cx.in(u->value), at)));
+        stores.push_back(store(dst, at, kb.v(fresh)));
+      }
+      body.insert(body.end(), stores.begin(), stores.end());
+      loops.push_back(vectorized_for(e, 0, chunk, std::move(body)));
+    }
+    return loops;
+  }, grain_of(kGrainElements, chunk * static_cast<int64_t>(group.size())));
+  cx.emit(std::move(kb));
+}
+
 void lower_function(LowerContext& cx, const std::string& name, const Graph& graph) {
   cx.begin_function(name);
   cx.g = &graph;
   cx.pseudo.clear();
   cx.pseudo_node.clear();
   cx.plan = cx.options.fuse ? plan_fusion(graph, cx.stats) : FusionPlan{};
+  if (!cx.options.fuse) cx.plan.update_groups = group_updates(graph);  // unfused, the values are buffers
   place_buffers(cx, graph);
   if (cx.options.check_numerics && name != "init") check_entry(cx);
   lower_nodes(cx, graph);
@@ -120,10 +174,7 @@ void lower_function(LowerContext& cx, const std::string& name, const Graph& grap
   }
   number_outputs(cx, graph);
   // Updates land last: other kernels may still read the old parameter values.
-  for (const auto& u : graph.updates) {
-    cx.group.clear();
-    cx.copy_kernel(fmt::format("update %{}", u.target->name), cx.in(u.target), cx.in(u.value));
-  }
+  for (const auto& group : cx.plan.update_groups) update_kernel(cx, group);
   cx.end_function();
 }
 

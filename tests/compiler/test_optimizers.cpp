@@ -9,9 +9,12 @@
 #include <fstream>
 #include <sstream>
 
+#include "compiler/autodiff/autodiff.h"
 #include "compiler/jit/jit_model.h"
+#include "compiler/lower/lower.h"
 #include "compiler/train/optimizer.h"
 #include "ir/builder.h"
+#include "ir/reference.h"
 
 using namespace stag;
 
@@ -147,4 +150,60 @@ TEST_CASE("l1 adds l1 * sign(p) to each gradient, the gradient of l1 * sum(|p|) 
   OptimizerConfig c;
   c.l1 = -1;
   CHECK(append_optimizer(g, {{w, w}}, c) == "l1 must be >= 0, got -1");
+}
+
+// The updates of one size are one kernel (lower.cpp): two weights of one shape and their Adam
+// moments in one, the bias and its moments in another, the step counter in a third. Each new
+// value reads the old state of its own group, so three compiled steps must be the reference
+// interpreter's, every parameter and moment of them.
+TEST_CASE("the updates of one size are one kernel and take the reference's steps", "[optimizer]") {
+  Graph g("two_layers");
+  Builder b(g);
+  DType f = DType::f32;
+  Value* x = b.constant({f, {5, 4}}, formula(20, 10));
+  Value* t = b.constant({f, {5, 4}}, formula(20, 11));
+  Value* w1 = b.parameter("w1", {f, {4, 4}}, {{"init", std::string("normal")}});
+  Value* w2 = b.parameter("w2", {f, {4, 4}}, {{"init", std::string("normal")}});
+  Value* bias = b.parameter("b", {f, {4}}, {{"init", std::string("normal")}});
+  b.output("loss", b.mse({b.add({b.matmul({b.tanh({b.matmul({x, w1})}), w2}), bias}), t}));
+  Diagnostics diags;
+  auto grads_graph = differentiate(g, "loss", diags);
+  REQUIRE(grads_graph);
+  std::vector<std::pair<Value*, Value*>> grads;
+  for (const auto& o : grads_graph->outputs)
+    if (o.name.starts_with("grad.")) grads.emplace_back(grads_graph->find(o.name.substr(5)), o.value);
+  OptimizerConfig adamw;
+  adamw.kind = "adamw";
+  adamw.weight_decay = 0.1;
+  REQUIRE(append_optimizer(*grads_graph, grads, adamw).empty());
+  int updates = 0;
+  for (const auto& fn : lower(*grads_graph).functions)
+    for (const auto& k : fn.kernels) updates += k.name.ends_with("_update");
+  CHECK(updates == 3);  // [4, 4] weights, [4] bias, the step counter
+
+  CompiledModel compiled = compile_jit(*grads_graph);
+  rt::Model& m = *compiled.model;
+  m.init(3);
+  std::map<std::string, RefTensor> feeds{{"lr", RefTensor({f, {}}, {0.05})}};
+  for (const auto& n : grads_graph->nodes)
+    if (n->op == Op::parameter) {
+      std::vector<double> v;
+      for (float e : m.param(n->result()->name).values<float>()) v.push_back(e);
+      feeds[n->result()->name] = RefTensor(n->result()->type, v);
+    }
+  rt::Tensor lr = rt::Tensor::from<float>({}, {0.05f});
+  for (int step = 0; step < 3; ++step) {
+    m.run("forward", {&lr});
+    for (const auto& [name, value] : interpret(*grads_graph, feeds).updates) feeds[name] = value;
+  }
+  CHECK(feeds.size() > 7);  // lr, 3 parameters, 2 moments each, the step
+  for (const auto& [name, want] : feeds) {
+    if (name == "lr") continue;
+    auto got = m.param(name).values<float>();
+    REQUIRE(got.size() == want.data.size());
+    for (size_t i = 0; i < got.size(); ++i) {
+      INFO(name << " element " << i);
+      CHECK(std::fabs(got[i] - want.data[i]) <= 1e-5 * (1 + std::fabs(want.data[i])));
+    }
+  }
 }
