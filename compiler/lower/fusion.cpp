@@ -111,7 +111,8 @@ void plan_inlining(const Graph& graph, Uses& uses, FusionPlan& plan) {
 
   // An update computed in its group's kernel must not read a parameter that an earlier group
   // has already overwritten (its own group's old values are read before any is stored: a
-  // fused value reads an operand of its own size at its own element).
+  // fused value reads an operand of its own size at its own element, and the kernel runs an
+  // update's loop before the loops that overwrite what it reads).
   plan.update_groups = group_updates(graph);
   std::unordered_set<const Value*> written;
   for (const auto& group : plan.update_groups) {

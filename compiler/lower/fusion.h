@@ -20,8 +20,9 @@ struct FusionPlan {
   /// sum(dy) and sum(dy xhat) read dy once.
   std::unordered_map<const Node*, const Node*> sibling;
   /// The graph's updates by size (in the order sizes first appear): each group is one kernel
-  /// that computes all new values of an element before it stores any, so a value may read the
-  /// old state of its own group (an optimizer's parameter, moments and step alike).
+  /// whose loops over a chunk of elements run each update before any that overwrites what it
+  /// reads (lower.cpp), so a value may read the old state of its own group (an optimizer's
+  /// parameter, moments and step alike).
   std::vector<std::vector<const Update*>> update_groups;
 
   /// The buffers a fused value reads in the end: its operands, through other fused values.

@@ -102,32 +102,40 @@ void number_outputs(LowerContext& cx, const Graph& graph) {
     if (b.kind == BufKind::Output && b.function == cx.fn) b.index = position.at(b.name);
 }
 
-// The updates of a group that must be computed together, each set one loop: an update that
-// reads another's target (a parameter's new value reads its moments' old ones) shares its loop.
-std::vector<std::vector<const Update*>> reading_together(LowerContext& cx, const std::vector<const Update*>& group) {
-  std::vector<size_t> root(group.size());
-  for (size_t i = 0; i < root.size(); ++i) root[i] = i;
-  auto find = [&](size_t i) {
-    while (root[i] != i) i = root[i] = root[root[i]];
-    return i;
-  };
-  for (size_t i = 0; i < group.size(); ++i) {
-    std::vector<const Value*> leaves;
-    cx.plan.leaves(group[i]->value, leaves);
-    for (size_t j = 0; j < group.size(); ++j)
-      if (std::find(leaves.begin(), leaves.end(), group[j]->target) != leaves.end()) root[find(i)] = find(j);
+// Whether update `reader`'s value reads update `u`'s target (its old value).
+bool reads_target(LowerContext& cx, const Update* reader, const Update* u) {
+  std::vector<const Value*> leaves;
+  cx.plan.leaves(reader->value, leaves);
+  return std::find(leaves.begin(), leaves.end(), u->target) != leaves.end();
+}
+
+// A group's updates as loops in the order they run over a chunk, one update a loop: an update's
+// loop runs before the loop that overwrites any target it reads (a parameter's before its
+// moments'). Each value is then computed alone in its loop, to the same bits as a kernel of its
+// own computes it: a loop of several values lets LLVM share and reassociate their common terms
+// differently (a discriminator's moments in its step and in the GAN pair step, where the new
+// parameter is a buffer other kernels read). Updates that read each other's targets in a cycle
+// share one loop that computes all their values before storing any.
+std::vector<std::vector<const Update*>> update_loops(LowerContext& cx, std::vector<const Update*> left) {
+  std::vector<std::vector<const Update*>> loops;
+  while (!left.empty()) {
+    auto unread = std::find_if(left.begin(), left.end(), [&](const Update* u) {
+      return std::none_of(left.begin(), left.end(), [&](const Update* r) { return r != u && reads_target(cx, r, u); });
+    });
+    if (unread == left.end()) {
+      loops.push_back(std::move(left));
+      break;
+    }
+    loops.push_back({*unread});
+    left.erase(unread);
   }
-  std::vector<std::vector<const Update*>> sets(group.size());
-  for (size_t i = 0; i < group.size(); ++i) sets[find(i)].push_back(group[i]);
-  std::erase_if(sets, [](const auto& set) { return set.empty(); });
-  return sets;
+  return loops;
 }
 
 // One group of updates of a size (FusionPlan::update_groups) in one kernel over chunks of
-// elements: for each set that reads together, a vectorized loop computing all new values of an
-// element, then storing them (one loop over all of them had too many pointers to vectorize).
-// An optimizer step of many small parameters is a few kernels, and each element of a parameter
-// and its moments is read and written once.
+// elements, each chunk every update's vectorized loop (update_loops). An optimizer step of many
+// small parameters is a few kernels, and a chunk of a parameter and its moments stays in cache
+// between the loops that read and write it.
 void update_kernel(LowerContext& cx, const std::vector<const Update*>& group) {
   const Value* first = group.front()->target;
   int64_t n = numel(first->type), chunk = std::gcd(n, int64_t{2048});
@@ -136,10 +144,11 @@ void update_kernel(LowerContext& cx, const std::vector<const Update*>& group) {
   cx.group.clear();
   KernelBuilder kb("update", from);
   int e = kb.new_var("e");
+  auto ordered = update_loops(cx, group);
   loop_nest(kb, {n / chunk}, [&](const std::vector<E>& idx) {
     E at = add(mul(idx[0], int_(chunk)), kb.v(e));
     std::vector<Stmt> loops;
-    for (const auto& set : reading_together(cx, group)) {
+    for (const auto& set : ordered) {
       std::vector<Stmt> body, stores;
       for (const Update* u : set) {
         int dst = cx.in(u->target), fresh = kb.new_var("new", cx.B(dst).type.dtype);
