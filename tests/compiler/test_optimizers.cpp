@@ -261,7 +261,7 @@ TEST_CASE("an update kernel runs each update alone in a loop and its bits do not
         std::istringstream text(kir::print(p, k));
         for (std::string line; std::getline(text, line);) {
           if (line.find("for e in") != std::string::npos) stored.emplace_back();
-          else if (auto at = line.find("] = new"); at != std::string::npos && line.find('%') != std::string::npos)
+          else if (line.find("] = new") != std::string::npos && line.find('%') != std::string::npos)
             stored.back() += line.substr(line.find('%') + 1, line.find('[') - line.find('%') - 1) + " ";
         }
       }
