@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Data-parallel training over MPI on loopback: 2 processes at global batch 64 repeat the
-# single-process batch-64 losses of LeNet-5, also with gradient clipping by the global norm, and
+# single-process batch-64 losses of LeNet-5 (tanh and average pooling, lenet5_tanh.stag: a ReLU
+# network's runs part at the first pre-activation within rounding of zero), also with gradient
+# clipping by the global norm, and
 # of the MLP, whose dropout draws the single-process masks; so does a `stag build --processes 2`
 # trainer, bit for bit as `stag train`; gradients in buckets overlapped with the backward give the
 # losses of one all-reduce after it, bit for bit; the replicas stay equal and a mismatch is caught; a killed or a stopped process
@@ -8,7 +10,7 @@
 # checkpoint resumes a single-process run.
 # Usage: mpi_train.sh STAG MODELS_DIR   (needs mpirun and the dataset-fashion-mnist package)
 set -u
-stag=$1 models=$2
+stag=$1 models=$2 here=$(cd "$(dirname "$0")" && pwd)
 tmp=$(mktemp -d)
 cd "$tmp"
 pids=()
@@ -35,19 +37,19 @@ assert all(r["ranks"] == 2 for r in two) and all(r["ranks"] == 1 for r in one)
 PY
 }
 # MODEL trained 50 steps at batch 64 by one process and by two (checking the replicas every 5);
-# `parity NAME MODEL FLAGS...` adds flags.
+# `parity NAME MODEL_FILE FLAGS...` adds flags.
 parity() {
-  local m=$1 run=(train "$models/$2.stag" --batch 64 --epochs 1 --validation 0.02 --no-test --seed 3 --threads 1 --no-save --max-steps 50 "${@:3}")
+  local m=$1 run=(train "$2" --batch 64 --epochs 1 --validation 0.02 --no-test --seed 3 --threads 1 --no-save --max-steps 50 "${@:3}")
   "$stag" "${run[@]}" --log $m-one.jsonl --checkpoint $m-one.ckpt >$m-one.out 2>&1 || { cat $m-one.out; fail "$m: the single-process run failed"; }
   timeout 300 "${mpi[@]}" "$stag" "${run[@]}" --check-replicas 5 --log $m-two.jsonl --checkpoint $m-two.ckpt \
     >$m-two.out 2>&1 || { cat $m-two.out; fail "$m: the 2-process run failed"; }
   grep -q "batch 64, .* 2 processes of 32 examples each" $m-two.out || { cat $m-two.out; fail "$m: the 2-process run did not say how it splits the batch"; }
-  [ "$(grep -c "^training $2" $m-two.out)" -eq 1 ] || fail "$m: more than rank 0 printed"
+  [ "$(grep -c "^training $(basename "$2" .stag)" $m-two.out)" -eq 1 ] || fail "$m: more than rank 0 printed"
   compare $m-one.jsonl $m-two.jsonl || fail "$m: the 2-process losses differ from the single-process ones"
 }
-parity lenet5 lenet5
+parity lenet5 "$here/lenet5_tanh.stag"
 # Dropout: each process draws its rows' share of the global batch's masks.
-parity mlp mlp
+parity mlp "$models/mlp.stag"
 # Buckets: the gradients all-reduced in 4 buckets, each started during the backward (the default,
 # 1 MB for the first bucket and 25 MB after, makes two), or in one piece after the backward
 # (--bucket-mb 0), give the same losses and parameters bit for bit; the split points show in the
@@ -74,10 +76,10 @@ cmp -s aot.ckpt mlp-two.ckpt || fail "the built trainer's checkpoint differs fro
 timeout 60 mpirun -np 3 --oversubscribe --allow-run-as-root --bind-to none ./trainer2 --max-steps 1 >np3.out 2>&1 && fail "3 processes ran a 2-process trainer"
 grep -q "built for 2 processes, and mpirun started 3: build it with \`stag build --processes 3\`" np3.out || { cat np3.out; fail "no error about the process count"; }
 # Clipping by the global norm: the update sees the averaged gradients (a low threshold clips every step).
-parity clipped lenet5 --grad-clip 0.05
+parity clipped "$here/lenet5_tanh.stag" --grad-clip 0.05
 cp lenet5-two.jsonl two.jsonl
 cp lenet5-two.ckpt two.ckpt
-unseeded=(train "$models/lenet5.stag" --batch 64 --epochs 1 --validation 0.02 --no-test --threads 1 --no-save)
+unseeded=(train "$here/lenet5_tanh.stag" --batch 64 --epochs 1 --validation 0.02 --no-test --threads 1 --no-save)
 common=("${unseeded[@]}" --seed 3)
 
 # Replicas that differ (each process initialised from another seed) are caught at the first check.
