@@ -74,6 +74,21 @@ bool pays_to_recompute(const Node& n, Uses& uses, const FusionPlan& plan) {
   return ops <= kMaxTreeOps && k * L <= L + 1 + k;
 }
 
+}  // namespace
+
+std::vector<std::vector<const Update*>> group_updates(const Graph& graph) {
+  std::vector<std::vector<const Update*>> groups;
+  std::map<int64_t, size_t> by_size;
+  for (const auto& u : graph.updates) {
+    auto [it, fresh] = by_size.emplace(numel(u.target->type), groups.size());
+    if (fresh) groups.emplace_back();
+    groups[it->second].push_back(&u);
+  }
+  return groups;
+}
+
+namespace {
+
 // Elementwise values, broadcasts and reshapes computed inside the kernels that read them.
 void plan_inlining(const Graph& graph, Uses& uses, FusionPlan& plan) {
   for (const auto& n : graph.nodes) {
@@ -94,17 +109,21 @@ void plan_inlining(const Graph& graph, Uses& uses, FusionPlan& plan) {
     if (ok || (once && !by_update && pays_to_recompute(*n, uses, plan))) plan.fused_away.insert(v);
   }
 
-  // An update computed in its copy must not read a parameter that an earlier update has
-  // already overwritten.
+  // An update computed in its group's kernel must not read a parameter that an earlier group
+  // has already overwritten (its own group's old values are read before any is stored: a
+  // fused value reads an operand of its own size at its own element, and the kernel runs an
+  // update's loop before the loops that overwrite what it reads).
+  plan.update_groups = group_updates(graph);
   std::unordered_set<const Value*> written;
-  for (const auto& u : graph.updates) {
-    if (plan.fused_away.count(u.value)) {
+  for (const auto& group : plan.update_groups) {
+    for (const Update* u : group) {
+      if (!plan.fused_away.count(u->value)) continue;
       std::vector<const Value*> leaves;
-      plan.leaves(u.value, leaves);
+      plan.leaves(u->value, leaves);
       if (std::any_of(leaves.begin(), leaves.end(), [&](const Value* l) { return written.count(l) > 0; }))
-        plan.fused_away.erase(u.value);
+        plan.fused_away.erase(u->value);
     }
-    written.insert(u.target);
+    for (const Update* u : group) written.insert(u->target);
   }
 }
 

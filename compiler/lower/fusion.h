@@ -19,10 +19,18 @@ struct FusionPlan {
   /// A reduction computed in the same pass as another (reduce.cpp's lanes): a batch norm's
   /// sum(dy) and sum(dy xhat) read dy once.
   std::unordered_map<const Node*, const Node*> sibling;
+  /// The graph's updates by size (in the order sizes first appear): each group is one kernel
+  /// whose loops over a chunk of elements run each update before any that overwrites what it
+  /// reads (lower.cpp), so a value may read the old state of its own group (an optimizer's
+  /// parameter, moments and step alike).
+  std::vector<std::vector<const Update*>> update_groups;
 
   /// The buffers a fused value reads in the end: its operands, through other fused values.
   void leaves(const Value* v, std::vector<const Value*>& out) const;
 };
+
+/// The graph's updates by size, in the order sizes first appear (FusionPlan::update_groups).
+std::vector<std::vector<const Update*>> group_updates(const Graph& g);
 
 /// Counts its inlined values, epilogue nodes and sibling reductions in `stats`.
 FusionPlan plan_fusion(const Graph& g, LowerStats& stats);

@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <numeric>
 #include <stdexcept>
 #include <unordered_map>
 
@@ -101,12 +102,74 @@ void number_outputs(LowerContext& cx, const Graph& graph) {
     if (b.kind == BufKind::Output && b.function == cx.fn) b.index = position.at(b.name);
 }
 
+// Whether update `reader`'s value reads update `u`'s target (its old value).
+bool reads_target(LowerContext& cx, const Update* reader, const Update* u) {
+  std::vector<const Value*> leaves;
+  cx.plan.leaves(reader->value, leaves);
+  return std::find(leaves.begin(), leaves.end(), u->target) != leaves.end();
+}
+
+// A group's updates as loops in the order they run over a chunk, one update a loop: an update's
+// loop runs before the loop that overwrites any target it reads (a parameter's before its
+// moments'). Each value is then computed alone in its loop, to the same bits as a kernel of its
+// own computes it: a loop of several values lets LLVM share and reassociate their common terms
+// differently (a discriminator's moments in its step and in the GAN pair step, where the new
+// parameter is a buffer other kernels read). Updates that read each other's targets in a cycle
+// share one loop that computes all their values before storing any.
+std::vector<std::vector<const Update*>> update_loops(LowerContext& cx, std::vector<const Update*> left) {
+  std::vector<std::vector<const Update*>> loops;
+  while (!left.empty()) {
+    auto unread = std::find_if(left.begin(), left.end(), [&](const Update* u) {
+      return std::none_of(left.begin(), left.end(), [&](const Update* r) { return r != u && reads_target(cx, r, u); });
+    });
+    if (unread == left.end()) {
+      loops.push_back(std::move(left));
+      break;
+    }
+    loops.push_back({*unread});
+    left.erase(unread);
+  }
+  return loops;
+}
+
+// One group of updates of a size (FusionPlan::update_groups) in one kernel over chunks of
+// elements, each chunk every update's vectorized loop (update_loops). An optimizer step of many
+// small parameters is a few kernels, and a chunk of a parameter and its moments stays in cache
+// between the loops that read and write it.
+void update_kernel(LowerContext& cx, const std::vector<const Update*>& group) {
+  const Value* first = group.front()->target;
+  int64_t n = numel(first->type), chunk = std::gcd(n, int64_t{2048});
+  std::string from = fmt::format("update %{}", first->name);
+  if (group.size() > 1) from += fmt::format(" and {} more", group.size() - 1);
+  cx.group.clear();
+  KernelBuilder kb("update", from);
+  int e = kb.new_var("e");
+  auto ordered = update_loops(cx, group);
+  loop_nest(kb, {n / chunk}, [&](const std::vector<E>& idx) {
+    E at = add(mul(idx[0], int_(chunk)), kb.v(e));
+    std::vector<Stmt> loops;
+    for (const auto& set : ordered) {
+      std::vector<Stmt> body, stores;
+      for (const Update* u : set) {
+        int dst = cx.in(u->target), fresh = kb.new_var("new", cx.B(dst).type.dtype);
+        body.push_back(assign(fresh, cx.ld(cx.in(u->value), at)));
+        stores.push_back(store(dst, at, kb.v(fresh)));
+      }
+      body.insert(body.end(), stores.begin(), stores.end());
+      loops.push_back(vectorized_for(e, 0, chunk, std::move(body)));
+    }
+    return loops;
+  }, grain_of(kGrainElements, chunk * static_cast<int64_t>(group.size())));
+  cx.emit(std::move(kb));
+}
+
 void lower_function(LowerContext& cx, const std::string& name, const Graph& graph) {
   cx.begin_function(name);
   cx.g = &graph;
   cx.pseudo.clear();
   cx.pseudo_node.clear();
   cx.plan = cx.options.fuse ? plan_fusion(graph, cx.stats) : FusionPlan{};
+  if (!cx.options.fuse) cx.plan.update_groups = group_updates(graph);  // unfused, the values are buffers
   place_buffers(cx, graph);
   if (cx.options.check_numerics && name != "init") check_entry(cx);
   lower_nodes(cx, graph);
@@ -120,10 +183,7 @@ void lower_function(LowerContext& cx, const std::string& name, const Graph& grap
   }
   number_outputs(cx, graph);
   // Updates land last: other kernels may still read the old parameter values.
-  for (const auto& u : graph.updates) {
-    cx.group.clear();
-    cx.copy_kernel(fmt::format("update %{}", u.target->name), cx.in(u.target), cx.in(u.value));
-  }
+  for (const auto& group : cx.plan.update_groups) update_kernel(cx, group);
   cx.end_function();
 }
 
