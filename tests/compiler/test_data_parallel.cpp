@@ -246,18 +246,11 @@ model m {
 namespace {
 
 std::unique_ptr<Graph> gan_member(const std::string& name, int64_t batch) {
-  std::string path = fmt::format("{}/cli/gan_tanh.stag", STAG_TESTS_DIR), error;
-  auto text = read_source(path, error);
-  REQUIRE(text);
-  Diagnostics diags;
   LoadOptions options;
   options.batch = batch;
   options.training = true;
   options.model = name;
-  auto g = load_model(path, *text, options, diags);
-  INFO(diags.render());
-  REQUIRE(g);
-  return g;
+  return test::load_model_file(fmt::format("{}/cli/gan_tanh.stag", STAG_TESTS_DIR), options);
 }
 
 // The GAN of tests/cli/gan_tanh.stag (no batch norm) with its steps split, at `batch`.

@@ -13,24 +13,18 @@
 #include "compiler/train/train_step.h"
 #include "frontend/load.h"
 #include "ir/reference.h"
+#include "tests/compiler/catalog.h"
 
 using namespace stag;
 
 namespace {
 
 std::unique_ptr<Graph> load_member(const std::string& name, int64_t batch) {
-  std::string path = fmt::format("{}/../models/dcgan.stag", STAG_TESTS_DIR), error;
-  auto text = read_source(path, error);
-  REQUIRE(text);
-  Diagnostics diags;
   LoadOptions options;
   options.batch = batch;
   options.training = true;
   options.model = name;
-  auto g = load_model(path, *text, options, diags);
-  INFO(diags.render());
-  REQUIRE(g);
-  return g;
+  return test::load_model_file(test::catalog_path("dcgan"), options);
 }
 
 struct Gan {
