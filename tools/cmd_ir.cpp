@@ -17,6 +17,7 @@
 #include "ir/ops.h"
 #include "ir/printer.h"
 #include "tools/cli.h"
+#include "tools/gan_program.h"
 
 namespace stag::cli {
 
@@ -151,11 +152,42 @@ int run_parallel_ir(const IrArgs& args) {
   return kExitOk;
 }
 
+bool is_compiled_stage(const std::string& stage) {
+  return stage == "kernels" || stage == "llvm" || stage == "llvm-unoptimized" || stage == "asm";
+}
+
+// A GAN's training program as `stag train` compiles it (--step: sampling and the pair step, or
+// the two steps), or one process's of an N-process run (--processes: sampling, then each model's
+// gradients and update); its step graphs one after another at the graph stages.
+int run_gan_ir(const IrArgs& args, const fe::GanLookup& gan) {
+  if (gan.kind == fe::GanLookup::Member) refuse_member(args.model, gan.spec);
+  if (args.dot) throw Failure{kExitUsage, "--dot draws one graph; a GAN's steps are several (--model NAME draws one model)"};
+  if (args.processes > 1 && !is_compiled_stage(args.stage))
+    throw Failure{kExitUsage, "--processes shows a compiled stage (kernels, llvm, llvm-unoptimized or asm), as text"};
+  TrainProgramArgs program;
+  program.model = args.model;
+  GanGraphs graphs = args.processes > 1 ? gan_split_graphs(program, gan.spec, args.processes) : gan_graphs(program, gan.spec);
+  auto functions = args.processes > 1 ? gan_split_functions(graphs) : gan_functions(graphs, gan.spec, false);
+  std::vector<std::unique_ptr<Graph>> optimized;
+  std::string text;
+  if (args.stage == "graph") {
+    for (const auto& [name, g] : functions) text += (text.empty() ? "" : "\n") + print(*g);
+  } else {
+    kir::Program compiled = compile_program(functions, args.model.passes, std::cerr, &optimized);
+    if (args.stage != "optimized") text = compiled_text(args, compiled);
+    for (size_t i = 0; args.stage == "optimized" && i < optimized.size(); ++i) text += (i ? "\n" : "") + print(*optimized[i]);
+  }
+  write_output(args.out, text);
+  return kExitOk;
+}
+
 int run_ir(const IrArgs& args) {
+  if (args.step && args.stage == "autodiff") throw Failure{kExitUsage, "--step already holds the gradient; use --stage graph"};
+  if (args.step || args.processes > 1)
+    if (auto gan = find_gan(args.model)) return run_gan_ir(args, *gan);
   if (args.processes > 1) return run_parallel_ir(args);
   if (!args.profile.empty() && !(args.dot && args.stage == "kernels"))
     throw Failure{kExitUsage, "--profile labels the kernels of --stage kernels --dot"};
-  if (args.step && args.stage == "autodiff") throw Failure{kExitUsage, "--step already holds the gradient; use --stage graph"};
   auto graph = staged_graph(args);
   if (args.stage == "graph" || args.stage == "autodiff") {
     write_output(args.out, args.dot ? dot_text(args, *graph) : print(*graph));

@@ -123,4 +123,11 @@ data = open(sys.argv[1], 'rb').read()
 w, h = struct.unpack('>II', data[16:24])
 assert (w, h) == (5 * 28 + 6 * 2, 4 * 28 + 5 * 2), (w, h)
 PY
-echo "gan: 6 runs alike (one a built trainer), resumed and interrupted; samples; 4 errors; 1 passed, 0 failed"
+# The training program as stag ir shows it: sampling and the pair step (graphs, and kernels), one process's gradients and updates of a 2-process run; a member's step is refused.
+"$stag" ir "$models/dcgan.stag" --step >step.ir 2>&1 || { cat step.ir; fail "stag ir --step of a GAN failed"; }
+[ "$(grep -c '^graph dcgan' step.ir)" -eq 2 ] && grep -q '^graph dcgan.pair_step {' step.ir || { grep '^graph' step.ir; fail "no sampling and pair step graphs"; }
+"$stag" ir "$models/dcgan.stag" --step --stage kernels | grep -q '^  func pair_step {' || fail "no pair_step kernels"
+"$stag" ir "$models/dcgan.stag" --processes 2 --stage kernels >split.ir 2>&1 || { cat split.ir; fail "stag ir --processes of a GAN failed"; }
+[ "$(grep -cE '^  func (d|g)_(gradients|update) \{' split.ir)" -eq 4 ] || { grep '^  func' split.ir; fail "no split GAN functions"; }
+expect_error "a member's step" "'generator' is the generator of gan 'dcgan'" "$stag" ir "$models/dcgan.stag" --model generator --step
+echo "gan: 6 runs alike (one a built trainer), resumed and interrupted; samples; stag ir of the steps; 5 errors; 1 passed, 0 failed"
