@@ -150,6 +150,22 @@ std::map<std::string, RefTensor> rank_feeds(const Graph& grads, const std::map<s
   return feeds;
 }
 
+// The worst difference between want's outputs (those `keep` takes) and the mean of two ranks'
+// results, each relative to the output's largest magnitude.
+double worst_of_mean(const RefResult& want, const RefResult (&got)[2], const std::function<bool(const std::string&)>& keep) {
+  double worst = 0;
+  for (const auto& [name, w] : want.outputs) {
+    if (!keep(name)) continue;
+    const auto& a = got[0].outputs.at(name).data;
+    const auto& b = got[1].outputs.at(name).data;
+    double scale = 0;
+    for (double v : w.data) scale = std::max(scale, std::fabs(v));
+    for (size_t i = 0; i < w.data.size(); ++i)
+      worst = std::max(worst, std::fabs((a[i] + b[i]) / 2 - w.data[i]) / (scale + 1e-30));
+  }
+  return worst;
+}
+
 // The loss and every gradient of two ranks' split gradients, averaged, equal one process's at
 // batch 2 (reference interpreter, f64). `ranks_given` says which rank each process claims.
 double worst_difference(const fs::path& path, std::array<int64_t, 2> ranks_given = {0, 1}) {
@@ -171,17 +187,7 @@ double worst_difference(const fs::path& path, std::array<int64_t, 2> ranks_given
   RefResult want = interpret(*single, feeds);
   RefResult got[2] = {interpret(*grads, rank_feeds(*grads, feeds, 0, ranks_given[0])),
                       interpret(*grads, rank_feeds(*grads, feeds, 1, ranks_given[1]))};
-  double worst = 0;
-  for (const auto& [name, w] : want.outputs) {
-    if (name != "loss" && !name.starts_with("grad.")) continue;
-    const auto& a = got[0].outputs.at(name).data;
-    const auto& b = got[1].outputs.at(name).data;
-    double scale = 0;
-    for (double v : w.data) scale = std::max(scale, std::fabs(v));
-    for (size_t i = 0; i < w.data.size(); ++i)
-      worst = std::max(worst, std::fabs((a[i] + b[i]) / 2 - w.data[i]) / (scale + 1e-30));
-  }
-  return worst;
+  return worst_of_mean(want, got, [](const std::string& name) { return name == "loss" || name.starts_with("grad."); });
 }
 
 }  // namespace
@@ -297,16 +303,7 @@ std::map<std::string, RefTensor> gan_feeds(const Graph& step, int64_t first_row,
 double gan_worst(const Graph& whole, const Graph& part, std::array<int64_t, 2> ranks_given = {0, 1}) {
   RefResult want = interpret(whole, gan_feeds(whole, 0, 0));
   RefResult got[2] = {interpret(part, gan_feeds(part, 0, ranks_given[0])), interpret(part, gan_feeds(part, 1, ranks_given[1]))};
-  double worst = 0;
-  for (const auto& [name, w] : want.outputs) {
-    const auto& a = got[0].outputs.at(name).data;
-    const auto& b = got[1].outputs.at(name).data;
-    double scale = 0;
-    for (double v : w.data) scale = std::max(scale, std::fabs(v));
-    for (size_t i = 0; i < w.data.size(); ++i)
-      worst = std::max(worst, std::fabs((a[i] + b[i]) / 2 - w.data[i]) / (scale + 1e-30));
-  }
-  return worst;
+  return worst_of_mean(want, got, [](const std::string&) { return true; });
 }
 
 }  // namespace
