@@ -39,8 +39,13 @@ fi
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:allocator_may_return_null=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 echo "fuzz.sh: $target for $seconds s$([ "$runs" = -1 ] || echo " or $runs runs")"
+set +e
 build-fuzz/tools/fuzz/fuzz_$target "$corpus" build-fuzz/seeds/$target -dict="$dict" -max_total_time="$seconds" -runs="$runs" \
   -rss_limit_mb=4096 -malloc_limit_mb=2048 -timeout=20 -artifact_prefix="$findings/" -print_final_stats=1 2>&1 |
-  sed '/Recommended dictionary/,/End of recommended dictionary/d' | grep -v '^#[0-9]*.*\(NEW\|REDUCE\|pulse\)' || true
+  sed '/Recommended dictionary/,/End of recommended dictionary/d' | grep -v '^#[0-9]*.*\(NEW\|REDUCE\|pulse\)'
+fuzzer_status=${PIPESTATUS[0]}
+set -e
 ls "$findings" | grep -q . && { echo "fuzz.sh: findings in $findings:"; ls "$findings"; exit 1; }
+# A fuzzer that stops without a finding (a bad flag, a missing dictionary) must not read as a clean campaign.
+[ "$fuzzer_status" = 0 ] || { echo "fuzz.sh: fuzz_$target exited with status $fuzzer_status" >&2; exit "$fuzzer_status"; }
 exit 0
