@@ -6,6 +6,7 @@
 #include <cctype>
 #include <filesystem>
 #include <mutex>
+#include <optional>
 #include <set>
 
 #include <onnx/checker.h>
@@ -31,6 +32,26 @@ std::map<std::string, std::map<std::string, RefTensor>>& weights_by_path() {
 bool ident_char(char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.'; }
 
 // An unnamed node by its index and its first output that is not left out (an LSTM's Y may be).
+// A graph output that no node, input or initializer of its own graph defines, searched through
+// subgraphs too: libonnx's version converter dereferences one (its checker lets it through).
+std::optional<std::string> undefined_output(const onnx::GraphProto& g) {
+  std::set<std::string> defined;
+  for (const auto& i : g.input()) defined.insert(i.name());
+  for (const auto& t : g.initializer()) defined.insert(t.name());
+  for (const auto& n : g.node()) {
+    defined.insert(n.output().begin(), n.output().end());
+    for (const auto& a : n.attribute()) {
+      if (a.has_g())
+        if (auto u = undefined_output(a.g())) return u;
+      for (const auto& sub : a.graphs())
+        if (auto u = undefined_output(sub)) return u;
+    }
+  }
+  for (const auto& o : g.output())
+    if (!defined.count(o.name())) return o.name();
+  return std::nullopt;
+}
+
 std::string node_label(const onnx::NodeProto& n, int index) {
   if (!n.name().empty()) return fmt::format("'{}'", n.name());
   for (const auto& out : n.output())
@@ -112,6 +133,10 @@ bool Importer::read_opset(int64_t& opset) {
     return false;
   }
   if (opset >= kMinOpset) return true;
+  if (auto name = undefined_output(model.graph())) {
+    error(fmt::format("opset {} needs conversion to opset {}, but the graph output '{}' is produced by no node, input or initializer", opset, kMinOpset, *name));
+    return false;
+  }
   try {
     model = onnx::version_conversion::ConvertVersion(model, static_cast<int>(kMinOpset));
     opset = kMinOpset;
