@@ -2,7 +2,8 @@
 # Builds one libFuzzer target with clang-19 (ASan, UBSan, no recovery) in build-fuzz/ and runs it:
 #   tools/fuzz.sh TARGET [SECONDS [RUNS]]   TARGET: stag ir onnx checkpoint npy idx csv text (default 60 s);
 #                                           stops after SECONDS or RUNS executions, whichever comes first;
-#                                           STAG_FUZZ_TIMEOUT (s, default 20) is the wall time a unit may take: raise it
+#                                           STAG_FUZZ_TIMEOUT (s, default 20) is the wall time a unit may take (and be
+#                                           reported slow, a finding too): raise it
 #                                           when the fuzzer runs at idle priority beside other work
 #   tools/fuzz.sh all [SECONDS [RUNS]]      each target in turn
 # The corpus grows in build-fuzz/corpus/TARGET (seeded from the repository and small generated
@@ -43,7 +44,7 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 echo "fuzz.sh: $target for $seconds s$([ "$runs" = -1 ] || echo " or $runs runs")"
 set +e
 build-fuzz/tools/fuzz/fuzz_$target "$corpus" build-fuzz/seeds/$target -dict="$dict" -max_total_time="$seconds" -runs="$runs" \
-  -rss_limit_mb=4096 -malloc_limit_mb=2048 -timeout="${STAG_FUZZ_TIMEOUT:-20}" -artifact_prefix="$findings/" -print_final_stats=1 2>&1 |
+  -rss_limit_mb=4096 -malloc_limit_mb=2048 -timeout="${STAG_FUZZ_TIMEOUT:-20}" -report_slow_units="${STAG_FUZZ_TIMEOUT:-20}" -artifact_prefix="$findings/" -print_final_stats=1 2>&1 |
   sed '/Recommended dictionary/,/End of recommended dictionary/d' | grep -v '^#[0-9]*.*\(NEW\|REDUCE\|pulse\)'
 fuzzer_status=${PIPESTATUS[0]}
 set -e
