@@ -3,11 +3,19 @@
 
 #include <fmt/format.h>
 
+#include <cmath>
 #include <unordered_set>
 
 namespace stag::onnx_import {
 
 void fail(const std::string& message) { throw ConvertError(message); }
+
+int64_t as_int(double d, std::string_view what) {
+  // Folded values are doubles: a Cast of NaN or 1e30 to int64 reaches here, and converting
+  // such a double to int64_t is undefined behaviour.
+  if (!(std::abs(d) < 0x1p63)) fail(fmt::format("{} {} is not an integer stag can use", what, d));
+  return static_cast<int64_t>(d);
+}
 
 int64_t norm_axis(int64_t a, size_t rank) {
   auto r = static_cast<int64_t>(rank);
@@ -136,7 +144,7 @@ const RefTensor& Ctx::need_known(const Value* v, std::string_view what) {
 Ints Ctx::known_ints(const Value* v, std::string_view what) {
   const RefTensor& t = need_known(v, what);
   Ints out;
-  for (double d : t.data) out.push_back(static_cast<int64_t>(d));
+  for (double d : t.data) out.push_back(as_int(d, what));
   return out;
 }
 

@@ -22,6 +22,8 @@ struct ConvertError : std::runtime_error {
 };
 
 [[noreturn]] void fail(const std::string& message);
+/// A known value used as an integer (an index, a count): fails on NaN, infinity or beyond int64.
+int64_t as_int(double d, std::string_view what);
 
 class Ctx {
  public:

@@ -175,7 +175,8 @@ Value* gather_known(Ctx& c, const RefTensor& data, const RefTensor& idx, int64_t
   std::vector<double> v;
   for (int64_t o = 0; o < outer; ++o)
     for (double j : idx.data) {
-      auto k = static_cast<int64_t>(j) < 0 ? static_cast<int64_t>(j) + d[axis] : static_cast<int64_t>(j);
+      int64_t k = as_int(j, "gather index");
+      if (k < 0) k += d[axis];
       if (k < 0 || k >= d[axis]) fail(fmt::format("index {} is out of range for axis {} of size {}", j, axis, d[axis]));
       for (int64_t i = 0; i < inner; ++i) v.push_back(data.data[static_cast<size_t>((o * d[axis] + k) * inner + i)]);
     }
