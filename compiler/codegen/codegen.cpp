@@ -288,7 +288,7 @@ class Codegen {
     std::unordered_map<std::string, size_t> by_layout;
     for (size_t u = 0; u < s.unique.size(); ++u) {
       const Kernel& k = *s.unique[u];
-      double c = static_cast<double>(ir_size(k));
+      double c = kKernelFunctionSize + static_cast<double>(ir_size(k));
       size_t g = groups.size();
       if (k.gemm) {
         auto [it, fresh] = by_layout.try_emplace(gemm_layout_name(*k.gemm, tile_), groups.size());
@@ -306,7 +306,7 @@ class Codegen {
     for (size_t g = 0; g < order.size(); ++g) order[g] = g;
     std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return cost[a] > cost[b]; });
     std::vector<double> load(static_cast<size_t>(options_.parts), 0);
-    for (const auto& k : p_.functions) load[0] += static_cast<double>(k.kernels.size()) * 4;  // the entry functions' calls
+    for (const auto& k : p_.functions) load[0] += static_cast<double>(k.kernels.size()) * kCallSize;  // the entry functions' calls
     for (size_t g : order) {
       size_t least = static_cast<size_t>(std::min_element(load.begin(), load.end()) - load.begin());
       load[least] += cost[g];
@@ -314,9 +314,11 @@ class Codegen {
     }
     return part;
   }
-  // Roughly the LLVM work of a GEMM function, in kernel IR nodes (its micro-kernel unrolls to
-  // hundreds of instructions and O3 spends the most time on it).
-  static constexpr double kGemmFunctionSize = 3000;
+  // LLVM's work in kernel IR nodes, as measured on the GRU step (a part of one function each):
+  // a kernel function costs as much as 50 nodes besides its own (a vectorized loop's checks and
+  // remainder), a GEMM function (its micro-kernel unrolls to hundreds of instructions) about
+  // 1,500, a call in an entry function (not optimized: `entry`) 3.
+  static constexpr double kKernelFunctionSize = 50, kGemmFunctionSize = 1500, kCallSize = 3;
   static size_t ir_size(const Kernel& k) {
     std::set<const Expr*> seen;
     std::function<size_t(const E&)> expr = [&](const E& e) -> size_t {
@@ -634,6 +636,10 @@ class Codegen {
     auto* f = llvm::Function::Create(ty, llvm::GlobalValue::ExternalLinkage, entry_symbol(p_, p_.functions[fn].name), m_.get());
     // The thread pool rethrows a worker's exception in the caller: it unwinds through here.
     f->setUWTableKind(llvm::UWTableKind::Default);
+    // A list of calls that runs once a step: LLVM's optimizer would gain nothing on it and its
+    // instruction selection was the slowest of any function's (fast selection instead).
+    f->addFnAttr(llvm::Attribute::OptimizeNone);
+    f->addFnAttr(llvm::Attribute::NoInline);
     b_.SetInsertPoint(llvm::BasicBlock::Create(ctx_, "entry", f));
     size_t slots = 1;
     for (const auto& c : calls) slots = std::max(slots, c.buffers.size());

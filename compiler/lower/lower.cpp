@@ -102,11 +102,23 @@ void number_outputs(LowerContext& cx, const Graph& graph) {
     if (b.kind == BufKind::Output && b.function == cx.fn) b.index = position.at(b.name);
 }
 
-// Whether update `reader`'s value reads update `u`'s target (its old value).
-bool reads_target(LowerContext& cx, const Update* reader, const Update* u) {
-  std::vector<const Value*> leaves;
-  cx.plan.leaves(reader->value, leaves);
-  return std::find(leaves.begin(), leaves.end(), u->target) != leaves.end();
+// For each update, the others whose targets (old values) its value reads: each update's
+// leaves are gathered once.
+std::vector<std::vector<size_t>> targets_read(LowerContext& cx, const std::vector<const Update*>& updates) {
+  std::unordered_map<const Value*, std::vector<size_t>> by_target;
+  for (size_t i = 0; i < updates.size(); ++i) by_target[updates[i]->target].push_back(i);
+  std::vector<std::vector<size_t>> reads(updates.size());
+  for (size_t r = 0; r < updates.size(); ++r) {
+    std::vector<const Value*> leaves;
+    cx.plan.leaves(updates[r]->value, leaves);
+    std::sort(leaves.begin(), leaves.end());
+    leaves.erase(std::unique(leaves.begin(), leaves.end()), leaves.end());
+    for (const Value* v : leaves)
+      if (auto it = by_target.find(v); it != by_target.end())
+        for (size_t u : it->second)
+          if (u != r) reads[r].push_back(u);
+  }
+  return reads;
 }
 
 // A group's updates as loops in the order they run over a chunk, one update a loop: an update's
@@ -115,18 +127,25 @@ bool reads_target(LowerContext& cx, const Update* reader, const Update* u) {
 // own computes it: a loop of several values lets LLVM share and reassociate their common terms
 // differently (a discriminator's moments in its step and in the GAN pair step, where the new
 // parameter is a buffer other kernels read). Updates that read each other's targets in a cycle
-// share one loop that computes all their values before storing any.
-std::vector<std::vector<const Update*>> update_loops(LowerContext& cx, std::vector<const Update*> left) {
+// share one loop that computes all their values before storing any. Each round takes the first
+// update no other update left reads.
+std::vector<std::vector<const Update*>> update_loops(LowerContext& cx, const std::vector<const Update*>& updates) {
+  auto reads = targets_read(cx, updates);
+  std::vector<int> readers(updates.size(), 0);  // of each update's target, among the updates left
+  for (const auto& r : reads)
+    for (size_t u : r) ++readers[u];
+  std::vector<size_t> left(updates.size());
+  std::iota(left.begin(), left.end(), size_t{0});
   std::vector<std::vector<const Update*>> loops;
   while (!left.empty()) {
-    auto unread = std::find_if(left.begin(), left.end(), [&](const Update* u) {
-      return std::none_of(left.begin(), left.end(), [&](const Update* r) { return r != u && reads_target(cx, r, u); });
-    });
+    auto unread = std::find_if(left.begin(), left.end(), [&](size_t u) { return readers[u] == 0; });
     if (unread == left.end()) {
-      loops.push_back(std::move(left));
+      loops.emplace_back();
+      for (size_t u : left) loops.back().push_back(updates[u]);
       break;
     }
-    loops.push_back({*unread});
+    for (size_t u : reads[*unread]) --readers[u];
+    loops.push_back({updates[*unread]});
     left.erase(unread);
   }
   return loops;
