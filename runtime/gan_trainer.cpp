@@ -7,6 +7,8 @@
 
 #include "runtime/gan_trainer.h"
 
+#include "runtime/exchange.h"
+
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -97,6 +99,8 @@ struct GanRun {
   int64_t batch = local_batch * (dp ? dp->ranks : 1);  ///< the global batch, every process's rows
   Tensor rank = Tensor::from<int64_t>({}, {dp ? dp->rank : 0});
   std::vector<float> reduce_buf;
+  /// Data parallelism with split points in the compiled steps (dp.bucket.N): the buckets' all-reduces.
+  std::optional<BucketExchange> buckets = make_buckets(model, dp);
   /// Data parallelism: the signal some process was stopped by, as all agreed at the last
   /// all-reduce (0: none), so that every process stops after the same step.
   int stop_agreed = 0;
@@ -137,10 +141,24 @@ struct GanRun {
     throw Error(fmt::format("{} takes an input '{}' the GAN trainer does not know", f.name, name));
   }
 
+  static std::optional<BucketExchange> make_buckets(Model& m, const Collective* dp) {
+    std::vector<BucketSpec> specs = bucket_specs(m.manifest());
+    if (!dp || specs.empty()) return std::nullopt;
+    return std::optional<BucketExchange>(std::in_place, *dp, std::move(specs), m.manifest().functions);
+  }
+
+  /// `f`'s outputs; with buckets, a gradients function writes its averaged values into their
+  /// block, where its update finds their means.
   Outputs run(const FunctionSpec& f, const Tensor* x) {
     std::vector<const Tensor*> args;
     for (const auto& in : f.inputs) args.push_back(argument(f, in.name, x));
-    auto values = model.run(f.name, args);
+    std::vector<Tensor> values;
+    if (buckets && split) {
+      values = buckets->outputs(f);
+      model.run(f.name, args, values);
+    } else {
+      values = model.run(f.name, args);
+    }
     Outputs out;
     for (size_t i = 0; i < values.size(); ++i) out[f.outputs[i].name] = std::move(values[i]);
     return out;
@@ -150,11 +168,9 @@ struct GanRun {
   /// accuracies) and the gradients averaged over the processes, with the stop votes; then the
   /// update, whose `nonfinite` joins the outputs.
   Outputs run_split(const FunctionSpec& gradients, const std::string& update, const Tensor* x) {
+    if (buckets) buckets->rider = stop_vote(stop_signal());
     Outputs out = run(gradients, x);
-    std::vector<Tensor*> shared;
-    for (auto& [name, t] : out)
-      if (name.starts_with("grad.") || (t.dtype() == DType::f32 && t.shape().empty())) shared.push_back(&t);
-    stop_agreed = agreed_stop(average_over_ranks(*dp, shared, stop_vote(stop_signal()), reduce_buf), dp->ranks);
+    if (!buckets) average(out);
     const FunctionSpec& u = model.manifest().function(update);
     std::vector<const Tensor*> args;
     for (const auto& in : u.inputs) {
@@ -162,7 +178,17 @@ struct GanRun {
       args.push_back(it != out.end() ? &it->second : argument(u, in.name, x));
     }
     out["nonfinite"] = std::move(model.run(update, args)[0]);
+    if (buckets) stop_agreed = agreed_stop(buckets->rider, dp->ranks);
     return out;
+  }
+
+  /// The loss, the other scalars (D's accuracies) and the gradients averaged through one buffer
+  /// after the backward, with the stop votes.
+  void average(Outputs& out) {
+    std::vector<Tensor*> shared;
+    for (auto& [name, t] : out)
+      if (name.starts_with("grad.") || (t.dtype() == DType::f32 && t.shape().empty())) shared.push_back(&t);
+    stop_agreed = agreed_stop(average_over_ranks(*dp, shared, stop_vote(stop_signal()), reduce_buf), dp->ranks);
   }
 
   Outputs run_step(const FunctionSpec& f, const Tensor* x) {

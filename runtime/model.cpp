@@ -119,11 +119,21 @@ void Model::init(int64_t seed) {
 }
 
 std::vector<Tensor> Model::run(const std::string& function, const std::vector<const Tensor*>& inputs) {
+  std::vector<Tensor> outputs;
+  for (const auto& o : manifest_.function(function).outputs)
+    outputs.push_back(manifest_.check_numerics ? Tensor(o.dtype, o.shape) : Tensor::uninitialized(o.dtype, o.shape));
+  run(function, inputs, outputs);
+  return outputs;
+}
+
+void Model::run(const std::string& function, const std::vector<const Tensor*>& inputs, std::vector<Tensor>& outputs) {
   const FunctionSpec& spec = manifest_.function(function);
   Entry fn = entry_(function);
   if (!fn) throw Error(fmt::format("model {}: function '{}' is not in the compiled code", manifest_.model, function));
   if (inputs.size() != spec.inputs.size())
     throw Error(fmt::format("{}: expected {} inputs, got {}", function, spec.inputs.size(), inputs.size()));
+  if (outputs.size() != spec.outputs.size())
+    throw Error(fmt::format("{}: expected {} outputs, got {}", function, spec.outputs.size(), outputs.size()));
   std::vector<void*> in, out, params;
   for (size_t i = 0; i < inputs.size(); ++i) {
     const BufferSpec& want = spec.inputs[i];
@@ -131,10 +141,11 @@ std::vector<Tensor> Model::run(const std::string& function, const std::vector<co
       throw Error(fmt::format("input '{}' must be {}, got {}", want.name, describe(want), inputs[i]->type_string()));
     in.push_back(const_cast<void*>(inputs[i]->data()));
   }
-  std::vector<Tensor> outputs;
-  for (const auto& o : spec.outputs) {
-    outputs.push_back(manifest_.check_numerics ? Tensor(o.dtype, o.shape) : Tensor::uninitialized(o.dtype, o.shape));
-    out.push_back(outputs.back().data());
+  for (size_t i = 0; i < outputs.size(); ++i) {
+    const BufferSpec& want = spec.outputs[i];
+    if (outputs[i].dtype() != want.dtype || outputs[i].shape() != want.shape)
+      throw Error(fmt::format("output '{}' must be {}, got {}", want.name, describe(want), outputs[i].type_string()));
+    out.push_back(outputs[i].data());
   }
   for (auto& p : params_) params.push_back(p.data());
   take_check_failure();  // a stale failure from an earlier, abandoned run is not ours
@@ -147,7 +158,6 @@ std::vector<Tensor> Model::run(const std::string& function, const std::vector<co
     if (at != std::string::npos) msg.replace(at, 2, std::to_string(failure->value));
     throw Error(fmt::format("{}: {}", manifest_.model, msg));
   }
-  return outputs;
 }
 
 }  // namespace stag::rt

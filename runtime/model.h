@@ -79,6 +79,9 @@ class Model {
   /// Runs a function: inputs in manifest order, each of exactly the declared type. Returns
   /// the outputs in manifest order. Throws Error on a type mismatch or a failed data check.
   std::vector<Tensor> run(const std::string& function, const std::vector<const Tensor*>& inputs);
+  /// The same, writing into `outputs`: tensors of the declared types the caller laid out (the
+  /// gradients of a bucket side by side, BucketExchange::outputs).
+  void run(const std::string& function, const std::vector<const Tensor*>& inputs, std::vector<Tensor>& outputs);
 
  private:
   Manifest manifest_;

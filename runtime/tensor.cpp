@@ -35,7 +35,16 @@ int64_t shape_nbytes(DType dtype, std::span<const int64_t> shape) {
 }
 
 void Tensor::AlignedFree::operator()(std::byte* p) const {
-  ::operator delete[](p, std::align_val_t(kTensorAlignment));
+  if (!view) ::operator delete[](p, std::align_val_t(kTensorAlignment));
+}
+
+Tensor Tensor::view(DType dtype, Shape shape, void* data) {
+  Tensor t;
+  t.dtype_ = dtype;
+  t.shape_ = std::move(shape);
+  t.numel_ = shape_numel(t.shape_);
+  t.buf_ = std::unique_ptr<std::byte[], AlignedFree>(static_cast<std::byte*>(data), AlignedFree{true});
+  return t;
 }
 
 Tensor::Tensor(DType dtype, Shape shape) : Tensor(dtype, std::move(shape), true) {}

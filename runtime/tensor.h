@@ -44,6 +44,10 @@ class Tensor {
   /// Like the constructor, but the contents are left unspecified: for buffers about to be filled
   /// from a file, where zeroing would touch every page twice.
   static Tensor uninitialized(DType dtype, Shape shape);
+  /// A tensor over `data`, 64-byte aligned and padded as an owned tensor's buffer, which the caller
+  /// owns and keeps alive longer than the view: for outputs that must lie side by side in one
+  /// block (the gradients of a bucket, runtime/exchange.h).
+  static Tensor view(DType dtype, Shape shape, void* data);
   /// A tensor holding a copy of `values` (their count must equal the shape's element count).
   template <class T>
   static Tensor from(Shape shape, std::span<const T> values);
@@ -98,6 +102,7 @@ class Tensor {
 
  private:
   struct AlignedFree {
+    bool view;  ///< value-initialized: false; a view frees nothing
     void operator()(std::byte* p) const;
   };
   Tensor(DType dtype, Shape shape, bool zero);

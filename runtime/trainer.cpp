@@ -765,7 +765,7 @@ TrainingRun::TrainingRun(Model& model, const TrainSettings& s, Data data, LrPlan
       early_(make_early_stopping(s)) {
   if (steps_per_epoch_ == 0)
     throw Error(fmt::format("the training split has {} examples, fewer than one batch of {}", split_.train.size(), batch_));
-  if (dp_ && attr(model.manifest(), "dp.buckets")) buckets_.emplace(*dp_);
+  if (auto specs = bucket_specs(model.manifest()); dp_ && !specs.empty()) buckets_.emplace(*dp_, std::move(specs), model.manifest().functions);
 }
 
 double TrainingRun::run() {
@@ -902,8 +902,14 @@ std::vector<Tensor> TrainingRun::parallel_step(const Batch& b) {
   Tensor rank = Tensor::from<int64_t>({}, {dp_->rank});
   if (in_.rank >= 0) args[in_.rank] = &rank;
   if (buckets_) buckets_->rider = stop_vote(stop_signal());
-  auto out = model_.run("gradients", args);
-  if (!buckets_) average(out);
+  std::vector<Tensor> out;
+  if (buckets_) {
+    out = buckets_->outputs(step_fn_);
+    model_.run("gradients", args, out);
+  } else {
+    out = model_.run("gradients", args);
+    average(out);
+  }
   const FunctionSpec& update = model_.manifest().function("update");
   std::vector<const Tensor*> uargs;
   for (const auto& input : update.inputs)

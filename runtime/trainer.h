@@ -124,11 +124,12 @@ struct Collective {
   std::function<void(std::string& text)> broadcast;
   /// Every rank's `value`, in rank order, on every rank.
   std::function<std::vector<uint64_t>(uint64_t value)> gather;
-  /// Starts summing every rank's `values` into `sum` without waiting (every rank starts the same
-  /// ids in the same order); both stay alive, and `values` untouched, until finish_sum(id).
-  std::function<void(int id, std::span<const float> values, std::span<float> sum)> start_sum;
-  /// Waits for start_sum(id)'s sum.
-  std::function<void(int id)> finish_sum;
+  /// Starts replacing every rank's `values` by their mean over the ranks, in place, without
+  /// waiting (every rank starts the same ids in the same order, with buffers of the same size);
+  /// `values` stays alive, and neither read nor written, until finish_average(id).
+  std::function<void(int id, std::span<float> values)> start_average;
+  /// Waits for start_average(id)'s mean; the ones started after it move on meanwhile.
+  std::function<void(int id)> finish_average;
 };
 
 /// Trains `model`, which has the functions init, forward and train_step. Prints progress and

@@ -166,6 +166,7 @@ int run_gan_ir(const IrArgs& args, const fe::GanLookup& gan) {
     throw Failure{kExitUsage, "--processes shows a compiled stage (kernels, llvm, llvm-unoptimized or asm), as text"};
   TrainProgramArgs program;
   program.model = args.model;
+  program.bucket_mb = args.bucket_mb;
   GanGraphs graphs = args.processes > 1 ? gan_split_graphs(program, gan.spec, args.processes) : gan_graphs(program, gan.spec);
   auto functions = args.processes > 1 ? gan_split_functions(graphs) : gan_functions(graphs, gan.spec, false);
   std::vector<std::unique_ptr<Graph>> optimized;

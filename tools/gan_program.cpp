@@ -113,6 +113,7 @@ GanGraphs gan_split_graphs(const TrainProgramArgs& program, const fe::GanSpec& s
   local.model.batch = global / processes;
   GanGraphs g = build_graphs(local, spec, true);
   g.sample->set_attr("dp.processes", int64_t{processes});
+  g.sample->set_attr("dp.bucket_bytes", static_cast<int64_t>(program.bucket_mb * 1024 * 1024));
   return g;
 }
 

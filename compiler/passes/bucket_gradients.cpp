@@ -1,9 +1,11 @@
 // Data-parallel split points: the gradients grouped into buckets in the order the backward
 // computes them, each bucket's all-reduce started right after its last gradient (so it travels
 // while the rest of the backward runs) and waited for in update just before its first read.
-// Runs on a program with the functions `gradients` and `update` whose attribute
-// dp.bucket_bytes is positive (train_step.h, build_split_train_step); other programs pass
-// through unchanged.
+// Runs on each pair of functions `gradients` and `update` (a GAN's `d_` and `g_` pairs too) of a
+// program whose attribute dp.bucket_bytes is positive (train_step.h, build_split_train_step);
+// other programs pass through unchanged. The buckets are numbered across the program, and each
+// is recorded in the attribute dp.bucket.N ("FUNCTION VALUE ...") for the runtime, which lays a
+// bucket's values out side by side and averages them in place (runtime/exchange.h).
 
 #include <fmt/format.h>
 
@@ -31,14 +33,17 @@ int64_t bucket_bytes(const kir::Program& p) {
   return 0;
 }
 
-// What the processes average: the loss and every gradient.
-bool exchanged(const kir::Buffer& b) { return b.name == "loss" || b.name.starts_with("grad."); }
+// What the processes average: the loss and every gradient, and in a GAN's steps the other f32
+// scalars (D's accuracies and mean probabilities), which the GAN trainer logs averaged.
+bool exchanged(const kir::Buffer& b, bool gan) {
+  return b.name == "loss" || b.name.starts_with("grad.") || (gan && b.type.dtype == DType::f32 && b.type.rank() == 0);
+}
 
 // The buffers of function `f` of `kind` that are exchanged, by name.
-std::map<std::string, int> exchanged_buffers(const kir::Program& p, int f, kir::BufKind kind) {
+std::map<std::string, int> exchanged_buffers(const kir::Program& p, int f, kir::BufKind kind, bool gan) {
   std::map<std::string, int> out;
   for (size_t i = 0; i < p.buffers.size(); ++i)
-    if (p.buffers[i].function == f && p.buffers[i].kind == kind && exchanged(p.buffers[i])) out[p.buffers[i].name] = static_cast<int>(i);
+    if (p.buffers[i].function == f && p.buffers[i].kind == kind && exchanged(p.buffers[i], gan)) out[p.buffers[i].name] = static_cast<int>(i);
   return out;
 }
 
@@ -50,13 +55,16 @@ int position(const kir::Function& fn, int k, bool before) {
   return before ? k : k + 1;
 }
 
-// For every buffer of `ids`, the position after the last kernel writing it (0 when none does).
+// For every buffer of `ids`, the position after the last kernel writing or reading it (0 when
+// none does): the all-reduce runs in place, so nothing may touch the value once it started.
 std::vector<int> ready_at(const kir::Function& fn, const std::vector<int>& ids) {
   std::vector<int> at(ids.size(), 0);
   for (size_t k = 0; k < fn.kernels.size(); ++k) {
-    auto writes = kir::accesses(fn.kernels[k]).writes;
+    auto a = kir::accesses(fn.kernels[k]);
     for (size_t i = 0; i < ids.size(); ++i)
-      if (std::find(writes.begin(), writes.end(), ids[i]) != writes.end()) at[i] = position(fn, static_cast<int>(k), false);
+      if (std::find(a.writes.begin(), a.writes.end(), ids[i]) != a.writes.end() ||
+          std::find(a.reads.begin(), a.reads.end(), ids[i]) != a.reads.end())
+        at[i] = position(fn, static_cast<int>(k), false);
   }
   return at;
 }
@@ -133,32 +141,53 @@ std::string kernel_name(const kir::Function& fn, int at) {
   return at < static_cast<int>(fn.kernels.size()) ? fn.kernels[static_cast<size_t>(at)].name : "the end";
 }
 
-}  // namespace
-
-bool bucket_gradients(kir::Program& p, PassCounters& c) {
-  int g = function_index(p, "gradients"), u = function_index(p, "update");
-  int64_t limit = bucket_bytes(p);
-  if (g < 0 || u < 0 || limit <= 0) return false;
-  auto outs = exchanged_buffers(p, g, kir::BufKind::Output), ins = exchanged_buffers(p, u, kir::BufKind::Input);
+// The buckets of one pair of functions, numbered from `first`; how many it made.
+int bucket_pair(kir::Program& p, int g, int u, int64_t limit, int first, PassCounters& c) {
+  bool gan = p.functions[static_cast<size_t>(g)].name != "gradients";
+  auto outs = exchanged_buffers(p, g, kir::BufKind::Output, gan), ins = exchanged_buffers(p, u, kir::BufKind::Input, false);
   for (const auto& [name, id] : outs)
-    if (p.buffers[static_cast<size_t>(id)].type.dtype != DType::f32 || !ins.contains(name)) return false;  // the trainer says why
+    if (p.buffers[static_cast<size_t>(id)].type.dtype != DType::f32) return 0;  // the trainer says why
+  for (const auto& [name, id] : ins)
+    if (!outs.contains(name)) return 0;
   kir::Function &gf = p.functions[static_cast<size_t>(g)], &uf = p.functions[static_cast<size_t>(u)];
   std::vector<Bucket> buckets = fill_buckets(p, outs, gf, limit);
   std::vector<std::pair<int, Kernel>> starts, waits;
   for (size_t b = 0; b < buckets.size(); ++b) {
+    int number = first + static_cast<int>(b);
     std::vector<int> out_ids, in_ids;
-    for (const auto& n : buckets[b].names) out_ids.push_back(outs.at(n)), in_ids.push_back(ins.at(n));
+    for (const auto& n : buckets[b].names) {
+      out_ids.push_back(outs.at(n));
+      if (ins.contains(n)) in_ids.push_back(ins.at(n));
+    }
     int after = buckets[b].ready;
     std::string when = after > 0 ? "after kernel " + gf.kernels[static_cast<size_t>(after - 1)].name : "at the start";
-    starts.emplace_back(after, split_point(Exchange::Op::start, static_cast<int>(b), out_ids, "all-reduce started " + when));
+    starts.emplace_back(after, split_point(Exchange::Op::start, number, out_ids, "all-reduce started " + when));
+    // A bucket update never reads (a GAN's accuracies) is awaited at update's end.
     int before = first_read(uf, in_ids);
-    waits.emplace_back(before, split_point(Exchange::Op::wait, static_cast<int>(b), in_ids, "awaited before " + kernel_name(uf, before)));
+    waits.emplace_back(before, split_point(Exchange::Op::wait, number, in_ids, "awaited before " + kernel_name(uf, before)));
+    std::string record = gf.name;
+    for (const auto& n : buckets[b].names) record += " " + n;
+    p.attrs.emplace_back(fmt::format("dp.bucket.{}", number), record);
     c.add("buckets");
-    c.add("values exchanged", static_cast<int64_t>(in_ids.size()));
+    c.add("values exchanged", static_cast<int64_t>(out_ids.size()));
   }
   insert_kernels(gf, std::move(starts));
   insert_kernels(uf, std::move(waits));
-  p.attrs.emplace_back("dp.buckets", static_cast<int64_t>(buckets.size()));
+  return static_cast<int>(buckets.size());
+}
+
+}  // namespace
+
+bool bucket_gradients(kir::Program& p, PassCounters& c) {
+  int64_t limit = bucket_bytes(p);
+  if (limit <= 0) return false;
+  int made = 0;
+  for (const char* prefix : {"", "d_", "g_"}) {
+    int g = function_index(p, std::string(prefix) + "gradients"), u = function_index(p, std::string(prefix) + "update");
+    if (g >= 0 && u >= 0) made += bucket_pair(p, g, u, limit, made, c);
+  }
+  if (made == 0) return false;
+  p.attrs.emplace_back("dp.buckets", static_cast<int64_t>(made));
   return true;
 }
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Data-parallel GAN training over MPI on loopback: 2 processes at global batch 64 repeat the
 # single-process losses of a GAN without batch norm (gan_tanh.stag), each process drawing its rows
-# of the global batch's noise; the replicas stay equal; a 2-process run resumes exactly, and
+# of the global batch's noise; the replicas stay equal; the steps' gradients travel in buckets
+# during the backward, and any bucket size gives the same run; a 2-process run resumes exactly, and
 # checkpoints resume across 1 and 2 processes; a `stag build --processes 2` trainer repeats `stag
 # train`'s 2-process run; the catalog DCGAN trains under mpirun, rank 0 alone writing the run
 # folder and its sample grid; SIGTERM to one process stops both after one step; a batch that
@@ -46,6 +47,23 @@ PY
 grep -q "training GAN gan_tanh on fashion-mnist: .* batch 64, .* 2 processes of 32 examples each" two.out || { cat two.out; fail "the 2-process run did not say how it splits the batch"; }
 [ "$(grep -c "^training GAN" two.out)" -eq 1 ] || fail "more than rank 0 printed"
 compare one.jsonl two.jsonl 30 || fail "the 2-process losses differ from the single-process ones"
+
+# Buckets: each step's gradients start their all-reduce in buckets during the backward (split
+# points in d_gradients and g_gradients, waits in d_update and g_update); the same run in buckets
+# of 1 KB and in one all-reduce after each backward ends bit for bit where the default buckets do.
+"$stag" ir "$gan" --step --processes 2 --bucket-mb 0.001 --stage kernels >ir.out 2>&1 || { cat ir.out; fail "stag ir --processes 2 of a GAN failed"; }
+for f in d_gradients:start d_update:wait g_gradients:start g_update:wait; do
+  n=$(awk -v fn="  func ${f%%:*} {" -v op="exchange ${f##*:} bucket" '/^  func /{on = ($0 == fn)} on && index($0, op){c++} END{print c+0}' ir.out)
+  [ "$n" -ge 2 ] || { cat ir.out; fail "${f%%:*} has $n '${f##*:}' split points, not several"; }
+done
+"${mpi[@]}" "$stag" "${common[@]}" --max-steps 30 --bucket-mb 0.001 --log small.jsonl --checkpoint small.ckpt >small.out 2>&1 ||
+  { cat small.out; fail "the 2-process run in 1 KB buckets failed"; }
+"${mpi[@]}" "$stag" "${common[@]}" --max-steps 30 --bucket-mb 0 --log after.jsonl --checkpoint after.ckpt >after.out 2>&1 ||
+  { cat after.out; fail "the 2-process run without buckets failed"; }
+for run in small after; do
+  cmp -s two.ckpt $run.ckpt || fail "the $run run ends with other parameters than the default buckets"
+  cmp -s <(steps two.jsonl) <(steps $run.jsonl) || fail "the $run run's losses differ from the default buckets'"
+done
 
 # Resume: 15 steps, then on to 30 from the checkpoint, repeat the uninterrupted 30 bit for bit.
 "${mpi[@]}" "$stag" "${common[@]}" --max-steps 15 --log res.jsonl --checkpoint res.ckpt >res1.out 2>&1 || { cat res1.out; fail "the first half failed"; }
@@ -106,4 +124,4 @@ grep -q "after step $step; rank 0 saves the checkpoint" sig.err || { cat sig.err
 # A global batch the processes cannot share is an error that ends the job.
 "${mpi[@]}" "$stag" train "$gan" --batch 63 --max-steps 1 --no-save >odd.out 2>&1 && fail "batch 63 trained on 2 processes"
 grep -q "the batch 63 does not split evenly over 2 processes" odd.out || { cat odd.out; fail "no error about the batch"; }
-echo "mpi_gan: parity, resume, built trainer, dcgan, SIGTERM: 1 passed, 0 failed"
+echo "mpi_gan: parity, buckets, resume, built trainer, dcgan, SIGTERM: 1 passed, 0 failed"

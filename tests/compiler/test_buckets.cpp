@@ -1,9 +1,11 @@
-// The bucket-gradients pass: data parallelism's split points in a gradients/update program. Every
-// averaged value (the loss, each gradient) is in one bucket, started after the last kernel that
-// writes it and awaited before the first that reads it, never inside a loop; buckets keep to
-// their size; without dp.bucket_bytes the program has no split point.
+// The bucket-gradients pass: data parallelism's split points in a gradients/update program and in
+// a GAN's split steps. Every averaged value (the loss, each gradient) is in one bucket, started
+// after the last kernel that writes or reads it (the all-reduce runs in place) and awaited before
+// the first that reads it, never inside a loop; buckets keep to their size and are recorded for
+// the runtime (dp.bucket.N); without dp.bucket_bytes the program has no split point.
 
 #include <catch2/catch.hpp>
+#include <fmt/format.h>
 
 #include <algorithm>
 #include <filesystem>
@@ -11,6 +13,7 @@
 #include <sstream>
 
 #include "compiler/passes/pass.h"
+#include "compiler/train/gan.h"
 #include "compiler/train/train_step.h"
 #include "tests/compiler/catalog.h"
 
@@ -60,15 +63,33 @@ std::map<int, std::vector<std::string>> check_split_points(const kir::Program& p
     CHECK_FALSE(inside_loop(f, k));
     for (int id : x->buffers) {
       buckets[x->bucket].push_back(p.buffers[static_cast<size_t>(id)].name);
-      // A start follows every write of its values; a wait precedes every read.
+      // A start follows every access of its values; a wait precedes every read.
       for (size_t j = 0; j < f.kernels.size(); ++j) {
         if (f.kernels[j].exchange) continue;
         auto a = kir::accesses(f.kernels[j]);
-        if (op == kir::Exchange::Op::start && touches(a.writes, id)) CHECK(j < k);
+        if (op == kir::Exchange::Op::start && (touches(a.writes, id) || touches(a.reads, id))) CHECK(j < k);
         if (op == kir::Exchange::Op::wait && touches(a.reads, id)) CHECK(j > k);
       }
     }
   }
+  return buckets;
+}
+
+// The buckets the pass recorded for the runtime: dp.bucket.N = "FUNCTION VALUE ...", by N.
+std::map<int, std::vector<std::string>> recorded(const kir::Program& p) {
+  std::map<int, std::vector<std::string>> out;
+  for (const auto& [key, value] : p.attrs) {
+    if (!key.starts_with("dp.bucket.")) continue;
+    std::istringstream words(std::get<std::string>(value));
+    auto& names = out[std::stoi(key.substr(10))];
+    for (std::string w; words >> w;) names.push_back(w);
+  }
+  return out;
+}
+
+// Split points' buckets with the function of their start in front, as recorded() lists them.
+std::map<int, std::vector<std::string>> with_function(const std::string& fn, std::map<int, std::vector<std::string>> buckets) {
+  for (auto& [b, names] : buckets) names.insert(names.begin(), fn);
   return buckets;
 }
 
@@ -103,6 +124,7 @@ void check_buckets(const std::string& model, int64_t limit, size_t expected_buck
     int64_t room = b == 0 ? std::min<int64_t>(limit, 1 << 20) : limit;
     if (names.size() > 1) CHECK(bytes_of(p, names, "gradients") <= room);
   }
+  CHECK(recorded(p) == with_function("gradients", starts));
 }
 
 }  // namespace
@@ -124,4 +146,76 @@ TEST_CASE("bucket-gradients: no split points without a positive bucket size", "[
     for (const auto& f : p.functions)
       for (const auto& k : f.kernels) CHECK_FALSE(k.exchange);
   }
+}
+
+namespace {
+
+std::unique_ptr<Graph> gan_member(const std::string& name) {
+  LoadOptions options;
+  options.batch = 2;
+  options.training = true;
+  options.model = name;
+  return test::load_model_file(fmt::format("{}/cli/gan_tanh.stag", STAG_TESTS_DIR), options);
+}
+
+// The GAN of tests/cli/gan_tanh.stag with its steps split, compiled as mpirun's processes run it.
+kir::Program split_gan_program(int64_t bucket_bytes) {
+  auto gen = gan_member("gen"), disc = gan_member("disc");
+  GanOptions o;
+  o.generator_optimizer = optimizer_from_attrs(*gen);
+  o.discriminator_optimizer = optimizer_from_attrs(*disc);
+  o.split = true;
+  Diagnostics diags;
+  auto g = build_gan(*gen, *disc, o, {}, diags);
+  INFO(diags.render());
+  REQUIRE(g);
+  g->sample->set_attr("dp.bucket_bytes", bucket_bytes);
+  std::ostringstream log;
+  return compile_program({{"forward", g->sample.get()}, {"d_gradients", g->d_step.get()}, {"d_update", g->d_update.get()},
+                          {"g_gradients", g->g_step.get()}, {"g_update", g->g_update.get()}}, PassOptions{}, log);
+}
+
+// What a GAN step averages: its loss, its gradients and the other f32 scalars (D's accuracies).
+std::vector<std::string> averaged(const kir::Program& p, const std::string& fn) {
+  std::vector<std::string> out;
+  for (const auto& b : p.buffers)
+    if (b.kind == kir::BufKind::Output && p.functions[static_cast<size_t>(b.function)].name == fn &&
+        (b.name.starts_with("grad.") || (b.type.dtype == DType::f32 && b.type.rank() == 0)))
+      out.push_back(b.name);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::vector<std::string> all_names(const std::map<int, std::vector<std::string>>& buckets) {
+  std::vector<std::string> out;
+  for (const auto& [b, names] : buckets) out.insert(out.end(), names.begin(), names.end());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("bucket-gradients: a GAN's split steps get buckets of their own", "[dp][buckets][gan]") {
+  // 1 KB: each model's 401 KB weight alone, its 512-byte layers' gradients apart.
+  kir::Program p = split_gan_program(1024);
+  auto d_starts = check_split_points(p, "d_gradients", kir::Exchange::Op::start);
+  auto g_starts = check_split_points(p, "g_gradients", kir::Exchange::Op::start);
+  auto d_waits = check_split_points(p, "d_update", kir::Exchange::Op::wait);
+  auto g_waits = check_split_points(p, "g_update", kir::Exchange::Op::wait);
+  REQUIRE(d_starts.size() >= 3);
+  REQUIRE(g_starts.size() >= 3);
+  // Numbered across the program: D's first, then G's.
+  CHECK(d_starts.begin()->first == 0);
+  CHECK(g_starts.begin()->first == static_cast<int>(d_starts.size()));
+  CHECK(all_names(d_starts) == averaged(p, "d_gradients"));
+  CHECK(all_names(g_starts) == averaged(p, "g_gradients"));
+  // update waits for every bucket holding a value it reads (D's accuracies it never reads).
+  for (const auto& [b, names] : d_waits) CHECK(d_starts.contains(b));
+  CHECK(d_waits.size() == d_starts.size());
+  CHECK(g_waits == g_starts);
+  CHECK(d_starts.at(0).front() == "loss");
+  CHECK(g_starts.at(static_cast<int>(d_starts.size())).front() == "loss");
+  auto want = with_function("d_gradients", d_starts);
+  want.merge(with_function("g_gradients", g_starts));
+  CHECK(recorded(p) == want);
 }

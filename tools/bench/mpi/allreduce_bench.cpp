@@ -1,12 +1,13 @@
 // The bandwidth of stag's gradient all-reduce against a plain MPI ping-pong, on whatever links
 // mpirun gives (loopback on one machine):
-//   mpirun -np 2 build/tools/stag_allreduce_bench [MAX_MB]
+//   mpirun -np 2 build/tools/stag_allreduce_bench [MAX_MB] [REPS]
 // Ping-pong: rank 0 sends B bytes to rank 1, which sends them back; bandwidth B / (round trip / 2).
-// All-reduce: one bucket of B bytes through BucketExchange (the staging copy, the collective's
-// MPI_Iallreduce, the 1/N scale and the copy back: what a step's split points do); its bus
+// All-reduce: one bucket of B bytes through BucketExchange, as a step's split points drive it
+// (the gradient written into the exchange's block, the in-place ring with its 1/N scale); its bus
 // bandwidth is 2(N-1)/N * B / time, the rate each link carries in a ring (NCCL's busbw). Open
-// MPI's blocking MPI_Allreduce of the same buffer is printed beside it.
-
+// MPI's blocking MPI_Allreduce of the same buffer is printed beside it. The three alternate
+// repetition by repetition, so that a machine's load weighs on them alike, and each reads the
+// median of its repetitions; the ratio is of the medians.
 #include <mpi.h>
 
 #include <fmt/format.h>
@@ -23,59 +24,66 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// The best of `reps` timings of `body`, in seconds, every rank timing together.
+// The seconds `body` takes, every rank starting together, as the slowest rank saw it: a
+// collective ends when every rank is done.
 template <class F>
-double best_seconds(int reps, F body) {
-  double best = 1e30;
-  for (int r = 0; r < reps; ++r) {
-    MPI_Barrier(MPI_COMM_WORLD);
-    auto t0 = Clock::now();
-    body();
-    best = std::min(best, std::chrono::duration<double>(Clock::now() - t0).count());
-  }
-  double worst_best = 0;  // the slowest rank's best: a collective ends when every rank is done
-  MPI_Allreduce(&best, &worst_best, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
-  return worst_best;
+double seconds(F body) {
+  MPI_Barrier(MPI_COMM_WORLD);
+  auto t0 = Clock::now();
+  body();
+  double t = std::chrono::duration<double>(Clock::now() - t0).count(), slowest = 0;
+  MPI_Allreduce(&t, &slowest, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+  return slowest;
 }
 
-double ping_pong(std::vector<char>& buf, int rank, int reps) {
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
+}
+
+void ping_pong(std::vector<char>& buf, int rank) {
   int n = static_cast<int>(buf.size());
-  double rtt = best_seconds(reps, [&] {
-    if (rank == 0) {
-      MPI_Send(buf.data(), n, MPI_CHAR, 1, 0, MPI_COMM_WORLD);
-      MPI_Recv(buf.data(), n, MPI_CHAR, 1, 0, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
-    } else if (rank == 1) {
-      MPI_Recv(buf.data(), n, MPI_CHAR, 0, 0, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
-      MPI_Send(buf.data(), n, MPI_CHAR, 0, 0, MPI_COMM_WORLD);
-    }
-  });
-  return static_cast<double>(buf.size()) / (rtt / 2);
+  if (rank == 0) {
+    MPI_Send(buf.data(), n, MPI_CHAR, 1, 0, MPI_COMM_WORLD);
+    MPI_Recv(buf.data(), n, MPI_CHAR, 1, 0, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+  } else if (rank == 1) {
+    MPI_Recv(buf.data(), n, MPI_CHAR, 0, 0, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+    MPI_Send(buf.data(), n, MPI_CHAR, 0, 0, MPI_COMM_WORLD);
+  }
 }
 
-double bucket_all_reduce(const stag::rt::Collective& dp, std::vector<float>& grads, int reps) {
-  stag::rt::BucketExchange exchange(dp);
-  float* buffers[] = {grads.data()};
-  int64_t counts[] = {static_cast<int64_t>(grads.size())};
-  double t = best_seconds(reps, [&] {
-    exchange.start(0, buffers, counts);
-    exchange.wait(0, buffers, counts);
-  });
-  double bytes = static_cast<double>(grads.size() * sizeof(float));
-  return 2.0 * (dp.ranks - 1) / dp.ranks * bytes / t;
-}
+struct Row {
+  double ping_pong, stag, plain;  ///< GB/s from the median times
+};
 
-// Open MPI's own blocking all-reduce of the same buffer, for reference.
-double plain_all_reduce(int ranks, std::vector<float>& grads, int reps) {
-  double t = best_seconds(reps, [&] {
-    MPI_Allreduce(MPI_IN_PLACE, grads.data(), static_cast<int>(grads.size()), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
-  });
-  return 2.0 * (ranks - 1) / ranks * static_cast<double>(grads.size() * sizeof(float)) / t;
+// One size, the three measurements alternating `reps` times.
+Row measure(const stag::rt::Collective& dp, size_t bytes, int reps) {
+  std::vector<char> msg(bytes, 1);
+  std::vector<float> plain(bytes / sizeof(float), 1.0f);
+  stag::rt::FunctionSpec grads{.name = "gradients", .inputs = {}, .outputs = {{.name = "grad.w", .dtype = stag::rt::DType::f32, .shape = {static_cast<int64_t>(plain.size())}, .trainable = false}}, .kernels = {}};
+  stag::rt::BucketExchange exchange(dp, {{"gradients", {"grad.w"}}}, {grads});
+  std::vector<stag::rt::Tensor> out = exchange.outputs(grads);
+  std::fill_n(out[0].values<float>().data(), plain.size(), 1.0f);
+  float* buffers[] = {out[0].values<float>().data()};
+  int64_t counts[] = {static_cast<int64_t>(plain.size())};
+  std::vector<double> pp, ar, pl;
+  for (int r = 0; r < reps; ++r) {
+    pp.push_back(seconds([&] { ping_pong(msg, dp.rank); }) / 2);
+    ar.push_back(seconds([&] {
+      exchange.start(0, buffers, counts);
+      exchange.wait(0, buffers, counts);
+    }));
+    pl.push_back(seconds([&] { MPI_Allreduce(MPI_IN_PLACE, plain.data(), static_cast<int>(plain.size()), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD); }));
+  }
+  double bus = 2.0 * (dp.ranks - 1) / dp.ranks * static_cast<double>(bytes);
+  return {static_cast<double>(bytes) / median(pp) / 1e9, bus / median(ar) / 1e9, bus / median(pl) / 1e9};
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
   double max_mb = argc > 1 ? std::atof(argv[1]) : 64;
+  int reps = argc > 2 ? std::atoi(argv[2]) : 0;
   stag::dist::Session session(60);
   const stag::rt::Collective& dp = session.collective();
   if (dp.ranks < 2) {
@@ -85,13 +93,9 @@ int main(int argc, char** argv) {
   if (dp.rank == 0)
     fmt::print("{:>10}  {:>14}  {:>20}  {:>6}  {:>22}\n", "bytes", "ping-pong GB/s", "stag all-reduce GB/s", "ratio", "MPI_Allreduce GB/s");
   for (size_t bytes = 64 << 10; bytes <= static_cast<size_t>(max_mb * (1 << 20)); bytes *= 4) {
-    int reps = bytes < (4 << 20) ? 50 : 20;
-    std::vector<char> msg(bytes, 1);
-    std::vector<float> grads(bytes / sizeof(float), 1.0f);
-    double pp = ping_pong(msg, dp.rank, reps);
-    double ar = bucket_all_reduce(dp, grads, reps);
-    double plain = plain_all_reduce(dp.ranks, grads, reps);
-    if (dp.rank == 0) fmt::print("{:>10}  {:>14.2f}  {:>20.2f}  {:>6.2f}  {:>22.2f}\n", bytes, pp / 1e9, ar / 1e9, ar / pp, plain / 1e9);
+    Row row = measure(dp, bytes, reps > 0 ? reps : bytes < (4 << 20) ? 51 : 21);
+    if (dp.rank == 0)
+      fmt::print("{:>10}  {:>14.2f}  {:>20.2f}  {:>6.2f}  {:>22.2f}\n", bytes, row.ping_pong, row.stag, row.stag / row.ping_pong, row.plain);
   }
   return 0;
 }

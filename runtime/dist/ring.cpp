@@ -1,0 +1,126 @@
+// A ring all-reduce over MPI_Isend/MPI_Irecv, in place, its reduce-scatter pipelined in chunks.
+
+#include "runtime/dist/ring.h"
+
+#include <algorithm>
+#include <climits>
+
+#include "runtime/error.h"
+
+namespace stag::dist {
+
+namespace {
+
+// A chunk of the reduce-scatter: summed from a slot that is still in the cache (L2 holds two),
+// and large enough that a message's handshake (rendezvous) is small beside its copy.
+constexpr int kChunk = 1 << 16;  // floats: 256 KB
+constexpr int kSlots = 2;
+
+int mod(int a, int n) { return ((a % n) + n) % n; }
+
+bool all_done(std::vector<MPI_Request>& reqs) {
+  int done = 0;
+  MPI_Testall(static_cast<int>(reqs.size()), reqs.data(), &done, MPI_STATUSES_IGNORE);
+  return done != 0;
+}
+
+}  // namespace
+
+RingAverage::RingAverage(std::span<float> values, int tag, std::vector<float>& scratch) : values_(values), tag_(tag), slots_(scratch) {
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
+  MPI_Comm_size(MPI_COMM_WORLD, &ranks_);
+  scale_ = 1.0f / static_cast<float>(ranks_);
+  if (values.size() / static_cast<size_t>(ranks_) >= static_cast<size_t>(INT_MAX) - 64)
+    throw rt::Error("a gradient all-reduce of more than 2^31 floats a process");
+  if (ranks_ > 1) start_step();
+}
+
+// Requests still under way are left to MPI: the job is ending (an error ends it with MPI_Abort).
+RingAverage::~RingAverage() = default;
+
+// Block i of ranks_ nearly equal ones, each a multiple of 16 floats (64 bytes) but the last.
+RingAverage::Block RingAverage::block(int index) const {
+  size_t n = values_.size(), per = (n + static_cast<size_t>(ranks_) - 1) / static_cast<size_t>(ranks_);
+  per = (per + 15) / 16 * 16;
+  size_t lo = std::min(n, per * static_cast<size_t>(index)), hi = std::min(n, lo + per);
+  return {values_.data() + lo, static_cast<int>(hi - lo)};
+}
+
+int RingAverage::chunks(const Block& b) const { return (b.count + kChunk - 1) / kChunk; }
+
+// Reduce-scatter step k sends block rank-k to the right and sums block rank-k-1 from the left;
+// after ranks-1 steps rank r holds the sum of block r+1. All-gather step k then passes block
+// r+1-k on, receiving block r-k in place. Two ranks instead swap the whole buffer and both sum
+// it (a + b is b + a, bit for bit): one round of messages instead of two, and as many bytes.
+void RingAverage::start_step() {
+  int right = mod(rank_ + 1, ranks_), left = mod(rank_ - 1, ranks_);
+  receives_.clear(), sends_.clear();
+  if (step_ < ranks_ - 1) {
+    send_ = block(mod(rank_ - step_, ranks_)), recv_ = block(mod(rank_ - step_ - 1, ranks_));
+    if (ranks_ == 2) send_ = recv_ = {values_.data(), static_cast<int>(values_.size())};
+    summed_ = 0;
+    if (slots_.size() < static_cast<size_t>(kSlots) * kChunk) slots_.resize(static_cast<size_t>(kSlots) * kChunk);
+    receives_.resize(kSlots, MPI_REQUEST_NULL);
+    for (int c = 0; c < std::min(kSlots, chunks(recv_)); ++c) post_receive(c);
+    for (int c = 0, n = chunks(send_); c < n; ++c) {
+      sends_.emplace_back();
+      MPI_Isend(send_.data + c * kChunk, std::min(kChunk, send_.count - c * kChunk), MPI_FLOAT, right, tag_, MPI_COMM_WORLD, &sends_.back());
+    }
+    return;
+  }
+  int k = step_ - (ranks_ - 1);
+  send_ = block(mod(rank_ + 1 - k, ranks_)), recv_ = block(mod(rank_ - k, ranks_));
+  receives_.emplace_back(), sends_.emplace_back();
+  MPI_Irecv(recv_.data, recv_.count, MPI_FLOAT, left, tag_ + 1, MPI_COMM_WORLD, &receives_.back());
+  MPI_Isend(send_.data, send_.count, MPI_FLOAT, right, tag_ + 1, MPI_COMM_WORLD, &sends_.back());
+}
+
+void RingAverage::post_receive(int chunk) {
+  int left = mod(rank_ - 1, ranks_);
+  float* slot = slots_.data() + static_cast<size_t>(chunk % kSlots) * kChunk;
+  MPI_Irecv(slot, kChunk, MPI_FLOAT, left, tag_, MPI_COMM_WORLD, &receives_[static_cast<size_t>(chunk % kSlots)]);
+}
+
+// The last reduce-scatter step leaves the mean: (own + received) * 1/ranks, which for two ranks
+// is bit for bit the sum MPI_Allreduce gives, then scaled.
+void RingAverage::sum_chunk(int chunk) {
+  const float* in = slots_.data() + static_cast<size_t>(chunk % kSlots) * kChunk;
+  float* out = recv_.data + static_cast<size_t>(chunk) * kChunk;
+  int n = std::min(kChunk, recv_.count - chunk * kChunk);
+  if (step_ == ranks_ - 2) {
+    float s = scale_;
+    for (int i = 0; i < n; ++i) out[i] = (out[i] + in[i]) * s;
+  } else {
+    for (int i = 0; i < n; ++i) out[i] += in[i];
+  }
+}
+
+// Sums the chunks that arrived, in order, each slot taking the next chunk once free. Swapping
+// (two ranks), a chunk is summed in place only once the other rank has it.
+bool RingAverage::advance_reduce() {
+  for (int n = chunks(recv_); summed_ < n;) {
+    int done = 0;
+    MPI_Test(&receives_[static_cast<size_t>(summed_ % kSlots)], &done, MPI_STATUS_IGNORE);
+    if (done && send_.data == recv_.data) MPI_Test(&sends_[static_cast<size_t>(summed_)], &done, MPI_STATUS_IGNORE);
+    if (!done) break;
+    sum_chunk(summed_);
+    int next = summed_ + kSlots;
+    ++summed_;
+    if (next < n) post_receive(next);
+  }
+  return summed_ == chunks(recv_) && all_done(sends_);
+}
+
+bool RingAverage::advance_gather() { return all_done(receives_) && all_done(sends_); }
+
+bool RingAverage::step_done() { return step_ < ranks_ - 1 ? advance_reduce() : advance_gather(); }
+
+bool RingAverage::advance() {
+  for (int last = ranks_ == 2 ? 1 : 2 * (ranks_ - 1); step_ < last;) {
+    if (!step_done()) return false;
+    if (++step_ < last) start_step();
+  }
+  return true;
+}
+
+}  // namespace stag::dist
