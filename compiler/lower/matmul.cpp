@@ -42,7 +42,10 @@ static void matmul_gemm(LowerContext& cx, const Node& n, const MatmulShape& s, i
   const Dims &batch = s.batch, &ba = s.ba, &bb = s.bb, &outer = s.outer;
   Gemm gm;
   gm.a = a_buf, gm.b = b_buf, gm.c = out, gm.M = M, gm.N = N, gm.K = K, gm.ta = ta, gm.tb = tb;
-  if (!batch.empty()) {
+  // A batched row-major A against one B (a linear layer on a sequence): the batch's rows
+  // stacked are one product's rows, so a thread packs B once, not once a batch entry.
+  if (!ta && rb == 2) gm.M = batches * M;
+  else if (!batch.empty()) {
     Dims st = strides_of(batch);
     for (int64_t bi = 0; bi < batches; ++bi) {
       std::vector<E> idx;

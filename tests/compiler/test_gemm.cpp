@@ -102,6 +102,28 @@ TEST_CASE("batched products broadcast their batch dimensions", "[gemm]") {
   check({{1, 7, 64}, {3, 1, 64, 7}, false, false, false}, 1);
 }
 
+TEST_CASE("a batched A against one 2-D B is one product of the stacked rows", "[gemm]") {
+  // Row-major A: the batch's rows are contiguous, so the product is [batch x M, K] by B (B
+  // packed once a thread). Transposed A is not, and stays a product a batch entry.
+  for (bool tb : {false, true})
+    for (int threads : {1, 2}) {
+      Graph g("stacked");
+      Builder b(g);
+      Value* a = b.input("a", {DType::f32, {3, 5, 13, 17}});
+      Value* w = b.input("b", {DType::f32, tb ? Dims{40, 17} : Dims{17, 40}});
+      b.output("y", b.add({b.matmul({a, w}, {{"transpose_b", tb}}), b.input("bias", {DType::f32, {40}})}));
+      CompiledModel compiled = compile_jit(g);
+      const kir::Kernel* product = nullptr;
+      for (const auto& k : compiled.program.functions.back().kernels)
+        if (k.gemm) product = &k;
+      REQUIRE(product);
+      CHECK(product->gemm->M == 3 * 5 * 13);
+      CHECK(product->gemm->a_offsets.empty());
+      test::check_against_reference(g, compiled, 29, 17.0, threads, fmt::format("stacked tb {} threads {}", tb, threads));
+    }
+  check({{4, 9, 6}, {9, 33}, true, false, true}, 2);
+}
+
 namespace {
 
 struct ConvCase {
