@@ -194,7 +194,7 @@ std::unordered_set<const Value*> leaf_set(const Value* v, const FusionPlan& plan
 // `a` runs (b then moves up to a, which its readers, all after b, do not mind).
 bool siblings(const Node& a, const Node& b, const Uses& uses, const FusionPlan& plan) {
   const Value *x = a.operands[0], *y = b.operands[0];
-  if (x->type.dims != y->type.dims || a.ints("axes") != b.ints("axes") || !reduces_in_loops(b)) return false;
+  if (x->type.dims != y->type.dims || a.ints("axes") != b.ints("axes") || !shares_passes(b)) return false;
   std::unordered_set<const Value*> la = leaf_set(x, plan), lb = leaf_set(y, plan);
   bool shared = std::any_of(lb.begin(), lb.end(), [&](const Value* l) { return la.count(l) && numel(l->type) >= numel(x->type); });
   auto ready = [&](const Value* l) {
@@ -207,7 +207,7 @@ bool siblings(const Node& a, const Node& b, const Uses& uses, const FusionPlan& 
 void plan_siblings(const Graph& graph, const Uses& uses, FusionPlan& plan, LowerStats& stats) {
   std::vector<const Node*> reductions;
   for (const auto& n : graph.nodes)
-    if (reduces_in_loops(*n)) reductions.push_back(n.get());
+    if (shares_passes(*n)) reductions.push_back(n.get());
   for (size_t i = 0; i < reductions.size(); ++i) {
     const Node* a = reductions[i];
     if (plan.absorbed.count(a) || plan.sibling.count(a)) continue;
