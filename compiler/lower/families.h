@@ -31,6 +31,9 @@ bool shares_passes(const Node& n);
 
 // matmul.cpp
 void matmul(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out);
+/// Whether n's lowering stores followers (FusionPlan::followers) beside its result: a matmul's,
+/// on every strategy.
+bool stores_followers(const Node& n);
 
 // conv.cpp, conv_transpose.cpp
 void conv2d(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out);
