@@ -207,7 +207,16 @@ Grads max_(GradCtx& c) {
 
 // ---------------------------------------------------------------- linear algebra
 
+// v's leading dims folded into its rows: [..., m, k] as [prod(...) m, k].
+Value* rows_2d(GradCtx& c, Value* v) {
+  int64_t cols = dims(v).back();
+  return reshape(c, v, {numel(v) / cols, cols});
+}
+
 // C = op(A) op(B): each gradient is one matmul with transpose flags, never a transpose node.
+// A batched A against a shared 2-D B (a linear layer on [batch, time, features]) stacks its
+// batch's rows, so B's gradient is one product over all of them, not one a batch entry
+// followed by a sum of the batch's partial gradients.
 Grads matmul_(GradCtx& c) {
   Value *a = c.x(0), *b = c.x(1), *g = c.dy[0];
   bool ta = c.n.b("transpose_a"), tb = c.n.b("transpose_b");
@@ -216,6 +225,10 @@ Grads matmul_(GradCtx& c) {
   };
   Value *ga = nullptr, *gb = nullptr;
   if (c.wants[0]) ga = ta ? mm(b, g, tb, true) : mm(g, b, false, !tb);  // A^T: B g^T; A: g B^T
+  if (c.wants[1] && !ta && a->type.rank() > 2 && b->type.rank() == 2) {
+    a = rows_2d(c, a);
+    g = rows_2d(c, g);
+  }
   if (c.wants[1]) gb = tb ? mm(g, a, true, ta) : mm(a, g, !ta, false);  // B^T: g^T A; B: A^T g
   return both(c, ga, gb);
 }

@@ -92,13 +92,18 @@ struct LowerContext {
   int materialized(int id) const;
   /// Where a node's kernel stores: its result, or the end of its epilogue chain.
   int store_target(const Node& n) const;
-  bool has_epilogue(const Node& n) const { return plan.epilogue.count(&n) > 0; }
+  /// Whether n's store carries more than its result: an epilogue chain or followers.
+  bool has_epilogue(const Node& n) const { return plan.epilogue.count(&n) > 0 || plan.followers.count(&n) > 0; }
   /// The epilogue of `n` applied to its accumulated value at output index `idx`.
   E epilogue(const Node& n, E acc, const std::vector<E>& idx);
   /// The same at index `idx` of the result's dims with the axes from `from` on merged into one
   /// (a plane as one loop), or null when an operand of the epilogue broadcasts over some but
   /// not all of those axes.
   E merged_epilogue(const Node& n, E acc, const std::vector<E>& idx, size_t from);
+  /// The stores of n's element at `at` (index `idx`) of its store target `out`: acc through
+  /// the epilogue, then its followers from the stored value. `in_place`: acc is `out[at]`
+  /// already (a product's store), which without an epilogue chain is not stored again.
+  std::vector<kir::Stmt> epilogue_stores(const Node& n, int out, E at, E acc, const std::vector<E>& idx, bool in_place);
 
   LowerOptions options;
   LowerStats stats;

@@ -23,12 +23,17 @@ void elementwise(LowerContext& cx, const Node& n, const std::vector<int>& xs, in
 
 // reduce.cpp
 void reduce(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out);
-/// Whether a sum, mean or max runs as loops over its output (not over leading axes), where a
-/// sibling reduction of the same input shape and axes can share its pass (fusion.cpp).
+/// Whether a sum, mean or max runs as loops over its output (not over leading axes).
 bool reduces_in_loops(const Node& n);
+/// Whether a reduction can share its pass with a sibling of the same input shape and axes
+/// (fusion.cpp): a sum, mean or max, on either strategy.
+bool shares_passes(const Node& n);
 
 // matmul.cpp
 void matmul(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out);
+/// Whether n's lowering stores followers (FusionPlan::followers) beside its result: a matmul's,
+/// on every strategy.
+bool stores_followers(const Node& n);
 
 // conv.cpp, conv_transpose.cpp
 void conv2d(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out);

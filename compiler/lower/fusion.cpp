@@ -182,6 +182,28 @@ void plan_epilogues(const Graph& graph, Uses& uses, FusionPlan& plan, LowerStats
   }
 }
 
+// Followers: the unary elementwise readers of the value a producer stores (its result, or its
+// epilogue's end) when that value is read elsewhere too, so that the epilogue stopped there;
+// each is computed from the stored value in the same loop and stored beside it (the GELU after
+// a linear layer's bias, whose input the backward reads). A follower inlined into its own
+// readers stays there.
+void plan_followers(const Graph& graph, Uses& uses, FusionPlan& plan, LowerStats& stats) {
+  for (const auto& n : graph.nodes) {
+    if (!stores_followers(*n)) continue;
+    auto chain = plan.epilogue.find(n.get());
+    const Value* stored = chain == plan.epilogue.end() ? n->result() : chain->second.back()->result();
+    for (const Node* u : uses.users[stored]) {
+      const OpInfo& info = u->info();
+      if (plan.absorbed.count(u) || !info.has(Elementwise) || info.has(Stochastic) || u->operands.size() != 1 ||
+          u->results.size() != 1 || u->result()->type != stored->type || plan.fused_away.count(u->result()))
+        continue;
+      plan.followers[n.get()].push_back(u);
+      plan.absorbed.insert(u);
+      ++stats.epilogue_ops;
+    }
+  }
+}
+
 // The buffers `v` reads, as plan.leaves, without duplicates.
 std::unordered_set<const Value*> leaf_set(const Value* v, const FusionPlan& plan) {
   std::vector<const Value*> ls;
@@ -194,7 +216,7 @@ std::unordered_set<const Value*> leaf_set(const Value* v, const FusionPlan& plan
 // `a` runs (b then moves up to a, which its readers, all after b, do not mind).
 bool siblings(const Node& a, const Node& b, const Uses& uses, const FusionPlan& plan) {
   const Value *x = a.operands[0], *y = b.operands[0];
-  if (x->type.dims != y->type.dims || a.ints("axes") != b.ints("axes") || !reduces_in_loops(b)) return false;
+  if (x->type.dims != y->type.dims || a.ints("axes") != b.ints("axes") || !shares_passes(b)) return false;
   std::unordered_set<const Value*> la = leaf_set(x, plan), lb = leaf_set(y, plan);
   bool shared = std::any_of(lb.begin(), lb.end(), [&](const Value* l) { return la.count(l) && numel(l->type) >= numel(x->type); });
   auto ready = [&](const Value* l) {
@@ -207,7 +229,7 @@ bool siblings(const Node& a, const Node& b, const Uses& uses, const FusionPlan& 
 void plan_siblings(const Graph& graph, const Uses& uses, FusionPlan& plan, LowerStats& stats) {
   std::vector<const Node*> reductions;
   for (const auto& n : graph.nodes)
-    if (reduces_in_loops(*n)) reductions.push_back(n.get());
+    if (shares_passes(*n)) reductions.push_back(n.get());
   for (size_t i = 0; i < reductions.size(); ++i) {
     const Node* a = reductions[i];
     if (plan.absorbed.count(a) || plan.sibling.count(a)) continue;
@@ -229,6 +251,7 @@ FusionPlan plan_fusion(const Graph& graph, LowerStats& stats) {
   Uses uses = uses_of(graph);
   plan_inlining(graph, uses, plan);
   plan_epilogues(graph, uses, plan, stats);
+  plan_followers(graph, uses, plan, stats);
   plan_siblings(graph, uses, plan, stats);
   for (const Value* v : plan.fused_away)
     if (!plan.carriers.count(v)) ++stats.inlined;

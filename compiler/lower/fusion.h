@@ -15,6 +15,8 @@ struct FusionPlan {
   std::unordered_set<const Value*> fused_away;  ///< values with no buffer: computed where read
   std::unordered_set<const Value*> carriers;    ///< fused away into a matmul/conv epilogue
   std::unordered_map<const Node*, std::vector<const Node*>> epilogue;
+  /// Unary elementwise readers of what a producer stores, stored beside it by its kernel.
+  std::unordered_map<const Node*, std::vector<const Node*>> followers;
   std::unordered_set<const Node*> absorbed;  ///< epilogue nodes and siblings, lowered by another node
   /// A reduction computed in the same pass as another (reduce.cpp's lanes): a batch norm's
   /// sum(dy) and sum(dy xhat) read dy once.

@@ -215,6 +215,8 @@ void lower_nodes(LowerContext& cx, const Graph& graph) {
     cx.group = {n->result()->name};
     if (auto it = cx.plan.epilogue.find(n.get()); it != cx.plan.epilogue.end())
       for (const Node* u : it->second) cx.group.push_back(u->result()->name);
+    if (auto it = cx.plan.followers.find(n.get()); it != cx.plan.followers.end())
+      for (const Node* u : it->second) cx.group.push_back(u->result()->name);
     cx.node = n.get();
     lower_node(cx, *n);
     cx.node = nullptr;

@@ -42,7 +42,10 @@ static void matmul_gemm(LowerContext& cx, const Node& n, const MatmulShape& s, i
   const Dims &batch = s.batch, &ba = s.ba, &bb = s.bb, &outer = s.outer;
   Gemm gm;
   gm.a = a_buf, gm.b = b_buf, gm.c = out, gm.M = M, gm.N = N, gm.K = K, gm.ta = ta, gm.tb = tb;
-  if (!batch.empty()) {
+  // A batched row-major A against one B (a linear layer on a sequence): the batch's rows
+  // stacked are one product's rows, so a thread packs B once, not once a batch entry.
+  if (!ta && rb == 2) gm.M = batches * M;
+  else if (!batch.empty()) {
     Dims st = strides_of(batch);
     for (int64_t bi = 0; bi < batches; ++bi) {
       std::vector<E> idx;
@@ -64,20 +67,20 @@ static void matmul_gemm(LowerContext& cx, const Node& n, const MatmulShape& s, i
     for (size_t d = 0; d < outer.size(); ++d) idx.push_back(bin(Bin::rem, bin(Bin::div, row, int_(st[d])), int_(outer[d])));
     idx.push_back(col);
     E at = add(mul(row, int_(N)), col);
-    return store(out, at, cx.epilogue(n, cx.ld(out, at), idx));
+    return cx.epilogue_stores(n, out, at, cx.ld(out, at), idx, true);
   };
   if (gm.split == Gemm::Split::columns) {
     int r = kb.new_var("r");
     loop_nest(kb, {N / kColumnBlock}, [&](const std::vector<E>& block) {
       if (!cx.has_epilogue(n)) return std::vector<Stmt>{};
       E col = add(mul(block[0], int_(kColumnBlock)), kb.v(j));
-      return std::vector<Stmt>{for_(r, 0, rows, {for_(j, 0, kColumnBlock, {epilogue_row(kb.v(r), col)})})};
+      return std::vector<Stmt>{for_(r, 0, rows, {for_(j, 0, kColumnBlock, epilogue_row(kb.v(r), col))})};
     }, 1);
     kb.k.grain = grain_of(kGrainFlops, rows * kColumnBlock * K);
   } else {
     loop_nest(kb, {rows}, [&](const std::vector<E>& flat) {
       if (!cx.has_epilogue(n)) return std::vector<Stmt>{};
-      return std::vector<Stmt>{for_(j, 0, N, {epilogue_row(flat[0], kb.v(j))})};
+      return std::vector<Stmt>{for_(j, 0, N, epilogue_row(flat[0], kb.v(j)))};
     }, 1);
     // Rows are worth a thread in blocks of about 2^18 multiply-adds.
     kb.k.grain = std::max<int64_t>(8, kGrainFlops / std::max<int64_t>(1, N * K));
@@ -116,19 +119,22 @@ static void matmul_loops(LowerContext& cx, const Node& n, const MatmulShape& s, 
     if (tb && !ta) {
       // B^T: rows of A and B are both contiguous in k, so each element is a dot product
       // (a vectorized reduction).
-      return std::vector<Stmt>{for_(j, 0, N, {assign(acc, zero_of(dt)), for_(k, 0, K, {assign(acc, add(kb.v(acc), mul(a_ik, b_kj)))}),
-                                              store(out, add(c_row, jv), cx.epilogue(n, kb.v(acc), out_idx))})};
+      std::vector<Stmt> dot = {assign(acc, zero_of(dt)), for_(k, 0, K, {assign(acc, add(kb.v(acc), mul(a_ik, b_kj)))})};
+      for (Stmt& st : cx.epilogue_stores(n, out, add(c_row, jv), kb.v(acc), out_idx, false)) dot.push_back(std::move(st));
+      return std::vector<Stmt>{for_(j, 0, N, std::move(dot))};
     }
     std::vector<Stmt> row = {
         for_(j, 0, N, {store(out, add(c_row, jv), zero_of(dt))}),
         for_(k, 0, K, {for_(j, 0, N, {store(out, add(c_row, jv), add(c, mul(a_ik, b_kj)))})}),
     };
     // The epilogue runs over the finished row while it is still in cache.
-    if (cx.has_epilogue(n)) row.push_back(for_(j, 0, N, {store(out, add(c_row, jv), cx.epilogue(n, c, out_idx))}));
+    if (cx.has_epilogue(n)) row.push_back(for_(j, 0, N, cx.epilogue_stores(n, out, add(c_row, jv), c, out_idx, true)));
     return row;
   }, std::max<int64_t>(1, 65536 / std::max<int64_t>(1, N * K)));
   cx.emit(std::move(kb));
 }
+
+bool stores_followers(const Node& n) { return n.op == Op::matmul; }
 
 void matmul(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out) {
   MatmulShape s = matmul_shape(cx, n, xs[0], xs[1], out);

@@ -8,7 +8,6 @@ namespace stag::lowering {
 
 using namespace kir;
 
-static void reduce_leading(LowerContext& cx, const Node& n, int x, int out, int64_t rows, int64_t cols, DType dt);
 
 // The axes of its input a reduction node reduces.
 static std::vector<bool> reduced_axes(const Node& n, size_t rank) {
@@ -61,8 +60,9 @@ static std::vector<E> unmerged_index(const std::vector<E>& full, const Dims& dim
   return idx;
 }
 
-// A reduction computed by reduce_loops: one accumulator of its own. Sibling reductions
-// (fusion.cpp) share the loops: one pass over the input elements they both read.
+// A reduction computed by reduce_loops (one accumulator of its own) or reduce_leading (its
+// output row). Sibling reductions (fusion.cpp) share the loops: one pass over the input
+// elements they both read.
 struct Lane {
   const Node* n;
   int x, out, acc;
@@ -78,6 +78,8 @@ struct ReduceLoops {
   std::vector<int> rvars;
   std::vector<E> full;
 };
+
+static void reduce_leading(LowerContext& cx, const std::vector<Lane>& lanes, int64_t rows, int64_t cols);
 
 static E lane_value(LowerContext& cx, const Lane& l, const ReduceLoops& r) {
   std::vector<E> own = unmerged_index(r.full, cx.B(l.x).type.dims, r.group);
@@ -142,24 +144,26 @@ void reduce(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out
   std::vector<bool> red = reduced_axes(n, rank);
   // The accumulator has the result's type (a sum of bools or i32 is i64), argmax's the input's.
   DType dt = n.op == Op::argmax ? xt.dtype : cx.B(out).type.dtype;
-  if (n.op != Op::argmax && !reduces_in_loops(n)) {
-    Dims kept, reduced;
-    split_dims(xt.dims, red, kept, reduced);
-    return reduce_leading(cx, n, x, out, *checked_numel(reduced), *checked_numel(kept), dt);
-  }
-  ReduceLoops r{xt.dims, {}, {}, red, std::vector<size_t>(rank), {}, {}};
-  for (size_t d = 0; d < rank; ++d) r.group[d] = d;
-  if (n.op != Op::argmax) merge_axes(r.in_dims, r.red, r.group);
   std::vector<Lane> lanes = {{&n, x, out, -1, dt}};
   if (auto it = cx.plan.sibling.find(&n); it != cx.plan.sibling.end()) {
     const Node& s = *it->second;
     lanes.push_back({&s, cx.in(s.operands[0]), cx.in(s.result()), -1, cx.B(cx.in(s.result())).type.dtype});
     cx.group.push_back(s.result()->name);
   }
+  if (n.op != Op::argmax && !reduces_in_loops(n)) {
+    Dims kept, reduced;
+    split_dims(xt.dims, red, kept, reduced);
+    return reduce_leading(cx, lanes, *checked_numel(reduced), *checked_numel(kept));
+  }
+  ReduceLoops r{xt.dims, {}, {}, red, std::vector<size_t>(rank), {}, {}};
+  for (size_t d = 0; d < rank; ++d) r.group[d] = d;
+  if (n.op != Op::argmax) merge_axes(r.in_dims, r.red, r.group);
   reduce_loops(cx, std::move(lanes), std::move(r));
 }
 
-// Whether reduce() runs `n` in reduce_loops, where a sibling reduction can share its pass.
+bool shares_passes(const Node& n) { return n.op == Op::sum || n.op == Op::mean || n.op == Op::max; }
+
+// Whether reduce() runs `n` in reduce_loops (else in reduce_leading).
 bool reduces_in_loops(const Node& n) {
   if (n.op != Op::sum && n.op != Op::mean && n.op != Op::max) return false;
   std::vector<bool> red = reduced_axes(n, n.operands[0]->type.rank());
@@ -169,27 +173,45 @@ bool reduces_in_loops(const Node& n) {
   return !(leading_only && lead < red.size());
 }
 
+// The columns a thread of reduce_leading takes: a divisor of cols up to 256, at most half of
+// them when there are 32 or more, so that two threads share a layer's bias gradient (128
+// columns were one block, and one thread summed all 1,024 rows).
+static int64_t column_block(int64_t cols) {
+  int64_t most = cols >= 32 ? std::min<int64_t>(cols / 2, 256) : cols;
+  for (int64_t b = most; b > 1; --b)
+    if (cols % b == 0) return b;
+  return 1;
+}
+
 // A reduction over leading axes (a bias gradient: sum over batch and sequence) reads the
 // input row by row and accumulates whole output rows, so loads stay contiguous and the
-// inner loop vectorizes; p runs over blocks of the output.
-static void reduce_leading(LowerContext& cx, const Node& n, int x, int out, int64_t rows, int64_t cols, DType dt) {
-  int64_t block = 1;
-  for (int64_t b = std::min<int64_t>(cols, 256); b >= 1; --b)
-    if (cols % b == 0) {
-      block = b;
-      break;
-    }
-  KernelBuilder kb(std::string(n.info().name), cx.origin(n));
+// inner loop vectorizes; p runs over blocks of the output. A value fused into it reads its
+// operands by the input's own axes (a layer norm's weight gradient reads each row's mean by
+// the row), not by dividing the flat index, which kept the loop scalar. Sibling lanes (a
+// layer norm's weight and bias gradients) accumulate in the same pass over the rows.
+static void reduce_leading(LowerContext& cx, const std::vector<Lane>& lanes, int64_t rows, int64_t cols) {
+  int64_t block = column_block(cols);
+  KernelBuilder kb(std::string(lanes[0].n->info().name), cx.origin(*lanes[0].n));
   int r = kb.new_var("r"), j = kb.new_var("j");
   E col = add(mul(kb.v(0), int_(block)), kb.v(j));
-  E value = cast(cx.ld(x, add(mul(kb.v(r), int_(cols)), col)), dt);
-  E acc = cx.ld(out, col);
-  E combined = n.op == Op::max ? nan_max(acc, value) : add(acc, value);
-  kb.k.body = {for_(j, 0, block, {store(out, col, n.op == Op::max ? lowest(dt) : zero_of(dt))}),
-               for_(r, 0, rows, {for_(j, 0, block, {store(out, col, combined)})})};
-  if (n.op == Op::mean) kb.k.body.push_back(for_(j, 0, block, {store(out, col, div(cx.ld(out, col), fconst(static_cast<double>(rows), dt)))}));
+  std::vector<Stmt> init, accumulate, finish;
+  for (const Lane& l : lanes) {
+    const Dims& dims = cx.B(l.x).type.dims;
+    std::vector<size_t> group(dims.size(), 1);  // the leading axes are r's, the rest col's
+    int64_t lead = 1;
+    for (size_t d = 0; lead < rows; lead *= dims[d++]) group[d] = 0;
+    std::vector<E> own = unmerged_index({kb.v(r), col}, dims, group);
+    E value = cast(cx.read(l.x, &own, add(mul(kb.v(r), int_(cols)), col)), l.dt);
+    E acc = cx.ld(l.out, col);
+    bool max = l.n->op == Op::max;
+    init.push_back(store(l.out, col, max ? lowest(l.dt) : zero_of(l.dt)));
+    accumulate.push_back(store(l.out, col, max ? nan_max(acc, value) : add(acc, value)));
+    if (l.n->op == Op::mean) finish.push_back(store(l.out, col, div(acc, fconst(static_cast<double>(rows), l.dt))));
+  }
+  kb.k.body = {for_(j, 0, block, std::move(init)), for_(r, 0, rows, {for_(j, 0, block, std::move(accumulate))})};
+  if (!finish.empty()) kb.k.body.push_back(for_(j, 0, block, std::move(finish)));
   kb.k.extent = cols / block;
-  kb.k.grain = grain_of(kGrainElements, rows * block);
+  kb.k.grain = grain_of(kGrainElements, rows * block * static_cast<int64_t>(lanes.size()));
   kb.k.parallel = kb.k.extent > kb.k.grain;
   cx.emit(std::move(kb));
 }

@@ -151,9 +151,11 @@ std::vector<Case> reduction(Op op, Rng& r) {
 
 std::vector<Case> matmul_cases(Op op, Rng& r) {
   std::vector<Case> cs;
-  const std::vector<std::pair<Dims, Dims>> batches = {{{}, {}}, {{2}, {2}}, {{2}, {1}}, {{3, 1}, {2}}, {{}, {2}}};
+  // The last two: a batched A against a shared 2-D B (a linear layer on a sequence), whose
+  // B gradient is one product over the stacked rows.
+  const std::vector<std::pair<Dims, Dims>> batches = {{{}, {}}, {{2}, {2}}, {{2}, {1}}, {{3, 1}, {2}}, {{}, {2}}, {{3}, {}}, {{2, 3}, {}}};
   for (int flags = 0; flags < 4; ++flags)
-    for (int bi : {0, 1 + static_cast<int>(r.pick(0, 3))}) {
+    for (int bi : {0, 1 + static_cast<int>(r.pick(0, 5)), 5 + static_cast<int>(r.pick(0, 1))}) {
       bool ta = flags & 1, tb = flags & 2;
       int64_t m = r.pick(1, 4), k = r.pick(1, 4), n = r.pick(1, 4);
       Dims a = batches[bi].first, b = batches[bi].second;

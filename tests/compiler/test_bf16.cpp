@@ -98,6 +98,21 @@ TEST_CASE("bf16 matrix products multiply the rounded operands on every path the 
   }
 }
 
+TEST_CASE("a bf16 product of a batched A and one 2-D B multiplies the rounded operands as one product", "[bf16][gemm]") {
+  for (Isa isa : host_paths()) {
+    ForcedIsa forced(isa);
+    for (bool tb : {false, true}) {
+      Graph g("bf16_stacked");
+      Builder b(g);
+      NamedAttrs attrs = kBf16;
+      attrs.push_back({"transpose_b", tb});
+      Value* a = b.input("a", {DType::f32, {4, 21, 37}});
+      b.output("y", b.matmul({a, b.input("b", {DType::f32, tb ? Dims{70, 37} : Dims{37, 70}})}, attrs));
+      CHECK(check_against_reference(g, 37, 2, fmt::format("4 x 21 x 37 by 37 x 70, tb {}", tb)) == 1);
+    }
+  }
+}
+
 TEST_CASE("bf16 convolutions and their gradients multiply the rounded operands", "[bf16][conv]") {
   for (Isa isa : host_paths()) {
     ForcedIsa forced(isa);

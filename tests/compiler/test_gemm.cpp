@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include <cmath>
+#include <map>
 #include <tuple>
 
 #include "compiler/codegen/gemm.h"
@@ -100,6 +101,99 @@ TEST_CASE("batched products broadcast their batch dimensions", "[gemm]") {
   check({{2, 5, 17}, {17, 40}, false, false, true}, 1);
   check({{6, 30, 13}, {6, 50, 30}, true, true, false}, 2);
   check({{1, 7, 64}, {3, 1, 64, 7}, false, false, false}, 1);
+}
+
+TEST_CASE("a batched A against one 2-D B is one product of the stacked rows", "[gemm]") {
+  // Row-major A: the batch's rows are contiguous, so the product is [batch x M, K] by B (B
+  // packed once a thread). Transposed A is not, and stays a product a batch entry.
+  for (bool tb : {false, true})
+    for (int threads : {1, 2}) {
+      Graph g("stacked");
+      Builder b(g);
+      Value* a = b.input("a", {DType::f32, {3, 5, 13, 17}});
+      Value* w = b.input("b", {DType::f32, tb ? Dims{40, 17} : Dims{17, 40}});
+      b.output("y", b.add({b.matmul({a, w}, {{"transpose_b", tb}}), b.input("bias", {DType::f32, {40}})}));
+      CompiledModel compiled = compile_jit(g);
+      const kir::Kernel* product = nullptr;
+      for (const auto& k : compiled.program.functions.back().kernels)
+        if (k.gemm) product = &k;
+      REQUIRE(product);
+      CHECK(product->gemm->M == 3 * 5 * 13);
+      CHECK(product->gemm->a_offsets.empty());
+      test::check_against_reference(g, compiled, 29, 17.0, threads, fmt::format("stacked tb {} threads {}", tb, threads));
+    }
+  check({{4, 9, 6}, {9, 33}, true, false, true}, 2);
+}
+
+namespace {
+
+// Every output of g compiled, at `threads`, against the reference on the same standard-normal
+// inputs (f32 or f64), within `tol` relative to each element's size.
+void check_every_output(const Graph& g, const CompiledModel& compiled, int threads, double tol, const std::string& what) {
+  std::map<std::string, RefTensor> feeds;
+  std::vector<rt::Tensor> inputs;
+  const auto& spec = compiled.model->manifest().function("forward");
+  for (size_t i = 0; i < spec.inputs.size(); ++i) {
+    rt::Tensor t(spec.inputs[i].dtype, spec.inputs[i].shape);
+    std::vector<double> values;
+    for (int64_t e = 0; e < t.numel(); ++e) {
+      auto v = static_cast<float>(random_standard_normal(31, static_cast<int64_t>(i), e));
+      if (spec.inputs[i].dtype == rt::DType::f32) t.values<float>()[e] = v;
+      else t.values<double>()[e] = v;
+      values.push_back(v);
+    }
+    feeds[spec.inputs[i].name] = RefTensor(g.find(spec.inputs[i].name)->type, values);
+    inputs.push_back(std::move(t));
+  }
+  std::vector<const rt::Tensor*> ptrs;
+  for (const auto& t : inputs) ptrs.push_back(&t);
+  stag_set_num_threads(threads);
+  auto got = compiled.model->run("forward", ptrs);
+  stag_set_num_threads(0);
+  RefResult want = interpret(g, feeds);
+  const auto& outs = spec.outputs;
+  for (size_t o = 0; o < outs.size(); ++o) {
+    INFO(fmt::format("{}: output {} threads {}", what, outs[o].name, threads));
+    REQUIRE(test::first_mismatch(test::to_doubles(got[o]), want.outputs.at(outs[o].name).data, tol) == "");
+  }
+}
+
+}  // namespace
+
+TEST_CASE("a GELU after a biased product is stored by the product's kernel beside its input", "[gemm][fusion]") {
+  // h = a @ w + bias is read by the GELU and elsewhere (an output here, the backward in a
+  // transformer), so the epilogue stops at h; the GELU follows it in the same store loop. f32
+  // and bf16 on the micro-kernel, f64 on loops (both the dot-product and the row forms).
+  for (DType dt : {DType::f32, DType::f64})
+    for (bool bf16 : {false, true})
+      for (bool tb : {false, true}) {
+        if (bf16 && dt == DType::f64) continue;
+        Graph g("gelu_follower");
+        Builder b(g);
+        Value* a = b.input("a", {dt, {3, 7, 20}});
+        Value* w = b.input("w", {dt, tb ? Dims{45, 20} : Dims{20, 45}});
+        NamedAttrs attrs{{"transpose_b", tb}};
+        if (bf16) attrs.push_back({"precision", std::string("bf16")});
+        Value* h = b.add({b.matmul({a, w}, attrs), b.input("bias", {dt, {45}})});
+        b.output("h", h);
+        b.output("y", b.gelu({h}));
+        CompiledModel compiled = compile_jit(g);
+        int with_gelu = 0;
+        for (const auto& k : compiled.program.functions.back().kernels) {
+          bool product = false, gelu = false;
+          for (const auto& name : k.nodes) {
+            const Value* v = g.find(name);
+            product |= v && v->def->op == Op::matmul;
+            gelu |= v && v->def->op == Op::gelu;
+          }
+          with_gelu += gelu;
+          if (gelu) CHECK(product);
+          if (gelu) CHECK(k.gemm.has_value() == (dt == DType::f32));
+        }
+        CHECK(with_gelu == 1);
+        std::string what = fmt::format("{} bf16 {} tb {}", to_string(dt), bf16, tb);
+        for (int threads : {1, 2}) check_every_output(g, compiled, threads, dt == DType::f32 ? 1e-4 : 1e-12, what);
+      }
 }
 
 namespace {

@@ -237,3 +237,47 @@ TEST_CASE("a batch norm on a convolution's plane statistics: gradients equal the
     }
   }
 }
+
+namespace {
+
+// A transformer block's layer norm on a sequence, y = layer_norm(x, g, beta) @ w + bias, scored
+// by sum(tanh(y) * k) (so that y's gradient is no constant): the gradients of g, beta and bias
+// are sums over the batch and sequence axes.
+std::unique_ptr<Graph> sequence_layer_norm(const Dims& xd, int64_t out) {
+  auto g = std::make_unique<Graph>("seq_ln");
+  Builder b(*g);
+  Dims ed{xd.back()};
+  Value* x = b.parameter("x", {DType::f32, xd});
+  Value* h = b.layer_norm({x, b.parameter("g", {DType::f32, ed}), b.parameter("beta", {DType::f32, ed})}, {});
+  Value* w = b.parameter("w", {DType::f32, {xd.back(), out}});
+  Value* y = b.add({b.matmul({h, w}), b.parameter("bias", {DType::f32, {out}})});
+  Value* k = b.constant(y->type, normals(*checked_numel(y->type.dims), 9));
+  b.output("loss", b.sum({b.mul({b.tanh({y}), k})}));
+  Diagnostics diags;
+  auto step = differentiate(*g, "loss", diags);
+  INFO(diags.render());
+  REQUIRE(step);
+  return step;
+}
+
+}  // namespace
+
+TEST_CASE("a layer norm's weight and bias gradients: one pass over the rows, split by columns, equal to the reference", "[norm][fusion][grad]") {
+  for (const Dims& xd : {Dims{4, 9, 128}, Dims{3, 5, 40}, Dims{2, 3, 7}}) {
+    auto step = sequence_layer_norm(xd, 48);
+    for (int threads : {1, 2}) {
+      kir::Program p = check_outputs(*step, 0.3, 2e-4, threads);
+      // The layer norm's sum(dy * xhat) and sum(dy) share a kernel; the linear's bias gradient
+      // and the loss are alone.
+      CHECK(kernels_with_sums(p, *step, 2) == 1);
+      CHECK(kernels_with_sums(p, *step, 1) == 2);
+      // Columns in blocks of at most half the width (from 32 columns on): two threads share it.
+      for (const auto& kernel : p.functions.back().kernels) {
+        int sums = 0;
+        for (const auto& name : kernel.nodes) sums += step->find(name) && step->find(name)->def->op == Op::sum;
+        if (sums == 2) CHECK(kernel.extent == (xd.back() >= 32 ? 2 : 1));
+      }
+    }
+  }
+}
+
