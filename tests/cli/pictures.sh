@@ -85,7 +85,7 @@ run ir "$models/gpt.stag" --step --stage kernels --dot -o gpt_kernel_layers.dot
 dot_svg gpt_kernel_layers && { $check layers gpt_kernel_layers.svg gpt_opt.txt 5000 gpt_kernels.txt train_step || fail "GPT's kernels are not drawn by its layers"; }
 sed 's/ in "[^"]*")/)/' gpt_step.txt >gpt_unscoped.ir  # IR without layers: node by node, as said
 run ir gpt_unscoped.ir --dot -o gpt_unscoped.dot
-grep -q "gpt has 3124 nodes but no layers" out.txt && grep -q cluster_parameters gpt_unscoped.dot || { cat out.txt; fail "an IR without layers is not drawn node by node"; }
+grep -q "gpt has [0-9]* nodes but no layers" out.txt && grep -q cluster_parameters gpt_unscoped.dot || { cat out.txt; fail "an IR without layers is not drawn node by node"; }
 for phase in forward backward update; do
   run ir "$models/gpt.stag" --step --stage kernels --dot-scope h.0.attn:$phase -o attn_$phase.dot
   dot_svg attn_$phase
