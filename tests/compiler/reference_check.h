@@ -17,10 +17,14 @@
 
 namespace stag::test {
 
-// Runs g's compiled forward at `threads` on standard-normal inputs (stream `seed`) and checks
-// its one output against the reference interpreter: f32 sums of K products of standard
-// normals round within about sqrt(K) ulps. `what` names the case in a failure.
-inline void check_against_reference(const Graph& g, const CompiledModel& compiled, int64_t seed, double K, int threads, const std::string& what) {
+// g's compiled forward at `threads` and the reference interpreter, both on standard-normal
+// inputs (stream `seed`, rounded to f32 whatever the input's type, f32 or f64).
+struct ForwardPair {
+  std::vector<rt::Tensor> got;
+  RefResult want;
+};
+
+inline ForwardPair run_both(const Graph& g, const CompiledModel& compiled, int64_t seed, int threads) {
   std::map<std::string, RefTensor> feeds;
   std::vector<rt::Tensor> inputs;
   const auto& spec = compiled.model->manifest().function("forward");
@@ -29,7 +33,8 @@ inline void check_against_reference(const Graph& g, const CompiledModel& compile
     std::vector<double> values;
     for (int64_t e = 0; e < t.numel(); ++e) {
       auto v = static_cast<float>(random_standard_normal(seed, static_cast<int64_t>(i), e));
-      t.values<float>()[e] = v;
+      if (spec.inputs[i].dtype == rt::DType::f32) t.values<float>()[e] = v;
+      else t.values<double>()[e] = v;
       values.push_back(v);
     }
     feeds[spec.inputs[i].name] = RefTensor(g.find(spec.inputs[i].name)->type, values);
@@ -38,10 +43,18 @@ inline void check_against_reference(const Graph& g, const CompiledModel& compile
   std::vector<const rt::Tensor*> ptrs;
   for (const auto& t : inputs) ptrs.push_back(&t);
   stag_set_num_threads(threads);
-  auto got = test::to_doubles(compiled.model->run("forward", ptrs)[0]);
+  auto got = compiled.model->run("forward", ptrs);
   stag_set_num_threads(0);
-  RefResult ref = interpret(g, feeds);
-  const auto& want = ref.outputs.begin()->second.data;
+  return {std::move(got), interpret(g, feeds)};
+}
+
+// Runs g's compiled forward at `threads` on standard-normal inputs (stream `seed`) and checks
+// its one output against the reference interpreter: f32 sums of K products of standard
+// normals round within about sqrt(K) ulps. `what` names the case in a failure.
+inline void check_against_reference(const Graph& g, const CompiledModel& compiled, int64_t seed, double K, int threads, const std::string& what) {
+  ForwardPair run = run_both(g, compiled, seed, threads);
+  auto got = test::to_doubles(run.got[0]);
+  const auto& want = run.want.outputs.begin()->second.data;
   REQUIRE(got.size() == want.size());
   for (size_t i = 0; i < got.size(); ++i) {
     INFO(fmt::format("{} threads {}: element {} got {} want {}", what, threads, i, got[i], want[i]));

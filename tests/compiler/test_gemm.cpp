@@ -130,31 +130,12 @@ namespace {
 // Every output of g compiled, at `threads`, against the reference on the same standard-normal
 // inputs (f32 or f64), within `tol` relative to each element's size.
 void check_every_output(const Graph& g, const CompiledModel& compiled, int threads, double tol, const std::string& what) {
-  std::map<std::string, RefTensor> feeds;
-  std::vector<rt::Tensor> inputs;
+  test::ForwardPair run = test::run_both(g, compiled, 31, threads);
   const auto& spec = compiled.model->manifest().function("forward");
-  for (size_t i = 0; i < spec.inputs.size(); ++i) {
-    rt::Tensor t(spec.inputs[i].dtype, spec.inputs[i].shape);
-    std::vector<double> values;
-    for (int64_t e = 0; e < t.numel(); ++e) {
-      auto v = static_cast<float>(random_standard_normal(31, static_cast<int64_t>(i), e));
-      if (spec.inputs[i].dtype == rt::DType::f32) t.values<float>()[e] = v;
-      else t.values<double>()[e] = v;
-      values.push_back(v);
-    }
-    feeds[spec.inputs[i].name] = RefTensor(g.find(spec.inputs[i].name)->type, values);
-    inputs.push_back(std::move(t));
-  }
-  std::vector<const rt::Tensor*> ptrs;
-  for (const auto& t : inputs) ptrs.push_back(&t);
-  stag_set_num_threads(threads);
-  auto got = compiled.model->run("forward", ptrs);
-  stag_set_num_threads(0);
-  RefResult want = interpret(g, feeds);
   const auto& outs = spec.outputs;
   for (size_t o = 0; o < outs.size(); ++o) {
     INFO(fmt::format("{}: output {} threads {}", what, outs[o].name, threads));
-    REQUIRE(test::first_mismatch(test::to_doubles(got[o]), want.outputs.at(outs[o].name).data, tol) == "");
+    REQUIRE(test::first_mismatch(test::to_doubles(run.got[o]), run.want.outputs.at(outs[o].name).data, tol) == "");
   }
 }
 
