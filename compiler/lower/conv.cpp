@@ -53,46 +53,6 @@ std::vector<Stmt> strided_plane(LowerContext& cx, KernelBuilder& kb, int dst, E 
   return plane;
 }
 
-// strided_plane for planes that differ only in their first column (the column phases of one
-// row phase), written in one pass over the rows: the columns every plane takes from the
-// source are one loop storing to all of them, so that its loads are contiguous as a group. A
-// loop a plane reads every step[1]-th element, which LLVM made a gather (slow on AMD's Zen).
-// `ats[m]` is plane m's start in dst, `cols[m]` its first column.
-static std::vector<Stmt> strided_planes(LowerContext& cx, KernelBuilder& kb, int dst, const std::vector<E>& ats, int64_t Hd, int64_t Wd,
-                                        int src, E src_at, int64_t H, int64_t W, std::array<int64_t, 2> step, int64_t first_row,
-                                        const std::vector<int64_t>& cols, const std::function<E(E)>& read) {
-  int h = kb.new_var("h"), w = kb.new_var("w");
-  E zero = zero_of(cx.B(dst).type.dtype);
-  auto load = [&](E i) { return read ? read(std::move(i)) : cx.ld(src, std::move(i)); };
-  auto at = [&](size_t m) { return add(ats[m], add(mul(kb.v(h), int_(Wd)), kb.v(w))); };
-  E row_of = add(mul(kb.v(h), int_(step[0])), int_(first_row));
-  auto value = [&](size_t m) { return load(add(src_at, add(mul(row_of, int_(W)), add(mul(kb.v(w), int_(step[1])), int_(cols[m]))))); };
-  int64_t top = std::clamp<int64_t>(ceil_div(-first_row, step[0]), 0, Hd), bottom = std::clamp<int64_t>(ceil_div(H - first_row, step[0]), top, Hd);
-  std::vector<int64_t> left, right;
-  for (int64_t first : cols) {
-    left.push_back(std::clamp<int64_t>(ceil_div(-first, step[1]), 0, Wd));
-    right.push_back(std::clamp<int64_t>(ceil_div(W - first, step[1]), left.back(), Wd));
-  }
-  int64_t from = *std::max_element(left.begin(), left.end()), to = std::max(from, *std::min_element(right.begin(), right.end()));
-  // Strided reads stay scalar (kir::Stmt::scalar).
-  auto copy_for = step[1] > 1 ? scalar_for : for_;
-  std::vector<Stmt> row, together, zeros;
-  for (size_t m = 0; m < cols.size(); ++m) {
-    together.push_back(store(dst, at(m), value(m)));
-    zeros.push_back(for_(w, 0, Wd, {store(dst, at(m), zero)}));
-    if (left[m] > 0) row.push_back(for_(w, 0, left[m], {store(dst, at(m), zero)}));
-    if (left[m] < std::min(from, right[m])) row.push_back(copy_for(w, left[m], std::min(from, right[m]), {store(dst, at(m), value(m))}));
-    if (std::max(to, left[m]) < right[m]) row.push_back(copy_for(w, std::max(to, left[m]), right[m], {store(dst, at(m), value(m))}));
-    if (right[m] < Wd) row.push_back(for_(w, right[m], Wd, {store(dst, at(m), zero)}));
-  }
-  if (from < to) row.push_back(copy_for(w, from, to, std::move(together)));
-  std::vector<Stmt> plane;
-  if (top > 0) plane.push_back(for_(h, 0, top, zeros));
-  plane.push_back(for_(h, top, bottom, row));
-  if (bottom < Hd) plane.push_back(for_(h, bottom, Hd, zeros));
-  return plane;
-}
-
 // The H x W plane placed at (top, left) of the Hd x Wd plane, zeros around it.
 std::vector<Stmt> padded_plane(LowerContext& cx, KernelBuilder& kb, int dst, E dst_at, int64_t Hd, int64_t Wd, int src, E src_at, int64_t H,
                                int64_t W, int64_t top, int64_t left, E valid) {
@@ -205,16 +165,11 @@ static int phase_images(LowerContext& cx, const Node& n, const ConvShape& c, con
     E from = offset({i[0], pairs ? mul(i[1], int_(2)) : i[1]}, {c.Bn, c.C, HW});
     std::function<E(E)> read;
     if (pairs) read = channel_pair_read(cx, src, i[1], c.C, HW);
-    for (int64_t rh = 0; rh < c.s[0]; ++rh) {
-      std::vector<E> ats;
-      std::vector<int64_t> cols;
-      for (int64_t r = rh * c.s[1]; r < (rh + 1) * c.s[1]; ++r) {
-        if (only_read && !ph.read(c, r)) continue;
-        ats.push_back(merged ? offset({i[1], int_(r), i[0]}, {Cb, P, c.Bn, plane}) : offset({i[0], i[1], int_(r)}, {c.Bn, Cb, P, plane}));
-        cols.push_back(r % c.s[1] - c.p[1]);
-      }
-      if (ats.empty()) continue;
-      for (Stmt& st : strided_planes(cx, kp, dst, ats, ph.rows, ph.cols, src, from, c.H, c.W, {c.s[0], c.s[1]}, rh - c.p[0], cols, read))
+    for (int64_t r = 0; r < P; ++r) {
+      if (only_read && !ph.read(c, r)) continue;
+      E at = merged ? offset({i[1], int_(r), i[0]}, {Cb, P, c.Bn, plane}) : offset({i[0], i[1], int_(r)}, {c.Bn, Cb, P, plane});
+      std::array<int64_t, 2> first = {r / c.s[1] - c.p[0], r % c.s[1] - c.p[1]};
+      for (Stmt& st : strided_plane(cx, kp, dst, at, ph.rows, ph.cols, src, from, c.H, c.W, {c.s[0], c.s[1]}, first, nullptr, read))
         body.push_back(std::move(st));
     }
     return body;
@@ -483,13 +438,22 @@ static int sliding_pair_copy(LowerContext& cx, const Node& n, int src, int64_t p
 
 // out[i] = the sum over t of partial[t][i].
 static void sum_partials(LowerContext& cx, const Node& n, int partial, int out, int64_t count, int64_t size) {
+  // A block of columns a p, each partial added over the block: contiguous loops. (A sum a p
+  // over the partials, size elements apart, was vectorized as gathers.)
+  int64_t block = size;
+  for (int64_t b = std::min<int64_t>(size, 256); b >= 16; --b)
+    if (size % b == 0) {
+      block = b;
+      break;
+    }
   KernelBuilder ks("conv2d_weight_grad_sum", cx.origin(n));
-  int t = ks.new_var("t"), acc = ks.new_var("acc", DType::f32);
-  loop_nest(ks, {size}, [&](const std::vector<E>& i) {
-    return std::vector<Stmt>{assign(acc, zero_of(DType::f32)),
-                             for_(t, 0, count, {assign(acc, add(ks.v(acc), cx.ld(partial, add(mul(ks.v(t), int_(size)), i[0]))))}),
-                             store(out, i[0], ks.v(acc))};
-  });
+  int t = ks.new_var("t"), j = ks.new_var("j");
+  E at = add(mul(ks.v(0), int_(block)), ks.v(j));
+  ks.k.extent = size / block;
+  ks.k.body = {for_(j, 0, block, {store(out, at, zero_of(DType::f32))}),
+               for_(t, 0, count, {for_(j, 0, block, {store(out, at, add(cx.ld(out, at), cx.ld(partial, add(mul(ks.v(t), int_(size)), at))))})})};
+  ks.k.grain = grain_of(kGrainElements, count * block);
+  ks.k.parallel = ks.k.extent > ks.k.grain;
   cx.emit(std::move(ks));
 }
 
