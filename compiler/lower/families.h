@@ -32,7 +32,7 @@ bool shares_passes(const Node& n);
 // matmul.cpp
 void matmul(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out);
 /// Whether n's lowering stores followers (FusionPlan::followers) beside its result: a matmul's,
-/// on every strategy.
+/// on every strategy, and a batch norm's.
 bool stores_followers(const Node& n);
 
 // conv.cpp, conv_transpose.cpp
