@@ -184,7 +184,7 @@ class Codegen {
     };
     std::function<void(const Stmt&)> stmt = [&](const Stmt& st) {
       ids.clear();
-      key += fmt::format("[{} {} {} {} {}{}", static_cast<int>(st.kind), st.var, st.begin, st.end, st.code, st.vectorize ? " v" : "");
+      key += fmt::format("[{} {} {} {} {}{}", static_cast<int>(st.kind), st.var, st.begin, st.end, st.code, st.vectorize ? " v" : st.scalar ? " s" : "");
       if (st.kind == SK::Store) key += fmt::format(" s{}", slot(st.buffer));
       if (st.index) expr(st.index);
       if (st.value) expr(st.value);
@@ -395,7 +395,7 @@ class Codegen {
   }
 
   void emit_loop(int var, llvm::Value* begin, llvm::Value* end, const std::vector<Stmt>& body, bool vectorize = false,
-                 const std::function<void(llvm::Value*)>& prefix = nullptr) {
+                 const std::function<void(llvm::Value*)>& prefix = nullptr, bool scalar = false) {
     llvm::Function* f = b_.GetInsertBlock()->getParent();
     auto* header = llvm::BasicBlock::Create(ctx_, "loop", f);
     auto* body_bb = llvm::BasicBlock::Create(ctx_, "body", f);
@@ -411,15 +411,23 @@ class Codegen {
     llvm::Value* next = b_.CreateAdd(b_.CreateLoad(i64_, vars_[var]), b_.getInt64(1), "", true, true);
     b_.CreateStore(next, vars_[var]);
     llvm::BranchInst* latch = b_.CreateBr(header);
-    if (vectorize) latch->setMetadata(llvm::LLVMContext::MD_loop, vectorize_hint());
+    if (vectorize || scalar) latch->setMetadata(llvm::LLVMContext::MD_loop, vectorize_hint(!scalar));
     b_.SetInsertPoint(exit);
   }
 
   // Loop metadata as clang's `#pragma clang loop vectorize(enable) unroll(disable)`: the
-  // vectorizer takes the loop however short, and the full unroller leaves it to it.
-  llvm::MDNode* vectorize_hint() {
+  // vectorizer takes the loop however short, and the full unroller leaves it to it. With
+  // `enable` false, `vectorize(disable)`: scalar code, which the full unroller may unroll.
+  llvm::MDNode* vectorize_hint(bool enable_vectorizer = true) {
     llvm::Metadata* enable[] = {llvm::MDString::get(ctx_, "llvm.loop.vectorize.enable"),
-                                llvm::ConstantAsMetadata::get(b_.getTrue())};
+                                llvm::ConstantAsMetadata::get(b_.getInt1(enable_vectorizer))};
+    if (!enable_vectorizer) {
+      auto self = llvm::MDNode::getTemporary(ctx_, {});
+      llvm::Metadata* parts[] = {self.get(), llvm::MDNode::get(ctx_, enable)};
+      llvm::MDNode* id = llvm::MDNode::getDistinct(ctx_, parts);
+      id->replaceOperandWith(0, id);
+      return id;
+    }
     llvm::Metadata* no_unroll[] = {llvm::MDString::get(ctx_, "llvm.loop.unroll.disable")};
     auto self = llvm::MDNode::getTemporary(ctx_, {});
     llvm::Metadata* parts[] = {self.get(), llvm::MDNode::get(ctx_, enable), llvm::MDNode::get(ctx_, no_unroll)};
@@ -431,7 +439,7 @@ class Codegen {
   void stmt(const Stmt& s) {
     memo_.clear();
     switch (s.kind) {
-      case SK::For: emit_loop(s.var, b_.getInt64(s.begin), b_.getInt64(s.end), s.body, s.vectorize); break;
+      case SK::For: emit_loop(s.var, b_.getInt64(s.begin), b_.getInt64(s.end), s.body, s.vectorize, nullptr, s.scalar); break;
       case SK::Store: {
         DType t = p_.buffers[s.buffer].type.dtype;
         llvm::Value* v = expr(s.value);

@@ -208,6 +208,12 @@ E LowerContext::merged_epilogue(const Node& n, E acc, const std::vector<E>& idx,
 std::vector<kir::Stmt> LowerContext::epilogue_stores(const Node& n, int out, E at, E acc, const std::vector<E>& idx, bool in_place) {
   std::vector<kir::Stmt> stores;
   if (!in_place || plan.epilogue.count(&n)) stores.push_back(kir::store(out, at, epilogue(n, acc, idx)));
+  for (kir::Stmt& s : follower_stores(n, out, at)) stores.push_back(std::move(s));
+  return stores;
+}
+
+std::vector<kir::Stmt> LowerContext::follower_stores(const Node& n, int out, E at) {
+  std::vector<kir::Stmt> stores;
   if (auto it = plan.followers.find(&n); it != plan.followers.end())
     for (const Node* f : it->second) stores.push_back(kir::store(in(f->result()), at, scalar(*f, {ld(out, at)}, f->result()->type.dtype)));
   return stores;

@@ -104,6 +104,8 @@ struct LowerContext {
   /// the epilogue, then its followers from the stored value. `in_place`: acc is `out[at]`
   /// already (a product's store), which without an epilogue chain is not stored again.
   std::vector<kir::Stmt> epilogue_stores(const Node& n, int out, E at, E acc, const std::vector<E>& idx, bool in_place);
+  /// The stores of n's followers (FusionPlan::followers) at `at`, from what n stored in `out`.
+  std::vector<kir::Stmt> follower_stores(const Node& n, int out, E at);
 
   LowerOptions options;
   LowerStats stats;

@@ -343,10 +343,20 @@ void conv2d_lines(LowerContext& cx, const Node& n, const std::vector<int>& xs, i
   cx.emit(std::move(kb));
 }
 
+bool weight_grad_copies_dy(const Node& n) {
+  const Type &xt = n.operands[0]->type, &dyt = n.operands[1]->type, &ot = n.result()->type;
+  ConvShape c = conv_shape(n, xt, dyt, ot.dims[2], ot.dims[3]);
+  ConvPath path = weight_grad_path(c, {.f32 = ot.dtype == DType::f32, .in_buffers = true, .bf16 = n.in_bf16()}).path;
+  return path == ConvPath::lines || path == ConvPath::lines_merged;
+}
+
 void conv2d_weight_grad(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out) {
   const Type ot = cx.B(out).type;
   ConvShape c = conv_shape(n, cx.B(xs[0]).type, cx.B(xs[1]).type, ot.dims[2], ot.dims[3]);
-  ConvPlan plan = take(cx, weight_grad_path(c, conv_operands(cx, n, xs, out)));
+  ConvOperands operands = conv_operands(cx, n, xs, out);
+  // A dy computed where it is read (fusion.cpp) is read once, by dy_grid's copy.
+  if (cx.materialized(xs[0]) >= 0 && cx.materialized(xs[1]) < 0 && weight_grad_copies_dy(n)) operands.in_buffers = true;
+  ConvPlan plan = take(cx, weight_grad_path(c, operands));
   switch (plan.path) {
     case ConvPath::dense: return weight_grad_dense(cx, n, xs, out, c);
     case ConvPath::lines: return weight_grad_lines(cx, n, xs, out, c, false, plan.partial_sums);
@@ -380,15 +390,24 @@ static void weight_grad_dense(LowerContext& cx, const Node& n, const std::vector
 
 // dy on a grid as wide as a phase plane (zeros in the columns past the output's), image by
 // image ([Bn, O, OH rows]) or, `merged`, every image's plane of a channel side by side
-// ([O, Bn, plane rows]: zero rows below the output's too).
-static int dy_grid(LowerContext& cx, const Node& n, int g_buf, const ConvShape& c, const Phases& ph, bool merged) {
+// ([O, Bn, plane rows]: zero rows below the output's too). dy may be a value computed where
+// it is read: it is read by its multi-index (its per-channel operands without a division).
+static int dy_grid(LowerContext& cx, const Node& n, int dy, const ConvShape& c, const Phases& ph, bool merged) {
   int64_t rows = merged ? ph.rows : c.OH, per_plane = rows * ph.cols;
   int grid = cx.new_buffer(n.result()->name + ".dy_grid", {DType::f32, {c.Bn * c.O * per_plane}}, BufKind::Temp);
   KernelBuilder kp("conv2d_weight_grad_dy", cx.origin(n));
+  int h = kp.new_var("h"), w = kp.new_var("w");
   loop_nest(kp, {c.Bn * c.O}, [&](const std::vector<E>& i) {
     E b = bin(Bin::div, i[0], int_(c.O)), o = bin(Bin::rem, i[0], int_(c.O));
-    E at = merged ? offset({o, b}, {c.O, c.Bn, per_plane}) : mul(i[0], int_(per_plane));
-    return padded_plane(cx, kp, grid, at, rows, ph.cols, g_buf, mul(i[0], int_(c.OH * c.OW)), c.OH, c.OW, 0, 0);
+    E at = add(merged ? offset({o, b}, {c.O, c.Bn, per_plane}) : mul(i[0], int_(per_plane)), add(mul(kp.v(h), int_(ph.cols)), kp.v(w)));
+    std::vector<E> multi = {b, o, kp.v(h), kp.v(w)};
+    E v = cx.read(dy, &multi, offset({i[0], kp.v(h), kp.v(w)}, {c.Bn * c.O, c.OH, c.OW}));
+    E zero = zero_of(DType::f32);
+    std::vector<Stmt> row = {for_(w, 0, c.OW, {store(grid, at, v)})};
+    if (c.OW < ph.cols) row.push_back(for_(w, c.OW, ph.cols, {store(grid, at, zero)}));
+    std::vector<Stmt> plane = {for_(h, 0, c.OH, std::move(row))};
+    if (c.OH < rows) plane.push_back(for_(h, c.OH, rows, {for_(w, 0, ph.cols, {store(grid, at, zero)})}));
+    return plane;
   }, grain_of(kGrainElements, per_plane));
   cx.emit(std::move(kp));
   return grid;
@@ -408,7 +427,7 @@ static void weight_grad_lines(LowerContext& cx, const Node& n, const std::vector
   int64_t slack = std::max<int64_t>(ph.max_shift(c), slide ? 1 : 0);
   int image = phase_images(cx, n, c, ph, cx.materialized(xs[0]), merged, slack);
   if (slide) image = sliding_pair_copy(cx, n, image, c.Bn * c.C * P, plane, slack);
-  int grid = dy_grid(cx, n, cx.materialized(xs[1]), c, ph, merged);
+  int grid = dy_grid(cx, n, xs[1], c, ph, merged);
   int partial = partials ? cx.new_buffer(n.result()->name + ".partial", {DType::f32, {c.Bn, c.O, N}}, BufKind::Temp) : out;
   Gemm gm;
   gm.a = grid, gm.b = image, gm.c = partial, gm.M = c.O, gm.N = N, gm.tb = true, gm.pairs = slide;
@@ -438,13 +457,22 @@ static int sliding_pair_copy(LowerContext& cx, const Node& n, int src, int64_t p
 
 // out[i] = the sum over t of partial[t][i].
 static void sum_partials(LowerContext& cx, const Node& n, int partial, int out, int64_t count, int64_t size) {
+  // A block of columns a p, each partial added over the block: contiguous loops. (A sum a p
+  // over the partials, size elements apart, was vectorized as gathers.)
+  int64_t block = size;
+  for (int64_t b = std::min<int64_t>(size, 256); b >= 16; --b)
+    if (size % b == 0) {
+      block = b;
+      break;
+    }
   KernelBuilder ks("conv2d_weight_grad_sum", cx.origin(n));
-  int t = ks.new_var("t"), acc = ks.new_var("acc", DType::f32);
-  loop_nest(ks, {size}, [&](const std::vector<E>& i) {
-    return std::vector<Stmt>{assign(acc, zero_of(DType::f32)),
-                             for_(t, 0, count, {assign(acc, add(ks.v(acc), cx.ld(partial, add(mul(ks.v(t), int_(size)), i[0]))))}),
-                             store(out, i[0], ks.v(acc))};
-  });
+  int t = ks.new_var("t"), j = ks.new_var("j");
+  E at = add(mul(ks.v(0), int_(block)), ks.v(j));
+  ks.k.extent = size / block;
+  ks.k.body = {for_(j, 0, block, {store(out, at, zero_of(DType::f32))}),
+               for_(t, 0, count, {for_(j, 0, block, {store(out, at, add(cx.ld(out, at), cx.ld(partial, add(mul(ks.v(t), int_(size)), at))))})})};
+  ks.k.grain = grain_of(kGrainElements, count * block);
+  ks.k.parallel = ks.k.extent > ks.k.grain;
   cx.emit(std::move(ks));
 }
 

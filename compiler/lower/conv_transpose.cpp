@@ -310,7 +310,8 @@ static int phase_weights(LowerContext& cx, const Node& n, int w_buf, const ConvS
 
 // out[b, co, s*u + rh, s*v + rw] = the grid's phase (rh, rw) of (b, co) at (u, v) in rows of
 // `cols`, plus the bias; `channel_major` visits the planes channel by channel (the order of
-// a merged grid).
+// a merged grid). An output row's column phases are stored in one scalar loop: vectorized, a
+// loop storing every s-th element became masked scatters (4 ns an element on AMD's Zen 5).
 static void interleave_phases(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out, int grid, const ConvShape& c, const SubpixelAxis& ah,
                        const SubpixelAxis& aw, int64_t cols, bool channel_major, const std::function<E(E, int64_t, E)>& grid_at) {
   KernelBuilder ko("conv_transpose2d_interleave", cx.origin(n));
@@ -318,13 +319,22 @@ static void interleave_phases(LowerContext& cx, const Node& n, const std::vector
   loop_nest(ko, {c.Bn * c.C}, [&](const std::vector<E>& pl) {
     E b = channel_major ? bin(Bin::rem, pl[0], int_(c.Bn)) : bin(Bin::div, pl[0], int_(c.C));
     E co = channel_major ? bin(Bin::div, pl[0], int_(c.Bn)) : bin(Bin::rem, pl[0], int_(c.C));
-    std::vector<Stmt> body;
-    for (int64_t r = 0; r < ah.s * aw.s; ++r) {
-      int64_t rh = r / aw.s, rw = r % aw.s;
-      E from = add(grid_at(b, r, co), add(mul(ko.v(u), int_(cols)), ko.v(v)));
+    auto store_phase = [&](int64_t rh, int64_t rw) {
+      E from = add(grid_at(b, rh * aw.s + rw, co), add(mul(ko.v(u), int_(cols)), ko.v(v)));
       E to = offset({b, co, add(mul(ko.v(u), int_(ah.s)), int_(rh)), add(mul(ko.v(v), int_(aw.s)), int_(rw))}, {c.Bn, c.C, c.H, c.W});
-      E val = xs.size() == 3 ? add(cx.ld(grid, from), cx.ld(xs[2], co)) : cx.ld(grid, from);
-      body.push_back(for_(u, 0, ah.outputs(rh), {for_(v, 0, aw.outputs(rw), {store(out, to, val)})}));
+      return store(out, to, xs.size() == 3 ? add(cx.ld(grid, from), cx.ld(xs[2], co)) : cx.ld(grid, from));
+    };
+    std::vector<Stmt> body;
+    for (int64_t rh = 0; rh < ah.s; ++rh) {
+      int64_t common = aw.outputs(0);
+      for (int64_t rw = 1; rw < aw.s; ++rw) common = std::min(common, aw.outputs(rw));
+      std::vector<Stmt> together, row;
+      for (int64_t rw = 0; rw < aw.s; ++rw) together.push_back(store_phase(rh, rw));
+      auto copy_for = aw.s > 1 ? scalar_for : for_;  // strided stores stay scalar (kir::Stmt::scalar)
+      row.push_back(copy_for(v, 0, common, std::move(together)));
+      for (int64_t rw = 0; rw < aw.s; ++rw)
+        if (aw.outputs(rw) > common) row.push_back(copy_for(v, common, aw.outputs(rw), {store_phase(rh, rw)}));
+      body.push_back(for_(u, 0, ah.outputs(rh), std::move(row)));
     }
     return body;
   }, grain_of(kGrainElements, c.H * c.W));

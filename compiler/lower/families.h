@@ -32,8 +32,11 @@ bool shares_passes(const Node& n);
 // matmul.cpp
 void matmul(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out);
 /// Whether n's lowering stores followers (FusionPlan::followers) beside its result: a matmul's,
-/// on every strategy.
+/// on every strategy, and a batch norm's.
 bool stores_followers(const Node& n);
+/// Whether a conv2d_weight_grad reads its dy only once, through the copy of dy onto its grid
+/// (the lines strategies, given buffers for both operands), so dy may be computed there.
+bool weight_grad_copies_dy(const Node& n);
 
 // conv.cpp, conv_transpose.cpp
 void conv2d(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out);

@@ -42,6 +42,7 @@ bool reads_once(const Node& consumer, const Value* v) {
   const OpInfo& info = consumer.info();
   if (info.has(Elementwise)) return v->type.dims == consumer.result()->type.dims;
   if (info.has(ReadsOnce)) return true;
+  if (consumer.op == Op::conv2d_weight_grad) return v == consumer.operands[1] && v != consumer.operands[0] && weight_grad_copies_dy(consumer);
   const auto& xs = consumer.operands;
   if (info.has(ReadsLastOnce)) return v == xs.back() && std::count(xs.begin(), xs.end(), v) == 1;
   return false;

@@ -96,6 +96,11 @@ Stmt vectorized_for(int v, int64_t begin, int64_t end, std::vector<Stmt> body) {
   s.vectorize = true;
   return s;
 }
+Stmt scalar_for(int v, int64_t begin, int64_t end, std::vector<Stmt> body) {
+  Stmt s = for_(v, begin, end, std::move(body));
+  s.scalar = true;
+  return s;
+}
 Stmt store(int buffer, E index, E value) {
   return {.kind = SK::Store, .body = {}, .buffer = buffer, .index = std::move(index), .value = std::move(value)};
 }
@@ -180,7 +185,7 @@ struct Printer {
     if (s.value) bind(s.value, uses, pad, out);
     switch (s.kind) {
       case SK::For:
-        out += fmt::format("{}for {} in {}..{}{} {{\n", pad, k.vars[s.var].name, s.begin, s.end, s.vectorize ? " vectorized" : "");
+        out += fmt::format("{}for {} in {}..{}{} {{\n", pad, k.vars[s.var].name, s.begin, s.end, s.vectorize ? " vectorized" : s.scalar ? " scalar" : "");
         for (const auto& b : s.body) stmt(b, depth + 1, out);
         out += pad + "}\n";
         break;

@@ -78,10 +78,15 @@ struct Stmt {
   /// row): codegen has LLVM vectorize the loop as it is, which it would otherwise unroll
   /// away or find too short. Only where vectorizing is legal, or LLVM warns.
   bool vectorize = false;
+  /// For: left to scalar code by the loop vectorizer. A loop reading or writing every s-th
+  /// element of a short row (a phase plane's columns) is otherwise vectorized with masked
+  /// gathers or scatters, which AMD's Zen cores run an element at a time.
+  bool scalar = false;
 };
 
 Stmt for_(int var, int64_t begin, int64_t end, std::vector<Stmt> body);
 Stmt vectorized_for(int var, int64_t begin, int64_t end, std::vector<Stmt> body);
+Stmt scalar_for(int var, int64_t begin, int64_t end, std::vector<Stmt> body);
 Stmt store(int buffer, E index, E value);
 Stmt assign(int var, E value);
 Stmt check(E condition, E value, int code);

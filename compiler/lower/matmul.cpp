@@ -134,7 +134,7 @@ static void matmul_loops(LowerContext& cx, const Node& n, const MatmulShape& s, 
   cx.emit(std::move(kb));
 }
 
-bool stores_followers(const Node& n) { return n.op == Op::matmul; }
+bool stores_followers(const Node& n) { return n.op == Op::matmul || n.op == Op::batch_norm; }
 
 void matmul(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out) {
   MatmulShape s = matmul_shape(cx, n, xs[0], xs[1], out);

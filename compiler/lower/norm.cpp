@@ -96,7 +96,8 @@ void batch_norm(LowerContext& cx, const Node& n, const std::vector<int>& xs, int
 // y = (x - mean) / sqrt(var + eps) * weight + bias, a channel's plane as one loop: the square
 // root once a channel (it is loop-invariant, but LLVM cannot prove the store to y leaves var
 // alone), and a 7 x 7 plane one loop of 49 that vectorizes. An epilogue (ReLU, a residual add)
-// rides in the store, reading its operands on the plane as one axis too where they allow.
+// rides in the store, reading its operands on the plane as one axis too where they allow;
+// followers (a leaky ReLU whose input the backward reads too) are stored beside it.
 static void batch_norm_apply(LowerContext& cx, const Node& n, const std::vector<int>& xs, int y, int mean, int var) {
   const Type xt = cx.B(xs[0]).type;
   int64_t N = xt.dims[0], C = xt.dims[1], inner = numel(xt) / (N * C);
@@ -110,7 +111,9 @@ static void batch_norm_apply(LowerContext& cx, const Node& n, const std::vector<
     E v = add(mul(norm, cx.ld(xs[1], c)), cx.ld(xs[2], c));
     E stored = cx.merged_epilogue(n, v, {idx[0], c, kb.v(i)}, 2);
     if (!stored) stored = cx.epilogue(n, v, plane_index(xt.dims, idx[0], c, kb.v(i)));
-    return std::vector<Stmt>{assign(r, rstd), for_(i, 0, inner, {store(y, at, stored)})};
+    std::vector<Stmt> stores = {store(y, at, stored)};
+    for (Stmt& s : cx.follower_stores(n, y, at)) stores.push_back(std::move(s));
+    return std::vector<Stmt>{assign(r, rstd), for_(i, 0, inner, std::move(stores))};
   }, grain_of(kGrainElements, inner));  // the loop nest counts a plane as one element
   cx.emit(std::move(kb));
 }

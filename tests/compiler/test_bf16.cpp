@@ -7,6 +7,7 @@
 #include <catch2/catch.hpp>
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 
@@ -141,6 +142,79 @@ TEST_CASE("bf16 convolutions and their gradients multiply the rounded operands",
       double Kw = static_cast<double>(c.x[0] * y->type.dims[2] * y->type.dims[3]);
       CHECK(check_against_reference(gw, Kw, 2, "conv2d_weight_grad " + dims_to_string(c.x)) == c.weight_grad_products);
     }
+  }
+}
+
+TEST_CASE("sub-pixel interleaves and weight-gradient partial sums in f32 and bf16 on every path the host has", "[bf16][conv]") {
+  // The discriminator's second layer (4 x 4, stride 2, padding 1) at a smaller batch: its data
+  // gradient is one stride-1 product a phase, interleaved into the output a row at a time; an
+  // odd image (phases with fewer outputs), output_padding and stride 3 (phases no tap reaches).
+  // Its weight gradient, and an odd one, add per-image partial products by column blocks.
+  struct Case { Dims x, w; Ints stride, padding; };
+  for (Isa isa : host_paths()) {
+    ForcedIsa forced(isa);
+    for (bool bf16 : {false, true})
+      for (const Case& c : {Case{{3, 16, 14, 14}, {32, 16, 4, 4}, {2, 2}, {1, 1}}, Case{{2, 9, 11, 9}, {12, 9, 3, 4}, {2, 3}, {1, 0}}}) {
+        NamedAttrs attrs = bf16 ? conv_attrs(c.stride, c.padding) : NamedAttrs{{"stride", c.stride}, {"padding", c.padding}};
+        Graph g("conv");
+        Value* y = conv_graph(g, c.x, c.w, attrs);
+        std::string what = fmt::format("{} bf16 {}", dims_to_string(c.x), bf16);
+        Graph gt("subpixel");
+        conv_transpose_graph(gt, y->type, c.w, attrs);
+        Graph gw("partial_sums");
+        Builder bw(gw);
+        Value* xw = bw.input("x", {DType::f32, c.x});
+        Value* dyw = bw.input("dy", y->type);
+        attrs.push_back({"kernel", Ints{c.w[2], c.w[3]}});
+        bw.output("dw", bw.conv2d_weight_grad({xw, dyw}, attrs));
+        for (int threads : {1, 2}) {
+          CHECK(check_against_reference(gt, static_cast<double>(c.w[0] * c.w[2] * c.w[3]), threads, "conv_transpose2d " + what) == (bf16 ? 1 : 0));
+          CHECK(check_against_reference(gw, static_cast<double>(c.x[0] * y->type.dims[2] * y->type.dims[3]), threads, "weight grad " + what) ==
+                (bf16 ? 1 : 0));
+        }
+        CompiledModel ct = compile_jit(gt), cw = compile_jit(gw);
+        auto has = [](const CompiledModel& m, const std::string& name) {
+          const auto& ks = m.program.functions.back().kernels;
+          return std::any_of(ks.begin(), ks.end(), [&](const kir::Kernel& k) { return k.name.find(name) != std::string::npos; });
+        };
+        CHECK(has(ct, "conv_transpose2d_interleave"));
+        CHECK(has(cw, "conv2d_weight_grad_sum"));
+      }
+  }
+}
+
+TEST_CASE("a weight gradient's dy computed where its grid copy reads it, in f32 and bf16 on every path the host has", "[bf16][conv]") {
+  // dy = select(x > 0, g, g * 0.2) * scale (a leaky ReLU's backward, a per-channel factor read
+  // through the multi-index) is read only by the weight gradient, whose lines strategies copy
+  // it onto their grid once: no kernel of its own. The DCGAN discriminator's first layer (per
+  // image, partial sums) and a layer over every image's planes (merged).
+  struct Case { Dims x, w; Ints stride, padding; };
+  for (Isa isa : host_paths()) {
+    ForcedIsa forced(isa);
+    for (bool bf16 : {false, true})
+      for (const Case& c : {Case{{4, 1, 28, 28}, {16, 1, 4, 4}, {2, 2}, {1, 1}}, Case{{8, 24, 9, 9}, {70, 24, 3, 3}, {1, 1}, {1, 1}}}) {
+        NamedAttrs attrs = bf16 ? conv_attrs(c.stride, c.padding) : NamedAttrs{{"stride", c.stride}, {"padding", c.padding}};
+        Graph probe("conv");
+        Type yt = conv_graph(probe, c.x, c.w, attrs)->type;
+        Graph g("fused_dy");
+        Builder b(g);
+        Value* x = b.input("x", {DType::f32, c.x});
+        Value* pre = b.input("pre", yt);
+        Value* grad = b.input("grad", yt);
+        Value* scale = b.input("scale", {DType::f32, {1, c.w[0], 1, 1}});
+        Value* leaky = b.select({b.gt({pre, b.scalar(0.0)}), grad, b.mul({grad, b.scalar(0.2)})});
+        Value* dy = b.mul({leaky, scale});
+        attrs.push_back({"kernel", Ints{c.w[2], c.w[3]}});
+        b.output("dw", b.conv2d_weight_grad({x, dy}, attrs));
+        std::string what = fmt::format("{} bf16 {}", dims_to_string(c.x), bf16);
+        for (int threads : {1, 2})
+          CHECK(check_against_reference(g, static_cast<double>(c.x[0] * yt.dims[2] * yt.dims[3]), threads, what) == (bf16 ? 1 : 0));
+        CompiledModel compiled = compile_jit(g);
+        for (const auto& k : compiled.program.functions.back().kernels) {
+          INFO(k.name + ": " + k.origin);
+          CHECK(k.origin.find("conv2d_weight_grad") != std::string::npos);
+        }
+      }
   }
 }
 

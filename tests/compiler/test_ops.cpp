@@ -24,6 +24,7 @@
 #include "ir/verifier.h"
 #include "runtime/error.h"
 #include "runtime/thread_pool.h"
+#include "tests/compiler/isa_paths.h"
 #include "tests/util.h"
 
 using namespace stag;
@@ -224,6 +225,46 @@ TEST_CASE("the ReLU and residual add after a batch norm ride in its store and ma
   CHECK(text.find("# fused: %n1, %a1, %y1") != std::string::npos);
   CHECK(text.find("# fused: %n3, %a3, %y3") != std::string::npos);
   compare_compiled_with_reference(*g, kF32);
+}
+
+TEST_CASE("a leaky ReLU after a batch norm whose output is read elsewhere is stored beside it", "[codegen][fusion]") {
+  // The DCGAN discriminator's batch norm: its output is the leaky ReLU's input and is read by
+  // the backward (an output here), so no epilogue; the leaky ReLU follows in the same store
+  // loop. Training and eval, a plane of odd size and a batch norm over [N, C]; 1 and 2
+  // threads on every vector width the host has.
+  auto g = parse_verified(R"(graph bn_follower {
+  %x: f32[3,5,7,9] = random_normal(seed=1)
+  %w: f32[5] = random_uniform(seed=5)
+  %b: f32[5] = random_normal(seed=6)
+  %rm: f32[5] = random_uniform(seed=7)
+  %rv: f32[5] = random_uniform(low=0.5, high=1.5, seed=8)
+  %n1: f32[3,5,7,9], %m1: f32[5], %v1: f32[5] = batch_norm(%x, %w, %b, %rm, %rv, training=true)
+  %y1: f32[3,5,7,9] = leaky_relu(%n1, alpha=0.2)
+  %n2: f32[3,5,7,9], %m2: f32[5], %v2: f32[5] = batch_norm(%x, %w, %b, %rm, %rv, training=false)
+  %y2: f32[3,5,7,9] = leaky_relu(%n2, alpha=0.1)
+  %f: f32[11,5] = random_normal(seed=9)
+  %n3: f32[11,5], %m3: f32[5], %v3: f32[5] = batch_norm(%f, %w, %b, %rm, %rv, training=true)
+  %y3: f32[11,5] = leaky_relu(%n3, alpha=0.2)
+  output n1 = %n1
+  output y1 = %y1
+  output n2 = %n2
+  output y2 = %y2
+  output n3 = %n3
+  output y3 = %y3
+}
+)", "bn_follower.ir");
+  std::string text = kir::print(lower({{"forward", g.get()}}, {.fuse = true}));
+  CHECK(text.find("_leaky_relu ") == std::string::npos);  // no kernel of its own
+  for (const char* fused : {"# fused: %n1, %y1", "# fused: %n2, %y2", "# fused: %n3, %y3"}) CHECK(text.find(fused) != std::string::npos);
+  for (Isa isa : test::host_paths()) {
+    test::ForcedIsa forced(isa);
+    for (int threads : {1, 2}) {
+      INFO(fmt::format("{} on {} threads", isa_name(isa), threads));
+      stag_set_num_threads(threads);
+      compare_compiled_with_reference(*g, kF32);
+      stag_set_num_threads(0);
+    }
+  }
 }
 
 // Rows of `n` logits: row 0 mixes arguments of exp far below its underflow (-inf, -1000, the
