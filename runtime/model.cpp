@@ -71,8 +71,8 @@ Model::Model(Manifest manifest, std::function<Entry(const std::string&)> entry)
   if (!manifest_.isa.empty()) check_cpu_isa(manifest_.isa);
   // Before the first big allocation: a model too big for the machine is the user's to shrink.
   check_memory(memory_need(manifest_), available_memory(), manifest_.model);
-  workspace_ = Tensor(DType::b8, Shape{std::max<int64_t>(1, manifest_.workspace_bytes)});
-  for (const auto& p : manifest_.params) params_.emplace_back(p.dtype, p.shape);
+  workspace_ = Tensor::long_lived(DType::b8, Shape{std::max<int64_t>(1, manifest_.workspace_bytes)});
+  for (const auto& p : manifest_.params) params_.push_back(Tensor::long_lived(p.dtype, p.shape));
 }
 
 int Model::param_index(const std::string& name) const {

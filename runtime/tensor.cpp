@@ -3,6 +3,8 @@
 
 #include <fmt/format.h>
 
+#include <sys/mman.h>
+
 #include <cstring>
 #include <new>
 
@@ -35,23 +37,49 @@ int64_t shape_nbytes(DType dtype, std::span<const int64_t> shape) {
 }
 
 void Tensor::AlignedFree::operator()(std::byte* p) const {
-  if (!view) ::operator delete[](p, std::align_val_t(kTensorAlignment));
+  if (view) return;
+  if (mapped) munmap(p, mapped);
+  else ::operator delete[](p, std::align_val_t(kTensorAlignment));
 }
+
+namespace {
+
+constexpr size_t kHugePage = size_t{2} << 20;
+
+// Zeroed pages of an anonymous mapping, in huge pages if the kernel has them, populated now so
+// that the first step does not fault them in one by one. Null when that fails (no memory, or a
+// kernel before 5.14): the heap then serves, as for any tensor.
+std::byte* map_zeroed(size_t bytes) {
+#ifdef MADV_POPULATE_WRITE
+  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) return nullptr;
+  madvise(p, bytes, MADV_HUGEPAGE);
+  if (madvise(p, bytes, MADV_POPULATE_WRITE) == 0) return static_cast<std::byte*>(p);
+  munmap(p, bytes);
+#else
+  (void)bytes;
+#endif
+  return nullptr;
+}
+
+}  // namespace
 
 Tensor Tensor::view(DType dtype, Shape shape, void* data) {
   Tensor t;
   t.dtype_ = dtype;
   t.shape_ = std::move(shape);
   t.numel_ = shape_numel(t.shape_);
-  t.buf_ = std::unique_ptr<std::byte[], AlignedFree>(static_cast<std::byte*>(data), AlignedFree{true});
+  t.buf_ = std::unique_ptr<std::byte[], AlignedFree>(static_cast<std::byte*>(data), AlignedFree{true, 0});
   return t;
 }
 
-Tensor::Tensor(DType dtype, Shape shape) : Tensor(dtype, std::move(shape), true) {}
+Tensor::Tensor(DType dtype, Shape shape) : Tensor(dtype, std::move(shape), Fill::zero) {}
 
-Tensor Tensor::uninitialized(DType dtype, Shape shape) { return Tensor(dtype, std::move(shape), false); }
+Tensor Tensor::uninitialized(DType dtype, Shape shape) { return Tensor(dtype, std::move(shape), Fill::none); }
 
-Tensor::Tensor(DType dtype, Shape shape, bool zero) : dtype_(dtype), shape_(std::move(shape)) {
+Tensor Tensor::long_lived(DType dtype, Shape shape) { return Tensor(dtype, std::move(shape), Fill::zero_mapped); }
+
+Tensor::Tensor(DType dtype, Shape shape, Fill fill) : dtype_(dtype), shape_(std::move(shape)) {
   int64_t bytes = shape_nbytes(dtype_, shape_);
   numel_ = shape_numel(shape_);
   if (bytes == 0) return;
@@ -61,6 +89,11 @@ Tensor::Tensor(DType dtype, Shape shape, bool zero) : dtype_(dtype), shape_(std:
   if (bytes > PTRDIFF_MAX - a)
     throw Error(fmt::format("tensor {} is too large to allocate", type_string()));
   size_t alloc = static_cast<size_t>((bytes + a - 1) / a * a);
+  if (fill == Fill::zero_mapped && alloc >= kHugePage)
+    if (std::byte* p = map_zeroed(alloc)) {
+      buf_ = std::unique_ptr<std::byte[], AlignedFree>(p, AlignedFree{false, alloc});
+      return;
+    }
   try {
     buf_.reset(static_cast<std::byte*>(::operator new[](alloc, std::align_val_t(kTensorAlignment))));
   } catch (const std::bad_alloc&) {
@@ -68,7 +101,7 @@ Tensor::Tensor(DType dtype, Shape shape, bool zero) : dtype_(dtype), shape_(std:
     throw MemoryError(fmt::format("out of memory allocating {} for tensor {}", format_bytes(static_cast<double>(alloc)),
                                   type_string()));
   }
-  if (zero) std::memset(buf_.get(), 0, alloc);
+  if (fill != Fill::none) std::memset(buf_.get(), 0, alloc);
 }
 
 Tensor Tensor::clone() const {

@@ -151,6 +151,14 @@ int print_peaks(const BenchArgs& args) {
   return kExitOk;
 }
 
+// Where the compile time went, in seconds; the LLVM phases are those of the slowest part.
+std::string compile_phases_json(double load_ms, const CompiledModel& c) {
+  const CompileTimes& t = c.code->times();
+  return fmt::format("\"compile_phases\": {{\"load_s\": {:.4f}, \"passes_s\": {:.4f}, \"codegen_s\": {:.4f}, \"optimize_s\": {:.4f}, "
+                     "\"machine_s\": {:.4f}, \"model_s\": {:.4f}}}",
+                     load_ms / 1e3, c.passes_ms / 1e3, t.codegen_ms / 1e3, t.optimize_ms / 1e3, t.machine_ms / 1e3, c.model_ms / 1e3);
+}
+
 int run_bench(const BenchArgs& args) {
   const ModelArgs& margs = args.program.model;
   if (args.peak) return print_peaks(args);
@@ -166,14 +174,17 @@ int run_bench(const BenchArgs& args) {
   double cpu0 = cpu_seconds();
   std::unique_ptr<Graph> graph;
   CompiledModel c;
+  double load_ms = 0;  // reading, checking and differentiating the model
   if (args.matmul > 0) {
     graph = matmul_graph(args.matmul);
     c = compile_jit(*graph, {.passes = margs.passes});
   } else if (margs.train) {
     graph = std::move(args.program.load().second);
+    load_ms = ms_since(t0);
     c = compile_jit({{"train_step", graph.get()}}, {.passes = margs.passes});
   } else {
     graph = margs.load();
+    load_ms = ms_since(t0);
     c = compile_jit(*graph, {.passes = margs.passes});
   }
   double compile_s = ms_since(t0) / 1000.0, compile_cpu_s = cpu_seconds() - cpu0;
@@ -247,9 +258,9 @@ int run_bench(const BenchArgs& args) {
   if (args.json) {
     fmt::print("{{\"model\": \"{}\", \"function\": \"{}\", \"batch\": {}, \"threads\": {}, \"warmup\": {}, \"steps\": {}, "
                "\"compile_s\": {:.4f}, \"compile_cpu_s\": {:.4f}, \"median_ms\": {:.4f}, \"min_ms\": {:.4f}, \"peak_rss_mb\": {:.1f}, "
-               "\"kernels\": {}, \"workspace_bytes\": {}, \"compile_parts\": {}, \"cached_parts\": {}{}}}\n",
+               "\"kernels\": {}, \"workspace_bytes\": {}, \"compile_parts\": {}, \"cached_parts\": {}, {}{}}}\n",
                graph->name, function, batch, threads, args.warmup, args.steps, compile_s, compile_cpu_s, med, best, peak_rss_mb(),
-               kernels, c.program.workspace_bytes, c.code->times().parts, c.code->times().cached_parts, extra);
+               kernels, c.program.workspace_bytes, c.code->times().parts, c.code->times().cached_parts, compile_phases_json(load_ms, c), extra);
   } else {
     fmt::print("{} {} (batch {}) on {} thread{}: median {:.3f} ms, min {:.3f} ms over {} steps after {} warm-up{}; "
                "compile {:.2f} s ({} kernels{}); peak RSS {:.1f} MB\n",

@@ -1,5 +1,6 @@
 #include "compiler/jit/jit_model.h"
 
+#include <chrono>
 #include <iostream>
 
 #include "compiler/codegen/manifest.h"
@@ -11,11 +12,18 @@
 
 namespace stag {
 
+namespace {
+using Clock = std::chrono::steady_clock;
+double ms_since(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
+}  // namespace
+
 CompiledModel compile_jit(const Graph& g, const JitModelOptions& options) { return compile_jit({{"forward", &g}}, options); }
 
 CompiledModel compile_jit(const std::vector<std::pair<std::string, const Graph*>>& functions, const JitModelOptions& options) {
   CompiledModel c;
+  auto t0 = Clock::now();
   c.program = compile_program(functions, options.passes, std::cerr);
+  c.passes_ms = ms_since(t0);
   JitOptions jit;
   jit.opt_level = options.opt_level;
   jit.profile = options.profile;
@@ -30,8 +38,10 @@ CompiledModel compile_jit(const std::vector<std::pair<std::string, const Graph*>
   }
   c.code = JitProgram::compile(c.program, jit);
   JitProgram* code = c.code.get();
+  auto t1 = Clock::now();
   c.model = std::make_unique<rt::Model>(rt::Manifest::parse(manifest_json(c.program)),
                                         [code](const std::string& f) { return code->entry(f); });
+  c.model_ms = ms_since(t1);
   return c;
 }
 

@@ -15,6 +15,8 @@ struct CompiledModel {
   kir::Program program;
   std::unique_ptr<JitProgram> code;
   std::unique_ptr<rt::Model> model;  ///< owns the parameters and the workspace
+  double passes_ms = 0;  ///< the optimizer's passes and the lowering to kernels (code->times() has the rest)
+  double model_ms = 0;   ///< the runtime model's manifest, parameters and workspace
 };
 
 struct JitModelOptions {

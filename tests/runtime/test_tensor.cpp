@@ -1,6 +1,7 @@
 // Tensor construction, checked sizes and typed access.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cstdint>
 #include <limits>
 
@@ -43,6 +44,25 @@ TEST_CASE("tensors are zeroed, aligned and sized", "[tensor]") {
   Tensor e(DType::f32, {4, 0});
   CHECK(e.numel() == 0);
   CHECK(e.nbytes() == 0);
+}
+
+TEST_CASE("long-lived tensors are zeroed and aligned as others are", "[tensor]") {
+  // Above 2 MiB a long-lived tensor has its own mapping; below, the heap.
+  for (int64_t n : {int64_t{5}, int64_t{3} << 18, (int64_t{3} << 18) + 7}) {
+    Tensor t = Tensor::long_lived(DType::f32, {n});
+    CHECK(t.numel() == n);
+    CHECK(reinterpret_cast<uintptr_t>(t.data()) % 64 == 0);
+    auto v = t.values<float>();
+    CHECK(std::all_of(v.begin(), v.end(), [](float x) { return x == 0.0f; }));
+    v[0] = 1.0f;
+    v[static_cast<size_t>(n - 1)] = 2.0f;
+    Tensor moved = std::move(t);
+    CHECK(moved.values<float>()[static_cast<size_t>(n - 1)] == 2.0f);
+    moved = Tensor::long_lived(DType::f32, {n});  // the old buffer is freed the way it was allocated
+    CHECK(moved.values<float>()[0] == 0.0f);
+  }
+  CHECK(Tensor::long_lived(DType::f32, {0}).nbytes() == 0);
+  CHECK_THROWS_AS(Tensor::long_lived(DType::f32, {int64_t{1} << 60}), MemoryError);
 }
 
 TEST_CASE("typed access checks dtype and bounds", "[tensor]") {
