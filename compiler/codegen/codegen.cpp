@@ -337,14 +337,16 @@ class Codegen {
     return n;
   }
 
-  // Defined here, or declared for another part's module to define. A program compiled in parts
-  // names its kernels uniquely (they link across modules); in one part they stay internal.
+  // Defined here, or declared for another part's module to define; named uniquely, since they
+  // link across modules. Never internal, even in one part: LLVM would then propagate the
+  // constant bounds of an entry's direct call into the kernel, and a loop of known trip count
+  // may be vectorized otherwise (its sum in another order) than the same kernel in a module of
+  // its own, so the bits would depend on how the program is split (the JIT's parts against
+  // `stag build`'s one module).
   llvm::Function* kernel(const Kernel& k, const std::vector<int>& buffers, llvm::FunctionType* ty, int fn, int unique, bool here) {
-    std::string name = entry_symbol(p_, p_.functions[fn].name) + "." + k.name;
-    if (options_.parts > 1) name += fmt::format(".u{}", unique);
-    auto* f = llvm::Function::Create(ty, options_.parts > 1 ? llvm::GlobalValue::ExternalLinkage : llvm::GlobalValue::InternalLinkage,
-                                     name, m_.get());
-    if (options_.parts > 1) f->setVisibility(llvm::GlobalValue::HiddenVisibility);
+    std::string name = entry_symbol(p_, p_.functions[fn].name) + "." + k.name + fmt::format(".u{}", unique);
+    auto* f = llvm::Function::Create(ty, llvm::GlobalValue::ExternalLinkage, name, m_.get());
+    f->setVisibility(llvm::GlobalValue::HiddenVisibility);
     if (!here) return f;
     f->addFnAttr(llvm::Attribute::NoUnwind);
     // Entry functions call kernels one after another: inlining them would only build one
