@@ -5,8 +5,7 @@
 /// reduce-scatter travels in chunks, and a chunk is summed (and, at the last step, scaled by
 /// 1/ranks) as soon as it arrives, while the next one travels; the all-gather lands in the buffer
 /// itself. So there is no staging copy, no separate scaling pass and no copy back, and every rank
-/// ends with the same bits: each block is summed on one rank and copied to the others. Two ranks
-/// swap their whole buffers in chunks instead and both sum (one round of messages, not two).
+/// ends with the same bits: each block is summed on one rank and copied to the others.
 
 #include <mpi.h>
 
