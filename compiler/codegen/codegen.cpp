@@ -338,11 +338,10 @@ class Codegen {
   }
 
   // Defined here, or declared for another part's module to define; named uniquely, since they
-  // link across modules. Never internal, even in one part: LLVM would then propagate the
-  // constant bounds of an entry's direct call into the kernel, and a loop of known trip count
-  // may be vectorized otherwise (its sum in another order) than the same kernel in a module of
-  // its own, so the bits would depend on how the program is split (the JIT's parts against
-  // `stag build`'s one module).
+  // link across modules. Never internal, even in one part: LLVM's interprocedural passes would
+  // then specialize the kernel for its entry's call (the constant bounds of a direct call) where
+  // both share a module and not across parts, and its code, so possibly its bits, would depend
+  // on how the program is split (the JIT's parts against `stag build`'s one module).
   llvm::Function* kernel(const Kernel& k, const std::vector<int>& buffers, llvm::FunctionType* ty, int fn, int unique, bool here) {
     std::string name = entry_symbol(p_, p_.functions[fn].name) + "." + k.name + fmt::format(".u{}", unique);
     auto* f = llvm::Function::Create(ty, llvm::GlobalValue::ExternalLinkage, name, m_.get());

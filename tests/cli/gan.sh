@@ -68,9 +68,8 @@ grep -q "checkpoint: d/last.safetensors" d.out || { cat d.out; fail "SIGINT: no 
 
 # A standalone trainer of the pair (no LLVM) takes the same steps as `stag train`, bit for bit:
 # the trainer's program is one LLVM module and the JIT's is split into parts (STAG_COMPILE_THREADS
-# above, whatever the machine's cores), and only kernels, never the entry functions that call
-# them, are optimized (an optimized entry would inline the kernels of its own module only, and
-# the two would part in the last bits).
+# above, whatever the machine's cores); a kernel compiles alike in either (docs/distributed.md,
+# Trainers built ahead of time).
 "$stag" build "$models/dcgan.stag" --batch 16 -o trainer >t.out 2>&1 || { cat t.out; fail "stag build of the GAN failed"; }
 ./trainer --max-steps 6 --seed 4 --threads 2 --run-dir e --log e.jsonl >e.out 2>&1 || { cat e.out; fail "the GAN trainer failed"; }
 grep -q "training GAN dcgan" e.out || { cat e.out; fail "the trainer did not train the pair"; }
