@@ -337,14 +337,15 @@ class Codegen {
     return n;
   }
 
-  // Defined here, or declared for another part's module to define. A program compiled in parts
-  // names its kernels uniquely (they link across modules); in one part they stay internal.
+  // Defined here, or declared for another part's module to define; named uniquely, since they
+  // link across modules. Never internal, even in one part: LLVM's interprocedural passes would
+  // then specialize the kernel for its entry's call (the constant bounds of a direct call) where
+  // both share a module and not across parts, and its code, so possibly its bits, would depend
+  // on how the program is split (the JIT's parts against `stag build`'s one module).
   llvm::Function* kernel(const Kernel& k, const std::vector<int>& buffers, llvm::FunctionType* ty, int fn, int unique, bool here) {
-    std::string name = entry_symbol(p_, p_.functions[fn].name) + "." + k.name;
-    if (options_.parts > 1) name += fmt::format(".u{}", unique);
-    auto* f = llvm::Function::Create(ty, options_.parts > 1 ? llvm::GlobalValue::ExternalLinkage : llvm::GlobalValue::InternalLinkage,
-                                     name, m_.get());
-    if (options_.parts > 1) f->setVisibility(llvm::GlobalValue::HiddenVisibility);
+    std::string name = entry_symbol(p_, p_.functions[fn].name) + "." + k.name + fmt::format(".u{}", unique);
+    auto* f = llvm::Function::Create(ty, llvm::GlobalValue::ExternalLinkage, name, m_.get());
+    f->setVisibility(llvm::GlobalValue::HiddenVisibility);
     if (!here) return f;
     f->addFnAttr(llvm::Attribute::NoUnwind);
     // Entry functions call kernels one after another: inlining them would only build one

@@ -6,7 +6,7 @@
 /// 1/ranks) as soon as it arrives, while the next one travels; the all-gather lands in the buffer
 /// itself. So there is no staging copy, no separate scaling pass and no copy back, and every rank
 /// ends with the same bits: each block is summed on one rank and copied to the others. Two ranks
-/// swap their whole buffers in chunks instead and both sum (one round of messages, not two).
+/// swap a small buffer whole instead and both sum it (one round of messages, not two).
 
 #include <mpi.h>
 
@@ -48,6 +48,7 @@ class RingAverage {
   std::span<float> values_;
   int tag_, rank_, ranks_;
   float scale_;
+  bool swap_;            ///< two ranks, a small buffer: one step, each sending and summing all of it
   int step_ = 0;         ///< 0 .. ranks-2: the reduce-scatter; ranks-1 .. 2(ranks-1)-1: the all-gather
   Block send_{}, recv_{};
   int summed_ = 0;       ///< chunks of recv_ summed so far (the reduce-scatter)

@@ -7,7 +7,7 @@
 # trainer, bit for bit as `stag train`; gradients in buckets overlapped with the backward give the
 # losses of one all-reduce after it, bit for bit; the replicas stay equal and a mismatch is caught; a killed or a stopped process
 # ends the job with an error in bounded time; a 2-process run resumes exactly, and its
-# checkpoint resumes a single-process run.
+# checkpoint resumes a single-process run; 3 processes repeat one's LeNet-5 losses too.
 # Usage: mpi_train.sh STAG MODELS_DIR   (needs mpirun and the dataset-fashion-mnist package)
 set -u
 stag=$1 models=$2 here=$(cd "$(dirname "$0")" && pwd)
@@ -138,4 +138,21 @@ cmp -s <(steps two.jsonl) <(steps res.jsonl) || fail "the resumed losses differ"
 # A 2-process checkpoint resumes a single-process run.
 "$stag" "${common[@]}" --max-steps 60 --resume res.ckpt --checkpoint one60.ckpt >one60.out 2>&1 || { cat one60.out; fail "a single process could not resume a 2-process checkpoint"; }
 grep -q "resumed from .* step 50" one60.out || { cat one60.out; fail "the single-process run did not resume at step 50"; }
-echo "mpi_train: parity, built trainer, replicas, killed and stopped ranks, resume: 1 passed, 0 failed"
+
+# 3 processes run the ring's reduce-scatter and all-gather over 3 blocks (2 swap or run 2 steps):
+# LeNet-5 at global batch 48 in 10 KB buckets, several rings under way at once, repeats one
+# process's 20 losses within 1e-5 relative, the replicas equal.
+three=(train "$here/lenet5_tanh.stag" --batch 48 --epochs 1 --validation 0.02 --no-test --seed 3 --threads 1 --no-save --max-steps 20)
+"$stag" "${three[@]}" --log three-one.jsonl >three-one.out 2>&1 || { cat three-one.out; fail "the batch-48 run failed"; }
+timeout 300 mpirun -np 3 --oversubscribe --allow-run-as-root --bind-to none "$stag" "${three[@]}" --bucket-mb 0.01 --check-replicas 5 \
+  --log three.jsonl >three.out 2>&1 || { cat three.out; fail "the 3-process run failed"; }
+grep -q "batch 48, .* 3 processes of 16 examples each" three.out || { cat three.out; fail "the 3-process run did not say how it splits the batch"; }
+python3 - three-one.jsonl three.jsonl <<'PY' || fail "the 3-process losses differ from the single-process ones"
+import json, sys
+a, b = ([json.loads(l)["loss"] for l in open(p) if '"event":"step"' in l] for p in sys.argv[1:])
+assert len(a) == len(b) == 20, (len(a), len(b))
+worst = max(abs(x - y) / abs(x) for x, y in zip(a, b))
+print(f"3 processes: 20 steps, worst relative loss difference {worst:.2e}")
+assert worst < 1e-5, worst
+PY
+echo "mpi_train: parity (2 and 3 processes), built trainer, replicas, killed and stopped ranks, resume: 1 passed, 0 failed"
