@@ -100,6 +100,7 @@ Vals conv(Ctx& c) {
 void transpose_padding(Ctx& c, Value* x, Window& w, Ints& output_padding) {
   Ints shape = c.aints("output_shape");
   size_t n = w.kernel.size();
+  if (!shape.empty() && shape.size() < n) fail("output_shape gives fewer sizes than the kernel has spatial axes");
   for (size_t i = 0; i < n && !shape.empty(); ++i) {
     int64_t full = w.stride[i] * (x->type.dims[2 + i] - 1) + output_padding[i] + (w.kernel[i] - 1) * w.dilation[i] + 1;
     int64_t total = full - shape[shape.size() - n + i];
@@ -124,6 +125,8 @@ Vals conv_transpose(Ctx& c) {
   if (mode != "NOTSET" && mode != "VALID" && c.aints("output_shape").empty()) fail(fmt::format("auto_pad {} without output_shape is not supported", mode));
   if (mode == "NOTSET") win.begin.assign(pads.begin(), pads.begin() + static_cast<long>(n)), win.end.assign(pads.begin() + static_cast<long>(n), pads.end());
   Ints output_padding = c.aints("output_padding", Ints(n, 0));
+  if (kernel.size() != n || win.stride.size() != n || win.dilation.size() != n || output_padding.size() != n)
+    fail("kernel_shape, strides, dilations or output_padding do not match the input's spatial rank");
   transpose_padding(c, x, win, output_padding);
   if (n == 1) x = unit_height(c, x), w = unit_height(c, w), output_padding.insert(output_padding.begin(), 0);
   win = to_2d(win);
