@@ -126,7 +126,8 @@ namespace {
 // The global batch a data-parallel run splits: --batch, else the model's own.
 int64_t global_batch(const ModelArgs& model) {
   if (model.batch > 0) return model.batch;
-  const Attr* batch = model.load()->attr("batch");
+  std::unique_ptr<Graph> graph = model.load();  // owns `batch`
+  const Attr* batch = graph->attr("batch");
   if (!batch) throw Failure{kExitUsage, "training across processes splits the batch: give --batch or a `batch` in the model"};
   return std::get<int64_t>(*batch);
 }

@@ -104,7 +104,8 @@ GanGraphs gan_split_graphs(const TrainProgramArgs& program, const fe::GanSpec& s
   TrainProgramArgs local = program;
   int64_t global = program.model.batch;
   if (global <= 0) {
-    const Attr* batch = load_member(program.model, spec.generator)->attr("batch");
+    std::unique_ptr<Graph> generator = load_member(program.model, spec.generator);  // owns `batch`
+    const Attr* batch = generator->attr("batch");
     if (!batch) throw Failure{kExitUsage, "training across processes splits the batch: give --batch or a `batch` in the generator"};
     global = std::get<int64_t>(*batch);
   }

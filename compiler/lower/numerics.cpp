@@ -98,13 +98,17 @@ void check_stored(LowerContext& cx) {
   what += ")";
   std::string origin = k.origin;
   bool meant_infinity = reads_infinity(cx, k);
-  // Collected first: each check appends a kernel, which may move `k`.
-  std::vector<std::pair<int, int64_t>> checks;
-  for (int b : stored) checks.push_back({b, view_start(k, b)});
-  for (const auto& [b, first] : checks) {
-    if (meant_infinity) cx.may_hold_infinity.insert(b);
+  // Everything read from `k` is collected first: each check appends a kernel, which may move `k`.
+  struct Check { int buffer; int64_t first; bool nan_only; };
+  std::vector<Check> checks;
+  for (int b : stored) {
+    int64_t first = view_start(k, b);
     bool whole = first == 0 && k.views.empty();
-    check_buffer(cx, b, first, meant_infinity || !whole, origin, what);
+    checks.push_back({b, first, meant_infinity || !whole});
+  }
+  for (const Check& c : checks) {
+    if (meant_infinity) cx.may_hold_infinity.insert(c.buffer);
+    check_buffer(cx, c.buffer, c.first, c.nan_only, origin, what);
   }
 }
 
