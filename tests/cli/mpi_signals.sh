@@ -16,9 +16,11 @@ cleanup() {
 trap cleanup EXIT
 cd "$tmp"
 mpi=(mpirun -np 2 --oversubscribe --allow-run-as-root --bind-to none)
-# Enough steps that a run taking its code from the JIT cache is still going when the signal comes.
-steps=600
-run=(train "$models/mlp.stag" --batch 64 --epochs 1 --validation 0.02 --no-test --seed 3 --threads 1 --no-save --max-steps $steps)
+# Steps long enough (LeNet-5 at batch 256: about 30 ms each, 6 s in all) that the run is still
+# going when the signal comes even while the two processes starve this script's polling of the
+# log (the MLP's 1.4 ms steps ended 3,000 steps before a starved poll saw step 20).
+steps=200
+run=(train "$models/lenet5.stag" --batch 256 --epochs 1 --validation 0.02 --no-test --seed 3 --threads 1 --no-save --max-steps $steps)
 
 timeout 300 "${mpi[@]}" "$stag" "${run[@]}" --log ref.jsonl --checkpoint ref.ckpt >ref.out 2>&1 || { cat ref.out; fail "the uninterrupted run failed"; }
 
