@@ -10,10 +10,10 @@
 #include <set>
 
 #include <onnx/checker.h>
-#include <onnx/version_converter/convert.h>
 
 #include "frontend/onnx/ctx.h"
 #include "frontend/onnx/tensor.h"
+#include "frontend/onnx/version_convert.h"
 #include "ir/verifier.h"
 
 namespace stag::onnx_import {
@@ -137,14 +137,12 @@ bool Importer::read_opset(int64_t& opset) {
     error(fmt::format("opset {} needs conversion to opset {}, but the graph output '{}' is produced by no node, input or initializer", opset, kMinOpset, *name));
     return false;
   }
-  try {
-    model = onnx::version_conversion::ConvertVersion(model, static_cast<int>(kMinOpset));
-    opset = kMinOpset;
-    return true;
-  } catch (const std::exception& e) {
-    error(fmt::format("opset {} cannot be converted to opset {}: {}", opset, kMinOpset, e.what()));
+  if (auto why = convert_version_isolated(model, static_cast<int>(kMinOpset)); !why.empty()) {
+    error(fmt::format("opset {} cannot be converted to opset {}: {}", opset, kMinOpset, why));
     return false;
   }
+  opset = kMinOpset;
+  return true;
 }
 
 // Every unsupported op in one error, each with its nodes, so that a user sees the whole gap.

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <filesystem>
 #include <functional>
+#include <iterator>
 #include <fstream>
 
 #include "compiler/jit/jit_model.h"
@@ -14,6 +15,7 @@
 #include "ir/reference.h"
 
 using namespace stag;
+namespace fs = std::filesystem;
 
 namespace {
 
@@ -93,6 +95,41 @@ TEST_CASE("garbage and truncated protobuf are clear errors") {
     CHECK_THAT(r.errors, Catch::Contains("t.onnx: error:"));
   }
   CHECK_THAT(import_bytes("").errors, Catch::Contains("error"));
+}
+
+// x [1, 2] -> Gemm with broadcast=1 at opset 6 (the attribute opset 7 dropped) -> y [1, 3]
+onnx::ModelProto opset6_gemm_model() {
+  auto m = base_model();
+  m.mutable_opset_import(0)->set_version(6);
+  auto* g = m.mutable_graph();
+  add_value(g->add_input(), "x", {1, 2});
+  set_floats(g->add_initializer(), "w", {2, 3}, {1, 2, 3, 4, 5, 6});
+  set_floats(g->add_initializer(), "b", {3}, {0.5f, 0, -1});
+  auto* broadcast = add_node(g, "Gemm", {"x", "w", "b"}, {"y"}, "fc")->add_attribute();
+  broadcast->set_name("broadcast");
+  broadcast->set_type(onnx::AttributeProto::INT);
+  broadcast->set_i(1);
+  add_value(g->add_output(), "y", {1, 3});
+  return m;
+}
+
+TEST_CASE("an opset 6 model goes through libonnx's version converter and runs") {
+  auto r = import_model(opset6_gemm_model());
+  INFO(r.errors);
+  REQUIRE(r.graph);
+  auto feeds = onnx_import::initializers("t.onnx");
+  feeds["x"] = RefTensor({DType::f32, {1, 2}}, {1, -1});
+  CHECK(interpret(*r.graph, feeds).outputs.at("y").data == std::vector<double>{-2.5, -3, -4});
+}
+
+// The converter's Gemm 6 -> 7 adapter reads its operands' sizes unchecked; the fuzzer's model
+// (a Gemm whose operands have no shape) crashes it, in a child process that stag survives.
+TEST_CASE("a model that crashes libonnx's version converter is an error") {
+  std::ifstream in(fs::path(STAG_TESTS_DIR) / "fuzz/onnx/crash-b2a812db0924a6e7a40f508642a90feca06c3274", std::ios::binary);
+  REQUIRE(in);
+  auto r = import_bytes(std::string(std::istreambuf_iterator<char>(in), {}));
+  CHECK(!r.graph);
+  CHECK_THAT(r.errors, Catch::Contains("t.onnx: error: opset 5 cannot be converted to opset 7: libonnx's version converter failed on it (") && Catch::Contains("): the model is malformed"));
 }
 
 TEST_CASE("a valid model imports, runs and keeps the ONNX names") {
@@ -265,7 +302,6 @@ TEST_CASE("an empty slice of a shape is left out of the Concat that reads it and
 }
 
 TEST_CASE("external data never leaves the model's directory") {
-  namespace fs = std::filesystem;
   fs::path dir = fs::temp_directory_path() / fmt::format("stag_onnx_ext_{}", ::getpid());
   fs::create_directories(dir / "model");
   std::ofstream(dir / "secret.bin", std::ios::binary) << std::string(24, '\x01');
