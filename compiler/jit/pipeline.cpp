@@ -38,7 +38,7 @@ bool pass_runs(std::string_view pass, const llvm::Function& f) {
   // What codegen writes is counted loops over buffers in alias scopes, calling nothing but a
   // GEMM function and the C library's math, branching on little but loop exits and bounds
   // checks, every loop already in the form the vectorizer wants (an i64 induction variable
-  // from the start by 1). On it, these passes of O3 took a fifth of the optimizer's time on the GRU step and
+  // from the start by 1). On it, these passes of O3 took two fifths of the optimizer's time on the GRU step and
   // changed no bit of its or the LSTM's checkpoints: control-flow cleanups for branchy code
   // (jump threading, value-range propagation, constraint elimination, unswitching,
   // speculation, call-site splitting), redundancy and dead-store elimination across blocks
