@@ -25,7 +25,6 @@
 #include <unordered_map>
 
 #include "compiler/codegen/gemm.h"
-#include "compiler/jit/pipeline.h"
 #include "compiler/target/host.h"
 
 namespace stag {

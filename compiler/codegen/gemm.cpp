@@ -4,7 +4,7 @@
 // registers, one broadcast of A and one fused multiply-add per register per k.
 
 #include "compiler/codegen/gemm.h"
-#include "compiler/jit/pipeline.h"
+#include "compiler/codegen/codegen.h"
 
 #include <llvm/IR/IRBuilder.h>
 #include <llvm/IR/Intrinsics.h>

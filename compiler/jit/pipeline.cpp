@@ -12,6 +12,8 @@
 #include <algorithm>
 #include <array>
 
+#include "compiler/codegen/codegen.h"
+
 namespace stag {
 
 namespace {

@@ -11,10 +11,6 @@ class PassInstrumentationCallbacks;
 
 namespace stag {
 
-/// The function attribute codegen puts on the functions it writes (kernels and GEMM functions),
-/// whose passes pass_runs() chooses.
-inline constexpr const char* kGeneratedAttribute = "stag-generated";
-
 /// Sets the LLVM code generator's options the way stag compiles (process-wide, before LLVM
 /// reads STAG_LLVM_FLAGS, which may override them).
 void set_backend_defaults();
