@@ -351,6 +351,7 @@ class Codegen {
     // Entry functions call kernels one after another: inlining them would only build one
     // huge function that takes the optimizer long and gains nothing.
     f->addFnAttr(llvm::Attribute::NoInline);
+    f->addFnAttr(kGeneratedAttribute);
     auto* entry_bb = llvm::BasicBlock::Create(ctx_, "entry", f);
     b_.SetInsertPoint(entry_bb);
     // The pointers of the buffers this kernel touches, from its call's slots, loaded once.

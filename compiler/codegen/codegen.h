@@ -33,6 +33,10 @@ struct CodegenOptions {
   int parts = 1, part = 0;
 };
 
+/// The function attribute on the functions codegen writes for kernels (kernel and GEMM functions,
+/// not entry functions): the JIT chooses their optimization passes by it (compiler/jit/pipeline.h).
+inline constexpr const char* kGeneratedAttribute = "stag-generated";
+
 std::unique_ptr<llvm::Module> codegen(const kir::Program& p, llvm::LLVMContext& ctx, const CodegenOptions& options = {});
 
 /// Adds `const char stag_<model>_manifest[]`, the program's manifest as a C string, so that

@@ -4,6 +4,7 @@
 // registers, one broadcast of A and one fused multiply-add per register per k.
 
 #include "compiler/codegen/gemm.h"
+#include "compiler/codegen/codegen.h"
 
 #include <llvm/IR/IRBuilder.h>
 #include <llvm/IR/Intrinsics.h>
@@ -94,6 +95,7 @@ class GemmEmitter {
     f_ = llvm::Function::Create(fty, llvm::GlobalValue::InternalLinkage, name, m_);
     f_->addFnAttr(llvm::Attribute::NoUnwind);
     f_->addFnAttr(llvm::Attribute::NoInline);  // shared by every product of the layout
+    f_->addFnAttr(kGeneratedAttribute);
     for (unsigned i = 0; i < 3; ++i) f_->addParamAttr(i, llvm::Attribute::NoAlias);
     entry_ = llvm::BasicBlock::Create(ctx, "entry", f_);
     b_.SetInsertPoint(entry_);

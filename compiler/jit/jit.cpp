@@ -33,6 +33,7 @@
 
 #include "compiler/codegen/codegen.h"
 #include "compiler/jit/object_cache.h"
+#include "compiler/jit/pipeline.h"
 #include "compiler/target/host.h"
 
 namespace stag {
@@ -48,6 +49,7 @@ void init_llvm() {
     llvm::InitializeNativeTarget();
     llvm::InitializeNativeTargetAsmPrinter();
     // LLVM's own options (-debug-pass..., -time-passes) for whoever tunes the back end.
+    set_backend_defaults();
     const char* argv[] = {"stag"};
     llvm::cl::ParseCommandLineOptions(1, argv, "", nullptr, "STAG_LLVM_FLAGS");
   });
@@ -69,7 +71,7 @@ std::unique_ptr<llvm::TargetMachine> host_machine() {
 }
 
 // Bump when optimize() or the object emission changes: cached objects of older ones are stale.
-constexpr int kPipelineVersion = 3;
+constexpr int kPipelineVersion = 4;
 
 void optimize(llvm::Module& m, llvm::TargetMachine& tm) {
   m.setTargetTriple(tm.getTargetTriple().str());
@@ -90,10 +92,12 @@ void optimize(llvm::Module& m, llvm::TargetMachine& tm) {
   // the small loops it leaves, made the GRU step's optimized IR 1.6 times as long, ResNet's
   // compile 2.4 times as slow, and no step measurably faster (README).
   tuning.LoopUnrolling = false;
-  // Functions marked optnone (the entry functions: codegen.cpp) are left as they are.
+  // Functions marked optnone (the entry functions: codegen.cpp) are left as they are; LLVM's
+  // -time-passes and -print-after from STAG_LLVM_FLAGS work; pipeline.h picks each function's passes.
   llvm::PassInstrumentationCallbacks instrumentation;
-  llvm::OptNoneInstrumentation optnone(false);
-  optnone.registerCallbacks(instrumentation);
+  llvm::StandardInstrumentations standard(m.getContext(), false);
+  standard.registerCallbacks(instrumentation, &mam);
+  gate_passes(instrumentation);
   llvm::PassBuilder pb(&tm, tuning, std::nullopt, &instrumentation);  // without the machine nothing vectorizes
   pb.registerModuleAnalyses(mam);
   pb.registerCGSCCAnalyses(cgam);
@@ -223,6 +227,7 @@ std::unique_ptr<JitProgram> JitProgram::compile(const kir::Program& p, const Jit
     out->times_.optimize_ms = std::max(out->times_.optimize_ms, c.times.optimize_ms);
     out->times_.machine_ms = std::max(out->times_.machine_ms, c.times.machine_ms);
     out->times_.parts += 1;
+    out->times_.part_ms.push_back(c.times.total_ms());
     out->times_.cached_parts += c.cached;
   }
 

@@ -18,6 +18,9 @@ struct CompileTimes {
   double machine_ms = 0;   ///< instruction selection and linking (JIT) or object emission
   int parts = 0;           ///< modules compiled side by side (JIT)
   int cached_parts = 0;    ///< of them, found in the object cache (object_cache.h)
+  /// Each part's codegen, optimize and machine-code time (JIT; linking not counted): how evenly
+  /// the split shared the work.
+  std::vector<double> part_ms;
   double total_ms() const { return codegen_ms + optimize_ms + machine_ms; }
 };
 

@@ -36,6 +36,16 @@ check train train_step compile_s median_ms min_ms peak_rss_mb loss
 [ "$(field "$tmp/train.json" batch)" = 8 ] || fail "train: --batch 8 not reported"
 awk -v a="$(field "$tmp/train.json" min_ms)" -v b="$(field "$tmp/train.json" median_ms)" 'BEGIN { exit !(a <= b) }' \
   || fail "train: min_ms above median_ms"
+# Where the compile went: every phase a number, LLVM's a positive one, and one time for each
+# module LLVM compiled (compile_parts), none longer than the whole compile.
+for f in load_s passes_s codegen_s model_s; do [ -n "$(field "$tmp/train.json" $f)" ] || { cat "$tmp/train.json"; fail "train: no phase $f"; }; done
+[ -n "$(field "$tmp/train.json" optimize_s)" ] || { cat "$tmp/train.json"; fail "train: no phase optimize_s"; }
+positive "$tmp/train.json" machine_s train
+parts=$(sed -nE 's/.*"parts_s": \[([0-9., ]*)\].*/\1/p' "$tmp/train.json" | tr -d ' ')
+[ "$(echo "$parts" | tr ',' '\n' | grep -c .)" = "$(field "$tmp/train.json" compile_parts)" ] \
+  || { cat "$tmp/train.json"; fail "train: parts_s does not list one time per compile part"; }
+echo "$parts" | tr ',' '\n' | awk -v total="$(field "$tmp/train.json" compile_s)" '!($1 > 0 && $1 <= total) { bad = 1 } END { exit bad }' \
+  || { cat "$tmp/train.json"; fail "train: a part's time is not within the compile's"; }
 
 "$stag" bench --matmul 33 --warmup 0 --steps 2 --json > "$tmp/matmul.json" || fail "stag bench --matmul failed"
 check matmul forward compile_s median_ms gflops peak_rss_mb

@@ -349,6 +349,32 @@ TEST_CASE("a loop marked vectorized is vectorized by LLVM, however short", "[cod
   CHECK(ir.find("llvm.loop.vectorize.enable") == std::string::npos);  // taken up, nothing to warn about
 }
 
+TEST_CASE("kernels skip the O3 passes that find nothing in them and compute the same", "[codegen]") {
+  // A zero fill: O3's idiom recognition would make its loop a memset call; kernels skip that
+  // pass (compiler/jit/pipeline.h), so the loop stays a loop of vector stores.
+  auto g = parse_verified(R"(graph zeros {
+  %w: f32[600] = parameter()
+  %r: f32[600] = relu(%w)
+  output r = %r
+}
+)", "zeros.ir");
+  kir::Program p = lower(*g);
+  REQUIRE(kir::print(p).find("init %w zeros") != std::string::npos);
+  std::string ir = llvm_ir_text(p, true);
+  CHECK(ir.find("llvm.memset") == std::string::npos);
+  std::string init = ir.substr(ir.find("define hidden void @stag_zeros_init.k0"));
+  init = init.substr(0, init.find("\n}\n"));
+  CHECK(init.find("store <") != std::string::npos);
+  // Every call fills exactly its range: the whole parameter, over what was there before.
+  CompiledModel c = compile_jit(*g);
+  auto& w = c.model->param("w");
+  auto before = w.values<float>();
+  std::fill(before.begin(), before.end(), 1.0f);
+  c.model->init(1);
+  auto values = test::to_doubles(c.model->param("w"));
+  CHECK(std::count(values.begin(), values.end(), 0.0) == 600);
+}
+
 TEST_CASE("elementwise kernels run a plane's unbroadcast axes as one loop and match the reference", "[codegen]") {
   // Odd sizes; operands broadcast along the channel, along the row, and not at all; a batch
   // norm whose plane is one loop; a reshape below the chain (read through its flat index);
