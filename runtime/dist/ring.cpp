@@ -122,8 +122,8 @@ bool RingAverage::advance_reduce() {
 
 // The last reduce-scatter step runs the first all-gather step with it, chunk by chunk: on
 // loopback a process copies what it receives itself (Open MPI's single copy), so a chunk the left
-// process summed is fetched while the rest are summed, from that process's cache, instead of
-// after the whole step (at 4 MB under load: 0.60 of a ping-pong against 0.39, docs/distributed.md).
+// process summed is fetched while the rest are summed (likely still in that process's cache)
+// instead of after the whole step (at 4 MB under load: 0.60 of a ping-pong against 0.39, docs/distributed.md).
 bool RingAverage::fused() const { return !swap_ && step_ == ranks_ - 2; }
 
 void RingAverage::send_gathered(int chunk) {

@@ -4,7 +4,8 @@
 /// each rank holds the sum of one block of the buffer, then an all-gather of the blocks. The
 /// reduce-scatter travels in chunks, and a chunk is summed (and, at the last step, scaled by
 /// 1/ranks) as soon as it arrives, while the next one travels; a chunk of the last step goes on
-/// to the all-gather as soon as it is summed, and the all-gather lands in the buffer itself. So there is no staging copy, no separate scaling pass and no copy back, and every rank
+/// to the all-gather as soon as it is summed, and the all-gather lands in the buffer itself. So
+/// there is no staging copy, no separate scaling pass and no copy back, and every rank
 /// ends with the same bits: each block is summed on one rank and copied to the others. Two ranks
 /// swap a small buffer whole instead and both sum it (one round of messages, not two).
 
