@@ -3,8 +3,9 @@
 /// (the ring of Patarasuk and Yuan, as NCCL and Horovod run it): a reduce-scatter, after which
 /// each rank holds the sum of one block of the buffer, then an all-gather of the blocks. The
 /// reduce-scatter travels in chunks, and a chunk is summed (and, at the last step, scaled by
-/// 1/ranks) as soon as it arrives, while the next one travels; the all-gather lands in the buffer
-/// itself. So there is no staging copy, no separate scaling pass and no copy back, and every rank
+/// 1/ranks) as soon as it arrives, while the next one travels; a chunk of the last step goes on
+/// to the all-gather as soon as it is summed, and the all-gather lands in the buffer itself. So
+/// there is no staging copy, no separate scaling pass and no copy back, and every rank
 /// ends with the same bits: each block is summed on one rank and copied to the others. Two ranks
 /// swap a small buffer whole instead and both sum it (one round of messages, not two).
 
@@ -44,6 +45,10 @@ class RingAverage {
   bool advance_reduce();
   bool advance_gather();
   bool step_done();
+  bool fused() const;
+  void send_gathered(int chunk);
+  void post_gathers();
+  bool advance_fused();
 
   std::span<float> values_;
   int tag_, rank_, ranks_;
@@ -54,6 +59,8 @@ class RingAverage {
   int summed_ = 0;       ///< chunks of recv_ summed so far (the reduce-scatter)
   std::vector<float>& slots_;  ///< the chunks in flight, kSlots of them
   std::vector<MPI_Request> receives_, sends_;
+  int gathers_posted_ = 0;     ///< the first all-gather step's receives posted (the last reduce-scatter step)
+  std::vector<MPI_Request> gather_sends_, gather_receives_;
 };
 
 }  // namespace stag::dist
