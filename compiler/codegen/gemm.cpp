@@ -526,13 +526,10 @@ class GemmEmitter {
   // column tiles stream B's lines past them.
   void emit_dot(llvm::Value* A, llvm::Value* B, llvm::Value* C, llvm::Value* lo, llvm::Value* hi, llvm::Value* col_lo,
                 llvm::Value* col_hi, llvm::Value* M, llvm::Value* K, llvm::Value* a_table, llvm::Value* b_table) {
-    const int MR = static_cast<int>(kir::kDotRows), NT = dot_columns();
-    bool bf16 = g_.precision == kir::Gemm::Precision::bf16;
-    if (g_.ta || !g_.tb || (bf16 && !t_.bf16_dot)) throw std::logic_error("a dot product needs rows and lines, bf16 ones on VDPBF16PS");
-    // A step's k: the lanes, or in bf16 two k's a lane (VDPBF16PS sums each lane's pair).
-    const int VW = bf16 ? 2 * t_.lanes : t_.lanes;
+    const int VW = t_.lanes, MR = static_cast<int>(kir::kDotRows), NT = dot_columns();
+    if (g_.ta || !g_.tb || g_.precision != kir::Gemm::Precision::f32) throw std::logic_error("a dot product needs f32 rows and lines");
     for (int i = 0; i < MR * NT; ++i) acc_.push_back(b_.CreateAlloca(vt_, nullptr, "dot_acc"));
-    // Slices of equal depth, a multiple of the step, at most kDotDepth: no shallow last slice.
+    // Slices of equal depth, a multiple of the lanes, at most kDotDepth: no shallow last slice.
     llvm::Value* slices = b_.CreateUDiv(b_.CreateAdd(K, c(kDotDepth - 1)), c(kDotDepth));
     llvm::Value* depth = b_.CreateUDiv(b_.CreateAdd(K, b_.CreateSub(slices, c(1))), slices);
     llvm::Value* KC = b_.CreateMul(b_.CreateUDiv(b_.CreateAdd(depth, c(VW - 1)), c(VW)), c(VW));
@@ -566,32 +563,22 @@ class GemmEmitter {
     });
   }
 
-  // The tile's partial sums over a step of k's from k of every row and line (`left`: the k's
-  // left in the slice, fewer than a step; null for a whole step). In bf16 a step is two
-  // vectors of each operand, rounded to pairs by VCVTNE2PS2BF16 (to nearest, ties to even, as
-  // bf16_bits), then one VDPBF16PS a pair: A's and B's k's pair up alike, whatever the order.
+  // The tile's partial sums over the lanes' k's from k of every row and line (`left`: the k's
+  // left in the slice, fewer than the lanes; null for whole vectors).
   void dot_step(const std::vector<llvm::Value*>& rows, const std::vector<llvm::Value*>& lines, llvm::Value* k, llvm::Value* left) {
-    const int VW = t_.lanes;
-    bool bf16 = g_.precision == kir::Gemm::Precision::bf16;
-    auto vector = [&](llvm::Value* base, int v) -> llvm::Value* {
-      llvm::Value* at = b_.CreateInBoundsGEP(f32_, base, b_.CreateAdd(k, c(v * VW)));
+    auto load = [&](llvm::Value* base) -> llvm::Value* {
+      llvm::Value* at = b_.CreateInBoundsGEP(f32_, base, k);
       if (!left) return b_.CreateAlignedLoad(vt_, at, llvm::Align(4));
-      return b_.CreateMaskedLoad(vt_, at, llvm::Align(4), b_.CreateICmpSLT(lane_ids(), splat64(b_.CreateSub(left, c(v * VW)))), zeros());
-    };
-    auto operand = [&](llvm::Value* base) -> llvm::Value* {
-      if (!bf16) return vector(base, 0);
-      return b_.CreateIntrinsic(llvm::Intrinsic::x86_avx512bf16_cvtne2ps2bf16_512, {}, {vector(base, 1), vector(base, 0)});
+      return b_.CreateMaskedLoad(vt_, at, llvm::Align(4), b_.CreateICmpSLT(lane_ids(), splat64(left)), zeros());
     };
     std::vector<llvm::Value*> a;
-    for (llvm::Value* row : rows) a.push_back(operand(row));
+    for (llvm::Value* row : rows) a.push_back(load(row));
     const size_t NT = lines.size();
     for (size_t t = 0; t < NT; ++t) {
-      llvm::Value* bv = operand(lines[t]);
+      llvm::Value* bv = load(lines[t]);
       for (size_t r = 0; r < a.size(); ++r) {
         llvm::AllocaInst* slot = acc_[r * NT + t];
-        llvm::Value* sum = bf16 ? b_.CreateIntrinsic(llvm::Intrinsic::x86_avx512bf16_dpbf16ps_512, {}, {b_.CreateLoad(vt_, slot), a[r], bv})
-                                : b_.CreateIntrinsic(llvm::Intrinsic::fmuladd, {vt_}, {a[r], bv, b_.CreateLoad(vt_, slot)});
-        b_.CreateStore(sum, slot);
+        b_.CreateStore(b_.CreateIntrinsic(llvm::Intrinsic::fmuladd, {vt_}, {a[r], bv, b_.CreateLoad(vt_, slot)}), slot);
       }
     }
   }

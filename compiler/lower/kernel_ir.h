@@ -151,11 +151,11 @@ struct Gemm {
   /// that column (sliding pairs: every element pairs a pixel with the next), read at even k;
   /// K need not be even (A's pair past K is zero).
   bool pairs = false;
-  /// A row-major and B transposed (both contiguous in k): each element of C a dot product whose
-  /// vector lanes run over k (a tile of kDotRows rows of A times a few of B's lines, summed
-  /// across the lanes at the end of each slice of K), nothing packed. For deep products of few
-  /// rows and columns (a weight gradient: K is the pixels), where the register tile's packing
-  /// would transpose both operands. bf16 only on VDPBF16PS (two k's a lane).
+  /// f32 only, A row-major and B transposed (both contiguous in k): each element of C a dot
+  /// product whose vector lanes run over k (a tile of kDotRows rows of A times a few of B's
+  /// lines, summed across the lanes at the end of each slice of K), nothing packed. For deep
+  /// products of few rows and columns (a weight gradient: K is the pixels), where the register
+  /// tile's packing would transpose both operands.
   bool dot = false;
   /// Causal attention's products skip the blocks its mask zeroes (row i, column j and depth k
   /// counted within a batch): a tile of rows [i0, i1) computes
