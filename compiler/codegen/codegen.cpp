@@ -198,6 +198,7 @@ class Codegen {
                          fmt::join(g.a_offsets, ","), fmt::join(g.b_offsets, ","), static_cast<int>(g.split));
       if (g.split != Gemm::Split::rows) key += fmt::format(" block {}", g.block);
       if (g.precision != Gemm::Precision::f32) key += " bf16";
+      if (g.dot) key += " dot";
       if (g.causal != Gemm::Causal::none) key += fmt::format(" causal {}", static_cast<int>(g.causal));
       if (g.b_read == Gemm::BRead::lines) key += fmt::format(" lines [{}]", fmt::join(g.b_lines, ","));
       if (g.b_read == Gemm::BRead::patches) {

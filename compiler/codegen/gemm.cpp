@@ -115,6 +115,11 @@ class GemmEmitter {
       tb = b_.CreateICmpNE(b_.CreateAnd(f_->getArg(13), c(2)), c(0));
     }
     ta_ = ta;
+    if (g_.dot) {
+      emit_dot(A, B, C, lo, hi, col_lo, col_hi, M, K, a_table, b_table);
+      b_.CreateRetVoid();
+      return f_;
+    }
     bool bf16 = g_.precision == kir::Gemm::Precision::bf16;
     pairs_ = bf16 && t_.bf16_dot;
     round_ = bf16 && !pairs_;
@@ -516,6 +521,116 @@ class GemmEmitter {
     });
   }
 
+  // kir::Gemm::dot: C(i, j) = A's row i (at i * K) dotted with B's line j (line(j)), both
+  // contiguous in k. A tile of kDotRows rows by dot_columns() lines keeps one register of
+  // partial sums a pair, lanes over k; each KC-deep slice ends with their horizontal sums,
+  // stored (the first slice) or added to C. The tile's rows of A stay in L1 while the
+  // column tiles stream B's lines past them.
+  void emit_dot(llvm::Value* A, llvm::Value* B, llvm::Value* C, llvm::Value* lo, llvm::Value* hi, llvm::Value* col_lo,
+                llvm::Value* col_hi, llvm::Value* M, llvm::Value* K, llvm::Value* a_table, llvm::Value* b_table) {
+    const int VW = t_.lanes, MR = static_cast<int>(kir::kDotRows), NT = dot_columns();
+    if (g_.ta || !g_.tb || g_.precision != kir::Gemm::Precision::f32) throw std::logic_error("a dot product needs f32 rows and lines");
+    for (int i = 0; i < MR * NT; ++i) acc_.push_back(b_.CreateAlloca(vt_, nullptr, "dot_acc"));
+    // Slices of equal depth, a multiple of the lanes, at most kDotDepth: no shallow last slice.
+    llvm::Value* slices = b_.CreateUDiv(b_.CreateAdd(K, c(kDotDepth - 1)), c(kDotDepth));
+    llvm::Value* depth = b_.CreateUDiv(b_.CreateAdd(K, b_.CreateSub(slices, c(1))), slices);
+    llvm::Value* KC = b_.CreateMul(b_.CreateUDiv(b_.CreateAdd(depth, c(VW - 1)), c(VW)), c(VW));
+    llvm::Value* first_batch = b_.CreateSDiv(lo, M);
+    llvm::Value* end_batch = b_.CreateAdd(b_.CreateSDiv(b_.CreateSub(hi, c(1)), M), c(1));
+    loop(first_batch, end_batch, c(1), [&](llvm::Value* bi) {
+      llvm::Value* row0 = b_.CreateMul(bi, M);
+      llvm::Value* r0 = smax(b_.CreateSub(lo, row0), c(0));
+      llvm::Value* r1 = smin(b_.CreateSub(hi, row0), M);
+      llvm::Value* Ab = b_.CreateInBoundsGEP(f32_, A, b_.CreateLoad(i64_, b_.CreateInBoundsGEP(i64_, a_table, bi)));
+      llvm::Value* Bb = b_.CreateInBoundsGEP(f32_, B, b_.CreateLoad(i64_, b_.CreateInBoundsGEP(i64_, b_table, bi)));
+      llvm::Value* Cb = b_.CreateInBoundsGEP(f32_, C, b_.CreateMul(row0, N_));
+      loop(c(0), K, KC, [&](llvm::Value* pc) {
+        llvm::Value* kc = smin(b_.CreateSub(K, pc), KC);
+        llvm::Value* whole = b_.CreateAnd(kc, c(-VW));
+        loop(r0, r1, c(MR), [&](llvm::Value* i) {
+          std::vector<llvm::Value*> rows;  // rows past r1 repeat the last (not stored)
+          for (int r = 0; r < MR; ++r)
+            rows.push_back(b_.CreateInBoundsGEP(f32_, Ab, b_.CreateAdd(b_.CreateMul(smin(b_.CreateAdd(i, c(r)), b_.CreateSub(r1, c(1))), K), pc)));
+          loop(col_lo, col_hi, c(NT), [&](llvm::Value* j) {
+            std::vector<llvm::Value*> lines;  // columns past col_hi repeat the last (not stored)
+            for (int t = 0; t < NT; ++t)
+              lines.push_back(b_.CreateInBoundsGEP(f32_, Bb, b_.CreateAdd(line(smin(b_.CreateAdd(j, c(t)), b_.CreateSub(col_hi, c(1))), K), pc)));
+            for (auto* a : acc_) b_.CreateStore(zeros(), a);
+            loop(c(0), whole, c(VW), [&](llvm::Value* k) { dot_step(rows, lines, k, nullptr); });
+            when(b_.CreateICmpSLT(whole, kc), [&] { dot_step(rows, lines, whole, b_.CreateSub(kc, whole)); });
+            store_dot(Cb, i, r1, j, col_hi, b_.CreateICmpSGT(pc, c(0)));
+          });
+        });
+      });
+    });
+  }
+
+  // The tile's partial sums over the lanes' k's from k of every row and line (`left`: the k's
+  // left in the slice, fewer than the lanes; null for whole vectors).
+  void dot_step(const std::vector<llvm::Value*>& rows, const std::vector<llvm::Value*>& lines, llvm::Value* k, llvm::Value* left) {
+    auto load = [&](llvm::Value* base) -> llvm::Value* {
+      llvm::Value* at = b_.CreateInBoundsGEP(f32_, base, k);
+      if (!left) return b_.CreateAlignedLoad(vt_, at, llvm::Align(4));
+      return b_.CreateMaskedLoad(vt_, at, llvm::Align(4), b_.CreateICmpSLT(lane_ids(), splat64(left)), zeros());
+    };
+    std::vector<llvm::Value*> a;
+    for (llvm::Value* row : rows) a.push_back(load(row));
+    const size_t NT = lines.size();
+    for (size_t t = 0; t < NT; ++t) {
+      llvm::Value* bv = load(lines[t]);
+      for (size_t r = 0; r < a.size(); ++r) {
+        llvm::AllocaInst* slot = acc_[r * NT + t];
+        b_.CreateStore(b_.CreateIntrinsic(llvm::Intrinsic::fmuladd, {vt_}, {a[r], bv, b_.CreateLoad(vt_, slot)}), slot);
+      }
+    }
+  }
+
+  // C(i + r, j + t) (+)= the lanes' sum of the tile's (r, t) for rows below r1 and columns
+  // below col_hi: a row's sums in one vector (lane_sums), stored under a mask.
+  void store_dot(llvm::Value* C, llvm::Value* i, llvm::Value* r1, llvm::Value* j, llvm::Value* col_hi, llvm::Value* accumulate) {
+    const int MR = static_cast<int>(kir::kDotRows), NT = dot_columns();
+    llvm::Value* mask = b_.CreateICmpSLT(lane_ids(), splat64(smin(b_.CreateSub(col_hi, j), c(NT))));
+    for (int r = 0; r < MR; ++r) {
+      llvm::Value* row = b_.CreateAdd(i, c(r));
+      when(b_.CreateICmpSLT(row, r1), [&] {
+        std::vector<llvm::Value*> accs;
+        for (int t = 0; t < NT; ++t) accs.push_back(b_.CreateLoad(vt_, acc_[static_cast<size_t>(r * NT + t)]));
+        llvm::Value* sums = lane_sums(std::move(accs));
+        llvm::Value* at = b_.CreateInBoundsGEP(f32_, C, b_.CreateAdd(b_.CreateMul(row, N_), j));
+        llvm::Value* old = b_.CreateMaskedLoad(vt_, at, llvm::Align(4), mask, zeros());
+        b_.CreateMaskedStore(b_.CreateSelect(accumulate, b_.CreateFAdd(old, sums), sums), at, llvm::Align(4), mask);
+      });
+    }
+  }
+
+  // The sums of the lanes of each vector of v (at most the lanes of them), in lane t for v[t]:
+  // each round adds the halves of two vectors' groups into one vector of twice the groups, half
+  // as wide (group q of vector m holds vector m * groups + q's partial sums), until the groups
+  // are one lane. 14 shuffles and 7 additions for 6 vectors of 16 lanes, not 6 reductions.
+  llvm::Value* lane_sums(std::vector<llvm::Value*> v) {
+    const int VW = t_.lanes;
+    for (int width = VW, groups = 1; width > 1; width /= 2, groups *= 2) {
+      if (v.size() % 2) v.push_back(zeros());
+      std::vector<int> low, high;
+      for (int q = 0; q < 2 * groups; ++q)
+        for (int e = 0; e < width / 2; ++e) {
+          int from = (q < groups ? 0 : VW) + (q % groups) * width + e;
+          low.push_back(from);
+          high.push_back(from + width / 2);
+        }
+      std::vector<llvm::Value*> next;
+      for (size_t m = 0; m < v.size(); m += 2)
+        next.push_back(b_.CreateFAdd(b_.CreateShuffleVector(v[m], v[m + 1], low), b_.CreateShuffleVector(v[m], v[m + 1], high)));
+      v = std::move(next);
+    }
+    return v[0];
+  }
+
+  // Lines of B in a dot product's tile: the accumulators and A's rows take the rest of the registers.
+  int dot_columns() const { return t_.lanes == 16 ? 6 : 2; }
+  // A slice's depth: the tile's rows of A (16 KB in f32) stay in L1 beside the lines streaming past.
+  static constexpr int64_t kDotDepth = 1024;
+
   llvm::Value* splat64(llvm::Value* x) { return b_.CreateVectorSplat(static_cast<unsigned>(t_.lanes), x); }
   llvm::Value* splat1(llvm::Value* bit) { return b_.CreateVectorSplat(static_cast<unsigned>(t_.lanes), bit); }
   llvm::Value* zeros() { return llvm::Constant::getNullValue(vt_); }
@@ -890,6 +1005,7 @@ std::string gemm_layout_name(const kir::Gemm& g, const GemmTile& host) {
                      t.rows == host.rows ? "" : fmt::format(".r{}", t.rows));
   if (g.precision == kir::Gemm::Precision::bf16) name += g.pairs ? ".bf16pairs" : ".bf16";
   if (g.causal != kir::Gemm::Causal::none) name += fmt::format(".causal{}", static_cast<int>(g.causal));
+  if (g.dot) return name + ".dot";
   if (shares_a(g, t)) name += ".shared_a";
   return name;
 }

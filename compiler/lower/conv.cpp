@@ -15,7 +15,7 @@ static void conv2d_im2col(LowerContext& cx, const Node& n, const std::vector<int
 static void zero_run(LowerContext& cx, const Node& n, int buf, int64_t from, int64_t count);
 static void weight_grad_dense(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out, const ConvShape& c);
 static void weight_grad_lines(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out, const ConvShape& c, bool merged,
-                              bool partials);
+                              bool partials, bool dot);
 static void sum_partials(LowerContext& cx, const Node& n, int partial, int out, int64_t count, int64_t size);
 static std::string phase_key(const ConvShape& c, int src, bool merged, bool pairs, bool partial);
 static int earlier_copy(LowerContext& cx, const std::string& key, int src, int64_t slack);
@@ -359,8 +359,8 @@ void conv2d_weight_grad(LowerContext& cx, const Node& n, const std::vector<int>&
   ConvPlan plan = take(cx, weight_grad_path(c, operands));
   switch (plan.path) {
     case ConvPath::dense: return weight_grad_dense(cx, n, xs, out, c);
-    case ConvPath::lines: return weight_grad_lines(cx, n, xs, out, c, false, plan.partial_sums);
-    case ConvPath::lines_merged: return weight_grad_lines(cx, n, xs, out, c, true, false);
+    case ConvPath::lines: return weight_grad_lines(cx, n, xs, out, c, false, plan.partial_sums, plan.dot);
+    case ConvPath::lines_merged: return weight_grad_lines(cx, n, xs, out, c, true, false, plan.dot);
     default: return weight_grad_loops(cx, n, xs, out);
   }
 }
@@ -369,7 +369,9 @@ void conv2d_weight_grad(LowerContext& cx, const Node& n, const std::vector<int>&
 // or of columns when a single product has few rows.
 void emit_product(LowerContext& cx, const Node& n, const std::string& name, Gemm gm, int64_t min_rows) {
   KernelBuilder kg(name, cx.origin(n));
-  bool by_columns = gm.batches() == 1 && gm.M <= kColumnSplitRows && gm.N % kColumnBlock == 0 && gm.N >= 2 * kColumnBlock;
+  // A dot product packs nothing, so its threads split the rows unless there are too few of them.
+  bool few_rows = gm.dot ? gm.M < 4 * kDotRows : gm.M <= kColumnSplitRows;
+  bool by_columns = gm.batches() == 1 && few_rows && gm.N % kColumnBlock == 0 && gm.N >= 2 * kColumnBlock;
   if (by_columns) gm.split_by(Gemm::Split::columns, kColumnBlock);
   kg.k.gemm = gm;
   int64_t extent = by_columns ? gm.N / kColumnBlock : gm.batches() * gm.M;
@@ -417,12 +419,12 @@ static int dy_grid(LowerContext& cx, const Node& n, int dy, const ConvShape& c, 
 // C*KH*KW) = dy' (O x pixels) times the tap lines transposed, where dy' is dy on a grid as
 // wide as a phase plane, so each tap's line is its phase plane from the tap's shift on. Per
 // image (the threads split the images, whose partial sums add up at the end), or `merged`
-// as one product whose depth runs over every image's plane.
+// as one product whose depth runs over every image's plane. `dot`: as dot products (kir::Gemm::dot).
 static void weight_grad_lines(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out, const ConvShape& c, bool merged,
-                              bool partials) {
+                              bool partials, bool dot) {
   Phases ph(c);
   int64_t P = ph.count(), plane = ph.plane(), N = c.C * c.KH * c.KW;
-  bool slide = sliding_pairs(c, conv_operands(cx, n, xs, out));
+  bool slide = !dot && sliding_pairs(c, conv_operands(cx, n, xs, out));
   // Sliding pairs read each element's neighbour: one slack element at least.
   int64_t slack = std::max<int64_t>(ph.max_shift(c), slide ? 1 : 0);
   int image = phase_images(cx, n, c, ph, cx.materialized(xs[0]), merged, slack);
@@ -430,7 +432,7 @@ static void weight_grad_lines(LowerContext& cx, const Node& n, const std::vector
   int grid = dy_grid(cx, n, xs[1], c, ph, merged);
   int partial = partials ? cx.new_buffer(n.result()->name + ".partial", {DType::f32, {c.Bn, c.O, N}}, BufKind::Temp) : out;
   Gemm gm;
-  gm.a = grid, gm.b = image, gm.c = partial, gm.M = c.O, gm.N = N, gm.tb = true, gm.pairs = slide;
+  gm.a = grid, gm.b = image, gm.c = partial, gm.M = c.O, gm.N = N, gm.tb = true, gm.pairs = slide, gm.dot = dot;
   gm.K = merged ? c.Bn * plane : c.OH * ph.cols;
   if (!merged)
     for (int64_t b = 0; b < c.Bn; ++b) gm.a_offsets.push_back(b * c.O * gm.K), gm.b_offsets.push_back(b * c.C * P * plane);

@@ -98,13 +98,24 @@ ConvPlan conv2d_path(const ConvShape& c, const ConvOperands& x) {
 // dw (O x C*KH*KW) sums dy times the tap lines over every output pixel of every image. Per
 // image the products are shallow (a plane's pixels), so when the images' partial sums would
 // not stay in cache one product runs over all images' pixels instead (their planes side by
-// side, a few more zero rows of dy between images).
+// side, a few more zero rows of dy between images). Both operands are contiguous in the
+// pixels, the product's depth: in f32 a product at least kDotDepth deep runs as dot products
+// over them (kir::Gemm::dot), packing nothing, where the register tile transposed both dy and
+// the lines as it packed them; shallower, the horizontal sums would cost more than the packing.
+// Not in bf16: rounding both operands to pairs as they are loaded (VCVTNE2PS2BF16, one for each
+// row and line of a tile's step) made the ResNet's weight gradients slower than VDPBF16PS on
+// packed pairs (measured on Zen 5: layers 2 and 3 by a third).
+constexpr int64_t kDotDepth = 256;
 ConvPlan weight_grad_path(const ConvShape& c, const ConvOperands& x) {
   if (!on_product(c, x)) return {ConvPath::loops};
   if (covers_image(c)) return {ConvPath::dense};
-  if (c.OW * 2 < Phases(c).cols) return {ConvPath::loops};  // the grid would be mostly zeros
-  if (c.Bn == 1 || c.Bn * c.O * c.C * c.KH * c.KW * 4 <= kPartialBytes) return {.path = ConvPath::lines, .partial_sums = c.Bn > 1};
-  return {ConvPath::lines_merged};
+  Phases ph(c);
+  if (c.OW * 2 < ph.cols) return {ConvPath::loops};  // the grid would be mostly zeros
+  bool merged = c.Bn > 1 && c.Bn * c.O * c.C * c.KH * c.KW * 4 > kPartialBytes;
+  int64_t depth = merged ? c.Bn * ph.plane() : c.OH * ph.cols;
+  bool dot = !x.bf16 && depth >= kDotDepth;
+  if (!merged) return {.path = ConvPath::lines, .partial_sums = c.Bn > 1, .dot = dot};
+  return {.path = ConvPath::lines_merged, .dot = dot};
 }
 
 // A bf16 product on VDPBF16PS multiplies two k's a lane. On lines, the copy of the image into

@@ -90,6 +90,7 @@ struct ConvPlan {
   bool one_row = false;         ///< dense, one output channel: out transposed, one row holding every image
   bool grid_is_output = false;  ///< lines: the product's grid is the output (no columns to drop, a plain store)
   bool partial_sums = false;    ///< weight gradient's lines: a product per image, their sums added at the end
+  bool dot = false;             ///< weight gradient's lines: dot products over the pixels (kir::Gemm::dot)
 };
 
 /// The strategy of each op: every condition of every path and choice, in one function an op.

@@ -240,8 +240,8 @@ std::string print(const Program& p, const Kernel& k) {
   for (const auto& [buffer, first] : k.views) out += fmt::format("      view %{} from element {}\n", p.buffers[buffer].name, first);
   if (k.gemm) {
     const Gemm& g = *k.gemm;
-    out += fmt::format("      gemm{} %{}[{}x{}] = %{}{} x %{}{}{} (K {}, {} batch{}), {}\n",
-                       g.precision == Gemm::Precision::bf16 ? (g.pairs ? " bf16 pairs" : " bf16") : "", p.buffers[g.c].name, g.M, g.N,
+    out += fmt::format("      gemm{}{} %{}[{}x{}] = %{}{} x %{}{}{} (K {}, {} batch{}), {}\n",
+                       g.precision == Gemm::Precision::bf16 ? (g.pairs ? " bf16 pairs" : " bf16") : "", g.dot ? " dot" : "", p.buffers[g.c].name, g.M, g.N,
                        p.buffers[g.a].name, g.ta ? "^T" : "", p.buffers[g.b].name, g.tb ? "^T" : "",
                        g.b_read == Gemm::BRead::lines ? lines_text(g.b_lines) : "", g.K, g.batches(),
                        g.batches() == 1 ? "" : "es", g.split == Gemm::Split::columns      ? fmt::format("columns p*{}", g.block)

@@ -151,6 +151,12 @@ struct Gemm {
   /// that column (sliding pairs: every element pairs a pixel with the next), read at even k;
   /// K need not be even (A's pair past K is zero).
   bool pairs = false;
+  /// f32 only, A row-major and B transposed (both contiguous in k): each element of C a dot
+  /// product whose vector lanes run over k (a tile of kDotRows rows of A times a few of B's
+  /// lines, summed across the lanes at the end of each slice of K), nothing packed. For deep
+  /// products of few rows and columns (a weight gradient: K is the pixels), where the register
+  /// tile's packing would transpose both operands.
+  bool dot = false;
   /// Causal attention's products skip the blocks its mask zeroes (row i, column j and depth k
   /// counted within a batch): a tile of rows [i0, i1) computes
   enum class Causal : uint8_t {
@@ -165,6 +171,10 @@ struct Gemm {
   void split_by(Split s, int64_t size) { split = s, block = size; }
   int64_t batches() const { return a_offsets.empty() ? 1 : static_cast<int64_t>(a_offsets.size()); }
 };
+
+/// Rows of A in a dot product's register tile (kir::Gemm::dot): a thread's share of rows is a
+/// whole number of them where it can be.
+constexpr int64_t kDotRows = 4;
 
 /// Products over more batches than this keep the loop form (their offset tables would bloat
 /// the code).

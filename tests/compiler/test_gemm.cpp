@@ -185,6 +185,7 @@ struct ConvCase {
   bool bias, epilogue;
   bool transposed = false;  ///< conv_transpose2d (weight [cin, cout, kh, kw]; padding doubles as output_padding's bound)
   int64_t output_padding = -1;  ///< of a transposed convolution; -1: the largest allowed
+  bool bf16 = false;  ///< weight gradients: autocast's bf16 factors
 };
 
 // Checks a convolution on the micro-kernel against the reference; returns whether its product
@@ -346,6 +347,11 @@ TEST_CASE("each convolution op's strategy", "[conv]") {
   CHECK_FALSE(kir::conv2d_path(shape(4, 5, 6, 8, 6, 3, 1, 1), kPlain).grid_is_output);
   CHECK(kir::weight_grad_path(shape(64, 6, 14, 16, 10, 5, 1, 0), kOnProduct).partial_sums);
   CHECK_FALSE(kir::weight_grad_path(shape(1, 6, 14, 16, 10, 5, 1, 0), kOnProduct).partial_sums);
+  // Dot products over the pixels in f32 at least 256 deep: the ResNet's 7 x 7 layer over every
+  // image's planes, not LeNet-5's 10 rows of 14 per image, nor in bf16.
+  CHECK(kir::weight_grad_path(shape(64, 64, 7, 64, 7, 3, 1, 1), kOnProduct).dot);
+  CHECK_FALSE(kir::weight_grad_path(shape(64, 6, 14, 16, 10, 5, 1, 0), kOnProduct).dot);
+  CHECK_FALSE(kir::weight_grad_path(shape(64, 64, 7, 64, 7, 3, 1, 1), {.f32 = true, .in_buffers = true, .bf16 = true}).dot);
   // Transposed, described by the convolution they transpose (whose input is their output).
   CHECK(kir::conv_transpose2d_path(shape(64, 64, 14, 128, 7, 4, 2, 1), kOnProduct).path == ConvPath::subpixel_merged);
   CHECK(kir::conv_transpose2d_path(shape(1, 64, 14, 128, 7, 4, 2, 1), kOnProduct).path == ConvPath::subpixel);
@@ -364,9 +370,13 @@ TEST_CASE("each convolution op's strategy", "[conv]") {
 
 namespace {
 
-// Checks conv2d_weight_grad against the reference; returns whether it ran as one product over
-// the images' tap lines.
-bool check_weight_grad(const ConvCase& c, int threads) {
+// How a weight gradient's product ran: over the images' tap lines, as dot products.
+struct WeightGradRun {
+  bool lines = false, dot = false;
+};
+
+// Checks conv2d_weight_grad against the reference; returns how its product ran.
+WeightGradRun check_weight_grad(const ConvCase& c, int threads) {
   Graph g("weight_grad");
   Builder b(g);
   Value* x = b.input("x", {DType::f32, {c.batch, c.cin, c.h, c.w}});
@@ -375,15 +385,17 @@ bool check_weight_grad(const ConvCase& c, int threads) {
   for (int i = 0; i < 2; ++i)
     dy_dims[2 + i] = ((i ? c.w : c.h) + 2 * c.padding[i] - c.dilation[i] * (kernel[i] - 1) - 1) / c.stride[i] + 1;
   Value* dy = b.input("dy", {DType::f32, dy_dims});
-  b.output("dw", b.conv2d_weight_grad({x, dy}, {{"kernel", kernel}, {"stride", c.stride}, {"padding", c.padding}, {"dilation", c.dilation}}));
+  NamedAttrs attrs{{"kernel", kernel}, {"stride", c.stride}, {"padding", c.padding}, {"dilation", c.dilation}};
+  if (c.bf16) attrs.push_back({"precision", std::string("bf16")});
+  b.output("dw", b.conv2d_weight_grad({x, dy}, attrs));
   CompiledModel compiled = compile_jit(g);
-  bool lines = false;
+  WeightGradRun run;
   for (const auto& k : compiled.program.functions.back().kernels)
-    if (k.gemm) lines = k.gemm->b_read == kir::Gemm::BRead::lines;
+    if (k.gemm) run = {k.gemm->b_read == kir::Gemm::BRead::lines, k.gemm->dot};
   check_against_reference(g, compiled, 29, static_cast<double>(c.batch * dy_dims[2] * dy_dims[3]), threads,
                           fmt::format("x [{}, {}, {}, {}] dy {} kernel {}x{} padding {} dilation {}", c.batch, c.cin, c.h, c.w,
                                       dims_to_string(dy_dims), c.kh, c.kw, fmt::join(c.padding, ","), fmt::join(c.dilation, ",")));
-  return lines;
+  return run;
 }
 
 }  // namespace
@@ -391,23 +403,48 @@ bool check_weight_grad(const ConvCase& c, int threads) {
 TEST_CASE("weight gradients are products over the images' phase planes", "[gemm][conv]") {
   for (int threads : {1, 2}) {
     // LeNet-5's two: many images in parts, K past the packed panel's depth.
-    CHECK(check_weight_grad({64, 1, 28, 28, 6, 5, 5, {1, 1}, {2, 2}, {1, 1}, false, false}, threads));
-    CHECK(check_weight_grad({64, 6, 14, 14, 16, 5, 5, {1, 1}, {0, 0}, {1, 1}, false, false}, threads));
+    CHECK(check_weight_grad({64, 1, 28, 28, 6, 5, 5, {1, 1}, {2, 2}, {1, 1}, false, false}, threads).lines);
+    CHECK(check_weight_grad({64, 6, 14, 14, 16, 5, 5, {1, 1}, {0, 0}, {1, 1}, false, false}, threads).lines);
     // Images that do not fill the last part; dilation; more than a tile of output channels.
-    CHECK(check_weight_grad({11, 3, 9, 7, 20, 3, 2, {1, 1}, {1, 0}, {2, 1}, false, false}, threads));
-    CHECK(check_weight_grad({1, 2, 5, 6, 3, 1, 1, {1, 1}, {0, 0}, {1, 1}, false, false}, threads));
+    CHECK(check_weight_grad({11, 3, 9, 7, 20, 3, 2, {1, 1}, {1, 0}, {2, 1}, false, false}, threads).lines);
+    CHECK(check_weight_grad({1, 2, 5, 6, 3, 1, 1, {1, 1}, {0, 0}, {1, 1}, false, false}, threads).lines);
     // Strides, odd sizes, dilation with a stride.
-    CHECK(check_weight_grad({3, 2, 9, 9, 4, 3, 3, {2, 1}, {1, 1}, {1, 1}, false, false}, threads));
-    CHECK(check_weight_grad({5, 3, 13, 11, 7, 4, 3, {3, 2}, {2, 1}, {2, 1}, false, false}, threads));
+    CHECK(check_weight_grad({3, 2, 9, 9, 4, 3, 3, {2, 1}, {1, 1}, {1, 1}, false, false}, threads).lines);
+    CHECK(check_weight_grad({5, 3, 13, 11, 7, 4, 3, {3, 2}, {2, 1}, {2, 1}, false, false}, threads).lines);
     // The DCGAN's: the discriminator's first layer per image; its second layer (the generator's
     // middle one too) as one product over every image's planes, partials past the cache.
-    CHECK(check_weight_grad({64, 1, 28, 28, 64, 4, 4, {2, 2}, {1, 1}, {1, 1}, false, false}, threads));
-    CHECK(check_weight_grad({8, 64, 14, 14, 128, 4, 4, {2, 2}, {1, 1}, {1, 1}, false, false}, threads));
-    CHECK(check_weight_grad({9, 40, 15, 13, 70, 3, 4, {2, 3}, {1, 2}, {1, 1}, false, false}, threads));
+    CHECK(check_weight_grad({64, 1, 28, 28, 64, 4, 4, {2, 2}, {1, 1}, {1, 1}, false, false}, threads).lines);
+    CHECK(check_weight_grad({8, 64, 14, 14, 128, 4, 4, {2, 2}, {1, 1}, {1, 1}, false, false}, threads).lines);
+    CHECK(check_weight_grad({9, 40, 15, 13, 70, 3, 4, {2, 3}, {1, 2}, {1, 1}, false, false}, threads).lines);
     // Stride-1 planes sharing their padding: the AlexNet's 7x7 layers over every image's planes,
     // and a stride-1 axis beside a strided one.
-    CHECK(check_weight_grad({8, 64, 7, 7, 70, 3, 3, {1, 1}, {1, 1}, {1, 1}, false, false}, threads));
-    CHECK(check_weight_grad({3, 2, 9, 9, 4, 3, 3, {1, 2}, {1, 1}, {1, 1}, false, false}, threads));
+    CHECK(check_weight_grad({8, 64, 7, 7, 70, 3, 3, {1, 1}, {1, 1}, {1, 1}, false, false}, threads).lines);
+    CHECK(check_weight_grad({3, 2, 9, 9, 4, 3, 3, {1, 2}, {1, 1}, {1, 1}, false, false}, threads).lines);
+  }
+}
+
+TEST_CASE("deep f32 weight gradients are dot products over the pixels on every ISA path", "[gemm][conv][bf16]") {
+  // GemmEmitter::emit_dot: ResNet-like layers per image (K = 28 rows of 29 pixels, partial sums)
+  // and over every image's planes (stride 2 into 8 x 8 phase planes); K past a slice with a
+  // tail of the step, rows and columns past the tile's; few output channels split the columns.
+  // Not in bf16 (the reference rounds the same factors: f32's tolerance).
+  for (Isa isa : test::host_paths()) {
+    test::ForcedIsa forced(isa);
+    for (bool bf16 : {false, true}) {
+      bool dot = !bf16;
+      INFO(fmt::format("{} bf16 {}", isa_name(isa), bf16));
+      for (int threads : {1, 2}) {
+        WeightGradRun by_image = check_weight_grad({3, 5, 28, 28, 6, 3, 3, {1, 1}, {1, 1}, {1, 1}, false, false, false, -1, bf16}, threads);
+        CHECK(by_image.lines);
+        CHECK(by_image.dot == dot);
+        WeightGradRun merged = check_weight_grad({40, 32, 14, 14, 66, 3, 3, {2, 2}, {1, 1}, {1, 1}, false, false, false, -1, bf16}, threads);
+        CHECK(merged.lines);
+        CHECK(merged.dot == dot);
+        WeightGradRun columns = check_weight_grad({130, 64, 5, 5, 8, 2, 2, {1, 1}, {0, 0}, {1, 1}, false, false, false, -1, bf16}, threads);
+        CHECK(columns.lines);
+        CHECK(columns.dot == dot);
+      }
+    }
   }
 }
 
@@ -415,12 +452,12 @@ TEST_CASE("weight gradients of a kernel covering the image are one plain product
   for (int threads : {1, 2}) {
     // The DCGAN's last discriminator layer (one output channel: columns split) and the
     // generator's first layer's gradient (a 1 x 1 input convolved to 7 x 7).
-    CHECK_FALSE(check_weight_grad({64, 128, 7, 7, 1, 7, 7, {1, 1}, {0, 0}, {1, 1}, false, false}, threads));
-    CHECK_FALSE(check_weight_grad({64, 128, 7, 7, 100, 7, 7, {1, 1}, {0, 0}, {1, 1}, false, false}, threads));
-    CHECK_FALSE(check_weight_grad({5, 3, 4, 3, 9, 4, 3, {2, 3}, {0, 0}, {1, 1}, false, false}, threads));
+    CHECK_FALSE(check_weight_grad({64, 128, 7, 7, 1, 7, 7, {1, 1}, {0, 0}, {1, 1}, false, false}, threads).lines);
+    CHECK_FALSE(check_weight_grad({64, 128, 7, 7, 100, 7, 7, {1, 1}, {0, 0}, {1, 1}, false, false}, threads).lines);
+    CHECK_FALSE(check_weight_grad({5, 3, 4, 3, 9, 4, 3, {2, 3}, {0, 0}, {1, 1}, false, false}, threads).lines);
   }
   // A grid mostly of zeros (a kernel nearly the input's size) runs as loops.
-  CHECK_FALSE(check_weight_grad({3, 2, 9, 9, 4, 8, 8, {1, 1}, {0, 0}, {1, 1}, false, false}, 2));
+  CHECK_FALSE(check_weight_grad({3, 2, 9, 9, 4, 8, 8, {1, 1}, {0, 0}, {1, 1}, false, false}, 2).lines);
 }
 
 TEST_CASE("transposed convolutions add each image's columns as its product is done", "[gemm][conv]") {
