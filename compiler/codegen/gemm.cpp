@@ -150,17 +150,8 @@ class GemmEmitter {
     llvm::Value *sb_k = b_.CreateSelect(tb, c(1), N), *sb_j = b_.CreateSelect(tb, K, c(1));
     llvm::Value* b_rows_contiguous = b_.CreateNot(tb);
     llvm::Value* shared = shares_a(g_, t_) ? pack_shared_a(A, a_table, M, K, sa_i, sa_k) : nullptr;
-    llvm::Value* first_batch = b_.CreateSDiv(lo, M);
-    llvm::Value* end_batch = b_.CreateAdd(b_.CreateSDiv(b_.CreateSub(hi, c(1)), M), c(1));
-    loop(first_batch, end_batch, c(1), [&](llvm::Value* bi) {
-      llvm::Value* row0 = b_.CreateMul(bi, M);
-      llvm::Value* r0 = smax(b_.CreateSub(lo, row0), c(0));
-      llvm::Value* r1 = smin(b_.CreateSub(hi, row0), M);
-      llvm::Value* a_off = b_.CreateLoad(i64_, b_.CreateInBoundsGEP(i64_, a_table, bi));
-      llvm::Value* b_off = b_.CreateLoad(i64_, b_.CreateInBoundsGEP(i64_, b_table, bi));
-      llvm::Value* Ab = b_.CreateInBoundsGEP(f32_, A, a_off);
-      llvm::Value* Bb = b_.CreateInBoundsGEP(f32_, B, b_off);
-      llvm::Value* Cb = b_.CreateInBoundsGEP(f32_, C, b_.CreateMul(row0, N));
+    for_each_batch(lo, hi, M, N, {A, B, C, a_table, b_table}, [&](const Batch& batch) {
+      auto [r0, r1, Ab, Bb, Cb] = batch;
       // A few rows reuse a packed panel too seldom to pay for packing it (each thread packs
       // its own): the micro-kernel then reads row-major B in place, and only a partial last
       // panel is packed (for its zero padding).
@@ -535,15 +526,8 @@ class GemmEmitter {
     llvm::Value* slices = b_.CreateUDiv(b_.CreateAdd(K, c(kDotDepth - 1)), c(kDotDepth));
     llvm::Value* depth = b_.CreateUDiv(b_.CreateAdd(K, b_.CreateSub(slices, c(1))), slices);
     llvm::Value* KC = b_.CreateMul(b_.CreateUDiv(b_.CreateAdd(depth, c(VW - 1)), c(VW)), c(VW));
-    llvm::Value* first_batch = b_.CreateSDiv(lo, M);
-    llvm::Value* end_batch = b_.CreateAdd(b_.CreateSDiv(b_.CreateSub(hi, c(1)), M), c(1));
-    loop(first_batch, end_batch, c(1), [&](llvm::Value* bi) {
-      llvm::Value* row0 = b_.CreateMul(bi, M);
-      llvm::Value* r0 = smax(b_.CreateSub(lo, row0), c(0));
-      llvm::Value* r1 = smin(b_.CreateSub(hi, row0), M);
-      llvm::Value* Ab = b_.CreateInBoundsGEP(f32_, A, b_.CreateLoad(i64_, b_.CreateInBoundsGEP(i64_, a_table, bi)));
-      llvm::Value* Bb = b_.CreateInBoundsGEP(f32_, B, b_.CreateLoad(i64_, b_.CreateInBoundsGEP(i64_, b_table, bi)));
-      llvm::Value* Cb = b_.CreateInBoundsGEP(f32_, C, b_.CreateMul(row0, N_));
+    for_each_batch(lo, hi, M, N_, {A, B, C, a_table, b_table}, [&](const Batch& batch) {
+      auto [r0, r1, Ab, Bb, Cb] = batch;
       loop(c(0), K, KC, [&](llvm::Value* pc) {
         llvm::Value* kc = smin(b_.CreateSub(K, pc), KC);
         llvm::Value* whole = b_.CreateAnd(kc, c(-VW));
@@ -567,6 +551,24 @@ class GemmEmitter {
 
   // The tile's partial sums over the lanes' k's from k of every row and line (`left`: the k's
   // left in the slice, fewer than the lanes; null for whole vectors).
+  // The operands of stacked products: A and B at each batch's offset in its table, C dense.
+  struct Operands { llvm::Value *A, *B, *C, *a_table, *b_table; };
+  // One batch of a thread's rows: its rows [r0, r1) and its A, B and C.
+  struct Batch { llvm::Value *r0, *r1, *A, *B, *C; };
+  // A thread's stacked rows [lo, hi), batch by batch (M rows a batch, C rows ldc wide).
+  void for_each_batch(llvm::Value* lo, llvm::Value* hi, llvm::Value* M, llvm::Value* ldc, const Operands& in,
+                      const std::function<void(const Batch&)>& body) {
+    llvm::Value* first_batch = b_.CreateSDiv(lo, M);
+    llvm::Value* end_batch = b_.CreateAdd(b_.CreateSDiv(b_.CreateSub(hi, c(1)), M), c(1));
+    loop(first_batch, end_batch, c(1), [&](llvm::Value* bi) {
+      llvm::Value* row0 = b_.CreateMul(bi, M);
+      llvm::Value* a_off = b_.CreateLoad(i64_, b_.CreateInBoundsGEP(i64_, in.a_table, bi));
+      llvm::Value* b_off = b_.CreateLoad(i64_, b_.CreateInBoundsGEP(i64_, in.b_table, bi));
+      body({smax(b_.CreateSub(lo, row0), c(0)), smin(b_.CreateSub(hi, row0), M), b_.CreateInBoundsGEP(f32_, in.A, a_off),
+            b_.CreateInBoundsGEP(f32_, in.B, b_off), b_.CreateInBoundsGEP(f32_, in.C, b_.CreateMul(row0, ldc))});
+    });
+  }
+
   void dot_step(const std::vector<llvm::Value*>& rows, const std::vector<llvm::Value*>& lines, llvm::Value* k, llvm::Value* left) {
     auto load = [&](llvm::Value* base) -> llvm::Value* {
       llvm::Value* at = b_.CreateInBoundsGEP(f32_, base, k);
