@@ -1,6 +1,7 @@
 #include "compiler/jit/jit_model.h"
 
 #include <chrono>
+#include <ctime>
 #include <iostream>
 
 #include "compiler/codegen/manifest.h"
@@ -15,6 +16,11 @@ namespace stag {
 namespace {
 using Clock = std::chrono::steady_clock;
 double ms_since(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
+double cpu_ms() {
+  timespec t{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+  return static_cast<double>(t.tv_sec) * 1e3 + static_cast<double>(t.tv_nsec) / 1e6;
+}
 }  // namespace
 
 CompiledModel compile_jit(const Graph& g, const JitModelOptions& options) { return compile_jit({{"forward", &g}}, options); }
@@ -39,9 +45,11 @@ CompiledModel compile_jit(const std::vector<std::pair<std::string, const Graph*>
   c.code = JitProgram::compile(c.program, jit);
   JitProgram* code = c.code.get();
   auto t1 = Clock::now();
+  double cpu1 = cpu_ms();
   c.model = std::make_unique<rt::Model>(rt::Manifest::parse(manifest_json(c.program)),
                                         [code](const std::string& f) { return code->entry(f); });
   c.model_ms = ms_since(t1);
+  c.model_cpu_ms = cpu_ms() - cpu1;
   return c;
 }
 

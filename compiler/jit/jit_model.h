@@ -17,6 +17,7 @@ struct CompiledModel {
   std::unique_ptr<rt::Model> model;  ///< owns the parameters and the workspace
   double passes_ms = 0;  ///< the optimizer's passes and the lowering to kernels (code->times() has the rest)
   double model_ms = 0;   ///< the runtime model's manifest, parameters and workspace
+  double model_cpu_ms = 0;  ///< this process's CPU time (all threads, kernel's included) for model_ms
 };
 
 struct JitModelOptions {

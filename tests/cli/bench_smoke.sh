@@ -38,7 +38,7 @@ awk -v a="$(field "$tmp/train.json" min_ms)" -v b="$(field "$tmp/train.json" med
   || fail "train: min_ms above median_ms"
 # Where the compile went: every phase a number, LLVM's a positive one, and one time for each
 # module LLVM compiled (compile_parts), none longer than the whole compile.
-for f in load_s passes_s codegen_s model_s; do [ -n "$(field "$tmp/train.json" $f)" ] || { cat "$tmp/train.json"; fail "train: no phase $f"; }; done
+for f in load_s passes_s codegen_s create_s; do [ -n "$(field "$tmp/train.json" $f)" ] || { cat "$tmp/train.json"; fail "train: no phase $f"; }; done
 [ -n "$(field "$tmp/train.json" optimize_s)" ] || { cat "$tmp/train.json"; fail "train: no phase optimize_s"; }
 positive "$tmp/train.json" machine_s train
 parts=$(sed -nE 's/.*"parts_s": \[([0-9., ]*)\].*/\1/p' "$tmp/train.json" | tr -d ' ')
