@@ -35,10 +35,10 @@ class StopSignalScope {
 /// request before the first step stops the job after that step, one after the last is left to
 /// the job (stop_signal()). Clears any earlier request; the handlers are never restored.
 void hold_stop_signals();
-/// From now on (a job's process leaving, its output flushed and its checkpoint written) SIGINT
-/// and SIGTERM end the process at once with 128 + the signal, silently: there is nothing left to
-/// stop, and `mpirun`, ending a job one process of which exited non-zero, sends SIGTERM to the
-/// others while they leave.
+/// From now on (a job's process past MPI_Finalize, every process's output flushed and rank 0's
+/// checkpoint written) SIGINT and SIGTERM end the process at once with 128 + the signal, silently:
+/// there is nothing left to stop, and `mpirun`, ending a job one process of which exited non-zero,
+/// sends SIGTERM to the others while they leave.
 void exit_on_stop_signals();
 
 /// True once SIGINT or SIGTERM arrived (or request_stop was called). Cheap: poll it every step.

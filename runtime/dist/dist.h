@@ -38,6 +38,8 @@ class Session {
   const rt::Collective& collective() const { return collective_; }
   /// Ends every process of the job with `code`: after an error here the others must not wait.
   [[noreturn]] void abort(int code) const;
+  /// Returns once every process has called it (or ends the job after the timeout, as a collective does).
+  void barrier() const;
 
  private:
   rt::Collective collective_;

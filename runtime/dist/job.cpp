@@ -45,24 +45,29 @@ int settle_late_signal(int code, int rank) {
 
 }  // namespace
 
-// Why the signals stay handled from MPI_Init to the exit and the output is flushed before
-// MPI_Finalize: once one process exits non-zero or dies of a signal, mpirun (Open MPI 4.1) ends
-// the job, sending every other process SIGTERM a second later and SIGKILL a second after that. A
-// SIGTERM's default action would kill a process that got it between its loop's last vote and its
-// exit, and with it the job, rank 0 perhaps still writing its checkpoint. MPI_Finalize's fence
-// lets no process exit, stopped or not, before every other has flushed its last line (rank 0's
-// after its checkpoint); past that point a process has nothing left to lose and exits at once on
-// a signal.
+// Why the signals stay handled from MPI_Init to the exit, and the barrier: once one process
+// exits non-zero or dies of a signal, mpirun (Open MPI 4.1) ends the job, sending every other
+// process SIGTERM a second later and SIGKILL a second after that. A SIGTERM's default action
+// would kill a process that got it between its loop's last vote and its exit, and with it the
+// job, rank 0 perhaps still writing its checkpoint; so would a process that left at once on one
+// while waiting for rank 0. So a signal is only noted up to the barrier, which no process passes
+// before every other has flushed its last line (rank 0's after its checkpoint); past it a process
+// has nothing left to lose, and exits at once on a signal rather than wait in MPI_Finalize.
 int run_job(double timeout_seconds, int error_exit, const std::function<int(const rt::Collective&)>& body) {
-  Session session(timeout_seconds);
-  rt::hold_stop_signals();
-  const rt::Collective& dp = session.collective();
-  if (dp.rank != 0) silence_stdout();
-  int code = settle_late_signal(run_body(session, error_exit, body), dp.rank);
-  std::fflush(stdout);
-  std::fflush(stderr);
-  rt::exit_on_stop_signals();
-  return code;  // ~Session: MPI_Finalize
+  int code = 0;
+  {
+    Session session(timeout_seconds);
+    rt::hold_stop_signals();
+    int rank = session.collective().rank;
+    if (rank != 0) silence_stdout();
+    code = run_body(session, error_exit, body);
+    std::fflush(stdout);
+    std::fflush(stderr);
+    session.barrier();
+    code = settle_late_signal(code, rank);
+    rt::exit_on_stop_signals();
+  }  // MPI_Finalize
+  return code;
 }
 
 }  // namespace stag::dist
