@@ -15,11 +15,14 @@ namespace stag::rt {
 namespace {
 
 std::atomic<int> g_signal{0};
-static_assert(std::atomic<int>::is_always_lock_free);
+std::atomic<bool> g_leaving{false};
+static_assert(std::atomic<int>::is_always_lock_free && std::atomic<bool>::is_always_lock_free);
+bool g_held = false;  // hold_stop_signals() was called: the scopes leave the handlers alone
 
 void say(const char* text) { [[maybe_unused]] auto n = ::write(STDERR_FILENO, text, std::strlen(text)); }
 
 void on_signal(int sig) {
+  if (g_leaving.load()) ::_exit(128 + sig);
   if (g_signal.exchange(sig) != 0) {
     remove_pending_temp_file();
     say("\nsecond signal: stopping now, without a final checkpoint\n");
@@ -40,15 +43,28 @@ void install(int sig, struct sigaction* old) {
 }  // namespace
 
 StopSignalScope::StopSignalScope() {
+  if (g_held) return;
   g_signal = 0;
   install(SIGINT, &old_int_);
   install(SIGTERM, &old_term_);
 }
 
 StopSignalScope::~StopSignalScope() {
+  if (g_held) return;
   ::sigaction(SIGINT, &old_int_, nullptr);
   ::sigaction(SIGTERM, &old_term_, nullptr);
 }
+
+void hold_stop_signals() {
+  struct sigaction old {};
+  g_signal = 0;
+  g_leaving = false;
+  install(SIGINT, &old);
+  install(SIGTERM, &old);
+  g_held = true;
+}
+
+void exit_on_stop_signals() { g_leaving = true; }
 
 bool stop_requested() { return g_signal.load(std::memory_order_relaxed) != 0; }
 

@@ -15,7 +15,8 @@ namespace stag::rt {
 /// While alive, SIGINT and SIGTERM request a stop instead of killing the process, and a second
 /// signal calls _exit(128 + signal) at once (a checkpoint being written then is abandoned and its
 /// temporary file removed; the previous one stays intact, see AtomicFileWriter). The former handlers come back on
-/// destruction. Installing clears any earlier request. Not reentrant: one scope at a time.
+/// destruction. Installing clears any earlier request. Not reentrant: one scope at a time. Under
+/// hold_stop_signals() a scope does nothing: the handlers stay, and so does an earlier request.
 class StopSignalScope {
  public:
   StopSignalScope();
@@ -26,6 +27,19 @@ class StopSignalScope {
  private:
   struct sigaction old_int_ {}, old_term_ {};
 };
+
+/// For a process of a data-parallel job, from the job's start to the process's exit: SIGINT and
+/// SIGTERM request a stop as under a StopSignalScope (a second one ends the process at once), and
+/// never kill it by their default action. A process that died of one mid-job would make `mpirun`
+/// end the job at once, killing the others before their last step, checkpoint or message; a
+/// request before the first step stops the job after that step, one after the last is left to
+/// the job (stop_signal()). Clears any earlier request; the handlers are never restored.
+void hold_stop_signals();
+/// From now on (a job's process past MPI_Finalize, every process's output flushed and rank 0's
+/// checkpoint written) SIGINT and SIGTERM end the process at once with 128 + the signal, silently:
+/// there is nothing left to stop, and `mpirun`, ending a job one process of which exited non-zero,
+/// sends SIGTERM to the others while they leave.
+void exit_on_stop_signals();
 
 /// True once SIGINT or SIGTERM arrived (or request_stop was called). Cheap: poll it every step.
 bool stop_requested();

@@ -38,6 +38,8 @@ class Session {
   const rt::Collective& collective() const { return collective_; }
   /// Ends every process of the job with `code`: after an error here the others must not wait.
   [[noreturn]] void abort(int code) const;
+  /// Returns once every process has called it (or ends the job after the timeout, as a collective does).
+  void barrier() const;
 
  private:
   rt::Collective collective_;
@@ -53,8 +55,11 @@ struct JobError : std::runtime_error {
 /// Runs `body` as one process of a job mpirun started, with MPI alive throughout: every rank but
 /// 0 prints nothing on stdout, and an exception out of `body` prints `stag: error: rank R: ...`
 /// and ends every process of the job (exit status: a JobError's, else `error_exit`), so that
-/// none waits for it. Returns what `body` returns. Throws rt::Error, before anything runs, when
-/// this build has no MPI. `stag train` and the trainers `stag build --processes` writes run so.
+/// none waits for it. SIGINT and SIGTERM stay handled to the exit (rt::hold_stop_signals): one
+/// before the first step stops the job after it, one after the last step's vote leaves the run
+/// complete and returns 128 + the signal, with a line saying so. Returns what `body` returns
+/// otherwise. Throws rt::Error, before anything runs, when this build has no MPI. `stag train`
+/// and the trainers `stag build --processes` writes run so.
 int run_job(double timeout_seconds, int error_exit, const std::function<int(const rt::Collective&)>& body);
 
 }  // namespace stag::dist

@@ -152,6 +152,12 @@ Session::~Session() {
   MPI_Finalize();
 }
 
+void Session::barrier() const {
+  MPI_Request req;
+  MPI_Ibarrier(MPI_COMM_WORLD, &req);
+  wait_for(req, timeout_, "the processes' last barrier");
+}
+
 void Session::abort(int code) const {
   std::fflush(stdout);
   std::fflush(stderr);

@@ -16,6 +16,8 @@ Session::Session(double timeout_seconds) : timeout_(timeout_seconds) {
 
 Session::~Session() = default;
 
+void Session::barrier() const {}
+
 void Session::abort(int code) const { std::_Exit(code); }
 
 }  // namespace stag::dist

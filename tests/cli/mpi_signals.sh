@@ -3,9 +3,11 @@
 # every process), or SIGTERM to one process alone; either way every process stops after the same
 # step, rank 0 writes the checkpoint, every process exits 143 in bounded time, and the run resumed
 # from the checkpoint ends bit for bit where the uninterrupted one does.
-# Usage: mpi_signals.sh STAG MODELS_DIR TESTS_DIR   (needs mpirun and dataset-fashion-mnist)
+# A SIGTERM that comes after a process's last step stops nothing: the run is complete.
+# Usage: mpi_signals.sh STAG MODELS_DIR TESTS_DIR END_HOLD_LIB   (needs mpirun and dataset-fashion-mnist;
+# END_HOLD_LIB: tests/cli/end_hold.cpp built)
 set -u
-stag=$1 models=$2 tests=$3
+stag=$1 models=$2 tests=$3 hold=$4
 source "$tests/cli/run_lib.sh"
 tmp=$(mktemp -d)
 job=
@@ -65,4 +67,30 @@ interrupt() {
 
 interrupt ctrl_c INT mpirun
 interrupt rank1 TERM 1
-echo "mpi_signals: Ctrl-C to mpirun, SIGTERM to one process: 1 passed, 0 failed"
+
+# SIGTERM to rank 1 past its last step's vote, while rank 0 is held where its training ends (as a
+# slow last checkpoint holds it) until the signal is out: no process dies of it (then mpirun ended
+# the job while rank 0 finished), rank 1 says the run is complete, rank 0 saves the last step, and
+# the job exits 143.
+last=30
+setsid "${mpi[@]}" -x LD_PRELOAD="$hold${LD_PRELOAD:+:$LD_PRELOAD}" -x STAG_TEST_HOLD_RANK=0 -x STAG_TEST_HOLD_FILE="$tmp/release" \
+  "$stag" train "$models/lenet5.stag" --batch 256 --epochs 1 --validation 0.02 --no-test --seed 3 --threads 1 --no-save \
+  --max-steps $last --log late.jsonl --checkpoint late.ckpt >late.out 2>late.err &
+job=$!
+wait_steps late.jsonl $last $job || { cat late.out late.err; fail "late: the run ended before its last step was logged"; }
+victim=$(rank_pid $job 1)
+[ -n "$victim" ] || fail "late: found no rank 1 process"
+kill -TERM "$victim"
+touch "$tmp/release"
+for _ in $(seq 300); do kill -0 $job 2>/dev/null || break; sleep 0.1; done
+kill -0 $job 2>/dev/null && fail "late: the job still runs 30 s after the signal"
+wait $job
+rc=$?
+job=
+[ $rc -eq 143 ] || { cat late.err; fail "late: the job exited $rc, not 143"; }
+grep -q "exited on signal" late.err && { cat late.err; fail "late: a process died of the signal"; }
+grep -q "stag: rank 1: SIGTERM came after the last step; the run is complete" late.err || { cat late.err; fail "late: rank 1 did not say the run is complete"; }
+grep -qx "checkpoint: late.ckpt" late.out && [ -f late.ckpt ] || { cat late.out; fail "late: rank 0 did not save the last step"; }
+[ "$(steps late.jsonl | tail -1 | grep -o '"step":[0-9]*')" = "\"step\":$last" ] || fail "late: the log does not end at step $last"
+echo "late: SIGTERM after the last step: the run complete, no process killed"
+echo "mpi_signals: Ctrl-C to mpirun, SIGTERM to one process, SIGTERM after the last step: 1 passed, 0 failed"

@@ -140,6 +140,37 @@ TEST_CASE("a stop says which signal and where, with the shell's exit status", "[
   CHECK_THROWS_WITH(throw_stop(3, "x"), "stopped by SIGINT after step 3; x");
 }
 
+TEST_CASE("held for a job the signals outlive the loop's scope and keep an earlier request", "[stop_signal]") {
+  // A request before the loop's scope stays for the loop's first vote; after the scope the signal
+  // is still handled (noted), not the default death; a second one ends the process at once.
+  CHECK(in_child([] {
+          hold_stop_signals();
+          raise(SIGTERM);
+          {
+            StopSignalScope scope;
+            if (stop_signal() != SIGTERM) _exit(1);
+          }
+          if (stop_signal() != SIGTERM) _exit(2);
+          raise(SIGINT);
+          _exit(3);  // not reached: the second signal exits with 130
+        }) == 130);
+  CHECK(in_child([] {
+          hold_stop_signals();
+          { StopSignalScope scope; }
+          raise(SIGTERM);
+          _exit(stop_signal() == SIGTERM ? 0 : 1);
+        }) == 0);
+}
+
+TEST_CASE("a job's process leaving exits at once on the first signal", "[stop_signal]") {
+  CHECK(in_child([] {
+          hold_stop_signals();
+          exit_on_stop_signals();
+          raise(SIGTERM);
+          _exit(1);
+        }) == 143);
+}
+
 TEST_CASE("a second signal while a checkpoint is written leaves the old file and no temporary", "[stop_signal]") {
   TempDir tmp;
   fs::path target = tmp / "last.safetensors";
