@@ -75,6 +75,23 @@ static std::vector<Stmt> over_windows(const PoolWindows& w, int oh, int ow, bool
   return stmts;
 }
 
+// Every tap (kh, kw) of a window runs `body`. The small windows of an inside row are
+// unrolled, the taps set as constants, so that the loop over the row's windows is innermost:
+// LLVM vectorizes only innermost loops, and its unroller, which would otherwise flatten the
+// taps, is off (jit.cpp). Checked windows stay loops: they are not vectorized.
+static std::vector<Stmt> over_taps(int kh, int kw, const Ints& k, bool checked, const std::vector<Stmt>& body) {
+  constexpr int64_t kMostUnrolledTaps = 16;
+  if (checked || k[0] * k[1] > kMostUnrolledTaps) return {for_(kh, 0, k[0], {for_(kw, 0, k[1], body)})};
+  std::vector<Stmt> taps;
+  for (int64_t i = 0; i < k[0]; ++i)
+    for (int64_t j = 0; j < k[1]; ++j) {
+      taps.push_back(assign(kh, int_(i)));
+      taps.push_back(assign(kw, int_(j)));
+      taps.insert(taps.end(), body.begin(), body.end());
+    }
+  return taps;
+}
+
 // Greater or NaN: the value max_pool2d keeps and the tap max_pool2d_grad picks (PyTorch's
 // rule). As a compare and a blend it vectorizes, where llvm.maximum's expansion does not.
 static E takes_over(E v, E best) { return bin(Bin::or_, gt(v, best), bin(Bin::ne, v, v)); }
@@ -119,7 +136,7 @@ void pool2d(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out
       }
       std::vector<Stmt> pixel = {assign(acc, fconst(is_max ? -kInf : 0, dt))};
       if (counts) pixel.push_back(assign(count, fconst(0, dt)));
-      pixel.push_back(for_(kh, 0, k[0], {for_(kw, 0, k[1], inner)}));
+      for (Stmt& st : over_taps(kh, kw, k, checked, inner)) pixel.push_back(std::move(st));
       pixel.push_back(store(out, out_at, result));
       return pixel;
     });
@@ -188,15 +205,15 @@ void max_pool2d_grad(LowerContext& cx, const Node& n, const std::vector<int>& xs
              E to = add(in_plane, at);
              give = store(out, to, add(cx.ld(out, to), select(hit, g, zero_of(dt))));
            }
-           return std::vector<Stmt>{
-               assign(best, fconst(-kInf, dt)),
-               assign(tap, fconst(checked ? -1 : 0, index_type)),
-               for_(kh, 0, k[0], {for_(kw, 0, k[1], {assign(value, cx.ld(x, add(in_plane, checked ? select(ok, at, int_(0)) : at))),
-                                                     assign(takes, take),
-                                                     assign(tap, select(kb.v(takes), this_tap, kb.v(tap))),
-                                                     assign(best, select(kb.v(takes), v, kb.v(best)))})}),
-               assign(grad, cx.ld(dy, offset({plane[0], kb.v(oh), kb.v(ow)}, {xt.dims[0] * xt.dims[1], w.OH, w.OW}))),
-               for_(kh, 0, k[0], {for_(kw, 0, k[1], {give})})};
+           std::vector<Stmt> window = {assign(best, fconst(-kInf, dt)), assign(tap, fconst(checked ? -1 : 0, index_type))};
+           for (Stmt& st : over_taps(kh, kw, k, checked, {assign(value, cx.ld(x, add(in_plane, checked ? select(ok, at, int_(0)) : at))),
+                                                assign(takes, take),
+                                                assign(tap, select(kb.v(takes), this_tap, kb.v(tap))),
+                                                assign(best, select(kb.v(takes), v, kb.v(best)))}))
+             window.push_back(std::move(st));
+           window.push_back(assign(grad, cx.ld(dy, offset({plane[0], kb.v(oh), kb.v(ow)}, {xt.dims[0] * xt.dims[1], w.OH, w.OW}))));
+           for (Stmt& st : over_taps(kh, kw, k, checked, {give})) window.push_back(std::move(st));
+           return window;
          }))
       body.push_back(std::move(st));
     return body;
