@@ -22,7 +22,10 @@ constexpr size_t kHeader = 4096;  // 2 counters a slot, each on its own cache li
 static_assert(2 * kSlots * kLine <= kHeader);
 enum Counter { kArrived = 0, kSummed = 1 };
 
-uint64_t load(const uint64_t* counter) { return std::atomic_ref<const uint64_t>(*counter).load(std::memory_order_acquire); }
+// The processes map the same pages, so C++ atomics order their copies and sums as between threads
+// (a window on one machine is MPI's unified memory model): a release store of a counter after
+// the writes, an acquire load before the reads.
+uint64_t load(uint64_t* counter) { return std::atomic_ref<uint64_t>(*counter).load(std::memory_order_acquire); }
 void store(uint64_t* counter, uint64_t value) { std::atomic_ref<uint64_t>(*counter).store(value, std::memory_order_release); }
 
 }  // namespace
