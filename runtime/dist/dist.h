@@ -26,12 +26,16 @@ int local_ranks();
 /// --threads of a process.
 int threads_per_process();
 
+struct Transport;
+
 /// MPI for the life of the object. Each collective waits at most `timeout_seconds` for the
 /// other processes; then it prints which rank gave up waiting on what and ends the whole job
 /// (MPI_Abort), so a process that died or hangs never leaves the others waiting forever.
 class Session {
  public:
-  explicit Session(double timeout_seconds);
+  /// `node_memory`: when every process is on this machine, buffers of up to 4 MB are averaged
+  /// through memory they share; false averages every buffer by messages, as across machines.
+  explicit Session(double timeout_seconds, bool node_memory = true);
   ~Session();
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
@@ -44,6 +48,7 @@ class Session {
  private:
   rt::Collective collective_;
   double timeout_;
+  std::shared_ptr<Transport> transport_;  ///< the means under way; null without MPI
 };
 
 /// An error that ends the whole job with its own exit status.

@@ -1,4 +1,5 @@
-// rt::Collective over MPI: the averaged gradients (a ring all-reduce, ring.h), rank 0's decisions
+// rt::Collective over MPI: the averaged gradients (a ring all-reduce, ring.h, or on one machine
+// through shared memory, shared.h, for buffers that fit its slots), rank 0's decisions
 // (a broadcast) and the replica hashes (an all-gather), each non-blocking and waited for with a
 // deadline, since a blocking MPI call waits forever for a process that stopped answering.
 
@@ -20,6 +21,7 @@
 
 #include "runtime/dist/dist.h"
 #include "runtime/dist/ring.h"
+#include "runtime/dist/shared.h"
 #include "runtime/error.h"
 
 namespace stag::dist {
@@ -67,39 +69,46 @@ void wait_for(MPI_Request& req, double timeout, const char* what) {
 // The tags of the rings: one pair (reduce-scatter, all-gather) an exchange in flight.
 int ring_tag(int id) { return 2 * (id + 1); }
 
-void average(std::span<float> values, double timeout) {
-  static std::vector<float> scratch;  // only the main thread calls MPI
-  RingAverage ring(values, ring_tag(-1), scratch);
-  wait_until([&ring] { return ring.advance(); }, timeout, "the gradients' all-reduce");
-}
+}  // namespace
 
-// The means start_average began and finish_average has not ended, by id, and each id's scratch.
-struct Pending {
-  std::map<int, std::unique_ptr<RingAverage>> rings;
+// The means start_average began and finish_average has not ended, by id (average's is -1), each
+// id's scratch for the ring, and the shared memory when every process is on this machine.
+struct Transport {
+  std::map<int, std::unique_ptr<Averaging>> pending;
   std::map<int, std::vector<float>> scratch;
+  std::unique_ptr<NodeMemory> node;
 };
+
+namespace {
 
 // Moves every pending mean on: Open MPI moves messages only inside MPI calls, so each split
 // point of the backward drives the buckets already under way.
-void progress(Pending& pending) {
-  for (auto& [id, ring] : pending.rings) ring->advance();
+void progress(Transport& t) {
+  for (auto& [id, mean] : t.pending) mean->advance();
 }
 
-void start_average(Pending& pending, int id, std::span<float> values) {
-  progress(pending);
-  if (pending.rings.contains(id)) throw rt::Error(fmt::format("bucket {} started twice", id));
-  pending.rings[id] = std::make_unique<RingAverage>(values, ring_tag(id), pending.scratch[id]);
+void start_average(Transport& t, int id, std::span<float> values) {
+  progress(t);
+  if (t.pending.contains(id)) throw rt::Error(fmt::format("bucket {} started twice", id));
+  int slot = t.node ? t.node->slot(id, values.size()) : -1;
+  if (slot >= 0) t.pending[id] = std::make_unique<SharedAverage>(values, *t.node, slot);
+  else t.pending[id] = std::make_unique<RingAverage>(values, ring_tag(id), t.scratch[id]);
 }
 
-void finish_average(Pending& pending, int id, double timeout) {
-  auto it = pending.rings.find(id);
-  if (it == pending.rings.end()) return;
-  RingAverage& ring = *it->second;
+void finish_average(Transport& t, int id, double timeout, const char* what) {
+  auto it = t.pending.find(id);
+  if (it == t.pending.end()) return;
+  Averaging& mean = *it->second;
   wait_until([&] {
-    progress(pending);  // the later buckets travel too
-    return ring.advance();
-  }, timeout, "a bucket of gradients' all-reduce");
-  pending.rings.erase(it);
+    progress(t);  // the later buckets travel too
+    return mean.advance();
+  }, timeout, what);
+  t.pending.erase(it);
+}
+
+void average(Transport& t, std::span<float> values, double timeout) {
+  start_average(t, -1, values);
+  finish_average(t, -1, timeout, "the gradients' all-reduce");
 }
 
 void broadcast(std::string& text, double timeout) {
@@ -124,7 +133,7 @@ std::vector<uint64_t> gather(uint64_t value, int ranks, double timeout) {
 
 bool available() { return true; }
 
-Session::Session(double timeout_seconds) : timeout_(timeout_seconds) {
+Session::Session(double timeout_seconds, bool node_memory) : timeout_(timeout_seconds) {
   int provided = 0;
   // Only the main thread calls MPI; the data loader's and the kernels' threads never do.
   MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided);
@@ -132,12 +141,14 @@ Session::Session(double timeout_seconds) : timeout_(timeout_seconds) {
   MPI_Comm_size(MPI_COMM_WORLD, &collective_.ranks);
   int ranks = collective_.ranks;
   double t = timeout_;
-  collective_.average = [t](std::span<float> v) { average(v, t); };
+  transport_ = std::make_shared<Transport>();
+  if (node_memory) transport_->node = NodeMemory::open();
+  auto tr = transport_;
+  collective_.average = [tr, t](std::span<float> v) { average(*tr, v, t); };
   collective_.broadcast = [t](std::string& text) { broadcast(text, t); };
   collective_.gather = [ranks, t](uint64_t v) { return gather(v, ranks, t); };
-  auto pending = std::make_shared<Pending>();
-  collective_.start_average = [pending](int id, std::span<float> v) { start_average(*pending, id, v); };
-  collective_.finish_average = [pending, t](int id) { finish_average(*pending, id, t); };
+  collective_.start_average = [tr](int id, std::span<float> v) { start_average(*tr, id, v); };
+  collective_.finish_average = [tr, t](int id) { finish_average(*tr, id, t, "a bucket of gradients' all-reduce"); };
 }
 
 // Under the sanitizers the leak check runs before MPI_Finalize, when stag has freed its own memory
@@ -149,6 +160,7 @@ Session::~Session() {
 #ifdef STAG_SANITIZED
   __lsan_do_leak_check();
 #endif
+  transport_->node.reset();  // frees the shared window, a collective call, while MPI lives
   MPI_Finalize();
 }
 

@@ -9,7 +9,7 @@ namespace stag::dist {
 
 bool available() { return false; }
 
-Session::Session(double timeout_seconds) : timeout_(timeout_seconds) {
+Session::Session(double timeout_seconds, bool) : timeout_(timeout_seconds) {
   throw rt::Error("this stag was built without MPI, so it cannot train across processes; install Open MPI "
                   "(Debian libopenmpi-dev openmpi-bin) and rebuild");
 }

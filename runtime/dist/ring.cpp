@@ -32,6 +32,13 @@ bool all_done(std::vector<MPI_Request>& reqs) {
 
 }  // namespace
 
+std::span<float> block_of(std::span<float> values, int index, int ranks) {
+  size_t n = values.size(), per = (n + static_cast<size_t>(ranks) - 1) / static_cast<size_t>(ranks);
+  per = (per + 15) / 16 * 16;
+  size_t lo = std::min(n, per * static_cast<size_t>(index)), hi = std::min(n, lo + per);
+  return values.subspan(lo, hi - lo);
+}
+
 RingAverage::RingAverage(std::span<float> values, int tag, std::vector<float>& scratch) : values_(values), tag_(tag), slots_(scratch) {
   MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
   MPI_Comm_size(MPI_COMM_WORLD, &ranks_);
@@ -45,12 +52,9 @@ RingAverage::RingAverage(std::span<float> values, int tag, std::vector<float>& s
 // Requests still under way are left to MPI: the job is ending (an error ends it with MPI_Abort).
 RingAverage::~RingAverage() = default;
 
-// Block i of ranks_ nearly equal ones, each a multiple of 16 floats (64 bytes) but the last.
 RingAverage::Block RingAverage::block(int index) const {
-  size_t n = values_.size(), per = (n + static_cast<size_t>(ranks_) - 1) / static_cast<size_t>(ranks_);
-  per = (per + 15) / 16 * 16;
-  size_t lo = std::min(n, per * static_cast<size_t>(index)), hi = std::min(n, lo + per);
-  return {values_.data() + lo, static_cast<int>(hi - lo)};
+  std::span<float> b = block_of(values_, index, ranks_);
+  return {b.data(), static_cast<int>(b.size())};
 }
 
 int RingAverage::chunks(const Block& b) const { return (b.count + kChunk - 1) / kChunk; }

@@ -14,9 +14,11 @@
 #include <span>
 #include <vector>
 
+#include "runtime/dist/average.h"
+
 namespace stag::dist {
 
-class RingAverage {
+class RingAverage : public Averaging {
  public:
   /// Starts averaging `values` over the ranks of MPI_COMM_WORLD; every rank starts the same
   /// `tag` (one per exchange in flight) with a buffer of the same size. `values` stays alive
@@ -24,13 +26,13 @@ class RingAverage {
   /// land (kept by the caller from one exchange to the next: a fresh buffer of this size would
   /// be fresh pages, each faulted in).
   RingAverage(std::span<float> values, int tag, std::vector<float>& scratch);
-  ~RingAverage();
+  ~RingAverage() override;
   RingAverage(const RingAverage&) = delete;
   RingAverage& operator=(const RingAverage&) = delete;
 
   /// Moves the exchange on as far as it can without waiting; true once every rank's mean is in
   /// `values`. Open MPI moves messages only inside MPI calls, so callers call this often.
-  bool advance();
+  bool advance() override;
 
  private:
   struct Block {

@@ -1,6 +1,7 @@
 // The bandwidth of stag's gradient all-reduce against a plain MPI ping-pong, on whatever links
 // mpirun gives (loopback on one machine):
-//   mpirun -np 2 build/tools/stag_allreduce_bench [MAX_MB] [REPS]
+//   mpirun -np 2 build/tools/stag_allreduce_bench [MAX_MB] [REPS] [MIN_KB]
+// (sizes MIN_KB, 4x that, ... up to MAX_MB; defaults 16 KB to 64 MB).
 // Ping-pong: rank 0 sends B bytes to rank 1, which sends them back; bandwidth B / (round trip / 2).
 // All-reduce: one bucket of B bytes through BucketExchange, as a step's split points drive it
 // (the gradient written into the exchange's block, the in-place ring with its 1/N scale); its bus
@@ -87,6 +88,7 @@ Row measure(const stag::rt::Collective& dp, size_t bytes, int reps) {
 int main(int argc, char** argv) {
   double max_mb = argc > 1 ? std::atof(argv[1]) : 64;
   int reps = argc > 2 ? std::atoi(argv[2]) : 0;
+  double min_kb = argc > 3 ? std::atof(argv[3]) : 16;
   stag::dist::Session session(60);
   const stag::rt::Collective& dp = session.collective();
   if (dp.ranks < 2) {
@@ -95,7 +97,7 @@ int main(int argc, char** argv) {
   }
   if (dp.rank == 0)
     fmt::print("{:>10}  {:>14}  {:>20}  {:>6}  {:>14}  {:>18}\n", "bytes", "ping-pong GB/s", "stag all-reduce GB/s", "ratio", "ratio of bests", "MPI_Allreduce GB/s");
-  for (size_t bytes = 64 << 10; bytes <= static_cast<size_t>(max_mb * (1 << 20)); bytes *= 4) {
+  for (auto bytes = static_cast<size_t>(min_kb * (1 << 10)); bytes <= static_cast<size_t>(max_mb * (1 << 20)); bytes *= 4) {
     Row row = measure(dp, bytes, reps > 0 ? reps : bytes < (4 << 20) ? 201 : 21);
     if (dp.rank == 0)
       fmt::print("{:>10}  {:>14.2f}  {:>20.2f}  {:>6.2f}  {:>14.2f}  {:>18.2f}\n", bytes, row.ping_pong, row.stag, row.stag / row.ping_pong,
