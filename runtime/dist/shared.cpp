@@ -3,6 +3,8 @@
 
 #include "runtime/dist/shared.h"
 
+#include <sys/statvfs.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cstring>
@@ -28,6 +30,20 @@ enum Counter { kArrived = 0, kSummed = 1 };
 uint64_t load(uint64_t* counter) { return std::atomic_ref<uint64_t>(*counter).load(std::memory_order_acquire); }
 void store(uint64_t* counter, uint64_t value) { std::atomic_ref<uint64_t>(*counter).store(value, std::memory_order_release); }
 
+constexpr size_t kPartBytes = kHeader + 2 * kSlots * kSlotFloats * sizeof(float);
+
+// Open MPI backs a shared window with a file in /dev/shm; touching pages past that filesystem's
+// room is SIGBUS, and a container's /dev/shm is often 64 MB. So the window is taken only where
+// twice every process's part fits, by every process's own look (they share one /dev/shm).
+bool shm_has_room(MPI_Comm node, int processes) {
+  struct statvfs fs {};
+  int room = statvfs("/dev/shm", &fs) == 0 &&
+             static_cast<double>(fs.f_bavail) * static_cast<double>(fs.f_frsize) >= 2.0 * processes * kPartBytes;
+  int all = 0;
+  MPI_Allreduce(&room, &all, 1, MPI_INT, MPI_MIN, node);
+  return all != 0;
+}
+
 }  // namespace
 
 std::unique_ptr<NodeMemory> NodeMemory::open() {
@@ -37,7 +53,7 @@ std::unique_ptr<NodeMemory> NodeMemory::open() {
   MPI_Comm node;
   MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &node);
   MPI_Comm_size(node, &local);
-  if (world < 2 || local != world) {
+  if (world < 2 || local != world || !shm_has_room(node, local)) {
     MPI_Comm_free(&node);
     return nullptr;
   }
@@ -46,7 +62,7 @@ std::unique_ptr<NodeMemory> NodeMemory::open() {
   MPI_Info_set(info, "alloc_shared_noncontig", "true");  // each part on its own pages, near its process
   void* base = nullptr;
   MPI_Win window;
-  MPI_Win_allocate_shared(static_cast<MPI_Aint>(kHeader + 2 * kSlots * kSlotFloats * sizeof(float)), 1, info, node, &base, &window);
+  MPI_Win_allocate_shared(static_cast<MPI_Aint>(kPartBytes), 1, info, node, &base, &window);
   MPI_Info_free(&info);
   std::vector<std::byte*> parts(static_cast<size_t>(world));
   for (int r = 0; r < world; ++r) {
