@@ -97,10 +97,12 @@ kir::Program check_against(const Graph& g, const std::map<std::string, RefTensor
 }  // namespace
 
 TEST_CASE("a weight gradient reads its forward convolution's phase planes", "[conv][grad]") {
-  // Image by image (small partial sums) at stride 1 and 2: the forward's copy is read again.
-  // Side by side (many images' partial sums would not stay in cache), the weight gradient's
-  // layout differs from the forward's: it copies the image itself.
-  const std::vector<ConvCase> cases = {{{4, 3, 9, 11}, 5, 1, 1, 0}, {{3, 4, 12, 10}, 6, 2, 1, 0}, {{48, 24, 8, 8}, 32, 1, 1, 1}};
+  // Image by image (small partial sums) at stride 1 and 2: the forward's copy is read again; so
+  // it is by dot products summing the images (many images' partial sums would not stay in
+  // cache). Side by side (too few output channels for the dot products' threads), the weight
+  // gradient's layout differs from the forward's: it copies the image itself.
+  const std::vector<ConvCase> cases = {
+      {{4, 3, 9, 11}, 5, 1, 1, 0}, {{3, 4, 12, 10}, 6, 2, 1, 0}, {{48, 24, 8, 8}, 32, 1, 1, 0}, {{64, 64, 8, 8}, 8, 1, 1, 1}};
   for (const ConvCase& cc : cases) {
     auto step = conv_step(cc);
     auto feeds = feeds_of(*step);
