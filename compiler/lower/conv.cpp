@@ -429,7 +429,11 @@ static void weight_grad_lines(LowerContext& cx, const Node& n, const std::vector
   bool slide = !dot && sliding_pairs(c, conv_operands(cx, n, xs, out));
   // Sliding pairs read each element's neighbour: one slack element at least.
   int64_t slack = std::max<int64_t>(ph.max_shift(c), slide ? 1 : 0);
-  int image = phase_images(cx, n, c, ph, cx.materialized(xs[0]), merged, slack);
+  // Lines that stay within their image's plane leave the phases no tap reads unread (a 1 x 1
+  // kernel at stride 2 reads one of four), as the forward convolution's copy does: that copy is
+  // then this one. (Side by side, or paired with their neighbours, they would run into them.)
+  bool only_read = !merged && !slide && ph.max_shift(c) + c.OH * ph.cols <= ph.plane();
+  int image = phase_images(cx, n, c, ph, cx.materialized(xs[0]), merged, slack, false, only_read);
   if (slide) image = sliding_pair_copy(cx, n, image, c.Bn * c.C * P, plane, slack);
   int grid = dy_grid(cx, n, xs[1], c, ph, merged);
   int partial = partials ? cx.new_buffer(n.result()->name + ".partial", {DType::f32, {c.Bn, c.O, N}}, BufKind::Temp) : out;
