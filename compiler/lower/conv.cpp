@@ -435,7 +435,9 @@ static void weight_grad_lines(LowerContext& cx, const Node& n, const std::vector
   bool only_read = !merged && !slide && ph.max_shift(c) + c.OH * ph.cols <= ph.plane();
   int image = phase_images(cx, n, c, ph, cx.materialized(xs[0]), merged, slack, false, only_read);
   if (slide) image = sliding_pair_copy(cx, n, image, c.Bn * c.C * P, plane, slack);
-  int grid = dy_grid(cx, n, xs[1], c, ph, merged);
+  // A grid as wide as the output (a 1 x 1 kernel at stride 2) is dy itself, image by image.
+  int dy = cx.materialized(xs[1]);
+  int grid = !merged && ph.cols == c.OW && dy >= 0 ? dy : dy_grid(cx, n, xs[1], c, ph, merged);
   int partial = partials ? cx.new_buffer(n.result()->name + ".partial", {DType::f32, {c.Bn, c.O, N}}, BufKind::Temp) : out;
   Gemm gm;
   gm.a = grid, gm.b = image, gm.c = partial, gm.M = c.O, gm.N = N, gm.tb = true, gm.pairs = slide, gm.dot = dot, gm.sum_batches = plan.summed;

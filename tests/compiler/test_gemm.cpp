@@ -416,6 +416,8 @@ TEST_CASE("weight gradients are products over the images' phase planes", "[gemm]
     // Images that do not fill the last part; dilation; more than a tile of output channels.
     CHECK(check_weight_grad({11, 3, 9, 7, 20, 3, 2, {1, 1}, {1, 0}, {2, 1}, false, false}, threads).lines);
     CHECK(check_weight_grad({1, 2, 5, 6, 3, 1, 1, {1, 1}, {0, 0}, {1, 1}, false, false}, threads).lines);
+    // A 1 x 1 kernel at stride 2 (a ResNet's downsample): one phase of four, dy its own grid.
+    CHECK(check_weight_grad({3, 4, 13, 11, 7, 1, 1, {2, 2}, {0, 0}, {1, 1}, false, false}, threads).lines);
     // Strides, odd sizes, dilation with a stride.
     CHECK(check_weight_grad({3, 2, 9, 9, 4, 3, 3, {2, 1}, {1, 1}, {1, 1}, false, false}, threads).lines);
     CHECK(check_weight_grad({5, 3, 13, 11, 7, 4, 3, {3, 2}, {2, 1}, {2, 1}, false, false}, threads).lines);
