@@ -40,6 +40,14 @@ std::string entry_symbol(const Program& p, const std::string& function) {
 
 namespace {
 
+// Whether batch offsets step by one stride (kir::Gemm::sum_batches' dot products step their
+// rows and lines from the first batch's).
+bool evenly_spaced(const std::vector<int64_t>& offsets) {
+  for (size_t b = 2; b < offsets.size(); ++b)
+    if (offsets[b] - offsets[b - 1] != offsets[1] - offsets[0]) return false;
+  return true;
+}
+
 class Codegen {
  public:
   Codegen(const Program& p, llvm::LLVMContext& ctx, const CodegenOptions& options)
@@ -198,7 +206,7 @@ class Codegen {
                          fmt::join(g.a_offsets, ","), fmt::join(g.b_offsets, ","), static_cast<int>(g.split));
       if (g.split != Gemm::Split::rows) key += fmt::format(" block {}", g.block);
       if (g.precision != Gemm::Precision::f32) key += " bf16";
-      if (g.dot) key += " dot";
+      if (g.dot) key += g.sum_batches ? " dot_sum" : " dot";
       if (g.causal != Gemm::Causal::none) key += fmt::format(" causal {}", static_cast<int>(g.causal));
       if (g.b_read == Gemm::BRead::lines) key += fmt::format(" lines [{}]", fmt::join(g.b_lines, ","));
       if (g.b_read == Gemm::BRead::patches) {
@@ -367,17 +375,20 @@ class Codegen {
     if (k.gemm) {
       llvm::Function* product = gemm_function(*m_, *k.gemm, tile_);
       const Gemm& g = *k.gemm;
+      if (g.sum_batches && (!evenly_spaced(g.a_offsets) || !evenly_spaced(g.b_offsets)))
+        throw std::logic_error(k.name + ": a product summed over its batches needs evenly spaced batch offsets");
       // Rows [lo, hi) of every column, or every row of columns [lo, hi) * block.
       llvm::Value *row_lo = f->getArg(1), *row_hi = f->getArg(2), *col_lo = b_.getInt64(0), *col_hi = b_.getInt64(g.N);
       if (g.split == Gemm::Split::columns) {
-        row_lo = b_.getInt64(0), row_hi = b_.getInt64(g.batches() * g.M);
+        row_lo = b_.getInt64(0), row_hi = b_.getInt64(g.c_rows());
         col_lo = b_.CreateMul(f->getArg(1), b_.getInt64(g.block));
         col_hi = b_.CreateMul(f->getArg(2), b_.getInt64(g.block));
       }
       auto call = [&](llvm::Value* lo, llvm::Value* hi) {
         b_.CreateCall(product, {buf_ptrs_.at(g.a), buf_ptrs_.at(g.b), buf_ptrs_.at(g.c), lo, hi, col_lo, col_hi, b_.getInt64(g.M),
                                 b_.getInt64(g.N), b_.getInt64(g.K), gemm_offsets(*m_, g.a_offsets), gemm_offsets(*m_, g.b_offsets),
-                                gemm_lines(*m_, g), b_.getInt64(static_cast<uint64_t>(gemm_transposes(g)))});
+                                gemm_lines(*m_, g), b_.getInt64(static_cast<uint64_t>(gemm_transposes(g))),
+                                b_.getInt64(static_cast<uint64_t>(g.batches()))});
       };
       if (g.split == Gemm::Split::row_blocks) {
         // for p in [lo, hi): the block's rows, then the body for p (while they are in cache)

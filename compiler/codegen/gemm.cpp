@@ -91,7 +91,7 @@ class GemmEmitter {
     i64_ = b_.getInt64Ty();
     f32_ = b_.getFloatTy();
     vt_ = llvm::FixedVectorType::get(f32_, static_cast<unsigned>(t_.lanes));
-    auto* fty = llvm::FunctionType::get(b_.getVoidTy(), {ptr_, ptr_, ptr_, i64_, i64_, i64_, i64_, i64_, i64_, i64_, ptr_, ptr_, ptr_, i64_}, false);
+    auto* fty = llvm::FunctionType::get(b_.getVoidTy(), {ptr_, ptr_, ptr_, i64_, i64_, i64_, i64_, i64_, i64_, i64_, ptr_, ptr_, ptr_, i64_, i64_}, false);
     f_ = llvm::Function::Create(fty, llvm::GlobalValue::InternalLinkage, name, m_);
     f_->addFnAttr(llvm::Attribute::NoUnwind);
     f_->addFnAttr(llvm::Attribute::NoInline);  // shared by every product of the layout
@@ -115,6 +115,11 @@ class GemmEmitter {
       tb = b_.CreateICmpNE(b_.CreateAnd(f_->getArg(13), c(2)), c(0));
     }
     ta_ = ta;
+    if (g_.dot && g_.sum_batches) {
+      emit_dot_sum(A, B, C, lo, hi, col_lo, col_hi, K, a_table, b_table, f_->getArg(14));
+      b_.CreateRetVoid();
+      return f_;
+    }
     if (g_.dot) {
       emit_dot(A, B, C, lo, hi, col_lo, col_hi, M, K, a_table, b_table);
       b_.CreateRetVoid();
@@ -554,6 +559,49 @@ class GemmEmitter {
   // The operands of stacked products: A and B at each batch's offset in its table, C dense.
   struct Operands { llvm::Value *A, *B, *C, *a_table, *b_table; };
   // One batch of a thread's rows: its rows [r0, r1) and its A, B and C.
+  // kir::Gemm::sum_batches: C(i, j) = the sum over the batches of A_b's row i dotted with
+  // B_b's line j. Groups of batches about a slice deep (kDotDepth) run tile by tile: a tile's
+  // partial sums run on through every batch of the group before their horizontal sums, so
+  // shallow batches (a 7 x 7 plane's pixels) cost no more of those than one deep product. A
+  // batch's depth past its last whole vector is a masked step.
+  void emit_dot_sum(llvm::Value* A, llvm::Value* B, llvm::Value* C, llvm::Value* lo, llvm::Value* hi, llvm::Value* col_lo,
+                    llvm::Value* col_hi, llvm::Value* K, llvm::Value* a_table, llvm::Value* b_table, llvm::Value* batches) {
+    const int VW = t_.lanes, MR = static_cast<int>(kir::kDotRows), NT = dot_columns();
+    if (g_.ta || !g_.tb || g_.precision != kir::Gemm::Precision::f32) throw std::logic_error("a dot product needs f32 rows and lines");
+    for (int i = 0; i < MR * NT; ++i) acc_.push_back(b_.CreateAlloca(vt_, nullptr, "dot_acc"));
+    llvm::Value* group = smax(b_.CreateSDiv(c(kDotDepth), K), c(1));
+    llvm::Value* whole = b_.CreateAnd(K, c(-VW));
+    // The batches' offsets are evenly spaced: a tile's rows and lines are found once, then stepped.
+    auto offset = [&](llvm::Value* table, llvm::Value* bi) { return b_.CreateLoad(i64_, b_.CreateInBoundsGEP(i64_, table, bi)); };
+    llvm::Value* second = b_.CreateZExt(b_.CreateICmpSGT(batches, c(1)), i64_);  // batch 1, or 0 again for one batch
+    llvm::Value *A0 = b_.CreateInBoundsGEP(f32_, A, offset(a_table, c(0))), *B0 = b_.CreateInBoundsGEP(f32_, B, offset(b_table, c(0)));
+    llvm::Value* a_step = b_.CreateSub(offset(a_table, second), offset(a_table, c(0)));
+    llvm::Value* b_step = b_.CreateSub(offset(b_table, second), offset(b_table, c(0)));
+    loop(c(0), batches, group, [&](llvm::Value* g0) {
+      llvm::Value* g1 = smin(b_.CreateAdd(g0, group), batches);
+      loop(lo, hi, c(MR), [&](llvm::Value* i) {
+        std::vector<llvm::Value*> rows0;  // past hi: the last again (not stored)
+        for (int r = 0; r < MR; ++r)
+          rows0.push_back(b_.CreateInBoundsGEP(f32_, A0, b_.CreateMul(smin(b_.CreateAdd(i, c(r)), b_.CreateSub(hi, c(1))), K)));
+        loop(col_lo, col_hi, c(NT), [&](llvm::Value* j) {
+          std::vector<llvm::Value*> lines0;  // past col_hi: the last again (not stored)
+          for (int t = 0; t < NT; ++t)
+            lines0.push_back(b_.CreateInBoundsGEP(f32_, B0, line(smin(b_.CreateAdd(j, c(t)), b_.CreateSub(col_hi, c(1))), K)));
+          for (auto* a : acc_) b_.CreateStore(zeros(), a);
+          loop(g0, g1, c(1), [&](llvm::Value* bi) {
+            llvm::Value *a_at = b_.CreateMul(bi, a_step), *b_at = b_.CreateMul(bi, b_step);
+            std::vector<llvm::Value*> rows, lines;
+            for (llvm::Value* r : rows0) rows.push_back(b_.CreateInBoundsGEP(f32_, r, a_at));
+            for (llvm::Value* l : lines0) lines.push_back(b_.CreateInBoundsGEP(f32_, l, b_at));
+            loop(c(0), whole, c(VW), [&](llvm::Value* k) { dot_step(rows, lines, k, nullptr); });
+            when(b_.CreateICmpSLT(whole, K), [&] { dot_step(rows, lines, whole, b_.CreateSub(K, whole)); });
+          });
+          store_dot(C, i, hi, j, col_hi, b_.CreateICmpSGT(g0, c(0)));
+        });
+      });
+    });
+  }
+
   struct Batch { llvm::Value *r0, *r1, *A, *B, *C; };
   // A thread's stacked rows [lo, hi), batch by batch (M rows a batch, C rows ldc wide).
   void for_each_batch(llvm::Value* lo, llvm::Value* hi, llvm::Value* M, llvm::Value* ldc, const Operands& in,
@@ -1007,7 +1055,7 @@ std::string gemm_layout_name(const kir::Gemm& g, const GemmTile& host) {
                      t.rows == host.rows ? "" : fmt::format(".r{}", t.rows));
   if (g.precision == kir::Gemm::Precision::bf16) name += g.pairs ? ".bf16pairs" : ".bf16";
   if (g.causal != kir::Gemm::Causal::none) name += fmt::format(".causal{}", static_cast<int>(g.causal));
-  if (g.dot) return name + ".dot";
+  if (g.dot) return name + (g.sum_batches ? ".dot_sum" : ".dot");
   if (shares_a(g, t)) name += ".shared_a";
   return name;
 }

@@ -31,11 +31,11 @@ struct GemmTile {
 GemmTile host_gemm_tile();
 
 /// The function `void(ptr A, ptr B, ptr C, i64 lo, i64 hi, i64 col_lo, i64 col_hi, i64 M, i64 N,
-/// i64 K, ptr a_offsets, ptr b_offsets, ptr b_lines, i64 transposes)` that computes rows [lo, hi)
-/// and columns [col_lo, col_hi) of the batch-flattened C of a product laid out as `g`
-/// (convolution geometry, transposes); defined once per module for each layout. The offset
-/// tables hold each batch's element offset of A and of B; b_lines is gemm_lines(); transposes is
-/// gemm_transposes(g).
+/// i64 K, ptr a_offsets, ptr b_offsets, ptr b_lines, i64 transposes, i64 batches)` that computes
+/// rows [lo, hi) and columns [col_lo, col_hi) of the batch-flattened C of a product laid out as
+/// `g` (convolution geometry, transposes; of the one C of kir::Gemm::sum_batches); defined once
+/// per module for each layout. The offset tables hold each batch's element offset of A and of B;
+/// b_lines is gemm_lines(); transposes is gemm_transposes(g); batches is g.batches().
 llvm::Function* gemm_function(llvm::Module& m, const kir::Gemm& g, const GemmTile& tile);
 /// Whether one function serves g's product whatever its transposes (they are then read from its
 /// argument): f32 products of matrices, whose layouts differ only in strides and in how B's

@@ -15,7 +15,7 @@ static void conv2d_im2col(LowerContext& cx, const Node& n, const std::vector<int
 static void zero_run(LowerContext& cx, const Node& n, int buf, int64_t from, int64_t count);
 static void weight_grad_dense(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out, const ConvShape& c);
 static void weight_grad_lines(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out, const ConvShape& c, bool merged,
-                              bool partials, bool dot);
+                              const ConvPlan& plan);
 static void sum_partials(LowerContext& cx, const Node& n, int partial, int out, int64_t count, int64_t size);
 static std::string phase_key(const ConvShape& c, int src, bool merged, bool pairs, bool partial);
 static int earlier_copy(LowerContext& cx, const std::string& key, int src, int64_t slack);
@@ -359,8 +359,8 @@ void conv2d_weight_grad(LowerContext& cx, const Node& n, const std::vector<int>&
   ConvPlan plan = take(cx, weight_grad_path(c, operands));
   switch (plan.path) {
     case ConvPath::dense: return weight_grad_dense(cx, n, xs, out, c);
-    case ConvPath::lines: return weight_grad_lines(cx, n, xs, out, c, false, plan.partial_sums, plan.dot);
-    case ConvPath::lines_merged: return weight_grad_lines(cx, n, xs, out, c, true, false, plan.dot);
+    case ConvPath::lines: return weight_grad_lines(cx, n, xs, out, c, false, plan);
+    case ConvPath::lines_merged: return weight_grad_lines(cx, n, xs, out, c, true, plan);
     default: return weight_grad_loops(cx, n, xs, out);
   }
 }
@@ -374,9 +374,9 @@ void emit_product(LowerContext& cx, const Node& n, const std::string& name, Gemm
   bool by_columns = gm.batches() == 1 && few_rows && gm.N % kColumnBlock == 0 && gm.N >= 2 * kColumnBlock;
   if (by_columns) gm.split_by(Gemm::Split::columns, kColumnBlock);
   kg.k.gemm = gm;
-  int64_t extent = by_columns ? gm.N / kColumnBlock : gm.batches() * gm.M;
+  int64_t extent = by_columns ? gm.N / kColumnBlock : gm.c_rows();
   loop_nest(kg, {extent}, [](const std::vector<E>&) { return std::vector<Stmt>{}; }, 1);
-  int64_t work = by_columns ? gm.M * kColumnBlock * gm.K : gm.N * gm.K;
+  int64_t work = by_columns ? gm.M * kColumnBlock * gm.K : gm.N * gm.K * (gm.sum_batches ? gm.batches() : 1);
   kg.k.grain = min_rows * grain_of(kGrainFlops, min_rows * work);
   kg.k.parallel = extent > kg.k.grain;
   cx.emit(std::move(kg));
@@ -418,26 +418,34 @@ static int dy_grid(LowerContext& cx, const Node& n, int dy, const ConvShape& c, 
 // The weight gradient at any stride as stride-1 products over the phase planes: dw (O x
 // C*KH*KW) = dy' (O x pixels) times the tap lines transposed, where dy' is dy on a grid as
 // wide as a phase plane, so each tap's line is its phase plane from the tap's shift on. Per
-// image (the threads split the images, whose partial sums add up at the end), or `merged`
-// as one product whose depth runs over every image's plane. `dot`: as dot products (kir::Gemm::dot).
+// image (the threads split the images, whose partial sums add up at the end; or summed in the
+// product, the threads splitting the rows), or `merged` as one product whose depth runs over
+// every image's plane. `dot`: as dot products (kir::Gemm::dot).
 static void weight_grad_lines(LowerContext& cx, const Node& n, const std::vector<int>& xs, int out, const ConvShape& c, bool merged,
-                              bool partials, bool dot) {
+                              const ConvPlan& plan) {
+  bool partials = plan.partial_sums, dot = plan.dot;
   Phases ph(c);
   int64_t P = ph.count(), plane = ph.plane(), N = c.C * c.KH * c.KW;
   bool slide = !dot && sliding_pairs(c, conv_operands(cx, n, xs, out));
   // Sliding pairs read each element's neighbour: one slack element at least.
   int64_t slack = std::max<int64_t>(ph.max_shift(c), slide ? 1 : 0);
-  int image = phase_images(cx, n, c, ph, cx.materialized(xs[0]), merged, slack);
+  // Lines that stay within their image's plane leave the phases no tap reads unread (a 1 x 1
+  // kernel at stride 2 reads one of four), as the forward convolution's copy does: that copy is
+  // then this one. (Side by side, or paired with their neighbours, they would run into them.)
+  bool only_read = !merged && !slide && ph.max_shift(c) + c.OH * ph.cols <= ph.plane();
+  int image = phase_images(cx, n, c, ph, cx.materialized(xs[0]), merged, slack, false, only_read);
   if (slide) image = sliding_pair_copy(cx, n, image, c.Bn * c.C * P, plane, slack);
-  int grid = dy_grid(cx, n, xs[1], c, ph, merged);
+  // A grid as wide as the output (a 1 x 1 kernel at stride 2) is dy itself, image by image.
+  int dy = cx.materialized(xs[1]);
+  int grid = !merged && ph.cols == c.OW && dy >= 0 ? dy : dy_grid(cx, n, xs[1], c, ph, merged);
   int partial = partials ? cx.new_buffer(n.result()->name + ".partial", {DType::f32, {c.Bn, c.O, N}}, BufKind::Temp) : out;
   Gemm gm;
-  gm.a = grid, gm.b = image, gm.c = partial, gm.M = c.O, gm.N = N, gm.tb = true, gm.pairs = slide, gm.dot = dot;
+  gm.a = grid, gm.b = image, gm.c = partial, gm.M = c.O, gm.N = N, gm.tb = true, gm.pairs = slide, gm.dot = dot, gm.sum_batches = plan.summed;
   gm.K = merged ? c.Bn * plane : c.OH * ph.cols;
   if (!merged)
     for (int64_t b = 0; b < c.Bn; ++b) gm.a_offsets.push_back(b * c.O * gm.K), gm.b_offsets.push_back(b * c.C * P * plane);
   gm.read_lines(merged ? tap_lines(c, ph, P * c.Bn * plane, c.Bn * plane, c.C) : tap_lines(c, ph, P * plane, plane, c.C));
-  if (merged) return emit_product(cx, n, "conv2d_weight_grad", gm);
+  if (merged || plan.summed) return emit_product(cx, n, "conv2d_weight_grad", gm);
   emit_product(cx, n, "conv2d_weight_grad", gm, c.O);  // whole images to a thread
   if (partials) sum_partials(cx, n, partial, out, c.Bn, c.O * N);
 }

@@ -102,10 +102,15 @@ ConvPlan conv2d_path(const ConvShape& c, const ConvOperands& x) {
 // pixels, the product's depth: in f32 a product at least kDotDepth deep runs as dot products
 // over them (kir::Gemm::dot), packing nothing, where the register tile transposed both dy and
 // the lines as it packed them; shallower, the horizontal sums would cost more than the packing.
-// Not in bf16: rounding both operands to pairs as they are loaded (VCVTNE2PS2BF16, one for each
-// row and line of a tile's step) made the ResNet's weight gradients slower than VDPBF16PS on
-// packed pairs (measured on Zen 5: layers 2 and 3 by a third).
+// Dot products sum the images as they run (kir::Gemm::sum_batches), so they need neither the
+// partial sums nor the planes side by side: they read the image's copy by image, the one its
+// forward convolution made (a copy side by side was a pass over the image of its own), and dy
+// without the zero rows between images. That takes enough rows for the threads to split
+// (kSummedRows). Not in bf16: rounding both operands to pairs as they are loaded
+// (VCVTNE2PS2BF16, one for each row and line of a tile's step) made the ResNet's weight
+// gradients slower than VDPBF16PS on packed pairs (measured on Zen 5: layers 2 and 3 by a third).
 constexpr int64_t kDotDepth = 256;
+constexpr int64_t kSummedRows = 4 * kDotRows;
 ConvPlan weight_grad_path(const ConvShape& c, const ConvOperands& x) {
   if (!on_product(c, x)) return {ConvPath::loops};
   if (covers_image(c)) return {ConvPath::dense};
@@ -115,6 +120,7 @@ ConvPlan weight_grad_path(const ConvShape& c, const ConvOperands& x) {
   int64_t depth = merged ? c.Bn * ph.plane() : c.OH * ph.cols;
   bool dot = !x.bf16 && depth >= kDotDepth;
   if (!merged) return {.path = ConvPath::lines, .partial_sums = c.Bn > 1, .dot = dot};
+  if (dot && c.O >= kSummedRows) return {.path = ConvPath::lines, .dot = true, .summed = true};
   return {.path = ConvPath::lines_merged, .dot = dot};
 }
 

@@ -91,6 +91,7 @@ struct ConvPlan {
   bool grid_is_output = false;  ///< lines: the product's grid is the output (no columns to drop, a plain store)
   bool partial_sums = false;    ///< weight gradient's lines: a product per image, their sums added at the end
   bool dot = false;             ///< weight gradient's lines: dot products over the pixels (kir::Gemm::dot)
+  bool summed = false;          ///< weight gradient's lines, dot: a product per image, summed as it runs (kir::Gemm::sum_batches)
 };
 
 /// The strategy of each op: every condition of every path and choice, in one function an op.

@@ -63,7 +63,7 @@ Cost cost(const Program& p, const Kernel& k) {
            K = static_cast<double>(g.K);
     double size = static_cast<double>(dtype_size(p.buffers[g.c].type.dtype));
     total.flops += 2 * batches * M * N * K;
-    total.bytes += size * batches * (M * K + K * N + M * N);
+    total.bytes += size * (batches * (M * K + K * N) + (g.sum_batches ? 1 : batches) * M * N);
   }
   return total;
 }

@@ -241,7 +241,7 @@ std::string print(const Program& p, const Kernel& k) {
   if (k.gemm) {
     const Gemm& g = *k.gemm;
     out += fmt::format("      gemm{}{} %{}[{}x{}] = %{}{} x %{}{}{} (K {}, {} batch{}), {}\n",
-                       g.precision == Gemm::Precision::bf16 ? (g.pairs ? " bf16 pairs" : " bf16") : "", g.dot ? " dot" : "", p.buffers[g.c].name, g.M, g.N,
+                       g.precision == Gemm::Precision::bf16 ? (g.pairs ? " bf16 pairs" : " bf16") : "", g.dot ? (g.sum_batches ? " dot summed over the batches" : " dot") : "", p.buffers[g.c].name, g.M, g.N,
                        p.buffers[g.a].name, g.ta ? "^T" : "", p.buffers[g.b].name, g.tb ? "^T" : "",
                        g.b_read == Gemm::BRead::lines ? lines_text(g.b_lines) : "", g.K, g.batches(),
                        g.batches() == 1 ? "" : "es", g.split == Gemm::Split::columns      ? fmt::format("columns p*{}", g.block)

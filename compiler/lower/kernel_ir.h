@@ -157,6 +157,10 @@ struct Gemm {
   /// products of few rows and columns (a weight gradient: K is the pixels), where the register
   /// tile's packing would transpose both operands.
   bool dot = false;
+  /// dot only: C is one M x N product, the sum over the batches of each batch's A times its B
+  /// (a weight gradient image by image, the images' planes read where they lie), not one C a
+  /// batch. A call's rows [lo, hi) are rows of that C.
+  bool sum_batches = false;
   /// Causal attention's products skip the blocks its mask zeroes (row i, column j and depth k
   /// counted within a batch): a tile of rows [i0, i1) computes
   enum class Causal : uint8_t {
@@ -170,6 +174,8 @@ struct Gemm {
   void read_lines(std::vector<int64_t> lines) { b_read = BRead::lines, b_lines = std::move(lines); }
   void split_by(Split s, int64_t size) { split = s, block = size; }
   int64_t batches() const { return a_offsets.empty() ? 1 : static_cast<int64_t>(a_offsets.size()); }
+  /// C's rows: M a batch, or M (sum_batches).
+  int64_t c_rows() const { return sum_batches ? M : batches() * M; }
 };
 
 /// Rows of A in a dot product's register tile (kir::Gemm::dot): a thread's share of rows is a

@@ -35,6 +35,7 @@ struct ConvCase {
   Dims x;
   int64_t out_channels, stride, padding;
   int weight_grad_copies;  ///< the weight gradient's own phase copies: 0 when it reads the forward's
+  int64_t kernel = 3;
 };
 
 // loss = sum(relu(conv2d(x, w)) * k): x's and w's gradients flow through the weight gradient
@@ -43,7 +44,7 @@ std::unique_ptr<Graph> conv_step(const ConvCase& cc) {
   auto g = std::make_unique<Graph>("conv");
   Builder b(*g);
   Value* x = b.parameter("x", {DType::f32, cc.x});
-  Value* w = b.parameter("w", {DType::f32, {cc.out_channels, cc.x[1], 3, 3}});
+  Value* w = b.parameter("w", {DType::f32, {cc.out_channels, cc.x[1], cc.kernel, cc.kernel}});
   Ints s{cc.stride, cc.stride}, p{cc.padding, cc.padding};
   Value* y = b.relu({b.create(Op::conv2d, {x, w}, {{"stride", s}, {"padding", p}})[0]});
   Value* k = b.constant(y->type, normals(numel(y->type), 9));
@@ -97,10 +98,13 @@ kir::Program check_against(const Graph& g, const std::map<std::string, RefTensor
 }  // namespace
 
 TEST_CASE("a weight gradient reads its forward convolution's phase planes", "[conv][grad]") {
-  // Image by image (small partial sums) at stride 1 and 2: the forward's copy is read again.
-  // Side by side (many images' partial sums would not stay in cache), the weight gradient's
-  // layout differs from the forward's: it copies the image itself.
-  const std::vector<ConvCase> cases = {{{4, 3, 9, 11}, 5, 1, 1, 0}, {{3, 4, 12, 10}, 6, 2, 1, 0}, {{48, 24, 8, 8}, 32, 1, 1, 1}};
+  // Image by image (small partial sums) at stride 1 and 2: the forward's copy is read again; so
+  // it is by dot products summing the images (many images' partial sums would not stay in
+  // cache). Side by side (too few output channels for the dot products' threads), the weight
+  // gradient's layout differs from the forward's: it copies the image itself. A 1 x 1 kernel at
+  // stride 2 (a ResNet's downsample) reads one phase of four: both copies leave the rest out.
+  const std::vector<ConvCase> cases = {{{4, 3, 9, 11}, 5, 1, 1, 0},   {{3, 4, 12, 10}, 6, 2, 1, 0}, {{48, 24, 8, 8}, 32, 1, 1, 0},
+                                       {{64, 64, 8, 8}, 8, 1, 1, 1},  {{5, 6, 14, 14}, 12, 2, 0, 0, 1}, {{3, 4, 13, 11}, 7, 2, 0, 0, 1}};
   for (const ConvCase& cc : cases) {
     auto step = conv_step(cc);
     auto feeds = feeds_of(*step);
@@ -108,7 +112,7 @@ TEST_CASE("a weight gradient reads its forward convolution's phase planes", "[co
     for (Isa isa : test::host_paths()) {
       test::ForcedIsa forced(isa);
       for (int threads : {1, 2}) {
-        INFO(fmt::format("{} x {}, stride {}, on {}", fmt::join(cc.x, "x"), cc.out_channels, cc.stride, isa_name(isa)));
+        INFO(fmt::format("{} x {}, kernel {}, stride {}, on {}", fmt::join(cc.x, "x"), cc.out_channels, cc.kernel, cc.stride, isa_name(isa)));
         kir::Program p = check_against(*step, feeds, want, threads, 2e-5);
         CHECK(weight_grad_copies(p) == cc.weight_grad_copies);
       }

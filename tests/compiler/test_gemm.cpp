@@ -333,7 +333,8 @@ TEST_CASE("each convolution op's strategy", "[conv]") {
   // LeNet-5's weight gradients keep their partial sums in cache; the DCGAN's wide layer not.
   CHECK(kir::weight_grad_path(shape(64, 6, 14, 16, 10, 5, 1, 0), kOnProduct).path == ConvPath::lines);
   CHECK(kir::weight_grad_path(shape(64, 1, 28, 64, 14, 4, 2, 1), kOnProduct).path == ConvPath::lines);
-  CHECK(kir::weight_grad_path(shape(64, 64, 14, 128, 7, 4, 2, 1), kOnProduct).path == ConvPath::lines_merged);
+  CHECK(kir::weight_grad_path(shape(64, 64, 14, 8, 7, 4, 2, 1), kOnProduct).path == ConvPath::lines_merged);
+  CHECK(kir::weight_grad_path(shape(64, 64, 14, 128, 7, 4, 2, 1), kOnProduct).path == ConvPath::lines);
   CHECK(kir::weight_grad_path(shape(64, 128, 7, 1, 1, 7, 1, 0), kOnProduct).path == ConvPath::dense);
   CHECK(kir::weight_grad_path(shape(3, 2, 9, 4, 2, 8, 1, 0), kOnProduct).path == ConvPath::loops);
   // The choices within a path: one output channel's dense product as a row; a grid with no
@@ -347,6 +348,13 @@ TEST_CASE("each convolution op's strategy", "[conv]") {
   CHECK_FALSE(kir::conv2d_path(shape(4, 5, 6, 8, 6, 3, 1, 1), kPlain).grid_is_output);
   CHECK(kir::weight_grad_path(shape(64, 6, 14, 16, 10, 5, 1, 0), kOnProduct).partial_sums);
   CHECK_FALSE(kir::weight_grad_path(shape(1, 6, 14, 16, 10, 5, 1, 0), kOnProduct).partial_sums);
+  // Past the partial sums' room, dot products sum the images as they run (with rows enough for
+  // the threads): the ResNet's 7 x 7 and 14 x 14 layers, not a layer of 8 output channels.
+  CHECK(kir::weight_grad_path(shape(64, 64, 7, 64, 7, 3, 1, 1), kOnProduct).summed);
+  CHECK(kir::weight_grad_path(shape(64, 32, 14, 32, 14, 3, 1, 1), kOnProduct).summed);
+  CHECK_FALSE(kir::weight_grad_path(shape(64, 64, 14, 8, 7, 4, 2, 1), kOnProduct).summed);
+  CHECK_FALSE(kir::weight_grad_path(shape(64, 6, 14, 16, 10, 5, 1, 0), kOnProduct).summed);
+  CHECK_FALSE(kir::weight_grad_path(shape(64, 64, 7, 64, 7, 3, 1, 1), {.f32 = true, .in_buffers = true, .bf16 = true}).summed);
   // Dot products over the pixels in f32 at least 256 deep: the ResNet's 7 x 7 layer over every
   // image's planes, not LeNet-5's 10 rows of 14 per image, nor in bf16.
   CHECK(kir::weight_grad_path(shape(64, 64, 7, 64, 7, 3, 1, 1), kOnProduct).dot);
@@ -370,9 +378,9 @@ TEST_CASE("each convolution op's strategy", "[conv]") {
 
 namespace {
 
-// How a weight gradient's product ran: over the images' tap lines, as dot products.
+// How a weight gradient's product ran: over the images' tap lines, as dot products, summing the images.
 struct WeightGradRun {
-  bool lines = false, dot = false;
+  bool lines = false, dot = false, summed = false;
 };
 
 // Checks conv2d_weight_grad against the reference; returns how its product ran.
@@ -391,7 +399,7 @@ WeightGradRun check_weight_grad(const ConvCase& c, int threads) {
   CompiledModel compiled = compile_jit(g);
   WeightGradRun run;
   for (const auto& k : compiled.program.functions.back().kernels)
-    if (k.gemm) run = {k.gemm->b_read == kir::Gemm::BRead::lines, k.gemm->dot};
+    if (k.gemm) run = {k.gemm->b_read == kir::Gemm::BRead::lines, k.gemm->dot, k.gemm->sum_batches};
   check_against_reference(g, compiled, 29, static_cast<double>(c.batch * dy_dims[2] * dy_dims[3]), threads,
                           fmt::format("x [{}, {}, {}, {}] dy {} kernel {}x{} padding {} dilation {}", c.batch, c.cin, c.h, c.w,
                                       dims_to_string(dy_dims), c.kh, c.kw, fmt::join(c.padding, ","), fmt::join(c.dilation, ",")));
@@ -408,6 +416,8 @@ TEST_CASE("weight gradients are products over the images' phase planes", "[gemm]
     // Images that do not fill the last part; dilation; more than a tile of output channels.
     CHECK(check_weight_grad({11, 3, 9, 7, 20, 3, 2, {1, 1}, {1, 0}, {2, 1}, false, false}, threads).lines);
     CHECK(check_weight_grad({1, 2, 5, 6, 3, 1, 1, {1, 1}, {0, 0}, {1, 1}, false, false}, threads).lines);
+    // A 1 x 1 kernel at stride 2 (a ResNet's downsample): one phase of four, dy its own grid.
+    CHECK(check_weight_grad({3, 4, 13, 11, 7, 1, 1, {2, 2}, {0, 0}, {1, 1}, false, false}, threads).lines);
     // Strides, odd sizes, dilation with a stride.
     CHECK(check_weight_grad({3, 2, 9, 9, 4, 3, 3, {2, 1}, {1, 1}, {1, 1}, false, false}, threads).lines);
     CHECK(check_weight_grad({5, 3, 13, 11, 7, 4, 3, {3, 2}, {2, 1}, {2, 1}, false, false}, threads).lines);
@@ -424,10 +434,12 @@ TEST_CASE("weight gradients are products over the images' phase planes", "[gemm]
 }
 
 TEST_CASE("deep f32 weight gradients are dot products over the pixels on every ISA path", "[gemm][conv][bf16]") {
-  // GemmEmitter::emit_dot: ResNet-like layers per image (K = 28 rows of 29 pixels, partial sums)
-  // and over every image's planes (stride 2 into 8 x 8 phase planes); K past a slice with a
-  // tail of the step, rows and columns past the tile's; few output channels split the columns.
-  // Not in bf16 (the reference rounds the same factors: f32's tolerance).
+  // GemmEmitter::emit_dot: ResNet-like layers per image (K = 28 rows of 29 pixels, partial sums);
+  // emit_dot_sum: image by image summed in the product (stride 2 into 8 x 8 phase planes, K = 7
+  // rows of 8 pixels, groups of 18 images, the last of 4); over
+  // every image's planes (a layer of 8 output channels); K past a slice with a tail of the step,
+  // rows and columns past the tile's; few output channels split the columns. Not in bf16 (the
+  // reference rounds the same factors: f32's tolerance).
   for (Isa isa : test::host_paths()) {
     test::ForcedIsa forced(isa);
     for (bool bf16 : {false, true}) {
@@ -437,9 +449,14 @@ TEST_CASE("deep f32 weight gradients are dot products over the pixels on every I
         WeightGradRun by_image = check_weight_grad({3, 5, 28, 28, 6, 3, 3, {1, 1}, {1, 1}, {1, 1}, false, false, false, -1, bf16}, threads);
         CHECK(by_image.lines);
         CHECK(by_image.dot == dot);
-        WeightGradRun merged = check_weight_grad({40, 32, 14, 14, 66, 3, 3, {2, 2}, {1, 1}, {1, 1}, false, false, false, -1, bf16}, threads);
+        WeightGradRun summed = check_weight_grad({40, 32, 14, 14, 66, 3, 3, {2, 2}, {1, 1}, {1, 1}, false, false, false, -1, bf16}, threads);
+        CHECK(summed.lines);
+        CHECK(summed.dot == dot);
+        CHECK(summed.summed == dot);
+        WeightGradRun merged = check_weight_grad({64, 64, 14, 14, 8, 3, 3, {2, 2}, {1, 1}, {1, 1}, false, false, false, -1, bf16}, threads);
         CHECK(merged.lines);
         CHECK(merged.dot == dot);
+        CHECK_FALSE(merged.summed);
         WeightGradRun columns = check_weight_grad({130, 64, 5, 5, 8, 2, 2, {1, 1}, {0, 0}, {1, 1}, false, false, false, -1, bf16}, threads);
         CHECK(columns.lines);
         CHECK(columns.dot == dot);
