@@ -18,11 +18,12 @@ cleanup() {
 trap cleanup EXIT
 cd "$tmp"
 mpi=(mpirun -np 2 --oversubscribe --allow-run-as-root --bind-to none)
-# Steps long enough (LeNet-5 at batch 256: about 30 ms each, 6 s in all) that the run is still
-# going when the signal comes even while the two processes starve this script's polling of the
-# log (the MLP's 1.4 ms steps ended 3,000 steps before a starved poll saw step 20).
-steps=200
-run=(train "$models/lenet5.stag" --batch 256 --epochs 1 --validation 0.02 --no-test --seed 3 --threads 1 --no-save --max-steps $steps)
+# Enough steps (LeNet-5 at batch 256: 7-30 ms each) that the run is still going when the signal
+# comes even while the two processes starve this script's polling of the log (the MLP's 1.4 ms
+# steps ended 3,000 steps before a starved poll saw step 20), and past mpirun's one second
+# between Ctrl-C and its SIGTERM to the processes (200 quick steps ended within it).
+steps=600
+run=(train "$models/lenet5.stag" --batch 256 --epochs 3 --validation 0.02 --no-test --seed 3 --threads 1 --no-save --max-steps $steps)
 
 timeout 300 "${mpi[@]}" "$stag" "${run[@]}" --log ref.jsonl --checkpoint ref.ckpt >ref.out 2>&1 || { cat ref.out; fail "the uninterrupted run failed"; }
 
@@ -59,7 +60,7 @@ interrupt() {
   # On to the last step from the checkpoint: the uninterrupted run's parameters and losses.
   timeout 300 "${mpi[@]}" "$stag" "${run[@]}" --log $1.jsonl --checkpoint $1.ckpt --resume $1.ckpt >$1.resume 2>&1 ||
     { cat $1.resume; fail "$1: the resumed run failed"; }
-  grep -q "resumed from $1.ckpt at epoch 1, step $step" $1.resume || { cat $1.resume; fail "$1: did not resume at step $step"; }
+  grep -q "resumed from $1.ckpt at epoch [0-9]*, step $step" $1.resume || { cat $1.resume; fail "$1: did not resume at step $step"; }
   cmp -s ref.ckpt $1.ckpt || fail "$1: the resumed run ends with other parameters than the uninterrupted one"
   cmp -s <(steps ref.jsonl) <(steps $1.jsonl) || fail "$1: the interrupted and resumed losses differ from the uninterrupted ones"
   echo "$1: stopped after step $step, resumed to $steps bit for bit"
