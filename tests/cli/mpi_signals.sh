@@ -18,12 +18,12 @@ cleanup() {
 trap cleanup EXIT
 cd "$tmp"
 mpi=(mpirun -np 2 --oversubscribe --allow-run-as-root --bind-to none)
-# Enough steps (LeNet-5 at batch 256: 7-30 ms each) that the run is still going when the signal
+# Enough steps (LeNet-5 at batch 256: 2-30 ms each) that the run is still going when the signal
 # comes even while the two processes starve this script's polling of the log (the MLP's 1.4 ms
 # steps ended 3,000 steps before a starved poll saw step 20), and past mpirun's one second
-# between Ctrl-C and its SIGTERM to the processes (200 quick steps ended within it).
-steps=600
-run=(train "$models/lenet5.stag" --batch 256 --epochs 3 --validation 0.02 --no-test --seed 3 --threads 1 --no-save --max-steps $steps)
+# between Ctrl-C and its SIGTERM to the processes (600 quick steps ended within it).
+steps=2000
+run=(train "$models/lenet5.stag" --batch 256 --epochs 9 --validation 0.02 --no-test --seed 3 --threads 1 --no-save --max-steps $steps)
 
 timeout 300 "${mpi[@]}" "$stag" "${run[@]}" --log ref.jsonl --checkpoint ref.ckpt >ref.out 2>&1 || { cat ref.out; fail "the uninterrupted run failed"; }
 
